@@ -1,0 +1,147 @@
+"""The `pipeline` command: a thin Typer layer over fetch, train and predict."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+from click.core import ParameterSource
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperCommand
+
+from pipeline.errors import PipelineError
+from pipeline.config import TrainConfig
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console(soft_wrap=True)
+
+
+class SpacedListCommand(TyperCommand):
+    """Accepts `--milestones 30 60 90` as users type it: values after a list option repeat the option."""
+
+    list_options = ("--milestones",)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        expanded, option = [], None
+        for arg in args:
+            if arg.startswith("-"):
+                option = arg if arg in self.list_options else None
+                expanded.append(arg)
+            elif option and expanded[-1] != option:
+                expanded += [option, arg]
+            else:
+                expanded.append(arg)
+        return super().parse_args(ctx, expanded)
+
+
+def user_errors(command):
+    """Report a PipelineError as one line on stderr with exit status 1, without a traceback."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except PipelineError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+    return run
+
+
+def parse_milestones(values: list[str] | None) -> list[int]:
+    """Epochs from `30 60 90` or `30,60,90`."""
+    try:
+        return [int(part) for value in values or [] for part in value.split(",") if part]
+    except ValueError:
+        raise PipelineError(f"--milestones takes whole epochs, got {' '.join(values)}") from None
+
+
+@app.command()
+@user_errors
+def fetch(
+    competition: str = typer.Option("cifar-10", help="Kaggle competition to download."),
+    archive: Optional[Path] = typer.Option(None, help="Use this competition zip (downloaded by hand) instead of the API."),
+    sample: bool = typer.Option(False, "--sample", help="Write the offline sample competition: no network, no account."),
+    force: bool = typer.Option(False, "--force", help="Fetch again even if dataset/ is complete."),
+) -> None:
+    """Download a competition into dataset/ (train/, test/, trainLabels.csv, sampleSubmission.csv)."""
+    from pipeline.fetch import fetch as run_fetch
+
+    result = run_fetch(competition, archive, sample, force)
+    if result.already_complete:
+        console.print(f"{result.root} already holds {result.source} ({result.train_images} train, "
+                      f"{result.test_images} test images); --force fetches it again")
+    else:
+        console.print(f"{result.root} ready: {result.source}, {result.train_images} train and "
+                      f"{result.test_images} test images")
+
+
+@app.command(cls=SpacedListCommand)
+@user_errors
+def train(
+    ctx: typer.Context,
+    model: str = typer.Option(TrainConfig.model, help="custom (this package's ResNet-18) or torchvision."),
+    improved: bool = typer.Option(False, "--improved", help="3×3/1 stem conv for 32×32 images (seed 004); same as --stem improved."),
+    stem: str = typer.Option(TrainConfig.stem, help="imagenet (7×7/2 + max pool), improved (3×3/1 + max pool) or cifar (3×3/1)."),
+    pretrained: Optional[Path] = typer.Option(None, help="Local torchvision ResNet-18 state dict to start from (head dropped)."),
+    epochs: int = typer.Option(TrainConfig.epochs),
+    lr: float = typer.Option(TrainConfig.lr, help="SGD learning rate."),
+    momentum: float = typer.Option(TrainConfig.momentum),
+    weight_decay: float = typer.Option(TrainConfig.weight_decay),
+    batch_size: int = typer.Option(TrainConfig.batch_size),
+    milestones: Optional[list[str]] = typer.Option(None, help="Epochs where lr is multiplied by --gamma: --milestones 30 60 90. None: constant lr."),
+    gamma: float = typer.Option(TrainConfig.gamma),
+    seed: int = typer.Option(TrainConfig.seed, help="Seeds the split, the initial weights and every epoch's shuffle."),
+    val_fraction: float = typer.Option(TrainConfig.val_fraction),
+    device: str = typer.Option(TrainConfig.device, help="auto (CUDA when present), cpu or cuda."),
+    limit: Optional[int] = typer.Option(None, help="Use only the first N training images (quick runs)."),
+    workers: int = typer.Option(TrainConfig.workers, help="DataLoader worker processes."),
+    name: Optional[str] = typer.Option(None, help="Run folder under weights/ (default: exp, exp2, …)."),
+    resume: Optional[Path] = typer.Option(None, help="Continue weights/<run> from its last.pt."),
+) -> None:
+    """Train a ResNet on dataset/ with a seeded 80/20 split; the run goes to weights/<run>/."""
+    from pipeline import train as training
+
+    if improved:
+        if ctx.get_parameter_source("stem") == ParameterSource.COMMANDLINE and stem != "improved":
+            raise PipelineError(f"--improved contradicts --stem {stem}")
+        stem = "improved"
+    options = dict(model=model, stem=stem, pretrained=str(pretrained) if pretrained else None, epochs=epochs,
+                   lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
+                   milestones=parse_milestones(milestones), gamma=gamma, seed=seed, val_fraction=val_fraction,
+                   device=device, limit=limit, workers=workers, name=name)
+    if resume is None:
+        result = training.train(TrainConfig(**options), console=console)
+    else:
+        given = {p for p in ctx.params if ctx.get_parameter_source(p) == ParameterSource.COMMANDLINE}
+        given = {"stem" if p == "improved" else p for p in given - {"resume"}}
+        result = training.resume(resume, {p: options[p] for p in given}, console=console)
+    console.print(f"done: best val accuracy {result.best_acc:.4f} (epoch {result.best_epoch}) in {result.run_dir}")
+
+
+@app.command()
+@user_errors
+def predict(
+    run: Optional[Path] = typer.Option(None, help="Run folder whose best.pt to use (default: the latest run)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="A checkpoint file to use instead of a run's best.pt."),
+    tta: str = typer.Option("flip", help="Test-time augmentation: none or flip (image + its mirror)."),
+    batch_size: int = typer.Option(256),
+    workers: int = typer.Option(TrainConfig.workers, help="DataLoader worker processes."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
+    score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against."),
+) -> None:
+    """Predict dataset/test and write submissions/submission.csv in sampleSubmission.csv's order."""
+    from pipeline.predict import predict as run_predict
+
+    result = run_predict(run, checkpoint, tta, batch_size, workers, device, score, console=console)
+    table = Table("class", "predicted", title=f"{result.submission}: {result.rows} rows, valid")
+    for label, count in result.histogram:
+        table.add_row(label, str(count))
+    console.print(table)
+    if result.accuracy is not None:
+        console.print(f"accuracy on {score}: {result.accuracy:.4f}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,213 @@
+"""`pipeline fetch`: download a competition with the kaggle library and lay it out under dataset/.
+
+Everything is extracted into a staging folder inside dataset/, checked, and only then moved into
+place, followed by a completion marker; an interrupted fetch leaves no marker and is redone.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import stat
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+import py7zr
+
+from pipeline.layout import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS, check_test, check_train
+from pipeline.errors import PipelineError
+from pipeline.sample import write_sample
+from pipeline.workspace import dataset_dir, write_text_atomic
+
+DEFAULT_COMPETITION = "cifar-10"
+SAMPLE = "sample"
+MARKER = ".complete.json"
+DOWNLOADS = ".download"
+STAGING_PREFIX = ".staging-"
+LAYOUT = ("train", "test", TRAIN_LABELS, SAMPLE_SUBMISSION, SOLUTION)
+NO_CREDENTIALS = (
+    "no Kaggle credentials: save your API token as ~/.kaggle/kaggle.json "
+    '({"username": ..., "key": ...}) or set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN)'
+)
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    root: Path
+    source: str
+    train_images: int
+    test_images: int
+    already_complete: bool
+
+
+def fetch(competition: str = DEFAULT_COMPETITION, archive: Path | None = None, sample: bool = False,
+          force: bool = False, root: Path | None = None) -> FetchResult:
+    """Lay out `competition` (or the offline sample) under `root` (default ./dataset)."""
+    root = root or dataset_dir()
+    source = SAMPLE if sample else competition
+    root.mkdir(parents=True, exist_ok=True)
+    if not force:
+        done = _complete_fetch(root, source)
+        if done:
+            return done
+    _remove_stale_staging(root)
+    staging = root / f"{STAGING_PREFIX}{os.getpid()}"
+    staging.mkdir()
+    try:
+        if sample:
+            write_sample(staging)
+        else:
+            zip_path = archive if archive is not None else download(competition, root / DOWNLOADS, force)
+            extract_competition(zip_path, staging)
+        counts = _check_layout(staging)
+        _move_into_place(staging, root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    write_text_atomic(root / MARKER, json.dumps({
+        "source": source,
+        "archive": str(archive) if archive else None,
+        "train_images": counts[0],
+        "test_images": counts[1],
+        "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }, indent=2) + "\n")
+    return FetchResult(root, source, *counts, already_complete=False)
+
+
+def _check_layout(root: Path) -> tuple[int, int]:
+    return len(check_train(root)), len(check_test(root))
+
+
+def _complete_fetch(root: Path, source: str) -> FetchResult | None:
+    """The existing layout, if a finished fetch of `source` left it intact; refuses to replace another."""
+    marker = root / MARKER
+    if not marker.is_file():
+        return None
+    try:
+        previous = json.loads(marker.read_text())["source"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if previous != source:
+        raise PipelineError(f"{root} holds {previous!r}; pass --force to replace it with {source!r}")
+    try:
+        counts = _check_layout(root)
+    except PipelineError:
+        return None  # damaged since: fetch again
+    return FetchResult(root, source, *counts, already_complete=True)
+
+
+def _remove_stale_staging(root: Path) -> None:
+    for leftover in root.glob(f"{STAGING_PREFIX}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _move_into_place(staging: Path, root: Path) -> None:
+    """Replace the previous layout by the staged one; the marker goes first and comes back last."""
+    (root / MARKER).unlink(missing_ok=True)
+    trash = staging / ".replaced"
+    trash.mkdir()
+    staged = [entry.name for entry in staging.iterdir() if entry != trash]
+    for name in set(LAYOUT) | set(staged):
+        if (root / name).exists():
+            os.replace(root / name, trash / name)
+    for name in staged:
+        os.replace(staging / name, root / name)
+
+
+# --- download -------------------------------------------------------------------------------------
+
+def _kaggle_api():
+    """An authenticated KaggleApi; importing `kaggle` prints sign-in help we replace by one line."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        from kaggle.api.kaggle_api_extended import KaggleApi
+
+        api = KaggleApi()
+        try:
+            api.authenticate()
+        except SystemExit:
+            raise PipelineError(NO_CREDENTIALS) from None
+    return api
+
+
+def download(competition: str, dest: Path, force: bool = False) -> Path:
+    """Download the competition's zip into `dest` with the kaggle library; returns its path.
+
+    The kaggle client skips an up-to-date file and resumes a partial one unless `force` is set.
+    """
+    import requests
+
+    api = _kaggle_api()
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        api.competition_download_files(competition, path=str(dest), force=force, quiet=False)
+    except requests.HTTPError as e:
+        raise PipelineError(_http_error_message(competition, e)) from None
+    except requests.ConnectionError:
+        raise PipelineError(
+            "cannot reach the Kaggle API: check your network connection (or proxy) and run `pipeline fetch` again"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise PipelineError(f"download of {competition!r} did not complete ({e}); run `pipeline fetch` again to resume") from None
+    archives = sorted(dest.glob(f"{competition}.*"), key=lambda p: p.stat().st_mtime)
+    if not archives:
+        raise PipelineError(f"the Kaggle API sent no file for {competition!r}")
+    return archives[-1]
+
+
+def _http_error_message(competition: str, error) -> str:
+    status = error.response.status_code if error.response is not None else None
+    page = f"https://www.kaggle.com/competitions/{competition}"
+    if status == 401:
+        return "Kaggle refused the credentials (401): create a new API token at https://www.kaggle.com/settings/api"
+    if status == 403:
+        return f"Kaggle refused the download (403): accept the competition's rules at {page}/rules, then retry"
+    if status == 404:
+        return f"no Kaggle competition named {competition!r} (404): check the name at {page}"
+    return f"the Kaggle API answered {status or 'an error'} for {competition!r}: {error}"
+
+
+# --- extraction -----------------------------------------------------------------------------------
+
+def _check_member(archive: Path, name: str, is_link: bool) -> None:
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        raise PipelineError(f"{archive}: refusing member {name!r}, which points outside the target folder")
+    if is_link:
+        raise PipelineError(f"{archive}: refusing member {name!r}, which is a link")
+
+
+def extract_zip(path: Path, dest: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            for member in members:
+                _check_member(path, member.filename, stat.S_ISLNK(member.external_attr >> 16))
+            archive.extractall(dest)
+    except zipfile.BadZipFile as e:
+        raise PipelineError(f"{path}: not a valid zip archive ({e}); delete it and fetch again") from None
+
+
+def extract_7z(path: Path, dest: Path) -> None:
+    try:
+        with py7zr.SevenZipFile(path) as archive:
+            for member in archive.files:
+                _check_member(path, member.filename, member.is_symlink)
+            archive.extractall(dest)
+    except py7zr.exceptions.Bad7zFile as e:
+        raise PipelineError(f"{path}: not a valid 7z archive ({e}); delete it and fetch again") from None
+
+
+EXTRACTORS = {".zip": extract_zip, ".7z": extract_7z}
+
+
+def extract_competition(zip_path: Path, dest: Path) -> None:
+    """Extract a Kaggle competition zip, then the archives inside it (`train.7z`, `test.7z`)."""
+    if not zip_path.is_file():
+        raise PipelineError(f"{zip_path}: archive not found")
+    extract_zip(zip_path, dest)
+    for inner in sorted(p for p in dest.iterdir() if p.suffix in EXTRACTORS):
+        EXTRACTORS[inner.suffix](inner, dest)
+        inner.unlink()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -98,7 +99,12 @@ def train(config: TrainConfig, dataset_root: Path | None = None, weights_root: P
     config.validate()
     run_dir = new_run_dir(weights_root or weights_dir(), config.name)
     config.name = run_dir.name
-    return _fit(config, run_dir, dataset_root or dataset_dir(), console or Console(), checkpoint=None)
+    try:
+        return _fit(config, run_dir, dataset_root or dataset_dir(), console or Console(), checkpoint=None)
+    except BaseException:
+        if not (run_dir / "last.pt").exists():  # failed before its first epoch: leave no empty run behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | None = None,
@@ -230,6 +236,8 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
                 f"{row['seconds']:.1f}s {row['images_per_s']:.0f} img/s"
             )
     except KeyboardInterrupt:
+        if not (run_dir / "last.pt").exists():
+            raise PipelineError("interrupted before the first epoch finished; nothing was kept") from None
         raise PipelineError(
             f"interrupted during epoch {epoch}; continue with `pipeline train --resume {run_dir}`"
         ) from None

@@ -36,10 +36,12 @@ def safe_torch_load(path: Path):
     """`torch.load` restricted to tensors and plain containers, so a file cannot run code."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise PipelineError(
-            f"{path}: refused: it holds pickled objects other than tensors, and loading it could run code"
-        ) from None
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e):
+            raise PipelineError(
+                f"{path}: refused: it holds pickled objects other than tensors, and loading it could run code"
+            ) from None
+        raise PipelineError(f"{path}: not a readable PyTorch file (corrupt pickle data)") from None
     except (RuntimeError, EOFError, ValueError, OSError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise PipelineError(f"{path}: not a readable PyTorch file ({reason})") from None

@@ -1,0 +1,152 @@
+import json
+import zipfile
+
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.fetch import MARKER, fetch
+from pipeline.layout import check_test, check_train
+from pipeline.sample import CLASSES as SAMPLE_CLASSES
+from tests.conftest import SECRET_KEY
+from tests.fixtures import kaggle_zip, write_competition
+
+
+def serve(kaggle, competition_zip, name="cifar-10"):
+    kaggle.competitions[name] = competition_zip.read_bytes()
+
+
+def test_fetch_downloads_and_lays_out_competition(kaggle, competition_zip, project):
+    serve(kaggle, competition_zip)
+    result = fetch()
+    root = project / "dataset"
+    assert (result.train_images, result.test_images, result.already_complete) == (400, 40, False)
+    assert len(check_train(root)) == 400 and len(check_test(root)) == 40
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [
+        "sampleSubmission.csv", "test", "train", "trainLabels.csv"]
+    assert json.loads((root / MARKER).read_text())["source"] == "cifar-10"
+    assert not list(root.glob(".staging-*"))
+    assert (root / ".download" / "cifar-10.zip").is_file()
+    # the real client spoke to the stand-in: the API call, then the redirected download, authenticated
+    assert [(m, p) for m, p, _ in kaggle.requests] == [
+        ("POST", "/api/v1/competitions.CompetitionApiService/DownloadDataFiles"), ("GET", "/files/cifar-10.zip")]
+    assert all(auth and auth.startswith("Basic ") for _, _, auth in kaggle.requests)
+
+
+def test_rerun_finds_data_complete_without_downloading(kaggle, competition_zip, project):
+    serve(kaggle, competition_zip)
+    fetch()
+    calls = len(kaggle.requests)
+    again = fetch()
+    assert again.already_complete and (again.train_images, again.test_images) == (400, 40)
+    assert len(kaggle.requests) == calls
+
+
+def test_force_downloads_again(kaggle, competition_zip, project):
+    serve(kaggle, competition_zip)
+    fetch()
+    assert not fetch(force=True).already_complete
+    assert kaggle.downloads() == 2
+
+
+def test_rerun_repairs_a_damaged_layout(kaggle, competition_zip, project):
+    serve(kaggle, competition_zip)
+    fetch()
+    next((project / "dataset" / "train").iterdir()).unlink()
+    assert not fetch().already_complete
+    assert len(check_train(project / "dataset")) == 400
+
+
+def test_other_competition_name(kaggle, competition_zip, project):
+    serve(kaggle, competition_zip, "dogs-vs-cats")
+    assert fetch("dogs-vs-cats").source == "dogs-vs-cats"
+    with pytest.raises(PipelineError, match="holds 'dogs-vs-cats'; pass --force"):
+        fetch("cifar-10")
+
+
+@pytest.mark.parametrize("status, message", [
+    (401, "refused the credentials \\(401\\).*settings/api"),
+    (403, "\\(403\\).*accept the competition's rules at https://www.kaggle.com/competitions/cifar-10/rules"),
+])
+def test_http_errors(kaggle, competition_zip, project, status, message):
+    serve(kaggle, competition_zip)
+    kaggle.status = status
+    with pytest.raises(PipelineError, match=message) as error:
+        fetch()
+    assert SECRET_KEY not in str(error.value)
+    assert not (project / "dataset" / MARKER).exists()
+
+
+def test_unknown_competition_is_404(kaggle, project):
+    with pytest.raises(PipelineError, match="no Kaggle competition named 'nope' \\(404\\)"):
+        fetch("nope")
+
+
+def test_missing_credentials(kaggle, competition_zip, project, monkeypatch):
+    serve(kaggle, competition_zip)
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    with pytest.raises(PipelineError, match="no Kaggle credentials.*~/.kaggle/kaggle.json.*KAGGLE_USERNAME and KAGGLE_KEY"):
+        fetch()
+    assert kaggle.requests == []
+
+
+def test_connection_failure(project, monkeypatch, tmp_path):
+    # no stand-in is listening on port 80 here
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KAGGLE_USERNAME", "tester")
+    monkeypatch.setenv("KAGGLE_KEY", SECRET_KEY)
+    with pytest.raises(PipelineError, match="cannot reach the Kaggle API"):
+        fetch()
+
+
+def test_archive_downloaded_by_hand(competition_zip, project):
+    result = fetch(archive=competition_zip)
+    assert (result.train_images, result.test_images) == (400, 40)
+
+
+def test_missing_image_is_named_and_nothing_is_trusted(competition, project, tmp_path):
+    broken = tmp_path / "broken"
+    write_competition(broken)
+    (broken / "train" / "7.png").unlink()
+    with pytest.raises(PipelineError, match=r"train: 1 id\(s\) of trainLabels.csv have no image: 7.png"):
+        fetch(archive=kaggle_zip(broken, tmp_path / "broken.zip"))
+    root = project / "dataset"
+    assert not (root / MARKER).exists() and not (root / "train").exists()
+    assert not list(root.glob(".staging-*"))
+
+
+def test_failed_fetch_keeps_previous_data(competition_zip, project, tmp_path):
+    fetch(archive=competition_zip)
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"this is not a zip")
+    with pytest.raises(PipelineError, match="bad.zip: not a valid zip archive"):
+        fetch(archive=bad, force=True)
+    assert len(check_train(project / "dataset")) == 400
+
+
+def test_test_image_missing_for_sample_submission_id(project, tmp_path):
+    broken = tmp_path / "broken"
+    write_competition(broken)
+    (broken / "test" / "3.png").unlink()
+    with pytest.raises(PipelineError, match=r"test: 1 id\(s\) of sampleSubmission.csv have no image: 3.png"):
+        fetch(archive=kaggle_zip(broken, tmp_path / "broken.zip"))
+
+
+@pytest.mark.parametrize("member", ["../escape.txt", "/etc/evil.txt", "train/../../escape.txt"])
+def test_path_traversal_member_is_refused(project, tmp_path, member):
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr(member, "x")
+    with pytest.raises(PipelineError, match="points outside the target folder"):
+        fetch(archive=evil)
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_sample_is_offline_and_in_the_same_layout(project):
+    result = fetch(sample=True)
+    root = project / "dataset"
+    labels = check_train(root)
+    assert result.train_images == len(labels) >= 2000 and result.test_images >= 500
+    assert sorted(labels["label"].unique()) == sorted(SAMPLE_CLASSES) and len(SAMPLE_CLASSES) == 10
+    assert (root / "solution.csv").is_file()
+    assert fetch(sample=True).already_complete

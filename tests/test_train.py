@@ -1,0 +1,119 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.config import TrainConfig
+from pipeline.errors import PipelineError
+from pipeline.train import load_checkpoint, resume, train
+from tests.fixtures import CLASSES
+
+QUICK = dict(batch_size=32, workers=0, lr=0.02)
+TIMING = ["seconds", "images_per_s"]
+
+
+def test_run_folder_holds_everything(fetched):
+    result = train(TrainConfig(epochs=2, milestones=[1], **QUICK))
+    run = fetched / "weights" / "exp"
+    assert result.run_dir == run
+    config = json.loads((run / "config.json").read_text())
+    assert config["classes"] == sorted(CLASSES)
+    assert config["options"]["milestones"] == [1] and config["options"]["name"] == "exp"
+    assert config["split"] == {"seed": 42, "val_fraction": 0.2, "train_images": 320, "val_images": 80}
+    assert {"torch", "torchvision", "python", "pipeline"} <= config["versions"].keys()
+    assert config["device"] == "cpu"
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr",
+                                     "seconds", "images_per_s"]
+    assert metrics["epoch"].tolist() == [1, 2] and metrics["lr"].tolist() == pytest.approx([0.02, 0.002])
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    best = load_checkpoint(run / "best.pt")
+    assert best["epoch"] == result.best_epoch and best["best_acc"] == result.best_acc
+    assert metrics["val_acc"].max() == pytest.approx(result.best_acc, abs=1e-6)
+    assert f"{result.best_acc:.4f} at epoch {result.best_epoch}" in (run / "result.txt").read_text()
+    assert {"model", "optimizer", "scheduler", "epoch", "rng", "config"} <= load_checkpoint(run / "last.pt").keys()
+
+
+def test_runs_are_numbered_and_names_are_not_reused(fetched):
+    config = dict(epochs=1, limit=40, **QUICK)
+    assert train(TrainConfig(**config)).run_dir.name == "exp"
+    assert train(TrainConfig(**config)).run_dir.name == "exp2"
+    assert train(TrainConfig(name="mine", **config)).run_dir.name == "mine"
+    with pytest.raises(PipelineError, match="mine already exists"):
+        train(TrainConfig(name="mine", **config))
+
+
+def test_same_seed_same_metrics(fetched):
+    runs = [train(TrainConfig(epochs=2, name=f"r{k}", **QUICK)).run_dir for k in range(2)]
+    first, second = (pd.read_csv(r / "metrics.csv").drop(columns=TIMING) for r in runs)
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_learns_well_above_chance(fetched):
+    result = train(TrainConfig(epochs=3, **QUICK))
+    assert result.best_acc >= 0.6  # 4 classes: chance is 0.25
+
+
+def test_resume_after_kill_matches_uninterrupted_run(fetched):
+    args = ["--epochs", "4", "--batch-size", "32", "--workers", "0", "--lr", "0.02", "--milestones", "2", "3"]
+    straight = train(TrainConfig(epochs=4, milestones=[2, 3], name="straight", **QUICK)).run_dir
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "train", "--name", "killed", *args],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = fetched / "weights" / "killed" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    interrupted_at = load_checkpoint(last)["epoch"]
+    assert interrupted_at < 4
+    resume(fetched / "weights" / "killed")
+    expected, got = load_checkpoint(straight / "last.pt"), load_checkpoint(last)
+    assert got["epoch"] == 4
+    for key, tensor in expected["model"].items():
+        assert torch.equal(tensor, got["model"][key]), key
+    assert expected["optimizer"]["state"][0]["momentum_buffer"].equal(got["optimizer"]["state"][0]["momentum_buffer"])
+    history = pd.read_csv(fetched / "weights" / "killed" / "metrics.csv").drop(columns=TIMING)
+    pd.testing.assert_frame_equal(history, pd.read_csv(straight / "metrics.csv").drop(columns=TIMING))
+
+
+def test_resume_extends_epochs_and_refuses_other_changes(fetched):
+    run = train(TrainConfig(epochs=1, limit=40, **QUICK)).run_dir
+    with pytest.raises(PipelineError, match="already finished its 1 epochs; pass --epochs N"):
+        resume(run)
+    with pytest.raises(PipelineError, match="--lr cannot change when resuming"):
+        resume(run, {"lr": 0.1, "epochs": 2})
+    assert resume(run, {"epochs": 2}).run_dir == run
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1, 2]
+    with pytest.raises(PipelineError, match="no such run folder"):
+        resume(fetched / "weights" / "nope")
+
+
+def test_torchvision_model_with_pretrained_file(fetched):
+    import torchvision
+    torch.save(torchvision.models.resnet18().state_dict(), fetched / "r18.pth")
+    result = train(TrainConfig(model="torchvision", stem="improved", pretrained=str(fetched / "r18.pth"),
+                               epochs=1, limit=40, **QUICK))
+    assert json.loads((result.run_dir / "config.json").read_text())["options"]["model"] == "torchvision"
+
+
+def test_bad_options_are_clear(fetched):
+    with pytest.raises(PipelineError, match="--milestones must be increasing"):
+        train(TrainConfig(milestones=[60, 30]))
+    with pytest.raises(PipelineError, match="--epochs must be positive"):
+        train(TrainConfig(epochs=0))
+    with pytest.raises(PipelineError, match="--device 'gpu': expected auto, cpu or cuda"):
+        train(TrainConfig(device="gpu", epochs=1))
+    assert not list((fetched / "weights").iterdir())  # no empty run folder left behind
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
+def test_cuda_requested_without_cuda(fetched):
+    with pytest.raises(PipelineError, match="no CUDA device is available; use --device cpu"):
+        train(TrainConfig(device="cuda", epochs=1))

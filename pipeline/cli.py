@@ -5,9 +5,7 @@ import functools
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
-from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperCommand
@@ -24,7 +22,7 @@ class SpacedListCommand(TyperCommand):
 
     list_options = ("--milestones",)
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         expanded, option = [], None
         for arg in args:
             if arg.startswith("-"):
@@ -47,6 +45,11 @@ def user_errors(command):
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
     return run
+
+
+def given_options(ctx: typer.Context) -> set[str]:
+    """The options typed on the command line (compared by name: Typer may vendor its own click)."""
+    return {p for p in ctx.params if ctx.get_parameter_source(p).name == "COMMANDLINE"}
 
 
 def parse_milestones(values: list[str] | None) -> list[int]:
@@ -104,7 +107,7 @@ def train(
     from pipeline import train as training
 
     if improved:
-        if ctx.get_parameter_source("stem") == ParameterSource.COMMANDLINE and stem != "improved":
+        if "stem" in given_options(ctx) and stem != "improved":
             raise PipelineError(f"--improved contradicts --stem {stem}")
         stem = "improved"
     options = dict(model=model, stem=stem, pretrained=str(pretrained) if pretrained else None, epochs=epochs,
@@ -114,8 +117,7 @@ def train(
     if resume is None:
         result = training.train(TrainConfig(**options), console=console)
     else:
-        given = {p for p in ctx.params if ctx.get_parameter_source(p) == ParameterSource.COMMANDLINE}
-        given = {"stem" if p == "improved" else p for p in given - {"resume"}}
+        given = {"stem" if p == "improved" else p for p in given_options(ctx) - {"resume"}}
         result = training.resume(resume, {p: options[p] for p in given}, console=console)
     console.print(f"done: best val accuracy {result.best_acc:.4f} (epoch {result.best_epoch}) in {result.run_dir}")
 

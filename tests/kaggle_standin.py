@@ -91,3 +91,21 @@ class StandInServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
+
+
+def main() -> None:
+    """Serve competition zips by hand: `python -m tests.kaggle_standin cifar-10=path/to/cifar-10.zip`."""
+    import sys
+    from pathlib import Path
+
+    state = StandIn({name: Path(path).read_bytes() for name, path in (a.split("=", 1) for a in sys.argv[1:])})
+    server = StandInServer(state)
+    print(f"serving {', '.join(state.competitions)} on http://localhost:80; Ctrl-C stops", flush=True)
+    try:
+        server.thread.join()
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import pipeline.train
+from pipeline.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Replace training by a recorder of the config the CLI builds."""
+    seen = {}
+
+    def record(config, console=None):
+        seen["config"] = config
+        return pipeline.train.TrainResult(seen.setdefault("dir", None), 0.0, 0)
+
+    monkeypatch.setattr(pipeline.train, "train", record)
+    return seen
+
+
+@pytest.mark.parametrize("args, milestones", [
+    (["--improved", "--lr", "0.01", "--milestones", "30", "60", "90"], [30, 60, 90]),
+    (["--milestones", "30", "60", "--epochs", "70", "--improved", "--lr", "0.01"], [30, 60]),
+    (["--improved", "--lr", "0.01", "--milestones", "30,60,90"], [30, 60, 90]),
+    (["--improved", "--lr", "0.01", "--milestones", "30", "--milestones", "60"], [30, 60]),
+])
+def test_seed_command_parses_exactly_as_written(captured, args, milestones):
+    result = runner.invoke(app, ["train", *args])
+    assert result.exit_code == 0, result.output
+    config = captured["config"]
+    assert (config.stem, config.lr, config.milestones) == ("improved", 0.01, milestones)
+
+
+def test_defaults_are_seed_004s(captured):
+    assert runner.invoke(app, ["train"]).exit_code == 0
+    config = captured["config"]
+    assert (config.model, config.stem, config.epochs, config.lr, config.momentum, config.weight_decay,
+            config.batch_size, config.milestones, config.gamma, config.seed) == (
+        "custom", "imagenet", 100, 0.01, 0.9, 5e-4, 128, [], 0.1, 42)
+
+
+def test_cli_errors_are_one_line(project):
+    result = runner.invoke(app, ["train", "--improved", "--stem", "cifar"])
+    assert result.exit_code == 1 and result.output.strip() == "error: --improved contradicts --stem cifar"
+    result = runner.invoke(app, ["train", "--milestones", "ten"])
+    assert result.exit_code == 1 and "--milestones takes whole epochs" in result.output
+
+
+def test_end_to_end_on_tiny_competition(project, competition_zip):
+    assert runner.invoke(app, ["fetch", "--archive", str(competition_zip)]).exit_code == 0
+    again = runner.invoke(app, ["fetch", "--archive", str(competition_zip)])
+    assert "already holds" in again.output
+    trained = runner.invoke(app, ["train", "--epochs", "2", "--batch-size", "32", "--lr", "0.02", "--workers", "0",
+                                  "--milestones", "1"])
+    assert trained.exit_code == 0, trained.output
+    assert "epoch 2/2" in trained.output and "best val accuracy" in trained.output
+    resumed = runner.invoke(app, ["train", "--resume", "weights/exp", "--epochs", "3", "--workers", "0"])
+    assert resumed.exit_code == 0, resumed.output
+    assert pd.read_csv(project / "weights" / "exp" / "metrics.csv")["epoch"].tolist() == [1, 2, 3]
+    assert json.loads((project / "weights" / "exp" / "config.json").read_text())["options"]["epochs"] == 3
+    refused = runner.invoke(app, ["train", "--resume", "weights/exp", "--improved", "--epochs", "4"])
+    assert refused.exit_code == 1 and "--stem cannot change when resuming" in refused.output
+    shutil.copy(project / "dataset" / "sampleSubmission.csv", project / "expected.csv")
+    predicted = runner.invoke(app, ["predict", "--workers", "0", "--tta", "none"])
+    assert predicted.exit_code == 0, predicted.output
+    assert "40 rows, valid" in predicted.output
+    submission = pd.read_csv(project / "submissions" / "submission.csv", dtype=str)
+    assert submission["id"].tolist() == pd.read_csv(project / "expected.csv", dtype=str)["id"].tolist()
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pipeline", "predict"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and result.stderr.startswith("error: ")
+    assert "no trained run" in result.stderr and "Traceback" not in result.stderr
+    help_text = subprocess.run([shutil.which("pipeline") or sys.executable, "--help"] if shutil.which("pipeline")
+                               else [sys.executable, "-m", "pipeline", "--help"],
+                               capture_output=True, text=True, timeout=120).stdout
+    assert all(command in help_text for command in ("fetch", "train", "predict"))

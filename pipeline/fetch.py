@@ -151,10 +151,10 @@ def download(competition: str, dest: Path, force: bool = False) -> Path:
         ) from None
     except (OSError, ValueError) as e:
         raise PipelineError(f"download of {competition!r} did not complete ({e}); run `pipeline fetch` again to resume") from None
-    archives = sorted(dest.glob(f"{competition}.*"), key=lambda p: p.stat().st_mtime)
-    if not archives:
-        raise PipelineError(f"the Kaggle API sent no file for {competition!r}")
-    return archives[-1]
+    archive = dest / f"{competition}.zip"
+    if not archive.is_file():
+        raise PipelineError(f"the Kaggle API sent no zip for {competition!r} (expected {archive})")
+    return archive
 
 
 def _http_error_message(competition: str, error) -> str:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipeline.dataset import PngDataset, eval_transform
-from pipeline.layout import SAMPLE_SUBMISSION, check_test
+from pipeline.layout import SAMPLE_SUBMISSION, check_test, id_sort_key
 from pipeline.errors import PipelineError
 from pipeline.models import build_model
 from pipeline.submission import class_histogram, score_submission, write_submission
@@ -92,14 +92,16 @@ def predict(run: Path | None = None, checkpoint: Path | None = None, tta: str = 
     target = resolve_device(device)
     path = find_checkpoint(run, checkpoint, weights_root)
     model, config = load_model(path, target)
-    ids = check_test(dataset_root)
+    submission_ids = check_test(dataset_root)
+    ids = sorted(submission_ids, key=id_sort_key)
     test_set = PngDataset(dataset_root / "test", ids, None, eval_transform(config["mean"], config["std"]))
     loader = torch.utils.data.DataLoader(test_set, batch_size=batch_size, num_workers=workers,
                                          pin_memory=target.type == "cuda")
     console.print(f"predicting {len(ids)} test images with {path} ({tta} TTA) on {target}")
     probabilities = predict_probabilities(model, loader, tta, target, console)
     classes = config["classes"]
-    labels = [classes[i] for i in probabilities.argmax(1)]
-    write_submission(out, ids, labels, dataset_root / SAMPLE_SUBMISSION, classes)
+    label_of = dict(zip(ids, (classes[i] for i in probabilities.argmax(1))))
+    labels = [label_of[i] for i in submission_ids]
+    write_submission(out, submission_ids, labels, dataset_root / SAMPLE_SUBMISSION, classes)
     accuracy = score_submission(out, score)[0] if score is not None else None
     return PredictResult(out, path, len(ids), class_histogram(labels, classes), accuracy)

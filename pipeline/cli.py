@@ -11,7 +11,7 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from pipeline.errors import PipelineError
-from pipeline.config import TrainConfig
+from pipeline.config import DEFAULT_RECIPE, RECIPES, TrainConfig, config_from
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(soft_wrap=True)
@@ -84,42 +84,55 @@ def fetch(
 @user_errors
 def train(
     ctx: typer.Context,
-    model: str = typer.Option(TrainConfig.model, help="custom (this package's ResNet-18) or torchvision."),
+    recipe: Optional[str] = typer.Option(None, help=f"{' or '.join(RECIPES)}: a set of defaults for the options below (default {DEFAULT_RECIPE}; --milestones alone picks seed)."),
+    model: Optional[str] = typer.Option(None, help="custom (this package's ResNet-18) or torchvision. [seed: custom]"),
     improved: bool = typer.Option(False, "--improved", help="3×3/1 stem conv for 32×32 images (seed 004); same as --stem improved."),
-    stem: str = typer.Option(TrainConfig.stem, help="imagenet (7×7/2 + max pool), improved (3×3/1 + max pool) or cifar (3×3/1)."),
+    stem: Optional[str] = typer.Option(None, help="imagenet (7×7/2 + max pool), improved (3×3/1 + max pool) or cifar (3×3/1). [seed: imagenet, fast: cifar]"),
     pretrained: Optional[Path] = typer.Option(None, help="Local torchvision ResNet-18 state dict to start from (head dropped)."),
-    epochs: int = typer.Option(TrainConfig.epochs),
-    lr: float = typer.Option(TrainConfig.lr, help="SGD learning rate."),
-    momentum: float = typer.Option(TrainConfig.momentum),
-    weight_decay: float = typer.Option(TrainConfig.weight_decay),
-    batch_size: int = typer.Option(TrainConfig.batch_size),
+    epochs: Optional[int] = typer.Option(None, help="[seed: 100, fast: 40]"),
+    lr: Optional[float] = typer.Option(None, help="SGD learning rate (onecycle: the peak). [seed: 0.01, fast: 0.2]"),
+    momentum: Optional[float] = typer.Option(None, help="[0.9]"),
+    nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help="[seed: off, fast: on]"),
+    weight_decay: Optional[float] = typer.Option(None, help="[5e-4]"),
+    batch_size: Optional[int] = typer.Option(None, help="[seed: 128, fast: 512]"),
+    schedule: Optional[str] = typer.Option(None, help="step (MultiStepLR at --milestones) or onecycle. [seed: step, fast: onecycle]"),
     milestones: Optional[list[str]] = typer.Option(None, help="Epochs where lr is multiplied by --gamma: --milestones 30 60 90. None: constant lr."),
-    gamma: float = typer.Option(TrainConfig.gamma),
-    seed: int = typer.Option(TrainConfig.seed, help="Seeds the split, the initial weights and every epoch's shuffle."),
-    val_fraction: float = typer.Option(TrainConfig.val_fraction),
-    device: str = typer.Option(TrainConfig.device, help="auto (CUDA when present), cpu or cuda."),
+    gamma: Optional[float] = typer.Option(None, help="[0.1]"),
+    label_smoothing: Optional[float] = typer.Option(None, help="[seed: 0, fast: 0.1]"),
+    aug: Optional[str] = typer.Option(None, help="none, seed (crop+flip), cutout (+cutout) on the device; albu-strong (albumentations in workers). [seed: seed, fast: cutout]"),
+    ema: Optional[float] = typer.Option(None, help="Per-step decay of an EMA of the weights, used for validation and prediction; 0 = off. [seed: 0, fast: 0.998]"),
+    precision: Optional[str] = typer.Option(None, help="auto (bf16 on CUDA and on CPUs with bf16 instructions), bf16 or fp32. [auto]"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model. [off]"),
+    seed: Optional[int] = typer.Option(None, help="Seeds the split, the initial weights and every epoch's shuffle and augmentation. [42]"),
+    val_fraction: Optional[float] = typer.Option(None, help="[0.2]"),
+    full: bool = typer.Option(False, "--full", help="Train on all labeled images (no validation); best.pt is the last epoch."),
+    target_acc: Optional[float] = typer.Option(None, help="Stop once val accuracy reaches this; the time it took goes to result.txt."),
+    device: Optional[str] = typer.Option(None, help="auto (CUDA when present), cpu or cuda. [auto]"),
     limit: Optional[int] = typer.Option(None, help="Use only the first N training images (quick runs)."),
-    workers: int = typer.Option(TrainConfig.workers, help="DataLoader worker processes."),
+    workers: Optional[int] = typer.Option(None, help=f"DataLoader workers (albumentations policies only). [{TrainConfig.workers}]"),
     name: Optional[str] = typer.Option(None, help="Run folder under weights/ (default: exp, exp2, …)."),
     resume: Optional[Path] = typer.Option(None, help="Continue weights/<run> from its last.pt."),
 ) -> None:
     """Train a ResNet on dataset/ with a seeded 80/20 split; the run goes to weights/<run>/."""
     from pipeline import train as training
 
+    given = {option: ctx.params[option] for option in given_options(ctx) - {"improved", "resume"}}
     if improved:
-        if "stem" in given_options(ctx) and stem != "improved":
-            raise PipelineError(f"--improved contradicts --stem {stem}")
-        stem = "improved"
-    options = dict(model=model, stem=stem, pretrained=str(pretrained) if pretrained else None, epochs=epochs,
-                   lr=lr, momentum=momentum, weight_decay=weight_decay, batch_size=batch_size,
-                   milestones=parse_milestones(milestones), gamma=gamma, seed=seed, val_fraction=val_fraction,
-                   device=device, limit=limit, workers=workers, name=name)
+        if given.get("stem", "improved") != "improved":
+            raise PipelineError(f"--improved contradicts --stem {given['stem']}")
+        given["stem"] = "improved"
+    if "milestones" in given:
+        given["milestones"] = parse_milestones(milestones)
+    if "pretrained" in given:
+        given["pretrained"] = str(pretrained)
     if resume is None:
-        result = training.train(TrainConfig(**options), console=console)
+        result = training.train(config_from(given), console=console)
     else:
-        given = {"stem" if p == "improved" else p for p in given_options(ctx) - {"resume"}}
-        result = training.resume(resume, {p: options[p] for p in given}, console=console)
-    console.print(f"done: best val accuracy {result.best_acc:.4f} (epoch {result.best_epoch}) in {result.run_dir}")
+        result = training.resume(resume, given, console=console)
+    if result.best_acc is None:
+        console.print(f"done: trained on all labeled images; predict with {result.run_dir / 'best.pt'}")
+    else:
+        console.print(f"done: best val accuracy {result.best_acc:.4f} (epoch {result.best_epoch}) in {result.run_dir}")
 
 
 @app.command()

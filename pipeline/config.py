@@ -1,31 +1,44 @@
-"""The options of a training run (no heavy imports: the CLI reads its defaults from here)."""
+"""The options of a training run and the recipes that set them (no heavy imports: the CLI reads these)."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from pipeline.errors import PipelineError
 
 # Options that may change when a run is resumed; the others define the run.
-RESUME_OVERRIDES = frozenset({"epochs", "device", "workers"})
+RESUME_OVERRIDES = frozenset({"epochs", "device", "workers", "compile"})
+AUGMENTATIONS = ("none", "seed", "cutout", "albu-strong")
+SCHEDULES = ("step", "onecycle")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass
 class TrainConfig:
-    """Every `pipeline train` option, with seed 004's defaults."""
+    """Every `pipeline train` option. The defaults are seed 004's recipe."""
 
+    recipe: str = "seed"
     model: str = "custom"
     stem: str = "imagenet"
     pretrained: str | None = None
     epochs: int = 100
     lr: float = 0.01
     momentum: float = 0.9
+    nesterov: bool = False
     weight_decay: float = 5e-4
     batch_size: int = 128
+    schedule: str = "step"  # step: MultiStepLR at --milestones (none: constant); onecycle: OneCycleLR
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
+    label_smoothing: float = 0.0
+    aug: str = "seed"
+    ema: float = 0.0  # decay of an exponential moving average of the weights, per step (0: off)
+    precision: str = "auto"  # auto: bf16 on CUDA and on CPUs with bf16 instructions, else fp32
+    compile: bool = False
     seed: int = 42
     val_fraction: float = 0.2
+    full: bool = False  # train on every labeled image, no validation
+    target_acc: float | None = None  # stop once val accuracy reaches it
     device: str = "auto"
     limit: int | None = None
     workers: int = min(4, os.cpu_count() or 1)
@@ -42,3 +55,41 @@ class TrainConfig:
             raise PipelineError(f"--workers must be 0 or more, got {self.workers}")
         if sorted(set(self.milestones)) != list(self.milestones) or any(m <= 0 for m in self.milestones):
             raise PipelineError(f"--milestones must be increasing positive epochs, got {self.milestones}")
+        for option, value, allowed in (("aug", self.aug, AUGMENTATIONS), ("schedule", self.schedule, SCHEDULES),
+                                       ("precision", self.precision, PRECISIONS), ("recipe", self.recipe, RECIPES)):
+            if value not in allowed:
+                raise PipelineError(f"--{option} {value!r}: choose one of {', '.join(allowed)}")
+        if self.milestones and self.schedule != "step":
+            raise PipelineError(f"--milestones needs --schedule step, not {self.schedule}")
+        if not 0 <= self.ema < 1 or not 0 <= self.label_smoothing < 1:
+            raise PipelineError("--ema and --label-smoothing must be in [0, 1)")
+        if self.target_acc is not None and (self.full or not 0 < self.target_acc <= 1):
+            raise PipelineError("--target-acc needs a validation split (not --full) and a value in (0, 1]")
+
+
+# Each recipe sets these options; explicit flags override them.
+RECIPES: dict[str, dict] = {
+    # seed 004: SGD 0.9, wd 5e-4, MultiStepLR, crop + flip, 100 epochs
+    "seed": {},
+    # a short schedule: CIFAR stem, large batch with a scaled one-cycle lr, Nesterov, label smoothing,
+    # cutout and an EMA of the weights
+    "fast": dict(stem="cifar", epochs=40, batch_size=512, lr=0.2, nesterov=True, weight_decay=5e-4,
+                 schedule="onecycle", label_smoothing=0.1, aug="cutout", ema=0.998),
+}
+DEFAULT_RECIPE = "seed"
+OPTION_NAMES = frozenset(f.name for f in fields(TrainConfig))
+
+
+def config_from(given: dict) -> TrainConfig:
+    """A config from the options typed on the command line, over the chosen recipe, over the defaults.
+
+    Without `--recipe`, typing `--milestones` picks the seed recipe (its step schedule), so the seed's
+    command `pipeline train --improved --lr 0.01 --milestones 30 60 90` means what it meant.
+    """
+    unknown = set(given) - OPTION_NAMES
+    if unknown:
+        raise PipelineError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    recipe = given.get("recipe") or ("seed" if given.get("milestones") else DEFAULT_RECIPE)
+    if recipe not in RECIPES:
+        raise PipelineError(f"--recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
+    return TrainConfig(**{**RECIPES[recipe], **given, "recipe": recipe})

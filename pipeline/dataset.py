@@ -4,8 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import albumentations as A
 import numpy as np
 import torch
+from albumentations.pytorch import ToTensorV2
 from PIL import Image
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
@@ -26,12 +28,10 @@ class LabeledImages:
     classes: list[str]  # sorted label names; index = class number
 
 
-def load_train_set(root: Path, limit: int | None = None) -> LabeledImages:
-    """The labeled training images in numeric id order; `limit` keeps the first N of them."""
+def load_train_set(root: Path) -> LabeledImages:
+    """The labeled training images in numeric id order, classes in sorted order."""
     labels = check_train(root)
     labels = labels.iloc[sorted(range(len(labels)), key=lambda i: id_sort_key(labels["id"].iat[i]))]
-    if limit is not None:
-        labels = labels.iloc[:limit]
     classes = sorted(labels["label"].unique())
     index = {name: i for i, name in enumerate(classes)}
     targets = labels["label"].map(index).to_numpy(dtype=np.int64)
@@ -49,15 +49,6 @@ def stratified_split(targets: np.ndarray, val_fraction: float, seed: int) -> tup
     except ValueError as e:
         raise PipelineError(f"cannot split {len(targets)} images into train/val by class: {e}") from None
     return np.sort(train_idx), np.sort(val_idx)
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) of one image."""
-    try:
-        with Image.open(path) as image:
-            return image.height, image.width
-    except OSError as e:
-        raise PipelineError(f"{path}: not a readable image ({e})") from None
 
 
 def train_transform(size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...]) -> v2.Compose:
@@ -96,3 +87,36 @@ class PngDataset(Dataset):
             raise PipelineError(f"{path}: not a readable image ({e})") from None
         target = -1 if self.targets is None else int(self.targets[i])
         return self.transform(rgb), target
+
+
+def albumentations_policy(name: str, mean: tuple[float, ...], std: tuple[float, ...]) -> A.Compose:
+    """Per-image policies for DataLoader workers, by name."""
+    if name != "albu-strong":
+        raise PipelineError(f"no albumentations policy named {name!r}")
+    return A.Compose([
+        A.HorizontalFlip(p=0.5),
+        A.Affine(translate_percent=(-0.125, 0.125), scale=(0.9, 1.1), rotate=(-15, 15), p=0.8),
+        A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.5),
+        A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(0.25, 0.5), hole_width_range=(0.25, 0.5), p=0.5),
+        A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
+        ToTensorV2(),
+    ])
+
+
+class ArrayDataset(Dataset):
+    """Decoded uint8 (N, H, W, C) images through a per-image albumentations transform."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray, transform: A.Compose):
+        self.images, self.targets, self.transform = images, targets, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(image=np.asarray(self.images[i]))["image"], int(self.targets[i])
+
+
+def seed_worker_augmentation(worker_id: int) -> None:
+    """Seed a worker's albumentations from the DataLoader's per-worker seed, so epochs are reproducible."""
+    info = torch.utils.data.get_worker_info()
+    info.dataset.transform.set_random_seed(info.seed % 2**32)

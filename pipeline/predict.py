@@ -15,7 +15,7 @@ from pipeline.errors import PipelineError
 from pipeline.models import build_model
 from pipeline.submission import class_histogram, score_submission, write_submission
 from pipeline.config import TrainConfig
-from pipeline.train import load_checkpoint, resolve_device
+from pipeline.train import inference_weights, load_checkpoint, resolve_device
 from pipeline.workspace import dataset_dir, submissions_dir, weights_dir
 
 TTA_VIEWS = {
@@ -55,7 +55,7 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]
     options = TrainConfig(**config["options"])
     model = build_model(options.model, len(config["classes"]), options.stem)
     try:
-        model.load_state_dict(checkpoint["model"])
+        model.load_state_dict(inference_weights(checkpoint))
     except RuntimeError as e:
         raise PipelineError(f"{path}: weights do not fit its configured model ({str(e).splitlines()[0]})") from None
     return model.to(device).eval(), config

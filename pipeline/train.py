@@ -23,25 +23,29 @@ import torchvision
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sklearn.metrics import f1_score
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
 from pipeline import __version__
+from pipeline.augment import BATCHED_POLICIES, BatchLoader
+from pipeline.cache import decoded_images
 from pipeline.config import RESUME_OVERRIDES, TrainConfig
-from pipeline.dataset import (CIFAR10_MEAN, CIFAR10_STD, LabeledImages, PngDataset, eval_transform, image_size, load_train_set,
-                              stratified_split, train_transform)
+from pipeline.dataset import (CIFAR10_MEAN, CIFAR10_STD, ArrayDataset, albumentations_policy, load_train_set,
+                              seed_worker_augmentation, stratified_split)
 from pipeline.errors import PipelineError
 from pipeline.models import build_model, load_pretrained, safe_torch_load
 from pipeline.workspace import atomic_path, dataset_dir, weights_dir, write_text_atomic
 
-EVAL_BATCH = 512
+CACHE_DIR = ".cache"
+EVAL_BATCH = 1024
 
 
 @dataclass(frozen=True)
 class TrainResult:
     run_dir: Path
-    best_acc: float
+    best_acc: float | None  # None for --full runs, which have no validation split
     best_epoch: int
 
 
@@ -127,14 +131,18 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
     return _fit(config, run_dir, dataset_root or dataset_dir(), console or Console(), checkpoint)
 
 
-def _loader(dataset: PngDataset, batch_size: int, workers: int, device: torch.device,
-            generator: torch.Generator | None = None) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None, generator=generator,
-                      num_workers=workers, pin_memory=device.type == "cuda")
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX); without them bf16 is emulated and slow."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
-def _subset(data: LabeledImages, indices: np.ndarray, transform) -> PngDataset:
-    return PngDataset(data.image_dir, [data.ids[i] for i in indices], data.targets[indices], transform)
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 for `--precision bf16`, and for `auto` where the hardware runs it natively; else None (fp32)."""
+    if precision == "fp32":
+        return None
+    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
+    return torch.bfloat16 if precision == "bf16" or native else None
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -142,19 +150,78 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
 
 
+def to_device_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (N, H, W, C) host images as a uint8 (N, C, H, W) tensor on `device`."""
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).contiguous()
+
+
+class TrainBatches:
+    """One epoch's training batches: the batched on-device path, or albumentations in DataLoader workers."""
+
+    def __init__(self, config: TrainConfig, images: np.ndarray, targets: np.ndarray, device: torch.device,
+                 mean: tuple[float, ...], std: tuple[float, ...]):
+        self.config, self.device = config, device
+        self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        if config.aug in BATCHED_POLICIES:
+            self.images = to_device_tensor(images, device)
+            self.targets = torch.from_numpy(targets).to(device)
+            self.mean, self.std = mean, std
+        else:
+            self.dataset = ArrayDataset(images, targets, albumentations_policy(config.aug, mean, std))
+        self.steps = -(-len(images) // config.batch_size)
+
+    def epoch(self, epoch: int):
+        generator = _epoch_generator(self.config.seed, epoch)
+        if self.config.aug in BATCHED_POLICIES:
+            return BatchLoader(self.images, self.targets, self.config.batch_size, self.mean, self.std,
+                               BATCHED_POLICIES[self.config.aug], generator, self.memory_format)
+        self.dataset.transform.set_random_seed(int(torch.randint(2**31, (1,), generator=generator)))
+        return DataLoader(self.dataset, batch_size=self.config.batch_size, shuffle=True, generator=generator,
+                          num_workers=self.config.workers, worker_init_fn=seed_worker_augmentation,
+                          pin_memory=self.device.type == "cuda")
+
+
+def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device, steps_per_epoch: int):
+    """SGD (fused on CUDA) and its schedule; returns (optimizer, scheduler, whether it steps per batch)."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                                weight_decay=config.weight_decay, fused=device.type == "cuda" or None)
+    if config.schedule == "onecycle":
+        total = config.epochs * steps_per_epoch
+        if total < 4:
+            raise PipelineError(f"--schedule onecycle needs at least 4 steps, this run has {total}: train longer")
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total,
+                                                        pct_start=max(0.25, 2 / total))  # warm up ≥ 2 steps
+        return optimizer, scheduler, True
+    return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestones, config.gamma), False
+
+
+def inference_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The weights to predict with: the EMA of the weights when the run kept one, else the model's."""
+    return checkpoint.get("ema") or checkpoint["model"]
+
+
 def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Console, checkpoint: dict | None) -> TrainResult:
     device = resolve_device(config.device)
-    data = load_train_set(dataset_root, config.limit)
-    train_idx, val_idx = stratified_split(data.targets, config.val_fraction, config.seed)
-    size = image_size(data.image_dir / f"{data.ids[0]}.png")
+    amp_dtype = autocast_dtype(config.precision, device)
+    data = load_train_set(dataset_root)
+    images = decoded_images(data.image_dir, data.ids, dataset_root / CACHE_DIR / "train.npy", console)
+    targets = data.targets
+    if config.limit is not None:
+        images, targets = images[:config.limit], targets[:config.limit]
+    if config.full:
+        train_idx, val_idx = np.arange(len(targets)), np.arange(0)
+    else:
+        train_idx, val_idx = stratified_split(targets, config.val_fraction, config.seed)
+    mean, std = CIFAR10_MEAN, CIFAR10_STD
     run_config = {
         "options": asdict(config),
         "classes": data.classes,
-        "image_size": list(size),
-        "mean": list(CIFAR10_MEAN),
-        "std": list(CIFAR10_STD),
-        "split": {"seed": config.seed, "val_fraction": config.val_fraction,
+        "image_size": list(images.shape[1:3]),
+        "mean": list(mean),
+        "std": list(std),
+        "split": {"seed": config.seed, "val_fraction": 0.0 if config.full else config.val_fraction,
                   "train_images": len(train_idx), "val_images": len(val_idx)},
+        "precision": "bf16" if amp_dtype else "fp32",
         "dataset": str(dataset_root),
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "versions": versions(),
@@ -163,23 +230,30 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
     if checkpoint is not None:
         if checkpoint["config"]["classes"] != data.classes:
             raise PipelineError(f"{dataset_root}: its classes differ from those {run_dir.name} was trained on")
+        if config.schedule == "onecycle" and config.epochs != checkpoint["config"]["options"]["epochs"]:
+            raise PipelineError("--epochs cannot change when resuming a onecycle run: its schedule spans the epochs")
         run_config["created"] = checkpoint["config"]["created"]
 
+    batches = TrainBatches(config, images[train_idx], targets[train_idx], device, mean, std)
+    val_loader = (BatchLoader(to_device_tensor(images[val_idx], device), torch.from_numpy(targets[val_idx]).to(device),
+                              EVAL_BATCH, mean, std, memory_format=batches.memory_format) if len(val_idx) else None)
     torch.manual_seed(config.seed)
     model = build_model(config.model, len(data.classes), config.stem)
     if config.pretrained and checkpoint is None:
         skipped = load_pretrained(model, Path(config.pretrained))
         console.print(f"loaded {config.pretrained} (not loaded: {', '.join(skipped) or 'nothing'})")
-    model.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.milestones, gamma=config.gamma)
+    model.to(device, memory_format=batches.memory_format)
+    optimizer, scheduler, per_step = _optimizer(config, model, device, batches.steps)
+    # EMA decay warms up with the step count (timm), so short runs average sensibly too
+    ema = ModelEmaV3(model, decay=config.ema, use_warmup=True) if config.ema else None
     history: list[dict] = []
     start_epoch, best_acc, best_epoch = 0, 0.0, 0
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
+        if ema is not None:
+            ema.module.load_state_dict(checkpoint["ema"])
         start_epoch, best_acc, best_epoch = checkpoint["epoch"], checkpoint["best_acc"], checkpoint["best_epoch"]
         torch.set_rng_state(checkpoint["rng"]["torch"])
         if device.type == "cuda" and checkpoint["rng"]["cuda"]:
@@ -188,32 +262,38 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
             history = pd.read_csv(run_dir / "metrics.csv").query("epoch <= @start_epoch").to_dict("records")
     write_text_atomic(run_dir / "config.json", json.dumps(run_config, indent=2) + "\n")
 
-    mean, std = CIFAR10_MEAN, CIFAR10_STD
-    train_set = _subset(data, train_idx, train_transform(size, mean, std))
-    val_set = _subset(data, val_idx, eval_transform(mean, std))
-    val_loader = _loader(val_set, EVAL_BATCH, config.workers, device)
-    criterion = nn.CrossEntropyLoss()
+    step_model = torch.compile(model) if config.compile else model
+    eval_model = ema.module if ema is not None else step_model
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     writer = SummaryWriter(run_dir / "tb", purge_step=start_epoch + 1 if checkpoint else None)
     console.print(
-        f"run {run_dir}: {config.model} ({config.stem} stem) on {device}, {len(train_idx)} train / "
-        f"{len(val_idx)} val images, {len(data.classes)} classes, epochs {start_epoch + 1}-{config.epochs}"
+        f"run {run_dir}: {config.recipe} recipe, {config.model} ({config.stem} stem) on {device} "
+        f"({run_config['precision']}), {len(train_idx)} train / {len(val_idx)} val images, "
+        f"{len(data.classes)} classes, epochs {start_epoch + 1}-{config.epochs}"
     )
     epoch = start_epoch
+    wall = history[-1]["wall_s"] if history else 0.0
     try:
         for epoch in range(start_epoch + 1, config.epochs + 1):
             lr = optimizer.param_groups[0]["lr"]
-            loader = _loader(train_set, config.batch_size, config.workers, device, _epoch_generator(config.seed, epoch))
             started = time.perf_counter()
-            train_loss, train_acc = _train_epoch(model, loader, optimizer, criterion, device, console,
-                                                 f"epoch {epoch}/{config.epochs}")
+            train_loss, train_acc = _train_epoch(step_model, batches.epoch(epoch), optimizer,
+                                                 scheduler if per_step else None, ema, (epoch - 1) * batches.steps,
+                                                 criterion, device, amp_dtype, console, f"epoch {epoch}/{config.epochs}")
             train_seconds = time.perf_counter() - started
-            val_loss, val_acc, val_f1 = evaluate(model, val_loader, criterion, device, len(data.classes))
-            scheduler.step()
+            if val_loader is not None:
+                val_loss, val_acc, val_f1 = evaluate(eval_model, val_loader, device, len(data.classes), amp_dtype)
+            else:
+                val_loss = val_acc = val_f1 = float("nan")
+            if not per_step:
+                scheduler.step()
+            seconds = time.perf_counter() - started
+            wall += seconds
             row = {"epoch": epoch, **{k: round(v, 6) for k, v in (
                        ("train_loss", train_loss), ("train_acc", train_acc), ("val_loss", val_loss),
                        ("val_acc", val_acc), ("val_f1", val_f1), ("lr", lr))},
-                   "seconds": round(time.perf_counter() - started, 3),
-                   "images_per_s": round(len(train_set) / train_seconds, 1)}
+                   "seconds": round(seconds, 3), "wall_s": round(wall, 3),
+                   "images_per_s": round(len(train_idx) / train_seconds, 1)}
             history.append(row)
             _log_epoch(writer, row)
             with atomic_path(run_dir / "metrics.csv") as tmp:
@@ -222,19 +302,24 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
                      "scheduler": scheduler.state_dict(), "epoch": epoch, "config": run_config,
                      "rng": {"torch": torch.get_rng_state(),
                              "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}}
-            if val_acc > best_acc:
-                best_acc, best_epoch = val_acc, epoch
+            if ema is not None:
+                state["ema"] = ema.module.state_dict()
+            if val_loader is None or val_acc > best_acc:
+                best_acc, best_epoch = (val_acc, epoch) if val_loader is not None else (best_acc, epoch)
             state.update(best_acc=best_acc, best_epoch=best_epoch)
             if best_epoch == epoch:
                 save_checkpoint(run_dir / "best.pt", state)
             save_checkpoint(run_dir / "last.pt", state)
-            write_text_atomic(run_dir / "result.txt",
-                              f"best val accuracy {best_acc:.4f} at epoch {best_epoch} (of {epoch} trained)\n")
+            reached = config.target_acc is not None and val_acc >= config.target_acc
+            write_text_atomic(run_dir / "result.txt", _result_text(config, history, best_acc, best_epoch, reached))
             console.print(
                 f"epoch {epoch}/{config.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
-                f"val loss {val_loss:.4f} acc {val_acc:.4f} F1 {val_f1:.4f}  lr {lr:.4g}  "
-                f"{row['seconds']:.1f}s {row['images_per_s']:.0f} img/s"
+                + (f"val loss {val_loss:.4f} acc {val_acc:.4f} F1 {val_f1:.4f}  " if val_loader is not None else "")
+                + f"lr {lr:.4g}  {seconds:.1f}s {row['images_per_s']:.0f} img/s"
             )
+            if reached:
+                console.print(f"reached val accuracy {val_acc:.4f} ≥ {config.target_acc} at epoch {epoch} after {wall:.1f}s")
+                break
     except KeyboardInterrupt:
         if not (run_dir / "last.pt").exists():
             raise PipelineError("interrupted before the first epoch finished; nothing was kept") from None
@@ -243,12 +328,26 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
         ) from None
     finally:
         writer.close()
+    if val_loader is None:
+        console.print(f"trained on all {len(train_idx)} images; weights of epoch {best_epoch} in {run_dir / 'best.pt'}")
+        return TrainResult(run_dir, None, best_epoch)
     console.print(f"best val accuracy {best_acc:.4f} at epoch {best_epoch}; weights in {run_dir / 'best.pt'}")
     return TrainResult(run_dir, best_acc, best_epoch)
 
 
-def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, criterion: nn.Module,
-                 device: torch.device, console: Console, title: str) -> tuple[float, float]:
+def _result_text(config: TrainConfig, history: list[dict], best_acc: float, best_epoch: int, reached: bool) -> str:
+    last = history[-1]
+    if config.full:
+        return f"trained on all labeled images for {last['epoch']} epochs (no validation); best.pt is the last epoch\n"
+    text = f"best val accuracy {best_acc:.4f} at epoch {best_epoch} (of {last['epoch']} trained, {last['wall_s']:.1f}s)\n"
+    if reached:
+        text += f"time to val accuracy {config.target_acc}: {last['wall_s']:.1f}s (epoch {last['epoch']})\n"
+    return text
+
+
+def _train_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer, scheduler, ema: ModelEmaV3 | None,
+                 first_step: int, criterion: nn.Module, device: torch.device, amp_dtype: torch.dtype | None, console: Console,
+                 title: str) -> tuple[float, float]:
     model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
@@ -256,34 +355,41 @@ def _train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
     columns = (TextColumn(title), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.4f}"), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task(title, total=len(loader), loss=0.0, acc=0.0)
-        for step, (images, targets) in enumerate(loader, 1):
+        task = progress.add_task(title, total=len(batches), loss=0.0, acc=0.0)
+        for step, (images, targets) in enumerate(batches, 1):
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
-            logits = model(images)
-            loss = criterion(logits, targets)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = model(images)
+                loss = criterion(logits, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            if ema is not None:
+                ema.update(model, step=first_step + step)
             loss_sum += loss.detach() * len(targets)
             correct += (logits.argmax(1) == targets).sum()
             seen += len(targets)
-            if step % 10 == 0 or step == len(loader):
+            if step % 10 == 0 or step == len(batches):
                 progress.update(task, completed=step, loss=loss_sum.item() / seen, acc=correct.item() / seen)
     return loss_sum.item() / seen, correct.item() / seen
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device: torch.device,
-             num_classes: int) -> tuple[float, float, float]:
-    """Mean loss, accuracy and macro-F1 over a labeled loader."""
+def evaluate(model: nn.Module, batches, device: torch.device, num_classes: int,
+             amp_dtype: torch.dtype | None = None) -> tuple[float, float, float]:
+    """Mean cross-entropy, accuracy and macro-F1 over labeled batches."""
     model.eval()
     loss_sum, predictions, truth = 0.0, [], []
-    for images, targets in loader:
-        logits = model(images.to(device, non_blocking=True))
-        loss_sum += criterion(logits, targets.to(device)).item() * len(targets)
+    for images, targets in batches:
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits = model(images)
+        loss_sum += nn.functional.cross_entropy(logits.float(), targets, reduction="sum").item()
         predictions.append(logits.argmax(1).cpu())
-        truth.append(targets)
+        truth.append(targets.cpu())
     predicted, actual = torch.cat(predictions).numpy(), torch.cat(truth).numpy()
     f1 = f1_score(actual, predicted, average="macro", labels=list(range(num_classes)), zero_division=0)
     return loss_sum / len(actual), float((predicted == actual).mean()), float(f1)
@@ -293,5 +399,6 @@ def _log_epoch(writer: SummaryWriter, row: dict) -> None:
     step = row["epoch"]
     for tag, key in (("loss/train", "train_loss"), ("loss/val", "val_loss"), ("accuracy/train", "train_acc"),
                      ("accuracy/val", "val_acc"), ("f1/val", "val_f1"), ("lr", "lr"), ("images_per_s", "images_per_s")):
-        writer.add_scalar(tag, row[key], step)
+        if not np.isnan(row[key]):
+            writer.add_scalar(tag, row[key], step)
     writer.flush()

@@ -15,7 +15,7 @@ from pipeline.train import load_checkpoint, resume, train
 from tests.fixtures import CLASSES
 
 QUICK = dict(batch_size=32, workers=0, lr=0.02)
-TIMING = ["seconds", "images_per_s"]
+TIMING = ["seconds", "wall_s", "images_per_s"]
 
 
 def test_run_folder_holds_everything(fetched):
@@ -30,7 +30,7 @@ def test_run_folder_holds_everything(fetched):
     assert config["device"] == "cpu"
     metrics = pd.read_csv(run / "metrics.csv")
     assert list(metrics.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr",
-                                     "seconds", "images_per_s"]
+                                     "seconds", "wall_s", "images_per_s"]
     assert metrics["epoch"].tolist() == [1, 2] and metrics["lr"].tolist() == pytest.approx([0.02, 0.002])
     assert list((run / "tb").glob("events.out.tfevents.*"))
     best = load_checkpoint(run / "best.pt")
@@ -117,3 +117,59 @@ def test_bad_options_are_clear(fetched):
 def test_cuda_requested_without_cuda(fetched):
     with pytest.raises(PipelineError, match="no CUDA device is available; use --device cpu"):
         train(TrainConfig(device="cuda", epochs=1))
+
+
+def test_recipes_and_explicit_flags():
+    from pipeline.config import DEFAULT_RECIPE, RECIPES, config_from
+    seed_command = config_from({"stem": "improved", "lr": 0.01, "milestones": [30, 60, 90]})
+    assert (seed_command.recipe, seed_command.epochs, seed_command.schedule, seed_command.batch_size) == (
+        "seed", 100, "step", 128)
+    fast = config_from({"recipe": "fast", "lr": 0.1})
+    assert fast.lr == 0.1 and all(getattr(fast, k) == v for k, v in RECIPES["fast"].items() if k != "lr")
+    assert config_from({}).recipe == DEFAULT_RECIPE
+    with pytest.raises(PipelineError, match="--milestones needs --schedule step"):
+        config_from({"recipe": "fast", "milestones": [5]}).validate()
+
+
+def test_fast_recipe_learns_in_seconds(fetched):
+    from pipeline.config import config_from
+    # the fast recipe's schedule, EMA, label smoothing, Nesterov and cutout, sized for a CPU test
+    config = config_from({"recipe": "fast", "stem": "imagenet", "epochs": 4, "batch_size": 32, "lr": 0.05,
+                          "workers": 0})
+    result = train(config)
+    assert result.best_acc >= 0.6  # 4 classes: chance is 0.25
+    best = load_checkpoint(result.run_dir / "best.pt")
+    assert "ema" in best and best["ema"].keys() == best["model"].keys()
+    with pytest.raises(PipelineError, match="cannot change when resuming a onecycle run"):
+        resume(result.run_dir, {"epochs": 6})
+
+
+def test_full_trains_on_everything_without_validation(fetched):
+    result = train(TrainConfig(epochs=2, full=True, **QUICK))
+    assert result.best_acc is None and result.best_epoch == 2
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["split"]["train_images"] == 400 and config["split"]["val_images"] == 0
+    assert pd.read_csv(result.run_dir / "metrics.csv")["val_acc"].isna().all()
+    assert load_checkpoint(result.run_dir / "best.pt")["epoch"] == 2
+    assert "no validation" in (result.run_dir / "result.txt").read_text()
+
+
+def test_target_accuracy_stops_early(fetched):
+    result = train(TrainConfig(epochs=10, target_acc=0.5, **QUICK))
+    metrics = pd.read_csv(result.run_dir / "metrics.csv")
+    assert len(metrics) < 10 and metrics["val_acc"].iloc[-1] >= 0.5 and (metrics["val_acc"].iloc[:-1] < 0.5).all()
+    assert "time to val accuracy 0.5:" in (result.run_dir / "result.txt").read_text()
+
+
+def test_albumentations_policy_in_workers(fetched):
+    result = train(TrainConfig(epochs=1, limit=100, aug="albu-strong", batch_size=32, workers=2))
+    assert pd.read_csv(result.run_dir / "metrics.csv")["epoch"].tolist() == [1]
+
+
+def test_precision_follows_the_hardware(fetched):
+    from pipeline.train import autocast_dtype, cpu_has_bf16
+    cpu = torch.device("cpu")
+    assert (autocast_dtype("auto", cpu) is torch.bfloat16) == cpu_has_bf16()
+    assert autocast_dtype("bf16", cpu) is torch.bfloat16 and autocast_dtype("fp32", cpu) is None
+    result = train(TrainConfig(epochs=1, limit=64, precision="bf16", **QUICK))
+    assert json.loads((result.run_dir / "config.json").read_text())["precision"] == "bf16"

@@ -152,7 +152,8 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def to_device_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 (N, H, W, C) host images as a uint8 (N, C, H, W) tensor on `device`."""
-    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).contiguous()
+    host = np.require(images, requirements=["C_CONTIGUOUS", "WRITEABLE"])  # copies a read-only memory map
+    return torch.from_numpy(host).to(device).permute(0, 3, 1, 2).contiguous()
 
 
 class TrainBatches:

@@ -1,0 +1,168 @@
+"""Training speed, side by side on one model and machine; results to benchmarks/results/*.json.
+
+    python benchmarks/train_speed.py throughput [--dataset DIR] [--stem S] [--batch-size B] [--steps N]
+        images/s of (1) the model alone on synthetic tensors already on the device (the ceiling),
+        (2) the pipeline's data path (decoded uint8 cache, batched on-device crop/flip), and
+        (3) a seed-style path (PIL per image in a DataLoader, torchvision transforms, fp32),
+        all with the same training step; prints the ratios.
+    python benchmarks/train_speed.py time-to-accuracy --dataset DIR --target 0.9 [train options as JSON]
+        trains with a recipe until val accuracy reaches the target; reports wall time and accuracy.
+
+DIR is a competition folder (train/, trainLabels.csv, …), e.g. from
+`../shared/cifar10/make_competition.py OUT`; default ./dataset.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from pipeline.augment import BATCHED_POLICIES, BatchLoader
+from pipeline.cache import decoded_images
+from pipeline.config import config_from
+from pipeline.dataset import CIFAR10_MEAN, CIFAR10_STD, PngDataset, load_train_set, train_transform
+from pipeline.models import build_model
+from pipeline.train import autocast_dtype, resolve_device, to_device_tensor, train, versions
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def timed_steps(model, batches, device, amp_dtype, steps: int, warmup: int = 3) -> float:
+    """images/s of `steps` SGD training steps drawn from `batches` (an endless iterator), after a warmup."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    model.train()
+    seen, started = 0, 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            started, seen = time.perf_counter(), 0
+        images, targets = next(batches)
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            loss = torch.nn.functional.cross_entropy(model(images), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += len(targets)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return seen / (time.perf_counter() - started)
+
+
+def endless(make_epoch):
+    epoch = 0
+    while True:
+        epoch += 1
+        yield from make_epoch(epoch)
+
+
+def throughput(args) -> dict:
+    device = resolve_device(args.device)
+    amp_dtype = autocast_dtype("auto", device)
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    data = load_train_set(args.dataset)
+    started = time.perf_counter()
+    images = decoded_images(data.image_dir, data.ids, args.dataset / ".cache" / "train.npy")
+    cache_seconds = time.perf_counter() - started
+    n = min(len(data.ids), args.images)
+    classes = len(data.classes)
+
+    def model(fp32_eager: bool = False):
+        torch.manual_seed(0)
+        net = build_model("custom", classes, args.stem).to(device)
+        if fp32_eager:
+            return net
+        net = net.to(memory_format=memory_format)
+        return torch.compile(net) if args.compile else net
+
+    size = images.shape[1:3]
+    synthetic = (torch.randn(args.batch_size, 3, *size, device=device).contiguous(memory_format=memory_format),
+                 torch.randint(0, classes, (args.batch_size,), device=device))
+    model_only = timed_steps(model(), iter(lambda: synthetic, None), device, amp_dtype, args.steps)
+
+    x, y = to_device_tensor(images[:n], device), torch.from_numpy(data.targets[:n]).to(device)
+    loader = lambda epoch: BatchLoader(x, y, args.batch_size, CIFAR10_MEAN, CIFAR10_STD, BATCHED_POLICIES["seed"],  # noqa: E731
+                                       torch.Generator().manual_seed(epoch), memory_format)
+    data_path = timed_steps(model(), endless(loader), device, amp_dtype, args.steps)
+
+    seed_set = PngDataset(data.image_dir, data.ids[:n], data.targets[:n], train_transform(size, CIFAR10_MEAN, CIFAR10_STD))
+    seed_loader = lambda epoch: DataLoader(seed_set, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,  # noqa: E731
+                                           persistent_workers=False, pin_memory=device.type == "cuda")
+    seed_style = timed_steps(model(fp32_eager=True), endless(seed_loader), device, None, args.steps)
+    return {
+        "model": f"custom ResNet-18, {args.stem} stem", "images": n, "batch_size": args.batch_size,
+        "steps": args.steps, "precision": "bf16" if amp_dtype else "fp32", "compile": args.compile,
+        "seed_style_workers": args.workers, "cache_build_or_load_s": round(cache_seconds, 2),
+        "images_per_s": {"model_only": round(model_only, 1), "data_path": round(data_path, 1),
+                         "seed_style": round(seed_style, 1)},
+        "ratios": {"data_path_vs_seed_style": round(data_path / seed_style, 3),
+                   "data_path_vs_model_only": round(data_path / model_only, 3)},
+    }
+
+
+def time_to_accuracy(args) -> dict:
+    options = {"recipe": args.recipe, "target_acc": args.target, "name": f"tta-{int(time.time())}",
+               **json.loads(args.options)}
+    config = config_from(options)
+    started = time.perf_counter()
+    result = train(config, dataset_root=args.dataset, weights_root=args.weights)
+    wall = time.perf_counter() - started
+    metrics = (result.run_dir / "metrics.csv").read_text().strip().splitlines()
+    last = dict(zip(metrics[0].split(","), metrics[-1].split(",")))
+    return {"options": options, "target": args.target, "reached": float(last["val_acc"]) >= args.target,
+            "epochs": int(last["epoch"]), "final_val_acc": float(last["val_acc"]),
+            "best_val_acc": result.best_acc, "wall_s_including_setup": round(wall, 1),
+            "train_wall_s": float(last["wall_s"]), "run_dir": str(result.run_dir)}
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["throughput", "time-to-accuracy"])
+    parser.add_argument("--dataset", type=Path, default=Path("dataset"))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--stem", default="imagenet")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--images", type=int, default=10000, help="images the data paths draw from")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--recipe", default="fast")
+    parser.add_argument("--target", type=float, default=0.9)
+    parser.add_argument("--options", default="{}", help='more train options as JSON, e.g. \'{"epochs": 20}\'')
+    parser.add_argument("--weights", type=Path, default=Path("weights"))
+    args = parser.parse_args()
+    numbers = throughput(args) if args.mode == "throughput" else time_to_accuracy(args)
+    device = resolve_device(args.device)
+    report = {
+        "benchmark": f"train_speed {args.mode}",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})",
+        "versions": versions(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "commit": commit(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "results": numbers,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"train_speed-{args.mode}-{device.type}-{datetime.now():%Y%m%d-%H%M%S}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(numbers, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -190,8 +190,8 @@ def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device, step
         total = config.epochs * steps_per_epoch
         if total < 4:
             raise PipelineError(f"--schedule onecycle needs at least 4 steps, this run has {total}: train longer")
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total,
-                                                        pct_start=max(0.25, 2 / total))  # warm up ≥ 2 steps
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(  # warm up ≥ 2 steps; --momentum stays as given
+            optimizer, max_lr=config.lr, total_steps=total, pct_start=max(0.25, 2 / total), cycle_momentum=False)
         return optimizer, scheduler, True
     return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestones, config.gamma), False
 

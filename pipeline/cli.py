@@ -135,27 +135,43 @@ def train(
         console.print(f"done: best val accuracy {result.best_acc:.4f} (epoch {result.best_epoch}) in {result.run_dir}")
 
 
+def print_submission(result) -> None:
+    table = Table("class", "predicted", title=f"{result.submission}: {result.rows} rows, valid")
+    for label, count in result.histogram:
+        table.add_row(label, str(count))
+    console.print(table)
+    console.print(f"averaged: {', '.join(result.members)}")
+    if result.accuracy is not None:
+        console.print(f"accuracy on the scored ids: {result.accuracy:.4f}")
+
+
 @app.command()
 @user_errors
 def predict(
-    run: Optional[Path] = typer.Option(None, help="Run folder whose best.pt to use (default: the latest run)."),
-    checkpoint: Optional[Path] = typer.Option(None, help="A checkpoint file to use instead of a run's best.pt."),
-    tta: str = typer.Option("flip", help="Test-time augmentation: none or flip (image + its mirror)."),
-    batch_size: int = typer.Option(256),
-    workers: int = typer.Option(TrainConfig.workers, help="DataLoader worker processes."),
+    run: Optional[list[Path]] = typer.Option(None, help="Run folder whose best.pt to use; repeat to ensemble (default: the latest run)."),
+    checkpoint: Optional[list[Path]] = typer.Option(None, help="Checkpoint file(s) to use; repeat to ensemble."),
+    tta: str = typer.Option("flip", help="Test-time augmentation: none, flip (image + mirror) or flip-shift (× shifts of 2 px)."),
+    batch_size: int = typer.Option(1024),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
+    precision: str = typer.Option("auto", help="auto (bf16 on CUDA and on CPUs with bf16 instructions), bf16 or fp32."),
     score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against."),
 ) -> None:
     """Predict dataset/test and write submissions/submission.csv in sampleSubmission.csv's order."""
     from pipeline.predict import predict as run_predict
 
-    result = run_predict(run, checkpoint, tta, batch_size, workers, device, score, console=console)
-    table = Table("class", "predicted", title=f"{result.submission}: {result.rows} rows, valid")
-    for label, count in result.histogram:
-        table.add_row(label, str(count))
-    console.print(table)
-    if result.accuracy is not None:
-        console.print(f"accuracy on {score}: {result.accuracy:.4f}")
+    print_submission(run_predict(run, checkpoint, tta, batch_size, device, precision, score, console=console))
+
+
+@app.command()
+@user_errors
+def ensemble(
+    members: list[Path] = typer.Argument(..., help="Saved predictions: names (exp3) or paths of submissions/*.probs.npy."),
+    score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against."),
+) -> None:
+    """Average saved probabilities of several models into submissions/submission.csv (no model is run)."""
+    from pipeline.predict import ensemble as run_ensemble
+
+    print_submission(run_ensemble(members, score))
 
 
 def main() -> None:

@@ -1,33 +1,47 @@
-"""`pipeline predict`: a trained run's TTA predictions over dataset/test, as submissions/submission.csv."""
+"""`pipeline predict`: TTA predictions of one or more trained models over dataset/test, as a submission.
+
+The test PNGs are decoded once into `dataset/.cache/test.npy` (id order) and streamed from that
+memory map in large batches. Each model's softmax probabilities are saved as
+`submissions/<name>.probs.npy` (float16, id order) with a `.json` beside it, so ensembles can be
+formed later without running the models again (`pipeline ensemble`).
+"""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipeline.dataset import PngDataset, eval_transform
-from pipeline.layout import SAMPLE_SUBMISSION, check_test, id_sort_key
+from pipeline.augment import normalize
+from pipeline.cache import decoded_images
+from pipeline.config import PRECISIONS, TrainConfig
 from pipeline.errors import PipelineError
+from pipeline.layout import SAMPLE_SUBMISSION, check_test, id_sort_key
 from pipeline.models import build_model
 from pipeline.submission import class_histogram, score_submission, write_submission
-from pipeline.config import TrainConfig
-from pipeline.train import inference_weights, load_checkpoint, resolve_device
-from pipeline.workspace import dataset_dir, submissions_dir, weights_dir
+from pipeline.train import CACHE_DIR, autocast_dtype, inference_weights, load_checkpoint, resolve_device, to_device_tensor
+from pipeline.workspace import atomic_path, dataset_dir, submissions_dir, weights_dir, write_text_atomic
 
+SHIFTS = ((0, 0), (-2, 0), (2, 0), (0, -2), (0, 2))
+# name -> views as (mirror left-right, shift down, shift right) in pixels
 TTA_VIEWS = {
-    "none": (lambda x: x,),
-    "flip": (lambda x: x, lambda x: torch.flip(x, dims=[3])),
+    "none": ((False, 0, 0),),
+    "flip": ((False, 0, 0), (True, 0, 0)),
+    "flip-shift": tuple((flip, dy, dx) for flip in (False, True) for dy, dx in SHIFTS),
 }
 
 
 @dataclass(frozen=True)
 class PredictResult:
     submission: Path
-    checkpoint: Path
+    members: list[str]  # the probability files averaged into it
     rows: int
     histogram: list[tuple[str, int]]
     accuracy: float | None  # on --score's solution ids, when given
@@ -49,7 +63,7 @@ def find_checkpoint(run: Path | None = None, checkpoint: Path | None = None, wei
 
 
 def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """The model of a pipeline checkpoint, in eval mode, and the run's config."""
+    """The model of a pipeline checkpoint (its EMA weights when it kept them), in eval mode, and its config."""
     checkpoint = load_checkpoint(path)
     config = checkpoint["config"]
     options = TrainConfig(**config["options"])
@@ -58,50 +72,148 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]
         model.load_state_dict(inference_weights(checkpoint))
     except RuntimeError as e:
         raise PipelineError(f"{path}: weights do not fit its configured model ({str(e).splitlines()[0]})") from None
-    return model.to(device).eval(), config
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    return model.to(device, memory_format=memory_format).eval(), config
+
+
+def view(images: torch.Tensor, flip: bool, dy: int, dx: int) -> torch.Tensor:
+    """The batch mirrored and/or translated by (dy, dx) pixels, zero-filled (the mean, once normalized)."""
+    if flip:
+        images = images.flip(3)
+    if dy or dx:
+        h, w = images.shape[2:]
+        padded = F.pad(images, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)))
+        top, left = max(-dy, 0), max(-dx, 0)
+        images = padded[:, :, top:top + h, left:left + w]
+    return images
 
 
 @torch.no_grad()
-def predict_probabilities(model: torch.nn.Module, loader: torch.utils.data.DataLoader, tta: str,
-                          device: torch.device, console: Console) -> np.ndarray:
-    """Softmax probabilities (N, classes), averaged over the TTA views, in the loader's order."""
+def predict_probabilities(model: torch.nn.Module, images: np.ndarray, mean: list[float], std: list[float],
+                          tta: str, device: torch.device, batch_size: int, console: Console,
+                          amp_dtype: torch.dtype | None = None) -> np.ndarray:
+    """Softmax probabilities (N, classes) of uint8 (N, H, W, C) images, averaged over the TTA views."""
     views = TTA_VIEWS[tta]
-    batches = []
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    mean_t, std_t = torch.tensor(mean, device=device), torch.tensor(std, device=device)
+    out = None
     columns = (TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task("predict", total=len(loader.dataset))
-        for images, _ in loader:
-            images = images.to(device, non_blocking=True)
-            probs = sum(torch.softmax(model(view(images)), dim=1) for view in views) / len(views)
-            batches.append(probs.float().cpu())
-            progress.advance(task, len(images))
-    return torch.cat(batches).numpy()
+        task = progress.add_task("predict", total=len(images))
+        for start in range(0, len(images), batch_size):
+            batch = normalize(to_device_tensor(images[start:start + batch_size], device), mean_t, std_t, memory_format)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                probs = sum(torch.softmax(model(view(batch, *v)).float(), dim=1) for v in views) / len(views)
+            if out is None:
+                out = np.empty((len(images), probs.shape[1]), np.float32)
+            out[start:start + len(batch)] = probs.cpu().numpy()
+            progress.advance(task, len(batch))
+    return out
 
 
-def predict(run: Path | None = None, checkpoint: Path | None = None, tta: str = "flip", batch_size: int = 256,
-            workers: int = TrainConfig.workers, device: str = "auto", score: Path | None = None,
+def ids_key(ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
+def member_name(checkpoint: Path) -> str:
+    """`exp3` for weights/exp3/best.pt, `exp3-last` for its last.pt, the file's stem otherwise."""
+    if checkpoint.name == "best.pt":
+        return checkpoint.parent.name
+    if checkpoint.name == "last.pt":
+        return f"{checkpoint.parent.name}-last"
+    return checkpoint.stem
+
+
+def save_probabilities(path: Path, probabilities: np.ndarray, meta: dict) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, probabilities.astype(np.float16))
+    write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
+
+
+def load_probabilities(path: Path, ids: list[str]) -> tuple[np.ndarray, dict]:
+    """A saved `.probs.npy` and its metadata, checked against the current test ids."""
+    meta_path = path.with_suffix(".json")
+    if not path.is_file() or not meta_path.is_file():
+        raise PipelineError(f"{path}: no such probability file (or its .json); run `pipeline predict` first")
+    meta = json.loads(meta_path.read_text())
+    try:
+        probabilities = np.load(path, allow_pickle=False).astype(np.float32)
+    except ValueError as e:
+        raise PipelineError(f"{path}: not a readable .npy file ({e})") from None
+    if meta.get("ids") != ids_key(ids) or probabilities.shape != (len(ids), len(meta["classes"])):
+        raise PipelineError(f"{path}: made for other test ids than dataset/test now holds; predict again")
+    return probabilities, meta
+
+
+def finish_submission(probabilities: np.ndarray, ids: list[str], classes: list[str], members: list[str],
+                      dataset_root: Path, out: Path, tta: str | None, score: Path | None) -> PredictResult:
+    """Write the submission of averaged probabilities (id order) in sampleSubmission.csv's order, and its record."""
+    submission_ids = check_test(dataset_root)
+    label_of = dict(zip(ids, (classes[i] for i in probabilities.argmax(1))))
+    labels = [label_of[i] for i in submission_ids]
+    write_submission(out, submission_ids, labels, dataset_root / SAMPLE_SUBMISSION, classes)
+    histogram = class_histogram(labels, classes)
+    write_text_atomic(out.with_suffix(".json"), json.dumps({
+        "submission": out.name, "rows": len(labels), "members": members, "tta": tta,
+        "views": [list(v) for v in TTA_VIEWS[tta]] if tta else None,
+        "histogram": dict(histogram), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }, indent=2) + "\n")
+    accuracy = score_submission(out, score)[0] if score is not None else None
+    return PredictResult(out, members, len(labels), histogram, accuracy)
+
+
+def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = None, tta: str = "flip",
+            batch_size: int = 1024, device: str = "auto", precision: str = "auto", score: Path | None = None,
             dataset_root: Path | None = None, weights_root: Path | None = None, out: Path | None = None,
             console: Console | None = None) -> PredictResult:
+    """Predict dataset/test with each model, average their probabilities, write the submission."""
     if tta not in TTA_VIEWS:
         raise PipelineError(f"--tta {tta!r}: choose one of {', '.join(TTA_VIEWS)}")
     if batch_size <= 0:
         raise PipelineError(f"--batch-size must be positive, got {batch_size}")
+    if precision not in PRECISIONS:
+        raise PipelineError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     console = console or Console()
     dataset_root = dataset_root or dataset_dir()
     out = out or submissions_dir() / "submission.csv"
     target = resolve_device(device)
-    path = find_checkpoint(run, checkpoint, weights_root)
-    model, config = load_model(path, target)
-    submission_ids = check_test(dataset_root)
-    ids = sorted(submission_ids, key=id_sort_key)
-    test_set = PngDataset(dataset_root / "test", ids, None, eval_transform(config["mean"], config["std"]))
-    loader = torch.utils.data.DataLoader(test_set, batch_size=batch_size, num_workers=workers,
-                                         pin_memory=target.type == "cuda")
-    console.print(f"predicting {len(ids)} test images with {path} ({tta} TTA) on {target}")
-    probabilities = predict_probabilities(model, loader, tta, target, console)
-    classes = config["classes"]
-    label_of = dict(zip(ids, (classes[i] for i in probabilities.argmax(1))))
-    labels = [label_of[i] for i in submission_ids]
-    write_submission(out, submission_ids, labels, dataset_root / SAMPLE_SUBMISSION, classes)
-    accuracy = score_submission(out, score)[0] if score is not None else None
-    return PredictResult(out, path, len(ids), class_histogram(labels, classes), accuracy)
+    amp_dtype = autocast_dtype(precision, target)
+    sources = list(checkpoints or []) + [find_checkpoint(run=r) for r in runs or []]
+    sources = sources or [find_checkpoint(weights_root=weights_root)]
+    ids = sorted(check_test(dataset_root), key=id_sort_key)
+    images = decoded_images(dataset_root / "test", ids, dataset_root / CACHE_DIR / "test.npy", console)
+    total, classes, members = None, None, []
+    for path in sources:
+        model, config = load_model(path, target)
+        if classes is not None and config["classes"] != classes:
+            raise PipelineError(f"{path}: its classes differ from {sources[0]}'s; an ensemble needs the same classes")
+        classes = config["classes"]
+        console.print(f"predicting {len(ids)} test images with {path} ({tta} TTA, "
+                      f"{'bf16' if amp_dtype else 'fp32'}) on {target}")
+        probabilities = predict_probabilities(model, images, config["mean"], config["std"], tta, target,
+                                              batch_size, console, amp_dtype)
+        name = out.parent / f"{member_name(path)}.probs.npy"
+        save_probabilities(name, probabilities, {"checkpoint": str(path), "classes": classes, "tta": tta,
+                                                 "ids": ids_key(ids), "images": len(ids)})
+        members.append(name.name)
+        total = probabilities if total is None else total + probabilities
+    return finish_submission(total / len(sources), ids, classes, members, dataset_root, out, tta, score)
+
+
+def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path | None = None,
+             out: Path | None = None) -> PredictResult:
+    """Average saved `.probs.npy` files (names under submissions/ or paths) into a submission."""
+    if len(members) < 1:
+        raise PipelineError("name at least one .probs.npy file to ensemble")
+    dataset_root = dataset_root or dataset_dir()
+    out = out or submissions_dir() / "submission.csv"
+    ids = sorted(check_test(dataset_root), key=id_sort_key)
+    paths = [m if m.suffix == ".npy" else out.parent / f"{m.name}.probs.npy" for m in members]
+    loaded = [load_probabilities(p, ids) for p in paths]
+    classes = loaded[0][1]["classes"]
+    for path, (_, meta) in zip(paths, loaded):
+        if meta["classes"] != classes:
+            raise PipelineError(f"{path}: its classes differ from {paths[0]}'s")
+    average = sum(p for p, _ in loaded) / len(loaded)
+    return finish_submission(average, ids, classes, [p.name for p in paths], dataset_root, out, None, score)

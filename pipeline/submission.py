@@ -1,10 +1,9 @@
 """The Kaggle submission file: written atomically, validated against sampleSubmission.csv, scored locally."""
 from __future__ import annotations
 
+import csv
 from collections import Counter
 from pathlib import Path
-
-import pandas as pd
 
 from pipeline.layout import read_id_csv
 from pipeline.errors import PipelineError
@@ -32,9 +31,12 @@ def validate_submission(path: Path, sample_csv: Path, classes: list[str], shown_
 
 
 def write_submission(path: Path, ids: list[str], labels: list[str], sample_csv: Path, classes: list[str]) -> None:
-    """Write and validate `id,label` rows; the previous file is replaced only by a valid one."""
+    """Stream `id,label` rows to a temporary file, validate it, and only then replace `path`."""
     with atomic_path(path) as tmp:
-        pd.DataFrame({"id": ids, "label": labels}).to_csv(tmp, index=False)
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["id", "label"])
+            writer.writerows(zip(ids, labels))
         validate_submission(tmp, sample_csv, classes, shown_as=path)
 
 

@@ -69,11 +69,14 @@ def test_end_to_end_on_tiny_competition(project, competition_zip):
     refused = runner.invoke(app, ["train", "--resume", "weights/exp", "--improved", "--epochs", "4"])
     assert refused.exit_code == 1 and "--stem cannot change when resuming" in refused.output
     shutil.copy(project / "dataset" / "sampleSubmission.csv", project / "expected.csv")
-    predicted = runner.invoke(app, ["predict", "--workers", "0", "--tta", "none"])
+    predicted = runner.invoke(app, ["predict", "--tta", "none"])
     assert predicted.exit_code == 0, predicted.output
     assert "40 rows, valid" in predicted.output
     submission = pd.read_csv(project / "submissions" / "submission.csv", dtype=str)
     assert submission["id"].tolist() == pd.read_csv(project / "expected.csv", dtype=str)["id"].tolist()
+    ensembled = runner.invoke(app, ["ensemble", "exp"])
+    assert ensembled.exit_code == 0 and "averaged: exp.probs.npy" in ensembled.output
+    assert runner.invoke(app, ["ensemble", "missing"]).exit_code == 1
 
 
 def test_console_script_reports_errors_without_traceback(tmp_path):

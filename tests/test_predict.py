@@ -1,11 +1,14 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from rich.console import Console
 
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
-from pipeline.predict import TTA_VIEWS, find_checkpoint, predict, predict_probabilities
+from pipeline.predict import TTA_VIEWS, ensemble, find_checkpoint, predict, predict_probabilities, view
 from pipeline.submission import score_submission, validate_submission, write_submission
 from pipeline.train import train
 from tests.fixtures import CLASSES
@@ -23,7 +26,7 @@ def test_predict_writes_valid_submission_in_sample_order(trained):
     sample = trained / "dataset" / "sampleSubmission.csv"
     frame = pd.read_csv(sample, dtype=str)
     frame.sample(frac=1, random_state=0).to_csv(sample, index=False)  # any order must be kept
-    result = predict(workers=0, score=trained / "dataset" / "solution.csv")
+    result = predict(score=trained / "dataset" / "solution.csv")
     written = pd.read_csv(trained / "submissions" / "submission.csv", dtype=str)
     assert list(written.columns) == ["id", "label"]
     assert written["id"].tolist() == pd.read_csv(sample, dtype=str)["id"].tolist()
@@ -31,23 +34,68 @@ def test_predict_writes_valid_submission_in_sample_order(trained):
     assert result.rows == 40 and sum(n for _, n in result.histogram) == 40
     assert [c for c, _ in result.histogram] == sorted(CLASSES)
     assert result.accuracy > 0.5  # 4 classes: chance is 0.25
-    assert result.checkpoint == trained / "weights" / "exp" / "best.pt"
+    record = json.loads((trained / "submissions" / "submission.json").read_text())
+    assert record["tta"] == "flip" and record["views"] == [[False, 0, 0], [True, 0, 0]]
+    assert record["members"] == ["exp.probs.npy"] and record["rows"] == 40
 
 
-def test_flip_tta_averages_image_and_mirror():
+def test_probabilities_are_saved_in_id_order_as_float16(trained):
+    predict(tta="none")
+    probs = np.load(trained / "submissions" / "exp.probs.npy")
+    assert probs.dtype == np.float16 and probs.shape == (40, 4)
+    assert np.allclose(probs.astype(np.float32).sum(1), 1, atol=1e-2)
+    labels = np.array(sorted(CLASSES))[probs.argmax(1)]  # test ids are 1..40
+    submission = pd.read_csv(trained / "submissions" / "submission.csv", dtype=str).set_index("id")["label"]
+    assert (submission[[str(i) for i in range(1, 41)]].to_numpy() == labels).all()
+
+
+def test_ensemble_averages_members(trained):
+    train(TrainConfig(epochs=2, seed=7, name="other", **QUICK))
+    runs = [trained / "weights" / "exp", trained / "weights" / "other"]
+    joint = predict(runs=runs, tta="none")
+    assert joint.members == ["exp.probs.npy", "other.probs.npy"]
+    first, second = (np.load(trained / "submissions" / m).astype(np.float32) for m in joint.members)
+    expected = np.array(sorted(CLASSES))[((first + second) / 2).argmax(1)]
+    submission = pd.read_csv(trained / "submissions" / "submission.csv", dtype=str)
+    assert (submission.set_index("id").loc[[str(i) for i in range(1, 41)], "label"].to_numpy() == expected).all()
+    before = (trained / "submissions" / "submission.csv").read_text()
+    (trained / "submissions" / "submission.csv").unlink()
+    assert ensemble([trained / "exp", trained / "other"]).members == joint.members  # by name, no model run
+    assert (trained / "submissions" / "submission.csv").read_text() == before
+
+
+def test_ensemble_refuses_stale_predictions(trained):
+    predict(tta="none")
+    (trained / "dataset" / "test" / "40.png").unlink()
+    frame = pd.read_csv(trained / "dataset" / "sampleSubmission.csv", dtype=str)
+    frame[frame["id"] != "40"].to_csv(trained / "dataset" / "sampleSubmission.csv", index=False)
+    with pytest.raises(PipelineError, match="made for other test ids"):
+        ensemble([trained / "submissions" / "exp.probs.npy"])
+    with pytest.raises(PipelineError, match="no such probability file"):
+        ensemble([trained / "nope"])
+
+
+def test_views_flip_and_shift():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    assert torch.equal(view(x, True, 0, 0), x.flip(3))
+    down = view(x, False, 1, 0)
+    assert torch.equal(down[:, :, 1:], x[:, :, :-1]) and (down[:, :, 0] == 0).all()
+    left = view(x, False, 0, -2)
+    assert torch.equal(left[..., :-2], x[..., 2:]) and (left[..., -2:] == 0).all()
+    assert len(TTA_VIEWS["flip-shift"]) == 10 and len(set(TTA_VIEWS["flip-shift"])) == 10
+
+
+def test_tta_averages_softmax_over_views():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(5)).eval()
-    images = torch.randn(6, 3, 8, 8)
-    model(images)
-    loader = torch.utils.data.DataLoader(list(zip(images, [0] * 6)), batch_size=4)
-    from rich.console import Console
-    flip = predict_probabilities(model, loader, "flip", torch.device("cpu"), Console())
-    with torch.no_grad():
-        expected = (model(images).softmax(1) + model(images.flip(3)).softmax(1)) / 2
-    assert flip.shape == (6, 5) and np.allclose(flip, expected.numpy(), atol=1e-6)
-    plain = predict_probabilities(model, loader, "none", torch.device("cpu"), Console())
-    assert np.allclose(plain, model(images).softmax(1).detach().numpy(), atol=1e-6)
-    assert set(TTA_VIEWS) == {"none", "flip"}
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 5)).eval()
+    images = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
+    cpu = torch.device("cpu")
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    for tta in TTA_VIEWS:
+        got = predict_probabilities(model, images, [0, 0, 0], [1, 1, 1], tta, cpu, 4, Console())
+        with torch.no_grad():
+            expected = sum(model(view(x, *v)).softmax(1) for v in TTA_VIEWS[tta]) / len(TTA_VIEWS[tta])
+        assert got.shape == (6, 5) and np.allclose(got, expected.numpy(), atol=1e-5), tta
 
 
 def test_latest_run_or_named_run(trained):
@@ -60,15 +108,17 @@ def test_latest_run_or_named_run(trained):
 
 def test_predict_without_runs_is_clear(fetched):
     with pytest.raises(PipelineError, match="no trained run .*run `pipeline train` first"):
-        predict(workers=0)
+        predict()
 
 
-def test_bad_tta_and_checkpoint(trained, tmp_path):
-    with pytest.raises(PipelineError, match="--tta 'rotate': choose one of none, flip"):
+def test_bad_options_and_checkpoint(trained, tmp_path):
+    with pytest.raises(PipelineError, match="--tta 'rotate': choose one of none, flip, flip-shift"):
         predict(tta="rotate")
+    with pytest.raises(PipelineError, match="--precision 'half'"):
+        predict(precision="half")
     (tmp_path / "cut.pt").write_bytes((trained / "weights" / "exp" / "best.pt").read_bytes()[:5000])
     with pytest.raises(PipelineError, match="cut.pt: not a readable PyTorch file"):
-        predict(checkpoint=tmp_path / "cut.pt")
+        predict(checkpoints=[tmp_path / "cut.pt"])
 
 
 @pytest.fixture
@@ -95,6 +145,7 @@ def test_invalid_submission_never_replaces_the_previous_one(tmp_path, sample_csv
     out = tmp_path / "submission.csv"
     write_submission(out, ["3", "1", "2"], ["a", "b", "a"], sample_csv, ["a", "b"])
     before = out.read_text()
+    assert before == "id,label\n3,a\n1,b\n2,a\n"
     with pytest.raises(PipelineError, match="unknown label"):
         write_submission(out, ["3", "1", "2"], ["a", "zzz", "a"], sample_csv, ["a", "b"])
     assert out.read_text() == before

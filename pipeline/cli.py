@@ -174,5 +174,19 @@ def ensemble(
     print_submission(run_ensemble(members, score))
 
 
+@app.command()
+@user_errors
+def submit(
+    message: str = typer.Option(..., "-m", "--message", help="Description of the submission."),
+    file: Path = typer.Option(Path("submissions/submission.csv"), help="The submission file."),
+    competition: str = typer.Option("cifar-10", help="Kaggle competition to submit to."),
+) -> None:
+    """Submit a (validated) submission file to Kaggle through the kaggle library."""
+    from pipeline.submit import submit as run_submit
+
+    result = run_submit(message, file, competition)
+    console.print(f"submitted {result.file} to {result.competition} (ref {result.ref}): {result.message}")
+
+
 def main() -> None:
     app()

@@ -5,8 +5,6 @@ place, followed by a completion marker; an interrupted fetch leaves no marker an
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -20,6 +18,7 @@ import py7zr
 
 from pipeline.layout import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS, check_test, check_train
 from pipeline.errors import PipelineError
+from pipeline.kaggle_api import kaggle_api, kaggle_errors
 from pipeline.sample import write_sample
 from pipeline.workspace import dataset_dir, write_text_atomic
 
@@ -29,10 +28,6 @@ MARKER = ".complete.json"
 DOWNLOADS = ".download"
 STAGING_PREFIX = ".staging-"
 LAYOUT = ("train", "test", TRAIN_LABELS, SAMPLE_SUBMISSION, SOLUTION)
-NO_CREDENTIALS = (
-    "no Kaggle credentials: save your API token as ~/.kaggle/kaggle.json "
-    '({"username": ..., "key": ...}) or set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN)'
-)
 
 
 @dataclass(frozen=True)
@@ -119,54 +114,22 @@ def _move_into_place(staging: Path, root: Path) -> None:
 
 # --- download -------------------------------------------------------------------------------------
 
-def _kaggle_api():
-    """An authenticated KaggleApi; importing `kaggle` prints sign-in help we replace by one line."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        from kaggle.api.kaggle_api_extended import KaggleApi
-
-        api = KaggleApi()
-        try:
-            api.authenticate()
-        except SystemExit:
-            raise PipelineError(NO_CREDENTIALS) from None
-    return api
-
-
 def download(competition: str, dest: Path, force: bool = False) -> Path:
     """Download the competition's zip into `dest` with the kaggle library; returns its path.
 
     The kaggle client skips an up-to-date file and resumes a partial one unless `force` is set.
     """
-    import requests
-
-    api = _kaggle_api()
+    api = kaggle_api()
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        api.competition_download_files(competition, path=str(dest), force=force, quiet=False)
-    except requests.HTTPError as e:
-        raise PipelineError(_http_error_message(competition, e)) from None
-    except requests.ConnectionError:
-        raise PipelineError(
-            "cannot reach the Kaggle API: check your network connection (or proxy) and run `pipeline fetch` again"
-        ) from None
+        with kaggle_errors(competition, "pipeline fetch"):
+            api.competition_download_files(competition, path=str(dest), force=force, quiet=False)
     except (OSError, ValueError) as e:
         raise PipelineError(f"download of {competition!r} did not complete ({e}); run `pipeline fetch` again to resume") from None
     archive = dest / f"{competition}.zip"
     if not archive.is_file():
         raise PipelineError(f"the Kaggle API sent no zip for {competition!r} (expected {archive})")
     return archive
-
-
-def _http_error_message(competition: str, error) -> str:
-    status = error.response.status_code if error.response is not None else None
-    page = f"https://www.kaggle.com/competitions/{competition}"
-    if status == 401:
-        return "Kaggle refused the credentials (401): create a new API token at https://www.kaggle.com/settings/api"
-    if status == 403:
-        return f"Kaggle refused the download (403): accept the competition's rules at {page}/rules, then retry"
-    if status == 404:
-        return f"no Kaggle competition named {competition!r} (404): check the name at {page}"
-    return f"the Kaggle API answered {status or 'an error'} for {competition!r}: {error}"
 
 
 # --- extraction -----------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """A stand-in for the Kaggle API on loopback port 80, spoken to by the real `kaggle` client.
 
 With KAGGLE_API_ENVIRONMENT=LOCALHOST the client POSTs to
-http://localhost/api/v1/competitions.CompetitionApiService/DownloadDataFiles with JSON
-{"competitionName": ...}; as Kaggle does, the answer is a 302 to the file, which the client
-follows and streams.
+http://localhost/api/v1/competitions.CompetitionApiService/<Method> with JSON bodies:
+- DownloadDataFiles {"competitionName"}: as Kaggle does, a 302 to the file, which the client streams;
+- StartSubmissionUpload {"competitionName", "fileName", ...}: a token and a URL the client PUTs the file to;
+- CreateSubmission {"competitionName", "blobFileTokens", "submissionDescription"}: a message and a ref.
 """
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-DOWNLOAD = "/api/v1/competitions.CompetitionApiService/DownloadDataFiles"
+API = "/api/v1/competitions.CompetitionApiService/"
+DOWNLOAD = API + "DownloadDataFiles"
+START_UPLOAD = API + "StartSubmissionUpload"
+CREATE_SUBMISSION = API + "CreateSubmission"
 FILES = "/files/"
+UPLOADS = "/upload/"
 
 
 @dataclass
@@ -22,11 +27,8 @@ class StandIn:
     competitions: dict[str, bytes] = field(default_factory=dict)  # name -> zip bytes
     status: int | None = None  # answer every API call with this error status
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, path, Authorization)
-
-    def reset(self) -> None:
-        self.competitions.clear()
-        self.status = None
-        self.requests.clear()
+    uploads: dict[str, bytes] = field(default_factory=dict)  # token -> uploaded file
+    submissions: list[dict] = field(default_factory=list)  # CreateSubmission requests
 
     def downloads(self) -> int:
         return sum(1 for method, path, _ in self.requests if method == "GET" and path.startswith(FILES))
@@ -48,7 +50,7 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             state.requests.append(("POST", self.path, self.headers.get("Authorization")))
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-            if self.path != DOWNLOAD:
+            if self.path not in (DOWNLOAD, START_UPLOAD, CREATE_SUBMISSION):
                 return self._json(404, {"code": 404, "message": f"no route {self.path}"})
             if not self.headers.get("Authorization"):
                 return self._json(401, {"code": 401, "message": "Unauthenticated"})
@@ -57,10 +59,25 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
             name = body.get("competitionName")
             if name not in state.competitions:
                 return self._json(404, {"code": 404, "message": f"competition {name} not found"})
+            if self.path == START_UPLOAD:
+                token = f"token-{len(state.uploads) + 1}"
+                state.uploads[token] = b""
+                return self._json(200, {"token": token, "createUrl": f"http://localhost{UPLOADS}{token}"})
+            if self.path == CREATE_SUBMISSION:
+                state.submissions.append(body)
+                return self._json(200, {"message": f"Successfully submitted to {name}", "ref": 1000 + len(state.submissions)})
             self.send_response(302)
             self.send_header("Location", f"{FILES}{name}.zip")
             self.send_header("Content-Length", "0")
             self.end_headers()
+
+        def do_PUT(self) -> None:
+            state.requests.append(("PUT", self.path, self.headers.get("Authorization")))
+            token = self.path[len(UPLOADS):]
+            if not self.path.startswith(UPLOADS) or token not in state.uploads:
+                return self._json(404, {"code": 404, "message": "no such upload"})
+            state.uploads[token] = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._json(200, {})
 
         def do_GET(self) -> None:
             state.requests.append(("GET", self.path, self.headers.get("Authorization")))

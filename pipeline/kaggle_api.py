@@ -1,0 +1,51 @@
+"""The `kaggle` library, authenticated, with its failures turned into one-line errors (fetch and submit)."""
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+
+import requests
+
+from pipeline.errors import PipelineError
+
+NO_CREDENTIALS = (
+    "no Kaggle credentials: save your API token as ~/.kaggle/kaggle.json "
+    '({"username": ..., "key": ...}) or set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN)'
+)
+
+
+def kaggle_api():
+    """An authenticated KaggleApi; importing `kaggle` prints sign-in help that this replaces by one line."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        from kaggle.api.kaggle_api_extended import KaggleApi
+
+        api = KaggleApi()
+        try:
+            api.authenticate()
+        except SystemExit:
+            raise PipelineError(NO_CREDENTIALS) from None
+    return api
+
+
+@contextlib.contextmanager
+def kaggle_errors(competition: str, retry: str) -> Iterator[None]:
+    """Turn the client's HTTP and connection failures into one line naming what to do; `retry` is the command."""
+    page = f"https://www.kaggle.com/competitions/{competition}"
+    try:
+        yield
+    except requests.HTTPError as e:
+        status = e.response.status_code if e.response is not None else None
+        if status == 401:
+            message = "Kaggle refused the credentials (401): create a new API token at https://www.kaggle.com/settings/api"
+        elif status == 403:
+            message = f"Kaggle refused the request (403): accept the competition's rules at {page}/rules, then retry"
+        elif status == 404:
+            message = f"no Kaggle competition named {competition!r} (404): check the name at {page}"
+        else:
+            message = f"the Kaggle API answered {status or 'an error'} for {competition!r}: {str(e).splitlines()[0]}"
+        raise PipelineError(message) from None
+    except requests.ConnectionError:
+        raise PipelineError(
+            f"cannot reach the Kaggle API: check your network connection (or proxy) and run `{retry}` again"
+        ) from None

@@ -1,0 +1,39 @@
+"""`pipeline submit`: upload a validated submission to the competition through the kaggle library."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+from pipeline.kaggle_api import kaggle_api, kaggle_errors
+from pipeline.layout import SAMPLE_SUBMISSION, TRAIN_LABELS, read_id_csv
+from pipeline.submission import validate_submission
+from pipeline.workspace import dataset_dir, submissions_dir
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    file: Path
+    competition: str
+    ref: int
+    message: str  # Kaggle's answer
+
+
+def submit(message: str, file: Path | None = None, competition: str = "cifar-10",
+           dataset_root: Path | None = None) -> SubmitResult:
+    """Check `file` against dataset/sampleSubmission.csv (when present), then submit it as the CLI does."""
+    file = file or submissions_dir() / "submission.csv"
+    dataset_root = dataset_root or dataset_dir()
+    if not message.strip():
+        raise PipelineError("-m/--message must describe the submission")
+    if not file.is_file():
+        raise PipelineError(f"{file}: not found; run `pipeline predict` first")
+    if (dataset_root / SAMPLE_SUBMISSION).is_file() and (dataset_root / TRAIN_LABELS).is_file():
+        classes = sorted(read_id_csv(dataset_root / TRAIN_LABELS, need_label=True)["label"].unique())
+        validate_submission(file, dataset_root / SAMPLE_SUBMISSION, classes)
+    api = kaggle_api()
+    with kaggle_errors(competition, "pipeline submit"):
+        response = api.competition_submit(str(file), message, competition, quiet=False)
+    if response.message == api.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
+        raise PipelineError(f"{file}: the upload to Kaggle failed; run `pipeline submit` again")
+    return SubmitResult(file, competition, response.ref, response.message)

@@ -27,9 +27,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from pipeline.augment import BATCHED_POLICIES, BatchLoader
-from pipeline.cache import decoded_images
 from pipeline.config import config_from
-from pipeline.dataset import CIFAR10_MEAN, CIFAR10_STD, PngDataset, load_train_set, train_transform
+from pipeline.cache import cached_train_images
+from pipeline.dataset import CIFAR10_MEAN, CIFAR10_STD, PngDataset, train_transform
+from pipeline.layout import load_train_set
 from pipeline.models import build_model
 from pipeline.train import autocast_dtype, resolve_device, to_device_tensor, train, versions
 
@@ -72,7 +73,7 @@ def throughput(args) -> dict:
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     data = load_train_set(args.dataset)
     started = time.perf_counter()
-    images = decoded_images(data.image_dir, data.ids, args.dataset / ".cache" / "train.npy")
+    images = cached_train_images(args.dataset, data)
     cache_seconds = time.perf_counter() - started
     n = min(len(data.ids), args.images)
     classes = len(data.classes)

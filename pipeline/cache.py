@@ -18,8 +18,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipeline.errors import PipelineError
+from pipeline.layout import LabeledImages, check_test, id_sort_key
 from pipeline.workspace import atomic_path, write_text_atomic
 
+CACHE_DIR = ".cache"  # under dataset/
 CHUNK = 2000  # images per decode task
 SHOWN = 3
 
@@ -102,3 +104,16 @@ def decoded_images(folder: Path, ids: list[str], cache_file: Path, console: Cons
     write_text_atomic(meta_file, json.dumps({"key": key, "images": len(ids), "height": height, "width": width}) + "\n")
     console.print(f"decoded {len(ids)} images of {folder} into {cache_file}")
     return np.load(cache_file, mmap_mode="r")
+
+
+def cached_train_images(root: Path, data: LabeledImages, console: Console | None = None,
+                        cache_dir: Path | None = None) -> np.ndarray:
+    """`data`'s images as uint8 (N, H, W, 3), decoded once into `cache_dir` (default dataset/.cache)."""
+    return decoded_images(data.image_dir, data.ids, (cache_dir or root / CACHE_DIR) / "train.npy", console)
+
+
+def cached_test_images(root: Path, console: Console | None = None,
+                       cache_dir: Path | None = None) -> tuple[list[str], np.ndarray]:
+    """The test ids in id order and their images as uint8 (N, H, W, 3), decoded once into `cache_dir`."""
+    ids = sorted(check_test(root), key=id_sort_key)
+    return ids, decoded_images(root / "test", ids, (cache_dir or root / CACHE_DIR) / "test.npy", console)

@@ -1,8 +1,6 @@
 """Torch Datasets over the competition layout: the labeled set, its seeded split, augmentation."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 
 import albumentations as A
 import numpy as np
@@ -14,28 +12,9 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from pipeline.errors import PipelineError
-from pipeline.layout import check_train, id_sort_key
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-
-
-@dataclass(frozen=True)
-class LabeledImages:
-    image_dir: Path
-    ids: list[str]
-    targets: np.ndarray  # int64 class index per id
-    classes: list[str]  # sorted label names; index = class number
-
-
-def load_train_set(root: Path) -> LabeledImages:
-    """The labeled training images in numeric id order, classes in sorted order."""
-    labels = check_train(root)
-    labels = labels.iloc[sorted(range(len(labels)), key=lambda i: id_sort_key(labels["id"].iat[i]))]
-    classes = sorted(labels["label"].unique())
-    index = {name: i for i, name in enumerate(classes)}
-    targets = labels["label"].map(index).to_numpy(dtype=np.int64)
-    return LabeledImages(root / "train", labels["id"].tolist(), targets, classes)
 
 
 def stratified_split(targets: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineError
@@ -78,3 +80,21 @@ def check_test(root: Path) -> list[str]:
     sample = read_id_csv(root / SAMPLE_SUBMISSION, need_label=False)
     _check_ids(root / SAMPLE_SUBMISSION, sample["id"], root / "test", png_ids(root / "test"), extra_allowed=True)
     return sample["id"].tolist()
+
+
+@dataclass(frozen=True)
+class LabeledImages:
+    image_dir: Path
+    ids: list[str]
+    targets: np.ndarray  # int64 class index per id
+    classes: list[str]  # sorted label names; index = class number
+
+
+def load_train_set(root: Path) -> LabeledImages:
+    """The labeled training images in numeric id order, classes in sorted order."""
+    labels = check_train(root)
+    labels = labels.iloc[sorted(range(len(labels)), key=lambda i: id_sort_key(labels["id"].iat[i]))]
+    classes = sorted(labels["label"].unique())
+    index = {name: i for i, name in enumerate(classes)}
+    targets = labels["label"].map(index).to_numpy(dtype=np.int64)
+    return LabeledImages(root / "train", labels["id"].tolist(), targets, classes)

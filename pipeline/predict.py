@@ -20,13 +20,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipeline.augment import normalize
-from pipeline.cache import decoded_images
+from pipeline.cache import cached_test_images
 from pipeline.config import PRECISIONS, TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.layout import SAMPLE_SUBMISSION, check_test, id_sort_key
 from pipeline.models import build_model
 from pipeline.submission import class_histogram, score_submission, write_submission
-from pipeline.train import CACHE_DIR, autocast_dtype, inference_weights, load_checkpoint, resolve_device, to_device_tensor
+from pipeline.train import autocast_dtype, inference_weights, load_checkpoint, resolve_device, to_device_tensor
 from pipeline.workspace import atomic_path, dataset_dir, submissions_dir, weights_dir, write_text_atomic
 
 SHIFTS = ((0, 0), (-2, 0), (2, 0), (0, -2), (0, 2))
@@ -181,8 +181,7 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     amp_dtype = autocast_dtype(precision, target)
     sources = list(checkpoints or []) + [find_checkpoint(run=r) for r in runs or []]
     sources = sources or [find_checkpoint(weights_root=weights_root)]
-    ids = sorted(check_test(dataset_root), key=id_sort_key)
-    images = decoded_images(dataset_root / "test", ids, dataset_root / CACHE_DIR / "test.npy", console)
+    ids, images = cached_test_images(dataset_root, console)
     total, classes, members = None, None, []
     for path in sources:
         model, config = load_model(path, target)

@@ -30,15 +30,15 @@ from torch.utils.tensorboard import SummaryWriter
 
 from pipeline import __version__
 from pipeline.augment import BATCHED_POLICIES, BatchLoader
-from pipeline.cache import decoded_images
+from pipeline.cache import cached_train_images
 from pipeline.config import RESUME_OVERRIDES, TrainConfig
-from pipeline.dataset import (CIFAR10_MEAN, CIFAR10_STD, ArrayDataset, albumentations_policy, load_train_set,
+from pipeline.dataset import (CIFAR10_MEAN, CIFAR10_STD, ArrayDataset, albumentations_policy,
                               seed_worker_augmentation, stratified_split)
 from pipeline.errors import PipelineError
+from pipeline.layout import load_train_set
 from pipeline.models import build_model, load_pretrained, safe_torch_load
 from pipeline.workspace import atomic_path, dataset_dir, weights_dir, write_text_atomic
 
-CACHE_DIR = ".cache"
 EVAL_BATCH = 1024
 
 
@@ -205,7 +205,7 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
     device = resolve_device(config.device)
     amp_dtype = autocast_dtype(config.precision, device)
     data = load_train_set(dataset_root)
-    images = decoded_images(data.image_dir, data.ids, dataset_root / CACHE_DIR / "train.npy", console)
+    images = cached_train_images(dataset_root, data, console)
     targets = data.targets
     if config.limit is not None:
         images, targets = images[:config.limit], targets[:config.limit]

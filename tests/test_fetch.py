@@ -150,3 +150,28 @@ def test_sample_is_offline_and_in_the_same_layout(project):
     assert sorted(labels["label"].unique()) == sorted(SAMPLE_CLASSES) and len(SAMPLE_CLASSES) == 10
     assert (root / "solution.csv").is_file()
     assert fetch(sample=True).already_complete
+
+
+def test_fetch_leaves_warm_caches(competition_zip, project):
+    import numpy as np
+    from pipeline.cache import cached_test_images, cached_train_images
+    from pipeline.layout import load_train_set
+    fetch(archive=competition_zip)
+    cache = project / "dataset" / ".cache"
+    built = {name: (cache / name).stat().st_mtime_ns for name in ("train.npy", "test.npy")}
+    root = project / "dataset"
+    ids, test = cached_test_images(root)
+    train = cached_train_images(root, load_train_set(root))
+    assert train.shape == (400, 32, 32, 3) and test.shape == (40, 32, 32, 3) and ids[:3] == ["1", "2", "3"]
+    assert {name: (cache / name).stat().st_mtime_ns for name in built} == built  # reused, not rebuilt
+    assert np.array_equal(train[0], np.asarray(__import__("PIL.Image").Image.open(root / "train" / "1.png")))
+
+
+@pytest.mark.parametrize("extractor", ["py7zr", "7-Zip"])
+def test_both_7z_extractors_give_the_same_layout(competition_zip, project, monkeypatch, extractor):
+    import pipeline.fetch
+    if extractor == "py7zr":
+        monkeypatch.setattr(pipeline.fetch, "seven_zip", lambda: None)
+    elif pipeline.fetch.seven_zip() is None:
+        pytest.skip("no 7zz/7z installed (Debian package 7zip)")
+    assert (fetch(archive=competition_zip).train_images, len(check_test(project / "dataset"))) == (400, 40)

@@ -1,0 +1,114 @@
+"""Prediction speed over a Kaggle-shaped test folder, one model and TTA; results to benchmarks/results/*.json.
+
+    python benchmarks/predict_speed.py --project DIR --checkpoint FILE [--tta flip] [--workers N]
+
+DIR holds dataset/ (e.g. `make_competition.py DIR/dataset --test-size N`). Measured in one run:
+(1) a seed-style path: PIL per image in a DataLoader, torchvision transforms, fp32;
+(2) `pipeline predict` cold: no test cache, end to end (decode + TTA inference + CSV), as a subprocess;
+(3) the same warm (cache present). Reports images/s, ratios, peak RSS of each, and the agreement of
+(2)'s argmax with the fp32 seed-style argmax.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch.utils.data import DataLoader
+
+from pipeline.dataset import PngDataset, eval_transform
+from pipeline.layout import check_test, id_sort_key
+from pipeline.predict import TTA_VIEWS, load_model, member_name, view
+from pipeline.train import load_checkpoint, resolve_device, versions
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@torch.no_grad()
+def seed_style(checkpoint: Path, dataset: Path, tta: str, device: torch.device, workers: int) -> tuple[float, np.ndarray]:
+    """images/s and argmax of per-image PIL decoding in DataLoader workers and an fp32 model."""
+    model, config = load_model(checkpoint, device)
+    model = model.to(memory_format=torch.contiguous_format)
+    ids = sorted(check_test(dataset), key=id_sort_key)
+    loader = DataLoader(PngDataset(dataset / "test", ids, None, eval_transform(config["mean"], config["std"])),
+                        batch_size=256, num_workers=workers)
+    started, predictions = time.perf_counter(), []
+    for images, _ in loader:
+        images = images.to(device)
+        probs = sum(torch.softmax(model(view(images, *v)), 1) for v in TTA_VIEWS[tta])
+        predictions.append(probs.argmax(1).cpu())
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return len(ids) / (time.perf_counter() - started), torch.cat(predictions).numpy()
+
+
+def run_predict(project: Path, checkpoint: Path, tta: str, device: str) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of `pipeline predict` in a fresh process."""
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "predict", "--checkpoint", str(checkpoint),
+                                "--tta", tta, "--device", device], cwd=project, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"pipeline predict failed with status {os.waitstatus_to_exitcode(status)}")
+    return time.perf_counter() - started, usage.ru_maxrss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--project", type=Path, required=True)
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--tta", default="flip", choices=list(TTA_VIEWS))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    args = parser.parse_args()
+    project, checkpoint = args.project.resolve(), args.checkpoint.resolve()
+    dataset = project / "dataset"
+    device = resolve_device(args.device)
+    n = len(check_test(dataset))
+    options = load_checkpoint(checkpoint)["config"]["options"]
+
+    seed_rate, seed_argmax = seed_style(checkpoint, dataset, args.tta, device, args.workers)
+    seed_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for stale in (dataset / ".cache").glob("test.*"):
+        stale.unlink()
+    cold_s, cold_rss = run_predict(project, checkpoint, args.tta, args.device)
+    warm_s, warm_rss = run_predict(project, checkpoint, args.tta, args.device)
+    probs = np.load(project / "submissions" / f"{member_name(checkpoint)}.probs.npy")
+    agreement = float((probs.argmax(1) == seed_argmax).mean())
+
+    numbers = {
+        "images": n, "tta": args.tta, "views": len(TTA_VIEWS[args.tta]), "seed_style_workers": args.workers,
+        "model": {k: options[k] for k in ("model", "stem")},
+        "images_per_s": {"seed_style": round(seed_rate, 1), "cold": round(n / cold_s, 1), "warm": round(n / warm_s, 1)},
+        "seconds": {"seed_style": round(n / seed_rate, 1), "cold": round(cold_s, 1), "warm": round(warm_s, 1)},
+        "ratios": {"cold_vs_seed_style": round((n / cold_s) / seed_rate, 3),
+                   "warm_vs_seed_style": round((n / warm_s) / seed_rate, 3)},
+        "peak_rss_mib": {"seed_style": round(seed_rss / 1024), "cold": round(cold_rss / 1024), "warm": round(warm_rss / 1024)},
+        "argmax_agreement_cold_vs_fp32_seed_style": round(agreement, 5),
+    }
+    report = {
+        "benchmark": "predict_speed",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "versions": versions(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                 cwd=Path(__file__).parent).stdout.strip() or "unknown",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "results": numbers,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"predict_speed-{device.type}-{datetime.now():%Y%m%d-%H%M%S}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    Console().print_json(json.dumps(numbers))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

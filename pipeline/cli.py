@@ -151,7 +151,7 @@ def predict(
     run: Optional[list[Path]] = typer.Option(None, help="Run folder whose best.pt to use; repeat to ensemble (default: the latest run)."),
     checkpoint: Optional[list[Path]] = typer.Option(None, help="Checkpoint file(s) to use; repeat to ensemble."),
     tta: str = typer.Option("flip", help="Test-time augmentation: none, flip (image + mirror) or flip-shift (× shifts of 2 px)."),
-    batch_size: int = typer.Option(1024),
+    batch_size: Optional[int] = typer.Option(None, help="Images per forward pass. [1024 on CUDA, 64 on CPU]"),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
     precision: str = typer.Option("auto", help="auto (bf16 on CUDA and on CPUs with bf16 instructions), bf16 or fp32."),
     score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against."),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import re
 import subprocess
 import sys
 import time
@@ -51,15 +51,30 @@ def seed_style(checkpoint: Path, dataset: Path, tta: str, device: torch.device, 
     return len(ids) / (time.perf_counter() - started), torch.cat(predictions).numpy()
 
 
+def peak_rss_kib() -> int:
+    """This process's own peak RSS (VmHWM): unlike ru_maxrss, it excludes a parent's peak inherited at exec."""
+    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+# `pipeline predict` in a fresh process that writes its own peak RSS to argv[1] on exit
+REPORTING_PREDICT = ("import atexit, sys; from benchmarks.predict_speed import peak_rss_kib; "
+                     "out = sys.argv.pop(1); atexit.register(lambda: open(out, 'w').write(str(peak_rss_kib()))); "
+                     "from pipeline.cli import main; main()")
+
+
 def run_predict(project: Path, checkpoint: Path, tta: str, device: str) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of `pipeline predict` in a fresh process."""
+    rss_file = project / ".predict-peak-rss"
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "pipeline", "predict", "--checkpoint", str(checkpoint),
-                                "--tta", tta, "--device", device], cwd=project, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"pipeline predict failed with status {os.waitstatus_to_exitcode(status)}")
-    return time.perf_counter() - started, usage.ru_maxrss
+    done = subprocess.run([sys.executable, "-c", REPORTING_PREDICT, str(rss_file), "predict", "--checkpoint",
+                           str(checkpoint), "--tta", tta, "--device", device], cwd=project, stdout=subprocess.DEVNULL,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"pipeline predict failed with status {done.returncode}")
+    peak = int(rss_file.read_text())
+    rss_file.unlink()
+    return seconds, peak
 
 
 def main() -> None:
@@ -77,7 +92,7 @@ def main() -> None:
     options = load_checkpoint(checkpoint)["config"]["options"]
 
     seed_rate, seed_argmax = seed_style(checkpoint, dataset, args.tta, device, args.workers)
-    seed_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    seed_rss = peak_rss_kib()  # this process (its DataLoader workers not counted)
     for stale in (dataset / ".cache").glob("test.*"):
         stale.unlink()
     cold_s, cold_rss = run_predict(project, checkpoint, args.tta, args.device)

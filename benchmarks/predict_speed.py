@@ -25,10 +25,12 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader
 
+from pipeline.checkpoint import load_checkpoint
 from pipeline.dataset import PngDataset, eval_transform
 from pipeline.layout import check_test, id_sort_key
 from pipeline.predict import TTA_VIEWS, load_model, member_name, view
-from pipeline.train import load_checkpoint, resolve_device, versions
+from pipeline.runtime import resolve_device
+from pipeline.train import versions
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -26,13 +26,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from pipeline.augment import BATCHED_POLICIES, BatchLoader
-from pipeline.config import config_from
+from pipeline.augment import BATCHED_POLICIES, BatchLoader, to_device_tensor
 from pipeline.cache import cached_train_images
+from pipeline.config import config_from
 from pipeline.dataset import CIFAR10_MEAN, CIFAR10_STD, PngDataset, train_transform
 from pipeline.layout import load_train_set
 from pipeline.models import build_model
-from pipeline.train import autocast_dtype, resolve_device, to_device_tensor, train, versions
+from pipeline.runtime import autocast_dtype, resolve_device
+from pipeline.train import train, versions
 
 RESULTS = Path(__file__).parent / "results"
 

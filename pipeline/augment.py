@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -105,3 +106,9 @@ class BatchLoader:
         if policy and policy.cutout:
             images = cutout(images, policy.cutout, self.generator)
         return images
+
+
+def to_device_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (N, H, W, C) host images as a uint8 (N, C, H, W) tensor on `device`."""
+    host = np.require(images, requirements=["C_CONTIGUOUS", "WRITEABLE"])  # copies a read-only memory map
+    return torch.from_numpy(host).to(device).permute(0, 3, 1, 2).contiguous()

@@ -19,14 +19,15 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipeline.augment import normalize
+from pipeline.augment import normalize, to_device_tensor
 from pipeline.cache import cached_test_images
+from pipeline.checkpoint import inference_weights, load_checkpoint
 from pipeline.config import PRECISIONS, TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.layout import SAMPLE_SUBMISSION, check_test, id_sort_key
 from pipeline.models import build_model
+from pipeline.runtime import autocast_dtype, resolve_device
 from pipeline.submission import class_histogram, score_submission, write_submission
-from pipeline.train import autocast_dtype, inference_weights, load_checkpoint, resolve_device, to_device_tensor
 from pipeline.workspace import atomic_path, dataset_dir, submissions_dir, weights_dir, write_text_atomic
 
 SHIFTS = ((0, 0), (-2, 0), (2, 0), (0, -2), (0, 2))

@@ -29,14 +29,16 @@ from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
 from pipeline import __version__
-from pipeline.augment import BATCHED_POLICIES, BatchLoader
+from pipeline.augment import BATCHED_POLICIES, BatchLoader, to_device_tensor
 from pipeline.cache import cached_train_images
+from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.config import RESUME_OVERRIDES, TrainConfig
 from pipeline.dataset import (CIFAR10_MEAN, CIFAR10_STD, ArrayDataset, albumentations_policy,
                               seed_worker_augmentation, stratified_split)
 from pipeline.errors import PipelineError
 from pipeline.layout import load_train_set
-from pipeline.models import build_model, load_pretrained, safe_torch_load
+from pipeline.models import build_model, load_pretrained
+from pipeline.runtime import autocast_dtype, resolve_device
 from pipeline.workspace import atomic_path, dataset_dir, weights_dir, write_text_atomic
 
 EVAL_BATCH = 1024
@@ -47,17 +49,6 @@ class TrainResult:
     run_dir: Path
     best_acc: float | None  # None for --full runs, which have no validation split
     best_epoch: int
-
-
-def resolve_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise PipelineError(f"--device {spec}: no CUDA device is available; use --device cpu")
-    try:
-        return torch.device(spec)
-    except RuntimeError:
-        raise PipelineError(f"--device {spec!r}: expected auto, cpu or cuda[:N]") from None
 
 
 def new_run_dir(weights_root: Path, name: str | None) -> Path:
@@ -74,21 +65,6 @@ def new_run_dir(weights_root: Path, name: str | None) -> Path:
                     f"{weights_root / name} already exists: choose another --name or continue it with --resume"
                 ) from None
     raise AssertionError("unreachable")
-
-
-def save_checkpoint(path: Path, checkpoint: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
-
-
-def load_checkpoint(path: Path) -> dict:
-    """A pipeline checkpoint, loaded without running any pickled code."""
-    if not path.is_file():
-        raise PipelineError(f"{path}: checkpoint not found")
-    checkpoint = safe_torch_load(path)
-    if not isinstance(checkpoint, dict) or not {"model", "config", "epoch"} <= checkpoint.keys():
-        raise PipelineError(f"{path}: not a pipeline checkpoint (no model/config/epoch entries)")
-    return checkpoint
 
 
 def versions() -> dict[str, str]:
@@ -131,29 +107,9 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
     return _fit(config, run_dir, dataset_root or dataset_dir(), console or Console(), checkpoint)
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX); without them bf16 is emulated and slow."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 for `--precision bf16`, and for `auto` where the hardware runs it natively; else None (fp32)."""
-    if precision == "fp32":
-        return None
-    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
-    return torch.bfloat16 if precision == "bf16" or native else None
-
-
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The generator behind one epoch's shuffle and augmentation: a function of (seed, epoch) alone."""
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
-
-
-def to_device_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (N, H, W, C) host images as a uint8 (N, C, H, W) tensor on `device`."""
-    host = np.require(images, requirements=["C_CONTIGUOUS", "WRITEABLE"])  # copies a read-only memory map
-    return torch.from_numpy(host).to(device).permute(0, 3, 1, 2).contiguous()
 
 
 class TrainBatches:
@@ -194,11 +150,6 @@ def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device, step
             optimizer, max_lr=config.lr, total_steps=total, pct_start=max(0.25, 2 / total), cycle_momentum=False)
         return optimizer, scheduler, True
     return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestones, config.gamma), False
-
-
-def inference_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
-    """The weights to predict with: the EMA of the weights when the run kept one, else the model's."""
-    return checkpoint.get("ema") or checkpoint["model"]
 
 
 def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Console, checkpoint: dict | None) -> TrainResult:

@@ -11,7 +11,8 @@ import torch
 
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
-from pipeline.train import load_checkpoint, resume, train
+from pipeline.checkpoint import load_checkpoint
+from pipeline.train import resume, train
 from tests.fixtures import CLASSES
 
 QUICK = dict(batch_size=32, workers=0, lr=0.02)
@@ -167,7 +168,7 @@ def test_albumentations_policy_in_workers(fetched):
 
 
 def test_precision_follows_the_hardware(fetched):
-    from pipeline.train import autocast_dtype, cpu_has_bf16
+    from pipeline.runtime import autocast_dtype, cpu_has_bf16
     cpu = torch.device("cpu")
     assert (autocast_dtype("auto", cpu) is torch.bfloat16) == cpu_has_bf16()
     assert autocast_dtype("bf16", cpu) is torch.bfloat16 and autocast_dtype("fp32", cpu) is None

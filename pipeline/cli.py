@@ -188,5 +188,26 @@ def submit(
     console.print(f"submitted {result.file} to {result.competition} (ref {result.ref}): {result.message}")
 
 
+@app.command()
+@user_errors
+def summary(
+    model: str = typer.Option("custom", help="custom, resnet18…resnet152, torchvision:<name> or timm:<name>."),
+    stem: str = typer.Option("imagenet", help="imagenet, improved or cifar (ResNets)."),
+    img_size: int = typer.Option(32, help="Input height and width."),
+    num_classes: int = typer.Option(10),
+) -> None:
+    """Per-layer output shapes and parameters, total parameters and multiply-adds of a model."""
+    from pipeline.models import build_model
+    from pipeline.models.summary import summarize
+
+    described = summarize(build_model(model, num_classes, stem), (3, img_size, img_size))
+    table = Table("layer", "type", "output shape", "parameters", title=f"{model} ({stem} stem), {img_size}×{img_size} input")
+    for layer in described.layers:
+        table.add_row(layer.name, layer.kind, " × ".join(map(str, layer.output_shape)), f"{layer.parameters:,}")
+    console.print(table)
+    console.print(f"total parameters: {described.parameters}")
+    console.print(f"multiply-adds per image: {described.multiply_adds} ({described.multiply_adds / 1e9:.3f} G; FLOPs are twice that)")
+
+
 def main() -> None:
     app()

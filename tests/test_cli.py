@@ -89,3 +89,16 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
                                else [sys.executable, "-m", "pipeline", "--help"],
                                capture_output=True, text=True, timeout=120).stdout
     assert all(command in help_text for command in ("fetch", "train", "predict"))
+
+
+def test_summary_command():
+    result = runner.invoke(app, ["summary", "--model", "resnet18", "--img-size", "32"])
+    assert result.exit_code == 0, result.output
+    assert "total parameters: 11181642" in result.output and "layer4.1.conv2" in result.output
+    wrong = runner.invoke(app, ["summary", "--model", "torchvision:resnt18"])
+    assert wrong.exit_code == 1 and "close matches: torchvision:resnet18" in wrong.output
+
+
+def test_train_accepts_library_model_names(captured):
+    assert runner.invoke(app, ["train", "--model", "timm:resnet18"]).exit_code == 0
+    assert captured["config"].model == "timm:resnet18"

@@ -89,3 +89,32 @@ def test_pickled_code_is_refused(tmp_path):
     torch.save({"model": RunsCode()}, tmp_path / "evil.pth", pickle_module=pickle)
     with pytest.raises(PipelineError, match="refused: it holds pickled objects other than tensors"):
         load_pretrained(build_model("custom", 10), tmp_path / "evil.pth")
+
+
+@pytest.mark.parametrize("name, paper_gmacs", [("resnet18", 1.8), ("resnet34", 3.6), ("resnet50", 3.8),
+                                               ("resnet101", 7.6), ("resnet152", 11.3)])
+def test_multiply_adds_match_table_1(name, paper_gmacs):
+    from pipeline.models.summary import summarize
+    described = summarize(build_model(name, 1000), (3, 224, 224))
+    assert described.multiply_adds / 1e9 == pytest.approx(paper_gmacs, rel=0.05)
+    assert described.parameters == count(build_model(name, 1000))
+
+
+def test_models_by_name_never_download():
+    assert isinstance(build_model("torchvision:vgg11", 7).classifier[-1], torch.nn.Linear)
+    assert build_model("torchvision:vgg11", 7).classifier[-1].out_features == 7
+    assert build_model("timm:resnet18", 5).eval()(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
+    assert build_model("torchvision:resnet34", 10, "cifar").maxpool.__class__ is torch.nn.Identity
+    with pytest.raises(PipelineError, match="close matches: torchvision:resnet18"):
+        build_model("torchvision:resnt18", 10)
+    with pytest.raises(PipelineError, match="--stem improved applies to ResNet-style models"):
+        build_model("torchvision:vgg11", 10, "improved")
+
+
+def test_summary_lists_layers():
+    from pipeline.models.summary import summarize
+    described = summarize(build_model("custom", 10, "improved"), (3, 32, 32))
+    assert described.parameters == count(build_model("custom", 10, "improved"))
+    assert sum(layer.parameters for layer in described.layers) == described.parameters
+    assert described.layers[0].name == "conv1" and described.layers[0].output_shape == (1, 64, 32, 32)
+    assert described.layers[-1].output_shape == (1, 10)

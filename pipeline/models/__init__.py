@@ -1,35 +1,75 @@
 """Model construction by name, and loading local pretrained weights (never downloaded)."""
 from __future__ import annotations
 
+import difflib
 import pickle
 from pathlib import Path
 
+import timm
 import torch
 import torchvision
 from torch import nn
 
 from pipeline.errors import PipelineError
-from pipeline.models.resnet import STEMS, resnet18
+from pipeline.models.resnet import STEMS, resnet18, resnet34, resnet50, resnet101, resnet152
 
-MODELS = ("custom", "torchvision")
+CUSTOM = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101,
+          "resnet152": resnet152}
+ALIASES = {"custom": "resnet18", "torchvision": "torchvision:resnet18"}
 HEAD = "fc."
 
 
+def _unknown(name: str) -> PipelineError:
+    """An error naming the closest model names (within the library a `library:` prefix names)."""
+    library = name.partition(":")[0] if ":" in name else None
+    libraries = {"timm": timm.list_models(), "torchvision": torchvision.models.list_models(module=torchvision.models)}
+    bare = {}  # bare name -> full name; later entries win: this package's over torchvision's over timm's
+    for lib, names in libraries.items():
+        if library in (None, lib):
+            bare |= {n: f"{lib}:{n}" for n in names}
+    if library is None:
+        bare |= {n: n for n in [*ALIASES, *CUSTOM]}
+    query = name.partition(":")[2] if library else name
+    close = [bare[n] for n in difflib.get_close_matches(query, list(bare), n=5, cutoff=0.6)]
+    hint = (f"; close matches: {', '.join(close)}" if close
+            else "; use custom, resnet18…resnet152, torchvision:<name> or timm:<name>")
+    return PipelineError(f"unknown --model {name!r}{hint}")
+
+
+def _resnet_stem(model: nn.Module, stem: str, name: str) -> nn.Module:
+    """Give a torchvision ResNet-style model (conv1 + maxpool) the improved or CIFAR stem."""
+    if stem == "imagenet":
+        return model
+    if not isinstance(getattr(model, "conv1", None), nn.Conv2d) or not hasattr(model, "maxpool"):
+        raise PipelineError(f"--stem {stem} applies to ResNet-style models (conv1 + maxpool), not {name}")
+    model.conv1 = nn.Conv2d(model.conv1.in_channels, model.conv1.out_channels, 3, 1, 1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    if stem == "cifar":
+        model.maxpool = nn.Identity()
+    return model
+
+
 def build_model(name: str, num_classes: int, stem: str = "imagenet") -> nn.Module:
-    """`custom`: this package's ResNet-18; `torchvision`: torchvision's, given the same stem."""
+    """A classifier by name, randomly initialised (weights are never downloaded):
+    `custom` (= `resnet18`) … `resnet152`: this package's ResNets; `torchvision:<name>`: any
+    torchvision classifier (`torchvision` = `torchvision:resnet18`); `timm:<name>`: any timm model."""
     if stem not in STEMS:
         raise PipelineError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
-    if name == "custom":
-        return resnet18(num_classes=num_classes, stem=stem)
-    if name == "torchvision":
-        model = torchvision.models.resnet18(num_classes=num_classes)
+    name = ALIASES.get(name, name)
+    if name in CUSTOM:
+        return CUSTOM[name](num_classes=num_classes, stem=stem)
+    library, _, arch = name.partition(":")
+    if library == "torchvision":
+        if arch not in torchvision.models.list_models(module=torchvision.models):
+            raise _unknown(name)
+        return _resnet_stem(torchvision.models.get_model(arch, weights=None, num_classes=num_classes), stem, name)
+    if library == "timm":
+        if not timm.is_model(arch):
+            raise _unknown(name)
         if stem != "imagenet":
-            model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-            nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
-        if stem == "cifar":
-            model.maxpool = nn.Identity()
-        return model
-    raise PipelineError(f"unknown --model {name!r}; choose one of {', '.join(MODELS)}")
+            raise PipelineError(f"--stem {stem} applies to this package's and torchvision's ResNets, not {name}")
+        return timm.create_model(arch, pretrained=False, num_classes=num_classes)
+    raise _unknown(name)
 
 
 def safe_torch_load(path: Path):

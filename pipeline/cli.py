@@ -36,7 +36,7 @@ class SpacedListCommand(TyperCommand):
 
 
 def user_errors(command):
-    """Report a PipelineError as one line on stderr with exit status 1, without a traceback."""
+    """Report a PipelineError as one line on stderr with exit status 1 (Ctrl-C: 130), without a traceback."""
     @functools.wraps(command)
     def run(*args, **kwargs):
         try:
@@ -44,6 +44,9 @@ def user_errors(command):
         except PipelineError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: outputs are written atomically, so nothing half-written was kept", err=True)
+            raise typer.Exit(130) from None
     return run
 
 

@@ -102,3 +102,30 @@ def test_summary_command():
 def test_train_accepts_library_model_names(captured):
     assert runner.invoke(app, ["train", "--model", "timm:resnet18"]).exit_code == 0
     assert captured["config"].model == "timm:resnet18"
+
+
+def test_interrupt_is_one_line_with_status_130(project, monkeypatch):
+    import pipeline.fetch
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline.fetch, "fetch", interrupted)
+    result = runner.invoke(app, ["fetch", "--sample"])
+    assert result.exit_code == 130 and result.output.startswith("interrupted:")
+    assert result.output.count("\n") == 1
+
+
+def test_real_ctrl_c_during_fetch_leaves_nothing(tmp_path):
+    import signal
+    import time
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "fetch", "--sample"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "dataset").glob(".staging-*/train/*.png")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.startswith("interrupted:") and "Traceback" not in stderr
+    assert [p.name for p in (tmp_path / "dataset").iterdir()] == []  # no staging, no layout, no marker

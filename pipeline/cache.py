@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipeline.errors import PipelineError
-from pipeline.layout import LabeledImages, check_test, id_sort_key
+from pipeline.layout import LabeledImages, id_sort_key
 from pipeline.workspace import atomic_path, write_text_atomic
 
 CACHE_DIR = ".cache"  # under dataset/
@@ -112,8 +112,8 @@ def cached_train_images(root: Path, data: LabeledImages, console: Console | None
     return decoded_images(data.image_dir, data.ids, (cache_dir or root / CACHE_DIR) / "train.npy", console)
 
 
-def cached_test_images(root: Path, console: Console | None = None,
+def cached_test_images(root: Path, test_ids: list[str], console: Console | None = None,
                        cache_dir: Path | None = None) -> tuple[list[str], np.ndarray]:
-    """The test ids in id order and their images as uint8 (N, H, W, 3), decoded once into `cache_dir`."""
-    ids = sorted(check_test(root), key=id_sort_key)
+    """`test_ids` (from `check_test`) in id order and their images as uint8 (N, H, W, 3), decoded once."""
+    ids = sorted(test_ids, key=id_sort_key)
     return ids, decoded_images(root / "test", ids, (cache_dir or root / CACHE_DIR) / "test.npy", console)

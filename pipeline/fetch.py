@@ -60,21 +60,21 @@ def fetch(competition: str = DEFAULT_COMPETITION, archive: Path | None = None, s
         else:
             zip_path = archive if archive is not None else download(competition, root / DOWNLOADS, force)
             extract_competition(zip_path, staging)
-        counts = _check_layout(staging)
+        train_labels, test_ids = check_train(staging), check_test(staging)
         # decode both splits now, so train and predict start warm (the cache keys survive the move)
         cached_train_images(staging, load_train_set(staging), cache_dir=root / CACHE_DIR)
-        cached_test_images(staging, cache_dir=root / CACHE_DIR)
+        cached_test_images(staging, test_ids, cache_dir=root / CACHE_DIR)
         _move_into_place(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     write_text_atomic(root / MARKER, json.dumps({
         "source": source,
         "archive": str(archive) if archive else None,
-        "train_images": counts[0],
-        "test_images": counts[1],
+        "train_images": len(train_labels),
+        "test_images": len(test_ids),
         "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=2) + "\n")
-    return FetchResult(root, source, *counts, already_complete=False)
+    return FetchResult(root, source, len(train_labels), len(test_ids), already_complete=False)
 
 
 def _check_layout(root: Path) -> tuple[int, int]:

@@ -147,10 +147,11 @@ def load_probabilities(path: Path, ids: list[str]) -> tuple[np.ndarray, dict]:
     return probabilities, meta
 
 
-def finish_submission(probabilities: np.ndarray, ids: list[str], classes: list[str], members: list[str],
-                      dataset_root: Path, out: Path, tta: str | None, score: Path | None) -> PredictResult:
-    """Write the submission of averaged probabilities (id order) in sampleSubmission.csv's order, and its record."""
-    submission_ids = check_test(dataset_root)
+def finish_submission(probabilities: np.ndarray, ids: list[str], submission_ids: list[str], classes: list[str],
+                      members: list[str], dataset_root: Path, out: Path, tta: str | None,
+                      score: Path | None) -> PredictResult:
+    """Write the submission of averaged probabilities (rows in `ids` order) in sampleSubmission.csv's order
+    (`submission_ids`), and its record."""
     label_of = dict(zip(ids, (classes[i] for i in probabilities.argmax(1))))
     labels = [label_of[i] for i in submission_ids]
     write_submission(out, submission_ids, labels, dataset_root / SAMPLE_SUBMISSION, classes)
@@ -184,7 +185,8 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     batch_size = batch_size or (1024 if target.type == "cuda" else 64)
     sources = list(checkpoints or []) + [find_checkpoint(run=r) for r in runs or []]
     sources = sources or [find_checkpoint(weights_root=weights_root)]
-    ids, images = cached_test_images(dataset_root, console)
+    submission_ids = check_test(dataset_root)
+    ids, images = cached_test_images(dataset_root, submission_ids, console)
     total, classes, members = None, None, []
     for path in sources:
         model, config = load_model(path, target)
@@ -200,7 +202,8 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
                                                  "ids": ids_key(ids), "images": len(ids)})
         members.append(name.name)
         total = probabilities if total is None else total + probabilities
-    return finish_submission(total / len(sources), ids, classes, members, dataset_root, out, tta, score)
+    return finish_submission(total / len(sources), ids, submission_ids, classes, members, dataset_root, out, tta,
+                             score)
 
 
 def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path | None = None,
@@ -210,7 +213,8 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
         raise PipelineError("name at least one .probs.npy file to ensemble")
     dataset_root = dataset_root or dataset_dir()
     out = out or submissions_dir() / "submission.csv"
-    ids = sorted(check_test(dataset_root), key=id_sort_key)
+    submission_ids = check_test(dataset_root)
+    ids = sorted(submission_ids, key=id_sort_key)
     paths = [m if m.suffix == ".npy" else out.parent / f"{m.name}.probs.npy" for m in members]
     loaded = [load_probabilities(p, ids) for p in paths]
     classes = loaded[0][1]["classes"]
@@ -218,4 +222,5 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
         if meta["classes"] != classes:
             raise PipelineError(f"{path}: its classes differ from {paths[0]}'s")
     average = sum(p for p, _ in loaded) / len(loaded)
-    return finish_submission(average, ids, classes, [p.name for p in paths], dataset_root, out, None, score)
+    return finish_submission(average, ids, submission_ids, classes, [p.name for p in paths], dataset_root, out,
+                             None, score)

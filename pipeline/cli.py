@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperCommand
@@ -210,6 +211,76 @@ def summary(
     console.print(table)
     console.print(f"total parameters: {described.parameters}")
     console.print(f"multiply-adds per image: {described.multiply_adds} ({described.multiply_adds / 1e9:.3f} G; FLOPs are twice that)")
+
+
+@app.command()
+@user_errors
+def report(
+    run: Path = typer.Argument(..., help="Run name under weights/ or its folder."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
+) -> None:
+    """Redraw a run's curves.png, confusion.png, per_class.csv and report.md from its metrics.csv and best.pt."""
+    from pipeline.experiments import resolve_run
+    from pipeline.report import write_report
+
+    for path in write_report(resolve_run(run), device=device, console=console):
+        console.print(f"wrote {path}")
+
+
+@app.command()
+@user_errors
+def runs(
+    sort: Optional[str] = typer.Option(None, help="Column to sort by (default: date)."),
+    desc: bool = typer.Option(False, "--desc", help="Sort in descending order."),
+    csv: Optional[Path] = typer.Option(None, help="Also write the table to this CSV file."),
+) -> None:
+    """Table of every run under weights/: model, recipe, best val accuracy, macro-F1, time, status."""
+    from pipeline.experiments import list_runs
+    from pipeline.workspace import atomic_path, weights_dir
+
+    table = list_runs(sort=sort, descending=desc)
+    if csv is not None:
+        with atomic_path(csv) as tmp:
+            table.to_csv(tmp, index=False)
+        console.print(f"wrote {csv}")
+    if table.empty:
+        console.print(f"no runs under {weights_dir()}; start one with `pipeline train`")
+        return
+    shown = Table(title=f"{len(table)} runs under {weights_dir()}", box=box.SIMPLE_HEAD, pad_edge=False)
+    headers = {"epochs": "epochs", "best_acc": "best acc", "best_epoch": "@epoch", "macro_f1": "macro-F1",
+               "wall_s": "wall s", "images_per_s": "img/s"}
+    columns = [c for c in table.columns if c != "epochs_planned"]
+    for column in columns:
+        numeric = table[column].dtype.kind in "if" or column == "epochs"
+        shown.add_column(headers.get(column, column), no_wrap=True, justify="right" if numeric else "left")
+    for row in table.to_dict("records"):
+        cells = {c: "" if pd_isna(v) else f"{v:g}" if isinstance(v, float) else str(v) for c, v in row.items()}
+        cells["date"] = cells["date"][5:]  # MM-DD HH:MM
+        cells["epochs"] = f"{cells['epochs'] or 0}/{cells['epochs_planned'] or '?'}"
+        shown.add_row(*(cells[c] for c in columns))
+    # piped output has no width to fit: print whole rows rather than cut columns
+    (console if console.is_terminal else Console(width=400)).print(shown)
+
+
+@app.command()
+@user_errors
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Two or more run names under weights/ or run folders."),
+    output: Optional[Path] = typer.Option(None, help="Figure to write. (default weights/compare.png)"),
+) -> None:
+    """Overlay the runs' val and train curves in one figure and print the options in which they differ."""
+    from pipeline.experiments import compare_runs
+
+    figure, differences = compare_runs(runs, output)
+    table = Table("", *differences.columns, title="options that differ, and results")
+    for label, row in differences.iterrows():
+        table.add_row(str(label), *("" if pd_isna(v) else str(v) for v in row))
+    console.print(table)
+    console.print(f"wrote {figure}")
+
+
+def pd_isna(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def main() -> None:

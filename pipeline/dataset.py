@@ -30,6 +30,13 @@ def stratified_split(targets: np.ndarray, val_fraction: float, seed: int) -> tup
     return np.sort(train_idx), np.sort(val_idx)
 
 
+def run_split(targets: np.ndarray, val_fraction: float, seed: int, full: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A run's (train, val) indices: the seeded stratified split, or every image for training with --full."""
+    if full:
+        return np.arange(len(targets)), np.arange(0)
+    return stratified_split(targets, val_fraction, seed)
+
+
 def train_transform(size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...]) -> v2.Compose:
     """Seed 004's augmentation: RandomCrop(size, padding=4), RandomHorizontalFlip, Normalize."""
     return v2.Compose([

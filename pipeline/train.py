@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import platform
 import shutil
+import socket
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -27,6 +29,7 @@ from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
 
 from pipeline import __version__
 from pipeline.augment import BATCHED_POLICIES, BatchLoader, to_device_tensor
@@ -34,10 +37,11 @@ from pipeline.cache import cached_train_images
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.config import RESUME_OVERRIDES, TrainConfig
 from pipeline.dataset import (CIFAR10_MEAN, CIFAR10_STD, ArrayDataset, albumentations_policy,
-                              seed_worker_augmentation, stratified_split)
+                              run_split, seed_worker_augmentation)
 from pipeline.errors import PipelineError
 from pipeline.layout import load_train_set
 from pipeline.models import build_model, load_pretrained
+from pipeline.report import write_report
 from pipeline.runtime import autocast_dtype, resolve_device
 from pipeline.workspace import atomic_path, dataset_dir, weights_dir, write_text_atomic
 
@@ -160,10 +164,7 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
     targets = data.targets
     if config.limit is not None:
         images, targets = images[:config.limit], targets[:config.limit]
-    if config.full:
-        train_idx, val_idx = np.arange(len(targets)), np.arange(0)
-    else:
-        train_idx, val_idx = stratified_split(targets, config.val_fraction, config.seed)
+    train_idx, val_idx = run_split(targets, config.val_fraction, config.seed, config.full)
     mean, std = CIFAR10_MEAN, CIFAR10_STD
     run_config = {
         "options": asdict(config),
@@ -213,6 +214,7 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
         if (run_dir / "metrics.csv").is_file():
             history = pd.read_csv(run_dir / "metrics.csv").query("epoch <= @start_epoch").to_dict("records")
     write_text_atomic(run_dir / "config.json", json.dumps(run_config, indent=2) + "\n")
+    set_status(run_dir, "running")
 
     step_model = torch.compile(model) if config.compile else model
     eval_model = ema.module if ema is not None else step_model
@@ -273,13 +275,22 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
                 console.print(f"reached val accuracy {val_acc:.4f} ≥ {config.target_acc} at epoch {epoch} after {wall:.1f}s")
                 break
     except KeyboardInterrupt:
+        set_status(run_dir, "interrupted")
         if not (run_dir / "last.pt").exists():
             raise PipelineError("interrupted before the first epoch finished; nothing was kept") from None
         raise PipelineError(
             f"interrupted during epoch {epoch}; continue with `pipeline train --resume {run_dir}`"
         ) from None
+    except BaseException as e:
+        set_status(run_dir, "failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise
+    else:
+        _log_hparams(writer, config, history, best_acc)
     finally:
         writer.close()
+    set_status(run_dir, "finished")
+    written = write_report(run_dir, dataset_root, config.device, console)
+    console.print(f"report: {', '.join(str(path) for path in written)}")
     if val_loader is None:
         console.print(f"trained on all {len(train_idx)} images; weights of epoch {best_epoch} in {run_dir / 'best.pt'}")
         return TrainResult(run_dir, None, best_epoch)
@@ -345,6 +356,29 @@ def evaluate(model: nn.Module, batches, device: torch.device, num_classes: int,
     predicted, actual = torch.cat(predictions).numpy(), torch.cat(truth).numpy()
     f1 = f1_score(actual, predicted, average="macro", labels=list(range(num_classes)), zero_division=0)
     return loss_sum / len(actual), float((predicted == actual).mean()), float(f1)
+
+
+def set_status(run_dir: Path, state: str, **details) -> None:
+    """`status.json`: running (with the process, so `pipeline runs` can tell a crash), finished, interrupted, failed."""
+    status = {"state": state, "pid": os.getpid(), "host": socket.gethostname(),
+              "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"), **details}
+    write_text_atomic(run_dir / "status.json", json.dumps(status) + "\n")
+
+
+def _log_hparams(writer: SummaryWriter, config: TrainConfig, history: list[dict], best_acc: float) -> None:
+    """The run's options with its final metrics, for TensorBoard's HPARAMS tab across runs."""
+    options = {key: value if isinstance(value, (int, float, str, bool)) else str(value)
+               for key, value in asdict(config).items()
+               if key not in ("name", "device", "workers", "compile", "limit", "target_acc")}
+    best = max(history, key=lambda row: row["val_acc"]) if not config.full else history[-1]
+    metrics = {"hparam/wall_s": history[-1]["wall_s"], "hparam/epochs_trained": history[-1]["epoch"]}
+    if not config.full:
+        metrics.update({"hparam/best_val_acc": best_acc, "hparam/val_f1_at_best": best["val_f1"]})
+    for summary in hparams(options, metrics):
+        writer.file_writer.add_summary(summary)
+    for tag, value in metrics.items():
+        writer.add_scalar(tag, value)
+    writer.flush()
 
 
 def _log_epoch(writer: SummaryWriter, row: dict) -> None:

@@ -1,3 +1,4 @@
+import atexit
 import os
 import shutil
 import tempfile
@@ -12,6 +13,7 @@ from tests.kaggle_standin import StandIn, StandInServer
 # away from any real configuration or credentials on this machine.
 os.environ["KAGGLE_API_ENVIRONMENT"] = "LOCALHOST"
 os.environ["KAGGLE_CONFIG_DIR"] = tempfile.mkdtemp(prefix="kaggle-config-")
+atexit.register(shutil.rmtree, os.environ["KAGGLE_CONFIG_DIR"], ignore_errors=True)
 for variable in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
     os.environ.pop(variable, None)
 

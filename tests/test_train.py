@@ -12,6 +12,7 @@ import torch
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.checkpoint import load_checkpoint
+from pipeline.experiments import list_runs
 from pipeline.train import resume, train
 from tests.fixtures import CLASSES
 
@@ -74,6 +75,7 @@ def test_resume_after_kill_matches_uninterrupted_run(fetched):
     process.wait()
     interrupted_at = load_checkpoint(last)["epoch"]
     assert interrupted_at < 4
+    assert list_runs().set_index("run").loc["killed", "status"] == "crashed"
     resume(fetched / "weights" / "killed")
     expected, got = load_checkpoint(straight / "last.pt"), load_checkpoint(last)
     assert got["epoch"] == 4

@@ -93,3 +93,11 @@ def config_from(given: dict) -> TrainConfig:
     if recipe not in RECIPES:
         raise PipelineError(f"--recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
     return TrainConfig(**{**RECIPES[recipe], **given, "recipe": recipe})
+
+
+def saved_config(options: dict, source: object) -> TrainConfig:
+    """The options a run saved; options added since then take their defaults."""
+    unknown = set(options) - OPTION_NAMES
+    if unknown:
+        raise PipelineError(f"{source}: saved by a newer pipeline (unknown options {', '.join(sorted(unknown))})")
+    return TrainConfig(**options)

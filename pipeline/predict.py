@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pipeline.augment import normalize, to_device_tensor
 from pipeline.cache import cached_test_images
 from pipeline.checkpoint import inference_weights, load_checkpoint
-from pipeline.config import PRECISIONS, TrainConfig
+from pipeline.config import PRECISIONS, saved_config
 from pipeline.errors import PipelineError
 from pipeline.layout import SAMPLE_SUBMISSION, check_test, id_sort_key
 from pipeline.models import build_model
@@ -67,7 +67,7 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]
     """The model of a pipeline checkpoint (its EMA weights when it kept them), in eval mode, and its config."""
     checkpoint = load_checkpoint(path)
     config = checkpoint["config"]
-    options = TrainConfig(**config["options"])
+    options = saved_config(config["options"], path)
     model = build_model(options.model, len(config["classes"]), options.stem)
     try:
         model.load_state_dict(inference_weights(checkpoint))

@@ -8,7 +8,7 @@ numbers. `pipeline train` calls it when a run ends; `pipeline report RUN` redraw
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from rich.console import Console
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_fscore_support
 
 from pipeline.cache import cached_train_images
+from pipeline.config import saved_config
 from pipeline.dataset import run_split
 from pipeline.errors import PipelineError
 from pipeline.layout import load_train_set
@@ -73,18 +74,18 @@ def best_epoch_row(metrics: pd.DataFrame) -> pd.Series | None:
 def val_predictions(checkpoint: Path, dataset_root: Path, device: torch.device, console: Console) -> ValPredictions | None:
     """The checkpoint's predictions on its run's val split, rebuilt from the run's seed (None for --full runs)."""
     model, config = load_model(checkpoint, device)
-    options = config["options"]
-    if options["full"]:
+    options = saved_config(config["options"], checkpoint)
+    if options.full:
         return None
     data = load_train_set(dataset_root)
     if data.classes != config["classes"]:
         raise PipelineError(f"{dataset_root}: its classes differ from those {checkpoint} was trained on")
     images, targets = cached_train_images(dataset_root, data, console), data.targets
-    if options["limit"] is not None:
-        images, targets = images[:options["limit"]], targets[:options["limit"]]
-    _, val_idx = run_split(targets, options["val_fraction"], options["seed"], full=False)
+    if options.limit is not None:
+        images, targets = images[:options.limit], targets[:options.limit]
+    _, val_idx = run_split(targets, options.val_fraction, options.seed, full=False)
     probs = predict_probabilities(model, images[val_idx], config["mean"], config["std"], "none", device, 256,
-                                  console, autocast_dtype(options["precision"], device))
+                                  console, autocast_dtype(options.precision, device))
     return ValPredictions(config["classes"], targets[val_idx], probs.argmax(1))
 
 
@@ -178,29 +179,32 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 
 
 def report_markdown(run_dir: Path, config: dict, metrics: pd.DataFrame, per_class: pd.DataFrame | None) -> str:
-    options = config["options"]
+    options = asdict(saved_config(config["options"], run_dir / "config.json"))
+    split = config.get("split", {})
     last = metrics.iloc[-1]
+    wall = last["wall_s"] if "wall_s" in metrics else metrics["seconds"].sum() if "seconds" in metrics else float("nan")
+    speed = metrics["images_per_s"].median() if "images_per_s" in metrics else float("nan")
     lines = [f"# Run `{run_dir.name}`", ""]
     best = best_epoch_row(metrics)
     if per_class is not None and best is not None:
         lines += [f"- **best val accuracy {best['val_acc']:.4f}** at epoch {int(best['epoch'])} of {int(last['epoch'])} "
                   f"(macro-F1 {best.get('val_f1', float('nan')):.4f}, val loss {best['val_loss']:.4f})",
-                  f"- val split: {config['split']['val_images']} images (seed {config['split']['seed']}), "
-                  f"train: {config['split']['train_images']}"]
+                  f"- val split: {split.get('val_images', '?')} images (seed {options['seed']}), "
+                  f"train: {split.get('train_images', '?')}"]
     else:
-        lines += [f"- trained on all {config['split']['train_images']} labeled images (--full, no validation)"]
+        lines += [f"- trained on all {split.get('train_images', '?')} labeled images (--full, no validation)"]
     lines += [f"- {options['model']} ({options['stem']} stem), recipe {options['recipe']}, "
               f"{'pretrained ' + options['pretrained'] if options['pretrained'] else 'from scratch'}",
-              f"- wall time {last['wall_s']:.1f} s, {metrics['images_per_s'].median():.0f} train images/s (median), "
-              f"on {config['device']} ({config['precision']})",
-              f"- created {config['created']}", "", "## Curves", "", "![curves](curves.png)", ""]
+              f"- wall time {wall:.1f} s, {speed:.0f} train images/s (median), "
+              f"on {config.get('device', '?')} ({config.get('precision', 'fp32')})",
+              f"- created {config.get('created', '?')}", "", "## Curves", "", "![curves](curves.png)", ""]
     if per_class is not None:
         lines += ["## Confusion matrix (val)", "", "![confusion](confusion.png)", "",
                   "## Per class (val)", "", _markdown_table(per_class), ""]
     option_rows = pd.DataFrame({"option": list(options), "value": [json.dumps(v) for v in options.values()]})
     lines += ["## Config", "", _markdown_table(option_rows), "",
-              f"classes: {', '.join(config['classes'])}  ", f"versions: " +
-              ", ".join(f"{k} {v}" for k, v in config["versions"].items()), ""]
+              f"classes: {', '.join(config['classes'])}  ",
+              "versions: " + ", ".join(f"{k} {v}" for k, v in config.get("versions", {}).items()), ""]
     return "\n".join(lines)
 
 
@@ -216,7 +220,8 @@ def write_report(run_dir: Path, dataset_root: Path | None = None, device: str = 
     if not checkpoint.is_file():
         raise PipelineError(f"{checkpoint}: not found (the run has not finished an epoch)")
     predictions = val_predictions(checkpoint, dataset_root or dataset_dir(), resolve_device(device), console)
-    title = f"{run_dir.name}: {config['options']['model']} ({config['options']['stem']} stem)"
+    options = saved_config(config["options"], run_dir / "config.json")
+    title = f"{run_dir.name}: {options.model} ({options.stem} stem)"
     written = [run_dir / "curves.png"]
     plot_curves(metrics, title, written[0])
     per_class = None

@@ -35,7 +35,7 @@ from pipeline import __version__
 from pipeline.augment import BATCHED_POLICIES, BatchLoader, to_device_tensor
 from pipeline.cache import cached_train_images
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.config import RESUME_OVERRIDES, TrainConfig
+from pipeline.config import RESUME_OVERRIDES, TrainConfig, saved_config
 from pipeline.dataset import (CIFAR10_MEAN, CIFAR10_STD, ArrayDataset, albumentations_policy,
                               run_split, seed_worker_augmentation)
 from pipeline.errors import PipelineError
@@ -102,7 +102,7 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
     if not run_dir.is_dir():
         raise PipelineError(f"{run_dir}: no such run folder")
     checkpoint = load_checkpoint(run_dir / "last.pt")
-    config = TrainConfig(**{**checkpoint["config"]["options"], **overrides})
+    config = saved_config({**checkpoint["config"]["options"], **overrides}, run_dir / "last.pt")
     config.validate()
     if checkpoint["epoch"] >= config.epochs:
         raise PipelineError(

@@ -188,3 +188,12 @@ def test_report_errors_are_one_line(fetched):
     assert "config.json: not valid JSON" in runner.invoke(app, ["report", "nockpt"]).output
     with pytest.raises(PipelineError, match="no such run folder"):
         write_report(fetched / "weights" / "absent")
+
+
+def test_runs_saved_by_older_versions_still_load(tmp_path):
+    from pipeline.config import saved_config
+    old = {"model": "torchvision", "stem": "imagenet", "lr": 0.01, "epochs": 4}  # before recipe/full/ema existed
+    config = saved_config(old, tmp_path / "config.json")
+    assert (config.model, config.lr, config.full, config.recipe) == ("torchvision", 0.01, False, "seed")
+    with pytest.raises(PipelineError, match="config.json: saved by a newer pipeline .unknown options warp."):
+        saved_config({**old, "warp": 9}, tmp_path / "config.json")

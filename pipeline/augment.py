@@ -59,6 +59,27 @@ def cutout(images: torch.Tensor, fraction: float, generator: torch.Generator) ->
     return images.masked_fill(erased[:, None], 0)
 
 
+def resize(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    """Float batch resized to size×size (bilinear; antialiased when shrinking); None keeps it."""
+    if size is None or images.shape[-2:] == (size, size):
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=size < images.shape[-1])
+
+
+def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) with `channels` channels: grey from RGB by ITU-R 601 luma (as PIL's "L"),
+    RGB from grey by repetition."""
+    if images.shape[1] == channels:
+        return images
+    if channels == 1 and images.shape[1] == 3:
+        weights = torch.tensor([0.299, 0.587, 0.114], device=images.device)[None, :, None, None]
+        return (images.float() * weights).sum(1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
+    if channels == 3 and images.shape[1] == 1:
+        return images.expand(-1, 3, -1, -1)
+    raise ValueError(f"cannot turn {images.shape[1]}-channel images into {channels}-channel ones")
+
+
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
               memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
     """uint8 (N, C, H, W) to float, standardized per channel."""
@@ -76,8 +97,9 @@ class BatchLoader:
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, batch_size: int,
                  mean: tuple[float, ...], std: tuple[float, ...], policy: Policy | None = None,
                  generator: torch.Generator | None = None,
-                 memory_format: torch.memory_format = torch.contiguous_format):
+                 memory_format: torch.memory_format = torch.contiguous_format, img_size: int | None = None):
         self.images, self.targets = images, targets
+        self.img_size = img_size
         self.batch_size = batch_size
         self.mean = torch.tensor(mean, device=images.device)
         self.std = torch.tensor(std, device=images.device)
@@ -96,7 +118,7 @@ class BatchLoader:
             yield self.augment(self.images[index]), self.targets[index]
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
-        """Crop and flip as uint8, normalize, then cut out (erased pixels become the mean, as in Cutout)."""
+        """Crop and flip as uint8, normalize, cut out (erased pixels become the mean, as in Cutout), resize."""
         policy = self.policy if self.generator is not None else None
         if policy and policy.pad:
             images = random_crop(images, policy.pad, self.generator)
@@ -105,7 +127,7 @@ class BatchLoader:
         images = normalize(images, self.mean, self.std, self.memory_format)
         if policy and policy.cutout:
             images = cutout(images, policy.cutout, self.generator)
-        return images
+        return resize(images, self.img_size).contiguous(memory_format=self.memory_format)
 
 
 def to_device_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -68,14 +68,15 @@ def parse_milestones(values: list[str] | None) -> list[int]:
 @user_errors
 def fetch(
     competition: str = typer.Option("cifar-10", help="Kaggle competition to download."),
-    archive: Optional[Path] = typer.Option(None, help="Use this competition zip (downloaded by hand) instead of the API."),
+    dataset: Optional[str] = typer.Option(None, help="A Kaggle dataset of pixel CSVs instead (owner/name, e.g. zalando-research/fashionmnist), converted to PNGs."),
+    archive: Optional[Path] = typer.Option(None, help="Use this competition (or --dataset) zip, downloaded by hand, instead of the API."),
     sample: bool = typer.Option(False, "--sample", help="Write the offline sample competition: no network, no account."),
     force: bool = typer.Option(False, "--force", help="Fetch again even if dataset/ is complete."),
 ) -> None:
     """Download a competition into dataset/ (train/, test/, trainLabels.csv, sampleSubmission.csv)."""
     from pipeline.fetch import fetch as run_fetch
 
-    result = run_fetch(competition, archive, sample, force)
+    result = run_fetch(competition, archive, sample, force, dataset=dataset)
     if result.already_complete:
         console.print(f"{result.root} already holds {result.source} ({result.train_images} train, "
                       f"{result.test_images} test images); --force fetches it again")
@@ -89,10 +90,13 @@ def fetch(
 def train(
     ctx: typer.Context,
     recipe: Optional[str] = typer.Option(None, help=f"{' or '.join(RECIPES)}: a set of defaults for the options below (default {DEFAULT_RECIPE}; --milestones alone picks seed)."),
-    model: Optional[str] = typer.Option(None, help="custom (this package's ResNet-18) or torchvision. (default seed: custom)"),
+    model: Optional[str] = typer.Option(None, help="custom (this package's ResNet-18), resnet18…resnet152, torchvision:<name> or timm:<name>. (default custom)"),
     improved: bool = typer.Option(False, "--improved", help="3×3/1 stem conv for 32×32 images (seed 004); same as --stem improved."),
     stem: Optional[str] = typer.Option(None, help="imagenet (7×7/2 + max pool), improved (3×3/1 + max pool) or cifar (3×3/1). (default seed: imagenet, fast: cifar)"),
-    pretrained: Optional[Path] = typer.Option(None, help="Local torchvision ResNet-18 state dict to start from (head dropped)."),
+    pretrained: Optional[Path] = typer.Option(None, help="Local weights to start from (.pth/.pt state dict or .safetensors); the head is replaced, a 1-channel input conv adapted."),
+    freeze_backbone: Optional[bool] = typer.Option(None, "--freeze-backbone/--no-freeze-backbone", help="Train only the classifier head (needs --pretrained). (default off)"),
+    head_dropout: Optional[float] = typer.Option(None, help="Dropout before the classifier head, e.g. 0.5. (default 0)"),
+    img_size: Optional[int] = typer.Option(None, help="Resize inputs to S×S, e.g. 224 for ImageNet weights. (default: the images' size)"),
     epochs: Optional[int] = typer.Option(None, help="(default seed: 100, fast: 40)"),
     lr: Optional[float] = typer.Option(None, help="SGD learning rate (onecycle: the peak). (default seed: 0.01, fast: 0.2)"),
     momentum: Optional[float] = typer.Option(None, help="(default 0.9)"),
@@ -198,13 +202,14 @@ def summary(
     model: str = typer.Option("custom", help="custom, resnet18…resnet152, torchvision:<name> or timm:<name>."),
     stem: str = typer.Option("imagenet", help="imagenet, improved or cifar (ResNets)."),
     img_size: int = typer.Option(32, help="Input height and width."),
+    in_chans: int = typer.Option(3, help="Input channels (1 for greyscale)."),
     num_classes: int = typer.Option(10),
 ) -> None:
     """Per-layer output shapes and parameters, total parameters and multiply-adds of a model."""
     from pipeline.models import build_model
     from pipeline.models.summary import summarize
 
-    described = summarize(build_model(model, num_classes, stem), (3, img_size, img_size))
+    described = summarize(build_model(model, num_classes, stem, in_chans), (in_chans, img_size, img_size))
     table = Table("layer", "type", "output shape", "parameters", title=f"{model} ({stem} stem), {img_size}×{img_size} input")
     for layer in described.layers:
         table.add_row(layer.name, layer.kind, " × ".join(map(str, layer.output_shape)), f"{layer.parameters:,}")

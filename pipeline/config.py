@@ -20,7 +20,10 @@ class TrainConfig:
     recipe: str = "seed"
     model: str = "custom"
     stem: str = "imagenet"
-    pretrained: str | None = None
+    pretrained: str | None = None  # local .pth/.pt/.safetensors weights to start from (head replaced)
+    freeze_backbone: bool = False  # train only the classifier head
+    head_dropout: float = 0.0  # dropout before the classifier head
+    img_size: int | None = None  # resize inputs to img_size×img_size (None: the images' own size)
     epochs: int = 100
     lr: float = 0.01
     momentum: float = 0.9
@@ -61,8 +64,12 @@ class TrainConfig:
                 raise PipelineError(f"--{option} {value!r}: choose one of {', '.join(allowed)}")
         if self.milestones and self.schedule != "step":
             raise PipelineError(f"--milestones needs --schedule step, not {self.schedule}")
-        if not 0 <= self.ema < 1 or not 0 <= self.label_smoothing < 1:
-            raise PipelineError("--ema and --label-smoothing must be in [0, 1)")
+        if not 0 <= self.ema < 1 or not 0 <= self.label_smoothing < 1 or not 0 <= self.head_dropout < 1:
+            raise PipelineError("--ema, --label-smoothing and --head-dropout must be in [0, 1)")
+        if self.img_size is not None and not 8 <= self.img_size <= 1024:
+            raise PipelineError(f"--img-size must be between 8 and 1024 pixels, got {self.img_size}")
+        if self.freeze_backbone and not self.pretrained:
+            raise PipelineError("--freeze-backbone needs --pretrained weights (a frozen random backbone learns nothing)")
         if self.target_acc is not None and (self.full or not 0 < self.target_acc <= 1):
             raise PipelineError("--target-acc needs a validation split (not --full) and a value in (0, 1]")
 

@@ -75,18 +75,36 @@ class PngDataset(Dataset):
         return self.transform(rgb), target
 
 
-def albumentations_policy(name: str, mean: tuple[float, ...], std: tuple[float, ...]) -> A.Compose:
-    """Per-image policies for DataLoader workers, by name."""
+def albumentations_policy(name: str, mean: tuple[float, ...], std: tuple[float, ...],
+                          img_size: int | None = None) -> A.Compose:
+    """Per-image policies for DataLoader workers, by name (colour jitter only for RGB)."""
     if name != "albu-strong":
         raise PipelineError(f"no albumentations policy named {name!r}")
+    colour = [A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.5)] if len(mean) == 3 else [
+        A.RandomBrightnessContrast(0.3, 0.3, p=0.5)]
     return A.Compose([
         A.HorizontalFlip(p=0.5),
         A.Affine(translate_percent=(-0.125, 0.125), scale=(0.9, 1.1), rotate=(-15, 15), p=0.8),
-        A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.5),
+        *colour,
         A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(0.25, 0.5), hole_width_range=(0.25, 0.5), p=0.5),
+        *([A.Resize(img_size, img_size)] if img_size else []),
         A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
         ToTensorV2(),
     ])
+
+
+def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (in [0, 1]) of uint8 (N, H, W, C) images, read in chunks."""
+    total = np.zeros(images.shape[-1])
+    squares = np.zeros(images.shape[-1])
+    for start in range(0, len(images), chunk):
+        block = np.asarray(images[start:start + chunk], dtype=np.float64) / 255
+        total += block.sum(axis=(0, 1, 2))
+        squares += np.square(block).sum(axis=(0, 1, 2))
+    count = len(images) * images.shape[1] * images.shape[2]
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean ** 2, 1e-12))
+    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
 
 
 class ArrayDataset(Dataset):

@@ -5,6 +5,8 @@ place, followed by a completion marker; an interrupted fetch leaves no marker an
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -18,6 +20,7 @@ from pathlib import Path, PurePosixPath
 import py7zr
 
 from pipeline.cache import CACHE_DIR, cached_test_images, cached_train_images
+from pipeline.convert import convert_pixel_dataset
 from pipeline.errors import PipelineError
 from pipeline.kaggle_api import kaggle_api, kaggle_errors
 from pipeline.layout import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS, check_test, check_train, load_train_set
@@ -42,10 +45,15 @@ class FetchResult:
 
 
 def fetch(competition: str = DEFAULT_COMPETITION, archive: Path | None = None, sample: bool = False,
-          force: bool = False, root: Path | None = None) -> FetchResult:
-    """Lay out `competition` (or the offline sample) under `root` (default ./dataset)."""
+          force: bool = False, root: Path | None = None, dataset: str | None = None) -> FetchResult:
+    """Lay out `competition`, the Kaggle `dataset` (owner/name, pixel CSVs) or the offline sample
+    under `root` (default ./dataset)."""
     root = root or dataset_dir()
-    source = SAMPLE if sample else competition
+    if dataset is not None and dataset.count("/") != 1:
+        raise PipelineError(f"--dataset {dataset!r}: expected owner/name, e.g. zalando-research/fashionmnist")
+    if dataset is not None and (sample or competition != DEFAULT_COMPETITION):
+        raise PipelineError("--dataset replaces --competition and --sample: give only one of them")
+    source = SAMPLE if sample else dataset or competition
     root.mkdir(parents=True, exist_ok=True)
     if not force:
         done = _complete_fetch(root, source)
@@ -57,6 +65,12 @@ def fetch(competition: str = DEFAULT_COMPETITION, archive: Path | None = None, s
     try:
         if sample:
             write_sample(staging)
+        elif dataset is not None:
+            zip_path = archive if archive is not None else download_dataset(dataset, root / DOWNLOADS, force)
+            raw = staging / ".raw"
+            extract_zip(zip_path, raw)
+            convert_pixel_dataset(raw, staging, dataset)
+            shutil.rmtree(raw)
         else:
             zip_path = archive if archive is not None else download(competition, root / DOWNLOADS, force)
             extract_competition(zip_path, staging)
@@ -134,6 +148,21 @@ def download(competition: str, dest: Path, force: bool = False) -> Path:
     archive = dest / f"{competition}.zip"
     if not archive.is_file():
         raise PipelineError(f"the Kaggle API sent no zip for {competition!r} (expected {archive})")
+    return archive
+
+
+def download_dataset(dataset: str, dest: Path, force: bool = False) -> Path:
+    """Download a Kaggle dataset's zip (all its files) into `dest` with the kaggle library."""
+    api = kaggle_api()
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with kaggle_errors(dataset, "pipeline fetch", kind="dataset"), contextlib.redirect_stdout(io.StringIO()):
+            api.dataset_download_files(dataset, path=str(dest), force=force, quiet=True)
+    except (OSError, ValueError) as e:
+        raise PipelineError(f"download of {dataset!r} did not complete ({e}); run `pipeline fetch` again to resume") from None
+    archive = dest / f"{dataset.split('/')[1]}.zip"
+    if not archive.is_file():
+        raise PipelineError(f"the Kaggle API sent no zip for {dataset!r} (expected {archive})")
     return archive
 
 

@@ -29,9 +29,10 @@ def kaggle_api():
 
 
 @contextlib.contextmanager
-def kaggle_errors(competition: str, retry: str) -> Iterator[None]:
-    """Turn the client's HTTP and connection failures into one line naming what to do; `retry` is the command."""
-    page = f"https://www.kaggle.com/competitions/{competition}"
+def kaggle_errors(name: str, retry: str, kind: str = "competition") -> Iterator[None]:
+    """Turn the client's HTTP and connection failures into one line naming what to do; `retry` is the
+    command, `kind` says whether `name` is a competition or a dataset (owner/name)."""
+    page = f"https://www.kaggle.com/{kind}s/{name}"
     try:
         yield
     except requests.HTTPError as e:
@@ -39,11 +40,12 @@ def kaggle_errors(competition: str, retry: str) -> Iterator[None]:
         if status == 401:
             message = "Kaggle refused the credentials (401): create a new API token at https://www.kaggle.com/settings/api"
         elif status == 403:
-            message = f"Kaggle refused the request (403): accept the competition's rules at {page}/rules, then retry"
+            message = (f"Kaggle refused the request (403): accept the competition's rules at {page}/rules, then retry"
+                       if kind == "competition" else f"Kaggle refused the request (403): check your access to {page}")
         elif status == 404:
-            message = f"no Kaggle competition named {competition!r} (404): check the name at {page}"
+            message = f"no Kaggle {kind} named {name!r} (404): check the name at {page}"
         else:
-            message = f"the Kaggle API answered {status or 'an error'} for {competition!r}: {str(e).splitlines()[0]}"
+            message = f"the Kaggle API answered {status or 'an error'} for {name!r}: {str(e).splitlines()[0]}"
         raise PipelineError(message) from None
     except requests.ConnectionError:
         raise PipelineError(

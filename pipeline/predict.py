@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipeline.augment import normalize, to_device_tensor
+from pipeline.augment import match_channels, normalize, resize, to_device_tensor
 from pipeline.cache import cached_test_images
 from pipeline.checkpoint import inference_weights, load_checkpoint
 from pipeline.config import PRECISIONS, saved_config
@@ -68,7 +68,8 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]
     checkpoint = load_checkpoint(path)
     config = checkpoint["config"]
     options = saved_config(config["options"], path)
-    model = build_model(options.model, len(config["classes"]), options.stem)
+    model = build_model(options.model, len(config["classes"]), options.stem, config.get("channels", 3),
+                        options.head_dropout)
     try:
         model.load_state_dict(inference_weights(checkpoint))
     except RuntimeError as e:
@@ -92,8 +93,9 @@ def view(images: torch.Tensor, flip: bool, dy: int, dx: int) -> torch.Tensor:
 @torch.no_grad()
 def predict_probabilities(model: torch.nn.Module, images: np.ndarray, mean: list[float], std: list[float],
                           tta: str, device: torch.device, batch_size: int, console: Console,
-                          amp_dtype: torch.dtype | None = None) -> np.ndarray:
-    """Softmax probabilities (N, classes) of uint8 (N, H, W, C) images, averaged over the TTA views."""
+                          amp_dtype: torch.dtype | None = None, img_size: int | None = None) -> np.ndarray:
+    """Softmax probabilities (N, classes) of uint8 (N, H, W, C) images, averaged over the TTA views.
+    Images get the model's channels (one per `mean` entry) and, with `img_size`, its input size."""
     views = TTA_VIEWS[tta]
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     mean_t, std_t = torch.tensor(mean, device=device), torch.tensor(std, device=device)
@@ -102,9 +104,11 @@ def predict_probabilities(model: torch.nn.Module, images: np.ndarray, mean: list
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("predict", total=len(images))
         for start in range(0, len(images), batch_size):
-            batch = normalize(to_device_tensor(images[start:start + batch_size], device), mean_t, std_t, memory_format)
+            pixels = match_channels(to_device_tensor(images[start:start + batch_size], device), len(mean))
+            batch = normalize(pixels, mean_t, std_t, memory_format)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                probs = sum(torch.softmax(model(view(batch, *v)).float(), dim=1) for v in views) / len(views)
+                probs = sum(torch.softmax(model(resize(view(batch, *v), img_size)).float(), dim=1)
+                            for v in views) / len(views)
             if out is None:
                 out = np.empty((len(images), probs.shape[1]), np.float32)
             out[start:start + len(batch)] = probs.cpu().numpy()
@@ -196,7 +200,7 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
         console.print(f"predicting {len(ids)} test images with {path} ({tta} TTA, "
                       f"{'bf16' if amp_dtype else 'fp32'}) on {target}")
         probabilities = predict_probabilities(model, images, config["mean"], config["std"], tta, target,
-                                              batch_size, console, amp_dtype)
+                                              batch_size, console, amp_dtype, config["options"].get("img_size"))
         name = out.parent / f"{member_name(path)}.probs.npy"
         save_probabilities(name, probabilities, {"checkpoint": str(path), "classes": classes, "tta": tta,
                                                  "ids": ids_key(ids), "images": len(ids)})

@@ -85,7 +85,7 @@ def val_predictions(checkpoint: Path, dataset_root: Path, device: torch.device, 
         images, targets = images[:options.limit], targets[:options.limit]
     _, val_idx = run_split(targets, options.val_fraction, options.seed, full=False)
     probs = predict_probabilities(model, images[val_idx], config["mean"], config["std"], "none", device, 256,
-                                  console, autocast_dtype(options.precision, device))
+                                  console, autocast_dtype(options.precision, device), options.img_size)
     return ValPredictions(config["classes"], targets[val_idx], probs.argmax(1))
 
 

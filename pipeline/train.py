@@ -36,11 +36,11 @@ from pipeline.augment import BATCHED_POLICIES, BatchLoader, to_device_tensor
 from pipeline.cache import cached_train_images
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.config import RESUME_OVERRIDES, TrainConfig, saved_config
-from pipeline.dataset import (CIFAR10_MEAN, CIFAR10_STD, ArrayDataset, albumentations_policy,
-                              run_split, seed_worker_augmentation)
+from pipeline.dataset import (ArrayDataset, albumentations_policy, channel_stats, run_split,
+                              seed_worker_augmentation)
 from pipeline.errors import PipelineError
 from pipeline.layout import load_train_set
-from pipeline.models import build_model, load_pretrained
+from pipeline.models import build_model, freeze_backbone, load_pretrained
 from pipeline.report import write_report
 from pipeline.runtime import autocast_dtype, resolve_device
 from pipeline.workspace import atomic_path, dataset_dir, weights_dir, write_text_atomic
@@ -128,14 +128,14 @@ class TrainBatches:
             self.targets = torch.from_numpy(targets).to(device)
             self.mean, self.std = mean, std
         else:
-            self.dataset = ArrayDataset(images, targets, albumentations_policy(config.aug, mean, std))
+            self.dataset = ArrayDataset(images, targets, albumentations_policy(config.aug, mean, std, config.img_size))
         self.steps = -(-len(images) // config.batch_size)
 
     def epoch(self, epoch: int):
         generator = _epoch_generator(self.config.seed, epoch)
         if self.config.aug in BATCHED_POLICIES:
             return BatchLoader(self.images, self.targets, self.config.batch_size, self.mean, self.std,
-                               BATCHED_POLICIES[self.config.aug], generator, self.memory_format)
+                               BATCHED_POLICIES[self.config.aug], generator, self.memory_format, self.config.img_size)
         self.dataset.transform.set_random_seed(int(torch.randint(2**31, (1,), generator=generator)))
         return DataLoader(self.dataset, batch_size=self.config.batch_size, shuffle=True, generator=generator,
                           num_workers=self.config.workers, worker_init_fn=seed_worker_augmentation,
@@ -143,8 +143,10 @@ class TrainBatches:
 
 
 def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device, steps_per_epoch: int):
-    """SGD (fused on CUDA) and its schedule; returns (optimizer, scheduler, whether it steps per batch)."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+    """SGD (fused on CUDA) over the trainable parameters and its schedule; returns (optimizer, scheduler,
+    whether it steps per batch)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
                                 weight_decay=config.weight_decay, fused=device.type == "cuda" or None)
     if config.schedule == "onecycle":
         total = config.epochs * steps_per_epoch
@@ -165,11 +167,15 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
     if config.limit is not None:
         images, targets = images[:config.limit], targets[:config.limit]
     train_idx, val_idx = run_split(targets, config.val_fraction, config.seed, config.full)
-    mean, std = CIFAR10_MEAN, CIFAR10_STD
+    train_images = images[train_idx]
+    # normalisation from the training split (kept from the first epoch when resuming)
+    mean, std = (checkpoint["config"]["mean"], checkpoint["config"]["std"]) if checkpoint else channel_stats(train_images)
+    channels = images.shape[3]
     run_config = {
         "options": asdict(config),
         "classes": data.classes,
         "image_size": list(images.shape[1:3]),
+        "channels": channels,
         "mean": list(mean),
         "std": list(std),
         "split": {"seed": config.seed, "val_fraction": 0.0 if config.full else config.val_fraction,
@@ -187,14 +193,17 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
             raise PipelineError("--epochs cannot change when resuming a onecycle run: its schedule spans the epochs")
         run_config["created"] = checkpoint["config"]["created"]
 
-    batches = TrainBatches(config, images[train_idx], targets[train_idx], device, mean, std)
+    batches = TrainBatches(config, train_images, targets[train_idx], device, mean, std)
+    del train_images
     val_loader = (BatchLoader(to_device_tensor(images[val_idx], device), torch.from_numpy(targets[val_idx]).to(device),
-                              EVAL_BATCH, mean, std, memory_format=batches.memory_format) if len(val_idx) else None)
+                              EVAL_BATCH, mean, std, memory_format=batches.memory_format, img_size=config.img_size)
+                  if len(val_idx) else None)
     torch.manual_seed(config.seed)
-    model = build_model(config.model, len(data.classes), config.stem)
+    model = build_model(config.model, len(data.classes), config.stem, channels, config.head_dropout)
     if config.pretrained and checkpoint is None:
-        skipped = load_pretrained(model, Path(config.pretrained))
-        console.print(f"loaded {config.pretrained} (not loaded: {', '.join(skipped) or 'nothing'})")
+        notes = load_pretrained(model, Path(config.pretrained), config.model)
+        console.print(f"loaded {config.pretrained}; not loaded or adapted: {', '.join(notes) or 'nothing'}")
+    frozen_norms = freeze_backbone(model) if config.freeze_backbone else []
     model.to(device, memory_format=batches.memory_format)
     optimizer, scheduler, per_step = _optimizer(config, model, device, batches.steps)
     # EMA decay warms up with the step count (timm), so short runs average sensibly too
@@ -231,7 +240,7 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
         for epoch in range(start_epoch + 1, config.epochs + 1):
             lr = optimizer.param_groups[0]["lr"]
             started = time.perf_counter()
-            train_loss, train_acc = _train_epoch(step_model, batches.epoch(epoch), optimizer,
+            train_loss, train_acc = _train_epoch(step_model, frozen_norms, batches.epoch(epoch), optimizer,
                                                  scheduler if per_step else None, ema, (epoch - 1) * batches.steps,
                                                  criterion, device, amp_dtype, console, f"epoch {epoch}/{config.epochs}")
             train_seconds = time.perf_counter() - started
@@ -308,10 +317,12 @@ def _result_text(config: TrainConfig, history: list[dict], best_acc: float, best
     return text
 
 
-def _train_epoch(model: nn.Module, batches, optimizer: torch.optim.Optimizer, scheduler, ema: ModelEmaV3 | None,
+def _train_epoch(model: nn.Module, frozen_norms: list[nn.Module], batches, optimizer: torch.optim.Optimizer, scheduler, ema: ModelEmaV3 | None,
                  first_step: int, criterion: nn.Module, device: torch.device, amp_dtype: torch.dtype | None, console: Console,
                  title: str) -> tuple[float, float]:
     model.train()
+    for norm in frozen_norms:  # a frozen backbone keeps its normalisation statistics too
+        norm.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0

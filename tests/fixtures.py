@@ -23,9 +23,16 @@ def class_images(targets: np.ndarray, rng: np.random.Generator, size: int = 32) 
     return np.clip(images, 0, 255).astype(np.uint8)
 
 
+def grey_class_images(targets: np.ndarray, rng: np.random.Generator, size: int = 28) -> np.ndarray:
+    """Greyscale (N, H, W): each class a brightness, plus noise."""
+    images = 50.0 + 45.0 * targets[:, None, None] + rng.normal(0, 25, (len(targets), size, size))
+    return np.clip(images, 0, 255).astype(np.uint8)
+
+
 def write_competition(root: Path, n_train: int = 400, n_test: int = 40, seed: int = 0, size: int = 32,
-                      classes: tuple[str, ...] = CLASSES) -> dict:
-    """train/, test/, trainLabels.csv (ids in shuffled order), sampleSubmission.csv, solution.csv."""
+                      classes: tuple[str, ...] = CLASSES, grey: bool = False) -> dict:
+    """train/, test/, trainLabels.csv (ids in shuffled order), sampleSubmission.csv, solution.csv;
+    `grey` writes 1-channel PNGs."""
     rng = np.random.default_rng(seed)
     train_targets = np.arange(n_train) % len(classes)
     test_targets = rng.integers(0, len(classes), n_test)
@@ -33,7 +40,7 @@ def write_competition(root: Path, n_train: int = 400, n_test: int = 40, seed: in
     test_ids = np.arange(1, n_test + 1)
     for folder, ids, targets in (("train", train_ids, train_targets), ("test", test_ids, test_targets)):
         (root / folder).mkdir(parents=True)
-        for image_id, image in zip(ids, class_images(targets, rng, size)):
+        for image_id, image in zip(ids, (grey_class_images if grey else class_images)(targets, rng, size)):
             Image.fromarray(image).save(root / folder / f"{image_id}.png")
     names = np.array(classes)
     pd.DataFrame({"id": train_ids, "label": names[train_targets]}).to_csv(root / "trainLabels.csv", index=False)

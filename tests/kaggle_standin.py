@@ -4,7 +4,8 @@ With KAGGLE_API_ENVIRONMENT=LOCALHOST the client POSTs to
 http://localhost/api/v1/competitions.CompetitionApiService/<Method> with JSON bodies:
 - DownloadDataFiles {"competitionName"}: as Kaggle does, a 302 to the file, which the client streams;
 - StartSubmissionUpload {"competitionName", "fileName", ...}: a token and a URL the client PUTs the file to;
-- CreateSubmission {"competitionName", "blobFileTokens", "submissionDescription"}: a message and a ref.
+- CreateSubmission {"competitionName", "blobFileTokens", "submissionDescription"}: a message and a ref;
+and http://localhost/api/v1/datasets.DatasetApiService/DownloadDataset {"ownerSlug", "datasetSlug"}: a 302.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ API = "/api/v1/competitions.CompetitionApiService/"
 DOWNLOAD = API + "DownloadDataFiles"
 START_UPLOAD = API + "StartSubmissionUpload"
 CREATE_SUBMISSION = API + "CreateSubmission"
+DATASET_DOWNLOAD = "/api/v1/datasets.DatasetApiService/DownloadDataset"
 FILES = "/files/"
 UPLOADS = "/upload/"
 
@@ -25,6 +27,7 @@ UPLOADS = "/upload/"
 @dataclass
 class StandIn:
     competitions: dict[str, bytes] = field(default_factory=dict)  # name -> zip bytes
+    datasets: dict[str, bytes] = field(default_factory=dict)  # "owner/slug" -> zip bytes
     status: int | None = None  # answer every API call with this error status
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, path, Authorization)
     uploads: dict[str, bytes] = field(default_factory=dict)  # token -> uploaded file
@@ -50,12 +53,17 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             state.requests.append(("POST", self.path, self.headers.get("Authorization")))
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-            if self.path not in (DOWNLOAD, START_UPLOAD, CREATE_SUBMISSION):
+            if self.path not in (DOWNLOAD, START_UPLOAD, CREATE_SUBMISSION, DATASET_DOWNLOAD):
                 return self._json(404, {"code": 404, "message": f"no route {self.path}"})
             if not self.headers.get("Authorization"):
                 return self._json(401, {"code": 401, "message": "Unauthenticated"})
             if state.status:
                 return self._json(state.status, {"code": state.status, "message": "refused by the stand-in"})
+            if self.path == DATASET_DOWNLOAD:
+                ref = f"{body.get('ownerSlug')}/{body.get('datasetSlug')}"
+                if ref not in state.datasets:
+                    return self._json(404, {"code": 404, "message": f"dataset {ref} not found"})
+                return self._redirect(f"{FILES}datasets/{ref}.zip")
             name = body.get("competitionName")
             if name not in state.competitions:
                 return self._json(404, {"code": 404, "message": f"competition {name} not found"})
@@ -66,8 +74,11 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
             if self.path == CREATE_SUBMISSION:
                 state.submissions.append(body)
                 return self._json(200, {"message": f"Successfully submitted to {name}", "ref": 1000 + len(state.submissions)})
+            self._redirect(f"{FILES}{name}.zip")
+
+        def _redirect(self, location: str) -> None:
             self.send_response(302)
-            self.send_header("Location", f"{FILES}{name}.zip")
+            self.send_header("Location", location)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -81,10 +92,12 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             state.requests.append(("GET", self.path, self.headers.get("Authorization")))
-            name = self.path[len(FILES):].removesuffix(".zip") if self.path.startswith(FILES) else None
-            if name not in state.competitions:
+            name = self.path[len(FILES):].removesuffix(".zip") if self.path.startswith(FILES) else ""
+            files = state.datasets if name.startswith("datasets/") else state.competitions
+            name = name.removeprefix("datasets/")
+            if name not in files:
                 return self._json(404, {"code": 404, "message": "no such file"})
-            data = state.competitions[name]
+            data = files[name]
             self.send_response(200)
             self.send_header("Content-Type", "application/zip")
             self.send_header("Content-Length", str(len(data)))
@@ -111,13 +124,15 @@ class StandInServer:
 
 
 def main() -> None:
-    """Serve competition zips by hand: `python -m tests.kaggle_standin cifar-10=path/to/cifar-10.zip`."""
+    """Serve zips by hand: `python -m tests.kaggle_standin cifar-10=path/to/cifar-10.zip owner/data=data.zip`
+    (a name with a slash is a dataset, any other a competition)."""
     import sys
     from pathlib import Path
 
-    state = StandIn({name: Path(path).read_bytes() for name, path in (a.split("=", 1) for a in sys.argv[1:])})
+    served = {name: Path(path).read_bytes() for name, path in (a.split("=", 1) for a in sys.argv[1:])}
+    state = StandIn({k: v for k, v in served.items() if "/" not in k}, {k: v for k, v in served.items() if "/" in k})
     server = StandInServer(state)
-    print(f"serving {', '.join(state.competitions)} on http://localhost:80; Ctrl-C stops", flush=True)
+    print(f"serving {', '.join(served)} on http://localhost:80; Ctrl-C stops", flush=True)
     try:
         server.thread.join()
     except KeyboardInterrupt:

@@ -175,3 +175,75 @@ def test_both_7z_extractors_give_the_same_layout(competition_zip, project, monke
     elif pipeline.fetch.seven_zip() is None:
         pytest.skip("no 7zz/7z installed (Debian package 7zip)")
     assert (fetch(archive=competition_zip).train_images, len(check_test(project / "dataset"))) == (400, 40)
+
+
+FASHION = "zalando-research/fashionmnist"
+
+
+def pixel_csv(labels, images, with_label=True):
+    import pandas as pd
+    frame = pd.DataFrame(images.reshape(len(images), -1), columns=[f"pixel{k}" for k in range(1, 785)])
+    if with_label:
+        frame.insert(0, "label", labels)
+    return frame.to_csv(index=False)
+
+
+def fashion_zip(path, train=(40, 0), test=(10, 1), test_labels=True):
+    """A tiny Kaggle Fashion-MNIST: label + 784 pixel columns, as the dataset's two CSVs."""
+    import numpy as np
+    zips = {}
+    with zipfile.ZipFile(path, "w") as z:
+        for name, (n, seed) in (("fashion-mnist_train.csv", train), ("fashion-mnist_test.csv", test)):
+            rng = np.random.default_rng(seed)
+            labels, images = np.arange(n) % 10, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+            z.writestr(name, pixel_csv(labels, images, with_label=test_labels or "train" in name))
+            zips[name] = (labels, images)
+    return zips
+
+
+def test_fashion_mnist_dataset_is_converted_to_the_competition_layout(kaggle, project, tmp_path):
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+    written = fashion_zip(tmp_path / "fashionmnist.zip")
+    kaggle.datasets[FASHION] = (tmp_path / "fashionmnist.zip").read_bytes()
+    result = fetch(dataset=FASHION)
+    root = project / "dataset"
+    assert (result.source, result.train_images, result.test_images) == (FASHION, 40, 10)
+    assert [(m, p) for m, p, _ in kaggle.requests] == [
+        ("POST", "/api/v1/datasets.DatasetApiService/DownloadDataset"), ("GET", f"/files/datasets/{FASHION}.zip")]
+    labels, images = written["fashion-mnist_train.csv"]
+    with Image.open(root / "train" / "7.png") as image:
+        assert image.mode == "L" and image.size == (28, 28)
+        assert np.array_equal(np.asarray(image), images[6])
+    train_labels = pd.read_csv(root / "trainLabels.csv")
+    assert train_labels["label"].iloc[:3].tolist() == ["T-shirt/top", "Trouser", "Pullover"]
+    assert pd.read_csv(root / "solution.csv")["label"].iloc[9] == "Ankle boot"
+    assert len(pd.read_csv(root / "sampleSubmission.csv")) == 10
+    assert np.load(root / ".cache" / "train.npy").shape == (40, 28, 28, 1)
+    assert not (root / ".raw").exists() and not list(root.glob(".staging-*"))
+    assert fetch(dataset=FASHION).already_complete
+
+
+def test_dataset_errors(kaggle, project, tmp_path):
+    with pytest.raises(PipelineError, match="no Kaggle dataset named 'someone/nothing' .404.: check the name at "
+                                            "https://www.kaggle.com/datasets/someone/nothing"):
+        fetch(dataset="someone/nothing")
+    with pytest.raises(PipelineError, match="expected owner/name"):
+        fetch(dataset="fashionmnist")
+    with pytest.raises(PipelineError, match="give only one of them"):
+        fetch(dataset=FASHION, sample=True)
+    with zipfile.ZipFile(tmp_path / "odd.zip", "w") as z:
+        z.writestr("train.csv", "label,p1,p2,p3\n1,0,0,0\n")
+        z.writestr("test.csv", "label,p1,p2,p3\n1,0,0,0\n")
+    with pytest.raises(PipelineError, match="train.csv: 3 pixel columns do not make a square greyscale image"):
+        fetch(dataset="someone/odd", archive=tmp_path / "odd.zip")
+    assert not (project / "dataset" / "train").exists()
+
+
+def test_unlabeled_test_csv_gives_no_solution(project, tmp_path):
+    fashion_zip(tmp_path / "digits.zip", test_labels=False)
+    result = fetch(dataset="someone/digits", archive=tmp_path / "digits.zip")
+    root = project / "dataset"
+    assert result.test_images == 10 and not (root / "solution.csv").exists()
+    assert sorted(set(__import__("pandas").read_csv(root / "trainLabels.csv")["label"])) == list(range(10))

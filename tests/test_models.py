@@ -1,11 +1,14 @@
+import copy
 import pickle
 
 import pytest
+import safetensors.torch
+import timm
 import torch
 import torchvision
 
 from pipeline.errors import PipelineError
-from pipeline.models import build_model, load_pretrained
+from pipeline.models import DropoutLinear, build_model, classifier_head, first_conv, freeze_backbone, load_pretrained
 from pipeline.models.resnet import BasicBlock, Bottleneck, resnet18, resnet34, resnet50, resnet101, resnet152
 
 
@@ -58,14 +61,15 @@ def test_pretrained_torchvision_weights_reproduce_backbone(tmp_path, name):
     source = torchvision.models.resnet18()
     torch.save(source.state_dict(), tmp_path / "resnet18.pth")
     model = build_model(name, 10)
-    assert load_pretrained(model, tmp_path / "resnet18.pth") == ["fc.bias", "fc.weight"]
+    assert load_pretrained(model, tmp_path / "resnet18.pth") == ["fc.bias (head)", "fc.weight (head)"]
     x = torch.randn(2, 3, 64, 64)
     assert torch.allclose(backbone(model, x), backbone(source, x), atol=1e-6)
 
 
 def test_pretrained_into_improved_stem_skips_the_stem_conv(tmp_path):
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
-    assert "conv1.weight" in load_pretrained(build_model("custom", 10, "improved"), tmp_path / "r18.pth")
+    assert "conv1.weight (stem of another shape)" in load_pretrained(build_model("custom", 10, "improved"),
+                                                                     tmp_path / "r18.pth")
 
 
 def test_pretrained_errors(tmp_path):
@@ -73,8 +77,8 @@ def test_pretrained_errors(tmp_path):
     with pytest.raises(PipelineError, match="weights file not found"):
         load_pretrained(model, tmp_path / "missing.pth")
     torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "r34.pth")
-    with pytest.raises(PipelineError, match="does not fit a ResNet-18 .*unexpected layer1.2"):
-        load_pretrained(model, tmp_path / "r34.pth")
+    with pytest.raises(PipelineError, match="does not fit custom .*unexpected layer1.2"):
+        load_pretrained(model, tmp_path / "r34.pth", "custom")
     (tmp_path / "junk.pth").write_bytes(b"\x00junk")
     with pytest.raises(PipelineError, match="junk.pth: not a readable PyTorch file"):
         load_pretrained(model, tmp_path / "junk.pth")
@@ -118,3 +122,82 @@ def test_summary_lists_layers():
     assert sum(layer.parameters for layer in described.layers) == described.parameters
     assert described.layers[0].name == "conv1" and described.layers[0].output_shape == (1, 64, 32, 32)
     assert described.layers[-1].output_shape == (1, 10)
+
+
+def features(model, x):
+    """What a backbone hands its head: the model with its classifier replaced by an identity."""
+    head_name, _ = classifier_head(model)
+    headless = copy.deepcopy(model).eval()
+    parent, _, child = head_name.rpartition(".")
+    setattr(headless.get_submodule(parent) if parent else headless, child, torch.nn.Identity())
+    with torch.no_grad():
+        return headless(x)
+
+
+@pytest.mark.parametrize("name, make", [
+    ("timm:resnet18", lambda: timm.create_model("resnet18", pretrained=False)),
+    ("timm:efficientnet_b0", lambda: timm.create_model("efficientnet_b0", pretrained=False)),
+    ("torchvision:mobilenet_v3_small", lambda: torchvision.models.mobilenet_v3_small()),
+])
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_pretrained_library_models_reproduce_backbone(tmp_path, name, make, suffix):
+    torch.manual_seed(2)
+    source = make().eval()
+    path = tmp_path / f"weights{suffix}"
+    if suffix == ".safetensors":
+        safetensors.torch.save_file({k: v.contiguous() for k, v in source.state_dict().items()}, path)
+    else:
+        torch.save(source.state_dict(), path)
+    model = build_model(name, 7)
+    notes = load_pretrained(model, path, name)
+    assert notes and all(note.endswith("(head)") for note in notes)
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.allclose(features(model, x), features(source, x), atol=1e-5)
+    assert model.eval()(x).shape == (2, 7)
+
+
+@pytest.mark.parametrize("name", ["custom", "torchvision:resnet18", "timm:resnet18"])
+def test_one_channel_models_take_rgb_weights_summed(tmp_path, name):
+    torch.manual_seed(3)
+    source = torchvision.models.resnet18().eval()
+    torch.save(source.state_dict(), tmp_path / "rgb.pth")
+    model = build_model(name, 10, in_chans=1)
+    assert first_conv(model)[1].in_channels == 1
+    assert "conv1.weight adapted from 3 to 1 input channels" in load_pretrained(model, tmp_path / "rgb.pth")
+    grey = torch.rand(2, 1, 64, 64)
+    # a grey image through the summed kernel is the RGB model on that grey image in all three channels
+    assert torch.allclose(features(model, grey), features(source, grey.expand(-1, 3, -1, -1)), atol=1e-4)
+
+
+def test_state_dict_wrappers_and_bad_safetensors(tmp_path):
+    source = torchvision.models.resnet18()
+    torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "ddp.pth")
+    assert load_pretrained(build_model("custom", 10), tmp_path / "ddp.pth") == ["fc.bias (head)", "fc.weight (head)"]
+    (tmp_path / "bad.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{broken")
+    with pytest.raises(PipelineError, match="bad.safetensors: not a readable safetensors file"):
+        load_pretrained(build_model("custom", 10), tmp_path / "bad.safetensors")
+
+
+@pytest.mark.parametrize("name", ["custom", "torchvision:vgg11", "timm:resnet18"])
+def test_head_dropout_keeps_the_state_dict(name):
+    torch.manual_seed(4)
+    plain, dropped = build_model(name, 6), build_model(name, 6, head_dropout=0.5)
+    assert plain.state_dict().keys() == dropped.state_dict().keys()
+    assert isinstance(classifier_head(dropped)[1], DropoutLinear) and classifier_head(dropped)[1].dropout.p == 0.5
+    dropped.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    plain.eval(), dropped.eval()
+    with torch.no_grad():
+        assert torch.allclose(plain(x), dropped(x), atol=1e-6)  # dropout is off in eval
+        head = classifier_head(dropped)[1].train()
+        features_in = torch.ones(1000, head.in_features)
+        zeroed = (head.dropout(features_in) == 0).float().mean()
+    assert 0.4 < zeroed < 0.6
+
+
+def test_freeze_backbone_leaves_only_the_head_trainable():
+    model = build_model("custom", 10)
+    norms = freeze_backbone(model)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"fc.weight", "fc.bias"}
+    assert len(norms) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())

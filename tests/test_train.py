@@ -176,3 +176,46 @@ def test_precision_follows_the_hardware(fetched):
     assert autocast_dtype("bf16", cpu) is torch.bfloat16 and autocast_dtype("fp32", cpu) is None
     result = train(TrainConfig(epochs=1, limit=64, precision="bf16", **QUICK))
     assert json.loads((result.run_dir / "config.json").read_text())["precision"] == "bf16"
+
+
+def test_frozen_backbone_trains_only_the_head(fetched):
+    import torchvision
+    torch.manual_seed(5)
+    source = torchvision.models.resnet18()
+    torch.save(source.state_dict(), fetched / "r18.pth")
+    result = train(TrainConfig(model="torchvision", pretrained=str(fetched / "r18.pth"), freeze_backbone=True,
+                               head_dropout=0.5, epochs=1, limit=64, **QUICK))
+    trained = load_checkpoint(result.run_dir / "last.pt")["model"]
+    for key, tensor in source.state_dict().items():
+        if key.startswith("fc."):
+            assert not torch.equal(trained[key], torch.zeros_like(trained[key]))
+        else:  # weights and BatchNorm statistics alike
+            assert torch.equal(trained[key], tensor), key
+    options = json.loads((result.run_dir / "config.json").read_text())["options"]
+    assert options["freeze_backbone"] and options["head_dropout"] == 0.5
+    with pytest.raises(PipelineError, match="--freeze-backbone needs --pretrained"):
+        train(TrainConfig(freeze_backbone=True, epochs=1))
+
+
+def test_img_size_resizes_training_and_prediction(fetched):
+    from pipeline.predict import predict
+    result = train(TrainConfig(epochs=1, limit=64, img_size=48, **QUICK))
+    assert json.loads((result.run_dir / "config.json").read_text())["options"]["img_size"] == 48
+    predicted = predict(tta="flip")
+    assert predicted.rows == 40
+    with pytest.raises(PipelineError, match="--img-size must be between 8 and 1024"):
+        train(TrainConfig(img_size=4))
+
+
+def test_greyscale_competition_end_to_end(project):
+    from pipeline.predict import predict
+    from tests.fixtures import write_competition
+    write_competition(project / "dataset", n_train=400, n_test=30, size=28, grey=True)
+    result = train(TrainConfig(epochs=3, **QUICK))
+    config = json.loads((result.run_dir / "config.json").read_text())
+    assert config["channels"] == 1 and len(config["mean"]) == len(config["std"]) == 1
+    assert config["image_size"] == [28, 28]
+    # normalisation statistics are the training split's own (4 brightness classes around 0.44)
+    assert 0.35 < config["mean"][0] < 0.55 and 0.1 < config["std"][0] < 0.3
+    assert result.best_acc >= 0.6  # 4 classes: chance is 0.25
+    assert predict(tta="flip", score=project / "dataset" / "solution.csv").accuracy >= 0.6

@@ -5,9 +5,12 @@ import difflib
 import pickle
 from pathlib import Path
 
+import safetensors
+import safetensors.torch
 import timm
 import torch
 import torchvision
+from timm.models import adapt_input_conv
 from torch import nn
 
 from pipeline.errors import PipelineError
@@ -16,7 +19,6 @@ from pipeline.models.resnet import STEMS, resnet18, resnet34, resnet50, resnet10
 CUSTOM = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101,
           "resnet152": resnet152}
 ALIASES = {"custom": "resnet18", "torchvision": "torchvision:resnet18"}
-HEAD = "fc."
 
 
 def _unknown(name: str) -> PipelineError:
@@ -49,27 +51,94 @@ def _resnet_stem(model: nn.Module, stem: str, name: str) -> nn.Module:
     return model
 
 
-def build_model(name: str, num_classes: int, stem: str = "imagenet") -> nn.Module:
+def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
+    """The input convolution: the first Conv2d the model registers."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            return name, module
+    raise PipelineError(f"{type(model).__name__} has no Conv2d to take the input channels")
+
+
+def classifier_head(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The classifier: timm's `get_classifier()`, else the last Linear the model registers."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    for name, module in reversed(linears):
+        if head is None or module is head or any(module is m for m in head.modules()):
+            return name, module
+    raise PipelineError(f"{type(model).__name__} has no Linear classifier head")
+
+
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def _set_in_chans(model: nn.Module, in_chans: int) -> None:
+    name, conv = first_conv(model)
+    if conv.in_channels == in_chans:
+        return
+    _replace(model, name, nn.Conv2d(in_chans, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                                    conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode))
+
+
+class DropoutLinear(nn.Linear):
+    """A Linear head with dropout on its input: the same parameters, and state-dict keys, as nn.Linear."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, p: float = 0.5):
+        super().__init__(in_features, out_features, bias)
+        self.dropout = nn.Dropout(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.dropout(x))
+
+
+def _add_head_dropout(model: nn.Module, p: float) -> None:
+    name, head = classifier_head(model)
+    replacement = DropoutLinear(head.in_features, head.out_features, head.bias is not None, p)
+    replacement.load_state_dict(head.state_dict())
+    _replace(model, name, replacement)
+
+
+def build_model(name: str, num_classes: int, stem: str = "imagenet", in_chans: int = 3,
+                head_dropout: float = 0.0) -> nn.Module:
     """A classifier by name, randomly initialised (weights are never downloaded):
     `custom` (= `resnet18`) … `resnet152`: this package's ResNets; `torchvision:<name>`: any
-    torchvision classifier (`torchvision` = `torchvision:resnet18`); `timm:<name>`: any timm model."""
+    torchvision classifier (`torchvision` = `torchvision:resnet18`); `timm:<name>`: any timm model.
+    `in_chans` sets the input convolution's channels; `head_dropout` puts dropout before the head."""
     if stem not in STEMS:
         raise PipelineError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
     name = ALIASES.get(name, name)
-    if name in CUSTOM:
-        return CUSTOM[name](num_classes=num_classes, stem=stem)
     library, _, arch = name.partition(":")
-    if library == "torchvision":
+    if name in CUSTOM:
+        model = CUSTOM[name](num_classes=num_classes, stem=stem, in_chans=in_chans)
+    elif library == "torchvision":
         if arch not in torchvision.models.list_models(module=torchvision.models):
             raise _unknown(name)
-        return _resnet_stem(torchvision.models.get_model(arch, weights=None, num_classes=num_classes), stem, name)
-    if library == "timm":
+        model = _resnet_stem(torchvision.models.get_model(arch, weights=None, num_classes=num_classes), stem, name)
+        _set_in_chans(model, in_chans)
+    elif library == "timm":
         if not timm.is_model(arch):
             raise _unknown(name)
         if stem != "imagenet":
             raise PipelineError(f"--stem {stem} applies to this package's and torchvision's ResNets, not {name}")
-        return timm.create_model(arch, pretrained=False, num_classes=num_classes)
-    raise _unknown(name)
+        model = timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_chans)
+    else:
+        raise _unknown(name)
+    if head_dropout:
+        _add_head_dropout(model, head_dropout)
+    return model
+
+
+def freeze_backbone(model: nn.Module) -> list[nn.Module]:
+    """Train only the classifier head: freeze every other parameter. Returns the backbone's
+    normalisation layers, which the training loop keeps in eval mode so their statistics stay too."""
+    head_name, head = classifier_head(model)
+    head_params = {id(p) for p in head.parameters()}
+    for parameter in model.parameters():
+        parameter.requires_grad_(id(parameter) in head_params)
+    return [m for name, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._NormBase) and not name.startswith(head_name)]
 
 
 def safe_torch_load(path: Path):
@@ -88,41 +157,60 @@ def safe_torch_load(path: Path):
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a local file: a bare one, or the `model` entry of a pipeline checkpoint."""
+    """A state dict from a local `.safetensors`, `.pth` or `.pt` file: a bare one, the `model` or
+    `state_dict` entry of a checkpoint; a DistributedDataParallel `module.` prefix is removed."""
     if not path.is_file():
         raise PipelineError(f"{path}: weights file not found")
-    state = safe_torch_load(path)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if path.suffix == ".safetensors":
+        try:
+            state = safetensors.torch.load_file(path)
+        except (safetensors.SafetensorError, OSError, ValueError) as e:
+            raise PipelineError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    else:
+        state = safe_torch_load(path)
+    for entry in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(entry), dict):
+            state = state[entry]
+            break
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise PipelineError(f"{path}: holds no state dict of tensors")
+    if all(key.startswith("module.") for key in state):
+        state = {key.removeprefix("module."): value for key, value in state.items()}
     return state
 
 
-def load_pretrained(model: nn.Module, path: Path) -> list[str]:
-    """Load a ResNet state dict into `model`, except its classifier head (`fc.*`).
+def load_pretrained(model: nn.Module, path: Path, name: str = "the model") -> list[str]:
+    """Load a state dict into `model`, except its classifier head (any shape: the classes differ).
 
-    The stem conv is skipped too when its shape differs (a 7×7 ImageNet stem into a 3×3 one).
-    Any other missing, unexpected or mis-shaped key is an error. Returns the skipped keys.
+    The input conv is adapted when only its input channels differ (timm's rule: a 1-channel model
+    gets the sum over RGB), and skipped when its kernel differs (a 7×7 ImageNet stem into a 3×3 one).
+    Any other missing, unexpected or mis-shaped key is an error. Returns what was skipped or adapted.
     """
-    state = read_state_dict(path)
+    state = dict(read_state_dict(path))
     own = model.state_dict()
-    skipped = [k for k in state if k.startswith(HEAD)]
-    stem = "conv1.weight"
-    if stem in state and stem in own and state[stem].shape != own[stem].shape:
-        skipped.append(stem)
-    wanted = {k for k in own if not k.startswith(HEAD) and k not in skipped}
-    given = {k for k in state if k not in skipped}
+    head_prefix = classifier_head(model)[0] + "."
+    notes = [f"{key} (head)" for key in sorted(state) if key.startswith(head_prefix)]
+    conv_key = first_conv(model)[0] + ".weight"
+    if conv_key in state and state[conv_key].shape != own[conv_key].shape:
+        given, wanted = state[conv_key], own[conv_key]
+        if given.ndim == 4 and given.shape[0] == wanted.shape[0] and given.shape[2:] == wanted.shape[2:]:
+            state[conv_key] = adapt_input_conv(wanted.shape[1], given)
+            notes.append(f"{conv_key} adapted from {given.shape[1]} to {wanted.shape[1]} input channels")
+        else:
+            del state[conv_key]
+            notes.append(f"{conv_key} (stem of another shape)")
+    state = {key: value for key, value in state.items() if not key.startswith(head_prefix)}
+    wanted = {key for key in own if not key.startswith(head_prefix) and (key != conv_key or conv_key in state)}
     problems = []
-    if wanted - given:
-        problems.append(f"missing {', '.join(sorted(wanted - given)[:3])}")
-    if given - wanted:
-        problems.append(f"unexpected {', '.join(sorted(given - wanted)[:3])}")
-    bad_shapes = [k for k in wanted & given if state[k].shape != own[k].shape]
+    if wanted - state.keys():
+        problems.append(f"missing {', '.join(sorted(wanted - state.keys())[:3])}")
+    if state.keys() - wanted:
+        problems.append(f"unexpected {', '.join(sorted(state.keys() - wanted)[:3])}")
+    bad_shapes = [key for key in sorted(wanted & state.keys()) if state[key].shape != own[key].shape]
     if bad_shapes:
-        k = bad_shapes[0]
-        problems.append(f"{k} has shape {tuple(state[k].shape)}, the model needs {tuple(own[k].shape)}")
+        key = bad_shapes[0]
+        problems.append(f"{key} has shape {tuple(state[key].shape)}, the model needs {tuple(own[key].shape)}")
     if problems:
-        raise PipelineError(f"{path}: does not fit a ResNet-18 ({'; '.join(problems)})")
-    model.load_state_dict({k: state[k] for k in given}, strict=False)
-    return sorted(skipped)
+        raise PipelineError(f"{path}: does not fit {name} ({'; '.join(problems)})")
+    model.load_state_dict(state, strict=False)
+    return notes

@@ -1,0 +1,80 @@
+"""Pixel-CSV datasets (a `label` column, then one column per pixel, as Kaggle's Fashion-MNIST ships)
+laid out as a competition: `train/<id>.png` (greyscale), `trainLabels.csv` with class names, `test/`,
+`sampleSubmission.csv`, and the test labels kept aside as `solution.csv`."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from pipeline.errors import PipelineError
+from pipeline.layout import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS
+
+# Class names of the datasets whose CSVs carry numbers; other datasets keep their labels as written.
+CLASS_NAMES = {
+    "zalando-research/fashionmnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                                      "Sneaker", "Bag", "Ankle boot"],
+}
+
+
+def find_split_csv(folder: Path, split: str) -> Path:
+    found = sorted(p for p in folder.rglob("*.csv") if split in p.name.lower())
+    if len(found) != 1:
+        listed = ", ".join(p.name for p in sorted(folder.rglob("*.csv"))) or "none"
+        raise PipelineError(f"{folder}: expected one {split} CSV of label + pixels, found {len(found)} (CSVs: {listed})")
+    return found[0]
+
+
+def read_pixel_csv(path: Path, need_label: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+    """(labels, uint8 images N×S×S) from a CSV with a `label` column and S×S pixel columns (a test
+    CSV may have no labels: None)."""
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise PipelineError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
+    if "label" not in frame.columns and need_label:
+        raise PipelineError(f"{path}: no 'label' column (columns start {', '.join(map(str, frame.columns[:3]))})")
+    pixels = frame.drop(columns="label", errors="ignore")
+    side = math.isqrt(pixels.shape[1])
+    if side * side != pixels.shape[1] or side == 0:
+        raise PipelineError(f"{path}: {pixels.shape[1]} pixel columns do not make a square greyscale image")
+    values = pixels.to_numpy()
+    if not np.issubdtype(values.dtype, np.integer) or values.min(initial=0) < 0 or values.max(initial=0) > 255:
+        raise PipelineError(f"{path}: pixel values must be whole numbers from 0 to 255")
+    labels = frame["label"].to_numpy() if "label" in frame.columns else None
+    return labels, values.astype(np.uint8).reshape(-1, side, side)
+
+
+def _write_pngs(folder: Path, images: np.ndarray) -> list[int]:
+    folder.mkdir(parents=True)
+    ids = list(range(1, len(images) + 1))
+    for image_id, image in zip(ids, images):
+        Image.fromarray(image, mode="L").save(folder / f"{image_id}.png", compress_level=1)
+    return ids
+
+
+def convert_pixel_dataset(raw: Path, dest: Path, dataset: str) -> None:
+    """Lay out the train and test CSVs found under `raw` as a competition in `dest`."""
+    train_labels, train_images = read_pixel_csv(find_split_csv(raw, "train"))
+    test_labels, test_images = read_pixel_csv(find_split_csv(raw, "test"), need_label=False)
+    if train_images.shape[1:] != test_images.shape[1:]:
+        raise PipelineError(f"{raw}: train images are {train_images.shape[1]}² pixels, test images {test_images.shape[1]}²")
+    names = CLASS_NAMES.get(dataset)
+    labels = [train_labels] + ([test_labels] if test_labels is not None else [])
+    if names is not None:
+        unknown = sorted(set(np.concatenate(labels).tolist()) - set(range(len(names))))
+        if unknown:
+            raise PipelineError(f"{raw}: labels {unknown[:3]} are not among {dataset}'s {len(names)} classes")
+        named = [np.array(names)[values] for values in labels]
+    else:
+        named = [values.astype(str) for values in labels]
+    train_names = named[0]
+    train_ids = _write_pngs(dest / "train", train_images)
+    test_ids = _write_pngs(dest / "test", test_images)
+    pd.DataFrame({"id": train_ids, "label": train_names}).to_csv(dest / TRAIN_LABELS, index=False)
+    pd.DataFrame({"id": test_ids, "label": sorted(set(train_names))[0]}).to_csv(dest / SAMPLE_SUBMISSION, index=False)
+    if test_labels is not None:
+        pd.DataFrame({"id": test_ids, "label": named[1]}).to_csv(dest / SOLUTION, index=False)

@@ -17,7 +17,6 @@ import re
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +29,7 @@ from pipeline.dataset import PngDataset, eval_transform
 from pipeline.layout import check_test, id_sort_key
 from pipeline.predict import TTA_VIEWS, load_model, member_name, view
 from pipeline.runtime import resolve_device
-from pipeline.train import versions
-
-RESULTS = Path(__file__).parent / "results"
-
+from record import write_result
 
 @torch.no_grad()
 def seed_style(checkpoint: Path, dataset: Path, tta: str, device: torch.device, workers: int) -> tuple[float, np.ndarray]:
@@ -112,17 +108,7 @@ def main() -> None:
         "peak_rss_mib": {"seed_style": round(seed_rss / 1024), "cold": round(cold_rss / 1024), "warm": round(warm_rss / 1024)},
         "argmax_agreement_cold_vs_fp32_seed_style": round(agreement, 5),
     }
-    report = {
-        "benchmark": "predict_speed",
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
-        "versions": versions(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                 cwd=Path(__file__).parent).stdout.strip() or "unknown",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "results": numbers,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"predict_speed-{device.type}-{datetime.now():%Y%m%d-%H%M%S}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = write_result("predict_speed", device, numbers)
     Console().print_json(json.dumps(numbers))
     print(f"wrote {out}")
 

@@ -16,11 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -33,10 +29,8 @@ from pipeline.dataset import CIFAR10_MEAN, CIFAR10_STD, PngDataset, train_transf
 from pipeline.layout import load_train_set
 from pipeline.models import build_model
 from pipeline.runtime import autocast_dtype, resolve_device
-from pipeline.train import train, versions
-
-RESULTS = Path(__file__).parent / "results"
-
+from pipeline.train import train
+from record import write_result
 
 def timed_steps(model, batches, device, amp_dtype, steps: int, warmup: int = 3) -> float:
     """images/s of `steps` SGD training steps drawn from `batches` (an endless iterator), after a warmup."""
@@ -127,14 +121,6 @@ def time_to_accuracy(args) -> dict:
             "train_wall_s": float(last["wall_s"]), "run_dir": str(result.run_dir)}
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=["throughput", "time-to-accuracy"])
@@ -152,16 +138,7 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=Path("weights"))
     args = parser.parse_args()
     numbers = throughput(args) if args.mode == "throughput" else time_to_accuracy(args)
-    device = resolve_device(args.device)
-    report = {
-        "benchmark": f"train_speed {args.mode}",
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})",
-        "versions": versions(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "commit": commit(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "results": numbers,
-    }
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"train_speed-{args.mode}-{device.type}-{datetime.now():%Y%m%d-%H%M%S}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = write_result(f"train_speed {args.mode}", resolve_device(args.device), numbers)
     print(json.dumps(numbers, indent=2))
     print(f"wrote {out}")
 

@@ -1,6 +1,7 @@
 """Torch Datasets over the competition layout: the labeled set, its seeded split, augmentation."""
 from __future__ import annotations
 
+from pathlib import Path
 
 import albumentations as A
 import numpy as np

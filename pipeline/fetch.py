@@ -5,8 +5,6 @@ place, followed by a completion marker; an interrupted fetch leaves no marker an
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -66,7 +64,7 @@ def fetch(competition: str = DEFAULT_COMPETITION, archive: Path | None = None, s
         if sample:
             write_sample(staging)
         elif dataset is not None:
-            zip_path = archive if archive is not None else download_dataset(dataset, root / DOWNLOADS, force)
+            zip_path = archive if archive is not None else download(dataset, root / DOWNLOADS, force, kind="dataset")
             raw = staging / ".raw"
             extract_zip(zip_path, raw)
             convert_pixel_dataset(raw, staging, dataset)
@@ -133,36 +131,21 @@ def _move_into_place(staging: Path, root: Path) -> None:
 
 # --- download -------------------------------------------------------------------------------------
 
-def download(competition: str, dest: Path, force: bool = False) -> Path:
-    """Download the competition's zip into `dest` with the kaggle library; returns its path.
-
-    The kaggle client skips an up-to-date file and resumes a partial one unless `force` is set.
-    """
+def download(name: str, dest: Path, force: bool = False, kind: str = "competition") -> Path:
+    """Download a competition's zip (or a dataset's, `kind="dataset"`, name owner/slug) into `dest` with
+    the kaggle library; returns its path. The client skips an up-to-date file and resumes a partial one
+    unless `force` is set."""
     api = kaggle_api()
     dest.mkdir(parents=True, exist_ok=True)
+    download_files = api.competition_download_files if kind == "competition" else api.dataset_download_files
     try:
-        with kaggle_errors(competition, "pipeline fetch"):
-            api.competition_download_files(competition, path=str(dest), force=force, quiet=False)
+        with kaggle_errors(name, "pipeline fetch", kind):
+            download_files(name, path=str(dest), force=force, quiet=False)
     except (OSError, ValueError) as e:
-        raise PipelineError(f"download of {competition!r} did not complete ({e}); run `pipeline fetch` again to resume") from None
-    archive = dest / f"{competition}.zip"
+        raise PipelineError(f"download of {name!r} did not complete ({e}); run `pipeline fetch` again to resume") from None
+    archive = dest / f"{name.split('/')[-1]}.zip"
     if not archive.is_file():
-        raise PipelineError(f"the Kaggle API sent no zip for {competition!r} (expected {archive})")
-    return archive
-
-
-def download_dataset(dataset: str, dest: Path, force: bool = False) -> Path:
-    """Download a Kaggle dataset's zip (all its files) into `dest` with the kaggle library."""
-    api = kaggle_api()
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        with kaggle_errors(dataset, "pipeline fetch", kind="dataset"), contextlib.redirect_stdout(io.StringIO()):
-            api.dataset_download_files(dataset, path=str(dest), force=force, quiet=True)
-    except (OSError, ValueError) as e:
-        raise PipelineError(f"download of {dataset!r} did not complete ({e}); run `pipeline fetch` again to resume") from None
-    archive = dest / f"{dataset.split('/')[1]}.zip"
-    if not archive.is_file():
-        raise PipelineError(f"the Kaggle API sent no zip for {dataset!r} (expected {archive})")
+        raise PipelineError(f"the Kaggle API sent no zip for {name!r} (expected {archive})")
     return archive
 
 

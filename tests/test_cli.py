@@ -97,6 +97,20 @@ def test_summary_command():
     assert "total parameters: 11181642" in result.output and "layer4.1.conv2" in result.output
     wrong = runner.invoke(app, ["summary", "--model", "torchvision:resnt18"])
     assert wrong.exit_code == 1 and "close matches: torchvision:resnet18" in wrong.output
+    grey = runner.invoke(app, ["summary", "--model", "timm:resnet18", "--in-chans", "1", "--img-size", "28",
+                               "--num-classes", "10"])
+    assert grey.exit_code == 0, grey.output
+    # one input channel: the stem conv has 64·1·7·7 weights instead of 64·3·7·7
+    assert "total parameters: 11175370" in grey.output and "3,136" in grey.output
+
+
+def test_transfer_options_reach_the_config(captured):
+    args = ["train", "--model", "timm:resnet18", "--pretrained", "w.safetensors", "--freeze-backbone",
+            "--head-dropout", "0.5", "--img-size", "96"]
+    assert runner.invoke(app, args).exit_code == 0
+    config = captured["config"]
+    assert (config.pretrained, config.freeze_backbone, config.head_dropout, config.img_size) == (
+        "w.safetensors", True, 0.5, 96)
 
 
 def test_train_accepts_library_model_names(captured):

@@ -1,0 +1,43 @@
+"""Where benchmark results go: benchmarks/results/<name>-<device>-<time>.json with the device, the
+command, the commit, package versions and the numbers."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from pipeline.train import versions
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+
+
+def write_result(benchmark: str, device: torch.device, numbers: dict) -> Path:
+    report = {
+        "benchmark": benchmark, "device": device_name(device), "versions": versions(),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "commit": commit(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "results": numbers,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{benchmark.replace(' ', '-')}-{device.type}-{datetime.now():%Y%m%d-%H%M%S}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    return out

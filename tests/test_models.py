@@ -173,6 +173,11 @@ def test_state_dict_wrappers_and_bad_safetensors(tmp_path):
     source = torchvision.models.resnet18()
     torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "ddp.pth")
     assert load_pretrained(build_model("custom", 10), tmp_path / "ddp.pth") == ["fc.bias (head)", "fc.weight (head)"]
+    averaged = torchvision.models.resnet18().state_dict()
+    torch.save({"model": source.state_dict(), "ema": averaged, "epoch": 3}, tmp_path / "run.pt")
+    model = build_model("custom", 10)
+    load_pretrained(model, tmp_path / "run.pt")  # a pipeline checkpoint gives its EMA weights
+    assert torch.equal(model.state_dict()["layer1.0.conv1.weight"], averaged["layer1.0.conv1.weight"])
     (tmp_path / "bad.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{broken")
     with pytest.raises(PipelineError, match="bad.safetensors: not a readable safetensors file"):
         load_pretrained(build_model("custom", 10), tmp_path / "bad.safetensors")

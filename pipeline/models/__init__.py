@@ -157,8 +157,9 @@ def safe_torch_load(path: Path):
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a local `.safetensors`, `.pth` or `.pt` file: a bare one, the `model` or
-    `state_dict` entry of a checkpoint; a DistributedDataParallel `module.` prefix is removed."""
+    """A state dict from a local `.safetensors`, `.pth` or `.pt` file: a bare one, or a checkpoint's
+    `ema` (a pipeline run's averaged weights, which it predicts with), `model` or `state_dict` entry;
+    a DistributedDataParallel `module.` prefix is removed."""
     if not path.is_file():
         raise PipelineError(f"{path}: weights file not found")
     if path.suffix == ".safetensors":
@@ -168,7 +169,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             raise PipelineError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
     else:
         state = safe_torch_load(path)
-    for entry in ("model", "state_dict"):
+    for entry in ("ema", "model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(entry), dict):
             state = state[entry]
             break

@@ -68,7 +68,7 @@ def throughput(args) -> dict:
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     data = load_train_set(args.dataset)
     started = time.perf_counter()
-    images = cached_train_images(args.dataset, data)
+    images = cached_train_images(args.dataset, data).whole(data.image_dir)
     cache_seconds = time.perf_counter() - started
     n = min(len(data.ids), args.images)
     classes = len(data.classes)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipeline.errors import PipelineError
-from pipeline.layout import LabeledImages, id_sort_key
+from pipeline.layout import LabeledImages, id_sort_key, problems_message
 from pipeline.workspace import atomic_path, write_text_atomic
 
 CACHE_DIR = ".cache"  # under dataset/
 CHUNK = 2000  # images per decode task
-SHOWN = 3
 
 
 def fingerprint(folder: Path, ids: list[str]) -> str:
@@ -38,54 +38,77 @@ def fingerprint(folder: Path, ids: list[str]) -> str:
 
 
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+FIRST_TRIES = 100  # images tried for the set's shape before giving up
 
 
-def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: tuple[int, int]) -> list[str]:
-    """Decode `ids` into rows start… of the memory map; returns the problems found."""
+def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: tuple[int, int]) -> dict[str, str]:
+    """Decode `ids` into rows start… of the memory map; returns {id: problem} for the images not used."""
     out = np.load(out_path, mmap_mode="r+")
-    mode = "L" if out.shape[-1] == 1 else "RGB"
-    problems = []
+    grey_set = out.shape[-1] == 1
+    problems = {}
     for offset, image_id in enumerate(ids):
         path = Path(folder) / f"{image_id}.png"
         try:
             with Image.open(path) as image:
-                pixels = np.asarray(image.convert(mode))
+                grey = image.mode in GREY_MODES
+                pixels = np.asarray(image.convert("L" if grey_set else "RGB"))
         except (OSError, SyntaxError, ValueError) as e:
-            problems.append(f"{path.name} ({e})")
+            reason = str(e).replace(f"'{path}'", "").replace(str(path), "").strip() or type(e).__name__
+            problems[image_id] = f"not a readable image ({reason})"
             continue
-        if pixels.shape[:2] != size:
-            problems.append(f"{path.name} is {pixels.shape[1]}×{pixels.shape[0]}, not {size[1]}×{size[0]}")
-            continue
-        out[start + offset] = pixels.reshape(out.shape[1:])
+        if grey != grey_set:
+            problems[image_id] = (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
+                                  f"{'greyscale' if grey_set else 'colour'} set")
+        elif pixels.shape[:2] != size:
+            problems[image_id] = f"is {pixels.shape[1]}×{pixels.shape[0]}, not {size[1]}×{size[0]} like the set"
+        else:
+            out[start + offset] = pixels.reshape(out.shape[1:])
     out.flush()
     return problems
 
 
-def _first_shape(folder: Path, image_id: str) -> tuple[int, int, int]:
-    """Height, width and channels (1 for a greyscale image, else 3) of the first image."""
-    path = folder / f"{image_id}.png"
-    try:
-        with Image.open(path) as image:
-            return image.height, image.width, 1 if image.mode in GREY_MODES else 3
-    except OSError as e:
-        raise PipelineError(f"{path}: not a readable image ({e})") from None
+def _set_shape(folder: Path, ids: list[str]) -> tuple[int, int, int]:
+    """Height, width and channels (1 for greyscale, else 3) of the set: those of its first readable image."""
+    for image_id in ids[:FIRST_TRIES]:
+        try:
+            with Image.open(folder / f"{image_id}.png") as image:
+                image.load()
+                return image.height, image.width, 1 if image.mode in GREY_MODES else 3
+        except (OSError, SyntaxError, ValueError):
+            continue
+    raise PipelineError(f"{folder}: none of the first {min(len(ids), FIRST_TRIES)} images is readable")
 
 
-def decoded_images(folder: Path, ids: list[str], cache_file: Path, console: Console | None = None,
-                   workers: int | None = None) -> np.ndarray:
-    """The images `folder/<id>.png` as a read-only (N, H, W, C) uint8 memory map, decoding only when stale."""
+@dataclass(frozen=True)
+class DecodedImages:
+    images: np.ndarray  # read-only (N, H, W, C) uint8 memory map; rows of unusable images are zero
+    bad: dict[str, str]  # id -> why its image is not used
+
+    def whole(self, folder: Path) -> np.ndarray:
+        """The images of a set that must be complete: any unusable image is an error listing them."""
+        if self.bad:
+            raise PipelineError(problems_message(folder, image_problems(folder, self.bad), "images",
+                                                 "Fix or replace them (fetch again for a downloaded competition)."))
+        return self.images
+
+
+def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Console | None = None,
+                  workers: int | None = None) -> DecodedImages:
+    """The images `folder/<id>.png` as a uint8 memory map and the ones that cannot be used, decoding only
+    when the cache is stale (its metadata keeps the list of unusable images)."""
     console = console or Console()
     key = fingerprint(folder, ids)
     meta_file = cache_file.with_suffix(".json")
     if cache_file.is_file() and meta_file.is_file():
         try:
-            if json.loads(meta_file.read_text()).get("key") == key:
-                return np.load(cache_file, mmap_mode="r")
+            meta = json.loads(meta_file.read_text())
+            if meta.get("key") == key and "bad" in meta:
+                return DecodedImages(np.load(cache_file, mmap_mode="r"), meta["bad"])
         except ValueError:
             pass  # unreadable metadata or array: rebuild
-    height, width, channels = _first_shape(folder, ids[0])
+    height, width, channels = _set_shape(folder, ids)
     workers = workers or os.cpu_count() or 1
-    problems: list[str] = []
+    bad: dict[str, str] = {}
     meta_file.unlink(missing_ok=True)
     with atomic_path(cache_file) as tmp:
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ids), height, width, channels)).flush()
@@ -95,27 +118,37 @@ def decoded_images(folder: Path, ids: list[str], cache_file: Path, console: Cons
             task = progress.add_task("decode", total=len(ids))
             if len(chunks) == 1 or workers == 1:
                 for chunk in chunks:
-                    problems += _decode_chunk(*chunk)
+                    bad |= _decode_chunk(*chunk)
                     progress.advance(task, len(chunk[1]))
             else:
                 with ProcessPoolExecutor(min(workers, len(chunks))) as pool:
                     futures = {pool.submit(_decode_chunk, *chunk): len(chunk[1]) for chunk in chunks}
                     for future in as_completed(futures):
-                        problems += future.result()
+                        bad |= future.result()
                         progress.advance(task, futures[future])
-        if problems:
-            more = f" and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
-            raise PipelineError(f"{folder}: {len(problems)} image(s) cannot be used: {'; '.join(problems[:SHOWN])}{more}")
+    bad = {image_id: bad[image_id] for image_id in ids if image_id in bad}  # in id order
     write_text_atomic(meta_file, json.dumps({"key": key, "images": len(ids), "height": height, "width": width,
-                                           "channels": channels}) + "\n")
-    console.print(f"decoded {len(ids)} images of {folder} into {cache_file}")
-    return np.load(cache_file, mmap_mode="r")
+                                             "channels": channels, "bad": bad}) + "\n")
+    console.print(f"decoded {len(ids)} images of {folder} into {cache_file}"
+                  + (f" ({len(bad)} unusable)" if bad else ""))
+    return DecodedImages(np.load(cache_file, mmap_mode="r"), bad)
+
+
+def image_problems(folder: Path, bad: dict[str, str]) -> list[str]:
+    return [f"{folder.name}/{image_id}.png: {why}" for image_id, why in bad.items()]
+
+
+def decoded_images(folder: Path, ids: list[str], cache_file: Path, console: Console | None = None,
+                   workers: int | None = None) -> np.ndarray:
+    """`decode_images` for a set that must be whole (the test set)."""
+    return decode_images(folder, ids, cache_file, console, workers).whole(folder)
 
 
 def cached_train_images(root: Path, data: LabeledImages, console: Console | None = None,
-                        cache_dir: Path | None = None) -> np.ndarray:
-    """`data`'s images as uint8 (N, H, W, C), decoded once into `cache_dir` (default dataset/.cache)."""
-    return decoded_images(data.image_dir, data.ids, (cache_dir or root / CACHE_DIR) / "train.npy", console)
+                        cache_dir: Path | None = None) -> DecodedImages:
+    """`data`'s images as uint8 (N, H, W, C) and the unusable ones, decoded once into `cache_dir`
+    (default dataset/.cache)."""
+    return decode_images(data.image_dir, data.ids, (cache_dir or root / CACHE_DIR) / "train.npy", console)
 
 
 def cached_test_images(root: Path, test_ids: list[str], console: Console | None = None,

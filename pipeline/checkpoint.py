@@ -8,12 +8,15 @@ import torch
 
 from pipeline.errors import PipelineError
 from pipeline.models import safe_torch_load
-from pipeline.workspace import atomic_path
+from pipeline.workspace import atomic_path, write_failure
 
 
 def save_checkpoint(path: Path, checkpoint: dict) -> None:
     with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+        try:
+            torch.save(checkpoint, tmp)
+        except RuntimeError as e:  # torch's writer reports a full disk as a RuntimeError
+            raise write_failure(path, e) from None
 
 
 def load_checkpoint(path: Path) -> dict:

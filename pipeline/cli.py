@@ -117,6 +117,7 @@ def train(
     target_acc: Optional[float] = typer.Option(None, help="Stop once val accuracy reaches this; the time it took goes to result.txt."),
     device: Optional[str] = typer.Option(None, help="auto (CUDA when present), cpu or cuda. (default auto)"),
     limit: Optional[int] = typer.Option(None, help="Use only the first N training images (quick runs)."),
+    skip_bad: Optional[bool] = typer.Option(None, "--skip-bad/--no-skip-bad", help="Train on the rest when some images or CSV rows are unusable; they are listed in the run's skipped.txt. (default off: any problem stops training)"),
     workers: Optional[int] = typer.Option(None, help=f"DataLoader workers (albumentations policies only). (default {TrainConfig.workers})"),
     name: Optional[str] = typer.Option(None, help="Run folder under weights/ (default: exp, exp2, …)."),
     resume: Optional[Path] = typer.Option(None, help="Continue weights/<run> from its last.pt."),

@@ -44,6 +44,7 @@ class TrainConfig:
     target_acc: float | None = None  # stop once val accuracy reaches it
     device: str = "auto"
     limit: int | None = None
+    skip_bad: bool = False  # train on the usable images when some are broken (listed in skipped.txt)
     workers: int = min(4, os.cpu_count() or 1)
     name: str | None = None
 

@@ -1,6 +1,7 @@
 """Torch Datasets over the competition layout: the labeled set, its seeded split, augmentation."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import albumentations as A
@@ -10,9 +11,12 @@ from albumentations.pytorch import ToTensorV2
 from PIL import Image
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
+from rich.console import Console
 from torchvision.transforms import v2
 
+from pipeline.cache import cached_train_images, image_problems
 from pipeline.errors import PipelineError
+from pipeline.layout import load_train_set, problems_message
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -29,6 +33,34 @@ def stratified_split(targets: np.ndarray, val_fraction: float, seed: int) -> tup
     except ValueError as e:
         raise PipelineError(f"cannot split {len(targets)} images into train/val by class: {e}") from None
     return np.sort(train_idx), np.sort(val_idx)
+
+
+@dataclass(frozen=True)
+class TrainArrays:
+    classes: list[str]
+    images: np.ndarray  # uint8 (N, H, W, C), ids in numeric order
+    targets: np.ndarray
+    skipped: list[str]  # with --skip-bad: the problems whose files or rows were left out
+
+
+def training_arrays(root: Path, skip_bad: bool = False, limit: int | None = None,
+                    console: Console | None = None) -> TrainArrays:
+    """The labeled images as arrays, every problem of the training data (CSV rows, missing or unused
+    files, unreadable images, wrong size or mode) listed in one error before any training, or with
+    `skip_bad` left out; then the first `limit` images."""
+    data = load_train_set(root)
+    decoded = cached_train_images(root, data, console)
+    problems = data.problems + image_problems(data.image_dir, decoded.bad)
+    if problems and not skip_bad:
+        raise PipelineError(problems_message(root, problems, "training data",
+                                             "Fix them, or pass --skip-bad to train on the rest."))
+    images, targets = decoded.images, data.targets
+    if decoded.bad:
+        keep = np.array([image_id not in decoded.bad for image_id in data.ids])
+        images, targets = images[keep], targets[keep]
+    if limit is not None:
+        images, targets = images[:limit], targets[:limit]
+    return TrainArrays(data.classes, images, targets, problems)
 
 
 def run_split(targets: np.ndarray, val_fraction: float, seed: int, full: bool) -> tuple[np.ndarray, np.ndarray]:

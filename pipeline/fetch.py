@@ -5,12 +5,16 @@ place, followed by a completion marker; an interrupted fetch leaves no marker an
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import lzma
 import os
 import shutil
 import stat
 import subprocess
 import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -43,9 +47,11 @@ class FetchResult:
 
 
 def fetch(competition: str = DEFAULT_COMPETITION, archive: Path | None = None, sample: bool = False,
-          force: bool = False, root: Path | None = None, dataset: str | None = None) -> FetchResult:
+          force: bool = False, root: Path | None = None, dataset: str | None = None,
+          limits: ExtractLimits | None = None) -> FetchResult:
     """Lay out `competition`, the Kaggle `dataset` (owner/name, pixel CSVs) or the offline sample
-    under `root` (default ./dataset)."""
+    under `root` (default ./dataset); archives beyond `limits` are refused."""
+    limits = limits or ExtractLimits()
     root = root or dataset_dir()
     if dataset is not None and dataset.count("/") != 1:
         raise PipelineError(f"--dataset {dataset!r}: expected owner/name, e.g. zalando-research/fashionmnist")
@@ -63,19 +69,25 @@ def fetch(competition: str = DEFAULT_COMPETITION, archive: Path | None = None, s
     try:
         if sample:
             write_sample(staging)
+            origin = "the offline sample"
         elif dataset is not None:
             zip_path = archive if archive is not None else download(dataset, root / DOWNLOADS, force, kind="dataset")
+            origin = str(zip_path)
             raw = staging / ".raw"
-            extract_zip(zip_path, raw)
+            with _downloads_checked(zip_path, downloaded=archive is None):
+                extract_zip(zip_path, raw, limits)
             convert_pixel_dataset(raw, staging, dataset)
             shutil.rmtree(raw)
         else:
             zip_path = archive if archive is not None else download(competition, root / DOWNLOADS, force)
-            extract_competition(zip_path, staging)
-        train_labels, test_ids = check_train(staging), check_test(staging)
-        # decode both splits now, so train and predict start warm (the cache keys survive the move)
-        cached_train_images(staging, load_train_set(staging), cache_dir=root / CACHE_DIR)
-        cached_test_images(staging, test_ids, cache_dir=root / CACHE_DIR)
+            origin = str(zip_path)
+            with _downloads_checked(zip_path, downloaded=archive is None):
+                extract_competition(zip_path, staging, limits)
+        with _named_after(staging, origin):
+            train_labels, test_ids = check_train(staging), check_test(staging)
+            # decode both splits now, so train and predict start warm (the cache keys survive the move)
+            cached_train_images(staging, load_train_set(staging), cache_dir=root / CACHE_DIR).whole(staging / "train")
+            cached_test_images(staging, test_ids, cache_dir=root / CACHE_DIR)
         _move_into_place(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -87,6 +99,27 @@ def fetch(competition: str = DEFAULT_COMPETITION, archive: Path | None = None, s
         "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=2) + "\n")
     return FetchResult(root, source, len(train_labels), len(test_ids), already_complete=False)
+
+
+@contextlib.contextmanager
+def _downloads_checked(zip_path: Path, downloaded: bool) -> Iterator[None]:
+    """A corrupt or incomplete download is deleted, so the next fetch downloads it anew instead of trusting it."""
+    try:
+        yield
+    except CorruptArchive as e:
+        if not downloaded:
+            raise PipelineError(f"{e}; download it again") from None
+        zip_path.unlink(missing_ok=True)
+        raise PipelineError(f"{e}; deleted it: run `pipeline fetch` again to download it anew") from None
+
+
+@contextlib.contextmanager
+def _named_after(staging: Path, source: str) -> Iterator[None]:
+    """Problems found in the staging folder are reported against what was fetched, not the temp folder."""
+    try:
+        yield
+    except PipelineError as e:
+        raise PipelineError(str(e).replace(str(staging), source)) from None
 
 
 def _check_layout(root: Path) -> tuple[int, int]:
@@ -151,6 +184,42 @@ def download(name: str, dest: Path, force: bool = False, kind: str = "competitio
 
 # --- extraction -----------------------------------------------------------------------------------
 
+class CorruptArchive(PipelineError):
+    """An archive that cannot be read to the end: a download is deleted so that the next fetch gets it anew."""
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    """Bounds against decompression bombs, per archive and for the whole extraction. The 300,000-image
+    cifar-10 test set is about 1.3 GB in 300,001 files; the defaults leave ample room."""
+    max_bytes: int = int(os.environ.get("PIPELINE_MAX_EXTRACT_GB", "50")) << 30
+    max_members: int = int(os.environ.get("PIPELINE_MAX_MEMBERS", "2000000"))
+
+    def check(self, archive: Path, members: int, declared_bytes: int) -> None:
+        if members > self.max_members:
+            raise PipelineError(f"{archive}: refusing {members:,} members, more than the limit of {self.max_members:,} "
+                                f"(a decompression bomb? raise PIPELINE_MAX_MEMBERS if it is genuine)")
+        if declared_bytes > self.max_bytes:
+            raise PipelineError(f"{archive}: refusing to unpack {declared_bytes / 2**30:.1f} GiB, more than the limit of "
+                                f"{self.max_bytes / 2**30:.1f} GiB (a decompression bomb? raise PIPELINE_MAX_EXTRACT_GB if it is genuine)")
+
+    def check_extracted(self, archive: Path, dest: Path) -> None:
+        """The bytes actually written, in case an archive's declared sizes lied."""
+        written = sum(entry.stat().st_size for entry in _walk_files(dest))
+        if written > self.max_bytes:
+            raise PipelineError(f"{archive}: unpacked to {written / 2**30:.1f} GiB, more than the limit of "
+                                f"{self.max_bytes / 2**30:.1f} GiB; refused")
+
+
+def _walk_files(folder: Path) -> Iterator[os.DirEntry]:
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk_files(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                yield entry
+
+
 def _check_member(archive: Path, name: str, is_link: bool) -> None:
     path = PurePosixPath(name.replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
@@ -159,15 +228,18 @@ def _check_member(archive: Path, name: str, is_link: bool) -> None:
         raise PipelineError(f"{archive}: refusing member {name!r}, which is a link")
 
 
-def extract_zip(path: Path, dest: Path) -> None:
+def extract_zip(path: Path, dest: Path, limits: ExtractLimits = ExtractLimits()) -> None:
+    """Check every member (names, links, sizes, count) before writing anything, then extract; a bad
+    CRC or truncated data is detected while extracting."""
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
+            limits.check(path, len(members), sum(member.file_size for member in members))
             for member in members:
                 _check_member(path, member.filename, stat.S_ISLNK(member.external_attr >> 16))
             archive.extractall(dest)
-    except zipfile.BadZipFile as e:
-        raise PipelineError(f"{path}: not a valid zip archive ({e}); delete it and fetch again") from None
+    except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+        raise CorruptArchive(f"{path}: corrupt or incomplete zip archive ({e})") from None
 
 
 def seven_zip() -> str | None:
@@ -175,33 +247,37 @@ def seven_zip() -> str | None:
     return shutil.which("7zz") or shutil.which("7z")
 
 
-def extract_7z(path: Path, dest: Path) -> None:
-    """Check every member's name with py7zr, then extract with 7-Zip when installed, else py7zr."""
+def extract_7z(path: Path, dest: Path, limits: ExtractLimits = ExtractLimits()) -> None:
+    """Check every member (names, links, sizes, count) with py7zr, then extract with 7-Zip when
+    installed, else py7zr."""
     program = seven_zip()
     try:
         with py7zr.SevenZipFile(path) as archive:
-            for member in archive.files:
+            members = archive.files
+            limits.check(path, len(members), sum(member.uncompressed or 0 for member in members))
+            for member in members:
                 _check_member(path, member.filename, member.is_symlink)
             if program is None:
                 archive.extractall(dest)
-    except py7zr.exceptions.Bad7zFile as e:
-        raise PipelineError(f"{path}: not a valid 7z archive ({e}); delete it and fetch again") from None
+    except (py7zr.exceptions.Bad7zFile, py7zr.exceptions.CrcError, EOFError, lzma.LZMAError) as e:
+        raise CorruptArchive(f"{path}: corrupt or incomplete 7z archive ({e})") from None
     if program is not None:
         done = subprocess.run([program, "x", "-y", "-bso0", "-bsp0", f"-o{dest}", str(path)],
                               capture_output=True, text=True)
         if done.returncode != 0:
             reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-            raise PipelineError(f"{path}: {Path(program).name} could not extract it ({reason})")
+            raise CorruptArchive(f"{path}: {Path(program).name} could not extract it ({reason})")
 
 
 EXTRACTORS = {".zip": extract_zip, ".7z": extract_7z}
 
 
-def extract_competition(zip_path: Path, dest: Path) -> None:
+def extract_competition(zip_path: Path, dest: Path, limits: ExtractLimits = ExtractLimits()) -> None:
     """Extract a Kaggle competition zip, then the archives inside it (`train.7z`, `test.7z`)."""
     if not zip_path.is_file():
         raise PipelineError(f"{zip_path}: archive not found")
-    extract_zip(zip_path, dest)
+    extract_zip(zip_path, dest, limits)
     for inner in sorted(p for p in dest.iterdir() if p.suffix in EXTRACTORS):
-        EXTRACTORS[inner.suffix](inner, dest)
+        EXTRACTORS[inner.suffix](inner, dest, limits)
         inner.unlink()
+    limits.check_extracted(zip_path, dest)

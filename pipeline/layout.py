@@ -27,8 +27,8 @@ def _examples(names: set[str] | list[str], suffix: str = "") -> str:
     return shown + (f" and {len(ordered) - SHOWN} more" if len(ordered) > SHOWN else "")
 
 
-def read_id_csv(path: Path, need_label: bool) -> pd.DataFrame:
-    """Read an `id,label` CSV as strings, refusing missing columns, empty files and duplicate ids."""
+def read_id_csv(path: Path, need_label: bool, unique: bool = True) -> pd.DataFrame:
+    """Read an `id,label` CSV as strings, refusing missing columns, empty files and (`unique`) duplicate ids."""
     if not path.is_file():
         raise PipelineError(f"{path}: not found; run `pipeline fetch` first")
     try:
@@ -43,7 +43,7 @@ def read_id_csv(path: Path, need_label: bool) -> pd.DataFrame:
         raise PipelineError(f"{path}: has a header but no rows")
     frame["id"] = frame["id"].str.strip()
     duplicated = frame["id"][frame["id"].duplicated()]
-    if len(duplicated):
+    if unique and len(duplicated):
         raise PipelineError(f"{path}: {len(duplicated)} duplicate id(s): {_examples(set(duplicated))}")
     return frame
 
@@ -55,30 +55,46 @@ def png_ids(folder: Path) -> set[str]:
         return {e.name[:-4] for e in entries if e.name.endswith(".png") and e.is_file()}
 
 
-def _check_ids(csv_path: Path, ids: pd.Series, folder: Path, images: set[str], extra_allowed: bool) -> None:
-    missing = set(ids) - images
-    if missing:
-        raise PipelineError(
-            f"{folder}: {len(missing)} id(s) of {csv_path.name} have no image: {_examples(missing, '.png')}"
-        )
-    extra = images - set(ids)
-    if extra and not extra_allowed:
-        raise PipelineError(
-            f"{folder}: {len(extra)} image(s) are not listed in {csv_path.name}: {_examples(extra, '.png')}"
-        )
+def train_problems(root: Path) -> tuple[pd.DataFrame, list[str]]:
+    """trainLabels.csv without its unusable rows, and every problem found, one line each: duplicate ids
+    and empty labels (those rows dropped), ids without an image (dropped), images without an id."""
+    csv_path = root / TRAIN_LABELS
+    labels = read_id_csv(csv_path, need_label=True, unique=False)
+    images = png_ids(root / "train")
+    problems = []
+    counts = labels["id"].value_counts()
+    for image_id in sorted(counts[counts > 1].index, key=id_sort_key):
+        problems.append(f"{TRAIN_LABELS}: id {image_id} appears {counts[image_id]} times")
+    blank = labels["label"].str.strip() == ""
+    problems += [f"{TRAIN_LABELS}: id {image_id} has no label" for image_id in labels["id"][blank]]
+    missing = set(labels["id"]) - images
+    problems += [f"train/{image_id}.png: missing (listed in {TRAIN_LABELS})" for image_id in sorted(missing, key=id_sort_key)]
+    extra = images - set(labels["id"])
+    problems += [f"train/{image_id}.png: not listed in {TRAIN_LABELS}" for image_id in sorted(extra, key=id_sort_key)]
+    usable = ~labels["id"].isin(set(counts[counts > 1].index) | missing) & ~blank
+    return labels[usable], problems
+
+
+def problems_message(where: Path, problems: list[str], what: str, advice: str) -> str:
+    shown = "; ".join(problems[:SHOWN]) + (f"; and {len(problems) - SHOWN} more" if len(problems) > SHOWN else "")
+    return f"{where}: {len(problems)} problem(s) in the {what}: {shown}. {advice}"
 
 
 def check_train(root: Path) -> pd.DataFrame:
-    """Every id of trainLabels.csv has its PNG and every PNG its id; returns the labels."""
-    labels = read_id_csv(root / TRAIN_LABELS, need_label=True)
-    _check_ids(root / TRAIN_LABELS, labels["id"], root / "train", png_ids(root / "train"), extra_allowed=False)
+    """Every id of trainLabels.csv has its PNG and a label, once, and every PNG its id; returns the labels."""
+    labels, problems = train_problems(root)
+    if problems:
+        raise PipelineError(problems_message(root, problems, "training data", "Fix them, or fetch again."))
     return labels
 
 
 def check_test(root: Path) -> list[str]:
     """Every id of sampleSubmission.csv has its PNG; returns the ids in the file's order."""
     sample = read_id_csv(root / SAMPLE_SUBMISSION, need_label=False)
-    _check_ids(root / SAMPLE_SUBMISSION, sample["id"], root / "test", png_ids(root / "test"), extra_allowed=True)
+    missing = set(sample["id"]) - png_ids(root / "test")
+    if missing:
+        raise PipelineError(f"{root / 'test'}: {len(missing)} id(s) of {SAMPLE_SUBMISSION} have no image: "
+                            f"{_examples(missing, '.png')}")
     return sample["id"].tolist()
 
 
@@ -88,13 +104,17 @@ class LabeledImages:
     ids: list[str]
     targets: np.ndarray  # int64 class index per id
     classes: list[str]  # sorted label names; index = class number
+    problems: list[str]  # rows left out and files not used (see `train_problems`)
 
 
 def load_train_set(root: Path) -> LabeledImages:
-    """The labeled training images in numeric id order, classes in sorted order."""
-    labels = check_train(root)
+    """The usable labeled training images in numeric id order, classes in sorted order, and the
+    problems found on the way (the caller decides whether they stop it)."""
+    labels, problems = train_problems(root)
+    if labels.empty:
+        raise PipelineError(problems_message(root, problems, "training data", "No usable labeled image is left."))
     labels = labels.iloc[sorted(range(len(labels)), key=lambda i: id_sort_key(labels["id"].iat[i]))]
     classes = sorted(labels["label"].unique())
     index = {name: i for i, name in enumerate(classes)}
     targets = labels["label"].map(index).to_numpy(dtype=np.int64)
-    return LabeledImages(root / "train", labels["id"].tolist(), targets, classes)
+    return LabeledImages(root / "train", labels["id"].tolist(), targets, classes, problems)

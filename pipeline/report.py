@@ -18,11 +18,9 @@ from matplotlib.figure import Figure  # figures without pyplot: no window, no gl
 from rich.console import Console
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_fscore_support
 
-from pipeline.cache import cached_train_images
 from pipeline.config import saved_config
-from pipeline.dataset import run_split
+from pipeline.dataset import run_split, training_arrays
 from pipeline.errors import PipelineError
-from pipeline.layout import load_train_set
 from pipeline.predict import load_model, predict_probabilities
 from pipeline.runtime import autocast_dtype, resolve_device
 from pipeline.workspace import atomic_path, dataset_dir, write_text_atomic
@@ -77,12 +75,10 @@ def val_predictions(checkpoint: Path, dataset_root: Path, device: torch.device, 
     options = saved_config(config["options"], checkpoint)
     if options.full:
         return None
-    data = load_train_set(dataset_root)
+    data = training_arrays(dataset_root, options.skip_bad, options.limit, console)
     if data.classes != config["classes"]:
         raise PipelineError(f"{dataset_root}: its classes differ from those {checkpoint} was trained on")
-    images, targets = cached_train_images(dataset_root, data, console), data.targets
-    if options.limit is not None:
-        images, targets = images[:options.limit], targets[:options.limit]
+    images, targets = data.images, data.targets
     _, val_idx = run_split(targets, options.val_fraction, options.seed, full=False)
     probs = predict_probabilities(model, images[val_idx], config["mean"], config["std"], "none", device, 256,
                                   console, autocast_dtype(options.precision, device), options.img_size)

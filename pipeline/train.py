@@ -33,13 +33,11 @@ from torch.utils.tensorboard.summary import hparams
 
 from pipeline import __version__
 from pipeline.augment import BATCHED_POLICIES, BatchLoader, to_device_tensor
-from pipeline.cache import cached_train_images
 from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.config import RESUME_OVERRIDES, TrainConfig, saved_config
 from pipeline.dataset import (ArrayDataset, albumentations_policy, channel_stats, run_split,
-                              seed_worker_augmentation)
+                              seed_worker_augmentation, training_arrays)
 from pipeline.errors import PipelineError
-from pipeline.layout import load_train_set
 from pipeline.models import build_model, freeze_backbone, load_pretrained
 from pipeline.report import write_report
 from pipeline.runtime import autocast_dtype, resolve_device
@@ -161,11 +159,8 @@ def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device, step
 def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Console, checkpoint: dict | None) -> TrainResult:
     device = resolve_device(config.device)
     amp_dtype = autocast_dtype(config.precision, device)
-    data = load_train_set(dataset_root)
-    images = cached_train_images(dataset_root, data, console)
-    targets = data.targets
-    if config.limit is not None:
-        images, targets = images[:config.limit], targets[:config.limit]
+    data = training_arrays(dataset_root, config.skip_bad, config.limit, console)
+    images, targets = data.images, data.targets
     train_idx, val_idx = run_split(targets, config.val_fraction, config.seed, config.full)
     train_images = images[train_idx]
     # normalisation from the training split (kept from the first epoch when resuming)
@@ -173,6 +168,7 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
     channels = images.shape[3]
     run_config = {
         "options": asdict(config),
+        "skipped": len(data.skipped),
         "classes": data.classes,
         "image_size": list(images.shape[1:3]),
         "channels": channels,
@@ -223,6 +219,9 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
         if (run_dir / "metrics.csv").is_file():
             history = pd.read_csv(run_dir / "metrics.csv").query("epoch <= @start_epoch").to_dict("records")
     write_text_atomic(run_dir / "config.json", json.dumps(run_config, indent=2) + "\n")
+    if data.skipped:
+        write_text_atomic(run_dir / "skipped.txt", "\n".join(data.skipped) + "\n")
+        console.print(f"--skip-bad: left out {len(data.skipped)} problem file(s) or row(s), listed in {run_dir / 'skipped.txt'}")
     set_status(run_dir, "running")
 
     step_model = torch.compile(model) if config.compile else model

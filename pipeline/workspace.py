@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
+from pipeline.errors import PipelineError
 
 
 def dataset_dir() -> Path:
@@ -19,16 +22,31 @@ def submissions_dir() -> Path:
     return Path.cwd() / "submissions"
 
 
+def write_failure(path: Path, error: BaseException) -> PipelineError:
+    """One line for a write that failed (disk full, read-only folder, …): the earlier file is untouched."""
+    reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[-1] or type(error).__name__
+    try:
+        if shutil.disk_usage(path.parent).free < 1 << 20:
+            reason = f"no space left on the device ({reason})"
+    except OSError:
+        pass
+    return PipelineError(f"{path}: cannot write it: {reason}; any earlier version of it is intact")
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+    A failed write (OSError) is a one-line error, and leaves no temporary file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        raise write_failure(path, e) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # already gone, or a read-only folder where it never existed
+            tmp.unlink()
 
 
 def write_text_atomic(path: Path, text: str) -> None:

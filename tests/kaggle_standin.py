@@ -32,6 +32,7 @@ class StandIn:
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, path, Authorization)
     uploads: dict[str, bytes] = field(default_factory=dict)  # token -> uploaded file
     submissions: list[dict] = field(default_factory=list)  # CreateSubmission requests
+    cut_downloads: int = 0  # this many file downloads stop halfway, as a dropped connection does
 
     def downloads(self) -> int:
         return sum(1 for method, path, _ in self.requests if method == "GET" and path.startswith(FILES))
@@ -103,6 +104,11 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Last-Modified", formatdate(usegmt=True))
             self.end_headers()
+            if state.cut_downloads > 0:
+                state.cut_downloads -= 1
+                self.wfile.write(data[:len(data) // 2])
+                self.close_connection = True
+                return
             self.wfile.write(data)
 
     return Handler

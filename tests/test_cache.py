@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 import pipeline.cache
-from pipeline.cache import decoded_images
+from pipeline.cache import decode_images, decoded_images
 from pipeline.errors import PipelineError
 
 
@@ -50,9 +50,14 @@ def test_parallel_decode_matches_serial(folder, tmp_path, monkeypatch):
     assert np.array_equal(serial, parallel)
 
 
-def test_bad_images_are_listed_and_no_cache_is_left(folder, tmp_path):
+def test_bad_images_are_listed_once_and_remembered(folder, tmp_path):
     (folder / "3.png").write_bytes(b"not a png")
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "8.png")
-    with pytest.raises(PipelineError, match=r"2 image\(s\) cannot be used: 3.png \(.*\); 8.png is 16×16, not 32×32"):
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(folder / "9.png")  # greyscale in a colour set
+    with pytest.raises(PipelineError, match=r"3 problem\(s\) in the images: train/3.png: not a readable image "
+                                            r"\(cannot identify image file\); train/8.png: is 16×16, not 32×32 like the set; "
+                                            r"train/9.png: is greyscale \(L\) in a colour set"):
         decoded_images(folder, ids_of(folder), tmp_path / "train.npy")
-    assert list(tmp_path.glob("*train.npy*")) == []
+    decoded = decode_images(folder, ids_of(folder), tmp_path / "train.npy")
+    assert list(decoded.bad) == ["3", "8", "9"] and decoded.images.shape[0] == len(ids_of(folder))
+    assert not decoded.images[ids_of(folder).index("8")].any()

@@ -73,11 +73,11 @@ def test_layout_errors_name_the_problem(competition, tmp_path):
     root = tmp_path / "d"
     shutil.copytree(competition, root)
     (root / "train" / "999.png").write_bytes((root / "train" / "1.png").read_bytes())
-    with pytest.raises(PipelineError, match=r"1 image\(s\) are not listed in trainLabels.csv: 999.png"):
+    with pytest.raises(PipelineError, match=r"1 problem\(s\) in the training data: train/999.png: not listed in trainLabels.csv"):
         check_train(root)
     (root / "train" / "999.png").unlink()
     (root / "trainLabels.csv").write_text("id,label\n1,a\n1,b\n")
-    with pytest.raises(PipelineError, match=r"duplicate id\(s\): 1"):
+    with pytest.raises(PipelineError, match=r"trainLabels.csv: id 1 appears 2 times"):
         check_train(root)
     (root / "trainLabels.csv").write_text("id,class\n1,a\n")
     with pytest.raises(PipelineError, match="missing column\\(s\\) label"):

@@ -108,7 +108,7 @@ def test_missing_image_is_named_and_nothing_is_trusted(competition, project, tmp
     broken = tmp_path / "broken"
     write_competition(broken)
     (broken / "train" / "7.png").unlink()
-    with pytest.raises(PipelineError, match=r"train: 1 id\(s\) of trainLabels.csv have no image: 7.png"):
+    with pytest.raises(PipelineError, match=r"broken.zip: 1 problem\(s\) in the training data: train/7.png: missing \(listed in trainLabels.csv\)"):
         fetch(archive=kaggle_zip(broken, tmp_path / "broken.zip"))
     root = project / "dataset"
     assert not (root / MARKER).exists() and not (root / "train").exists()
@@ -119,7 +119,7 @@ def test_failed_fetch_keeps_previous_data(competition_zip, project, tmp_path):
     fetch(archive=competition_zip)
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"this is not a zip")
-    with pytest.raises(PipelineError, match="bad.zip: not a valid zip archive"):
+    with pytest.raises(PipelineError, match="bad.zip: corrupt or incomplete zip archive .*; download it again"):
         fetch(archive=bad, force=True)
     assert len(check_train(project / "dataset")) == 400
 
@@ -161,7 +161,7 @@ def test_fetch_leaves_warm_caches(competition_zip, project):
     built = {name: (cache / name).stat().st_mtime_ns for name in ("train.npy", "test.npy")}
     root = project / "dataset"
     ids, test = cached_test_images(root, check_test(root))
-    train = cached_train_images(root, load_train_set(root))
+    train = cached_train_images(root, load_train_set(root)).images
     assert train.shape == (400, 32, 32, 3) and test.shape == (40, 32, 32, 3) and ids[:3] == ["1", "2", "3"]
     assert {name: (cache / name).stat().st_mtime_ns for name in built} == built  # reused, not rebuilt
     assert np.array_equal(train[0], np.asarray(__import__("PIL.Image").Image.open(root / "train" / "1.png")))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import pickle
+import re
 from pathlib import Path
 
 import safetensors
@@ -146,9 +147,11 @@ def safe_torch_load(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Unsupported global" in str(e):
+        found = re.search(r"unsupported global:? (?:GLOBAL )?([\w.]+)", str(e), re.IGNORECASE)
+        if found:
             raise PipelineError(
-                f"{path}: refused: it holds pickled objects other than tensors, and loading it could run code"
+                f"{path}: refused: it holds pickled objects other than tensors ({found.group(1)}), "
+                "and loading it could run code"
             ) from None
         raise PipelineError(f"{path}: not a readable PyTorch file (corrupt pickle data)") from None
     except (RuntimeError, EOFError, ValueError, OSError) as e:

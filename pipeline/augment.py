@@ -97,9 +97,11 @@ class BatchLoader:
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, batch_size: int,
                  mean: tuple[float, ...], std: tuple[float, ...], policy: Policy | None = None,
                  generator: torch.Generator | None = None,
-                 memory_format: torch.memory_format = torch.contiguous_format, img_size: int | None = None):
+                 memory_format: torch.memory_format = torch.contiguous_format, img_size: int | None = None,
+                 shard: tuple[int, int] = (0, 1)):
         self.images, self.targets = images, targets
         self.img_size = img_size
+        self.rank, self.world = shard  # this process takes images rank, rank + world, … of every batch
         self.batch_size = batch_size
         self.mean = torch.tensor(mean, device=images.device)
         self.std = torch.tensor(std, device=images.device)
@@ -108,14 +110,19 @@ class BatchLoader:
         self.memory_format = memory_format  # channels_last pays on CUDA; on CPU it was slower here
 
     def __len__(self) -> int:
-        return -(-len(self.images) // self.batch_size)
+        n, full = len(self.images), len(self.images) // self.batch_size
+        return full + (1 if n % self.batch_size >= self.world else 0)  # a tail too small to share is dropped
 
     def __iter__(self):
         n = len(self.images)
         order = torch.randperm(n, generator=self.generator) if self.generator is not None else torch.arange(n)
-        for start in range(0, n, self.batch_size):
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start:start + self.batch_size].to(self.images.device)
-            yield self.augment(self.images[index]), self.targets[index]
+            # the whole batch draws its augmentation, so N processes see exactly what one process sees
+            images, targets = self.augment(self.images[index]), self.targets[index]
+            if self.world > 1:
+                images, targets = images[self.rank::self.world], targets[self.rank::self.world]
+            yield images, targets
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
         """Crop and flip as uint8, normalize, cut out (erased pixels become the mean, as in Cutout), resize."""

@@ -51,6 +51,26 @@ def user_errors(command):
     return run
 
 
+def under_torchrun(nproc: int | None) -> None:
+    """`--nproc N` (N > 1) outside torchrun: run this same command under torchrun with N processes."""
+    import os
+    import sys
+
+    if nproc is None or nproc <= 1 or "WORLD_SIZE" in os.environ:
+        return
+    from pipeline.distributed import launch
+
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            argv.append(arg)
+    raise typer.Exit(launch(nproc, argv))
+
+
 def given_options(ctx: typer.Context) -> set[str]:
     """The options typed on the command line (compared by name: Typer may vendor its own click)."""
     return {p for p in ctx.params if ctx.get_parameter_source(p).name == "COMMANDLINE"}
@@ -121,11 +141,15 @@ def train(
     workers: Optional[int] = typer.Option(None, help=f"DataLoader workers (albumentations policies only). (default {TrainConfig.workers})"),
     name: Optional[str] = typer.Option(None, help="Run folder under weights/ (default: exp, exp2, …)."),
     resume: Optional[Path] = typer.Option(None, help="Continue weights/<run> from its last.pt."),
+    sync_bn: Optional[bool] = typer.Option(None, "--sync-bn/--no-sync-bn", help="SyncBatchNorm across the processes of a distributed run. (default off)"),
+    nproc: Optional[int] = typer.Option(None, help="Run N processes on this machine with torchrun (DistributedDataParallel): one per GPU, or N CPU processes with gloo."),
 ) -> None:
     """Train a ResNet on dataset/ with a seeded 80/20 split; the run goes to weights/<run>/."""
+    under_torchrun(nproc)
     from pipeline import train as training
+    from pipeline.distributed import ranks
 
-    given = {option: ctx.params[option] for option in given_options(ctx) - {"improved", "resume"}}
+    given = {option: ctx.params[option] for option in given_options(ctx) - {"improved", "resume", "nproc"}}
     if improved:
         if given.get("stem", "improved") != "improved":
             raise PipelineError(f"--improved contradicts --stem {given['stem']}")
@@ -138,6 +162,8 @@ def train(
         result = training.train(config_from(given), console=console)
     else:
         result = training.resume(resume, given, console=console)
+    if not ranks().main:
+        return
     if result.best_acc is None:
         console.print(f"done: trained on all labeled images; predict with {result.run_dir / 'best.pt'}")
     else:
@@ -164,11 +190,15 @@ def predict(
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
     precision: str = typer.Option("auto", help="auto (bf16 on CUDA and on CPUs with bf16 instructions), bf16 or fp32."),
     score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against."),
+    nproc: Optional[int] = typer.Option(None, help="Run N processes with torchrun, each predicting its share of the test images."),
 ) -> None:
     """Predict dataset/test and write submissions/submission.csv in sampleSubmission.csv's order."""
+    under_torchrun(nproc)
     from pipeline.predict import predict as run_predict
 
-    print_submission(run_predict(run, checkpoint, tta, batch_size, device, precision, score, console=console))
+    result = run_predict(run, checkpoint, tta, batch_size, device, precision, score, console=console)
+    if result is not None:  # under torchrun, rank 0 reports
+        print_submission(result)
 
 
 @app.command()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from pipeline.errors import PipelineError
 
 # Options that may change when a run is resumed; the others define the run.
-RESUME_OVERRIDES = frozenset({"epochs", "device", "workers", "compile"})
+RESUME_OVERRIDES = frozenset({"epochs", "device", "workers", "compile", "sync_bn"})
 AUGMENTATIONS = ("none", "seed", "cutout", "albu-strong")
 SCHEDULES = ("step", "onecycle")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -38,6 +38,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights, per step (0: off)
     precision: str = "auto"  # auto: bf16 on CUDA and on CPUs with bf16 instructions, else fp32
     compile: bool = False
+    sync_bn: bool = False  # SyncBatchNorm across the processes of a torchrun job
     seed: int = 42
     val_fraction: float = 0.2
     full: bool = False  # train on every labeled image, no validation

@@ -23,6 +23,7 @@ from pipeline.augment import match_channels, normalize, resize, to_device_tensor
 from pipeline.cache import cached_test_images
 from pipeline.checkpoint import inference_weights, load_checkpoint
 from pipeline.config import PRECISIONS, saved_config
+from pipeline.distributed import all_concat, barrier, init_from_env, local_device
 from pipeline.errors import PipelineError
 from pipeline.layout import SAMPLE_SUBMISSION, check_test, id_sort_key
 from pipeline.models import build_model
@@ -93,7 +94,8 @@ def view(images: torch.Tensor, flip: bool, dy: int, dx: int) -> torch.Tensor:
 @torch.no_grad()
 def predict_probabilities(model: torch.nn.Module, images: np.ndarray, mean: list[float], std: list[float],
                           tta: str, device: torch.device, batch_size: int, console: Console,
-                          amp_dtype: torch.dtype | None = None, img_size: int | None = None) -> np.ndarray:
+                          amp_dtype: torch.dtype | None = None, img_size: int | None = None,
+                          num_classes: int | None = None) -> np.ndarray:
     """Softmax probabilities (N, classes) of uint8 (N, H, W, C) images, averaged over the TTA views.
     Images get the model's channels (one per `mean` entry) and, with `img_size`, its input size."""
     views = TTA_VIEWS[tta]
@@ -113,7 +115,7 @@ def predict_probabilities(model: torch.nn.Module, images: np.ndarray, mean: list
                 out = np.empty((len(images), probs.shape[1]), np.float32)
             out[start:start + len(batch)] = probs.cpu().numpy()
             progress.advance(task, len(batch))
-    return out
+    return out if out is not None else np.zeros((0, num_classes or 0), np.float32)
 
 
 def ids_key(ids: list[str]) -> str:
@@ -172,25 +174,34 @@ def finish_submission(probabilities: np.ndarray, ids: list[str], submission_ids:
 def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = None, tta: str = "flip",
             batch_size: int | None = None, device: str = "auto", precision: str = "auto", score: Path | None = None,
             dataset_root: Path | None = None, weights_root: Path | None = None, out: Path | None = None,
-            console: Console | None = None) -> PredictResult:
-    """Predict dataset/test with each model, average their probabilities, write the submission."""
+            console: Console | None = None) -> PredictResult | None:
+    """Predict dataset/test with each model, average their probabilities, write the submission.
+    Under torchrun each process predicts its share of the test images and rank 0, which gathers
+    them, writes the files and returns the result (the other ranks return None)."""
     if tta not in TTA_VIEWS:
         raise PipelineError(f"--tta {tta!r}: choose one of {', '.join(TTA_VIEWS)}")
     if batch_size is not None and batch_size <= 0:
         raise PipelineError(f"--batch-size must be positive, got {batch_size}")
     if precision not in PRECISIONS:
         raise PipelineError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    console = console or Console()
+    where = init_from_env(resolve_device(device))
+    console = (console or Console()) if where.main else Console(quiet=True)
     dataset_root = dataset_root or dataset_dir()
     out = out or submissions_dir() / "submission.csv"
-    target = resolve_device(device)
+    target = local_device(resolve_device(device), where)
     amp_dtype = autocast_dtype(precision, target)
     # small batches stay in CPU caches (ResNet-18 at 32×32 here: 617 images/s at 64, 474 at 1024)
     batch_size = batch_size or (1024 if target.type == "cuda" else 64)
     sources = list(checkpoints or []) + [find_checkpoint(run=r) for r in runs or []]
     sources = sources or [find_checkpoint(weights_root=weights_root)]
     submission_ids = check_test(dataset_root)
+    if not where.main:
+        barrier(where)  # rank 0 decodes the cache first; the others then read it
     ids, images = cached_test_images(dataset_root, submission_ids, console)
+    if where.main:
+        barrier(where)
+    share = np.array_split(np.arange(len(ids)), where.world)[where.rank]
+    own_images = images[share[0]:share[-1] + 1] if len(share) else images[:0]
     total, classes, members = None, None, []
     for path in sources:
         model, config = load_model(path, target)
@@ -198,14 +209,20 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
             raise PipelineError(f"{path}: its classes differ from {sources[0]}'s; an ensemble needs the same classes")
         classes = config["classes"]
         console.print(f"predicting {len(ids)} test images with {path} ({tta} TTA, "
-                      f"{'bf16' if amp_dtype else 'fp32'}) on {target}")
-        probabilities = predict_probabilities(model, images, config["mean"], config["std"], tta, target,
-                                              batch_size, console, amp_dtype, config["options"].get("img_size"))
+                      f"{'bf16' if amp_dtype else 'fp32'}) on {target}"
+                      + (f" and {where.world - 1} more processes" if where.distributed else ""))
+        own = predict_probabilities(model, own_images, config["mean"], config["std"], tta, target,
+                                    batch_size, console, amp_dtype, config["options"].get("img_size"), len(classes))
+        probabilities = all_concat(own, where)
+        if not where.main:
+            continue
         name = out.parent / f"{member_name(path)}.probs.npy"
         save_probabilities(name, probabilities, {"checkpoint": str(path), "classes": classes, "tta": tta,
                                                  "ids": ids_key(ids), "images": len(ids)})
         members.append(name.name)
         total = probabilities if total is None else total + probabilities
+    if not where.main:
+        return None
     return finish_submission(total / len(sources), ids, submission_ids, classes, members, dataset_root, out, tta,
                              score)
 

@@ -25,9 +25,10 @@ import torchvision
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sklearn.metrics import f1_score
-from timm.utils import ModelEmaV3
+from timm.utils import ModelEmaV3, unwrap_model
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
@@ -37,6 +38,8 @@ from pipeline.checkpoint import load_checkpoint, save_checkpoint
 from pipeline.config import RESUME_OVERRIDES, TrainConfig, saved_config
 from pipeline.dataset import (ArrayDataset, albumentations_policy, channel_stats, run_split,
                               seed_worker_augmentation, training_arrays)
+from pipeline.distributed import (Ranks, all_concat, all_sum, barrier, broadcast, init_from_env, local_device,
+                                  same_on_all_ranks, weights_checksum)
 from pipeline.errors import PipelineError
 from pipeline.models import build_model, freeze_backbone, load_pretrained
 from pipeline.report import write_report
@@ -51,6 +54,7 @@ class TrainResult:
     run_dir: Path
     best_acc: float | None  # None for --full runs, which have no validation split
     best_epoch: int
+    weights_checksum: float = 0.0  # sum of the final weights: the same on every rank of a distributed run
 
 
 def new_run_dir(weights_root: Path, name: str | None) -> Path:
@@ -79,12 +83,22 @@ def train(config: TrainConfig, dataset_root: Path | None = None, weights_root: P
           console: Console | None = None) -> TrainResult:
     """Start a new run under `weights_root` (default ./weights)."""
     config.validate()
-    run_dir = new_run_dir(weights_root or weights_dir(), config.name)
+    where = init_from_env(resolve_device(config.device))
+    claimed: Path | str = ""
+    if where.main:  # rank 0 names the run; the other ranks of a torchrun job learn it from rank 0
+        try:
+            claimed = new_run_dir(weights_root or weights_dir(), config.name)
+        except PipelineError as e:
+            claimed = str(e)
+    claimed = broadcast(claimed, where)
+    if isinstance(claimed, str):
+        raise PipelineError(claimed)
+    run_dir = claimed
     config.name = run_dir.name
     try:
         return _fit(config, run_dir, dataset_root or dataset_dir(), console or Console(), checkpoint=None)
     except BaseException:
-        if not (run_dir / "last.pt").exists():  # failed before its first epoch: leave no empty run behind
+        if where.main and not (run_dir / "last.pt").exists():  # failed before its first epoch: leave no empty run
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
 
@@ -118,8 +132,8 @@ class TrainBatches:
     """One epoch's training batches: the batched on-device path, or albumentations in DataLoader workers."""
 
     def __init__(self, config: TrainConfig, images: np.ndarray, targets: np.ndarray, device: torch.device,
-                 mean: tuple[float, ...], std: tuple[float, ...]):
-        self.config, self.device = config, device
+                 mean: tuple[float, ...], std: tuple[float, ...], where: Ranks = Ranks()):
+        self.config, self.device, self.where = config, device, where
         self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
         if config.aug in BATCHED_POLICIES:
             self.images = to_device_tensor(images, device)
@@ -130,12 +144,17 @@ class TrainBatches:
         self.steps = -(-len(images) // config.batch_size)
 
     def epoch(self, epoch: int):
+        """One epoch's batches; with N ranks each takes its 1/N of every global batch of --batch-size."""
         generator = _epoch_generator(self.config.seed, epoch)
+        shard = (self.where.rank, self.where.world)
         if self.config.aug in BATCHED_POLICIES:
             return BatchLoader(self.images, self.targets, self.config.batch_size, self.mean, self.std,
-                               BATCHED_POLICIES[self.config.aug], generator, self.memory_format, self.config.img_size)
-        self.dataset.transform.set_random_seed(int(torch.randint(2**31, (1,), generator=generator)))
-        return DataLoader(self.dataset, batch_size=self.config.batch_size, shuffle=True, generator=generator,
+                               BATCHED_POLICIES[self.config.aug], generator, self.memory_format, self.config.img_size,
+                               shard)
+        self.dataset.transform.set_random_seed(int(torch.randint(2**31, (1,), generator=generator)) + self.where.rank)
+        sampler = DistributedSampler(self.dataset, *shard[::-1], shuffle=True, seed=self.config.seed)
+        sampler.set_epoch(epoch)
+        return DataLoader(self.dataset, batch_size=max(1, self.config.batch_size // self.where.world), sampler=sampler,
                           num_workers=self.config.workers, worker_init_fn=seed_worker_augmentation,
                           pin_memory=self.device.type == "cuda")
 
@@ -157,9 +176,15 @@ def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device, step
 
 
 def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Console, checkpoint: dict | None) -> TrainResult:
-    device = resolve_device(config.device)
+    where = init_from_env(resolve_device(config.device))
+    device = local_device(resolve_device(config.device), where)
+    console = console if where.main else Console(quiet=True)
     amp_dtype = autocast_dtype(config.precision, device)
+    if not where.main:
+        barrier(where)  # rank 0 decodes the cache first; the others then read it
     data = training_arrays(dataset_root, config.skip_bad, config.limit, console)
+    if where.main:
+        barrier(where)
     images, targets = data.images, data.targets
     train_idx, val_idx = run_split(targets, config.val_fraction, config.seed, config.full)
     train_images = images[train_idx]
@@ -178,7 +203,8 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
                   "train_images": len(train_idx), "val_images": len(val_idx)},
         "precision": "bf16" if amp_dtype else "fp32",
         "dataset": str(dataset_root),
-        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+                  + (f" × {where.world} processes" if where.distributed else ""),
         "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -189,9 +215,10 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
             raise PipelineError("--epochs cannot change when resuming a onecycle run: its schedule spans the epochs")
         run_config["created"] = checkpoint["config"]["created"]
 
-    batches = TrainBatches(config, train_images, targets[train_idx], device, mean, std)
+    batches = TrainBatches(config, train_images, targets[train_idx], device, mean, std, where)
     del train_images
-    val_loader = (BatchLoader(to_device_tensor(images[val_idx], device), torch.from_numpy(targets[val_idx]).to(device),
+    own_val = val_idx[where.rank::where.world]  # each rank scores its share; the metrics are reduced over all
+    val_loader = (BatchLoader(to_device_tensor(images[own_val], device), torch.from_numpy(targets[own_val]).to(device),
                               EVAL_BATCH, mean, std, memory_format=batches.memory_format, img_size=config.img_size)
                   if len(val_idx) else None)
     torch.manual_seed(config.seed)
@@ -199,6 +226,10 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
     if config.pretrained and checkpoint is None:
         notes = load_pretrained(model, Path(config.pretrained), config.model)
         console.print(f"loaded {config.pretrained}; not loaded or adapted: {', '.join(notes) or 'nothing'}")
+    if config.sync_bn and where.distributed:
+        if device.type != "cuda":
+            raise PipelineError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU implementation)")
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     frozen_norms = freeze_backbone(model) if config.freeze_backbone else []
     model.to(device, memory_format=batches.memory_format)
     optimizer, scheduler, per_step = _optimizer(config, model, device, batches.steps)
@@ -218,16 +249,20 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
             torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
         if (run_dir / "metrics.csv").is_file():
             history = pd.read_csv(run_dir / "metrics.csv").query("epoch <= @start_epoch").to_dict("records")
-    write_text_atomic(run_dir / "config.json", json.dumps(run_config, indent=2) + "\n")
-    if data.skipped:
-        write_text_atomic(run_dir / "skipped.txt", "\n".join(data.skipped) + "\n")
-        console.print(f"--skip-bad: left out {len(data.skipped)} problem file(s) or row(s), listed in {run_dir / 'skipped.txt'}")
-    set_status(run_dir, "running")
+    if where.main:
+        write_text_atomic(run_dir / "config.json", json.dumps(run_config, indent=2) + "\n")
+        if data.skipped:
+            write_text_atomic(run_dir / "skipped.txt", "\n".join(data.skipped) + "\n")
+            console.print(f"--skip-bad: left out {len(data.skipped)} problem file(s) or row(s), listed in {run_dir / 'skipped.txt'}")
+        set_status(run_dir, "running")
 
-    step_model = torch.compile(model) if config.compile else model
-    eval_model = ema.module if ema is not None else step_model
+    # DistributedDataParallel averages the gradients over the ranks after every backward pass
+    replicated = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if where.distributed else model
+    step_model = torch.compile(replicated) if config.compile else replicated
+    eval_model = ema.module if ema is not None else model
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    writer = SummaryWriter(run_dir / "tb", purge_step=start_epoch + 1 if checkpoint else None)
+    writer = SummaryWriter(run_dir / "tb", purge_step=start_epoch + 1 if checkpoint else None) if where.main else None
     console.print(
         f"run {run_dir}: {config.recipe} recipe, {config.model} ({config.stem} stem) on {device} "
         f"({run_config['precision']}), {len(train_idx)} train / {len(val_idx)} val images, "
@@ -241,10 +276,11 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
             started = time.perf_counter()
             train_loss, train_acc = _train_epoch(step_model, frozen_norms, batches.epoch(epoch), optimizer,
                                                  scheduler if per_step else None, ema, (epoch - 1) * batches.steps,
-                                                 criterion, device, amp_dtype, console, f"epoch {epoch}/{config.epochs}")
+                                                 criterion, device, amp_dtype, console, f"epoch {epoch}/{config.epochs}",
+                                                 where)
             train_seconds = time.perf_counter() - started
             if val_loader is not None:
-                val_loss, val_acc, val_f1 = evaluate(eval_model, val_loader, device, len(data.classes), amp_dtype)
+                val_loss, val_acc, val_f1 = evaluate(eval_model, val_loader, device, len(data.classes), amp_dtype, where)
             else:
                 val_loss = val_acc = val_f1 = float("nan")
             if not per_step:
@@ -257,23 +293,24 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
                    "seconds": round(seconds, 3), "wall_s": round(wall, 3),
                    "images_per_s": round(len(train_idx) / train_seconds, 1)}
             history.append(row)
-            _log_epoch(writer, row)
-            with atomic_path(run_dir / "metrics.csv") as tmp:
-                pd.DataFrame(history).to_csv(tmp, index=False)
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "epoch": epoch, "config": run_config,
-                     "rng": {"torch": torch.get_rng_state(),
-                             "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}}
-            if ema is not None:
-                state["ema"] = ema.module.state_dict()
             if val_loader is None or val_acc > best_acc:
                 best_acc, best_epoch = (val_acc, epoch) if val_loader is not None else (best_acc, epoch)
-            state.update(best_acc=best_acc, best_epoch=best_epoch)
-            if best_epoch == epoch:
-                save_checkpoint(run_dir / "best.pt", state)
-            save_checkpoint(run_dir / "last.pt", state)
             reached = config.target_acc is not None and val_acc >= config.target_acc
-            write_text_atomic(run_dir / "result.txt", _result_text(config, history, best_acc, best_epoch, reached))
+            if where.main:  # only rank 0 writes: metrics, TensorBoard, checkpoints
+                _log_epoch(writer, row)
+                with atomic_path(run_dir / "metrics.csv") as tmp:
+                    pd.DataFrame(history).to_csv(tmp, index=False)
+                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "epoch": epoch, "config": run_config,
+                         "best_acc": best_acc, "best_epoch": best_epoch,
+                         "rng": {"torch": torch.get_rng_state(),
+                                 "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}}
+                if ema is not None:
+                    state["ema"] = ema.module.state_dict()
+                if best_epoch == epoch:
+                    save_checkpoint(run_dir / "best.pt", state)
+                save_checkpoint(run_dir / "last.pt", state)
+                write_text_atomic(run_dir / "result.txt", _result_text(config, history, best_acc, best_epoch, reached))
             console.print(
                 f"epoch {epoch}/{config.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
                 + (f"val loss {val_loss:.4f} acc {val_acc:.4f} F1 {val_f1:.4f}  " if val_loader is not None else "")
@@ -283,27 +320,33 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
                 console.print(f"reached val accuracy {val_acc:.4f} ≥ {config.target_acc} at epoch {epoch} after {wall:.1f}s")
                 break
     except KeyboardInterrupt:
-        set_status(run_dir, "interrupted")
+        if where.main:
+            set_status(run_dir, "interrupted")
         if not (run_dir / "last.pt").exists():
             raise PipelineError("interrupted before the first epoch finished; nothing was kept") from None
         raise PipelineError(
             f"interrupted during epoch {epoch}; continue with `pipeline train --resume {run_dir}`"
         ) from None
     except BaseException as e:
-        set_status(run_dir, "failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__)
+        if where.main:
+            set_status(run_dir, "failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__)
         raise
-    else:
-        _log_hparams(writer, config, history, best_acc)
     finally:
-        writer.close()
-    set_status(run_dir, "finished")
-    written = write_report(run_dir, dataset_root, config.device, console)
-    console.print(f"report: {', '.join(str(path) for path in written)}")
+        if writer is not None:
+            writer.close()
+    if not same_on_all_ranks(model, device, where):
+        raise PipelineError(f"{run_dir}: the {where.world} processes ended with different weights; not trusting this run")
+    if where.main:
+        _log_hparams(run_dir, config, history, best_acc)
+        set_status(run_dir, "finished")
+        written = write_report(run_dir, dataset_root, config.device, console)
+        console.print(f"report: {', '.join(str(path) for path in written)}")
+    checksum = weights_checksum(model)
     if val_loader is None:
         console.print(f"trained on all {len(train_idx)} images; weights of epoch {best_epoch} in {run_dir / 'best.pt'}")
-        return TrainResult(run_dir, None, best_epoch)
+        return TrainResult(run_dir, None, best_epoch, checksum)
     console.print(f"best val accuracy {best_acc:.4f} at epoch {best_epoch}; weights in {run_dir / 'best.pt'}")
-    return TrainResult(run_dir, best_acc, best_epoch)
+    return TrainResult(run_dir, best_acc, best_epoch, checksum)
 
 
 def _result_text(config: TrainConfig, history: list[dict], best_acc: float, best_epoch: int, reached: bool) -> str:
@@ -318,7 +361,8 @@ def _result_text(config: TrainConfig, history: list[dict], best_acc: float, best
 
 def _train_epoch(model: nn.Module, frozen_norms: list[nn.Module], batches, optimizer: torch.optim.Optimizer, scheduler, ema: ModelEmaV3 | None,
                  first_step: int, criterion: nn.Module, device: torch.device, amp_dtype: torch.dtype | None, console: Console,
-                 title: str) -> tuple[float, float]:
+                 title: str, where: Ranks = Ranks()) -> tuple[float, float]:
+    """One epoch of SGD steps; returns the mean loss and accuracy over the images of all ranks."""
     model.train()
     for norm in frozen_norms:  # a frozen backbone keeps its normalisation statistics too
         norm.eval()
@@ -341,19 +385,20 @@ def _train_epoch(model: nn.Module, frozen_norms: list[nn.Module], batches, optim
             if scheduler is not None:
                 scheduler.step()
             if ema is not None:
-                ema.update(model, step=first_step + step)
+                ema.update(unwrap_model(model), step=first_step + step)
             loss_sum += loss.detach() * len(targets)
             correct += (logits.argmax(1) == targets).sum()
             seen += len(targets)
             if step % 10 == 0 or step == len(batches):
                 progress.update(task, completed=step, loss=loss_sum.item() / seen, acc=correct.item() / seen)
-    return loss_sum.item() / seen, correct.item() / seen
+    total_loss, total_correct, total_seen = all_sum([loss_sum.item(), correct.item(), seen], device, where)
+    return total_loss / total_seen, total_correct / total_seen
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches, device: torch.device, num_classes: int,
-             amp_dtype: torch.dtype | None = None) -> tuple[float, float, float]:
-    """Mean cross-entropy, accuracy and macro-F1 over labeled batches."""
+             amp_dtype: torch.dtype | None = None, where: Ranks = Ranks()) -> tuple[float, float, float]:
+    """Mean cross-entropy, accuracy and macro-F1 over labeled batches (each rank's share, put together)."""
     model.eval()
     loss_sum, predictions, truth = 0.0, [], []
     for images, targets in batches:
@@ -363,7 +408,9 @@ def evaluate(model: nn.Module, batches, device: torch.device, num_classes: int,
         loss_sum += nn.functional.cross_entropy(logits.float(), targets, reduction="sum").item()
         predictions.append(logits.argmax(1).cpu())
         truth.append(targets.cpu())
-    predicted, actual = torch.cat(predictions).numpy(), torch.cat(truth).numpy()
+    own = (torch.cat(predictions).numpy(), torch.cat(truth).numpy()) if predictions else (np.zeros(0, int),) * 2
+    predicted, actual = all_concat(own[0], where), all_concat(own[1], where)
+    (loss_sum,) = all_sum([loss_sum], device, where)
     f1 = f1_score(actual, predicted, average="macro", labels=list(range(num_classes)), zero_division=0)
     return loss_sum / len(actual), float((predicted == actual).mean()), float(f1)
 
@@ -375,7 +422,7 @@ def set_status(run_dir: Path, state: str, **details) -> None:
     write_text_atomic(run_dir / "status.json", json.dumps(status) + "\n")
 
 
-def _log_hparams(writer: SummaryWriter, config: TrainConfig, history: list[dict], best_acc: float) -> None:
+def _log_hparams(run_dir: Path, config: TrainConfig, history: list[dict], best_acc: float) -> None:
     """The run's options with its final metrics, for TensorBoard's HPARAMS tab across runs."""
     options = {key: value if isinstance(value, (int, float, str, bool)) else str(value)
                for key, value in asdict(config).items()
@@ -384,11 +431,11 @@ def _log_hparams(writer: SummaryWriter, config: TrainConfig, history: list[dict]
     metrics = {"hparam/wall_s": history[-1]["wall_s"], "hparam/epochs_trained": history[-1]["epoch"]}
     if not config.full:
         metrics.update({"hparam/best_val_acc": best_acc, "hparam/val_f1_at_best": best["val_f1"]})
-    for summary in hparams(options, metrics):
-        writer.file_writer.add_summary(summary)
-    for tag, value in metrics.items():
-        writer.add_scalar(tag, value)
-    writer.flush()
+    with SummaryWriter(run_dir / "tb") as writer:
+        for summary in hparams(options, metrics):
+            writer.file_writer.add_summary(summary)
+        for tag, value in metrics.items():
+            writer.add_scalar(tag, value)
 
 
 def _log_epoch(writer: SummaryWriter, row: dict) -> None:

@@ -113,7 +113,7 @@ def test_bad_options_are_clear(fetched):
         train(TrainConfig(epochs=0))
     with pytest.raises(PipelineError, match="--device 'gpu': expected auto, cpu or cuda"):
         train(TrainConfig(device="gpu", epochs=1))
-    assert not list((fetched / "weights").iterdir())  # no empty run folder left behind
+    assert not list((fetched / "weights").glob("*"))  # no empty run folder left behind
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")

@@ -1,0 +1,129 @@
+"""Several processes, one job: torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+MASTER_PORT) turned into a process group — NCCL on CUDA, gloo on CPU — and the few collectives
+training and prediction need. Without torchrun everything here is a no-op for a single process.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from pipeline.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class Ranks:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def ranks() -> Ranks:
+    """This process's place in the job: from the initialised process group, else a single process."""
+    if dist.is_available() and dist.is_initialized():
+        return Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+    return Ranks()
+
+
+def init_from_env(device: torch.device) -> Ranks:
+    """Join the process group torchrun describes (WORLD_SIZE > 1); returns this process's ranks."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or (dist.is_available() and dist.is_initialized()):
+        return ranks()
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    try:
+        dist.init_process_group(backend)
+    except (RuntimeError, ValueError) as e:
+        raise PipelineError(f"cannot join the torchrun process group ({backend}): {str(e).splitlines()[0]}") from None
+    atexit.register(dist.destroy_process_group)
+    return ranks()
+
+
+def local_device(device: torch.device, where: Ranks) -> torch.device:
+    """One CUDA device per local rank; CPU processes share the CPU."""
+    if device.type == "cuda" and where.distributed:
+        if where.local_rank >= torch.cuda.device_count():
+            raise PipelineError(f"local rank {where.local_rank} has no GPU ({torch.cuda.device_count()} visible): "
+                                "start at most one process per GPU")
+        torch.cuda.set_device(where.local_rank)
+        return torch.device("cuda", where.local_rank)
+    return device
+
+
+def broadcast(value, where: Ranks):
+    """Rank 0's `value` on every rank (any picklable object)."""
+    if not where.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(where: Ranks) -> None:
+    if where.distributed:
+        dist.barrier()
+
+
+def all_sum(values: list[float], device: torch.device, where: Ranks) -> list[float]:
+    """Element-wise sums over all ranks."""
+    if not where.distributed:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def all_concat(array: np.ndarray, where: Ranks) -> np.ndarray:
+    """The ranks' arrays concatenated in rank order, on every rank."""
+    if not where.distributed:
+        return array
+    parts = [None] * where.world
+    dist.all_gather_object(parts, array)
+    return np.concatenate(parts)
+
+
+def weights_checksum(model: torch.nn.Module) -> float:
+    """A checksum of the parameters. (BatchNorm statistics are buffers: DDP copies rank 0's to the
+    others before each forward pass, and rank 0's are the ones saved.)"""
+    return float(sum(p.detach().double().sum() for p in model.parameters()))
+
+
+def same_on_all_ranks(model: torch.nn.Module, device: torch.device, where: Ranks) -> bool:
+    """Whether every rank holds the same parameters (a checksum compared across ranks)."""
+    if not where.distributed:
+        return True
+    checksum = torch.tensor(weights_checksum(model), dtype=torch.float64, device=device)
+    low, high = checksum.clone(), checksum.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    return bool(low == high)
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """`pipeline … --nproc N`: run the same command under torchrun with N processes on this machine.
+    When it fails, only the processes' one-line errors are shown, not the launcher's traceback."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "pipeline", *argv]
+    done = subprocess.run(command, stderr=subprocess.PIPE, text=True)
+    if done.returncode == 0:
+        sys.stderr.write(done.stderr)
+        return 0
+    failure = re.compile(r"^(error:|interrupted|\[rank\d+\]: [\w.]*(Error|Exception)\b)")
+    errors = list(dict.fromkeys(line for line in done.stderr.splitlines() if failure.match(line)))
+    sys.stderr.write("\n".join(errors or [f"error: torchrun with {nproc} processes failed (exit status {done.returncode})"]) + "\n")
+    return done.returncode

@@ -97,6 +97,14 @@ def all_concat(array: np.ndarray, where: Ranks) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def sync_buffers(model: torch.nn.Module, where: Ranks) -> None:
+    """Give every rank rank 0's buffers (BatchNorm statistics: each rank's last forward pass moved its
+    own), so all ranks evaluate the very model rank 0 saves."""
+    if where.distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def weights_checksum(model: torch.nn.Module) -> float:
     """A checksum of the parameters. (BatchNorm statistics are buffers: DDP copies rank 0's to the
     others before each forward pass, and rank 0's are the ones saved.)"""

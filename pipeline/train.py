@@ -39,7 +39,7 @@ from pipeline.config import RESUME_OVERRIDES, TrainConfig, saved_config
 from pipeline.dataset import (ArrayDataset, albumentations_policy, channel_stats, run_split,
                               seed_worker_augmentation, training_arrays)
 from pipeline.distributed import (Ranks, all_concat, all_sum, barrier, broadcast, init_from_env, local_device,
-                                  same_on_all_ranks, weights_checksum)
+                                  same_on_all_ranks, sync_buffers, weights_checksum)
 from pipeline.errors import PipelineError
 from pipeline.models import build_model, freeze_backbone, load_pretrained
 from pipeline.report import write_report
@@ -280,6 +280,7 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
                                                  where)
             train_seconds = time.perf_counter() - started
             if val_loader is not None:
+                sync_buffers(eval_model, where)
                 val_loss, val_acc, val_f1 = evaluate(eval_model, val_loader, device, len(data.classes), amp_dtype, where)
             else:
                 val_loss = val_acc = val_f1 = float("nan")

@@ -77,6 +77,10 @@ def test_two_processes_train_one_run_with_identical_weights(fetched):
     config = json.loads((weights / "exp" / "config.json").read_text())
     assert config["device"] == "cpu × 2 processes" and config["split"]["val_images"] == 80
     assert json.loads((weights / "exp" / "status.json").read_text())["state"] == "finished"
+    # the val accuracy reduced over the two ranks is that of rank 0's best.pt on the whole val split,
+    # which the report (one process, after training) scores again
+    per_class = pd.read_csv(weights / "exp" / "per_class.csv")
+    assert round((per_class["accuracy"] * per_class["support"]).sum()) / 80 == pytest.approx(acc0)
 
 
 def test_two_process_prediction_equals_single_process(fetched):

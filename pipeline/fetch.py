@@ -25,7 +25,7 @@ from pipeline.cache import CACHE_DIR, cached_test_images, cached_train_images
 from pipeline.convert import convert_pixel_dataset
 from pipeline.errors import PipelineError
 from pipeline.kaggle_api import kaggle_api, kaggle_errors
-from pipeline.layout import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS, check_test, check_train, load_train_set
+from pipeline.layout import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS, check_test, check_train
 from pipeline.sample import write_sample
 from pipeline.workspace import dataset_dir, write_text_atomic
 
@@ -84,9 +84,9 @@ def fetch(competition: str = DEFAULT_COMPETITION, archive: Path | None = None, s
             with _downloads_checked(zip_path, downloaded=archive is None):
                 extract_competition(zip_path, staging, limits)
         with _named_after(staging, origin):
-            train_labels, test_ids = check_train(staging), check_test(staging)
+            train_data, test_ids = check_train(staging), check_test(staging)
             # decode both splits now, so train and predict start warm (the cache keys survive the move)
-            cached_train_images(staging, load_train_set(staging), cache_dir=root / CACHE_DIR).whole(staging / "train")
+            cached_train_images(staging, train_data, cache_dir=root / CACHE_DIR).whole(staging / "train")
             cached_test_images(staging, test_ids, cache_dir=root / CACHE_DIR)
         _move_into_place(staging, root)
     finally:
@@ -94,11 +94,11 @@ def fetch(competition: str = DEFAULT_COMPETITION, archive: Path | None = None, s
     write_text_atomic(root / MARKER, json.dumps({
         "source": source,
         "archive": str(archive) if archive else None,
-        "train_images": len(train_labels),
+        "train_images": len(train_data.ids),
         "test_images": len(test_ids),
         "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=2) + "\n")
-    return FetchResult(root, source, len(train_labels), len(test_ids), already_complete=False)
+    return FetchResult(root, source, len(train_data.ids), len(test_ids), already_complete=False)
 
 
 @contextlib.contextmanager
@@ -123,7 +123,7 @@ def _named_after(staging: Path, source: str) -> Iterator[None]:
 
 
 def _check_layout(root: Path) -> tuple[int, int]:
-    return len(check_train(root)), len(check_test(root))
+    return len(check_train(root).ids), len(check_test(root))
 
 
 def _complete_fetch(root: Path, source: str) -> FetchResult | None:

@@ -80,14 +80,6 @@ def problems_message(where: Path, problems: list[str], what: str, advice: str) -
     return f"{where}: {len(problems)} problem(s) in the {what}: {shown}. {advice}"
 
 
-def check_train(root: Path) -> pd.DataFrame:
-    """Every id of trainLabels.csv has its PNG and a label, once, and every PNG its id; returns the labels."""
-    labels, problems = train_problems(root)
-    if problems:
-        raise PipelineError(problems_message(root, problems, "training data", "Fix them, or fetch again."))
-    return labels
-
-
 def check_test(root: Path) -> list[str]:
     """Every id of sampleSubmission.csv has its PNG; returns the ids in the file's order."""
     sample = read_id_csv(root / SAMPLE_SUBMISSION, need_label=False)
@@ -118,3 +110,11 @@ def load_train_set(root: Path) -> LabeledImages:
     index = {name: i for i, name in enumerate(classes)}
     targets = labels["label"].map(index).to_numpy(dtype=np.int64)
     return LabeledImages(root / "train", labels["id"].tolist(), targets, classes, problems)
+
+
+def check_train(root: Path) -> LabeledImages:
+    """The labeled images of a layout that must be whole (a fetched competition): any problem is an error."""
+    data = load_train_set(root)
+    if data.problems:
+        raise PipelineError(problems_message(root, data.problems, "training data", "Fix them, or fetch again."))
+    return data

@@ -20,7 +20,7 @@ def test_fetch_downloads_and_lays_out_competition(kaggle, competition_zip, proje
     result = fetch()
     root = project / "dataset"
     assert (result.train_images, result.test_images, result.already_complete) == (400, 40, False)
-    assert len(check_train(root)) == 400 and len(check_test(root)) == 40
+    assert len(check_train(root).ids) == 400 and len(check_test(root)) == 40
     assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [
         "sampleSubmission.csv", "test", "train", "trainLabels.csv"]
     assert json.loads((root / MARKER).read_text())["source"] == "cifar-10"
@@ -53,7 +53,7 @@ def test_rerun_repairs_a_damaged_layout(kaggle, competition_zip, project):
     fetch()
     next((project / "dataset" / "train").iterdir()).unlink()
     assert not fetch().already_complete
-    assert len(check_train(project / "dataset")) == 400
+    assert len(check_train(project / "dataset").ids) == 400
 
 
 def test_other_competition_name(kaggle, competition_zip, project):
@@ -121,7 +121,7 @@ def test_failed_fetch_keeps_previous_data(competition_zip, project, tmp_path):
     bad.write_bytes(b"this is not a zip")
     with pytest.raises(PipelineError, match="bad.zip: corrupt or incomplete zip archive .*; download it again"):
         fetch(archive=bad, force=True)
-    assert len(check_train(project / "dataset")) == 400
+    assert len(check_train(project / "dataset").ids) == 400
 
 
 def test_test_image_missing_for_sample_submission_id(project, tmp_path):
@@ -146,8 +146,8 @@ def test_sample_is_offline_and_in_the_same_layout(project):
     result = fetch(sample=True)
     root = project / "dataset"
     labels = check_train(root)
-    assert result.train_images == len(labels) >= 2000 and result.test_images >= 500
-    assert sorted(labels["label"].unique()) == sorted(SAMPLE_CLASSES) and len(SAMPLE_CLASSES) == 10
+    assert result.train_images == len(labels.ids) >= 2000 and result.test_images >= 500
+    assert labels.classes == sorted(SAMPLE_CLASSES) and len(SAMPLE_CLASSES) == 10
     assert (root / "solution.csv").is_file()
     assert fetch(sample=True).already_complete
 

@@ -1,6 +1,6 @@
 """Prediction speed over a Kaggle-shaped test folder, one model and TTA; results to benchmarks/results/*.json.
 
-    python benchmarks/predict_speed.py --project DIR --checkpoint FILE [--tta flip] [--workers N]
+    python benchmarks/predict_speed.py --project DIR --checkpoint FILE [--tta flip] [--precision auto] [--workers N]
 
 DIR holds dataset/ (e.g. `make_competition.py DIR/dataset --test-size N`). Measured in one run:
 (1) a seed-style path: PIL per image in a DataLoader, torchvision transforms, fp32;
@@ -54,18 +54,19 @@ def peak_rss_kib() -> int:
     return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
 
 
-# `pipeline predict` in a fresh process that writes its own peak RSS to argv[1] on exit
-REPORTING_PREDICT = ("import atexit, sys; from benchmarks.predict_speed import peak_rss_kib; "
-                     "out = sys.argv.pop(1); atexit.register(lambda: open(out, 'w').write(str(peak_rss_kib()))); "
+# `pipeline predict` in a fresh process that writes its own peak RSS (VmHWM, KiB) to argv[1] on exit
+REPORTING_PREDICT = ("import atexit, re, sys; from pathlib import Path; out = sys.argv.pop(1); "
+                     "atexit.register(lambda: open(out, 'w').write(re.search(r'VmHWM:\\s+(\\d+)', "
+                     "Path('/proc/self/status').read_text()).group(1))); "
                      "from pipeline.cli import main; main()")
 
 
-def run_predict(project: Path, checkpoint: Path, tta: str, device: str) -> tuple[float, int]:
+def run_predict(project: Path, checkpoint: Path, tta: str, device: str, precision: str) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of `pipeline predict` in a fresh process."""
     rss_file = project / ".predict-peak-rss"
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", REPORTING_PREDICT, str(rss_file), "predict", "--checkpoint",
-                           str(checkpoint), "--tta", tta, "--device", device], cwd=project, stdout=subprocess.DEVNULL,
+                           str(checkpoint), "--tta", tta, "--device", device, "--precision", precision], cwd=project, stdout=subprocess.DEVNULL,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     seconds = time.perf_counter() - started
     if done.returncode != 0:
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--tta", default="flip", choices=list(TTA_VIEWS))
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", help="pipeline predict's --precision (auto, fp32, bf16, int8)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     args = parser.parse_args()
     project, checkpoint = args.project.resolve(), args.checkpoint.resolve()
@@ -93,13 +95,13 @@ def main() -> None:
     seed_rss = peak_rss_kib()  # this process (its DataLoader workers not counted)
     for stale in (dataset / ".cache").glob("test.*"):
         stale.unlink()
-    cold_s, cold_rss = run_predict(project, checkpoint, args.tta, args.device)
-    warm_s, warm_rss = run_predict(project, checkpoint, args.tta, args.device)
+    cold_s, cold_rss = run_predict(project, checkpoint, args.tta, args.device, args.precision)
+    warm_s, warm_rss = run_predict(project, checkpoint, args.tta, args.device, args.precision)
     probs = np.load(project / "submissions" / f"{member_name(checkpoint)}.probs.npy")
     agreement = float((probs.argmax(1) == seed_argmax).mean())
 
     numbers = {
-        "images": n, "tta": args.tta, "views": len(TTA_VIEWS[args.tta]), "seed_style_workers": args.workers,
+        "images": n, "tta": args.tta, "precision": args.precision, "views": len(TTA_VIEWS[args.tta]), "seed_style_workers": args.workers,
         "model": {k: options[k] for k in ("model", "stem")},
         "images_per_s": {"seed_style": round(seed_rate, 1), "cold": round(n / cold_s, 1), "warm": round(n / warm_s, 1)},
         "seconds": {"seed_style": round(n / seed_rate, 1), "cold": round(cold_s, 1), "warm": round(warm_s, 1)},

@@ -188,7 +188,7 @@ def predict(
     tta: str = typer.Option("flip", help="Test-time augmentation: none, flip (image + mirror) or flip-shift (× shifts of 2 px)."),
     batch_size: Optional[int] = typer.Option(None, help="Images per forward pass. (default 1024 on CUDA, 64 on CPU)"),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
-    precision: str = typer.Option("auto", help="auto (bf16 on CUDA and on CPUs with bf16 instructions), bf16 or fp32."),
+    precision: str = typer.Option("auto", help="auto (bf16 on CUDA and on CPUs with bf16 instructions), bf16, fp32, or int8 (CPU: static quantization calibrated on test images)."),
     score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against."),
     nproc: Optional[int] = typer.Option(None, help="Run N processes with torchrun, each predicting its share of the test images."),
 ) -> None:

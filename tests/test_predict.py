@@ -159,3 +159,16 @@ def test_score(tmp_path):
     (tmp_path / "solution.csv").write_text("id,label\n9,a\n")
     with pytest.raises(PipelineError, match="lacks 1 id"):
         score_submission(tmp_path / "s.csv", tmp_path / "solution.csv")
+
+
+def test_int8_prediction_agrees_with_fp32(trained):
+    from pipeline.runtime import cpu_has_int8
+    predict(precision="fp32", tta="flip")
+    fp32 = np.load(trained / "submissions" / "exp.probs.npy").astype(np.float32)
+    result = predict(precision="int8", tta="flip", score=trained / "dataset" / "solution.csv")
+    int8 = np.load(trained / "submissions" / "exp.probs.npy").astype(np.float32)
+    assert result.rows == 40 and result.accuracy > 0.5
+    assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.95 and np.abs(int8 - fp32).max() < 0.2
+    assert isinstance(cpu_has_int8(), bool)
+    with pytest.raises(PipelineError, match="--precision 'int4': choose one of auto, bf16, fp32, int8"):
+        predict(precision="int4")

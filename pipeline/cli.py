@@ -271,6 +271,8 @@ def runs(
     csv: Optional[Path] = typer.Option(None, help="Also write the table to this CSV file."),
 ) -> None:
     """Table of every run under weights/: model, recipe, best val accuracy, macro-F1, time, status."""
+    import pandas as pd
+
     from pipeline.experiments import list_runs
     from pipeline.workspace import atomic_path, weights_dir
 
@@ -290,7 +292,7 @@ def runs(
         numeric = table[column].dtype.kind in "if" or column == "epochs"
         shown.add_column(headers.get(column, column), no_wrap=True, justify="right" if numeric else "left")
     for row in table.to_dict("records"):
-        cells = {c: "" if pd_isna(v) else f"{v:g}" if isinstance(v, float) else str(v) for c, v in row.items()}
+        cells = {c: "" if pd.isna(v) else f"{v:g}" if isinstance(v, float) else str(v) for c, v in row.items()}
         cells["date"] = cells["date"][5:]  # MM-DD HH:MM
         cells["epochs"] = f"{cells['epochs'] or 0}/{cells['epochs_planned'] or '?'}"
         shown.add_row(*(cells[c] for c in columns))
@@ -305,18 +307,16 @@ def compare(
     output: Optional[Path] = typer.Option(None, help="Figure to write. (default weights/compare.png)"),
 ) -> None:
     """Overlay the runs' val and train curves in one figure and print the options in which they differ."""
+    import pandas as pd
+
     from pipeline.experiments import compare_runs
 
     figure, differences = compare_runs(runs, output)
     table = Table("", *differences.columns, title="options that differ, and results")
     for label, row in differences.iterrows():
-        table.add_row(str(label), *("" if pd_isna(v) else str(v) for v in row))
+        table.add_row(str(label), *("" if pd.isna(v) else str(v) for v in row))
     console.print(table)
     console.print(f"wrote {figure}")
-
-
-def pd_isna(value) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
 
 
 def main() -> None:

@@ -111,12 +111,12 @@ def weights_checksum(model: torch.nn.Module) -> float:
     return float(sum(p.detach().double().sum() for p in model.parameters()))
 
 
-def same_on_all_ranks(model: torch.nn.Module, device: torch.device, where: Ranks) -> bool:
-    """Whether every rank holds the same parameters (a checksum compared across ranks)."""
+def same_on_all_ranks(checksum: float, device: torch.device, where: Ranks) -> bool:
+    """Whether every rank computed the same `weights_checksum`."""
     if not where.distributed:
         return True
-    checksum = torch.tensor(weights_checksum(model), dtype=torch.float64, device=device)
-    low, high = checksum.clone(), checksum.clone()
+    low = torch.tensor(checksum, dtype=torch.float64, device=device)
+    high = low.clone()
     dist.all_reduce(low, op=dist.ReduceOp.MIN)
     dist.all_reduce(high, op=dist.ReduceOp.MAX)
     return bool(low == high)

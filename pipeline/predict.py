@@ -92,6 +92,12 @@ def view(images: torch.Tensor, flip: bool, dy: int, dx: int) -> torch.Tensor:
     return images
 
 
+def model_inputs(images: np.ndarray, mean: torch.Tensor, std: torch.Tensor, device: torch.device,
+                 memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """uint8 (N, H, W, C) host images as the model's normalised input, with one channel per `mean` entry."""
+    return normalize(match_channels(to_device_tensor(images, device), len(mean)), mean, std, memory_format)
+
+
 @torch.no_grad()
 def predict_probabilities(model: torch.nn.Module, images: np.ndarray, mean: list[float], std: list[float],
                           tta: str, device: torch.device, batch_size: int, console: Console,
@@ -107,8 +113,7 @@ def predict_probabilities(model: torch.nn.Module, images: np.ndarray, mean: list
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("predict", total=len(images))
         for start in range(0, len(images), batch_size):
-            pixels = match_channels(to_device_tensor(images[start:start + batch_size], device), len(mean))
-            batch = normalize(pixels, mean_t, std_t, memory_format)
+            batch = model_inputs(images[start:start + batch_size], mean_t, std_t, device, memory_format)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 probs = sum(torch.softmax(model(resize(view(batch, *v), img_size)).float(), dim=1)
                             for v in views) / len(views)
@@ -122,8 +127,7 @@ def predict_probabilities(model: torch.nn.Module, images: np.ndarray, mean: list
 def calibration_inputs(images: np.ndarray, config: dict, count: int = 512) -> torch.Tensor:
     """Model inputs from `count` images spread over the set, to calibrate int8 quantization ranges."""
     picked = images[np.linspace(0, len(images) - 1, min(count, len(images))).astype(int)]
-    pixels = match_channels(to_device_tensor(picked, torch.device("cpu")), len(config["mean"]))
-    inputs = normalize(pixels, torch.tensor(config["mean"]), torch.tensor(config["std"]))
+    inputs = model_inputs(picked, torch.tensor(config["mean"]), torch.tensor(config["std"]), torch.device("cpu"))
     return resize(inputs, config["options"].get("img_size"))
 
 

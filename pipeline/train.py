@@ -176,8 +176,9 @@ def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device, step
 
 
 def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Console, checkpoint: dict | None) -> TrainResult:
-    where = init_from_env(resolve_device(config.device))
-    device = local_device(resolve_device(config.device), where)
+    device = resolve_device(config.device)
+    where = init_from_env(device)
+    device = local_device(device, where)
     console = console if where.main else Console(quiet=True)
     amp_dtype = autocast_dtype(config.precision, device)
     if not where.main:
@@ -335,14 +336,14 @@ def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Consol
     finally:
         if writer is not None:
             writer.close()
-    if not same_on_all_ranks(model, device, where):
+    checksum = weights_checksum(model)
+    if not same_on_all_ranks(checksum, device, where):
         raise PipelineError(f"{run_dir}: the {where.world} processes ended with different weights; not trusting this run")
     if where.main:
         _log_hparams(run_dir, config, history, best_acc)
         set_status(run_dir, "finished")
         written = write_report(run_dir, dataset_root, config.device, console)
         console.print(f"report: {', '.join(str(path) for path in written)}")
-    checksum = weights_checksum(model)
     if val_loader is None:
         console.print(f"trained on all {len(train_idx)} images; weights of epoch {best_epoch} in {run_dir / 'best.pt'}")
         return TrainResult(run_dir, None, best_epoch, checksum)

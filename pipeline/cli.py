@@ -186,9 +186,9 @@ def predict(
     run: Optional[list[Path]] = typer.Option(None, help="Run folder whose best.pt to use; repeat to ensemble (default: the latest run)."),
     checkpoint: Optional[list[Path]] = typer.Option(None, help="Checkpoint file(s) to use; repeat to ensemble."),
     tta: str = typer.Option("flip", help="Test-time augmentation: none, flip (image + mirror) or flip-shift (× shifts of 2 px)."),
-    batch_size: Optional[int] = typer.Option(None, help="Images per forward pass. (default 1024 on CUDA, 64 on CPU)"),
+    batch_size: Optional[int] = typer.Option(None, help="Images per forward pass. (default 1024 on CUDA; on CPU 64, 256 in int8)"),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
-    precision: str = typer.Option("auto", help="auto (bf16 on CUDA and on CPUs with bf16 instructions), bf16, fp32, or int8 (CPU: static quantization calibrated on test images)."),
+    precision: str = typer.Option("auto", help="auto: bf16 on CUDA and on CPUs with bf16 instructions, else int8 on CPUs with VNNI, else fp32. int8 (CPU): static quantization calibrated on test images; near ties are predicted again in fp32."),
     score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against."),
     nproc: Optional[int] = typer.Option(None, help="Run N processes with torchrun, each predicting its share of the test images."),
 ) -> None:

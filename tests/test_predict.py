@@ -8,7 +8,11 @@ from rich.console import Console
 
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
-from pipeline.predict import TTA_VIEWS, ensemble, find_checkpoint, predict, predict_probabilities, view
+from pipeline import predict as predict_module
+from pipeline import runtime
+from pipeline.predict import (TTA_VIEWS, ensemble, find_checkpoint, predict, predict_probabilities,
+                              recheck_near_ties, view)
+from pipeline.runtime import inference_precision
 from pipeline.submission import score_submission, validate_submission, write_submission
 from pipeline.train import train
 from tests.fixtures import CLASSES
@@ -161,14 +165,67 @@ def test_score(tmp_path):
         score_submission(tmp_path / "s.csv", tmp_path / "solution.csv")
 
 
-def test_int8_prediction_agrees_with_fp32(trained):
-    from pipeline.runtime import cpu_has_int8
+def test_int8_prediction_agrees_with_fp32(trained, capsys):
     predict(precision="fp32", tta="flip")
     fp32 = np.load(trained / "submissions" / "exp.probs.npy").astype(np.float32)
     result = predict(precision="int8", tta="flip", score=trained / "dataset" / "solution.csv")
     int8 = np.load(trained / "submissions" / "exp.probs.npy").astype(np.float32)
     assert result.rows == 40 and result.accuracy > 0.5
     assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.95 and np.abs(int8 - fp32).max() < 0.2
-    assert isinstance(cpu_has_int8(), bool)
+    assert "int8) on cpu" in capsys.readouterr().out
     with pytest.raises(PipelineError, match="--precision 'int4': choose one of auto, bf16, fp32, int8"):
         predict(precision="int4")
+
+
+class FixedProbabilities(torch.nn.Module):
+    """A 'model' whose logits are the log of given probabilities, one row per input image (its first pixel)."""
+
+    def __init__(self, probabilities):
+        super().__init__()
+        self.register_buffer("logits", torch.tensor(probabilities).log())
+
+    def forward(self, x):
+        return self.logits[x[:, 0, 0, 0].round().long()]
+
+
+def test_near_ties_are_predicted_again_in_fp32():
+    int8 = np.array([[0.50, 0.49, 0.01], [0.90, 0.05, 0.05], [0.30, 0.31, 0.39], [0.40, 0.20, 0.40]], np.float32)
+    fp32 = np.array([[0.40, 0.59, 0.01], [0.80, 0.10, 0.10], [0.20, 0.20, 0.60], [0.50, 0.10, 0.40]], np.float32)
+    images = np.arange(4, dtype=np.uint8)[:, None, None, None].repeat(2, 1).repeat(2, 2).repeat(3, 3)
+    config = {"mean": [0.0] * 3, "std": [1 / 255] * 3, "options": {}}  # normalised pixel = its uint8 value
+    probabilities = int8.copy()
+    count = recheck_near_ties(probabilities, FixedProbabilities(fp32), images, config, "none", torch.device("cpu"),
+                              2, Console(quiet=True), margin=0.05)
+    assert count == 2  # rows 0 (0.50 vs 0.49) and 3 (a tie); row 2's top two are 0.08 apart
+    assert np.allclose(probabilities[[0, 3]], fp32[[0, 3]], atol=1e-6)
+    assert np.array_equal(probabilities[[1, 2]], int8[[1, 2]])
+
+
+def test_auto_precision_picks_what_the_hardware_runs_fast(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_has_int8", lambda: True)
+    assert inference_precision("auto", cpu) == "int8" and inference_precision("fp32", cpu) == "fp32"
+    monkeypatch.setattr(runtime, "cpu_has_int8", lambda: False)
+    assert inference_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
+    assert inference_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert inference_precision("auto", cuda) == "bf16"
+
+
+def test_auto_falls_back_to_fp32_when_a_model_cannot_be_quantized(trained, monkeypatch, capsys):
+    def untraceable(model, calibration, name):
+        raise PipelineError(f"--precision int8: {name} cannot be traced for quantization (TraceError); use fp32")
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_has_int8", lambda: True)
+    monkeypatch.setattr(predict_module, "quantize_int8", untraceable)
+    predict(precision="fp32", tta="none")
+    fp32 = np.load(trained / "submissions" / "exp.probs.npy")
+    capsys.readouterr()
+    predict(tta="none")
+    assert "cannot be traced for int8 quantization; predicting in fp32" in capsys.readouterr().out
+    assert np.array_equal(np.load(trained / "submissions" / "exp.probs.npy"), fp32)
+    with pytest.raises(PipelineError, match="cannot be traced for quantization"):
+        predict(precision="int8", tta="none")

@@ -8,10 +8,7 @@ from pathlib import Path
 
 import safetensors
 import safetensors.torch
-import timm
 import torch
-import torchvision
-from timm.models import adapt_input_conv
 from torch import nn
 
 from pipeline.errors import PipelineError
@@ -24,6 +21,9 @@ ALIASES = {"custom": "resnet18", "torchvision": "torchvision:resnet18"}
 
 def _unknown(name: str) -> PipelineError:
     """An error naming the closest model names (within the library a `library:` prefix names)."""
+    import timm
+    import torchvision
+
     library = name.partition(":")[0] if ":" in name else None
     libraries = {"timm": timm.list_models(), "torchvision": torchvision.models.list_models(module=torchvision.models)}
     bare = {}  # bare name -> full name; later entries win: this package's over torchvision's over timm's
@@ -114,11 +114,15 @@ def build_model(name: str, num_classes: int, stem: str = "imagenet", in_chans: i
     if name in CUSTOM:
         model = CUSTOM[name](num_classes=num_classes, stem=stem, in_chans=in_chans)
     elif library == "torchvision":
+        import torchvision  # torchvision and timm take seconds to import: only for their models
+
         if arch not in torchvision.models.list_models(module=torchvision.models):
             raise _unknown(name)
         model = _resnet_stem(torchvision.models.get_model(arch, weights=None, num_classes=num_classes), stem, name)
         _set_in_chans(model, in_chans)
     elif library == "timm":
+        import timm
+
         if not timm.is_model(arch):
             raise _unknown(name)
         if stem != "imagenet":
@@ -198,6 +202,8 @@ def load_pretrained(model: nn.Module, path: Path, name: str = "the model") -> li
     if conv_key in state and state[conv_key].shape != own[conv_key].shape:
         given, wanted = state[conv_key], own[conv_key]
         if given.ndim == 4 and given.shape[0] == wanted.shape[0] and given.shape[2:] == wanted.shape[2:]:
+            from timm.models import adapt_input_conv
+
             state[conv_key] = adapt_input_conv(wanted.shape[1], given)
             notes.append(f"{conv_key} adapted from {given.shape[1]} to {wanted.shape[1]} input channels")
         else:

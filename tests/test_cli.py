@@ -133,8 +133,10 @@ def test_interrupt_is_one_line_with_status_130(project, monkeypatch):
 def test_real_ctrl_c_during_fetch_leaves_nothing(tmp_path):
     import signal
     import time
+    # a shell without job control starts background jobs with SIGINT ignored: give the child Ctrl-C back
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "fetch", "--sample"], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not list((tmp_path / "dataset").glob(".staging-*/train/*.png")) and time.monotonic() < deadline:
         time.sleep(0.02)

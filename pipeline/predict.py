@@ -258,8 +258,8 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
         classes = config["classes"]
         quantized = cpu_int8(model, images, config, path, console, required=precision == "int8") \
             if chosen == "int8" else None
-        console.print(f"predicting {len(ids)} test images with {path} ({tta} TTA, "
-                      f"{'int8' if quantized else 'fp32' if chosen == 'int8' else chosen}) on {target}"
+        used = "int8" if quantized else "fp32" if chosen == "int8" else chosen
+        console.print(f"predicting {len(ids)} test images with {path} ({tta} TTA, {used}) on {target}"
                       + (f" and {where.world - 1} more processes" if where.distributed else ""))
         own = predict_probabilities(quantized or model, own_images, config["mean"], config["std"], tta, target,
                                     batch_size or default_batch_size(target, quantized is not None), console,
@@ -275,7 +275,7 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
             continue
         name = out.parent / f"{member_name(path)}.probs.npy"
         save_probabilities(name, probabilities, {"checkpoint": str(path), "classes": classes, "tta": tta,
-                                                 "ids": ids_key(ids), "images": len(ids)})
+                                                 "precision": used, "ids": ids_key(ids), "images": len(ids)})
         members.append(name.name)
         total = probabilities if total is None else total + probabilities
     if not where.main:

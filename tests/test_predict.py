@@ -173,6 +173,7 @@ def test_int8_prediction_agrees_with_fp32(trained, capsys):
     assert result.rows == 40 and result.accuracy > 0.5
     assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.95 and np.abs(int8 - fp32).max() < 0.2
     assert "int8) on cpu" in capsys.readouterr().out
+    assert json.loads((trained / "submissions" / "exp.probs.json").read_text())["precision"] == "int8"
     with pytest.raises(PipelineError, match="--precision 'int4': choose one of auto, bf16, fp32, int8"):
         predict(precision="int4")
 
@@ -227,5 +228,6 @@ def test_auto_falls_back_to_fp32_when_a_model_cannot_be_quantized(trained, monke
     predict(tta="none")
     assert "cannot be traced for int8 quantization; predicting in fp32" in capsys.readouterr().out
     assert np.array_equal(np.load(trained / "submissions" / "exp.probs.npy"), fp32)
+    assert json.loads((trained / "submissions" / "exp.probs.json").read_text())["precision"] == "fp32"
     with pytest.raises(PipelineError, match="cannot be traced for quantization"):
         predict(precision="int8", tta="none")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import functools
+from pathlib import Path
 
 import torch
 
@@ -25,14 +27,15 @@ def cpu_has_bf16() -> bool:
     return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
+@functools.cache
 def cpu_has_int8() -> bool:
     """Whether this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX), where int8
-    convolutions run several times faster than fp32."""
+    convolutions run several times faster than fp32. Read once per process."""
     try:
-        flags = open("/proc/cpuinfo").read()
+        flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:
         return False
-    return any(flag in flags.split() for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -24,10 +24,10 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader
 
-from pipeline.checkpoint import load_checkpoint
-from pipeline.dataset import PngDataset, eval_transform
+from baseline import PngDataset, eval_transform
 from pipeline.layout import check_test, id_sort_key
-from pipeline.predict import TTA_VIEWS, load_model, member_name, view
+from pipeline.infer import TTA_VIEWS, load_model, view
+from pipeline.run import RunConfig, checkpoint_label, load_checkpoint
 from pipeline.runtime import resolve_device
 from record import write_result
 
@@ -37,7 +37,7 @@ def seed_style(checkpoint: Path, dataset: Path, tta: str, device: torch.device, 
     model, config = load_model(checkpoint, device)
     model = model.to(memory_format=torch.contiguous_format)
     ids = sorted(check_test(dataset), key=id_sort_key)
-    loader = DataLoader(PngDataset(dataset / "test", ids, None, eval_transform(config["mean"], config["std"])),
+    loader = DataLoader(PngDataset(dataset / "test", ids, None, eval_transform(config.mean, config.std)),
                         batch_size=256, num_workers=workers)
     started, predictions = time.perf_counter(), []
     for images, _ in loader:
@@ -89,7 +89,7 @@ def main() -> None:
     dataset = project / "dataset"
     device = resolve_device(args.device)
     n = len(check_test(dataset))
-    options = load_checkpoint(checkpoint)["config"]["options"]
+    options = RunConfig.of_checkpoint(load_checkpoint(checkpoint), checkpoint).options
 
     seed_rate, seed_argmax = seed_style(checkpoint, dataset, args.tta, device, args.workers)
     seed_rss = peak_rss_kib()  # this process (its DataLoader workers not counted)
@@ -97,12 +97,12 @@ def main() -> None:
         stale.unlink()
     cold_s, cold_rss = run_predict(project, checkpoint, args.tta, args.device, args.precision)
     warm_s, warm_rss = run_predict(project, checkpoint, args.tta, args.device, args.precision)
-    probs = np.load(project / "submissions" / f"{member_name(checkpoint)}.probs.npy")
+    probs = np.load(project / "submissions" / f"{checkpoint_label(checkpoint)}.probs.npy")
     agreement = float((probs.argmax(1) == seed_argmax).mean())
 
     numbers = {
         "images": n, "tta": args.tta, "precision": args.precision, "views": len(TTA_VIEWS[args.tta]), "seed_style_workers": args.workers,
-        "model": {k: options[k] for k in ("model", "stem")},
+        "model": {"model": options.model, "stem": options.stem},
         "images_per_s": {"seed_style": round(seed_rate, 1), "cold": round(n / cold_s, 1), "warm": round(n / warm_s, 1)},
         "seconds": {"seed_style": round(n / seed_rate, 1), "cold": round(cold_s, 1), "warm": round(warm_s, 1)},
         "ratios": {"cold_vs_seed_style": round((n / cold_s) / seed_rate, 3),

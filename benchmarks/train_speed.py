@@ -23,12 +23,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from pipeline.augment import BATCHED_POLICIES, BatchLoader, to_device_tensor
-from pipeline.cache import cached_train_images
 from pipeline.config import config_from
-from pipeline.dataset import CIFAR10_MEAN, CIFAR10_STD, PngDataset, train_transform
+from baseline import CIFAR10_MEAN, CIFAR10_STD, PngDataset, train_transform
+from pipeline.dataset import training_arrays
 from pipeline.layout import load_train_set
 from pipeline.models import build_model
-from pipeline.runtime import autocast_dtype, resolve_device
+from pipeline.runtime import Runtime, autocast_dtype, resolve_device
+from pipeline.run import Run, summarize_metrics
 from pipeline.train import train
 from record import write_result
 
@@ -65,10 +66,10 @@ def endless(make_epoch):
 def throughput(args) -> dict:
     device = resolve_device(args.device)
     amp_dtype = autocast_dtype("auto", device)
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    data = load_train_set(args.dataset)
+    memory_format = Runtime(device).memory_format
+    data = load_train_set(args.dataset)  # ids and folder, for the per-image baseline
     started = time.perf_counter()
-    images = cached_train_images(args.dataset, data).whole(data.image_dir)
+    images = training_arrays(args.dataset).images
     cache_seconds = time.perf_counter() - started
     n = min(len(data.ids), args.images)
     classes = len(data.classes)
@@ -87,7 +88,7 @@ def throughput(args) -> dict:
     model_only = timed_steps(model(), iter(lambda: synthetic, None), device, amp_dtype, args.steps)
 
     x, y = to_device_tensor(images[:n], device), torch.from_numpy(data.targets[:n]).to(device)
-    loader = lambda epoch: BatchLoader(x, y, args.batch_size, CIFAR10_MEAN, CIFAR10_STD, BATCHED_POLICIES["seed"],  # noqa: E731
+    loader = lambda epoch: BatchLoader(x, y, args.batch_size, CIFAR10_MEAN, CIFAR10_STD, BATCHED_POLICIES["crop-flip"],  # noqa: E731
                                        torch.Generator().manual_seed(epoch), memory_format)
     data_path = timed_steps(model(), endless(loader), device, amp_dtype, args.steps)
 
@@ -113,12 +114,12 @@ def time_to_accuracy(args) -> dict:
     started = time.perf_counter()
     result = train(config, dataset_root=args.dataset, weights_root=args.weights)
     wall = time.perf_counter() - started
-    metrics = (result.run_dir / "metrics.csv").read_text().strip().splitlines()
-    last = dict(zip(metrics[0].split(","), metrics[-1].split(",")))
-    return {"options": options, "target": args.target, "reached": float(last["val_acc"]) >= args.target,
-            "epochs": int(last["epoch"]), "final_val_acc": float(last["val_acc"]),
+    metrics = Run(result.run_dir).read_metrics()
+    final_val_acc = float(metrics["val_acc"].iloc[-1])
+    return {"options": options, "target": args.target, "reached": final_val_acc >= args.target,
+            "epochs": int(metrics["epoch"].iloc[-1]), "final_val_acc": final_val_acc,
             "best_val_acc": result.best_acc, "wall_s_including_setup": round(wall, 1),
-            "train_wall_s": float(last["wall_s"]), "run_dir": str(result.run_dir)}
+            "train_wall_s": summarize_metrics(metrics).wall_s, "run_dir": str(result.run_dir)}
 
 
 def main() -> None:

@@ -15,13 +15,13 @@ import json
 import time
 from pathlib import Path
 
-import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import config_from
 from pipeline.models import build_model
 from pipeline.models.summary import summarize
+from pipeline.run import Run, summarize_metrics
 from pipeline.runtime import resolve_device
 from pipeline.train import train
 from record import write_result
@@ -47,14 +47,14 @@ def main() -> None:
     for name in args.models:
         config = config_from({**common, "model": name, "name": f"zoo-{name}-{stamp}"})
         result = train(config, dataset_root=args.dataset, weights_root=args.weights, console=console)
-        metrics = pd.read_csv(result.run_dir / "metrics.csv")
-        run = json.loads((result.run_dir / "config.json").read_text())
-        side = config.img_size or run["image_size"][0]
-        described = summarize(build_model(name, len(run["classes"]), config.stem, run["channels"]),
-                              (run["channels"], side, side))
+        run = Run(result.run_dir).read_config()
+        summary = summarize_metrics(Run(result.run_dir).read_metrics())
+        side = config.img_size or run.image_size[0]
+        described = summarize(build_model(name, len(run.classes), config.stem, run.channels),
+                              (run.channels, side, side))
         rows.append({"model": name, "best_val_acc": round(result.best_acc, 4), "best_epoch": result.best_epoch,
-                     "train_images_per_s": round(float(metrics["images_per_s"].median()), 1),
-                     "train_wall_s": round(float(metrics["wall_s"].iloc[-1]), 1),
+                     "train_images_per_s": round(summary.images_per_s, 1),
+                     "train_wall_s": round(summary.wall_s, 1),
                      "parameters": described.parameters,
                      "multiply_adds_g": round(described.multiply_adds / 1e9, 3), "run": str(result.run_dir)})
     table = Table(*rows[0].keys(), title=f"{args.epochs} epochs each, {common}")

@@ -22,7 +22,7 @@ class Policy:
 
 BATCHED_POLICIES = {
     "none": Policy(pad=0, flip=False),
-    "seed": Policy(),  # seed 004: RandomCrop(32, padding=4) + RandomHorizontalFlip
+    "crop-flip": Policy(),  # RandomCrop(size, padding=4) + RandomHorizontalFlip
     "cutout": Policy(cutout=0.5),  # + Cutout (DeVries & Taylor 2017: 16 px on CIFAR-10)
 }
 
@@ -137,7 +137,9 @@ class BatchLoader:
         return resize(images, self.img_size).contiguous(memory_format=self.memory_format)
 
 
-def to_device_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 (N, H, W, C) host images as a uint8 (N, C, H, W) tensor on `device`."""
+def to_device_tensor(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (N, H, W, C) images (a host array, or a tensor anywhere) as a uint8 (N, C, H, W) tensor on `device`."""
+    if isinstance(images, torch.Tensor):
+        return images.to(device).permute(0, 3, 1, 2).contiguous()
     host = np.require(images, requirements=["C_CONTIGUOUS", "WRITEABLE"])  # copies a read-only memory map
     return torch.from_numpy(host).to(device).permute(0, 3, 1, 2).contiguous()

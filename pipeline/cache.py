@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipeline.errors import PipelineError
 from pipeline.layout import LabeledImages, id_sort_key, problems_message
+from pipeline.progress import progress_bar
 from pipeline.workspace import atomic_path, write_text_atomic
 
 CACHE_DIR = ".cache"  # under dataset/
@@ -113,19 +113,17 @@ def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Conso
     with atomic_path(cache_file) as tmp:
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ids), height, width, channels)).flush()
         chunks = [(str(folder), ids[k:k + CHUNK], k, str(tmp), (height, width)) for k in range(0, len(ids), CHUNK)]
-        columns = (TextColumn(f"decoding {folder.name}/"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-            task = progress.add_task("decode", total=len(ids))
+        with progress_bar(console, f"decoding {folder.name}/", len(ids)) as advance:
             if len(chunks) == 1 or workers == 1:
                 for chunk in chunks:
                     bad |= _decode_chunk(*chunk)
-                    progress.advance(task, len(chunk[1]))
+                    advance(len(chunk[1]))
             else:
                 with ProcessPoolExecutor(min(workers, len(chunks))) as pool:
                     futures = {pool.submit(_decode_chunk, *chunk): len(chunk[1]) for chunk in chunks}
                     for future in as_completed(futures):
                         bad |= future.result()
-                        progress.advance(task, futures[future])
+                        advance(futures[future])
     bad = {image_id: bad[image_id] for image_id in ids if image_id in bad}  # in id order
     write_text_atomic(meta_file, json.dumps({"key": key, "images": len(ids), "height": height, "width": width,
                                              "channels": channels, "bad": bad}) + "\n")
@@ -138,7 +136,7 @@ def image_problems(folder: Path, bad: dict[str, str]) -> list[str]:
     return [f"{folder.name}/{image_id}.png: {why}" for image_id, why in bad.items()]
 
 
-def decoded_images(folder: Path, ids: list[str], cache_file: Path, console: Console | None = None,
+def decode_whole_set(folder: Path, ids: list[str], cache_file: Path, console: Console | None = None,
                    workers: int | None = None) -> np.ndarray:
     """`decode_images` for a set that must be whole (the test set)."""
     return decode_images(folder, ids, cache_file, console, workers).whole(folder)
@@ -155,4 +153,4 @@ def cached_test_images(root: Path, test_ids: list[str], console: Console | None 
                        cache_dir: Path | None = None) -> tuple[list[str], np.ndarray]:
     """`test_ids` (from `check_test`) in id order and their images as uint8 (N, H, W, C), decoded once."""
     ids = sorted(test_ids, key=id_sort_key)
-    return ids, decoded_images(root / "test", ids, (cache_dir or root / CACHE_DIR) / "test.npy", console)
+    return ids, decode_whole_set(root / "test", ids, (cache_dir or root / CACHE_DIR) / "test.npy", console)

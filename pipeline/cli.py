@@ -12,7 +12,7 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from pipeline.errors import PipelineError
-from pipeline.config import DEFAULT_RECIPE, RECIPES, TrainConfig, config_from
+from pipeline.config import RECIPES, command_line_options, config_from, default_help
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(soft_wrap=True)
@@ -76,14 +76,6 @@ def given_options(ctx: typer.Context) -> set[str]:
     return {p for p in ctx.params if ctx.get_parameter_source(p).name == "COMMANDLINE"}
 
 
-def parse_milestones(values: list[str] | None) -> list[int]:
-    """Epochs from `30 60 90` or `30,60,90`."""
-    try:
-        return [int(part) for value in values or [] for part in value.split(",") if part]
-    except ValueError:
-        raise PipelineError(f"--milestones takes whole epochs, got {' '.join(values)}") from None
-
-
 @app.command()
 @user_errors
 def fetch(
@@ -105,59 +97,60 @@ def fetch(
                       f"{result.test_images} test images")
 
 
+def option(name: str, description: str, panel: str, *flags: str) -> typer.models.OptionInfo:
+    """A `pipeline train` option, unset unless typed (recipes fill it in), its default in the help drawn
+    from the recipes."""
+    return typer.Option(None, *flags, help=f"{description} {default_help(name)}".strip(), rich_help_panel=panel)
+
+
+MODEL, OPTIMISATION, DATA, RUN = "Model", "Optimisation", "Data and augmentation", "Run"
+
+
 @app.command(cls=SpacedListCommand)
 @user_errors
 def train(
     ctx: typer.Context,
-    recipe: Optional[str] = typer.Option(None, help=f"{' or '.join(RECIPES)}: a set of defaults for the options below (default {DEFAULT_RECIPE}; --milestones alone picks seed)."),
-    model: Optional[str] = typer.Option(None, help="custom (this package's ResNet-18), resnet18…resnet152, torchvision:<name> or timm:<name>. (default custom)"),
-    improved: bool = typer.Option(False, "--improved", help="3×3/1 stem conv for 32×32 images (seed 004); same as --stem improved."),
-    stem: Optional[str] = typer.Option(None, help="imagenet (7×7/2 + max pool), improved (3×3/1 + max pool) or cifar (3×3/1). (default seed: imagenet, fast: cifar)"),
-    pretrained: Optional[Path] = typer.Option(None, help="Local weights to start from (.pth/.pt state dict or .safetensors); the head is replaced, a 1-channel input conv adapted."),
-    freeze_backbone: Optional[bool] = typer.Option(None, "--freeze-backbone/--no-freeze-backbone", help="Train only the classifier head (needs --pretrained). (default off)"),
-    head_dropout: Optional[float] = typer.Option(None, help="Dropout before the classifier head, e.g. 0.5. (default 0)"),
-    img_size: Optional[int] = typer.Option(None, help="Resize inputs to S×S, e.g. 224 for ImageNet weights. (default: the images' size)"),
-    epochs: Optional[int] = typer.Option(None, help="(default seed: 100, fast: 40)"),
-    lr: Optional[float] = typer.Option(None, help="SGD learning rate (onecycle: the peak). (default seed: 0.01, fast: 0.2)"),
-    momentum: Optional[float] = typer.Option(None, help="(default 0.9)"),
-    nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help="(default seed: off, fast: on)"),
-    weight_decay: Optional[float] = typer.Option(None, help="(default 5e-4)"),
-    batch_size: Optional[int] = typer.Option(None, help="(default seed: 128, fast: 512)"),
-    schedule: Optional[str] = typer.Option(None, help="step (MultiStepLR at --milestones) or onecycle. (default seed: step, fast: onecycle)"),
-    milestones: Optional[list[str]] = typer.Option(None, help="Epochs where lr is multiplied by --gamma: --milestones 30 60 90. None: constant lr."),
-    gamma: Optional[float] = typer.Option(None, help="(default 0.1)"),
-    label_smoothing: Optional[float] = typer.Option(None, help="(default seed: 0, fast: 0.1)"),
-    aug: Optional[str] = typer.Option(None, help="none, seed (crop+flip), cutout (+cutout) on the device; albu-strong (albumentations in workers). (default seed: seed, fast: cutout)"),
-    ema: Optional[float] = typer.Option(None, help="Per-step decay of an EMA of the weights, used for validation and prediction; 0 = off. (default seed: 0, fast: 0.998)"),
-    precision: Optional[str] = typer.Option(None, help="auto (bf16 on CUDA and on CPUs with bf16 instructions), bf16 or fp32. (default auto)"),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model. (default off)"),
-    seed: Optional[int] = typer.Option(None, help="Seeds the split, the initial weights and every epoch's shuffle and augmentation. (default 42)"),
-    val_fraction: Optional[float] = typer.Option(None, help="(default 0.2)"),
-    full: bool = typer.Option(False, "--full", help="Train on all labeled images (no validation); best.pt is the last epoch."),
-    target_acc: Optional[float] = typer.Option(None, help="Stop once val accuracy reaches this; the time it took goes to result.txt."),
-    device: Optional[str] = typer.Option(None, help="auto (CUDA when present), cpu or cuda. (default auto)"),
-    limit: Optional[int] = typer.Option(None, help="Use only the first N training images (quick runs)."),
-    skip_bad: Optional[bool] = typer.Option(None, "--skip-bad/--no-skip-bad", help="Train on the rest when some images or CSV rows are unusable; they are listed in the run's skipped.txt. (default off: any problem stops training)"),
-    workers: Optional[int] = typer.Option(None, help=f"DataLoader workers (albumentations policies only). (default {TrainConfig.workers})"),
-    name: Optional[str] = typer.Option(None, help="Run folder under weights/ (default: exp, exp2, …)."),
-    resume: Optional[Path] = typer.Option(None, help="Continue weights/<run> from its last.pt."),
-    sync_bn: Optional[bool] = typer.Option(None, "--sync-bn/--no-sync-bn", help="SyncBatchNorm across the processes of a distributed run. (default off)"),
-    nproc: Optional[int] = typer.Option(None, help="Run N processes on this machine with torchrun (DistributedDataParallel): one per GPU, or N CPU processes with gloo."),
+    recipe: Optional[str] = option("recipe", f"{' or '.join(RECIPES)}: a set of defaults for the options below; --milestones alone picks seed.", OPTIMISATION),
+    model: Optional[str] = option("model", "custom (this package's ResNet-18), resnet18…resnet152, torchvision:<name> or timm:<name>.", MODEL),
+    improved: bool = typer.Option(False, "--improved", help="3×3/1 stem conv for 32×32 images; same as --stem improved.", rich_help_panel=MODEL),
+    stem: Optional[str] = option("stem", "imagenet (7×7/2 + max pool), improved (3×3/1 + max pool) or cifar (3×3/1).", MODEL),
+    pretrained: Optional[Path] = option("pretrained", "Local weights to start from (.pth/.pt state dict or .safetensors); the head is replaced, a 1-channel input conv adapted.", MODEL),
+    freeze_backbone: Optional[bool] = option("freeze_backbone", "Train only the classifier head (needs --pretrained).", MODEL, "--freeze-backbone/--no-freeze-backbone"),
+    head_dropout: Optional[float] = option("head_dropout", "Dropout before the classifier head, e.g. 0.5.", MODEL),
+    img_size: Optional[int] = option("img_size", "Resize inputs to S×S, e.g. 224 for ImageNet weights (none: the images' size).", MODEL),
+    epochs: Optional[int] = option("epochs", "", OPTIMISATION),
+    lr: Optional[float] = option("lr", "SGD learning rate (onecycle: the peak).", OPTIMISATION),
+    momentum: Optional[float] = option("momentum", "", OPTIMISATION),
+    nesterov: Optional[bool] = option("nesterov", "", OPTIMISATION, "--nesterov/--no-nesterov"),
+    weight_decay: Optional[float] = option("weight_decay", "", OPTIMISATION),
+    batch_size: Optional[int] = option("batch_size", "", OPTIMISATION),
+    schedule: Optional[str] = option("schedule", "step (MultiStepLR at --milestones) or onecycle.", OPTIMISATION),
+    milestones: Optional[list[str]] = option("milestones", "Epochs where lr is multiplied by --gamma: --milestones 30 60 90 (none: constant lr).", OPTIMISATION),
+    gamma: Optional[float] = option("gamma", "", OPTIMISATION),
+    label_smoothing: Optional[float] = option("label_smoothing", "", OPTIMISATION),
+    ema: Optional[float] = option("ema", "Per-step decay of an EMA of the weights, used for validation and prediction; 0 = off.", OPTIMISATION),
+    precision: Optional[str] = option("precision", "auto (bf16 on CUDA and on CPUs with bf16 instructions), bf16 or fp32.", OPTIMISATION),
+    compile: Optional[bool] = option("compile", "torch.compile the model.", OPTIMISATION, "--compile/--no-compile"),
+    aug: Optional[str] = option("aug", "none, crop-flip (random crop + flip), cutout (+ cutout) on the device; albu-strong (albumentations in workers).", DATA),
+    seed: Optional[int] = option("seed", "Seeds the split, the initial weights and every epoch's shuffle and augmentation.", DATA),
+    val_fraction: Optional[float] = option("val_fraction", "", DATA),
+    full: bool = typer.Option(False, "--full", help="Train on all labeled images (no validation); the best checkpoint is the last epoch.", rich_help_panel=DATA),
+    limit: Optional[int] = option("limit", "Use only the first N training images (quick runs).", DATA),
+    skip_bad: Optional[bool] = option("skip_bad", "Train on the rest when some images or CSV rows are unusable; they are listed in the run folder (off: any problem stops training).", DATA, "--skip-bad/--no-skip-bad"),
+    workers: Optional[int] = option("workers", "DataLoader workers (albumentations policies only).", DATA),
+    target_acc: Optional[float] = option("target_acc", "Stop once val accuracy reaches this; the time it took goes to the run's result.", RUN),
+    device: Optional[str] = option("device", "auto (CUDA when present), cpu or cuda.", RUN),
+    name: Optional[str] = option("name", "Run folder under weights/ (none: exp, exp2, …).", RUN),
+    resume: Optional[Path] = typer.Option(None, help="Continue weights/<run> from its last checkpoint.", rich_help_panel=RUN),
+    sync_bn: Optional[bool] = option("sync_bn", "SyncBatchNorm across the processes of a distributed run.", RUN, "--sync-bn/--no-sync-bn"),
+    nproc: Optional[int] = typer.Option(None, help="Run N processes on this machine with torchrun (DistributedDataParallel): one per GPU, or N CPU processes with gloo.", rich_help_panel=RUN),
 ) -> None:
     """Train a ResNet on dataset/ with a seeded 80/20 split; the run goes to weights/<run>/."""
     under_torchrun(nproc)
     from pipeline import train as training
     from pipeline.distributed import ranks
 
-    given = {option: ctx.params[option] for option in given_options(ctx) - {"improved", "resume", "nproc"}}
-    if improved:
-        if given.get("stem", "improved") != "improved":
-            raise PipelineError(f"--improved contradicts --stem {given['stem']}")
-        given["stem"] = "improved"
-    if "milestones" in given:
-        given["milestones"] = parse_milestones(milestones)
-    if "pretrained" in given:
-        given["pretrained"] = str(pretrained)
+    given = command_line_options({option: ctx.params[option] for option in given_options(ctx) - {"resume", "nproc"}})
     if resume is None:
         result = training.train(config_from(given), console=console)
     else:
@@ -165,7 +158,7 @@ def train(
     if not ranks().main:
         return
     if result.best_acc is None:
-        console.print(f"done: trained on all labeled images; predict with {result.run_dir / 'best.pt'}")
+        console.print(f"done: trained on all labeled images; predict with `pipeline predict --run {result.run_dir}`")
     else:
         console.print(f"done: best val accuracy {result.best_acc:.4f} (epoch {result.best_epoch}) in {result.run_dir}")
 
@@ -183,7 +176,7 @@ def print_submission(result) -> None:
 @app.command()
 @user_errors
 def predict(
-    run: Optional[list[Path]] = typer.Option(None, help="Run folder whose best.pt to use; repeat to ensemble (default: the latest run)."),
+    run: Optional[list[Path]] = typer.Option(None, help="Run folder whose best checkpoint to use; repeat to ensemble (default: the latest run)."),
     checkpoint: Optional[list[Path]] = typer.Option(None, help="Checkpoint file(s) to use; repeat to ensemble."),
     tta: str = typer.Option("flip", help="Test-time augmentation: none, flip (image + mirror) or flip-shift (× shifts of 2 px)."),
     batch_size: Optional[int] = typer.Option(None, help="Images per forward pass. (default 1024 on CUDA; on CPU 64, 256 in int8)"),
@@ -255,7 +248,7 @@ def report(
     run: Path = typer.Argument(..., help="Run name under weights/ or its folder."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
 ) -> None:
-    """Redraw a run's curves.png, confusion.png, per_class.csv and report.md from its metrics.csv and best.pt."""
+    """Redraw a run's curves, confusion matrix, per-class table and report from its metrics and best checkpoint."""
     from pipeline.experiments import resolve_run
     from pipeline.report import write_report
 

@@ -8,14 +8,15 @@ from pipeline.errors import PipelineError
 
 # Options that may change when a run is resumed; the others define the run.
 RESUME_OVERRIDES = frozenset({"epochs", "device", "workers", "compile", "sync_bn"})
-AUGMENTATIONS = ("none", "seed", "cutout", "albu-strong")
+AUGMENTATIONS = ("none", "crop-flip", "cutout", "albu-strong")
+RENAMED_AUGMENTATIONS = {"seed": "crop-flip"}  # older name, still accepted (runs saved with it keep loading)
 SCHEDULES = ("step", "onecycle")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass
 class TrainConfig:
-    """Every `pipeline train` option. The defaults are seed 004's recipe."""
+    """Every `pipeline train` option. The defaults are the seed recipe's: the classic step-schedule baseline."""
 
     recipe: str = "seed"
     model: str = "custom"
@@ -34,7 +35,7 @@ class TrainConfig:
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
     label_smoothing: float = 0.0
-    aug: str = "seed"
+    aug: str = "crop-flip"
     ema: float = 0.0  # decay of an exponential moving average of the weights, per step (0: off)
     precision: str = "auto"  # auto: bf16 on CUDA and on CPUs with bf16 instructions, else fp32
     compile: bool = False
@@ -48,6 +49,9 @@ class TrainConfig:
     skip_bad: bool = False  # train on the usable images when some are broken (listed in skipped.txt)
     workers: int = min(4, os.cpu_count() or 1)
     name: str | None = None
+
+    def __post_init__(self) -> None:
+        self.aug = RENAMED_AUGMENTATIONS.get(self.aug, self.aug)
 
     def validate(self) -> None:
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
@@ -78,7 +82,7 @@ class TrainConfig:
 
 # Each recipe sets these options; explicit flags override them.
 RECIPES: dict[str, dict] = {
-    # seed 004: SGD 0.9, wd 5e-4, MultiStepLR, crop + flip, 100 epochs
+    # the classic baseline: SGD 0.9, wd 5e-4, MultiStepLR, crop + flip, 100 epochs
     "seed": {},
     # a short schedule: CIFAR stem, large batch with a scaled one-cycle lr, Nesterov, label smoothing,
     # cutout and an EMA of the weights
@@ -92,8 +96,8 @@ OPTION_NAMES = frozenset(f.name for f in fields(TrainConfig))
 def config_from(given: dict) -> TrainConfig:
     """A config from the options typed on the command line, over the chosen recipe, over the defaults.
 
-    Without `--recipe`, typing `--milestones` picks the seed recipe (its step schedule), so the seed's
-    command `pipeline train --improved --lr 0.01 --milestones 30 60 90` means what it meant.
+    Without `--recipe`, typing `--milestones` picks the seed recipe (its step schedule), so the classic
+    command `pipeline train --improved --lr 0.01 --milestones 30 60 90` means what it always meant.
     """
     unknown = set(given) - OPTION_NAMES
     if unknown:
@@ -110,3 +114,43 @@ def saved_config(options: dict, source: object) -> TrainConfig:
     if unknown:
         raise PipelineError(f"{source}: saved by a newer pipeline (unknown options {', '.join(sorted(unknown))})")
     return TrainConfig(**options)
+
+
+def command_line_options(typed: dict) -> dict:
+    """The options typed on the command line as TrainConfig fields: `--improved` is `--stem improved`,
+    `--milestones` takes `30 60 90` or `30,60,90`, paths become text."""
+    options = dict(typed)
+    if options.pop("improved", False):
+        if options.get("stem", "improved") != "improved":
+            raise PipelineError(f"--improved contradicts --stem {options['stem']}")
+        options["stem"] = "improved"
+    if "milestones" in options:
+        options["milestones"] = parse_milestones(options["milestones"])
+    if options.get("pretrained") is not None:
+        options["pretrained"] = str(options["pretrained"])
+    return options
+
+
+def parse_milestones(values: list[str] | None) -> list[int]:
+    """Epochs from `30 60 90` or `30,60,90`."""
+    try:
+        return [int(part) for value in values or [] for part in str(value).split(",") if part]
+    except ValueError:
+        raise PipelineError(f"--milestones takes whole epochs, got {' '.join(map(str, values))}") from None
+
+
+def default_help(option: str) -> str:
+    """`(default 0.9)`, or `(default seed: 100, fast: 40)` where the recipes differ: for `--help`."""
+    values = {recipe: overrides.get(option, getattr(TrainConfig, option, None)) for recipe, overrides in RECIPES.items()}
+    shown = {recipe: _shown(value) for recipe, value in values.items()}
+    if len(set(shown.values())) == 1:
+        return f"(default {shown[DEFAULT_RECIPE]})"
+    return "(default " + ", ".join(f"{recipe}: {text}" for recipe, text in shown.items()) + ")"
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None or value == []:
+        return "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -1,4 +1,4 @@
-"""Torch Datasets over the competition layout: the labeled set, its seeded split, augmentation."""
+"""The labeled set as arrays (one entry point), its seeded split, and per-image augmentation for workers."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,18 +8,13 @@ import albumentations as A
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
-from PIL import Image
+from rich.console import Console
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
-from rich.console import Console
-from torchvision.transforms import v2
 
 from pipeline.cache import cached_train_images, image_problems
 from pipeline.errors import PipelineError
 from pipeline.layout import load_train_set, problems_message
-
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 def stratified_split(targets: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,44 +63,6 @@ def run_split(targets: np.ndarray, val_fraction: float, seed: int, full: bool) -
     if full:
         return np.arange(len(targets)), np.arange(0)
     return stratified_split(targets, val_fraction, seed)
-
-
-def train_transform(size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...]) -> v2.Compose:
-    """Seed 004's augmentation: RandomCrop(size, padding=4), RandomHorizontalFlip, Normalize."""
-    return v2.Compose([
-        v2.PILToTensor(),
-        v2.RandomCrop(size, padding=4),
-        v2.RandomHorizontalFlip(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean, std),
-    ])
-
-
-def eval_transform(mean: tuple[float, ...], std: tuple[float, ...]) -> v2.Compose:
-    return v2.Compose([v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
-
-
-class PngDataset(Dataset):
-    """`folder/<id>.png` images as RGB tensors, with their class index (or -1 when unlabeled)."""
-
-    def __init__(self, folder: Path, ids: list[str], targets: np.ndarray | None, transform: v2.Compose):
-        self.folder = folder
-        self.ids = ids
-        self.targets = targets
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        path = self.folder / f"{self.ids[i]}.png"
-        try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB")
-        except OSError as e:
-            raise PipelineError(f"{path}: not a readable image ({e})") from None
-        target = -1 if self.targets is None else int(self.targets[i])
-        return self.transform(rgb), target
 
 
 def albumentations_policy(name: str, mean: tuple[float, ...], std: tuple[float, ...],

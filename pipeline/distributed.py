@@ -5,6 +5,7 @@ training and prediction need. Without torchrun everything here is a no-op for a 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import subprocess
@@ -77,6 +78,16 @@ def broadcast(value, where: Ranks):
 def barrier(where: Ranks) -> None:
     if where.distributed:
         dist.barrier()
+
+
+@contextlib.contextmanager
+def rank_zero_first(where: Ranks):
+    """Rank 0 runs the block first (e.g. decodes a cache), the other ranks after it (and read what it wrote)."""
+    if not where.main:
+        barrier(where)
+    yield
+    if where.main:
+        barrier(where)
 
 
 def all_sum(values: list[float], device: torch.device, where: Ranks) -> list[float]:

@@ -1,6 +1,6 @@
 """`pipeline runs` and `pipeline compare`: every run under weights/ as one table, and overlays of runs.
 
-A run's status comes from its `status.json` (written by `pipeline train`): a run marked running whose
+A run's status comes from its saved status (written by `pipeline train`): a run marked running whose
 process is gone from this machine crashed; runs from before that file are judged by their epochs.
 """
 from __future__ import annotations
@@ -8,13 +8,16 @@ from __future__ import annotations
 import json
 import os
 import socket
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
 
+from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
-from pipeline.report import best_epoch_row, log_scale_if_wide, read_metrics, read_run_config, save_figure
+from pipeline.figures import log_scale_if_wide, save_figure
+from pipeline.run import Run, summarize_metrics
 from pipeline.workspace import weights_dir
 
 COLUMNS = ("run", "date", "model", "stem", "pretrained", "recipe", "lr", "schedule", "epochs", "epochs_planned",
@@ -32,65 +35,56 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def run_status(run_dir: Path, epochs_done: int, epochs_planned: int | None) -> str:
-    try:
-        status = json.loads((run_dir / "status.json").read_text())
-        state = status["state"]
-    except (OSError, ValueError, KeyError, TypeError):
-        status, state = None, None
+def run_status(run: Run, epochs_done: int, epochs_planned: int | None) -> str:
+    status = run.read_status()
+    state = status["state"] if status else None
     if state == "running":
         if status.get("host") != socket.gethostname():
             return f"running on {status.get('host')}?"
         return "running" if _process_alive(int(status.get("pid", -1))) else "crashed"
-    if state in ("finished", "interrupted", "failed"):
+    if state is not None:
         return state
     if epochs_planned is not None and epochs_done >= epochs_planned:
         return "finished"
     return "incomplete"
 
 
-def _schedule(options: dict) -> str:
-    if options.get("schedule") == "onecycle":
+def _schedule(options: TrainConfig) -> str:
+    if options.schedule == "onecycle":
         return "onecycle"
-    milestones = options.get("milestones") or []
+    milestones = options.milestones
     return "step " + ",".join(map(str, milestones)) if milestones else "constant"
 
 
-def describe_run(run_dir: Path) -> dict:
+def describe_run(run: Run) -> dict:
     """One row of the runs table; what cannot be read is left empty and said in `status`."""
-    row: dict = {column: None for column in COLUMNS} | {"run": run_dir.name}
+    row: dict = {column: None for column in COLUMNS} | {"run": run.name}
     problems = []
     try:
-        config = read_run_config(run_dir)
+        config = run.read_config()
     except PipelineError as e:
         config, problems = None, [str(e).split(": ", 1)[1]]
     if config is not None:
-        options = config["options"]
-        row.update(date=str(config.get("created", ""))[:16].replace("T", " "), model=options.get("model"),
-                   stem=options.get("stem"), pretrained=Path(options["pretrained"]).name if options.get("pretrained") else "no",
-                   recipe=options.get("recipe"), lr=options.get("lr"), schedule=_schedule(options),
-                   epochs_planned=options.get("epochs"))
+        options = config.options
+        row.update(date=config.created[:16].replace("T", " "), model=options.model, stem=options.stem,
+                   pretrained=Path(options.pretrained).name if options.pretrained else "no",
+                   recipe=options.recipe, lr=options.lr, schedule=_schedule(options), epochs_planned=options.epochs)
     try:
-        metrics = read_metrics(run_dir)
+        summary = summarize_metrics(run.read_metrics())
     except PipelineError as e:
-        metrics = None
+        summary = None
         problems.append(str(e).split(": ", 1)[1].split(" (")[0])
-    epochs_done = 0
-    if metrics is not None:
-        epochs_done = int(metrics["epoch"].max())
-        row.update(epochs=epochs_done, wall_s=round(float(metrics["wall_s"].iloc[-1]), 1) if "wall_s" in metrics else None,
-                   images_per_s=round(float(metrics["images_per_s"].median()), 1) if "images_per_s" in metrics else None)
-        best = best_epoch_row(metrics)
-        if best is not None:
-            row.update(best_acc=round(float(best["val_acc"]), 4), best_epoch=int(best["epoch"]),
-                       macro_f1=round(float(best["val_f1"]), 4) if "val_f1" in metrics else None)
-    status = run_status(run_dir, epochs_done, row["epochs_planned"])
+    if summary is not None:
+        row.update(epochs=summary.epochs, wall_s=_rounded(summary.wall_s, 1), images_per_s=_rounded(summary.images_per_s, 1),
+                   best_acc=_rounded(summary.best_acc, 4), best_epoch=summary.best_epoch,
+                   macro_f1=_rounded(summary.best_f1, 4))
+    status = run_status(run, summary.epochs if summary else 0, row["epochs_planned"])
     row["status"] = status if not problems or status == "running" else f"{status}: {'; '.join(problems)}"
     return row
 
 
-def _looks_like_run(folder: Path) -> bool:
-    return folder.is_dir() and any((folder / name).exists() for name in ("config.json", "metrics.csv", "status.json", "last.pt"))
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def list_runs(weights_root: Path | None = None, sort: str | None = None, descending: bool = False) -> pd.DataFrame:
@@ -98,8 +92,8 @@ def list_runs(weights_root: Path | None = None, sort: str | None = None, descend
     weights_root = weights_root or weights_dir()
     if sort is not None and sort not in COLUMNS:
         raise PipelineError(f"--sort {sort!r}: choose one of {', '.join(COLUMNS)}")
-    folders = sorted(f for f in weights_root.iterdir() if _looks_like_run(f)) if weights_root.is_dir() else []
-    table = pd.DataFrame([describe_run(f) for f in folders], columns=list(COLUMNS))
+    folders = sorted(weights_root.iterdir()) if weights_root.is_dir() else []
+    table = pd.DataFrame([describe_run(Run(f)) for f in folders if Run(f).looks_like_run()], columns=list(COLUMNS))
     for column in NUMERIC:
         table[column] = pd.to_numeric(table[column])
     table = table.sort_values("date", na_position="last", kind="stable")  # ties in `sort` stay oldest first
@@ -130,8 +124,8 @@ def compare_runs(runs: list[Path], output: Path | None = None, weights_root: Pat
     names = [folder.name for folder in folders]
     if len(set(names)) < len(names):
         names = [str(folder) for folder in folders]
-    configs = [read_run_config(folder) for folder in folders]
-    metrics = [read_metrics(folder) for folder in folders]
+    configs = [Run(folder).read_config() for folder in folders]
+    metrics = [Run(folder).read_metrics() for folder in folders]
 
     figure = Figure(figsize=(12, 8.5), layout="constrained")
     axes = figure.subplots(2, 2, sharex=True)
@@ -153,16 +147,16 @@ def compare_runs(runs: list[Path], output: Path | None = None, weights_root: Pat
     output = output or (weights_root or weights_dir()) / "compare.png"
     save_figure(figure, output)
 
-    options = [_flatten(config["options"]) for config in configs]
+    options = [_flatten(asdict(config.options)) for config in configs]
     keys = [key for key in options[0] if key != "name"]
     keys += [key for opts in options[1:] for key in opts if key not in keys and key != "name"]
     differing = [key for key in keys if len({json.dumps(opts.get(key)) for opts in options}) > 1]
     table = pd.DataFrame({name: [opts.get(key) for key in differing] for name, opts in zip(names, options)}, index=differing)
-    best = [best_epoch_row(m) for m in metrics]
-    for label, values in (("best val acc", [None if b is None else round(float(b["val_acc"]), 4) for b in best]),
-                          ("best epoch", [None if b is None else int(b["epoch"]) for b in best]),
-                          ("epochs trained", [int(m["epoch"].max()) for m in metrics]),
-                          ("wall s", [round(float(m["wall_s"].iloc[-1]), 1) if "wall_s" in m else None for m in metrics])):
+    summaries = [summarize_metrics(m) for m in metrics]
+    for label, values in (("best val acc", [_rounded(s.best_acc, 4) for s in summaries]),
+                          ("best epoch", [s.best_epoch for s in summaries]),
+                          ("epochs trained", [s.epochs for s in summaries]),
+                          ("wall s", [_rounded(s.wall_s, 1) for s in summaries])):
         table.loc[label] = values
     return output, table
 

@@ -1,12 +1,13 @@
 """`pipeline predict`: TTA predictions of one or more trained models over dataset/test, as a submission.
 
 The test PNGs are decoded once into `dataset/.cache/test.npy` (id order) and streamed from that
-memory map in large batches. Each model's softmax probabilities are saved as
+memory map in large batches through `infer`. Each model's softmax probabilities are saved as
 `submissions/<name>.probs.npy` (float16, id order) with a `.json` beside it, so ensembles can be
 formed later without running the models again (`pipeline ensemble`).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -15,33 +16,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipeline.augment import match_channels, normalize, resize, to_device_tensor
 from pipeline.cache import cached_test_images
-from pipeline.checkpoint import inference_weights, load_checkpoint
-from pipeline.config import PRECISIONS, saved_config
-from pipeline.distributed import all_concat, all_sum, barrier, init_from_env, local_device
+from pipeline.config import PRECISIONS
+from pipeline.distributed import all_concat, all_sum, rank_zero_first
 from pipeline.errors import PipelineError
+from pipeline.infer import TTA_VIEWS, default_batch_size, infer, load_model
+from pipeline.int8 import quantized_or_none, recheck_near_ties
 from pipeline.layout import SAMPLE_SUBMISSION, check_test, id_sort_key
-from pipeline.models import build_model
-from pipeline.runtime import inference_precision, quantize_int8, resolve_device
+from pipeline.run import Run, checkpoint_label, latest_best_checkpoint
+from pipeline.runtime import Runtime, inference_precision, resolve_runtime
 from pipeline.submission import class_histogram, score_submission, write_submission
 from pipeline.workspace import atomic_path, dataset_dir, submissions_dir, weights_dir, write_text_atomic
 
 PREDICT_PRECISIONS = (*PRECISIONS, "int8")  # int8: CPU only, quantized after calibration on test images
-# int8 predictions whose top two probabilities differ by less are redone in fp32: on a ResNet-18 at 0.79 val
-# accuracy this re-predicted 2.2 % of 20,000 test images and raised argmax agreement with fp32 from 99.1 % to 99.8 %
-INT8_RECHECK_MARGIN = 0.02
-SHIFTS = ((0, 0), (-2, 0), (2, 0), (0, -2), (0, 2))
-# name -> views as (mirror left-right, shift down, shift right) in pixels
-TTA_VIEWS = {
-    "none": ((False, 0, 0),),
-    "flip": ((False, 0, 0), (True, 0, 0)),
-    "flip-shift": tuple((flip, dy, dx) for flip in (False, True) for dy, dx in SHIFTS),
-}
 
 
 @dataclass(frozen=True)
@@ -54,129 +43,16 @@ class PredictResult:
 
 
 def find_checkpoint(run: Path | None = None, checkpoint: Path | None = None, weights_root: Path | None = None) -> Path:
-    """`--checkpoint`, else `--run`'s best.pt, else the best.pt written most recently under weights/."""
+    """`--checkpoint`, else `--run`'s best checkpoint, else the one written most recently under weights/."""
     if checkpoint is not None:
         return checkpoint
     if run is not None:
-        if not (run / "best.pt").is_file():
-            raise PipelineError(f"{run}: no best.pt; train it with `pipeline train` first")
-        return run / "best.pt"
-    weights_root = weights_root or weights_dir()
-    candidates = list(weights_root.glob("*/best.pt")) if weights_root.is_dir() else []
-    if not candidates:
-        raise PipelineError(f"{weights_root}: no trained run (no */best.pt); run `pipeline train` first")
-    return max(candidates, key=lambda p: p.stat().st_mtime)
-
-
-def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """The model of a pipeline checkpoint (its EMA weights when it kept them), in eval mode, and its config."""
-    checkpoint = load_checkpoint(path)
-    config = checkpoint["config"]
-    options = saved_config(config["options"], path)
-    model = build_model(options.model, len(config["classes"]), options.stem, config.get("channels", 3),
-                        options.head_dropout)
-    try:
-        model.load_state_dict(inference_weights(checkpoint))
-    except RuntimeError as e:
-        raise PipelineError(f"{path}: weights do not fit its configured model ({str(e).splitlines()[0]})") from None
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    return model.to(device, memory_format=memory_format).eval(), config
-
-
-def view(images: torch.Tensor, flip: bool, dy: int, dx: int) -> torch.Tensor:
-    """The batch mirrored and/or translated by (dy, dx) pixels, zero-filled (the mean, once normalized)."""
-    if flip:
-        images = images.flip(3)
-    if dy or dx:
-        h, w = images.shape[2:]
-        padded = F.pad(images, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)))
-        top, left = max(-dy, 0), max(-dx, 0)
-        images = padded[:, :, top:top + h, left:left + w]
-    return images
-
-
-def model_inputs(images: np.ndarray, mean: torch.Tensor, std: torch.Tensor, device: torch.device,
-                 memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
-    """uint8 (N, H, W, C) host images as the model's normalised input, with one channel per `mean` entry."""
-    return normalize(match_channels(to_device_tensor(images, device), len(mean)), mean, std, memory_format)
-
-
-@torch.no_grad()
-def predict_probabilities(model: torch.nn.Module, images: np.ndarray, mean: list[float], std: list[float],
-                          tta: str, device: torch.device, batch_size: int, console: Console,
-                          amp_dtype: torch.dtype | None = None, img_size: int | None = None,
-                          num_classes: int | None = None) -> np.ndarray:
-    """Softmax probabilities (N, classes) of uint8 (N, H, W, C) images, averaged over the TTA views.
-    Images get the model's channels (one per `mean` entry) and, with `img_size`, its input size."""
-    views = TTA_VIEWS[tta]
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    mean_t, std_t = torch.tensor(mean, device=device), torch.tensor(std, device=device)
-    out = None
-    columns = (TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task("predict", total=len(images))
-        for start in range(0, len(images), batch_size):
-            batch = model_inputs(images[start:start + batch_size], mean_t, std_t, device, memory_format)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                probs = sum(torch.softmax(model(resize(view(batch, *v), img_size)).float(), dim=1)
-                            for v in views) / len(views)
-            if out is None:
-                out = np.empty((len(images), probs.shape[1]), np.float32)
-            out[start:start + len(batch)] = probs.cpu().numpy()
-            progress.advance(task, len(batch))
-    return out if out is not None else np.zeros((0, num_classes or 0), np.float32)
-
-
-def recheck_near_ties(probabilities: np.ndarray, model: torch.nn.Module, images: np.ndarray, config: dict,
-                      tta: str, device: torch.device, batch_size: int, console: Console,
-                      margin: float = INT8_RECHECK_MARGIN) -> int:
-    """Predict again with the fp32 `model` the images whose two top int8 probabilities lie within `margin`,
-    in place: int8 rounding changes the argmax almost only on such near ties. Returns how many."""
-    top_two = np.partition(probabilities, -2, axis=1)[:, -2:]
-    near = np.flatnonzero(np.abs(top_two[:, 1] - top_two[:, 0]) < margin)
-    if len(near):
-        probabilities[near] = predict_probabilities(model, images[near], config["mean"], config["std"], tta, device,
-                                                    batch_size, console, img_size=config["options"].get("img_size"))
-    return len(near)
-
-
-def default_batch_size(device: torch.device, int8: bool) -> int:
-    """Large batches on CUDA; on CPU fp32 runs fastest in batches small enough to stay in cache (ResNet-18
-    at 32×32 here: 617 images/s at 64, 474 at 1024) and int8 at 256 (1,550 images/s, 1,330 at 64)."""
-    return 1024 if device.type == "cuda" else 256 if int8 else 64
-
-
-def cpu_int8(model: torch.nn.Module, images: np.ndarray, config: dict, path: Path, console: Console,
-             required: bool) -> torch.nn.Module | None:
-    """`model` quantized to int8, or None where it cannot be traced for quantization and int8 was not `required`
-    (`--precision auto`), so it predicts in fp32."""
-    try:
-        return quantize_int8(model, calibration_inputs(images, config), str(path))
-    except PipelineError:
-        if required:
-            raise
-        console.print(f"{path}: cannot be traced for int8 quantization; predicting in fp32")
-        return None
-
-
-def calibration_inputs(images: np.ndarray, config: dict, count: int = 512) -> torch.Tensor:
-    """Model inputs from `count` images spread over the set, to calibrate int8 quantization ranges."""
-    picked = images[np.linspace(0, len(images) - 1, min(count, len(images))).astype(int)]
-    inputs = model_inputs(picked, torch.tensor(config["mean"]), torch.tensor(config["std"]), torch.device("cpu"))
-    return resize(inputs, config["options"].get("img_size"))
+        return Run(run).best_checkpoint()
+    return latest_best_checkpoint(weights_root or weights_dir())
 
 
 def ids_key(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
-
-
-def member_name(checkpoint: Path) -> str:
-    """`exp3` for weights/exp3/best.pt, `exp3-last` for its last.pt, the file's stem otherwise."""
-    if checkpoint.name == "best.pt":
-        return checkpoint.parent.name
-    if checkpoint.name == "last.pt":
-        return f"{checkpoint.parent.name}-last"
-    return checkpoint.stem
 
 
 def save_probabilities(path: Path, probabilities: np.ndarray, meta: dict) -> None:
@@ -226,54 +102,30 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     """Predict dataset/test with each model, average their probabilities, write the submission.
     Under torchrun each process predicts its share of the test images and rank 0, which gathers
     them, writes the files and returns the result (the other ranks return None)."""
-    if tta not in TTA_VIEWS:
-        raise PipelineError(f"--tta {tta!r}: choose one of {', '.join(TTA_VIEWS)}")
-    if batch_size is not None and batch_size <= 0:
-        raise PipelineError(f"--batch-size must be positive, got {batch_size}")
-    if precision not in PREDICT_PRECISIONS:
-        raise PipelineError(f"--precision {precision!r}: choose one of {', '.join(PREDICT_PRECISIONS)}")
-    where = init_from_env(resolve_device(device))
+    check_options(tta, batch_size, precision)
+    runtime, chosen = prediction_runtime(device, precision)
+    where = runtime.ranks
     console = (console or Console()) if where.main else Console(quiet=True)
     dataset_root = dataset_root or dataset_dir()
     out = out or submissions_dir() / "submission.csv"
-    target = local_device(resolve_device(device), where)
-    chosen = inference_precision(precision, target)
-    if chosen == "int8" and target.type != "cpu":
-        raise PipelineError("--precision int8 is for CPU inference; on CUDA use auto (bf16) or fp32")
     sources = list(checkpoints or []) + [find_checkpoint(run=r) for r in runs or []]
     sources = sources or [find_checkpoint(weights_root=weights_root)]
     submission_ids = check_test(dataset_root)
-    if not where.main:
-        barrier(where)  # rank 0 decodes the cache first; the others then read it
-    ids, images = cached_test_images(dataset_root, submission_ids, console)
-    if where.main:
-        barrier(where)
+    with rank_zero_first(where):  # rank 0 decodes the cache; the others then read it
+        ids, images = cached_test_images(dataset_root, submission_ids, console)
     share = np.array_split(np.arange(len(ids)), where.world)[where.rank]
     own_images = images[share[0]:share[-1] + 1] if len(share) else images[:0]
     total, classes, members = None, None, []
     for path in sources:
-        model, config = load_model(path, target)
-        if classes is not None and config["classes"] != classes:
+        own, config, used = predict_model(path, images, own_images, tta, chosen, precision == "int8", runtime,
+                                          batch_size, console)
+        if classes is not None and config.classes != classes:
             raise PipelineError(f"{path}: its classes differ from {sources[0]}'s; an ensemble needs the same classes")
-        classes = config["classes"]
-        quantized = cpu_int8(model, images, config, path, console, required=precision == "int8") \
-            if chosen == "int8" else None
-        used = "int8" if quantized else "fp32" if chosen == "int8" else chosen
-        console.print(f"predicting {len(ids)} test images with {path} ({tta} TTA, {used}) on {target}"
-                      + (f" and {where.world - 1} more processes" if where.distributed else ""))
-        own = predict_probabilities(quantized or model, own_images, config["mean"], config["std"], tta, target,
-                                    batch_size or default_batch_size(target, quantized is not None), console,
-                                    torch.bfloat16 if chosen == "bf16" else None, config["options"].get("img_size"),
-                                    len(classes))
-        if quantized:
-            rechecked = int(all_sum([recheck_near_ties(own, model, own_images, config, tta, target,
-                                                       batch_size or default_batch_size(target, False), console)],
-                                    target, where)[0])
-            console.print(f"int8: {rechecked} near ties ({rechecked / max(len(ids), 1):.1%}) predicted again in fp32")
+        classes = config.classes
         probabilities = all_concat(own, where)
         if not where.main:
             continue
-        name = out.parent / f"{member_name(path)}.probs.npy"
+        name = out.parent / f"{checkpoint_label(path)}.probs.npy"
         save_probabilities(name, probabilities, {"checkpoint": str(path), "classes": classes, "tta": tta,
                                                  "precision": used, "ids": ids_key(ids), "images": len(ids)})
         members.append(name.name)
@@ -282,6 +134,46 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
         return None
     return finish_submission(total / len(sources), ids, submission_ids, classes, members, dataset_root, out, tta,
                              score)
+
+
+def check_options(tta: str, batch_size: int | None, precision: str) -> None:
+    if tta not in TTA_VIEWS:
+        raise PipelineError(f"--tta {tta!r}: choose one of {', '.join(TTA_VIEWS)}")
+    if batch_size is not None and batch_size <= 0:
+        raise PipelineError(f"--batch-size must be positive, got {batch_size}")
+    if precision not in PREDICT_PRECISIONS:
+        raise PipelineError(f"--precision {precision!r}: choose one of {', '.join(PREDICT_PRECISIONS)}")
+
+
+def prediction_runtime(device: str, precision: str) -> tuple[Runtime, str]:
+    """The runtime to predict on (bf16 autocast when chosen) and the precision `--precision` means there."""
+    runtime = resolve_runtime(device, "fp32")
+    chosen = inference_precision(precision, runtime.device)
+    if chosen == "int8" and runtime.device.type != "cpu":
+        raise PipelineError("--precision int8 is for CPU inference; on CUDA use auto (bf16) or fp32")
+    return dataclasses.replace(runtime, amp_dtype=torch.bfloat16 if chosen == "bf16" else None), chosen
+
+
+def predict_model(path: Path, images: np.ndarray, own_images: np.ndarray, tta: str, chosen: str, int8_required: bool,
+                  runtime: Runtime, batch_size: int | None, console: Console):
+    """One checkpoint's probabilities of this process's share of the test images, its config and the
+    precision it predicted in (int8, or fp32 where `auto` could not quantize it)."""
+    model, config = load_model(path, runtime.device)
+    quantized = quantized_or_none(model, images, config.inputs, str(path), console, int8_required) \
+        if chosen == "int8" else None
+    used = "int8" if quantized else "fp32" if chosen == "int8" else chosen
+    where = runtime.ranks
+    console.print(f"predicting {len(images)} test images with {path} ({tta} TTA, {used}) on {runtime.device}"
+                  + (f" and {where.world - 1} more processes" if where.distributed else ""))
+    own = np.exp(infer(quantized or model, own_images, config.inputs, tta, runtime,
+                       batch_size or default_batch_size(runtime.device, quantized is not None), console,
+                       len(config.classes)))
+    if quantized:
+        rechecked = recheck_near_ties(own, model, own_images, config.inputs, tta, runtime,
+                                      batch_size or default_batch_size(runtime.device))
+        rechecked = int(all_sum([rechecked], runtime.device, where)[0])
+        console.print(f"int8: {rechecked} near ties ({rechecked / max(len(images), 1):.1%}) predicted again in fp32")
+    return own, config, used
 
 
 def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path | None = None,

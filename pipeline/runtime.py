@@ -1,12 +1,15 @@
-"""Where and how tensors compute: the device, whether bf16 autocast pays on it, int8 quantization for CPUs."""
+"""Where and how tensors compute: one `Runtime` (device, ranks, autocast dtype, memory format) resolved
+once per command, and the hardware probes behind it."""
 from __future__ import annotations
 
-import copy
+import contextlib
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from pipeline.distributed import Ranks, init_from_env, local_device
 from pipeline.errors import PipelineError
 
 
@@ -56,25 +59,37 @@ def inference_precision(precision: str, device: torch.device) -> str:
     return "int8" if device.type == "cpu" and cpu_has_int8() else "fp32"
 
 
-def quantize_int8(model: torch.nn.Module, calibration: torch.Tensor, name: str) -> torch.nn.Module:
-    """Post-training static int8 quantization for CPU inference (PyTorch's FX graph mode, x86 engine):
-    per-channel weights, activation ranges observed on `calibration` (normalised input batches).
-    Activations use all 8 bits where the CPU has VNNI (no 16-bit intermediate to overflow), 7 otherwise."""
-    import warnings
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process computes and how: its device (one GPU per local rank), its place in a torchrun
+    job, and the autocast dtype (None: fp32)."""
 
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    device: torch.device = torch.device("cpu")
+    ranks: Ranks = Ranks()
+    amp_dtype: torch.dtype | None = None
 
-    torch.backends.quantized.engine = "x86"
-    qconfig = get_default_qconfig_mapping("onednn" if cpu_has_int8() else "x86")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
-        try:
-            prepared = prepare_fx(copy.deepcopy(model).eval(), qconfig, example_inputs=(calibration[:1],))
-        except Exception as e:  # FX tracing fails on data-dependent Python control flow
-            raise PipelineError(f"--precision int8: {name} cannot be traced for quantization ({type(e).__name__}); "
-                                "use --precision fp32") from None
-        with torch.no_grad():
-            for batch in calibration.split(64):
-                prepared(batch)
-        return convert_fx(prepared)
+    @property
+    def memory_format(self) -> torch.memory_format:
+        """channels_last pays on CUDA; on CPU it was slower here."""
+        return torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.amp_dtype is torch.bfloat16 else "fp32"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
+
+    def describe(self) -> str:
+        """e.g. `cuda:0 (NVIDIA H100) × 2 processes`."""
+        name = f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else ""
+        return f"{self.device}{name}" + (f" × {self.ranks.world} processes" if self.ranks.distributed else "")
+
+
+def resolve_runtime(device: str, precision: str = "fp32") -> Runtime:
+    """The device `--device` names (joining torchrun's process group, if any, with this process's own GPU
+    set before any collective) and the autocast dtype `--precision` means there (bf16 or fp32)."""
+    wanted = resolve_device(device)
+    ranks = init_from_env(wanted)
+    local = local_device(wanted, ranks)
+    return Runtime(local, ranks, autocast_dtype(precision, local))

@@ -1,20 +1,19 @@
-"""`pipeline train`: a ResNet on the 80/20 split of dataset/, one run folder per experiment under weights/.
+"""`pipeline train`: a ResNet on the seeded 80/20 split of dataset/, one run folder per experiment
+under weights/ (pipeline/run.py owns its files).
 
-A run keeps `config.json`, `metrics.csv`, TensorBoard events (`tb/`), `best.pt`, `last.pt` and
-`result.txt`. A checkpoint is one dict (model, optimizer, scheduler, epoch, RNG state, config);
-`--resume` restores all of it, and each epoch's shuffle and augmentation draw from a generator seeded
-by (seed, epoch), so a resumed CPU run ends with the same weights as an uninterrupted one.
+`setup` gathers everything a run needs into one `TrainContext`; `fit` is the epoch loop:
+`train_one_epoch` → `evaluate` → log → save. A checkpoint is one dict (model, optimizer, scheduler,
+epoch, RNG state, config); `--resume` restores all of it, and each epoch's shuffle and augmentation draw
+from a generator seeded by (seed, epoch), so a resumed CPU run ends with the same weights as an
+uninterrupted one. The run's report is drawn from the best epoch's val predictions, which `evaluate` returns.
 """
 from __future__ import annotations
 
-import itertools
-import json
-import os
+import contextlib
 import platform
 import shutil
-import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,7 +22,6 @@ import pandas as pd
 import torch
 import torchvision
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sklearn.metrics import f1_score
 from timm.utils import ModelEmaV3, unwrap_model
 from torch import nn
@@ -34,19 +32,19 @@ from torch.utils.tensorboard.summary import hparams
 
 from pipeline import __version__
 from pipeline.augment import BATCHED_POLICIES, BatchLoader, to_device_tensor
-from pipeline.checkpoint import load_checkpoint, save_checkpoint
-from pipeline.config import RESUME_OVERRIDES, TrainConfig, saved_config
-from pipeline.dataset import (ArrayDataset, albumentations_policy, channel_stats, run_split,
+from pipeline.config import RESUME_OVERRIDES, TrainConfig
+from pipeline.dataset import (ArrayDataset, TrainArrays, albumentations_policy, channel_stats, run_split,
                               seed_worker_augmentation, training_arrays)
-from pipeline.distributed import (Ranks, all_concat, all_sum, barrier, broadcast, init_from_env, local_device,
-                                  same_on_all_ranks, sync_buffers, weights_checksum)
+from pipeline.distributed import (all_concat, all_sum, broadcast, rank_zero_first, same_on_all_ranks, sync_buffers,
+                                  weights_checksum)
 from pipeline.errors import PipelineError
+from pipeline.figures import ValPredictions, write_run_report
+from pipeline.infer import default_batch_size, infer
 from pipeline.models import build_model, freeze_backbone, load_pretrained
-from pipeline.report import write_report
-from pipeline.runtime import autocast_dtype, resolve_device
-from pipeline.workspace import atomic_path, dataset_dir, weights_dir, write_text_atomic
-
-EVAL_BATCH = 1024
+from pipeline.progress import progress_bar
+from pipeline.run import CheckpointSaver, Run, RunConfig, claim_run, inference_weights, load_checkpoint, summarize_metrics
+from pipeline.runtime import Runtime, resolve_runtime
+from pipeline.workspace import dataset_dir, weights_dir
 
 
 @dataclass(frozen=True)
@@ -57,20 +55,42 @@ class TrainResult:
     weights_checksum: float = 0.0  # sum of the final weights: the same on every rank of a distributed run
 
 
-def new_run_dir(weights_root: Path, name: str | None) -> Path:
-    """Claim weights/<name>, or the first free of exp, exp2, exp3, … (as seed 004 named runs)."""
-    weights_root.mkdir(parents=True, exist_ok=True)
-    candidates = [name] if name else ("exp" if k == 1 else f"exp{k}" for k in itertools.count(1))
-    for candidate in candidates:
-        try:
-            (weights_root / candidate).mkdir()
-            return weights_root / candidate
-        except FileExistsError:
-            if name:
-                raise PipelineError(
-                    f"{weights_root / name} already exists: choose another --name or continue it with --resume"
-                ) from None
-    raise AssertionError("unreachable")
+@dataclass(frozen=True)
+class Evaluation:
+    loss: float
+    acc: float
+    f1: float
+    predictions: ValPredictions
+
+
+@dataclass
+class TrainContext:
+    """Everything one run needs, made by `setup`."""
+
+    config: TrainConfig
+    run: Run
+    run_config: RunConfig
+    runtime: Runtime
+    console: Console
+    batches: TrainBatches
+    val_images: torch.Tensor | None  # this rank's share of the val split, uint8 (N, H, W, C) on the device
+    val_targets: np.ndarray
+    model: nn.Module  # the bare model, whose weights are saved
+    step_model: nn.Module  # what the steps run: the model, DDP-wrapped and/or compiled
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    per_step: bool  # the scheduler steps per batch (one-cycle), else per epoch
+    ema: ModelEmaV3 | None
+    frozen_norms: list[nn.Module]
+    saver: CheckpointSaver
+    criterion: nn.Module
+    history: list[dict] = field(default_factory=list)
+    start_epoch: int = 0
+    epoch: int = 0  # the epoch in progress
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
 
 
 def versions() -> dict[str, str]:
@@ -83,29 +103,30 @@ def train(config: TrainConfig, dataset_root: Path | None = None, weights_root: P
           console: Console | None = None) -> TrainResult:
     """Start a new run under `weights_root` (default ./weights)."""
     config.validate()
-    where = init_from_env(resolve_device(config.device))
-    claimed: Path | str = ""
-    if where.main:  # rank 0 names the run; the other ranks of a torchrun job learn it from rank 0
+    runtime = resolve_runtime(config.device, config.precision)
+    claimed: Run | str = ""
+    if runtime.ranks.main:  # rank 0 names the run; the other ranks of a torchrun job learn it from rank 0
         try:
-            claimed = new_run_dir(weights_root or weights_dir(), config.name)
+            claimed = claim_run(weights_root or weights_dir(), config.name)
         except PipelineError as e:
             claimed = str(e)
-    claimed = broadcast(claimed, where)
+    claimed = broadcast(claimed, runtime.ranks)
     if isinstance(claimed, str):
         raise PipelineError(claimed)
-    run_dir = claimed
-    config.name = run_dir.name
+    run = claimed
+    config.name = run.name
     try:
-        return _fit(config, run_dir, dataset_root or dataset_dir(), console or Console(), checkpoint=None)
+        ctx = setup(config, run, dataset_root or dataset_dir(), runtime, console or Console(), checkpoint=None)
+        return fit(ctx)
     except BaseException:
-        if where.main and not (run_dir / "last.pt").exists():  # failed before its first epoch: leave no empty run
-            shutil.rmtree(run_dir, ignore_errors=True)
+        if runtime.ranks.main and not run.last.exists():  # failed before its first epoch: leave no empty run
+            shutil.rmtree(run.path, ignore_errors=True)
         raise
 
 
 def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | None = None,
            console: Console | None = None) -> TrainResult:
-    """Continue `run_dir` from its `last.pt`; only `RESUME_OVERRIDES` may differ from the run's options."""
+    """Continue `run_dir` from its last checkpoint; only `RESUME_OVERRIDES` may differ from the run's options."""
     overrides = overrides or {}
     fixed = sorted(set(overrides) - RESUME_OVERRIDES)
     if fixed:
@@ -113,14 +134,19 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
         raise PipelineError(f"{flags} cannot change when resuming {run_dir}; start a new run instead")
     if not run_dir.is_dir():
         raise PipelineError(f"{run_dir}: no such run folder")
-    checkpoint = load_checkpoint(run_dir / "last.pt")
-    config = saved_config({**checkpoint["config"]["options"], **overrides}, run_dir / "last.pt")
+    run = Run(run_dir)
+    checkpoint = load_checkpoint(run.last)
+    saved = RunConfig.of_checkpoint(checkpoint, run.last)
+    config = TrainConfig(**{**asdict(saved.options), **overrides})
     config.validate()
     if checkpoint["epoch"] >= config.epochs:
         raise PipelineError(
             f"{run_dir} already finished its {checkpoint['epoch']} epochs; pass --epochs N (N > {checkpoint['epoch']}) to train longer"
         )
-    return _fit(config, run_dir, dataset_root or dataset_dir(), console or Console(), checkpoint)
+    if config.schedule == "onecycle" and config.epochs != saved.options.epochs:
+        raise PipelineError("--epochs cannot change when resuming a onecycle run: its schedule spans the epochs")
+    runtime = resolve_runtime(config.device, config.precision)
+    return fit(setup(config, run, dataset_root or dataset_dir(), runtime, console or Console(), checkpoint))
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -131,13 +157,13 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 class TrainBatches:
     """One epoch's training batches: the batched on-device path, or albumentations in DataLoader workers."""
 
-    def __init__(self, config: TrainConfig, images: np.ndarray, targets: np.ndarray, device: torch.device,
-                 mean: tuple[float, ...], std: tuple[float, ...], where: Ranks = Ranks()):
-        self.config, self.device, self.where = config, device, where
-        self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    def __init__(self, config: TrainConfig, images: np.ndarray, targets: np.ndarray, runtime: Runtime,
+                 mean: tuple[float, ...], std: tuple[float, ...]):
+        self.config, self.device, self.where = config, runtime.device, runtime.ranks
+        self.memory_format = runtime.memory_format
         if config.aug in BATCHED_POLICIES:
-            self.images = to_device_tensor(images, device)
-            self.targets = torch.from_numpy(targets).to(device)
+            self.images = to_device_tensor(images, self.device)
+            self.targets = torch.from_numpy(targets).to(self.device)
             self.mean, self.std = mean, std
         else:
             self.dataset = ArrayDataset(images, targets, albumentations_policy(config.aug, mean, std, config.img_size))
@@ -175,275 +201,317 @@ def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device, step
     return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestones, config.gamma), False
 
 
-def _fit(config: TrainConfig, run_dir: Path, dataset_root: Path, console: Console, checkpoint: dict | None) -> TrainResult:
-    device = resolve_device(config.device)
-    where = init_from_env(device)
-    device = local_device(device, where)
-    console = console if where.main else Console(quiet=True)
-    amp_dtype = autocast_dtype(config.precision, device)
-    if not where.main:
-        barrier(where)  # rank 0 decodes the cache first; the others then read it
-    data = training_arrays(dataset_root, config.skip_bad, config.limit, console)
-    if where.main:
-        barrier(where)
-    images, targets = data.images, data.targets
-    train_idx, val_idx = run_split(targets, config.val_fraction, config.seed, config.full)
-    train_images = images[train_idx]
-    # normalisation from the training split (kept from the first epoch when resuming)
-    mean, std = (checkpoint["config"]["mean"], checkpoint["config"]["std"]) if checkpoint else channel_stats(train_images)
-    channels = images.shape[3]
-    run_config = {
-        "options": asdict(config),
-        "skipped": len(data.skipped),
-        "classes": data.classes,
-        "image_size": list(images.shape[1:3]),
-        "channels": channels,
-        "mean": list(mean),
-        "std": list(std),
-        "split": {"seed": config.seed, "val_fraction": 0.0 if config.full else config.val_fraction,
-                  "train_images": len(train_idx), "val_images": len(val_idx)},
-        "precision": "bf16" if amp_dtype else "fp32",
-        "dataset": str(dataset_root),
-        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
-                  + (f" × {where.world} processes" if where.distributed else ""),
-        "versions": versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    if checkpoint is not None:
-        if checkpoint["config"]["classes"] != data.classes:
-            raise PipelineError(f"{dataset_root}: its classes differ from those {run_dir.name} was trained on")
-        if config.schedule == "onecycle" and config.epochs != checkpoint["config"]["options"]["epochs"]:
-            raise PipelineError("--epochs cannot change when resuming a onecycle run: its schedule spans the epochs")
-        run_config["created"] = checkpoint["config"]["created"]
+def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device, steps_per_epoch: int):
+    """SGD (fused on CUDA) over the trainable parameters and its schedule; returns (optimizer, scheduler,
+    whether it steps per batch)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                                weight_decay=config.weight_decay, fused=device.type == "cuda" or None)
+    if config.schedule == "onecycle":
+        total = config.epochs * steps_per_epoch
+        if total < 4:
+            raise PipelineError(f"--schedule onecycle needs at least 4 steps, this run has {total}: train longer")
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(  # warm up ≥ 2 steps; --momentum stays as given
+            optimizer, max_lr=config.lr, total_steps=total, pct_start=max(0.25, 2 / total), cycle_momentum=False)
+        return optimizer, scheduler, True
+    return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestones, config.gamma), False
 
-    batches = TrainBatches(config, train_images, targets[train_idx], device, mean, std, where)
-    del train_images
-    own_val = val_idx[where.rank::where.world]  # each rank scores its share; the metrics are reduced over all
-    val_loader = (BatchLoader(to_device_tensor(images[own_val], device), torch.from_numpy(targets[own_val]).to(device),
-                              EVAL_BATCH, mean, std, memory_format=batches.memory_format, img_size=config.img_size)
-                  if len(val_idx) else None)
+
+def _run_config(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray, np.ndarray], dataset_root: Path,
+                runtime: Runtime, checkpoint: dict | None) -> RunConfig:
+    """What the run records about itself; normalisation comes from the training split (kept from the first
+    epoch when resuming)."""
+    train_idx, val_idx = split
+    saved = RunConfig.of_checkpoint(checkpoint, "last checkpoint") if checkpoint else None
+    if saved is not None and saved.classes != data.classes:
+        raise PipelineError(f"{dataset_root}: its classes differ from those {config.name} was trained on")
+    mean, std = (saved.mean, saved.std) if saved else channel_stats(data.images[train_idx])
+    return RunConfig(
+        options=config, classes=data.classes, mean=list(mean), std=list(std), channels=data.images.shape[3],
+        image_size=list(data.images.shape[1:3]), skipped=len(data.skipped),
+        split={"seed": config.seed, "val_fraction": 0.0 if config.full else config.val_fraction,
+               "train_images": len(train_idx), "val_images": len(val_idx)},
+        precision=runtime.precision, dataset=str(dataset_root), device=runtime.describe(), versions=versions(),
+        created=saved.created if saved else datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def _model(config: TrainConfig, run_config: RunConfig, runtime: Runtime, console: Console,
+           new_run: bool) -> tuple[nn.Module, list[nn.Module]]:
+    """The model on its device (pretrained weights loaded for a new run) and the norms a frozen backbone keeps."""
     torch.manual_seed(config.seed)
-    model = build_model(config.model, len(data.classes), config.stem, channels, config.head_dropout)
-    if config.pretrained and checkpoint is None:
+    model = build_model(config.model, len(run_config.classes), config.stem, run_config.channels, config.head_dropout)
+    if config.pretrained and new_run:
         notes = load_pretrained(model, Path(config.pretrained), config.model)
         console.print(f"loaded {config.pretrained}; not loaded or adapted: {', '.join(notes) or 'nothing'}")
-    if config.sync_bn and where.distributed:
-        if device.type != "cuda":
+    if config.sync_bn and runtime.ranks.distributed:
+        if runtime.device.type != "cuda":
             raise PipelineError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU implementation)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     frozen_norms = freeze_backbone(model) if config.freeze_backbone else []
-    model.to(device, memory_format=batches.memory_format)
-    optimizer, scheduler, per_step = _optimizer(config, model, device, batches.steps)
-    # EMA decay warms up with the step count (timm), so short runs average sensibly too
-    ema = ModelEmaV3(model, decay=config.ema, use_warmup=True) if config.ema else None
-    history: list[dict] = []
-    start_epoch, best_acc, best_epoch = 0, 0.0, 0
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        if ema is not None:
-            ema.module.load_state_dict(checkpoint["ema"])
-        start_epoch, best_acc, best_epoch = checkpoint["epoch"], checkpoint["best_acc"], checkpoint["best_epoch"]
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        if device.type == "cuda" and checkpoint["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
-        if (run_dir / "metrics.csv").is_file():
-            history = pd.read_csv(run_dir / "metrics.csv").query("epoch <= @start_epoch").to_dict("records")
-    if where.main:
-        write_text_atomic(run_dir / "config.json", json.dumps(run_config, indent=2) + "\n")
-        if data.skipped:
-            write_text_atomic(run_dir / "skipped.txt", "\n".join(data.skipped) + "\n")
-            console.print(f"--skip-bad: left out {len(data.skipped)} problem file(s) or row(s), listed in {run_dir / 'skipped.txt'}")
-        set_status(run_dir, "running")
+    return model.to(runtime.device, memory_format=runtime.memory_format), frozen_norms
 
+
+def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, console: Console,
+          checkpoint: dict | None) -> TrainContext:
+    """Data, split, model, optimizer, schedule and EMA of a run (restored from `checkpoint` when resuming);
+    rank 0 writes the run's config and marks it running."""
+    where = runtime.ranks
+    console = console if where.main else Console(quiet=True)
+    with rank_zero_first(where):  # rank 0 decodes the cache; the others then read it
+        data = training_arrays(dataset_root, config.skip_bad, config.limit, console)
+    train_idx, val_idx = run_split(data.targets, config.val_fraction, config.seed, config.full)
+    run_config = _run_config(config, data, (train_idx, val_idx), dataset_root, runtime, checkpoint)
+    mean, std = tuple(run_config.mean), tuple(run_config.std)
+    batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], runtime, mean, std)
+    own_val = val_idx[where.rank::where.world]  # each rank scores its share; the metrics are reduced over all
+    model, frozen_norms = _model(config, run_config, runtime, console, checkpoint is None)
+    optimizer, scheduler, per_step = _optimizer(config, model, runtime.device, batches.steps)
+    ctx = TrainContext(
+        config, run, run_config, runtime, console, batches,
+        val_images=torch.from_numpy(np.ascontiguousarray(data.images[own_val])).to(runtime.device) if len(val_idx) else None,
+        val_targets=data.targets[own_val], model=model, step_model=model, optimizer=optimizer, scheduler=scheduler,
+        per_step=per_step, ema=ModelEmaV3(model, decay=config.ema, use_warmup=True) if config.ema else None,
+        frozen_norms=frozen_norms, saver=CheckpointSaver(run),
+        criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing))
+    if checkpoint is not None:
+        _restore(ctx, checkpoint)
+    if where.main:
+        run.write_config(run_config)
+        if data.skipped:
+            listed = run.write_skipped(data.skipped)
+            console.print(f"--skip-bad: left out {len(data.skipped)} problem file(s) or row(s), listed in {listed}")
+        run.set_status("running")
     # DistributedDataParallel averages the gradients over the ranks after every backward pass
-    replicated = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if where.distributed else model
-    step_model = torch.compile(replicated) if config.compile else replicated
-    eval_model = ema.module if ema is not None else model
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    writer = SummaryWriter(run_dir / "tb", purge_step=start_epoch + 1 if checkpoint else None) if where.main else None
-    console.print(
-        f"run {run_dir}: {config.recipe} recipe, {config.model} ({config.stem} stem) on {device} "
-        f"({run_config['precision']}), {len(train_idx)} train / {len(val_idx)} val images, "
-        f"{len(data.classes)} classes, epochs {start_epoch + 1}-{config.epochs}"
-    )
-    epoch = start_epoch
-    wall = history[-1]["wall_s"] if history else 0.0
-    try:
-        for epoch in range(start_epoch + 1, config.epochs + 1):
-            lr = optimizer.param_groups[0]["lr"]
+    replicated = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda"
+                                         else None) if where.distributed else model
+    ctx.step_model = torch.compile(replicated) if config.compile else replicated
+    return ctx
+
+
+def _restore(ctx: TrainContext, checkpoint: dict) -> None:
+    """Continue from `checkpoint`: weights, optimizer, schedule, EMA, best so far, RNG and metrics."""
+    ctx.model.load_state_dict(checkpoint["model"])
+    ctx.optimizer.load_state_dict(checkpoint["optimizer"])
+    ctx.scheduler.load_state_dict(checkpoint["scheduler"])
+    if ctx.ema is not None:
+        ctx.ema.module.load_state_dict(checkpoint["ema"])
+    ctx.start_epoch = ctx.epoch = checkpoint["epoch"]
+    ctx.saver = CheckpointSaver(ctx.run, checkpoint["best_acc"], checkpoint["best_epoch"])
+    torch.set_rng_state(checkpoint["rng"]["torch"])
+    if ctx.runtime.device.type == "cuda" and checkpoint["rng"]["cuda"]:
+        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+    ctx.history = ctx.run.read_history(ctx.start_epoch)
+
+
+def _checkpoint_state(ctx: TrainContext) -> dict:
+    """The checkpoint dict, less what the saver adds (epoch, best_acc, best_epoch)."""
+    cuda = ctx.runtime.device.type == "cuda"
+    state = {"model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
+             "scheduler": ctx.scheduler.state_dict(), "config": ctx.run_config.to_dict(),
+             "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if cuda else []}}
+    if ctx.ema is not None:
+        state["ema"] = ctx.ema.module.state_dict()
+    return state
+
+
+def fit(ctx: TrainContext) -> TrainResult:
+    """The epoch loop: train, evaluate, log, save; then the end-of-run checks and report."""
+    config, where = ctx.config, ctx.runtime.ranks
+    ctx.console.print(
+        f"run {ctx.run.path}: {config.recipe} recipe, {config.model} ({config.stem} stem) on {ctx.runtime.device} "
+        f"({ctx.runtime.precision}), {ctx.run_config.split['train_images']} train / "
+        f"{ctx.run_config.split['val_images']} val images, {len(ctx.run_config.classes)} classes, "
+        f"epochs {ctx.start_epoch + 1}-{config.epochs}")
+    best_predictions = None
+    with _recorded_status(ctx), _EpochLog(ctx) as log:
+        for epoch in range(ctx.start_epoch + 1, config.epochs + 1):
+            ctx.epoch = epoch
+            lr = ctx.optimizer.param_groups[0]["lr"]
             started = time.perf_counter()
-            train_loss, train_acc = _train_epoch(step_model, frozen_norms, batches.epoch(epoch), optimizer,
-                                                 scheduler if per_step else None, ema, (epoch - 1) * batches.steps,
-                                                 criterion, device, amp_dtype, console, f"epoch {epoch}/{config.epochs}",
-                                                 where)
+            train_loss, train_acc = train_one_epoch(ctx)
             train_seconds = time.perf_counter() - started
-            if val_loader is not None:
-                sync_buffers(eval_model, where)
-                val_loss, val_acc, val_f1 = evaluate(eval_model, val_loader, device, len(data.classes), amp_dtype, where)
-            else:
-                val_loss = val_acc = val_f1 = float("nan")
-            if not per_step:
-                scheduler.step()
-            seconds = time.perf_counter() - started
-            wall += seconds
-            row = {"epoch": epoch, **{k: round(v, 6) for k, v in (
-                       ("train_loss", train_loss), ("train_acc", train_acc), ("val_loss", val_loss),
-                       ("val_acc", val_acc), ("val_f1", val_f1), ("lr", lr))},
-                   "seconds": round(seconds, 3), "wall_s": round(wall, 3),
-                   "images_per_s": round(len(train_idx) / train_seconds, 1)}
-            history.append(row)
-            if val_loader is None or val_acc > best_acc:
-                best_acc, best_epoch = (val_acc, epoch) if val_loader is not None else (best_acc, epoch)
-            reached = config.target_acc is not None and val_acc >= config.target_acc
-            if where.main:  # only rank 0 writes: metrics, TensorBoard, checkpoints
-                _log_epoch(writer, row)
-                with atomic_path(run_dir / "metrics.csv") as tmp:
-                    pd.DataFrame(history).to_csv(tmp, index=False)
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "epoch": epoch, "config": run_config,
-                         "best_acc": best_acc, "best_epoch": best_epoch,
-                         "rng": {"torch": torch.get_rng_state(),
-                                 "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []}}
-                if ema is not None:
-                    state["ema"] = ema.module.state_dict()
-                if best_epoch == epoch:
-                    save_checkpoint(run_dir / "best.pt", state)
-                save_checkpoint(run_dir / "last.pt", state)
-                write_text_atomic(run_dir / "result.txt", _result_text(config, history, best_acc, best_epoch, reached))
-            console.print(
-                f"epoch {epoch}/{config.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
-                + (f"val loss {val_loss:.4f} acc {val_acc:.4f} F1 {val_f1:.4f}  " if val_loader is not None else "")
-                + f"lr {lr:.4g}  {seconds:.1f}s {row['images_per_s']:.0f} img/s"
-            )
+            evaluation = evaluate(ctx) if ctx.val_images is not None else None
+            if not ctx.per_step:
+                ctx.scheduler.step()
+            best_acc, best_epoch = ctx.saver.save(_checkpoint_state(ctx) if where.main else {}, epoch,
+                                                  evaluation.acc if evaluation else None, write=where.main)
+            if evaluation is not None and best_epoch == epoch:
+                best_predictions = evaluation.predictions
+            reached = log.epoch(lr, (train_loss, train_acc), evaluation, time.perf_counter() - started, train_seconds)
             if reached:
-                console.print(f"reached val accuracy {val_acc:.4f} ≥ {config.target_acc} at epoch {epoch} after {wall:.1f}s")
                 break
+    return _finish(ctx, best_predictions)
+
+
+def _finish(ctx: TrainContext, best_predictions: ValPredictions | None) -> TrainResult:
+    """Check the replicas agree, mark the run finished and draw its report (from the best epoch's val
+    predictions; a resumed run whose best epoch came earlier scores its best checkpoint again)."""
+    where, run, console = ctx.runtime.ranks, ctx.run, ctx.console
+    checksum = weights_checksum(ctx.model)
+    if not same_on_all_ranks(checksum, ctx.runtime.device, where):
+        raise PipelineError(f"{run.path}: the {where.world} processes ended with different weights; not trusting this run")
+    if ctx.val_images is not None and best_predictions is None:
+        ctx.eval_model.load_state_dict(inference_weights(load_checkpoint(run.best)))
+        best_predictions = evaluate(ctx).predictions
+    best_acc, best_epoch = ctx.saver.best_metric, ctx.saver.best_epoch
+    if where.main:
+        _log_hparams(run, ctx.config, ctx.history)
+        run.set_status("finished")
+        written = write_run_report(run, best_predictions)
+        console.print(f"report: {', '.join(str(path) for path in written)}")
+    if ctx.val_images is None:
+        console.print(f"trained on all {ctx.run_config.split['train_images']} images; "
+                      f"weights of epoch {best_epoch} in {run.best}")
+        return TrainResult(run.path, None, best_epoch, checksum)
+    console.print(f"best val accuracy {best_acc:.4f} at epoch {best_epoch}; weights in {run.best}")
+    return TrainResult(run.path, best_acc, best_epoch, checksum)
+
+
+@contextlib.contextmanager
+def _recorded_status(ctx: TrainContext):
+    """Mark the run interrupted (Ctrl-C: a one-line error saying how to resume) or failed when the loop stops."""
+    main = ctx.runtime.ranks.main
+    try:
+        yield
     except KeyboardInterrupt:
-        if where.main:
-            set_status(run_dir, "interrupted")
-        if not (run_dir / "last.pt").exists():
+        if main:
+            ctx.run.set_status("interrupted")
+        if not ctx.run.last.exists():
             raise PipelineError("interrupted before the first epoch finished; nothing was kept") from None
         raise PipelineError(
-            f"interrupted during epoch {epoch}; continue with `pipeline train --resume {run_dir}`"
-        ) from None
+            f"interrupted during epoch {ctx.epoch}; continue with `pipeline train --resume {ctx.run.path}`") from None
     except BaseException as e:
-        if where.main:
-            set_status(run_dir, "failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__)
+        if main:
+            ctx.run.set_status("failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__)
         raise
-    finally:
-        if writer is not None:
-            writer.close()
-    checksum = weights_checksum(model)
-    if not same_on_all_ranks(checksum, device, where):
-        raise PipelineError(f"{run_dir}: the {where.world} processes ended with different weights; not trusting this run")
-    if where.main:
-        _log_hparams(run_dir, config, history, best_acc)
-        set_status(run_dir, "finished")
-        written = write_report(run_dir, dataset_root, config.device, console)
-        console.print(f"report: {', '.join(str(path) for path in written)}")
-    if val_loader is None:
-        console.print(f"trained on all {len(train_idx)} images; weights of epoch {best_epoch} in {run_dir / 'best.pt'}")
-        return TrainResult(run_dir, None, best_epoch, checksum)
-    console.print(f"best val accuracy {best_acc:.4f} at epoch {best_epoch}; weights in {run_dir / 'best.pt'}")
-    return TrainResult(run_dir, best_acc, best_epoch, checksum)
 
 
-def _result_text(config: TrainConfig, history: list[dict], best_acc: float, best_epoch: int, reached: bool) -> str:
-    last = history[-1]
-    if config.full:
-        return f"trained on all labeled images for {last['epoch']} epochs (no validation); best.pt is the last epoch\n"
-    text = f"best val accuracy {best_acc:.4f} at epoch {best_epoch} (of {last['epoch']} trained, {last['wall_s']:.1f}s)\n"
+class _EpochLog:
+    """Each epoch's metrics row: kept in the context, written (rank 0) to the metrics log, TensorBoard and
+    the result line, and printed."""
+
+    def __init__(self, ctx: TrainContext):
+        self.ctx = ctx
+        self.wall = ctx.history[-1]["wall_s"] if ctx.history else 0.0
+        self.writer = None
+
+    def __enter__(self) -> _EpochLog:
+        if self.ctx.runtime.ranks.main:
+            self.writer = SummaryWriter(self.ctx.run.tensorboard,
+                                        purge_step=self.ctx.start_epoch + 1 if self.ctx.start_epoch else None)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def epoch(self, lr: float, train: tuple[float, float], evaluation: Evaluation | None, seconds: float,
+              train_seconds: float) -> bool:
+        """Record one epoch; returns whether it reached --target-acc."""
+        ctx, epoch = self.ctx, self.ctx.epoch
+        self.wall += seconds
+        val = (evaluation.loss, evaluation.acc, evaluation.f1) if evaluation else (float("nan"),) * 3
+        row = {"epoch": epoch, **{k: round(v, 6) for k, v in zip(
+                   ("train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr"), (*train, *val, lr))},
+               "seconds": round(seconds, 3), "wall_s": round(self.wall, 3),
+               "images_per_s": round(ctx.run_config.split["train_images"] / train_seconds, 1)}
+        ctx.history.append(row)
+        target = ctx.config.target_acc
+        reached = target is not None and val[1] >= target
+        if self.writer is not None:
+            self._write(row, reached)
+        ctx.console.print(
+            f"epoch {epoch}/{ctx.config.epochs}  train loss {train[0]:.4f} acc {train[1]:.4f}  "
+            + (f"val loss {val[0]:.4f} acc {val[1]:.4f} F1 {val[2]:.4f}  " if evaluation else "")
+            + f"lr {lr:.4g}  {seconds:.1f}s {row['images_per_s']:.0f} img/s")
+        if reached:
+            ctx.console.print(f"reached val accuracy {val[1]:.4f} ≥ {target} at epoch {epoch} after {self.wall:.1f}s")
+        return reached
+
+    def _write(self, row: dict, reached: bool) -> None:
+        for tag, key in (("loss/train", "train_loss"), ("loss/val", "val_loss"), ("accuracy/train", "train_acc"),
+                         ("accuracy/val", "val_acc"), ("f1/val", "val_f1"), ("lr", "lr"),
+                         ("images_per_s", "images_per_s")):
+            if not np.isnan(row[key]):
+                self.writer.add_scalar(tag, row[key], row["epoch"])
+        self.writer.flush()
+        self.ctx.run.write_metrics(self.ctx.history)
+        self.ctx.run.write_result(_result_text(self.ctx, reached))
+
+
+def _result_text(ctx: TrainContext, reached: bool) -> str:
+    last = ctx.history[-1]
+    if ctx.config.full:
+        return (f"trained on all labeled images for {last['epoch']} epochs (no validation); "
+                f"{ctx.run.best.name} is the last epoch\n")
+    text = (f"best val accuracy {ctx.saver.best_metric:.4f} at epoch {ctx.saver.best_epoch} "
+            f"(of {last['epoch']} trained, {last['wall_s']:.1f}s)\n")
     if reached:
-        text += f"time to val accuracy {config.target_acc}: {last['wall_s']:.1f}s (epoch {last['epoch']})\n"
+        text += f"time to val accuracy {ctx.config.target_acc}: {last['wall_s']:.1f}s (epoch {last['epoch']})\n"
     return text
 
 
-def _train_epoch(model: nn.Module, frozen_norms: list[nn.Module], batches, optimizer: torch.optim.Optimizer, scheduler, ema: ModelEmaV3 | None,
-                 first_step: int, criterion: nn.Module, device: torch.device, amp_dtype: torch.dtype | None, console: Console,
-                 title: str, where: Ranks = Ranks()) -> tuple[float, float]:
+def train_one_epoch(ctx: TrainContext) -> tuple[float, float]:
     """One epoch of SGD steps; returns the mean loss and accuracy over the images of all ranks."""
+    model, device, optimizer = ctx.step_model, ctx.runtime.device, ctx.optimizer
     model.train()
-    for norm in frozen_norms:  # a frozen backbone keeps its normalisation statistics too
+    for norm in ctx.frozen_norms:  # a frozen backbone keeps its normalisation statistics too
         norm.eval()
+    batches = ctx.batches.epoch(ctx.epoch)
+    first_step = (ctx.epoch - 1) * ctx.batches.steps
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
-    columns = (TextColumn(title), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.4f}"), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
-        task = progress.add_task(title, total=len(batches), loss=0.0, acc=0.0)
+    seen = shown = 0
+    title, fields = f"epoch {ctx.epoch}/{ctx.config.epochs}", "loss {task.fields[loss]:.4f} acc {task.fields[acc]:.4f}"
+    with progress_bar(ctx.console, title, len(batches), fields) as advance:
         for step, (images, targets) in enumerate(batches, 1):
-            images = images.to(device, non_blocking=True)
-            targets = targets.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            with ctx.runtime.autocast():
                 logits = model(images)
-                loss = criterion(logits, targets)
+                loss = ctx.criterion(logits, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            if ema is not None:
-                ema.update(unwrap_model(model), step=first_step + step)
+            if ctx.per_step:
+                ctx.scheduler.step()
+            if ctx.ema is not None:
+                ctx.ema.update(unwrap_model(model), step=first_step + step)
             loss_sum += loss.detach() * len(targets)
             correct += (logits.argmax(1) == targets).sum()
             seen += len(targets)
-            if step % 10 == 0 or step == len(batches):
-                progress.update(task, completed=step, loss=loss_sum.item() / seen, acc=correct.item() / seen)
-    total_loss, total_correct, total_seen = all_sum([loss_sum.item(), correct.item(), seen], device, where)
+            if step % 10 == 0 or step == len(batches):  # .item() waits for the device: not every step
+                advance(step - shown, loss=loss_sum.item() / seen, acc=correct.item() / seen)
+                shown = step
+    total_loss, total_correct, total_seen = all_sum([loss_sum.item(), correct.item(), seen], device, ctx.runtime.ranks)
     return total_loss / total_seen, total_correct / total_seen
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, batches, device: torch.device, num_classes: int,
-             amp_dtype: torch.dtype | None = None, where: Ranks = Ranks()) -> tuple[float, float, float]:
-    """Mean cross-entropy, accuracy and macro-F1 over labeled batches (each rank's share, put together)."""
-    model.eval()
-    loss_sum, predictions, truth = 0.0, [], []
-    for images, targets in batches:
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            logits = model(images)
-        loss_sum += nn.functional.cross_entropy(logits.float(), targets, reduction="sum").item()
-        predictions.append(logits.argmax(1).cpu())
-        truth.append(targets.cpu())
-    own = (torch.cat(predictions).numpy(), torch.cat(truth).numpy()) if predictions else (np.zeros(0, int),) * 2
-    predicted, actual = all_concat(own[0], where), all_concat(own[1], where)
-    (loss_sum,) = all_sum([loss_sum], device, where)
-    f1 = f1_score(actual, predicted, average="macro", labels=list(range(num_classes)), zero_division=0)
-    return loss_sum / len(actual), float((predicted == actual).mean()), float(f1)
+def evaluate(ctx: TrainContext) -> Evaluation:
+    """Mean cross-entropy, accuracy, macro-F1 and the predictions of the evaluated model (the EMA when kept)
+    on the val split: each rank scores its share through `infer`, the results are put together."""
+    where, device = ctx.runtime.ranks, ctx.runtime.device
+    sync_buffers(ctx.eval_model, where)
+    log_probs = infer(ctx.eval_model, ctx.val_images, ctx.run_config.inputs, "none", ctx.runtime,
+                      default_batch_size(device), num_classes=len(ctx.run_config.classes))
+    (loss_sum,) = all_sum([float(-log_probs[np.arange(len(log_probs)), ctx.val_targets].sum())], device, where)
+    predicted, actual = all_concat(log_probs.argmax(1), where), all_concat(ctx.val_targets, where)
+    labels = list(range(len(ctx.run_config.classes)))
+    f1 = f1_score(actual, predicted, average="macro", labels=labels, zero_division=0)
+    return Evaluation(loss_sum / len(actual), float((predicted == actual).mean()), float(f1),
+                      ValPredictions(ctx.run_config.classes, actual, predicted))
 
 
-def set_status(run_dir: Path, state: str, **details) -> None:
-    """`status.json`: running (with the process, so `pipeline runs` can tell a crash), finished, interrupted, failed."""
-    status = {"state": state, "pid": os.getpid(), "host": socket.gethostname(),
-              "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"), **details}
-    write_text_atomic(run_dir / "status.json", json.dumps(status) + "\n")
-
-
-def _log_hparams(run_dir: Path, config: TrainConfig, history: list[dict], best_acc: float) -> None:
+def _log_hparams(run: Run, config: TrainConfig, history: list[dict]) -> None:
     """The run's options with its final metrics, for TensorBoard's HPARAMS tab across runs."""
     options = {key: value if isinstance(value, (int, float, str, bool)) else str(value)
                for key, value in asdict(config).items()
                if key not in ("name", "device", "workers", "compile", "limit", "target_acc")}
-    best = max(history, key=lambda row: row["val_acc"]) if not config.full else history[-1]
-    metrics = {"hparam/wall_s": history[-1]["wall_s"], "hparam/epochs_trained": history[-1]["epoch"]}
-    if not config.full:
-        metrics.update({"hparam/best_val_acc": best_acc, "hparam/val_f1_at_best": best["val_f1"]})
-    with SummaryWriter(run_dir / "tb") as writer:
-        for summary in hparams(options, metrics):
-            writer.file_writer.add_summary(summary)
+    summary = summarize_metrics(pd.DataFrame(history))
+    metrics = {"hparam/wall_s": summary.wall_s, "hparam/epochs_trained": summary.epochs}
+    if summary.best_acc is not None:
+        metrics.update({"hparam/best_val_acc": summary.best_acc, "hparam/val_f1_at_best": summary.best_f1})
+    with SummaryWriter(run.tensorboard) as writer:
+        for summary_proto in hparams(options, metrics):
+            writer.file_writer.add_summary(summary_proto)
         for tag, value in metrics.items():
             writer.add_scalar(tag, value)
-
-
-def _log_epoch(writer: SummaryWriter, row: dict) -> None:
-    step = row["epoch"]
-    for tag, key in (("loss/train", "train_loss"), ("loss/val", "val_loss"), ("accuracy/train", "train_acc"),
-                     ("accuracy/val", "val_acc"), ("f1/val", "val_f1"), ("lr", "lr"), ("images_per_s", "images_per_s")):
-        if not np.isnan(row[key]):
-            writer.add_scalar(tag, row[key], step)
-    writer.flush()

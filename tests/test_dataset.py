@@ -4,7 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.dataset import CIFAR10_MEAN, CIFAR10_STD, PngDataset, eval_transform, stratified_split, train_transform
+from benchmarks.baseline import CIFAR10_MEAN, CIFAR10_STD, PngDataset, eval_transform, train_transform
+from pipeline.dataset import stratified_split
 from pipeline.errors import PipelineError
 from pipeline.layout import check_train, id_sort_key, load_train_set
 from tests.fixtures import CLASSES

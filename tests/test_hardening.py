@@ -272,7 +272,7 @@ def tmpfs(tmp_path):
 
 
 def test_full_disk_while_writing_a_checkpoint_or_submission(fetched, tmpfs):
-    from pipeline.checkpoint import save_checkpoint
+    from pipeline.run import save_checkpoint
     from pipeline.workspace import write_text_atomic
     tiny_disk = tmpfs("256k")
     earlier = tiny_disk / "last.pt"

@@ -8,11 +8,13 @@ from rich.console import Console
 
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
-from pipeline import predict as predict_module
+from pipeline import int8 as int8_module
 from pipeline import runtime
-from pipeline.predict import (TTA_VIEWS, ensemble, find_checkpoint, predict, predict_probabilities,
-                              recheck_near_ties, view)
-from pipeline.runtime import inference_precision
+from pipeline.infer import TTA_VIEWS, infer, view
+from pipeline.int8 import recheck_near_ties
+from pipeline.predict import ensemble, find_checkpoint, predict
+from pipeline.run import ModelInputs
+from pipeline.runtime import Runtime, inference_precision
 from pipeline.submission import score_submission, validate_submission, write_submission
 from pipeline.train import train
 from tests.fixtures import CLASSES
@@ -96,7 +98,7 @@ def test_tta_averages_softmax_over_views():
     cpu = torch.device("cpu")
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     for tta in TTA_VIEWS:
-        got = predict_probabilities(model, images, [0, 0, 0], [1, 1, 1], tta, cpu, 4, Console())
+        got = np.exp(infer(model, images, ModelInputs((0, 0, 0), (1, 1, 1)), tta, Runtime(cpu), 4, Console()))
         with torch.no_grad():
             expected = sum(model(view(x, *v)).softmax(1) for v in TTA_VIEWS[tta]) / len(TTA_VIEWS[tta])
         assert got.shape == (6, 5) and np.allclose(got, expected.numpy(), atol=1e-5), tta
@@ -193,10 +195,10 @@ def test_near_ties_are_predicted_again_in_fp32():
     int8 = np.array([[0.50, 0.49, 0.01], [0.90, 0.05, 0.05], [0.30, 0.31, 0.39], [0.40, 0.20, 0.40]], np.float32)
     fp32 = np.array([[0.40, 0.59, 0.01], [0.80, 0.10, 0.10], [0.20, 0.20, 0.60], [0.50, 0.10, 0.40]], np.float32)
     images = np.arange(4, dtype=np.uint8)[:, None, None, None].repeat(2, 1).repeat(2, 2).repeat(3, 3)
-    config = {"mean": [0.0] * 3, "std": [1 / 255] * 3, "options": {}}  # normalised pixel = its uint8 value
+    inputs = ModelInputs((0.0,) * 3, (1 / 255,) * 3)  # normalised pixel = its uint8 value
     probabilities = int8.copy()
-    count = recheck_near_ties(probabilities, FixedProbabilities(fp32), images, config, "none", torch.device("cpu"),
-                              2, Console(quiet=True), margin=0.05)
+    count = recheck_near_ties(probabilities, FixedProbabilities(fp32), images, inputs, "none", Runtime(),
+                              2, margin=0.05)
     assert count == 2  # rows 0 (0.50 vs 0.49) and 3 (a tie); row 2's top two are 0.08 apart
     assert np.allclose(probabilities[[0, 3]], fp32[[0, 3]], atol=1e-6)
     assert np.array_equal(probabilities[[1, 2]], int8[[1, 2]])
@@ -221,7 +223,7 @@ def test_auto_falls_back_to_fp32_when_a_model_cannot_be_quantized(trained, monke
 
     monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
     monkeypatch.setattr(runtime, "cpu_has_int8", lambda: True)
-    monkeypatch.setattr(predict_module, "quantize_int8", untraceable)
+    monkeypatch.setattr(int8_module, "quantize_int8", untraceable)
     predict(precision="fp32", tta="none")
     fp32 = np.load(trained / "submissions" / "exp.probs.npy")
     capsys.readouterr()

@@ -16,7 +16,9 @@ from pipeline.cli import app
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.experiments import COLUMNS, compare_runs, list_runs
-from pipeline.report import REPORT_FILES, ValPredictions, per_class_table, plot_confusion, write_report
+from pipeline.figures import ValPredictions, per_class_table, plot_confusion
+from pipeline.report import write_report
+from pipeline.run import Run
 from pipeline.train import train
 from tests.fixtures import CLASSES
 
@@ -78,11 +80,11 @@ def test_a_run_ends_with_its_pictures_tables_and_hparams(fetched):
     assert {"hparam/best_val_acc", "accuracy/val", "loss/train", "lr"} <= set(events.Tags()["scalars"])
     assert events.Scalars("hparam/best_val_acc")[-1].value == pytest.approx(result.best_acc)
 
-    for name in REPORT_FILES:
-        (run / name).unlink()
+    for path in Run(run).report_files:
+        path.unlink()
     regenerated = runner.invoke(app, ["report", "exp"])
     assert regenerated.exit_code == 0, regenerated.output
-    assert all((run / name).is_file() for name in REPORT_FILES)
+    assert all(path.is_file() for path in Run(run).report_files)
     assert pd.read_csv(run / "per_class.csv").equals(per_class)
 
 

@@ -11,7 +11,7 @@ import torch
 
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
-from pipeline.checkpoint import load_checkpoint
+from pipeline.run import load_checkpoint
 from pipeline.experiments import list_runs
 from pipeline.train import resume, train
 from tests.fixtures import CLASSES

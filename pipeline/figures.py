@@ -1,0 +1,162 @@
+"""The pictures and tables of a run, drawn from its metrics and its val predictions: `curves.png` (loss and
+accuracy per epoch, lr on a second axis), `confusion.png` (val confusion matrix: counts and row-normalised),
+`per_class.csv` (precision, recall, F1, support and accuracy per class) and `report.md`, which embeds them
+with the config and headline numbers. Training draws them when a run ends; `pipeline report` redraws them."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # figures without pyplot: no window, no global state
+from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_fscore_support
+
+from pipeline.run import Run, RunConfig, summarize_metrics
+from pipeline.workspace import atomic_path, write_text_atomic
+
+
+@dataclass(frozen=True)
+class ValPredictions:
+    classes: list[str]
+    actual: np.ndarray  # class index per val image
+    predicted: np.ndarray
+
+
+def per_class_table(predictions: ValPredictions) -> pd.DataFrame:
+    """Precision, recall, F1, support and accuracy (correct / images of that class, as in users' reports)."""
+    labels = list(range(len(predictions.classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        predictions.actual, predictions.predicted, labels=labels, zero_division=0)
+    correct = np.bincount(predictions.actual[predictions.actual == predictions.predicted], minlength=len(labels))
+    accuracy = np.divide(correct, support, out=np.zeros(len(labels)), where=support > 0)
+    return pd.DataFrame({"class": predictions.classes, "precision": precision, "recall": recall, "f1": f1,
+                         "support": support, "accuracy": accuracy}).round(4)
+
+
+def save_figure(figure: Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def log_scale_if_wide(ax, values: np.ndarray) -> None:
+    """Log scale for losses that span more than 20×, so a diverged epoch does not flatten the rest."""
+    values = np.asarray(values, dtype=float).ravel()
+    values = values[np.isfinite(values) & (values > 0)]
+    if len(values) and values.max() > 20 * values.min():
+        ax.set_yscale("log")
+
+
+def plot_curves(metrics: pd.DataFrame, title: str, path: Path) -> None:
+    figure = Figure(figsize=(12, 4.6), layout="constrained")
+    loss_ax, acc_ax = figure.subplots(1, 2)
+    marker = "o" if len(metrics) <= 30 else None
+    summary = summarize_metrics(metrics)
+    has_val = summary.best_acc is not None
+    for ax, key, label in ((loss_ax, "loss", "Loss (cross-entropy)"), (acc_ax, "acc", "Accuracy")):
+        ax.plot(metrics["epoch"], metrics[f"train_{key}"], marker=marker, ms=3, label="train")
+        if has_val:
+            ax.plot(metrics["epoch"], metrics[f"val_{key}"], marker=marker, ms=3, label="val")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    log_scale_if_wide(loss_ax, metrics[["train_loss", "val_loss"]].to_numpy())
+    if has_val:
+        acc_ax.plot(summary.best_epoch, summary.best_acc, "*", color="black", ms=11, label="best val")
+        acc_ax.set_title(f"Accuracy (best val {summary.best_acc:.4f} at epoch {summary.best_epoch})")
+    lr_ax = acc_ax.twinx()
+    lr_ax.plot(metrics["epoch"], metrics["lr"], color="grey", ls="--", lw=1, drawstyle="steps-post", label="lr (right axis)")
+    lr_ax.set_ylabel("learning rate")
+    if metrics["lr"].max() > 10 * metrics["lr"].min() > 0:
+        lr_ax.set_yscale("log")
+    handles = acc_ax.get_legend_handles_labels()[0] + lr_ax.get_legend_handles_labels()[0]
+    for ax, shown in ((loss_ax, loss_ax.get_legend_handles_labels()[0]), (acc_ax, handles)):
+        ax.legend(shown, [h.get_label() for h in shown], loc="upper center", bbox_to_anchor=(0.5, -0.13),
+                  ncol=len(shown), frameon=False)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    figure.suptitle(title)
+    save_figure(figure, path)
+
+
+def plot_confusion(predictions: ValPredictions, title: str, path: Path) -> np.ndarray:
+    """Draw the counts and the row-normalised matrix side by side; returns the counts (true × predicted)."""
+    k = len(predictions.classes)
+    labels = list(range(k))
+    counts = confusion_matrix(predictions.actual, predictions.predicted, labels=labels)
+    rows = counts.sum(1, keepdims=True)
+    normalised = np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0)
+    side = min(max(5.0, 0.55 * k + 2.5), 8.0 + 0.2 * k, 16.0)  # inches per matrix
+    figure = Figure(figsize=(2 * side + 1.5, side), layout="constrained")
+    axes = figure.subplots(1, 2)
+    show_values = k <= 20
+    font = 10 if k <= 12 else 8 if k <= 25 else 7 if k <= 50 else 5
+    for ax, matrix, fmt, name in ((axes[0], counts, "d", "counts"), (axes[1], normalised, ".2f", "row-normalised (recall on the diagonal)")):
+        display = ConfusionMatrixDisplay(matrix, display_labels=predictions.classes)
+        display.plot(ax=ax, cmap="Blues", values_format=fmt, include_values=show_values, xticks_rotation=45,
+                     colorbar=True, text_kw={"fontsize": font})
+        ax.set_title(name)
+        ax.tick_params(labelsize=font)
+        for label in ax.get_xticklabels():
+            label.set(ha="right", rotation_mode="anchor")
+    accuracy = float((predictions.actual == predictions.predicted).mean())
+    figure.suptitle(f"{title}: validation confusion matrix, {len(predictions.actual)} images, accuracy {accuracy:.4f}")
+    save_figure(figure, path)
+    return counts
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    cells = [[str(v) for v in frame.columns]] + [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
+                                                 for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(row) + " |" for row in cells]
+    lines.insert(1, "|" + "---|" * len(frame.columns))
+    return "\n".join(lines)
+
+
+def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_class: pd.DataFrame | None) -> str:
+    options, split, summary = asdict(config.options), config.split, summarize_metrics(metrics)
+    nan = float("nan")
+    lines = [f"# Run `{run.name}`", ""]
+    if per_class is not None and summary.best_acc is not None:
+        lines += [f"- **best val accuracy {summary.best_acc:.4f}** at epoch {summary.best_epoch} of {summary.epochs} "
+                  f"(macro-F1 {summary.best_f1 if summary.best_f1 is not None else nan:.4f}, "
+                  f"val loss {summary.best_loss:.4f})",
+                  f"- val split: {split.get('val_images', '?')} images (seed {options['seed']}), "
+                  f"train: {split.get('train_images', '?')}"]
+    else:
+        lines += [f"- trained on all {split.get('train_images', '?')} labeled images (--full, no validation)"]
+    wall = summary.wall_s if summary.wall_s is not None else nan
+    speed = summary.images_per_s if summary.images_per_s is not None else nan
+    lines += [f"- {options['model']} ({options['stem']} stem), recipe {options['recipe']}, "
+              f"{'pretrained ' + options['pretrained'] if options['pretrained'] else 'from scratch'}",
+              f"- wall time {wall:.1f} s, {speed:.0f} train images/s (median), "
+              f"on {config.device or '?'} ({config.precision})",
+              f"- created {config.created or '?'}", "", "## Curves", "", f"![curves]({run.curves.name})", ""]
+    if per_class is not None:
+        lines += ["## Confusion matrix (val)", "", f"![confusion]({run.confusion.name})", "",
+                  "## Per class (val)", "", _markdown_table(per_class), ""]
+    option_rows = pd.DataFrame({"option": list(options), "value": [json.dumps(v) for v in options.values()]})
+    lines += ["## Config", "", _markdown_table(option_rows), "",
+              f"classes: {', '.join(config.classes)}  ",
+              "versions: " + ", ".join(f"{k} {v}" for k, v in config.versions.items()), ""]
+    return "\n".join(lines)
+
+
+def write_run_report(run: Run, predictions: ValPredictions | None) -> list[Path]:
+    """Draw the run's pictures and tables from its metrics and `predictions` (of best.pt on the val split;
+    None for --full runs); returns the files written."""
+    config = run.read_config()
+    metrics = run.read_metrics()
+    options = config.options
+    plot_curves(metrics, f"{run.name}: {options.model} ({options.stem} stem)", run.curves)
+    written = [run.curves]
+    per_class = None
+    if predictions is not None:
+        plot_confusion(predictions, run.name, run.confusion)
+        per_class = per_class_table(predictions)
+        with atomic_path(run.per_class) as tmp:
+            per_class.to_csv(tmp, index=False)
+        written += [run.confusion, run.per_class]
+    write_text_atomic(run.report, report_markdown(run, config, metrics, per_class))
+    return written + [run.report]

@@ -1,0 +1,89 @@
+"""One inference core for validation, reports and prediction: a checkpoint's model, and
+`infer(model, images, inputs, tta, runtime, batch_size)` → log-probabilities averaged over the TTA views."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+
+from pipeline.augment import match_channels, normalize, resize, to_device_tensor
+from pipeline.errors import PipelineError
+from pipeline.models import build_model
+from pipeline.progress import progress_bar
+from pipeline.run import ModelInputs, RunConfig, inference_weights, load_checkpoint
+from pipeline.runtime import Runtime
+
+SHIFTS = ((0, 0), (-2, 0), (2, 0), (0, -2), (0, 2))
+# name -> views as (mirror left-right, shift down, shift right) in pixels
+TTA_VIEWS = {
+    "none": ((False, 0, 0),),
+    "flip": ((False, 0, 0), (True, 0, 0)),
+    "flip-shift": tuple((flip, dy, dx) for flip in (False, True) for dy, dx in SHIFTS),
+}
+
+
+def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, RunConfig]:
+    """The model of a pipeline checkpoint (its EMA weights when it kept them), in eval mode, and its config."""
+    checkpoint = load_checkpoint(path)
+    config = RunConfig.of_checkpoint(checkpoint, path)
+    options = config.options
+    model = build_model(options.model, len(config.classes), options.stem, config.channels, options.head_dropout)
+    try:
+        model.load_state_dict(inference_weights(checkpoint))
+    except RuntimeError as e:
+        raise PipelineError(f"{path}: weights do not fit its configured model ({str(e).splitlines()[0]})") from None
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    return model.to(device, memory_format=memory_format).eval(), config
+
+
+def default_batch_size(device: torch.device, int8: bool = False) -> int:
+    """Large batches on CUDA; on CPU fp32 runs fastest in batches small enough to stay in cache (ResNet-18
+    at 32×32 here: 617 images/s at 64, 474 at 1024) and int8 at 256 (1,550 images/s, 1,330 at 64)."""
+    return 1024 if device.type == "cuda" else 256 if int8 else 64
+
+
+def view(images: torch.Tensor, flip: bool, dy: int, dx: int) -> torch.Tensor:
+    """The batch mirrored and/or translated by (dy, dx) pixels, zero-filled (the mean, once normalized)."""
+    if flip:
+        images = images.flip(3)
+    if dy or dx:
+        h, w = images.shape[2:]
+        padded = F.pad(images, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)))
+        top, left = max(-dy, 0), max(-dx, 0)
+        images = padded[:, :, top:top + h, left:left + w]
+    return images
+
+
+def model_inputs(images: np.ndarray | torch.Tensor, inputs: ModelInputs, device: torch.device,
+                 memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """uint8 (N, H, W, C) images (host array or tensor) as the model's normalised input, with one channel
+    per `inputs.mean` entry (resizing to `inputs.img_size` follows the TTA view)."""
+    mean = torch.tensor(inputs.mean, device=device)
+    std = torch.tensor(inputs.std, device=device)
+    return normalize(match_channels(to_device_tensor(images, device), len(mean)), mean, std, memory_format)
+
+
+@torch.no_grad()
+def infer(model: torch.nn.Module, images: np.ndarray | torch.Tensor, inputs: ModelInputs, tta: str,
+          runtime: Runtime, batch_size: int, console: Console | None = None, num_classes: int = 0) -> np.ndarray:
+    """Log-probabilities (N, classes) of uint8 (N, H, W, C) images: the log of the softmax averaged over
+    the TTA views, computed stably (log-sum-exp), so validation takes its loss from it as well."""
+    views = TTA_VIEWS[tta]
+    model.eval()
+    out = None
+    with progress_bar(console or Console(quiet=True), "predict", len(images)) as advance:
+        for start in range(0, len(images), batch_size):
+            batch = model_inputs(images[start:start + batch_size], inputs, runtime.device, runtime.memory_format)
+            with runtime.autocast():
+                per_view = torch.stack([torch.log_softmax(model(resize(view(batch, *v), inputs.img_size)).float(), 1)
+                                        for v in views])
+            log_probs = torch.logsumexp(per_view, 0) - math.log(len(views))
+            if out is None:
+                out = np.empty((len(images), log_probs.shape[1]), np.float32)
+            out[start:start + len(batch)] = log_probs.cpu().numpy()
+            advance(len(batch))
+    return out if out is not None else np.zeros((0, num_classes), np.float32)

@@ -1,0 +1,289 @@
+"""The run folder `weights/<run>/`: the name, format, reading and writing of every file in it.
+
+    config.json    RunConfig: the options, classes, normalisation, split, device, versions
+    metrics.csv    one row per epoch (METRIC_COLUMNS)
+    status.json    running (with pid and host) / finished / interrupted / failed
+    best.pt        checkpoint of the best val epoch (the last epoch for --full runs)
+    last.pt        checkpoint of the last epoch; `--resume` continues from it
+    result.txt     the outcome in a line or two
+    skipped.txt    problem files left out by --skip-bad
+    tb/            TensorBoard events
+    curves.png, confusion.png, per_class.csv, report.md   the report (pipeline/figures.py draws it)
+
+A checkpoint is one dict: model, optimizer, scheduler, epoch, best_acc, best_epoch, rng, config (the
+RunConfig as a dict) and, with an EMA, ema. No other module names any of these files.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from pipeline.config import TrainConfig, saved_config
+from pipeline.errors import PipelineError
+from pipeline.workspace import atomic_path, write_failure, write_text_atomic
+
+BEST, LAST = "best.pt", "last.pt"
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds", "wall_s",
+                  "images_per_s")
+REQUIRED_METRICS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"}  # older runs lack the rest
+STATES = ("running", "finished", "interrupted", "failed")
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """How images become a model's input: per-channel normalisation, then an optional resize."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    img_size: int | None = None
+
+
+@dataclass
+class RunConfig:
+    """`config.json`, also saved inside every checkpoint as `config`."""
+
+    options: TrainConfig
+    classes: list[str]
+    mean: list[float] = field(default_factory=list)  # of the training split, per channel
+    std: list[float] = field(default_factory=list)
+    channels: int = 3
+    image_size: list[int] = field(default_factory=list)
+    skipped: int = 0
+    split: dict = field(default_factory=dict)  # seed, val_fraction, train_images, val_images
+    precision: str = "fp32"  # of training: bf16 or fp32
+    dataset: str = ""
+    device: str = ""
+    versions: dict = field(default_factory=dict)
+    created: str = ""  # when the run started (UTC, ISO 8601)
+
+    @property
+    def inputs(self) -> ModelInputs:
+        if not self.mean or not self.std:
+            raise PipelineError(f"run {self.options.name}: its config has no normalisation (mean/std); train it again")
+        return ModelInputs(tuple(self.mean), tuple(self.std), self.options.img_size)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "options": asdict(self.options)}
+
+    @classmethod
+    def from_dict(cls, saved: object, source: object) -> RunConfig:
+        """A saved config; keys added since it was written take their defaults."""
+        if not isinstance(saved, dict) or not {"options", "classes"} <= saved.keys():
+            raise PipelineError(f"{source}: not a pipeline run config (no options/classes)")
+        known = {k: v for k, v in saved.items() if k in cls.__dataclass_fields__ and k != "options"}
+        return cls(options=saved_config(saved["options"], source), **known)
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: dict, source: object) -> RunConfig:
+        return cls.from_dict(checkpoint["config"], source)
+
+
+@dataclass(frozen=True)
+class MetricsSummary:
+    """What a run's metrics say at a glance (None where the run has no such figure)."""
+
+    epochs: int
+    best_acc: float | None
+    best_epoch: int | None
+    best_f1: float | None
+    best_loss: float | None
+    wall_s: float | None
+    images_per_s: float | None
+
+
+def summarize_metrics(metrics: pd.DataFrame) -> MetricsSummary:
+    has_val = metrics["val_acc"].notna().any()
+    best = metrics.loc[metrics["val_acc"].idxmax()] if has_val else None
+    wall = (metrics["wall_s"].iloc[-1] if "wall_s" in metrics
+            else metrics["seconds"].sum() if "seconds" in metrics else None)
+    return MetricsSummary(
+        epochs=int(metrics["epoch"].max()),
+        best_acc=None if best is None else float(best["val_acc"]),
+        best_epoch=None if best is None else int(best["epoch"]),
+        best_f1=None if best is None or "val_f1" not in metrics else float(best["val_f1"]),
+        best_loss=None if best is None else float(best["val_loss"]),
+        wall_s=None if wall is None else float(wall),
+        images_per_s=float(metrics["images_per_s"].median()) if "images_per_s" in metrics else None)
+
+
+class Run:
+    """One run folder."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.name = self.path.name
+        self.best, self.last = self.path / BEST, self.path / LAST
+        self.tensorboard = self.path / "tb"
+        self.curves, self.confusion = self.path / "curves.png", self.path / "confusion.png"
+        self.per_class, self.report = self.path / "per_class.csv", self.path / "report.md"
+        self.report_files = (self.curves, self.confusion, self.per_class, self.report)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    def looks_like_run(self) -> bool:
+        return self.path.is_dir() and any(p.exists() for p in (self._config, self._metrics, self._status, self.last))
+
+    @property
+    def _config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def _metrics(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def _status(self) -> Path:
+        return self.path / "status.json"
+
+    def read_config(self) -> RunConfig:
+        if not self._config.is_file():
+            raise PipelineError(f"{self._config}: not found (not a run folder)")
+        try:
+            saved = json.loads(self._config.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise PipelineError(f"{self._config}: not valid JSON ({e})") from None
+        return RunConfig.from_dict(saved, self._config)
+
+    def write_config(self, config: RunConfig) -> None:
+        write_text_atomic(self._config, json.dumps(config.to_dict(), indent=2) + "\n")
+
+    def read_metrics(self) -> pd.DataFrame:
+        if not self._metrics.is_file():
+            raise PipelineError(f"{self._metrics}: no metrics (the run has not finished an epoch)")
+        try:
+            metrics = pd.read_csv(self._metrics)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise PipelineError(f"{self._metrics}: not a metrics CSV ({str(e).splitlines()[0]})") from None
+        missing = REQUIRED_METRICS - set(metrics.columns)
+        if missing or metrics.empty:
+            raise PipelineError(f"{self._metrics}: "
+                                + (f"missing columns {', '.join(sorted(missing))}" if missing else "no epochs"))
+        return metrics
+
+    def read_history(self, until_epoch: int) -> list[dict]:
+        """The metrics rows of epochs 1…until_epoch (what a resumed run continues from)."""
+        if not self._metrics.is_file():
+            return []
+        return pd.read_csv(self._metrics).query("epoch <= @until_epoch").to_dict("records")
+
+    def write_metrics(self, rows: list[dict]) -> None:
+        with atomic_path(self._metrics) as tmp:
+            pd.DataFrame(rows, columns=list(METRIC_COLUMNS)).to_csv(tmp, index=False)
+
+    def read_status(self) -> dict | None:
+        try:
+            status = json.loads(self._status.read_text())
+            return status if isinstance(status, dict) and status.get("state") in STATES else None
+        except (OSError, ValueError):
+            return None
+
+    def set_status(self, state: str, **details) -> None:
+        """running (with the process, so `pipeline runs` can tell a crash), finished, interrupted, failed."""
+        status = {"state": state, "pid": os.getpid(), "host": socket.gethostname(),
+                  "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"), **details}
+        write_text_atomic(self._status, json.dumps(status) + "\n")
+
+    def write_result(self, text: str) -> None:
+        write_text_atomic(self.path / "result.txt", text)
+
+    def write_skipped(self, problems: list[str]) -> Path:
+        path = self.path / "skipped.txt"
+        write_text_atomic(path, "\n".join(problems) + "\n")
+        return path
+
+    def best_checkpoint(self) -> Path:
+        if not self.best.is_file():
+            raise PipelineError(f"{self.path}: no {BEST}; train it with `pipeline train` first")
+        return self.best
+
+
+def claim_run(weights_root: Path, name: str | None) -> Run:
+    """Create weights/<name>, or the first free of exp, exp2, exp3, …"""
+    weights_root.mkdir(parents=True, exist_ok=True)
+    candidates = [name] if name else ("exp" if k == 1 else f"exp{k}" for k in itertools.count(1))
+    for candidate in candidates:
+        try:
+            (weights_root / candidate).mkdir()
+            return Run(weights_root / candidate)
+        except FileExistsError:
+            if name:
+                raise PipelineError(
+                    f"{weights_root / name} already exists: choose another --name or continue it with --resume"
+                ) from None
+    raise AssertionError("unreachable")
+
+
+def latest_best_checkpoint(weights_root: Path) -> Path:
+    """The best checkpoint written most recently under `weights_root`."""
+    candidates = list(weights_root.glob(f"*/{BEST}")) if weights_root.is_dir() else []
+    if not candidates:
+        raise PipelineError(f"{weights_root}: no trained run (no */{BEST}); run `pipeline train` first")
+    return max(candidates, key=lambda p: p.stat().st_mtime)
+
+
+def checkpoint_label(checkpoint: Path) -> str:
+    """`exp3` for weights/exp3/best.pt, `exp3-last` for its last.pt, the file's stem otherwise."""
+    if checkpoint.name == BEST:
+        return checkpoint.parent.name
+    if checkpoint.name == LAST:
+        return f"{checkpoint.parent.name}-last"
+    return checkpoint.stem
+
+
+def save_checkpoint(path: Path, checkpoint: dict) -> None:
+    with atomic_path(path) as tmp:
+        try:
+            torch.save(checkpoint, tmp)
+        except RuntimeError as e:  # torch's writer reports a full disk as a RuntimeError
+            raise write_failure(path, e) from None
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A pipeline checkpoint, loaded without running any pickled code."""
+    from pipeline.models import safe_torch_load
+
+    if not path.is_file():
+        raise PipelineError(f"{path}: checkpoint not found")
+    checkpoint = safe_torch_load(path)
+    if not isinstance(checkpoint, dict) or not {"model", "config", "epoch"} <= checkpoint.keys():
+        raise PipelineError(f"{path}: not a pipeline checkpoint (no model/config/epoch entries)")
+    return checkpoint
+
+
+def inference_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The weights to predict with: the EMA of the weights when the run kept one, else the model's."""
+    return checkpoint.get("ema") or checkpoint["model"]
+
+
+class CheckpointSaver:
+    """Owns best.pt and last.pt (as timm's CheckpointSaver): `save` writes last, and best when the metric
+    improves (or on every epoch when there is no metric: --full runs), atomically; returns the best so far."""
+
+    def __init__(self, run: Run, best_metric: float | None = None, best_epoch: int = 0):
+        self.run, self.best_metric, self.best_epoch = run, best_metric, best_epoch
+
+    def improves(self, metric: float | None) -> bool:
+        return metric is None or self.best_metric is None or metric > self.best_metric
+
+    def save(self, state: dict, epoch: int, metric: float | None, write: bool = True) -> tuple[float | None, int]:
+        """Record `epoch`'s `metric`; with `write` (rank 0) save `state` (a checkpoint dict without the
+        best_* entries) to last.pt, and to best.pt when it is the best so far."""
+        if self.improves(metric):
+            self.best_metric = metric if metric is not None else self.best_metric
+            self.best_epoch = epoch
+        if write:
+            state = {**state, "epoch": epoch, "best_acc": self.best_metric or 0.0, "best_epoch": self.best_epoch}
+            if self.best_epoch == epoch:
+                save_checkpoint(self.run.best, state)
+            save_checkpoint(self.run.last, state)
+        return self.best_metric, self.best_epoch
+

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperCommand
 
-from pipeline.errors import PipelineError
 from pipeline.config import RECIPES, command_line_options, config_from, default_help
+from pipeline.errors import PipelineError
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(soft_wrap=True)

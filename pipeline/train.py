@@ -42,7 +42,8 @@ from pipeline.figures import ValPredictions, write_run_report
 from pipeline.infer import default_batch_size, infer
 from pipeline.models import build_model, freeze_backbone, load_pretrained
 from pipeline.progress import progress_bar
-from pipeline.run import CheckpointSaver, Run, RunConfig, claim_run, inference_weights, load_checkpoint, summarize_metrics
+from pipeline.run import (CheckpointSaver, Run, RunConfig, claim_run, inference_weights, load_checkpoint,
+                          summarize_metrics)
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.workspace import dataset_dir, weights_dir
 
@@ -183,22 +184,6 @@ class TrainBatches:
         return DataLoader(self.dataset, batch_size=max(1, self.config.batch_size // self.where.world), sampler=sampler,
                           num_workers=self.config.workers, worker_init_fn=seed_worker_augmentation,
                           pin_memory=self.device.type == "cuda")
-
-
-def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device, steps_per_epoch: int):
-    """SGD (fused on CUDA) over the trainable parameters and its schedule; returns (optimizer, scheduler,
-    whether it steps per batch)."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(trainable, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
-                                weight_decay=config.weight_decay, fused=device.type == "cuda" or None)
-    if config.schedule == "onecycle":
-        total = config.epochs * steps_per_epoch
-        if total < 4:
-            raise PipelineError(f"--schedule onecycle needs at least 4 steps, this run has {total}: train longer")
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(  # warm up ≥ 2 steps; --momentum stays as given
-            optimizer, max_lr=config.lr, total_steps=total, pct_start=max(0.25, 2 / total), cycle_momentum=False)
-        return optimizer, scheduler, True
-    return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestones, config.gamma), False
 
 
 def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device, steps_per_epoch: int):

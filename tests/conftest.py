@@ -5,8 +5,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
-from tests.fixtures import kaggle_zip, write_competition
+from pipeline.config import TrainConfig
+from tests.fixtures import QUICK, kaggle_zip, write_competition
 from tests.kaggle_standin import StandIn, StandInServer
 
 # The kaggle client reads these once, when first imported: point it at the loopback stand-in and
@@ -59,4 +61,24 @@ def project(tmp_path, monkeypatch) -> Path:
 def fetched(project, competition) -> Path:
     """A project whose dataset/ holds the tiny competition."""
     shutil.copytree(competition, project / "dataset")
+    return project
+
+
+@pytest.fixture(scope="session")
+def trained_once(competition, tmp_path_factory) -> Path:
+    """A project with the tiny competition and its run `exp` (3 quick epochs), trained once per session."""
+    from pipeline.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    shutil.copytree(competition, root / "dataset")
+    train(TrainConfig(epochs=3, **QUICK), root / "dataset", root / "weights", Console(quiet=True))
+    return root
+
+
+@pytest.fixture
+def trained(project, trained_once) -> Path:
+    """`fetched` plus the run `exp` as `pipeline train` left it (the run's files are hard links: every
+    pipeline write replaces a file, never changes one in place)."""
+    shutil.copytree(trained_once / "dataset", project / "dataset")
+    shutil.copytree(trained_once / "weights", project / "weights", copy_function=os.link)
     return project

@@ -1,6 +1,12 @@
-"""Small Kaggle-shaped competitions built on the fly for the tests."""
+"""Test helpers: small Kaggle-shaped competitions built on the fly, the quick training options, the CLI
+runner, and run folders fabricated without training."""
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -8,9 +14,15 @@ import numpy as np
 import pandas as pd
 import py7zr
 from PIL import Image
+from typer.testing import CliRunner
+
+from pipeline.config import TrainConfig
 
 # Deliberately not the sample's classes: behaviour must not depend on them.
 CLASSES = ("zebra", "apple", "kiwi", "mango")
+# training options sized for the tiny competition on a CPU
+QUICK = dict(batch_size=32, workers=0, lr=0.02)
+runner = CliRunner()
 
 
 def class_images(targets: np.ndarray, rng: np.random.Generator, size: int = 32) -> np.ndarray:
@@ -61,3 +73,36 @@ def kaggle_zip(competition: Path, out: Path) -> Path:
         for csv in ("trainLabels.csv", "sampleSubmission.csv"):
             z.write(competition / csv, csv)
     return out
+
+
+def assert_png(path, min_size=(400, 250)):
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        image.verify()
+    with Image.open(path) as image:
+        assert image.width >= min_size[0] and image.height >= min_size[1], image.size
+
+
+def fabricate_run(weights, name, lr=0.1, val_acc=(0.5, 0.7, 0.6), epochs=None, status="finished", pid=None,
+                  metrics=True, created="2026-01-01T10:00:00+00:00"):
+    """A run folder as `pipeline train` leaves it, without training anything."""
+    run = weights / name
+    run.mkdir(parents=True)
+    options = TrainConfig(lr=lr, epochs=epochs or len(val_acc), name=name, milestones=[2]).__dict__
+    (run / "config.json").write_text(json.dumps({"options": options, "classes": ["a", "b"], "created": created}))
+    if metrics:
+        n = len(val_acc)
+        pd.DataFrame({"epoch": range(1, n + 1), "train_loss": np.linspace(2, 1, n), "train_acc": np.linspace(0.4, 0.8, n),
+                      "val_loss": np.linspace(2.2, 1.2, n), "val_acc": val_acc, "val_f1": np.array(val_acc) - 0.05,
+                      "lr": [lr] * n, "seconds": [2.0] * n, "wall_s": np.arange(1, n + 1) * 2.0,
+                      "images_per_s": [100.0] * n}).to_csv(run / "metrics.csv", index=False)
+    if status:
+        (run / "status.json").write_text(json.dumps({"state": status, "pid": pid or os.getpid(),
+                                                     "host": socket.gethostname()}))
+    return run
+
+
+def dead_pid():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid

@@ -1,7 +1,14 @@
 import torch
 import torch.nn.functional as F
 
-from pipeline.augment import BATCHED_POLICIES, BatchLoader, cutout, normalize, random_crop, random_flip
+from pipeline.augment import (
+    BATCHED_POLICIES,
+    BatchLoader,
+    cutout,
+    normalize,
+    random_crop,
+    random_flip,
+)
 
 
 def distinct_images(n=64, c=3, h=8, w=8):

@@ -5,12 +5,10 @@ import sys
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 import pipeline.train
 from pipeline.cli import app
-
-runner = CliRunner()
+from tests.fixtures import runner
 
 
 @pytest.fixture

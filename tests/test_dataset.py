@@ -4,7 +4,13 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks.baseline import CIFAR10_MEAN, CIFAR10_STD, PngDataset, eval_transform, train_transform
+from benchmarks.baseline import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    PngDataset,
+    eval_transform,
+    train_transform,
+)
 from pipeline.dataset import stratified_split
 from pipeline.errors import PipelineError
 from pipeline.layout import check_train, id_sort_key, load_train_set

@@ -12,12 +12,13 @@ import torch
 import torch.multiprocessing as mp
 
 from pipeline.augment import BATCHED_POLICIES, BatchLoader
-from pipeline.run import load_checkpoint
 from pipeline.config import TrainConfig
 from pipeline.distributed import weights_checksum
 from pipeline.models import build_model
+from pipeline.run import load_checkpoint
+from tests.fixtures import QUICK as BASE_QUICK
 
-QUICK = dict(batch_size=32, workers=0, lr=0.02, milestones=[1])
+QUICK = dict(BASE_QUICK, milestones=[1])
 
 
 def free_port() -> int:
@@ -83,18 +84,16 @@ def test_two_processes_train_one_run_with_identical_weights(fetched):
     assert round((per_class["accuracy"] * per_class["support"]).sum()) / 80 == pytest.approx(acc0)
 
 
-def test_two_process_prediction_equals_single_process(fetched):
+def test_two_process_prediction_equals_single_process(trained):
     from pipeline.predict import predict
-    from pipeline.train import train
-    train(TrainConfig(epochs=1, **QUICK))
     predict(tta="flip", device="cpu")
-    submission = fetched / "submissions" / "submission.csv"
-    single, single_probs = submission.read_bytes(), np.load(fetched / "submissions" / "exp.probs.npy")
+    submission = trained / "submissions" / "submission.csv"
+    single, single_probs = submission.read_bytes(), np.load(trained / "submissions" / "exp.probs.npy")
     submission.unlink()
-    results = run_ranks(fetched, "predict")
+    results = run_ranks(trained, "predict")
     assert results[0][1] == str(submission) and results[1][1] is None  # rank 0 wrote, rank 1 returned nothing
     assert submission.read_bytes() == single
-    np.testing.assert_allclose(np.load(fetched / "submissions" / "exp.probs.npy"), single_probs, atol=1e-3)
+    np.testing.assert_allclose(np.load(trained / "submissions" / "exp.probs.npy"), single_probs, atol=1e-3)
 
 
 def test_nproc_runs_torchrun_and_resumes(fetched):

@@ -154,6 +154,7 @@ def test_sample_is_offline_and_in_the_same_layout(project):
 
 def test_fetch_leaves_warm_caches(competition_zip, project):
     import numpy as np
+
     from pipeline.cache import cached_test_images, cached_train_images
     from pipeline.layout import load_train_set
     fetch(archive=competition_zip)

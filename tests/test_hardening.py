@@ -16,7 +16,6 @@ import py7zr
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import TrainConfig
@@ -25,10 +24,7 @@ from pipeline.fetch import MARKER, ExtractLimits, fetch
 from pipeline.predict import predict
 from pipeline.train import train
 from tests.conftest import SECRET_KEY
-from tests.fixtures import kaggle_zip, write_competition
-
-runner = CliRunner()
-QUICK = dict(batch_size=32, workers=0, lr=0.02)
+from tests.fixtures import QUICK, kaggle_zip, runner, write_competition
 
 
 def competition_zip_with(tmp_path, competition, extra: dict[str, bytes] = None, inner_7z: dict = None,

@@ -8,8 +8,23 @@ import torch
 import torchvision
 
 from pipeline.errors import PipelineError
-from pipeline.models import DropoutLinear, build_model, classifier_head, first_conv, freeze_backbone, load_pretrained
-from pipeline.models.resnet import BasicBlock, Bottleneck, resnet18, resnet34, resnet50, resnet101, resnet152
+from pipeline.models import (
+    DropoutLinear,
+    build_model,
+    classifier_head,
+    first_conv,
+    freeze_backbone,
+    load_pretrained,
+)
+from pipeline.models.resnet import (
+    BasicBlock,
+    Bottleneck,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+    resnet152,
+)
 
 
 def count(model):

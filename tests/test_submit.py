@@ -1,12 +1,11 @@
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.errors import PipelineError
 from pipeline.submit import submit
 from tests.conftest import SECRET_KEY
-from tests.fixtures import CLASSES
+from tests.fixtures import CLASSES, runner
 
 
 @pytest.fixture
@@ -64,6 +63,6 @@ def test_no_server(submission, monkeypatch, tmp_path):
 
 def test_cli(kaggle, submission):
     kaggle.competitions["cifar-10"] = b""
-    result = CliRunner().invoke(app, ["submit", "-m", "first try"])
+    result = runner.invoke(app, ["submit", "-m", "first try"])
     assert result.exit_code == 0, result.output
     assert "(ref 1001): Successfully submitted to cifar-10" in result.output

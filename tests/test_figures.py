@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from pipeline.figures import ValPredictions, per_class_table, plot_confusion
+from tests.fixtures import assert_png
+
+
+def test_confusion_and_per_class_match_sklearn(tmp_path):
+    classes = ["cat", "dog", "a-rather-long-class-name"]
+    actual = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    predicted = np.array([0, 1, 0, 1, 1, 2, 0, 2, 1])
+    predictions = ValPredictions(classes, actual, predicted)
+    counts = plot_confusion(predictions, "known", tmp_path / "confusion.png")
+    expected = np.array([[2, 1, 0], [0, 2, 0], [1, 1, 2]])
+    np.testing.assert_array_equal(counts, expected)
+    np.testing.assert_array_equal(counts, confusion_matrix(actual, predicted))
+    assert_png(tmp_path / "confusion.png")
+    table = per_class_table(predictions)
+    precision, recall, f1, support = precision_recall_fscore_support(actual, predicted)
+    np.testing.assert_allclose(table[["precision", "recall", "f1"]].to_numpy().T, [precision, recall, f1], atol=1e-4)
+    assert table["support"].tolist() == support.tolist() == [3, 2, 4]
+    assert table["accuracy"].tolist() == pytest.approx([2 / 3, 1.0, 0.5], abs=1e-4)
+
+
+def test_many_classes_stay_legible(tmp_path):
+    rng = np.random.default_rng(0)
+    classes = [f"class-{k:03d}" for k in range(40)]
+    actual = rng.integers(0, 40, 2000)
+    predicted = np.where(rng.random(2000) < 0.7, actual, rng.integers(0, 40, 2000))
+    plot_confusion(ValPredictions(classes, actual, predicted), "forty", tmp_path / "c.png")
+    assert_png(tmp_path / "c.png", (1500, 800))

@@ -1,0 +1,30 @@
+import numpy as np
+import torch
+from rich.console import Console
+
+from pipeline.infer import TTA_VIEWS, infer, view
+from pipeline.run import ModelInputs
+from pipeline.runtime import Runtime
+
+
+def test_views_flip_and_shift():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    assert torch.equal(view(x, True, 0, 0), x.flip(3))
+    down = view(x, False, 1, 0)
+    assert torch.equal(down[:, :, 1:], x[:, :, :-1]) and (down[:, :, 0] == 0).all()
+    left = view(x, False, 0, -2)
+    assert torch.equal(left[..., :-2], x[..., 2:]) and (left[..., -2:] == 0).all()
+    assert len(TTA_VIEWS["flip-shift"]) == 10 and len(set(TTA_VIEWS["flip-shift"])) == 10
+
+
+def test_tta_averages_softmax_over_views():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 5)).eval()
+    images = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
+    cpu = torch.device("cpu")
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    for tta in TTA_VIEWS:
+        got = np.exp(infer(model, images, ModelInputs((0, 0, 0), (1, 1, 1)), tta, Runtime(cpu), 4, Console()))
+        with torch.no_grad():
+            expected = sum(model(view(x, *v)).softmax(1) for v in TTA_VIEWS[tta]) / len(TTA_VIEWS[tta])
+        assert got.shape == (6, 5) and np.allclose(got, expected.numpy(), atol=1e-5), tta

@@ -1,0 +1,133 @@
+import ast
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.config import TrainConfig
+from pipeline.errors import PipelineError
+from pipeline.run import (
+    METRIC_COLUMNS,
+    CheckpointSaver,
+    Run,
+    RunConfig,
+    load_checkpoint,
+    summarize_metrics,
+)
+
+ROOT = Path(__file__).parents[1]
+RUN_FILES = ("config.json", "metrics.csv", "status.json", "best.pt", "last.pt", "result.txt", "skipped.txt",
+             "curves.png", "confusion.png", "per_class.csv", "report.md")
+
+
+def test_runs_saved_by_older_versions_still_load(tmp_path):
+    from pipeline.config import saved_config
+    old = {"model": "torchvision", "stem": "imagenet", "lr": 0.01, "epochs": 4}  # before recipe/full/ema existed
+    config = saved_config(old, tmp_path / "config.json")
+    assert (config.model, config.lr, config.full, config.recipe) == ("torchvision", 0.01, False, "seed")
+    with pytest.raises(PipelineError, match="config.json: saved by a newer pipeline .unknown options warp."):
+        saved_config({**old, "warp": 9}, tmp_path / "config.json")
+
+
+def run_config(**options) -> RunConfig:
+    return RunConfig(TrainConfig(**options), ["a", "b"], [0.5, 0.4, 0.3], [0.2, 0.2, 0.2], image_size=[32, 32],
+                     split={"seed": 42, "val_fraction": 0.2, "train_images": 8, "val_images": 2}, created="2026-01-01")
+
+
+def test_config_round_trips_in_the_saved_format(tmp_path):
+    run = Run(tmp_path / "exp")
+    config = run_config(lr=0.05, milestones=[3], name="exp")
+    run.write_config(config)
+    saved = json.loads((run.path / "config.json").read_text())
+    assert saved["options"]["lr"] == 0.05 and saved["classes"] == ["a", "b"] and saved["split"]["val_images"] == 2
+    assert {"options", "classes", "mean", "std", "channels", "image_size", "skipped", "split", "precision",
+            "dataset", "device", "versions", "created"} == saved.keys()
+    assert run.read_config() == config
+    assert run.read_config().inputs.mean == (0.5, 0.4, 0.3)
+
+
+def test_older_and_foreign_configs(tmp_path):
+    run = Run(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"options": {"aug": "seed", "lr": 0.1}, "classes": ["x"]}))
+    old = run.read_config()
+    assert old.options.aug == "crop-flip" and old.channels == 3 and old.created == ""  # the renamed policy
+    with pytest.raises(PipelineError, match="no normalisation"):
+        old.inputs
+    (tmp_path / "config.json").write_text(json.dumps({"classes": ["x"]}))
+    with pytest.raises(PipelineError, match="config.json: not a pipeline run config"):
+        run.read_config()
+
+
+@pytest.mark.parametrize("metrics, best_epochs, best", [
+    ([0.5, 0.7, 0.6], [1, 2, 2], 0.7),
+    ([0.5, 0.5, 0.9], [1, 1, 3], 0.9),  # a tie does not replace the best
+    ([None, None], [1, 2], None),  # --full: no metric, best is the last epoch
+])
+def test_checkpoint_saver_keeps_last_and_best(tmp_path, metrics, best_epochs, best):
+    run = Run(tmp_path)
+    saver = CheckpointSaver(run)
+    for epoch, (metric, best_epoch) in enumerate(zip(metrics, best_epochs), 1):
+        state = {"model": {"w": torch.full((2,), float(epoch))}, "config": {}}
+        assert saver.save(state, epoch, metric) == (metrics[best_epoch - 1], best_epoch)
+        assert load_checkpoint(run.last)["epoch"] == epoch
+        assert load_checkpoint(run.best)["epoch"] == best_epoch
+    assert saver.best_metric == best
+    assert load_checkpoint(run.best)["model"]["w"][0] == best_epochs[-1]
+    assert load_checkpoint(run.last)["best_epoch"] == best_epochs[-1]
+
+
+def test_resumed_saver_starts_from_the_saved_best_and_non_main_ranks_write_nothing(tmp_path):
+    run = Run(tmp_path)
+    saver = CheckpointSaver(run, best_metric=0.8, best_epoch=4)
+    assert saver.save({"model": {}, "config": {}}, 5, 0.7, write=False) == (0.8, 4)
+    assert not run.last.exists() and not run.best.exists()
+    assert saver.save({"model": {}, "config": {}}, 6, 0.85) == (0.85, 6)
+
+
+def test_metrics_log_and_summary(tmp_path):
+    run = Run(tmp_path)
+    rows = [dict(zip(METRIC_COLUMNS, (e, 1.0 / e, 0.5, 1.2, acc, acc - 0.1, 0.1, 2.0, 2.0 * e, 100.0 + e)))
+            for e, acc in ((1, 0.4), (2, 0.8), (3, 0.6))]
+    run.write_metrics(rows)
+    assert list(pd.read_csv(tmp_path / "metrics.csv").columns) == list(METRIC_COLUMNS)
+    summary = summarize_metrics(run.read_metrics())
+    assert (summary.epochs, summary.best_acc, summary.best_epoch, summary.wall_s) == (3, 0.8, 2, 6.0)
+    assert summary.best_f1 == pytest.approx(0.7) and summary.images_per_s == 102.0
+    assert [row["epoch"] for row in run.read_history(2)] == [1, 2]
+
+
+def test_status_round_trip_and_unreadable_status(tmp_path):
+    run = Run(tmp_path)
+    assert run.read_status() is None
+    run.set_status("failed", error="boom")
+    assert run.read_status()["state"] == "failed" and run.read_status()["error"] == "boom"
+    (tmp_path / "status.json").write_text("{")
+    assert run.read_status() is None
+
+
+def python_sources(*folders: str) -> dict[Path, str]:
+    return {path: path.read_text() for folder in folders for path in (ROOT / folder).rglob("*.py")}
+
+
+def test_only_the_run_module_names_run_files():
+    pattern = re.compile("|".join(re.escape(f'"{name}"') + "|" + re.escape(f"'{name}'") for name in RUN_FILES))
+    offenders = [f"{path.relative_to(ROOT)}: {match.group()}" for path, text in python_sources("pipeline", "benchmarks").items()
+                 if path.name != "run.py" for match in pattern.finditer(text)]
+    assert offenders == []
+
+
+def test_training_imports_neither_prediction_nor_report():
+    tree = ast.parse((ROOT / "pipeline" / "train.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not imported & {"pipeline.predict", "pipeline.report"}
+
+
+def test_no_function_in_the_package_is_longer_than_a_screen():
+    lengths = {f"{path.relative_to(ROOT)}:{node.name}": node.end_lineno - node.lineno + 1
+               for path, text in python_sources("pipeline").items() for node in ast.walk(ast.parse(text))
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    assert {name: n for name, n in lengths.items() if n > 60} == {}

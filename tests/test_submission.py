@@ -1,0 +1,44 @@
+import pytest
+
+from pipeline.errors import PipelineError
+from pipeline.submission import score_submission, validate_submission, write_submission
+
+
+@pytest.fixture
+def sample_csv(tmp_path):
+    path = tmp_path / "sampleSubmission.csv"
+    path.write_text("id,label\n3,a\n1,a\n2,a\n")
+    return path
+
+
+@pytest.mark.parametrize("content, message", [
+    ("id,label\n3,a\n1,b\n", "2 rows, but .* has 3"),
+    ("id,label\n3,a\n2,b\n1,a\n", "row 3 has id 2, sampleSubmission.csv has 1 there"),
+    ("id,label\n3,a\n1,b\n2,dog\n", "unknown label\\(s\\) 'dog'"),
+    ("id,class\n3,a\n1,b\n2,a\n", "missing column\\(s\\) label"),
+])
+def test_validation_failures(tmp_path, sample_csv, content, message):
+    path = tmp_path / "submission.csv"
+    path.write_text(content)
+    with pytest.raises(PipelineError, match=message):
+        validate_submission(path, sample_csv, ["a", "b"])
+
+
+def test_invalid_submission_never_replaces_the_previous_one(tmp_path, sample_csv):
+    out = tmp_path / "submission.csv"
+    write_submission(out, ["3", "1", "2"], ["a", "b", "a"], sample_csv, ["a", "b"])
+    before = out.read_text()
+    assert before == "id,label\n3,a\n1,b\n2,a\n"
+    with pytest.raises(PipelineError, match="unknown label"):
+        write_submission(out, ["3", "1", "2"], ["a", "zzz", "a"], sample_csv, ["a", "b"])
+    assert out.read_text() == before
+    assert {p.name for p in tmp_path.iterdir()} == {"sampleSubmission.csv", "submission.csv"}
+
+
+def test_score(tmp_path):
+    (tmp_path / "s.csv").write_text("id,label\n1,a\n2,b\n3,a\n4,b\n")
+    (tmp_path / "solution.csv").write_text("id,label\n2,b\n4,a\n")
+    assert score_submission(tmp_path / "s.csv", tmp_path / "solution.csv") == (0.5, 2)
+    (tmp_path / "solution.csv").write_text("id,label\n9,a\n")
+    with pytest.raises(PipelineError, match="lacks 1 id"):
+        score_submission(tmp_path / "s.csv", tmp_path / "solution.csv")

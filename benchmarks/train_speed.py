@@ -33,8 +33,10 @@ from pipeline.run import Run, summarize_metrics
 from pipeline.train import train
 from record import write_result
 
-def timed_steps(model, batches, device, amp_dtype, steps: int, warmup: int = 3) -> float:
+
+def timed_steps(model, batches, runtime: Runtime, steps: int, warmup: int = 3) -> float:
     """images/s of `steps` SGD training steps drawn from `batches` (an endless iterator), after a warmup."""
+    device = runtime.device
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     model.train()
     seen, started = 0, 0.0
@@ -45,7 +47,7 @@ def timed_steps(model, batches, device, amp_dtype, steps: int, warmup: int = 3) 
             started, seen = time.perf_counter(), 0
         images, targets = next(batches)
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        with runtime.autocast():
             loss = torch.nn.functional.cross_entropy(model(images), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -65,8 +67,8 @@ def endless(make_epoch):
 
 def throughput(args) -> dict:
     device = resolve_device(args.device)
-    amp_dtype = autocast_dtype("auto", device)
-    memory_format = Runtime(device).memory_format
+    runtime = Runtime(device, amp_dtype=autocast_dtype("auto", device))
+    memory_format = runtime.memory_format
     data = load_train_set(args.dataset)  # ids and folder, for the per-image baseline
     started = time.perf_counter()
     images = training_arrays(args.dataset).images
@@ -85,20 +87,20 @@ def throughput(args) -> dict:
     size = images.shape[1:3]
     synthetic = (torch.randn(args.batch_size, 3, *size, device=device).contiguous(memory_format=memory_format),
                  torch.randint(0, classes, (args.batch_size,), device=device))
-    model_only = timed_steps(model(), iter(lambda: synthetic, None), device, amp_dtype, args.steps)
+    model_only = timed_steps(model(), iter(lambda: synthetic, None), runtime, args.steps)
 
     x, y = to_device_tensor(images[:n], device), torch.from_numpy(data.targets[:n]).to(device)
     loader = lambda epoch: BatchLoader(x, y, args.batch_size, CIFAR10_MEAN, CIFAR10_STD, BATCHED_POLICIES["crop-flip"],  # noqa: E731
                                        torch.Generator().manual_seed(epoch), memory_format)
-    data_path = timed_steps(model(), endless(loader), device, amp_dtype, args.steps)
+    data_path = timed_steps(model(), endless(loader), runtime, args.steps)
 
     seed_set = PngDataset(data.image_dir, data.ids[:n], data.targets[:n], train_transform(size, CIFAR10_MEAN, CIFAR10_STD))
     seed_loader = lambda epoch: DataLoader(seed_set, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,  # noqa: E731
                                            persistent_workers=False, pin_memory=device.type == "cuda")
-    seed_style = timed_steps(model(fp32_eager=True), endless(seed_loader), device, None, args.steps)
+    seed_style = timed_steps(model(fp32_eager=True), endless(seed_loader), Runtime(device), args.steps)
     return {
         "model": f"custom ResNet-18, {args.stem} stem", "images": n, "batch_size": args.batch_size,
-        "steps": args.steps, "precision": "bf16" if amp_dtype else "fp32", "compile": args.compile,
+        "steps": args.steps, "precision": runtime.precision, "compile": args.compile,
         "seed_style_workers": args.workers, "cache_build_or_load_s": round(cache_seconds, 2),
         "images_per_s": {"model_only": round(model_only, 1), "data_path": round(data_path, 1),
                          "seed_style": round(seed_style, 1)},

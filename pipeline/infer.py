@@ -36,8 +36,7 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, RunCo
         model.load_state_dict(inference_weights(checkpoint))
     except RuntimeError as e:
         raise PipelineError(f"{path}: weights do not fit its configured model ({str(e).splitlines()[0]})") from None
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    return model.to(device, memory_format=memory_format).eval(), config
+    return model.to(device, memory_format=Runtime(device).memory_format).eval(), config
 
 
 def default_batch_size(device: torch.device, int8: bool = False) -> int:

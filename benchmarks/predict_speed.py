@@ -32,7 +32,7 @@ from pipeline.runtime import resolve_device
 from record import write_result
 
 @torch.no_grad()
-def seed_style(checkpoint: Path, dataset: Path, tta: str, device: torch.device, workers: int) -> tuple[float, np.ndarray]:
+def per_image_baseline(checkpoint: Path, dataset: Path, tta: str, device: torch.device, workers: int) -> tuple[float, np.ndarray]:
     """images/s and argmax of per-image PIL decoding in DataLoader workers and an fp32 model."""
     model, config = load_model(checkpoint, device)
     model = model.to(memory_format=torch.contiguous_format)
@@ -91,7 +91,7 @@ def main() -> None:
     n = len(check_test(dataset))
     options = RunConfig.of_checkpoint(load_checkpoint(checkpoint), checkpoint).options
 
-    seed_rate, seed_argmax = seed_style(checkpoint, dataset, args.tta, device, args.workers)
+    seed_rate, seed_argmax = per_image_baseline(checkpoint, dataset, args.tta, device, args.workers)
     seed_rss = peak_rss_kib()  # this process (its DataLoader workers not counted)
     for stale in (dataset / ".cache").glob("test.*"):
         stale.unlink()

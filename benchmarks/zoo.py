@@ -1,4 +1,4 @@
-"""The ResNet family side by side (like seed 001's table): each depth trained with the same short
+"""The ResNet family side by side: each depth trained with the same short
 schedule on the same split; val accuracy, training images/s, parameters and multiply-adds.
 
     python benchmarks/zoo.py --dataset DIR [--models resnet18 resnet34 …] [--epochs 10] [--limit N]

@@ -143,7 +143,7 @@ def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_clas
     return "\n".join(lines)
 
 
-def write_run_report(run: Run, predictions: ValPredictions | None) -> list[Path]:
+def draw_report(run: Run, predictions: ValPredictions | None) -> list[Path]:
     """Draw the run's pictures and tables from its metrics and `predictions` (of best.pt on the val split;
     None for --full runs); returns the files written."""
     config = run.read_config()

@@ -57,7 +57,7 @@ def view(images: torch.Tensor, flip: bool, dy: int, dx: int) -> torch.Tensor:
     return images
 
 
-def model_inputs(images: np.ndarray | torch.Tensor, inputs: ModelInputs, device: torch.device,
+def normalised_batch(images: np.ndarray | torch.Tensor, inputs: ModelInputs, device: torch.device,
                  memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
     """uint8 (N, H, W, C) images (host array or tensor) as the model's normalised input, with one channel
     per `inputs.mean` entry (resizing to `inputs.img_size` follows the TTA view)."""
@@ -76,7 +76,7 @@ def infer(model: torch.nn.Module, images: np.ndarray | torch.Tensor, inputs: Mod
     out = None
     with progress_bar(console or Console(quiet=True), "predict", len(images)) as advance:
         for start in range(0, len(images), batch_size):
-            batch = model_inputs(images[start:start + batch_size], inputs, runtime.device, runtime.memory_format)
+            batch = normalised_batch(images[start:start + batch_size], inputs, runtime.device, runtime.memory_format)
             with runtime.autocast():
                 per_view = torch.stack([torch.log_softmax(model(resize(view(batch, *v), inputs.img_size)).float(), 1)
                                         for v in views])

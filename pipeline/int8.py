@@ -11,7 +11,7 @@ from rich.console import Console
 
 from pipeline.augment import resize
 from pipeline.errors import PipelineError
-from pipeline.infer import infer, model_inputs
+from pipeline.infer import infer, normalised_batch
 from pipeline.run import ModelInputs
 from pipeline.runtime import Runtime, cpu_has_int8
 
@@ -46,7 +46,7 @@ def quantize_int8(model: torch.nn.Module, calibration: torch.Tensor, name: str) 
 def calibration_inputs(images: np.ndarray, inputs: ModelInputs, count: int = CALIBRATION_IMAGES) -> torch.Tensor:
     """Model inputs from `count` images spread over the set, to calibrate int8 quantization ranges."""
     picked = images[np.linspace(0, len(images) - 1, min(count, len(images))).astype(int)]
-    return resize(model_inputs(picked, inputs, torch.device("cpu")), inputs.img_size)
+    return resize(normalised_batch(picked, inputs, torch.device("cpu")), inputs.img_size)
 
 
 def quantized_or_none(model: torch.nn.Module, images: np.ndarray, inputs: ModelInputs, name: str,

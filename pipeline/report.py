@@ -8,7 +8,7 @@ from rich.console import Console
 
 from pipeline.dataset import run_split, training_arrays
 from pipeline.errors import PipelineError
-from pipeline.figures import ValPredictions, write_run_report
+from pipeline.figures import ValPredictions, draw_report
 from pipeline.infer import default_batch_size, infer, load_model
 from pipeline.run import Run
 from pipeline.runtime import resolve_runtime
@@ -43,4 +43,4 @@ def write_report(run_dir: Path, dataset_root: Path | None = None, device: str = 
     if not run.best.is_file():
         raise PipelineError(f"{run.best}: not found (the run has not finished an epoch)")
     predictions = val_predictions(run, dataset_root or dataset_dir(), device, console or Console())
-    return write_run_report(run, predictions)
+    return draw_report(run, predictions)

@@ -38,7 +38,7 @@ from pipeline.dataset import (ArrayDataset, TrainArrays, albumentations_policy, 
 from pipeline.distributed import (all_concat, all_sum, broadcast, rank_zero_first, same_on_all_ranks, sync_buffers,
                                   weights_checksum)
 from pipeline.errors import PipelineError
-from pipeline.figures import ValPredictions, write_run_report
+from pipeline.figures import ValPredictions, draw_report
 from pipeline.infer import default_batch_size, infer
 from pipeline.models import build_model, freeze_backbone, load_pretrained
 from pipeline.progress import progress_bar
@@ -342,7 +342,7 @@ def _finish(ctx: TrainContext, best_predictions: ValPredictions | None) -> Train
     if where.main:
         _log_hparams(run, ctx.config, ctx.history)
         run.set_status("finished")
-        written = write_run_report(run, best_predictions)
+        written = draw_report(run, best_predictions)
         console.print(f"report: {', '.join(str(path) for path in written)}")
     if ctx.val_images is None:
         console.print(f"trained on all {ctx.run_config.split['train_images']} images; "

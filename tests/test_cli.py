@@ -143,3 +143,15 @@ def test_real_ctrl_c_during_fetch_leaves_nothing(tmp_path):
     assert process.returncode == 130, stderr
     assert stderr.startswith("interrupted:") and "Traceback" not in stderr
     assert [p.name for p in (tmp_path / "dataset").iterdir()] == []  # no staging, no layout, no marker
+
+
+def test_train_help_defaults_come_from_the_recipes():
+    from typer.main import get_command
+
+    from pipeline.config import OPTION_NAMES, RECIPES, TrainConfig, default_help
+    options = {p.name: p.help for p in get_command(app).commands["train"].params if p.name in OPTION_NAMES - {"full"}}
+    assert len(options) == len(OPTION_NAMES) - 1  # every option but the --full flag
+    for name, text in options.items():
+        assert text.endswith(default_help(name)), name
+    assert default_help("epochs") == f"(default seed: {TrainConfig.epochs}, fast: {RECIPES['fast']['epochs']})"
+    assert default_help("momentum") == "(default 0.9)" and default_help("nesterov") == "(default seed: off, fast: on)"

@@ -10,7 +10,7 @@ from pipeline.errors import PipelineError
 from pipeline.report import write_report
 from pipeline.run import Run
 from pipeline.train import train
-from tests.fixtures import CLASSES, assert_png, fabricate_run, runner
+from tests.fixtures import CLASSES, QUICK, assert_png, fabricate_run, runner
 
 
 def test_a_run_ends_with_its_pictures_tables_and_hparams(fetched):
@@ -60,3 +60,19 @@ def test_report_errors_are_one_line(fetched):
     assert "config.json: not valid JSON" in runner.invoke(app, ["report", "nockpt"]).output
     with pytest.raises(PipelineError, match="no such run folder"):
         write_report(fetched / "weights" / "absent")
+
+
+def test_a_resumed_run_whose_best_epoch_came_earlier_reports_its_best_checkpoint(fetched):
+    from pipeline.run import load_checkpoint, save_checkpoint
+    from pipeline.train import resume
+    run = train(TrainConfig(epochs=2, milestones=[1], **QUICK)).run_dir
+    last = load_checkpoint(run / "last.pt")
+    save_checkpoint(run / "last.pt", {**last, "best_acc": 1.0})  # no later epoch can beat it
+    best_epoch = load_checkpoint(run / "best.pt")["epoch"]
+    (run / "per_class.csv").unlink()  # the resumed run must draw it again
+    resume(run, {"epochs": 3})
+    assert load_checkpoint(run / "best.pt")["epoch"] == best_epoch  # epoch 3 did not replace it
+    per_class = pd.read_csv(run / "per_class.csv")
+    correct = (per_class["accuracy"] * per_class["support"]).sum()
+    metrics = pd.read_csv(run / "metrics.csv").set_index("epoch")
+    assert correct / per_class["support"].sum() == pytest.approx(metrics.loc[best_epoch, "val_acc"], abs=1e-6)

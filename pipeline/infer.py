@@ -2,6 +2,7 @@
 `infer(model, images, inputs, tta, runtime, batch_size)` → log-probabilities averaged over the TTA views."""
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -57,12 +58,17 @@ def view(images: torch.Tensor, flip: bool, dy: int, dx: int) -> torch.Tensor:
     return images
 
 
+@functools.lru_cache(maxsize=8)
+def _statistics(inputs: ModelInputs, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std as tensors on `device`, made once rather than per batch."""
+    return torch.tensor(inputs.mean, device=device), torch.tensor(inputs.std, device=device)
+
+
 def normalised_batch(images: np.ndarray | torch.Tensor, inputs: ModelInputs, device: torch.device,
-                 memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+                     memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
     """uint8 (N, H, W, C) images (host array or tensor) as the model's normalised input, with one channel
     per `inputs.mean` entry (resizing to `inputs.img_size` follows the TTA view)."""
-    mean = torch.tensor(inputs.mean, device=device)
-    std = torch.tensor(inputs.std, device=device)
+    mean, std = _statistics(inputs, device)
     return normalize(match_channels(to_device_tensor(images, device), len(mean)), mean, std, memory_format)
 
 

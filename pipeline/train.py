@@ -203,11 +203,10 @@ def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device, step
 
 
 def _run_config(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray, np.ndarray], dataset_root: Path,
-                runtime: Runtime, checkpoint: dict | None) -> RunConfig:
+                runtime: Runtime, saved: RunConfig | None) -> RunConfig:
     """What the run records about itself; normalisation comes from the training split (kept from the first
-    epoch when resuming)."""
+    epoch when resuming: `saved` is the config of the checkpoint it continues)."""
     train_idx, val_idx = split
-    saved = RunConfig.of_checkpoint(checkpoint, "last checkpoint") if checkpoint else None
     if saved is not None and saved.classes != data.classes:
         raise PipelineError(f"{dataset_root}: its classes differ from those {config.name} was trained on")
     mean, std = (saved.mean, saved.std) if saved else channel_stats(data.images[train_idx])
@@ -245,7 +244,8 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
     with rank_zero_first(where):  # rank 0 decodes the cache; the others then read it
         data = training_arrays(dataset_root, config.skip_bad, config.limit, console)
     train_idx, val_idx = run_split(data.targets, config.val_fraction, config.seed, config.full)
-    run_config = _run_config(config, data, (train_idx, val_idx), dataset_root, runtime, checkpoint)
+    saved = RunConfig.of_checkpoint(checkpoint, run.last) if checkpoint else None
+    run_config = _run_config(config, data, (train_idx, val_idx), dataset_root, runtime, saved)
     mean, std = tuple(run_config.mean), tuple(run_config.std)
     batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], runtime, mean, std)
     own_val = val_idx[where.rank::where.world]  # each rank scores its share; the metrics are reduced over all

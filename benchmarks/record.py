@@ -18,6 +18,9 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def commit() -> str:
+    """The checked-out commit; PIPELINE_COMMIT names it where the tree travelled without its .git."""
+    if os.environ.get("PIPELINE_COMMIT"):
+        return os.environ["PIPELINE_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
                               cwd=Path(__file__).parent).stdout.strip()

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import albumentations as A
 import numpy as np
 import torch
-from albumentations.pytorch import ToTensorV2
 from rich.console import Console
 from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
@@ -15,6 +14,9 @@ from torch.utils.data import Dataset
 from pipeline.cache import cached_train_images, image_problems
 from pipeline.errors import PipelineError
 from pipeline.layout import load_train_set, problems_message
+
+if TYPE_CHECKING:
+    import albumentations
 
 
 def stratified_split(targets: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,8 +68,12 @@ def run_split(targets: np.ndarray, val_fraction: float, seed: int, full: bool) -
 
 
 def albumentations_policy(name: str, mean: tuple[float, ...], std: tuple[float, ...],
-                          img_size: int | None = None) -> A.Compose:
-    """Per-image policies for DataLoader workers, by name (colour jitter only for RGB)."""
+                          img_size: int | None = None) -> albumentations.Compose:
+    """Per-image policies for DataLoader workers, by name (colour jitter only for RGB). albumentations is
+    imported here, for the runs that use it."""
+    import albumentations as A
+    from albumentations.pytorch import ToTensorV2
+
     if name != "albu-strong":
         raise PipelineError(f"no albumentations policy named {name!r}")
     colour = [A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.5)] if len(mean) == 3 else [
@@ -100,7 +106,7 @@ def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[tuple[float, .
 class ArrayDataset(Dataset):
     """Decoded uint8 (N, H, W, C) images through a per-image albumentations transform."""
 
-    def __init__(self, images: np.ndarray, targets: np.ndarray, transform: A.Compose):
+    def __init__(self, images: np.ndarray, targets: np.ndarray, transform: albumentations.Compose):
         self.images, self.targets, self.transform = images, targets, transform
 
     def __len__(self) -> int:

@@ -144,7 +144,7 @@ def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_clas
 
 
 def draw_report(run: Run, predictions: ValPredictions | None) -> list[Path]:
-    """Draw the run's pictures and tables from its metrics and `predictions` (of best.pt on the val split;
+    """Draw the run's pictures and tables from its metrics and `predictions` (of its best checkpoint on the val split;
     None for --full runs); returns the files written."""
     config = run.read_config()
     metrics = run.read_metrics()

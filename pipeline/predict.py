@@ -25,7 +25,7 @@ from pipeline.errors import PipelineError
 from pipeline.infer import TTA_VIEWS, default_batch_size, infer, load_model
 from pipeline.int8 import quantized_or_none, recheck_near_ties
 from pipeline.layout import SAMPLE_SUBMISSION, check_test, id_sort_key
-from pipeline.run import Run, checkpoint_label, latest_best_checkpoint
+from pipeline.run import Run, RunConfig, checkpoint_label, latest_best_checkpoint
 from pipeline.runtime import Runtime, inference_precision, resolve_runtime
 from pipeline.submission import class_histogram, score_submission, write_submission
 from pipeline.workspace import atomic_path, dataset_dir, submissions_dir, weights_dir, write_text_atomic
@@ -117,11 +117,12 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     own_images = images[share[0]:share[-1] + 1] if len(share) else images[:0]
     total, classes, members = None, None, []
     for path in sources:
-        own, config, used = predict_model(path, images, own_images, tta, chosen, precision == "int8", runtime,
-                                          batch_size, console)
+        model, config = load_model(path, runtime.device)
         if classes is not None and config.classes != classes:
             raise PipelineError(f"{path}: its classes differ from {sources[0]}'s; an ensemble needs the same classes")
         classes = config.classes
+        own, used = predict_model(model, config, path, images, own_images, tta, chosen, precision == "int8", runtime,
+                                  batch_size, console)
         probabilities = all_concat(own, where)
         if not where.main:
             continue
@@ -154,11 +155,11 @@ def prediction_runtime(device: str, precision: str) -> tuple[Runtime, str]:
     return dataclasses.replace(runtime, amp_dtype=torch.bfloat16 if chosen == "bf16" else None), chosen
 
 
-def predict_model(path: Path, images: np.ndarray, own_images: np.ndarray, tta: str, chosen: str, int8_required: bool,
-                  runtime: Runtime, batch_size: int | None, console: Console):
-    """One checkpoint's probabilities of this process's share of the test images, its config and the
-    precision it predicted in (int8, or fp32 where `auto` could not quantize it)."""
-    model, config = load_model(path, runtime.device)
+def predict_model(model: torch.nn.Module, config: RunConfig, path: Path, images: np.ndarray, own_images: np.ndarray,
+                  tta: str, chosen: str, int8_required: bool, runtime: Runtime, batch_size: int | None,
+                  console: Console) -> tuple[np.ndarray, str]:
+    """One model's probabilities of this process's share of the test images, and the precision it predicted
+    in (int8, or fp32 where `auto` could not quantize it)."""
     quantized = quantized_or_none(model, images, config.inputs, str(path), console, int8_required) \
         if chosen == "int8" else None
     used = "int8" if quantized else "fp32" if chosen == "int8" else chosen
@@ -173,7 +174,7 @@ def predict_model(path: Path, images: np.ndarray, own_images: np.ndarray, tta: s
                                       batch_size or default_batch_size(runtime.device))
         rechecked = int(all_sum([rechecked], runtime.device, where)[0])
         console.print(f"int8: {rechecked} near ties ({rechecked / max(len(images), 1):.1%}) predicted again in fp32")
-    return own, config, used
+    return own, used
 
 
 def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path | None = None,

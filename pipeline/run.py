@@ -78,7 +78,10 @@ class RunConfig:
         """A saved config; keys added since it was written take their defaults."""
         if not isinstance(saved, dict) or not {"options", "classes"} <= saved.keys():
             raise PipelineError(f"{source}: not a pipeline run config (no options/classes)")
-        known = {k: v for k, v in saved.items() if k in cls.__dataclass_fields__ and k != "options"}
+        if not isinstance(saved["options"], dict) or not isinstance(saved["classes"], list):
+            raise PipelineError(f"{source}: not a pipeline run config (options must be an object, classes a list)")
+        # unknown keys are left out, null values take the defaults
+        known = {k: v for k, v in saved.items() if k in cls.__dataclass_fields__ and k != "options" and v is not None}
         return cls(options=saved_config(saved["options"], source), **known)
 
     @classmethod

@@ -117,7 +117,7 @@ def train(config: TrainConfig, dataset_root: Path | None = None, weights_root: P
     run = claimed
     config.name = run.name
     try:
-        ctx = setup(config, run, dataset_root or dataset_dir(), runtime, console or Console(), checkpoint=None)
+        ctx = setup(config, run, dataset_root or dataset_dir(), runtime, console or Console(), resumed=None)
         return fit(ctx)
     except BaseException:
         if runtime.ranks.main and not run.last.exists():  # failed before its first epoch: leave no empty run
@@ -147,7 +147,7 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
     if config.schedule == "onecycle" and config.epochs != saved.options.epochs:
         raise PipelineError("--epochs cannot change when resuming a onecycle run: its schedule spans the epochs")
     runtime = resolve_runtime(config.device, config.precision)
-    return fit(setup(config, run, dataset_root or dataset_dir(), runtime, console or Console(), checkpoint))
+    return fit(setup(config, run, dataset_root or dataset_dir(), runtime, console or Console(), (checkpoint, saved)))
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -236,15 +236,15 @@ def _model(config: TrainConfig, run_config: RunConfig, runtime: Runtime, console
 
 
 def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, console: Console,
-          checkpoint: dict | None) -> TrainContext:
-    """Data, split, model, optimizer, schedule and EMA of a run (restored from `checkpoint` when resuming);
-    rank 0 writes the run's config and marks it running."""
+          resumed: tuple[dict, RunConfig] | None) -> TrainContext:
+    """Data, split, model, optimizer, schedule and EMA of a run (when resuming, restored from the checkpoint
+    of `resumed`, with its saved config); rank 0 writes the run's config and marks it running."""
+    checkpoint, saved = resumed or (None, None)
     where = runtime.ranks
     console = console if where.main else Console(quiet=True)
     with rank_zero_first(where):  # rank 0 decodes the cache; the others then read it
         data = training_arrays(dataset_root, config.skip_bad, config.limit, console)
     train_idx, val_idx = run_split(data.targets, config.val_fraction, config.seed, config.full)
-    saved = RunConfig.of_checkpoint(checkpoint, run.last) if checkpoint else None
     run_config = _run_config(config, data, (train_idx, val_idx), dataset_root, runtime, saved)
     mean, std = tuple(run_config.mean), tuple(run_config.std)
     batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], runtime, mean, std)
@@ -318,11 +318,11 @@ def fit(ctx: TrainContext) -> TrainResult:
             evaluation = evaluate(ctx) if ctx.val_images is not None else None
             if not ctx.per_step:
                 ctx.scheduler.step()
-            best_acc, best_epoch = ctx.saver.save(_checkpoint_state(ctx) if where.main else {}, epoch,
-                                                  evaluation.acc if evaluation else None, write=where.main)
+            reached = log.epoch(lr, (train_loss, train_acc), evaluation, time.perf_counter() - started, train_seconds)
+            _, best_epoch = ctx.saver.save(_checkpoint_state(ctx) if where.main else {}, epoch,
+                                           evaluation.acc if evaluation else None, write=where.main)
             if evaluation is not None and best_epoch == epoch:
                 best_predictions = evaluation.predictions
-            reached = log.epoch(lr, (train_loss, train_acc), evaluation, time.perf_counter() - started, train_seconds)
             if reached:
                 break
     return _finish(ctx, best_predictions)
@@ -425,11 +425,11 @@ class _EpochLog:
 
 
 def _result_text(ctx: TrainContext, reached: bool) -> str:
-    last = ctx.history[-1]
+    last, summary = ctx.history[-1], summarize_metrics(pd.DataFrame(ctx.history))
     if ctx.config.full:
         return (f"trained on all labeled images for {last['epoch']} epochs (no validation); "
                 f"{ctx.run.best.name} is the last epoch\n")
-    text = (f"best val accuracy {ctx.saver.best_metric:.4f} at epoch {ctx.saver.best_epoch} "
+    text = (f"best val accuracy {summary.best_acc:.4f} at epoch {summary.best_epoch} "
             f"(of {last['epoch']} trained, {last['wall_s']:.1f}s)\n")
     if reached:
         text += f"time to val accuracy {ctx.config.target_acc}: {last['wall_s']:.1f}s (epoch {last['epoch']})\n"

@@ -10,14 +10,15 @@ from pipeline.dataset import run_split, training_arrays
 from pipeline.errors import PipelineError
 from pipeline.figures import ValPredictions, draw_report
 from pipeline.infer import default_batch_size, infer, load_model
-from pipeline.run import Run
+from pipeline.run import Run, RunConfig
 from pipeline.runtime import resolve_runtime
 from pipeline.workspace import dataset_dir
 
 
-def val_predictions(run: Run, dataset_root: Path, device: str, console: Console) -> ValPredictions | None:
-    """The best checkpoint's predictions on its run's val split (None for --full runs)."""
-    config = run.read_config()
+def val_predictions(run: Run, config: RunConfig, dataset_root: Path, device: str,
+                    console: Console) -> ValPredictions | None:
+    """The best checkpoint's predictions on the val split of the run (`config`: its saved config; None for
+    --full runs)."""
     options = config.options
     if options.full:
         return None
@@ -38,9 +39,9 @@ def write_report(run_dir: Path, dataset_root: Path | None = None, device: str = 
     if not run_dir.is_dir():
         raise PipelineError(f"{run_dir}: no such run folder")
     run = Run(run_dir)
-    run.read_config()
-    run.read_metrics()
+    config = run.read_config()
+    run.read_metrics()  # before the long rebuild: a run without metrics is an error now
     if not run.best.is_file():
         raise PipelineError(f"{run.best}: not found (the run has not finished an epoch)")
-    predictions = val_predictions(run, dataset_root or dataset_dir(), device, console or Console())
+    predictions = val_predictions(run, config, dataset_root or dataset_dir(), device, console or Console())
     return draw_report(run, predictions)

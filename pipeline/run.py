@@ -128,24 +128,15 @@ class Run:
         self.curves, self.confusion = self.path / "curves.png", self.path / "confusion.png"
         self.per_class, self.report = self.path / "per_class.csv", self.path / "report.md"
         self.report_files = (self.curves, self.confusion, self.per_class, self.report)
+        # read and written only through the methods below
+        self._config, self._metrics = self.path / "config.json", self.path / "metrics.csv"
+        self._status = self.path / "status.json"
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
 
     def looks_like_run(self) -> bool:
         return self.path.is_dir() and any(p.exists() for p in (self._config, self._metrics, self._status, self.last))
-
-    @property
-    def _config(self) -> Path:
-        return self.path / "config.json"
-
-    @property
-    def _metrics(self) -> Path:
-        return self.path / "metrics.csv"
-
-    @property
-    def _status(self) -> Path:
-        return self.path / "status.json"
 
     def read_config(self) -> RunConfig:
         if not self._config.is_file():

@@ -447,8 +447,8 @@ def train_one_epoch(ctx: TrainContext) -> tuple[float, float]:
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = shown = 0
-    title, fields = f"epoch {ctx.epoch}/{ctx.config.epochs}", "loss {task.fields[loss]:.4f} acc {task.fields[acc]:.4f}"
-    with progress_bar(ctx.console, title, len(batches), fields) as advance:
+    title = f"epoch {ctx.epoch}/{ctx.config.epochs}"
+    with progress_bar(ctx.console, title, len(batches), loss=0.0, acc=0.0) as advance:
         for step, (images, targets) in enumerate(batches, 1):
             images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             with ctx.runtime.autocast():

@@ -1,6 +1,7 @@
 """Prediction speed over a Kaggle-shaped test folder, one model and TTA; results to benchmarks/results/*.json.
 
     python benchmarks/predict_speed.py --project DIR --checkpoint FILE [--tta flip] [--precision auto] [--workers N]
+                                       [--no-baseline]
 
 DIR holds dataset/ (e.g. `make_competition.py DIR/dataset --test-size N`). Measured in one run:
 (1) a seed-style path: PIL per image in a DataLoader, torchvision transforms, fp32;
@@ -67,13 +68,32 @@ def run_predict(project: Path, checkpoint: Path, tta: str, device: str, precisio
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", REPORTING_PREDICT, str(rss_file), "predict", "--checkpoint",
                            str(checkpoint), "--tta", tta, "--device", device, "--precision", precision], cwd=project, stdout=subprocess.DEVNULL,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                              filter(None, [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")]))})
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"pipeline predict failed with status {done.returncode}")
     peak = int(rss_file.read_text())
     rss_file.unlink()
     return seconds, peak
+
+
+def seed_style_comparison(args, checkpoint: Path, dataset: Path, device: torch.device, numbers: dict) -> dict:
+    """The seed-style path's rate and peak RSS beside the pipeline's, and the argmax agreement of the
+    pipeline's probabilities (already written by `pipeline predict`) with its fp32 ones."""
+    n, cold_s, warm_s = numbers["images"], numbers["seconds"]["cold"], numbers["seconds"]["warm"]
+    seed_rate, seed_argmax = per_image_baseline(checkpoint, dataset, args.tta, device, args.workers)
+    seed_rss = peak_rss_kib()  # this process (its DataLoader workers not counted)
+    probs = np.load(args.project.resolve() / "submissions" / f"{checkpoint_label(checkpoint)}.probs.npy")
+    return {
+        "seed_style_workers": args.workers,
+        "images_per_s": {**numbers["images_per_s"], "seed_style": round(seed_rate, 1)},
+        "seconds": {**numbers["seconds"], "seed_style": round(n / seed_rate, 1)},
+        "ratios": {"cold_vs_seed_style": round((n / cold_s) / seed_rate, 3),
+                   "warm_vs_seed_style": round((n / warm_s) / seed_rate, 3)},
+        "peak_rss_mib": {**numbers["peak_rss_mib"], "seed_style": round(seed_rss / 1024)},
+        "argmax_agreement_cold_vs_fp32_seed_style": round(float((probs.argmax(1) == seed_argmax).mean()), 5),
+    }
 
 
 def main() -> None:
@@ -84,6 +104,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", help="pipeline predict's --precision (auto, fp32, bf16, int8)")
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--no-baseline", action="store_true", help="time `pipeline predict` alone, not the seed-style path")
     args = parser.parse_args()
     project, checkpoint = args.project.resolve(), args.checkpoint.resolve()
     dataset = project / "dataset"
@@ -91,25 +112,19 @@ def main() -> None:
     n = len(check_test(dataset))
     options = RunConfig.of_checkpoint(load_checkpoint(checkpoint), checkpoint).options
 
-    seed_rate, seed_argmax = per_image_baseline(checkpoint, dataset, args.tta, device, args.workers)
-    seed_rss = peak_rss_kib()  # this process (its DataLoader workers not counted)
     for stale in (dataset / ".cache").glob("test.*"):
         stale.unlink()
     cold_s, cold_rss = run_predict(project, checkpoint, args.tta, args.device, args.precision)
     warm_s, warm_rss = run_predict(project, checkpoint, args.tta, args.device, args.precision)
-    probs = np.load(project / "submissions" / f"{checkpoint_label(checkpoint)}.probs.npy")
-    agreement = float((probs.argmax(1) == seed_argmax).mean())
-
     numbers = {
-        "images": n, "tta": args.tta, "precision": args.precision, "views": len(TTA_VIEWS[args.tta]), "seed_style_workers": args.workers,
+        "images": n, "tta": args.tta, "precision": args.precision, "views": len(TTA_VIEWS[args.tta]),
         "model": {"model": options.model, "stem": options.stem},
-        "images_per_s": {"seed_style": round(seed_rate, 1), "cold": round(n / cold_s, 1), "warm": round(n / warm_s, 1)},
-        "seconds": {"seed_style": round(n / seed_rate, 1), "cold": round(cold_s, 1), "warm": round(warm_s, 1)},
-        "ratios": {"cold_vs_seed_style": round((n / cold_s) / seed_rate, 3),
-                   "warm_vs_seed_style": round((n / warm_s) / seed_rate, 3)},
-        "peak_rss_mib": {"seed_style": round(seed_rss / 1024), "cold": round(cold_rss / 1024), "warm": round(warm_rss / 1024)},
-        "argmax_agreement_cold_vs_fp32_seed_style": round(agreement, 5),
+        "images_per_s": {"cold": round(n / cold_s, 1), "warm": round(n / warm_s, 1)},
+        "seconds": {"cold": round(cold_s, 1), "warm": round(warm_s, 1)},
+        "peak_rss_mib": {"cold": round(cold_rss / 1024), "warm": round(warm_rss / 1024)},
     }
+    if not args.no_baseline:
+        numbers.update(seed_style_comparison(args, checkpoint, dataset, device, numbers))
     out = write_result("predict_speed", device, numbers)
     Console().print_json(json.dumps(numbers))
     print(f"wrote {out}")

@@ -14,7 +14,7 @@ import torch
 
 from pipeline.train import versions
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(os.environ.get("PIPELINE_RESULTS") or Path(__file__).parent / "results")  # gpu_check.sh: $OUT
 
 
 def commit() -> str:

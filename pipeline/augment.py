@@ -111,7 +111,8 @@ class BatchLoader:
 
     def __len__(self) -> int:
         n, full = len(self.images), len(self.images) // self.batch_size
-        return full + (1 if n % self.batch_size >= self.world else 0)  # a tail too small to share is dropped
+        # a tail that cannot give every rank 2 images is dropped: BatchNorm cannot train on a batch of 1
+        return full + (1 if n % self.batch_size >= 2 * self.world else 0)
 
     def __iter__(self):
         n = len(self.images)

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import torch
@@ -41,29 +42,44 @@ def ranks() -> Ranks:
     return Ranks()
 
 
+# Waits that are not GPU work (rank 0 decoding a cache, say) and object exchanges go through a CPU (gloo)
+# group with this long a timeout: NCCL's watchdog stops a process whose collective waits over 10 minutes,
+# gloo's default group one that waits over 30.
+LONG_WAIT = timedelta(hours=6)
+_cpu_group = None
+
+
 def init_from_env(device: torch.device) -> Ranks:
-    """Join the process group torchrun describes (WORLD_SIZE > 1); returns this process's ranks."""
+    """Join the process group torchrun describes (WORLD_SIZE > 1); returns this process's ranks. On CUDA
+    each process first takes its own GPU (cuda:LOCAL_RANK), so NCCL's first collective sees one GPU per rank."""
+    global _cpu_group
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1 or (dist.is_available() and dist.is_initialized()):
         return ranks()
-    backend = "nccl" if device.type == "cuda" else "gloo"
+    own = own_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+    backend = "nccl" if own.type == "cuda" else "gloo"
     try:
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, device_id=own if own.type == "cuda" else None)
+        _cpu_group = dist.new_group(backend="gloo", timeout=LONG_WAIT)
     except (RuntimeError, ValueError) as e:
         raise PipelineError(f"cannot join the torchrun process group ({backend}): {str(e).splitlines()[0]}") from None
     atexit.register(dist.destroy_process_group)
     return ranks()
 
 
-def local_device(device: torch.device, where: Ranks) -> torch.device:
-    """One CUDA device per local rank; CPU processes share the CPU."""
-    if device.type == "cuda" and where.distributed:
-        if where.local_rank >= torch.cuda.device_count():
-            raise PipelineError(f"local rank {where.local_rank} has no GPU ({torch.cuda.device_count()} visible): "
-                                "start at most one process per GPU")
-        torch.cuda.set_device(where.local_rank)
-        return torch.device("cuda", where.local_rank)
-    return device
+def own_device(device: torch.device, local_rank: int = 0, distributed: bool = True) -> torch.device:
+    """This process's device, made CUDA's current one: cuda:LOCAL_RANK in a torchrun job, else the GPU
+    `--device` names (cuda:N); CPU processes share the CPU."""
+    if device.type != "cuda":
+        return device
+    index = local_rank if distributed else (device.index or 0)
+    visible = torch.cuda.device_count()
+    if index >= visible:
+        raise PipelineError(f"no GPU for local rank {index} ({visible} visible): start at most {visible} "
+                            "process(es) with --nproc" if distributed else
+                            f"--device {device}: only {visible} GPU(s) visible (cuda:0 to cuda:{visible - 1})")
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
 
 
 def broadcast(value, where: Ranks):
@@ -71,13 +87,14 @@ def broadcast(value, where: Ranks):
     if not where.distributed:
         return value
     box = [value]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=_cpu_group)
     return box[0]
 
 
 def barrier(where: Ranks) -> None:
+    """Wait for every rank, however long (on the CPU group, outside NCCL's watchdog)."""
     if where.distributed:
-        dist.barrier()
+        dist.barrier(group=_cpu_group)
 
 
 @contextlib.contextmanager
@@ -103,9 +120,16 @@ def all_concat(array: np.ndarray, where: Ranks) -> np.ndarray:
     """The ranks' arrays concatenated in rank order, on every rank."""
     if not where.distributed:
         return array
+    return np.concatenate(all_objects(array, where))
+
+
+def all_objects(value, where: Ranks) -> list:
+    """Every rank's `value` (any picklable object), in rank order, on every rank."""
+    if not where.distributed:
+        return [value]
     parts = [None] * where.world
-    dist.all_gather_object(parts, array)
-    return np.concatenate(parts)
+    dist.all_gather_object(parts, value, group=_cpu_group)
+    return parts
 
 
 def sync_buffers(model: torch.nn.Module, where: Ranks) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from pipeline.distributed import Ranks, init_from_env, local_device
+from pipeline.distributed import Ranks, init_from_env, own_device
 from pipeline.errors import PipelineError
 
 
@@ -41,11 +41,18 @@ def cpu_has_int8() -> bool:
     return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
+def gpu_has_bf16(device: torch.device) -> bool:
+    """Whether this GPU computes in bf16 natively: compute capability 8.0 (Ampere) or newer. Older ones
+    (T4, V100, P100) only emulate it, and cuDNN has no bf16 convolutions there;
+    `torch.cuda.is_bf16_supported()` answers True for them, counting the emulation."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """bf16 for `--precision bf16`, and for `auto` where the hardware runs it natively; else None (fp32)."""
     if precision == "fp32":
         return None
-    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
+    native = gpu_has_bf16(device) if device.type == "cuda" else cpu_has_bf16()
     return torch.bfloat16 if precision == "bf16" or native else None
 
 
@@ -91,5 +98,7 @@ def resolve_runtime(device: str, precision: str = "fp32") -> Runtime:
     set before any collective) and the autocast dtype `--precision` means there (bf16 or fp32)."""
     wanted = resolve_device(device)
     ranks = init_from_env(wanted)
-    local = local_device(wanted, ranks)
+    local = own_device(wanted, ranks.local_rank, ranks.distributed)
+    if local.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fastest convolution per input shape; no run asks for determinism
     return Runtime(local, ranks, autocast_dtype(precision, local))

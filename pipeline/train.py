@@ -35,7 +35,7 @@ from pipeline.augment import BATCHED_POLICIES, BatchLoader, to_device_tensor
 from pipeline.config import RESUME_OVERRIDES, TrainConfig
 from pipeline.dataset import (ArrayDataset, TrainArrays, albumentations_policy, channel_stats, run_split,
                               seed_worker_augmentation, training_arrays)
-from pipeline.distributed import (all_concat, all_sum, broadcast, rank_zero_first, same_on_all_ranks, sync_buffers,
+from pipeline.distributed import (all_concat, all_objects, all_sum, broadcast, rank_zero_first, same_on_all_ranks, sync_buffers,
                                   weights_checksum)
 from pipeline.errors import PipelineError
 from pipeline.figures import ValPredictions, draw_report
@@ -105,16 +105,7 @@ def train(config: TrainConfig, dataset_root: Path | None = None, weights_root: P
     """Start a new run under `weights_root` (default ./weights)."""
     config.validate()
     runtime = resolve_runtime(config.device, config.precision)
-    claimed: Run | str = ""
-    if runtime.ranks.main:  # rank 0 names the run; the other ranks of a torchrun job learn it from rank 0
-        try:
-            claimed = claim_run(weights_root or weights_dir(), config.name)
-        except PipelineError as e:
-            claimed = str(e)
-    claimed = broadcast(claimed, runtime.ranks)
-    if isinstance(claimed, str):
-        raise PipelineError(claimed)
-    run = claimed
+    run = _claim(weights_root or weights_dir(), config.name, runtime)
     config.name = run.name
     try:
         ctx = setup(config, run, dataset_root or dataset_dir(), runtime, console or Console(), resumed=None)
@@ -123,6 +114,26 @@ def train(config: TrainConfig, dataset_root: Path | None = None, weights_root: P
         if runtime.ranks.main and not run.last.exists():  # failed before its first epoch: leave no empty run
             shutil.rmtree(run.path, ignore_errors=True)
         raise
+
+
+def _claim(weights_root: Path, name: str | None, runtime: Runtime) -> Run:
+    """Rank 0 claims the run folder; the other ranks of a torchrun job learn it from rank 0. Should that
+    exchange fail, rank 0 takes its new, empty folder back."""
+    claimed: Run | str = ""
+    if runtime.ranks.main:
+        try:
+            claimed = claim_run(weights_root, name)
+        except PipelineError as e:
+            claimed = str(e)
+    try:
+        claimed = broadcast(claimed, runtime.ranks)
+    except BaseException:
+        if isinstance(claimed, Run):
+            shutil.rmtree(claimed.path, ignore_errors=True)
+        raise
+    if isinstance(claimed, str):
+        raise PipelineError(claimed)
+    return claimed
 
 
 def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | None = None,
@@ -168,7 +179,7 @@ class TrainBatches:
             self.mean, self.std = mean, std
         else:
             self.dataset = ArrayDataset(images, targets, albumentations_policy(config.aug, mean, std, config.img_size))
-        self.steps = -(-len(images) // config.batch_size)
+        self.steps = len(self.epoch(0))  # batches per epoch on this rank (the same on every rank)
 
     def epoch(self, epoch: int):
         """One epoch's batches; with N ranks each takes its 1/N of every global batch of --batch-size."""
@@ -181,9 +192,10 @@ class TrainBatches:
         self.dataset.transform.set_random_seed(int(torch.randint(2**31, (1,), generator=generator)) + self.where.rank)
         sampler = DistributedSampler(self.dataset, *shard[::-1], shuffle=True, seed=self.config.seed)
         sampler.set_epoch(epoch)
-        return DataLoader(self.dataset, batch_size=max(1, self.config.batch_size // self.where.world), sampler=sampler,
-                          num_workers=self.config.workers, worker_init_fn=seed_worker_augmentation,
-                          pin_memory=self.device.type == "cuda")
+        batch_size = max(1, self.config.batch_size // self.where.world)
+        return DataLoader(self.dataset, batch_size=batch_size, sampler=sampler, num_workers=self.config.workers,
+                          worker_init_fn=seed_worker_augmentation, pin_memory=self.device.type == "cuda",
+                          drop_last=len(sampler) % batch_size == 1)  # BatchNorm cannot train on a batch of 1
 
 
 def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device, steps_per_epoch: int):
@@ -276,24 +288,56 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
 def _restore(ctx: TrainContext, checkpoint: dict) -> None:
     """Continue from `checkpoint`: weights, optimizer, schedule, EMA, best so far, RNG and metrics."""
     ctx.model.load_state_dict(checkpoint["model"])
-    ctx.optimizer.load_state_dict(checkpoint["optimizer"])
+    restore_optimizer(ctx.optimizer, checkpoint["optimizer"], ctx.runtime.device)
     ctx.scheduler.load_state_dict(checkpoint["scheduler"])
     if ctx.ema is not None:
         ctx.ema.module.load_state_dict(checkpoint["ema"])
     ctx.start_epoch = ctx.epoch = checkpoint["epoch"]
     ctx.saver = CheckpointSaver(ctx.run, checkpoint["best_acc"], checkpoint["best_epoch"])
-    torch.set_rng_state(checkpoint["rng"]["torch"])
-    if ctx.runtime.device.type == "cuda" and checkpoint["rng"]["cuda"]:
-        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+    restore_rng(checkpoint["rng"], ctx.runtime)
     ctx.history = ctx.run.read_history(ctx.start_epoch)
 
 
-def _checkpoint_state(ctx: TrainContext) -> dict:
+def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict, device: torch.device) -> None:
+    """Load a saved optimizer state for this run's device: the saved param groups carry the saving device's
+    `fused` flag, and its buffers the saving device's memory layout (channels_last on CUDA); both are made
+    this device's, as a new optimizer would have them."""
+    optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:
+        group["fused"] = device.type == "cuda" or None
+    for param, buffers in optimizer.state.items():
+        for key, value in buffers.items():
+            if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                buffers[key] = torch.empty_like(param).copy_(value)
+
+
+def rng_states(runtime: Runtime) -> list[dict]:
+    """Every rank's RNG state (CPU, and its own GPU's), in rank order; all ranks must call this together."""
+    device = runtime.device
+    own = {"cpu": torch.get_rng_state(),
+           "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+    return all_objects(own, runtime.ranks)
+
+
+def restore_rng(saved: list[dict] | dict, runtime: Runtime) -> None:
+    """This rank's RNG state from `rng_states`' list. A rank the saved run did not have keeps its seeded
+    state. (Checkpoints of earlier versions hold {"torch": CPU state, "cuda": one state per visible GPU}.)"""
+    if isinstance(saved, dict):
+        cuda = saved.get("cuda") or []
+        index = runtime.device.index or 0
+        saved = [{"cpu": saved["torch"], "cuda": cuda[index] if index < len(cuda) else None}]
+    rank = runtime.ranks.rank
+    if rank >= len(saved):
+        return
+    torch.set_rng_state(saved[rank]["cpu"])
+    if runtime.device.type == "cuda" and saved[rank]["cuda"] is not None:
+        torch.cuda.set_rng_state(saved[rank]["cuda"], runtime.device)
+
+
+def _checkpoint_state(ctx: TrainContext, rng: list[dict]) -> dict:
     """The checkpoint dict, less what the saver adds (epoch, best_acc, best_epoch)."""
-    cuda = ctx.runtime.device.type == "cuda"
     state = {"model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
-             "scheduler": ctx.scheduler.state_dict(), "config": ctx.run_config.to_dict(),
-             "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if cuda else []}}
+             "scheduler": ctx.scheduler.state_dict(), "config": ctx.run_config.to_dict(), "rng": rng}
     if ctx.ema is not None:
         state["ema"] = ctx.ema.module.state_dict()
     return state
@@ -319,7 +363,8 @@ def fit(ctx: TrainContext) -> TrainResult:
             if not ctx.per_step:
                 ctx.scheduler.step()
             reached = log.epoch(lr, (train_loss, train_acc), evaluation, time.perf_counter() - started, train_seconds)
-            _, best_epoch = ctx.saver.save(_checkpoint_state(ctx) if where.main else {}, epoch,
+            rng = rng_states(ctx.runtime)
+            _, best_epoch = ctx.saver.save(_checkpoint_state(ctx, rng) if where.main else {}, epoch,
                                            evaluation.acc if evaluation else None, write=where.main)
             if evaluation is not None and best_epoch == epoch:
                 best_predictions = evaluation.predictions

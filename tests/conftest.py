@@ -5,6 +5,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 from rich.console import Console
 
 from pipeline.config import TrainConfig
@@ -20,6 +21,26 @@ for variable in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
     os.environ.pop(variable, None)
 
 SECRET_KEY = "stand-in-secret-key-5f1d"
+
+
+# Read once, before any test hides the GPU from the processes it starts (CUDA reads CUDA_VISIBLE_DEVICES once).
+GPU = torch.cuda.is_available()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (`pytest -m cuda`); skipped where none is available")
+
+
+@pytest.fixture(autouse=True)
+def cpu_unless_marked_cuda(request, monkeypatch):
+    """The suite is the CPU's, also on a GPU host: `auto` devices resolve to the CPU, here and in the
+    processes tests start. Tests marked `cuda` run on the GPU, and are skipped without one."""
+    if request.node.get_closest_marker("cuda"):
+        if not GPU:
+            pytest.skip("needs a CUDA GPU")
+        return
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
 
 
 @pytest.fixture

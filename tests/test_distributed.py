@@ -9,16 +9,26 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from pipeline import distributed, train as training
 from pipeline.augment import BATCHED_POLICIES, BatchLoader
 from pipeline.config import TrainConfig
-from pipeline.distributed import weights_checksum
+from pipeline.distributed import Ranks, weights_checksum
+from pipeline.errors import PipelineError
+from pipeline.runtime import Runtime
 from pipeline.models import build_model
 from pipeline.run import load_checkpoint
 from tests.fixtures import QUICK as BASE_QUICK
 
 QUICK = dict(BASE_QUICK, milestones=[1])
+JOBS = {
+    "train": dict(epochs=2),
+    # each rank takes 320 / 2 // (7 // 2) = 53 batches of its DataLoader (its last image dropped: BatchNorm
+    # cannot train on one), not ceil(320 / 7) = 46: the one-cycle schedule must be sized by what a rank runs
+    "train-albu-onecycle": dict(epochs=1, aug="albu-strong", schedule="onecycle", milestones=[], batch_size=7),
+}
 
 
 def free_port() -> int:
@@ -33,9 +43,10 @@ def _rank_main(rank: int, world: int, port: int, project: str, job: str, results
                       LOCAL_RANK=str(rank))
     os.chdir(project)
     torch.set_num_threads(1)
-    if job == "train":
+    if job.startswith("train"):
         from pipeline.train import train
-        result = train(TrainConfig(epochs=2, device="cpu", **QUICK))
+        options = dict(QUICK, **JOBS[job])
+        result = train(TrainConfig(**options))
         results.put((rank, str(result.run_dir), result.best_acc, result.weights_checksum))
     else:
         from pipeline.predict import predict
@@ -51,8 +62,8 @@ def run_ranks(project, job: str, world: int = 2) -> list[tuple]:
 
 
 def test_ranks_share_every_global_batch_without_overlap():
-    images = torch.arange(50, dtype=torch.uint8)[:, None, None, None].expand(50, 3, 8, 8).contiguous()
-    targets = torch.arange(50)
+    images = torch.arange(52, dtype=torch.uint8)[:, None, None, None].expand(52, 3, 8, 8).contiguous()
+    targets = torch.arange(52)  # a last batch of 4: 2 per rank (a smaller one is dropped: BatchNorm needs 2)
     make = lambda shard: BatchLoader(images, targets, 16, (0.5,) * 3, (0.25,) * 3, BATCHED_POLICIES["crop-flip"],  # noqa: E731
                                      torch.Generator().manual_seed(7), shard=shard)
     single, first, second = list(make((0, 1))), list(make((0, 2))), list(make((1, 2)))
@@ -112,3 +123,45 @@ def test_nproc_runs_torchrun_and_resumes(fetched):
     no_sync = subprocess.run([*command[:-2], "--name", "sync", "--sync-bn"], capture_output=True, text=True, timeout=300)
     assert no_sync.returncode != 0 and no_sync.stderr.strip().splitlines()[-1] == (
         "error: --sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU implementation)")
+
+
+def test_albumentations_onecycle_run_steps_as_often_as_its_schedule_under_two_processes(fetched):
+    (_, run0, acc0, sum0), (_, run1, acc1, sum1) = run_ranks(fetched, "train-albu-onecycle")
+    assert run0 == run1 and sum0 == sum1
+    assert pd.read_csv(fetched / "weights" / "exp" / "metrics.csv")["epoch"].tolist() == [1]
+
+
+def _fake_process_group(monkeypatch, gpus: int) -> list:
+    """torchrun's environment for local rank 1 of 2, with `gpus` GPUs; records the calls in order."""
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: calls.append(("set_device", index)))
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: calls.append(("init", backend, kw)))
+    monkeypatch.setattr(dist, "new_group", lambda **kw: calls.append(("new_group", kw)))
+    monkeypatch.setattr(distributed.atexit, "register", lambda *a: None)
+    return calls
+
+
+def test_each_process_takes_its_own_gpu_before_joining_the_group(monkeypatch):
+    calls = _fake_process_group(monkeypatch, gpus=2)
+    distributed.init_from_env(torch.device("cuda"))
+    assert calls == [("set_device", 1), ("init", "nccl", {"device_id": torch.device("cuda", 1)}),
+                     ("new_group", {"backend": "gloo", "timeout": distributed.LONG_WAIT})]
+
+
+def test_a_process_without_a_gpu_stops_with_one_line_before_joining(monkeypatch):
+    calls = _fake_process_group(monkeypatch, gpus=1)
+    with pytest.raises(PipelineError, match=r"^no GPU for local rank 1 \(1 visible\): start at most 1 process"):
+        distributed.init_from_env(torch.device("cuda"))
+    assert calls == []
+
+
+def test_rank_zero_leaves_no_run_folder_when_the_name_cannot_reach_the_other_ranks(project, monkeypatch):
+    def broken(value, where):
+        raise RuntimeError("connection reset by peer")
+    monkeypatch.setattr(training, "broadcast", broken)
+    with pytest.raises(RuntimeError):
+        training._claim(project / "weights", "ddp", Runtime(ranks=Ranks(0, 2, 0)))
+    assert not (project / "weights" / "ddp").exists()

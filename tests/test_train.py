@@ -13,7 +13,10 @@ from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.experiments import list_runs
 from pipeline.run import load_checkpoint
-from pipeline.train import resume, train
+from pipeline.distributed import Ranks
+from pipeline.models import build_model
+from pipeline.runtime import Runtime
+from pipeline.train import resume, restore_optimizer, restore_rng, rng_states, train
 from tests.fixtures import CLASSES, QUICK
 
 TIMING = ["seconds", "wall_s", "images_per_s"]
@@ -116,7 +119,6 @@ def test_bad_options_are_clear(fetched, options, message):
     assert not list((fetched / "weights").glob("*"))  # no empty run folder left behind
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
 def test_cuda_requested_without_cuda(fetched):
     with pytest.raises(PipelineError, match="no CUDA device is available; use --device cpu"):
         train(TrainConfig(device="cuda", epochs=1))
@@ -210,3 +212,63 @@ def test_greyscale_competition_end_to_end(project):
     assert 0.35 < config["mean"][0] < 0.55 and 0.1 < config["std"][0] < 0.3
     assert result.best_acc >= 0.6  # 4 classes: chance is 0.25
     assert predict(tta="flip", score=project / "dataset" / "solution.csv").accuracy >= 0.6
+
+
+def _stepped_sgd(memory_format: torch.memory_format, fused: bool | None):
+    """A small model in `memory_format` and its SGD after one step (momentum buffers in the params' layout)."""
+    torch.manual_seed(0)
+    model = build_model("custom", 4).to(memory_format=memory_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, fused=fused)
+    model(torch.randn(2, 3, 32, 32).contiguous(memory_format=memory_format)).sum().backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def test_resume_on_another_device_takes_that_devices_optimizer_flags_and_layout():
+    # a CUDA run's optimizer (fused, channels_last buffers; fused SGD runs on CPU too) resumed on the CPU
+    _, cuda_style = _stepped_sgd(torch.channels_last, fused=True)
+    saved = cuda_style.state_dict()
+    assert saved["param_groups"][0]["fused"] is True
+    assert any(s["momentum_buffer"].dim() == 4 and not s["momentum_buffer"].is_contiguous() for s in saved["state"].values())
+    model, optimizer = _stepped_sgd(torch.contiguous_format, fused=None)
+    restore_optimizer(optimizer, saved, torch.device("cpu"))
+    assert all(group["fused"] is None for group in optimizer.param_groups)
+    for index, param in enumerate(model.parameters()):
+        buffer = optimizer.state[param]["momentum_buffer"]
+        assert buffer.stride() == param.stride()
+        assert torch.equal(buffer, saved["state"][index]["momentum_buffer"])
+    # the other way: a CPU run resumed on CUDA gets the fused step a new CUDA run has
+    _, cpu_style = _stepped_sgd(torch.contiguous_format, fused=None)
+    restore_optimizer(cpu_style, saved | {"param_groups": [g | {"fused": None} for g in saved["param_groups"]]},
+                      torch.device("cuda"))
+    assert all(group["fused"] is True for group in cpu_style.param_groups)
+
+
+def test_rng_state_is_saved_and_restored_per_rank_and_device(monkeypatch):
+    cpu = Runtime(torch.device("cpu"))
+    torch.manual_seed(3)
+    saved = rng_states(cpu)
+    assert len(saved) == 1 and saved[0]["cuda"] is None
+    expected = torch.rand(3)
+    restore_rng(saved, cpu)
+    assert torch.equal(torch.rand(3), expected)
+
+    restored = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((int(state[0]), device)))
+    monkeypatch.setattr(torch, "set_rng_state", lambda state: restored.append((int(state[0]), "cpu")))
+    cpu_state = torch.get_rng_state()
+    per_rank = [{"cpu": cpu_state, "cuda": torch.tensor([10], dtype=torch.uint8)},
+                {"cpu": cpu_state, "cuda": torch.tensor([11], dtype=torch.uint8)}]
+    rank1 = Runtime(torch.device("cuda", 1), Ranks(1, 2, 1))
+    restore_rng(per_rank, rank1)  # each rank its own snapshot, on its own GPU
+    assert restored[-1] == (11, torch.device("cuda", 1))
+    restored.clear()
+    restore_rng(per_rank[:1], rank1)  # a rank the saved run did not have keeps its seeded state
+    assert restored == []
+    # a checkpoint of an earlier version saved one state per visible GPU; fewer are visible now
+    legacy = {"torch": cpu_state, "cuda": [torch.tensor([20], dtype=torch.uint8)]}
+    restore_rng(legacy, Runtime(torch.device("cuda", 0)))
+    assert restored[-1] == (20, torch.device("cuda", 0))
+    restored.clear()
+    restore_rng(legacy, Runtime(torch.device("cuda", 1)))
+    assert restored == [(int(cpu_state[0]), "cpu")]  # no saved state for this GPU: the CPU's alone

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The GPU check: the CUDA tests and the GPU benchmarks in one command that fits one device call (≤ 10 min).
+#
+#   benchmarks/gpu_check.sh --prepare      here, before the call: the wheels the GPU machine lacks into
+#                                          .whl/, the real CIFAR-10 images from ../shared into .data/
+#   benchmarks/gpu_check.sh [STAGE ...]    on the GPU machine; stages: tests throughput accuracy predict
+#                                          (default: all four, in that order)
+#
+# The device call: command `PIPELINE_COMMIT=<sha> benchmarks/gpu_check.sh`, carry [".whl", ".data"].
+# Results: JSON in the shape of benchmarks/results/*.json, the CUDA tests' log and this script's log, under
+# $OUT (or benchmarks/results when OUT is unset). Without a GPU it stops at once with one line, status 2.
+#   tests       pytest -m cuda
+#   throughput  training images/s: the model alone vs the pipeline's data path, eager and compiled
+#   accuracy    seconds to 94 % and 95 % val accuracy, fast recipe, 40,000 / 10,000 split of real CIFAR-10
+#   predict     `pipeline predict` of 300,000 test images, cold (no cache) and warm
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+ROOT=$PWD
+
+prepare() {
+    mkdir -p .whl .data
+    "$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d .whl albumentations==2.0.8 albucore==0.0.24 pydantic==2.14.3 pydantic-core==2.50.4 \
+        annotated-types==0.8.0 typing-inspection==0.4.5 stringzilla==5.3.2 simsimd==6.5.16 || return 1
+    cp -r "${SHARED:-../shared}/cifar10" .data/ || return 1
+    du -sh .whl .data
+}
+
+if [ "${1:-}" = "--prepare" ]; then
+    prepare || { echo "error: gpu_check --prepare failed (see above)" >&2; exit 1; }
+    exit 0
+fi
+if ! "$PYTHON" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    echo "error: no CUDA GPU on this machine ($PYTHON: torch.cuda.is_available() is not True); run benchmarks/gpu_check.sh on a GPU machine" >&2
+    exit 2
+fi
+
+OUT=${OUT:-$ROOT/benchmarks/results}
+WORK=${GPU_CHECK_WORK:-/tmp/gpu-check}
+PROJECT=$WORK/project
+STAGES=("$@")
+[ ${#STAGES[@]} -eq 0 ] && STAGES=(tests throughput accuracy predict)
+for stage in "${STAGES[@]}"; do
+    case $stage in tests|throughput|accuracy|predict) ;;
+        *) echo "error: unknown stage $stage; choose from tests throughput accuracy predict" >&2; exit 2 ;;
+    esac
+done
+mkdir -p "$OUT" "$WORK"
+export PYTHONUNBUFFERED=1 PIPELINE_RESULTS=$OUT PYTHONPATH=$ROOT
+
+competition() {  # 50,000 labeled real CIFAR-10 images (the 40,000 / 10,000 split) and 300,000 test images
+    [ -f "$PROJECT/dataset/trainLabels.csv" ] && return 0
+    "$PYTHON" .data/cifar10/make_competition.py "$PROJECT/dataset" --test-size 300000 >/dev/null
+}
+
+stage_tests() {
+    "$PYTHON" -m pytest -q -m cuda -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/cuda_tests.log"
+}
+
+stage_throughput() {
+    competition || return 1
+    (cd "$PROJECT" && for compiled in "" --compile; do
+        "$PYTHON" "$ROOT/benchmarks/train_speed.py" throughput --dataset dataset --stem cifar --batch-size 512 \
+            --steps 60 --images 40000 --workers 12 $compiled || exit 1
+    done)
+}
+
+stage_accuracy() {
+    competition || return 1
+    local options=${GPU_CHECK_TRAIN_OPTIONS:-"{}"}  # more train options as JSON, e.g. {"epochs": 60}
+    (cd "$PROJECT" && "$PYTHON" "$ROOT/benchmarks/train_speed.py" time-to-accuracy --dataset dataset --recipe fast \
+        --target 0.94 0.95 --weights weights --options "$options")
+}
+
+stage_predict() {
+    competition || return 1
+    local checkpoint
+    checkpoint=$(ls -t "$PROJECT"/weights/*/best.pt 2>/dev/null | head -1)
+    if [ -z "$checkpoint" ]; then  # no accuracy stage before: a short run gives the model to time
+        (cd "$PROJECT" && "$PYTHON" -m pipeline train --recipe fast --epochs 2 --name predict-model) || return 1
+        checkpoint=$PROJECT/weights/predict-model/best.pt
+    fi
+    "$PYTHON" benchmarks/predict_speed.py --project "$PROJECT" --checkpoint "$checkpoint" --tta flip --no-baseline
+}
+
+check() {
+    if [ -d .whl ]; then  # the wheels --prepare fetched: what the GPU machine's image lacks
+        "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" \
+            .whl/*.whl || return 1
+        export PYTHONPATH=$ROOT:$WORK/site
+    fi
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    "$PYTHON" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0), 'capability', torch.cuda.get_device_capability(0))"
+    local status=0 stage started
+    for stage in "${STAGES[@]}"; do
+        started=$SECONDS
+        echo "== $stage"
+        "stage_$stage" || { status=1; echo "== $stage FAILED"; }
+        echo "== $stage: $((SECONDS - started)) s"
+    done
+    return $status
+}
+
+check 2>&1 | tee -a "$OUT/gpu_check.log"
+exit "${PIPESTATUS[0]}"

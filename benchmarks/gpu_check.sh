@@ -52,6 +52,10 @@ export PYTHONUNBUFFERED=1 PIPELINE_RESULTS=$OUT PYTHONPATH=$ROOT
 
 competition() {  # 50,000 labeled real CIFAR-10 images (the 40,000 / 10,000 split) and 300,000 test images
     [ -f "$PROJECT/dataset/trainLabels.csv" ] && return 0
+    if [ ! -f .data/cifar10/make_competition.py ]; then
+        echo "error: .data/cifar10 is missing: run benchmarks/gpu_check.sh --prepare first and carry .data"
+        return 1
+    fi
     "$PYTHON" .data/cifar10/make_competition.py "$PROJECT/dataset" --test-size 300000 >/dev/null
 }
 

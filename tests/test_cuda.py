@@ -76,9 +76,10 @@ def test_a_fused_sgd_step_equals_the_cpu_step_on_the_same_gradients():
         torch.testing.assert_close(gpu_param.cpu(), cpu_param, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("precision, atol", [("fp32", 2e-3), ("auto", 3e-2)])
+@pytest.mark.parametrize("precision, atol", [("fp32", 5e-3), ("auto", 3e-2)])
 def test_prediction_on_cuda_agrees_with_the_cpu(trained, precision, atol):
-    """Probabilities are saved as float16 (±5e-4 at 1); bf16 autocast rounds to 3 significant digits."""
+    """Probabilities are saved as float16 (±5e-4 at 1); "fp32" convolutions on the GPU run in TF32 (cuDNN's
+    default: 10-bit mantissas), bf16 autocast rounds to 8 bits."""
     from pipeline.predict import predict
     probabilities = {}
     for device, wanted in (("cpu", "fp32"), ("cuda", precision)):

@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 import torch
-from rich.console import Console
 
 from pipeline.augment import resize
 from pipeline.errors import PipelineError
@@ -47,19 +46,6 @@ def calibration_inputs(images: np.ndarray, inputs: ModelInputs, count: int = CAL
     """Model inputs from `count` images spread over the set, to calibrate int8 quantization ranges."""
     picked = images[np.linspace(0, len(images) - 1, min(count, len(images))).astype(int)]
     return resize(normalised_batch(picked, inputs, torch.device("cpu")), inputs.img_size)
-
-
-def quantized_or_none(model: torch.nn.Module, images: np.ndarray, inputs: ModelInputs, name: str,
-                      console: Console, required: bool) -> torch.nn.Module | None:
-    """`model` quantized to int8, or None where it cannot be traced for quantization and int8 was not
-    `required` (`--precision auto`), so it predicts in fp32."""
-    try:
-        return quantize_int8(model, calibration_inputs(images, inputs), name)
-    except PipelineError:
-        if required:
-            raise
-        console.print(f"{name}: cannot be traced for int8 quantization; predicting in fp32")
-        return None
 
 
 def recheck_near_ties(probabilities: np.ndarray, model: torch.nn.Module, images: np.ndarray, inputs: ModelInputs,

@@ -20,13 +20,13 @@ from rich.console import Console
 
 from pipeline.cache import cached_test_images
 from pipeline.config import PRECISIONS
-from pipeline.distributed import all_concat, all_sum, rank_zero_first
+from pipeline.distributed import all_concat, all_sum, broadcast, rank_zero_first
+from pipeline.engine import auto_precision, build_engine
 from pipeline.errors import PipelineError
-from pipeline.infer import TTA_VIEWS, default_batch_size, infer, load_model
-from pipeline.int8 import quantized_or_none, recheck_near_ties
+from pipeline.infer import TTA_VIEWS, load_model
 from pipeline.layout import SAMPLE_SUBMISSION, check_test, id_sort_key
 from pipeline.run import Run, RunConfig, checkpoint_label, latest_best_checkpoint
-from pipeline.runtime import Runtime, inference_precision, resolve_runtime
+from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.submission import class_histogram, score_submission, write_submission
 from pipeline.workspace import atomic_path, dataset_dir, submissions_dir, weights_dir, write_text_atomic
 
@@ -103,7 +103,7 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     Under torchrun each process predicts its share of the test images and rank 0, which gathers
     them, writes the files and returns the result (the other ranks return None)."""
     check_options(tta, batch_size, precision)
-    runtime, chosen = prediction_runtime(device, precision)
+    runtime = prediction_runtime(device, precision)
     where = runtime.ranks
     console = (console or Console()) if where.main else Console(quiet=True)
     dataset_root = dataset_root or dataset_dir()
@@ -121,8 +121,7 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
         if classes is not None and config.classes != classes:
             raise PipelineError(f"{path}: its classes differ from {sources[0]}'s; an ensemble needs the same classes")
         classes = config.classes
-        own, used = predict_model(model, config, path, images, own_images, tta, chosen, precision == "int8", runtime,
-                                  batch_size, console)
+        own, used = predict_model(model, config, path, images, own_images, tta, precision, runtime, batch_size, console)
         probabilities = all_concat(own, where)
         if not where.main:
             continue
@@ -146,35 +145,32 @@ def check_options(tta: str, batch_size: int | None, precision: str) -> None:
         raise PipelineError(f"--precision {precision!r}: choose one of {', '.join(PREDICT_PRECISIONS)}")
 
 
-def prediction_runtime(device: str, precision: str) -> tuple[Runtime, str]:
-    """The runtime to predict on (bf16 autocast when chosen) and the precision `--precision` means there."""
+def prediction_runtime(device: str, precision: str) -> Runtime:
+    """The runtime to predict on (its autocast is each model's engine's)."""
     runtime = resolve_runtime(device, "fp32")
-    chosen = inference_precision(precision, runtime.device)
-    if chosen == "int8" and runtime.device.type != "cpu":
+    if precision == "int8" and runtime.device.type != "cpu":
         raise PipelineError("--precision int8 is for CPU inference; on CUDA use auto (bf16) or fp32")
-    return dataclasses.replace(runtime, amp_dtype=torch.bfloat16 if chosen == "bf16" else None), chosen
+    return runtime
 
 
 def predict_model(model: torch.nn.Module, config: RunConfig, path: Path, images: np.ndarray, own_images: np.ndarray,
-                  tta: str, chosen: str, int8_required: bool, runtime: Runtime, batch_size: int | None,
+                  tta: str, precision: str, runtime: Runtime, batch_size: int | None,
                   console: Console) -> tuple[np.ndarray, str]:
     """One model's probabilities of this process's share of the test images, and the precision it predicted
-    in (int8, or fp32 where `auto` could not quantize it)."""
-    quantized = quantized_or_none(model, images, config.inputs, str(path), console, int8_required) \
-        if chosen == "int8" else None
-    used = "int8" if quantized else "fp32" if chosen == "int8" else chosen
-    where = runtime.ranks
-    console.print(f"predicting {len(images)} test images with {path} ({tta} TTA, {used}) on {runtime.device}"
+    in. Under torchrun rank 0 decides what `auto` means and the other ranks follow."""
+    where, engine = runtime.ranks, None
+    if precision == "auto":
+        precision, engine = auto_precision(model, config, images, tta, runtime, batch_size, str(path), console) \
+            if where.main else (None, None)
+        precision = broadcast(precision, where)
+    engine = engine or build_engine(precision, model, config, images, runtime, batch_size, str(path))
+    console.print(f"predicting {len(images)} test images with {path} ({tta} TTA, {engine.precision}) on {runtime.device}"
                   + (f" and {where.world - 1} more processes" if where.distributed else ""))
-    own = np.exp(infer(quantized or model, own_images, config.inputs, tta, runtime,
-                       batch_size or default_batch_size(runtime.device, quantized is not None), console,
-                       len(config.classes)))
-    if quantized:
-        rechecked = recheck_near_ties(own, model, own_images, config.inputs, tta, runtime,
-                                      batch_size or default_batch_size(runtime.device))
+    own, rechecked = engine.probabilities(own_images, config, tta, console)
+    if engine.precision == "int8":
         rechecked = int(all_sum([rechecked], runtime.device, where)[0])
         console.print(f"int8: {rechecked} near ties ({rechecked / max(len(images), 1):.1%}) predicted again in fp32")
-    return own, used
+    return own, engine.precision
 
 
 def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path | None = None,

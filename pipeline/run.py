@@ -59,6 +59,7 @@ class RunConfig:
     skipped: int = 0
     split: dict = field(default_factory=dict)  # seed, val_fraction, train_images, val_images
     precision: str = "fp32"  # of training: bf16 or fp32
+    precision_probe: dict = field(default_factory=dict)  # what `--precision auto` measured (pipeline/precision.py)
     dataset: str = ""
     device: str = ""
     versions: dict = field(default_factory=dict)

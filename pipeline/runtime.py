@@ -24,12 +24,6 @@ def resolve_device(spec: str) -> torch.device:
         raise PipelineError(f"--device {spec!r}: expected auto, cpu or cuda[:N]") from None
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX); without them bf16 is emulated and slow."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
-
-
 @functools.cache
 def cpu_has_int8() -> bool:
     """Whether this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX), where int8
@@ -49,21 +43,11 @@ def gpu_has_bf16(device: torch.device) -> bool:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 for `--precision bf16`, and for `auto` where the hardware runs it natively; else None (fp32)."""
-    if precision == "fp32":
-        return None
-    native = gpu_has_bf16(device) if device.type == "cuda" else cpu_has_bf16()
-    return torch.bfloat16 if precision == "bf16" or native else None
-
-
-def inference_precision(precision: str, device: torch.device) -> str:
-    """What `--precision` means for inference on `device`: `auto` is bf16 where the hardware runs it natively,
-    else int8 on CPUs with int8 dot-product instructions, else fp32."""
-    if precision != "auto":
-        return precision
-    if autocast_dtype(precision, device) is not None:
-        return "bf16"
-    return "int8" if device.type == "cpu" and cpu_has_int8() else "fp32"
+    """bf16 for `--precision bf16`, and for `auto` on GPUs that compute it natively; else None (fp32). On the
+    CPU `auto` starts in fp32 and is decided by measurement (pipeline/precision.py), not by CPU flags."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and gpu_has_bf16(device)):
+        return torch.bfloat16
+    return None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ uninterrupted one. The run's report is drawn from the best epoch's val predictio
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import platform
 import shutil
 import time
@@ -31,7 +32,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from pipeline import __version__
-from pipeline.augment import BATCHED_POLICIES, BatchLoader, to_device_tensor
+from pipeline.augment import BATCHED_POLICIES, BatchLoader, resize, to_device_tensor
 from pipeline.config import RESUME_OVERRIDES, TrainConfig
 from pipeline.dataset import (ArrayDataset, TrainArrays, albumentations_policy, channel_stats, run_split,
                               seed_worker_augmentation, training_arrays)
@@ -39,11 +40,12 @@ from pipeline.distributed import (all_concat, all_objects, all_sum, broadcast, r
                                   weights_checksum)
 from pipeline.errors import PipelineError
 from pipeline.figures import ValPredictions, draw_report
-from pipeline.infer import default_batch_size, infer
+from pipeline.infer import default_batch_size, infer, normalised_batch
 from pipeline.models import build_model, freeze_backbone, load_pretrained
 from pipeline.progress import progress_bar
 from pipeline.run import (CheckpointSaver, Run, RunConfig, claim_run, inference_weights, load_checkpoint,
                           summarize_metrics)
+from pipeline.precision import choose, training_trial
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.workspace import dataset_dir, weights_dir
 
@@ -247,6 +249,36 @@ def _model(config: TrainConfig, run_config: RunConfig, runtime: Runtime, console
     return model.to(runtime.device, memory_format=runtime.memory_format), frozen_norms
 
 
+TRAIN_PROBE_MIN_IMAGES = 200_000  # train images × epochs under which `auto` trains in fp32 without measuring
+
+
+def _training_precision(config: TrainConfig, model: nn.Module, data: TrainArrays, train_idx: np.ndarray,
+                        run_config: RunConfig, runtime: Runtime, console: Console, saved: RunConfig | None) -> Runtime:
+    """`--precision auto` on the CPU: the faster of fp32 and bf16 training steps of this model, measured on a
+    batch of the run's images (pipeline/precision.py; rank 0 measures, the others follow). A resumed run
+    keeps the precision it started in. Records the measurement in the run's config."""
+    if config.precision != "auto" or runtime.device.type != "cpu":
+        return runtime
+    if saved is not None:
+        return dataclasses.replace(runtime, amp_dtype=torch.bfloat16 if saved.precision == "bf16" else None)
+    where, choice = runtime.ranks, None
+    if where.main:
+        batch = train_idx[:config.batch_size]
+        images = resize(normalised_batch(data.images[batch], run_config.inputs, runtime.device), config.img_size)
+        targets = torch.from_numpy(data.targets[batch]).to(runtime.device)
+        shape = {"model": config.model, "stem": config.stem, "channels": run_config.channels,
+                 "input": config.img_size or run_config.image_size, "classes": len(run_config.classes),
+                 "batch_size": config.batch_size}
+        trials = {p: (lambda p=p: training_trial(model, images, targets, runtime, p)) for p in ("fp32", "bf16")}
+        work = len(train_idx) * config.epochs
+        choice = choose("training", shape, trials, work, work >= TRAIN_PROBE_MIN_IMAGES)
+        console.print(choice.describe("training"))
+    choice = broadcast(choice, where)
+    run_config.precision_probe = choice.to_dict()
+    run_config.precision = choice.precision
+    return dataclasses.replace(runtime, amp_dtype=torch.bfloat16 if choice.precision == "bf16" else None)
+
+
 def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, console: Console,
           resumed: tuple[dict, RunConfig] | None) -> TrainContext:
     """Data, split, model, optimizer, schedule and EMA of a run (when resuming, restored from the checkpoint
@@ -262,6 +294,7 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
     batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], runtime, mean, std)
     own_val = val_idx[where.rank::where.world]  # each rank scores its share; the metrics are reduced over all
     model, frozen_norms = _model(config, run_config, runtime, console, checkpoint is None)
+    runtime = _training_precision(config, model, data, train_idx, run_config, runtime, console, saved)
     optimizer, scheduler, per_step = _optimizer(config, model, runtime.device, batches.steps)
     ctx = TrainContext(
         config, run, run_config, runtime, console, batches,

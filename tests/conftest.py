@@ -19,6 +19,9 @@ os.environ["KAGGLE_CONFIG_DIR"] = tempfile.mkdtemp(prefix="kaggle-config-")
 atexit.register(shutil.rmtree, os.environ["KAGGLE_CONFIG_DIR"], ignore_errors=True)
 for variable in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
     os.environ.pop(variable, None)
+# nor may the user's measurements of `--precision auto` decide anything here (each test also gets its own)
+os.environ["PIPELINE_CACHE_DIR"] = tempfile.mkdtemp(prefix="pipeline-cache-")
+atexit.register(shutil.rmtree, os.environ["PIPELINE_CACHE_DIR"], ignore_errors=True)
 
 SECRET_KEY = "stand-in-secret-key-5f1d"
 
@@ -41,6 +44,12 @@ def cpu_unless_marked_cuda(request, monkeypatch):
         return
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture(autouse=True)
+def own_measurement_cache(monkeypatch, tmp_path_factory):
+    """Each test its own cache folder, where `--precision auto` keeps what it measured."""
+    monkeypatch.setenv("PIPELINE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture

@@ -6,34 +6,24 @@ import torch
 from pipeline import runtime
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
-from pipeline.runtime import inference_precision
 from pipeline.train import train
 from tests.fixtures import QUICK
 
 
-def test_auto_precision_picks_what_the_hardware_runs_fast(monkeypatch):
+def test_auto_autocast_is_bf16_only_on_gpus_that_compute_it(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)
-    monkeypatch.setattr(runtime, "cpu_has_int8", lambda: True)
-    assert inference_precision("auto", cpu) == "int8" and inference_precision("fp32", cpu) == "fp32"
-    monkeypatch.setattr(runtime, "cpu_has_int8", lambda: False)
-    assert inference_precision("auto", cpu) == "fp32"
-    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
-    assert inference_precision("auto", cpu) == "bf16"
+    assert runtime.autocast_dtype("auto", cpu) is None  # the CPU's is measured (test_precision.py)
+    assert runtime.autocast_dtype("bf16", cpu) is torch.bfloat16 and runtime.autocast_dtype("fp32", cpu) is None
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # also where it is emulated
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # A100
-    assert inference_precision("auto", cuda) == "bf16"
+    assert runtime.autocast_dtype("auto", cuda) is torch.bfloat16
     for capability in ((7, 5), (7, 0), (6, 0)):  # T4, V100, P100: bf16 only emulated, no cuDNN bf16 convolutions
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-        assert runtime.autocast_dtype("auto", cuda) is None and inference_precision("auto", cuda) == "fp32"
+        assert runtime.autocast_dtype("auto", cuda) is None
         assert runtime.autocast_dtype("bf16", cuda) is torch.bfloat16  # asked for by name: as asked
 
 
-def test_precision_follows_the_hardware(fetched):
-    from pipeline.runtime import autocast_dtype, cpu_has_bf16
-    cpu = torch.device("cpu")
-    assert (autocast_dtype("auto", cpu) is torch.bfloat16) == cpu_has_bf16()
-    assert autocast_dtype("bf16", cpu) is torch.bfloat16 and autocast_dtype("fp32", cpu) is None
+def test_bf16_training_by_name(fetched):
     result = train(TrainConfig(epochs=1, limit=64, precision="bf16", **QUICK))
     assert json.loads((result.run_dir / "config.json").read_text())["precision"] == "bf16"
 

@@ -1,0 +1,112 @@
+"""`--precision auto` on the CPU: the chooser's logic with stubbed timings (never wall-clock speed), its
+cache, and the measurement wired into predict and train."""
+import json
+
+import numpy as np
+import pytest
+
+from pipeline import engine, precision, train as training
+from pipeline.config import TrainConfig
+from pipeline.errors import PipelineError
+from pipeline.precision import Trial, cache_file, choose
+from pipeline.predict import predict
+from tests.fixtures import QUICK
+
+SHAPE = {"model": "custom", "input": [32, 32]}
+AGREE = np.arange(1000) % 10
+
+
+def stubs(calls: list, **trials) -> dict:
+    def make(name, trial):
+        def run():
+            calls.append(name)
+            if isinstance(trial, Exception):
+                raise trial
+            return trial
+        return run
+    return {name: make(name, trial) for name, trial in trials.items()}
+
+
+def test_the_fastest_candidate_that_agrees_with_fp32_wins_and_is_cached():
+    calls = []
+    candidates = stubs(calls, fp32=Trial(300, AGREE), bf16=Trial(250, AGREE), int8=Trial(1000, AGREE, setup_s=3))
+    choice = choose("prediction", SHAPE, candidates, 30_000, probe_pays=True)
+    assert choice.precision == "int8" and choice.source == "measured" and calls == ["fp32", "bf16", "int8"]
+    assert choice.rates == {"fp32": 300, "bf16": 250, "int8": 1000} and choice.agreement["int8"] == 1.0
+    assert choice.describe("prediction").startswith(
+        "precision auto → int8 for prediction (measured: fp32 300, bf16 250 (agrees 100.0%), int8 1,000 (agrees 100.0%) "
+        "images/s; probe ")
+    calls.clear()
+    again = choose("prediction", SHAPE, candidates, 30_000, probe_pays=True)
+    assert again.precision == "int8" and again.source == "cached" and calls == []  # no probe the second time
+    assert len(json.loads(cache_file().read_text())) == 1
+    other_shape = choose("prediction", {**SHAPE, "input": [64, 64]}, candidates, 30_000, probe_pays=True)
+    assert other_shape.source == "measured"  # another model shape is measured anew
+
+
+def test_a_candidate_that_disagrees_with_fp32_or_cannot_run_is_left_out():
+    disagrees = AGREE.copy()
+    disagrees[:6] = (disagrees[:6] + 1) % 10  # 99.4 % agreement: under the 99.5 % rule
+    calls = []
+    choice = choose("prediction", SHAPE, stubs(calls, fp32=Trial(300, AGREE), bf16=PipelineError("no"),
+                                               int8=Trial(1000, disagrees)), 30_000, probe_pays=True)
+    assert choice.precision == "fp32" and choice.agreement["int8"] == pytest.approx(0.994)
+    assert "bf16" not in choice.rates
+
+
+def test_one_off_setup_counts_against_a_small_job():
+    trials = dict(fp32=Trial(300, AGREE), int8=Trial(1000, AGREE, setup_s=30))
+    assert choose("prediction", SHAPE, stubs([], **trials), 5_000, probe_pays=True).precision == "fp32"  # 16.7 < 35 s
+    assert choose("prediction", {**SHAPE, "n": 2}, stubs([], **trials), 50_000, True).precision == "int8"  # 80 < 167 s
+
+
+def test_a_job_too_small_to_pay_for_a_probe_runs_in_fp32_unless_a_measurement_is_cached():
+    calls = []
+    candidates = stubs(calls, fp32=Trial(300), bf16=Trial(600))
+    choice = choose("training", SHAPE, candidates, 100, probe_pays=False)
+    assert choice.precision == "fp32" and calls == [] and not cache_file().exists()
+    choose("training", SHAPE, candidates, 10**6, probe_pays=True)
+    assert choose("training", SHAPE, candidates, 100, probe_pays=False).precision == "bf16"  # cached: free
+
+
+def test_an_unwritable_or_broken_cache_costs_a_probe_not_an_error(monkeypatch, tmp_path):
+    (tmp_path / "precision.json").write_text("{not json")
+    monkeypatch.setenv("PIPELINE_CACHE_DIR", str(tmp_path))
+    calls = []
+    assert choose("training", SHAPE, stubs(calls, fp32=Trial(300), bf16=Trial(200)), 10**6, True).precision == "fp32"
+    assert calls == ["fp32", "bf16"]
+    monkeypatch.setenv("PIPELINE_CACHE_DIR", "/proc/no-such-folder")
+    assert choose("training", SHAPE, stubs([], fp32=Trial(300), bf16=Trial(200)), 10**6, True).precision == "fp32"
+
+
+def test_predict_measures_once_then_uses_the_cache_and_forced_precisions_never_measure(trained, monkeypatch, capsys):
+    monkeypatch.setattr(engine, "PROBE_MIN_IMAGES", 0)
+    predict(precision="fp32", tta="flip")
+    assert "precision auto" not in printed(capsys) and not cache_file().exists()
+    predict(tta="flip")
+    first = printed(capsys)
+    assert "precision auto → " in first and "for prediction (measured: fp32 " in first and " int8 " in first
+    chosen = json.loads((trained / "submissions" / "exp.probs.json").read_text())["precision"]
+    predict(tta="flip")
+    assert f"precision auto → {chosen} for prediction (cached measurement: fp32 " in printed(capsys)
+
+
+def printed(capsys) -> str:
+    """What was printed, with the console's line wrapping undone."""
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_train_auto_records_its_measurement_and_a_tiny_run_trains_in_fp32(fetched, monkeypatch):
+    tiny = train_run("tiny")
+    assert tiny["precision"] == "fp32" and tiny["precision_probe"]["source"] == "too small a job to measure"
+    monkeypatch.setattr(training, "TRAIN_PROBE_MIN_IMAGES", 0)
+    measured = train_run("measured")
+    assert measured["precision_probe"]["source"] == "measured"
+    assert set(measured["precision_probe"]["rates"]) == {"fp32", "bf16"}
+    assert measured["precision"] == max(measured["precision_probe"]["rates"], key=measured["precision_probe"]["rates"].get)
+    assert train_run("cached")["precision_probe"]["source"] == "cached"
+
+
+def train_run(name: str) -> dict:
+    result = training.train(TrainConfig(epochs=1, limit=64, name=name, **QUICK))
+    return json.loads((result.run_dir / "config.json").read_text())

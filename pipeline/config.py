@@ -37,7 +37,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     aug: str = "crop-flip"
     ema: float = 0.0  # decay of an exponential moving average of the weights, per step (0: off)
-    precision: str = "auto"  # auto: bf16 on GPUs of compute capability ≥ 8.0 and on CPUs with bf16 instructions, else fp32
+    precision: str = "auto"  # auto: CUDA bf16 at compute capability ≥ 8.0; CPU measured (pipeline/precision.py)
     compile: bool = False
     sync_bn: bool = False  # SyncBatchNorm across the processes of a torchrun job
     seed: int = 42

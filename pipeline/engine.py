@@ -2,7 +2,6 @@
 at hand), the module that runs it (the model, or its int8 conversion) and the batch size."""
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -14,7 +13,7 @@ from pipeline.infer import default_batch_size, infer
 from pipeline.int8 import calibration_inputs, quantize_int8, recheck_near_ties
 from pipeline.precision import Trial, choose, timed
 from pipeline.run import RunConfig
-from pipeline.runtime import Runtime, gpu_has_bf16
+from pipeline.runtime import Runtime, autocast_dtype
 
 PROBE_IMAGES = 256  # test images each candidate predicts while `auto` measures
 PROBE_MIN_IMAGES = 10_000  # smaller jobs predict in fp32 (or a cached choice): a probe would not pay
@@ -44,13 +43,11 @@ class Engine:
 def build_engine(precision: str, model: torch.nn.Module, config: RunConfig, images: np.ndarray, runtime: Runtime,
                  batch_size: int | None, name: str) -> Engine:
     """The engine of a precision named by `--precision` (not auto)."""
-    fp32 = dataclasses.replace(runtime, amp_dtype=None)
     if precision == "int8":
         quantized = quantize_int8(model, calibration_inputs(images, config.inputs), name)
-        return Engine("int8", quantized, fp32, batch_size or default_batch_size(runtime.device, int8=True), model)
-    autocast = torch.bfloat16 if precision == "bf16" else None
-    return Engine(precision, model, dataclasses.replace(runtime, amp_dtype=autocast),
-                  batch_size or default_batch_size(runtime.device))
+        return Engine("int8", quantized, runtime.in_precision("fp32"),
+                      batch_size or default_batch_size(runtime.device, int8=True), model)
+    return Engine(precision, model, runtime.in_precision(precision), batch_size or default_batch_size(runtime.device))
 
 
 def auto_precision(model: torch.nn.Module, config: RunConfig, images: np.ndarray, tta: str, runtime: Runtime,
@@ -58,7 +55,7 @@ def auto_precision(model: torch.nn.Module, config: RunConfig, images: np.ndarray
     """What `--precision auto` predicts in here, and the engine the CPU probe built for it (None: build it).
     On CUDA: bf16 where the GPU computes it natively, else fp32. On the CPU: measured (pipeline/precision.py)."""
     if runtime.device.type == "cuda":
-        return ("bf16" if gpu_has_bf16(runtime.device) else "fp32"), None
+        return ("bf16" if autocast_dtype("auto", runtime.device) else "fp32"), None
     probe = images[np.linspace(0, len(images) - 1, min(PROBE_IMAGES, len(images))).astype(int)]
     built: dict[str, Engine] = {}
 

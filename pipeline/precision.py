@@ -6,7 +6,6 @@ user's cache folder, so later runs skip the probe; jobs too small for a probe to
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import os
 import platform
@@ -104,8 +103,8 @@ def choose(job: str, shape: dict, candidates: dict[str, Callable[[], Trial]], jo
     cached = _read_cache().get(key)
     if isinstance(cached, dict) and cached.get("precision") in candidates:
         return Choice(cached["precision"], "cached", cached.get("rates", {}), cached.get("agreement", {}))
-    if not probe_pays or len(candidates) == 1:
-        return Choice("fp32", "too small a job to measure" if not probe_pays else "the only candidate here")
+    if not probe_pays:
+        return Choice("fp32", "too small a job to measure")
     started = time.perf_counter()
     trials = {}
     for name, run in candidates.items():
@@ -140,7 +139,7 @@ def training_trial(model: torch.nn.Module, images: torch.Tensor, targets: torch.
     with torch.random.fork_rng(devices=[]):
         probe = copy.deepcopy(model).train()
         optimizer = torch.optim.SGD(probe.parameters(), lr=0.0)
-        candidate = dataclasses.replace(runtime, amp_dtype=torch.bfloat16 if precision == "bf16" else None)
+        candidate = runtime.in_precision(precision)
 
         def step() -> None:
             with candidate.autocast():

@@ -7,7 +7,6 @@ formed later without running the models again (`pipeline ensemble`).
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass

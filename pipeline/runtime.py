@@ -3,6 +3,7 @@ once per command, and the hardware probes behind it."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,10 @@ class Runtime:
     @property
     def precision(self) -> str:
         return "bf16" if self.amp_dtype is torch.bfloat16 else "fp32"
+
+    def in_precision(self, precision: str) -> Runtime:
+        """This runtime computing in `precision` (bf16 autocast, or fp32 for any other name)."""
+        return dataclasses.replace(self, amp_dtype=torch.bfloat16 if precision == "bf16" else None)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)

@@ -10,7 +10,6 @@ uninterrupted one. The run's report is drawn from the best epoch's val predictio
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import platform
 import shutil
 import time
@@ -36,16 +35,16 @@ from pipeline.augment import BATCHED_POLICIES, BatchLoader, resize, to_device_te
 from pipeline.config import RESUME_OVERRIDES, TrainConfig
 from pipeline.dataset import (ArrayDataset, TrainArrays, albumentations_policy, channel_stats, run_split,
                               seed_worker_augmentation, training_arrays)
-from pipeline.distributed import (all_concat, all_objects, all_sum, broadcast, rank_zero_first, same_on_all_ranks, sync_buffers,
-                                  weights_checksum)
+from pipeline.distributed import (all_concat, all_objects, all_sum, broadcast, rank_zero_first, same_on_all_ranks,
+                                  sync_buffers, weights_checksum)
 from pipeline.errors import PipelineError
 from pipeline.figures import ValPredictions, draw_report
 from pipeline.infer import default_batch_size, infer, normalised_batch
 from pipeline.models import build_model, freeze_backbone, load_pretrained
 from pipeline.progress import progress_bar
+from pipeline.precision import choose, training_trial
 from pipeline.run import (CheckpointSaver, Run, RunConfig, claim_run, inference_weights, load_checkpoint,
                           summarize_metrics)
-from pipeline.precision import choose, training_trial
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.workspace import dataset_dir, weights_dir
 
@@ -260,7 +259,7 @@ def _training_precision(config: TrainConfig, model: nn.Module, data: TrainArrays
     if config.precision != "auto" or runtime.device.type != "cpu":
         return runtime
     if saved is not None:
-        return dataclasses.replace(runtime, amp_dtype=torch.bfloat16 if saved.precision == "bf16" else None)
+        return runtime.in_precision(saved.precision)
     where, choice = runtime.ranks, None
     if where.main:
         batch = train_idx[:config.batch_size]
@@ -276,7 +275,7 @@ def _training_precision(config: TrainConfig, model: nn.Module, data: TrainArrays
     choice = broadcast(choice, where)
     run_config.precision_probe = choice.to_dict()
     run_config.precision = choice.precision
-    return dataclasses.replace(runtime, amp_dtype=torch.bfloat16 if choice.precision == "bf16" else None)
+    return runtime.in_precision(choice.precision)
 
 
 def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, console: Console,

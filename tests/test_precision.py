@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import engine, precision, train as training
+from pipeline import engine, train as training
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.precision import Trial, cache_file, choose

@@ -7,6 +7,7 @@
 #                                          (default: all four, in that order)
 #
 # The device call: command `PIPELINE_COMMIT=<sha> benchmarks/gpu_check.sh`, carry [".whl", ".data"].
+# OpenVINO (CPU prediction only) is not carried: its wheel alone would fill the 64 MiB a call may carry.
 # Results: JSON in the shape of benchmarks/results/*.json, the CUDA tests' log and this script's log, under
 # $OUT (or benchmarks/results when OUT is unset). Without a GPU it stops at once with one line, status 2.
 #   tests       pytest -m cuda

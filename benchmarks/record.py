@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.precision import cpu_model
 from pipeline.train import versions
 
 RESULTS = Path(os.environ.get("PIPELINE_RESULTS") or Path(__file__).parent / "results")  # gpu_check.sh: $OUT
@@ -28,15 +28,28 @@ def commit() -> str:
         return "unknown"
 
 
+# the CPU flags the speed of each engine and precision depends on
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+    return f"cpu ({os.cpu_count()} cores, {cpu_model()})"
+
+
+def cpu_flags() -> list[str]:
+    """The SPEED_FLAGS this CPU reports (lscpu's flags line)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return []
+    return [flag for flag in SPEED_FLAGS if flag in flags]
 
 
 def write_result(benchmark: str, device: torch.device, numbers: dict) -> Path:
     report = {
-        "benchmark": benchmark, "device": device_name(device), "versions": versions(),
+        "benchmark": benchmark, "device": device_name(device), "cpu_flags": cpu_flags(), "versions": versions(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "commit": commit(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "results": numbers,
     }

@@ -5,6 +5,7 @@
         (2) the pipeline's data path (decoded uint8 cache, batched on-device crop/flip), and
         (3) a seed-style path (PIL per image in a DataLoader, torchvision transforms, fp32),
         all with the same training step; prints the ratios.
+        On the CPU also the data path in fp32 and in bf16, and what `--precision auto` picks (its own probe).
     python benchmarks/train_speed.py time-to-accuracy --dataset DIR --target 0.94 0.95 [--options JSON]
         trains with a recipe until val accuracy reaches the highest target; reports the training time to
         each target (the run's wall clock at the end of the first epoch that reached it) and the accuracy.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from pipeline.layout import load_train_set
 from pipeline.models import build_model
 from pipeline.runtime import Runtime, autocast_dtype, resolve_device
 from pipeline.run import Run, summarize_metrics
+from pipeline.precision import choose, training_trial
 from pipeline.train import train
 from record import write_result
 
@@ -95,6 +98,13 @@ def throughput(args) -> dict:
                                        torch.Generator().manual_seed(epoch), memory_format)
     data_path = timed_steps(model(), endless(loader), runtime, args.steps)
 
+    precisions = {}
+    if device.type == "cpu":  # what `--precision auto` picks here, against each precision's measured rate
+        precisions = {p: round(timed_steps(model(), endless(loader), runtime.in_precision(p), args.steps), 1)
+                      for p in ("fp32", "bf16")}
+        precisions["auto"] = auto_training_choice(model(), next(iter(loader(0))), runtime).to_dict()
+        precisions["auto_vs_fastest"] = round(precisions[precisions["auto"]["candidate"]] / max(
+            precisions["fp32"], precisions["bf16"]), 3)
     seed_set = PngDataset(data.image_dir, data.ids[:n], data.targets[:n], train_transform(size, CIFAR10_MEAN, CIFAR10_STD))
     seed_loader = lambda epoch: DataLoader(seed_set, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,  # noqa: E731
                                            persistent_workers=False, pin_memory=device.type == "cuda")
@@ -107,7 +117,18 @@ def throughput(args) -> dict:
                          "seed_style": round(seed_style, 1)},
         "ratios": {"data_path_vs_seed_style": round(data_path / seed_style, 3),
                    "data_path_vs_model_only": round(data_path / model_only, 3)},
+        "cpu_data_path_by_precision": precisions,
     }
+
+
+def auto_training_choice(model, batch, runtime: Runtime):
+    """The choice `pipeline train --precision auto` makes on this CPU, measured now (an empty cache)."""
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["PIPELINE_CACHE_DIR"] = cache
+        trials = {p: (lambda p=p: training_trial(model, *batch, runtime, p)) for p in ("fp32", "bf16")}
+        choice = choose("training", {}, trials, 10**9, probe_pays=True)
+    del os.environ["PIPELINE_CACHE_DIR"]
+    return choice
 
 
 def time_to_accuracy(args) -> dict:

@@ -104,6 +104,8 @@ def option(name: str, description: str, panel: str, *flags: str) -> typer.models
 
 
 MODEL, OPTIMISATION, DATA, RUN = "Model", "Optimisation", "Data and augmentation", "Run"
+THREADS_HELP = ("CPU threads of this process (none: OMP_NUM_THREADS when set, else one per core); give each of two "
+                "commands sharing a machine its share of the cores.")
 
 
 @app.command(cls=SpacedListCommand)
@@ -140,6 +142,7 @@ def train(
     workers: Optional[int] = option("workers", "DataLoader workers (albumentations policies only).", DATA),
     target_acc: Optional[float] = option("target_acc", "Stop once val accuracy reaches this; the time it took goes to the run's result.", RUN),
     device: Optional[str] = option("device", "auto (CUDA when present), cpu or cuda.", RUN),
+    threads: Optional[int] = option("threads", THREADS_HELP, RUN),
     name: Optional[str] = option("name", "Run folder under weights/ (none: exp, exp2, …).", RUN),
     resume: Optional[Path] = typer.Option(None, help="Continue weights/<run> from its last checkpoint.", rich_help_panel=RUN),
     sync_bn: Optional[bool] = option("sync_bn", "SyncBatchNorm across the processes of a distributed run.", RUN, "--sync-bn/--no-sync-bn"),
@@ -179,9 +182,11 @@ def predict(
     run: Optional[list[Path]] = typer.Option(None, help="Run folder whose best checkpoint to use; repeat to ensemble (default: the latest run)."),
     checkpoint: Optional[list[Path]] = typer.Option(None, help="Checkpoint file(s) to use; repeat to ensemble."),
     tta: str = typer.Option("flip", help="Test-time augmentation: none, flip (image + mirror) or flip-shift (× shifts of 2 px)."),
-    batch_size: Optional[int] = typer.Option(None, help="Images per forward pass. (default 1024 on CUDA; on CPU 64, 256 in int8)"),
+    batch_size: Optional[int] = typer.Option(None, help="Images per forward pass. (default 1024 on CUDA; on the CPU torch 64, OpenVINO 256)"),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
-    precision: str = typer.Option("auto", help="auto: on CUDA bf16 at compute capability ≥ 8.0, else fp32; on the CPU the fastest of fp32, bf16 and int8 that agrees with fp32, measured on this model and cached (test sets under 10,000 images: fp32). int8 (CPU): static quantization calibrated on test images; near ties are predicted again in fp32."),
+    precision: str = typer.Option("auto", help="auto, fp32, bf16 or int8 (CPU, OpenVINO: static quantization calibrated on test images; near ties are predicted again in fp32). auto: on CUDA bf16 at compute capability ≥ 8.0, else fp32; on the CPU with --engine, the fastest that agrees with fp32 on ≥ 99.5 % of the probe images, measured on this model and cached (test sets under 10,000 images: torch fp32)."),
+    engine: str = typer.Option("auto", help="auto, torch or openvino (CPU). auto: torch on CUDA; on the CPU measured with --precision."),
+    threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
     score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against."),
     nproc: Optional[int] = typer.Option(None, help="Run N processes with torchrun, each predicting its share of the test images."),
 ) -> None:
@@ -189,9 +194,25 @@ def predict(
     under_torchrun(nproc)
     from pipeline.predict import predict as run_predict
 
-    result = run_predict(run, checkpoint, tta, batch_size, device, precision, score, console=console)
+    result = run_predict(run, checkpoint, tta, batch_size, device, precision, score, console=console, engine=engine,
+                         threads=threads)
     if result is not None:  # under torchrun, rank 0 reports
         print_submission(result)
+
+
+@app.command()
+@user_errors
+def export(
+    run: Path = typer.Argument(..., help="Run folder, e.g. weights/exp."),
+    format: str = typer.Option("onnx", "--format", help="onnx: uint8 (N, H, W, C) images in, class probabilities out."),
+) -> None:
+    """Write the run's inference model (EMA weights when kept; normalisation and resize inside) beside the run,
+    checked against the torch model on dataset/test's images."""
+    from pipeline.export import export_run
+
+    result = export_run(run, format, console=console)
+    console.print(f"wrote {result.path}: on {result.images} test images its probabilities differ from the torch "
+                  f"model's by at most {result.max_difference:.1e}; argmax agreement {result.agreement:.2%}")
 
 
 @app.command()

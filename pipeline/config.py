@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from pipeline.errors import PipelineError
 
 # Options that may change when a run is resumed; the others define the run.
-RESUME_OVERRIDES = frozenset({"epochs", "device", "workers", "compile", "sync_bn"})
+RESUME_OVERRIDES = frozenset({"epochs", "device", "threads", "workers", "compile", "sync_bn"})
 AUGMENTATIONS = ("none", "crop-flip", "cutout", "albu-strong")
 RENAMED_AUGMENTATIONS = {"seed": "crop-flip"}  # older name, still accepted (runs saved with it keep loading)
 SCHEDULES = ("step", "onecycle")
@@ -45,6 +45,7 @@ class TrainConfig:
     full: bool = False  # train on every labeled image, no validation
     target_acc: float | None = None  # stop once val accuracy reaches it
     device: str = "auto"
+    threads: int | None = None  # CPU threads of this process (None: OMP_NUM_THREADS when set, else one per core)
     limit: int | None = None
     skip_bad: bool = False  # train on the usable images when some are broken (listed in skipped.txt)
     workers: int = min(4, os.cpu_count() or 1)

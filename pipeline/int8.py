@@ -1,45 +1,19 @@
-"""int8 CPU inference: post-training static quantization calibrated on test images, and the fp32 re-check
-of near ties where int8 rounding can flip the argmax."""
+"""int8 CPU inference's helpers: the test images that calibrate static quantization (pipeline/engine.py), and
+the fp32 re-check of near ties where int8 rounding can flip the argmax."""
 from __future__ import annotations
-
-import copy
-import warnings
 
 import numpy as np
 import torch
 
 from pipeline.augment import resize
-from pipeline.errors import PipelineError
 from pipeline.infer import infer, normalised_batch
 from pipeline.run import ModelInputs
-from pipeline.runtime import Runtime, cpu_has_int8
+from pipeline.runtime import Runtime
 
 # int8 predictions whose top two probabilities differ by less are redone in fp32: on a ResNet-18 at 0.79 val
 # accuracy this re-predicted 2.2 % of 20,000 test images and raised argmax agreement with fp32 from 99.1 % to 99.8 %
 INT8_RECHECK_MARGIN = 0.02
 CALIBRATION_IMAGES = 512
-
-
-def quantize_int8(model: torch.nn.Module, calibration: torch.Tensor, name: str) -> torch.nn.Module:
-    """Post-training static int8 quantization for CPU inference (PyTorch's FX graph mode, x86 engine):
-    per-channel weights, activation ranges observed on `calibration` (normalised input batches).
-    Activations use all 8 bits where the CPU has VNNI (no 16-bit intermediate to overflow), 7 otherwise."""
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
-    torch.backends.quantized.engine = "x86"
-    qconfig = get_default_qconfig_mapping("onednn" if cpu_has_int8() else "x86")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
-        try:
-            prepared = prepare_fx(copy.deepcopy(model).eval(), qconfig, example_inputs=(calibration[:1],))
-        except Exception as e:  # FX tracing fails on data-dependent Python control flow
-            raise PipelineError(f"--precision int8: {name} cannot be traced for quantization ({type(e).__name__}); "
-                                "use --precision fp32") from None
-        with torch.no_grad():
-            for batch in calibration.split(64):
-                prepared(batch)
-        return convert_fx(prepared)
 
 
 def calibration_inputs(images: np.ndarray, inputs: ModelInputs, count: int = CALIBRATION_IMAGES) -> torch.Tensor:

@@ -1,11 +1,12 @@
-"""What `--precision auto` means on the CPU at hand, decided by measurement, not by CPU flags: each candidate
-(fp32, bf16, int8) runs a few real batches of the job's own model and input size, and the one that would
-finish the job soonest wins, among those whose predictions agree with fp32's on ≥ 99.5 % of the probe
-images. The choice is cached per machine (CPU model, threads, library versions) and model shape in the
+"""What `auto` means on the CPU at hand, decided by measurement, not by CPU flags: each candidate (a precision
+for training; an engine and precision for prediction) runs a few real batches of the job's own model and input
+size, and the one that would finish the job soonest wins, among those whose predictions agree with fp32's on
+≥ 99.5 % of the probe images. The choice is cached per machine (CPU model, threads, library versions) and model shape in the
 user's cache folder, so later runs skip the probe; jobs too small for a probe to pay run in fp32."""
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import json
 import os
 import platform
@@ -22,6 +23,7 @@ from pipeline.errors import PipelineError
 from pipeline.runtime import Runtime
 from pipeline.workspace import write_text_atomic
 
+ENGINE_LIBRARIES = ("torch", "openvino", "onnxruntime", "onnx")  # a new version of any may change the rates
 MIN_AGREEMENT = 0.995  # argmax agreement with fp32 a lower precision must reach on the probe images
 
 
@@ -37,19 +39,20 @@ class Trial:
 
 @dataclass(frozen=True)
 class Choice:
-    precision: str
+    candidate: str  # a precision (training), or "<engine> <precision>" (prediction)
     source: str  # measured, cached, or too small to measure
     rates: dict[str, float] = field(default_factory=dict)  # images/s per candidate
     agreement: dict[str, float] = field(default_factory=dict)  # argmax agreement with fp32 per candidate
     probe_s: float = 0.0
 
     def describe(self, job: str) -> str:
-        """e.g. `precision auto → int8 for prediction (measured: fp32 610, int8 1,930 images/s; probe 4.1 s)`."""
+        """e.g. `auto → openvino int8 for prediction (measured: torch fp32 610, …, openvino int8 1,930 images/s;
+        probe 9.1 s, cached in …)`."""
         rates = ", ".join(f"{name} {rate:,.0f}" + (f" (agrees {self.agreement[name]:.1%})" if name in self.agreement
-                                                  and name != "fp32" else "") for name, rate in self.rates.items())
+                                                  and not name.endswith("fp32") else "") for name, rate in self.rates.items())
         detail = {"measured": f"measured: {rates} images/s; probe {self.probe_s:.1f} s, cached in {cache_file()}",
                   "cached": f"cached measurement: {rates} images/s"}.get(self.source, self.source)
-        return f"precision auto → {self.precision} for {job} ({detail})"
+        return f"auto → {self.candidate} for {job} ({detail})"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,8 +77,15 @@ def cpu_model() -> str:
 def cache_key(job: str, shape: dict) -> str:
     """The machine, the libraries and the model shape a measurement holds for."""
     machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-               "torch": torch.__version__, "pipeline": __version__}
+               "pipeline": __version__, **{library: _version(library) for library in ENGINE_LIBRARIES}}
     return json.dumps({"job": job, **machine, **shape}, sort_keys=True)
+
+
+def _version(library: str) -> str | None:
+    try:
+        return importlib.metadata.version(library)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _read_cache() -> dict:
@@ -97,22 +107,25 @@ def _write_cache(key: str, choice: Choice) -> None:
 def choose(job: str, shape: dict, candidates: dict[str, Callable[[], Trial]], job_images: int,
            probe_pays: bool) -> Choice:
     """The cached choice for this machine and `shape`, else (when `probe_pays`) the candidate that would
-    finish `job_images` soonest — its setup plus `job_images / rate` — among those agreeing with fp32
-    (the first candidate, the reference), else fp32. A candidate that cannot run (PipelineError) is left out."""
+    finish `job_images` soonest — its setup plus `job_images / rate` — among those agreeing with the first
+    fp32 candidate (the reference), else the first candidate. A candidate that cannot run (PipelineError) is
+    left out; if none can, the first one's error is raised."""
     key = cache_key(job, shape)
     cached = _read_cache().get(key)
-    if isinstance(cached, dict) and cached.get("precision") in candidates:
-        return Choice(cached["precision"], "cached", cached.get("rates", {}), cached.get("agreement", {}))
+    if isinstance(cached, dict) and cached.get("candidate") in candidates:
+        return Choice(cached["candidate"], "cached", cached.get("rates", {}), cached.get("agreement", {}))
     if not probe_pays:
-        return Choice("fp32", "too small a job to measure")
+        return Choice(next(iter(candidates)), "too small a job to measure")
     started = time.perf_counter()
-    trials = {}
+    trials, errors = {}, []
     for name, run in candidates.items():
         try:
             trials[name] = run()
-        except PipelineError:
-            continue
-    reference = trials["fp32"].argmax
+        except PipelineError as e:
+            errors.append(e)
+    if not trials:
+        raise errors[0]
+    reference = next((trials[name].argmax for name in trials if name.endswith("fp32")), None)
     agreement = {name: float(np.mean(trial.argmax == reference)) for name, trial in trials.items()
                  if trial.argmax is not None and reference is not None}
     eligible = [name for name in trials if agreement.get(name, 1.0) >= MIN_AGREEMENT]

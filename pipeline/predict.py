@@ -18,9 +18,8 @@ import torch
 from rich.console import Console
 
 from pipeline.cache import cached_test_images
-from pipeline.config import PRECISIONS
 from pipeline.distributed import all_concat, all_sum, broadcast, rank_zero_first
-from pipeline.engine import auto_precision, build_engine
+from pipeline.engine import build_engine, candidates, choose_engine
 from pipeline.errors import PipelineError
 from pipeline.infer import TTA_VIEWS, load_model
 from pipeline.layout import SAMPLE_SUBMISSION, check_test, id_sort_key
@@ -28,9 +27,6 @@ from pipeline.run import Run, RunConfig, checkpoint_label, latest_best_checkpoin
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.submission import class_histogram, score_submission, write_submission
 from pipeline.workspace import atomic_path, dataset_dir, submissions_dir, weights_dir, write_text_atomic
-
-PREDICT_PRECISIONS = (*PRECISIONS, "int8")  # int8: CPU only, quantized after calibration on test images
-
 
 @dataclass(frozen=True)
 class PredictResult:
@@ -97,12 +93,13 @@ def finish_submission(probabilities: np.ndarray, ids: list[str], submission_ids:
 def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = None, tta: str = "flip",
             batch_size: int | None = None, device: str = "auto", precision: str = "auto", score: Path | None = None,
             dataset_root: Path | None = None, weights_root: Path | None = None, out: Path | None = None,
-            console: Console | None = None) -> PredictResult | None:
+            console: Console | None = None, engine: str = "auto", threads: int | None = None) -> PredictResult | None:
     """Predict dataset/test with each model, average their probabilities, write the submission.
     Under torchrun each process predicts its share of the test images and rank 0, which gathers
     them, writes the files and returns the result (the other ranks return None)."""
-    check_options(tta, batch_size, precision)
-    runtime = prediction_runtime(device, precision)
+    check_options(tta, batch_size)
+    runtime = resolve_runtime(device, "fp32", threads)
+    options = candidates(engine, precision, runtime.device)
     where = runtime.ranks
     console = (console or Console()) if where.main else Console(quiet=True)
     dataset_root = dataset_root or dataset_dir()
@@ -120,13 +117,13 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
         if classes is not None and config.classes != classes:
             raise PipelineError(f"{path}: its classes differ from {sources[0]}'s; an ensemble needs the same classes")
         classes = config.classes
-        own, used = predict_model(model, config, path, images, own_images, tta, precision, runtime, batch_size, console)
+        own, used = predict_model(model, config, path, images, own_images, tta, options, runtime, batch_size, console)
         probabilities = all_concat(own, where)
         if not where.main:
             continue
         name = out.parent / f"{checkpoint_label(path)}.probs.npy"
         save_probabilities(name, probabilities, {"checkpoint": str(path), "classes": classes, "tta": tta,
-                                                 "precision": used, "ids": ids_key(ids), "images": len(ids)})
+                                                 "engine": used.split()[0], "precision": used.split()[1], "ids": ids_key(ids), "images": len(ids)})
         members.append(name.name)
         total = probabilities if total is None else total + probabilities
     if not where.main:
@@ -135,41 +132,30 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
                              score)
 
 
-def check_options(tta: str, batch_size: int | None, precision: str) -> None:
+def check_options(tta: str, batch_size: int | None) -> None:
     if tta not in TTA_VIEWS:
         raise PipelineError(f"--tta {tta!r}: choose one of {', '.join(TTA_VIEWS)}")
     if batch_size is not None and batch_size <= 0:
         raise PipelineError(f"--batch-size must be positive, got {batch_size}")
-    if precision not in PREDICT_PRECISIONS:
-        raise PipelineError(f"--precision {precision!r}: choose one of {', '.join(PREDICT_PRECISIONS)}")
-
-
-def prediction_runtime(device: str, precision: str) -> Runtime:
-    """The runtime to predict on (its autocast is each model's engine's)."""
-    runtime = resolve_runtime(device, "fp32")
-    if precision == "int8" and runtime.device.type != "cpu":
-        raise PipelineError("--precision int8 is for CPU inference; on CUDA use auto (bf16) or fp32")
-    return runtime
 
 
 def predict_model(model: torch.nn.Module, config: RunConfig, path: Path, images: np.ndarray, own_images: np.ndarray,
-                  tta: str, precision: str, runtime: Runtime, batch_size: int | None,
+                  tta: str, options: list[str], runtime: Runtime, batch_size: int | None,
                   console: Console) -> tuple[np.ndarray, str]:
-    """One model's probabilities of this process's share of the test images, and the precision it predicted
-    in. Under torchrun rank 0 decides what `auto` means and the other ranks follow."""
-    where, engine = runtime.ranks, None
-    if precision == "auto":
-        precision, engine = auto_precision(model, config, images, tta, runtime, batch_size, str(path), console) \
-            if where.main else (None, None)
-        precision = broadcast(precision, where)
-    engine = engine or build_engine(precision, model, config, images, runtime, batch_size, str(path))
-    console.print(f"predicting {len(images)} test images with {path} ({tta} TTA, {engine.precision}) on {runtime.device}"
+    """One model's probabilities of this process's share of the test images, and the engine that predicted
+    them ("openvino int8", …), chosen among `options`. Under torchrun rank 0 chooses and the other ranks follow."""
+    where = runtime.ranks
+    name, engine = choose_engine(options, model, config, images, tta, runtime, batch_size, str(path), console) \
+        if where.main else (None, None)
+    name = broadcast(name, where)
+    engine = engine or build_engine(name, model, config, images, runtime, batch_size, str(path))
+    console.print(f"predicting {len(images)} test images with {path} ({tta} TTA, {engine.name}) on {runtime.device}"
                   + (f" and {where.world - 1} more processes" if where.distributed else ""))
     own, rechecked = engine.probabilities(own_images, config, tta, console)
     if engine.precision == "int8":
         rechecked = int(all_sum([rechecked], runtime.device, where)[0])
         console.print(f"int8: {rechecked} near ties ({rechecked / max(len(images), 1):.1%}) predicted again in fp32")
-    return own, engine.precision
+    return own, engine.name
 
 
 def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path | None = None,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -23,17 +21,6 @@ def resolve_device(spec: str) -> torch.device:
         return torch.device(spec)
     except RuntimeError:
         raise PipelineError(f"--device {spec!r}: expected auto, cpu or cuda[:N]") from None
-
-
-@functools.cache
-def cpu_has_int8() -> bool:
-    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX), where int8
-    convolutions run several times faster than fp32. Read once per process."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def gpu_has_bf16(device: torch.device) -> bool:
@@ -82,9 +69,15 @@ class Runtime:
         return f"{self.device}{name}" + (f" × {self.ranks.world} processes" if self.ranks.distributed else "")
 
 
-def resolve_runtime(device: str, precision: str = "fp32") -> Runtime:
+def resolve_runtime(device: str, precision: str = "fp32", threads: int | None = None) -> Runtime:
     """The device `--device` names (joining torchrun's process group, if any, with this process's own GPU
-    set before any collective) and the autocast dtype `--precision` means there (bf16 or fp32)."""
+    set before any collective) and the autocast dtype `--precision` means there (bf16 or fp32). `threads`
+    (`--threads`) sets the CPU threads of this process; without it torch's default holds (OMP_NUM_THREADS
+    when set, else one per core)."""
+    if threads is not None:
+        if threads < 1:
+            raise PipelineError(f"--threads must be 1 or more, got {threads}")
+        torch.set_num_threads(threads)
     wanted = resolve_device(device)
     ranks = init_from_env(wanted)
     local = own_device(wanted, ranks.local_rank, ranks.distributed)

@@ -10,6 +10,7 @@ uninterrupted one. The run's report is drawn from the best epoch's val predictio
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import platform
 import shutil
 import time
@@ -98,6 +99,9 @@ class TrainContext:
 def versions() -> dict[str, str]:
     found = {"pipeline": __version__, "python": platform.python_version(), "torch": torch.__version__,
              "torchvision": torchvision.__version__, "numpy": np.__version__}
+    for library in ("openvino", "onnxruntime"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            found[library] = importlib.metadata.version(library)
     return {name: str(version) for name, version in found.items()}
 
 
@@ -105,7 +109,7 @@ def train(config: TrainConfig, dataset_root: Path | None = None, weights_root: P
           console: Console | None = None) -> TrainResult:
     """Start a new run under `weights_root` (default ./weights)."""
     config.validate()
-    runtime = resolve_runtime(config.device, config.precision)
+    runtime = resolve_runtime(config.device, config.precision, config.threads)
     run = _claim(weights_root or weights_dir(), config.name, runtime)
     config.name = run.name
     try:
@@ -158,7 +162,7 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
         )
     if config.schedule == "onecycle" and config.epochs != saved.options.epochs:
         raise PipelineError("--epochs cannot change when resuming a onecycle run: its schedule spans the epochs")
-    runtime = resolve_runtime(config.device, config.precision)
+    runtime = resolve_runtime(config.device, config.precision, config.threads)
     return fit(setup(config, run, dataset_root or dataset_dir(), runtime, console or Console(), (checkpoint, saved)))
 
 
@@ -274,8 +278,8 @@ def _training_precision(config: TrainConfig, model: nn.Module, data: TrainArrays
         console.print(choice.describe("training"))
     choice = broadcast(choice, where)
     run_config.precision_probe = choice.to_dict()
-    run_config.precision = choice.precision
-    return runtime.in_precision(choice.precision)
+    run_config.precision = choice.candidate
+    return runtime.in_precision(choice.candidate)
 
 
 def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, console: Console,

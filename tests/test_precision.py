@@ -31,14 +31,14 @@ def test_the_fastest_candidate_that_agrees_with_fp32_wins_and_is_cached():
     calls = []
     candidates = stubs(calls, fp32=Trial(300, AGREE), bf16=Trial(250, AGREE), int8=Trial(1000, AGREE, setup_s=3))
     choice = choose("prediction", SHAPE, candidates, 30_000, probe_pays=True)
-    assert choice.precision == "int8" and choice.source == "measured" and calls == ["fp32", "bf16", "int8"]
+    assert choice.candidate == "int8" and choice.source == "measured" and calls == ["fp32", "bf16", "int8"]
     assert choice.rates == {"fp32": 300, "bf16": 250, "int8": 1000} and choice.agreement["int8"] == 1.0
     assert choice.describe("prediction").startswith(
-        "precision auto → int8 for prediction (measured: fp32 300, bf16 250 (agrees 100.0%), int8 1,000 (agrees 100.0%) "
+        "auto → int8 for prediction (measured: fp32 300, bf16 250 (agrees 100.0%), int8 1,000 (agrees 100.0%) "
         "images/s; probe ")
     calls.clear()
     again = choose("prediction", SHAPE, candidates, 30_000, probe_pays=True)
-    assert again.precision == "int8" and again.source == "cached" and calls == []  # no probe the second time
+    assert again.candidate == "int8" and again.source == "cached" and calls == []  # no probe the second time
     assert len(json.loads(cache_file().read_text())) == 1
     other_shape = choose("prediction", {**SHAPE, "input": [64, 64]}, candidates, 30_000, probe_pays=True)
     assert other_shape.source == "measured"  # another model shape is measured anew
@@ -50,45 +50,60 @@ def test_a_candidate_that_disagrees_with_fp32_or_cannot_run_is_left_out():
     calls = []
     choice = choose("prediction", SHAPE, stubs(calls, fp32=Trial(300, AGREE), bf16=PipelineError("no"),
                                                int8=Trial(1000, disagrees)), 30_000, probe_pays=True)
-    assert choice.precision == "fp32" and choice.agreement["int8"] == pytest.approx(0.994)
+    assert choice.candidate == "fp32" and choice.agreement["int8"] == pytest.approx(0.994)
     assert "bf16" not in choice.rates
+
+
+def test_without_an_fp32_candidate_nothing_is_compared_and_if_none_can_run_the_first_error_is_raised():
+    choice = choose("prediction", SHAPE, stubs([], **{"torch bf16": Trial(300, AGREE),
+                                                      "openvino bf16": Trial(900, AGREE[::-1].copy())}), 30_000, True)
+    assert choice.candidate == "openvino bf16" and choice.agreement == {}  # a forced bf16 is not held to fp32's answers
+    with pytest.raises(PipelineError, match="first"):
+        choose("prediction", {**SHAPE, "n": 3}, stubs([], fp32=PipelineError("first"), int8=PipelineError("second")),
+               30_000, True)
 
 
 def test_one_off_setup_counts_against_a_small_job():
     trials = dict(fp32=Trial(300, AGREE), int8=Trial(1000, AGREE, setup_s=30))
-    assert choose("prediction", SHAPE, stubs([], **trials), 5_000, probe_pays=True).precision == "fp32"  # 16.7 < 35 s
-    assert choose("prediction", {**SHAPE, "n": 2}, stubs([], **trials), 50_000, True).precision == "int8"  # 80 < 167 s
+    assert choose("prediction", SHAPE, stubs([], **trials), 5_000, probe_pays=True).candidate == "fp32"  # 16.7 < 35 s
+    assert choose("prediction", {**SHAPE, "n": 2}, stubs([], **trials), 50_000, True).candidate == "int8"  # 80 < 167 s
 
 
 def test_a_job_too_small_to_pay_for_a_probe_runs_in_fp32_unless_a_measurement_is_cached():
     calls = []
     candidates = stubs(calls, fp32=Trial(300), bf16=Trial(600))
     choice = choose("training", SHAPE, candidates, 100, probe_pays=False)
-    assert choice.precision == "fp32" and calls == [] and not cache_file().exists()
+    assert choice.candidate == "fp32" and calls == [] and not cache_file().exists()
     choose("training", SHAPE, candidates, 10**6, probe_pays=True)
-    assert choose("training", SHAPE, candidates, 100, probe_pays=False).precision == "bf16"  # cached: free
+    assert choose("training", SHAPE, candidates, 100, probe_pays=False).candidate == "bf16"  # cached: free
 
 
 def test_an_unwritable_or_broken_cache_costs_a_probe_not_an_error(monkeypatch, tmp_path):
     (tmp_path / "precision.json").write_text("{not json")
     monkeypatch.setenv("PIPELINE_CACHE_DIR", str(tmp_path))
     calls = []
-    assert choose("training", SHAPE, stubs(calls, fp32=Trial(300), bf16=Trial(200)), 10**6, True).precision == "fp32"
+    assert choose("training", SHAPE, stubs(calls, fp32=Trial(300), bf16=Trial(200)), 10**6, True).candidate == "fp32"
     assert calls == ["fp32", "bf16"]
     monkeypatch.setenv("PIPELINE_CACHE_DIR", "/proc/no-such-folder")
-    assert choose("training", SHAPE, stubs([], fp32=Trial(300), bf16=Trial(200)), 10**6, True).precision == "fp32"
+    assert choose("training", SHAPE, stubs([], fp32=Trial(300), bf16=Trial(200)), 10**6, True).candidate == "fp32"
 
 
 def test_predict_measures_once_then_uses_the_cache_and_forced_precisions_never_measure(trained, monkeypatch, capsys):
     monkeypatch.setattr(engine, "PROBE_MIN_IMAGES", 0)
-    predict(precision="fp32", tta="flip")
-    assert "precision auto" not in printed(capsys) and not cache_file().exists()
+    predict(precision="fp32", engine="torch", tta="flip")
+    assert "auto → " not in printed(capsys) and not cache_file().exists()  # both forced: nothing to measure
     predict(tta="flip")
     first = printed(capsys)
-    assert "precision auto → " in first and "for prediction (measured: fp32 " in first and " int8 " in first
-    chosen = json.loads((trained / "submissions" / "exp.probs.json").read_text())["precision"]
+    assert "auto → " in first and "for prediction (measured: torch fp32 " in first and " openvino int8 " in first
+    saved = json.loads((trained / "submissions" / "exp.probs.json").read_text())
     predict(tta="flip")
-    assert f"precision auto → {chosen} for prediction (cached measurement: fp32 " in printed(capsys)
+    assert (f"auto → {saved['engine']} {saved['precision']} for prediction (cached measurement: torch fp32 "
+            in printed(capsys))
+    predict(tta="flip", precision="fp32")
+    assert "for prediction (measured: torch fp32 " in (fp32 := printed(capsys)) and " openvino fp32 " in fp32
+    assert "bf16" not in fp32.split("for prediction")[1].split("\n")[0] and "int8 " not in fp32.split("predicting")[0]
+    predict(tta="flip", engine="torch", precision="bf16")
+    assert "auto → " not in printed(capsys)  # one candidate left: nothing to measure
 
 
 def printed(capsys) -> str:

@@ -1,0 +1,106 @@
+"""ONNX: a network as an ONNX graph (what the OpenVINO engine compiles and quantizes), and `pipeline export`,
+a run's inference model as one self-contained file beside the run: uint8 images (N, H, W, C) in, class
+probabilities out, with the EMA weights when the run kept them and the normalisation and resize inside;
+checked against the torch model on real test images before it is kept."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+
+from pipeline.augment import normalize, resize
+from pipeline.cache import cached_test_images
+from pipeline.errors import PipelineError
+from pipeline.infer import default_batch_size, infer, load_model
+from pipeline.layout import check_test
+from pipeline.run import ModelInputs, Run
+from pipeline.runtime import Runtime
+from pipeline.workspace import atomic_path, dataset_dir
+
+FORMATS = ("onnx",)
+CHECK_IMAGES = 1024  # test images the exported file must reproduce
+MAX_DIFFERENCE = 1e-3  # largest probability difference from the torch model an fp32 export may show
+
+
+def onnx_graph(net: nn.Module, example: torch.Tensor, name: str):
+    """`net` (eval mode) as an ONNX ModelProto with a dynamic batch dimension, traced on `example`."""
+    import onnx  # noqa: F401  (the exporter needs it; imported here so a missing install fails in one place)
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(net.eval(), (example,), input_names=["input"], output_names=["output"],
+                                        dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},),
+                                        verbose=False, optimize=True)
+        except Exception as e:  # the exporter fails on models with data-dependent Python control flow
+            raise PipelineError(f"{name}: cannot be exported to ONNX ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0][:200]}); use --engine torch") from None
+    return program.model_proto
+
+
+class Deployable(nn.Module):
+    """The network with its input handling: uint8 (N, H, W, C) → normalised (N, C, H, W), resized → softmax."""
+
+    def __init__(self, net: nn.Module, inputs: ModelInputs):
+        super().__init__()
+        self.net, self.img_size = net, inputs.img_size
+        self.register_buffer("mean", torch.tensor(inputs.mean))
+        self.register_buffer("std", torch.tensor(inputs.std))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = resize(normalize(images.permute(0, 3, 1, 2), self.mean, self.std), self.img_size)
+        return torch.softmax(self.net(x), 1)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    images: int  # test images the check ran on
+    max_difference: float  # largest probability difference from the torch model on them
+    agreement: float  # argmax agreement with the torch model on them
+
+
+def export_run(run_dir: Path, fmt: str = "onnx", dataset_root: Path | None = None,
+               console: Console | None = None) -> ExportResult:
+    """Write `<run>/model.onnx` from the run's best checkpoint and check it with ONNX Runtime against the
+    torch model (the pipeline's own inference path) on real test images; a file that disagrees is not kept."""
+    if fmt not in FORMATS:
+        raise PipelineError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    checkpoint = Run(run_dir).best_checkpoint()
+    dataset_root = dataset_root or dataset_dir()
+    console = console or Console(quiet=True)
+    _, images = cached_test_images(dataset_root, check_test(dataset_root), console)
+    check = np.asarray(images[np.linspace(0, len(images) - 1, min(CHECK_IMAGES, len(images))).astype(int)])
+    model, config = load_model(checkpoint, torch.device("cpu"))
+    graph = onnx_graph(Deployable(model, config.inputs), torch.from_numpy(check[:2]), str(checkpoint))
+    for key, value in {"classes": config.classes, "mean": config.mean, "std": config.std,
+                       "input": "uint8 (N, H, W, C)", "image_size": config.image_size,
+                       "checkpoint": str(checkpoint)}.items():
+        graph.metadata_props.add(key=key, value=json.dumps(value))
+    exported = _onnx_probabilities(graph.SerializeToString(), check)
+    expected = np.exp(infer(model, check, config.inputs, "none", Runtime(), default_batch_size(torch.device("cpu"))))
+    difference = float(np.abs(exported - expected).max())
+    agreement = float((exported.argmax(1) == expected.argmax(1)).mean())
+    if difference > MAX_DIFFERENCE:
+        raise PipelineError(f"{checkpoint}: the ONNX export differs from the torch model by up to {difference:.2g} "
+                            f"in probability on {len(check)} test images (allowed {MAX_DIFFERENCE:g}); not written")
+    path = Path(run_dir) / "model.onnx"
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(graph.SerializeToString())
+    return ExportResult(path, len(check), difference, agreement)
+
+
+def _onnx_probabilities(graph: bytes, images: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run(None, {"input": np.ascontiguousarray(images[i:i + 256])})[0]
+                           for i in range(0, len(images), 256)])

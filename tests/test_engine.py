@@ -1,0 +1,115 @@
+"""Prediction engines: torch and OpenVINO (fp32, bf16, int8), what `--engine`/`--precision` leave open, the
+int8 near-tie re-check, and `--threads`."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import engine, export
+from pipeline.engine import CPU_CANDIDATES, candidates
+from pipeline.errors import PipelineError
+from pipeline.int8 import recheck_near_ties
+from pipeline.predict import predict
+from pipeline.run import ModelInputs
+from pipeline.runtime import Runtime, resolve_runtime
+
+
+def saved(project) -> tuple[np.ndarray, dict]:
+    submissions = project / "submissions"
+    return (np.load(submissions / "exp.probs.npy").astype(np.float32),
+            json.loads((submissions / "exp.probs.json").read_text()))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_openvino_predicts_like_torch_fp32(trained, capsys, precision):
+    predict(precision="fp32", engine="torch", tta="flip")
+    reference, _ = saved(trained)
+    result = predict(precision=precision, engine="openvino", tta="flip", score=trained / "dataset" / "solution.csv")
+    probabilities, meta = saved(trained)
+    assert result.rows == 40 and result.accuracy > 0.5
+    assert (meta["engine"], meta["precision"]) == ("openvino", precision)
+    assert f"flip TTA, openvino {precision}) on cpu" in " ".join(capsys.readouterr().out.split())
+    if precision == "fp32":
+        assert np.abs(probabilities - reference).max() < 1e-3  # float16 storage
+    else:
+        assert (probabilities.argmax(1) == reference.argmax(1)).mean() >= 0.95
+        assert np.abs(probabilities - reference).max() < 0.2
+
+
+def test_what_engine_and_precision_leave_open(monkeypatch):
+    cpu = torch.device("cpu")
+    assert candidates("auto", "auto", cpu) == list(CPU_CANDIDATES) and CPU_CANDIDATES[0] == "torch fp32"
+    assert candidates("torch", "auto", cpu) == ["torch fp32", "torch bf16"]
+    assert candidates("auto", "fp32", cpu) == ["torch fp32", "openvino fp32"]
+    assert candidates("auto", "int8", cpu) == ["openvino int8"]
+    assert candidates("openvino", "bf16", cpu) == ["openvino bf16"]
+    for bad, message in ((("torch", "int8"), "int8 runs on OpenVINO"), (("onnx", "auto"), "--engine 'onnx': choose"),
+                         (("auto", "int4"), "--precision 'int4': choose one of auto, bf16, fp32, int8")):
+        with pytest.raises(PipelineError, match=message):
+            candidates(*bad, cpu)
+    cuda = torch.device("cuda", 0)
+    for capability, expected in (((9, 0), "torch bf16"), ((7, 5), "torch fp32")):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device, c=capability: c)
+        assert candidates("auto", "auto", cuda) == [expected]  # never a dtype the GPU only emulates
+    assert candidates("torch", "fp32", cuda) == ["torch fp32"]
+    for bad in (("openvino", "auto"), ("auto", "int8")):
+        with pytest.raises(PipelineError, match="run on the CPU; add --device cpu"):
+            candidates(*bad, cuda)
+
+
+def test_auto_leaves_out_an_engine_that_cannot_build_and_a_forced_one_says_why(trained, monkeypatch, capsys):
+    def unexportable(net, example, name):
+        raise PipelineError(f"{name}: cannot be exported to ONNX (TraceError: data-dependent); use --engine torch")
+
+    monkeypatch.setattr(export, "onnx_graph", unexportable)
+    monkeypatch.setattr(engine, "PROBE_MIN_IMAGES", 0)  # measure even this tiny job
+    predict(tta="none")
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "for prediction (measured: torch fp32 " in printed and "openvino" not in printed.split("predicting")[0]
+    assert saved(trained)[1]["engine"] == "torch"
+    with pytest.raises(PipelineError, match="cannot be exported to ONNX"):
+        predict(engine="openvino", tta="none")
+
+
+def test_openvino_bf16_is_refused_where_the_cpu_has_no_native_bf16(monkeypatch):
+    monkeypatch.setattr(engine, "openvino_has_bf16", lambda: False)
+    with pytest.raises(PipelineError, match="does not compute bf16 natively"):
+        engine.compile_openvino(torch.nn.Conv2d(3, 4, 3), torch.zeros(2, 3, 8, 8), "bf16", "model")
+
+
+class FixedProbabilities(torch.nn.Module):
+    """A 'model' whose logits are the log of given probabilities, one row per input image (its first pixel)."""
+
+    def __init__(self, probabilities):
+        super().__init__()
+        self.register_buffer("logits", torch.tensor(probabilities).log())
+
+    def forward(self, x):
+        return self.logits[x[:, 0, 0, 0].round().long()]
+
+
+def test_near_ties_are_predicted_again_in_fp32():
+    int8 = np.array([[0.50, 0.49, 0.01], [0.90, 0.05, 0.05], [0.30, 0.31, 0.39], [0.40, 0.20, 0.40]], np.float32)
+    fp32 = np.array([[0.40, 0.59, 0.01], [0.80, 0.10, 0.10], [0.20, 0.20, 0.60], [0.50, 0.10, 0.40]], np.float32)
+    images = np.arange(4, dtype=np.uint8)[:, None, None, None].repeat(2, 1).repeat(2, 2).repeat(3, 3)
+    inputs = ModelInputs((0.0,) * 3, (1 / 255,) * 3)  # normalised pixel = its uint8 value
+    probabilities = int8.copy()
+    count = recheck_near_ties(probabilities, FixedProbabilities(fp32), images, inputs, "none", Runtime(),
+                              2, margin=0.05)
+    assert count == 2  # rows 0 (0.50 vs 0.49) and 3 (a tie); row 2's top two are 0.08 apart
+    assert np.allclose(probabilities[[0, 3]], fp32[[0, 3]], atol=1e-6)
+    assert np.array_equal(probabilities[[1, 2]], int8[[1, 2]])
+
+
+def test_threads_sets_this_process_and_what_openvino_compiles_for(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        resolve_runtime("cpu", threads=1)
+        assert torch.get_num_threads() == 1
+        compiled = engine.compile_openvino(torch.nn.Conv2d(3, 4, 3).eval(), torch.zeros(2, 3, 8, 8), "fp32", "model")
+        assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(PipelineError, match="--threads must be 1 or more, got 0"):
+        resolve_runtime("cpu", threads=0)

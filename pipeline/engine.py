@@ -1,10 +1,10 @@
 """How one model predicts on this machine: the engine (torch, or OpenVINO on the CPU), the precision and the
 batch size, forced by `--engine`/`--precision` or measured by `auto` on the CPU at hand (pipeline/precision.py).
 
-Engines, measured on a 2-core AMD EPYC (AVX512-BF16/VNNI), custom ResNet-18 at 32×32, images/s per view:
-torch fp32 469, bf16 846; OpenVINO fp32 751, bf16 1,465, int8 2,924; ONNX Runtime fp32 767, int8 2,320 on
-the same int8 graph. ONNX Runtime won nothing there, so it is not an engine: it calibrates the int8 graph
-(static quantization, QDQ) and checks exports."""
+Engines, measured on a 2-core AMD EPYC (AVX512-BF16/VNNI), custom ResNet-18 at 32×32, images/s with flip TTA
+(benchmarks/engines_speed.py): torch fp32 227, bf16 415; OpenVINO fp32 386, bf16 715, int8 1,129; ONNX Runtime
+fp32 346, int8 1,032 on the same graphs. ONNX Runtime won nothing there, so it is not an engine: it calibrates
+the int8 graph (static quantization, QDQ) and checks exports."""
 from __future__ import annotations
 
 import logging
@@ -129,7 +129,7 @@ def compile_openvino(model: torch.nn.Module, calibration: torch.Tensor, precisio
         _graphs[model] = onnx_graph(model, calibration[:2], source)
     graph = _graphs[model]
     with tempfile.TemporaryDirectory(prefix="pipeline-onnx-") as folder:
-        path = Path(folder) / "model.onnx"
+        path = Path(folder) / "network.onnx"
         path.write_bytes(graph.SerializeToString())
         if precision == "int8":
             path = quantize_int8(path, calibration)

@@ -74,7 +74,8 @@ def export_run(run_dir: Path, fmt: str = "onnx", dataset_root: Path | None = Non
     torch model (the pipeline's own inference path) on real test images; a file that disagrees is not kept."""
     if fmt not in FORMATS:
         raise PipelineError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    checkpoint = Run(run_dir).best_checkpoint()
+    run = Run(run_dir)
+    checkpoint = run.best_checkpoint()
     dataset_root = dataset_root or dataset_dir()
     console = console or Console(quiet=True)
     _, images = cached_test_images(dataset_root, check_test(dataset_root), console)
@@ -92,10 +93,9 @@ def export_run(run_dir: Path, fmt: str = "onnx", dataset_root: Path | None = Non
     if difference > MAX_DIFFERENCE:
         raise PipelineError(f"{checkpoint}: the ONNX export differs from the torch model by up to {difference:.2g} "
                             f"in probability on {len(check)} test images (allowed {MAX_DIFFERENCE:g}); not written")
-    path = Path(run_dir) / "model.onnx"
-    with atomic_path(path) as tmp:
+    with atomic_path(run.onnx) as tmp:
         tmp.write_bytes(graph.SerializeToString())
-    return ExportResult(path, len(check), difference, agreement)
+    return ExportResult(run.onnx, len(check), difference, agreement)
 
 
 def _onnx_probabilities(graph: bytes, images: np.ndarray) -> np.ndarray:

@@ -129,6 +129,7 @@ class Run:
         self.curves, self.confusion = self.path / "curves.png", self.path / "confusion.png"
         self.per_class, self.report = self.path / "per_class.csv", self.path / "report.md"
         self.report_files = (self.curves, self.confusion, self.per_class, self.report)
+        self.onnx = self.path / "model.onnx"  # `pipeline export`'s (export.py)
         # read and written only through the methods below
         self._config, self._metrics = self.path / "config.json", self.path / "metrics.csv"
         self._status = self.path / "status.json"

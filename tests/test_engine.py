@@ -113,3 +113,17 @@ def test_threads_sets_this_process_and_what_openvino_compiles_for(monkeypatch):
         torch.set_num_threads(before)
     with pytest.raises(PipelineError, match="--threads must be 1 or more, got 0"):
         resolve_runtime("cpu", threads=0)
+
+
+def test_omp_num_threads_is_honoured_when_threads_is_not_given(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import torch; from pipeline.runtime import resolve_runtime; from pipeline.engine import compile_openvino; "
+             "resolve_runtime('cpu'); net = compile_openvino(torch.nn.Conv2d(3, 4, 3).eval(), torch.zeros(2, 3, 8, 8), "
+             "'fp32', 'model'); print(torch.get_num_threads(), net.get_property('INFERENCE_NUM_THREADS'))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "1"]

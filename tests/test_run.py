@@ -20,7 +20,7 @@ from pipeline.run import (
 
 ROOT = Path(__file__).parents[1]
 RUN_FILES = ("config.json", "metrics.csv", "status.json", "best.pt", "last.pt", "result.txt", "skipped.txt",
-             "curves.png", "confusion.png", "per_class.csv", "report.md")
+             "curves.png", "confusion.png", "per_class.csv", "report.md", "model.onnx")
 
 
 def test_runs_saved_by_older_versions_still_load(tmp_path):

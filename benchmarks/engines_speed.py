@@ -21,8 +21,7 @@ import torch
 from rich.console import Console
 
 from pipeline.cache import cached_test_images
-from pipeline.engine import BATCH_SIZES, CPU_CANDIDATES, build_engine, quantize_int8
-from pipeline.export import onnx_graph
+from pipeline.engine import CPU_CANDIDATES, OPENVINO_BATCH_SIZE, build_engine, onnx_network, quantize_int8
 from pipeline.errors import PipelineError
 from pipeline.infer import TTA_VIEWS, infer, load_model
 from pipeline.int8 import calibration_inputs
@@ -94,12 +93,12 @@ def onnx_runtime_rates(model, config, test, images, tta, reference, source) -> d
     calibration = calibration_inputs(test, config.inputs)
     with tempfile.TemporaryDirectory() as folder:
         fp32 = Path(folder) / "network.onnx"
-        fp32.write_bytes(onnx_graph(model, calibration[:2], source).SerializeToString())
+        fp32.write_bytes(onnx_network(model, config, test, source)[0].SerializeToString())
         for name, path in (("onnxruntime fp32", fp32), ("onnxruntime int8", quantize_int8(fp32, calibration))):
             net = OnnxRuntimeNet(path)
-            infer(net, images[:64], config.inputs, tta, Runtime(), BATCH_SIZES["openvino"])  # warm-up
+            infer(net, images[:64], config.inputs, tta, Runtime(), OPENVINO_BATCH_SIZE)  # warm-up
             started = time.perf_counter()
-            argmax = infer(net, images, config.inputs, tta, Runtime(), BATCH_SIZES["openvino"]).argmax(1)
+            argmax = infer(net, images, config.inputs, tta, Runtime(), OPENVINO_BATCH_SIZE).argmax(1)
             rates[name] = {"images_per_s": round(len(images) / (time.perf_counter() - started), 1),
                            "agreement_with_torch_fp32": round(float((argmax == reference).mean()), 5)}
     return rates

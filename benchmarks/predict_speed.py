@@ -5,8 +5,8 @@
 
 DIR holds dataset/ (e.g. `make_competition.py DIR/dataset --test-size N`). Measured in one run:
 (1) a seed-style path: PIL per image in a DataLoader, torchvision transforms, fp32;
-(2) `pipeline predict` cold: no test cache, end to end (decode + TTA inference + CSV), as a subprocess;
-(3) the same warm (cache present). Reports images/s, ratios, peak RSS of each, and the agreement of
+(2) `pipeline predict` cold: no test cache and an empty `auto` cache (it measures, as on a new machine), end
+to end (decode + probe + TTA inference + CSV), as a subprocess; (3) the same warm (both caches present). Reports images/s, ratios, peak RSS of each, and the agreement of
 (2)'s argmax with the fp32 seed-style argmax.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,20 +63,23 @@ REPORTING_PREDICT = ("import atexit, re, sys; from pathlib import Path; out = sy
                      "from pipeline.cli import main; main()")
 
 
-def run_predict(project: Path, checkpoint: Path, tta: str, device: str, precision: str) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of `pipeline predict` in a fresh process."""
+def run_predict(project: Path, checkpoint: Path, tta: str, device: str, precision: str,
+                cache: Path) -> tuple[float, int, str | None]:
+    """Wall seconds, peak RSS (KiB) and `auto`'s line of `pipeline predict` in a fresh process whose `auto`
+    cache is `cache`."""
     rss_file = project / ".predict-peak-rss"
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", REPORTING_PREDICT, str(rss_file), "predict", "--checkpoint",
-                           str(checkpoint), "--tta", tta, "--device", device, "--precision", precision], cwd=project, stdout=subprocess.DEVNULL,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                           str(checkpoint), "--tta", tta, "--device", device, "--precision", precision], cwd=project,
+                          stdout=subprocess.PIPE, text=True, env={**os.environ, "PIPELINE_CACHE_DIR": str(cache),
+                          "COLUMNS": "1000", "PYTHONPATH": os.pathsep.join(
                               filter(None, [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")]))})
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"pipeline predict failed with status {done.returncode}")
     peak = int(rss_file.read_text())
     rss_file.unlink()
-    return seconds, peak
+    return seconds, peak, next((line for line in done.stdout.splitlines() if line.startswith("auto → ")), None)
 
 
 def seed_style_comparison(args, checkpoint: Path, dataset: Path, device: torch.device, numbers: dict) -> dict:
@@ -114,14 +118,16 @@ def main() -> None:
 
     for stale in (dataset / ".cache").glob("test.*"):
         stale.unlink()
-    cold_s, cold_rss = run_predict(project, checkpoint, args.tta, args.device, args.precision)
-    warm_s, warm_rss = run_predict(project, checkpoint, args.tta, args.device, args.precision)
+    with tempfile.TemporaryDirectory() as cache:  # cold: as on a new machine, `auto` measures first
+        cold_s, cold_rss, cold_auto = run_predict(project, checkpoint, args.tta, args.device, args.precision, Path(cache))
+        warm_s, warm_rss, warm_auto = run_predict(project, checkpoint, args.tta, args.device, args.precision, Path(cache))
     numbers = {
         "images": n, "tta": args.tta, "precision": args.precision, "views": len(TTA_VIEWS[args.tta]),
         "model": {"model": options.model, "stem": options.stem},
         "images_per_s": {"cold": round(n / cold_s, 1), "warm": round(n / warm_s, 1)},
         "seconds": {"cold": round(cold_s, 1), "warm": round(warm_s, 1)},
         "peak_rss_mib": {"cold": round(cold_rss / 1024), "warm": round(warm_rss / 1024)},
+        "auto": {"cold": cold_auto, "warm": warm_auto},
     }
     if not args.no_baseline:
         numbers.update(seed_style_comparison(args, checkpoint, dataset, device, numbers))

@@ -123,12 +123,16 @@ def throughput(args) -> dict:
 
 def auto_training_choice(model, batch, runtime: Runtime):
     """The choice `pipeline train --precision auto` makes on this CPU, measured now (an empty cache)."""
+    saved = os.environ.get("PIPELINE_CACHE_DIR")
     with tempfile.TemporaryDirectory() as cache:
         os.environ["PIPELINE_CACHE_DIR"] = cache
-        trials = {p: (lambda p=p: training_trial(model, *batch, runtime, p)) for p in ("fp32", "bf16")}
-        choice = choose("training", {}, trials, 10**9, probe_pays=True)
-    del os.environ["PIPELINE_CACHE_DIR"]
-    return choice
+        try:
+            trials = {p: (lambda p=p: training_trial(model, *batch, runtime, p)) for p in ("fp32", "bf16")}
+            return choose("training", {}, trials, 10**9, probe_pays=True)
+        finally:
+            os.environ.pop("PIPELINE_CACHE_DIR")
+            if saved is not None:
+                os.environ["PIPELINE_CACHE_DIR"] = saved
 
 
 def time_to_accuracy(args) -> dict:

@@ -184,7 +184,7 @@ def predict(
     tta: str = typer.Option("flip", help="Test-time augmentation: none, flip (image + mirror) or flip-shift (× shifts of 2 px)."),
     batch_size: Optional[int] = typer.Option(None, help="Images per forward pass. (default 1024 on CUDA; on the CPU torch 64, OpenVINO 256)"),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
-    precision: str = typer.Option("auto", help="auto, fp32, bf16 or int8 (CPU, OpenVINO: static quantization calibrated on test images; near ties are predicted again in fp32). auto: on CUDA bf16 at compute capability ≥ 8.0, else fp32; on the CPU with --engine, the fastest that agrees with fp32 on ≥ 99.5 % of the probe images, measured on this model and cached (test sets under 10,000 images: torch fp32)."),
+    precision: str = typer.Option("auto", help="auto, fp32, bf16 or int8 (CPU, OpenVINO: static quantization calibrated on test images; near ties are predicted again in fp32). auto: on CUDA bf16 at compute capability ≥ 8.0, else fp32; on the CPU with --engine, the fastest that agrees with fp32 on ≥ 99.5 % of the probe images, measured on this model and cached (test sets under 10,000 images: the first candidate, torch fp32 unless --engine openvino)."),
     engine: str = typer.Option("auto", help="auto, torch or openvino (CPU). auto: torch on CUDA; on the CPU measured with --precision."),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
     score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against."),
@@ -203,14 +203,15 @@ def predict(
 @app.command()
 @user_errors
 def export(
-    run: Path = typer.Argument(..., help="Run folder, e.g. weights/exp."),
+    run: Path = typer.Argument(..., help="Run: its name (exp) or folder (weights/exp)."),
     format: str = typer.Option("onnx", "--format", help="onnx: uint8 (N, H, W, C) images in, class probabilities out."),
 ) -> None:
     """Write the run's inference model (EMA weights when kept; normalisation and resize inside) beside the run,
     checked against the torch model on dataset/test's images."""
+    from pipeline.experiments import resolve_run
     from pipeline.export import export_run
 
-    result = export_run(run, format, console=console)
+    result = export_run(resolve_run(run), format, console=console)
     console.print(f"wrote {result.path}: on {result.images} test images its probabilities differ from the torch "
                   f"model's by at most {result.max_difference:.1e}; argmax agreement {result.agreement:.2%}")
 

@@ -2,8 +2,8 @@
 batch size, forced by `--engine`/`--precision` or measured by `auto` on the CPU at hand (pipeline/precision.py).
 
 Engines, measured on a 2-core AMD EPYC (AVX512-BF16/VNNI), custom ResNet-18 at 32×32, images/s with flip TTA
-(benchmarks/engines_speed.py): torch fp32 227, bf16 415; OpenVINO fp32 386, bf16 715, int8 1,129; ONNX Runtime
-fp32 346, int8 1,032 on the same graphs. ONNX Runtime won nothing there, so it is not an engine: it calibrates
+(benchmarks/engines_speed.py): torch fp32 227, bf16 415; OpenVINO fp32 386, bf16 715, int8 1,129 (718 with the
+near-tie re-check); ONNX Runtime fp32 346, int8 1,032 on the same graphs. ONNX Runtime won nothing there, so it is not an engine: it calibrates
 the int8 graph (static quantization, QDQ) and checks exports."""
 from __future__ import annotations
 
@@ -20,21 +20,19 @@ import torch
 from rich.console import Console
 
 from pipeline.errors import PipelineError
-from pipeline.infer import infer
-from pipeline.int8 import calibration_inputs, recheck_near_ties
+from pipeline.infer import default_batch_size, infer
+from pipeline.int8 import CALIBRATION_IMAGES, calibration_inputs, recheck_near_ties
 from pipeline.precision import Trial, choose, timed
 from pipeline.run import RunConfig
 from pipeline.runtime import Runtime, autocast_dtype
 
 ENGINES = ("auto", "torch", "openvino")
-PRECISIONS = ("auto", "bf16", "fp32", "int8")
+PREDICT_PRECISIONS = ("auto", "bf16", "fp32", "int8")
 # what `auto` may pick on the CPU, the reference (fp32, the default for jobs too small to measure) first
 CPU_CANDIDATES = ("torch fp32", "torch bf16", "openvino fp32", "openvino bf16", "openvino int8")
 PROBE_IMAGES = 256  # test images each candidate predicts while `auto` measures
 PROBE_MIN_IMAGES = 10_000  # smaller jobs predict with the first candidate (or a cached choice): a probe would not pay
-# images per call: CUDA in large batches; on the CPU torch fp32 is fastest in batches small enough to stay in
-# cache (617 images/s at 64, 474 at 1024), OpenVINO in larger ones
-BATCH_SIZES = {"cuda": 1024, "torch": 64, "openvino": 256}
+OPENVINO_BATCH_SIZE = 256  # images per call (OpenVINO int8 ran alike at 64, 256 and 1,024 here); torch: infer.py
 
 
 @dataclass(frozen=True)
@@ -80,8 +78,8 @@ def candidates(engine: str, precision: str, device: torch.device) -> list[str]:
     """The engine/precision pairs `--engine` and `--precision` leave open on `device`, the default first."""
     if engine not in ENGINES:
         raise PipelineError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    if precision not in PRECISIONS:
-        raise PipelineError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision not in PREDICT_PRECISIONS:
+        raise PipelineError(f"--precision {precision!r}: choose one of {', '.join(PREDICT_PRECISIONS)}")
     if device.type == "cuda":
         if engine == "openvino" or precision == "int8":
             raise PipelineError("--engine openvino and --precision int8 run on the CPU; add --device cpu, "
@@ -99,44 +97,71 @@ def build_engine(name: str, model: torch.nn.Module, config: RunConfig, images: n
     """The engine `name` ("torch bf16", "openvino int8", …) for `model`; int8 calibrates on `images`."""
     engine, precision = name.split()
     if engine == "torch":
-        return Engine(name, model, runtime.in_precision(precision),
-                      batch_size or BATCH_SIZES["cuda" if runtime.device.type == "cuda" else "torch"])
-    calibration = calibration_inputs(images, config.inputs)
-    net = OpenVinoNet(compile_openvino(model, calibration, precision, source))
-    fallback = OpenVinoNet(compile_openvino(model, calibration, "fp32", source)) if precision == "int8" else None
-    return Engine(name, net, runtime.in_precision("fp32"), batch_size or BATCH_SIZES["openvino"], fallback)
+        return Engine(name, model, runtime.in_precision(precision), batch_size or default_batch_size(runtime.device))
+    calibration = calibration_inputs(images, config.inputs, CALIBRATION_IMAGES if precision == "int8" else 2)
+    graph, _ = onnx_network(model, config, images, source)
+    net = OpenVinoNet(compile_openvino(graph, calibration, precision, source))
+    fallback = OpenVinoNet(compile_openvino(graph, calibration, "fp32", source)) if precision == "int8" else None
+    return Engine(name, net, runtime.in_precision("fp32"), batch_size or OPENVINO_BATCH_SIZE, fallback)
 
 
-_graphs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → its ONNX graph, exported once per probe
+_graphs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → (its ONNX graph or why not, seconds)
 
 
-def compile_openvino(model: torch.nn.Module, calibration: torch.Tensor, precision: str, source: str):
-    """`model` compiled by OpenVINO for this CPU in `precision`, on as many threads as torch uses. int8: the
-    ONNX graph statically quantized (per-channel weights, activation ranges from `calibration`) by ONNX Runtime."""
+def onnx_network(model: torch.nn.Module, config: RunConfig, images: np.ndarray, source: str):
+    """`model`'s ONNX graph and the seconds its export took, exported once per model (a failure is kept too:
+    the probe's OpenVINO candidates share it)."""
+    if model not in _graphs:
+        openvino_libraries()
+        from pipeline.export import onnx_graph
+
+        started = time.perf_counter()
+        example = calibration_inputs(images, config.inputs, 1).repeat(2, 1, 1, 1)  # batch 2 keeps the batch dynamic
+        try:
+            _graphs[model] = (onnx_graph(model, example, source), time.perf_counter() - started)
+        except PipelineError as e:
+            _graphs[model] = (e, 0.0)
+    graph, seconds = _graphs[model]
+    if isinstance(graph, PipelineError):
+        raise graph
+    return graph, seconds
+
+
+def openvino_libraries():
+    """The openvino module, once the libraries the OpenVINO engine needs are known to be installed."""
     try:
         import onnx  # noqa: F401  (the exporter)
         import onnxruntime  # noqa: F401  (int8 calibration)
+        import onnxscript  # noqa: F401  (the exporter)
         import openvino
     except ImportError as e:
-        raise PipelineError(f"--engine openvino needs {e.name}, which is not installed: pip install {e.name}, "
+        package = (e.name or "openvino").split(".")[0]
+        raise PipelineError(f"--engine openvino needs {package}, which is not installed: pip install {package}, "
                             "or use --engine torch") from None
-    from pipeline.export import onnx_graph
+    return openvino
 
+
+def compile_openvino(graph, calibration: torch.Tensor, precision: str, source: str):
+    """The ONNX `graph` compiled by OpenVINO for this CPU in `precision`, on as many threads as torch uses. int8:
+    statically quantized first (per-channel weights, activation ranges from `calibration`) by ONNX Runtime."""
+    openvino = openvino_libraries()
     if precision == "bf16" and not openvino_has_bf16():
         raise PipelineError("--engine openvino --precision bf16: this CPU does not compute bf16 natively")
     core = openvino.Core()
-    if model not in _graphs:
-        _graphs[model] = onnx_graph(model, calibration[:2], source)
-    graph = _graphs[model]
-    with tempfile.TemporaryDirectory(prefix="pipeline-onnx-") as folder:
-        path = Path(folder) / "network.onnx"
-        path.write_bytes(graph.SerializeToString())
-        if precision == "int8":
-            path = quantize_int8(path, calibration)
-        network = core.read_model(str(path))
-    return core.compile_model(network, "CPU", {"INFERENCE_NUM_THREADS": torch.get_num_threads(),
-                                               "PERFORMANCE_HINT": "LATENCY",
-                                               "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"})
+    try:
+        with tempfile.TemporaryDirectory(prefix="pipeline-onnx-") as folder:
+            path = Path(folder) / "network.onnx"
+            path.write_bytes(graph.SerializeToString())
+            if precision == "int8":
+                path = quantize_int8(path, calibration)
+            network = core.read_model(str(path))
+        return core.compile_model(network, "CPU", {"INFERENCE_NUM_THREADS": torch.get_num_threads(),
+                                                   "PERFORMANCE_HINT": "LATENCY",
+                                                   "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"})
+    except Exception as e:  # an operator OpenVINO or the quantizer does not handle
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise PipelineError(f"{source}: OpenVINO cannot run it in {precision} ({type(e).__name__}: {first}); "
+                            "use --engine torch") from None
 
 
 def openvino_has_bf16() -> bool:
@@ -178,9 +203,10 @@ def choose_engine(options: list[str], model: torch.nn.Module, config: RunConfig,
     built: dict[str, Engine] = {}
 
     def trial(name: str) -> Trial:
+        export_s = onnx_network(model, config, images, source)[1] if name.startswith("openvino") else 0.0
         started = time.perf_counter()
         engine = built[name] = build_engine(name, model, config, images, runtime, batch_size, source)
-        setup_s = time.perf_counter() - started
+        setup_s = export_s + time.perf_counter() - started  # every OpenVINO candidate needs the export
         rate, (probabilities, _) = timed(lambda: engine.probabilities(probe, config, tta),
                                          lambda: engine.probabilities(probe[:8], config, tta), len(probe))
         return Trial(rate, probabilities.argmax(1), setup_s)

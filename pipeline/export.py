@@ -16,7 +16,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from pipeline.augment import normalize, resize
+from pipeline.augment import match_channels, normalize, resize, to_device_tensor
 from pipeline.cache import cached_test_images
 from pipeline.errors import PipelineError
 from pipeline.infer import default_batch_size, infer, load_model
@@ -30,8 +30,9 @@ CHECK_IMAGES = 1024  # test images the exported file must reproduce
 MAX_DIFFERENCE = 1e-3  # largest probability difference from the torch model an fp32 export may show
 
 
-def onnx_graph(net: nn.Module, example: torch.Tensor, name: str):
-    """`net` (eval mode) as an ONNX ModelProto with a dynamic batch dimension, traced on `example`."""
+def onnx_graph(net: nn.Module, example: torch.Tensor, name: str, otherwise: str = "use --engine torch"):
+    """`net` (eval mode) as an ONNX ModelProto with a dynamic batch dimension, traced on `example` (a batch of
+    at least 2: the exporter fixes a batch of 1). `otherwise` ends the error of a model it cannot export."""
     import onnx  # noqa: F401  (the exporter needs it; imported here so a missing install fails in one place)
 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -42,7 +43,7 @@ def onnx_graph(net: nn.Module, example: torch.Tensor, name: str):
                                         verbose=False, optimize=True)
         except Exception as e:  # the exporter fails on models with data-dependent Python control flow
             raise PipelineError(f"{name}: cannot be exported to ONNX ({type(e).__name__}: "
-                                f"{str(e).splitlines()[0][:200]}); use --engine torch") from None
+                                f"{(str(e).splitlines() or [''])[0][:200]}); {otherwise}") from None
     return program.model_proto
 
 
@@ -71,7 +72,8 @@ class ExportResult:
 def export_run(run_dir: Path, fmt: str = "onnx", dataset_root: Path | None = None,
                console: Console | None = None) -> ExportResult:
     """Write `<run>/model.onnx` from the run's best checkpoint and check it with ONNX Runtime against the
-    torch model (the pipeline's own inference path) on real test images; a file that disagrees is not kept."""
+    torch model (the pipeline's own inference path) on real test images; a file that disagrees is not kept.
+    The file takes images with the model's channels (a greyscale model: 1)."""
     if fmt not in FORMATS:
         raise PipelineError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     run = Run(run_dir)
@@ -79,9 +81,13 @@ def export_run(run_dir: Path, fmt: str = "onnx", dataset_root: Path | None = Non
     dataset_root = dataset_root or dataset_dir()
     console = console or Console(quiet=True)
     _, images = cached_test_images(dataset_root, check_test(dataset_root), console)
-    check = np.asarray(images[np.linspace(0, len(images) - 1, min(CHECK_IMAGES, len(images))).astype(int)])
+    picked = np.asarray(images[np.linspace(0, len(images) - 1, min(CHECK_IMAGES, len(images))).astype(int)])
     model, config = load_model(checkpoint, torch.device("cpu"))
-    graph = onnx_graph(Deployable(model, config.inputs), torch.from_numpy(check[:2]), str(checkpoint))
+    # the test images with the model's channels (the file's input), as prediction gives them to it
+    check = match_channels(to_device_tensor(picked, torch.device("cpu")), config.channels).permute(0, 2, 3, 1).numpy()
+    check = np.ascontiguousarray(check)
+    graph = onnx_graph(Deployable(model, config.inputs), torch.from_numpy(check[:1]).repeat(2, 1, 1, 1),
+                       str(checkpoint), "this model cannot be exported to ONNX")
     for key, value in {"classes": config.classes, "mean": config.mean, "std": config.std,
                        "input": "uint8 (N, H, W, C)", "image_size": config.image_size,
                        "checkpoint": str(checkpoint)}.items():

@@ -2,7 +2,7 @@
 for training; an engine and precision for prediction) runs a few real batches of the job's own model and input
 size, and the one that would finish the job soonest wins, among those whose predictions agree with fp32's on
 ≥ 99.5 % of the probe images. The choice is cached per machine (CPU model, threads, library versions) and model shape in the
-user's cache folder, so later runs skip the probe; jobs too small for a probe to pay run in fp32."""
+user's cache folder, so later runs skip the probe; jobs too small for a probe to pay take the first candidate."""
 from __future__ import annotations
 
 import copy
@@ -23,7 +23,7 @@ from pipeline.errors import PipelineError
 from pipeline.runtime import Runtime
 from pipeline.workspace import write_text_atomic
 
-ENGINE_LIBRARIES = ("torch", "openvino", "onnxruntime", "onnx")  # a new version of any may change the rates
+ENGINE_LIBRARIES = ("torch", "openvino", "onnxruntime", "onnx", "onnxscript")  # a new version of any may change the rates
 MIN_AGREEMENT = 0.995  # argmax agreement with fp32 a lower precision must reach on the probe images
 
 
@@ -109,23 +109,24 @@ def choose(job: str, shape: dict, candidates: dict[str, Callable[[], Trial]], jo
     """The cached choice for this machine and `shape`, else (when `probe_pays`) the candidate that would
     finish `job_images` soonest — its setup plus `job_images / rate` — among those agreeing with the first
     fp32 candidate (the reference), else the first candidate. A candidate that cannot run (PipelineError) is
-    left out; if none can, the first one's error is raised."""
-    key = cache_key(job, shape)
+    left out; if none can, or no fp32 candidate can while one is offered, the (fp32) error is raised."""
+    key = cache_key(job, {**shape, "candidates": sorted(candidates)})  # another set of options, another probe
     cached = _read_cache().get(key)
     if isinstance(cached, dict) and cached.get("candidate") in candidates:
         return Choice(cached["candidate"], "cached", cached.get("rates", {}), cached.get("agreement", {}))
     if not probe_pays:
         return Choice(next(iter(candidates)), "too small a job to measure")
     started = time.perf_counter()
-    trials, errors = {}, []
+    trials, errors = {}, {}
     for name, run in candidates.items():
         try:
             trials[name] = run()
         except PipelineError as e:
-            errors.append(e)
-    if not trials:
-        raise errors[0]
-    reference = next((trials[name].argmax for name in trials if name.endswith("fp32")), None)
+            errors[name] = e
+    references = [name for name in candidates if name.endswith("fp32")]
+    if not trials or (references and not any(name in trials for name in references)):
+        raise errors[references[0] if references else next(iter(errors))]  # nothing to hold the others to
+    reference = next((trials[name].argmax for name in references if name in trials), None)
     agreement = {name: float(np.mean(trial.argmax == reference)) for name, trial in trials.items()
                  if trial.argmax is not None and reference is not None}
     eligible = [name for name in trials if agreement.get(name, 1.0) >= MIN_AGREEMENT]

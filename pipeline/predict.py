@@ -144,10 +144,15 @@ def predict_model(model: torch.nn.Module, config: RunConfig, path: Path, images:
                   console: Console) -> tuple[np.ndarray, str]:
     """One model's probabilities of this process's share of the test images, and the engine that predicted
     them ("openvino int8", …), chosen among `options`. Under torchrun rank 0 chooses and the other ranks follow."""
-    where = runtime.ranks
-    name, engine = choose_engine(options, model, config, images, tta, runtime, batch_size, str(path), console) \
-        if where.main else (None, None)
+    where, name, engine = runtime.ranks, None, None
+    if where.main:
+        try:
+            name, engine = choose_engine(options, model, config, images, tta, runtime, batch_size, str(path), console)
+        except PipelineError as e:
+            name = e  # every rank stops with it, rather than waiting for a choice that never comes
     name = broadcast(name, where)
+    if isinstance(name, PipelineError):
+        raise name
     engine = engine or build_engine(name, model, config, images, runtime, batch_size, str(path))
     console.print(f"predicting {len(images)} test images with {path} ({tta} TTA, {engine.name}) on {runtime.device}"
                   + (f" and {where.world - 1} more processes" if where.distributed else ""))

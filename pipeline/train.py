@@ -13,6 +13,7 @@ import contextlib
 import importlib.metadata
 import platform
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -198,9 +199,13 @@ class TrainBatches:
         sampler = DistributedSampler(self.dataset, *shard[::-1], shuffle=True, seed=self.config.seed)
         sampler.set_epoch(epoch)
         batch_size = max(1, self.config.batch_size // self.where.world)
+        # forking a process where OpenVINO runs its thread pool (a prediction earlier in this Python session)
+        # crashed it; a fork server starts the workers from a clean process instead
+        context = "forkserver" if self.config.workers and "openvino" in sys.modules else None
         return DataLoader(self.dataset, batch_size=batch_size, sampler=sampler, num_workers=self.config.workers,
                           worker_init_fn=seed_worker_augmentation, pin_memory=self.device.type == "cuda",
-                          drop_last=len(sampler) % batch_size == 1)  # BatchNorm cannot train on a batch of 1
+                          drop_last=len(sampler) % batch_size == 1,  # BatchNorm cannot train on a batch of 1
+                          multiprocessing_context=context)
 
 
 def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device, steps_per_epoch: int):

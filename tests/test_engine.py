@@ -1,6 +1,7 @@
 """Prediction engines: torch and OpenVINO (fp32, bf16, int8), what `--engine`/`--precision` leave open, the
 int8 near-tie re-check, and `--threads`."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,10 +73,37 @@ def test_auto_leaves_out_an_engine_that_cannot_build_and_a_forced_one_says_why(t
         predict(engine="openvino", tta="none")
 
 
+def conv_graph():
+    return export.onnx_graph(torch.nn.Conv2d(3, 4, 3).eval(), torch.zeros(2, 3, 8, 8), "conv")
+
+
 def test_openvino_bf16_is_refused_where_the_cpu_has_no_native_bf16(monkeypatch):
     monkeypatch.setattr(engine, "openvino_has_bf16", lambda: False)
     with pytest.raises(PipelineError, match="does not compute bf16 natively"):
-        engine.compile_openvino(torch.nn.Conv2d(3, 4, 3), torch.zeros(2, 3, 8, 8), "bf16", "model")
+        engine.compile_openvino(conv_graph(), torch.zeros(2, 3, 8, 8), "bf16", "model")
+
+
+def test_a_graph_openvino_cannot_read_is_a_one_line_error():
+    class Garbage:
+        def SerializeToString(self):
+            return b"not an onnx graph"
+
+    with pytest.raises(PipelineError, match=r"^model: OpenVINO cannot run it in fp32 \(.*\); use --engine torch$"):
+        engine.compile_openvino(Garbage(), torch.zeros(2, 3, 8, 8), "fp32", "model")
+
+
+def test_a_one_image_test_set_still_exports_with_a_dynamic_batch(trained):
+    from pipeline.cache import cached_test_images
+    from pipeline.infer import infer, load_model
+    from pipeline.layout import check_test
+
+    model, config = load_model(trained / "weights" / "exp" / "best.pt", torch.device("cpu"))
+    _, images = cached_test_images(trained / "dataset", check_test(trained / "dataset"), None)
+    graph, _ = engine.onnx_network(model, config, np.asarray(images[:1]), "exp")
+    net = engine.OpenVinoNet(engine.compile_openvino(graph, None, "fp32", "exp"))
+    three = np.asarray(images[:3])
+    expected = infer(model, three, config.inputs, "none", Runtime(), 3)
+    assert np.abs(infer(net, three, config.inputs, "none", Runtime(), 3) - expected).max() < 1e-4
 
 
 class FixedProbabilities(torch.nn.Module):
@@ -107,7 +135,7 @@ def test_threads_sets_this_process_and_what_openvino_compiles_for(monkeypatch):
     try:
         resolve_runtime("cpu", threads=1)
         assert torch.get_num_threads() == 1
-        compiled = engine.compile_openvino(torch.nn.Conv2d(3, 4, 3).eval(), torch.zeros(2, 3, 8, 8), "fp32", "model")
+        compiled = engine.compile_openvino(conv_graph(), torch.zeros(2, 3, 8, 8), "fp32", "model")
         assert compiled.get_property("INFERENCE_NUM_THREADS") == 1
     finally:
         torch.set_num_threads(before)
@@ -121,9 +149,11 @@ def test_omp_num_threads_is_honoured_when_threads_is_not_given(tmp_path):
     import sys
 
     probe = ("import torch; from pipeline.runtime import resolve_runtime; from pipeline.engine import compile_openvino; "
-             "resolve_runtime('cpu'); net = compile_openvino(torch.nn.Conv2d(3, 4, 3).eval(), torch.zeros(2, 3, 8, 8), "
-             "'fp32', 'model'); print(torch.get_num_threads(), net.get_property('INFERENCE_NUM_THREADS'))")
+             "from tests.test_engine import conv_graph; resolve_runtime('cpu'); "
+             "net = compile_openvino(conv_graph(), None, 'fp32', 'model'); "
+             "print(torch.get_num_threads(), net.get_property('INFERENCE_NUM_THREADS'))")
+    root = str(Path(__file__).parents[1])
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": root})
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "1"]

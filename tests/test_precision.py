@@ -54,6 +54,19 @@ def test_a_candidate_that_disagrees_with_fp32_or_cannot_run_is_left_out():
     assert "bf16" not in choice.rates
 
 
+def test_another_set_of_candidates_is_measured_anew_and_a_failed_fp32_reference_stops_the_choice():
+    calls = []
+    choose("prediction", SHAPE, stubs(calls, **{"torch fp32": Trial(300, AGREE), "torch bf16": Trial(600, AGREE)}),
+           30_000, True)
+    wider = stubs(calls, **{"torch fp32": Trial(300, AGREE), "torch bf16": Trial(600, AGREE),
+                            "openvino int8": Trial(2000, AGREE)})
+    assert choose("prediction", SHAPE, wider, 30_000, True).candidate == "openvino int8"  # not the narrower cache
+    assert calls.count("torch fp32") == 2
+    with pytest.raises(PipelineError, match="reference"):
+        choose("prediction", {**SHAPE, "n": 4}, stubs([], fp32=PipelineError("reference"), int8=Trial(1000, AGREE)),
+               30_000, True)
+
+
 def test_without_an_fp32_candidate_nothing_is_compared_and_if_none_can_run_the_first_error_is_raised():
     choice = choose("prediction", SHAPE, stubs([], **{"torch bf16": Trial(300, AGREE),
                                                       "openvino bf16": Trial(900, AGREE[::-1].copy())}), 30_000, True)

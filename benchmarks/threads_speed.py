@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -52,7 +53,7 @@ def run_together(project: Path, named: dict[str, list[str]]) -> dict[str, float]
                 del processes[name]
         time.sleep(0.05)
     for run in (project / "weights").glob("threads-bench*"):
-        subprocess.run(["rm", "-rf", str(run)], check=True)
+        shutil.rmtree(run)
     return seconds
 
 

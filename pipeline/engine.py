@@ -116,9 +116,9 @@ def onnx_network(model: torch.nn.Module, config: RunConfig, images: np.ndarray, 
         from pipeline.export import onnx_graph
 
         started = time.perf_counter()
-        example = calibration_inputs(images, config.inputs, 1).repeat(2, 1, 1, 1)  # batch 2 keeps the batch dynamic
         try:
-            _graphs[model] = (onnx_graph(model, example, source), time.perf_counter() - started)
+            _graphs[model] = (onnx_graph(model, calibration_inputs(images, config.inputs, 1), source),
+                              time.perf_counter() - started)
         except PipelineError as e:
             _graphs[model] = (e, 0.0)
     graph, seconds = _graphs[model]

@@ -30,10 +30,12 @@ CHECK_IMAGES = 1024  # test images the exported file must reproduce
 MAX_DIFFERENCE = 1e-3  # largest probability difference from the torch model an fp32 export may show
 
 
-def onnx_graph(net: nn.Module, example: torch.Tensor, name: str, otherwise: str = "use --engine torch"):
-    """`net` (eval mode) as an ONNX ModelProto with a dynamic batch dimension, traced on `example` (a batch of
-    at least 2: the exporter fixes a batch of 1). `otherwise` ends the error of a model it cannot export."""
+def onnx_graph(net: nn.Module, sample: torch.Tensor, name: str, otherwise: str = "use --engine torch"):
+    """`net` (eval mode) as an ONNX ModelProto with a dynamic batch dimension, traced on the first input of
+    `sample`. `otherwise` ends the error of a model it cannot export."""
     import onnx  # noqa: F401  (the exporter needs it; imported here so a missing install fails in one place)
+
+    example = sample[:1].repeat(2, *[1] * (sample.dim() - 1))  # a batch of 2: the exporter fixes a batch of 1
 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
@@ -86,8 +88,8 @@ def export_run(run_dir: Path, fmt: str = "onnx", dataset_root: Path | None = Non
     # the test images with the model's channels (the file's input), as prediction gives them to it
     check = match_channels(to_device_tensor(picked, torch.device("cpu")), config.channels).permute(0, 2, 3, 1).numpy()
     check = np.ascontiguousarray(check)
-    graph = onnx_graph(Deployable(model, config.inputs), torch.from_numpy(check[:1]).repeat(2, 1, 1, 1),
-                       str(checkpoint), "this model cannot be exported to ONNX")
+    graph = onnx_graph(Deployable(model, config.inputs), torch.from_numpy(check[:1]), str(checkpoint),
+                       "this model cannot be exported to ONNX")
     for key, value in {"classes": config.classes, "mean": config.mean, "std": config.std,
                        "input": "uint8 (N, H, W, C)", "image_size": config.image_size,
                        "checkpoint": str(checkpoint)}.items():

@@ -1,8 +1,9 @@
 """What `auto` means on the CPU at hand, decided by measurement, not by CPU flags: each candidate (a precision
 for training; an engine and precision for prediction) runs a few real batches of the job's own model and input
 size, and the one that would finish the job soonest wins, among those whose predictions agree with fp32's on
-≥ 99.5 % of the probe images. The choice is cached per machine (CPU model, threads, library versions) and model shape in the
-user's cache folder, so later runs skip the probe; jobs too small for a probe to pay take the first candidate."""
+≥ 99.5 % of the probe images. The choice is cached per machine (CPU model, threads, library versions), model
+shape and the candidates left open, in the user's cache folder, so later runs skip the probe; jobs too small
+for a probe to pay take the first candidate."""
 from __future__ import annotations
 
 import copy
@@ -77,11 +78,12 @@ def cpu_model() -> str:
 def cache_key(job: str, shape: dict) -> str:
     """The machine, the libraries and the model shape a measurement holds for."""
     machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-               "pipeline": __version__, **{library: _version(library) for library in ENGINE_LIBRARIES}}
+               "pipeline": __version__, **{library: installed_version(library) for library in ENGINE_LIBRARIES}}
     return json.dumps({"job": job, **machine, **shape}, sort_keys=True)
 
 
-def _version(library: str) -> str | None:
+def installed_version(library: str) -> str | None:
+    """The installed distribution's version, None when it is not installed."""
     try:
         return importlib.metadata.version(library)
     except importlib.metadata.PackageNotFoundError:

@@ -118,12 +118,14 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
             raise PipelineError(f"{path}: its classes differ from {sources[0]}'s; an ensemble needs the same classes")
         classes = config.classes
         own, used = predict_model(model, config, path, images, own_images, tta, options, runtime, batch_size, console)
+        used_engine, used_precision = used.split()
         probabilities = all_concat(own, where)
         if not where.main:
             continue
         name = out.parent / f"{checkpoint_label(path)}.probs.npy"
         save_probabilities(name, probabilities, {"checkpoint": str(path), "classes": classes, "tta": tta,
-                                                 "engine": used.split()[0], "precision": used.split()[1], "ids": ids_key(ids), "images": len(ids)})
+                                                 "engine": used_engine, "precision": used_precision, "ids": ids_key(ids),
+                                                 "images": len(ids)})
         members.append(name.name)
         total = probabilities if total is None else total + probabilities
     if not where.main:

@@ -10,7 +10,6 @@ uninterrupted one. The run's report is drawn from the best epoch's val predictio
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import platform
 import shutil
 import sys
@@ -44,7 +43,7 @@ from pipeline.figures import ValPredictions, draw_report
 from pipeline.infer import default_batch_size, infer, normalised_batch
 from pipeline.models import build_model, freeze_backbone, load_pretrained
 from pipeline.progress import progress_bar
-from pipeline.precision import choose, training_trial
+from pipeline.precision import choose, installed_version, training_trial
 from pipeline.run import (CheckpointSaver, Run, RunConfig, claim_run, inference_weights, load_checkpoint,
                           summarize_metrics)
 from pipeline.runtime import Runtime, resolve_runtime
@@ -100,10 +99,8 @@ class TrainContext:
 def versions() -> dict[str, str]:
     found = {"pipeline": __version__, "python": platform.python_version(), "torch": torch.__version__,
              "torchvision": torchvision.__version__, "numpy": np.__version__}
-    for library in ("openvino", "onnxruntime"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found[library] = importlib.metadata.version(library)
-    return {name: str(version) for name, version in found.items()}
+    found |= {library: installed_version(library) for library in ("openvino", "onnxruntime")}
+    return {name: str(version) for name, version in found.items() if version is not None}
 
 
 def train(config: TrainConfig, dataset_root: Path | None = None, weights_root: Path | None = None,

@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--tta", default="flip", choices=list(TTA_VIEWS))
     args = parser.parse_args()
     model, config = load_model(args.checkpoint, torch.device("cpu"))
-    _, test = cached_test_images(args.dataset, check_test(args.dataset), Console(quiet=True))
+    _, test, _ = cached_test_images(args.dataset, check_test(args.dataset), Console(quiet=True))
     images = np.asarray(test[np.linspace(0, len(test) - 1, min(args.images, len(test))).astype(int)])
     results, reference = {"images": len(images), "tta": args.tta, "threads": torch.get_num_threads()}, None
     for name in CPU_CANDIDATES:

@@ -1,14 +1,23 @@
 """Decoded-image caches: a folder of PNGs decoded once, in parallel, into a uint8 `.npy` memory map.
 
-The cache `dataset/.cache/<split>.npy` holds (N, H, W, C) uint8 in the order of the ids it was built
-for, C = 1 when the first image is greyscale and 3 otherwise (every image is converted to that); `<split>.json` beside it records a fingerprint of those ids and of each file's size and
-modification time, so any added, removed or rewritten image rebuilds it.
+The cache `<split>.npy` holds (N, H, W, C) uint8 in the order of the ids it was built for; the set's size
+and mode are those of most of its images (C = 1 for greyscale, 3 otherwise: every image is converted to
+that; 16-bit greyscale is scaled to 8 bits). `<split>.json` beside it records a fingerprint of those ids
+and of each file's size, modification time, change time and inode, so any added, removed or rewritten
+image rebuilds it — also one replaced by a file of the same size with its modification time kept
+(`cp -p`, `rsync -a`, `tar` set that time, but none can set the change time or keep the inode).
+
+The caches live in `dataset/.cache/`, or, where dataset/ cannot be written (Kaggle mounts competition
+data read-only under /kaggle/input), in the user cache folder: `$PIPELINE_CACHE_DIR/datasets/<digest of
+dataset/'s path>/` (default ~/.cache/pipeline).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import warnings
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +29,24 @@ from rich.console import Console
 from pipeline.errors import PipelineError
 from pipeline.layout import LabeledImages, id_sort_key, problems_message
 from pipeline.progress import progress_bar
-from pipeline.workspace import atomic_path, write_text_atomic
+from pipeline.workspace import atomic_path, user_cache_dir, write_text_atomic
 
 CACHE_DIR = ".cache"  # under dataset/
 CHUNK = 2000  # images per decode task
 
 
+def cache_folder(root: Path) -> Path:
+    """Where the decoded caches of the dataset at `root` go: root/.cache, else (root cannot be written) the
+    user cache folder."""
+    inside = root / CACHE_DIR
+    if os.access(inside if inside.is_dir() else root, os.W_OK):
+        return inside
+    return user_cache_dir() / "datasets" / hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+
+
 def fingerprint(folder: Path, ids: list[str]) -> str:
-    """A digest of the ids and each image's size and modification time (paths as plain strings: pathlib's
-    per-path overhead doubled the cost; 1.2 s for 300,000 test images on the H100 machine)."""
+    """A digest of the ids and each image's size, modification and change times and inode (paths as plain
+    strings: pathlib's per-path overhead doubled the cost)."""
     digest = hashlib.sha256()
     base = os.fspath(folder)
     for image_id in ids:
@@ -36,56 +54,75 @@ def fingerprint(folder: Path, ids: list[str]) -> str:
             info = os.stat(f"{base}/{image_id}.png")
         except FileNotFoundError:
             raise PipelineError(f"{folder / f'{image_id}.png'}: image not found") from None
-        digest.update(f"{image_id}:{info.st_size}:{info.st_mtime_ns}\n".encode())
+        digest.update(f"{image_id}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}:{info.st_ino}\n".encode())
     return digest.hexdigest()
 
 
-GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
-FIRST_TRIES = 100  # images tried for the set's shape before giving up
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "F")
+WIDE_GREY_MODES = ("I", "I;16", "I;16L", "I;16B")  # 16 bits per pixel (PIL opens 16-bit PNGs as I or I;16)
+SHAPE_SAMPLE = 101  # images, spread over the set, whose headers decide its size and mode
+READ_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
+    """The image's pixels as uint8 in the set's mode: 16-bit greyscale scaled (65535 → 255), not clipped."""
+    if image.mode in WIDE_GREY_MODES:
+        scaled = np.rint(np.asarray(image, dtype=np.float32) / 257).clip(0, 255).astype(np.uint8)
+        image = Image.fromarray(scaled, "L")
+    return np.asarray(image.convert("L" if grey_set else "RGB"))
 
 
 def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: tuple[int, int]) -> dict[str, str]:
-    """Decode `ids` into rows start… of the memory map; returns {id: problem} for the images not used."""
+    """Decode `ids` into rows start… of the memory map; returns {id: problem} for the images not used. An
+    image's size and mode are read from its header and checked before its pixels are decoded."""
     out = np.load(out_path, mmap_mode="r+")
     grey_set = out.shape[-1] == 1
     problems = {}
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # a huge declared size is refused below
     for offset, image_id in enumerate(ids):
         path = Path(folder) / f"{image_id}.png"
         try:
             with Image.open(path) as image:
                 grey = image.mode in GREY_MODES
-                pixels = np.asarray(image.convert("L" if grey_set else "RGB"))
-        except (OSError, SyntaxError, ValueError) as e:
+                if grey != grey_set:
+                    problems[image_id] = (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
+                                          f"{'greyscale' if grey_set else 'colour'} set")
+                elif image.size[::-1] != size:
+                    problems[image_id] = f"is {image.width}×{image.height}, not {size[1]}×{size[0]} like the set"
+                else:
+                    out[start + offset] = eight_bit(image, grey_set).reshape(out.shape[1:])
+        except Image.DecompressionBombError:
+            problems[image_id] = "declares too many pixels to decode safely (a decompression bomb?)"
+        except READ_ERRORS as e:
             reason = str(e).replace(f"'{path}'", "").replace(str(path), "").strip() or type(e).__name__
             problems[image_id] = f"not a readable image ({reason})"
-            continue
-        if grey != grey_set:
-            problems[image_id] = (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
-                                  f"{'greyscale' if grey_set else 'colour'} set")
-        elif pixels.shape[:2] != size:
-            problems[image_id] = f"is {pixels.shape[1]}×{pixels.shape[0]}, not {size[1]}×{size[0]} like the set"
-        else:
-            out[start + offset] = pixels.reshape(out.shape[1:])
     out.flush()
     return problems
 
 
 def _set_shape(folder: Path, ids: list[str]) -> tuple[int, int, int]:
-    """Height, width and channels (1 for greyscale, else 3) of the set: those of its first readable image."""
-    for image_id in ids[:FIRST_TRIES]:
-        try:
-            with Image.open(folder / f"{image_id}.png") as image:
-                image.load()
-                return image.height, image.width, 1 if image.mode in GREY_MODES else 3
-        except (OSError, SyntaxError, ValueError):
-            continue
-    raise PipelineError(f"{folder}: none of the first {min(len(ids), FIRST_TRIES)} images is readable")
+    """Height, width and channels (1 for greyscale, else 3) of most of the set: the commonest among the
+    headers of up to SHAPE_SAMPLE images spread over it (one odd image does not decide it)."""
+    picked = [ids[i] for i in sorted(set(np.linspace(0, len(ids) - 1, min(SHAPE_SAMPLE, len(ids))).astype(int)))]
+    shapes: Counter = Counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        for image_id in picked:
+            try:
+                with Image.open(folder / f"{image_id}.png") as image:
+                    shapes[(image.height, image.width, 1 if image.mode in GREY_MODES else 3)] += 1
+            except READ_ERRORS:
+                continue
+    if not shapes:
+        raise PipelineError(f"{folder}: none of {len(picked)} images spread over the set is readable")
+    return shapes.most_common(1)[0][0]
 
 
 @dataclass(frozen=True)
 class DecodedImages:
     images: np.ndarray  # read-only (N, H, W, C) uint8 memory map; rows of unusable images are zero
     bad: dict[str, str]  # id -> why its image is not used
+    key: str = ""  # the fingerprint of the files it was decoded from
 
     def whole(self, folder: Path) -> np.ndarray:
         """The images of a set that must be complete: any unusable image is an error listing them."""
@@ -106,7 +143,7 @@ def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Conso
         try:
             meta = json.loads(meta_file.read_text())
             if meta.get("key") == key and "bad" in meta:
-                return DecodedImages(np.load(cache_file, mmap_mode="r"), meta["bad"])
+                return DecodedImages(np.load(cache_file, mmap_mode="r"), meta["bad"], key)
         except ValueError:
             pass  # unreadable metadata or array: rebuild
     height, width, channels = _set_shape(folder, ids)
@@ -130,30 +167,26 @@ def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Conso
     bad = {image_id: bad[image_id] for image_id in ids if image_id in bad}  # in id order
     write_text_atomic(meta_file, json.dumps({"key": key, "images": len(ids), "height": height, "width": width,
                                              "channels": channels, "bad": bad}) + "\n")
-    console.print(f"decoded {len(ids)} images of {folder} into {cache_file}"
+    console.print(f"decoded {len(ids)} images of {folder.name}/ into {cache_file}"
                   + (f" ({len(bad)} unusable)" if bad else ""))
-    return DecodedImages(np.load(cache_file, mmap_mode="r"), bad)
+    return DecodedImages(np.load(cache_file, mmap_mode="r"), bad, key)
 
 
 def image_problems(folder: Path, bad: dict[str, str]) -> list[str]:
     return [f"{folder.name}/{image_id}.png: {why}" for image_id, why in bad.items()]
 
 
-def decode_whole_set(folder: Path, ids: list[str], cache_file: Path, console: Console | None = None,
-                   workers: int | None = None) -> np.ndarray:
-    """`decode_images` for a set that must be whole (the test set)."""
-    return decode_images(folder, ids, cache_file, console, workers).whole(folder)
-
-
 def cached_train_images(root: Path, data: LabeledImages, console: Console | None = None,
                         cache_dir: Path | None = None) -> DecodedImages:
     """`data`'s images as uint8 (N, H, W, C) and the unusable ones, decoded once into `cache_dir`
-    (default dataset/.cache)."""
-    return decode_images(data.image_dir, data.ids, (cache_dir or root / CACHE_DIR) / "train.npy", console)
+    (default: `cache_folder`)."""
+    return decode_images(data.image_dir, data.ids, (cache_dir or cache_folder(root)) / "train.npy", console)
 
 
 def cached_test_images(root: Path, test_ids: list[str], console: Console | None = None,
-                       cache_dir: Path | None = None) -> tuple[list[str], np.ndarray]:
-    """`test_ids` (from `check_test`) in id order and their images as uint8 (N, H, W, C), decoded once."""
+                       cache_dir: Path | None = None) -> tuple[list[str], np.ndarray, str]:
+    """`test_ids` (from `check_test`) in id order, their images as uint8 (N, H, W, C), decoded once (any
+    unusable image is an error), and the fingerprint of their files."""
     ids = sorted(test_ids, key=id_sort_key)
-    return ids, decode_whole_set(root / "test", ids, (cache_dir or root / CACHE_DIR) / "test.npy", console)
+    decoded = decode_images(root / "test", ids, (cache_dir or cache_folder(root)) / "test.npy", console)
+    return ids, decoded.whole(root / "test"), decoded.key

@@ -1,7 +1,13 @@
 """The `pipeline` command: a thin Typer layer over fetch, train and predict."""
 from __future__ import annotations
 
+import contextlib
+import enum
+import errno
 import functools
+import io
+import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -9,13 +15,68 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
-from pipeline.config import RECIPES, command_line_options, config_from, default_help
+try:  # Typer ≥ 0.22 carries its own click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:
+    from click.exceptions import ClickException, NoArgsIsHelpError
+
+from pipeline.config import (AUGMENTATIONS, ENGINES, PRECISIONS, PREDICT_PRECISIONS, RECIPES, SCHEDULES, STEMS,
+                             TTA_CHOICES, check_prediction_options, command_line_options, config_from, default_help)
 from pipeline.errors import PipelineError
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+class OneLineUsageErrors(TyperGroup):
+    """A usage error (an unknown option, a value of the wrong type or not among an option's choices) is one line
+    on stderr, status 2, like every other error."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+            status = result if isinstance(result, int) else 0
+        except NoArgsIsHelpError as e:
+            e.show()
+            status = e.exit_code
+        except ClickException as e:
+            message = "; ".join(line.strip() for line in e.format_message().replace("Value error, ", "").splitlines()
+                                if line.strip()).rstrip(".")
+            command = getattr(getattr(e, "ctx", None), "command_path", None) or "pipeline"
+            typer.echo(f"error: {message}; see `{command} --help`", err=True)
+            status = e.exit_code
+        if standalone_mode:
+            sys.exit(status)
+        return status
+
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]}, cls=OneLineUsageErrors)
 console = Console(soft_wrap=True)
+
+
+def choices(name: str, values) -> type[enum.Enum]:
+    """An option's choices as Typer shows them in --help (`<none|flip|flip-shift>`) and checks them."""
+    return enum.Enum(name, [(value, value) for value in values], type=str)
+
+
+Recipe, Stem, Aug, Schedule = (choices(n, v) for n, v in (("Recipe", RECIPES), ("Stem", STEMS),
+                                                         ("Aug", AUGMENTATIONS), ("Schedule", SCHEDULES)))
+TrainPrecision, Tta = choices("TrainPrecision", PRECISIONS), choices("Tta", TTA_CHOICES)
+Engine, PredictPrecision = choices("Engine", ENGINES), choices("PredictPrecision", PREDICT_PRECISIONS)
+ExportFormat = choices("ExportFormat", ("onnx",))
+
+
+def show_version(value: bool) -> None:
+    if value:
+        from pipeline import __version__
+
+        typer.echo(f"pipeline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def commands(version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, metavar="",
+                                          help="Print the version and exit.")) -> None:
+    """The `pipeline` command: a thin Typer layer over fetch, train and predict."""
 
 
 class SpacedListCommand(TyperCommand):
@@ -53,9 +114,6 @@ def user_errors(command):
 
 def under_torchrun(nproc: int | None) -> None:
     """`--nproc N` (N > 1) outside torchrun: run this same command under torchrun with N processes."""
-    import os
-    import sys
-
     if nproc is None or nproc <= 1 or "WORLD_SIZE" in os.environ:
         return
     from pipeline.distributed import launch
@@ -71,6 +129,11 @@ def under_torchrun(nproc: int | None) -> None:
     raise typer.Exit(launch(nproc, argv))
 
 
+def plain(value):
+    """A choice's text (`flip`, not Tta.flip); any other value as it is."""
+    return value.value if isinstance(value, enum.Enum) else value
+
+
 def given_options(ctx: typer.Context) -> set[str]:
     """The options typed on the command line (compared by name: Typer may vendor its own click)."""
     return {p for p in ctx.params if ctx.get_parameter_source(p).name == "COMMANDLINE"}
@@ -79,11 +142,11 @@ def given_options(ctx: typer.Context) -> set[str]:
 @app.command()
 @user_errors
 def fetch(
-    competition: str = typer.Option("cifar-10", help="Kaggle competition to download."),
-    dataset: Optional[str] = typer.Option(None, help="A Kaggle dataset of pixel CSVs instead (owner/name, e.g. zalando-research/fashionmnist), converted to PNGs."),
-    archive: Optional[Path] = typer.Option(None, help="Use this competition (or --dataset) zip, downloaded by hand, instead of the API."),
-    sample: bool = typer.Option(False, "--sample", help="Write the offline sample competition: no network, no account."),
-    force: bool = typer.Option(False, "--force", help="Fetch again even if dataset/ is complete."),
+    competition: str = typer.Option("cifar-10", help="Kaggle competition to download.", metavar="NAME"),
+    dataset: Optional[str] = typer.Option(None, help="A Kaggle dataset of pixel CSVs instead (owner/name, e.g. zalando-research/fashionmnist), converted to PNGs.", metavar="OWNER/NAME"),
+    archive: Optional[Path] = typer.Option(None, help="Use this competition (or --dataset) zip, downloaded by hand, instead of the API.", metavar="ZIP"),
+    sample: bool = typer.Option(False, "--sample", help="Write the offline sample competition: no network, no account.", metavar=""),
+    force: bool = typer.Option(False, "--force", help="Fetch again even if dataset/ is complete.", metavar=""),
 ) -> None:
     """Download a competition into dataset/ (train/, test/, trainLabels.csv, sampleSubmission.csv)."""
     from pipeline.fetch import fetch as run_fetch
@@ -97,10 +160,11 @@ def fetch(
                       f"{result.test_images} test images")
 
 
-def option(name: str, description: str, panel: str, *flags: str) -> typer.models.OptionInfo:
+def option(name: str, description: str, panel: str, *flags: str, metavar: str | None = None) -> typer.models.OptionInfo:
     """A `pipeline train` option, unset unless typed (recipes fill it in), its default in the help drawn
-    from the recipes."""
-    return typer.Option(None, *flags, help=f"{description} {default_help(name)}".strip(), rich_help_panel=panel)
+    from the recipes; on/off flags show no value."""
+    return typer.Option(None, *flags, help=f"{description} {default_help(name)}".strip(), rich_help_panel=panel,
+                        metavar="" if flags else metavar)
 
 
 MODEL, OPTIMISATION, DATA, RUN = "Model", "Optimisation", "Data and augmentation", "Run"
@@ -112,58 +176,64 @@ THREADS_HELP = ("CPU threads of this process (none: OMP_NUM_THREADS when set, el
 @user_errors
 def train(
     ctx: typer.Context,
-    recipe: Optional[str] = option("recipe", f"{' or '.join(RECIPES)}: a set of defaults for the options below; --milestones alone picks seed.", OPTIMISATION),
-    model: Optional[str] = option("model", "custom (this package's ResNet-18), resnet18…resnet152, torchvision:<name> or timm:<name>.", MODEL),
-    improved: bool = typer.Option(False, "--improved", help="3×3/1 stem conv for 32×32 images; same as --stem improved.", rich_help_panel=MODEL),
-    stem: Optional[str] = option("stem", "imagenet (7×7/2 + max pool), improved (3×3/1 + max pool) or cifar (3×3/1).", MODEL),
-    pretrained: Optional[Path] = option("pretrained", "Local weights to start from (.pth/.pt state dict or .safetensors); the head is replaced, a 1-channel input conv adapted.", MODEL),
+    recipe: Optional[Recipe] = option("recipe", f"{' or '.join(RECIPES)}: a set of defaults for the options below; --milestones alone picks seed.", OPTIMISATION),
+    model: Optional[str] = option("model", "custom (this package's ResNet-18), resnet18…resnet152, torchvision:<name> or timm:<name>.", MODEL, metavar="NAME"),
+    improved: bool = typer.Option(False, "--improved", help="3×3/1 stem conv for 32×32 images; same as --stem improved.", rich_help_panel=MODEL, metavar=""),
+    stem: Optional[Stem] = option("stem", "imagenet (7×7/2 + max pool), improved (3×3/1 + max pool) or cifar (3×3/1).", MODEL),
+    pretrained: Optional[Path] = option("pretrained", "Local weights to start from (.pth/.pt state dict or .safetensors); the head is replaced, a 1-channel input conv adapted.", MODEL, metavar="FILE"),
     freeze_backbone: Optional[bool] = option("freeze_backbone", "Train only the classifier head (needs --pretrained).", MODEL, "--freeze-backbone/--no-freeze-backbone"),
-    head_dropout: Optional[float] = option("head_dropout", "Dropout before the classifier head, e.g. 0.5.", MODEL),
-    img_size: Optional[int] = option("img_size", "Resize inputs to S×S, e.g. 224 for ImageNet weights (none: the images' size).", MODEL),
-    epochs: Optional[int] = option("epochs", "", OPTIMISATION),
-    lr: Optional[float] = option("lr", "SGD learning rate (onecycle: the peak).", OPTIMISATION),
-    momentum: Optional[float] = option("momentum", "", OPTIMISATION),
+    head_dropout: Optional[float] = option("head_dropout", "Dropout before the classifier head, e.g. 0.5.", MODEL, metavar="P"),
+    img_size: Optional[int] = option("img_size", "Resize inputs to S×S, e.g. 224 for ImageNet weights (none: the images' size).", MODEL, metavar="PIXELS"),
+    epochs: Optional[int] = option("epochs", "", OPTIMISATION, metavar="N"),
+    lr: Optional[float] = option("lr", "SGD learning rate (onecycle: the peak).", OPTIMISATION, metavar="LR"),
+    momentum: Optional[float] = option("momentum", "", OPTIMISATION, metavar="M"),
     nesterov: Optional[bool] = option("nesterov", "", OPTIMISATION, "--nesterov/--no-nesterov"),
-    weight_decay: Optional[float] = option("weight_decay", "", OPTIMISATION),
-    batch_size: Optional[int] = option("batch_size", "", OPTIMISATION),
-    schedule: Optional[str] = option("schedule", "step (MultiStepLR at --milestones) or onecycle.", OPTIMISATION),
-    milestones: Optional[list[str]] = option("milestones", "Epochs where lr is multiplied by --gamma: --milestones 30 60 90 (none: constant lr).", OPTIMISATION),
-    gamma: Optional[float] = option("gamma", "", OPTIMISATION),
-    label_smoothing: Optional[float] = option("label_smoothing", "", OPTIMISATION),
-    ema: Optional[float] = option("ema", "Per-step decay of an EMA of the weights, used for validation and prediction; 0 = off.", OPTIMISATION),
-    precision: Optional[str] = option("precision", "auto (CUDA: bf16 at compute capability ≥ 8.0, else fp32; CPU: the faster of fp32 and bf16, measured on this model and cached), bf16 or fp32.", OPTIMISATION),
+    weight_decay: Optional[float] = option("weight_decay", "", OPTIMISATION, metavar="WD"),
+    batch_size: Optional[int] = option("batch_size", "", OPTIMISATION, metavar="N"),
+    schedule: Optional[Schedule] = option("schedule", "step (MultiStepLR at --milestones) or onecycle.", OPTIMISATION),
+    milestones: Optional[list[str]] = option("milestones", "Epochs where lr is multiplied by --gamma: --milestones 30 60 90 (none: constant lr).", OPTIMISATION, metavar="EPOCH…"),
+    gamma: Optional[float] = option("gamma", "", OPTIMISATION, metavar="G"),
+    label_smoothing: Optional[float] = option("label_smoothing", "", OPTIMISATION, metavar="E"),
+    ema: Optional[float] = option("ema", "Per-step decay of an EMA of the weights, used for validation and prediction; 0 = off.", OPTIMISATION, metavar="DECAY"),
+    precision: Optional[TrainPrecision] = option("precision", "auto (CUDA: bf16 at compute capability ≥ 8.0, else fp32; CPU: the faster of fp32 and bf16, measured on this model and cached), bf16 or fp32.", OPTIMISATION),
     compile: Optional[bool] = option("compile", "torch.compile the model.", OPTIMISATION, "--compile/--no-compile"),
-    aug: Optional[str] = option("aug", "none, crop-flip (random crop + flip), cutout (+ cutout) on the device; albu-strong (albumentations in workers).", DATA),
-    seed: Optional[int] = option("seed", "Seeds the split, the initial weights and every epoch's shuffle and augmentation.", DATA),
-    val_fraction: Optional[float] = option("val_fraction", "", DATA),
-    full: bool = typer.Option(False, "--full", help="Train on all labeled images (no validation); the best checkpoint is the last epoch.", rich_help_panel=DATA),
-    limit: Optional[int] = option("limit", "Use only the first N training images (quick runs).", DATA),
+    aug: Optional[Aug] = option("aug", "none, crop-flip (random crop + flip), cutout (+ cutout) on the device; albu-strong (albumentations in workers).", DATA),
+    seed: Optional[int] = option("seed", "Seeds the split, the initial weights and every epoch's shuffle and augmentation.", DATA, metavar="N"),
+    val_fraction: Optional[float] = option("val_fraction", "", DATA, metavar="F"),
+    full: bool = typer.Option(False, "--full", help="Train on all labeled images (no validation); the best checkpoint is the last epoch.", rich_help_panel=DATA, metavar=""),
+    limit: Optional[int] = option("limit", "Use only the first N training images (quick runs).", DATA, metavar="N"),
     skip_bad: Optional[bool] = option("skip_bad", "Train on the rest when some images or CSV rows are unusable; they are listed in the run folder (off: any problem stops training).", DATA, "--skip-bad/--no-skip-bad"),
-    workers: Optional[int] = option("workers", "DataLoader workers (albumentations policies only).", DATA),
-    target_acc: Optional[float] = option("target_acc", "Stop once val accuracy reaches this; the time it took goes to the run's result.", RUN),
-    device: Optional[str] = option("device", "auto (CUDA when present), cpu or cuda.", RUN),
-    threads: Optional[int] = option("threads", THREADS_HELP, RUN),
-    name: Optional[str] = option("name", "Run folder under weights/ (none: exp, exp2, …).", RUN),
-    resume: Optional[Path] = typer.Option(None, help="Continue weights/<run> from its last checkpoint.", rich_help_panel=RUN),
+    workers: Optional[int] = option("workers", "DataLoader workers (albumentations policies only).", DATA, metavar="N"),
+    target_acc: Optional[float] = option("target_acc", "Stop once val accuracy reaches this; the time it took goes to the run's result.", RUN, metavar="ACC"),
+    device: Optional[str] = option("device", "auto (CUDA when present), cpu, cuda or cuda:N.", RUN, metavar="DEVICE"),
+    threads: Optional[int] = option("threads", THREADS_HELP, RUN, metavar="N"),
+    name: Optional[str] = option("name", "Run folder under weights/ (none: exp, exp2, …).", RUN, metavar="NAME"),
+    resume: Optional[Path] = typer.Option(None, help="Continue a run (its name under weights/, or its folder) from its last checkpoint.", rich_help_panel=RUN, metavar="RUN"),
     sync_bn: Optional[bool] = option("sync_bn", "SyncBatchNorm across the processes of a distributed run.", RUN, "--sync-bn/--no-sync-bn"),
-    nproc: Optional[int] = typer.Option(None, help="Run N processes on this machine with torchrun (DistributedDataParallel): one per GPU, or N CPU processes with gloo.", rich_help_panel=RUN),
+    nproc: Optional[int] = typer.Option(None, help="Run N processes on this machine with torchrun (DistributedDataParallel): one per GPU, or N CPU processes with gloo.", rich_help_panel=RUN, metavar="N"),
 ) -> None:
     """Train a ResNet on dataset/ with a seeded 80/20 split; the run goes to weights/<run>/."""
+    given = command_line_options({option: plain(ctx.params[option]) for option in given_options(ctx) - {"resume", "nproc"}})
+    if resume is None:
+        config = config_from(given)
+        config.validate()  # before torch is imported: a wrong value is reported at once
     under_torchrun(nproc)
     from pipeline import train as training
     from pipeline.distributed import ranks
+    from pipeline.run import Run
 
-    given = command_line_options({option: ctx.params[option] for option in given_options(ctx) - {"resume", "nproc"}})
     if resume is None:
-        result = training.train(config_from(given), console=console)
+        result = training.train(config, console=console)
     else:
         result = training.resume(resume, given, console=console)
     if not ranks().main:
         return
+    best = Run(result.run_dir).best
     if result.best_acc is None:
-        console.print(f"done: trained on all labeled images; predict with `pipeline predict --run {result.run_dir}`")
+        console.print(f"done: trained on all labeled images; weights of epoch {result.best_epoch} in {best}; "
+                      f"predict with `pipeline predict --run {result.run_dir.name}`")
     else:
-        console.print(f"done: best val accuracy {result.best_acc:.4f} (epoch {result.best_epoch}) in {result.run_dir}")
+        console.print(f"done: best val accuracy {result.best_acc:.4f} at epoch {result.best_epoch}; weights in {best}")
 
 
 def print_submission(result) -> None:
@@ -179,23 +249,24 @@ def print_submission(result) -> None:
 @app.command()
 @user_errors
 def predict(
-    run: Optional[list[Path]] = typer.Option(None, help="Run folder whose best checkpoint to use; repeat to ensemble (default: the latest run)."),
-    checkpoint: Optional[list[Path]] = typer.Option(None, help="Checkpoint file(s) to use; repeat to ensemble."),
-    tta: str = typer.Option("flip", help="Test-time augmentation: none, flip (image + mirror) or flip-shift (× shifts of 2 px)."),
-    batch_size: Optional[int] = typer.Option(None, help="Images per forward pass. (default 1024 on CUDA; on the CPU torch 64, OpenVINO 256)"),
-    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
-    precision: str = typer.Option("auto", help="auto, fp32, bf16 or int8 (CPU, OpenVINO: static quantization calibrated on test images; near ties are predicted again in fp32). auto: on CUDA bf16 at compute capability ≥ 8.0, else fp32; on the CPU with --engine, the fastest that agrees with fp32 on ≥ 99.5 % of the probe images, measured on this model and cached (test sets under 10,000 images: the first candidate, torch fp32 unless --engine openvino)."),
-    engine: str = typer.Option("auto", help="auto, torch or openvino (CPU). auto: torch on CUDA; on the CPU measured with --precision."),
-    threads: Optional[int] = typer.Option(None, help=THREADS_HELP),
-    score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against."),
-    nproc: Optional[int] = typer.Option(None, help="Run N processes with torchrun, each predicting its share of the test images."),
+    run: Optional[list[Path]] = typer.Option(None, help="Run (its name under weights/, or its folder) whose best checkpoint to use; repeat to ensemble (default: the newest finished run).", metavar="RUN"),
+    checkpoint: Optional[list[Path]] = typer.Option(None, help="Checkpoint file(s) to use; repeat to ensemble.", metavar="FILE"),
+    tta: Tta = typer.Option("flip", help="Test-time augmentation: none, flip (image + mirror) or flip-shift (× shifts of 2 px)."),
+    batch_size: Optional[int] = typer.Option(None, metavar="N", help="Images per forward pass. (default 1024 on CUDA; on the CPU torch 64, OpenVINO 256)"),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda or cuda:N.", metavar="DEVICE"),
+    precision: PredictPrecision = typer.Option("auto", help="auto, fp32, bf16 or int8 (CPU, OpenVINO: static quantization calibrated on test images; near ties are predicted again in fp32). auto: on CUDA bf16 at compute capability ≥ 8.0, else fp32; on the CPU with --engine, the fastest that agrees with fp32 on ≥ 99.5 % of the probe images, measured on this model and cached (test sets under 10,000 images: the first candidate, torch fp32 unless --engine openvino)."),
+    engine: Engine = typer.Option("auto", help="auto, torch or openvino (CPU). auto: torch on CUDA; on the CPU measured with --precision."),
+    threads: Optional[int] = typer.Option(None, help=THREADS_HELP, metavar="N"),
+    score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against.", metavar="CSV"),
+    nproc: Optional[int] = typer.Option(None, help="Run N processes with torchrun, each predicting its share of the test images.", metavar="N"),
 ) -> None:
     """Predict dataset/test and write submissions/submission.csv in sampleSubmission.csv's order."""
+    check_prediction_options(tta.value, batch_size, engine.value, precision.value)  # before torch is imported
     under_torchrun(nproc)
     from pipeline.predict import predict as run_predict
 
-    result = run_predict(run, checkpoint, tta, batch_size, device, precision, score, console=console, engine=engine,
-                         threads=threads)
+    result = run_predict(run, checkpoint, tta.value, batch_size, device, precision.value, score, console=console,
+                         engine=engine.value, threads=threads)
     if result is not None:  # under torchrun, rank 0 reports
         print_submission(result)
 
@@ -203,15 +274,15 @@ def predict(
 @app.command()
 @user_errors
 def export(
-    run: Path = typer.Argument(..., help="Run: its name (exp) or folder (weights/exp)."),
-    format: str = typer.Option("onnx", "--format", help="onnx: uint8 (N, H, W, C) images in, class probabilities out."),
+    run: Path = typer.Argument(..., help="Run: its name (exp) or folder (weights/exp).", metavar="RUN"),
+    format: ExportFormat = typer.Option("onnx", "--format", help="onnx: uint8 (N, H, W, C) images in, class probabilities out."),
 ) -> None:
     """Write the run's inference model (EMA weights when kept; normalisation and resize inside) beside the run,
     checked against the torch model on dataset/test's images."""
-    from pipeline.experiments import resolve_run
+    from pipeline.run import resolve_run
     from pipeline.export import export_run
 
-    result = export_run(resolve_run(run), format, console=console)
+    result = export_run(resolve_run(run), format.value, console=console)
     console.print(f"wrote {result.path}: on {result.images} test images its probabilities differ from the torch "
                   f"model's by at most {result.max_difference:.1e}; argmax agreement {result.agreement:.2%}")
 
@@ -219,8 +290,8 @@ def export(
 @app.command()
 @user_errors
 def ensemble(
-    members: list[Path] = typer.Argument(..., help="Saved predictions: names (exp3) or paths of submissions/*.probs.npy."),
-    score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against."),
+    members: list[Path] = typer.Argument(..., help="Saved predictions: names (exp3) or paths of submissions/*.probs.npy.", metavar="MEMBER…"),
+    score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against.", metavar="CSV"),
 ) -> None:
     """Average saved probabilities of several models into submissions/submission.csv (no model is run)."""
     from pipeline.predict import ensemble as run_ensemble
@@ -231,9 +302,9 @@ def ensemble(
 @app.command()
 @user_errors
 def submit(
-    message: str = typer.Option(..., "-m", "--message", help="Description of the submission."),
-    file: Path = typer.Option(Path("submissions/submission.csv"), help="The submission file."),
-    competition: str = typer.Option("cifar-10", help="Kaggle competition to submit to."),
+    message: str = typer.Option(..., "-m", "--message", help="Description of the submission.", metavar="TEXT"),
+    file: Path = typer.Option(Path("submissions/submission.csv"), help="The submission file.", metavar="CSV"),
+    competition: Optional[str] = typer.Option(None, help="Kaggle competition to submit to. (default: the one `pipeline fetch` laid out in dataset/, else cifar-10)", metavar="NAME"),
 ) -> None:
     """Submit a (validated) submission file to Kaggle through the kaggle library."""
     from pipeline.submit import submit as run_submit
@@ -245,16 +316,17 @@ def submit(
 @app.command()
 @user_errors
 def summary(
-    model: str = typer.Option("custom", help="custom, resnet18…resnet152, torchvision:<name> or timm:<name>."),
-    stem: str = typer.Option("imagenet", help="imagenet, improved or cifar (ResNets)."),
-    img_size: int = typer.Option(32, help="Input height and width."),
-    in_chans: int = typer.Option(3, help="Input channels (1 for greyscale)."),
-    num_classes: int = typer.Option(10),
+    model: str = typer.Option("custom", help="custom, resnet18…resnet152, torchvision:<name> or timm:<name>.", metavar="NAME"),
+    stem: Stem = typer.Option("imagenet", help="imagenet, improved or cifar (ResNets)."),
+    img_size: int = typer.Option(32, help="Input height and width.", metavar="PIXELS"),
+    in_chans: int = typer.Option(3, help="Input channels (1 for greyscale).", metavar="N"),
+    num_classes: int = typer.Option(10, metavar="N"),
 ) -> None:
     """Per-layer output shapes and parameters, total parameters and multiply-adds of a model."""
     from pipeline.models import build_model
     from pipeline.models.summary import summarize
 
+    stem = stem.value
     described = summarize(build_model(model, num_classes, stem, in_chans), (in_chans, img_size, img_size))
     table = Table("layer", "type", "output shape", "parameters", title=f"{model} ({stem} stem), {img_size}×{img_size} input")
     for layer in described.layers:
@@ -267,11 +339,11 @@ def summary(
 @app.command()
 @user_errors
 def report(
-    run: Path = typer.Argument(..., help="Run name under weights/ or its folder."),
-    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
+    run: Path = typer.Argument(..., help="Run name under weights/ or its folder.", metavar="RUN"),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda or cuda:N.", metavar="DEVICE"),
 ) -> None:
     """Redraw a run's curves, confusion matrix, per-class table and report from its metrics and best checkpoint."""
-    from pipeline.experiments import resolve_run
+    from pipeline.run import resolve_run
     from pipeline.report import write_report
 
     for path in write_report(resolve_run(run), device=device, console=console):
@@ -281,14 +353,14 @@ def report(
 @app.command()
 @user_errors
 def runs(
-    sort: Optional[str] = typer.Option(None, help="Column to sort by (default: date)."),
-    desc: bool = typer.Option(False, "--desc", help="Sort in descending order."),
-    csv: Optional[Path] = typer.Option(None, help="Also write the table to this CSV file."),
+    sort: Optional[str] = typer.Option(None, help="Column to sort by, as the table heads it (default: date).", metavar="COLUMN"),
+    desc: bool = typer.Option(False, "--desc", help="Sort in descending order.", metavar=""),
+    csv: Optional[Path] = typer.Option(None, help="Also write the table to this CSV file.", metavar="CSV"),
 ) -> None:
     """Table of every run under weights/: model, recipe, best val accuracy, macro-F1, time, status."""
     import pandas as pd
 
-    from pipeline.experiments import list_runs
+    from pipeline.experiments import HEADERS, list_runs
     from pipeline.workspace import atomic_path, weights_dir
 
     table = list_runs(sort=sort, descending=desc)
@@ -299,13 +371,12 @@ def runs(
     if table.empty:
         console.print(f"no runs under {weights_dir()}; start one with `pipeline train`")
         return
-    shown = Table(title=f"{len(table)} runs under {weights_dir()}", box=box.SIMPLE_HEAD, pad_edge=False)
-    headers = {"epochs": "epochs", "best_acc": "best acc", "best_epoch": "@epoch", "macro_f1": "macro-F1",
-               "wall_s": "wall s", "images_per_s": "img/s"}
+    shown = Table(title=f"{len(table)} run{'s' * (len(table) != 1)} under {weights_dir()}", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
     columns = [c for c in table.columns if c != "epochs_planned"]
     for column in columns:
         numeric = table[column].dtype.kind in "if" or column == "epochs"
-        shown.add_column(headers.get(column, column), no_wrap=True, justify="right" if numeric else "left")
+        shown.add_column(HEADERS.get(column, column), no_wrap=True, justify="right" if numeric else "left")
     for row in table.to_dict("records"):
         cells = {c: "" if pd.isna(v) else f"{v:g}" if isinstance(v, float) else str(v) for c, v in row.items()}
         cells["date"] = cells["date"][5:]  # MM-DD HH:MM
@@ -318,8 +389,8 @@ def runs(
 @app.command()
 @user_errors
 def compare(
-    runs: list[Path] = typer.Argument(..., help="Two or more run names under weights/ or run folders."),
-    output: Optional[Path] = typer.Option(None, help="Figure to write. (default weights/compare.png)"),
+    runs: list[Path] = typer.Argument(..., help="Two or more run names under weights/ or run folders.", metavar="RUN…"),
+    output: Optional[Path] = typer.Option(None, help="Figure to write. (default weights/compare.png)", metavar="PNG"),
 ) -> None:
     """Overlay the runs' val and train curves in one figure and print the options in which they differ."""
     import pandas as pd
@@ -334,5 +405,54 @@ def compare(
     console.print(f"wrote {figure}")
 
 
+class GuardedStdout(io.TextIOBase):
+    """stdout that never stops the work: a write that fails (a reader gone, as in `pipeline train | head -1`; a
+    full disk; a closed descriptor) is dropped, and the first failure kept for the end."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.error: OSError | None = None if stream is not None else OSError(errno.EBADF, "stdout is closed")
+
+    def _guarded(self, write) -> None:
+        if self.error is None:
+            try:
+                write()
+            except OSError as e:
+                self.error = e
+
+    def write(self, text: str) -> int:
+        self._guarded(lambda: self.stream.write(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._guarded(lambda: self.stream.flush())
+
+    def isatty(self) -> bool:
+        return self.error is None and self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno() if self.stream is not None else super().fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.stream, "encoding", None) or "utf-8"
+
+
 def main() -> None:
-    app()
+    """The command, with stdout guarded: the work goes on when stdout fails. A reader that went away is not an
+    error; any other failure to write stdout is one line on stderr and exit status 1 once the work is done."""
+    stdout = sys.stdout = GuardedStdout(sys.stdout)
+    try:
+        app()
+        status = 0
+    except SystemExit as e:
+        status = e.code
+    stdout.flush()
+    if stdout.error is not None:
+        with contextlib.suppress(OSError):  # nor may Python's own flush at exit fail
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        if stdout.error.errno != errno.EPIPE and status in (0, None):
+            typer.echo(f"error: stdout: {stdout.error.strerror or stdout.error}; the command's work is done, its "
+                       "output could not be written", err=True)
+            status = 1
+    sys.exit(status)

@@ -1,6 +1,8 @@
-"""The options of a training run and the recipes that set them (no heavy imports: the CLI reads these)."""
+"""The options of a training run and the recipes that set them, and the choices of prediction's options (no
+heavy imports: the CLI checks these before it imports torch)."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, fields
 
@@ -12,6 +14,10 @@ AUGMENTATIONS = ("none", "crop-flip", "cutout", "albu-strong")
 RENAMED_AUGMENTATIONS = {"seed": "crop-flip"}  # older name, still accepted (runs saved with it keep loading)
 SCHEDULES = ("step", "onecycle")
 PRECISIONS = ("auto", "bf16", "fp32")
+STEMS = ("imagenet", "improved", "cifar")
+TTA_CHOICES = ("none", "flip", "flip-shift")  # pipeline/infer.py's views
+ENGINES = ("auto", "torch", "openvino")
+PREDICT_PRECISIONS = ("auto", "bf16", "fp32", "int8")
 
 
 @dataclass
@@ -55,30 +61,75 @@ class TrainConfig:
         self.aug = RENAMED_AUGMENTATIONS.get(self.aug, self.aug)
 
     def validate(self) -> None:
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
+        """Every option in its range, as one line naming the option: NaN, infinities and values that make no
+        sense (a negative learning rate, momentum ≥ 1) are refused before anything runs."""
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size}
         if self.limit is not None:
             positive["limit"] = self.limit
         for option, value in positive.items():
             if value <= 0:
-                raise PipelineError(f"--{option.replace('_', '-')} must be positive, got {value}")
+                raise PipelineError(f"--{flag(option)} must be positive, got {value}")
         if self.workers < 0:
             raise PipelineError(f"--workers must be 0 or more, got {self.workers}")
+        check_range("lr", self.lr, 0, low_ok=False)
+        check_range("momentum", self.momentum, 0, 1)
+        check_range("weight_decay", self.weight_decay, 0)
+        check_range("gamma", self.gamma, 0, low_ok=False)
+        for option in ("ema", "label_smoothing", "head_dropout"):
+            check_range(option, getattr(self, option), 0, 1)
+        if not self.full:
+            check_range("val_fraction", self.val_fraction, 0, 1, low_ok=False,
+                        hint="; to train on every image without validation, pass --full" if self.val_fraction == 0 else "")
+        check_run_name(self.name)
         if sorted(set(self.milestones)) != list(self.milestones) or any(m <= 0 for m in self.milestones):
             raise PipelineError(f"--milestones must be increasing positive epochs, got {self.milestones}")
         for option, value, allowed in (("aug", self.aug, AUGMENTATIONS), ("schedule", self.schedule, SCHEDULES),
                                        ("precision", self.precision, PRECISIONS), ("recipe", self.recipe, RECIPES)):
-            if value not in allowed:
-                raise PipelineError(f"--{option} {value!r}: choose one of {', '.join(allowed)}")
+            check_choice(option, value, allowed)
         if self.milestones and self.schedule != "step":
             raise PipelineError(f"--milestones needs --schedule step, not {self.schedule}")
-        if not 0 <= self.ema < 1 or not 0 <= self.label_smoothing < 1 or not 0 <= self.head_dropout < 1:
-            raise PipelineError("--ema, --label-smoothing and --head-dropout must be in [0, 1)")
         if self.img_size is not None and not 8 <= self.img_size <= 1024:
             raise PipelineError(f"--img-size must be between 8 and 1024 pixels, got {self.img_size}")
         if self.freeze_backbone and not self.pretrained:
             raise PipelineError("--freeze-backbone needs --pretrained weights (a frozen random backbone learns nothing)")
         if self.target_acc is not None and (self.full or not 0 < self.target_acc <= 1):
             raise PipelineError("--target-acc needs a validation split (not --full) and a value in (0, 1]")
+
+
+def flag(option: str) -> str:
+    return option.replace("_", "-")
+
+
+def check_range(option: str, value: float, low: float, high: float = math.inf, low_ok: bool = True,
+                hint: str = "") -> None:
+    """`value` is a finite number from `low` (included when `low_ok`) up to `high` (excluded)."""
+    if math.isfinite(value) and (value >= low if low_ok else value > low) and value < high:
+        return
+    bounds = (f"{'≥' if low_ok else '>'} {low:g}" if high == math.inf
+              else f"in {'[' if low_ok else '('}{low:g}, {high:g})")
+    raise PipelineError(f"--{flag(option)} {value:g}: must be a finite number {bounds}{hint}")
+
+
+def check_choice(option: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise PipelineError(f"--{flag(option)} {value!r}: choose one of {', '.join(allowed)}")
+
+
+def check_prediction_options(tta: str, batch_size: int | None, engine: str = "auto", precision: str = "auto") -> None:
+    check_choice("tta", tta, TTA_CHOICES)
+    check_choice("engine", engine, ENGINES)
+    check_choice("precision", precision, PREDICT_PRECISIONS)
+    if batch_size is not None and batch_size <= 0:
+        raise PipelineError(f"--batch-size must be positive, got {batch_size}")
+
+
+def check_run_name(name: str | None) -> None:
+    """A run name is one folder under weights/: no path separators, not `.`/`..`, nothing that escapes it."""
+    if name is None:
+        return
+    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0") or name != name.strip():
+        raise PipelineError(f"--name {name!r}: a run name is one folder name under weights/ (no slashes, not . or .., "
+                            "no surrounding spaces), e.g. --name resnet18-lr0.1")
 
 
 # Each recipe sets these options; explicit flags override them.

@@ -1,6 +1,8 @@
 """The labeled set as arrays (one entry point), its seeded split, and per-image augmentation for workers."""
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,22 +15,31 @@ from torch.utils.data import Dataset
 
 from pipeline.cache import cached_train_images, image_problems
 from pipeline.errors import PipelineError
-from pipeline.layout import load_train_set, problems_message
+from pipeline.layout import TRAIN_LABELS, load_train_set, problems_message
 
 if TYPE_CHECKING:
     import albumentations
 
 
-def stratified_split(targets: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Disjoint, class-stratified train/val indices, the same for the same seed."""
+def stratified_split(targets: np.ndarray, val_fraction: float, seed: int,
+                     classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint, class-stratified train/val indices, the same for the same seed; too few images for such a
+    split is one line naming the classes (`classes`: the names of the target indices)."""
     if not 0 < val_fraction < 1:
         raise PipelineError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
-    try:
-        train_idx, val_idx = train_test_split(
-            np.arange(len(targets)), test_size=val_fraction, stratify=targets, random_state=seed
-        )
-    except ValueError as e:
-        raise PipelineError(f"cannot split {len(targets)} images into train/val by class: {e}") from None
+    counts = np.bincount(targets)
+    present = np.flatnonzero(counts)
+    names = classes or [str(c) for c in range(len(counts))]
+    val = math.ceil(len(targets) * val_fraction)  # scikit-learn's rounding of test_size
+    single = [names[c] for c in present if counts[c] < 2]
+    if single or val < len(present) or len(targets) - val < len(present):
+        why = (f"class(es) {', '.join(map(repr, single[:5]))} have a single image" if single else
+               f"{val} val and {len(targets) - val} train images cannot each hold one image of every class")
+        raise PipelineError(f"cannot split {len(targets)} images of {len(present)} classes into a stratified "
+                            f"{val_fraction:g} val split: {why}; use more images (raise or drop --limit), "
+                            "or --full to train on all of them without validation")
+    train_idx, val_idx = train_test_split(np.arange(len(targets)), test_size=val_fraction, stratify=targets,
+                                          random_state=seed)
     return np.sort(train_idx), np.sort(val_idx)
 
 
@@ -38,6 +49,7 @@ class TrainArrays:
     images: np.ndarray  # uint8 (N, H, W, C), ids in numeric order
     targets: np.ndarray
     skipped: list[str]  # with --skip-bad: the problems whose files or rows were left out
+    labeled_ids: str = ""  # digest of the (id, label) pairs used, in order: what the split is made from
 
 
 def training_arrays(root: Path, skip_bad: bool = False, limit: int | None = None,
@@ -46,25 +58,29 @@ def training_arrays(root: Path, skip_bad: bool = False, limit: int | None = None
     files, unreadable images, wrong size or mode) listed in one error before any training, or with
     `skip_bad` left out; then the first `limit` images."""
     data = load_train_set(root)
+    if data.notes and console is not None:
+        console.print(f"{root / TRAIN_LABELS}: labels read as one class: {'; '.join(data.notes)}")
     decoded = cached_train_images(root, data, console)
     problems = data.problems + image_problems(data.image_dir, decoded.bad)
     if problems and not skip_bad:
         raise PipelineError(problems_message(root, problems, "training data",
                                              "Fix them, or pass --skip-bad to train on the rest."))
-    images, targets = decoded.images, data.targets
+    images, targets, ids = decoded.images, data.targets, data.ids
     if decoded.bad:
         keep = np.array([image_id not in decoded.bad for image_id in data.ids])
-        images, targets = images[keep], targets[keep]
+        images, targets, ids = images[keep], targets[keep], [i for i, k in zip(ids, keep) if k]
     if limit is not None:
-        images, targets = images[:limit], targets[:limit]
-    return TrainArrays(data.classes, images, targets, problems)
+        images, targets, ids = images[:limit], targets[:limit], ids[:limit]
+    pairs = "\n".join(f"{image_id},{data.classes[t]}" for image_id, t in zip(ids, targets))
+    return TrainArrays(data.classes, images, targets, problems, hashlib.sha256(pairs.encode()).hexdigest())
 
 
-def run_split(targets: np.ndarray, val_fraction: float, seed: int, full: bool) -> tuple[np.ndarray, np.ndarray]:
+def run_split(targets: np.ndarray, val_fraction: float, seed: int, full: bool,
+              classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A run's (train, val) indices: the seeded stratified split, or every image for training with --full."""
     if full:
         return np.arange(len(targets)), np.arange(0)
-    return stratified_split(targets, val_fraction, seed)
+    return stratified_split(targets, val_fraction, seed, classes)
 
 
 def albumentations_policy(name: str, mean: tuple[float, ...], std: tuple[float, ...],

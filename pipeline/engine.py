@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from pipeline.config import ENGINES, PREDICT_PRECISIONS, check_choice
 from pipeline.errors import PipelineError
 from pipeline.infer import default_batch_size, infer
 from pipeline.int8 import CALIBRATION_IMAGES, calibration_inputs, recheck_near_ties
@@ -26,8 +27,6 @@ from pipeline.precision import Trial, choose, timed
 from pipeline.run import RunConfig
 from pipeline.runtime import Runtime, autocast_dtype
 
-ENGINES = ("auto", "torch", "openvino")
-PREDICT_PRECISIONS = ("auto", "bf16", "fp32", "int8")
 # what `auto` may pick on the CPU, the reference (fp32, the default for jobs too small to measure) first
 CPU_CANDIDATES = ("torch fp32", "torch bf16", "openvino fp32", "openvino bf16", "openvino int8")
 PROBE_IMAGES = 256  # test images each candidate predicts while `auto` measures
@@ -76,10 +75,8 @@ class OpenVinoNet:
 
 def candidates(engine: str, precision: str, device: torch.device) -> list[str]:
     """The engine/precision pairs `--engine` and `--precision` leave open on `device`, the default first."""
-    if engine not in ENGINES:
-        raise PipelineError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    if precision not in PREDICT_PRECISIONS:
-        raise PipelineError(f"--precision {precision!r}: choose one of {', '.join(PREDICT_PRECISIONS)}")
+    check_choice("engine", engine, ENGINES)
+    check_choice("precision", precision, PREDICT_PRECISIONS)
     if device.type == "cuda":
         if engine == "openvino" or precision == "int8":
             raise PipelineError("--engine openvino and --precision int8 run on the CPU; add --device cpu, "

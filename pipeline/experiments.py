@@ -17,11 +17,13 @@ from matplotlib.figure import Figure
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.figures import log_scale_if_wide, save_figure
-from pipeline.run import Run, summarize_metrics
+from pipeline.run import Run, resolve_run, summarize_metrics
 from pipeline.workspace import weights_dir
 
 COLUMNS = ("run", "date", "model", "stem", "pretrained", "recipe", "lr", "schedule", "epochs", "epochs_planned",
            "best_acc", "best_epoch", "macro_f1", "wall_s", "images_per_s", "status")
+HEADERS = {"best_acc": "best-acc", "best_epoch": "@epoch", "macro_f1": "macro-F1", "wall_s": "wall-s",
+           "images_per_s": "img/s"}  # as `pipeline runs` heads these columns (others: their names)
 NUMERIC = {"lr", "epochs", "epochs_planned", "best_acc", "best_epoch", "macro_f1", "wall_s", "images_per_s"}
 
 
@@ -90,8 +92,9 @@ def _rounded(value: float | None, digits: int) -> float | None:
 def list_runs(weights_root: Path | None = None, sort: str | None = None, descending: bool = False) -> pd.DataFrame:
     """The runs table (COLUMNS), oldest first, or by the column `sort` names."""
     weights_root = weights_root or weights_dir()
+    sort = {header: column for column, header in HEADERS.items()}.get(sort, sort)  # as shown, or the column
     if sort is not None and sort not in COLUMNS:
-        raise PipelineError(f"--sort {sort!r}: choose one of {', '.join(COLUMNS)}")
+        raise PipelineError(f"--sort {sort!r}: choose one of {', '.join(HEADERS.get(c, c) for c in COLUMNS if c != 'epochs_planned')}")
     folders = sorted(weights_root.iterdir()) if weights_root.is_dir() else []
     table = pd.DataFrame([describe_run(Run(f)) for f in folders if Run(f).looks_like_run()], columns=list(COLUMNS))
     for column in NUMERIC:
@@ -100,16 +103,6 @@ def list_runs(weights_root: Path | None = None, sort: str | None = None, descend
     if sort is not None:
         table = table.sort_values(sort, ascending=not descending, na_position="last", kind="stable")
     return table.reset_index(drop=True)
-
-
-def resolve_run(name: Path, weights_root: Path | None = None) -> Path:
-    """A run given as a folder path or as its name under weights/."""
-    if name.is_dir():
-        return name
-    candidate = (weights_root or weights_dir()) / name
-    if candidate.is_dir():
-        return candidate
-    raise PipelineError(f"{name}: no such run (neither a folder nor a run under {weights_root or weights_dir()})")
 
 
 def _flatten(options: dict) -> dict:

@@ -82,7 +82,7 @@ def export_run(run_dir: Path, fmt: str = "onnx", dataset_root: Path | None = Non
     checkpoint = run.best_checkpoint()
     dataset_root = dataset_root or dataset_dir()
     console = console or Console(quiet=True)
-    _, images = cached_test_images(dataset_root, check_test(dataset_root), console)
+    _, images, _ = cached_test_images(dataset_root, check_test(dataset_root), console)
     picked = np.asarray(images[np.linspace(0, len(images) - 1, min(CHECK_IMAGES, len(images))).astype(int)])
     model, config = load_model(checkpoint, torch.device("cpu"))
     # the test images with the model's channels (the file's input), as prediction gives them to it

@@ -27,7 +27,7 @@ from pipeline.errors import PipelineError
 from pipeline.kaggle_api import kaggle_api, kaggle_errors
 from pipeline.layout import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS, check_test, check_train
 from pipeline.sample import write_sample
-from pipeline.workspace import dataset_dir, write_text_atomic
+from pipeline.workspace import created_folder, dataset_dir, write_text_atomic
 
 DEFAULT_COMPETITION = "cifar-10"
 SAMPLE = "sample"
@@ -58,7 +58,12 @@ def fetch(competition: str = DEFAULT_COMPETITION, archive: Path | None = None, s
     if dataset is not None and (sample or competition != DEFAULT_COMPETITION):
         raise PipelineError("--dataset replaces --competition and --sample: give only one of them")
     source = SAMPLE if sample else dataset or competition
-    root.mkdir(parents=True, exist_ok=True)
+    with created_folder(root):  # a failed first fetch leaves no empty dataset/ behind
+        return _lay_out(root, source, competition, archive, sample, force, dataset, limits)
+
+
+def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sample: bool, force: bool,
+             dataset: str | None, limits: ExtractLimits) -> FetchResult:
     if not force:
         done = _complete_fetch(root, source)
         if done:
@@ -126,14 +131,20 @@ def _check_layout(root: Path) -> tuple[int, int]:
     return len(check_train(root).ids), len(check_test(root))
 
 
+def fetched_source(root: Path) -> str | None:
+    """What the last finished fetch into `root` laid out: a competition's name, owner/name of a dataset, or
+    `sample`; None when nothing (readable) was recorded."""
+    try:
+        source = json.loads((root / MARKER).read_text())["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return source if isinstance(source, str) else None
+
+
 def _complete_fetch(root: Path, source: str) -> FetchResult | None:
     """The existing layout, if a finished fetch of `source` left it intact; refuses to replace another."""
-    marker = root / MARKER
-    if not marker.is_file():
-        return None
-    try:
-        previous = json.loads(marker.read_text())["source"]
-    except (ValueError, KeyError, TypeError):
+    previous = fetched_source(root)
+    if previous is None:
         return None
     if previous != source:
         raise PipelineError(f"{root} holds {previous!r}; pass --force to replace it with {source!r}")
@@ -237,9 +248,30 @@ def extract_zip(path: Path, dest: Path, limits: ExtractLimits = ExtractLimits())
             limits.check(path, len(members), sum(member.file_size for member in members))
             for member in members:
                 _check_member(path, member.filename, stat.S_ISLNK(member.external_attr >> 16))
-            archive.extractall(dest)
+            _check_tree(path, [member.filename for member in members if not member.is_dir()])
+            with _files_where_folders_go(path):
+                archive.extractall(dest)
     except (zipfile.BadZipFile, EOFError, zlib.error) as e:
         raise CorruptArchive(f"{path}: corrupt or incomplete zip archive ({e})") from None
+
+
+def _check_tree(archive: Path, files: list[str]) -> None:
+    """No file of the archive has the name of a folder of another member's path (`train` and `train/1.png`)."""
+    folders = {str(parent) for name in files for parent in PurePosixPath(name.strip("/")).parents} - {"."}
+    both = sorted(folders & {name.strip("/") for name in files})
+    if both:
+        raise PipelineError(f"{archive}: {both[0]} is both a file and a folder in the archive, so it cannot be "
+                            "extracted; download it again, or repack it")
+
+
+@contextlib.contextmanager
+def _files_where_folders_go(archive: Path) -> Iterator[None]:
+    """A member that lands on a file where a folder is needed (inner archives included): one line."""
+    try:
+        yield
+    except (NotADirectoryError, IsADirectoryError, FileExistsError) as e:
+        raise PipelineError(f"{archive}: {Path(e.filename or '?').name} cannot be extracted: a file and a folder "
+                            "share a name; download it again, or repack it") from None
 
 
 def seven_zip() -> str | None:
@@ -257,8 +289,10 @@ def extract_7z(path: Path, dest: Path, limits: ExtractLimits = ExtractLimits()) 
             limits.check(path, len(members), sum(member.uncompressed or 0 for member in members))
             for member in members:
                 _check_member(path, member.filename, member.is_symlink)
+            _check_tree(path, [member.filename for member in members if not member.is_directory])
             if program is None:
-                archive.extractall(dest)
+                with _files_where_folders_go(path):
+                    archive.extractall(dest)
     except (py7zr.exceptions.Bad7zFile, py7zr.exceptions.CrcError, EOFError, lzma.LZMAError) as e:
         raise CorruptArchive(f"{path}: corrupt or incomplete 7z archive ({e})") from None
     if program is not None:

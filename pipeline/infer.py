@@ -19,6 +19,7 @@ from pipeline.run import ModelInputs, RunConfig, inference_weights, load_checkpo
 from pipeline.runtime import Runtime
 
 SHIFTS = ((0, 0), (-2, 0), (2, 0), (0, -2), (0, 2))
+# name (config.TTA_CHOICES) -> views
 # name -> views as (mirror left-right, shift down, shift right) in pixels
 TTA_VIEWS = {
     "none": ((False, 0, 0),),
@@ -33,10 +34,13 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, RunCo
     config = RunConfig.of_checkpoint(checkpoint, path)
     options = config.options
     model = build_model(options.model, len(config.classes), options.stem, config.channels, options.head_dropout)
+    weights = inference_weights(checkpoint)
     try:
-        model.load_state_dict(inference_weights(checkpoint))
+        model.load_state_dict(weights)
     except RuntimeError as e:
         raise PipelineError(f"{path}: weights do not fit its configured model ({str(e).splitlines()[0]})") from None
+    if not all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point()):
+        raise PipelineError(f"{path}: its weights hold NaN or infinite values (a diverged run); use another checkpoint")
     return model.to(device, memory_format=Runtime(device).memory_format).eval(), config
 
 

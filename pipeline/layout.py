@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ SHOWN = 5  # how many offending names an error message lists
 
 def id_sort_key(image_id: str) -> tuple[int, int, str]:
     """Numeric ids in numeric order (2 before 10), any others after them by name."""
-    return (0, int(image_id), "") if image_id.isdigit() else (1, 0, image_id)
+    return (0, int(image_id), "") if image_id.isascii() and image_id.isdigit() else (1, 0, image_id)
 
 
 def _examples(names: set[str] | list[str], suffix: str = "") -> str:
@@ -49,30 +49,49 @@ def read_id_csv(path: Path, need_label: bool, unique: bool = True) -> pd.DataFra
 
 
 def png_ids(folder: Path) -> set[str]:
+    if folder.exists() and not folder.is_dir():
+        raise PipelineError(f"{folder}: a file where a folder of PNGs is expected; fetch the competition again")
     if not folder.is_dir():
         raise PipelineError(f"{folder}: folder not found; run `pipeline fetch` first")
     with os.scandir(folder) as entries:
         return {e.name[:-4] for e in entries if e.name.endswith(".png") and e.is_file()}
 
 
-def train_problems(root: Path) -> tuple[pd.DataFrame, list[str]]:
-    """trainLabels.csv without its unusable rows, and every problem found, one line each: duplicate ids
-    and empty labels (those rows dropped), ids without an image (dropped), images without an id."""
+def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """trainLabels.csv without its unusable rows (labels normalised: `normalised_labels`), every problem
+    found, one line each: duplicate ids and empty labels (those rows dropped), ids without an image (dropped),
+    images without an id; and the notes of labels read otherwise than written."""
     csv_path = root / TRAIN_LABELS
     labels = read_id_csv(csv_path, need_label=True, unique=False)
+    labels["label"], notes = normalised_labels(labels["label"])
     images = png_ids(root / "train")
     problems = []
     counts = labels["id"].value_counts()
     for image_id in sorted(counts[counts > 1].index, key=id_sort_key):
         problems.append(f"{TRAIN_LABELS}: id {image_id} appears {counts[image_id]} times")
-    blank = labels["label"].str.strip() == ""
+    blank = labels["label"] == ""
     problems += [f"{TRAIN_LABELS}: id {image_id} has no label" for image_id in labels["id"][blank]]
     missing = set(labels["id"]) - images
     problems += [f"train/{image_id}.png: missing (listed in {TRAIN_LABELS})" for image_id in sorted(missing, key=id_sort_key)]
     extra = images - set(labels["id"])
     problems += [f"train/{image_id}.png: not listed in {TRAIN_LABELS}" for image_id in sorted(extra, key=id_sort_key)]
     usable = ~labels["id"].isin(set(counts[counts > 1].index) | missing) & ~blank
-    return labels[usable], problems
+    return labels[usable], problems, notes
+
+
+def normalised_labels(labels: pd.Series) -> tuple[pd.Series, list[str]]:
+    """Labels without surrounding spaces, spellings that differ only in case read as the most frequent one
+    ('Cat' and 'cat ' as 'cat'), and a note for each spelling read otherwise than written."""
+    stripped = labels.str.strip()
+    counts = stripped[stripped != ""].value_counts()
+    canonical: dict[str, str] = {}
+    for spelling in sorted(counts.index, key=lambda name: (-counts[name], name)):
+        canonical.setdefault(spelling.casefold(), spelling)
+    read = stripped.map(lambda name: canonical.get(name.casefold(), name))
+    changed = labels[(labels != read) & (read != "")].value_counts()
+    notes = [f"{written!r} as {canonical[written.strip().casefold()]!r} ({n} row{'s' * (n > 1)})"
+             for written, n in sorted(changed.items())]
+    return read, notes
 
 
 def problems_message(where: Path, problems: list[str], what: str, advice: str) -> str:
@@ -97,19 +116,31 @@ class LabeledImages:
     targets: np.ndarray  # int64 class index per id
     classes: list[str]  # sorted label names; index = class number
     problems: list[str]  # rows left out and files not used (see `train_problems`)
+    notes: list[str] = field(default_factory=list)  # labels read otherwise than written (`normalised_labels`)
 
 
 def load_train_set(root: Path) -> LabeledImages:
     """The usable labeled training images in numeric id order, classes in sorted order, and the
     problems found on the way (the caller decides whether they stop it)."""
-    labels, problems = train_problems(root)
+    labels, problems, notes = train_problems(root)
     if labels.empty:
         raise PipelineError(problems_message(root, problems, "training data", "No usable labeled image is left."))
     labels = labels.iloc[sorted(range(len(labels)), key=lambda i: id_sort_key(labels["id"].iat[i]))]
     classes = sorted(labels["label"].unique())
+    if len(classes) < 2:
+        raise PipelineError(f"{root / TRAIN_LABELS}: every usable row has the label {classes[0]!r}; a classifier "
+                            "needs images of at least 2 classes")
     index = {name: i for i, name in enumerate(classes)}
     targets = labels["label"].map(index).to_numpy(dtype=np.int64)
-    return LabeledImages(root / "train", labels["id"].tolist(), targets, classes, problems)
+    return LabeledImages(root / "train", labels["id"].tolist(), targets, classes, problems, notes)
+
+
+def dataset_classes(root: Path) -> list[str] | None:
+    """The sorted class names of trainLabels.csv (read as training reads them), None without that file."""
+    if not (root / TRAIN_LABELS).is_file():
+        return None
+    labels = normalised_labels(read_id_csv(root / TRAIN_LABELS, need_label=True, unique=False)["label"])[0]
+    return sorted(set(labels[labels != ""]))
 
 
 def check_train(root: Path) -> LabeledImages:

@@ -22,7 +22,7 @@ import torch
 from pipeline import __version__
 from pipeline.errors import PipelineError
 from pipeline.runtime import Runtime
-from pipeline.workspace import write_text_atomic
+from pipeline.workspace import user_cache_dir, write_text_atomic
 
 ENGINE_LIBRARIES = ("torch", "openvino", "onnxruntime", "onnx", "onnxscript")  # a new version of any may change the rates
 MIN_AGREEMENT = 0.995  # argmax agreement with fp32 a lower precision must reach on the probe images
@@ -60,9 +60,8 @@ class Choice:
 
 
 def cache_file() -> Path:
-    """$PIPELINE_CACHE_DIR, else $XDG_CACHE_HOME/pipeline, else ~/.cache/pipeline."""
-    root = os.environ.get("PIPELINE_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pipeline"
-    return Path(root) / "precision.json"
+    """precision.json in the user cache folder (`user_cache_dir`)."""
+    return user_cache_dir() / "precision.json"
 
 
 def cpu_model() -> str:

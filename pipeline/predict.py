@@ -17,13 +17,14 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from pipeline.cache import cached_test_images
+from pipeline.cache import cached_test_images, fingerprint
+from pipeline.config import check_prediction_options
 from pipeline.distributed import all_concat, all_sum, broadcast, rank_zero_first
 from pipeline.engine import build_engine, candidates, choose_engine
 from pipeline.errors import PipelineError
 from pipeline.infer import TTA_VIEWS, load_model
-from pipeline.layout import SAMPLE_SUBMISSION, check_test, id_sort_key
-from pipeline.run import Run, RunConfig, checkpoint_label, latest_best_checkpoint
+from pipeline.layout import SAMPLE_SUBMISSION, TRAIN_LABELS, check_test, dataset_classes, id_sort_key
+from pipeline.run import Run, RunConfig, checkpoint_label, latest_best_checkpoint, resolve_run
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.submission import class_histogram, score_submission, write_submission
 from pipeline.workspace import atomic_path, dataset_dir, submissions_dir, weights_dir, write_text_atomic
@@ -37,13 +38,17 @@ class PredictResult:
     accuracy: float | None  # on --score's solution ids, when given
 
 
-def find_checkpoint(run: Path | None = None, checkpoint: Path | None = None, weights_root: Path | None = None) -> Path:
-    """`--checkpoint`, else `--run`'s best checkpoint, else the one written most recently under weights/."""
+def find_checkpoint(run: Path | None = None, checkpoint: Path | None = None, weights_root: Path | None = None,
+                    console: Console | None = None) -> Path:
+    """`--checkpoint`, else `--run`'s best checkpoint (a folder or a name under weights/), else that of the
+    newest finished run under weights/ (said on `console`)."""
     if checkpoint is not None:
         return checkpoint
     if run is not None:
-        return Run(run).best_checkpoint()
-    return latest_best_checkpoint(weights_root or weights_dir())
+        return Run(resolve_run(run, weights_root)).best_checkpoint()
+    path, why = latest_best_checkpoint(weights_root or weights_dir())
+    (console or Console(quiet=True)).print(f"using {path}: {why} (choose another with --run NAME)")
+    return path
 
 
 def ids_key(ids: list[str]) -> str:
@@ -57,8 +62,9 @@ def save_probabilities(path: Path, probabilities: np.ndarray, meta: dict) -> Non
     write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
 
 
-def load_probabilities(path: Path, ids: list[str]) -> tuple[np.ndarray, dict]:
-    """A saved `.probs.npy` and its metadata, checked against the current test ids."""
+def load_probabilities(path: Path, ids: list[str], images_key: str) -> tuple[np.ndarray, dict]:
+    """A saved `.probs.npy` and its metadata, checked against the current test ids and image files
+    (`images_key`: their fingerprint)."""
     meta_path = path.with_suffix(".json")
     if not path.is_file() or not meta_path.is_file():
         raise PipelineError(f"{path}: no such probability file (or its .json); run `pipeline predict` first")
@@ -69,6 +75,11 @@ def load_probabilities(path: Path, ids: list[str]) -> tuple[np.ndarray, dict]:
         raise PipelineError(f"{path}: not a readable .npy file ({e})") from None
     if meta.get("ids") != ids_key(ids) or probabilities.shape != (len(ids), len(meta["classes"])):
         raise PipelineError(f"{path}: made for other test ids than dataset/test now holds; predict again")
+    if meta.get("images_key") != images_key:
+        raise PipelineError(f"{path}: made from test images that have changed since (or by an older pipeline); "
+                            "predict again")
+    if not np.isfinite(probabilities).all():
+        raise PipelineError(f"{path}: holds non-finite probabilities; predict again with a finite model")
     return probabilities, meta
 
 
@@ -97,35 +108,41 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     """Predict dataset/test with each model, average their probabilities, write the submission.
     Under torchrun each process predicts its share of the test images and rank 0, which gathers
     them, writes the files and returns the result (the other ranks return None)."""
-    check_options(tta, batch_size)
+    check_prediction_options(tta, batch_size, engine, precision)
     runtime = resolve_runtime(device, "fp32", threads)
     options = candidates(engine, precision, runtime.device)
     where = runtime.ranks
     console = (console or Console()) if where.main else Console(quiet=True)
     dataset_root = dataset_root or dataset_dir()
     out = out or submissions_dir() / "submission.csv"
-    sources = list(checkpoints or []) + [find_checkpoint(run=r) for r in runs or []]
-    sources = sources or [find_checkpoint(weights_root=weights_root)]
+    sources = list(checkpoints or []) + [find_checkpoint(run=r, weights_root=weights_root) for r in runs or []]
+    sources = sources or [find_checkpoint(weights_root=weights_root, console=console)]
     submission_ids = check_test(dataset_root)
     with rank_zero_first(where):  # rank 0 decodes the cache; the others then read it
-        ids, images = cached_test_images(dataset_root, submission_ids, console)
+        ids, images, images_key = cached_test_images(dataset_root, submission_ids, console)
     share = np.array_split(np.arange(len(ids)), where.world)[where.rank]
     own_images = images[share[0]:share[-1] + 1] if len(share) else images[:0]
     total, classes, members = None, None, []
-    for path in sources:
+    known_classes = dataset_classes(dataset_root)
+    for path, label in zip(sources, member_labels(sources)):
         model, config = load_model(path, runtime.device)
+        check_fits(path, config, images, dataset_root, known_classes)
         if classes is not None and config.classes != classes:
             raise PipelineError(f"{path}: its classes differ from {sources[0]}'s; an ensemble needs the same classes")
         classes = config.classes
         own, used = predict_model(model, config, path, images, own_images, tta, options, runtime, batch_size, console)
         used_engine, used_precision = used.split()
         probabilities = all_concat(own, where)
+        if not np.isfinite(probabilities).all():
+            raise PipelineError(f"{path}: the model gives non-finite probabilities for "
+                                f"{int((~np.isfinite(probabilities)).any(1).sum())} test images; nothing was written. "
+                                "Predict with another run's checkpoint")
         if not where.main:
             continue
-        name = out.parent / f"{checkpoint_label(path)}.probs.npy"
+        name = out.parent / f"{label}.probs.npy"
         save_probabilities(name, probabilities, {"checkpoint": str(path), "classes": classes, "tta": tta,
                                                  "engine": used_engine, "precision": used_precision, "ids": ids_key(ids),
-                                                 "images": len(ids)})
+                                                 "images": len(ids), "images_key": images_key})
         members.append(name.name)
         total = probabilities if total is None else total + probabilities
     if not where.main:
@@ -134,11 +151,34 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
                              score)
 
 
-def check_options(tta: str, batch_size: int | None) -> None:
-    if tta not in TTA_VIEWS:
-        raise PipelineError(f"--tta {tta!r}: choose one of {', '.join(TTA_VIEWS)}")
-    if batch_size is not None and batch_size <= 0:
-        raise PipelineError(f"--batch-size must be positive, got {batch_size}")
+def member_labels(sources: list[Path]) -> list[str]:
+    """Each checkpoint's name for its probability file (`checkpoint_label`), made unique: checkpoints that share
+    a name (a/model.pt, b/model.pt) take their folder's too, then a number."""
+    labels = [checkpoint_label(path) for path in sources]
+    labels = [f"{path.parent.name}-{label}" if labels.count(label) > 1 else label for path, label in zip(sources, labels)]
+    return [f"{label}-{labels[:k].count(label) + 1}" if labels.count(label) > 1 else label
+            for k, label in enumerate(labels)]
+
+
+def check_fits(path: Path, config: RunConfig, images: np.ndarray, dataset_root: Path,
+               known_classes: list[str] | None) -> None:
+    """The model was trained for this dataset: the classes of its trainLabels.csv (when it has one), and the
+    test images' size and channels."""
+    if known_classes is not None and known_classes != config.classes:
+        raise PipelineError(f"{path}: trained on {_classes(config.classes)}, but {dataset_root / TRAIN_LABELS} has "
+                            f"{_classes(known_classes)}; predict with a model trained on this dataset")
+    height, width, channels = images.shape[1:]
+    trained = tuple(config.image_size) if config.image_size else (height, width)
+    if trained != (height, width) or config.channels != channels:
+        kind = {1: "greyscale", 3: "colour"}
+        raise PipelineError(f"{path}: trained on {trained[1]}×{trained[0]} {kind[config.channels]} images, but "
+                            f"{dataset_root / 'test'} holds {width}×{height} {kind[channels]} ones; predict with a "
+                            "model trained on images like these")
+
+
+def _classes(names: list[str]) -> str:
+    shown = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
+    return f"{len(names)} classes ({shown})"
 
 
 def predict_model(model: torch.nn.Module, config: RunConfig, path: Path, images: np.ndarray, own_images: np.ndarray,
@@ -175,7 +215,8 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
     submission_ids = check_test(dataset_root)
     ids = sorted(submission_ids, key=id_sort_key)
     paths = [m if m.suffix == ".npy" else out.parent / f"{m.name}.probs.npy" for m in members]
-    loaded = [load_probabilities(p, ids) for p in paths]
+    images_key = fingerprint(dataset_root / "test", ids)
+    loaded = [load_probabilities(p, ids, images_key) for p in paths]
     classes = loaded[0][1]["classes"]
     for path, (_, meta) in zip(paths, loaded):
         if meta["classes"] != classes:

@@ -28,7 +28,7 @@ import torch
 
 from pipeline.config import TrainConfig, saved_config
 from pipeline.errors import PipelineError
-from pipeline.workspace import atomic_path, write_failure, write_text_atomic
+from pipeline.workspace import atomic_path, weights_dir, write_failure, write_text_atomic
 
 BEST, LAST = "best.pt", "last.pt"
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds", "wall_s",
@@ -58,6 +58,7 @@ class RunConfig:
     image_size: list[int] = field(default_factory=list)
     skipped: int = 0
     split: dict = field(default_factory=dict)  # seed, val_fraction, train_images, val_images
+    labeled_ids: str = ""  # digest of the (id, label) pairs the split was made from (dataset.TrainArrays)
     precision: str = "fp32"  # of training: bf16 or fp32
     precision_probe: dict = field(default_factory=dict)  # what `--precision auto` measured (pipeline/precision.py)
     dataset: str = ""
@@ -204,26 +205,44 @@ class Run:
 
 def claim_run(weights_root: Path, name: str | None) -> Run:
     """Create weights/<name>, or the first free of exp, exp2, exp3, …"""
-    weights_root.mkdir(parents=True, exist_ok=True)
     candidates = [name] if name else ("exp" if k == 1 else f"exp{k}" for k in itertools.count(1))
     for candidate in candidates:
         try:
-            (weights_root / candidate).mkdir()
+            (weights_root / candidate).mkdir(parents=True)
             return Run(weights_root / candidate)
         except FileExistsError:
             if name:
                 raise PipelineError(
                     f"{weights_root / name} already exists: choose another --name or continue it with --resume"
                 ) from None
+        except OSError as e:
+            raise PipelineError(f"{weights_root}: cannot create a run folder in it ({e.strerror}); train from a "
+                                "folder you can write") from None
     raise AssertionError("unreachable")
 
 
-def latest_best_checkpoint(weights_root: Path) -> Path:
-    """The best checkpoint written most recently under `weights_root`."""
+def resolve_run(name: Path, weights_root: Path | None = None) -> Path:
+    """A run given as a folder path or as its name under weights/."""
+    if name.is_dir():
+        return name
+    candidate = (weights_root or weights_dir()) / name
+    if candidate.is_dir():
+        return candidate
+    raise PipelineError(f"{name}: no such run (neither a folder nor a run under {weights_root or weights_dir()})")
+
+
+def latest_best_checkpoint(weights_root: Path) -> tuple[Path, str]:
+    """The best checkpoint of the newest finished run under `weights_root` (newest: its best checkpoint's
+    last write), else of the newest run in any state (running, failed, …); and why that one."""
     candidates = list(weights_root.glob(f"*/{BEST}")) if weights_root.is_dir() else []
     if not candidates:
         raise PipelineError(f"{weights_root}: no trained run (no */{BEST}); run `pipeline train` first")
-    return max(candidates, key=lambda p: p.stat().st_mtime)
+    states = {path: (Run(path.parent).read_status() or {}).get("state", "unknown") for path in candidates}
+    finished = [path for path in candidates if states[path] == "finished"]
+    newest = max(finished or candidates, key=lambda p: p.stat().st_mtime)
+    if finished:
+        return newest, "the newest finished run"
+    return newest, f"no run has finished; this is the newest, and it is {states[newest]}"
 
 
 def checkpoint_label(checkpoint: Path) -> str:

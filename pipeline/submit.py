@@ -6,7 +6,8 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 from pipeline.kaggle_api import kaggle_api, kaggle_errors
-from pipeline.layout import SAMPLE_SUBMISSION, TRAIN_LABELS, read_id_csv
+from pipeline.fetch import DEFAULT_COMPETITION, SAMPLE, fetched_source
+from pipeline.layout import SAMPLE_SUBMISSION, TRAIN_LABELS, dataset_classes
 from pipeline.submission import validate_submission
 from pipeline.workspace import dataset_dir, submissions_dir
 
@@ -19,21 +20,31 @@ class SubmitResult:
     message: str  # Kaggle's answer
 
 
-def submit(message: str, file: Path | None = None, competition: str = "cifar-10",
+def submit(message: str, file: Path | None = None, competition: str | None = None,
            dataset_root: Path | None = None) -> SubmitResult:
-    """Check `file` against dataset/sampleSubmission.csv (when present), then submit it as the CLI does."""
+    """Check `file` against dataset/sampleSubmission.csv (when present), then submit it as the CLI does, to
+    `competition` (default: the one `pipeline fetch` laid out in dataset/, else cifar-10)."""
     file = file or submissions_dir() / "submission.csv"
     dataset_root = dataset_root or dataset_dir()
+    competition = competition or submission_target(dataset_root)
     if not message.strip():
         raise PipelineError("-m/--message must describe the submission")
     if not file.is_file():
         raise PipelineError(f"{file}: not found; run `pipeline predict` first")
     if (dataset_root / SAMPLE_SUBMISSION).is_file() and (dataset_root / TRAIN_LABELS).is_file():
-        classes = sorted(read_id_csv(dataset_root / TRAIN_LABELS, need_label=True)["label"].unique())
-        validate_submission(file, dataset_root / SAMPLE_SUBMISSION, classes)
+        validate_submission(file, dataset_root / SAMPLE_SUBMISSION, dataset_classes(dataset_root))
     api = kaggle_api()
     with kaggle_errors(competition, "pipeline submit"):
         response = api.competition_submit(str(file), message, competition, quiet=False)
     if response.message == api.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE:
         raise PipelineError(f"{file}: the upload to Kaggle failed; run `pipeline submit` again")
     return SubmitResult(file, competition, response.ref, response.message)
+
+
+def submission_target(dataset_root: Path) -> str:
+    """The competition dataset/ was fetched from; cifar-10 when no fetch recorded one."""
+    source = fetched_source(dataset_root) or DEFAULT_COMPETITION
+    if source == SAMPLE or "/" in source:
+        raise PipelineError(f"{dataset_root} holds {'the offline sample' if source == SAMPLE else f'the dataset {source}'}, "
+                            "not a Kaggle competition; name one with --competition")
+    return source

@@ -10,6 +10,7 @@ uninterrupted one. The run's report is drawn from the best epoch's val predictio
 from __future__ import annotations
 
 import contextlib
+import math
 import platform
 import shutil
 import sys
@@ -45,9 +46,9 @@ from pipeline.models import build_model, freeze_backbone, load_pretrained
 from pipeline.progress import progress_bar
 from pipeline.precision import choose, installed_version, training_trial
 from pipeline.run import (CheckpointSaver, Run, RunConfig, claim_run, inference_weights, load_checkpoint,
-                          summarize_metrics)
+                          resolve_run, summarize_metrics)
 from pipeline.runtime import Runtime, resolve_runtime
-from pipeline.workspace import dataset_dir, weights_dir
+from pipeline.workspace import created_folder, dataset_dir, weights_dir
 
 
 @dataclass(frozen=True)
@@ -108,15 +109,16 @@ def train(config: TrainConfig, dataset_root: Path | None = None, weights_root: P
     """Start a new run under `weights_root` (default ./weights)."""
     config.validate()
     runtime = resolve_runtime(config.device, config.precision, config.threads)
-    run = _claim(weights_root or weights_dir(), config.name, runtime)
-    config.name = run.name
-    try:
-        ctx = setup(config, run, dataset_root or dataset_dir(), runtime, console or Console(), resumed=None)
-        return fit(ctx)
-    except BaseException:
-        if runtime.ranks.main and not run.last.exists():  # failed before its first epoch: leave no empty run
-            shutil.rmtree(run.path, ignore_errors=True)
-        raise
+    with created_folder(weights_root or weights_dir()) as weights:  # nor an empty weights/ it made
+        run = _claim(weights, config.name, runtime)
+        config.name = run.name
+        try:
+            ctx = setup(config, run, dataset_root or dataset_dir(), runtime, console or Console(), resumed=None)
+            return fit(ctx)
+        except BaseException:
+            if runtime.ranks.main and not run.last.exists():  # failed before its first epoch: leave no empty run
+                shutil.rmtree(run.path, ignore_errors=True)
+            raise
 
 
 def _claim(weights_root: Path, name: str | None, runtime: Runtime) -> Run:
@@ -147,11 +149,13 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
     if fixed:
         flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
         raise PipelineError(f"{flags} cannot change when resuming {run_dir}; start a new run instead")
-    if not run_dir.is_dir():
-        raise PipelineError(f"{run_dir}: no such run folder")
-    run = Run(run_dir)
+    run = Run(resolve_run(run_dir))
     checkpoint = load_checkpoint(run.last)
     saved = RunConfig.of_checkpoint(checkpoint, run.last)
+    missing = sorted(RESUME_ENTRIES - checkpoint.keys()) + (["ema"] if saved.options.ema and "ema" not in checkpoint else [])
+    if missing:
+        raise PipelineError(f"{run.last}: lacks {', '.join(missing)}, so the run cannot continue from it; start a new "
+                            "run (its best.pt can still predict)")
     config = TrainConfig(**{**asdict(saved.options), **overrides})
     config.validate()
     if checkpoint["epoch"] >= config.epochs:
@@ -162,6 +166,9 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
         raise PipelineError("--epochs cannot change when resuming a onecycle run: its schedule spans the epochs")
     runtime = resolve_runtime(config.device, config.precision, config.threads)
     return fit(setup(config, run, dataset_root or dataset_dir(), runtime, console or Console(), (checkpoint, saved)))
+
+
+RESUME_ENTRIES = frozenset({"optimizer", "scheduler", "rng", "best_acc", "best_epoch"})  # besides load_checkpoint's
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -228,12 +235,16 @@ def _run_config(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray,
     train_idx, val_idx = split
     if saved is not None and saved.classes != data.classes:
         raise PipelineError(f"{dataset_root}: its classes differ from those {config.name} was trained on")
+    if saved is not None and saved.labeled_ids and saved.labeled_ids != data.labeled_ids:
+        raise PipelineError(f"{dataset_root}: its labeled images are not those {config.name} started on (images added, "
+                            "removed or relabeled), so the split would put trained-on images into val; restore them, "
+                            "or start a new run")
     mean, std = (saved.mean, saved.std) if saved else channel_stats(data.images[train_idx])
     return RunConfig(
         options=config, classes=data.classes, mean=list(mean), std=list(std), channels=data.images.shape[3],
         image_size=list(data.images.shape[1:3]), skipped=len(data.skipped),
         split={"seed": config.seed, "val_fraction": 0.0 if config.full else config.val_fraction,
-               "train_images": len(train_idx), "val_images": len(val_idx)},
+               "train_images": len(train_idx), "val_images": len(val_idx)}, labeled_ids=data.labeled_ids,
         precision=runtime.precision, dataset=str(dataset_root), device=runtime.describe(), versions=versions(),
         created=saved.created if saved else datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -293,7 +304,7 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
     console = console if where.main else Console(quiet=True)
     with rank_zero_first(where):  # rank 0 decodes the cache; the others then read it
         data = training_arrays(dataset_root, config.skip_bad, config.limit, console)
-    train_idx, val_idx = run_split(data.targets, config.val_fraction, config.seed, config.full)
+    train_idx, val_idx = run_split(data.targets, config.val_fraction, config.seed, config.full, data.classes)
     run_config = _run_config(config, data, (train_idx, val_idx), dataset_root, runtime, saved)
     mean, std = tuple(run_config.mean), tuple(run_config.std)
     batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], runtime, mean, std)
@@ -427,12 +438,7 @@ def _finish(ctx: TrainContext, best_predictions: ValPredictions | None) -> Train
         run.set_status("finished")
         written = draw_report(run, best_predictions)
         console.print(f"report: {', '.join(str(path) for path in written)}")
-    if ctx.val_images is None:
-        console.print(f"trained on all {ctx.run_config.split['train_images']} images; "
-                      f"weights of epoch {best_epoch} in {run.best}")
-        return TrainResult(run.path, None, best_epoch, checksum)
-    console.print(f"best val accuracy {best_acc:.4f} at epoch {best_epoch}; weights in {run.best}")
-    return TrainResult(run.path, best_acc, best_epoch, checksum)
+    return TrainResult(run.path, None if ctx.val_images is None else best_acc, best_epoch, checksum)
 
 
 @contextlib.contextmanager
@@ -548,10 +554,24 @@ def train_one_epoch(ctx: TrainContext) -> tuple[float, float]:
             correct += (logits.argmax(1) == targets).sum()
             seen += len(targets)
             if step % 10 == 0 or step == len(batches):  # .item() waits for the device: not every step
-                advance(step - shown, loss=loss_sum.item() / seen, acc=correct.item() / seen)
+                so_far = loss_sum.item()
+                if not math.isfinite(so_far) and not ctx.runtime.ranks.distributed:  # ranks stop together below
+                    raise diverged(ctx, f"the training loss became {so_far} at step {step}")
+                advance(step - shown, loss=so_far / seen, acc=correct.item() / seen)
                 shown = step
     total_loss, total_correct, total_seen = all_sum([loss_sum.item(), correct.item(), seen], device, ctx.runtime.ranks)
+    if not math.isfinite(total_loss):
+        raise diverged(ctx, f"the training loss became {total_loss}")
     return total_loss / total_seen, total_correct / total_seen
+
+
+def diverged(ctx: TrainContext, what: str) -> PipelineError:
+    """The error that stops a run whose loss is no longer finite, before its epoch is saved: the checkpoints
+    keep the last finite epoch."""
+    kept = (f"{ctx.run.last.name} keeps epoch {ctx.epoch - 1}, {ctx.run.best.name} epoch {ctx.saver.best_epoch}"
+            if ctx.epoch > 1 else "nothing was kept")
+    return PipelineError(f"{ctx.run.path}: {what} in epoch {ctx.epoch}: training diverged; {kept}. Start a new run "
+                         f"with a lower --lr (this one: {ctx.config.lr:g})")
 
 
 def evaluate(ctx: TrainContext) -> Evaluation:
@@ -565,6 +585,8 @@ def evaluate(ctx: TrainContext) -> Evaluation:
     predicted, actual = all_concat(log_probs.argmax(1), where), all_concat(ctx.val_targets, where)
     labels = list(range(len(ctx.run_config.classes)))
     f1 = f1_score(actual, predicted, average="macro", labels=labels, zero_division=0)
+    if not math.isfinite(loss_sum):
+        raise diverged(ctx, f"the val loss became {loss_sum}")
     return Evaluation(loss_sum / len(actual), float((predicted == actual).mean()), float(f1),
                       ValPredictions(ctx.run_config.classes, actual, predicted))
 

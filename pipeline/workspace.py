@@ -22,6 +22,32 @@ def submissions_dir() -> Path:
     return Path.cwd() / "submissions"
 
 
+def user_cache_dir() -> Path:
+    """$PIPELINE_CACHE_DIR, else $XDG_CACHE_HOME/pipeline, else ~/.cache/pipeline: measurements, and the decoded
+    images of a dataset/ that cannot be written."""
+    return Path(os.environ.get("PIPELINE_CACHE_DIR")
+                or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pipeline")
+
+
+@contextlib.contextmanager
+def created_folder(folder: Path) -> Iterator[Path]:
+    """Make `folder` (and its parents); should the block fail, remove what it made, if nothing else is left
+    in it but empty folders. A folder that cannot be made is one line."""
+    existed = folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PipelineError(f"{folder}: cannot create it ({e.strerror or e}); work from a folder you can write") from None
+    try:
+        yield folder
+    except BaseException:
+        if not existed:
+            for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True) + [folder]:
+                with contextlib.suppress(OSError):
+                    path.rmdir()  # only empty folders go
+        raise
+
+
 def write_failure(path: Path, error: BaseException) -> PipelineError:
     """One line for a write that failed (disk full, read-only folder, …): the earlier file is untouched."""
     reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[-1] or type(error).__name__

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 import pipeline.cache
-from pipeline.cache import decode_images, decode_whole_set
+from pipeline.cache import decode_images
 from pipeline.errors import PipelineError
 
 
@@ -23,30 +23,30 @@ def ids_of(folder, n=30):
 def test_decodes_in_id_order_and_reuses_the_cache(folder, tmp_path):
     ids = ids_of(folder)
     cache = tmp_path / "cache" / "train.npy"
-    images = decode_whole_set(folder, ids, cache)
+    images = decode_images(folder, ids, cache).whole(folder)
     assert images.shape == (30, 32, 32, 3) and images.dtype == np.uint8
     for k in (0, 17, 29):
         assert np.array_equal(images[k], np.asarray(Image.open(folder / f"{ids[k]}.png").convert("RGB")))
     built = cache.stat().st_mtime_ns
-    assert np.array_equal(decode_whole_set(folder, ids, cache), images)
+    assert np.array_equal(decode_images(folder, ids, cache).whole(folder), images)
     assert cache.stat().st_mtime_ns == built  # not rebuilt
 
 
 def test_rebuilds_when_a_png_changes_or_ids_change(folder, tmp_path):
     ids = ids_of(folder)
     cache = tmp_path / "train.npy"
-    decode_whole_set(folder, ids, cache)
+    decode_images(folder, ids, cache).whole(folder)
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "5.png")
     os.utime(folder / "5.png", ns=(1, 1))  # even with an old timestamp: the size changed
-    assert decode_whole_set(folder, ids, cache)[4].max() == 0
-    assert len(decode_whole_set(folder, ids[:10], cache)) == 10
+    assert decode_images(folder, ids, cache).whole(folder)[4].max() == 0
+    assert len(decode_images(folder, ids[:10], cache).whole(folder)) == 10
 
 
 def test_parallel_decode_matches_serial(folder, tmp_path, monkeypatch):
     ids = ids_of(folder, 200)
-    serial = np.array(decode_whole_set(folder, ids, tmp_path / "a.npy", workers=1))
+    serial = np.array(decode_images(folder, ids, tmp_path / "a.npy", workers=1).whole(folder))
     monkeypatch.setattr(pipeline.cache, "CHUNK", 32)
-    parallel = decode_whole_set(folder, ids, tmp_path / "b.npy", workers=2)
+    parallel = decode_images(folder, ids, tmp_path / "b.npy", workers=2).whole(folder)
     assert np.array_equal(serial, parallel)
 
 
@@ -57,7 +57,7 @@ def test_bad_images_are_listed_once_and_remembered(folder, tmp_path):
     with pytest.raises(PipelineError, match=r"3 problem\(s\) in the images: train/3.png: not a readable image "
                                             r"\(cannot identify image file\); train/8.png: is 16×16, not 32×32 like the set; "
                                             r"train/9.png: is greyscale \(L\) in a colour set"):
-        decode_whole_set(folder, ids_of(folder), tmp_path / "train.npy")
+        decode_images(folder, ids_of(folder), tmp_path / "train.npy").whole(folder)
     decoded = decode_images(folder, ids_of(folder), tmp_path / "train.npy")
     assert list(decoded.bad) == ["3", "8", "9"] and decoded.images.shape[0] == len(ids_of(folder))
     assert not decoded.images[ids_of(folder).index("8")].any()

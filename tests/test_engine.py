@@ -98,7 +98,7 @@ def test_a_one_image_test_set_still_exports_with_a_dynamic_batch(trained):
     from pipeline.layout import check_test
 
     model, config = load_model(trained / "weights" / "exp" / "best.pt", torch.device("cpu"))
-    _, images = cached_test_images(trained / "dataset", check_test(trained / "dataset"), None)
+    _, images, _ = cached_test_images(trained / "dataset", check_test(trained / "dataset"), None)
     graph, _ = engine.onnx_network(model, config, np.asarray(images[:1]), "exp")
     net = engine.OpenVinoNet(engine.compile_openvino(graph, None, "fp32", "exp"))
     three = np.asarray(images[:3])

@@ -161,7 +161,7 @@ def test_fetch_leaves_warm_caches(competition_zip, project):
     cache = project / "dataset" / ".cache"
     built = {name: (cache / name).stat().st_mtime_ns for name in ("train.npy", "test.npy")}
     root = project / "dataset"
-    ids, test = cached_test_images(root, check_test(root))
+    ids, test, _ = cached_test_images(root, check_test(root))
     train = cached_train_images(root, load_train_set(root)).images
     assert train.shape == (400, 32, 32, 3) and test.shape == (40, 32, 32, 3) and ids[:3] == ["1", "2", "3"]
     assert {name: (cache / name).stat().st_mtime_ns for name in built} == built  # reused, not rebuilt

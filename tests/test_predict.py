@@ -1,12 +1,15 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
 
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.predict import ensemble, find_checkpoint, predict
+from pipeline.run import Run
 from pipeline.train import train
 from tests.fixtures import CLASSES, QUICK
 
@@ -64,12 +67,23 @@ def test_ensemble_refuses_stale_predictions(trained):
         ensemble([trained / "nope"])
 
 
-def test_latest_run_or_named_run(trained):
+def test_latest_finished_run_or_named_run(trained):
     second = train(TrainConfig(epochs=1, limit=40, **QUICK)).run_dir
     assert find_checkpoint() == second / "best.pt"
     assert find_checkpoint(run=trained / "weights" / "exp") == trained / "weights" / "exp" / "best.pt"
+    assert find_checkpoint(run=Path("exp")) == trained / "weights" / "exp" / "best.pt"  # a name under weights/
+    with pytest.raises(PipelineError, match="missing: no such run"):
+        find_checkpoint(run=Path("missing"))
+    (trained / "weights" / "empty").mkdir()
     with pytest.raises(PipelineError, match="no best.pt"):
-        find_checkpoint(run=trained / "weights" / "missing")
+        find_checkpoint(run=Path("empty"))
+    # a newer run that failed (or still runs) is passed over for the newest finished one, and the pick is said
+    Run(second).set_status("failed", error="the training loss became nan")
+    console = Console(record=True, width=300)
+    assert find_checkpoint(console=console) == trained / "weights" / "exp" / "best.pt"
+    assert "the newest finished run" in console.export_text()
+    Run(trained / "weights" / "exp").set_status("running")
+    assert find_checkpoint() == second / "best.pt"  # none finished: the newest, whatever its state
 
 
 def test_predict_without_runs_is_clear(fetched):

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -96,8 +97,9 @@ def test_resume_extends_epochs_and_refuses_other_changes(fetched):
         resume(run, {"lr": 0.1, "epochs": 2})
     assert resume(run, {"epochs": 2}).run_dir == run
     assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1, 2]
-    with pytest.raises(PipelineError, match="no such run folder"):
+    with pytest.raises(PipelineError, match="nope: no such run"):
         resume(fetched / "weights" / "nope")
+    assert resume(Path(run.name), {"epochs": 3}).run_dir == run  # a run's name under weights/ will do
 
 
 def test_torchvision_model_with_pretrained_file(fetched):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-STEMS = ("imagenet", "improved", "cifar")
+from pipeline.config import STEMS
 
 
 class BasicBlock(nn.Module):

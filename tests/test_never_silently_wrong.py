@@ -1,0 +1,381 @@
+"""Issue 16: every input class that once gave a wrong result with exit status 0, or a traceback, now gives the
+right result or a one-line error (inputs made here; the checks against the work use others of each class)."""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from rich.console import Console
+
+from pipeline.cache import decode_images
+from pipeline.cli import app
+from pipeline.config import TrainConfig
+from pipeline.errors import PipelineError
+from pipeline.layout import id_sort_key, load_train_set
+from pipeline.predict import ensemble, predict
+from pipeline.progress import plain_progress
+from pipeline.run import Run, load_checkpoint, save_checkpoint
+from pipeline.train import resume, train
+from tests.fixtures import QUICK, runner, write_competition
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    """`pipeline …` in a fresh process (shell redirections and pipes as a user types them go in `kwargs`)."""
+    command = [sys.executable, "-c", "from pipeline.cli import main; main()", *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    return subprocess.run(command, cwd=cwd, env=env, text=True, capture_output="stdout" not in kwargs, **kwargs)
+
+
+# --- 1. a diverged run -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("options, message", [
+    ({"lr": float("nan")}, "--lr nan: must be a finite number > 0"),
+    ({"lr": float("inf")}, "--lr inf: must be a finite number > 0"),
+    ({"lr": -0.1}, "--lr -0.1: must be a finite number > 0"),
+    ({"momentum": 1.5}, r"--momentum 1.5: must be a finite number in \[0, 1\)"),
+    ({"momentum": float("nan")}, "--momentum nan"),
+    ({"weight_decay": -1e-4}, "--weight-decay -0.0001: must be a finite number ≥ 0"),
+    ({"gamma": float("nan")}, "--gamma nan"),
+    ({"ema": 1.5}, r"--ema 1.5: must be a finite number in \[0, 1\)"),
+    ({"label_smoothing": float("inf")}, "--label-smoothing inf"),
+    ({"val_fraction": 0.0}, r"--val-fraction 0: .*pass --full"),
+    ({"name": "a/b"}, "--name 'a/b': a run name is one folder name under weights/"),
+    ({"name": "../x"}, "--name '../x'"),
+    ({"name": "/tmp/x"}, "--name '/tmp/x'"),
+    ({"name": ".."}, "--name '..'"),
+])
+def test_options_that_make_no_sense_are_refused(fetched, options, message):
+    with pytest.raises(PipelineError, match=message):
+        train(TrainConfig(epochs=1, **{**QUICK, **options}))
+    assert not (fetched / "weights").exists()  # nothing made, not even an empty weights/
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_loss_and_keeps_its_last_good_epoch(trained):
+    good = trained / "submissions" / "submission.csv"
+    predict(tta="none")
+    before = good.read_bytes()
+    # epoch 1 trains at 0.02; from epoch 2 the step schedule multiplies it by 1e15
+    with pytest.raises(PipelineError, match=r"weights/blowup: the training loss became (nan|inf) at step \d+ in "
+                                            r"epoch 2: training diverged; last.pt keeps epoch 1, best.pt epoch 1"):
+        train(TrainConfig(epochs=4, milestones=[1], gamma=1e15, name="blowup", **QUICK))
+    run = Run(trained / "weights" / "blowup")
+    assert load_checkpoint(run.last)["epoch"] == 1 and run.read_status()["state"] == "failed"
+    assert pd.read_csv(run.path / "metrics.csv")["epoch"].tolist() == [1]
+    with pytest.raises(PipelineError, match="nothing was kept"):  # diverged in its first epoch: no run is left
+        train(TrainConfig(epochs=2, name="at-once", **{**QUICK, "lr": 1e15}))
+    assert not (trained / "weights" / "at-once").exists()
+    assert good.read_bytes() == before
+
+
+def test_predict_refuses_non_finite_weights_and_probabilities(trained):
+    predict(tta="none")
+    submission = trained / "submissions" / "submission.csv"
+    before = submission.read_bytes()
+    checkpoint = load_checkpoint(trained / "weights" / "exp" / "best.pt")
+    weights = checkpoint["model"]
+    nan_weights = {**checkpoint, "model": {**weights, "fc.weight": weights["fc.weight"] * float("nan")}}
+    save_checkpoint(trained / "nan.pt", nan_weights)
+    with pytest.raises(PipelineError, match=r"nan.pt: its weights hold NaN or infinite values"):
+        predict(checkpoints=[trained / "nan.pt"], tta="none")
+    huge = {**checkpoint, "model": {**weights, "fc.weight": weights["fc.weight"].sign() * 3e38}}  # finite, overflows
+    save_checkpoint(trained / "huge.pt", huge)
+    with pytest.raises(PipelineError, match=r"huge.pt: the model gives non-finite probabilities for \d+ test images"):
+        predict(checkpoints=[trained / "huge.pt"], tta="none", engine="torch", precision="fp32")
+    assert submission.read_bytes() == before and not (trained / "submissions" / "huge.probs.npy").exists()
+
+
+# --- 2. stale caches -------------------------------------------------------------------------------------
+
+def same_size_png(path: Path, pixels: np.ndarray) -> None:
+    """Uncompressed PNG: its byte size depends on the image's shape alone."""
+    Image.fromarray(pixels).save(path, compress_level=0)
+
+
+def test_an_image_replaced_by_one_of_the_same_size_and_times_is_decoded_again(tmp_path):
+    folder = tmp_path / "test"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(1, 6):
+        same_size_png(folder / f"{k}.png", rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
+    ids = [str(k) for k in range(1, 6)]
+    first = np.array(decode_images(folder, ids, tmp_path / "test.npy").images)
+    stat = (folder / "3.png").stat()
+    new = 255 - first[2]
+    same_size_png(folder / "3.png", new)  # as `cp -p` or `rsync -a` would leave it: same size, same times
+    os.utime(folder / "3.png", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (folder / "3.png").stat().st_size == stat.st_size
+    assert np.array_equal(decode_images(folder, ids, tmp_path / "test.npy").images[2], new)
+
+
+def test_ensemble_refuses_probabilities_of_test_images_that_changed(trained):
+    predict(tta="none")
+    image = trained / "dataset" / "test" / "7.png"
+    stat = image.stat()
+    pixels = np.asarray(Image.open(image))
+    image.write_bytes(b"")
+    Image.fromarray(pixels[::-1].copy()).save(image)  # other content, times put back
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(PipelineError, match="exp.probs.npy: made from test images that have changed since"):
+        ensemble([Path("exp")])
+
+
+# --- 3. a checkpoint that does not fit the data -----------------------------------------------------------
+
+def train_elsewhere(tmp_path: Path, **shape) -> Path:
+    root = tmp_path / "other"
+    write_competition(root / "dataset", n_train=80, n_test=8, **shape)
+    train(TrainConfig(epochs=1, **QUICK), root / "dataset", root / "weights", Console(quiet=True))
+    return root / "weights" / "exp" / "best.pt"
+
+
+@pytest.mark.parametrize("shape, message", [
+    ({"classes": ("cat", "dog")}, r"trained on 2 classes \(cat, dog\), but .*trainLabels.csv has 4 classes"),
+    ({"grey": True, "size": 32}, r"trained on 32×32 greyscale images, but .*test holds 32×32 colour ones"),
+    ({"size": 16}, r"trained on 16×16 colour images, but .*test holds 32×32 colour ones"),
+])
+def test_a_checkpoint_that_does_not_fit_the_dataset_is_refused(fetched, tmp_path, shape, message):
+    checkpoint = train_elsewhere(tmp_path, **shape)
+    with pytest.raises(PipelineError, match=message):
+        predict(checkpoints=[checkpoint], tta="none")
+    assert not (fetched / "submissions" / "submission.csv").exists()
+
+
+# --- 4. labels --------------------------------------------------------------------------------------------
+
+def test_labels_differing_in_spaces_or_case_are_one_class(fetched):
+    labels = pd.read_csv(fetched / "dataset" / "trainLabels.csv", dtype=str)
+    zebras = labels.index[labels["label"] == "zebra"]
+    labels.loc[zebras[:3], "label"] = "zebra "
+    labels.loc[zebras[3:5], "label"] = "Zebra"
+    labels.to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
+    data = load_train_set(fetched / "dataset")
+    assert data.classes == ["apple", "kiwi", "mango", "zebra"]
+    assert data.notes == ["'Zebra' as 'zebra' (2 rows)", "'zebra ' as 'zebra' (3 rows)"]
+
+
+def test_one_class_and_too_few_images_for_a_split_say_so_by_name(fetched):
+    labels = pd.read_csv(fetched / "dataset" / "trainLabels.csv", dtype=str)
+    labels.assign(label="kiwi").to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
+    with pytest.raises(PipelineError, match="every usable row has the label 'kiwi'; a classifier needs"):
+        train(TrainConfig(epochs=1, **QUICK))
+    labels.to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
+    result = runner.invoke(app, ["train", "--limit", "5", "--workers", "0"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(
+        "error: cannot split 5 images of 4 classes into a stratified 0.2 val split: class(es) ")
+    assert "'apple'" in result.output or "'kiwi'" in result.output or "'mango'" in result.output
+    assert "--full" in result.output and "least populated" not in result.output  # not scikit-learn's text
+
+
+# --- 5. resume over changed data --------------------------------------------------------------------------
+
+def test_resume_refuses_data_that_changed_under_the_run(fetched):
+    run = train(TrainConfig(epochs=1, **QUICK)).run_dir
+    labels = pd.read_csv(fetched / "dataset" / "trainLabels.csv", dtype=str)
+    dropped = labels.iloc[:10]
+    for image_id in dropped["id"]:
+        (fetched / "dataset" / "train" / f"{image_id}.png").unlink()
+    labels.iloc[10:].to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
+    with pytest.raises(PipelineError, match="not those exp started on .*trained-on images into val"):
+        resume(run, {"epochs": 2})
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+
+
+# --- 6. images --------------------------------------------------------------------------------------------
+
+def png_declaring(width: int, height: int, colour: bool = True) -> bytes:
+    """A tiny PNG whose header declares width × height (its data is far too short for that)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2 if colour else 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def test_sixteen_bit_grey_is_scaled_and_odd_images_do_not_decide_the_set(tmp_path):
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for k in range(2, 12):
+        Image.fromarray(np.full((8, 8), 257 * (20 * k), np.uint16)).save(folder / f"{k}.png")  # 16-bit grey
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(folder / "1.png")  # the odd one comes first
+    (folder / "12.png").write_bytes(png_declaring(100_000, 100_000))  # 10^10 pixels declared in 80 bytes
+    (folder / "13.png").write_bytes(png_declaring(9_000, 9_000, colour=False))  # under PIL's bomb limit: 243 MB if decoded
+    ids = [str(k) for k in range(1, 14)]
+    decoded = decode_images(folder, ids, tmp_path / "train.npy")
+    assert decoded.images.shape == (13, 8, 8, 1)
+    assert [int(decoded.images[k - 1].max()) for k in range(2, 12)] == [20 * k for k in range(2, 12)]  # not 255
+    assert decoded.bad == {"1": "is 10×10, not 8×8 like the set",
+                           "12": "declares too many pixels to decode safely (a decompression bomb?)",
+                           "13": "is 9000×9000, not 8×8 like the set"}
+
+
+# --- tracebacks that are now errors or work ----------------------------------------------------------------
+
+@pytest.fixture
+def read_only(tmp_path):
+    """bind(folder) -> the same folder mounted read-only (root can; elsewhere the test is skipped)."""
+    mounted = []
+
+    def bind(folder: Path) -> Path:
+        view = tmp_path / f"ro{len(mounted)}"
+        view.mkdir()
+        for command in (["mount", "--bind", str(folder), str(view)], ["mount", "-o", "remount,ro,bind", str(view)]):
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                subprocess.run(["umount", str(view)], capture_output=True)
+                pytest.skip(f"cannot bind-mount read-only here: {done.stderr.strip()}")
+        mounted.append(view)
+        return view
+
+    yield bind
+    for view in mounted:
+        subprocess.run(["umount", "-l", str(view)])
+
+
+def test_a_read_only_dataset_trains_and_predicts_with_the_cache_in_the_user_cache(project, competition, read_only,
+                                                                                  tmp_path, monkeypatch):
+    source = tmp_path / "input"
+    shutil.copytree(competition, source)
+    dataset = read_only(source)  # as Kaggle mounts /kaggle/input
+    monkeypatch.setenv("PIPELINE_CACHE_DIR", str(tmp_path / "user-cache"))
+    result = train(TrainConfig(epochs=1, **QUICK), dataset_root=dataset, console=Console(quiet=True))
+    predict(runs=[result.run_dir], tta="none", dataset_root=dataset)
+    assert not (dataset / ".cache").exists()
+    assert sorted(p.name for p in (tmp_path / "user-cache" / "datasets").glob("*/*.npy")) == ["test.npy", "train.npy"]
+    assert (project / "submissions" / "submission.csv").is_file()
+
+
+def test_a_read_only_project_is_one_line(competition, read_only, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(competition, project / "dataset")
+    done = run_cli("train", "--epochs", "1", "--workers", "0", cwd=read_only(project))
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert "weights: cannot create it (Read-only file system); work from a folder you can write" in done.stderr
+
+
+def test_a_last_training_batch_of_one_image_trains(fetched):
+    # 400 images, val 0.2 → 320 train; batch 319 leaves a last batch of one
+    result = train(TrainConfig(epochs=1, **{**QUICK, "batch_size": 319}))
+    assert Run(result.run_dir).read_status()["state"] == "finished"
+
+
+def test_ids_of_unicode_digits_sort_without_error():
+    assert sorted(["10", "²", "2", "١٢", "a"], key=id_sort_key) == ["2", "10", "a", "²", "١٢"]
+
+
+@pytest.mark.parametrize("members, message", [
+    ({"train": b"a file", "train/1.png": b"png"}, "train is both a file and a folder in the archive"),
+    ({"train": b"a file", "test/1.png": b"png", "trainLabels.csv": b"id,label\n1,a\n",
+      "sampleSubmission.csv": b"id,label\n1,a\n"}, "train: a file where a folder of PNGs is expected"),
+])
+def test_an_archive_with_a_file_where_a_folder_belongs_is_one_line(project, tmp_path, members, message):
+    archive = tmp_path / "odd.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    result = runner.invoke(app, ["fetch", "--archive", str(archive)])
+    assert result.exit_code == 1 and message in result.output and result.output.count("\n") == 1
+    assert not (project / "dataset").exists()  # a failed first fetch leaves no empty dataset/
+
+
+def test_checkpoints_lacking_entries_are_one_line(trained):
+    run = trained / "weights" / "exp"
+    checkpoint = load_checkpoint(run / "last.pt")
+    save_checkpoint(run / "last.pt", {k: v for k, v in checkpoint.items() if k != "optimizer"})
+    with pytest.raises(PipelineError, match=r"last.pt: lacks optimizer, so the run cannot continue from it"):
+        resume(run, {"epochs": 5})
+    config = {k: v for k, v in checkpoint["config"].items() if k not in ("mean", "std")}
+    save_checkpoint(trained / "old.pt", {**checkpoint, "config": config})
+    with pytest.raises(PipelineError, match="its config has no normalisation"):
+        predict(checkpoints=[trained / "old.pt"], tta="none")
+
+
+def test_stdout_full_or_closed_is_one_line_after_the_work(trained):
+    full = run_cli("predict", "--tta", "none", cwd=trained, stdout=open("/dev/full", "w"), stderr=subprocess.PIPE)
+    assert full.returncode == 1
+    assert full.stderr.strip().splitlines() == [
+        "error: stdout: No space left on device; the command's work is done, its output could not be written"]
+    assert (trained / "submissions" / "submission.csv").is_file()
+    closed = subprocess.run(f"{sys.executable} -c 'from pipeline.cli import main; main()' runs >&-", shell=True,
+                            cwd=trained, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert closed.returncode == 1 and closed.stderr.startswith("error: stdout: stdout is closed")
+
+
+def test_a_reader_that_goes_away_does_not_stop_training(fetched):
+    command = (f"{sys.executable} -c 'from pipeline.cli import main; main()' train --epochs 3 --limit 120 "
+               "--batch-size 32 --workers 0 --lr 0.02 --device cpu --name piped | head -1")
+    done = subprocess.run(command, shell=True, cwd=fetched, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    run = Run(fetched / "weights" / "piped")
+    assert run.read_status()["state"] == "finished"
+    assert pd.read_csv(run.path / "metrics.csv")["epoch"].tolist() == [1, 2, 3]
+
+
+# --- rough edges ----------------------------------------------------------------------------------------------
+
+def test_bad_values_are_refused_before_torch_is_imported(project):
+    probe = ("import sys; from pipeline.cli import main\n"
+             "try:\n    main()\nexcept SystemExit as e:\n    print(e.code, 'torch' in sys.modules)")
+    for args in (["train", "--lr", "nan"], ["predict", "--batch-size", "0"]):
+        done = subprocess.run([sys.executable, "-c", probe, *args], cwd=project, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert done.stdout.strip() == "1 False" and done.stderr.startswith("error: --"), (args, done.stderr)
+
+
+def test_help_shows_choices_and_no_python_types_and_version_and_h(project):
+    for command in ("fetch", "train", "predict", "export", "ensemble", "submit", "summary", "report", "runs", "compare"):
+        text = runner.invoke(app, [command, "-h"], env={"COLUMNS": "250"}).output
+        options = [line for line in text.splitlines() if line.lstrip("│ ").startswith("--")]
+        assert options and not any(kind in line for line in options for kind in ("<list[", "<path>", "<str>", "<int>",
+                                                                                   "<float>")), command
+        assert text.count("<bool>") == 1, command  # only -h/--help's own (Typer shows an argument's type as it is)
+    help_text = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "250"}).output
+    assert "<none|flip|flip-shift>" in help_text and "<auto|torch|openvino>" in help_text
+    assert runner.invoke(app, ["--version"]).output.startswith("pipeline ")
+
+
+def test_same_named_checkpoints_keep_their_own_probabilities(trained):
+    for folder in ("a", "b"):
+        (trained / folder).mkdir()
+        shutil.copy(trained / "weights" / "exp" / "best.pt", trained / folder / "model.pt")
+    result = predict(checkpoints=[trained / "a" / "model.pt", trained / "b" / "model.pt"], tta="none")
+    assert result.members == ["a-model.probs.npy", "b-model.probs.npy"]
+
+
+def test_training_prints_its_result_once_and_fetch_no_staging_path(project, competition_zip):
+    fetched = runner.invoke(app, ["fetch", "--archive", str(competition_zip)])
+    assert fetched.exit_code == 0 and ".staging" not in fetched.output
+    trained = runner.invoke(app, ["train", "--epochs", "1", "--workers", "0", "--batch-size", "32"])
+    assert trained.exit_code == 0 and trained.output.count("best val accuracy") == 1
+
+
+def test_submit_goes_to_the_competition_fetch_laid_out(kaggle, fetched):
+    from pipeline.submit import submit
+    frame = pd.read_csv(fetched / "dataset" / "sampleSubmission.csv", dtype=str).assign(label="kiwi")
+    (fetched / "submissions").mkdir()
+    frame.to_csv(fetched / "submissions" / "submission.csv", index=False)
+    (fetched / "dataset" / ".complete.json").write_text(json.dumps({"source": "dogs-vs-cats"}))
+    kaggle.competitions["dogs-vs-cats"] = b""
+    assert submit("x").competition == "dogs-vs-cats"
+    (fetched / "dataset" / ".complete.json").write_text(json.dumps({"source": "sample"}))
+    with pytest.raises(PipelineError, match="holds the offline sample, not a Kaggle competition; name one with"):
+        submit("x")
+
+
+def test_progress_outside_a_terminal_is_a_plain_line_now_and_then():
+    console = Console(record=True, width=200, force_terminal=False)
+    advance = plain_progress(console, "epoch 1/3", 100, {"loss": 0.0}, every=0.0)
+    advance(10, loss=2.5)
+    advance(90, loss=1.25)  # the end: the epoch's own line follows, no progress line
+    assert console.export_text().splitlines() == ["epoch 1/3: 10/100 (10%) loss 2.5000"]

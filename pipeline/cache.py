@@ -3,9 +3,10 @@
 The cache `<split>.npy` holds (N, H, W, C) uint8 in the order of the ids it was built for; the set's size
 and mode are those of most of its images (C = 1 for greyscale, 3 otherwise: every image is converted to
 that; 16-bit greyscale is scaled to 8 bits). `<split>.json` beside it records a fingerprint of those ids
-and of each file's size, modification time, change time and inode, so any added, removed or rewritten
-image rebuilds it — also one replaced by a file of the same size with its modification time kept
-(`cp -p`, `rsync -a`, `tar` set that time, but none can set the change time or keep the inode).
+and of each file's size, modification time and change time, so any added, removed or rewritten image
+rebuilds it — also one replaced by a file of the same size with its modification time kept (`cp -p`,
+`rsync -a`, `tar` set that time, but no tool can set the change time). (No inode: FUSE and network mounts
+may number a file anew on each visit; a chmod/chown also changes the change time, and costs one decode.)
 
 The caches live in `dataset/.cache/`, or, where dataset/ cannot be written (Kaggle mounts competition
 data read-only under /kaggle/input), in the user cache folder: `$PIPELINE_CACHE_DIR/datasets/<digest of
@@ -45,8 +46,8 @@ def cache_folder(root: Path) -> Path:
 
 
 def fingerprint(folder: Path, ids: list[str]) -> str:
-    """A digest of the ids and each image's size, modification and change times and inode (paths as plain
-    strings: pathlib's per-path overhead doubled the cost)."""
+    """A digest of the ids and each image's size, modification and change times (paths as plain strings:
+    pathlib's per-path overhead doubled the cost)."""
     digest = hashlib.sha256()
     base = os.fspath(folder)
     for image_id in ids:
@@ -54,7 +55,7 @@ def fingerprint(folder: Path, ids: list[str]) -> str:
             info = os.stat(f"{base}/{image_id}.png")
         except FileNotFoundError:
             raise PipelineError(f"{folder / f'{image_id}.png'}: image not found") from None
-        digest.update(f"{image_id}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}:{info.st_ino}\n".encode())
+        digest.update(f"{image_id}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}\n".encode())
     return digest.hexdigest()
 
 

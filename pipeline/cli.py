@@ -17,13 +17,15 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperCommand, TyperGroup
 
-try:  # Typer ≥ 0.22 carries its own click
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+try:  # newer Typer carries its own click
+    from typer._click import exceptions as click_exceptions
 except ImportError:
-    from click.exceptions import ClickException, NoArgsIsHelpError
+    from click import exceptions as click_exceptions
+ClickException = click_exceptions.ClickException
+NoArgsIsHelpError = getattr(click_exceptions, "NoArgsIsHelpError", ())  # click ≥ 8.2; before, help exits by itself
 
-from pipeline.config import (AUGMENTATIONS, ENGINES, PRECISIONS, PREDICT_PRECISIONS, RECIPES, SCHEDULES, STEMS,
-                             TTA_CHOICES, check_prediction_options, command_line_options, config_from, default_help)
+from pipeline.config import (AUGMENTATIONS, ENGINES, PRECISIONS, PREDICT_PRECISIONS, RECIPES, RENAMED_AUGMENTATIONS,
+                             SCHEDULES, STEMS, TTA_CHOICES, check_prediction_options, command_line_options, config_from, default_help)
 from pipeline.errors import PipelineError
 
 class OneLineUsageErrors(TyperGroup):
@@ -59,7 +61,8 @@ def choices(name: str, values) -> type[enum.Enum]:
 
 
 Recipe, Stem, Aug, Schedule = (choices(n, v) for n, v in (("Recipe", RECIPES), ("Stem", STEMS),
-                                                         ("Aug", AUGMENTATIONS), ("Schedule", SCHEDULES)))
+                                                         ("Aug", (*AUGMENTATIONS, *RENAMED_AUGMENTATIONS)),
+                                                         ("Schedule", SCHEDULES)))
 TrainPrecision, Tta = choices("TrainPrecision", PRECISIONS), choices("Tta", TTA_CHOICES)
 Engine, PredictPrecision = choices("Engine", ENGINES), choices("PredictPrecision", PREDICT_PRECISIONS)
 ExportFormat = choices("ExportFormat", ("onnx",))
@@ -304,7 +307,7 @@ def ensemble(
 def submit(
     message: str = typer.Option(..., "-m", "--message", help="Description of the submission.", metavar="TEXT"),
     file: Path = typer.Option(Path("submissions/submission.csv"), help="The submission file.", metavar="CSV"),
-    competition: Optional[str] = typer.Option(None, help="Kaggle competition to submit to. (default: the one `pipeline fetch` laid out in dataset/, else cifar-10)", metavar="NAME"),
+    competition: Optional[str] = typer.Option(None, help="Kaggle competition to submit to. (default: the one `pipeline fetch` laid out in dataset/; cifar-10 when no fetch recorded one)", metavar="NAME"),
 ) -> None:
     """Submit a (validated) submission file to Kaggle through the kaggle library."""
     from pipeline.submit import submit as run_submit
@@ -441,6 +444,10 @@ class GuardedStdout(io.TextIOBase):
 def main() -> None:
     """The command, with stdout guarded: the work goes on when stdout fails. A reader that went away is not an
     error; any other failure to write stdout is one line on stderr and exit status 1 once the work is done."""
+    try:
+        os.fstat(1)
+    except OSError:  # closed: keep descriptor 1 from going to the first file the command opens
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     stdout = sys.stdout = GuardedStdout(sys.stdout)
     try:
         app()

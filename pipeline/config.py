@@ -71,6 +71,8 @@ class TrainConfig:
                 raise PipelineError(f"--{flag(option)} must be positive, got {value}")
         if self.workers < 0:
             raise PipelineError(f"--workers must be 0 or more, got {self.workers}")
+        if not 0 <= self.seed < 2**32:
+            raise PipelineError(f"--seed must be in [0, 2^32), got {self.seed}")
         check_range("lr", self.lr, 0, low_ok=False)
         check_range("momentum", self.momentum, 0, 1)
         check_range("weight_decay", self.weight_decay, 0)

@@ -38,8 +38,11 @@ def stratified_split(targets: np.ndarray, val_fraction: float, seed: int,
         raise PipelineError(f"cannot split {len(targets)} images of {len(present)} classes into a stratified "
                             f"{val_fraction:g} val split: {why}; use more images (raise or drop --limit), "
                             "or --full to train on all of them without validation")
-    train_idx, val_idx = train_test_split(np.arange(len(targets)), test_size=val_fraction, stratify=targets,
-                                          random_state=seed)
+    try:
+        train_idx, val_idx = train_test_split(np.arange(len(targets)), test_size=val_fraction, stratify=targets,
+                                              random_state=seed)
+    except ValueError as e:
+        raise PipelineError(f"cannot split {len(targets)} images into train/val by class: {e}") from None
     return np.sort(train_idx), np.sort(val_idx)
 
 
@@ -71,6 +74,8 @@ def training_arrays(root: Path, skip_bad: bool = False, limit: int | None = None
         images, targets, ids = images[keep], targets[keep], [i for i, k in zip(ids, keep) if k]
     if limit is not None:
         images, targets, ids = images[:limit], targets[:limit], ids[:limit]
+    if not len(ids):
+        raise PipelineError(problems_message(root, problems, "training data", "No usable labeled image is left."))
     pairs = "\n".join(f"{image_id},{data.classes[t]}" for image_id, t in zip(ids, targets))
     return TrainArrays(data.classes, images, targets, problems, hashlib.sha256(pairs.encode()).hexdigest())
 

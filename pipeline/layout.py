@@ -79,17 +79,26 @@ def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     return labels[usable], problems, notes
 
 
+CASE_SLIP_SHARE = 0.1  # spellings that differ only in case are one class when the rarer ones hold less of its rows
+
+
 def normalised_labels(labels: pd.Series) -> tuple[pd.Series, list[str]]:
-    """Labels without surrounding spaces, spellings that differ only in case read as the most frequent one
-    ('Cat' and 'cat ' as 'cat'), and a note for each spelling read otherwise than written."""
+    """Labels without surrounding spaces (as ids), and spellings that differ only in case read as the most frequent
+    one when the others are slips (together under CASE_SLIP_SHARE of their rows: 'Cat' in 3 rows beside 'cat' in
+    5,000); comparably frequent ones ('a' and 'A' in a set of letters) stay classes of their own. Also a note for
+    each spelling read otherwise than written."""
     stripped = labels.str.strip()
     counts = stripped[stripped != ""].value_counts()
-    canonical: dict[str, str] = {}
+    groups: dict[str, list[str]] = {}
     for spelling in sorted(counts.index, key=lambda name: (-counts[name], name)):
-        canonical.setdefault(spelling.casefold(), spelling)
-    read = stripped.map(lambda name: canonical.get(name.casefold(), name))
+        groups.setdefault(spelling.casefold(), []).append(spelling)
+    canonical = {}
+    for main, *others in groups.values():
+        slips = sum(counts[name] for name in others) < CASE_SLIP_SHARE * (counts[main] + sum(counts[n] for n in others))
+        canonical |= {name: main if slips else name for name in (main, *others)}
+    read = stripped.map(lambda name: canonical.get(name, name))
     changed = labels[(labels != read) & (read != "")].value_counts()
-    notes = [f"{written!r} as {canonical[written.strip().casefold()]!r} ({n} row{'s' * (n > 1)})"
+    notes = [f"{written!r} as {canonical[written.strip()]!r} ({n} row{'s' * (n > 1)})"
              for written, n in sorted(changed.items())]
     return read, notes
 

@@ -162,13 +162,16 @@ def member_labels(sources: list[Path]) -> list[str]:
 
 def check_fits(path: Path, config: RunConfig, images: np.ndarray, dataset_root: Path,
                known_classes: list[str] | None) -> None:
-    """The model was trained for this dataset: the classes of its trainLabels.csv (when it has one), and the
-    test images' size and channels."""
-    if known_classes is not None and known_classes != config.classes:
+    """The model was trained for this dataset: the classes of its trainLabels.csv (when it has one; a --skip-bad
+    run may lack classes whose every image was left out), the test images' channels and (unless the model resizes
+    its inputs: --img-size) their size."""
+    if known_classes is not None and (known_classes != config.classes if not config.options.skip_bad
+                                      else not set(config.classes) <= set(known_classes)):
         raise PipelineError(f"{path}: trained on {_classes(config.classes)}, but {dataset_root / TRAIN_LABELS} has "
                             f"{_classes(known_classes)}; predict with a model trained on this dataset")
     height, width, channels = images.shape[1:]
-    trained = tuple(config.image_size) if config.image_size else (height, width)
+    resizes = config.options.img_size is not None or not config.image_size
+    trained = (height, width) if resizes else tuple(config.image_size)
     if trained != (height, width) or config.channels != channels:
         kind = {1: "greyscale", 3: "colour"}
         raise PipelineError(f"{path}: trained on {trained[1]}×{trained[0]} {kind[config.channels]} images, but "

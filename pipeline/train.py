@@ -109,7 +109,7 @@ def train(config: TrainConfig, dataset_root: Path | None = None, weights_root: P
     """Start a new run under `weights_root` (default ./weights)."""
     config.validate()
     runtime = resolve_runtime(config.device, config.precision, config.threads)
-    with created_folder(weights_root or weights_dir()) as weights:  # nor an empty weights/ it made
+    with created_folder(weights_root or weights_dir(), tidy=runtime.ranks.main) as weights:  # nor an empty weights/
         run = _claim(weights, config.name, runtime)
         config.name = run.name
         try:
@@ -411,6 +411,8 @@ def fit(ctx: TrainContext) -> TrainResult:
             evaluation = evaluate(ctx) if ctx.val_images is not None else None
             if not ctx.per_step:
                 ctx.scheduler.step()
+            if not math.isfinite(weights_checksum(ctx.model)):  # the epoch's last steps, which no loss has seen
+                raise diverged(ctx, "the weights became non-finite")
             reached = log.epoch(lr, (train_loss, train_acc), evaluation, time.perf_counter() - started, train_seconds)
             rng = rng_states(ctx.runtime)
             _, best_epoch = ctx.saver.save(_checkpoint_state(ctx, rng) if where.main else {}, epoch,

@@ -30,9 +30,9 @@ def user_cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def created_folder(folder: Path) -> Iterator[Path]:
-    """Make `folder` (and its parents); should the block fail, remove what it made, if nothing else is left
-    in it but empty folders. A folder that cannot be made is one line."""
+def created_folder(folder: Path, tidy: bool = True) -> Iterator[Path]:
+    """Make `folder` (and its parents); should the block fail, remove (`tidy`: one process of several does) what
+    it made, if nothing else is left in it but empty folders. A folder that cannot be made is one line."""
     existed = folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -41,7 +41,7 @@ def created_folder(folder: Path) -> Iterator[Path]:
     try:
         yield folder
     except BaseException:
-        if not existed:
+        if tidy and not existed:
             for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True) + [folder]:
                 with contextlib.suppress(OSError):
                     path.rmdir()  # only empty folders go

@@ -40,6 +40,8 @@ def cache_folder(root: Path) -> Path:
     """Where the decoded caches of the dataset at `root` go: root/.cache, else (root cannot be written) the
     user cache folder."""
     inside = root / CACHE_DIR
+    if inside.exists() and not inside.is_dir():
+        raise PipelineError(f"{inside}: a file where the folder of decoded caches goes; remove it")
     if os.access(inside if inside.is_dir() else root, os.W_OK):
         return inside
     return user_cache_dir() / "datasets" / hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]

@@ -264,7 +264,7 @@ def predict(
     nproc: Optional[int] = typer.Option(None, help="Run N processes with torchrun, each predicting its share of the test images.", metavar="N"),
 ) -> None:
     """Predict dataset/test and write submissions/submission.csv in sampleSubmission.csv's order."""
-    check_prediction_options(tta.value, batch_size, engine.value, precision.value)  # before torch is imported
+    check_prediction_options(tta.value, batch_size, engine.value, precision.value, device, threads)  # before torch
     under_torchrun(nproc)
     from pipeline.predict import predict as run_predict
 
@@ -330,6 +330,9 @@ def summary(
     from pipeline.models.summary import summarize
 
     stem = stem.value
+    if not 8 <= img_size <= 1024 or in_chans not in (1, 3) or num_classes < 2:
+        raise PipelineError(f"--img-size {img_size}, --in-chans {in_chans}, --num-classes {num_classes}: expected "
+                            "8 to 1024 pixels, 1 or 3 channels, 2 or more classes")
     described = summarize(build_model(model, num_classes, stem, in_chans), (in_chans, img_size, img_size))
     table = Table("layer", "type", "output shape", "parameters", title=f"{model} ({stem} stem), {img_size}×{img_size} input")
     for layer in described.layers:

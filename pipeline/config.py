@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 
 from pipeline.errors import PipelineError
@@ -63,12 +64,15 @@ class TrainConfig:
     def validate(self) -> None:
         """Every option in its range, as one line naming the option: NaN, infinities and values that make no
         sense (a negative learning rate, momentum ≥ 1) are refused before anything runs."""
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size}
+        positive = {"epochs": self.epochs}
         if self.limit is not None:
             positive["limit"] = self.limit
         for option, value in positive.items():
             if value <= 0:
                 raise PipelineError(f"--{flag(option)} must be positive, got {value}")
+        if self.batch_size < 2:
+            raise PipelineError(f"--batch-size must be 2 or more (BatchNorm cannot train on one image), got {self.batch_size}")
+        check_device_and_threads(self.device, self.threads)
         if self.workers < 0:
             raise PipelineError(f"--workers must be 0 or more, got {self.workers}")
         if not 0 <= self.seed < 2**32:
@@ -105,11 +109,25 @@ def flag(option: str) -> str:
 def check_range(option: str, value: float, low: float, high: float = math.inf, low_ok: bool = True,
                 hint: str = "") -> None:
     """`value` is a finite number from `low` (included when `low_ok`) up to `high` (excluded)."""
-    if math.isfinite(value) and (value >= low if low_ok else value > low) and value < high:
+    # training computes in float32: a value beyond its range (3.4e38) is infinite there
+    if abs(value) < FLOAT32_MAX and (value >= low if low_ok else value > low) and value < high:
         return
     bounds = (f"{'≥' if low_ok else '>'} {low:g}" if high == math.inf
               else f"in {'[' if low_ok else '('}{low:g}, {high:g})")
-    raise PipelineError(f"--{flag(option)} {value:g}: must be a finite number {bounds}{hint}")
+    raise PipelineError(f"--{flag(option)} {value:g}: must be a finite number {bounds}"
+                        + (" (and below 3.4e38, float32's largest)" if math.isfinite(value) and high == math.inf else "")
+                        + hint)
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+DEVICE_SPELLING = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device_and_threads(device: str, threads: int | None) -> None:
+    if not DEVICE_SPELLING.fullmatch(device):
+        raise PipelineError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
+    if threads is not None and threads < 1:
+        raise PipelineError(f"--threads must be 1 or more, got {threads}")
 
 
 def check_choice(option: str, value: str, allowed) -> None:
@@ -117,8 +135,10 @@ def check_choice(option: str, value: str, allowed) -> None:
         raise PipelineError(f"--{flag(option)} {value!r}: choose one of {', '.join(allowed)}")
 
 
-def check_prediction_options(tta: str, batch_size: int | None, engine: str = "auto", precision: str = "auto") -> None:
+def check_prediction_options(tta: str, batch_size: int | None, engine: str = "auto", precision: str = "auto",
+                             device: str = "auto", threads: int | None = None) -> None:
     check_choice("tta", tta, TTA_CHOICES)
+    check_device_and_threads(device, threads)
     check_choice("engine", engine, ENGINES)
     check_choice("precision", precision, PREDICT_PRECISIONS)
     if batch_size is not None and batch_size <= 0:
@@ -129,9 +149,10 @@ def check_run_name(name: str | None) -> None:
     """A run name is one folder under weights/: no path separators, not `.`/`..`, nothing that escapes it."""
     if name is None:
         return
-    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0") or name != name.strip():
-        raise PipelineError(f"--name {name!r}: a run name is one folder name under weights/ (no slashes, not . or .., "
-                            "no surrounding spaces), e.g. --name resnet18-lr0.1")
+    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\") or name != name.strip() \
+            or not name.isprintable():
+        raise PipelineError(f"--name {name!r}: a run name is one folder name under weights/ (no slashes or control "
+                            "characters, not . or .., no surrounding spaces), e.g. --name resnet18-lr0.1")
 
 
 # Each recipe sets these options; explicit flags override them.

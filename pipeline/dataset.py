@@ -52,7 +52,7 @@ class TrainArrays:
     images: np.ndarray  # uint8 (N, H, W, C), ids in numeric order
     targets: np.ndarray
     skipped: list[str]  # with --skip-bad: the problems whose files or rows were left out
-    labeled_ids: str = ""  # digest of the (id, label) pairs used, in order: what the split is made from
+    labeled_ids: str = ""  # digest of the ids, labels and pixels used, in order (`training_digest`)
 
 
 def training_arrays(root: Path, skip_bad: bool = False, limit: int | None = None,
@@ -76,8 +76,20 @@ def training_arrays(root: Path, skip_bad: bool = False, limit: int | None = None
         images, targets, ids = images[:limit], targets[:limit], ids[:limit]
     if not len(ids):
         raise PipelineError(problems_message(root, problems, "training data", "No usable labeled image is left."))
-    pairs = "\n".join(f"{image_id},{data.classes[t]}" for image_id, t in zip(ids, targets))
-    return TrainArrays(data.classes, images, targets, problems, hashlib.sha256(pairs.encode()).hexdigest())
+    if len(np.unique(targets)) < 2:
+        raise PipelineError(f"{root}: the {len(ids)} images used (--limit, --skip-bad) are all of class "
+                            f"{data.classes[targets[0]]!r}; a classifier needs images of at least 2 classes")
+    return TrainArrays(data.classes, images, targets, problems, training_digest(ids, targets, data.classes, images))
+
+
+def training_digest(ids: list[str], targets: np.ndarray, classes: list[str], images: np.ndarray) -> str:
+    """A digest of what a run trains on: each id with its label and its decoded pixels (sha256 reads about a
+    gigabyte a second: 0.1 s for CIFAR-10's 50,000 images)."""
+    digest = hashlib.sha256("\n".join(f"{i},{classes[t]}" for i, t in zip(ids, targets)).encode())
+    digest.update(str(images.shape).encode())
+    for start in range(0, len(images), 4096):
+        digest.update(np.ascontiguousarray(images[start:start + 4096]).data)
+    return digest.hexdigest()
 
 
 def run_split(targets: np.ndarray, val_fraction: float, seed: int, full: bool,

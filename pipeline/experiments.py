@@ -6,7 +6,6 @@ process is gone from this machine crashed; runs from before that file are judged
 from __future__ import annotations
 
 import json
-import os
 import socket
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +16,7 @@ from matplotlib.figure import Figure
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.figures import log_scale_if_wide, save_figure
-from pipeline.run import Run, resolve_run, summarize_metrics
+from pipeline.run import Run, process_alive, resolve_run, summarize_metrics
 from pipeline.workspace import weights_dir
 
 COLUMNS = ("run", "date", "model", "stem", "pretrained", "recipe", "lr", "schedule", "epochs", "epochs_planned",
@@ -27,23 +26,13 @@ HEADERS = {"best_acc": "best-acc", "best_epoch": "@epoch", "macro_f1": "macro-F1
 NUMERIC = {"lr", "epochs", "epochs_planned", "best_acc", "best_epoch", "macro_f1", "wall_s", "images_per_s"}
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 def run_status(run: Run, epochs_done: int, epochs_planned: int | None) -> str:
     status = run.read_status()
     state = status["state"] if status else None
     if state == "running":
         if status.get("host") != socket.gethostname():
             return f"running on {status.get('host')}?"
-        return "running" if _process_alive(int(status.get("pid", -1))) else "crashed"
+        return "running" if process_alive(int(status.get("pid", -1))) else "crashed"
     if state is not None:
         return state
     if epochs_planned is not None and epochs_done >= epochs_planned:

@@ -15,7 +15,7 @@ import subprocess
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
@@ -57,8 +57,10 @@ def fetch(competition: str = DEFAULT_COMPETITION, archive: Path | None = None, s
         raise PipelineError(f"--dataset {dataset!r}: expected owner/name, e.g. zalando-research/fashionmnist")
     if dataset is not None and (sample or competition != DEFAULT_COMPETITION):
         raise PipelineError("--dataset replaces --competition and --sample: give only one of them")
+    if sample and (archive is not None or competition != DEFAULT_COMPETITION):
+        raise PipelineError("--sample writes the offline sample: give it without --archive or --competition")
     source = SAMPLE if sample else dataset or competition
-    with created_folder(root):  # a failed first fetch leaves no empty dataset/ behind
+    with created_folder(root, whole=True):  # a failed first fetch leaves no dataset/ (nor caches) behind
         return _lay_out(root, source, competition, archive, sample, force, dataset, limits)
 
 
@@ -199,12 +201,24 @@ class CorruptArchive(PipelineError):
     """An archive that cannot be read to the end: a download is deleted so that the next fetch gets it anew."""
 
 
+def limit_setting(variable: str, default: float) -> float:
+    """A positive number from the environment (e.g. PIPELINE_MAX_EXTRACT_GB=1.5), else `default`."""
+    text = os.environ.get(variable)
+    try:
+        value = float(text) if text is not None else default
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise PipelineError(f"{variable}={text!r}: expected a positive number")
+    return value
+
+
 @dataclass(frozen=True)
 class ExtractLimits:
     """Bounds against decompression bombs, per archive and for the whole extraction. The 300,000-image
     cifar-10 test set is about 1.3 GB in 300,001 files; the defaults leave ample room."""
-    max_bytes: int = int(os.environ.get("PIPELINE_MAX_EXTRACT_GB", "50")) << 30
-    max_members: int = int(os.environ.get("PIPELINE_MAX_MEMBERS", "2000000"))
+    max_bytes: int = field(default_factory=lambda: int(limit_setting("PIPELINE_MAX_EXTRACT_GB", 50) * 2**30))
+    max_members: int = field(default_factory=lambda: int(limit_setting("PIPELINE_MAX_MEMBERS", 2_000_000)))
 
     def check(self, archive: Path, members: int, declared_bytes: int) -> None:
         if members > self.max_members:
@@ -239,13 +253,13 @@ def _check_member(archive: Path, name: str, is_link: bool) -> None:
         raise PipelineError(f"{archive}: refusing member {name!r}, which is a link")
 
 
-def extract_zip(path: Path, dest: Path, limits: ExtractLimits = ExtractLimits()) -> None:
+def extract_zip(path: Path, dest: Path, limits: ExtractLimits | None = None) -> None:
     """Check every member (names, links, sizes, count) before writing anything, then extract; a bad
     CRC or truncated data is detected while extracting."""
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
-            limits.check(path, len(members), sum(member.file_size for member in members))
+            (limits or ExtractLimits()).check(path, len(members), sum(member.file_size for member in members))
             for member in members:
                 _check_member(path, member.filename, stat.S_ISLNK(member.external_attr >> 16))
             _check_tree(path, [member.filename for member in members if not member.is_dir()])
@@ -279,14 +293,14 @@ def seven_zip() -> str | None:
     return shutil.which("7zz") or shutil.which("7z")
 
 
-def extract_7z(path: Path, dest: Path, limits: ExtractLimits = ExtractLimits()) -> None:
+def extract_7z(path: Path, dest: Path, limits: ExtractLimits | None = None) -> None:
     """Check every member (names, links, sizes, count) with py7zr, then extract with 7-Zip when
     installed, else py7zr."""
     program = seven_zip()
     try:
         with py7zr.SevenZipFile(path) as archive:
             members = archive.files
-            limits.check(path, len(members), sum(member.uncompressed or 0 for member in members))
+            (limits or ExtractLimits()).check(path, len(members), sum(member.uncompressed or 0 for member in members))
             for member in members:
                 _check_member(path, member.filename, member.is_symlink)
             _check_tree(path, [member.filename for member in members if not member.is_directory])
@@ -306,8 +320,9 @@ def extract_7z(path: Path, dest: Path, limits: ExtractLimits = ExtractLimits()) 
 EXTRACTORS = {".zip": extract_zip, ".7z": extract_7z}
 
 
-def extract_competition(zip_path: Path, dest: Path, limits: ExtractLimits = ExtractLimits()) -> None:
+def extract_competition(zip_path: Path, dest: Path, limits: ExtractLimits | None = None) -> None:
     """Extract a Kaggle competition zip, then the archives inside it (`train.7z`, `test.7z`)."""
+    limits = limits or ExtractLimits()
     if not zip_path.is_file():
         raise PipelineError(f"{zip_path}: archive not found")
     extract_zip(zip_path, dest, limits)

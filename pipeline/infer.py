@@ -34,7 +34,7 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, RunCo
     config = RunConfig.of_checkpoint(checkpoint, path)
     options = config.options
     model = build_model(options.model, len(config.classes), options.stem, config.channels, options.head_dropout)
-    weights = inference_weights(checkpoint)
+    weights = inference_weights(checkpoint, path)
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +80,13 @@ def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     return labels[usable], problems, notes
 
 
+def plain_text(label: str) -> str:
+    """A label as one reads it: Unicode compatibility forms folded (full-width ｄｏｇ is dog), invisible format
+    characters (zero-width spaces, BOMs) dropped, surrounding spaces stripped."""
+    folded = unicodedata.normalize("NFKC", label)
+    return "".join(c for c in folded if unicodedata.category(c) != "Cf").strip()
+
+
 CASE_SLIP_SHARE = 0.1  # spellings that differ only in case are one class when the rarer ones hold less of its rows
 
 
@@ -87,7 +95,7 @@ def normalised_labels(labels: pd.Series) -> tuple[pd.Series, list[str]]:
     one when the others are slips (together under CASE_SLIP_SHARE of their rows: 'Cat' in 3 rows beside 'cat' in
     5,000); comparably frequent ones ('a' and 'A' in a set of letters) stay classes of their own. Also a note for
     each spelling read otherwise than written."""
-    stripped = labels.str.strip()
+    stripped = labels.map(plain_text)
     counts = stripped[stripped != ""].value_counts()
     groups: dict[str, list[str]] = {}
     for spelling in sorted(counts.index, key=lambda name: (-counts[name], name)):
@@ -98,7 +106,7 @@ def normalised_labels(labels: pd.Series) -> tuple[pd.Series, list[str]]:
         canonical |= {name: main if slips else name for name in (main, *others)}
     read = stripped.map(lambda name: canonical.get(name, name))
     changed = labels[(labels != read) & (read != "")].value_counts()
-    notes = [f"{written!r} as {canonical[written.strip()]!r} ({n} row{'s' * (n > 1)})"
+    notes = [f"{written!r} as {canonical[plain_text(written)]!r} ({n} row{'s' * (n > 1)})"
              for written, n in sorted(changed.items())]
     return read, notes
 

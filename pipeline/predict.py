@@ -68,7 +68,12 @@ def load_probabilities(path: Path, ids: list[str], images_key: str) -> tuple[np.
     meta_path = path.with_suffix(".json")
     if not path.is_file() or not meta_path.is_file():
         raise PipelineError(f"{path}: no such probability file (or its .json); run `pipeline predict` first")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict) or not isinstance(meta.get("classes"), list):
+            raise ValueError("no list of classes")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PipelineError(f"{meta_path}: not the metadata `pipeline predict` writes ({e}); predict again") from None
     try:
         probabilities = np.load(path, allow_pickle=False).astype(np.float32)
     except ValueError as e:
@@ -78,8 +83,10 @@ def load_probabilities(path: Path, ids: list[str], images_key: str) -> tuple[np.
     if meta.get("images_key") != images_key:
         raise PipelineError(f"{path}: made from test images that have changed since (or by an older pipeline); "
                             "predict again")
-    if not np.isfinite(probabilities).all():
-        raise PipelineError(f"{path}: holds non-finite probabilities; predict again with a finite model")
+    if not np.isfinite(probabilities).all() or (probabilities < 0).any() or \
+            not np.allclose(probabilities.sum(1), 1, atol=0.01):  # float16 rows sum to 1 within ~1e-3
+        raise PipelineError(f"{path}: its rows are not probabilities (non-finite, negative, or not summing to 1); "
+                            "predict again")
     return probabilities, meta
 
 
@@ -108,7 +115,8 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     """Predict dataset/test with each model, average their probabilities, write the submission.
     Under torchrun each process predicts its share of the test images and rank 0, which gathers
     them, writes the files and returns the result (the other ranks return None)."""
-    check_prediction_options(tta, batch_size, engine, precision)
+    check_prediction_options(tta, batch_size, engine, precision, device, threads)
+    check_score_file(score)
     runtime = resolve_runtime(device, "fp32", threads)
     options = candidates(engine, precision, runtime.device)
     where = runtime.ranks
@@ -151,6 +159,12 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
                              score)
 
 
+def check_score_file(score: Path | None) -> None:
+    """Before anything is predicted or written: --score names a file."""
+    if score is not None and not score.is_file():
+        raise PipelineError(f"{score}: no such solution file for --score")
+
+
 def member_labels(sources: list[Path]) -> list[str]:
     """Each checkpoint's name for its probability file (`checkpoint_label`), made unique: checkpoints that share
     a name (a/model.pt, b/model.pt) take their folder's too, then a number."""
@@ -167,8 +181,8 @@ def check_fits(path: Path, config: RunConfig, images: np.ndarray, dataset_root: 
     its inputs: --img-size) their size."""
     if known_classes is not None and (known_classes != config.classes if not config.options.skip_bad
                                       else not set(config.classes) <= set(known_classes)):
-        raise PipelineError(f"{path}: trained on {_classes(config.classes)}, but {dataset_root / TRAIN_LABELS} has "
-                            f"{_classes(known_classes)}; predict with a model trained on this dataset")
+        raise PipelineError(f"{path}: {class_difference(config.classes, known_classes, dataset_root)}; predict with a "
+                            "model trained on this dataset")
     height, width, channels = images.shape[1:]
     resizes = config.options.img_size is not None or not config.image_size
     trained = (height, width) if resizes else tuple(config.image_size)
@@ -179,9 +193,16 @@ def check_fits(path: Path, config: RunConfig, images: np.ndarray, dataset_root: 
                             "model trained on images like these")
 
 
-def _classes(names: list[str]) -> str:
-    shown = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
-    return f"{len(names)} classes ({shown})"
+def class_difference(model: list[str], dataset: list[str], dataset_root: Path) -> str:
+    """How a model's classes differ from the dataset's, e.g. `trained on 10 classes, trainLabels.csv has 10:
+    only the model has truck; only trainLabels.csv has lorry`."""
+    def names(only: list[str]) -> str:
+        return ", ".join(map(str, only[:5])) + (f" and {len(only) - 5} more" if len(only) > 5 else "")
+    only_model = [c for c in model if c not in dataset]
+    only_data = [c for c in dataset if c not in model]
+    return (f"trained on {len(model)} classes, {dataset_root / TRAIN_LABELS} has {len(dataset)}"
+            + (f"; only the model has {names(only_model)}" if only_model else "")
+            + (f"; only {TRAIN_LABELS} has {names(only_data)}" if only_data else ""))
 
 
 def predict_model(model: torch.nn.Module, config: RunConfig, path: Path, images: np.ndarray, own_images: np.ndarray,
@@ -213,6 +234,7 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
     """Average saved `.probs.npy` files (names under submissions/ or paths) into a submission."""
     if len(members) < 1:
         raise PipelineError("name at least one .probs.npy file to ensemble")
+    check_score_file(score)
     dataset_root = dataset_root or dataset_dir()
     out = out or submissions_dir() / "submission.csv"
     submission_ids = check_test(dataset_root)
@@ -224,6 +246,10 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
     for path, (_, meta) in zip(paths, loaded):
         if meta["classes"] != classes:
             raise PipelineError(f"{path}: its classes differ from {paths[0]}'s")
+    known = dataset_classes(dataset_root)
+    if known is not None and not set(classes) <= set(known):
+        raise PipelineError(f"{paths[0]}: {class_difference(classes, known, dataset_root)}; predict again with a model "
+                            "trained on this dataset")
     average = sum(p for p, _ in loaded) / len(loaded)
     return finish_submission(average, ids, submission_ids, classes, [p.name for p in paths], dataset_root, out,
                              None, score)

@@ -58,7 +58,7 @@ class RunConfig:
     image_size: list[int] = field(default_factory=list)
     skipped: int = 0
     split: dict = field(default_factory=dict)  # seed, val_fraction, train_images, val_images
-    labeled_ids: str = ""  # digest of the (id, label) pairs the split was made from (dataset.TrainArrays)
+    labeled_ids: str = ""  # digest of the ids, labels and pixels the run trains on (dataset.training_digest)
     precision: str = "fp32"  # of training: bf16 or fp32
     precision_probe: dict = field(default_factory=dict)  # what `--precision auto` measured (pipeline/precision.py)
     dataset: str = ""
@@ -84,7 +84,25 @@ class RunConfig:
             raise PipelineError(f"{source}: not a pipeline run config (options must be an object, classes a list)")
         # unknown keys are left out, null values take the defaults
         known = {k: v for k, v in saved.items() if k in cls.__dataclass_fields__ and k != "options" and v is not None}
-        return cls(options=saved_config(saved["options"], source), **known)
+        config = cls(options=saved_config(saved["options"], source), **known)
+        config.check(source)
+        return config
+
+    def check(self, source: object) -> None:
+        """The values inference relies on have the types and lengths it needs (a hand-edited file may not)."""
+        def numbers(values) -> bool:
+            return isinstance(values, list) and all(isinstance(v, (int, float)) for v in values)
+        problems = [what for what, fine in (
+            ("classes must be names", all(isinstance(c, str) for c in self.classes) and len(self.classes) >= 2),
+            ("channels must be 1 or 3", self.channels in (1, 3)),
+            ("mean and std must be numbers, one per channel", numbers(self.mean) and numbers(self.std) and (
+                not self.mean or len(self.mean) == len(self.std) == self.channels)),
+            ("image_size must be [height, width]", numbers(self.image_size) and len(self.image_size) in (0, 2)),
+            ("options.img_size must be a whole number", self.options.img_size is None
+             or isinstance(self.options.img_size, int)),
+        ) if not fine]
+        if problems:
+            raise PipelineError(f"{source}: not a usable pipeline run config ({'; '.join(problems)})")
 
     @classmethod
     def of_checkpoint(cls, checkpoint: dict, source: object) -> RunConfig:
@@ -164,6 +182,11 @@ class Run:
         if missing or metrics.empty:
             raise PipelineError(f"{self._metrics}: "
                                 + (f"missing columns {', '.join(sorted(missing))}" if missing else "no epochs"))
+        numeric = [c for c in METRIC_COLUMNS if c in metrics]
+        try:
+            metrics[numeric] = metrics[numeric].apply(pd.to_numeric)
+        except (ValueError, TypeError) as e:
+            raise PipelineError(f"{self._metrics}: not numbers ({e})") from None
         return metrics
 
     def read_history(self, until_epoch: int) -> list[dict]:
@@ -182,6 +205,14 @@ class Run:
             return status if isinstance(status, dict) and status.get("state") in STATES else None
         except (OSError, ValueError):
             return None
+
+    def training_pid(self) -> int | None:
+        """The process training this run on this machine now, if one is (status running, process alive)."""
+        status = self.read_status() or {}
+        if status.get("state") != "running" or status.get("host") != socket.gethostname():
+            return None
+        pid = status.get("pid")
+        return pid if isinstance(pid, int) and process_alive(pid) else None
 
     def set_status(self, state: str, **details) -> None:
         """running (with the process, so `pipeline runs` can tell a crash), finished, interrupted, failed."""
@@ -203,6 +234,16 @@ class Run:
         return self.best
 
 
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def claim_run(weights_root: Path, name: str | None) -> Run:
     """Create weights/<name>, or the first free of exp, exp2, exp3, …"""
     candidates = [name] if name else ("exp" if k == 1 else f"exp{k}" for k in itertools.count(1))
@@ -222,10 +263,12 @@ def claim_run(weights_root: Path, name: str | None) -> Run:
 
 
 def resolve_run(name: Path, weights_root: Path | None = None) -> Path:
-    """A run given as a folder path or as its name under weights/."""
+    """A run given as its name under weights/ or as a folder path (a bare name that is both means the run)."""
+    candidate = (weights_root or weights_dir()) / name
+    if len(name.parts) == 1 and candidate.is_dir():
+        return candidate
     if name.is_dir():
         return name
-    candidate = (weights_root or weights_dir()) / name
     if candidate.is_dir():
         return candidate
     raise PipelineError(f"{name}: no such run (neither a folder nor a run under {weights_root or weights_dir()})")
@@ -274,9 +317,13 @@ def load_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
-def inference_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
+def inference_weights(checkpoint: dict, source: object = "the checkpoint") -> dict[str, torch.Tensor]:
     """The weights to predict with: the EMA of the weights when the run kept one, else the model's."""
-    return checkpoint.get("ema") or checkpoint["model"]
+    weights = checkpoint.get("ema")
+    weights = checkpoint["model"] if weights is None else weights
+    if not isinstance(weights, dict) or not all(torch.is_tensor(w) for w in weights.values()):
+        raise PipelineError(f"{source}: its weights are not a state dict of tensors; not a usable checkpoint")
+    return weights
 
 
 class CheckpointSaver:

@@ -150,6 +150,8 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
         flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
         raise PipelineError(f"{flags} cannot change when resuming {run_dir}; start a new run instead")
     run = Run(resolve_run(run_dir))
+    if run.training_pid() is not None:
+        raise PipelineError(f"{run.path}: still training (process {run.training_pid()}); resume it once that stops")
     checkpoint = load_checkpoint(run.last)
     saved = RunConfig.of_checkpoint(checkpoint, run.last)
     missing = sorted(RESUME_ENTRIES - checkpoint.keys()) + (["ema"] if saved.options.ema and "ema" not in checkpoint else [])
@@ -190,6 +192,9 @@ class TrainBatches:
         else:
             self.dataset = ArrayDataset(images, targets, albumentations_policy(config.aug, mean, std, config.img_size))
         self.steps = len(self.epoch(0))  # batches per epoch on this rank (the same on every rank)
+        if self.steps == 0:
+            raise PipelineError(f"{len(images)} training image(s) make no batch of 2 or more per process; use more "
+                                "images (raise or drop --limit)")
 
     def epoch(self, epoch: int):
         """One epoch's batches; with N ranks each takes its 1/N of every global batch of --batch-size."""
@@ -237,8 +242,8 @@ def _run_config(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray,
         raise PipelineError(f"{dataset_root}: its classes differ from those {config.name} was trained on")
     if saved is not None and saved.labeled_ids and saved.labeled_ids != data.labeled_ids:
         raise PipelineError(f"{dataset_root}: its labeled images are not those {config.name} started on (images added, "
-                            "removed or relabeled), so the split would put trained-on images into val; restore them, "
-                            "or start a new run")
+                            "removed, changed or relabeled), so the split would put trained-on images into val; "
+                            "restore them, or start a new run")
     mean, std = (saved.mean, saved.std) if saved else channel_stats(data.images[train_idx])
     return RunConfig(
         options=config, classes=data.classes, mean=list(mean), std=list(std), channels=data.images.shape[3],

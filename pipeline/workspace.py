@@ -30,10 +30,13 @@ def user_cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def created_folder(folder: Path, tidy: bool = True) -> Iterator[Path]:
+def created_folder(folder: Path, tidy: bool = True, whole: bool = False) -> Iterator[Path]:
     """Make `folder` (and its parents); should the block fail, remove (`tidy`: one process of several does) what
-    it made, if nothing else is left in it but empty folders. A folder that cannot be made is one line."""
+    it made: its empty folders, or (`whole`: nothing in it is worth keeping then) all of it. A folder that cannot
+    be made is one line."""
     existed = folder.exists()
+    if folder.is_symlink() and not existed:
+        raise PipelineError(f"{folder}: a symlink to {os.readlink(folder)}, which does not exist; fix or remove it")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -41,10 +44,12 @@ def created_folder(folder: Path, tidy: bool = True) -> Iterator[Path]:
     try:
         yield folder
     except BaseException:
-        if tidy and not existed:
+        if tidy and not existed and whole:
+            shutil.rmtree(folder, ignore_errors=True)
+        elif tidy and not existed:  # a failed run keeps its checkpoints (to resume): only empty folders go
             for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True) + [folder]:
                 with contextlib.suppress(OSError):
-                    path.rmdir()  # only empty folders go
+                    path.rmdir()
         raise
 
 
@@ -63,6 +68,10 @@ def write_failure(path: Path, error: BaseException) -> PipelineError:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
     A failed write (OSError) is a one-line error, and leaves no temporary file."""
+    path = path.resolve() if path.is_symlink() else path  # a link's target is written, the link kept
+    if path.exists() and not path.is_file():
+        raise PipelineError(f"{path}: not a regular file (a folder, device or pipe), so it is not replaced; "
+                            "name a file to write")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

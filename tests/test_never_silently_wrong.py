@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 from rich.console import Console
 
@@ -155,7 +156,8 @@ def train_elsewhere(tmp_path: Path, **shape) -> Path:
 
 
 @pytest.mark.parametrize("shape, message", [
-    ({"classes": ("cat", "dog")}, r"trained on 2 classes \(cat, dog\), but .*trainLabels.csv has 4 classes"),
+    ({"classes": ("cat", "dog")}, r"trained on 2 classes, .*trainLabels.csv has 4; only the model has cat, dog; "
+                                  r"only trainLabels.csv has apple, kiwi, mango, zebra"),
     ({"grey": True, "size": 32}, r"trained on 32×32 greyscale images, but .*test holds 32×32 colour ones"),
     ({"size": 16}, r"trained on 16×16 colour images, but .*test holds 32×32 colour ones"),
 ])
@@ -398,3 +400,123 @@ def test_progress_outside_a_terminal_is_a_plain_line_now_and_then():
     advance(10, loss=2.5)
     advance(90, loss=1.25)  # the end: the epoch's own line follows, no progress line
     assert console.export_text().splitlines() == ["epoch 1/3: 10/100 (10%) loss 2.5000"]
+
+
+# --- a second hostile pass (other inputs of the same classes) ----------------------------------------------------
+
+def test_writes_never_replace_a_link_device_or_pipe(trained, tmp_path):
+    from pipeline.workspace import write_text_atomic
+    target = tmp_path / "real.csv"
+    target.write_text("old")
+    (tmp_path / "link.csv").symlink_to(target)
+    write_text_atomic(tmp_path / "link.csv", "new")
+    assert (tmp_path / "link.csv").is_symlink() and target.read_text() == "new"  # the link kept, its target written
+    os.mkfifo(tmp_path / "pipe")
+    for special in (tmp_path / "pipe", Path("/dev/null"), tmp_path):
+        with pytest.raises(PipelineError, match="not a regular file .* so it is not replaced"):
+            write_text_atomic(special, "x")
+    assert (tmp_path / "pipe").exists() and Path("/dev/null").is_char_device()
+
+
+def test_a_limit_that_leaves_one_class_is_refused(fetched):
+    labels = pd.read_csv(fetched / "dataset" / "trainLabels.csv", dtype=str)
+    labels.loc[labels["id"].astype(int) <= 60, "label"] = "kiwi"  # ids numbered class by class
+    labels.to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
+    with pytest.raises(PipelineError, match="the 40 images used .* are all of class 'kiwi'"):
+        train(TrainConfig(epochs=1, limit=40, full=True, **QUICK))
+
+
+def test_resume_refuses_images_that_changed_under_the_same_ids(fetched):
+    run = train(TrainConfig(epochs=1, limit=80, **QUICK)).run_dir
+    train_dir = fetched / "dataset" / "train"
+    first, second = train_dir / "1.png", train_dir / "2.png"
+    first_bytes = first.read_bytes()
+    first.write_bytes(second.read_bytes())
+    second.write_bytes(first_bytes)  # two images swap ids, labels unchanged
+    with pytest.raises(PipelineError, match="not those exp started on"):
+        resume(run, {"epochs": 2})
+
+
+def test_labels_with_invisible_or_full_width_characters_are_one_class(fetched):
+    labels = pd.read_csv(fetched / "dataset" / "trainLabels.csv", dtype=str)
+    kiwis = labels.index[labels["label"] == "kiwi"]
+    labels.loc[kiwis[:2], "label"] = "kiwi\u200b"
+    labels.loc[kiwis[2:4], "label"] = "ｋｉｗｉ"
+    labels.to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
+    assert load_train_set(fetched / "dataset").classes == ["apple", "kiwi", "mango", "zebra"]
+
+
+def test_ensemble_and_score_check_before_writing(trained):
+    predict(tta="none")
+    submission = trained / "submissions" / "submission.csv"
+    before = submission.read_bytes()
+    with pytest.raises(PipelineError, match="nope.csv: no such solution file for --score"):
+        predict(tta="none", score=Path("nope.csv"))
+    labels = pd.read_csv(trained / "dataset" / "trainLabels.csv", dtype=str)
+    labels.replace({"label": {"kiwi": "lime"}}).to_csv(trained / "dataset" / "trainLabels.csv", index=False)
+    with pytest.raises(PipelineError, match="only the model has kiwi; only trainLabels.csv has lime"):
+        ensemble([Path("exp")])
+    labels.to_csv(trained / "dataset" / "trainLabels.csv", index=False)
+    meta = trained / "submissions" / "exp.probs.json"
+    meta.write_text('{"ids": ')
+    with pytest.raises(PipelineError, match="exp.probs.json: not the metadata `pipeline predict` writes"):
+        ensemble([Path("exp")])
+    assert submission.read_bytes() == before
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"lr": 1e308}, r"--lr 1e\+308: must be a finite number > 0 \(and below 3.4e38"),
+    ({"weight_decay": 1e300}, "--weight-decay 1e"),
+    ({"batch_size": 1}, "--batch-size must be 2 or more"),
+    ({"device": "tpu"}, "--device 'tpu': expected auto, cpu, cuda or cuda:N"),
+    ({"threads": 0}, "--threads must be 1 or more"),
+    ({"name": "a\x01"}, "control characters"),
+])
+def test_more_values_that_make_no_sense(fetched, options, message):
+    with pytest.raises(PipelineError, match=message):
+        train(TrainConfig(epochs=1, **{**QUICK, **options}))
+
+
+def test_too_few_images_for_one_batch_and_a_cache_that_is_a_file(fetched):
+    from pipeline.runtime import Runtime
+    from pipeline.train import TrainBatches
+    with pytest.raises(PipelineError, match="1 training image.s. make no batch of 2 or more"):
+        TrainBatches(TrainConfig(**QUICK), np.zeros((1, 8, 8, 3), np.uint8), np.zeros(1, np.int64),
+                     Runtime(torch.device("cpu")), (0.5,) * 3, (0.2,) * 3)
+    shutil.rmtree(fetched / "dataset" / ".cache", ignore_errors=True)
+    (fetched / "dataset" / ".cache").write_text("hi")
+    with pytest.raises(PipelineError, match=r"\.cache: a file where the folder of decoded caches goes"):
+        train(TrainConfig(epochs=1, **QUICK))
+
+
+def test_hand_edited_checkpoints_are_one_line(trained):
+    checkpoint = load_checkpoint(trained / "weights" / "exp" / "best.pt")
+    edits = {
+        "classes": ({"config": {**checkpoint["config"], "classes": list(range(4))}}, "classes must be names"),
+        "image_size": ({"config": {**checkpoint["config"], "image_size": [32]}}, "image_size must be"),
+        "mean": ({"config": {**checkpoint["config"], "mean": [0.5]}}, "mean and std must be"),
+        "model": ({"model": torch.zeros(3)}, "not a state dict of tensors"),
+    }
+    for name, (edit, message) in edits.items():
+        save_checkpoint(trained / f"{name}.pt", {**checkpoint, **edit})
+        with pytest.raises(PipelineError, match=message):
+            predict(checkpoints=[trained / f"{name}.pt"], tta="none")
+
+
+def test_extraction_limits_from_the_environment_are_checked(project, competition_zip, monkeypatch):
+    monkeypatch.setenv("PIPELINE_MAX_EXTRACT_GB", "abc")
+    result = runner.invoke(app, ["fetch", "--archive", str(competition_zip)])
+    assert result.exit_code == 1 and "PIPELINE_MAX_EXTRACT_GB='abc': expected a positive number" in result.output
+    monkeypatch.setenv("PIPELINE_MAX_EXTRACT_GB", "1.5")
+    assert runner.invoke(app, ["fetch", "--archive", str(competition_zip)]).exit_code == 0
+    assert runner.invoke(app, ["fetch", "--sample", "--competition", "x"]).exit_code == 1
+
+
+def test_a_run_name_means_the_run_and_a_running_run_is_not_resumed_twice(trained):
+    shutil.copytree(trained / "weights" / "exp", trained / "exp")  # a folder of the same name beside weights/
+    assert predict(runs=[Path("exp")], tta="none").members == ["exp.probs.npy"]
+    from pipeline.run import resolve_run
+    assert resolve_run(Path("exp")) == trained / "weights" / "exp"
+    Run(trained / "weights" / "exp").set_status("running")  # this very process, alive
+    with pytest.raises(PipelineError, match="still training .process"):
+        resume(Path("exp"), {"epochs": 9})

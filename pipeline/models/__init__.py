@@ -195,6 +195,8 @@ def load_pretrained(model: nn.Module, path: Path, name: str = "the model") -> li
     Any other missing, unexpected or mis-shaped key is an error. Returns what was skipped or adapted.
     """
     state = dict(read_state_dict(path))
+    if not all(torch.isfinite(w).all() for w in state.values() if torch.is_tensor(w) and w.is_floating_point()):
+        raise PipelineError(f"{path}: its weights hold NaN or infinite values; use other --pretrained weights")
     own = model.state_dict()
     head_prefix = classifier_head(model)[0] + "."
     notes = [f"{key} (head)" for key in sorted(state) if key.startswith(head_prefix)]

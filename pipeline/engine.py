@@ -30,6 +30,7 @@ from pipeline.runtime import Runtime, autocast_dtype
 # what `auto` may pick on the CPU, the reference (fp32, the default for jobs too small to measure) first
 CPU_CANDIDATES = ("torch fp32", "torch bf16", "openvino fp32", "openvino bf16", "openvino int8")
 PROBE_IMAGES = 256  # test images each candidate predicts while `auto` measures
+CONFIRM_IMAGES = 768  # more test images a near-miss candidate and the fp32 reference predict (precision.CONFIRM_BAND)
 PROBE_MIN_IMAGES = 10_000  # smaller jobs predict with the first candidate (or a cached choice): a probe would not pay
 OPENVINO_BATCH_SIZE = 256  # images per call (OpenVINO int8 ran alike at 64, 256 and 1,024 here); torch: infer.py
 
@@ -196,7 +197,8 @@ def choose_engine(options: list[str], model: torch.nn.Module, config: RunConfig,
     build it). One option needs no probe; otherwise each predicts a few hundred test images (pipeline/precision.py)."""
     if len(options) == 1:
         return options[0], None
-    probe = images[np.linspace(0, len(images) - 1, min(PROBE_IMAGES, len(images))).astype(int)]
+    probed = np.linspace(0, len(images) - 1, min(PROBE_IMAGES, len(images))).astype(int)
+    probe = images[probed]
     built: dict[str, Engine] = {}
 
     def trial(name: str) -> Trial:
@@ -208,10 +210,20 @@ def choose_engine(options: list[str], model: torch.nn.Module, config: RunConfig,
                                          lambda: engine.probabilities(probe[:8], config, tta), len(probe))
         return Trial(rate, probabilities.argmax(1), setup_s)
 
+    others = np.setdiff1d(np.arange(len(images)), probed)
+    more = images[np.sort(np.random.default_rng(0).choice(others, min(CONFIRM_IMAGES, len(others)), replace=False))]
+    reference: list[np.ndarray] = []
+
+    def confirm(name: str) -> tuple[np.ndarray, np.ndarray]:
+        """`name`'s argmax and the fp32 reference's (the first option's, predicted once) on `more` images."""
+        if not reference:
+            reference.append(built[options[0]].probabilities(more, config, tta)[0].argmax(1))
+        return built[name].probabilities(more, config, tta)[0].argmax(1), reference[0]
+
     shape = {"model": config.options.model, "stem": config.options.stem, "channels": config.channels,
              "input": config.options.img_size or config.image_size, "classes": len(config.classes), "tta": tta,
              "batch_size": batch_size}
     choice = choose("prediction", shape, {name: (lambda name=name: trial(name)) for name in options},
-                    len(images), len(images) >= PROBE_MIN_IMAGES)
+                    len(images), len(images) >= PROBE_MIN_IMAGES, confirm if len(more) else None)
     console.print(choice.describe("prediction"))
     return choice.candidate, built.get(choice.candidate)

@@ -54,6 +54,34 @@ def test_a_candidate_that_disagrees_with_fp32_or_cannot_run_is_left_out():
     assert "bf16" not in choice.rates
 
 
+def test_a_fast_candidate_just_under_the_rule_is_compared_on_more_images():
+    near = AGREE[:256].copy()
+    near[:2] = (near[:2] + 1) % 10  # 254 of 256: 99.2 %, one image short of the rule
+    trials = dict(fp32=Trial(300, AGREE[:256]), bf16=Trial(500, AGREE[:256]), int8=Trial(1000, near))
+    asked = []
+
+    def confirm(agreeing: int):
+        def compare(name):
+            asked.append(name)
+            ours = np.zeros(768, int)
+            ours[agreeing:] = 1
+            return ours, np.zeros(768, int)
+        return compare
+
+    choice = choose("prediction", SHAPE, stubs([], **trials), 30_000, True, confirm(768))
+    assert choice.candidate == "int8" and asked == ["int8"]  # 1022 of 1024 together: 99.8 %
+    assert choice.agreement["int8"] == pytest.approx(1022 / 1024, abs=1e-5)
+    asked.clear()
+    choice = choose("prediction", {**SHAPE, "input": [8, 8]}, stubs([], **trials), 30_000, True, confirm(760))
+    assert choice.candidate == "bf16" and asked == ["int8"]  # 1014 of 1024: 99.0 %, so the next one wins
+    far = AGREE[:256].copy()
+    far[:8] = (far[:8] + 1) % 10  # 96.9 %: too far under the rule to be worth more images
+    asked.clear()
+    choice = choose("prediction", {**SHAPE, "input": [4, 4]}, stubs([], **{**trials, "int8": Trial(1000, far)}),
+                    30_000, True, confirm(768))
+    assert choice.candidate == "bf16" and asked == []
+
+
 def test_another_set_of_candidates_is_measured_anew_and_a_failed_fp32_reference_stops_the_choice():
     calls = []
     choose("prediction", SHAPE, stubs(calls, **{"torch fp32": Trial(300, AGREE), "torch bf16": Trial(600, AGREE)}),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -48,13 +49,16 @@ def cache_folder(root: Path) -> Path:
 
 
 def fingerprint(folder: Path, ids: list[str]) -> str:
-    """A digest of the ids and each image's size, modification and change times (paths as plain strings:
-    pathlib's per-path overhead doubled the cost)."""
+    """A digest of the ids and each image's size, modification and change times, and a symlink's own times
+    (paths as plain strings: pathlib's per-path overhead doubled the cost)."""
     digest = hashlib.sha256()
     base = os.fspath(folder)
     for image_id in ids:
         try:
-            info = os.stat(f"{base}/{image_id}.png")
+            info = os.lstat(f"{base}/{image_id}.png")
+            if stat.S_ISLNK(info.st_mode):  # the link's own times change when it is pointed elsewhere
+                digest.update(f"{info.st_mtime_ns}:{info.st_ctime_ns}:".encode())
+                info = os.stat(f"{base}/{image_id}.png")
         except FileNotFoundError:
             raise PipelineError(f"{folder / f'{image_id}.png'}: image not found") from None
         digest.update(f"{image_id}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}\n".encode())
@@ -68,10 +72,13 @@ READ_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
-    """The image's pixels as uint8 in the set's mode: 16-bit greyscale scaled (65535 → 255), not clipped."""
-    if image.mode in WIDE_GREY_MODES:
-        scaled = np.rint(np.asarray(image, dtype=np.float32) / 257).clip(0, 255).astype(np.uint8)
-        image = Image.fromarray(scaled, "L")
+    """The image's pixels as uint8 in the set's mode. 16-bit greyscale is scaled (65535 → 255), not clipped —
+    unless no value exceeds 255 (8-bit values stored in 16 bits); float greyscale in [0, 1] is scaled by 255."""
+    if image.mode in (*WIDE_GREY_MODES, "F"):
+        values = np.asarray(image, dtype=np.float32)
+        top = float(values.max(initial=0.0))
+        scale = (1 / 257 if top > 255 else 1.0) if image.mode != "F" else (255.0 if top <= 1.0 else 1.0)
+        image = Image.fromarray(np.rint(values * scale).clip(0, 255).astype(np.uint8), "L")
     return np.asarray(image.convert("L" if grey_set else "RGB"))
 
 

@@ -93,7 +93,7 @@ class RunConfig:
         def numbers(values) -> bool:
             return isinstance(values, list) and all(isinstance(v, (int, float)) for v in values)
         problems = [what for what, fine in (
-            ("classes must be names", all(isinstance(c, str) for c in self.classes) and len(self.classes) >= 2),
+            ("classes must be names", all(isinstance(c, str) for c in self.classes)),
             ("channels must be 1 or 3", self.channels in (1, 3)),
             ("mean and std must be numbers, one per channel", numbers(self.mean) and numbers(self.std) and (
                 not self.mean or len(self.mean) == len(self.std) == self.channels)),

@@ -520,3 +520,34 @@ def test_a_run_name_means_the_run_and_a_running_run_is_not_resumed_twice(trained
     Run(trained / "weights" / "exp").set_status("running")  # this very process, alive
     with pytest.raises(PipelineError, match="still training .process"):
         resume(Path("exp"), {"epochs": 9})
+
+
+def test_eight_bit_values_in_sixteen_bits_and_float_images_keep_their_brightness(tmp_path):
+    folder = tmp_path / "test"
+    folder.mkdir()
+    Image.fromarray(np.full((8, 8), 200, np.uint16)).save(folder / "1.png")  # 8-bit values in a 16-bit PNG
+    Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(folder / "2.tiff")  # float in [0, 1]
+    (folder / "2.tiff").rename(folder / "2.png")  # a TIFF named .png opens all the same
+    Image.fromarray(np.full((8, 8), 40, np.uint8)).save(folder / "3.png")
+    decoded = decode_images(folder, ["1", "2", "3"], tmp_path / "test.npy")
+    assert [int(decoded.images[k].max()) for k in range(3)] == [200, 128, 40] and not decoded.bad
+
+
+def test_a_re_pointed_symlink_is_decoded_again(tmp_path):
+    folder, pool = tmp_path / "test", tmp_path / "pool"
+    folder.mkdir(), pool.mkdir()
+    for _ in range(100):  # two targets whose stat is the same to the nanosecond (one clock tick): only the link tells
+        for name, value in (("a", 10), ("b", 200)):
+            same_size_png(pool / f"{name}.png", np.full((8, 8, 3), value, np.uint8))
+        for name in ("a", "b"):
+            os.utime(pool / f"{name}.png", ns=(1_600_000_000 * 10**9,) * 2)
+        a, b = (pool / "a.png").stat(), (pool / "b.png").stat()
+        if (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns):
+            break
+    else:
+        pytest.skip("this file system's clock never gave two files the same change time")
+    (folder / "1.png").symlink_to(pool / "a.png")
+    assert decode_images(folder, ["1"], tmp_path / "test.npy").images[0].max() == 10
+    (folder / "1.png").unlink()
+    (folder / "1.png").symlink_to(pool / "b.png")
+    assert decode_images(folder, ["1"], tmp_path / "test.npy").images[0].max() == 200

@@ -113,7 +113,7 @@ def test_torchvision_model_with_pretrained_file(fetched):
 @pytest.mark.parametrize("options, message", [
     (dict(milestones=[60, 30]), "--milestones must be increasing"),
     (dict(epochs=0), "--epochs must be positive"),
-    (dict(device="gpu", epochs=1), "--device 'gpu': expected auto, cpu or cuda"),
+    (dict(device="gpu", epochs=1), "--device 'gpu': expected auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_options_are_clear(fetched, options, message):
     with pytest.raises(PipelineError, match=message):

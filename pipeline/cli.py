@@ -330,9 +330,9 @@ def summary(
     from pipeline.models.summary import summarize
 
     stem = stem.value
-    if not 8 <= img_size <= 1024 or in_chans not in (1, 3) or num_classes < 2:
+    if not 8 <= img_size <= 1024 or in_chans not in (1, 3) or not 2 <= num_classes <= 100_000:
         raise PipelineError(f"--img-size {img_size}, --in-chans {in_chans}, --num-classes {num_classes}: expected "
-                            "8 to 1024 pixels, 1 or 3 channels, 2 or more classes")
+                            "8 to 1024 pixels, 1 or 3 channels, 2 to 100,000 classes")
     described = summarize(build_model(model, num_classes, stem, in_chans), (in_chans, img_size, img_size))
     table = Table("layer", "type", "output shape", "parameters", title=f"{model} ({stem} stem), {img_size}×{img_size} input")
     for layer in described.layers:

@@ -149,10 +149,10 @@ def check_run_name(name: str | None) -> None:
     """A run name is one folder under weights/: no path separators, not `.`/`..`, nothing that escapes it."""
     if name is None:
         return
-    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\") or name != name.strip() \
+    if not name.strip() or name.startswith(".") or any(c in name for c in "/\\") or name != name.strip() \
             or not name.isprintable():
         raise PipelineError(f"--name {name!r}: a run name is one folder name under weights/ (no slashes or control "
-                            "characters, not . or .., no surrounding spaces), e.g. --name resnet18-lr0.1")
+                            "characters, no leading dot, no surrounding spaces), e.g. --name resnet18-lr0.1")
 
 
 # Each recipe sets these options; explicit flags override them.

@@ -23,7 +23,7 @@ from pipeline.distributed import all_concat, all_sum, broadcast, rank_zero_first
 from pipeline.engine import build_engine, candidates, choose_engine
 from pipeline.errors import PipelineError
 from pipeline.infer import TTA_VIEWS, load_model
-from pipeline.layout import SAMPLE_SUBMISSION, TRAIN_LABELS, check_test, dataset_classes, id_sort_key
+from pipeline.layout import SAMPLE_SUBMISSION, TRAIN_LABELS, check_test, dataset_classes, id_sort_key, read_id_csv
 from pipeline.run import Run, RunConfig, checkpoint_label, latest_best_checkpoint, resolve_run
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.submission import class_histogram, score_submission, write_submission
@@ -95,6 +95,11 @@ def finish_submission(probabilities: np.ndarray, ids: list[str], submission_ids:
                       score: Path | None) -> PredictResult:
     """Write the submission of averaged probabilities (rows in `ids` order) in sampleSubmission.csv's order
     (`submission_ids`), and its record."""
+    if score is not None:  # a solution that cannot score this submission fails before anything is replaced
+        unknown = set(read_id_csv(score, need_label=True)["id"]) - set(submission_ids)
+        if unknown:
+            raise PipelineError(f"{score}: {len(unknown)} id(s) are not test ids of {SAMPLE_SUBMISSION}, e.g. "
+                                f"{', '.join(sorted(unknown)[:5])}; score with the solution of this test set")
     label_of = dict(zip(ids, (classes[i] for i in probabilities.argmax(1))))
     labels = [label_of[i] for i in submission_ids]
     write_submission(out, submission_ids, labels, dataset_root / SAMPLE_SUBMISSION, classes)

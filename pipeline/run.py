@@ -187,6 +187,8 @@ class Run:
             metrics[numeric] = metrics[numeric].apply(pd.to_numeric)
         except (ValueError, TypeError) as e:
             raise PipelineError(f"{self._metrics}: not numbers ({e})") from None
+        if metrics[numeric].isin([float("inf"), float("-inf")]).any().any():
+            raise PipelineError(f"{self._metrics}: holds infinite values; not a metrics log the pipeline wrote")
         return metrics
 
     def read_history(self, until_epoch: int) -> list[dict]:

@@ -56,6 +56,7 @@ def run_cli(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     ({"name": "/tmp/x"}, "--name '/tmp/x'"),
     ({"seed": -1}, r"--seed must be in \[0, 2\^32\), got -1"),
     ({"name": ".."}, "--name '..'"),
+    ({"name": ".hidden"}, "no leading dot"),
 ])
 def test_options_that_make_no_sense_are_refused(fetched, options, message):
     with pytest.raises(PipelineError, match=message):
@@ -452,6 +453,9 @@ def test_ensemble_and_score_check_before_writing(trained):
     before = submission.read_bytes()
     with pytest.raises(PipelineError, match="nope.csv: no such solution file for --score"):
         predict(tta="none", score=Path("nope.csv"))
+    (trained / "other.csv").write_text("id,label\n99999,kiwi\n")
+    with pytest.raises(PipelineError, match="other.csv: 1 id.s. are not test ids of sampleSubmission.csv, e.g. 99999"):
+        predict(tta="none", score=trained / "other.csv")
     labels = pd.read_csv(trained / "dataset" / "trainLabels.csv", dtype=str)
     labels.replace({"label": {"kiwi": "lime"}}).to_csv(trained / "dataset" / "trainLabels.csv", index=False)
     with pytest.raises(PipelineError, match="only the model has kiwi; only trainLabels.csv has lime"):

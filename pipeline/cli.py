@@ -15,7 +15,7 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 try:  # newer Typer carries its own click
     from typer._click import exceptions as click_exceptions
@@ -48,6 +48,15 @@ class OneLineUsageErrors(TyperGroup):
         if standalone_mode:
             sys.exit(status)
         return status
+
+    def get_command(self, ctx, name: str):
+        """A command whose named positional arguments (RUN, MEMBER…) show that name alone in --help, not the
+        Python type Typer prints beside it."""
+        command = super().get_command(ctx, name)
+        for param in getattr(command, "params", []):
+            if isinstance(param, TyperArgument) and param.metavar:
+                param.display_type_rich = lambda ctx: None
+        return command
 
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,

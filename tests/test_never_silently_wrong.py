@@ -358,10 +358,8 @@ def test_bad_values_are_refused_before_torch_is_imported(project):
 def test_help_shows_choices_and_no_python_types_and_version_and_h(project):
     for command in ("fetch", "train", "predict", "export", "ensemble", "submit", "summary", "report", "runs", "compare"):
         text = runner.invoke(app, [command, "-h"], env={"COLUMNS": "250"}).output
-        options = [line for line in text.splitlines() if line.lstrip("│ ").startswith("--")]
-        assert options and not any(kind in line for line in options for kind in ("<list[", "<path>", "<str>", "<int>",
-                                                                                   "<float>")), command
-        assert text.count("<bool>") == 1, command  # only -h/--help's own (Typer shows an argument's type as it is)
+        assert not any(kind in text for kind in ("<list[", "<path>", "<str>", "<int>", "<float>")), command
+        assert text.count("<bool>") == 1, command  # only -h/--help's own
     help_text = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "250"}).output
     assert "<none|flip|flip-shift>" in help_text and "<auto|torch|openvino>" in help_text
     assert runner.invoke(app, ["--version"]).output.startswith("pipeline ")

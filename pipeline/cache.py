@@ -88,24 +88,25 @@ def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: 
     out = np.load(out_path, mmap_mode="r+")
     grey_set = out.shape[-1] == 1
     problems = {}
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # a huge declared size is refused below
-    for offset, image_id in enumerate(ids):
-        path = Path(folder) / f"{image_id}.png"
-        try:
-            with Image.open(path) as image:
-                grey = image.mode in GREY_MODES
-                if grey != grey_set:
-                    problems[image_id] = (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
-                                          f"{'greyscale' if grey_set else 'colour'} set")
-                elif image.size[::-1] != size:
-                    problems[image_id] = f"is {image.width}×{image.height}, not {size[1]}×{size[0]} like the set"
-                else:
-                    out[start + offset] = eight_bit(image, grey_set).reshape(out.shape[1:])
-        except Image.DecompressionBombError:
-            problems[image_id] = "declares too many pixels to decode safely (a decompression bomb?)"
-        except READ_ERRORS as e:
-            reason = str(e).replace(f"'{path}'", "").replace(str(path), "").strip() or type(e).__name__
-            problems[image_id] = f"not a readable image ({reason})"
+    with warnings.catch_warnings():  # a huge declared size is refused below, not warned about
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        for offset, image_id in enumerate(ids):
+            path = Path(folder) / f"{image_id}.png"
+            try:
+                with Image.open(path) as image:
+                    grey = image.mode in GREY_MODES
+                    if grey != grey_set:
+                        problems[image_id] = (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
+                                              f"{'greyscale' if grey_set else 'colour'} set")
+                    elif image.size[::-1] != size:
+                        problems[image_id] = f"is {image.width}×{image.height}, not {size[1]}×{size[0]} like the set"
+                    else:
+                        out[start + offset] = eight_bit(image, grey_set).reshape(out.shape[1:])
+            except Image.DecompressionBombError:
+                problems[image_id] = "declares too many pixels to decode safely (a decompression bomb?)"
+            except READ_ERRORS as e:
+                reason = str(e).replace(f"'{path}'", "").replace(str(path), "").strip() or type(e).__name__
+                problems[image_id] = f"not a readable image ({reason})"
     out.flush()
     return problems
 

@@ -150,8 +150,9 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
         flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
         raise PipelineError(f"{flags} cannot change when resuming {run_dir}; start a new run instead")
     run = Run(resolve_run(run_dir))
-    if run.training_pid() is not None:
-        raise PipelineError(f"{run.path}: still training (process {run.training_pid()}); resume it once that stops")
+    training = run.training_pid()
+    if training is not None:
+        raise PipelineError(f"{run.path}: still training (process {training}); resume it once that stops")
     checkpoint = load_checkpoint(run.last)
     saved = RunConfig.of_checkpoint(checkpoint, run.last)
     missing = sorted(RESUME_ENTRIES - checkpoint.keys()) + (["ema"] if saved.options.ema and "ema" not in checkpoint else [])

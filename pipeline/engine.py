@@ -29,7 +29,8 @@ from pipeline.runtime import Runtime, autocast_dtype
 
 # what `auto` may pick on the CPU, the reference (fp32, the default for jobs too small to measure) first
 CPU_CANDIDATES = ("torch fp32", "torch bf16", "openvino fp32", "openvino bf16", "openvino int8")
-PROBE_IMAGES = 256  # test images each candidate predicts while `auto` measures
+PROBE_IMAGES = 256  # test images a candidate predicts when `auto` checks its agreement with fp32
+RATE_IMAGES = 128  # the first of them, timed: the rate of every candidate
 CONFIRM_IMAGES = 768  # more test images a near-miss candidate and the fp32 reference predict (precision.CONFIRM_BAND)
 PROBE_MIN_IMAGES = 10_000  # smaller jobs predict with the first candidate (or a cached choice): a probe would not pay
 OPENVINO_BATCH_SIZE = 256  # images per call (OpenVINO int8 ran alike at 64, 256 and 1,024 here); torch: infer.py
@@ -206,19 +207,25 @@ def choose_engine(options: list[str], model: torch.nn.Module, config: RunConfig,
         started = time.perf_counter()
         engine = built[name] = build_engine(name, model, config, images, runtime, batch_size, source)
         setup_s = export_s + time.perf_counter() - started  # every OpenVINO candidate needs the export
-        rate, (probabilities, _) = timed(lambda: engine.probabilities(probe, config, tta),
-                                         lambda: engine.probabilities(probe[:8], config, tta), len(probe))
-        return Trial(rate, probabilities.argmax(1), setup_s)
+        rate, (timed_probabilities, _) = timed(lambda: engine.probabilities(probe[:RATE_IMAGES], config, tta),
+                                               lambda: engine.probabilities(probe[:8], config, tta),
+                                               len(probe[:RATE_IMAGES]))
+
+        def argmax() -> np.ndarray:  # the rest of the probe images are predicted only if its agreement decides
+            rest = probe[RATE_IMAGES:]
+            answers = [timed_probabilities] + ([engine.probabilities(rest, config, tta)[0]] if len(rest) else [])
+            return np.concatenate(answers).argmax(1)
+        return Trial(rate, argmax, setup_s)
 
     others = np.setdiff1d(np.arange(len(images)), probed)
     more = images[np.sort(np.random.default_rng(0).choice(others, min(CONFIRM_IMAGES, len(others)), replace=False))]
-    reference: list[np.ndarray] = []
+    expected: dict[str, np.ndarray] = {}
 
-    def confirm(name: str) -> tuple[np.ndarray, np.ndarray]:
-        """`name`'s argmax and the fp32 reference's (the first option's, predicted once) on `more` images."""
-        if not reference:
-            reference.append(built[options[0]].probabilities(more, config, tta)[0].argmax(1))
-        return built[name].probabilities(more, config, tta)[0].argmax(1), reference[0]
+    def confirm(name: str, reference: str) -> tuple[np.ndarray, np.ndarray]:
+        """`name`'s argmax and the fp32 `reference`'s (predicted once) on `more` images."""
+        if reference not in expected:
+            expected[reference] = built[reference].probabilities(more, config, tta)[0].argmax(1)
+        return built[name].probabilities(more, config, tta)[0].argmax(1), expected[reference]
 
     shape = {"model": config.options.model, "stem": config.options.stem, "channels": config.channels,
              "input": config.options.img_size or config.image_size, "classes": len(config.classes), "tta": tta,

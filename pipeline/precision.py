@@ -1,9 +1,10 @@
 """What `auto` means on the CPU at hand, decided by measurement, not by CPU flags: each candidate (a precision
 for training; an engine and precision for prediction) runs a few real batches of the job's own model and input
 size, and the one that would finish the job soonest wins, among those whose predictions agree with fp32's on
-≥ 99.5 % of the probe images. The choice is cached per machine (CPU model, threads, library versions), model
-shape and the candidates left open, in the user's cache folder, so later runs skip the probe; jobs too small
-for a probe to pay take the first candidate."""
+≥ 99.5 % of the probe images. Agreement is checked only where it decides: from the soonest candidate on, until one
+meets the rule. The choice is cached per machine (CPU model, threads, library versions), model shape and the
+candidates left open, in the user's cache folder, so later runs skip the probe; jobs too small for a probe to pay
+take the first candidate."""
 from __future__ import annotations
 
 import copy
@@ -33,11 +34,12 @@ CONFIRM_BAND = 0.015
 
 @dataclass(frozen=True)
 class Trial:
-    """One candidate's probe: images/s, the argmax of its predictions (None where nothing is predicted,
-    as in training) and the one-off seconds it needs before the job (int8: calibration and conversion)."""
+    """One candidate's probe: images/s, how to get the argmax of its predictions on the probe images (None where
+    nothing is predicted, as in training; called only when its agreement with fp32 decides) and the one-off
+    seconds it needs before the job (int8: calibration and conversion)."""
 
     rate: float
-    argmax: np.ndarray | None = None
+    argmax: Callable[[], np.ndarray] | None = None
     setup_s: float = 0.0
 
 
@@ -109,14 +111,14 @@ def _write_cache(key: str, choice: Choice) -> None:
 
 
 def choose(job: str, shape: dict, candidates: dict[str, Callable[[], Trial]], job_images: int,
-           probe_pays: bool, confirm: Callable[[str], tuple[np.ndarray, np.ndarray]] | None = None) -> Choice:
+           probe_pays: bool, confirm: Callable[[str, str], tuple[np.ndarray, np.ndarray]] | None = None) -> Choice:
     """The cached choice for this machine and `shape`, else (when `probe_pays`) the candidate that would
-    finish `job_images` soonest — its setup plus `job_images / rate` — among those agreeing with the first
-    fp32 candidate (the reference), else the first candidate. A candidate that would finish sooner than that
-    one but agreed within CONFIRM_BAND under the rule is compared again on more images (`confirm(name)`: its
-    argmax and the reference's there) and wins if all its images together meet the rule. A candidate that
-    cannot run (PipelineError) is left out; if none can, or no fp32 candidate can while one is offered, the
-    (fp32) error is raised."""
+    finish `job_images` soonest — its setup plus `job_images / rate` — among those agreeing with the fastest
+    fp32 candidate (the reference), else the first candidate. A candidate that would finish sooner than the
+    reference but agreed within CONFIRM_BAND under the rule is compared again on more images
+    (`confirm(name, reference)`: their argmaxes there) and wins if all its images together meet the rule. A
+    candidate that cannot run (PipelineError) is left out; if none can, or no fp32 candidate can while one is
+    offered, the (fp32) error is raised."""
     key = cache_key(job, {**shape, "candidates": sorted(candidates)})  # another set of options, another probe
     cached = _read_cache().get(key)
     if isinstance(cached, dict) and cached.get("candidate") in candidates:
@@ -133,32 +135,34 @@ def choose(job: str, shape: dict, candidates: dict[str, Callable[[], Trial]], jo
     references = [name for name in candidates if name.endswith("fp32")]
     if not trials or (references and not any(name in trials for name in references)):
         raise errors[references[0] if references else next(iter(errors))]  # nothing to hold the others to
-    reference = next((trials[name].argmax for name in references if name in trials), None)
-    agreement = {name: float(np.mean(trial.argmax == reference)) for name, trial in trials.items()
-                 if trial.argmax is not None and reference is not None}
-    best = _soonest(trials, agreement, job_images, confirm, len(reference) if reference is not None else 0)
+    reference = max((name for name in references if name in trials), key=lambda name: trials[name].rate, default=None)
+    agreement: dict[str, float] = {}
+    best = _soonest(trials, reference, agreement, job_images, confirm)
     choice = Choice(best, "measured", {name: round(trial.rate, 1) for name, trial in trials.items()},
                     {name: round(value, 5) for name, value in agreement.items()}, time.perf_counter() - started)
     _write_cache(key, choice)
     return choice
 
 
-def _soonest(trials: dict[str, Trial], agreement: dict[str, float], job_images: int,
-             confirm: Callable[[str], tuple[np.ndarray, np.ndarray]] | None, probed: int) -> str:
-    """`choose`'s winner; `agreement` is updated for the candidates compared again."""
-    def finish_s(name: str) -> float:
-        return trials[name].setup_s + job_images / trials[name].rate
+def _soonest(trials: dict[str, Trial], reference: str | None, agreement: dict[str, float], job_images: int,
+             confirm: Callable[[str, str], tuple[np.ndarray, np.ndarray]] | None) -> str:
+    """`choose`'s winner: candidates in the order they would finish the job, the first that meets the rule;
+    `agreement` gets the agreement of each candidate checked."""
+    expected: list[np.ndarray] = []  # the reference's argmax on the probe images, predicted once
 
-    best = min((name for name in trials if agreement.get(name, 1.0) >= MIN_AGREEMENT), key=finish_s)
-    for name in sorted(trials, key=finish_s):
-        if confirm is None or finish_s(name) >= finish_s(best):
-            break
-        if agreement.get(name, 1.0) >= MIN_AGREEMENT - CONFIRM_BAND:
-            ours, reference = confirm(name)
-            agreement[name] = (agreement[name] * probed + float(np.sum(ours == reference))) / (probed + len(ours))
-            if agreement[name] >= MIN_AGREEMENT:
-                return name
-    return best
+    def meets_rule(name: str) -> bool:
+        if reference is None or name.endswith("fp32") or trials[name].argmax is None:
+            return True  # fp32 itself, a forced lower precision with nothing to compare, or training
+        expected[:] = expected or [trials[reference].argmax()]
+        ours = trials[name].argmax()
+        agreement[name] = float(np.mean(ours == expected[0]))
+        if confirm is not None and MIN_AGREEMENT - CONFIRM_BAND <= agreement[name] < MIN_AGREEMENT:
+            more, more_expected = confirm(name, reference)
+            agreement[name] = (agreement[name] * len(ours) + float(np.sum(more == more_expected))) / (len(ours) + len(more))
+        return agreement[name] >= MIN_AGREEMENT
+
+    return next(name for name in sorted(trials, key=lambda name: trials[name].setup_s + job_images / trials[name].rate)
+                if meets_rule(name))
 
 
 def timed(run: Callable[[], object], warm_up: Callable[[], object], images: int) -> tuple[float, object]:

@@ -16,6 +16,15 @@ SHAPE = {"model": "custom", "input": [32, 32]}
 AGREE = np.arange(1000) % 10
 
 
+def answers(argmax: np.ndarray, asked: list | None = None, name: str = ""):
+    """A trial's argmax, predicted on demand (`name` is appended to `asked` each time)."""
+    def predict():
+        if asked is not None:
+            asked.append(name)
+        return argmax
+    return predict
+
+
 def stubs(calls: list, **trials) -> dict:
     def make(name, trial):
         def run():
@@ -28,14 +37,16 @@ def stubs(calls: list, **trials) -> dict:
 
 
 def test_the_fastest_candidate_that_agrees_with_fp32_wins_and_is_cached():
-    calls = []
-    candidates = stubs(calls, fp32=Trial(300, AGREE), bf16=Trial(250, AGREE), int8=Trial(1000, AGREE, setup_s=3))
+    calls, asked = [], []
+    candidates = stubs(calls, fp32=Trial(300, answers(AGREE, asked, "fp32")),
+                       bf16=Trial(250, answers(AGREE, asked, "bf16")),
+                       int8=Trial(1000, answers(AGREE, asked, "int8"), setup_s=3))
     choice = choose("prediction", SHAPE, candidates, 30_000, probe_pays=True)
     assert choice.candidate == "int8" and choice.source == "measured" and calls == ["fp32", "bf16", "int8"]
-    assert choice.rates == {"fp32": 300, "bf16": 250, "int8": 1000} and choice.agreement["int8"] == 1.0
+    assert asked == ["fp32", "int8"]  # bf16 would finish later: its agreement decides nothing, so it is not asked
+    assert choice.rates == {"fp32": 300, "bf16": 250, "int8": 1000} and choice.agreement == {"int8": 1.0}
     assert choice.describe("prediction").startswith(
-        "auto → int8 for prediction (measured: fp32 300, bf16 250 (agrees 100.0%), int8 1,000 (agrees 100.0%) "
-        "images/s; probe ")
+        "auto → int8 for prediction (measured: fp32 300, bf16 250, int8 1,000 (agrees 100.0%) images/s; probe ")
     calls.clear()
     again = choose("prediction", SHAPE, candidates, 30_000, probe_pays=True)
     assert again.candidate == "int8" and again.source == "cached" and calls == []  # no probe the second time
@@ -48,20 +59,34 @@ def test_a_candidate_that_disagrees_with_fp32_or_cannot_run_is_left_out():
     disagrees = AGREE.copy()
     disagrees[:6] = (disagrees[:6] + 1) % 10  # 99.4 % agreement: under the 99.5 % rule
     calls = []
-    choice = choose("prediction", SHAPE, stubs(calls, fp32=Trial(300, AGREE), bf16=PipelineError("no"),
-                                               int8=Trial(1000, disagrees)), 30_000, probe_pays=True)
+    choice = choose("prediction", SHAPE, stubs(calls, fp32=Trial(300, answers(AGREE)), bf16=PipelineError("no"),
+                                               int8=Trial(1000, answers(disagrees))), 30_000, probe_pays=True)
     assert choice.candidate == "fp32" and choice.agreement["int8"] == pytest.approx(0.994)
     assert "bf16" not in choice.rates
+
+
+def test_the_reference_is_the_fastest_fp32_and_agreement_is_checked_in_finishing_order_until_one_meets_the_rule():
+    far = AGREE.copy()
+    far[:50] = (far[:50] + 1) % 10  # 95 %
+    asked = []
+    trials = {name: Trial(rate, answers(argmax, asked, name)) for name, rate, argmax in [
+        ("torch fp32", 300, AGREE), ("torch bf16", 500, AGREE), ("openvino fp32", 600, AGREE),
+        ("openvino bf16", 900, AGREE), ("openvino int8", 2000, far)]}
+    choice = choose("prediction", SHAPE, stubs([], **trials), 30_000, True)
+    assert choice.candidate == "openvino bf16" and asked == ["openvino fp32", "openvino int8", "openvino bf16"]
+    assert set(choice.agreement) == {"openvino int8", "openvino bf16"}  # torch bf16 would finish after fp32
 
 
 def test_a_fast_candidate_just_under_the_rule_is_compared_on_more_images():
     near = AGREE[:256].copy()
     near[:2] = (near[:2] + 1) % 10  # 254 of 256: 99.2 %, one image short of the rule
-    trials = dict(fp32=Trial(300, AGREE[:256]), bf16=Trial(500, AGREE[:256]), int8=Trial(1000, near))
+    trials = dict(fp32=Trial(300, answers(AGREE[:256])), bf16=Trial(500, answers(AGREE[:256])),
+                  int8=Trial(1000, answers(near)))
     asked = []
 
     def confirm(agreeing: int):
-        def compare(name):
+        def compare(name, reference):
+            assert reference == "fp32"
             asked.append(name)
             ours = np.zeros(768, int)
             ours[agreeing:] = 1
@@ -77,27 +102,27 @@ def test_a_fast_candidate_just_under_the_rule_is_compared_on_more_images():
     far = AGREE[:256].copy()
     far[:8] = (far[:8] + 1) % 10  # 96.9 %: too far under the rule to be worth more images
     asked.clear()
-    choice = choose("prediction", {**SHAPE, "input": [4, 4]}, stubs([], **{**trials, "int8": Trial(1000, far)}),
+    choice = choose("prediction", {**SHAPE, "input": [4, 4]}, stubs([], **{**trials, "int8": Trial(1000, answers(far))}),
                     30_000, True, confirm(768))
     assert choice.candidate == "bf16" and asked == []
 
 
 def test_another_set_of_candidates_is_measured_anew_and_a_failed_fp32_reference_stops_the_choice():
     calls = []
-    choose("prediction", SHAPE, stubs(calls, **{"torch fp32": Trial(300, AGREE), "torch bf16": Trial(600, AGREE)}),
-           30_000, True)
-    wider = stubs(calls, **{"torch fp32": Trial(300, AGREE), "torch bf16": Trial(600, AGREE),
-                            "openvino int8": Trial(2000, AGREE)})
+    choose("prediction", SHAPE, stubs(calls, **{"torch fp32": Trial(300, answers(AGREE)),
+                                                 "torch bf16": Trial(600, answers(AGREE))}), 30_000, True)
+    wider = stubs(calls, **{"torch fp32": Trial(300, answers(AGREE)), "torch bf16": Trial(600, answers(AGREE)),
+                            "openvino int8": Trial(2000, answers(AGREE))})
     assert choose("prediction", SHAPE, wider, 30_000, True).candidate == "openvino int8"  # not the narrower cache
     assert calls.count("torch fp32") == 2
     with pytest.raises(PipelineError, match="reference"):
-        choose("prediction", {**SHAPE, "n": 4}, stubs([], fp32=PipelineError("reference"), int8=Trial(1000, AGREE)),
-               30_000, True)
+        choose("prediction", {**SHAPE, "n": 4},
+               stubs([], fp32=PipelineError("reference"), int8=Trial(1000, answers(AGREE))), 30_000, True)
 
 
 def test_without_an_fp32_candidate_nothing_is_compared_and_if_none_can_run_the_first_error_is_raised():
-    choice = choose("prediction", SHAPE, stubs([], **{"torch bf16": Trial(300, AGREE),
-                                                      "openvino bf16": Trial(900, AGREE[::-1].copy())}), 30_000, True)
+    forced = {"torch bf16": Trial(300, answers(AGREE)), "openvino bf16": Trial(900, answers(AGREE[::-1].copy()))}
+    choice = choose("prediction", SHAPE, stubs([], **forced), 30_000, True)
     assert choice.candidate == "openvino bf16" and choice.agreement == {}  # a forced bf16 is not held to fp32's answers
     with pytest.raises(PipelineError, match="first"):
         choose("prediction", {**SHAPE, "n": 3}, stubs([], fp32=PipelineError("first"), int8=PipelineError("second")),
@@ -105,7 +130,7 @@ def test_without_an_fp32_candidate_nothing_is_compared_and_if_none_can_run_the_f
 
 
 def test_one_off_setup_counts_against_a_small_job():
-    trials = dict(fp32=Trial(300, AGREE), int8=Trial(1000, AGREE, setup_s=30))
+    trials = dict(fp32=Trial(300, answers(AGREE)), int8=Trial(1000, answers(AGREE), setup_s=30))
     assert choose("prediction", SHAPE, stubs([], **trials), 5_000, probe_pays=True).candidate == "fp32"  # 16.7 < 35 s
     assert choose("prediction", {**SHAPE, "n": 2}, stubs([], **trials), 50_000, True).candidate == "int8"  # 80 < 167 s
 

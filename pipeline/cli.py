@@ -5,9 +5,11 @@ import contextlib
 import enum
 import errno
 import functools
+import inspect
 import io
 import os
 import sys
+import typing
 from pathlib import Path
 from typing import Optional
 
@@ -25,7 +27,8 @@ ClickException = click_exceptions.ClickException
 NoArgsIsHelpError = getattr(click_exceptions, "NoArgsIsHelpError", ())  # click ≥ 8.2; before, help exits by itself
 
 from pipeline.config import (AUGMENTATIONS, ENGINES, PRECISIONS, PREDICT_PRECISIONS, RECIPES, RENAMED_AUGMENTATIONS,
-                             SCHEDULES, STEMS, TTA_CHOICES, check_prediction_options, command_line_options, config_from, default_help)
+                             OPTIMIZERS, SCHEDULES, STEMS, TTA_CHOICES, check_prediction_options, command_line_options, config_from, default_help,
+                             TrainConfig, file_options, printed_config)
 from pipeline.errors import PipelineError
 
 class OneLineUsageErrors(TyperGroup):
@@ -73,6 +76,7 @@ Recipe, Stem, Aug, Schedule = (choices(n, v) for n, v in (("Recipe", RECIPES), (
                                                          ("Aug", (*AUGMENTATIONS, *RENAMED_AUGMENTATIONS)),
                                                          ("Schedule", SCHEDULES)))
 TrainPrecision, Tta = choices("TrainPrecision", PRECISIONS), choices("Tta", TTA_CHOICES)
+Optimizer = choices("Optimizer", OPTIMIZERS)
 Engine, PredictPrecision = choices("Engine", ENGINES), choices("PredictPrecision", PREDICT_PRECISIONS)
 ExportFormat = choices("ExportFormat", ("onnx",))
 
@@ -197,17 +201,19 @@ def train(
     head_dropout: Optional[float] = option("head_dropout", "Dropout before the classifier head, e.g. 0.5.", MODEL, metavar="P"),
     img_size: Optional[int] = option("img_size", "Resize inputs to S×S, e.g. 224 for ImageNet weights (none: the images' size).", MODEL, metavar="PIXELS"),
     epochs: Optional[int] = option("epochs", "", OPTIMISATION, metavar="N"),
-    lr: Optional[float] = option("lr", "SGD learning rate (onecycle: the peak).", OPTIMISATION, metavar="LR"),
-    momentum: Optional[float] = option("momentum", "", OPTIMISATION, metavar="M"),
-    nesterov: Optional[bool] = option("nesterov", "", OPTIMISATION, "--nesterov/--no-nesterov"),
+    optimizer: Optional[Optimizer] = option("optimizer", "sgd, adam, adamw, lamb or lion (timm's optimizers).", OPTIMISATION),
+    lr: Optional[float] = option("lr", "Learning rate (onecycle: the peak; cosine: the start after warm-up).", OPTIMISATION, metavar="LR"),
+    momentum: Optional[float] = option("momentum", "SGD's.", OPTIMISATION, metavar="M"),
+    nesterov: Optional[bool] = option("nesterov", "SGD's.", OPTIMISATION, "--nesterov/--no-nesterov"),
     weight_decay: Optional[float] = option("weight_decay", "", OPTIMISATION, metavar="WD"),
     batch_size: Optional[int] = option("batch_size", "", OPTIMISATION, metavar="N"),
-    schedule: Optional[Schedule] = option("schedule", "step (MultiStepLR at --milestones) or onecycle.", OPTIMISATION),
+    schedule: Optional[Schedule] = option("schedule", "step (MultiStepLR at --milestones), onecycle, or cosine (decay to 0 per step, after --warmup-epochs).", OPTIMISATION),
+    warmup_epochs: Optional[float] = option("warmup_epochs", "cosine: epochs of linear warm-up from lr/100 (fractions allowed).", OPTIMISATION, metavar="E"),
     milestones: Optional[list[str]] = option("milestones", "Epochs where lr is multiplied by --gamma: --milestones 30 60 90 (none: constant lr).", OPTIMISATION, metavar="EPOCH…"),
     gamma: Optional[float] = option("gamma", "", OPTIMISATION, metavar="G"),
     label_smoothing: Optional[float] = option("label_smoothing", "", OPTIMISATION, metavar="E"),
     ema: Optional[float] = option("ema", "Per-step decay of an EMA of the weights, used for validation and prediction; 0 = off.", OPTIMISATION, metavar="DECAY"),
-    precision: Optional[TrainPrecision] = option("precision", "auto (CUDA: bf16 at compute capability ≥ 8.0, else fp32; CPU: the faster of fp32 and bf16, measured on this model and cached), bf16 or fp32.", OPTIMISATION),
+    precision: Optional[TrainPrecision] = option("precision", "auto (CUDA: bf16 at compute capability ≥ 8.0, else fp16 with a gradient scaler; CPU: the faster of fp32 and bf16, measured on this model and cached), bf16, fp16 or fp32.", OPTIMISATION),
     compile: Optional[bool] = option("compile", "torch.compile the model.", OPTIMISATION, "--compile/--no-compile"),
     aug: Optional[Aug] = option("aug", "none, crop-flip (random crop + flip), cutout (+ cutout) on the device; albu-strong (albumentations in workers).", DATA),
     seed: Optional[int] = option("seed", "Seeds the split, the initial weights and every epoch's shuffle and augmentation.", DATA, metavar="N"),
@@ -217,35 +223,99 @@ def train(
     skip_bad: Optional[bool] = option("skip_bad", "Train on the rest when some images or CSV rows are unusable; they are listed in the run folder (off: any problem stops training).", DATA, "--skip-bad/--no-skip-bad"),
     workers: Optional[int] = option("workers", "DataLoader workers (albumentations policies only).", DATA, metavar="N"),
     target_acc: Optional[float] = option("target_acc", "Stop once val accuracy reaches this; the time it took goes to the run's result.", RUN, metavar="ACC"),
+    patience: Optional[int] = option("patience", "Stop after N epochs without a better val accuracy (none: train every epoch).", RUN, metavar="N"),
+    keep_top: Optional[int] = option("keep_top", "Keep the checkpoints of the K best epochs in top/ (best.pt and last.pt are always kept).", RUN, metavar="K"),
+    average_top: Optional[bool] = option("average_top", "Make best.pt the average of the --keep-top best epochs' weights, scored on val beside the best single epoch.", RUN, "--average-top/--no-average-top"),
     device: Optional[str] = option("device", "auto (CUDA when present), cpu, cuda or cuda:N.", RUN, metavar="DEVICE"),
     threads: Optional[int] = option("threads", THREADS_HELP, RUN, metavar="N"),
     name: Optional[str] = option("name", "Run folder under weights/ (none: exp, exp2, …).", RUN, metavar="NAME"),
     resume: Optional[Path] = typer.Option(None, help="Continue a run (its name under weights/, or its folder) from its last checkpoint.", rich_help_panel=RUN, metavar="RUN"),
     sync_bn: Optional[bool] = option("sync_bn", "SyncBatchNorm across the processes of a distributed run.", RUN, "--sync-bn/--no-sync-bn"),
     nproc: Optional[int] = typer.Option(None, help="Run N processes on this machine with torchrun (DistributedDataParallel): one per GPU, or N CPU processes with gloo.", rich_help_panel=RUN, metavar="N"),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="Options from a YAML file (`lr: 0.05` per line), or a past run's (its folder or config.json) to train it again; options typed on the command line win.", rich_help_panel=RUN, metavar="FILE"),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the options this command would train with, as YAML for --config, and stop.", rich_help_panel=RUN, metavar=""),
 ) -> None:
     """Train a ResNet on dataset/ with a seeded 80/20 split; the run goes to weights/<run>/."""
-    given = command_line_options({option: plain(ctx.params[option]) for option in given_options(ctx) - {"resume", "nproc"}})
-    if resume is None:
-        config = config_from(given)
-        config.validate()  # before torch is imported: a wrong value is reported at once
+    if resume is not None and (config_file or print_config):
+        raise PipelineError("--resume continues a run with its own options; --config and --print-config are for new runs")
+    config = new_run_config(ctx, config_file) if resume is None else None  # checked before torch is imported
+    if print_config:
+        typer.echo(printed_config(config), nl=False)
+        return
     under_torchrun(nproc)
     from pipeline import train as training
     from pipeline.distributed import ranks
+
+    result = (training.train(config, console=console) if resume is None
+              else training.resume(resume, typed_train_options(ctx), console=console))
+    if ranks().main:
+        print_trained(result)
+
+
+def print_trained(result) -> None:
     from pipeline.run import Run
 
-    if resume is None:
-        result = training.train(config, console=console)
-    else:
-        result = training.resume(resume, given, console=console)
-    if not ranks().main:
-        return
     best = Run(result.run_dir).best
     if result.best_acc is None:
         console.print(f"done: trained on all labeled images; weights of epoch {result.best_epoch} in {best}; "
                       f"predict with `pipeline predict --run {result.run_dir.name}`")
     else:
         console.print(f"done: best val accuracy {result.best_acc:.4f} at epoch {result.best_epoch}; weights in {best}")
+
+
+NOT_TRAIN_OPTIONS = {"resume", "nproc", "config_file", "print_config", "start", "end", "steps"}
+
+
+def typed_train_options(ctx: typer.Context) -> dict:
+    """The TrainConfig options typed on the command line."""
+    return command_line_options({option: plain(ctx.params[option]) for option in given_options(ctx) - NOT_TRAIN_OPTIONS})
+
+
+def new_run_config(ctx: typer.Context, config_file: Path | None) -> TrainConfig:
+    """The checked config of a new run: the options typed, over --config's, over the recipe's. A value the file
+    gets wrong is reported with the file's name."""
+    from_file = options_of(config_file) if config_file else {}
+    if from_file:
+        try:
+            config_from(from_file).validate()
+        except PipelineError as e:
+            raise PipelineError(f"{config_file}: {e}") from None
+    config = config_from({**from_file, **typed_train_options(ctx)})
+    config.validate()
+    return config
+
+
+def options_of(path: Path) -> dict:
+    """--config's options: a YAML file's, else a past run's (its folder, name or config.json)."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return file_options(path)  # without importing torch, which reading a run does
+    from pipeline.run import is_run_reference, past_run_options
+
+    return past_run_options(path) if is_run_reference(path) else file_options(path)
+
+
+def lr_find(ctx: typer.Context, **options) -> None:
+    """The learning-rate range test: a fresh model, as `pipeline train` with these options would build it, takes
+    one step per learning rate, rising from --start to --end, until the loss blows up; writes the curve to
+    weights/lr-find/ and suggests --lr."""
+    config = new_run_config(ctx, options["config_file"])
+    from pipeline.lr_find import lr_find as range_test
+
+    range_test(config, options["start"], options["end"], options["steps"], console=console)
+
+
+# lr-find takes every option of train that shapes a training step (the same Typer parameters), and its own three
+TRAIN_HINTS = typing.get_type_hints(train)
+lr_find.__signature__ = inspect.Signature([
+    *(parameter.replace(annotation=TRAIN_HINTS.get(name, parameter.annotation))
+      for name, parameter in inspect.signature(train).parameters.items()
+      if name not in {"resume", "nproc", "print_config"}),
+    *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=type(default),
+                        default=typer.Option(default, help=text, metavar=metavar))
+      for name, default, text, metavar in (("start", 1e-7, "The first learning rate.", "LR"),
+                                           ("end", 10.0, "The last learning rate.", "LR"),
+                                           ("steps", 100, "Steps (one rate each) at most.", "N")))])
+app.command("lr-find", cls=SpacedListCommand)(user_errors(lr_find))
 
 
 def print_submission(result) -> None:
@@ -266,7 +336,7 @@ def predict(
     tta: Tta = typer.Option("flip", help="Test-time augmentation: none, flip (image + mirror) or flip-shift (× shifts of 2 px)."),
     batch_size: Optional[int] = typer.Option(None, metavar="N", help="Images per forward pass. (default 1024 on CUDA; on the CPU torch 64, OpenVINO 256)"),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda or cuda:N.", metavar="DEVICE"),
-    precision: PredictPrecision = typer.Option("auto", help="auto, fp32, bf16 or int8 (CPU, OpenVINO: static quantization calibrated on test images; near ties are predicted again in fp32). auto: on CUDA bf16 at compute capability ≥ 8.0, else fp32; on the CPU with --engine, the fastest that agrees with fp32 on ≥ 99.5 % of the probe images, measured on this model and cached (test sets under 10,000 images: the first candidate, torch fp32 unless --engine openvino)."),
+    precision: PredictPrecision = typer.Option("auto", help="auto, fp32, bf16, fp16 (torch) or int8 (CPU, OpenVINO: static quantization calibrated on test images; near ties are predicted again in fp32). auto: on CUDA bf16 at compute capability ≥ 8.0, else fp16; on the CPU with --engine, the fastest that agrees with fp32 on ≥ 99.5 % of the probe images, measured on this model and cached (test sets under 10,000 images: the first candidate, torch fp32 unless --engine openvino)."),
     engine: Engine = typer.Option("auto", help="auto, torch or openvino (CPU). auto: torch on CUDA; on the CPU measured with --precision."),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP, metavar="N"),
     score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against.", metavar="CSV"),

@@ -5,20 +5,22 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from pipeline.errors import PipelineError
 
 # Options that may change when a run is resumed; the others define the run.
-RESUME_OVERRIDES = frozenset({"epochs", "device", "threads", "workers", "compile", "sync_bn"})
+RESUME_OVERRIDES = frozenset({"epochs", "device", "threads", "workers", "compile", "sync_bn", "patience"})
 AUGMENTATIONS = ("none", "crop-flip", "cutout", "albu-strong")
 RENAMED_AUGMENTATIONS = {"seed": "crop-flip"}  # older name, still accepted (runs saved with it keep loading)
-SCHEDULES = ("step", "onecycle")
-PRECISIONS = ("auto", "bf16", "fp32")
+SCHEDULES = ("step", "onecycle", "cosine")
+OPTIMIZERS = ("sgd", "adam", "adamw", "lamb", "lion")  # timm.optim.create_optimizer_v2's
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 STEMS = ("imagenet", "improved", "cifar")
 TTA_CHOICES = ("none", "flip", "flip-shift")  # pipeline/infer.py's views
 ENGINES = ("auto", "torch", "openvino")
-PREDICT_PRECISIONS = ("auto", "bf16", "fp32", "int8")
+PREDICT_PRECISIONS = ("auto", "bf16", "fp16", "fp32", "int8")
 
 
 @dataclass
@@ -33,24 +35,29 @@ class TrainConfig:
     head_dropout: float = 0.0  # dropout before the classifier head
     img_size: int | None = None  # resize inputs to img_size×img_size (None: the images' own size)
     epochs: int = 100
+    optimizer: str = "sgd"
     lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = False
+    momentum: float = 0.9  # SGD's
+    nesterov: bool = False  # SGD's
     weight_decay: float = 5e-4
     batch_size: int = 128
-    schedule: str = "step"  # step: MultiStepLR at --milestones (none: constant); onecycle: OneCycleLR
+    schedule: str = "step"  # step: MultiStepLR at --milestones (none: constant); onecycle: OneCycleLR; cosine
+    warmup_epochs: float = 0.0  # cosine: a linear warm-up from lr/100 over these epochs, then cosine decay to 0
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
     label_smoothing: float = 0.0
     aug: str = "crop-flip"
     ema: float = 0.0  # decay of an exponential moving average of the weights, per step (0: off)
-    precision: str = "auto"  # auto: CUDA bf16 at compute capability ≥ 8.0; CPU measured (pipeline/precision.py)
+    precision: str = "auto"  # auto: CUDA bf16 at compute capability ≥ 8.0, else fp16; CPU measured (pipeline/precision.py)
     compile: bool = False
     sync_bn: bool = False  # SyncBatchNorm across the processes of a torchrun job
     seed: int = 42
     val_fraction: float = 0.2
     full: bool = False  # train on every labeled image, no validation
     target_acc: float | None = None  # stop once val accuracy reaches it
+    patience: int | None = None  # stop after this many epochs without a better val accuracy
+    keep_top: int = 1  # checkpoints of the best epochs kept (besides best.pt and last.pt when more than 1)
+    average_top: bool = False  # best.pt: the average of the --keep-top best epochs' weights
     device: str = "auto"
     threads: int | None = None  # CPU threads of this process (None: OMP_NUM_THREADS when set, else one per core)
     limit: int | None = None
@@ -94,12 +101,33 @@ class TrainConfig:
             check_choice(option, value, allowed)
         if self.milestones and self.schedule != "step":
             raise PipelineError(f"--milestones needs --schedule step, not {self.schedule}")
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.nesterov and self.optimizer != "sgd":
+            raise PipelineError(f"--nesterov is SGD's momentum; --optimizer {self.optimizer} has its own: drop --nesterov")
+        check_range("warmup_epochs", self.warmup_epochs, 0, self.epochs,
+                    hint=f" (fewer than --epochs {self.epochs})" if self.warmup_epochs >= self.epochs else "")
+        if self.warmup_epochs and self.schedule != "cosine":
+            raise PipelineError(f"--warmup-epochs needs --schedule cosine (onecycle warms up by itself), not {self.schedule}")
         if self.img_size is not None and not 8 <= self.img_size <= 1024:
             raise PipelineError(f"--img-size must be between 8 and 1024 pixels, got {self.img_size}")
         if self.freeze_backbone and not self.pretrained:
             raise PipelineError("--freeze-backbone needs --pretrained weights (a frozen random backbone learns nothing)")
         if self.target_acc is not None and (self.full or not 0 < self.target_acc <= 1):
             raise PipelineError("--target-acc needs a validation split (not --full) and a value in (0, 1]")
+        self._check_run_control()
+
+    def _check_run_control(self) -> None:
+        """--patience, --keep-top and --average-top: each ranks epochs by val accuracy, so needs a val split."""
+        if self.patience is not None and self.patience < 1:
+            raise PipelineError(f"--patience must be 1 or more epochs, got {self.patience}")
+        if not 1 <= self.keep_top <= 100:
+            raise PipelineError(f"--keep-top must be between 1 and 100 checkpoints, got {self.keep_top}")
+        if self.average_top and self.keep_top < 2:
+            raise PipelineError("--average-top averages the --keep-top best epochs: pass --keep-top 2 or more")
+        asked = [f"--{flag(option)}" for option, given in (("patience", self.patience is not None),
+                 ("keep_top", self.keep_top > 1), ("average_top", self.average_top)) if given]
+        if self.full and asked:
+            raise PipelineError(f"{', '.join(asked)} rank epochs by val accuracy: they need a validation split, not --full")
 
 
 def flag(option: str) -> str:
@@ -166,6 +194,9 @@ RECIPES: dict[str, dict] = {
 }
 DEFAULT_RECIPE = "seed"
 OPTION_NAMES = frozenset(f.name for f in fields(TrainConfig))
+FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}  # e.g. "float | None"
+TYPE_NAMES = {"str": "text", "bool": "true or false", "float": "a number", "int": "a whole number",
+              "list[int]": "a list of whole numbers"}
 
 
 def config_from(given: dict) -> TrainConfig:
@@ -206,10 +237,56 @@ def command_line_options(typed: dict) -> dict:
     return options
 
 
-def parse_milestones(values: list[str] | None) -> list[int]:
-    """Epochs from `30 60 90` or `30,60,90`."""
+def file_options(path: Path) -> dict:
+    """The options in a YAML (or JSON) file of `option: value` lines, spelled as on the command line (`lr`,
+    `weight-decay` or `weight_decay`, `improved: true`, `milestones: [30, 60, 90]`), as TrainConfig fields;
+    each value checked against its option's type."""
+    import yaml
+
     try:
-        return [int(part) for value in values or [] for part in str(value).split(",") if part]
+        loaded = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise PipelineError(f"{path}: cannot read it ({e.strerror or e}); pass a YAML file of options") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        raise PipelineError(f"{path}: not valid YAML{f' (line {where.line + 1})' if where else ''}; "
+                            "write one `option: value` per line") from None
+    if not isinstance(loaded, dict):
+        raise PipelineError(f"{path}: expected `option: value` lines (a mapping), found {type(loaded).__name__}")
+    options = {str(key).replace("-", "_"): value for key, value in loaded.items()}
+    unknown = sorted(set(options) - OPTION_NAMES - {"improved"})
+    if unknown:
+        raise PipelineError(f"{path}: unknown option(s) {', '.join(unknown)}; `pipeline train --print-config` lists them")
+    if isinstance(options.get("milestones"), (int, str)):
+        options["milestones"] = [options["milestones"]]
+    options = command_line_options(options)
+    for option, value in options.items():
+        _check_type(option, value, path)
+    return options
+
+
+def _check_type(option: str, value: object, source: object) -> None:
+    """`value` has the type of TrainConfig's field `option` (an int passes for a float; None where optional)."""
+    kind = FIELD_TYPES[option]
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    fits = {"str": isinstance(value, str), "bool": isinstance(value, bool), "float": number,
+            "int": number and isinstance(value, int),
+            "list[int]": isinstance(value, list) and all(isinstance(v, int) for v in value)}[kind.split(" |")[0]]
+    if not (fits or (value is None and kind.endswith("| None"))):
+        raise PipelineError(f"{source}: {option} must be {TYPE_NAMES[kind.split(' |')[0]]}, got {value!r}")
+
+
+def printed_config(config: TrainConfig) -> str:
+    """The whole config as YAML that `--config` reads back to the same config."""
+    import yaml
+
+    return yaml.safe_dump(asdict(config), sort_keys=False, allow_unicode=True)
+
+
+def parse_milestones(values: list[str] | None) -> list[int]:
+    """Epochs from `30 60 90`, `30,60,90` or (a config file's) `"30 60 90"`."""
+    try:
+        return [int(part) for value in values or [] for part in re.split(r"[,\s]+", str(value)) if part]
     except ValueError:
         raise PipelineError(f"--milestones takes whole epochs, got {' '.join(map(str, values))}") from None
 

@@ -40,7 +40,7 @@ OPENVINO_BATCH_SIZE = 256  # images per call (OpenVINO int8 ran alike at 64, 256
 class Engine:
     name: str  # "<engine> <precision>", e.g. openvino int8
     net: Callable[[torch.Tensor], torch.Tensor]  # what runs: the model, or its OpenVINO compilation
-    runtime: Runtime  # with bf16 autocast for torch bf16
+    runtime: Runtime  # with bf16 or fp16 autocast for torch bf16 and fp16
     batch_size: int
     fallback: Callable[[torch.Tensor], torch.Tensor] | None = None  # int8 only: predicts the near ties in fp32
 
@@ -83,7 +83,12 @@ def candidates(engine: str, precision: str, device: torch.device) -> list[str]:
         if engine == "openvino" or precision == "int8":
             raise PipelineError("--engine openvino and --precision int8 run on the CPU; add --device cpu, "
                                 "or leave them at auto on CUDA")
-        return [f"torch {precision if precision != 'auto' else 'bf16' if autocast_dtype('auto', device) else 'fp32'}"]
+        auto = Runtime(device, amp_dtype=autocast_dtype("auto", device)).precision
+        return [f"torch {auto if precision == 'auto' else precision}"]
+    if precision == "fp16":
+        if engine == "openvino":
+            raise PipelineError("--engine openvino has no fp16 on the CPU: use --engine torch, or --precision bf16")
+        return ["torch fp16"]
     left = [c for c in CPU_CANDIDATES if engine in ("auto", c.split()[0]) and precision in ("auto", c.split()[1])]
     if not left:
         raise PipelineError(f"--engine {engine} has no {precision}: int8 runs on OpenVINO; use --engine openvino "

@@ -80,6 +80,17 @@ def plot_curves(metrics: pd.DataFrame, title: str, path: Path) -> None:
     save_figure(figure, path)
 
 
+def plot_lr_curve(rates: np.ndarray, losses: np.ndarray, suggested: float, path: Path) -> None:
+    """`pipeline lr-find`'s curve: smoothed training loss against the learning rate (log scale), the suggestion marked."""
+    figure = Figure(figsize=(6, 4))
+    ax = figure.subplots()
+    ax.plot(rates, losses)
+    ax.axvline(suggested, color="tab:red", linestyle="--", label=f"suggested --lr {suggested:.3g}")
+    ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed training loss", title="learning-rate range test")
+    ax.legend()
+    save_figure(figure, path)
+
+
 def plot_confusion(predictions: ValPredictions, title: str, path: Path) -> np.ndarray:
     """Draw the counts and the row-normalised matrix side by side; returns the counts (true × predicted)."""
     k = len(predictions.classes)

@@ -5,13 +5,15 @@
     status.json    running (with pid and host) / finished / interrupted / failed
     best.pt        checkpoint of the best val epoch (the last epoch for --full runs)
     last.pt        checkpoint of the last epoch; `--resume` continues from it
+    top/epoch-N.pt checkpoints of the --keep-top best val epochs (only with --keep-top 2 or more)
     result.txt     the outcome in a line or two
     skipped.txt    problem files left out by --skip-bad
     tb/            TensorBoard events
     curves.png, confusion.png, per_class.csv, report.md   the report (pipeline/figures.py draws it)
 
-A checkpoint is one dict: model, optimizer, scheduler, epoch, best_acc, best_epoch, rng, config (the
-RunConfig as a dict) and, with an EMA, ema. No other module names any of these files.
+A checkpoint is one dict: model, optimizer, scheduler, scaler, epoch, best_acc, best_epoch, top (the kept
+best epochs), rng, config (the RunConfig as a dict) and, with an EMA, ema; an --average-top best.pt also
+averaged_epochs. No other module names any of these files.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from pipeline.config import TrainConfig, saved_config
 from pipeline.errors import PipelineError
 from pipeline.workspace import atomic_path, weights_dir, write_failure, write_text_atomic
 
-BEST, LAST = "best.pt", "last.pt"
+BEST, LAST, CONFIG = "best.pt", "last.pt", "config.json"
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds", "wall_s",
                   "images_per_s")
 REQUIRED_METRICS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"}  # older runs lack the rest
@@ -59,7 +61,7 @@ class RunConfig:
     skipped: int = 0
     split: dict = field(default_factory=dict)  # seed, val_fraction, train_images, val_images
     labeled_ids: str = ""  # digest of the ids, labels and pixels the run trains on (dataset.training_digest)
-    precision: str = "fp32"  # of training: bf16 or fp32
+    precision: str = "fp32"  # of training: bf16, fp16 or fp32
     precision_probe: dict = field(default_factory=dict)  # what `--precision auto` measured (pipeline/precision.py)
     dataset: str = ""
     device: str = ""
@@ -149,8 +151,9 @@ class Run:
         self.per_class, self.report = self.path / "per_class.csv", self.path / "report.md"
         self.report_files = (self.curves, self.confusion, self.per_class, self.report)
         self.onnx = self.path / "model.onnx"  # `pipeline export`'s (export.py)
+        self.top = self.path / "top"
         # read and written only through the methods below
-        self._config, self._metrics = self.path / "config.json", self.path / "metrics.csv"
+        self._config, self._metrics = self.path / CONFIG, self.path / "metrics.csv"
         self._status = self.path / "status.json"
 
     def __repr__(self) -> str:
@@ -230,6 +233,9 @@ class Run:
         write_text_atomic(path, "\n".join(problems) + "\n")
         return path
 
+    def top_checkpoint(self, epoch: int) -> Path:
+        return self.top / f"epoch-{epoch}.pt"
+
     def best_checkpoint(self) -> Path:
         if not self.best.is_file():
             raise PipelineError(f"{self.path}: no {BEST}; train it with `pipeline train` first")
@@ -274,6 +280,18 @@ def resolve_run(name: Path, weights_root: Path | None = None) -> Path:
     if candidate.is_dir():
         return candidate
     raise PipelineError(f"{name}: no such run (neither a folder nor a run under {weights_root or weights_dir()})")
+
+
+def is_run_reference(path: Path) -> bool:
+    """Whether `path` names a run rather than another file: a folder, a run's config.json, or a bare name."""
+    return path.is_dir() or path.name == CONFIG or not (path.exists() or path.suffix)
+
+
+def past_run_options(path: Path) -> dict:
+    """The options of the run `path` names (its folder, its name under weights/ or its config.json), without its
+    name: what training it again as a new run takes."""
+    run = Run(resolve_run(path.parent if path.name == CONFIG else path))
+    return {option: value for option, value in asdict(run.read_config().options).items() if option != "name"}
 
 
 def latest_best_checkpoint(weights_root: Path) -> tuple[Path, str]:
@@ -329,25 +347,45 @@ def inference_weights(checkpoint: dict, source: object = "the checkpoint") -> di
 
 
 class CheckpointSaver:
-    """Owns best.pt and last.pt (as timm's CheckpointSaver): `save` writes last, and best when the metric
-    improves (or on every epoch when there is no metric: --full runs), atomically; returns the best so far."""
+    """Owns best.pt, last.pt and top/ (as timm's CheckpointSaver): `save` writes last, best when the metric
+    improves (or on every epoch when there is no metric: --full runs) and, with `keep_top` > 1, the checkpoints
+    of the `keep_top` best epochs, atomically; returns the best so far."""
 
-    def __init__(self, run: Run, best_metric: float | None = None, best_epoch: int = 0):
-        self.run, self.best_metric, self.best_epoch = run, best_metric, best_epoch
+    def __init__(self, run: Run, best_metric: float | None = None, best_epoch: int = 0, keep_top: int = 1,
+                 top: list | None = None):
+        self.run, self.best_metric, self.best_epoch, self.keep_top = run, best_metric, best_epoch, keep_top
+        self.top = [tuple(kept) for kept in top or []]  # (metric, epoch) of the kept best epochs, best first
 
     def improves(self, metric: float | None) -> bool:
         return metric is None or self.best_metric is None or metric > self.best_metric
 
     def save(self, state: dict, epoch: int, metric: float | None, write: bool = True) -> tuple[float | None, int]:
         """Record `epoch`'s `metric`; with `write` (rank 0) save `state` (a checkpoint dict without the
-        best_* entries) to last.pt, and to best.pt when it is the best so far."""
+        best_* and top entries) to last.pt, to best.pt when it is the best so far, and to top/ when it is
+        among the `keep_top` best."""
         if self.improves(metric):
             self.best_metric = metric if metric is not None else self.best_metric
             self.best_epoch = epoch
+        before = self.top
+        if self.keep_top > 1 and metric is not None:  # earlier epochs win ties, as for best.pt
+            self.top = sorted([*self.top, (metric, epoch)], key=lambda kept: (-kept[0], kept[1]))[:self.keep_top]
         if write:
-            state = {**state, "epoch": epoch, "best_acc": self.best_metric or 0.0, "best_epoch": self.best_epoch}
+            state = {**state, "epoch": epoch, "best_acc": self.best_metric or 0.0, "best_epoch": self.best_epoch,
+                     "top": self.top}
+            if (metric, epoch) in self.top:
+                self.run.top.mkdir(exist_ok=True)
+                save_checkpoint(self.run.top_checkpoint(epoch), state)
             if self.best_epoch == epoch:
                 save_checkpoint(self.run.best, state)
-            save_checkpoint(self.run.last, state)
+            save_checkpoint(self.run.last, state)  # last: it lists the top it needs, before those that left go
+            for _, dropped in set(before) - set(self.top):
+                self.run.top_checkpoint(dropped).unlink(missing_ok=True)
         return self.best_metric, self.best_epoch
 
+    def top_checkpoints(self) -> list[dict]:
+        """The kept best epochs' checkpoints, best first."""
+        return [load_checkpoint(self.run.top_checkpoint(epoch)) for _, epoch in self.top]
+
+    def replace_best(self, state: dict) -> None:
+        """best.pt becomes `state` (--average-top: the best epoch's checkpoint with averaged weights)."""
+        save_checkpoint(self.run.best, state)

@@ -30,12 +30,16 @@ def gpu_has_bf16(device: torch.device) -> bool:
     return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # autocast dtype per --precision; fp32: none
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 for `--precision bf16`, and for `auto` on GPUs that compute it natively; else None (fp32). On the
-    CPU `auto` starts in fp32 and is decided by measurement (pipeline/precision.py), not by CPU flags."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and gpu_has_bf16(device)):
-        return torch.bfloat16
-    return None
+    """The autocast dtype `--precision` means on `device` (None: fp32). `auto` on CUDA: bf16 where the GPU
+    computes it natively, else fp16 (trained with a gradient scaler) — never a dtype the GPU only emulates. On
+    the CPU `auto` starts in fp32 and is decided by measurement (pipeline/precision.py), not by CPU flags."""
+    if precision == "auto" and device.type == "cuda":
+        return torch.bfloat16 if gpu_has_bf16(device) else torch.float16
+    return AMP_DTYPES.get(precision)
 
 
 @dataclass(frozen=True)
@@ -54,11 +58,16 @@ class Runtime:
 
     @property
     def precision(self) -> str:
-        return "bf16" if self.amp_dtype is torch.bfloat16 else "fp32"
+        return next((name for name, dtype in AMP_DTYPES.items() if dtype is self.amp_dtype), "fp32")
 
     def in_precision(self, precision: str) -> Runtime:
-        """This runtime computing in `precision` (bf16 autocast, or fp32 for any other name)."""
-        return dataclasses.replace(self, amp_dtype=torch.bfloat16 if precision == "bf16" else None)
+        """This runtime computing in `precision` (bf16 or fp16 autocast, or fp32 for any other name)."""
+        return dataclasses.replace(self, amp_dtype=AMP_DTYPES.get(precision))
+
+    def gradient_scaler(self) -> torch.amp.GradScaler:
+        """Scales the fp16 loss so that small gradients do not underflow to zero, and skips the steps whose
+        gradients overflow; a no-op in bf16 and fp32, whose range needs no scaling."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
@@ -71,7 +80,7 @@ class Runtime:
 
 def resolve_runtime(device: str, precision: str = "fp32", threads: int | None = None) -> Runtime:
     """The device `--device` names (joining torchrun's process group, if any, with this process's own GPU
-    set before any collective) and the autocast dtype `--precision` means there (bf16 or fp32). `threads`
+    set before any collective) and the autocast dtype `--precision` means there (bf16, fp16 or fp32). `threads`
     (`--threads`) sets the CPU threads of this process; without it torch's default holds (OMP_NUM_THREADS
     when set, else one per core)."""
     if threads is not None:

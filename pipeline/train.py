@@ -15,6 +15,7 @@ import platform
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,6 +89,7 @@ class TrainContext:
     frozen_norms: list[nn.Module]
     saver: CheckpointSaver
     criterion: nn.Module
+    scaler: torch.amp.GradScaler  # fp16: scales the loss against gradient underflow; otherwise a no-op
     history: list[dict] = field(default_factory=list)
     start_epoch: int = 0
     epoch: int = 0  # the epoch in progress
@@ -165,8 +167,8 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
         raise PipelineError(
             f"{run_dir} already finished its {checkpoint['epoch']} epochs; pass --epochs N (N > {checkpoint['epoch']}) to train longer"
         )
-    if config.schedule == "onecycle" and config.epochs != saved.options.epochs:
-        raise PipelineError("--epochs cannot change when resuming a onecycle run: its schedule spans the epochs")
+    if config.schedule in ("onecycle", "cosine") and config.epochs != saved.options.epochs:
+        raise PipelineError(f"--epochs cannot change when resuming a {config.schedule} run: its schedule spans the epochs")
     runtime = resolve_runtime(config.device, config.precision, config.threads)
     return fit(setup(config, run, dataset_root or dataset_dir(), runtime, console or Console(), (checkpoint, saved)))
 
@@ -218,19 +220,31 @@ class TrainBatches:
                           multiprocessing_context=context)
 
 
-def _optimizer(config: TrainConfig, model: nn.Module, device: torch.device, steps_per_epoch: int):
-    """SGD (fused on CUDA) over the trainable parameters and its schedule; returns (optimizer, scheduler,
-    whether it steps per batch)."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(trainable, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
-                                weight_decay=config.weight_decay, fused=device.type == "cuda" or None)
+def optimizer_and_schedule(config: TrainConfig, model: nn.Module, device: torch.device, steps_per_epoch: int):
+    """The optimizer (timm's factory; fused on CUDA where torch has it) over the trainable parameters, and its
+    schedule; returns (optimizer, scheduler, whether it steps per batch). Weight decay applies to every
+    parameter, as it always did here (and as resumed runs' optimizer states expect)."""
+    from timm.optim import create_optimizer_v2
+
+    name = {"sgd": "nesterov" if config.nesterov else "momentum"}.get(config.optimizer, config.optimizer)
+    fused = {"fused": True} if device.type == "cuda" and config.optimizer in ("sgd", "adam", "adamw") else {}
+    optimizer = create_optimizer_v2([p for p in model.parameters() if p.requires_grad], opt=name, lr=config.lr,
+                                    weight_decay=config.weight_decay, momentum=config.momentum,
+                                    filter_bias_and_bn=False, **fused)
+    total = config.epochs * steps_per_epoch
     if config.schedule == "onecycle":
-        total = config.epochs * steps_per_epoch
         if total < 4:
             raise PipelineError(f"--schedule onecycle needs at least 4 steps, this run has {total}: train longer")
         scheduler = torch.optim.lr_scheduler.OneCycleLR(  # warm up ≥ 2 steps; --momentum stays as given
             optimizer, max_lr=config.lr, total_steps=total, pct_start=max(0.25, 2 / total), cycle_momentum=False)
         return optimizer, scheduler, True
+    if config.schedule == "cosine":
+        warmup = round(config.warmup_epochs * steps_per_epoch)
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total - warmup, 1))
+        if not warmup:
+            return optimizer, cosine, True
+        ramp = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, total_iters=warmup)
+        return optimizer, torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, cosine], [warmup]), True
     return optimizer, torch.optim.lr_scheduler.MultiStepLR(optimizer, config.milestones, config.gamma), False
 
 
@@ -255,7 +269,7 @@ def _run_config(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray,
         created=saved.created if saved else datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def _model(config: TrainConfig, run_config: RunConfig, runtime: Runtime, console: Console,
+def run_model(config: TrainConfig, run_config: RunConfig, runtime: Runtime, console: Console,
            new_run: bool) -> tuple[nn.Module, list[nn.Module]]:
     """The model on its device (pretrained weights loaded for a new run) and the norms a frozen backbone keeps."""
     torch.manual_seed(config.seed)
@@ -315,16 +329,16 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
     mean, std = tuple(run_config.mean), tuple(run_config.std)
     batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], runtime, mean, std)
     own_val = val_idx[where.rank::where.world]  # each rank scores its share; the metrics are reduced over all
-    model, frozen_norms = _model(config, run_config, runtime, console, checkpoint is None)
+    model, frozen_norms = run_model(config, run_config, runtime, console, checkpoint is None)
     runtime = _training_precision(config, model, data, train_idx, run_config, runtime, console, saved)
-    optimizer, scheduler, per_step = _optimizer(config, model, runtime.device, batches.steps)
+    optimizer, scheduler, per_step = optimizer_and_schedule(config, model, runtime.device, batches.steps)
     ctx = TrainContext(
         config, run, run_config, runtime, console, batches,
         val_images=torch.from_numpy(np.ascontiguousarray(data.images[own_val])).to(runtime.device) if len(val_idx) else None,
         val_targets=data.targets[own_val], model=model, step_model=model, optimizer=optimizer, scheduler=scheduler,
         per_step=per_step, ema=ModelEmaV3(model, decay=config.ema, use_warmup=True) if config.ema else None,
-        frozen_norms=frozen_norms, saver=CheckpointSaver(run),
-        criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing))
+        frozen_norms=frozen_norms, saver=CheckpointSaver(run, keep_top=config.keep_top),
+        criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), scaler=runtime.gradient_scaler())
     if checkpoint is not None:
         _restore(ctx, checkpoint)
     if where.main:
@@ -341,14 +355,17 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
 
 
 def _restore(ctx: TrainContext, checkpoint: dict) -> None:
-    """Continue from `checkpoint`: weights, optimizer, schedule, EMA, best so far, RNG and metrics."""
+    """Continue from `checkpoint`: weights, optimizer, schedule, loss scale, EMA, best so far, RNG and metrics."""
     ctx.model.load_state_dict(checkpoint["model"])
     restore_optimizer(ctx.optimizer, checkpoint["optimizer"], ctx.runtime.device)
     ctx.scheduler.load_state_dict(checkpoint["scheduler"])
+    if checkpoint.get("scaler"):  # fp16 runs' (older checkpoints have none: the scale starts anew)
+        ctx.scaler.load_state_dict(checkpoint["scaler"])
     if ctx.ema is not None:
         ctx.ema.module.load_state_dict(checkpoint["ema"])
     ctx.start_epoch = ctx.epoch = checkpoint["epoch"]
-    ctx.saver = CheckpointSaver(ctx.run, checkpoint["best_acc"], checkpoint["best_epoch"])
+    ctx.saver = CheckpointSaver(ctx.run, checkpoint["best_acc"], checkpoint["best_epoch"], ctx.config.keep_top,
+                                checkpoint.get("top"))
     restore_rng(checkpoint["rng"], ctx.runtime)
     ctx.history = ctx.run.read_history(ctx.start_epoch)
 
@@ -392,7 +409,8 @@ def restore_rng(saved: list[dict] | dict, runtime: Runtime) -> None:
 def _checkpoint_state(ctx: TrainContext, rng: list[dict]) -> dict:
     """The checkpoint dict, less what the saver adds (epoch, best_acc, best_epoch)."""
     state = {"model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
-             "scheduler": ctx.scheduler.state_dict(), "config": ctx.run_config.to_dict(), "rng": rng}
+             "scheduler": ctx.scheduler.state_dict(), "scaler": ctx.scaler.state_dict(),
+             "config": ctx.run_config.to_dict(), "rng": rng}
     if ctx.ema is not None:
         state["ema"] = ctx.ema.module.state_dict()
     return state
@@ -416,7 +434,7 @@ def fit(ctx: TrainContext) -> TrainResult:
             train_seconds = time.perf_counter() - started
             evaluation = evaluate(ctx) if ctx.val_images is not None else None
             if not ctx.per_step:
-                ctx.scheduler.step()
+                _step_schedule(ctx)
             if not math.isfinite(weights_checksum(ctx.model)):  # the epoch's last steps, which no loss has seen
                 raise diverged(ctx, "the weights became non-finite")
             reached = log.epoch(lr, (train_loss, train_acc), evaluation, time.perf_counter() - started, train_seconds)
@@ -425,22 +443,66 @@ def fit(ctx: TrainContext) -> TrainResult:
                                            evaluation.acc if evaluation else None, write=where.main)
             if evaluation is not None and best_epoch == epoch:
                 best_predictions = evaluation.predictions
-            if reached:
+            if reached or _out_of_patience(ctx, best_epoch):
                 break
     return _finish(ctx, best_predictions)
 
 
+def _step_schedule(ctx: TrainContext) -> None:
+    """One scheduler step. In fp16 the gradient scaler skips the first optimizer steps while it finds its scale,
+    and torch would warn that the schedule stepped before the optimizer did: that is the scaler working as meant."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+        ctx.scheduler.step()
+
+
+def _out_of_patience(ctx: TrainContext, best_epoch: int) -> bool:
+    """--patience: whether that many epochs have passed without a better val accuracy (said when so)."""
+    patience = ctx.config.patience
+    if patience is None or ctx.val_images is None or ctx.epoch - best_epoch < patience:
+        return False
+    ctx.console.print(f"early stop after epoch {ctx.epoch}: no better val accuracy for {patience} epochs "
+                      f"(best {ctx.saver.best_metric:.4f} at epoch {best_epoch})")
+    return True
+
+
+def _average_top(ctx: TrainContext) -> tuple[Evaluation, str]:
+    """--average-top: best.pt becomes the best epoch's checkpoint with the weights (and EMA) averaged over the
+    kept top epochs; scored on val. Returns the score and a line that sets it beside the best single epoch."""
+    checkpoints = ctx.saver.top_checkpoints()
+    epochs = [epoch for _, epoch in ctx.saver.top]
+    averaged = dict(checkpoints[0])
+    for key in ("model", "ema"):
+        if averaged.get(key) is not None:
+            averaged[key] = {name: torch.stack([c[key][name] for c in checkpoints]).mean(0) if tensor.is_floating_point()
+                             else tensor for name, tensor in averaged[key].items()}  # counters: the best epoch's
+    ctx.eval_model.load_state_dict(inference_weights(averaged))
+    evaluation = evaluate(ctx)
+    if ctx.runtime.ranks.main:
+        ctx.saver.replace_best({**averaged, "averaged_epochs": epochs, "averaged_acc": evaluation.acc})
+    line = (f"best.pt: the average of the {len(epochs)} best epochs ({', '.join(map(str, epochs))}): val accuracy "
+            f"{evaluation.acc:.4f}; the best single epoch ({ctx.saver.best_epoch}): {ctx.saver.best_metric:.4f}")
+    ctx.console.print(line)
+    return evaluation, line
+
+
 def _finish(ctx: TrainContext, best_predictions: ValPredictions | None) -> TrainResult:
     """Check the replicas agree, mark the run finished and draw its report (from the best epoch's val
-    predictions; a resumed run whose best epoch came earlier scores its best checkpoint again)."""
+    predictions; a resumed run whose best epoch came earlier scores its best checkpoint again; with
+    --average-top, from the averaged weights')."""
     where, run, console = ctx.runtime.ranks, ctx.run, ctx.console
     checksum = weights_checksum(ctx.model)
     if not same_on_all_ranks(checksum, ctx.runtime.device, where):
         raise PipelineError(f"{run.path}: the {where.world} processes ended with different weights; not trusting this run")
-    if ctx.val_images is not None and best_predictions is None:
+    best_acc, best_epoch = ctx.saver.best_metric, ctx.saver.best_epoch
+    if ctx.config.average_top:
+        averaged, line = _average_top(ctx)
+        best_predictions = averaged.predictions  # the report shows what best.pt predicts
+        if where.main:
+            run.write_result(_result_text(ctx) + line + "\n")
+    elif ctx.val_images is not None and best_predictions is None:
         ctx.eval_model.load_state_dict(inference_weights(load_checkpoint(run.best)))
         best_predictions = evaluate(ctx).predictions
-    best_acc, best_epoch = ctx.saver.best_metric, ctx.saver.best_epoch
     if where.main:
         _log_hparams(run, ctx.config, ctx.history)
         run.set_status("finished")
@@ -501,7 +563,7 @@ class _EpochLog:
         target = ctx.config.target_acc
         reached = target is not None and val[1] >= target
         if self.writer is not None:
-            self._write(row, reached)
+            self._write(row)
         ctx.console.print(
             f"epoch {epoch}/{ctx.config.epochs}  train loss {train[0]:.4f} acc {train[1]:.4f}  "
             + (f"val loss {val[0]:.4f} acc {val[1]:.4f} F1 {val[2]:.4f}  " if evaluation else "")
@@ -510,7 +572,7 @@ class _EpochLog:
             ctx.console.print(f"reached val accuracy {val[1]:.4f} ≥ {target} at epoch {epoch} after {self.wall:.1f}s")
         return reached
 
-    def _write(self, row: dict, reached: bool) -> None:
+    def _write(self, row: dict) -> None:
         for tag, key in (("loss/train", "train_loss"), ("loss/val", "val_loss"), ("accuracy/train", "train_acc"),
                          ("accuracy/val", "val_acc"), ("f1/val", "val_f1"), ("lr", "lr"),
                          ("images_per_s", "images_per_s")):
@@ -518,11 +580,12 @@ class _EpochLog:
                 self.writer.add_scalar(tag, row[key], row["epoch"])
         self.writer.flush()
         self.ctx.run.write_metrics(self.ctx.history)
-        self.ctx.run.write_result(_result_text(self.ctx, reached))
+        self.ctx.run.write_result(_result_text(self.ctx))
 
 
-def _result_text(ctx: TrainContext, reached: bool) -> str:
+def _result_text(ctx: TrainContext) -> str:
     last, summary = ctx.history[-1], summarize_metrics(pd.DataFrame(ctx.history))
+    reached = ctx.config.target_acc is not None and last["val_acc"] >= ctx.config.target_acc
     if ctx.config.full:
         return (f"trained on all labeled images for {last['epoch']} epochs (no validation); "
                 f"{ctx.run.best.name} is the last epoch\n")
@@ -552,10 +615,11 @@ def train_one_epoch(ctx: TrainContext) -> tuple[float, float]:
                 logits = model(images)
                 loss = ctx.criterion(logits, targets)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            ctx.scaler.scale(loss).backward()
+            ctx.scaler.step(optimizer)  # fp16: skipped when the gradients overflowed, and the scale lowered
+            ctx.scaler.update()
             if ctx.per_step:
-                ctx.scheduler.step()
+                _step_schedule(ctx)
             if ctx.ema is not None:
                 ctx.ema.update(unwrap_model(model), step=first_step + step)
             loss_sum += loss.detach() * len(targets)

@@ -13,7 +13,7 @@ from pipeline.augment import BATCHED_POLICIES, BatchLoader
 from pipeline.config import TrainConfig
 from pipeline.models import build_model
 from pipeline.run import load_checkpoint
-from pipeline.runtime import autocast_dtype
+from pipeline.runtime import Runtime, autocast_dtype
 from pipeline.train import resume, train
 
 pytestmark = pytest.mark.cuda
@@ -21,8 +21,8 @@ CUDA = dict(batch_size=48, workers=0, lr=0.02, device="cuda")  # 320 train image
 
 
 def auto_precisions() -> list[str]:
-    """The precisions `auto` can pick on this GPU, by name: bf16 (compute capability ≥ 8.0) or fp32."""
-    return ["bf16", "fp32"] if autocast_dtype("auto", torch.device("cuda")) is not None else ["fp32"]
+    """`auto`'s precision on this GPU (bf16 at compute capability ≥ 8.0, else fp16), and fp32."""
+    return [Runtime(torch.device("cuda"), amp_dtype=autocast_dtype("auto", torch.device("cuda"))).precision, "fp32"]
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])

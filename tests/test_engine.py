@@ -46,11 +46,14 @@ def test_what_engine_and_precision_leave_open(monkeypatch):
     assert candidates("auto", "int8", cpu) == ["openvino int8"]
     assert candidates("openvino", "bf16", cpu) == ["openvino bf16"]
     for bad, message in ((("torch", "int8"), "int8 runs on OpenVINO"), (("onnx", "auto"), "--engine 'onnx': choose"),
-                         (("auto", "int4"), "--precision 'int4': choose one of auto, bf16, fp32, int8")):
+                         (("auto", "int4"), "--precision 'int4': choose one of auto, bf16, fp16, fp32, int8"),
+                         (("openvino", "fp16"), "--engine openvino has no fp16")):
         with pytest.raises(PipelineError, match=message):
             candidates(*bad, cpu)
     cuda = torch.device("cuda", 0)
-    for capability, expected in (((9, 0), "torch bf16"), ((7, 5), "torch fp32")):
+    assert candidates("auto", "fp16", cpu) == ["torch fp16"]  # by name only: the CPU's auto never measures it
+    for capability, expected in (((9, 0), "torch bf16"), ((8, 0), "torch bf16"), ((7, 5), "torch fp16"),
+                                 ((6, 0), "torch fp16")):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device, c=capability: c)
         assert candidates("auto", "auto", cuda) == [expected]  # never a dtype the GPU only emulates
     assert candidates("torch", "fp32", cuda) == ["torch fp32"]

@@ -1,0 +1,105 @@
+"""`pipeline lr-find`: the learning-rate range test (L. Smith, 2015; fastai's `lr_find`). A fresh model — the
+one `pipeline train` with the same options would build, on its training split, augmentation, optimizer and
+precision — takes one step per learning rate, the rate rising exponentially, until the loss blows up. The
+smoothed loss against the rate is written as a CSV and a plot, and the rate where the loss falls fastest is
+suggested for `--lr`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+
+from pipeline.config import TrainConfig
+from pipeline.dataset import channel_stats, run_split, training_arrays
+from pipeline.errors import PipelineError
+from pipeline.figures import plot_lr_curve
+from pipeline.runtime import resolve_runtime
+from pipeline.run import RunConfig
+from pipeline.train import TrainBatches, optimizer_and_schedule, run_model
+from pipeline.workspace import atomic_path, dataset_dir, weights_dir
+
+SMOOTHING = 0.98  # of the loss's exponential moving average (bias-corrected), as fastai
+BLOW_UP = 4.0  # the test stops once the smoothed loss exceeds this many times its minimum
+
+
+@dataclass(frozen=True)
+class LrFindResult:
+    suggested: float  # where the smoothed loss falls fastest (per decade of learning rate)
+    minimum: float  # where the smoothed loss is lowest: too high to train at, usually by about 10×
+    steps: int  # steps taken before the loss blew up or the rates ran out
+    csv: Path
+    plot: Path
+
+
+def lr_find(config: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: int = 100,
+            dataset_root: Path | None = None, out: Path | None = None, console: Console | None = None) -> LrFindResult:
+    """Run the range test with `config`'s model, data and optimizer; results to `out` (weights/lr-find/)."""
+    config.validate()
+    if not 0 < start < end or steps < 10:
+        raise PipelineError(f"--start {start:g} --end {end:g} --steps {steps}: need 0 < start < end and 10 or more steps")
+    console = console or Console()
+    out = out or weights_dir() / "lr-find"
+    runtime = resolve_runtime(config.device, config.precision, config.threads)  # CPU auto: fp32, unmeasured
+    data = training_arrays(dataset_root or dataset_dir(), config.skip_bad, config.limit, console)
+    train_idx, _ = run_split(data.targets, config.val_fraction, config.seed, config.full, data.classes)
+    mean, std = channel_stats(data.images[train_idx])
+    batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], runtime, mean, std)
+    described = RunConfig(options=config, classes=data.classes, channels=data.images.shape[3])  # what the model needs
+    model, _ = run_model(config, described, runtime, console, new_run=True)
+    optimizer, _, _ = optimizer_and_schedule(config, model, runtime.device, batches.steps)
+    rates, losses = _sweep(model, optimizer, batches, runtime, np.geomspace(start, end, steps),
+                           torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing))
+    return _report(rates, losses, out, console)
+
+
+def _sweep(model, optimizer, batches: TrainBatches, runtime, rates: np.ndarray, criterion) -> tuple[np.ndarray, np.ndarray]:
+    """One step per rate of `rates` (epochs of batches repeated as needed) until the smoothed loss blows up;
+    the rates taken and their smoothed losses."""
+    scaler, model = runtime.gradient_scaler(), model.train()
+    smoothed, average, best = [], 0.0, np.inf
+    epoch = 0
+    while len(smoothed) < len(rates):
+        for images, targets in batches.epoch(epoch):
+            if len(smoothed) == len(rates):
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = float(rates[len(smoothed)])
+            images, targets = images.to(runtime.device), targets.to(runtime.device)
+            with runtime.autocast():
+                loss = criterion(model(images), targets)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            average = SMOOTHING * average + (1 - SMOOTHING) * loss.item()
+            smoothed.append(average / (1 - SMOOTHING ** (len(smoothed) + 1)))
+            best = min(best, smoothed[-1])
+            if not np.isfinite(smoothed[-1]) or smoothed[-1] > BLOW_UP * best:
+                return rates[:len(smoothed)], np.asarray(smoothed)
+        epoch += 1
+    return rates, np.asarray(smoothed)
+
+
+def _report(rates: np.ndarray, losses: np.ndarray, out: Path, console: Console) -> LrFindResult:
+    """Suggest the rate of the steepest fall before the minimum; write the curve as CSV and plot."""
+    finite = np.isfinite(losses)
+    rates, losses = rates[finite], losses[finite]
+    if len(losses) < 5:
+        raise PipelineError(f"the loss blew up within {len(losses)} steps of the first rate; pass a lower --start")
+    lowest = int(np.argmin(losses))
+    if lowest < 2:
+        raise PipelineError(f"the loss only rose from the first rate ({rates[0]:.2g}); pass a lower --start")
+    slope = np.gradient(losses[:lowest + 1], np.log10(rates[:lowest + 1]))
+    suggested, minimum = float(rates[int(np.argmin(slope))]), float(rates[lowest])
+    out.mkdir(parents=True, exist_ok=True)
+    csv, plot = out / "lr_find.csv", out / "lr_find.png"
+    with atomic_path(csv) as tmp:
+        pd.DataFrame({"lr": rates, "smoothed_loss": losses}).to_csv(tmp, index=False)
+    plot_lr_curve(rates, losses, suggested, plot)
+    console.print(f"lr-find: {len(losses)} steps; the loss falls fastest at lr {suggested:.3g} (suggested --lr) and is "
+                  f"lowest at {minimum:.3g}; curve in {plot}")
+    return LrFindResult(suggested, minimum, len(losses), csv, plot)

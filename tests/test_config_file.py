@@ -1,0 +1,68 @@
+"""`pipeline train --config FILE`, `--print-config`, and training a past run again from its saved config."""
+from dataclasses import asdict
+
+import pytest
+import yaml
+
+from pipeline.cli import app
+from pipeline.config import TrainConfig
+from pipeline.train import train
+from tests.fixtures import QUICK, runner
+
+
+def printed(*args: str) -> str:
+    result = runner.invoke(app, ["train", *args, "--print-config"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_print_config_reads_back_through_config_and_typed_options_win(project):
+    first = printed("--improved", "--lr", "0.05", "--milestones", "30", "60", "--average-top", "--keep-top", "3")
+    saved = yaml.safe_load(first)
+    assert set(saved) == set(asdict(TrainConfig()))  # every option, nothing else
+    assert (saved["stem"], saved["lr"], saved["milestones"], saved["recipe"]) == ("improved", 0.05, [30, 60], "seed")
+    (project / "mine.yaml").write_text(first)
+    assert printed("--config", "mine.yaml") == first  # a round trip changes nothing
+    assert yaml.safe_load(printed("--config", "mine.yaml", "--lr", "0.1"))["lr"] == 0.1  # typed beats the file
+    assert not (project / "weights" / "exp").exists()  # printing trains nothing
+
+
+def test_a_hand_written_file_takes_the_command_line_spellings(project):
+    (project / "short.yaml").write_text("recipe: fast\nimproved: true\nweight-decay: 0.001\nmilestones: 10 20\n"
+                                        "schedule: step\nprecision: fp16\n")
+    options = yaml.safe_load(printed("--config", "short.yaml"))
+    assert (options["recipe"], options["stem"], options["weight_decay"], options["milestones"], options["epochs"],
+            options["precision"]) == ("fast", "improved", 0.001, [10, 20], 40, "fp16")  # epochs: the fast recipe's
+
+
+def test_a_past_run_trains_again_with_its_options_under_a_new_name(fetched):
+    past = train(TrainConfig(**{**QUICK, "lr": 0.03}, epochs=1, limit=40, name="first")).run_dir
+    for source in (str(past), str(past / "config.json"), "first"):
+        options = yaml.safe_load(printed("--config", source))
+        assert (options["lr"], options["limit"], options["name"]) == (0.03, 40, None), source
+    result = runner.invoke(app, ["train", "--config", "first", "--name", "again"])
+    assert result.exit_code == 0, result.output
+    assert (fetched / "weights" / "again" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("lr: [0.1\n", "not valid YAML (line 2)"),
+    ("- lr\n- 0.1\n", "expected `option: value` lines (a mapping), found list"),
+    ("lr: 0.1\nlearning_rate: 0.2\n", "unknown option(s) learning_rate; `pipeline train --print-config` lists them"),
+    ("lr: fast\n", "lr must be a number, got 'fast'"),
+    ("epochs: 2.5\n", "epochs must be a whole number, got 2.5"),
+    ("compile: 1\n", "compile must be true or false, got 1"),
+    ("lr: -1\n", "bad.yaml: --lr -1: must be a finite number > 0"),
+])
+def test_a_bad_config_file_is_one_line_naming_it_and_trains_nothing(project, text, message):
+    (project / "bad.yaml").write_text(text)
+    result = runner.invoke(app, ["train", "--config", "bad.yaml"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
+    assert not (project / "weights" / "exp").exists()
+
+
+def test_config_needs_a_readable_file_and_does_not_mix_with_resume(project):
+    result = runner.invoke(app, ["train", "--config", "missing.yaml"])
+    assert result.exit_code == 1 and "missing.yaml: cannot read it" in result.output
+    result = runner.invoke(app, ["train", "--resume", "exp", "--print-config"])
+    assert result.exit_code == 1 and "--config and --print-config are for new runs" in result.output

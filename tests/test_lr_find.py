@@ -1,0 +1,40 @@
+"""`pipeline lr-find`: the learning-rate range test on the tiny competition, and its suggestion rule on
+synthetic curves."""
+import numpy as np
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from pipeline.cli import app
+from pipeline.errors import PipelineError
+from pipeline.lr_find import _report
+from tests.fixtures import runner
+
+
+def test_lr_find_sweeps_the_rates_writes_the_curve_and_suggests_an_lr(fetched):
+    result = runner.invoke(app, ["lr-find", "--limit", "96", "--batch-size", "16", "--workers", "0", "--device", "cpu",
+                                 "--optimizer", "adamw", "--steps", "40", "--start", "1e-5", "--end", "100"])
+    assert result.exit_code == 0, result.output
+    curve = pd.read_csv(fetched / "weights" / "lr-find" / "lr_find.csv")
+    assert 5 <= len(curve) <= 40 and curve["lr"].is_monotonic_increasing and curve["lr"].iloc[0] == pytest.approx(1e-5)
+    assert (fetched / "weights" / "lr-find" / "lr_find.png").stat().st_size > 0
+    suggested = float(result.output.split("falls fastest at lr ")[1].split()[0])
+    assert curve["lr"].iloc[0] <= suggested <= curve["lr"].iloc[-1]
+    assert not (fetched / "weights" / "exp").exists()  # not a run
+
+
+def test_the_suggestion_is_the_steepest_fall_before_the_minimum(tmp_path):
+    rates = np.geomspace(1e-6, 10, 60)
+    decades = np.log10(rates)
+    losses = 2.3 - 1.5 / (1 + np.exp(-(decades + 3) * 3)) + np.clip(decades, 0, None) ** 2  # falls fastest at 1e-3
+    result = _report(rates, losses, tmp_path, Console(quiet=True))
+    assert result.suggested == pytest.approx(1e-3, rel=0.3) and result.suggested < result.minimum < 2
+    with pytest.raises(PipelineError, match="the loss only rose from the first rate"):
+        _report(rates, np.linspace(1, 5, 60), tmp_path, Console(quiet=True))
+    with pytest.raises(PipelineError, match="blew up within 3 steps"):
+        _report(rates[:3], np.array([1.0, 2.0, 9.0]), tmp_path, Console(quiet=True))
+
+
+def test_lr_find_refuses_a_range_that_is_no_range(fetched):
+    result = runner.invoke(app, ["lr-find", "--start", "1", "--end", "0.1"])
+    assert result.exit_code == 1 and "need 0 < start < end" in result.output

@@ -1,0 +1,63 @@
+"""--optimizer (timm's factory) and --schedule cosine with --warmup-epochs."""
+import pytest
+import torch
+
+from pipeline.config import TrainConfig
+from pipeline.errors import PipelineError
+from pipeline.run import load_checkpoint
+from pipeline.train import optimizer_and_schedule, resume, train
+from tests.fixtures import QUICK
+
+EXPECTED = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "lamb", "lion"])
+def test_each_optimizer_steps_and_decays_every_parameter(name):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    config = TrainConfig(optimizer=name, lr=0.1, weight_decay=0.01)
+    optimizer, _, _ = optimizer_and_schedule(config, model, torch.device("cpu"), 5)
+    assert isinstance(optimizer, EXPECTED.get(name, torch.optim.Optimizer)) and name in type(optimizer).__name__.lower()
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.01]  # one group: as resumed states expect
+    on_cuda, _, _ = optimizer_and_schedule(TrainConfig(optimizer=name), model, torch.device("cuda"), 5)  # built only
+    assert on_cuda.param_groups[0].get("fused") is (True if name in EXPECTED else None)  # torch's fused kernels
+    before = [p.detach().clone() for p in model.parameters()]
+    model(torch.randn(8, 4)).square().mean().backward()
+    optimizer.step()
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_sgd_takes_nesterov_and_the_others_refuse_it():
+    model = torch.nn.Linear(2, 2)
+    for nesterov in (False, True):
+        optimizer, _, _ = optimizer_and_schedule(TrainConfig(nesterov=nesterov), model, torch.device("cpu"), 1)
+        assert optimizer.param_groups[0]["nesterov"] is nesterov and optimizer.param_groups[0]["momentum"] == 0.9
+    with pytest.raises(PipelineError, match="--nesterov is SGD's momentum; --optimizer adamw has its own"):
+        TrainConfig(optimizer="adamw", nesterov=True).validate()
+
+
+def test_cosine_warms_up_linearly_then_decays_to_zero_per_step():
+    model = torch.nn.Linear(2, 2)
+    config = TrainConfig(schedule="cosine", warmup_epochs=1, epochs=3, lr=1.0)
+    optimizer, scheduler, per_step = optimizer_and_schedule(config, model, torch.device("cpu"), steps_per_epoch=10)
+    lrs = []
+    for _ in range(30):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert per_step and lrs[0] == pytest.approx(0.01) and lrs[10] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:11]))  # the warm-up rises every step
+    assert all(a > b for a, b in zip(lrs[10:29], lrs[11:30])) and lrs[29] < 0.01  # then falls towards 0
+    for bad, message in ((dict(warmup_epochs=2), "--warmup-epochs needs --schedule cosine"),
+                         (dict(schedule="cosine", warmup_epochs=5, epochs=5), r"fewer than --epochs 5")):
+        with pytest.raises(PipelineError, match=message):
+            TrainConfig(**bad).validate()
+
+
+def test_an_adamw_cosine_run_trains_and_its_schedule_cannot_be_stretched_on_resume(fetched):
+    options = {**QUICK, **dict(epochs=2, limit=64, optimizer="adamw", lr=0.003, schedule="cosine", warmup_epochs=0.5)}
+    straight = train(TrainConfig(**options, name="straight")).run_dir
+    halted = train(TrainConfig(**{**options, "epochs": 1}, name="halted")).run_dir
+    with pytest.raises(PipelineError, match="cannot change when resuming a cosine run"):
+        resume(halted, {"epochs": 2})
+    expected = load_checkpoint(straight / "last.pt")
+    assert expected["optimizer"]["param_groups"][0]["lr"] < 0.003 and "exp_avg" in expected["optimizer"]["state"][0]

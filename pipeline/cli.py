@@ -259,6 +259,9 @@ def print_trained(result) -> None:
     if result.best_acc is None:
         console.print(f"done: trained on all labeled images; weights of epoch {result.best_epoch} in {best}; "
                       f"predict with `pipeline predict --run {result.run_dir.name}`")
+    elif result.averaged_acc is not None:
+        console.print(f"done: {best} holds the average of the best epochs' weights: val accuracy {result.averaged_acc:.4f} "
+                      f"(the best single epoch, {result.best_epoch}: {result.best_acc:.4f})")
     else:
         console.print(f"done: best val accuracy {result.best_acc:.4f} at epoch {result.best_epoch}; weights in {best}")
 
@@ -272,22 +275,20 @@ def typed_train_options(ctx: typer.Context) -> dict:
 
 
 def new_run_config(ctx: typer.Context, config_file: Path | None) -> TrainConfig:
-    """The checked config of a new run: the options typed, over --config's, over the recipe's. A value the file
-    gets wrong is reported with the file's name."""
-    from_file = options_of(config_file) if config_file else {}
-    if from_file:
-        try:
-            config_from(from_file).validate()
-        except PipelineError as e:
-            raise PipelineError(f"{config_file}: {e}") from None
-    config = config_from({**from_file, **typed_train_options(ctx)})
-    config.validate()
+    """The checked config of a new run: the options typed, over --config's, over the recipe's. An error where
+    the file took part says so."""
+    try:
+        config = config_from({**(options_of(config_file) if config_file else {}), **typed_train_options(ctx)})
+        config.validate()
+    except PipelineError as e:
+        where = f"{config_file}: " if config_file and not str(e).startswith(str(config_file)) else ""
+        raise PipelineError(f"{where}{e}") from None
     return config
 
 
 def options_of(path: Path) -> dict:
     """--config's options: a YAML file's, else a past run's (its folder, name or config.json)."""
-    if path.suffix.lower() in (".yaml", ".yml"):
+    if path.suffix.lower() in (".yaml", ".yml") or (path.is_file() and path.suffix.lower() != ".json"):
         return file_options(path)  # without importing torch, which reading a run does
     from pipeline.run import is_run_reference, past_run_options
 
@@ -306,10 +307,12 @@ def lr_find(ctx: typer.Context, **options) -> None:
 
 # lr-find takes every option of train that shapes a training step (the same Typer parameters), and its own three
 TRAIN_HINTS = typing.get_type_hints(train)
+NOT_LR_FIND_OPTIONS = {"resume", "nproc", "print_config", "name", "epochs", "lr", "schedule", "milestones", "gamma",
+                       "warmup_epochs", "ema", "patience", "keep_top", "average_top", "target_acc", "sync_bn"}
 lr_find.__signature__ = inspect.Signature([
     *(parameter.replace(annotation=TRAIN_HINTS.get(name, parameter.annotation))
       for name, parameter in inspect.signature(train).parameters.items()
-      if name not in {"resume", "nproc", "print_config"}),
+      if name not in NOT_LR_FIND_OPTIONS),
     *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=type(default),
                         default=typer.Option(default, help=text, metavar=metavar))
       for name, default, text, metavar in (("start", 1e-7, "The first learning rate.", "LR"),

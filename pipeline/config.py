@@ -103,7 +103,9 @@ class TrainConfig:
             raise PipelineError(f"--milestones needs --schedule step, not {self.schedule}")
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if self.nesterov and self.optimizer != "sgd":
-            raise PipelineError(f"--nesterov is SGD's momentum; --optimizer {self.optimizer} has its own: drop --nesterov")
+            raise PipelineError(f"--nesterov is SGD's; --optimizer {self.optimizer} has its own momentum: pass --no-nesterov")
+        if self.nesterov and self.momentum == 0:
+            raise PipelineError("--nesterov needs a --momentum above 0; pass --momentum 0.9, or --no-nesterov")
         check_range("warmup_epochs", self.warmup_epochs, 0, self.epochs,
                     hint=f" (fewer than --epochs {self.epochs})" if self.warmup_epochs >= self.epochs else "")
         if self.warmup_epochs and self.schedule != "cosine":
@@ -148,6 +150,7 @@ def check_range(option: str, value: float, low: float, high: float = math.inf, l
 
 
 FLOAT32_MAX = 3.4028234663852886e38
+LR_FIND_FOLDER = "lr-find"  # under weights/: `pipeline lr-find`'s curve, not a run
 DEVICE_SPELLING = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
@@ -177,6 +180,8 @@ def check_run_name(name: str | None) -> None:
     """A run name is one folder under weights/: no path separators, not `.`/`..`, nothing that escapes it."""
     if name is None:
         return
+    if name == LR_FIND_FOLDER:
+        raise PipelineError(f"--name {name}: weights/{name}/ is where `pipeline lr-find` writes; choose another name")
     if not name.strip() or name.startswith(".") or any(c in name for c in "/\\") or name != name.strip() \
             or not name.isprintable():
         raise PipelineError(f"--name {name!r}: a run name is one folder name under weights/ (no slashes or control "
@@ -219,7 +224,7 @@ def saved_config(options: dict, source: object) -> TrainConfig:
     unknown = set(options) - OPTION_NAMES
     if unknown:
         raise PipelineError(f"{source}: saved by a newer pipeline (unknown options {', '.join(sorted(unknown))})")
-    return TrainConfig(**options)
+    return TrainConfig(**checked_options(options, source))
 
 
 def command_line_options(typed: dict) -> dict:
@@ -245,35 +250,49 @@ def file_options(path: Path) -> dict:
 
     try:
         loaded = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise PipelineError(f"{path}: cannot read it ({e.strerror or e}); pass a YAML file of options") from None
+    except UnicodeDecodeError:
+        raise PipelineError(f"{path}: not a text file; pass a YAML file of options, or a run") from None
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         raise PipelineError(f"{path}: not valid YAML{f' (line {where.line + 1})' if where else ''}; "
                             "write one `option: value` per line") from None
+    loaded = {} if loaded is None else loaded  # empty, or comments only: no options
     if not isinstance(loaded, dict):
-        raise PipelineError(f"{path}: expected `option: value` lines (a mapping), found {type(loaded).__name__}")
+        found = {list: "a list", str: "plain text"}.get(type(loaded), f"a single {type(loaded).__name__}")
+        raise PipelineError(f"{path}: expected `option: value` lines, found {found}")
     options = {str(key).replace("-", "_"): value for key, value in loaded.items()}
     unknown = sorted(set(options) - OPTION_NAMES - {"improved"})
     if unknown:
         raise PipelineError(f"{path}: unknown option(s) {', '.join(unknown)}; `pipeline train --print-config` lists them")
     if isinstance(options.get("milestones"), (int, str)):
         options["milestones"] = [options["milestones"]]
-    options = command_line_options(options)
-    for option, value in options.items():
-        _check_type(option, value, path)
-    return options
+    return checked_options(command_line_options(options), path)
 
 
-def _check_type(option: str, value: object, source: object) -> None:
-    """`value` has the type of TrainConfig's field `option` (an int passes for a float; None where optional)."""
+def checked_options(options: dict, source: object) -> dict:
+    """`options` with each value of its option's type (a number written as text, as YAML reads `1e-3`, becomes
+    the number), else a one-line error naming `source`."""
+    return {option: _checked(option, value, source) for option, value in options.items()}
+
+
+def _checked(option: str, value: object, source: object) -> object:
+    """`value` as TrainConfig's field `option` takes it (an int passes for a float; None where optional)."""
     kind = FIELD_TYPES[option]
+    base = kind.split(" |")[0]
+    if base == "float" and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     fits = {"str": isinstance(value, str), "bool": isinstance(value, bool), "float": number,
             "int": number and isinstance(value, int),
-            "list[int]": isinstance(value, list) and all(isinstance(v, int) for v in value)}[kind.split(" |")[0]]
+            "list[int]": isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)}[base]
     if not (fits or (value is None and kind.endswith("| None"))):
-        raise PipelineError(f"{source}: {option} must be {TYPE_NAMES[kind.split(' |')[0]]}, got {value!r}")
+        raise PipelineError(f"{source}: {option} must be {TYPE_NAMES[base]}, got {value!r}")
+    return value
 
 
 def printed_config(config: TrainConfig) -> str:

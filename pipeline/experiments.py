@@ -19,7 +19,7 @@ from pipeline.figures import log_scale_if_wide, save_figure
 from pipeline.run import Run, process_alive, resolve_run, summarize_metrics
 from pipeline.workspace import weights_dir
 
-COLUMNS = ("run", "date", "model", "stem", "pretrained", "recipe", "lr", "schedule", "epochs", "epochs_planned",
+COLUMNS = ("run", "date", "model", "stem", "pretrained", "recipe", "optimizer", "lr", "schedule", "epochs", "epochs_planned",
            "best_acc", "best_epoch", "macro_f1", "wall_s", "images_per_s", "status")
 HEADERS = {"best_acc": "best-acc", "best_epoch": "@epoch", "macro_f1": "macro-F1", "wall_s": "wall-s",
            "images_per_s": "img/s"}  # as `pipeline runs` heads these columns (others: their names)
@@ -43,6 +43,8 @@ def run_status(run: Run, epochs_done: int, epochs_planned: int | None) -> str:
 def _schedule(options: TrainConfig) -> str:
     if options.schedule == "onecycle":
         return "onecycle"
+    if options.schedule == "cosine":
+        return f"cosine, warm-up {options.warmup_epochs:g}" if options.warmup_epochs else "cosine"
     milestones = options.milestones
     return "step " + ",".join(map(str, milestones)) if milestones else "constant"
 
@@ -59,7 +61,7 @@ def describe_run(run: Run) -> dict:
         options = config.options
         row.update(date=config.created[:16].replace("T", " "), model=options.model, stem=options.stem,
                    pretrained=Path(options.pretrained).name if options.pretrained else "no",
-                   recipe=options.recipe, lr=options.lr, schedule=_schedule(options), epochs_planned=options.epochs)
+                   recipe=options.recipe, optimizer=options.optimizer, lr=options.lr, schedule=_schedule(options), epochs_planned=options.epochs)
     try:
         summary = summarize_metrics(run.read_metrics())
     except PipelineError as e:

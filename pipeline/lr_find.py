@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from rich.console import Console
 
-from pipeline.config import TrainConfig
+from pipeline.config import LR_FIND_FOLDER, TrainConfig, check_range
 from pipeline.dataset import channel_stats, run_split, training_arrays
 from pipeline.errors import PipelineError
 from pipeline.figures import plot_lr_curve
@@ -39,10 +39,12 @@ def lr_find(config: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: 
             dataset_root: Path | None = None, out: Path | None = None, console: Console | None = None) -> LrFindResult:
     """Run the range test with `config`'s model, data and optimizer; results to `out` (weights/lr-find/)."""
     config.validate()
-    if not 0 < start < end or steps < 10:
-        raise PipelineError(f"--start {start:g} --end {end:g} --steps {steps}: need 0 < start < end and 10 or more steps")
+    check_range("start", start, 0, low_ok=False)
+    check_range("end", end, start, low_ok=False)  # above --start
+    if steps < 20:
+        raise PipelineError(f"--steps {steps}: the range test needs 20 or more steps")
     console = console or Console()
-    out = out or weights_dir() / "lr-find"
+    out = out or weights_dir() / LR_FIND_FOLDER
     runtime = resolve_runtime(config.device, config.precision, config.threads)  # CPU auto: fp32, unmeasured
     data = training_arrays(dataset_root or dataset_dir(), config.skip_bad, config.limit, console)
     train_idx, _ = run_split(data.targets, config.val_fraction, config.seed, config.full, data.classes)
@@ -85,16 +87,20 @@ def _sweep(model, optimizer, batches: TrainBatches, runtime, rates: np.ndarray, 
 
 
 def _report(rates: np.ndarray, losses: np.ndarray, out: Path, console: Console) -> LrFindResult:
-    """Suggest the rate of the steepest fall before the minimum; write the curve as CSV and plot."""
+    """Suggest the rate of the steepest fall before the minimum, past the first tenth of the steps (whose
+    barely smoothed losses are noise, as fastai skips them); write the curve as CSV and plot."""
     finite = np.isfinite(losses)
     rates, losses = rates[finite], losses[finite]
-    if len(losses) < 5:
-        raise PipelineError(f"the loss blew up within {len(losses)} steps of the first rate; pass a lower --start")
-    lowest = int(np.argmin(losses))
-    if lowest < 2:
-        raise PipelineError(f"the loss only rose from the first rate ({rates[0]:.2g}); pass a lower --start")
-    slope = np.gradient(losses[:lowest + 1], np.log10(rates[:lowest + 1]))
-    suggested, minimum = float(rates[int(np.argmin(slope))]), float(rates[lowest])
+    skip = max(len(losses) // 10, 3)
+    if len(losses) < skip + 5:
+        raise PipelineError(f"the loss blew up within {len(losses)} steps, by lr {rates[-1]:.2g}; "
+                            "pass a lower --start or more --steps")
+    lowest = skip + int(np.argmin(losses[skip:]))
+    if lowest < skip + 2 or losses[lowest] > 0.95 * losses[skip]:
+        raise PipelineError(f"the loss did not fall between lr {rates[skip]:.2g} and {rates[-1]:.2g}; widen the range "
+                            "(a lower --start or a higher --end), or use more images than --limit gives")
+    slope = np.gradient(losses[skip:lowest + 1], np.log10(rates[skip:lowest + 1]))
+    suggested, minimum = float(rates[skip + int(np.argmin(slope))]), float(rates[lowest])
     out.mkdir(parents=True, exist_ok=True)
     csv, plot = out / "lr_find.csv", out / "lr_find.png"
     with atomic_path(csv) as tmp:

@@ -283,8 +283,9 @@ def resolve_run(name: Path, weights_root: Path | None = None) -> Path:
 
 
 def is_run_reference(path: Path) -> bool:
-    """Whether `path` names a run rather than another file: a folder, a run's config.json, or a bare name."""
-    return path.is_dir() or path.name == CONFIG or not (path.exists() or path.suffix)
+    """Whether `path` names a run rather than another file: a folder, a run's config.json, or no file (a run's
+    name, which may hold a dot: lr0.05)."""
+    return path.is_dir() or path.name == CONFIG or not path.is_file()
 
 
 def past_run_options(path: Path) -> dict:

@@ -58,6 +58,7 @@ class TrainResult:
     best_acc: float | None  # None for --full runs, which have no validation split
     best_epoch: int
     weights_checksum: float = 0.0  # sum of the final weights: the same on every rank of a distributed run
+    averaged_acc: float | None = None  # --average-top: what best.pt (the average) scores on val
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,9 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
                             "run (its best.pt can still predict)")
     config = TrainConfig(**{**asdict(saved.options), **overrides})
     config.validate()
+    if checkpoint["epoch"] >= saved.options.epochs and saved.options.schedule in ("onecycle", "cosine"):
+        raise PipelineError(f"{run_dir} finished its {saved.options.schedule} schedule, which spans its epochs; to train "
+                            f"longer, start a new run: pipeline train --config {run.path} --epochs N")
     if checkpoint["epoch"] >= config.epochs:
         raise PipelineError(
             f"{run_dir} already finished its {checkpoint['epoch']} epochs; pass --epochs N (N > {checkpoint['epoch']}) to train longer"
@@ -221,16 +225,18 @@ class TrainBatches:
 
 
 def optimizer_and_schedule(config: TrainConfig, model: nn.Module, device: torch.device, steps_per_epoch: int):
-    """The optimizer (timm's factory; fused on CUDA where torch has it) over the trainable parameters, and its
-    schedule; returns (optimizer, scheduler, whether it steps per batch). Weight decay applies to every
+    """The optimizer (timm's factory; fused on CUDA where torch has it; --momentum is SGD's momentum and the Adam
+    family's first beta) over the trainable parameters, and its schedule; returns (optimizer, scheduler, whether it steps per batch). Weight decay applies to every
     parameter, as it always did here (and as resumed runs' optimizer states expect)."""
     from timm.optim import create_optimizer_v2
 
     name = {"sgd": "nesterov" if config.nesterov else "momentum"}.get(config.optimizer, config.optimizer)
-    fused = {"fused": True} if device.type == "cuda" and config.optimizer in ("sgd", "adam", "adamw") else {}
+    extra = {"fused": True} if device.type == "cuda" and config.optimizer in ("sgd", "adam", "adamw") else {}
+    if config.optimizer != "sgd":  # --momentum is the first beta of the Adam family (as fastai's `mom`)
+        extra["betas"] = (config.momentum, 0.99 if config.optimizer == "lion" else 0.999)
     optimizer = create_optimizer_v2([p for p in model.parameters() if p.requires_grad], opt=name, lr=config.lr,
                                     weight_decay=config.weight_decay, momentum=config.momentum,
-                                    filter_bias_and_bn=False, **fused)
+                                    filter_bias_and_bn=False, **extra)
     total = config.epochs * steps_per_epoch
     if config.schedule == "onecycle":
         if total < 4:
@@ -459,9 +465,9 @@ def _step_schedule(ctx: TrainContext) -> None:
 def _out_of_patience(ctx: TrainContext, best_epoch: int) -> bool:
     """--patience: whether that many epochs have passed without a better val accuracy (said when so)."""
     patience = ctx.config.patience
-    if patience is None or ctx.val_images is None or ctx.epoch - best_epoch < patience:
+    if patience is None or ctx.val_images is None or ctx.epoch - best_epoch < patience or ctx.epoch == ctx.config.epochs:
         return False
-    ctx.console.print(f"early stop after epoch {ctx.epoch}: no better val accuracy for {patience} epochs "
+    ctx.console.print(f"early stop after epoch {ctx.epoch}: no better val accuracy for {patience} epoch{'s' * (patience > 1)} "
                       f"(best {ctx.saver.best_metric:.4f} at epoch {best_epoch})")
     return True
 
@@ -494,10 +500,10 @@ def _finish(ctx: TrainContext, best_predictions: ValPredictions | None) -> Train
     checksum = weights_checksum(ctx.model)
     if not same_on_all_ranks(checksum, ctx.runtime.device, where):
         raise PipelineError(f"{run.path}: the {where.world} processes ended with different weights; not trusting this run")
-    best_acc, best_epoch = ctx.saver.best_metric, ctx.saver.best_epoch
+    best_acc, best_epoch, averaged_acc = ctx.saver.best_metric, ctx.saver.best_epoch, None
     if ctx.config.average_top:
         averaged, line = _average_top(ctx)
-        best_predictions = averaged.predictions  # the report shows what best.pt predicts
+        best_predictions, averaged_acc = averaged.predictions, averaged.acc  # the report shows what best.pt predicts
         if where.main:
             run.write_result(_result_text(ctx) + line + "\n")
     elif ctx.val_images is not None and best_predictions is None:
@@ -508,7 +514,7 @@ def _finish(ctx: TrainContext, best_predictions: ValPredictions | None) -> Train
         run.set_status("finished")
         written = draw_report(run, best_predictions)
         console.print(f"report: {', '.join(str(path) for path in written)}")
-    return TrainResult(run.path, None if ctx.val_images is None else best_acc, best_epoch, checksum)
+    return TrainResult(run.path, None if ctx.val_images is None else best_acc, best_epoch, checksum, averaged_acc)
 
 
 @contextlib.contextmanager

@@ -1,4 +1,5 @@
 """`pipeline train --config FILE`, `--print-config`, and training a past run again from its saved config."""
+import json
 from dataclasses import asdict
 
 import pytest
@@ -36,18 +37,35 @@ def test_a_hand_written_file_takes_the_command_line_spellings(project):
 
 
 def test_a_past_run_trains_again_with_its_options_under_a_new_name(fetched):
-    past = train(TrainConfig(**{**QUICK, "lr": 0.03}, epochs=1, limit=40, name="first")).run_dir
-    for source in (str(past), str(past / "config.json"), "first"):
+    past = train(TrainConfig(**{**QUICK, "lr": 0.03}, epochs=1, limit=40, name="first.lr0.03")).run_dir
+    for source in (str(past), str(past / "config.json"), "first.lr0.03"):  # a name with a dot is still a name
         options = yaml.safe_load(printed("--config", source))
         assert (options["lr"], options["limit"], options["name"]) == (0.03, 40, None), source
-    result = runner.invoke(app, ["train", "--config", "first", "--name", "again"])
+    result = runner.invoke(app, ["train", "--config", "first.lr0.03", "--name", "again"])
     assert result.exit_code == 0, result.output
     assert (fetched / "weights" / "again" / "best.pt").is_file()
+    saved = json.loads((past / "config.json").read_text())
+    saved["options"].update(epochs=2.5, nesterov="yes")  # a hand edit: the types are checked as a file's are
+    (past / "config.json").write_text(json.dumps(saved))
+    result = runner.invoke(app, ["train", "--config", str(past), "--print-config"])
+    assert result.exit_code == 1 and "epochs must be a whole number, got 2.5" in result.output
+
+
+def test_numbers_as_kaggle_writes_them_an_empty_file_and_typed_flags_over_an_invalid_file(project):
+    (project / "f.yaml").write_text("# notes only\n")
+    assert yaml.safe_load(printed("--config", "f.yaml")) == yaml.safe_load(printed())  # no options
+    (project / "f.yaml").write_text("lr: 1e-3\nweight_decay: 5e-4\n")  # YAML reads these as text
+    assert yaml.safe_load(printed("--config", "f.yaml"))["lr"] == 0.001
+    (project / "f.yaml").write_text("epochs: 2\nschedule: cosine\nwarmup_epochs: 3\n")  # invalid on its own
+    assert yaml.safe_load(printed("--config", "f.yaml", "--epochs", "30"))["epochs"] == 30
+    result = runner.invoke(app, ["train", "--config", "f.yaml", "--print-config"])
+    assert result.exit_code == 1 and result.output.startswith("error: f.yaml: --warmup-epochs 3")
 
 
 @pytest.mark.parametrize("text, message", [
     ("lr: [0.1\n", "not valid YAML (line 2)"),
-    ("- lr\n- 0.1\n", "expected `option: value` lines (a mapping), found list"),
+    ("- lr\n- 0.1\n", "expected `option: value` lines, found a list"),
+    ("\x89PNG\r\n\x1a\n\x00\xff\xfe", "not a text file; pass a YAML file of options, or a run"),
     ("lr: 0.1\nlearning_rate: 0.2\n", "unknown option(s) learning_rate; `pipeline train --print-config` lists them"),
     ("lr: fast\n", "lr must be a number, got 'fast'"),
     ("epochs: 2.5\n", "epochs must be a whole number, got 2.5"),
@@ -55,7 +73,7 @@ def test_a_past_run_trains_again_with_its_options_under_a_new_name(fetched):
     ("lr: -1\n", "bad.yaml: --lr -1: must be a finite number > 0"),
 ])
 def test_a_bad_config_file_is_one_line_naming_it_and_trains_nothing(project, text, message):
-    (project / "bad.yaml").write_text(text)
+    (project / "bad.yaml").write_bytes(text.encode("latin-1"))
     result = runner.invoke(app, ["train", "--config", "bad.yaml"])
     assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
     assert not (project / "weights" / "exp").exists()

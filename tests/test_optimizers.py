@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from pipeline.config import TrainConfig
+from pipeline.experiments import list_runs
 from pipeline.errors import PipelineError
 from pipeline.run import load_checkpoint
 from pipeline.train import optimizer_and_schedule, resume, train
@@ -13,7 +14,8 @@ EXPECTED = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.opt
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "lamb", "lion"])
 def test_each_optimizer_steps_and_decays_every_parameter(name):
-    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 3))  # every parameter gets a gradient
     config = TrainConfig(optimizer=name, lr=0.1, weight_decay=0.01)
     optimizer, _, _ = optimizer_and_schedule(config, model, torch.device("cpu"), 5)
     assert isinstance(optimizer, EXPECTED.get(name, torch.optim.Optimizer)) and name in type(optimizer).__name__.lower()
@@ -31,8 +33,13 @@ def test_sgd_takes_nesterov_and_the_others_refuse_it():
     for nesterov in (False, True):
         optimizer, _, _ = optimizer_and_schedule(TrainConfig(nesterov=nesterov), model, torch.device("cpu"), 1)
         assert optimizer.param_groups[0]["nesterov"] is nesterov and optimizer.param_groups[0]["momentum"] == 0.9
-    with pytest.raises(PipelineError, match="--nesterov is SGD's momentum; --optimizer adamw has its own"):
+    with pytest.raises(PipelineError, match="--nesterov is SGD's; --optimizer adamw has its own momentum: pass --no-nest"):
         TrainConfig(optimizer="adamw", nesterov=True).validate()
+    with pytest.raises(PipelineError, match="--nesterov needs a --momentum above 0"):
+        TrainConfig(nesterov=True, momentum=0.0).validate()
+    for name, second in (("adam", 0.999), ("lion", 0.99)):  # --momentum is the Adam family's first beta
+        optimizer, _, _ = optimizer_and_schedule(TrainConfig(optimizer=name, momentum=0.5), model, torch.device("cpu"), 1)
+        assert optimizer.param_groups[0]["betas"] == (0.5, second)
 
 
 def test_cosine_warms_up_linearly_then_decays_to_zero_per_step():
@@ -57,7 +64,8 @@ def test_an_adamw_cosine_run_trains_and_its_schedule_cannot_be_stretched_on_resu
     options = {**QUICK, **dict(epochs=2, limit=64, optimizer="adamw", lr=0.003, schedule="cosine", warmup_epochs=0.5)}
     straight = train(TrainConfig(**options, name="straight")).run_dir
     halted = train(TrainConfig(**{**options, "epochs": 1}, name="halted")).run_dir
-    with pytest.raises(PipelineError, match="cannot change when resuming a cosine run"):
+    with pytest.raises(PipelineError, match="finished its cosine schedule, which spans its epochs; to train longer, start"):
         resume(halted, {"epochs": 2})
+    assert list_runs().set_index("run").loc["straight", "schedule"] == "cosine, warm-up 0.5"
     expected = load_checkpoint(straight / "last.pt")
     assert expected["optimizer"]["param_groups"][0]["lr"] < 0.003 and "exp_avg" in expected["optimizer"]["state"][0]

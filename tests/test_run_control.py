@@ -32,6 +32,7 @@ def scripted(monkeypatch):
     (dict(keep_top=0), "--keep-top must be between 1 and 100"),
     (dict(average_top=True), "pass --keep-top 2 or more"),
     (dict(patience=3, keep_top=2, full=True), "--patience, --keep-top rank epochs by val accuracy: they need a validation"),
+    (dict(name="lr-find"), "weights/lr-find/ is where `pipeline lr-find` writes"),
 ])
 def test_run_control_options_are_checked(options, message):
     with pytest.raises(PipelineError, match=message):
@@ -72,3 +73,4 @@ def test_average_top_makes_best_pt_the_mean_of_the_kept_epochs_weights_and_score
     assert (result.best_acc, result.best_epoch) == (0.7, 2)  # the best single epoch, as metrics.csv shows it
     line = "best.pt: the average of the 2 best epochs (2, 3): val accuracy 0.6500; the best single epoch (2): 0.7000"
     assert line in " ".join(capsys.readouterr().out.split()) and line in (run / "result.txt").read_text()
+    assert result.averaged_acc == 0.65  # the CLI's last line says what best.pt scores

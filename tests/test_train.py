@@ -147,7 +147,7 @@ def test_fast_recipe_learns_in_seconds(fetched):
     assert result.best_acc >= 0.6  # 4 classes: chance is 0.25
     best = load_checkpoint(result.run_dir / "best.pt")
     assert "ema" in best and best["ema"].keys() == best["model"].keys()
-    with pytest.raises(PipelineError, match="cannot change when resuming a onecycle run"):
+    with pytest.raises(PipelineError, match="finished its onecycle schedule, which spans its epochs"):
         resume(result.run_dir, {"epochs": 6})
 
 

@@ -19,7 +19,7 @@ from pipeline.errors import PipelineError
 from pipeline.figures import plot_lr_curve
 from pipeline.runtime import resolve_runtime
 from pipeline.run import RunConfig
-from pipeline.train import TrainBatches, optimizer_and_schedule, run_model
+from pipeline.train import TrainBatches, optimizer_and_schedule, run_model, training_step
 from pipeline.workspace import atomic_path, dataset_dir, weights_dir
 
 SMOOTHING = 0.98  # of the loss's exponential moving average (bias-corrected), as fastai
@@ -71,12 +71,7 @@ def _sweep(model, optimizer, batches: TrainBatches, runtime, rates: np.ndarray, 
             for group in optimizer.param_groups:
                 group["lr"] = float(rates[len(smoothed)])
             images, targets = images.to(runtime.device), targets.to(runtime.device)
-            with runtime.autocast():
-                loss = criterion(model(images), targets)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            _, loss = training_step(model, images, targets, criterion, optimizer, scaler, runtime)
             average = SMOOTHING * average + (1 - SMOOTHING) * loss.item()
             smoothed.append(average / (1 - SMOOTHING ** (len(smoothed) + 1)))
             best = min(best, smoothed[-1])

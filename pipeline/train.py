@@ -226,8 +226,9 @@ class TrainBatches:
 
 def optimizer_and_schedule(config: TrainConfig, model: nn.Module, device: torch.device, steps_per_epoch: int):
     """The optimizer (timm's factory; fused on CUDA where torch has it; --momentum is SGD's momentum and the Adam
-    family's first beta) over the trainable parameters, and its schedule; returns (optimizer, scheduler, whether it steps per batch). Weight decay applies to every
-    parameter, as it always did here (and as resumed runs' optimizer states expect)."""
+    family's first beta) over the trainable parameters, and its schedule; returns (optimizer, scheduler, whether
+    it steps per batch). Weight decay applies to every parameter, as it always did here (and as resumed runs'
+    optimizer states expect)."""
     from timm.optim import create_optimizer_v2
 
     name = {"sgd": "nesterov" if config.nesterov else "momentum"}.get(config.optimizer, config.optimizer)
@@ -457,6 +458,9 @@ def fit(ctx: TrainContext) -> TrainResult:
 def _step_schedule(ctx: TrainContext) -> None:
     """One scheduler step. In fp16 the gradient scaler skips the first optimizer steps while it finds its scale,
     and torch would warn that the schedule stepped before the optimizer did: that is the scaler working as meant."""
+    if not ctx.scaler.is_enabled():
+        ctx.scheduler.step()
+        return
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
         ctx.scheduler.step()
@@ -617,13 +621,7 @@ def train_one_epoch(ctx: TrainContext) -> tuple[float, float]:
     with progress_bar(ctx.console, title, len(batches), loss=0.0, acc=0.0) as advance:
         for step, (images, targets) in enumerate(batches, 1):
             images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            with ctx.runtime.autocast():
-                logits = model(images)
-                loss = ctx.criterion(logits, targets)
-            optimizer.zero_grad(set_to_none=True)
-            ctx.scaler.scale(loss).backward()
-            ctx.scaler.step(optimizer)  # fp16: skipped when the gradients overflowed, and the scale lowered
-            ctx.scaler.update()
+            logits, loss = training_step(model, images, targets, ctx.criterion, optimizer, ctx.scaler, ctx.runtime)
             if ctx.per_step:
                 _step_schedule(ctx)
             if ctx.ema is not None:
@@ -641,6 +639,20 @@ def train_one_epoch(ctx: TrainContext) -> tuple[float, float]:
     if not math.isfinite(total_loss):
         raise diverged(ctx, f"the training loss became {total_loss}")
     return total_loss / total_seen, total_correct / total_seen
+
+
+def training_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, criterion: nn.Module,
+                  optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                  runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch in the runtime's precision; returns the logits and the loss."""
+    with runtime.autocast():
+        logits = model(images)
+        loss = criterion(logits, targets)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)  # fp16: skipped when the gradients overflowed, and the scale lowered
+    scaler.update()
+    return logits, loss
 
 
 def diverged(ctx: TrainContext, what: str) -> PipelineError:

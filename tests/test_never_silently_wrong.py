@@ -171,12 +171,20 @@ def test_a_checkpoint_that_does_not_fit_the_dataset_is_refused(fetched, tmp_path
 
 # --- 4. labels --------------------------------------------------------------------------------------------
 
+def respell(project, label: str, *spellings: tuple[str, int]) -> pd.DataFrame:
+    """Rewrite trainLabels.csv with the first rows of class `label` spelled otherwise: (spelling, rows) in turn."""
+    labels = pd.read_csv(project / "dataset" / "trainLabels.csv", dtype=str)
+    rows, start = labels.index[labels["label"] == label], 0
+    for spelling, count in spellings:
+        labels.loc[rows[start:start + count], "label"] = spelling
+        start += count
+    labels.to_csv(project / "dataset" / "trainLabels.csv", index=False)
+    return labels
+
+
 def test_labels_differing_in_spaces_or_case_are_one_class(fetched):
-    labels = pd.read_csv(fetched / "dataset" / "trainLabels.csv", dtype=str)
-    zebras = labels.index[labels["label"] == "zebra"]
-    labels.loc[zebras[:3], "label"] = "zebra "
-    labels.loc[zebras[3:5], "label"] = "Zebra"
-    labels.to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
+    labels = respell(fetched, "zebra", ("zebra ", 3), ("Zebra", 2))
+    zebras = labels.index[labels["label"].str.strip().str.lower() == "zebra"]
     data = load_train_set(fetched / "dataset")
     assert data.classes == ["apple", "kiwi", "mango", "zebra"]
     assert data.notes == ["'Zebra' as 'zebra' (2 rows)", "'zebra ' as 'zebra' (3 rows)"]
@@ -437,11 +445,7 @@ def test_resume_refuses_images_that_changed_under_the_same_ids(fetched):
 
 
 def test_labels_with_invisible_or_full_width_characters_are_one_class(fetched):
-    labels = pd.read_csv(fetched / "dataset" / "trainLabels.csv", dtype=str)
-    kiwis = labels.index[labels["label"] == "kiwi"]
-    labels.loc[kiwis[:2], "label"] = "kiwi\u200b"
-    labels.loc[kiwis[2:4], "label"] = "ｋｉｗｉ"
-    labels.to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
+    respell(fetched, "kiwi", ("kiwi\u200b", 2), ("ｋｉｗｉ", 2))
     assert load_train_set(fetched / "dataset").classes == ["apple", "kiwi", "mango", "zebra"]
 
 

@@ -6,6 +6,7 @@ generator, so a given (seed, epoch) gives the same batches on any device.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,12 +19,18 @@ class Policy:
     pad: int = 4  # random crop of the original size from the image zero-padded by `pad`
     flip: bool = True
     cutout: float = 0.0  # side of the erased square, as a fraction of the image side (0: none)
+    trivial: bool = False  # TrivialAugment (wide): one random operation per image, at a random strength
+    erase: float = 0.0  # probability of random erasing, per image
+    mixup: float = 0.0  # α of mixup's Beta(α, α) (0: off)
+    cutmix: float = 0.0  # α of cutmix's Beta(α, α) (0: off); with mixup too, each batch takes one of the two
+    classes: int = 0  # the number of classes: mixup and cutmix turn targets into class probabilities
 
 
 BATCHED_POLICIES = {
     "none": Policy(pad=0, flip=False),
     "crop-flip": Policy(),  # RandomCrop(size, padding=4) + RandomHorizontalFlip
     "cutout": Policy(cutout=0.5),  # + Cutout (DeVries & Taylor 2017: 16 px on CIFAR-10)
+    "trivial": Policy(trivial=True),  # + TrivialAugmentWide (Müller & Hutter 2021)
 }
 
 
@@ -57,6 +64,146 @@ def cutout(images: torch.Tensor, fraction: float, generator: torch.Generator) ->
     inside_cols = (xs >= left[:, None]) & (xs < left[:, None] + size_w)
     erased = inside_rows[:, :, None] & inside_cols[:, None, :]
     return images.masked_fill(erased[:, None], 0)
+
+
+def random_erase(images: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2017, torchvision's RandomErasing defaults): with `probability`, zero a
+    rectangle of 2–33 % of the image with aspect ratio 0.3–3.3 (clipped to the image), anywhere inside it."""
+    n, _, h, w = images.shape
+    draws = torch.rand(5, n, generator=generator)
+    area = h * w * (0.02 + draws[0] * (1 / 3 - 0.02))
+    ratio = torch.exp(math.log(0.3) + draws[1] * (math.log(1 / 0.3) - math.log(0.3)))
+    size_h = (area * ratio).sqrt().round().clamp(1, h).long()
+    size_w = (area / ratio).sqrt().round().clamp(1, w).long()
+    top = (draws[2] * (h - size_h + 1)).long()
+    left = (draws[3] * (w - size_w + 1)).long()
+    erased_images = draws[4] < probability
+    ys, xs = torch.arange(h)[None, :], torch.arange(w)[None, :]
+    inside_rows = (ys >= top[:, None]) & (ys < (top + size_h)[:, None])
+    inside_cols = (xs >= left[:, None]) & (xs < (left + size_w)[:, None])
+    erased = inside_rows[:, :, None] & inside_cols[:, None, :] & erased_images[:, None, None]
+    return images.masked_fill(erased[:, None].to(images.device), 0)
+
+
+def mix(images: torch.Tensor, targets: torch.Tensor, policy: Policy,
+        generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """torchvision's MixUp and/or CutMix on the batch (one λ per batch, each image paired with its neighbour),
+    its draws seeded from `generator`; targets become (N, classes) probabilities."""
+    import torchvision.transforms.v2 as v2  # seconds to import: only where a policy mixes
+
+    transforms = ([v2.MixUp(alpha=policy.mixup, num_classes=policy.classes)] if policy.mixup else []) + \
+                 ([v2.CutMix(alpha=policy.cutmix, num_classes=policy.classes)] if policy.cutmix else [])
+    transform = transforms[0] if len(transforms) == 1 else v2.RandomChoice(transforms)
+    with torch.random.fork_rng(devices=[]):  # torchvision draws from torch's global CPU generator
+        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        return transform(images, targets)
+
+
+# TrivialAugmentWide's operations (torchvision's, after Müller & Hutter 2021): each image draws one, and a
+# strength `level` in {0, 1/30, …, 1} with a random sign. The batch is transformed at once: each operation on the
+# images that drew it, at each image's own strength. Each takes uint8 images, levels in [0, 1] and signs ±1.
+def _blend(images: torch.Tensor, degenerate: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """torchvision's blend with a factor per image: factor·image + (1 − factor)·degenerate, as uint8."""
+    factor = factor[:, None, None, None]
+    return images.float().mul(factor).add_(degenerate.float().mul(1 - factor)).clamp_(0, 255).to(torch.uint8)
+
+
+def _grey(images: torch.Tensor) -> torch.Tensor:
+    """Floored luma (ITU-R 601, as torchvision's colour operations take it)."""
+    if images.shape[1] == 1:
+        return images.float()
+    red, green, blue = images.float().unbind(1)
+    return red.mul(0.2989).add_(green, alpha=0.587).add_(blue, alpha=0.114).floor_()[:, None]
+
+
+def _library_operation(name: str):
+    """A torchvision.transforms.v2.functional operation without a strength (imported on first use)."""
+    def apply(images, level, sign):
+        import torchvision.transforms.v2.functional as TF
+
+        return getattr(TF, name)(images)
+    return apply
+
+
+def _sharpness(images, level, sign):
+    import torchvision.transforms.v2.functional as TF
+
+    return _blend(images, TF.adjust_sharpness(images, 0.0), 1 + 0.99 * level * sign)  # 0: the blurred image
+
+
+def _warp(images: torch.Tensor, matrix: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Each output pixel p (in pixels from the image centre) takes input pixel matrix·p + shift: nearest
+    neighbour, zero outside, as torchvision's TrivialAugmentWide."""
+    h, w = images.shape[-2:]
+    scale = torch.tensor([w / 2, h / 2], device=images.device)
+    theta = torch.cat([matrix * scale[None, None, :] / scale[None, :, None], (shift / scale)[:, :, None]], 2)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images.float(), grid, mode="nearest", align_corners=False).round_().to(torch.uint8)
+
+
+def _shear(images, level, sign, axis: int):
+    matrix = torch.eye(2, device=images.device).repeat(len(images), 1, 1)
+    matrix[:, axis, 1 - axis] = 0.99 * level * sign
+    return _warp(images, matrix, torch.zeros(len(images), 2, device=images.device))
+
+
+def _translate(images, level, sign, axis: int):
+    """Shift by up to the image's side (TrivialAugmentWide's 32 px on 32-px images)."""
+    shift = torch.zeros(len(images), 2, device=images.device)
+    shift[:, axis] = level * sign * images.shape[-1 - axis]
+    return _warp(images, torch.eye(2, device=images.device).repeat(len(images), 1, 1), shift)
+
+
+def _rotate(images, level, sign):
+    angle = torch.deg2rad(135 * level * sign)
+    cos, sin = angle.cos(), angle.sin()
+    matrix = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+    return _warp(images, matrix, torch.zeros(len(images), 2, device=images.device))
+
+
+def _posterize(images, level, sign):
+    bits = 8 - (level * 6).round().long()  # 8 … 2 bits kept
+    masks = (255 - (2 ** (8 - bits) - 1)).to(torch.uint8)
+    return images & masks[:, None, None, None]
+
+
+def _solarize(images, level, sign):
+    threshold = (255 * (1 - level))[:, None, None, None]
+    return torch.where(images.float() >= threshold, 255 - images, images)
+
+
+TRIVIAL_OPERATIONS = (
+    lambda x, level, sign: x,  # identity
+    lambda x, level, sign: _shear(x, level, sign, 0),
+    lambda x, level, sign: _shear(x, level, sign, 1),
+    lambda x, level, sign: _translate(x, level, sign, 0),
+    lambda x, level, sign: _translate(x, level, sign, 1),
+    _rotate,
+    lambda x, level, sign: _blend(x, torch.zeros_like(x), 1 + 0.99 * level * sign),  # brightness
+    lambda x, level, sign: _blend(x, _grey(x).expand_as(x), 1 + 0.99 * level * sign),  # colour (saturation)
+    lambda x, level, sign: _blend(x, _grey(x).mean((1, 2, 3), keepdim=True).expand_as(x),
+                                  1 + 0.99 * level * sign),  # contrast
+    _sharpness,
+    _posterize,
+    _solarize,
+    _library_operation("autocontrast"),
+    _library_operation("equalize"),
+)
+TRIVIAL_LEVELS = 31
+
+
+def trivial_augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """TrivialAugmentWide on a uint8 batch: each image its own operation and strength."""
+    n = len(images)
+    operation = torch.randint(len(TRIVIAL_OPERATIONS), (n,), generator=generator)
+    level = (torch.randint(TRIVIAL_LEVELS, (n,), generator=generator) / (TRIVIAL_LEVELS - 1)).to(images.device)
+    sign = (torch.randint(2, (n,), generator=generator) * 2 - 1).to(images.device)
+    out = images.clone()
+    for k, apply in enumerate(TRIVIAL_OPERATIONS[1:], 1):
+        chosen = (operation == k).nonzero()[:, 0].to(images.device)
+        if len(chosen):
+            out[chosen] = apply(images[chosen], level[chosen], sign[chosen])
+    return out
 
 
 def resize(images: torch.Tensor, size: int | None) -> torch.Tensor:
@@ -120,22 +267,29 @@ class BatchLoader:
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start:start + self.batch_size].to(self.images.device)
             # the whole batch draws its augmentation, so N processes see exactly what one process sees
-            images, targets = self.augment(self.images[index]), self.targets[index]
+            images, targets = self.augment(self.images[index], self.targets[index])
             if self.world > 1:
                 images, targets = images[self.rank::self.world], targets[self.rank::self.world]
             yield images, targets
 
-    def augment(self, images: torch.Tensor) -> torch.Tensor:
-        """Crop and flip as uint8, normalize, cut out (erased pixels become the mean, as in Cutout), resize."""
+    def augment(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crop, flip and TrivialAugment as uint8; normalize; cut out and erase (erased pixels become the mean,
+        as in Cutout); mix (targets become probabilities); resize."""
         policy = self.policy if self.generator is not None else None
         if policy and policy.pad:
             images = random_crop(images, policy.pad, self.generator)
         if policy and policy.flip:
             images = random_flip(images, self.generator)
+        if policy and policy.trivial:
+            images = trivial_augment(images, self.generator)
         images = normalize(images, self.mean, self.std, self.memory_format)
         if policy and policy.cutout:
             images = cutout(images, policy.cutout, self.generator)
-        return resize(images, self.img_size).contiguous(memory_format=self.memory_format)
+        if policy and policy.erase:
+            images = random_erase(images, policy.erase, self.generator)
+        if policy and (policy.mixup or policy.cutmix):
+            images, targets = mix(images, targets, policy, self.generator)
+        return resize(images, self.img_size).contiguous(memory_format=self.memory_format), targets
 
 
 def to_device_tensor(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -12,7 +12,8 @@ from pipeline.errors import PipelineError
 
 # Options that may change when a run is resumed; the others define the run.
 RESUME_OVERRIDES = frozenset({"epochs", "device", "threads", "workers", "compile", "sync_bn", "patience"})
-AUGMENTATIONS = ("none", "crop-flip", "cutout", "albu-strong")
+BATCHED_AUGMENTATIONS = ("none", "crop-flip", "cutout", "trivial")  # pipeline/augment.py's, on the device
+AUGMENTATIONS = (*BATCHED_AUGMENTATIONS, "albu-strong")
 RENAMED_AUGMENTATIONS = {"seed": "crop-flip"}  # older name, still accepted (runs saved with it keep loading)
 SCHEDULES = ("step", "onecycle", "cosine")
 OPTIMIZERS = ("sgd", "adam", "adamw", "lamb", "lion")  # timm.optim.create_optimizer_v2's
@@ -47,6 +48,9 @@ class TrainConfig:
     gamma: float = 0.1
     label_smoothing: float = 0.0
     aug: str = "crop-flip"
+    erase: float = 0.0  # random erasing: the probability per image
+    mixup: float = 0.0  # α of mixup (0: off)
+    cutmix: float = 0.0  # α of cutmix (0: off); with mixup, each batch takes one of the two
     ema: float = 0.0  # decay of an exponential moving average of the weights, per step (0: off)
     precision: str = "auto"  # auto: CUDA bf16 at compute capability ≥ 8.0, else fp16; CPU measured (pipeline/precision.py)
     compile: bool = False
@@ -90,6 +94,7 @@ class TrainConfig:
         check_range("gamma", self.gamma, 0, low_ok=False)
         for option in ("ema", "label_smoothing", "head_dropout"):
             check_range(option, getattr(self, option), 0, 1)
+        self._check_batched_augmentation()
         if not self.full:
             check_range("val_fraction", self.val_fraction, 0, 1, low_ok=False,
                         hint="; to train on every image without validation, pass --full" if self.val_fraction == 0 else "")
@@ -117,6 +122,16 @@ class TrainConfig:
         if self.target_acc is not None and (self.full or not 0 < self.target_acc <= 1):
             raise PipelineError("--target-acc needs a validation split (not --full) and a value in (0, 1]")
         self._check_run_control()
+
+    def _check_batched_augmentation(self) -> None:
+        if not 0 <= self.erase <= 1:  # NaN fails too
+            raise PipelineError(f"--erase {self.erase:g}: must be a probability, in [0, 1]")
+        for option in ("mixup", "cutmix"):
+            check_range(option, getattr(self, option), 0)
+        asked = [f"--{option}" for option in ("erase", "mixup", "cutmix") if getattr(self, option)]
+        if asked and self.aug not in BATCHED_AUGMENTATIONS:
+            raise PipelineError(f"{', '.join(asked)} run on the device with the batched policies: pass --aug "
+                                f"{' or '.join(BATCHED_AUGMENTATIONS)}, not {self.aug}")
 
     def _check_run_control(self) -> None:
         """--patience, --keep-top and --average-top: each ranks epochs by val accuracy, so needs a val split."""

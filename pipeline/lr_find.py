@@ -49,7 +49,8 @@ def lr_find(config: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: 
     data = training_arrays(dataset_root or dataset_dir(), config.skip_bad, config.limit, console)
     train_idx, _ = run_split(data.targets, config.val_fraction, config.seed, config.full, data.classes)
     mean, std = channel_stats(data.images[train_idx])
-    batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], runtime, mean, std)
+    batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], len(data.classes), runtime,
+                           mean, std)
     described = RunConfig(options=config, classes=data.classes, channels=data.images.shape[3])  # what the model needs
     model, _ = run_model(config, described, runtime, console, new_run=True)
     optimizer, _, _ = optimizer_and_schedule(config, model, runtime.device, batches.steps)

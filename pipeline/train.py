@@ -16,7 +16,7 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -188,11 +188,13 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 class TrainBatches:
     """One epoch's training batches: the batched on-device path, or albumentations in DataLoader workers."""
 
-    def __init__(self, config: TrainConfig, images: np.ndarray, targets: np.ndarray, runtime: Runtime,
+    def __init__(self, config: TrainConfig, images: np.ndarray, targets: np.ndarray, classes: int, runtime: Runtime,
                  mean: tuple[float, ...], std: tuple[float, ...]):
         self.config, self.device, self.where = config, runtime.device, runtime.ranks
         self.memory_format = runtime.memory_format
         if config.aug in BATCHED_POLICIES:
+            self.policy = replace(BATCHED_POLICIES[config.aug], erase=config.erase, mixup=config.mixup,
+                                  cutmix=config.cutmix, classes=classes)
             self.images = to_device_tensor(images, self.device)
             self.targets = torch.from_numpy(targets).to(self.device)
             self.mean, self.std = mean, std
@@ -209,7 +211,7 @@ class TrainBatches:
         shard = (self.where.rank, self.where.world)
         if self.config.aug in BATCHED_POLICIES:
             return BatchLoader(self.images, self.targets, self.config.batch_size, self.mean, self.std,
-                               BATCHED_POLICIES[self.config.aug], generator, self.memory_format, self.config.img_size,
+                               self.policy, generator, self.memory_format, self.config.img_size,
                                shard)
         self.dataset.transform.set_random_seed(int(torch.randint(2**31, (1,), generator=generator)) + self.where.rank)
         sampler = DistributedSampler(self.dataset, *shard[::-1], shuffle=True, seed=self.config.seed)
@@ -334,7 +336,8 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
     train_idx, val_idx = run_split(data.targets, config.val_fraction, config.seed, config.full, data.classes)
     run_config = _run_config(config, data, (train_idx, val_idx), dataset_root, runtime, saved)
     mean, std = tuple(run_config.mean), tuple(run_config.std)
-    batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], runtime, mean, std)
+    batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], len(data.classes), runtime,
+                           mean, std)
     own_val = val_idx[where.rank::where.world]  # each rank scores its share; the metrics are reduced over all
     model, frozen_norms = run_model(config, run_config, runtime, console, checkpoint is None)
     runtime = _training_precision(config, model, data, train_idx, run_config, runtime, console, saved)
@@ -607,7 +610,7 @@ def _result_text(ctx: TrainContext) -> str:
 
 
 def train_one_epoch(ctx: TrainContext) -> tuple[float, float]:
-    """One epoch of SGD steps; returns the mean loss and accuracy over the images of all ranks."""
+    """One epoch of optimizer steps; returns the mean loss and accuracy over the images of all ranks."""
     model, device, optimizer = ctx.step_model, ctx.runtime.device, ctx.optimizer
     model.train()
     for norm in ctx.frozen_norms:  # a frozen backbone keeps its normalisation statistics too
@@ -627,7 +630,8 @@ def train_one_epoch(ctx: TrainContext) -> tuple[float, float]:
             if ctx.ema is not None:
                 ctx.ema.update(unwrap_model(model), step=first_step + step)
             loss_sum += loss.detach() * len(targets)
-            correct += (logits.argmax(1) == targets).sum()
+            # with mixup/cutmix a target is class probabilities: accuracy counts its larger share
+            correct += (logits.argmax(1) == (targets.argmax(1) if targets.ndim == 2 else targets)).sum()
             seen += len(targets)
             if step % 10 == 0 or step == len(batches):  # .item() waits for the device: not every step
                 so_far = loss_sum.item()

@@ -3,6 +3,7 @@ autocast, channels_last, fused SGD, `--compile`, device-resident batches, predic
 The tolerances are stated where results may differ from the CPU's: GPU kernels round differently."""
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -99,18 +100,23 @@ def test_more_processes_than_gpus_stop_with_one_line(fetched):
     assert not list((fetched / "weights").glob("*"))
 
 
-def test_batched_augmentation_on_the_gpu_equals_the_cpus():
+@pytest.mark.parametrize("policy", [BATCHED_POLICIES["cutout"],
+                                    replace(BATCHED_POLICIES["trivial"], erase=0.5, mixup=0.2, cutmix=1.0, classes=10)])
+def test_batched_augmentation_on_the_gpu_equals_the_cpus(policy):
     images = torch.randint(0, 256, (100, 3, 32, 32), dtype=torch.uint8)
-    targets = torch.arange(100)
+    targets = torch.arange(100) % 10
     batches = {}
     for device in ("cpu", "cuda"):
         loader = BatchLoader(images.to(device), targets.to(device), 32, (0.5, 0.4, 0.3), (0.2, 0.2, 0.2),
-                             BATCHED_POLICIES["cutout"], torch.Generator().manual_seed(5))
+                             policy, torch.Generator().manual_seed(5))
         batches[device] = list(loader)
     assert len(batches["cpu"]) == len(batches["cuda"]) == 4
     for (x_cpu, y_cpu), (x_gpu, y_gpu) in zip(batches["cpu"], batches["cuda"]):
-        assert torch.equal(y_cpu, y_gpu.cpu())
-        torch.testing.assert_close(x_gpu.cpu(), x_cpu, rtol=0, atol=1e-6)
+        torch.testing.assert_close(y_gpu.cpu(), y_cpu, rtol=0, atol=1e-6)
+        if not policy.trivial:
+            torch.testing.assert_close(x_gpu.cpu(), x_cpu, rtol=0, atol=1e-6)
+        else:  # rotations and shears may round a pixel on the boundary between two source pixels differently
+            assert ((x_gpu.cpu() - x_cpu).abs() > 1e-4).float().mean() < 0.002
 
 
 def test_albumentations_with_worker_processes_on_cuda(fetched):

@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -61,17 +62,22 @@ def run_ranks(project, job: str, world: int = 2) -> list[tuple]:
     return sorted(results.get() for _ in range(world))
 
 
-def test_ranks_share_every_global_batch_without_overlap():
+@pytest.mark.parametrize("policy", [BATCHED_POLICIES["crop-flip"],
+                                    replace(BATCHED_POLICIES["trivial"], erase=0.5, mixup=0.2, cutmix=1.0, classes=52)])
+def test_ranks_share_every_global_batch_without_overlap(policy):
     images = torch.arange(52, dtype=torch.uint8)[:, None, None, None].expand(52, 3, 8, 8).contiguous()
     targets = torch.arange(52)  # a last batch of 4: 2 per rank (a smaller one is dropped: BatchNorm needs 2)
-    make = lambda shard: BatchLoader(images, targets, 16, (0.5,) * 3, (0.25,) * 3, BATCHED_POLICIES["crop-flip"],  # noqa: E731
+    make = lambda shard: BatchLoader(images, targets, 16, (0.5,) * 3, (0.25,) * 3, policy,  # noqa: E731
                                      torch.Generator().manual_seed(7), shard=shard)
     single, first, second = list(make((0, 1))), list(make((0, 2))), list(make((1, 2)))
     assert len(first) == len(second) == len(single) == 4
     for (all_x, all_y), (x0, y0), (x1, y1) in zip(single, first, second):
-        assert set(y0.tolist()).isdisjoint(y1.tolist())
-        assert sorted(y0.tolist() + y1.tolist()) == sorted(all_y.tolist())  # the same images as one process
+        ids0, ids1 = (y.argmax(1) if y.ndim == 2 else y for y in (y0, y1))  # mixed: an image's larger share
+        if not policy.mixup:
+            assert set(ids0.tolist()).isdisjoint(ids1.tolist())
+            assert sorted(ids0.tolist() + ids1.tolist()) == sorted(all_y.tolist())  # the same images as one process
         assert torch.equal(x0, all_x[0::2]) and torch.equal(x1, all_x[1::2])  # with the same augmentation
+        assert torch.equal(y0, all_y[0::2]) and torch.equal(y1, all_y[1::2])  # and the same (mixed) targets
 
 
 def test_two_processes_train_one_run_with_identical_weights(fetched):

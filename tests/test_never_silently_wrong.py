@@ -487,7 +487,7 @@ def test_too_few_images_for_one_batch_and_a_cache_that_is_a_file(fetched):
     from pipeline.runtime import Runtime
     from pipeline.train import TrainBatches
     with pytest.raises(PipelineError, match="1 training image.s. make no batch of 2 or more"):
-        TrainBatches(TrainConfig(**QUICK), np.zeros((1, 8, 8, 3), np.uint8), np.zeros(1, np.int64),
+        TrainBatches(TrainConfig(**QUICK), np.zeros((1, 8, 8, 3), np.uint8), np.zeros(1, np.int64), 10,
                      Runtime(torch.device("cpu")), (0.5,) * 3, (0.2,) * 3)
     shutil.rmtree(fetched / "dataset" / ".cache", ignore_errors=True)
     (fetched / "dataset" / ".cache").write_text("hi")

@@ -151,6 +151,17 @@ def test_fast_recipe_learns_in_seconds(fetched):
         resume(result.run_dir, {"epochs": 6})
 
 
+def test_mixed_and_strong_augmentation_learns_and_resumes_exactly(fetched):
+    strong = dict(aug="trivial", erase=0.25, mixup=0.2, cutmix=1.0, **QUICK)
+    straight = train(TrainConfig(epochs=4, name="straight", **strong))
+    assert straight.best_acc >= 0.5  # 4 classes: chance is 0.25
+    train(TrainConfig(epochs=2, name="resumed", **strong))
+    resume(fetched / "weights" / "resumed", {"epochs": 4})  # epochs 3 and 4 draw what they drew in one go
+    expected, got = (load_checkpoint(fetched / "weights" / run / "last.pt") for run in ("straight", "resumed"))
+    for key, tensor in expected["model"].items():
+        assert torch.equal(tensor, got["model"][key]), key
+
+
 def test_full_trains_on_everything_without_validation(fetched):
     result = train(TrainConfig(epochs=2, full=True, **QUICK))
     assert result.best_acc is None and result.best_epoch == 2

@@ -1,0 +1,81 @@
+"""Training recipes side by side at one fixed budget: each trains the same model on the same split for the same
+epochs; held-out accuracy (flip TTA, torch fp32), best val accuracy and training time.
+
+    python benchmarks/recipes.py --dataset DIR [--candidates seed fast …] [--epochs 10] [--options JSON]
+
+DIR is a competition with scored held-out images, e.g. `../shared/cifar10/make_competition.py DIR --limit 15000
+--holdout 5000` (10,000 labeled images: 8,000 train / 2,000 val; 5,000 held out). Every candidate gets --options
+on top (default: the improved stem, as the issue's comparison asks). Each is an ordinary run under --weights
+(default /tmp/recipes-weights). Results go to benchmarks/results/recipes-<device>-<time>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.config import config_from
+from pipeline.predict import predict
+from pipeline.run import Run, summarize_metrics
+from pipeline.runtime import resolve_device
+from pipeline.train import train
+from record import write_result
+
+# short-schedule candidates: SGD + Nesterov at batch 128 with a one-cycle lr, label smoothing, an EMA sized for a
+# few hundred steps, and the new augmentations one at a time
+SHORT = dict(recipe="seed", batch_size=128, lr=0.1, nesterov=True, schedule="onecycle", label_smoothing=0.1, ema=0.99)
+CANDIDATES = {
+    "seed": dict(recipe="seed"),
+    "fast": dict(recipe="fast"),
+    "short": SHORT,
+    "short-trivial": dict(SHORT, aug="trivial"),
+    "short-mix": dict(SHORT, mixup=0.2, cutmix=1.0),
+    "short-erase": dict(SHORT, erase=0.25),
+    "short-adamw": dict(SHORT, optimizer="adamw", lr=0.003, nesterov=False, weight_decay=0.05),
+    "short-cosine": dict(SHORT, schedule="cosine", warmup_epochs=1),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", type=Path, required=True)
+    parser.add_argument("--candidates", nargs="+", default=["seed", "fast", "short"], choices=list(CANDIDATES))
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--options", default='{"stem": "improved"}', help="train options every candidate takes")
+    parser.add_argument("--weights", type=Path, default=Path("/tmp/recipes-weights"))
+    args = parser.parse_args()
+    solution = args.dataset / "solution.csv"
+    if not solution.is_file():
+        parser.error(f"{solution}: no held-out labels; make the competition with --holdout")
+    common = {"epochs": args.epochs, "device": args.device, **json.loads(args.options)}
+    console, rows = Console(), []
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in args.candidates:
+        config = config_from({**CANDIDATES[name], **common, "name": f"{name}-{stamp}"})
+        config.validate()
+        result = train(config, dataset_root=args.dataset, weights_root=args.weights, console=console)
+        summary = summarize_metrics(Run(result.run_dir).read_metrics())
+        with tempfile.TemporaryDirectory() as out:
+            scored = predict(runs=[result.run_dir], tta="flip", device=args.device, precision="fp32", engine="torch",
+                             score=solution, dataset_root=args.dataset, out=Path(out) / "submission.csv",
+                             console=console)
+        rows.append({"candidate": name, "held_out_acc": round(scored.accuracy, 4),
+                     "best_val_acc": round(result.best_acc, 4), "best_epoch": result.best_epoch,
+                     "train_wall_s": round(summary.wall_s, 1), "options": {**CANDIDATES[name], **common}})
+    table = Table(*[k for k in rows[0] if k != "options"], title=f"{args.epochs} epochs each on {args.dataset}")
+    for row in rows:
+        table.add_row(*[str(v) for k, v in row.items() if k != "options"])
+    console.print(table)
+    out = write_result("recipes", resolve_device(args.device), {"dataset": str(args.dataset), "epochs": args.epochs,
+                                                                 "candidates": rows})
+    console.print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -196,7 +196,7 @@ def train(
     model: Optional[str] = option("model", "custom (this package's ResNet-18), resnet18…resnet152, torchvision:<name> or timm:<name>.", MODEL, metavar="NAME"),
     improved: bool = typer.Option(False, "--improved", help="3×3/1 stem conv for 32×32 images; same as --stem improved.", rich_help_panel=MODEL, metavar=""),
     stem: Optional[Stem] = option("stem", "imagenet (7×7/2 + max pool), improved (3×3/1 + max pool) or cifar (3×3/1).", MODEL),
-    pretrained: Optional[Path] = option("pretrained", "Local weights to start from (.pth/.pt state dict or .safetensors); the head is replaced, a 1-channel input conv adapted.", MODEL, metavar="FILE"),
+    pretrained: Optional[str] = option("pretrained", "Weights to start from: a local .pth/.pt/.safetensors file, timm:<model>.<tag> (e.g. timm:resnet18.a1_in1k) or torchvision:<Enum>.<member> (e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1), from the libraries' caches (downloaded once when online); the head is replaced, a 1-channel input conv adapted.", MODEL, metavar="WEIGHTS"),
     freeze_backbone: Optional[bool] = option("freeze_backbone", "Train only the classifier head (needs --pretrained).", MODEL, "--freeze-backbone/--no-freeze-backbone"),
     head_dropout: Optional[float] = option("head_dropout", "Dropout before the classifier head, e.g. 0.5.", MODEL, metavar="P"),
     img_size: Optional[int] = option("img_size", "Resize inputs to S×S, e.g. 224 for ImageNet weights (none: the images' size).", MODEL, metavar="PIXELS"),

@@ -31,7 +31,7 @@ class TrainConfig:
     recipe: str = "seed"
     model: str = "custom"
     stem: str = "imagenet"
-    pretrained: str | None = None  # local .pth/.pt/.safetensors weights to start from (head replaced)
+    pretrained: str | None = None  # weights to start from (head replaced): a local file, timm:<model>.<tag> or torchvision:<Enum>.<member>
     freeze_backbone: bool = False  # train only the classifier head
     head_dropout: float = 0.0  # dropout before the classifier head
     img_size: int | None = None  # resize inputs to img_size×img_size (None: the images' own size)
@@ -117,6 +117,14 @@ class TrainConfig:
             raise PipelineError(f"--warmup-epochs needs --schedule cosine (onecycle warms up by itself), not {self.schedule}")
         if self.img_size is not None and not 8 <= self.img_size <= 1024:
             raise PipelineError(f"--img-size must be between 8 and 1024 pixels, got {self.img_size}")
+        named = model_of_weights(self.pretrained)
+        if named and not NAMED_WEIGHTS_SPELLING.fullmatch(self.pretrained):
+            raise PipelineError(f"--pretrained {self.pretrained}: name weights as timm:<model>.<tag> (e.g. "
+                                "timm:resnet18.a1_in1k) or torchvision:<Enum>.<member> (e.g. "
+                                "torchvision:ResNet18_Weights.IMAGENET1K_V1)")
+        if named and named != MODEL_ALIASES.get(self.model, self.model):
+            raise PipelineError(f"--pretrained {self.pretrained} is for --model {named}, not {self.model}: drop "
+                                f"--model or pass --model {named}")
         if self.freeze_backbone and not self.pretrained:
             raise PipelineError("--freeze-backbone needs --pretrained weights (a frozen random backbone learns nothing)")
         if self.target_acc is not None and (self.full or not 0 < self.target_acc <= 1):
@@ -231,7 +239,26 @@ def config_from(given: dict) -> TrainConfig:
     recipe = given.get("recipe") or ("seed" if given.get("milestones") else DEFAULT_RECIPE)
     if recipe not in RECIPES:
         raise PipelineError(f"--recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
+    named = model_of_weights(given.get("pretrained"))
+    if named and "model" not in given:  # --pretrained timm:resnet18.a1_in1k trains timm:resnet18
+        given = {**given, "model": named}
     return TrainConfig(**{**RECIPES[recipe], **given, "recipe": recipe})
+
+
+WEIGHT_LIBRARIES = ("timm", "torchvision")
+NAMED_WEIGHTS_SPELLING = re.compile(r"timm:\w+(\.[\w-]+)?|torchvision:\w+_Weights\.\w+")
+MODEL_ALIASES = {"custom": "resnet18", "torchvision": "torchvision:resnet18"}
+
+
+def model_of_weights(pretrained: str | None) -> str | None:
+    """The --model that named weights are for (`timm:resnet18.a1_in1k` → `timm:resnet18`,
+    `torchvision:ResNet18_Weights.IMAGENET1K_V1` → `torchvision:resnet18`); None for a weights file."""
+    library, colon, name = (pretrained or "").partition(":")
+    if not colon or library not in WEIGHT_LIBRARIES:
+        return None
+    if library == "timm":
+        return f"timm:{name.partition('.')[0]}"
+    return f"torchvision:{name.partition('.')[0].lower().removesuffix('_weights')}"
 
 
 def saved_config(options: dict, source: object) -> TrainConfig:

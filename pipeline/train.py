@@ -35,7 +35,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from pipeline import __version__
 from pipeline.augment import BATCHED_POLICIES, BatchLoader, resize, to_device_tensor
-from pipeline.config import RESUME_OVERRIDES, TrainConfig
+from pipeline.config import RESUME_OVERRIDES, TrainConfig, model_of_weights
 from pipeline.dataset import (ArrayDataset, TrainArrays, albumentations_policy, channel_stats, run_split,
                               seed_worker_augmentation, training_arrays)
 from pipeline.distributed import (all_concat, all_objects, all_sum, broadcast, rank_zero_first, same_on_all_ranks,
@@ -44,6 +44,7 @@ from pipeline.errors import PipelineError
 from pipeline.figures import ValPredictions, draw_report
 from pipeline.infer import default_batch_size, infer, normalised_batch
 from pipeline.models import build_model, freeze_backbone, load_pretrained
+from pipeline.models.weights import weights_file
 from pipeline.progress import progress_bar
 from pipeline.precision import choose, installed_version, training_trial
 from pipeline.run import (CheckpointSaver, Run, RunConfig, claim_run, inference_weights, load_checkpoint,
@@ -284,7 +285,9 @@ def run_model(config: TrainConfig, run_config: RunConfig, runtime: Runtime, cons
     torch.manual_seed(config.seed)
     model = build_model(config.model, len(run_config.classes), config.stem, run_config.channels, config.head_dropout)
     if config.pretrained and new_run:
-        notes = load_pretrained(model, Path(config.pretrained), config.model)
+        named = model_of_weights(config.pretrained) is not None
+        source = weights_file(config.pretrained) if named else Path(config.pretrained)
+        notes = load_pretrained(model, source, config.model)
         console.print(f"loaded {config.pretrained}; not loaded or adapted: {', '.join(notes) or 'nothing'}")
     if config.sync_bn and runtime.ranks.distributed:
         if runtime.device.type != "cuda":

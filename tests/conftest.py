@@ -52,6 +52,20 @@ def own_measurement_cache(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("PIPELINE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
 
 
+@pytest.fixture(autouse=True)
+def offline_weight_caches(monkeypatch, tmp_path_factory):
+    """Pretrained weights never download in tests: the hub client is offline (which also keeps torch hub downloads
+    off, see pipeline/models/weights.py), and both caches are each test's own, empty until a test fills them."""
+    import huggingface_hub.constants
+
+    caches = tmp_path_factory.mktemp("weight-caches")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(caches / "hub"))
+    monkeypatch.setenv("TORCH_HOME", str(caches / "torch"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(caches / "hub"))
+
+
 @pytest.fixture
 def kaggle(monkeypatch, tmp_path):
     """A running stand-in Kaggle API with valid legacy credentials in the environment."""

@@ -11,12 +11,12 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from pipeline.config import MODEL_ALIASES
 from pipeline.errors import PipelineError
 from pipeline.models.resnet import STEMS, resnet18, resnet34, resnet50, resnet101, resnet152
 
 CUSTOM = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101,
           "resnet152": resnet152}
-ALIASES = {"custom": "resnet18", "torchvision": "torchvision:resnet18"}
 
 
 def _unknown(name: str) -> PipelineError:
@@ -31,7 +31,7 @@ def _unknown(name: str) -> PipelineError:
         if library in (None, lib):
             bare |= {n: f"{lib}:{n}" for n in names}
     if library is None:
-        bare |= {n: n for n in [*ALIASES, *CUSTOM]}
+        bare |= {n: n for n in [*MODEL_ALIASES, *CUSTOM]}
     query = name.partition(":")[2] if library else name
     close = [bare[n] for n in difflib.get_close_matches(query, list(bare), n=5, cutoff=0.6)]
     hint = (f"; close matches: {', '.join(close)}" if close
@@ -109,7 +109,7 @@ def build_model(name: str, num_classes: int, stem: str = "imagenet", in_chans: i
     `in_chans` sets the input convolution's channels; `head_dropout` puts dropout before the head."""
     if stem not in STEMS:
         raise PipelineError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
-    name = ALIASES.get(name, name)
+    name = MODEL_ALIASES.get(name, name)
     library, _, arch = name.partition(":")
     if name in CUSTOM:
         model = CUSTOM[name](num_classes=num_classes, stem=stem, in_chans=in_chans)

@@ -221,6 +221,8 @@ def train(
     cutmix: Optional[float] = option("cutmix", "CutMix's α, e.g. 1.0 (0: off); with --mixup each batch takes one of the two.", DATA, metavar="ALPHA"),
     seed: Optional[int] = option("seed", "Seeds the split, the initial weights and every epoch's shuffle and augmentation.", DATA, metavar="N"),
     val_fraction: Optional[float] = option("val_fraction", "", DATA, metavar="F"),
+    folds: Optional[int] = option("folds", "K-fold cross-validation (stratified, seeded): a run per fold in one folder under weights/, out-of-fold predictions and a CV summary; predict averages the folds.", DATA, metavar="K"),
+    fold: Optional[int] = option("fold", "With --folds K: train fold I alone (0 … K-1), e.g. one per machine; the same --name gathers them.", DATA, metavar="I"),
     full: bool = typer.Option(False, "--full", help="Train on all labeled images (no validation); the best checkpoint is the last epoch.", rich_help_panel=DATA, metavar=""),
     limit: Optional[int] = option("limit", "Use only the first N training images (quick runs).", DATA, metavar="N"),
     skip_bad: Optional[bool] = option("skip_bad", "Train on the rest when some images or CSV rows are unusable; they are listed in the run folder (off: any problem stops training).", DATA, "--skip-bad/--no-skip-bad"),
@@ -249,6 +251,13 @@ def train(
     from pipeline import train as training
     from pipeline.distributed import ranks
 
+    if config is not None and config.folds:
+        from pipeline.cv import summary_lines, train_cv
+
+        cv, summary = train_cv(config, console=console)
+        for line in summary_lines(cv, summary) if summary and ranks().main else []:
+            console.print(line)
+        return
     result = (training.train(config, console=console) if resume is None
               else training.resume(resume, typed_train_options(ctx), console=console))
     if ranks().main:
@@ -311,7 +320,8 @@ def lr_find(ctx: typer.Context, **options) -> None:
 # lr-find takes every option of train that shapes a training step (the same Typer parameters), and its own three
 TRAIN_HINTS = typing.get_type_hints(train)
 NOT_LR_FIND_OPTIONS = {"resume", "nproc", "print_config", "name", "epochs", "lr", "schedule", "milestones", "gamma",
-                       "warmup_epochs", "ema", "patience", "keep_top", "average_top", "target_acc", "sync_bn"}
+                       "warmup_epochs", "ema", "patience", "keep_top", "average_top", "target_acc", "sync_bn", "folds",
+                       "fold"}
 lr_find.__signature__ = inspect.Signature([
     *(parameter.replace(annotation=TRAIN_HINTS.get(name, parameter.annotation))
       for name, parameter in inspect.signature(train).parameters.items()

@@ -58,6 +58,8 @@ class TrainConfig:
     seed: int = 42
     val_fraction: float = 0.2
     full: bool = False  # train on every labeled image, no validation
+    folds: int | None = None  # K-fold cross-validation: each fold a run in one CV folder (val: that fold)
+    fold: int | None = None  # train only this fold (0 … K-1) of --folds K
     target_acc: float | None = None  # stop once val accuracy reaches it
     patience: int | None = None  # stop after this many epochs without a better val accuracy
     keep_top: int = 1  # checkpoints of the best epochs kept (besides best.pt and last.pt when more than 1)
@@ -130,6 +132,19 @@ class TrainConfig:
         if self.target_acc is not None and (self.full or not 0 < self.target_acc <= 1):
             raise PipelineError("--target-acc needs a validation split (not --full) and a value in (0, 1]")
         self._check_run_control()
+        self._check_folds()
+
+    def _check_folds(self) -> None:
+        if self.folds is None:
+            if self.fold is not None:
+                raise PipelineError(f"--fold {self.fold} needs --folds K (the number of folds)")
+            return
+        if not 2 <= self.folds <= 100:
+            raise PipelineError(f"--folds must be between 2 and 100, got {self.folds}")
+        if self.fold is not None and not 0 <= self.fold < self.folds:
+            raise PipelineError(f"--fold must be one of 0 … {self.folds - 1} for --folds {self.folds}, got {self.fold}")
+        if self.full:
+            raise PipelineError("--folds validates each fold on its held-out part: it cannot take --full")
 
     def _check_batched_augmentation(self) -> None:
         if not 0 <= self.erase <= 1:  # NaN fails too

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from rich.console import Console
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 from torch.utils.data import Dataset
 
 from pipeline.cache import cached_train_images, image_problems
@@ -93,11 +93,30 @@ def training_digest(ids: list[str], targets: np.ndarray, classes: list[str], ima
 
 
 def run_split(targets: np.ndarray, val_fraction: float, seed: int, full: bool,
-              classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A run's (train, val) indices: the seeded stratified split, or every image for training with --full."""
+              classes: list[str] | None = None, folds: int | None = None,
+              fold: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A run's (train, val) indices: the seeded stratified split, fold `fold` of a seeded stratified K-fold split
+    (val: that fold), or every image for training with --full."""
     if full:
         return np.arange(len(targets)), np.arange(0)
+    if folds is not None:
+        return fold_split(targets, folds, fold, seed, classes)
     return stratified_split(targets, val_fraction, seed, classes)
+
+
+def fold_split(targets: np.ndarray, folds: int, fold: int, seed: int,
+               classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's StratifiedKFold(folds, shuffle, seed): fold `fold`'s (train, val) indices. Every image is in
+    exactly one fold's val; a class with fewer images than folds is one line naming it."""
+    counts = np.bincount(targets)
+    names = classes or [str(c) for c in range(len(counts))]
+    short = [f"{names[c]!r} ({counts[c]})" for c in np.flatnonzero(counts) if counts[c] < folds]
+    if short:
+        raise PipelineError(f"cannot split {len(targets)} images into {folds} stratified folds: class(es) "
+                            f"{', '.join(short[:5])} have fewer images than folds; use fewer --folds or more images")
+    splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(targets)), targets)
+    train_idx, val_idx = list(splits)[fold]
+    return np.sort(train_idx), np.sort(val_idx)
 
 
 def albumentations_policy(name: str, mean: tuple[float, ...], std: tuple[float, ...],

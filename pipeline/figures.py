@@ -22,6 +22,8 @@ class ValPredictions:
     classes: list[str]
     actual: np.ndarray  # class index per val image
     predicted: np.ndarray
+    probabilities: np.ndarray | None = None  # (val images, classes)
+    indices: np.ndarray | None = None  # each val image's index in the labeled set
 
 
 def per_class_table(predictions: ValPredictions) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from pipeline.engine import build_engine, candidates, choose_engine
 from pipeline.errors import PipelineError
 from pipeline.infer import TTA_VIEWS, load_model
 from pipeline.layout import SAMPLE_SUBMISSION, TRAIN_LABELS, check_test, dataset_classes, id_sort_key, read_id_csv
-from pipeline.run import Run, RunConfig, checkpoint_label, latest_best_checkpoint, resolve_run
+from pipeline.run import CrossValidation, Run, RunConfig, checkpoint_label, latest_best_checkpoint, resolve_run
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.submission import class_histogram, score_submission, write_submission
 from pipeline.workspace import atomic_path, dataset_dir, submissions_dir, weights_dir, write_text_atomic
@@ -49,6 +49,12 @@ def find_checkpoint(run: Path | None = None, checkpoint: Path | None = None, wei
     path, why = latest_best_checkpoint(weights_root or weights_dir())
     (console or Console(quiet=True)).print(f"using {path}: {why} (choose another with --run NAME)")
     return path
+
+
+def run_checkpoints(run: Path, weights_root: Path | None = None) -> list[Path]:
+    """A run's best checkpoint, or every fold's of a cross-validation folder (its fold ensemble)."""
+    cv = CrossValidation(resolve_run(run, weights_root))
+    return cv.best_checkpoints() if cv.is_cv() else [find_checkpoint(run=run, weights_root=weights_root)]
 
 
 def ids_key(ids: list[str]) -> str:
@@ -128,7 +134,7 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     console = (console or Console()) if where.main else Console(quiet=True)
     dataset_root = dataset_root or dataset_dir()
     out = out or submissions_dir() / "submission.csv"
-    sources = list(checkpoints or []) + [find_checkpoint(run=r, weights_root=weights_root) for r in runs or []]
+    sources = list(checkpoints or []) + [c for r in runs or [] for c in run_checkpoints(r, weights_root)]
     sources = sources or [find_checkpoint(weights_root=weights_root, console=console)]
     submission_ids = check_test(dataset_root)
     with rank_zero_first(where):  # rank 0 decodes the cache; the others then read it

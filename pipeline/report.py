@@ -27,7 +27,7 @@ def val_predictions(run: Run, config: RunConfig, dataset_root: Path, device: str
     data = training_arrays(dataset_root, options.skip_bad, options.limit, console)
     if data.classes != config.classes:
         raise PipelineError(f"{dataset_root}: its classes differ from those {run.best} was trained on")
-    _, val_idx = run_split(data.targets, options.val_fraction, options.seed, full=False)
+    _, val_idx = run_split(data.targets, options.val_fraction, options.seed, False, None, options.folds, options.fold)
     log_probs = infer(model, data.images[val_idx], config.inputs, "none", runtime,
                       default_batch_size(runtime.device), console, len(config.classes))
     return ValPredictions(config.classes, data.targets[val_idx], log_probs.argmax(1))

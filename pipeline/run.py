@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -155,6 +156,7 @@ class Run:
         # read and written only through the methods below
         self._config, self._metrics = self.path / CONFIG, self.path / "metrics.csv"
         self._status = self.path / "status.json"
+        self._val_probabilities = self.path / "val_probabilities.npz"
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
@@ -233,6 +235,14 @@ class Run:
         write_text_atomic(path, "\n".join(problems) + "\n")
         return path
 
+    def write_val_probabilities(self, indices: np.ndarray, targets: np.ndarray, probabilities: np.ndarray) -> None:
+        """The best checkpoint's class probabilities for its val images (their indices in the labeled set, their
+        classes)."""
+        write_predictions(self._val_probabilities, indices, targets, probabilities)
+
+    def read_val_probabilities(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return read_predictions(self._val_probabilities, "the run has not finished")
+
     def top_checkpoint(self, epoch: int) -> Path:
         return self.top / f"epoch-{epoch}.pt"
 
@@ -240,6 +250,102 @@ class Run:
         if not self.best.is_file():
             raise PipelineError(f"{self.path}: no {BEST}; train it with `pipeline train` first")
         return self.best
+
+
+def write_predictions(path: Path, indices: np.ndarray, targets: np.ndarray, probabilities: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        np.savez(file, indices=indices, targets=targets, probabilities=probabilities)
+
+
+def read_predictions(path: Path, missing: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices, targets, probabilities) as `write_predictions` saved them; `missing` says why a file may be absent."""
+    try:
+        with np.load(path) as saved:
+            indices, targets, probabilities = saved["indices"], saved["targets"], saved["probabilities"]
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: not found; {missing}") from None
+    except (OSError, ValueError, KeyError) as e:
+        raise PipelineError(f"{path}: unreadable ({e}); train again") from None
+    if probabilities.ndim != 2 or not len(indices) == len(targets) == len(probabilities):
+        raise PipelineError(f"{path}: {len(indices)} indices and {len(targets)} targets for {probabilities.shape} "
+                            "probabilities; train again")
+    return indices, targets, probabilities
+
+
+class CrossValidation:
+    """A cross-validation folder under weights/: cv.json (the number of folds and the options every fold shares), a
+    run per fold (fold-<i>/), and, once every fold has finished, oof.npz (each labeled image's probabilities from the
+    fold model that did not train on it) and cv_summary.json."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.name = self.path.name
+        self.oof = self.path / "oof.npz"
+        self._plan, self._summary = self.path / "cv.json", self.path / "cv_summary.json"
+
+    def is_cv(self) -> bool:
+        return self._plan.is_file()
+
+    def fold(self, index: int) -> Run:
+        return Run(self.path / f"fold-{index}")
+
+    def read_plan(self) -> dict:
+        try:
+            return json.loads(self._plan.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise PipelineError(f"{self._plan}: unreadable ({e}); not a cross-validation folder") from None
+
+    def write_plan(self, plan: dict) -> None:
+        write_text_atomic(self._plan, json.dumps(plan, indent=2) + "\n")
+
+    def write_summary(self, summary: dict, indices: np.ndarray, targets: np.ndarray, probabilities: np.ndarray) -> None:
+        write_predictions(self.oof, indices, targets, probabilities)
+        write_text_atomic(self._summary, json.dumps(summary, indent=2) + "\n")
+
+    def read_summary(self) -> dict | None:
+        try:
+            return json.loads(self._summary.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+
+    def read_oof(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return read_predictions(self.oof, "not every fold has finished")
+
+    def best_checkpoints(self) -> list[Path]:
+        """Every fold's best checkpoint; a fold not trained yet is one line saying how to train it."""
+        folds = self.read_plan()["folds"]
+        missing = [str(i) for i in range(folds) if not self.fold(i).best.is_file()]
+        if missing:
+            raise PipelineError(f"{self.path}: fold(s) {', '.join(missing)} of {folds} have no {BEST}; train them with "
+                                f"`pipeline train --folds {folds} --fold I --name {self.name}`")
+        return [self.fold(i).best for i in range(folds)]
+
+
+def claim_cv(weights_root: Path, name: str | None, plan: dict) -> CrossValidation:
+    """weights/<name> for a cross-validation with `plan`: made, or taken up again when it holds the same plan (its
+    other folds trained elsewhere or earlier); without a name the first free of cv, cv2, …"""
+    if name and (weights_root / name).exists():
+        cv = CrossValidation(weights_root / name)
+        if not cv.is_cv():
+            raise PipelineError(f"{cv.path} already exists and is not a cross-validation folder: choose another --name")
+        if cv.read_plan() != plan:
+            raise PipelineError(f"{cv.path} holds a cross-validation with other options or folds; fold runs gathered "
+                                f"there must share them: choose another --name, or train with its options "
+                                f"(--config {cv.fold(0).path})")
+        return cv
+    candidates = [name] if name else ("cv" if k == 1 else f"cv{k}" for k in itertools.count(1))
+    for candidate in candidates:
+        try:
+            (weights_root / candidate).mkdir(parents=True)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise PipelineError(f"{weights_root}: cannot create a folder in it ({e.strerror}); train from a folder "
+                                "you can write") from None
+        cv = CrossValidation(weights_root / candidate)
+        cv.write_plan(plan)
+        return cv
+    raise AssertionError("unreachable")
 
 
 def process_alive(pid: int) -> bool:
@@ -312,7 +418,8 @@ def latest_best_checkpoint(weights_root: Path) -> tuple[Path, str]:
 def checkpoint_label(checkpoint: Path) -> str:
     """`exp3` for weights/exp3/best.pt, `exp3-last` for its last.pt, the file's stem otherwise."""
     if checkpoint.name == BEST:
-        return checkpoint.parent.name
+        folder = checkpoint.parent
+        return f"{folder.parent.name}-{folder.name}" if CrossValidation(folder.parent).is_cv() else folder.name
     if checkpoint.name == LAST:
         return f"{checkpoint.parent.name}-last"
     return checkpoint.stem

@@ -82,6 +82,7 @@ class TrainContext:
     batches: TrainBatches
     val_images: torch.Tensor | None  # this rank's share of the val split, uint8 (N, H, W, C) on the device
     val_targets: np.ndarray
+    val_indices: np.ndarray  # this rank's val images' indices in the labeled set
     model: nn.Module  # the bare model, whose weights are saved
     step_model: nn.Module  # what the steps run: the model, DDP-wrapped and/or compiled
     optimizer: torch.optim.Optimizer
@@ -336,7 +337,8 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
     console = console if where.main else Console(quiet=True)
     with rank_zero_first(where):  # rank 0 decodes the cache; the others then read it
         data = training_arrays(dataset_root, config.skip_bad, config.limit, console)
-    train_idx, val_idx = run_split(data.targets, config.val_fraction, config.seed, config.full, data.classes)
+    train_idx, val_idx = run_split(data.targets, config.val_fraction, config.seed, config.full, data.classes,
+                                   config.folds, config.fold)
     run_config = _run_config(config, data, (train_idx, val_idx), dataset_root, runtime, saved)
     mean, std = tuple(run_config.mean), tuple(run_config.std)
     batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], len(data.classes), runtime,
@@ -348,7 +350,7 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
     ctx = TrainContext(
         config, run, run_config, runtime, console, batches,
         val_images=torch.from_numpy(np.ascontiguousarray(data.images[own_val])).to(runtime.device) if len(val_idx) else None,
-        val_targets=data.targets[own_val], model=model, step_model=model, optimizer=optimizer, scheduler=scheduler,
+        val_targets=data.targets[own_val], val_indices=own_val, model=model, step_model=model, optimizer=optimizer, scheduler=scheduler,
         per_step=per_step, ema=ModelEmaV3(model, decay=config.ema, use_warmup=True) if config.ema else None,
         frozen_norms=frozen_norms, saver=CheckpointSaver(run, keep_top=config.keep_top),
         criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), scaler=runtime.gradient_scaler())
@@ -521,6 +523,8 @@ def _finish(ctx: TrainContext, best_predictions: ValPredictions | None) -> Train
         best_predictions = evaluate(ctx).predictions
     if where.main:
         _log_hparams(run, ctx.config, ctx.history)
+        if best_predictions is not None:  # out-of-fold predictions, for cross-validation and blending
+            run.write_val_probabilities(best_predictions.indices, best_predictions.actual, best_predictions.probabilities)
         run.set_status("finished")
         written = draw_report(run, best_predictions)
         console.print(f"report: {', '.join(str(path) for path in written)}")
@@ -684,8 +688,10 @@ def evaluate(ctx: TrainContext) -> Evaluation:
     f1 = f1_score(actual, predicted, average="macro", labels=labels, zero_division=0)
     if not math.isfinite(loss_sum):
         raise diverged(ctx, f"the val loss became {loss_sum}")
+    probabilities = np.exp(all_concat(log_probs, where)).astype(np.float32)
     return Evaluation(loss_sum / len(actual), float((predicted == actual).mean()), float(f1),
-                      ValPredictions(ctx.run_config.classes, actual, predicted))
+                      ValPredictions(ctx.run_config.classes, actual, predicted, probabilities,
+                                     all_concat(ctx.val_indices, where)))
 
 
 def _log_hparams(run: Run, config: TrainConfig, history: list[dict]) -> None:

@@ -20,7 +20,8 @@ from pipeline.run import (
 
 ROOT = Path(__file__).parents[1]
 RUN_FILES = ("config.json", "metrics.csv", "status.json", "best.pt", "last.pt", "result.txt", "skipped.txt",
-             "curves.png", "confusion.png", "per_class.csv", "report.md", "model.onnx")
+             "curves.png", "confusion.png", "per_class.csv", "report.md", "model.onnx",
+             "val_probabilities.npz", "cv.json", "cv_summary.json", "oof.npz")
 
 
 def test_runs_saved_by_older_versions_still_load(tmp_path):

@@ -1,0 +1,90 @@
+"""K-fold cross-validation: `pipeline train --folds K` trains a run per fold in one CV folder under weights/ (each
+validated on its fold of a seeded stratified K-fold split); `--fold I` trains one fold alone, so folds can run on
+separate machines and be gathered in one folder. Once every fold has finished, their out-of-fold (OOF) predictions
+become the CV folder's oof.npz and its summary: per fold and OOF, accuracy, macro-F1 and log loss, mean ± std."""
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from sklearn.metrics import accuracy_score, f1_score, log_loss
+
+from pipeline.config import TrainConfig
+from pipeline.errors import PipelineError
+from pipeline.run import CrossValidation, claim_cv
+from pipeline.train import train
+from pipeline.workspace import weights_dir
+
+NOT_SHARED = ("name", "fold", "device", "threads", "workers", "compile")  # may differ between a CV's folds
+
+
+def cv_plan(config: TrainConfig) -> dict:
+    """What every fold of a cross-validation shares: its options but where and how fast a fold runs."""
+    return {option: value for option, value in asdict(config).items() if option not in NOT_SHARED}
+
+
+def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root: Path | None = None,
+             console: Console | None = None) -> tuple[CrossValidation, dict | None]:
+    """Train the folds asked for (all, or --fold's) that the CV folder does not hold yet; return the folder and its
+    summary once every fold has finished (None before)."""
+    config.validate()
+    console = console or Console()
+    cv = claim_cv(weights_root or weights_dir(), config.name, cv_plan(config))
+    for fold in range(config.folds) if config.fold is None else [config.fold]:
+        run = cv.fold(fold)
+        if run.looks_like_run():
+            state = (run.read_status() or {}).get("state")
+            if state != "finished":
+                raise PipelineError(f"{run.path}: fold {fold} is {state or 'incomplete'}; continue it with "
+                                    f"`pipeline train --resume {run.path}`, then train the CV again to gather it")
+            console.print(f"fold {fold}: already trained in {run.path}")
+            continue
+        console.print(f"[bold]fold {fold} of {config.folds}[/bold] → {run.path}")
+        train(replace(config, fold=fold, name=run.name), dataset_root, cv.path, console)
+    summary = gather(cv)
+    if summary is None:
+        done = sum((cv.fold(i).read_status() or {}).get("state") == "finished" for i in range(config.folds))
+        console.print(f"{cv.path}: {done} of {config.folds} folds finished; the out-of-fold summary comes once all have")
+    return cv, summary
+
+
+def gather(cv: CrossValidation) -> dict | None:
+    """The OOF predictions and summary of a CV whose folds have all finished (written into its folder), else None."""
+    folds = cv.read_plan()["folds"]
+    if any((cv.fold(i).read_status() or {}).get("state") != "finished" for i in range(folds)):
+        return None
+    parts = [cv.fold(i).read_val_probabilities() for i in range(folds)]
+    indices = np.concatenate([p[0] for p in parts])
+    if len(np.unique(indices)) != len(indices):
+        raise PipelineError(f"{cv.path}: its folds validated some images twice; were they trained on different "
+                            "labeled sets? Train the CV again in a new folder")
+    order = np.argsort(indices)
+    targets = np.concatenate([p[1] for p in parts])[order]
+    probabilities = np.concatenate([p[2] for p in parts])[order]
+    labels = list(range(probabilities.shape[1]))
+    per_fold = [scores(t, p, labels) for _, t, p in parts]
+    summary = {"folds": folds, "images": len(indices), "oof": scores(targets, probabilities, labels),
+               "per_fold": per_fold,
+               "mean": {k: float(np.mean([f[k] for f in per_fold])) for k in per_fold[0]},
+               "std": {k: float(np.std([f[k] for f in per_fold])) for k in per_fold[0]}}
+    cv.write_summary(summary, indices[order], targets, probabilities)
+    return summary
+
+
+def scores(targets: np.ndarray, probabilities: np.ndarray, labels: list[int]) -> dict:
+    predicted = probabilities.argmax(1)
+    return {"accuracy": float(accuracy_score(targets, predicted)),
+            "macro_f1": float(f1_score(targets, predicted, average="macro", labels=labels, zero_division=0)),
+            "log_loss": float(log_loss(targets, np.clip(probabilities, 1e-7, 1), labels=labels))}
+
+
+def summary_lines(cv: CrossValidation, summary: dict) -> list[str]:
+    mean, std, oof = summary["mean"], summary["std"], summary["oof"]
+    folds = ", ".join(f"{f['accuracy']:.4f}" for f in summary["per_fold"])
+    return [f"{cv.path}: {summary['folds']}-fold CV on {summary['images']} labeled images",
+            f"fold accuracy {mean['accuracy']:.4f} ± {std['accuracy']:.4f} ({folds}); "
+            f"macro-F1 {mean['macro_f1']:.4f} ± {std['macro_f1']:.4f}",
+            f"out-of-fold: accuracy {oof['accuracy']:.4f}, macro-F1 {oof['macro_f1']:.4f}, log loss {oof['log_loss']:.4f} "
+            f"({cv.oof}); predict with the fold ensemble: `pipeline predict --run {cv.name}`"]

@@ -1,0 +1,95 @@
+"""Cross-validation: the fold split, fold runs in one CV folder, gathered out-of-fold predictions and summary,
+folds trained apart and gathered, and the fold ensemble in predict."""
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import TrainConfig
+from pipeline.cv import train_cv
+from pipeline.dataset import fold_split
+from pipeline.errors import PipelineError
+from pipeline.predict import predict
+from pipeline.run import CrossValidation
+from tests.fixtures import QUICK
+
+CV = dict(epochs=1, folds=3, **QUICK)
+
+
+def test_fold_split_puts_each_image_in_one_val_fold_stratified_and_seeded():
+    targets = np.repeat(np.arange(4), [30, 31, 32, 40])
+    vals = [fold_split(targets, 3, i, seed=5)[1] for i in range(3)]
+    assert np.array_equal(np.sort(np.concatenate(vals)), np.arange(len(targets)))
+    for i, val in enumerate(vals):
+        train, _ = fold_split(targets, 3, i, seed=5)
+        assert np.intersect1d(train, val).size == 0 and len(train) + len(val) == len(targets)
+        counts = np.bincount(targets[val], minlength=4)
+        assert (np.abs(counts - np.bincount(targets) / 3) <= 1).all()
+    assert np.array_equal(fold_split(targets, 3, 1, seed=5)[1], vals[1])
+    assert not np.array_equal(fold_split(targets, 3, 1, seed=6)[1], vals[1])
+    with pytest.raises(PipelineError, match=r"3 stratified folds: class\(es\) 'b' \(2\) have fewer images than folds"):
+        fold_split(np.array([0, 0, 0, 1, 1]), 3, 0, seed=0, classes=["a", "b"])
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(fold=1), "--fold 1 needs --folds K"),
+    (dict(folds=1), "--folds must be between 2 and 100, got 1"),
+    (dict(folds=3, fold=3), r"--fold must be one of 0 … 2 for --folds 3, got 3"),
+    (dict(folds=3, full=True), "--folds validates each fold on its held-out part: it cannot take --full"),
+])
+def test_bad_fold_options(options, message):
+    with pytest.raises(PipelineError, match=message):
+        TrainConfig(**options).validate()
+
+
+def test_cv_trains_every_fold_and_gathers_out_of_fold_predictions(fetched):
+    cv, summary = train_cv(TrainConfig(**CV))
+    assert cv.path == fetched / "weights" / "cv"
+    labeled = len(pd.read_csv(fetched / "dataset" / "trainLabels.csv"))
+    indices, targets, probabilities = cv.read_oof()
+    assert np.array_equal(indices, np.arange(labeled))  # every labeled image, once
+    assert np.allclose(probabilities.sum(1), 1, atol=1e-4)
+    assert summary["oof"]["accuracy"] == pytest.approx(float((probabilities.argmax(1) == targets).mean()))
+    for i, fold in enumerate(summary["per_fold"]):
+        metrics = pd.read_csv(cv.fold(i).path / "metrics.csv")
+        assert fold["accuracy"] == pytest.approx(metrics["val_acc"].max())  # each fold's best checkpoint
+    assert summary["mean"]["accuracy"] == pytest.approx(np.mean([f["accuracy"] for f in summary["per_fold"]]))
+    assert CrossValidation(cv.path).read_summary() == summary
+
+
+def test_folds_trained_apart_are_gathered_and_match_one_go(fetched, tmp_path):
+    _, together = train_cv(TrainConfig(**CV, name="together"))
+    elsewhere = tmp_path / "other-machine"
+    _, partial = train_cv(TrainConfig(**CV, fold=2, name="apart"), weights_root=elsewhere)
+    assert partial is None
+    _, partial = train_cv(TrainConfig(**CV, fold=0, name="apart"))
+    assert partial is None
+    shutil.copytree(elsewhere / "apart" / "fold-2", fetched / "weights" / "apart" / "fold-2")  # gathered by hand
+    cv, apart = train_cv(TrainConfig(**CV, fold=1, name="apart"))
+    assert apart["per_fold"] == together["per_fold"] and apart["oof"] == together["oof"]  # seeded: the same folds
+    with pytest.raises(PipelineError, match="holds a cross-validation with other options or folds"):
+        train_cv(TrainConfig(**{**CV, "lr": 0.05}, fold=0, name="apart"))
+    _, again = train_cv(TrainConfig(**CV, name="apart"))  # nothing left to train: the summary again
+    assert again == apart
+
+
+def test_predict_with_a_cv_averages_its_fold_models(fetched):
+    cv, _ = train_cv(TrainConfig(**{**CV, "folds": 2}))
+    by_cv = predict(runs=[cv.path], tta="none", out=fetched / "submissions" / "cv.csv")
+    by_hand = predict(checkpoints=[cv.fold(0).best, cv.fold(1).best], tta="none",
+                      out=fetched / "submissions" / "hand.csv")
+    assert by_cv.members == ["cv-fold-0.probs.npy", "cv-fold-1.probs.npy"]
+    pd.testing.assert_frame_equal(pd.read_csv(fetched / "submissions" / "cv.csv"),
+                                  pd.read_csv(fetched / "submissions" / "hand.csv"))
+
+
+def test_cv_from_the_command_line(fetched):
+    done = subprocess.run([sys.executable, "-m", "pipeline", "train", "--folds", "2", "--epochs", "1", "--batch-size",
+                           "32", "--workers", "0", "--name", "cli-cv"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    out = " ".join(done.stdout.split())
+    assert "2-fold CV on 400 labeled images" in out and "out-of-fold: accuracy" in out
+    assert "pipeline predict --run cli-cv" in out

@@ -248,6 +248,11 @@ def train(
         typer.echo(printed_config(config), nl=False)
         return
     under_torchrun(nproc)
+    run_training(config, resume, ctx)
+
+
+def run_training(config: TrainConfig | None, resume: Path | None, ctx: typer.Context) -> None:
+    """A new run (a cross-validation's folds with --folds), or --resume's; the outcome on rank 0's console."""
     from pipeline import train as training
     from pipeline.distributed import ranks
 

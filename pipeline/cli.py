@@ -79,6 +79,7 @@ TrainPrecision, Tta = choices("TrainPrecision", PRECISIONS), choices("Tta", TTA_
 Optimizer = choices("Optimizer", OPTIMIZERS)
 Engine, PredictPrecision = choices("Engine", ENGINES), choices("PredictPrecision", PREDICT_PRECISIONS)
 ExportFormat = choices("ExportFormat", ("onnx",))
+Blending = choices("Blending", ("equal", "oof"))
 
 
 def show_version(value: bool) -> None:
@@ -395,11 +396,13 @@ def export(
 def ensemble(
     members: list[Path] = typer.Argument(..., help="Saved predictions: names (exp3) or paths of submissions/*.probs.npy.", metavar="MEMBER…"),
     score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against.", metavar="CSV"),
+    blend: Blending = typer.Option("equal", help="equal weights, or oof: weights fitted on the members' out-of-fold predictions (cross-validations on the same folds), the blend's OOF score printed beside the equal-weight one."),
 ) -> None:
-    """Average saved probabilities of several models into submissions/submission.csv (no model is run)."""
+    """Average saved probabilities of several models into submissions/submission.csv (no model is run); a
+    cross-validation's name stands for its folds' predictions."""
     from pipeline.predict import ensemble as run_ensemble
 
-    print_submission(run_ensemble(members, score))
+    print_submission(run_ensemble(members, score, blend=plain(blend) == "oof", console=console))
 
 
 @app.command()

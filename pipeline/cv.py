@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from sklearn.metrics import accuracy_score, f1_score, log_loss
 
+from pipeline.blend import scores
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.run import CrossValidation, claim_cv
@@ -71,13 +71,6 @@ def gather(cv: CrossValidation) -> dict | None:
                "std": {k: float(np.std([f[k] for f in per_fold])) for k in per_fold[0]}}
     cv.write_summary(summary, indices[order], targets, probabilities)
     return summary
-
-
-def scores(targets: np.ndarray, probabilities: np.ndarray, labels: list[int]) -> dict:
-    predicted = probabilities.argmax(1)
-    return {"accuracy": float(accuracy_score(targets, predicted)),
-            "macro_f1": float(f1_score(targets, predicted, average="macro", labels=labels, zero_division=0)),
-            "log_loss": float(log_loss(targets, np.clip(probabilities, 1e-7, 1), labels=labels))}
 
 
 def summary_lines(cv: CrossValidation, summary: dict) -> list[str]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from pipeline.blend import fit_blend
 from pipeline.cache import cached_test_images, fingerprint
 from pipeline.config import check_prediction_options
 from pipeline.distributed import all_concat, all_sum, broadcast, rank_zero_first
@@ -241,8 +242,11 @@ def predict_model(model: torch.nn.Module, config: RunConfig, path: Path, images:
 
 
 def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path | None = None,
-             out: Path | None = None) -> PredictResult:
-    """Average saved `.probs.npy` files (names under submissions/ or paths) into a submission."""
+             out: Path | None = None, blend: bool = False, weights_root: Path | None = None,
+             console: Console | None = None) -> PredictResult:
+    """Average saved `.probs.npy` files (names under submissions/ or paths; a cross-validation's name stands for its
+    folds' files, averaged first) into a submission; with `blend`, weighted by blend weights fitted on the members'
+    out-of-fold predictions (each member a cross-validation on the same folds)."""
     if len(members) < 1:
         raise PipelineError("name at least one .probs.npy file to ensemble")
     check_score_file(score)
@@ -250,17 +254,45 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
     out = out or submissions_dir() / "submission.csv"
     submission_ids = check_test(dataset_root)
     ids = sorted(submission_ids, key=id_sort_key)
-    paths = [m if m.suffix == ".npy" else out.parent / f"{m.name}.probs.npy" for m in members]
+    groups = [member_files(m, out.parent, weights_root) for m in members]
+    weights = [1 / len(groups)] * len(groups)
+    if blend:
+        fitted = fit_blend([member_cv(m, weights_root) for m in members])
+        weights = fitted.weights
+        (console or Console()).print(
+            "blend weights fitted on out-of-fold predictions: "
+            + ", ".join(f"{m.name} {w:.3f}" for m, w in zip(members, weights))
+            + f"; OOF accuracy {fitted.blended['accuracy']:.4f}, log loss {fitted.blended['log_loss']:.4f} (equal "
+              f"weights: {fitted.equal['accuracy']:.4f}, {fitted.equal['log_loss']:.4f})")
+    paths = [p for group in groups for p in group]
     images_key = fingerprint(dataset_root / "test", ids)
-    loaded = [load_probabilities(p, ids, images_key) for p in paths]
-    classes = loaded[0][1]["classes"]
-    for path, (_, meta) in zip(paths, loaded):
+    loaded = {p: load_probabilities(p, ids, images_key) for p in paths}
+    classes = loaded[paths[0]][1]["classes"]
+    for path, (_, meta) in loaded.items():
         if meta["classes"] != classes:
             raise PipelineError(f"{path}: its classes differ from {paths[0]}'s")
     known = dataset_classes(dataset_root)
     if known is not None and not set(classes) <= set(known):
         raise PipelineError(f"{paths[0]}: {class_difference(classes, known, dataset_root)}; predict again with a model "
                             "trained on this dataset")
-    average = sum(p for p, _ in loaded) / len(loaded)
+    average = sum(w * sum(loaded[p][0] for p in group) / len(group) for w, group in zip(weights, groups))
     return finish_submission(average, ids, submission_ids, classes, [p.name for p in paths], dataset_root, out,
                              None, score)
+
+
+def member_files(member: Path, folder: Path, weights_root: Path | None) -> list[Path]:
+    """An ensemble member's probability files: a path, a name under submissions/, or a cross-validation's folds'."""
+    if member.suffix == ".npy":
+        return [member]
+    cv = CrossValidation((weights_root or weights_dir()) / member)
+    if len(member.parts) == 1 and cv.is_cv() and not (folder / f"{member.name}.probs.npy").is_file():
+        return [folder / f"{checkpoint_label(path)}.probs.npy" for path in cv.best_checkpoints()]
+    return [folder / f"{member.name}.probs.npy"]
+
+
+def member_cv(member: Path, weights_root: Path | None) -> CrossValidation:
+    cv = CrossValidation((weights_root or weights_dir()) / member.name)
+    if member.suffix == ".npy" or not cv.is_cv():
+        raise PipelineError(f"{member}: --blend oof fits weights on out-of-fold predictions: name cross-validations "
+                            "(trained with --folds), e.g. `pipeline ensemble cv cv2 --blend oof`")
+    return cv

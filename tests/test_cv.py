@@ -3,6 +3,7 @@ folds trained apart and gathered, and the fold ensemble in predict."""
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -93,3 +94,48 @@ def test_cv_from_the_command_line(fetched):
     out = " ".join(done.stdout.split())
     assert "2-fold CV on 400 labeled images" in out and "out-of-fold: accuracy" in out
     assert "pipeline predict --run cli-cv" in out
+
+
+def fake_cv(path, probabilities, targets):
+    """A cross-validation folder holding only its plan and out-of-fold predictions."""
+    from pipeline.run import claim_cv
+
+    cv = claim_cv(path.parent, path.name, {"folds": 2})
+    cv.write_summary({}, np.arange(len(targets)), targets, probabilities)
+    return cv
+
+
+def test_blend_weights_fitted_on_out_of_fold_predictions(tmp_path):
+    from pipeline.blend import fit_blend
+
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, 3, 300)
+    good = np.full((300, 3), 0.1)
+    good[np.arange(300), targets] = 0.8
+    noise = rng.dirichlet(np.ones(3), 300)  # knows nothing
+    members = [fake_cv(tmp_path / "good", good, targets), fake_cv(tmp_path / "noise", noise, targets)]
+    fitted = fit_blend(members)
+    assert fitted.weights[0] > 0.9 and sum(fitted.weights) == pytest.approx(1)
+    assert fitted.blended["log_loss"] < fitted.equal["log_loss"]
+    assert fitted.blended["accuracy"] >= fitted.equal["accuracy"]
+    other = fake_cv(tmp_path / "other", good[:200], targets[:200])
+    with pytest.raises(PipelineError, match="cover other images or labels than"):
+        fit_blend([members[0], other])
+
+
+def test_ensemble_of_cvs_blended_on_their_oof(fetched):
+    from pipeline.predict import ensemble
+
+    for name, lr in (("cva", 0.02), ("cvb", 0.05)):
+        cv, _ = train_cv(TrainConfig(**{**CV, "folds": 2, "lr": lr}, name=name))
+        predict(runs=[cv.path], tta="none")
+    equal = ensemble([Path("cva"), Path("cvb")])
+    assert equal.members == ["cva-fold-0.probs.npy", "cva-fold-1.probs.npy", "cvb-fold-0.probs.npy",
+                             "cvb-fold-1.probs.npy"]
+    done = subprocess.run([sys.executable, "-m", "pipeline", "ensemble", "cva", "cvb", "--blend", "oof"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "blend weights fitted on out-of-fold predictions: cva " in " ".join(done.stdout.split())
+    refused = subprocess.run([sys.executable, "-m", "pipeline", "ensemble", "cva", "nope", "--blend", "oof"],
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and refused.stderr.startswith("error: nope: --blend oof fits weights on out-of-fold")

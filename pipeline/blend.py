@@ -1,0 +1,53 @@
+"""Scores of class probabilities, and blend weights for an ensemble fitted on its members' out-of-fold (OOF)
+predictions: the weights on the simplex that minimise the blend's OOF log loss (scipy's SLSQP)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, log_loss
+
+from pipeline.errors import PipelineError
+from pipeline.run import CrossValidation
+
+
+def scores(targets: np.ndarray, probabilities: np.ndarray, labels: list[int]) -> dict:
+    """Accuracy, macro-F1 and log loss (probabilities clipped to [1e-7, 1], as Kaggle's)."""
+    predicted = probabilities.argmax(1)
+    return {"accuracy": float(accuracy_score(targets, predicted)),
+            "macro_f1": float(f1_score(targets, predicted, average="macro", labels=labels, zero_division=0)),
+            "log_loss": float(log_loss(targets, np.clip(probabilities, 1e-7, 1), labels=labels))}
+
+
+@dataclass(frozen=True)
+class Blend:
+    weights: list[float]  # one per member, ≥ 0, summing to 1
+    blended: dict  # the weighted blend's OOF scores
+    equal: dict  # the equal-weight blend's
+
+
+def fit_blend(members: list[CrossValidation]) -> Blend:
+    """Blend weights from the members' OOF predictions; they must cover the same labeled images with the same
+    labels (cross-validations of one dataset, on the same folds: the same --folds and --seed)."""
+    from scipy.optimize import minimize
+
+    oofs = [member.read_oof() for member in members]
+    indices, targets, first = oofs[0]
+    for member, (other_indices, other_targets, probabilities) in zip(members[1:], oofs[1:]):
+        if not (np.array_equal(other_indices, indices) and np.array_equal(other_targets, targets)
+                and probabilities.shape == first.shape):
+            raise PipelineError(f"{member.oof}: its out-of-fold predictions cover other images or labels than "
+                                f"{members[0].oof}'s; blend cross-validations of the same labeled set")
+    stacked = np.stack([p for _, _, p in oofs]).astype(np.float64)  # members × images × classes
+    labels = list(range(first.shape[1]))
+    rows = np.arange(len(targets))
+
+    def loss(weights: np.ndarray) -> float:
+        return float(-np.log(np.clip(np.tensordot(weights, stacked[:, rows, targets], 1), 1e-7, 1)).mean())
+
+    equal = np.full(len(members), 1 / len(members))
+    fitted = minimize(loss, equal, method="SLSQP", bounds=[(0, 1)] * len(members),
+                      constraints={"type": "eq", "fun": lambda w: w.sum() - 1})
+    weights = np.clip(fitted.x, 0, 1) / np.clip(fitted.x, 0, 1).sum() if fitted.success else equal
+    return Blend([float(w) for w in weights], scores(targets, np.tensordot(weights, stacked, 1), labels),
+                 scores(targets, stacked.mean(0), labels))

@@ -469,7 +469,7 @@ def runs(
     """Table of every run under weights/: model, recipe, best val accuracy, macro-F1, time, status."""
     import pandas as pd
 
-    from pipeline.experiments import HEADERS, list_runs
+    from pipeline.experiments import HEADERS, cross_validations, list_runs
     from pipeline.workspace import atomic_path, weights_dir
 
     table = list_runs(sort=sort, descending=desc)
@@ -493,6 +493,11 @@ def runs(
         shown.add_row(*(cells[c] for c in columns))
     # piped output has no width to fit: print whole rows rather than cut columns
     (console if console.is_terminal else Console(width=400)).print(shown)
+    for cv in cross_validations():
+        summary = cv.read_summary()
+        oof = f"out-of-fold accuracy {summary['oof']['accuracy']:.4f}, fold accuracy {summary['mean']['accuracy']:.4f} ± " \
+              f"{summary['std']['accuracy']:.4f}" if summary else "not every fold has finished"
+        console.print(f"cross-validation {cv.name} ({cv.read_plan()['folds']} folds): {oof}")
 
 
 @app.command()

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.figures import log_scale_if_wide, save_figure
-from pipeline.run import Run, process_alive, resolve_run, summarize_metrics
+from pipeline.run import CrossValidation, Run, process_alive, resolve_run, summarize_metrics
 from pipeline.workspace import weights_dir
 
 COLUMNS = ("run", "date", "model", "stem", "pretrained", "recipe", "optimizer", "lr", "schedule", "epochs", "epochs_planned",
@@ -87,13 +87,24 @@ def list_runs(weights_root: Path | None = None, sort: str | None = None, descend
     if sort is not None and sort not in COLUMNS:
         raise PipelineError(f"--sort {sort!r}: choose one of {', '.join(HEADERS.get(c, c) for c in COLUMNS if c != 'epochs_planned')}")
     folders = sorted(weights_root.iterdir()) if weights_root.is_dir() else []
-    table = pd.DataFrame([describe_run(Run(f)) for f in folders if Run(f).looks_like_run()], columns=list(COLUMNS))
+    rows = [describe_run(Run(f)) for f in folders if Run(f).looks_like_run()]
+    for cv in cross_validations(weights_root):  # each fold run as <cv>/fold-I
+        rows += [describe_run(run) | {"run": f"{cv.name}/{run.name}"}
+                 for run in (Run(f) for f in sorted(cv.path.iterdir())) if run.looks_like_run()]
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
     for column in NUMERIC:
         table[column] = pd.to_numeric(table[column])
     table = table.sort_values("date", na_position="last", kind="stable")  # ties in `sort` stay oldest first
     if sort is not None:
         table = table.sort_values(sort, ascending=not descending, na_position="last", kind="stable")
     return table.reset_index(drop=True)
+
+
+def cross_validations(weights_root: Path | None = None) -> list[CrossValidation]:
+    """The cross-validation folders under weights/, by name."""
+    weights_root = weights_root or weights_dir()
+    folders = sorted(weights_root.iterdir()) if weights_root.is_dir() else []
+    return [CrossValidation(f) for f in folders if CrossValidation(f).is_cv()]
 
 
 def _flatten(options: dict) -> dict:

@@ -139,3 +139,14 @@ def test_ensemble_of_cvs_blended_on_their_oof(fetched):
     refused = subprocess.run([sys.executable, "-m", "pipeline", "ensemble", "cva", "nope", "--blend", "oof"],
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 1 and refused.stderr.startswith("error: nope: --blend oof fits weights on out-of-fold")
+
+
+def test_runs_lists_fold_runs_and_each_cv_summary(fetched):
+    train_cv(TrainConfig(**{**CV, "folds": 2}, name="listed"))
+    train_cv(TrainConfig(**{**CV, "folds": 2}, fold=0, name="half"))
+    done = subprocess.run([sys.executable, "-m", "pipeline", "runs"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = " ".join(done.stdout.split())
+    assert "listed/fold-0" in out and "listed/fold-1" in out and "half/fold-0" in out
+    assert "cross-validation listed (2 folds): out-of-fold accuracy 0." in out
+    assert "cross-validation half (2 folds): not every fold has finished" in out

@@ -38,6 +38,9 @@ CANDIDATES = {
     "short-erase": dict(SHORT, erase=0.25),
     "short-adamw": dict(SHORT, optimizer="adamw", lr=0.003, nesterov=False, weight_decay=0.05),
     "short-cosine": dict(SHORT, schedule="cosine", warmup_epochs=1),
+    "fastnet": dict(recipe="fastnet", stem="imagenet"),  # its own first layer: no ResNet stem
+    "fastnet-ema": dict(recipe="fastnet", stem="imagenet", ema=0.99),
+    "fastnet-lr0.4": dict(recipe="fastnet", stem="imagenet", lr=0.4),
 }
 
 
@@ -57,7 +60,7 @@ def main() -> None:
     console, rows = Console(), []
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for name in args.candidates:
-        config = config_from({**CANDIDATES[name], **common, "name": f"{name}-{stamp}"})
+        config = config_from({**common, **CANDIDATES[name], "name": f"{name}-{stamp}"})
         config.validate()
         result = train(config, dataset_root=args.dataset, weights_root=args.weights, console=console)
         summary = summarize_metrics(Run(result.run_dir).read_metrics())
@@ -67,7 +70,7 @@ def main() -> None:
                              console=console)
         rows.append({"candidate": name, "held_out_acc": round(scored.accuracy, 4),
                      "best_val_acc": round(result.best_acc, 4), "best_epoch": result.best_epoch,
-                     "train_wall_s": round(summary.wall_s, 1), "options": {**CANDIDATES[name], **common}})
+                     "train_wall_s": round(summary.wall_s, 1), "options": {**common, **CANDIDATES[name]}})
     table = Table(*[k for k in rows[0] if k != "options"], title=f"{args.epochs} epochs each on {args.dataset}")
     for row in rows:
         table.add_row(*[str(v) for k, v in row.items() if k != "options"])

@@ -19,7 +19,7 @@ from pipeline.errors import PipelineError
 from pipeline.figures import plot_lr_curve
 from pipeline.runtime import resolve_runtime
 from pipeline.run import RunConfig
-from pipeline.train import TrainBatches, optimizer_and_schedule, run_model, training_step
+from pipeline.train import DATA_INIT_IMAGES, TrainBatches, optimizer_and_schedule, run_model, training_step
 from pipeline.workspace import atomic_path, dataset_dir, weights_dir
 
 SMOOTHING = 0.98  # of the loss's exponential moving average (bias-corrected), as fastai
@@ -51,8 +51,9 @@ def lr_find(config: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: 
     mean, std = channel_stats(data.images[train_idx])
     batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], len(data.classes), runtime,
                            mean, std)
-    described = RunConfig(options=config, classes=data.classes, channels=data.images.shape[3])  # what the model needs
-    model, _ = run_model(config, described, runtime, console, new_run=True)
+    described = RunConfig(options=config, classes=data.classes, channels=data.images.shape[3],  # what the model needs
+                          mean=list(mean), std=list(std))
+    model, _ = run_model(config, described, runtime, console, data.images[train_idx[:DATA_INIT_IMAGES]])
     optimizer, _, _ = optimizer_and_schedule(config, model, runtime.device, batches.steps)
     rates, losses = _sweep(model, optimizer, batches, runtime, np.geomspace(start, end, steps),
                            torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing))

@@ -280,11 +280,20 @@ def _run_config(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray,
         created=saved.created if saved else datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
+DATA_INIT_IMAGES = 5000  # training images a model that initialises from data (fastnet's whitening) looks at
+
+
 def run_model(config: TrainConfig, run_config: RunConfig, runtime: Runtime, console: Console,
-           new_run: bool) -> tuple[nn.Module, list[nn.Module]]:
-    """The model on its device (pretrained weights loaded for a new run) and the norms a frozen backbone keeps."""
+              first_images: np.ndarray | None) -> tuple[nn.Module, list[nn.Module]]:
+    """The model on its device and the norms a frozen backbone keeps. A new run (`first_images`: its first
+    training images, uint8 NHWC) loads its pretrained weights, or initialises from those images where the
+    model does so; a resumed run (None) gets its weights from the checkpoint."""
     torch.manual_seed(config.seed)
     model = build_model(config.model, len(run_config.classes), config.stem, run_config.channels, config.head_dropout)
+    new_run = first_images is not None
+    if new_run and not config.pretrained and hasattr(model, "init_from_data"):
+        model.init_from_data(resize(normalised_batch(first_images, run_config.inputs, torch.device("cpu")),
+                                    config.img_size))
     if config.pretrained and new_run:
         named = model_of_weights(config.pretrained) is not None
         source = weights_file(config.pretrained) if named else Path(config.pretrained)
@@ -344,7 +353,8 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
     batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], len(data.classes), runtime,
                            mean, std)
     own_val = val_idx[where.rank::where.world]  # each rank scores its share; the metrics are reduced over all
-    model, frozen_norms = run_model(config, run_config, runtime, console, checkpoint is None)
+    first_images = data.images[train_idx[:DATA_INIT_IMAGES]] if checkpoint is None else None
+    model, frozen_norms = run_model(config, run_config, runtime, console, first_images)
     runtime = _training_precision(config, model, data, train_idx, run_config, runtime, console, saved)
     optimizer, scheduler, per_step = optimizer_and_schedule(config, model, runtime.device, batches.steps)
     ctx = TrainContext(

@@ -221,3 +221,32 @@ def test_freeze_backbone_leaves_only_the_head_trainable():
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"fc.weight", "fc.bias"}
     assert len(norms) == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+
+
+def test_fastnet_whitening_decorrelates_training_patches():
+    from pipeline.models.fastnet import FastNet
+    torch.manual_seed(0)
+    images = torch.randn(64, 3, 16, 16)
+    images = images + 0.8 * torch.roll(images, 1, 2) + 0.5 * images[:, :1]  # correlated pixels and channels
+    model = FastNet(num_classes=4)
+    model.init_from_data(images)
+    half = model.whiten.weight.shape[0] // 2
+    features = torch.nn.functional.conv2d(images, model.whiten.weight[:half]).permute(0, 2, 3, 1).reshape(-1, half)
+    covariance = features.T @ features / len(features)
+    assert torch.allclose(covariance, torch.eye(half), atol=2e-3)
+    assert torch.equal(model.whiten.weight[half:], -model.whiten.weight[:half])
+    assert not model.whiten.weight.requires_grad  # set from data, then frozen
+
+
+@pytest.mark.parametrize("channels, size", [(3, 32), (1, 28), (3, 9), (3, 64)])
+def test_fastnet_takes_any_channels_and_sizes(channels, size):
+    model = build_model("fastnet", 7, in_chans=channels).eval()
+    assert model(torch.randn(2, channels, size, size)).shape == (2, 7)
+
+
+def test_fastnet_refuses_what_it_cannot_take():
+    model = build_model("fastnet", 4).eval()
+    with pytest.raises(PipelineError, match="needs images of 9×9 pixels or more, got 8×8; enlarge them with --img-size"):
+        model(torch.randn(2, 3, 8, 8))
+    with pytest.raises(PipelineError, match="--stem improved applies to the ResNets, not fastnet"):
+        build_model("fastnet", 4, stem="improved")

@@ -285,3 +285,17 @@ def test_rng_state_is_saved_and_restored_per_rank_and_device(monkeypatch):
     restored.clear()
     restore_rng(legacy, Runtime(torch.device("cuda", 1)))
     assert restored == [(int(cpu_state[0]), "cpu")]  # no saved state for this GPU: the CPU's alone
+
+
+def test_fastnet_recipe_learns_from_whitened_inputs(fetched):
+    from pipeline.config import config_from
+    from pipeline.predict import predict
+    config = config_from({"recipe": "fastnet", "epochs": 4, "batch_size": 32, "lr": 0.05, "workers": 0,
+                          "device": "cpu"})
+    result = train(config)
+    assert result.best_acc >= 0.6  # 4 classes: chance is 0.25
+    saved = [load_checkpoint(result.run_dir / name)["model"]["whiten.weight"] for name in ("best.pt", "last.pt")]
+    assert torch.equal(*saved)  # set from the training images once, then frozen
+    assert not torch.equal(saved[0], build_model("fastnet", 4).state_dict()["whiten.weight"])
+    predicted = predict(runs=[result.run_dir], tta="flip", device="cpu", precision="fp32", engine="torch")
+    assert predicted.submission.is_file() and predicted.rows == 40

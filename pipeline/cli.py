@@ -28,7 +28,7 @@ NoArgsIsHelpError = getattr(click_exceptions, "NoArgsIsHelpError", ())  # click 
 
 from pipeline.config import (AUGMENTATIONS, ENGINES, PRECISIONS, PREDICT_PRECISIONS, RECIPES, RENAMED_AUGMENTATIONS,
                              OPTIMIZERS, SCHEDULES, STEMS, TTA_CHOICES, check_prediction_options, command_line_options, config_from, default_help,
-                             TrainConfig, file_options, printed_config)
+                             TrainConfig, file_options, model_label, printed_config)
 from pipeline.errors import PipelineError
 
 class OneLineUsageErrors(TyperGroup):
@@ -437,7 +437,7 @@ def summary(
         raise PipelineError(f"--img-size {img_size}, --in-chans {in_chans}, --num-classes {num_classes}: expected "
                             "8 to 1024 pixels, 1 or 3 channels, 2 to 100,000 classes")
     described = summarize(build_model(model, num_classes, stem, in_chans), (in_chans, img_size, img_size))
-    table = Table("layer", "type", "output shape", "parameters", title=f"{model} ({stem} stem), {img_size}×{img_size} input")
+    table = Table("layer", "type", "output shape", "parameters", title=f"{model_label(model, stem)}, {img_size}×{img_size} input")
     for layer in described.layers:
         table.add_row(layer.name, layer.kind, " × ".join(map(str, layer.output_shape)), f"{layer.parameters:,}")
     console.print(table)

@@ -267,6 +267,12 @@ def config_from(given: dict) -> TrainConfig:
 WEIGHT_LIBRARIES = ("timm", "torchvision")
 NAMED_WEIGHTS_SPELLING = re.compile(r"timm:\w+(\.[\w-]+)?|torchvision:\w+_Weights\.\w+")
 MODEL_ALIASES = {"custom": "resnet18", "torchvision": "torchvision:resnet18"}
+STEMLESS_MODELS = ("fastnet",)  # their first layer is their own: --stem does not apply
+
+
+def model_label(model: str, stem: str) -> str:
+    """`resnet18 (improved stem)`, or `fastnet` for a model without a stem to choose."""
+    return model if model in STEMLESS_MODELS else f"{model} ({stem} stem)"
 
 
 def model_of_weights(pretrained: str | None) -> str | None:

@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure  # figures without pyplot: no window, no global state
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_fscore_support
 
+from pipeline.config import model_label
 from pipeline.run import Run, RunConfig, summarize_metrics
 from pipeline.workspace import atomic_path, write_text_atomic
 
@@ -141,7 +142,7 @@ def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_clas
         lines += [f"- trained on all {split.get('train_images', '?')} labeled images (--full, no validation)"]
     wall = summary.wall_s if summary.wall_s is not None else nan
     speed = summary.images_per_s if summary.images_per_s is not None else nan
-    lines += [f"- {options['model']} ({options['stem']} stem), recipe {options['recipe']}, "
+    lines += [f"- {model_label(options['model'], options['stem'])}, recipe {options['recipe']}, "
               f"{'pretrained ' + options['pretrained'] if options['pretrained'] else 'from scratch'}",
               f"- wall time {wall:.1f} s, {speed:.0f} train images/s (median), "
               f"on {config.device or '?'} ({config.precision})",
@@ -162,7 +163,7 @@ def draw_report(run: Run, predictions: ValPredictions | None) -> list[Path]:
     config = run.read_config()
     metrics = run.read_metrics()
     options = config.options
-    plot_curves(metrics, f"{run.name}: {options.model} ({options.stem} stem)", run.curves)
+    plot_curves(metrics, f"{run.name}: {model_label(options.model, options.stem)}", run.curves)
     written = [run.curves]
     per_class = None
     if predictions is not None:

@@ -35,7 +35,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from pipeline import __version__
 from pipeline.augment import BATCHED_POLICIES, BatchLoader, resize, to_device_tensor
-from pipeline.config import RESUME_OVERRIDES, TrainConfig, model_of_weights
+from pipeline.config import RESUME_OVERRIDES, TrainConfig, model_label, model_of_weights
 from pipeline.dataset import (ArrayDataset, TrainArrays, albumentations_policy, channel_stats, run_split,
                               seed_worker_augmentation, training_arrays)
 from pipeline.distributed import (all_concat, all_objects, all_sum, broadcast, rank_zero_first, same_on_all_ranks,
@@ -445,7 +445,7 @@ def fit(ctx: TrainContext) -> TrainResult:
     """The epoch loop: train, evaluate, log, save; then the end-of-run checks and report."""
     config, where = ctx.config, ctx.runtime.ranks
     ctx.console.print(
-        f"run {ctx.run.path}: {config.recipe} recipe, {config.model} ({config.stem} stem) on {ctx.runtime.device} "
+        f"run {ctx.run.path}: {config.recipe} recipe, {model_label(config.model, config.stem)} on {ctx.runtime.device} "
         f"({ctx.runtime.precision}), {ctx.run_config.split['train_images']} train / "
         f"{ctx.run_config.split['val_images']} val images, {len(ctx.run_config.classes)} classes, "
         f"epochs {ctx.start_epoch + 1}-{config.epochs}")

@@ -80,8 +80,7 @@ def test_folds_trained_apart_are_gathered_and_match_one_go(fetched, tmp_path):
 def test_predict_with_a_cv_averages_its_fold_models(fetched):
     cv, _ = train_cv(TrainConfig(**{**CV, "folds": 2}))
     by_cv = predict(runs=[cv.path], tta="none", out=fetched / "submissions" / "cv.csv")
-    by_hand = predict(checkpoints=[cv.fold(0).best, cv.fold(1).best], tta="none",
-                      out=fetched / "submissions" / "hand.csv")
+    predict(checkpoints=[cv.fold(0).best, cv.fold(1).best], tta="none", out=fetched / "submissions" / "hand.csv")
     assert by_cv.members == ["cv-fold-0.probs.npy", "cv-fold-1.probs.npy"]
     pd.testing.assert_frame_equal(pd.read_csv(fetched / "submissions" / "cv.csv"),
                                   pd.read_csv(fetched / "submissions" / "hand.csv"))

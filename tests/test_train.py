@@ -297,5 +297,6 @@ def test_fastnet_recipe_learns_from_whitened_inputs(fetched):
     saved = [load_checkpoint(result.run_dir / name)["model"]["whiten.weight"] for name in ("best.pt", "last.pt")]
     assert torch.equal(*saved)  # set from the training images once, then frozen
     assert not torch.equal(saved[0], build_model("fastnet", 4).state_dict()["whiten.weight"])
+    assert "- fastnet, recipe fastnet, from scratch" in (result.run_dir / "report.md").read_text()  # no stem named
     predicted = predict(runs=[result.run_dir], tta="flip", device="cpu", precision="fp32", engine="torch")
     assert predicted.submission.is_file() and predicted.rows == 40

@@ -29,6 +29,7 @@ from record import write_result
 # short-schedule candidates: SGD + Nesterov at batch 128 with a one-cycle lr, label smoothing, an EMA sized for a
 # few hundred steps, and the new augmentations one at a time
 SHORT = dict(recipe="seed", batch_size=128, lr=0.1, nesterov=True, schedule="onecycle", label_smoothing=0.1, ema=0.99)
+FASTNET = dict(recipe="fastnet", stem="imagenet")  # its own first layer: no ResNet stem
 CANDIDATES = {
     "seed": dict(recipe="seed"),
     "fast": dict(recipe="fast"),
@@ -38,9 +39,11 @@ CANDIDATES = {
     "short-erase": dict(SHORT, erase=0.25),
     "short-adamw": dict(SHORT, optimizer="adamw", lr=0.003, nesterov=False, weight_decay=0.05),
     "short-cosine": dict(SHORT, schedule="cosine", warmup_epochs=1),
-    "fastnet": dict(recipe="fastnet", stem="imagenet"),  # its own first layer: no ResNet stem
-    "fastnet-ema": dict(recipe="fastnet", stem="imagenet", ema=0.99),
-    "fastnet-lr0.4": dict(recipe="fastnet", stem="imagenet", lr=0.4),
+    "fastnet": FASTNET,
+    "fastnet-ema": dict(FASTNET, ema=0.99),
+    "fastnet-trivial": dict(FASTNET, aug="trivial"),
+    "fastnet-mix": dict(FASTNET, mixup=0.2, cutmix=1.0),
+    "fastnet-erase": dict(FASTNET, erase=0.25),
 }
 
 

@@ -9,6 +9,7 @@
     python benchmarks/train_speed.py time-to-accuracy --dataset DIR --target 0.94 0.95 [--options JSON]
         trains with a recipe until val accuracy reaches the highest target; reports the training time to
         each target (the run's wall clock at the end of the first epoch that reached it) and the accuracy.
+        With --run RUN_DIR, reports a run `pipeline train` made instead of training one.
 
 DIR is a competition folder (train/, trainLabels.csv, …), e.g. from
 `../shared/cifar10/make_competition.py OUT`; default ./dataset.
@@ -136,25 +137,32 @@ def auto_training_choice(model, batch, runtime: Runtime):
 
 
 def time_to_accuracy(args) -> dict:
+    """Train with the recipe until the highest target, or (--run) read a run `pipeline train` already made."""
+    if args.run:
+        return accuracy_over_time(args.run, args.target, wall=None)
     options = {"recipe": args.recipe, "target_acc": max(args.target), "name": f"tta-{int(time.time())}",
                **json.loads(args.options)}
-    config = config_from(options)
     started = time.perf_counter()
-    result = train(config, dataset_root=args.dataset, weights_root=args.weights)
-    wall = time.perf_counter() - started
-    run = Run(result.run_dir)
-    metrics, split = run.read_metrics(), run.read_config().split
+    result = train(config_from(options), dataset_root=args.dataset, weights_root=args.weights)
+    return {"options": options, **accuracy_over_time(result.run_dir, args.target, time.perf_counter() - started)}
+
+
+def accuracy_over_time(run_dir: Path, targets: list[float], wall: float | None) -> dict:
+    """When a run first reached each target val accuracy (epoch, training seconds), and its accuracies."""
+    run = Run(run_dir)
+    metrics, config = run.read_metrics(), run.read_config()
     reached = {}
-    for target in sorted(args.target):
+    for target in sorted(targets):
         hits = metrics[metrics["val_acc"] >= target]
         reached[str(target)] = None if hits.empty else {"epoch": int(hits["epoch"].iloc[0]),
                                                        "train_wall_s": float(hits["wall_s"].iloc[0])}
-    return {"options": options, "config": {k: v for k, v in vars(config).items() if k != "name"},
-            "train_images": split["train_images"], "val_images": split["val_images"],
-            "targets": reached, "epochs": int(metrics["epoch"].iloc[-1]),
-            "final_val_acc": float(metrics["val_acc"].iloc[-1]), "best_val_acc": result.best_acc,
-            "wall_s_including_setup": round(wall, 1), "train_wall_s": summarize_metrics(metrics).wall_s,
-            "run_dir": str(result.run_dir)}
+    return {"config": {k: v for k, v in vars(config.options).items() if k != "name"},
+            "precision": config.precision, "train_images": config.split["train_images"],
+            "val_images": config.split["val_images"], "targets": reached, "epochs": int(metrics["epoch"].iloc[-1]),
+            "val_acc_per_epoch": [round(float(a), 4) for a in metrics["val_acc"]],
+            "final_val_acc": float(metrics["val_acc"].iloc[-1]), "best_val_acc": float(metrics["val_acc"].max()),
+            "wall_s_including_setup": None if wall is None else round(wall, 1),
+            "train_wall_s": summarize_metrics(metrics).wall_s, "run_dir": str(run_dir)}
 
 
 def main() -> None:
@@ -172,6 +180,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, nargs="+", default=[0.94, 0.95])
     parser.add_argument("--options", default="{}", help='more train options as JSON, e.g. \'{"epochs": 20}\'')
     parser.add_argument("--weights", type=Path, default=Path("weights"))
+    parser.add_argument("--run", type=Path, help="time-to-accuracy of this finished run instead of training one")
     args = parser.parse_args()
     numbers = throughput(args) if args.mode == "throughput" else time_to_accuracy(args)
     out = write_result(f"train_speed {args.mode}", resolve_device(args.device), numbers)

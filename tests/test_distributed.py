@@ -114,8 +114,8 @@ def test_two_process_prediction_equals_single_process(trained):
 
 
 def test_nproc_runs_torchrun_and_resumes(fetched):
-    command = [sys.executable, "-m", "pipeline", "train", "--nproc", "2", "--epochs", "1", "--batch-size", "32",
-               "--workers", "0", "--device", "cpu", "--name", "ddp"]
+    command = [sys.executable, "-m", "pipeline", "train", "--nproc", "2", "--recipe", "seed", "--epochs", "1",
+               "--batch-size", "32", "--workers", "0", "--device", "cpu", "--name", "ddp"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     resumed = subprocess.run([sys.executable, "-m", "pipeline", "train", "--nproc", "2", "--resume", "weights/ddp",

@@ -133,7 +133,13 @@ def test_recipes_and_explicit_flags():
         "seed", 100, "step", 128)
     fast = config_from({"recipe": "fast", "lr": 0.1})
     assert fast.lr == 0.1 and all(getattr(fast, k) == v for k, v in RECIPES["fast"].items() if k != "lr")
-    assert config_from({}).recipe == DEFAULT_RECIPE
+    assert config_from({}).recipe == DEFAULT_RECIPE == "fastnet" and config_from({}).model == "fastnet"
+    # a ResNet's schedule, model, weights or stem typed without --recipe picks the seed recipe
+    for given in ({"milestones": [5]}, {"model": "resnet34"}, {"pretrained": "w.pth"}, {"stem": "cifar"}):
+        assert (config_from(given).recipe, config_from(given).epochs) == ("seed", 100), given
+    assert config_from({"model": "fastnet"}).recipe == "fastnet"  # a model with its own recipe
+    with pytest.raises(PipelineError, match="--stem improved applies to the ResNets, not fastnet"):
+        config_from({"recipe": "fastnet", "stem": "improved"}).validate()
     with pytest.raises(PipelineError, match="--milestones needs --schedule step"):
         config_from({"recipe": "fast", "milestones": [5]}).validate()
 

@@ -30,6 +30,7 @@ from pipeline.augment import BATCHED_POLICIES, BatchLoader, to_device_tensor
 from pipeline.config import config_from
 from baseline import CIFAR10_MEAN, CIFAR10_STD, PngDataset, train_transform
 from pipeline.dataset import training_arrays
+from pipeline.infer import infer, load_model
 from pipeline.layout import load_train_set
 from pipeline.models import build_model
 from pipeline.runtime import Runtime, autocast_dtype, resolve_device
@@ -139,7 +140,7 @@ def auto_training_choice(model, batch, runtime: Runtime):
 def time_to_accuracy(args) -> dict:
     """Train with the recipe until the highest target, or (--run) read a run `pipeline train` already made."""
     if args.run:
-        return accuracy_over_time(args.run, args.target, wall=None)
+        return {**accuracy_over_time(args.run, args.target, wall=None), **val_accuracy_with_tta(args.run, args.tta)}
     options = {"recipe": args.recipe, "target_acc": max(args.target), "name": f"tta-{int(time.time())}",
                **json.loads(args.options)}
     started = time.perf_counter()
@@ -165,6 +166,18 @@ def accuracy_over_time(run_dir: Path, targets: list[float], wall: float | None) 
             "train_wall_s": summarize_metrics(metrics).wall_s, "run_dir": str(run_dir)}
 
 
+def val_accuracy_with_tta(run_dir: Path, views: list[str]) -> dict:
+    """The best checkpoint's accuracy on the run's own val images with each TTA view (torch fp32, CPU)."""
+    run = Run(run_dir)
+    indices, targets, _ = run.read_val_probabilities()
+    images = training_arrays(Path(run.read_config().dataset)).images[indices]
+    model, config = load_model(run.best_checkpoint(), torch.device("cpu"))
+    runtime = Runtime(torch.device("cpu"))
+    return {f"best_val_acc_tta_{view}": round(float((infer(model, images, config.inputs, view, runtime, 500,
+                                                           num_classes=len(config.classes)).argmax(1)
+                                                     == targets).mean()), 4) for view in views}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=["throughput", "time-to-accuracy"])
@@ -181,6 +194,8 @@ def main() -> None:
     parser.add_argument("--options", default="{}", help='more train options as JSON, e.g. \'{"epochs": 20}\'')
     parser.add_argument("--weights", type=Path, default=Path("weights"))
     parser.add_argument("--run", type=Path, help="time-to-accuracy of this finished run instead of training one")
+    parser.add_argument("--tta", nargs="*", default=[], help="with --run: also its best val accuracy with these TTA "
+                        "views (none, flip, flip-shift)")
     args = parser.parse_args()
     numbers = throughput(args) if args.mode == "throughput" else time_to_accuracy(args)
     out = write_result(f"train_speed {args.mode}", resolve_device(args.device), numbers)

@@ -304,8 +304,11 @@ def test_fastnet_recipe_learns_from_whitened_inputs(fetched):
     assert torch.equal(*saved)  # set from the training images once, then frozen
     assert not torch.equal(saved[0], build_model("fastnet", 4).state_dict()["whiten.weight"])
     assert "- fastnet, recipe fastnet, from scratch" in (result.run_dir / "report.md").read_text()  # no stem named
-    for engine, precision in (("torch", "fp32"), ("auto", "int8")):  # int8: OpenVINO where installed
-        predicted = predict(runs=[result.run_dir], tta="flip", device="cpu", precision=precision, engine=engine)
-        assert predicted.submission.is_file() and predicted.rows == 40
+    predicted = predict(runs=[result.run_dir], tta="flip", device="cpu", precision="fp32", engine="torch")
+    assert predicted.submission.is_file() and predicted.rows == 40
+    # int8 (OpenVINO) in a process of its own: a fork after OpenVINO started its threads crashes (see TrainBatches)
+    int8 = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--run", str(result.run_dir), "--precision",
+                           "int8", "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert int8.returncode == 0 and "openvino int8" in int8.stdout, int8.stdout + int8.stderr
     from pipeline.export import export_run
     assert export_run(result.run_dir).path.is_file()  # ONNX, checked against torch with ONNX Runtime

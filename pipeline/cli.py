@@ -193,7 +193,7 @@ THREADS_HELP = ("CPU threads of this process (none: OMP_NUM_THREADS when set, el
 @user_errors
 def train(
     ctx: typer.Context,
-    recipe: Optional[Recipe] = option("recipe", f"{' or '.join(RECIPES)}: a set of defaults for the options below; --milestones alone picks seed.", OPTIMISATION),
+    recipe: Optional[Recipe] = option("recipe", f"{', '.join(RECIPES)}: a set of defaults for the options below; without it, --milestones, --model, --pretrained or --stem pick seed.", OPTIMISATION),
     model: Optional[str] = option("model", "custom (this package's ResNet-18), resnet18…resnet152, torchvision:<name> or timm:<name>.", MODEL, metavar="NAME"),
     improved: bool = typer.Option(False, "--improved", help="3×3/1 stem conv for 32×32 images; same as --stem improved.", rich_help_panel=MODEL, metavar=""),
     stem: Optional[Stem] = option("stem", "imagenet (7×7/2 + max pool), improved (3×3/1 + max pool) or cifar (3×3/1).", MODEL),

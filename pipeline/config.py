@@ -389,8 +389,12 @@ def parse_milestones(values: list[str] | None) -> list[int]:
 
 
 def default_help(option: str) -> str:
-    """`(default 0.9)`, or `(default seed: 100, fast: 40)` where the recipes differ: for `--help`."""
-    values = {recipe: overrides.get(option, getattr(TrainConfig, option, None)) for recipe, overrides in RECIPES.items()}
+    """`(default 0.9)`, or `(default fastnet: 12, seed: 100, fast: 40)` where the recipes differ, the default recipe
+    first: for `--help`."""
+    if option == "recipe":
+        return f"(default {DEFAULT_RECIPE})"
+    order = [DEFAULT_RECIPE, *(recipe for recipe in RECIPES if recipe != DEFAULT_RECIPE)]
+    values = {recipe: RECIPES[recipe].get(option, getattr(TrainConfig, option, None)) for recipe in order}
     shown = {recipe: _shown(value) for recipe, value in values.items()}
     if len(set(shown.values())) == 1:
         return f"(default {shown[DEFAULT_RECIPE]})"

@@ -158,5 +158,7 @@ def test_train_help_defaults_come_from_the_recipes():
     assert len(options) == len(OPTION_NAMES) - 1  # every option but the --full flag
     for name, text in options.items():
         assert text.endswith(default_help(name)), name
-    assert default_help("epochs") == f"(default seed: {TrainConfig.epochs}, fast: {RECIPES['fast']['epochs']})"
-    assert default_help("momentum") == "(default 0.9)" and default_help("nesterov") == "(default seed: off, fast: on)"
+    assert default_help("epochs") == (f"(default fastnet: {RECIPES['fastnet']['epochs']}, seed: {TrainConfig.epochs}, "
+                                      f"fast: {RECIPES['fast']['epochs']})")
+    assert default_help("seed") == "(default 42)"
+    assert default_help("nesterov") == "(default fastnet: on, seed: off, fast: on)"

@@ -40,6 +40,7 @@ CANDIDATES = {
     "short-adamw": dict(SHORT, optimizer="adamw", lr=0.003, nesterov=False, weight_decay=0.05),
     "short-cosine": dict(SHORT, schedule="cosine", warmup_epochs=1),
     "fastnet": FASTNET,
+    "fastnet-bias64": dict(FASTNET, norm_bias_lr=64),  # airbench's BatchNorm-bias learning rate
     "fastnet-ema": dict(FASTNET, ema=0.99),
     "fastnet-trivial": dict(FASTNET, aug="trivial"),
     "fastnet-mix": dict(FASTNET, mixup=0.2, cutmix=1.0),

@@ -41,6 +41,7 @@ class TrainConfig:
     momentum: float = 0.9  # SGD's
     nesterov: bool = False  # SGD's
     weight_decay: float = 5e-4
+    norm_bias_lr: float = 1.0  # normalisation layers' biases learn at this multiple of lr (weight decay ÷ it)
     batch_size: int = 128
     schedule: str = "step"  # step: MultiStepLR at --milestones (none: constant); onecycle: OneCycleLR; cosine
     warmup_epochs: float = 0.0  # cosine: a linear warm-up from lr/100 over these epochs, then cosine decay to 0
@@ -90,10 +91,6 @@ class TrainConfig:
             raise PipelineError(f"--workers must be 0 or more, got {self.workers}")
         if not 0 <= self.seed < 2**32:
             raise PipelineError(f"--seed must be in [0, 2^32), got {self.seed}")
-        check_range("lr", self.lr, 0, low_ok=False)
-        check_range("momentum", self.momentum, 0, 1)
-        check_range("weight_decay", self.weight_decay, 0)
-        check_range("gamma", self.gamma, 0, low_ok=False)
         for option in ("ema", "label_smoothing", "head_dropout"):
             check_range(option, getattr(self, option), 0, 1)
         self._check_batched_augmentation()
@@ -110,15 +107,7 @@ class TrainConfig:
             raise PipelineError(f"--stem {self.stem} applies to the ResNets, not {self.model} (its first layer is its own)")
         if self.milestones and self.schedule != "step":
             raise PipelineError(f"--milestones needs --schedule step, not {self.schedule}")
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if self.nesterov and self.optimizer != "sgd":
-            raise PipelineError(f"--nesterov is SGD's; --optimizer {self.optimizer} has its own momentum: pass --no-nesterov")
-        if self.nesterov and self.momentum == 0:
-            raise PipelineError("--nesterov needs a --momentum above 0; pass --momentum 0.9, or --no-nesterov")
-        check_range("warmup_epochs", self.warmup_epochs, 0, self.epochs,
-                    hint=f" (fewer than --epochs {self.epochs})" if self.warmup_epochs >= self.epochs else "")
-        if self.warmup_epochs and self.schedule != "cosine":
-            raise PipelineError(f"--warmup-epochs needs --schedule cosine (onecycle warms up by itself), not {self.schedule}")
+        self._check_optimizer()
         if self.img_size is not None and not 8 <= self.img_size <= 1024:
             raise PipelineError(f"--img-size must be between 8 and 1024 pixels, got {self.img_size}")
         named = model_of_weights(self.pretrained)
@@ -147,6 +136,22 @@ class TrainConfig:
             raise PipelineError(f"--fold must be one of 0 … {self.folds - 1} for --folds {self.folds}, got {self.fold}")
         if self.full:
             raise PipelineError("--folds validates each fold on its held-out part: it cannot take --full")
+
+    def _check_optimizer(self) -> None:
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_range("lr", self.lr, 0, low_ok=False)
+        check_range("momentum", self.momentum, 0, 1)
+        check_range("weight_decay", self.weight_decay, 0)
+        check_range("gamma", self.gamma, 0, low_ok=False)
+        check_range("norm_bias_lr", self.norm_bias_lr, 0, low_ok=False)
+        if self.nesterov and self.optimizer != "sgd":
+            raise PipelineError(f"--nesterov is SGD's; --optimizer {self.optimizer} has its own momentum: pass --no-nesterov")
+        if self.nesterov and self.momentum == 0:
+            raise PipelineError("--nesterov needs a --momentum above 0; pass --momentum 0.9, or --no-nesterov")
+        check_range("warmup_epochs", self.warmup_epochs, 0, self.epochs,
+                    hint=f" (fewer than --epochs {self.epochs})" if self.warmup_epochs >= self.epochs else "")
+        if self.warmup_epochs and self.schedule != "cosine":
+            raise PipelineError(f"--warmup-epochs needs --schedule cosine (onecycle warms up by itself), not {self.schedule}")
 
     def _check_batched_augmentation(self) -> None:
         if not 0 <= self.erase <= 1:  # NaN fails too
@@ -272,6 +277,8 @@ def config_from(given: dict) -> TrainConfig:
     named = model_of_weights(given.get("pretrained"))
     if named and "model" not in given:  # --pretrained timm:resnet18.a1_in1k trains timm:resnet18
         given = {**given, "model": named}
+    if given.get("optimizer", "sgd") != "sgd" and "nesterov" not in given:  # the recipe's Nesterov is SGD's
+        given = {**given, "nesterov": False}
     return TrainConfig(**{**RECIPES[recipe], **given, "recipe": recipe})
 
 

@@ -71,7 +71,7 @@ def _sweep(model, optimizer, batches: TrainBatches, runtime, rates: np.ndarray, 
             if len(smoothed) == len(rates):
                 break
             for group in optimizer.param_groups:
-                group["lr"] = float(rates[len(smoothed)])
+                group["lr"] = float(rates[len(smoothed)]) * group["lr_scale"]
             images, targets = images.to(runtime.device), targets.to(runtime.device)
             _, loss = training_step(model, images, targets, criterion, optimizer, scaler, runtime)
             average = SMOOTHING * average + (1 - SMOOTHING) * loss.item()

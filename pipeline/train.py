@@ -228,6 +228,23 @@ class TrainBatches:
                           multiprocessing_context=context)
 
 
+NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
+
+
+def param_groups(config: TrainConfig, model: nn.Module) -> list[dict]:
+    """The trainable parameters as optimizer groups, each with its `lr_scale` (of --lr): with --norm-bias-lr F the
+    normalisation layers' biases form a group of their own at F × lr and weight decay ÷ F, so that their decay per
+    step stays (airbench trains its BatchNorm biases so, at 64×)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if config.norm_bias_lr == 1:
+        return [dict(params=trainable, lr_scale=1.0)]
+    biases = {id(m.bias) for m in model.modules() if isinstance(m, NORM_LAYERS) and m.bias is not None}
+    groups = [dict(params=[p for p in trainable if id(p) not in biases], lr_scale=1.0),
+              dict(params=[p for p in trainable if id(p) in biases], lr_scale=config.norm_bias_lr,
+                   lr=config.lr * config.norm_bias_lr, weight_decay=config.weight_decay / config.norm_bias_lr)]
+    return [group for group in groups if group["params"]]
+
+
 def optimizer_and_schedule(config: TrainConfig, model: nn.Module, device: torch.device, steps_per_epoch: int):
     """The optimizer (timm's factory; fused on CUDA where torch has it; --momentum is SGD's momentum and the Adam
     family's first beta) over the trainable parameters, and its schedule; returns (optimizer, scheduler, whether
@@ -239,7 +256,7 @@ def optimizer_and_schedule(config: TrainConfig, model: nn.Module, device: torch.
     extra = {"fused": True} if device.type == "cuda" and config.optimizer in ("sgd", "adam", "adamw") else {}
     if config.optimizer != "sgd":  # --momentum is the first beta of the Adam family (as fastai's `mom`)
         extra["betas"] = (config.momentum, 0.99 if config.optimizer == "lion" else 0.999)
-    optimizer = create_optimizer_v2([p for p in model.parameters() if p.requires_grad], opt=name, lr=config.lr,
+    optimizer = create_optimizer_v2(param_groups(config, model), opt=name, lr=config.lr,
                                     weight_decay=config.weight_decay, momentum=config.momentum,
                                     filter_bias_and_bn=False, **extra)
     total = config.epochs * steps_per_epoch
@@ -247,7 +264,8 @@ def optimizer_and_schedule(config: TrainConfig, model: nn.Module, device: torch.
         if total < 4:
             raise PipelineError(f"--schedule onecycle needs at least 4 steps, this run has {total}: train longer")
         scheduler = torch.optim.lr_scheduler.OneCycleLR(  # warm up ≥ 2 steps; --momentum stays as given
-            optimizer, max_lr=config.lr, total_steps=total, pct_start=max(0.25, 2 / total), cycle_momentum=False)
+            optimizer, max_lr=[config.lr * group["lr_scale"] for group in optimizer.param_groups], total_steps=total,
+            pct_start=max(0.25, 2 / total), cycle_momentum=False)
         return optimizer, scheduler, True
     if config.schedule == "cosine":
         warmup = round(config.warmup_epochs * steps_per_epoch)

@@ -42,6 +42,37 @@ def test_sgd_takes_nesterov_and_the_others_refuse_it():
         assert optimizer.param_groups[0]["betas"] == (0.5, second)
 
 
+def test_a_recipes_nesterov_gives_way_to_another_optimizer_but_a_typed_one_is_refused():
+    from pipeline.config import config_from
+    for recipe in ("fastnet", "fast"):  # both train with Nesterov SGD
+        assert config_from({"recipe": recipe, "optimizer": "adamw"}).nesterov is False
+    with pytest.raises(PipelineError, match="--nesterov is SGD's"):
+        config_from({"optimizer": "adamw", "nesterov": True}).validate()
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine", "step"])
+def test_norm_bias_lr_gives_normalisation_biases_their_own_lr_with_the_same_decay_per_step(schedule):
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                                torch.nn.LayerNorm(16), torch.nn.Linear(16, 2))
+    config = TrainConfig(lr=0.5, weight_decay=0.01, norm_bias_lr=64, schedule=schedule, epochs=2)
+    optimizer, scheduler, _ = optimizer_and_schedule(config, model, torch.device("cpu"), steps_per_epoch=10)
+    others, biases = optimizer.param_groups
+    assert [id(p) for p in biases["params"]] == [id(model[1].bias), id(model[3].bias)]
+    assert len(others["params"]) == 6  # the conv's, the linear's and the norms' weights
+    peak = 0.0
+    for _ in range(20):
+        peak = max(peak, others["lr"])
+        assert biases["lr"] == pytest.approx(64 * others["lr"])
+        assert biases["lr"] * biases["weight_decay"] == pytest.approx(others["lr"] * others["weight_decay"])
+        optimizer.step()
+        scheduler.step()
+    assert peak == pytest.approx(0.5, rel=0.01)  # --lr stays the other parameters' (peak) rate
+    one_group, _, _ = optimizer_and_schedule(TrainConfig(), model, torch.device("cpu"), 10)
+    assert len(one_group.param_groups) == 1  # the default: one group, as resumed optimizer states expect
+    with pytest.raises(PipelineError, match="--norm-bias-lr 0: must be a finite number > 0"):
+        TrainConfig(norm_bias_lr=0).validate()
+
+
 def test_cosine_warms_up_linearly_then_decays_to_zero_per_step():
     model = torch.nn.Linear(2, 2)
     config = TrainConfig(schedule="cosine", warmup_epochs=1, epochs=3, lr=1.0)

@@ -7,11 +7,14 @@ near-tie re-check); ONNX Runtime fp32 346, int8 1,032 on the same graphs. ONNX R
 the int8 graph (static quantization, QDQ) and checks exports."""
 from __future__ import annotations
 
+import ctypes
 import logging
+import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +62,26 @@ class Engine:
         rechecked = recheck_near_ties(probabilities, self.fallback, images, config.inputs, tta, self.runtime,
                                       self.batch_size)
         return probabilities, rechecked
+
+
+class SignalStack(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]  # Linux's stack_t
+
+
+@contextmanager
+def signal_stack_kept() -> Iterator[None]:
+    """Puts this thread's alternate signal stack back as it was. OpenVINO's CPU plugin points it at a buffer of its own
+    when it compiles a model, and that buffer goes with the model: a signal handled later (Ctrl-C, a child's SIGCHLD)
+    then either crashes (SIGSEGV, SI_KERNEL) or writes its frame over live memory."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    libc, before = ctypes.CDLL(None), SignalStack()
+    libc.sigaltstack(None, ctypes.byref(before))
+    try:
+        yield
+    finally:
+        libc.sigaltstack(ctypes.byref(before), None)
 
 
 class OpenVinoNet:
@@ -159,9 +182,10 @@ def compile_openvino(graph, calibration: torch.Tensor, precision: str, source: s
             if precision == "int8":
                 path = quantize_int8(path, calibration)
             network = core.read_model(str(path))
-        return core.compile_model(network, "CPU", {"INFERENCE_NUM_THREADS": torch.get_num_threads(),
-                                                   "PERFORMANCE_HINT": "LATENCY",
-                                                   "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"})
+        with signal_stack_kept():
+            return core.compile_model(network, "CPU", {"INFERENCE_NUM_THREADS": torch.get_num_threads(),
+                                                       "PERFORMANCE_HINT": "LATENCY",
+                                                       "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"})
     except Exception as e:  # an operator OpenVINO or the quantizer does not handle
         first = (str(e).splitlines() or [""])[0][:200]
         raise PipelineError(f"{source}: OpenVINO cannot run it in {precision} ({type(e).__name__}: {first}); "

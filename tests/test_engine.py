@@ -1,6 +1,8 @@
 """Prediction engines: torch and OpenVINO (fp32, bf16, int8), what `--engine`/`--precision` leave open, the
 int8 near-tie re-check, and `--threads`."""
+import ctypes
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +86,22 @@ def test_openvino_bf16_is_refused_where_the_cpu_has_no_native_bf16(monkeypatch):
     monkeypatch.setattr(engine, "openvino_has_bf16", lambda: False)
     with pytest.raises(PipelineError, match="does not compute bf16 natively"):
         engine.compile_openvino(conv_graph(), torch.zeros(2, 3, 8, 8), "bf16", "model")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's sigaltstack")
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_compiling_for_openvino_leaves_the_signal_stack_alone(precision):
+    """OpenVINO's CPU plugin re-points the thread's alternate signal stack at a buffer that goes with the model; a
+    later signal (Ctrl-C, SIGCHLD from a child process) then crashed the process or corrupted its memory."""
+    def signal_stack():
+        now = engine.SignalStack()
+        assert ctypes.CDLL(None).sigaltstack(None, ctypes.byref(now)) == 0
+        return now.ss_sp, now.ss_size, now.ss_flags
+
+    before = signal_stack()
+    compiled = engine.compile_openvino(conv_graph(), torch.rand(8, 3, 8, 8), precision, "model")
+    engine.OpenVinoNet(compiled)(torch.rand(3, 3, 8, 8))
+    assert signal_stack() == before
 
 
 def test_a_graph_openvino_cannot_read_is_a_one_line_error():

@@ -306,13 +306,8 @@ def test_fastnet_recipe_learns_from_whitened_inputs(fetched):
     assert "- fastnet, recipe fastnet, from scratch" in (result.run_dir / "report.md").read_text()  # no stem named
     predicted = predict(runs=[result.run_dir], tta="flip", device="cpu", precision="fp32", engine="torch")
     assert predicted.submission.is_file() and predicted.rows == 40
-    # int8 (OpenVINO) in a process of its own, its output to a file: in the full suite, after earlier tests ran
-    # OpenVINO in this process, reading a child's pipes here crashed in the pipe's file object (a core dump showed
-    # subprocess.communicate → selectors → fileno on a freed object)
-    log = fetched / "int8.log"
-    with log.open("w") as out:
-        int8 = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--run", str(result.run_dir), "--precision",
-                               "int8", "--device", "cpu"], stdout=out, stderr=subprocess.STDOUT, timeout=300)
-    assert int8.returncode == 0 and "openvino int8" in log.read_text(), log.read_text()
+    int8 = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--run", str(result.run_dir), "--precision",
+                           "int8", "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert int8.returncode == 0 and "openvino int8" in int8.stdout, int8.stdout + int8.stderr
     from pipeline.export import export_run
     assert export_run(result.run_dir).path.is_file()  # ONNX, checked against torch with ONNX Runtime

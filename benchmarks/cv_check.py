@@ -1,11 +1,12 @@
 """Does cross-validation tell the truth? K-fold CV of one recipe, then its out-of-fold accuracy beside the held-out
 accuracy of the fold ensemble (`pipeline predict --run <cv>`) and of each fold model alone.
 
-    python benchmarks/cv_check.py --dataset DIR [--folds 5] [--options JSON] [--weights DIR]
+    python benchmarks/cv_check.py --dataset DIR [--folds 5] [--options JSON] [--weights DIR] [--name CV]
 
 DIR is a competition with scored held-out images, e.g. `../shared/cifar10/make_competition.py DIR --limit 15000
 --holdout 5000` (10,000 labeled images, 5,000 held out). --options are train options as JSON (default: the default
-recipe). Held-out predictions use flip TTA in torch fp32. Results go to benchmarks/results/cv_check-<device>-<time>.json.
+recipe). --name CV continues an interrupted check: its finished folds are kept (delete an unfinished fold's
+folder first), and train_s then counts only the folds trained in this call. Held-out predictions use flip TTA in torch fp32. Results go to benchmarks/results/cv_check-<device>-<time>.json.
 """
 from __future__ import annotations
 
@@ -38,11 +39,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--options", default="{}", help="train options as JSON")
     parser.add_argument("--weights", type=Path, default=Path("/tmp/cv-check-weights"))
+    parser.add_argument("--name", help="continue this CV run under --weights (default: a new cv-<time>)")
     args = parser.parse_args()
     if not (args.dataset / "solution.csv").is_file():
         parser.error(f"{args.dataset / 'solution.csv'}: no held-out labels; make the competition with --holdout")
     options = {**json.loads(args.options), "folds": args.folds, "device": args.device,
-               "name": f"cv-{time.strftime('%Y%m%d-%H%M%S')}"}
+               "name": args.name or f"cv-{time.strftime('%Y%m%d-%H%M%S')}"}
     console = Console()
     started = time.perf_counter()
     cv, summary = train_cv(config_from(options), dataset_root=args.dataset, weights_root=args.weights,

@@ -6,7 +6,8 @@ accuracy of the fold ensemble (`pipeline predict --run <cv>`) and of each fold m
 DIR is a competition with scored held-out images, e.g. `../shared/cifar10/make_competition.py DIR --limit 15000
 --holdout 5000` (10,000 labeled images, 5,000 held out). --options are train options as JSON (default: the default
 recipe). --name CV continues an interrupted check: its finished folds are kept (delete an unfinished fold's
-folder first), and train_s then counts only the folds trained in this call. Held-out predictions use flip TTA in torch fp32. Results go to benchmarks/results/cv_check-<device>-<time>.json.
+folder first), and train_s then counts only the folds trained in this call. Held-out predictions use flip TTA in
+torch fp32. Results go to benchmarks/results/cv_check-<device>-<time>.json.
 """
 from __future__ import annotations
 

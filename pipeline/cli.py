@@ -207,7 +207,7 @@ def train(
     momentum: Optional[float] = option("momentum", "SGD's.", OPTIMISATION, metavar="M"),
     nesterov: Optional[bool] = option("nesterov", "SGD's.", OPTIMISATION, "--nesterov/--no-nesterov"),
     weight_decay: Optional[float] = option("weight_decay", "", OPTIMISATION, metavar="WD"),
-    norm_bias_lr: Optional[float] = option("norm_bias_lr", "BatchNorm/LayerNorm biases learn at F × --lr, with weight decay ÷ F (airbench: 64).", OPTIMISATION, metavar="F"),
+    norm_bias_lr: Optional[float] = option("norm_bias_lr", "The normalisation layers' biases (BatchNorm, GroupNorm, LayerNorm) learn at F × --lr, with weight decay ÷ F (airbench: 64).", OPTIMISATION, metavar="F"),
     batch_size: Optional[int] = option("batch_size", "", OPTIMISATION, metavar="N"),
     schedule: Optional[Schedule] = option("schedule", "step (MultiStepLR at --milestones), onecycle, or cosine (decay to 0 per step, after --warmup-epochs).", OPTIMISATION),
     warmup_epochs: Optional[float] = option("warmup_epochs", "cosine: epochs of linear warm-up from lr/100 (fractions allowed).", OPTIMISATION, metavar="E"),

@@ -107,7 +107,7 @@ class TrainConfig:
             raise PipelineError(f"--stem {self.stem} applies to the ResNets, not {self.model} (its first layer is its own)")
         if self.milestones and self.schedule != "step":
             raise PipelineError(f"--milestones needs --schedule step, not {self.schedule}")
-        self._check_optimizer()
+        self._check_optimizer_and_schedule()
         if self.img_size is not None and not 8 <= self.img_size <= 1024:
             raise PipelineError(f"--img-size must be between 8 and 1024 pixels, got {self.img_size}")
         named = model_of_weights(self.pretrained)
@@ -137,7 +137,7 @@ class TrainConfig:
         if self.full:
             raise PipelineError("--folds validates each fold on its held-out part: it cannot take --full")
 
-    def _check_optimizer(self) -> None:
+    def _check_optimizer_and_schedule(self) -> None:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_range("lr", self.lr, 0, low_ok=False)
         check_range("momentum", self.momentum, 0, 1)

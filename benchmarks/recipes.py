@@ -42,6 +42,8 @@ CANDIDATES = {
     "fastnet": FASTNET,
     "fastnet-bias64": dict(FASTNET, norm_bias_lr=64),  # airbench's BatchNorm-bias learning rate
     "fastnet-ema": dict(FASTNET, ema=0.99),
+    "fastnet-crop": dict(FASTNET, aug="crop-flip"),  # the recipe's augmentation before shift-altflip
+    "fastnet-shift": dict(FASTNET, aug="shift-flip"),
     "fastnet-trivial": dict(FASTNET, aug="trivial"),
     "fastnet-mix": dict(FASTNET, mixup=0.2, cutmix=1.0),
     "fastnet-erase": dict(FASTNET, erase=0.25),

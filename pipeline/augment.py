@@ -16,8 +16,10 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class Policy:
-    pad: int = 4  # random crop of the original size from the image zero-padded by `pad`
+    pad: int = 4  # random crop of the original size from the image padded by `pad`
+    reflect: bool = False  # pad by mirroring the border pixels (airbench) instead of with zeros
     flip: bool = True
+    alternate_flip: bool = False  # each image mirrored in every other epoch (half of them from the first) instead of at random
     cutout: float = 0.0  # side of the erased square, as a fraction of the image side (0: none)
     trivial: bool = False  # TrivialAugment (wide): one random operation per image, at a random strength
     erase: float = 0.0  # probability of random erasing, per image
@@ -29,26 +31,43 @@ class Policy:
 BATCHED_POLICIES = {
     "none": Policy(pad=0, flip=False),
     "crop-flip": Policy(),  # RandomCrop(size, padding=4) + RandomHorizontalFlip
+    "shift-flip": Policy(pad=2, reflect=True),  # airbench's translation by up to 2 px
+    "shift-altflip": Policy(pad=2, reflect=True, alternate_flip=True),  # + airbench's alternating flip
     "cutout": Policy(cutout=0.5),  # + Cutout (DeVries & Taylor 2017: 16 px on CIFAR-10)
     "trivial": Policy(trivial=True),  # + TrivialAugmentWide (Müller & Hutter 2021)
 }
 
 
-def random_crop(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Per-image random crops of (H, W) from the batch zero-padded by `pad` on each side."""
+def random_crop(images: torch.Tensor, pad: int, generator: torch.Generator, reflect: bool = False) -> torch.Tensor:
+    """Per-image random crops of (H, W) from the batch padded by `pad` on each side (with zeros, or by
+    mirroring its border with `reflect`)."""
     n, _, h, w = images.shape
     shifts = torch.randint(0, 2 * pad + 1, (2, n), generator=generator).to(images.device)
     rows = (shifts[0][:, None] + torch.arange(h, device=images.device))[:, :, None]
     cols = (shifts[1][:, None] + torch.arange(w, device=images.device))[:, None, :]
-    padded = F.pad(images, (pad, pad, pad, pad)).permute(0, 2, 3, 1)  # N, H+2p, W+2p, C
+    padding = (pad, pad, pad, pad)
+    # reflect padding is not implemented for uint8: pad as float, exact for 0 … 255
+    padded = F.pad(images.float(), padding, mode="reflect").to(images.dtype) if reflect else F.pad(images, padding)
+    padded = padded.permute(0, 2, 3, 1)  # N, H+2p, W+2p, C
     batch = torch.arange(n, device=images.device)[:, None, None]
     return padded[batch, rows, cols].permute(0, 3, 1, 2)
 
 
 def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2."""
-    flip = (torch.rand(len(images), generator=generator) < 0.5).to(images.device)
-    return torch.where(flip[:, None, None, None], images.flip(3), images)
+    return flip_where(images, torch.rand(len(images), generator=generator) < 0.5)
+
+
+def flip_where(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images whose entry of the boolean `flip` is true."""
+    return torch.where(flip.to(images.device)[:, None, None, None], images.flip(3), images)
+
+
+def alternating_flips(count: int, seed: int, epoch: int) -> torch.Tensor:
+    """Which of `count` images to mirror in `epoch`: a seeded random half in even epochs, the other half in odd ones,
+    so that every two epochs show each image both ways (airbench's alternating flip)."""
+    first = torch.rand(count, generator=torch.Generator().manual_seed(seed)) < 0.5
+    return first ^ bool(epoch % 2)
 
 
 def cutout(images: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
@@ -238,15 +257,18 @@ class BatchLoader:
     """Batches (images, targets) of a uint8 (N, C, H, W) split held on one device.
 
     `generator=None` gives the split in order with no augmentation (evaluation); otherwise each
-    pass over it draws a permutation and the policy's augmentations from that generator.
+    pass over it draws a permutation and the policy's augmentations from that generator. A policy with
+    `alternate_flip` mirrors the images `flips` (one boolean per image of the split) marks, instead of at random.
     """
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, batch_size: int,
                  mean: tuple[float, ...], std: tuple[float, ...], policy: Policy | None = None,
                  generator: torch.Generator | None = None,
                  memory_format: torch.memory_format = torch.contiguous_format, img_size: int | None = None,
-                 shard: tuple[int, int] = (0, 1)):
-        self.images, self.targets = images, targets
+                 shard: tuple[int, int] = (0, 1), flips: torch.Tensor | None = None):
+        if policy is not None and policy.alternate_flip and (flips is None or len(flips) != len(images)):
+            raise ValueError("a policy with alternate_flip needs `flips`, one per image")
+        self.images, self.targets, self.flips = images, targets, flips
         self.img_size = img_size
         self.rank, self.world = shard  # this process takes images rank, rank + world, … of every batch
         self.batch_size = batch_size
@@ -267,18 +289,21 @@ class BatchLoader:
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start:start + self.batch_size].to(self.images.device)
             # the whole batch draws its augmentation, so N processes see exactly what one process sees
-            images, targets = self.augment(self.images[index], self.targets[index])
+            images, targets = self.augment(self.images[index], self.targets[index], index)
             if self.world > 1:
                 images, targets = images[self.rank::self.world], targets[self.rank::self.world]
             yield images, targets
 
-    def augment(self, images: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def augment(self, images: torch.Tensor, targets: torch.Tensor,
+                index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Crop, flip and TrivialAugment as uint8; normalize; cut out and erase (erased pixels become the mean,
         as in Cutout); mix (targets become probabilities); resize."""
         policy = self.policy if self.generator is not None else None
         if policy and policy.pad:
-            images = random_crop(images, policy.pad, self.generator)
-        if policy and policy.flip:
+            images = random_crop(images, policy.pad, self.generator, policy.reflect)
+        if policy and policy.alternate_flip:
+            images = flip_where(images, self.flips[index.cpu()])
+        elif policy and policy.flip:
             images = random_flip(images, self.generator)
         if policy and policy.trivial:
             images = trivial_augment(images, self.generator)

@@ -12,7 +12,8 @@ from pipeline.errors import PipelineError
 
 # Options that may change when a run is resumed; the others define the run.
 RESUME_OVERRIDES = frozenset({"epochs", "device", "threads", "workers", "compile", "sync_bn", "patience"})
-BATCHED_AUGMENTATIONS = ("none", "crop-flip", "cutout", "trivial")  # pipeline/augment.py's, on the device
+# pipeline/augment.py's, on the device
+BATCHED_AUGMENTATIONS = ("none", "crop-flip", "shift-flip", "shift-altflip", "cutout", "trivial")
 AUGMENTATIONS = (*BATCHED_AUGMENTATIONS, "albu-strong")
 RENAMED_AUGMENTATIONS = {"seed": "crop-flip"}  # older name, still accepted (runs saved with it keep loading)
 SCHEDULES = ("step", "onecycle", "cosine")
@@ -242,9 +243,10 @@ RECIPES: dict[str, dict] = {
     "fast": dict(stem="cifar", epochs=40, batch_size=512, lr=0.2, nesterov=True, weight_decay=5e-4,
                  schedule="onecycle", label_smoothing=0.1, aug="cutout", ema=0.998),
     # the small fast net (pipeline/models/fastnet.py) with airbench94's hyperparameters for a mean loss:
-    # Nesterov 0.85, lr 1.5 per 1024 images, weight decay 0.002 per step at that lr, label smoothing 0.2
+    # Nesterov 0.85, lr 1.5 per 1024 images, weight decay 0.002 per step at that lr, label smoothing 0.2,
+    # and its augmentation: shifts of up to 2 px (reflect padding) and alternating flips
     "fastnet": dict(model="fastnet", epochs=12, batch_size=512, lr=0.75, momentum=0.85, nesterov=True,
-                    weight_decay=1.3e-3, schedule="onecycle", label_smoothing=0.2),
+                    weight_decay=1.3e-3, schedule="onecycle", label_smoothing=0.2, aug="shift-altflip"),
 }
 DEFAULT_RECIPE = "fastnet"  # the best accuracy per minute measured (README: Measured); CUDA: see gpu_check.sh
 RESNET_OPTIONS = ("milestones", "model", "pretrained", "stem")  # typed without --recipe, they pick seed

@@ -34,7 +34,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from pipeline import __version__
-from pipeline.augment import BATCHED_POLICIES, BatchLoader, resize, to_device_tensor
+from pipeline.augment import BATCHED_POLICIES, BatchLoader, alternating_flips, resize, to_device_tensor
 from pipeline.config import RESUME_OVERRIDES, TrainConfig, model_label, model_of_weights
 from pipeline.dataset import (ArrayDataset, TrainArrays, albumentations_policy, channel_stats, run_split,
                               seed_worker_augmentation, training_arrays)
@@ -212,9 +212,10 @@ class TrainBatches:
         generator = _epoch_generator(self.config.seed, epoch)
         shard = (self.where.rank, self.where.world)
         if self.config.aug in BATCHED_POLICIES:
+            flips = alternating_flips(len(self.images), self.config.seed, epoch) if self.policy.alternate_flip else None
             return BatchLoader(self.images, self.targets, self.config.batch_size, self.mean, self.std,
                                self.policy, generator, self.memory_format, self.config.img_size,
-                               shard)
+                               shard, flips)
         self.dataset.transform.set_random_seed(int(torch.randint(2**31, (1,), generator=generator)) + self.where.rank)
         sampler = DistributedSampler(self.dataset, *shard[::-1], shuffle=True, seed=self.config.seed)
         sampler.set_epoch(epoch)

@@ -11,6 +11,7 @@ from pipeline.augment import (
     TRIVIAL_OPERATIONS,
     BatchLoader,
     Policy,
+    alternating_flips,
     cutout,
     mix,
     normalize,
@@ -49,6 +50,36 @@ def test_random_flip_mirrors_about_half():
     flipped = [torch.equal(o, i.flip(2)) for o, i in zip(out, images)]
     assert all(f or torch.equal(o, i) for f, o, i in zip(flipped, out, images))
     assert 60 < sum(flipped) < 140
+
+
+def test_reflect_padded_crop_is_a_window_of_the_mirrored_image():
+    images = distinct_images()
+    out = random_crop(images, 2, torch.Generator().manual_seed(0), reflect=True)
+    assert out.dtype == torch.uint8
+    padded = F.pad(images.float(), (2, 2, 2, 2), mode="reflect")
+    for k in range(len(images)):
+        assert any(torch.equal(out[k].float(), padded[k, :, dy:dy + 8, dx:dx + 8]) for dy in range(5) for dx in range(5))
+    assert (out > 0).all()  # mirrored borders: no zero pixel comes in (the images have none)
+
+
+def test_alternating_flips_show_each_image_both_ways_every_two_epochs():
+    first, second, third = (alternating_flips(1000, 7, epoch) for epoch in (0, 1, 2))
+    assert 400 < first.sum() < 600
+    assert torch.equal(second, ~first) and torch.equal(third, first)
+    assert not torch.equal(alternating_flips(1000, 8, 0), first)  # seeded
+
+
+def test_loader_with_alternating_flip_mirrors_the_marked_images():
+    images, targets = distinct_images(50), torch.arange(50)
+    policy = replace(BATCHED_POLICIES["shift-altflip"], pad=0)
+    flips = alternating_flips(50, 3, 0)
+    batches = list(BatchLoader(images, targets, 16, (0, 0, 0), (1, 1, 1), policy, torch.Generator().manual_seed(1),
+                               flips=flips))
+    for x, ids in batches:
+        expected = torch.stack([images[i].flip(2) if flips[i] else images[i] for i in ids.tolist()])
+        assert torch.allclose(x * 255, expected.float())
+    with pytest.raises(ValueError, match="needs `flips`"):
+        BatchLoader(images, targets, 16, (0, 0, 0), (1, 1, 1), policy, torch.Generator())
 
 
 def test_cutout_erases_one_clipped_square():
@@ -206,7 +237,8 @@ def test_batched_augmentations_are_the_configs():
     (dict(mixup=-0.2), "--mixup -0.2: must be a finite number ≥ 0"),
     (dict(cutmix=math.inf), "--cutmix inf"),
     (dict(mixup=0.2, erase=0.25, aug="albu-strong"),
-     "--erase, --mixup run on the device with the batched policies: pass --aug none or crop-flip or cutout or trivial"),
+     "--erase, --mixup run on the device with the batched policies: pass --aug none or crop-flip or shift-flip or "
+     "shift-altflip or cutout or trivial"),
 ])
 def test_bad_augmentation_options_are_refused(options, message):
     with pytest.raises(PipelineError, match=message):

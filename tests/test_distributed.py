@@ -14,7 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from pipeline import distributed, train as training
-from pipeline.augment import BATCHED_POLICIES, BatchLoader
+from pipeline.augment import BATCHED_POLICIES, BatchLoader, alternating_flips
 from pipeline.config import TrainConfig
 from pipeline.distributed import Ranks, weights_checksum
 from pipeline.errors import PipelineError
@@ -62,13 +62,14 @@ def run_ranks(project, job: str, world: int = 2) -> list[tuple]:
     return sorted(results.get() for _ in range(world))
 
 
-@pytest.mark.parametrize("policy", [BATCHED_POLICIES["crop-flip"],
+@pytest.mark.parametrize("policy", [BATCHED_POLICIES["crop-flip"], BATCHED_POLICIES["shift-altflip"],
                                     replace(BATCHED_POLICIES["trivial"], erase=0.5, mixup=0.2, cutmix=1.0, classes=52)])
 def test_ranks_share_every_global_batch_without_overlap(policy):
-    images = torch.arange(52, dtype=torch.uint8)[:, None, None, None].expand(52, 3, 8, 8).contiguous()
+    images = torch.rand(52, 3, 8, 8, generator=torch.Generator().manual_seed(0)).mul(255).to(torch.uint8)
     targets = torch.arange(52)  # a last batch of 4: 2 per rank (a smaller one is dropped: BatchNorm needs 2)
+    flips = alternating_flips(52, 7, 1) if policy.alternate_flip else None
     make = lambda shard: BatchLoader(images, targets, 16, (0.5,) * 3, (0.25,) * 3, policy,  # noqa: E731
-                                     torch.Generator().manual_seed(7), shard=shard)
+                                     torch.Generator().manual_seed(7), shard=shard, flips=flips)
     single, first, second = list(make((0, 1))), list(make((0, 2))), list(make((1, 2)))
     assert len(first) == len(second) == len(single) == 4
     for (all_x, all_y), (x0, y0), (x1, y1) in zip(single, first, second):

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -157,8 +158,10 @@ def test_fast_recipe_learns_in_seconds(fetched):
         resume(result.run_dir, {"epochs": 6})
 
 
-def test_mixed_and_strong_augmentation_learns_and_resumes_exactly(fetched):
-    strong = dict(aug="trivial", erase=0.25, mixup=0.2, cutmix=1.0, **QUICK)
+@pytest.mark.parametrize("augmentation", [dict(aug="trivial", erase=0.25, mixup=0.2, cutmix=1.0),
+                                          dict(aug="shift-altflip")])
+def test_mixed_and_strong_augmentation_learns_and_resumes_exactly(fetched, augmentation):
+    strong = dict(**augmentation, **QUICK)
     straight = train(TrainConfig(epochs=4, name="straight", **strong))
     assert straight.best_acc >= 0.5  # 4 classes: chance is 0.25
     train(TrainConfig(epochs=2, name="resumed", **strong))
@@ -166,6 +169,19 @@ def test_mixed_and_strong_augmentation_learns_and_resumes_exactly(fetched):
     expected, got = (load_checkpoint(fetched / "weights" / run / "last.pt") for run in ("straight", "resumed"))
     for key, tensor in expected["model"].items():
         assert torch.equal(tensor, got["model"][key]), key
+
+
+def test_alternating_flip_mirrors_the_other_half_each_epoch():
+    from pipeline.augment import alternating_flips
+    from pipeline.train import TrainBatches
+    images = np.random.default_rng(0).integers(0, 256, (100, 8, 8, 3), dtype=np.uint8)
+    batches = TrainBatches(TrainConfig(aug="shift-altflip", seed=5, **QUICK), images, np.arange(100) % 4, 4,
+                           Runtime(torch.device("cpu")), (0.5,) * 3, (0.2,) * 3)
+    flips = [batches.epoch(epoch).flips for epoch in range(3)]
+    assert torch.equal(flips[0], alternating_flips(100, 5, 0)) and torch.equal(flips[1], ~flips[0])
+    assert torch.equal(flips[2], flips[0])
+    assert TrainBatches(TrainConfig(**QUICK), images, np.arange(100) % 4, 4, Runtime(torch.device("cpu")),
+                        (0.5,) * 3, (0.2,) * 3).epoch(0).flips is None  # crop-flip flips at random
 
 
 def test_full_trains_on_everything_without_validation(fetched):

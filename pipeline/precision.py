@@ -175,16 +175,18 @@ def timed(run: Callable[[], object], warm_up: Callable[[], object], images: int)
 
 
 def training_trial(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, runtime: Runtime,
-                   precision: str) -> Trial:
-    """images/s of SGD steps in `precision` on a copy of `model` (one batch of real inputs, no learning rate:
-    the model and the random streams are left as they were)."""
+                   candidate: str) -> Trial:
+    """images/s of SGD steps on a copy of `model` in the precision and memory layout `candidate` names
+    (`Runtime.in_candidate`), on one batch of real inputs with no learning rate: the model and the random
+    streams are left as they were."""
     with torch.random.fork_rng(devices=[]):
-        probe = copy.deepcopy(model).train()
+        setting = runtime.in_candidate(candidate)
+        probe = copy.deepcopy(model).train().to(memory_format=setting.memory_format)
+        images = images.contiguous(memory_format=setting.memory_format)
         optimizer = torch.optim.SGD(probe.parameters(), lr=0.0)
-        candidate = runtime.in_precision(precision)
 
         def step() -> None:
-            with candidate.autocast():
+            with setting.autocast():
                 loss = torch.nn.functional.cross_entropy(probe(images), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -63,6 +63,7 @@ class RunConfig:
     split: dict = field(default_factory=dict)  # seed, val_fraction, train_images, val_images
     labeled_ids: str = ""  # digest of the ids, labels and pixels the run trains on (dataset.training_digest)
     precision: str = "fp32"  # of training: bf16, fp16 or fp32
+    layout: str | None = None  # of training's tensors: contiguous or channels_last (None: the device's default)
     precision_probe: dict = field(default_factory=dict)  # what `--precision auto` measured (pipeline/precision.py)
     dataset: str = ""
     device: str = ""

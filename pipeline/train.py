@@ -327,17 +327,19 @@ def run_model(config: TrainConfig, run_config: RunConfig, runtime: Runtime, cons
 
 
 TRAIN_PROBE_MIN_IMAGES = 200_000  # train images × epochs under which `auto` trains in fp32 without measuring
+TRAINING_CANDIDATES = ("fp32", "bf16", "fp32 channels_last", "bf16 channels_last")  # `auto`'s on the CPU
 
 
 def _training_precision(config: TrainConfig, model: nn.Module, data: TrainArrays, train_idx: np.ndarray,
                         run_config: RunConfig, runtime: Runtime, console: Console, saved: RunConfig | None) -> Runtime:
-    """`--precision auto` on the CPU: the faster of fp32 and bf16 training steps of this model, measured on a
-    batch of the run's images (pipeline/precision.py; rank 0 measures, the others follow). A resumed run
-    keeps the precision it started in. Records the measurement in the run's config."""
+    """`--precision auto` on the CPU: the fastest of fp32 and bf16 training steps of this model, each in the
+    contiguous and the channels_last layout, measured on a batch of the run's images (pipeline/precision.py;
+    rank 0 measures, the others follow). A resumed run keeps the precision and layout it started in. Records
+    the measurement in the run's config."""
     if config.precision != "auto" or runtime.device.type != "cpu":
         return runtime
     if saved is not None:
-        return runtime.in_precision(saved.precision)
+        return runtime.in_candidate(saved.precision + (" channels_last" if saved.layout == "channels_last" else ""))
     where, choice = runtime.ranks, None
     if where.main:
         batch = train_idx[:config.batch_size]
@@ -346,14 +348,15 @@ def _training_precision(config: TrainConfig, model: nn.Module, data: TrainArrays
         shape = {"model": config.model, "stem": config.stem, "channels": run_config.channels,
                  "input": config.img_size or run_config.image_size, "classes": len(run_config.classes),
                  "batch_size": config.batch_size}
-        trials = {p: (lambda p=p: training_trial(model, images, targets, runtime, p)) for p in ("fp32", "bf16")}
+        trials = {c: (lambda c=c: training_trial(model, images, targets, runtime, c)) for c in TRAINING_CANDIDATES}
         work = len(train_idx) * config.epochs
         choice = choose("training", shape, trials, work, work >= TRAIN_PROBE_MIN_IMAGES)
         console.print(choice.describe("training"))
     choice = broadcast(choice, where)
+    chosen = runtime.in_candidate(choice.candidate)
     run_config.precision_probe = choice.to_dict()
-    run_config.precision = choice.candidate
-    return runtime.in_precision(choice.candidate)
+    run_config.precision, run_config.layout = chosen.precision, chosen.layout
+    return chosen
 
 
 def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, console: Console,
@@ -375,6 +378,8 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
     first_images = data.images[train_idx[:DATA_INIT_IMAGES]] if checkpoint is None else None
     model, frozen_norms = run_model(config, run_config, runtime, console, first_images)
     runtime = _training_precision(config, model, data, train_idx, run_config, runtime, console, saved)
+    model = model.to(memory_format=runtime.memory_format)
+    batches.memory_format = runtime.memory_format
     optimizer, scheduler, per_step = optimizer_and_schedule(config, model, runtime.device, batches.steps)
     ctx = TrainContext(
         config, run, run_config, runtime, console, batches,
@@ -465,7 +470,7 @@ def fit(ctx: TrainContext) -> TrainResult:
     config, where = ctx.config, ctx.runtime.ranks
     ctx.console.print(
         f"run {ctx.run.path}: {config.recipe} recipe, {model_label(config.model, config.stem)} on {ctx.runtime.device} "
-        f"({ctx.runtime.precision}), {ctx.run_config.split['train_images']} train / "
+        f"({ctx.runtime.candidate}), {ctx.run_config.split['train_images']} train / "
         f"{ctx.run_config.split['val_images']} val images, {len(ctx.run_config.classes)} classes, "
         f"epochs {ctx.start_epoch + 1}-{config.epochs}")
     best_predictions = None

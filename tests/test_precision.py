@@ -4,12 +4,14 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline import engine, train as training
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.precision import Trial, cache_file, choose
 from pipeline.predict import predict
+from pipeline.run import load_checkpoint
 from tests.fixtures import QUICK
 
 SHAPE = {"model": "custom", "input": [32, 32]}
@@ -180,12 +182,28 @@ def printed(capsys) -> str:
 def test_train_auto_records_its_measurement_and_a_tiny_run_trains_in_fp32(fetched, monkeypatch):
     tiny = train_run("tiny")
     assert tiny["precision"] == "fp32" and tiny["precision_probe"]["source"] == "too small a job to measure"
+    assert tiny["layout"] == "contiguous"
     monkeypatch.setattr(training, "TRAIN_PROBE_MIN_IMAGES", 0)
     measured = train_run("measured")
     assert measured["precision_probe"]["source"] == "measured"
-    assert set(measured["precision_probe"]["rates"]) == {"fp32", "bf16"}
-    assert measured["precision"] == max(measured["precision_probe"]["rates"], key=measured["precision_probe"]["rates"].get)
+    rates = measured["precision_probe"]["rates"]
+    assert set(rates) == {"fp32", "bf16", "fp32 channels_last", "bf16 channels_last"}
+    fastest = max(rates, key=rates.get)
+    assert (measured["precision"], measured["layout"]) == (fastest.split()[0], "channels_last" if " " in fastest
+                                                          else "contiguous")
     assert train_run("cached")["precision_probe"]["source"] == "cached"
+
+
+def test_a_run_trains_and_resumes_in_the_layout_it_measured(fetched, monkeypatch):
+    monkeypatch.setattr(training, "TRAIN_PROBE_MIN_IMAGES", 0)
+    monkeypatch.setattr(training, "TRAINING_CANDIDATES", ("fp32 channels_last",))  # the one to measure
+    saved = train_run("nhwc")
+    assert (saved["precision"], saved["layout"]) == ("fp32", "channels_last")
+    monkeypatch.setattr(training, "TRAINING_CANDIDATES", ("fp32",))  # a resume does not measure again
+    training.resume(fetched / "weights" / "nhwc", {"epochs": 2})
+    weights = load_checkpoint(fetched / "weights" / "nhwc" / "last.pt")["model"]
+    conv = next(w for w in weights.values() if w.ndim == 4 and w.shape[1] > 1 and w.shape[2] > 1)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
 
 
 def train_run(name: str) -> dict:

@@ -91,3 +91,12 @@ def test_predict_in_fp16_by_name(trained):
     predict(precision="fp16", tta="flip")
     saved = json.loads((trained / "submissions" / "exp.probs.json").read_text())
     assert (saved["engine"], saved["precision"]) == ("torch", "fp16")
+
+
+def test_a_training_candidate_names_its_precision_and_layout():
+    plain = runtime.Runtime()
+    assert plain.memory_format == torch.contiguous_format and plain.candidate == "fp32"
+    nhwc = plain.in_candidate("bf16 channels_last")
+    assert (nhwc.precision, nhwc.memory_format, nhwc.candidate) == ("bf16", torch.channels_last, "bf16 channels_last")
+    assert nhwc.in_candidate("fp32").memory_format == torch.contiguous_format
+    assert runtime.Runtime(torch.device("cuda")).memory_format == torch.channels_last  # the device's default

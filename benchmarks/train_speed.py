@@ -36,7 +36,7 @@ from pipeline.models import build_model
 from pipeline.runtime import Runtime, autocast_dtype, resolve_device
 from pipeline.run import Run, summarize_metrics
 from pipeline.precision import choose, training_trial
-from pipeline.train import train
+from pipeline.train import TRAINING_CANDIDATES, train
 from record import write_result
 
 
@@ -82,12 +82,12 @@ def throughput(args) -> dict:
     n = min(len(data.ids), args.images)
     classes = len(data.classes)
 
-    def model(fp32_eager: bool = False):
+    def model(fp32_eager: bool = False, layout: torch.memory_format = memory_format):
         torch.manual_seed(0)
         net = build_model("custom", classes, args.stem).to(device)
         if fp32_eager:
             return net
-        net = net.to(memory_format=memory_format)
+        net = net.to(memory_format=layout)
         return torch.compile(net) if args.compile else net
 
     size = images.shape[1:3]
@@ -96,17 +96,22 @@ def throughput(args) -> dict:
     model_only = timed_steps(model(), iter(lambda: synthetic, None), runtime, args.steps)
 
     x, y = to_device_tensor(images[:n], device), torch.from_numpy(data.targets[:n]).to(device)
-    loader = lambda epoch: BatchLoader(x, y, args.batch_size, CIFAR10_MEAN, CIFAR10_STD, BATCHED_POLICIES["crop-flip"],  # noqa: E731
-                                       torch.Generator().manual_seed(epoch), memory_format)
+    def loader(epoch: int, layout: torch.memory_format = memory_format) -> BatchLoader:
+        return BatchLoader(x, y, args.batch_size, CIFAR10_MEAN, CIFAR10_STD, BATCHED_POLICIES["crop-flip"],
+                           torch.Generator().manual_seed(epoch), layout)
+
     data_path = timed_steps(model(), endless(loader), runtime, args.steps)
 
     precisions = {}
-    if device.type == "cpu":  # what `--precision auto` picks here, against each precision's measured rate
-        precisions = {p: round(timed_steps(model(), endless(loader), runtime.in_precision(p), args.steps), 1)
-                      for p in ("fp32", "bf16")}
+    if device.type == "cpu":  # what `--precision auto` picks here, against each candidate's measured rate
+        for candidate in TRAINING_CANDIDATES:
+            setting = runtime.in_candidate(candidate)
+            layout = setting.memory_format
+            batches = endless(lambda epoch, layout=layout: loader(epoch, layout))
+            precisions[candidate] = round(timed_steps(model(layout=layout), batches, setting, args.steps), 1)
+        fastest = max(precisions.values())
         precisions["auto"] = auto_training_choice(model(), next(iter(loader(0))), runtime).to_dict()
-        precisions["auto_vs_fastest"] = round(precisions[precisions["auto"]["candidate"]] / max(
-            precisions["fp32"], precisions["bf16"]), 3)
+        precisions["auto_vs_fastest"] = round(precisions[precisions["auto"]["candidate"]] / fastest, 3)
     seed_set = PngDataset(data.image_dir, data.ids[:n], data.targets[:n], train_transform(size, CIFAR10_MEAN, CIFAR10_STD))
     seed_loader = lambda epoch: DataLoader(seed_set, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,  # noqa: E731
                                            persistent_workers=False, pin_memory=device.type == "cuda")
@@ -129,7 +134,7 @@ def auto_training_choice(model, batch, runtime: Runtime):
     with tempfile.TemporaryDirectory() as cache:
         os.environ["PIPELINE_CACHE_DIR"] = cache
         try:
-            trials = {p: (lambda p=p: training_trial(model, *batch, runtime, p)) for p in ("fp32", "bf16")}
+            trials = {c: (lambda c=c: training_trial(model, *batch, runtime, c)) for c in TRAINING_CANDIDATES}
             return choose("training", {}, trials, 10**9, probe_pays=True)
         finally:
             os.environ.pop("PIPELINE_CACHE_DIR")

@@ -287,9 +287,10 @@ class BatchLoader:
         n = len(self.images)
         order = torch.randperm(n, generator=self.generator) if self.generator is not None else torch.arange(n)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            index = order[start:start + self.batch_size].to(self.images.device)
+            chosen = order[start:start + self.batch_size]  # on the CPU, like `flips`
+            index = chosen.to(self.images.device)
             # the whole batch draws its augmentation, so N processes see exactly what one process sees
-            images, targets = self.augment(self.images[index], self.targets[index], index)
+            images, targets = self.augment(self.images[index], self.targets[index], chosen)
             if self.world > 1:
                 images, targets = images[self.rank::self.world], targets[self.rank::self.world]
             yield images, targets
@@ -297,12 +298,13 @@ class BatchLoader:
     def augment(self, images: torch.Tensor, targets: torch.Tensor,
                 index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Crop, flip and TrivialAugment as uint8; normalize; cut out and erase (erased pixels become the mean,
-        as in Cutout); mix (targets become probabilities); resize."""
+        as in Cutout); mix (targets become probabilities); resize. `index`: the images' places in the split, on
+        the CPU."""
         policy = self.policy if self.generator is not None else None
         if policy and policy.pad:
             images = random_crop(images, policy.pad, self.generator, policy.reflect)
         if policy and policy.alternate_flip:
-            images = flip_where(images, self.flips[index.cpu()])
+            images = flip_where(images, self.flips[index])
         elif policy and policy.flip:
             images = random_flip(images, self.generator)
         if policy and policy.trivial:

@@ -175,10 +175,10 @@ def timed(run: Callable[[], object], warm_up: Callable[[], object], images: int)
 
 
 def training_trial(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, runtime: Runtime,
-                   candidate: str) -> Trial:
-    """images/s of SGD steps on a copy of `model` in the precision and memory layout `candidate` names
-    (`Runtime.in_candidate`), on one batch of real inputs with no learning rate: the model and the random
-    streams are left as they were."""
+                   candidate: str, steps: int = 2) -> Trial:
+    """images/s of `steps` SGD steps (after one to warm up) on a copy of `model` in the precision and memory
+    layout `candidate` names (`Runtime.in_candidate`), on one batch of real inputs with no learning rate: the
+    model and the random streams are left as they were."""
     with torch.random.fork_rng(devices=[]):
         setting = runtime.in_candidate(candidate)
         probe = copy.deepcopy(model).train().to(memory_format=setting.memory_format)
@@ -192,5 +192,5 @@ def training_trial(model: torch.nn.Module, images: torch.Tensor, targets: torch.
             loss.backward()
             optimizer.step()
 
-        rate, _ = timed(lambda: [step() for _ in range(2)], step, 2 * len(images))
+        rate, _ = timed(lambda: [step() for _ in range(steps)], step, steps * len(images))
     return Trial(rate)

@@ -339,7 +339,7 @@ def _training_precision(config: TrainConfig, model: nn.Module, data: TrainArrays
     if config.precision != "auto" or runtime.device.type != "cpu":
         return runtime
     if saved is not None:
-        return runtime.in_candidate(saved.precision + (" channels_last" if saved.layout == "channels_last" else ""))
+        return replace(runtime.in_precision(saved.precision), layout=saved.layout)
     where, choice = runtime.ranks, None
     if where.main:
         batch = train_idx[:config.batch_size]
@@ -372,14 +372,13 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
                                    config.folds, config.fold)
     run_config = _run_config(config, data, (train_idx, val_idx), dataset_root, runtime, saved)
     mean, std = tuple(run_config.mean), tuple(run_config.std)
-    batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], len(data.classes), runtime,
-                           mean, std)
     own_val = val_idx[where.rank::where.world]  # each rank scores its share; the metrics are reduced over all
     first_images = data.images[train_idx[:DATA_INIT_IMAGES]] if checkpoint is None else None
     model, frozen_norms = run_model(config, run_config, runtime, console, first_images)
     runtime = _training_precision(config, model, data, train_idx, run_config, runtime, console, saved)
-    model = model.to(memory_format=runtime.memory_format)
-    batches.memory_format = runtime.memory_format
+    model = model.to(memory_format=runtime.memory_format)  # the layout the CPU measurement chose
+    batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], len(data.classes), runtime,
+                           mean, std)
     optimizer, scheduler, per_step = optimizer_and_schedule(config, model, runtime.device, batches.steps)
     ctx = TrainContext(
         config, run, run_config, runtime, console, batches,

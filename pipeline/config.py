@@ -245,7 +245,7 @@ RECIPES: dict[str, dict] = {
     # the small fast net (pipeline/models/fastnet.py) with airbench94's hyperparameters for a mean loss:
     # Nesterov 0.85, lr 1.5 per 1024 images, weight decay 0.002 per step at that lr, label smoothing 0.2,
     # and its augmentation: shifts of up to 2 px (reflect padding) and alternating flips
-    "fastnet": dict(model="fastnet", epochs=12, batch_size=512, lr=0.75, momentum=0.85, nesterov=True,
+    "fastnet": dict(model="fastnet", epochs=36, batch_size=512, lr=0.75, momentum=0.85, nesterov=True,
                     weight_decay=1.3e-3, schedule="onecycle", label_smoothing=0.2, aug="shift-altflip"),
 }
 DEFAULT_RECIPE = "fastnet"  # the best accuracy per minute measured (README: Measured); CUDA: see gpu_check.sh

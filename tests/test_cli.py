@@ -42,7 +42,7 @@ def test_bare_train_is_the_fastnet_recipe_and_seed_keeps_seed_004s(captured):
     assert runner.invoke(app, ["train"]).exit_code == 0
     config = captured["config"]
     assert (config.recipe, config.model, config.epochs, config.lr, config.batch_size, config.schedule, config.aug) == (
-        "fastnet", "fastnet", 12, 0.75, 512, "onecycle", "shift-altflip")
+        "fastnet", "fastnet", 36, 0.75, 512, "onecycle", "shift-altflip")
     assert runner.invoke(app, ["train", "--recipe", "seed"]).exit_code == 0
     config = captured["config"]
     assert (config.model, config.stem, config.epochs, config.lr, config.momentum, config.weight_decay,

@@ -398,7 +398,7 @@ def parse_milestones(values: list[str] | None) -> list[int]:
 
 
 def default_help(option: str) -> str:
-    """`(default 0.9)`, or `(default fastnet: 12, seed: 100, fast: 40)` where the recipes differ, the default recipe
+    """`(default 0.9)`, or `(default fastnet: 36, seed: 100, fast: 40)` where the recipes differ, the default recipe
     first: for `--help`."""
     if option == "recipe":
         return f"(default {DEFAULT_RECIPE})"

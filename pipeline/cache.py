@@ -1,4 +1,5 @@
-"""Decoded-image caches: a folder of PNGs decoded once, in parallel, into a uint8 `.npy` memory map.
+"""Decoded-image caches: a folder of images (`<id><suffix>`: PNG, JPEG, TIFF, …) decoded once, in parallel, into a
+uint8 `.npy` memory map.
 
 The cache `<split>.npy` holds (N, H, W, C) uint8 in the order of the ids it was built for; the set's size
 and mode are those of most of its images (C = 1 for greyscale, 3 otherwise: every image is converted to
@@ -28,6 +29,7 @@ import numpy as np
 from PIL import Image
 from rich.console import Console
 
+from pipeline.competition import read_competition
 from pipeline.errors import PipelineError
 from pipeline.layout import LabeledImages, id_sort_key, problems_message
 from pipeline.progress import progress_bar
@@ -48,19 +50,19 @@ def cache_folder(root: Path) -> Path:
     return user_cache_dir() / "datasets" / hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
 
 
-def fingerprint(folder: Path, ids: list[str]) -> str:
-    """A digest of the ids and each image's size, modification and change times, and a symlink's own times
-    (paths as plain strings: pathlib's per-path overhead doubled the cost)."""
+def fingerprint(folder: Path, ids: list[str], suffix: str = ".png") -> str:
+    """A digest of the ids and each image's (`<id><suffix>`) size, modification and change times, and a symlink's
+    own times (paths as plain strings: pathlib's per-path overhead doubled the cost)."""
     digest = hashlib.sha256()
     base = os.fspath(folder)
     for image_id in ids:
         try:
-            info = os.lstat(f"{base}/{image_id}.png")
+            info = os.lstat(f"{base}/{image_id}{suffix}")
             if stat.S_ISLNK(info.st_mode):  # the link's own times change when it is pointed elsewhere
                 digest.update(f"{info.st_mtime_ns}:{info.st_ctime_ns}:".encode())
-                info = os.stat(f"{base}/{image_id}.png")
+                info = os.stat(f"{base}/{image_id}{suffix}")
         except FileNotFoundError:
-            raise PipelineError(f"{folder / f'{image_id}.png'}: image not found") from None
+            raise PipelineError(f"{folder / f'{image_id}{suffix}'}: image not found") from None
         digest.update(f"{image_id}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}\n".encode())
     return digest.hexdigest()
 
@@ -82,7 +84,8 @@ def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
     return np.asarray(image.convert("L" if grey_set else "RGB"))
 
 
-def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: tuple[int, int]) -> dict[str, str]:
+def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: tuple[int, int],
+                  suffix: str) -> dict[str, str]:
     """Decode `ids` into rows start… of the memory map; returns {id: problem} for the images not used. An
     image's size and mode are read from its header and checked before its pixels are decoded."""
     out = np.load(out_path, mmap_mode="r+")
@@ -91,7 +94,7 @@ def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: 
     with warnings.catch_warnings():  # a huge declared size is refused below, not warned about
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         for offset, image_id in enumerate(ids):
-            path = Path(folder) / f"{image_id}.png"
+            path = Path(folder) / f"{image_id}{suffix}"
             try:
                 with Image.open(path) as image:
                     grey = image.mode in GREY_MODES
@@ -111,7 +114,7 @@ def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: 
     return problems
 
 
-def _set_shape(folder: Path, ids: list[str]) -> tuple[int, int, int]:
+def _set_shape(folder: Path, ids: list[str], suffix: str) -> tuple[int, int, int]:
     """Height, width and channels (1 for greyscale, else 3) of most of the set: the commonest among the
     headers of up to SHAPE_SAMPLE images spread over it (one odd image does not decide it)."""
     picked = [ids[i] for i in sorted(set(np.linspace(0, len(ids) - 1, min(SHAPE_SAMPLE, len(ids))).astype(int)))]
@@ -120,7 +123,7 @@ def _set_shape(folder: Path, ids: list[str]) -> tuple[int, int, int]:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         for image_id in picked:
             try:
-                with Image.open(folder / f"{image_id}.png") as image:
+                with Image.open(folder / f"{image_id}{suffix}") as image:
                     shapes[(image.height, image.width, 1 if image.mode in GREY_MODES else 3)] += 1
             except READ_ERRORS:
                 continue
@@ -135,20 +138,20 @@ class DecodedImages:
     bad: dict[str, str]  # id -> why its image is not used
     key: str = ""  # the fingerprint of the files it was decoded from
 
-    def whole(self, folder: Path) -> np.ndarray:
+    def whole(self, folder: Path, suffix: str = ".png") -> np.ndarray:
         """The images of a set that must be complete: any unusable image is an error listing them."""
         if self.bad:
-            raise PipelineError(problems_message(folder, image_problems(folder, self.bad), "images",
+            raise PipelineError(problems_message(folder, image_problems(folder, self.bad, suffix), "images",
                                                  "Fix or replace them (fetch again for a downloaded competition)."))
         return self.images
 
 
 def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Console | None = None,
-                  workers: int | None = None) -> DecodedImages:
-    """The images `folder/<id>.png` as a uint8 memory map and the ones that cannot be used, decoding only
+                  workers: int | None = None, suffix: str = ".png") -> DecodedImages:
+    """The images `folder/<id><suffix>` as a uint8 memory map and the ones that cannot be used, decoding only
     when the cache is stale (its metadata keeps the list of unusable images)."""
     console = console or Console()
-    key = fingerprint(folder, ids)
+    key = fingerprint(folder, ids, suffix)
     meta_file = cache_file.with_suffix(".json")
     if cache_file.is_file() and meta_file.is_file():
         try:
@@ -157,13 +160,14 @@ def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Conso
                 return DecodedImages(np.load(cache_file, mmap_mode="r"), meta["bad"], key)
         except ValueError:
             pass  # unreadable metadata or array: rebuild
-    height, width, channels = _set_shape(folder, ids)
+    height, width, channels = _set_shape(folder, ids, suffix)
     workers = workers or os.cpu_count() or 1
     bad: dict[str, str] = {}
     meta_file.unlink(missing_ok=True)
     with atomic_path(cache_file) as tmp:
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ids), height, width, channels)).flush()
-        chunks = [(str(folder), ids[k:k + CHUNK], k, str(tmp), (height, width)) for k in range(0, len(ids), CHUNK)]
+        chunks = [(str(folder), ids[k:k + CHUNK], k, str(tmp), (height, width), suffix)
+                  for k in range(0, len(ids), CHUNK)]
         with progress_bar(console, f"decoding {folder.name}/", len(ids)) as advance:
             if len(chunks) == 1 or workers == 1:
                 for chunk in chunks:
@@ -183,15 +187,16 @@ def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Conso
     return DecodedImages(np.load(cache_file, mmap_mode="r"), bad, key)
 
 
-def image_problems(folder: Path, bad: dict[str, str]) -> list[str]:
-    return [f"{folder.name}/{image_id}.png: {why}" for image_id, why in bad.items()]
+def image_problems(folder: Path, bad: dict[str, str], suffix: str = ".png") -> list[str]:
+    return [f"{folder.name}/{image_id}{suffix}: {why}" for image_id, why in bad.items()]
 
 
 def cached_train_images(root: Path, data: LabeledImages, console: Console | None = None,
                         cache_dir: Path | None = None) -> DecodedImages:
     """`data`'s images as uint8 (N, H, W, C) and the unusable ones, decoded once into `cache_dir`
     (default: `cache_folder`)."""
-    return decode_images(data.image_dir, data.ids, (cache_dir or cache_folder(root)) / "train.npy", console)
+    return decode_images(data.image_dir, data.ids, (cache_dir or cache_folder(root)) / "train.npy", console,
+                         suffix=data.image_suffix)
 
 
 def cached_test_images(root: Path, test_ids: list[str], console: Console | None = None,
@@ -199,5 +204,8 @@ def cached_test_images(root: Path, test_ids: list[str], console: Console | None 
     """`test_ids` (from `check_test`) in id order, their images as uint8 (N, H, W, C), decoded once (any
     unusable image is an error), and the fingerprint of their files."""
     ids = sorted(test_ids, key=id_sort_key)
-    decoded = decode_images(root / "test", ids, (cache_dir or cache_folder(root)) / "test.npy", console)
-    return ids, decoded.whole(root / "test"), decoded.key
+    described = read_competition(root)
+    folder = root / described.test_images
+    decoded = decode_images(folder, ids, (cache_dir or cache_folder(root)) / "test.npy", console,
+                            suffix=described.image_suffix)
+    return ids, decoded.whole(folder, described.image_suffix), decoded.key

@@ -165,7 +165,9 @@ def fetch(
     sample: bool = typer.Option(False, "--sample", help="Write the offline sample competition: no network, no account.", metavar=""),
     force: bool = typer.Option(False, "--force", help="Fetch again even if dataset/ is complete.", metavar=""),
 ) -> None:
-    """Download a competition into dataset/ (train/, test/, trainLabels.csv, sampleSubmission.csv)."""
+    """Download a competition into dataset/ and describe it in dataset/competition.json (where its images and
+    labels are, what its submission holds): edit that file where the description's choices are wrong."""
+    from pipeline.competition import DESCRIPTION
     from pipeline.fetch import fetch as run_fetch
 
     result = run_fetch(competition, archive, sample, force, dataset=dataset)
@@ -173,8 +175,10 @@ def fetch(
         console.print(f"{result.root} already holds {result.source} ({result.train_images} train, "
                       f"{result.test_images} test images); --force fetches it again")
     else:
+        for note in result.notes:
+            console.print(f"note: {note}")
         console.print(f"{result.root} ready: {result.source}, {result.train_images} train and "
-                      f"{result.test_images} test images")
+                      f"{result.test_images} test images (described in {result.root / DESCRIPTION})")
 
 
 def option(name: str, description: str, panel: str, *flags: str, metavar: str | None = None) -> typer.models.OptionInfo:
@@ -365,7 +369,7 @@ def predict(
     score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against.", metavar="CSV"),
     nproc: Optional[int] = typer.Option(None, help="Run N processes with torchrun, each predicting its share of the test images.", metavar="N"),
 ) -> None:
-    """Predict dataset/test and write submissions/submission.csv in sampleSubmission.csv's order."""
+    """Predict dataset/test and write submissions/submission.csv in the sample submission's order and header."""
     check_prediction_options(tta.value, batch_size, engine.value, precision.value, device, threads)  # before torch
     under_torchrun(nproc)
     from pipeline.predict import predict as run_predict

@@ -11,7 +11,7 @@ import pandas as pd
 from PIL import Image
 
 from pipeline.errors import PipelineError
-from pipeline.layout import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS
+from pipeline.competition import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS
 
 # Class names of the datasets whose CSVs carry numbers; other datasets keep their labels as written.
 CLASS_NAMES = {

@@ -15,7 +15,8 @@ from torch.utils.data import Dataset
 
 from pipeline.cache import cached_train_images, image_problems
 from pipeline.errors import PipelineError
-from pipeline.layout import TRAIN_LABELS, load_train_set, problems_message
+from pipeline.competition import read_competition
+from pipeline.layout import load_train_set, problems_message
 
 if TYPE_CHECKING:
     import albumentations
@@ -62,9 +63,9 @@ def training_arrays(root: Path, skip_bad: bool = False, limit: int | None = None
     `skip_bad` left out; then the first `limit` images."""
     data = load_train_set(root)
     if data.notes and console is not None:
-        console.print(f"{root / TRAIN_LABELS}: labels read as one class: {'; '.join(data.notes)}")
+        console.print(f"{root / read_competition(root).labels_csv}: labels read as one class: {'; '.join(data.notes)}")
     decoded = cached_train_images(root, data, console)
-    problems = data.problems + image_problems(data.image_dir, decoded.bad)
+    problems = data.problems + image_problems(data.image_dir, decoded.bad, data.image_suffix)
     if problems and not skip_bad:
         raise PipelineError(problems_message(root, problems, "training data",
                                              "Fix them, or pass --skip-bad to train on the rest."))

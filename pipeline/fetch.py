@@ -25,7 +25,9 @@ from pipeline.cache import CACHE_DIR, cached_test_images, cached_train_images
 from pipeline.convert import convert_pixel_dataset
 from pipeline.errors import PipelineError
 from pipeline.kaggle_api import kaggle_api, kaggle_errors
-from pipeline.layout import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS, check_test, check_train
+from pipeline.competition import (DESCRIPTION, SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS, infer_competition,
+                                  read_competition, write_competition)
+from pipeline.layout import check_test, check_train
 from pipeline.sample import write_sample
 from pipeline.workspace import created_folder, dataset_dir, write_text_atomic
 
@@ -34,7 +36,7 @@ SAMPLE = "sample"
 MARKER = ".complete.json"
 DOWNLOADS = ".download"
 STAGING_PREFIX = ".staging-"
-LAYOUT = ("train", "test", TRAIN_LABELS, SAMPLE_SUBMISSION, SOLUTION)
+LAYOUT = ("train", "test", TRAIN_LABELS, SAMPLE_SUBMISSION, SOLUTION, DESCRIPTION)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class FetchResult:
     train_images: int
     test_images: int
     already_complete: bool
+    notes: list[str] = field(default_factory=list)  # the choices made in describing the competition
 
 
 def fetch(competition: str = DEFAULT_COMPETITION, archive: Path | None = None, sample: bool = False,
@@ -91,9 +94,11 @@ def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sa
             with _downloads_checked(zip_path, downloaded=archive is None):
                 extract_competition(zip_path, staging, limits)
         with _named_after(staging, origin):
+            notes = _described(staging)
             train_data, test_ids = check_train(staging), check_test(staging)
             # decode both splits now, so train and predict start warm (the cache keys survive the move)
-            cached_train_images(staging, train_data, cache_dir=root / CACHE_DIR).whole(staging / "train")
+            cached_train_images(staging, train_data, cache_dir=root / CACHE_DIR).whole(train_data.image_dir,
+                                                                                      train_data.image_suffix)
             cached_test_images(staging, test_ids, cache_dir=root / CACHE_DIR)
         _move_into_place(staging, root)
     finally:
@@ -105,7 +110,17 @@ def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sa
         "test_images": len(test_ids),
         "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=2) + "\n")
-    return FetchResult(root, source, len(train_data.ids), len(test_ids), already_complete=False)
+    return FetchResult(root, source, len(train_data.ids), len(test_ids), already_complete=False, notes=notes)
+
+
+def _described(staging: Path) -> list[str]:
+    """Write the competition's description, inferred from its files unless it came with one (then checked)."""
+    if (staging / DESCRIPTION).is_file():
+        read_competition(staging)
+        return []
+    described, notes = infer_competition(staging)
+    write_competition(staging, described)
+    return notes
 
 
 @contextlib.contextmanager
@@ -168,11 +183,21 @@ def _move_into_place(staging: Path, root: Path) -> None:
     trash = staging / ".replaced"
     trash.mkdir()
     staged = [entry.name for entry in staging.iterdir() if entry != trash]
-    for name in set(LAYOUT) | set(staged):
+    for name in set(LAYOUT) | set(staged) | _described_names(root):
         if (root / name).exists():
             os.replace(root / name, trash / name)
     for name in staged:
         os.replace(staging / name, root / name)
+
+
+def _described_names(root: Path) -> set[str]:
+    """The top-level files and folders the previous layout's description names (none if it is unreadable)."""
+    try:
+        old = read_competition(root)
+    except PipelineError:
+        return set()
+    paths = (old.labels_csv, old.sample_submission, old.train_images, old.test_images)
+    return {PurePosixPath(p).parts[0] for p in paths}
 
 
 # --- download -------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The competition layout on disk: `train/<id>.png`, `test/<id>.png`, trainLabels.csv, sampleSubmission.csv."""
+"""The competition on disk, as its description (`pipeline/competition.py`) says: the labeled training images, the
+test ids of the sample submission, and every problem found in them."""
 from __future__ import annotations
 
 import os
@@ -9,11 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.competition import IMAGE_SUFFIXES, Competition, read_competition
 from pipeline.errors import PipelineError
 
-TRAIN_LABELS = "trainLabels.csv"
-SAMPLE_SUBMISSION = "sampleSubmission.csv"
-SOLUTION = "solution.csv"
 SHOWN = 5  # how many offending names an error message lists
 
 
@@ -28,54 +27,78 @@ def _examples(names: set[str] | list[str], suffix: str = "") -> str:
     return shown + (f" and {len(ordered) - SHOWN} more" if len(ordered) > SHOWN else "")
 
 
-def read_id_csv(path: Path, need_label: bool, unique: bool = True) -> pd.DataFrame:
-    """Read an `id,label` CSV as strings, refusing missing columns, empty files and (`unique`) duplicate ids."""
+def read_id_csv(path: Path, columns: tuple[str, ...] = ("id", "label"), unique: bool = True) -> pd.DataFrame:
+    """Read a CSV as strings, refusing missing `columns` (the first: the ids, stripped), empty files and (`unique`)
+    duplicate ids."""
     if not path.is_file():
         raise PipelineError(f"{path}: not found; run `pipeline fetch` first")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise PipelineError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
-    wanted = ["id", "label"] if need_label else ["id"]
-    missing = [c for c in wanted if c not in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise PipelineError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(frame.columns)})")
     if frame.empty:
         raise PipelineError(f"{path}: has a header but no rows")
-    frame["id"] = frame["id"].str.strip()
-    duplicated = frame["id"][frame["id"].duplicated()]
+    frame[columns[0]] = frame[columns[0]].str.strip()
+    duplicated = frame[columns[0]][frame[columns[0]].duplicated()]
     if unique and len(duplicated):
         raise PipelineError(f"{path}: {len(duplicated)} duplicate id(s): {_examples(set(duplicated))}")
     return frame
 
 
-def png_ids(folder: Path) -> set[str]:
+def image_ids(folder: Path, suffix: str = ".png") -> set[str]:
+    """The ids of the image files `<id><suffix>` in `folder` (with no suffix: the names of its image files)."""
     if folder.exists() and not folder.is_dir():
-        raise PipelineError(f"{folder}: a file where a folder of PNGs is expected; fetch the competition again")
+        raise PipelineError(f"{folder}: a file where a folder of images is expected; fetch the competition again")
     if not folder.is_dir():
         raise PipelineError(f"{folder}: folder not found; run `pipeline fetch` first")
     with os.scandir(folder) as entries:
-        return {e.name[:-4] for e in entries if e.name.endswith(".png") and e.is_file()}
+        if suffix:
+            return {e.name[:-len(suffix)] for e in entries if e.name.endswith(suffix) and e.is_file()}
+        return {e.name for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file()}
+
+
+def read_labels(root: Path, c: Competition) -> tuple[pd.DataFrame, list[str]]:
+    """The training CSV as `id,label` (one-hot rows as their class's name; rows marking no class or several get an
+    empty label) and a problem line for each such row."""
+    columns = (c.id_column, *c.label_columns)
+    frame = read_id_csv(root / c.labels_csv, columns, unique=False)
+    if c.label_kind != "one-hot":
+        return pd.DataFrame({"id": frame[c.id_column], "label": frame[c.label_columns[0]]}), []
+    marked = frame[list(c.label_columns)].apply(lambda column: column.str.strip()) == "1"
+    count = marked.sum(axis=1).to_numpy()
+    names = np.array(c.label_columns)[marked.to_numpy().argmax(axis=1)]
+    labels = pd.DataFrame({"id": frame[c.id_column], "label": np.where(count == 1, names, "")})
+    problems = [f"{c.labels_csv}: id {image_id} marks {n} classes, not one" for image_id, n in
+                zip(frame[c.id_column][count != 1], count[count != 1])]
+    return labels, problems
 
 
 def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """trainLabels.csv without its unusable rows (labels normalised: `normalised_labels`), every problem
-    found, one line each: duplicate ids and empty labels (those rows dropped), ids without an image (dropped),
-    images without an id; and the notes of labels read otherwise than written."""
-    csv_path = root / TRAIN_LABELS
-    labels = read_id_csv(csv_path, need_label=True, unique=False)
+    """The training CSV without its unusable rows (labels normalised: `normalised_labels`), every problem found,
+    one line each: duplicate ids and empty labels (those rows dropped), ids without an image (dropped), images
+    without an id (but for the test images, where they share a folder); and the notes of labels read otherwise than
+    written."""
+    c = read_competition(root)
+    labels, problems = read_labels(root, c)
     labels["label"], notes = normalised_labels(labels["label"])
-    images = png_ids(root / "train")
-    problems = []
+    images = image_ids(root / c.train_images, c.image_suffix)
     counts = labels["id"].value_counts()
     for image_id in sorted(counts[counts > 1].index, key=id_sort_key):
-        problems.append(f"{TRAIN_LABELS}: id {image_id} appears {counts[image_id]} times")
+        problems.append(f"{c.labels_csv}: id {image_id} appears {counts[image_id]} times")
     blank = labels["label"] == ""
-    problems += [f"{TRAIN_LABELS}: id {image_id} has no label" for image_id in labels["id"][blank]]
+    if c.label_kind != "one-hot":
+        problems += [f"{c.labels_csv}: id {image_id} has no label" for image_id in labels["id"][blank]]
     missing = set(labels["id"]) - images
-    problems += [f"train/{image_id}.png: missing (listed in {TRAIN_LABELS})" for image_id in sorted(missing, key=id_sort_key)]
+    problems += [f"{c.train_images}/{c.image_file(i)}: missing (listed in {c.labels_csv})"
+                 for i in sorted(missing, key=id_sort_key)]
     extra = images - set(labels["id"])
-    problems += [f"train/{image_id}.png: not listed in {TRAIN_LABELS}" for image_id in sorted(extra, key=id_sort_key)]
+    if c.test_images == c.train_images:
+        extra -= set(read_id_csv(root / c.sample_submission, (c.submission_id,))[c.submission_id])
+    problems += [f"{c.train_images}/{c.image_file(i)}: not listed in {c.labels_csv}"
+                 for i in sorted(extra, key=id_sort_key)]
     usable = ~labels["id"].isin(set(counts[counts > 1].index) | missing) & ~blank
     return labels[usable], problems, notes
 
@@ -117,13 +140,14 @@ def problems_message(where: Path, problems: list[str], what: str, advice: str) -
 
 
 def check_test(root: Path) -> list[str]:
-    """Every id of sampleSubmission.csv has its PNG; returns the ids in the file's order."""
-    sample = read_id_csv(root / SAMPLE_SUBMISSION, need_label=False)
-    missing = set(sample["id"]) - png_ids(root / "test")
+    """Every id of the sample submission has its image; returns the ids in the file's order."""
+    c = read_competition(root)
+    sample = read_id_csv(root / c.sample_submission, (c.submission_id,))
+    missing = set(sample[c.submission_id]) - image_ids(root / c.test_images, c.image_suffix)
     if missing:
-        raise PipelineError(f"{root / 'test'}: {len(missing)} id(s) of {SAMPLE_SUBMISSION} have no image: "
-                            f"{_examples(missing, '.png')}")
-    return sample["id"].tolist()
+        raise PipelineError(f"{root / c.test_images}: {len(missing)} id(s) of {c.sample_submission} have no image: "
+                            f"{_examples(missing, c.image_suffix)}")
+    return sample[c.submission_id].tolist()
 
 
 @dataclass(frozen=True)
@@ -134,29 +158,33 @@ class LabeledImages:
     classes: list[str]  # sorted label names; index = class number
     problems: list[str]  # rows left out and files not used (see `train_problems`)
     notes: list[str] = field(default_factory=list)  # labels read otherwise than written (`normalised_labels`)
+    image_suffix: str = ".png"  # an id's file: image_dir/<id><image_suffix>
 
 
 def load_train_set(root: Path) -> LabeledImages:
     """The usable labeled training images in numeric id order, classes in sorted order, and the
     problems found on the way (the caller decides whether they stop it)."""
     labels, problems, notes = train_problems(root)
+    c = read_competition(root)
     if labels.empty:
         raise PipelineError(problems_message(root, problems, "training data", "No usable labeled image is left."))
     labels = labels.iloc[sorted(range(len(labels)), key=lambda i: id_sort_key(labels["id"].iat[i]))]
     classes = sorted(labels["label"].unique())
     if len(classes) < 2:
-        raise PipelineError(f"{root / TRAIN_LABELS}: every usable row has the label {classes[0]!r}; a classifier "
+        raise PipelineError(f"{root / c.labels_csv}: every usable row has the label {classes[0]!r}; a classifier "
                             "needs images of at least 2 classes")
     index = {name: i for i, name in enumerate(classes)}
     targets = labels["label"].map(index).to_numpy(dtype=np.int64)
-    return LabeledImages(root / "train", labels["id"].tolist(), targets, classes, problems, notes)
+    return LabeledImages(root / c.train_images, labels["id"].tolist(), targets, classes, problems, notes,
+                         c.image_suffix)
 
 
 def dataset_classes(root: Path) -> list[str] | None:
-    """The sorted class names of trainLabels.csv (read as training reads them), None without that file."""
-    if not (root / TRAIN_LABELS).is_file():
+    """The sorted class names of the training labels (read as training reads them), None without that file."""
+    c = read_competition(root)
+    if not (root / c.labels_csv).is_file():
         return None
-    labels = normalised_labels(read_id_csv(root / TRAIN_LABELS, need_label=True, unique=False)["label"])[0]
+    labels = normalised_labels(read_labels(root, c)[0]["label"])[0]
     return sorted(set(labels[labels != ""]))
 
 

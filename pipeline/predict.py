@@ -24,7 +24,8 @@ from pipeline.distributed import all_concat, all_sum, broadcast, rank_zero_first
 from pipeline.engine import build_engine, candidates, choose_engine
 from pipeline.errors import PipelineError
 from pipeline.infer import TTA_VIEWS, load_model
-from pipeline.layout import SAMPLE_SUBMISSION, TRAIN_LABELS, check_test, dataset_classes, id_sort_key, read_id_csv
+from pipeline.competition import DESCRIPTION, read_competition
+from pipeline.layout import check_test, dataset_classes, id_sort_key, read_id_csv
 from pipeline.run import CrossValidation, Run, RunConfig, checkpoint_label, latest_best_checkpoint, resolve_run
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.submission import class_histogram, score_submission, write_submission
@@ -100,23 +101,25 @@ def load_probabilities(path: Path, ids: list[str], images_key: str) -> tuple[np.
 def finish_submission(probabilities: np.ndarray, ids: list[str], submission_ids: list[str], classes: list[str],
                       members: list[str], dataset_root: Path, out: Path, tta: str | None,
                       score: Path | None) -> PredictResult:
-    """Write the submission of averaged probabilities (rows in `ids` order) in sampleSubmission.csv's order
+    """Write the submission of averaged probabilities (rows in `ids` order) in the sample submission's order
     (`submission_ids`), and its record."""
+    described = read_competition(dataset_root)
     if score is not None:  # a solution that cannot score this submission fails before anything is replaced
-        unknown = set(read_id_csv(score, need_label=True)["id"]) - set(submission_ids)
+        columns = (described.submission_id, described.submission_columns[0])
+        unknown = set(read_id_csv(score, columns)[columns[0]]) - set(submission_ids)
         if unknown:
-            raise PipelineError(f"{score}: {len(unknown)} id(s) are not test ids of {SAMPLE_SUBMISSION}, e.g. "
+            raise PipelineError(f"{score}: {len(unknown)} id(s) are not test ids of {described.sample_submission}, e.g. "
                                 f"{', '.join(sorted(unknown)[:5])}; score with the solution of this test set")
     label_of = dict(zip(ids, (classes[i] for i in probabilities.argmax(1))))
     labels = [label_of[i] for i in submission_ids]
-    write_submission(out, submission_ids, labels, dataset_root / SAMPLE_SUBMISSION, classes)
+    write_submission(out, submission_ids, labels, dataset_root, classes)
     histogram = class_histogram(labels, classes)
     write_text_atomic(out.with_suffix(".json"), json.dumps({
         "submission": out.name, "rows": len(labels), "members": members, "tta": tta,
         "views": [list(v) for v in TTA_VIEWS[tta]] if tta else None,
         "histogram": dict(histogram), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=2) + "\n")
-    accuracy = score_submission(out, score)[0] if score is not None else None
+    accuracy = score_submission(out, score, dataset_root)[0] if score is not None else None
     return PredictResult(out, members, len(labels), histogram, accuracy)
 
 
@@ -135,9 +138,9 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     console = (console or Console()) if where.main else Console(quiet=True)
     dataset_root = dataset_root or dataset_dir()
     out = out or submissions_dir() / "submission.csv"
+    submission_ids = label_submission_ids(dataset_root)
     sources = list(checkpoints or []) + [c for r in runs or [] for c in run_checkpoints(r, weights_root)]
     sources = sources or [find_checkpoint(weights_root=weights_root, console=console)]
-    submission_ids = check_test(dataset_root)
     with rank_zero_first(where):  # rank 0 decodes the cache; the others then read it
         ids, images, images_key = cached_test_images(dataset_root, submission_ids, console)
     share = np.array_split(np.arange(len(ids)), where.world)[where.rank]
@@ -171,6 +174,16 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
                              score)
 
 
+def label_submission_ids(dataset_root: Path) -> list[str]:
+    """The sample submission's ids, for a submission this version can write: a class per row."""
+    kind = read_competition(dataset_root).submission_kind
+    if kind != "label":
+        held = "the probability of class 1" if kind == "probability" else "a probability per class"
+        raise PipelineError(f"{dataset_root / DESCRIPTION}: the submission holds {held} (submission_kind {kind!r}); "
+                            "this version writes a class per row only, so it wrote nothing")
+    return check_test(dataset_root)
+
+
 def check_score_file(score: Path | None) -> None:
     """Before anything is predicted or written: --score names a file."""
     if score is not None and not score.is_file():
@@ -201,7 +214,8 @@ def check_fits(path: Path, config: RunConfig, images: np.ndarray, dataset_root: 
     if trained != (height, width) or config.channels != channels:
         kind = {1: "greyscale", 3: "colour"}
         raise PipelineError(f"{path}: trained on {trained[1]}×{trained[0]} {kind[config.channels]} images, but "
-                            f"{dataset_root / 'test'} holds {width}×{height} {kind[channels]} ones; predict with a "
+                            f"{dataset_root / read_competition(dataset_root).test_images} holds {width}×{height} "
+                            f"{kind[channels]} ones; predict with a "
                             "model trained on images like these")
 
 
@@ -212,9 +226,10 @@ def class_difference(model: list[str], dataset: list[str], dataset_root: Path) -
         return ", ".join(map(str, only[:5])) + (f" and {len(only) - 5} more" if len(only) > 5 else "")
     only_model = [c for c in model if c not in dataset]
     only_data = [c for c in dataset if c not in model]
-    return (f"trained on {len(model)} classes, {dataset_root / TRAIN_LABELS} has {len(dataset)}"
+    labels_csv = read_competition(dataset_root).labels_csv
+    return (f"trained on {len(model)} classes, {dataset_root / labels_csv} has {len(dataset)}"
             + (f"; only the model has {names(only_model)}" if only_model else "")
-            + (f"; only {TRAIN_LABELS} has {names(only_data)}" if only_data else ""))
+            + (f"; only {labels_csv} has {names(only_data)}" if only_data else ""))
 
 
 def predict_model(model: torch.nn.Module, config: RunConfig, path: Path, images: np.ndarray, own_images: np.ndarray,
@@ -252,7 +267,7 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
     check_score_file(score)
     dataset_root = dataset_root or dataset_dir()
     out = out or submissions_dir() / "submission.csv"
-    submission_ids = check_test(dataset_root)
+    submission_ids = label_submission_ids(dataset_root)
     ids = sorted(submission_ids, key=id_sort_key)
     groups = [member_files(m, out.parent, weights_root) for m in members]
     weights = [1 / len(groups)] * len(groups)
@@ -265,7 +280,8 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
             + f"; OOF accuracy {fitted.blended['accuracy']:.4f}, log loss {fitted.blended['log_loss']:.4f} (equal "
               f"weights: {fitted.equal['accuracy']:.4f}, {fitted.equal['log_loss']:.4f})")
     paths = [p for group in groups for p in group]
-    images_key = fingerprint(dataset_root / "test", ids)
+    described = read_competition(dataset_root)
+    images_key = fingerprint(dataset_root / described.test_images, ids, described.image_suffix)
     loaded = {p: load_probabilities(p, ids, images_key) for p in paths}
     classes = loaded[paths[0]][1]["classes"]
     for path, (_, meta) in loaded.items():

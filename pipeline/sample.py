@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pipeline.layout import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS
+from pipeline.competition import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS
 
 SHAPES = ("disc", "square", "ring", "cross", "triangle")
 PALETTES = {"warm": (-0.08, 0.12), "cool": (0.45, 0.70)}  # hue ranges

@@ -7,7 +7,8 @@ from pathlib import Path
 from pipeline.errors import PipelineError
 from pipeline.kaggle_api import kaggle_api, kaggle_errors
 from pipeline.fetch import DEFAULT_COMPETITION, SAMPLE, fetched_source
-from pipeline.layout import SAMPLE_SUBMISSION, TRAIN_LABELS, dataset_classes
+from pipeline.competition import read_competition
+from pipeline.layout import dataset_classes
 from pipeline.submission import validate_submission
 from pipeline.workspace import dataset_dir, submissions_dir
 
@@ -22,7 +23,7 @@ class SubmitResult:
 
 def submit(message: str, file: Path | None = None, competition: str | None = None,
            dataset_root: Path | None = None) -> SubmitResult:
-    """Check `file` against dataset/sampleSubmission.csv (when present), then submit it as the CLI does, to
+    """Check `file` against dataset/'s sample submission (when present), then submit it as the CLI does, to
     `competition` (default: the one `pipeline fetch` laid out in dataset/, else cifar-10)."""
     file = file or submissions_dir() / "submission.csv"
     dataset_root = dataset_root or dataset_dir()
@@ -31,8 +32,9 @@ def submit(message: str, file: Path | None = None, competition: str | None = Non
         raise PipelineError("-m/--message must describe the submission")
     if not file.is_file():
         raise PipelineError(f"{file}: not found; run `pipeline predict` first")
-    if (dataset_root / SAMPLE_SUBMISSION).is_file() and (dataset_root / TRAIN_LABELS).is_file():
-        validate_submission(file, dataset_root / SAMPLE_SUBMISSION, dataset_classes(dataset_root))
+    described = read_competition(dataset_root)
+    if (dataset_root / described.sample_submission).is_file() and (dataset_root / described.labels_csv).is_file():
+        validate_submission(file, dataset_root, dataset_classes(dataset_root))
     api = kaggle_api()
     with kaggle_errors(competition, "pipeline submit"):
         response = api.competition_submit(str(file), message, competition, quiet=False)

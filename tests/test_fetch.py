@@ -22,7 +22,7 @@ def test_fetch_downloads_and_lays_out_competition(kaggle, competition_zip, proje
     assert (result.train_images, result.test_images, result.already_complete) == (400, 40, False)
     assert len(check_train(root).ids) == 400 and len(check_test(root)) == 40
     assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [
-        "sampleSubmission.csv", "test", "train", "trainLabels.csv"]
+        "competition.json", "sampleSubmission.csv", "test", "train", "trainLabels.csv"]
     assert json.loads((root / MARKER).read_text())["source"] == "cifar-10"
     assert not list(root.glob(".staging-*"))
     assert (root / ".download" / "cifar-10.zip").is_file()

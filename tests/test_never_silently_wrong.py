@@ -306,7 +306,7 @@ def test_ids_of_unicode_digits_sort_without_error():
 @pytest.mark.parametrize("members, message", [
     ({"train": b"a file", "train/1.png": b"png"}, "train is both a file and a folder in the archive"),
     ({"train": b"a file", "test/1.png": b"png", "trainLabels.csv": b"id,label\n1,a\n",
-      "sampleSubmission.csv": b"id,label\n1,a\n"}, "train: a file where a folder of PNGs is expected"),
+      "sampleSubmission.csv": b"id,label\n1,a\n"}, "trainLabels.csv: no image file is named by its 'id' column"),
 ])
 def test_an_archive_with_a_file_where_a_folder_belongs_is_one_line(project, tmp_path, members, message):
     archive = tmp_path / "odd.zip"

@@ -1,5 +1,6 @@
 import pytest
 
+from pipeline.competition import Competition, write_competition
 from pipeline.errors import PipelineError
 from pipeline.submission import score_submission, validate_submission, write_submission
 
@@ -21,16 +22,16 @@ def test_validation_failures(tmp_path, sample_csv, content, message):
     path = tmp_path / "submission.csv"
     path.write_text(content)
     with pytest.raises(PipelineError, match=message):
-        validate_submission(path, sample_csv, ["a", "b"])
+        validate_submission(path, tmp_path, ["a", "b"])
 
 
 def test_invalid_submission_never_replaces_the_previous_one(tmp_path, sample_csv):
     out = tmp_path / "submission.csv"
-    write_submission(out, ["3", "1", "2"], ["a", "b", "a"], sample_csv, ["a", "b"])
+    write_submission(out, ["3", "1", "2"], ["a", "b", "a"], tmp_path, ["a", "b"])
     before = out.read_text()
     assert before == "id,label\n3,a\n1,b\n2,a\n"
     with pytest.raises(PipelineError, match="unknown label"):
-        write_submission(out, ["3", "1", "2"], ["a", "zzz", "a"], sample_csv, ["a", "b"])
+        write_submission(out, ["3", "1", "2"], ["a", "zzz", "a"], tmp_path, ["a", "b"])
     assert out.read_text() == before
     assert {p.name for p in tmp_path.iterdir()} == {"sampleSubmission.csv", "submission.csv"}
 
@@ -38,7 +39,22 @@ def test_invalid_submission_never_replaces_the_previous_one(tmp_path, sample_csv
 def test_score(tmp_path):
     (tmp_path / "s.csv").write_text("id,label\n1,a\n2,b\n3,a\n4,b\n")
     (tmp_path / "solution.csv").write_text("id,label\n2,b\n4,a\n")
-    assert score_submission(tmp_path / "s.csv", tmp_path / "solution.csv") == (0.5, 2)
+    assert score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path) == (0.5, 2)
     (tmp_path / "solution.csv").write_text("id,label\n9,a\n")
     with pytest.raises(PipelineError, match="lacks 1 id"):
-        score_submission(tmp_path / "s.csv", tmp_path / "solution.csv")
+        score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path)
+
+
+def test_the_header_is_the_described_sample_submissions(tmp_path):
+    (tmp_path / "sample_submission.csv").write_text("image_id,label\n3,0\n1,0\n")
+    described = Competition(sample_submission="sample_submission.csv", submission_id="image_id")
+    write_competition(tmp_path, described)
+    write_submission(tmp_path / "submission.csv", ["3", "1"], ["1", "0"], tmp_path, ["0", "1"])
+    assert (tmp_path / "submission.csv").read_text() == "image_id,label\n3,1\n1,0\n"
+    write_competition(tmp_path, Competition(sample_submission="sample_submission.csv", submission_id="id"))
+    with pytest.raises(PipelineError, match="sample_submission.csv: missing column\\(s\\) id \\(found: image_id, label\\)"):
+        validate_submission(tmp_path / "submission.csv", tmp_path, ["0", "1"])
+    write_competition(tmp_path, Competition(sample_submission="sample_submission.csv", submission_id="image_id",
+                                            submission_columns=("target",)))
+    with pytest.raises(PipelineError, match="describes the submission as image_id,target, but .* has image_id,label"):
+        validate_submission(tmp_path / "submission.csv", tmp_path, ["0", "1"])

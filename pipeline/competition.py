@@ -1,0 +1,243 @@
+"""The competition's description, `dataset/competition.json`: where its images and labels are, how an id names its
+image file, what the submission holds and the metric. `pipeline fetch` infers it from the files (saying which
+choices it made), every stage reads it, and the user may edit it. A dataset/ without one has CIFAR-10's shape: the
+defaults below."""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from pipeline.errors import PipelineError
+from pipeline.workspace import write_text_atomic
+
+DESCRIPTION = "competition.json"
+TRAIN_LABELS = "trainLabels.csv"  # CIFAR-10's names, also those of the offline sample and converted datasets
+SAMPLE_SUBMISSION = "sampleSubmission.csv"
+SOLUTION = "solution.csv"  # the held-out labels of a locally made competition: not one of its inputs
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+LABEL_KINDS = ("names", "integers", "binary", "one-hot")
+SUBMISSION_KINDS = ("label", "probability", "probabilities")
+METRICS = ("accuracy", "f1_macro", "f1_micro", "log_loss", "roc_auc", "mean_roc_auc")
+LABEL_NAMES = ("label", "labels", "target", "class", "category")  # the usual names of a label column
+EDIT = f"edit dataset/{DESCRIPTION} to change it"
+
+
+@dataclass(frozen=True)
+class Competition:
+    labels_csv: str = TRAIN_LABELS
+    id_column: str = "id"
+    label_columns: tuple[str, ...] = ("label",)  # one column, or (one-hot) a 0/1 column per class
+    label_kind: str = "names"  # names, integers, binary (0/1) or one-hot
+    train_images: str = "train"  # folders under dataset/
+    test_images: str = "test"
+    image_suffix: str = ".png"  # appended to an id to name its image file ("" where the ids are file names)
+    sample_submission: str = SAMPLE_SUBMISSION
+    submission_id: str = "id"
+    submission_columns: tuple[str, ...] = ("label",)
+    submission_kind: str = "label"  # label: a class per row; probability: of class 1; probabilities: one per class
+    metric: str = "accuracy"
+
+    def image_file(self, image_id: str) -> str:
+        return image_id + self.image_suffix
+
+
+FIELDS = {f.name: f for f in fields(Competition)}
+LIST_FIELDS = ("label_columns", "submission_columns")
+PATH_FIELDS = ("labels_csv", "train_images", "test_images", "sample_submission")
+CHOICES = {"label_kind": LABEL_KINDS, "submission_kind": SUBMISSION_KINDS, "metric": METRICS}
+
+
+def read_competition(root: Path) -> Competition:
+    """`root`'s description, checked; CIFAR-10's shape where there is none."""
+    path = root / DESCRIPTION
+    if not path.is_file():
+        return Competition()
+    try:
+        given = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PipelineError(f"{path}: not readable JSON ({e}); fix it, or fetch again with --force") from None
+    if not isinstance(given, dict):
+        raise PipelineError(f"{path}: expected a JSON object of the competition's fields; fix it, or fetch again")
+    unknown = sorted(set(given) - set(FIELDS))
+    if unknown:
+        raise PipelineError(f"{path}: unknown field(s) {', '.join(unknown)}; the fields are {', '.join(FIELDS)}")
+    for name, value in given.items():
+        _check_field(path, name, value)
+    competition = Competition(**{k: tuple(v) if k in LIST_FIELDS else v for k, v in given.items()})
+    _check_counts(path, competition)
+    return competition
+
+
+def _check_field(path: Path, name: str, value: object) -> None:
+    if name in LIST_FIELDS:
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise PipelineError(f"{path}: {name} must be a non-empty list of column names, got {value!r}")
+        return
+    if not isinstance(value, str):
+        raise PipelineError(f"{path}: {name} must be a string, got {value!r}")
+    if name in CHOICES and value not in CHOICES[name]:
+        raise PipelineError(f"{path}: {name} {value!r} is not one of {', '.join(map(repr, CHOICES[name]))}")
+    if name == "image_suffix" and value and value.lower() not in IMAGE_SUFFIXES:
+        raise PipelineError(f"{path}: image_suffix {value!r} is not one of {', '.join(IMAGE_SUFFIXES)} (any case), "
+                            "nor '' (the ids are file names)")
+    if name in PATH_FIELDS and (not value or PurePosixPath(value).is_absolute() or ".." in PurePosixPath(value).parts):
+        raise PipelineError(f"{path}: {name} {value!r} must name a file or folder inside dataset/ (a relative path)")
+
+
+def _check_counts(path: Path, c: Competition) -> None:
+    one_hot = c.label_kind == "one-hot"
+    if one_hot != (len(c.label_columns) > 1):
+        raise PipelineError(f"{path}: label_kind {c.label_kind!r} with {len(c.label_columns)} label column(s); "
+                            "one-hot labels take a column per class, the other kinds one column")
+    if (c.submission_kind == "probabilities") != (len(c.submission_columns) > 1):
+        raise PipelineError(f"{path}: submission_kind {c.submission_kind!r} with {len(c.submission_columns)} "
+                            "column(s); 'probabilities' takes a column per class, 'label' and 'probability' one")
+
+
+def write_competition(root: Path, competition: Competition) -> None:
+    described = {k: list(v) if k in LIST_FIELDS else v for k, v in asdict(competition).items()}
+    write_text_atomic(root / DESCRIPTION, json.dumps(described, indent=2) + "\n")
+
+
+# --- inference from the files ------------------------------------------------------------------------
+
+def infer_competition(root: Path) -> tuple[Competition, list[str]]:
+    """The description of the competition laid out in `root`, and a note for each choice its files leave open."""
+    csvs = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() == ".csv" and p.name != SOLUTION)
+    sample_csv = _pick_sample(root, csvs)
+    labels_csv = _pick_labels(root, [c for c in csvs if c != sample_csv])
+    labels, sample = _read(root / labels_csv), _read(root / sample_csv)
+    if sum(c.lower().startswith("pixel") for c in labels.columns) > len(labels.columns) // 2:
+        raise PipelineError(f"{root / labels_csv}: pixel columns, not image files; competitions of pixel CSVs "
+                            "(digit-recognizer) are not laid out yet, Kaggle datasets of them are: `pipeline fetch "
+                            "--dataset OWNER/NAME`")
+    id_column, submission_id = labels.columns[0], sample.columns[0]
+    folders = _image_folders(root)
+    train_images, suffix = _image_folder(root, _not_named(folders, "test"), labels[id_column], labels_csv, id_column)
+    test_images, test_suffix = _image_folder(root, _not_named(folders, "train"), sample[submission_id], sample_csv,
+                                             submission_id)
+    if test_suffix != suffix:
+        raise PipelineError(f"{root}: the ids of {labels_csv} name files '<id>{suffix}' in {train_images}/, those of "
+                            f"{sample_csv} '<id>{test_suffix}' in {test_images}/; one naming is supported")
+    notes = []
+    label_columns, label_kind = _label_columns(labels, labels_csv, notes)
+    classes = list(label_columns) if label_kind == "one-hot" else sorted(set(labels[label_columns[0]].str.strip()))
+    submission_columns = tuple(sample.columns[1:])
+    submission_kind, metric = _submission(sample_csv, submission_columns, label_kind, classes, notes)
+    described = Competition(labels_csv, id_column, label_columns, label_kind, train_images, test_images, suffix,
+                            sample_csv, submission_id, submission_columns, submission_kind, metric)
+    return described, notes
+
+
+def _read(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise PipelineError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
+    if len(frame.columns) < 2 or frame.empty:
+        raise PipelineError(f"{path}: needs an id column, at least one more column and a row; found "
+                            f"{len(frame.columns)} column(s), {len(frame)} row(s)")
+    return frame
+
+
+def _pick_sample(root: Path, csvs: list[str]) -> str:
+    named = [c for c in csvs if "sample" in c.lower() and "submission" in c.lower()]
+    if len(named) != 1:
+        raise PipelineError(f"{root}: {'no' if not named else 'more than one'} sample submission CSV (a name with "
+                            f"'sample' and 'submission', e.g. sampleSubmission.csv) among {', '.join(csvs) or 'no CSVs'}"
+                            f"; it fixes the submission's ids and columns: add it to the dataset")
+    return named[0]
+
+
+def _pick_labels(root: Path, csvs: list[str]) -> str:
+    """The training labels: the one CSV besides the sample submission that is not the test list."""
+    candidates = [c for c in csvs if not c.lower().startswith("test")]
+    preferred = [c for c in candidates if c.lower().replace("_", "") in ("trainlabels.csv", "labels.csv", "train.csv")]
+    if len(preferred) == 1 or len(candidates) == 1:
+        return (preferred or candidates)[0]
+    if not candidates:
+        raise PipelineError(f"{root}: no CSV of training labels (e.g. train.csv, labels.csv) beside the sample "
+                            "submission; class-per-folder and pixel-CSV layouts are not read as competitions yet")
+    raise PipelineError(f"{root}: cannot tell which of {', '.join(candidates)} holds the training labels; write "
+                        f"dataset/{DESCRIPTION} with labels_csv naming it")
+
+
+def _image_folders(root: Path) -> list[str]:
+    """Folders that may hold images: those in root and one level below, as relative POSIX paths."""
+    top = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    nested = [q for p in top for q in sorted(p.iterdir()) if q.is_dir() and not q.name.startswith(".")]
+    return [p.relative_to(root).as_posix() for p in top + nested]
+
+
+def _not_named(folders: list[str], split: str) -> list[str]:
+    """The folders but those named for the other split (`test`, `test_images`): ids such as CIFAR-10's 1, 2, …
+    name files in both."""
+    return [f for f in folders if not any(part.lower().startswith(split) for part in PurePosixPath(f).parts)]
+
+
+def _image_folder(root: Path, folders: list[str], ids: pd.Series, csv: str, column: str) -> tuple[str, str]:
+    """The folder holding most of `ids`' images, and how an id names its file there (the suffix added). Of folders
+    holding as many, the one with the fewest other files: CIFAR-10's test ids 1…300,000 include its train ids."""
+    wanted = set(ids.str.strip())
+    best: tuple[int, float, str, str] = (0, 0.0, "", "")
+    for folder in folders:
+        suffixes: Counter = Counter()
+        with os.scandir(root / folder) as entries:
+            files = 0
+            for entry in entries:
+                files += 1
+                stem, dot, ext = entry.name.rpartition(".")
+                if f".{ext.lower()}" not in IMAGE_SUFFIXES:
+                    continue
+                if entry.name in wanted:
+                    suffixes[""] += 1
+                elif dot and stem in wanted:
+                    suffixes[f".{ext}"] += 1
+        if suffixes:
+            suffix, count = suffixes.most_common(1)[0]
+            best = max(best, (count, count / files, folder, suffix), key=lambda b: b[:2])
+    if not best[0]:
+        raise PipelineError(f"{root / csv}: no image file is named by its {column!r} column (looked for "
+                            f"<id> and <id>{'/'.join(IMAGE_SUFFIXES)} in {', '.join(folders) or 'no folders'}); "
+                            f"the images are missing, or write dataset/{DESCRIPTION} by hand")
+    return best[2], best[3]
+
+
+def _label_columns(labels: pd.DataFrame, csv: str, notes: list[str]) -> tuple[tuple[str, ...], str]:
+    """The label column(s) of the training CSV and their kind."""
+    columns = list(labels.columns[1:])
+    values = labels[columns].apply(lambda column: column.str.strip())
+    if len(columns) > 1 and values.isin(["0", "1"]).all().all() and (values == "1").sum(axis=1).eq(1).mean() > 0.5:
+        return tuple(columns), "one-hot"
+    named = [c for c in columns if c.strip().lower() in LABEL_NAMES]
+    column = (named or columns)[-1]
+    if len(columns) > 1:
+        notes.append(f"{csv} has the columns {', '.join(columns)} after its id: read {column!r} as the label "
+                     f"(label_columns; {EDIT})")
+    present = set(values[column]) - {""}
+    kind = "binary" if present <= {"0", "1"} else "integers" if all(v.isdigit() for v in present) else "names"
+    return (column,), kind
+
+
+def _submission(sample_csv: str, columns: tuple[str, ...], label_kind: str, classes: list[str],
+                notes: list[str]) -> tuple[str, str]:
+    """What the submission's columns hold, and the metric that goes with it."""
+    if len(columns) == 1 and label_kind == "binary":
+        notes.append(f"{sample_csv}: one column for 0/1 labels, read as the probability of 1 scored by ROC AUC "
+                     f"(for hard 0/1 labels set submission_kind 'label' and metric 'accuracy'; {EDIT})")
+        return "probability", "roc_auc"
+    if len(columns) == 1:
+        return "label", "accuracy"
+    if set(columns) != set(classes):
+        raise PipelineError(f"{sample_csv}: its columns after the id ({', '.join(columns[:6])}…) are neither one "
+                            f"label column nor one per class of the training labels ({', '.join(classes[:6])}…); "
+                            f"write dataset/{DESCRIPTION} by hand")
+    metric = "mean_roc_auc" if label_kind == "one-hot" else "log_loss"
+    notes.append(f"{sample_csv}: a probability per class, scored by {metric} (the other: "
+                 f"{'log_loss' if metric == 'mean_roc_auc' else 'mean_roc_auc'}; {EDIT})")
+    return "probabilities", metric

@@ -1,0 +1,282 @@
+"""The competition description: inferred from each shape of Kaggle image competition, read back checked, and
+followed by fetch, train and predict."""
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from rich.console import Console
+
+from pipeline.competition import DESCRIPTION, Competition, infer_competition, read_competition, write_competition
+from pipeline.config import TrainConfig
+from pipeline.errors import PipelineError
+from pipeline.fetch import fetch
+from pipeline.layout import check_test, check_train
+from pipeline.predict import predict
+from pipeline.train import train
+from pipeline.cli import app
+from tests.fixtures import CLASSES, QUICK, class_images, runner, write_competition as write_cifar_shape
+
+
+def save_images(root, folder, names, targets, seed=0):
+    (root / folder).mkdir(parents=True, exist_ok=True)
+    for name, image in zip(names, class_images(np.asarray(targets), np.random.default_rng(seed))):
+        Image.fromarray(image).save(root / folder / name)  # the format follows the suffix
+
+
+def dog_breed(root, n=24):
+    """labels.csv id,breed; JPEGs named <id>.jpg; a probability column per breed."""
+    targets = np.arange(n) % 4
+    ids = [f"{i:04x}ab" for i in range(n)]
+    save_images(root, "train", [f"{i}.jpg" for i in ids], targets)
+    save_images(root, "test", [f"t{i}.jpg" for i in range(8)], np.arange(8) % 4)
+    pd.DataFrame({"id": ids, "breed": np.array(CLASSES)[targets]}).to_csv(root / "labels.csv", index=False)
+    sample = pd.DataFrame({"id": [f"t{i}" for i in range(8)]} | {c: 0.25 for c in sorted(CLASSES)})
+    sample.to_csv(root / "sample_submission.csv", index=False)
+
+
+def cactus(root, n=20, suffix=".jpg", labels_csv="train.csv", ids_with_suffix=True):
+    """A 0/1 label per image, and the submission's one column for it (aerial-cactus, histopathologic)."""
+    targets = np.arange(n) % 2
+    names = [f"c{i}{suffix}" for i in range(n)]
+    save_images(root, "train", names, targets)
+    save_images(root, "test", [f"q{i}{suffix}" for i in range(6)], np.arange(6) % 2)
+    ids = names if ids_with_suffix else [name[:-len(suffix)] for name in names]
+    test_ids = [f"q{i}{suffix if ids_with_suffix else ''}" for i in range(6)]
+    pd.DataFrame({"id": ids, "has_cactus": targets}).to_csv(root / labels_csv, index=False)
+    pd.DataFrame({"id": test_ids, "has_cactus": 0.5}).to_csv(root / "sample_submission.csv", index=False)
+
+
+PATHOLOGY = ("healthy", "multiple_diseases", "rust", "scab")
+
+
+def plant_pathology(root, n=24):
+    """One images/ folder for train and test; one-hot label columns; a probability per class."""
+    targets = np.arange(n) % 4
+    save_images(root, "images", [f"Train_{i}.jpg" for i in range(n)], targets)
+    save_images(root, "images", [f"Test_{i}.jpg" for i in range(6)], np.arange(6) % 4, seed=1)
+    one_hot = pd.DataFrame(np.eye(4, dtype=int)[targets], columns=PATHOLOGY)
+    pd.concat([pd.DataFrame({"image_id": [f"Train_{i}" for i in range(n)]}), one_hot], axis=1).to_csv(
+        root / "train.csv", index=False)
+    pd.DataFrame({"image_id": [f"Test_{i}" for i in range(6)]}).to_csv(root / "test.csv", index=False)
+    pd.DataFrame({"image_id": [f"Test_{i}" for i in range(6)]} | {c: 0.25 for c in PATHOLOGY}).to_csv(
+        root / "sample_submission.csv", index=False)
+
+
+def cassava(root, n=200, n_test=40, seed=0):
+    """train_images/ and test_images/ of <image_id> (ids are file names), integer labels with a JSON map of their
+    names, an integer label per test image; solution.csv labels the test images."""
+    rng = np.random.default_rng(seed)
+    targets, test_targets = np.arange(n) % 4, rng.integers(0, 4, n_test)
+    ids = [f"{1000 + i}.jpg" for i in rng.permutation(n)]
+    test_ids = [f"{5000 + i}.jpg" for i in range(n_test)]
+    save_images(root, "train_images", ids, targets, seed)
+    save_images(root, "test_images", test_ids, test_targets, seed + 1)
+    pd.DataFrame({"image_id": ids, "label": targets}).to_csv(root / "train.csv", index=False)
+    pd.DataFrame({"image_id": test_ids, "label": 4}).to_csv(root / "sample_submission.csv", index=False)
+    pd.DataFrame({"image_id": test_ids, "label": test_targets}).to_csv(root / "solution.csv", index=False)
+    (root / "label_num_to_disease_map.json").write_text(json.dumps({str(i): f"disease {i}" for i in range(4)}))
+
+
+def test_the_cifar_shape_is_described_by_the_defaults(tmp_path):
+    write_cifar_shape(tmp_path, n_train=8, n_test=4)
+    assert infer_competition(tmp_path) == (Competition(), [])
+
+
+def test_train_ids_among_the_test_ids_still_find_the_train_folder(tmp_path):
+    write_cifar_shape(tmp_path, n_train=8, n_test=12)  # test ids 1…12 name every train id 1…8 too
+    described = infer_competition(tmp_path)[0]
+    assert (described.train_images, described.test_images) == ("train", "test")
+
+
+def test_dog_breed_shape(tmp_path):
+    dog_breed(tmp_path)
+    described, notes = infer_competition(tmp_path)
+    assert described == Competition(labels_csv="labels.csv", label_columns=("breed",), image_suffix=".jpg",
+                                    sample_submission="sample_submission.csv",
+                                    submission_columns=tuple(sorted(CLASSES)), submission_kind="probabilities",
+                                    metric="log_loss")
+    assert len(notes) == 1 and "log_loss" in notes[0] and DESCRIPTION in notes[0]
+
+
+@pytest.mark.parametrize("suffix, labels_csv, ids_with_suffix", [(".jpg", "train.csv", True),
+                                                                 (".tif", "train_labels.csv", False)])
+def test_binary_shapes_submit_the_probability_of_one(tmp_path, suffix, labels_csv, ids_with_suffix):
+    cactus(tmp_path, suffix=suffix, labels_csv=labels_csv, ids_with_suffix=ids_with_suffix)
+    described, notes = infer_competition(tmp_path)
+    assert (described.labels_csv, described.label_columns, described.label_kind) == (labels_csv, ("has_cactus",),
+                                                                                     "binary")
+    assert described.image_suffix == ("" if ids_with_suffix else suffix)
+    assert (described.submission_kind, described.metric) == ("probability", "roc_auc")
+    assert "submission_kind 'label'" in notes[0]  # how to submit hard labels instead
+    write_competition(tmp_path, described)
+    assert len(check_train(tmp_path).ids) == 20 and len(check_test(tmp_path)) == 6
+
+
+def test_plant_pathology_shape_shares_one_image_folder(tmp_path):
+    plant_pathology(tmp_path)
+    described, _ = infer_competition(tmp_path)
+    assert (described.train_images, described.test_images, described.image_suffix) == ("images", "images", ".jpg")
+    assert (described.labels_csv, described.id_column, described.label_kind) == ("train.csv", "image_id", "one-hot")
+    assert described.label_columns == described.submission_columns == PATHOLOGY
+    assert (described.submission_kind, described.metric) == ("probabilities", "mean_roc_auc")
+    write_competition(tmp_path, described)
+    data = check_train(tmp_path)  # the test images beside the training ones are not unlisted training images
+    assert data.classes == list(PATHOLOGY)
+    assert dict(zip(data.ids, data.targets.tolist())) == {f"Train_{i}": i % 4 for i in range(24)}
+
+
+def test_one_hot_rows_marking_no_class_or_several_are_problems(tmp_path):
+    plant_pathology(tmp_path)
+    write_competition(tmp_path, infer_competition(tmp_path)[0])
+    frame = pd.read_csv(tmp_path / "train.csv")
+    frame.loc[0, list(PATHOLOGY)] = [1, 1, 0, 0]
+    frame.loc[1, list(PATHOLOGY)] = 0
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(PipelineError, match="id Train_0 marks 2 classes, not one; train.csv: id Train_1 marks 0"):
+        check_train(tmp_path)
+
+
+def test_cassava_shape_integer_labels_and_ids_that_are_file_names(tmp_path):
+    cassava(tmp_path, n=12, n_test=4)
+    described, notes = infer_competition(tmp_path)
+    assert described == Competition(labels_csv="train.csv", id_column="image_id", label_kind="integers",
+                                    train_images="train_images", test_images="test_images", image_suffix="",
+                                    sample_submission="sample_submission.csv", submission_id="image_id")
+    assert notes == []
+
+
+def test_images_one_folder_down_and_upper_case_suffixes(tmp_path):
+    write_cifar_shape(tmp_path, n_train=8, n_test=4)
+    (tmp_path / "train").rename(tmp_path / "inner")
+    (tmp_path / "train").mkdir()
+    (tmp_path / "inner").rename(tmp_path / "train" / "train")
+    for path in (tmp_path / "test").iterdir():
+        path.rename(path.with_suffix(".PNG"))
+    with pytest.raises(PipelineError, match="one naming is supported"):
+        infer_competition(tmp_path)
+    for path in (tmp_path / "train" / "train").iterdir():
+        path.rename(path.with_suffix(".PNG"))
+    described, _ = infer_competition(tmp_path)
+    assert (described.train_images, described.image_suffix) == ("train/train", ".PNG")
+    write_competition(tmp_path, described)
+    assert len(check_train(tmp_path).ids) == 8
+
+
+def test_several_label_columns_pick_the_one_named_like_a_label_and_say_so(tmp_path):
+    write_cifar_shape(tmp_path, n_train=8, n_test=4)
+    frame = pd.read_csv(tmp_path / "trainLabels.csv")
+    frame.insert(1, "source", "web")
+    frame.to_csv(tmp_path / "trainLabels.csv", index=False)
+    described, notes = infer_competition(tmp_path)
+    assert described.label_columns == ("label",) and "read 'label' as the label" in notes[0]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda root: (root / "sampleSubmission.csv").unlink(), "no sample submission CSV"),
+    (lambda root: (root / "trainLabels.csv").unlink(), "no CSV of training labels"),
+    (lambda root: [p.unlink() for p in (*(root / "train").iterdir(), *(root / "test").iterdir())],
+     "trainLabels.csv: no image file is named by"),
+    (lambda root: pd.DataFrame({"id": [1], "a": [1], "b": [2]}).to_csv(root / "sampleSubmission.csv", index=False),
+     "neither one label column nor one per class"),
+    (lambda root: (root / "labels.csv").write_text("x,y\n1,2\n"), "cannot tell which of labels.csv, trainLabels.csv"),
+])
+def test_what_cannot_be_inferred_is_one_line_naming_the_file(tmp_path, change, message):
+    write_cifar_shape(tmp_path, n_train=8, n_test=4)
+    change(tmp_path)
+    with pytest.raises(PipelineError, match=message) as caught:
+        infer_competition(tmp_path)
+    assert "\n" not in str(caught.value)
+
+
+def test_shapes_not_read_yet_are_one_line(tmp_path):
+    seedlings, digits = tmp_path / "seedlings", tmp_path / "digits"
+    save_images(seedlings, "train/Charlock", ["a.png"], [0])
+    save_images(seedlings, "test", ["x.png"], [0])
+    (seedlings / "sample_submission.csv").write_text("file,species\nx.png,Charlock\n")
+    with pytest.raises(PipelineError, match="no CSV of training labels.*class-per-folder"):
+        infer_competition(seedlings)
+    digits.mkdir()
+    pd.DataFrame([[1] + [0] * 4], columns=["label"] + [f"pixel{i}" for i in range(4)]).to_csv(digits / "train.csv",
+                                                                                               index=False)
+    pd.DataFrame([[0] * 4], columns=[f"pixel{i}" for i in range(4)]).to_csv(digits / "test.csv", index=False)
+    (digits / "sample_submission.csv").write_text("ImageId,Label\n1,0\n")
+    with pytest.raises(PipelineError, match="train.csv: pixel columns, not image files"):
+        infer_competition(digits)
+
+
+def test_description_round_trips(tmp_path):
+    plant_pathology(tmp_path)
+    described = infer_competition(tmp_path)[0]
+    write_competition(tmp_path, described)
+    assert read_competition(tmp_path) == described
+    assert read_competition(tmp_path / "elsewhere") == Competition()  # none: CIFAR-10's shape
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"colour": "red"}, "unknown field"),
+    ({"label_kind": "words"}, "label_kind 'words' is not one of"),
+    ({"metric": "top5"}, "metric 'top5' is not one of"),
+    ({"train_images": "/etc"}, "must name a file or folder inside dataset/"),
+    ({"labels_csv": "../labels.csv"}, "must name a file or folder inside dataset/"),
+    ({"label_columns": []}, "non-empty list of column names"),
+    ({"label_columns": ["a", "b"]}, "label_kind 'names' with 2 label column"),
+    ({"submission_kind": "probabilities"}, "'probabilities' takes a column per class"),
+    ({"image_suffix": ".gif"}, "image_suffix '.gif' is not one of"),
+    ({"id_column": 3}, "id_column must be a string"),
+])
+def test_a_wrong_description_is_one_line_naming_it(tmp_path, edit, message):
+    (tmp_path / DESCRIPTION).write_text(json.dumps(edit))
+    with pytest.raises(PipelineError, match=message) as caught:
+        read_competition(tmp_path)
+    assert str(caught.value).startswith(str(tmp_path / DESCRIPTION)) and "\n" not in str(caught.value)
+
+
+def competition_zip(folder, out):
+    with zipfile.ZipFile(out, "w") as z:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.name != "solution.csv":
+                z.write(path, path.relative_to(folder).as_posix())
+    return out
+
+
+def test_a_cassava_shaped_competition_from_fetch_to_submission(kaggle, project, tmp_path_factory):
+    source = tmp_path_factory.mktemp("cassava")
+    cassava(source)
+    kaggle.competitions["cassava-leaf-disease-classification"] = competition_zip(source, source.parent / "c.zip").read_bytes()
+    result = fetch("cassava-leaf-disease-classification")
+    root = project / "dataset"
+    assert (result.train_images, result.test_images) == (200, 40)
+    assert read_competition(root).submission_id == "image_id"
+    train(TrainConfig(epochs=3, **QUICK), root, project / "weights", Console(quiet=True))
+    scored = predict(score=source / "solution.csv")
+    written = pd.read_csv(project / "submissions" / "submission.csv", dtype=str)
+    sample = pd.read_csv(root / "sample_submission.csv", dtype=str)
+    assert list(written.columns) == ["image_id", "label"]
+    assert written["image_id"].tolist() == sample["image_id"].tolist()
+    assert set(written["label"]) <= {"0", "1", "2", "3"}
+    assert scored.accuracy > 0.5  # 4 classes: chance is 0.25
+
+
+def test_a_submission_of_probabilities_is_refused_before_anything_is_written(trained):
+    root = trained / "dataset"
+    described = read_competition(root)
+    write_competition(root, Competition(**{**described.__dict__, "submission_kind": "probability"}))
+    with pytest.raises(PipelineError, match="holds the probability of class 1.*wrote nothing"):
+        predict()
+    assert not (trained / "submissions" / "submission.csv").exists()
+
+
+def test_fetch_says_what_it_chose_and_predict_refuses_what_it_cannot_write(project, tmp_path):
+    source = tmp_path / "cactus"
+    cactus(source)
+    result = runner.invoke(app, ["fetch", "--archive", str(competition_zip(source, tmp_path / "cactus.zip"))])
+    assert result.exit_code == 0, result.output
+    assert "note: sample_submission.csv: one column for 0/1 labels, read as the probability of 1" in result.output
+    assert "dataset/competition.json" in result.output
+    refused = runner.invoke(app, ["predict"])
+    assert refused.exit_code == 1 and refused.output.count("\n") == 1
+    assert refused.output.startswith("error: ") and "competition.json: the submission holds the probability" in refused.output
+    assert not (project / "submissions" / "submission.csv").exists()

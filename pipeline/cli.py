@@ -369,7 +369,8 @@ def predict(
     score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against.", metavar="CSV"),
     nproc: Optional[int] = typer.Option(None, help="Run N processes with torchrun, each predicting its share of the test images.", metavar="N"),
 ) -> None:
-    """Predict dataset/test and write submissions/submission.csv in the sample submission's order and header."""
+    """Predict the competition's test images and write submissions/submission.csv in the sample submission's order
+    and header."""
     check_prediction_options(tta.value, batch_size, engine.value, precision.value, device, threads)  # before torch
     under_torchrun(nproc)
     from pipeline.predict import predict as run_predict
@@ -387,7 +388,7 @@ def export(
     format: ExportFormat = typer.Option("onnx", "--format", help="onnx: uint8 (N, H, W, C) images in, class probabilities out."),
 ) -> None:
     """Write the run's inference model (EMA weights when kept; normalisation and resize inside) beside the run,
-    checked against the torch model on dataset/test's images."""
+    checked against the torch model on the competition's test images."""
     from pipeline.run import resolve_run
     from pipeline.export import export_run
 

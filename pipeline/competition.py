@@ -85,7 +85,8 @@ def _check_field(path: Path, name: str, value: object) -> None:
     if name == "image_suffix" and value and value.lower() not in IMAGE_SUFFIXES:
         raise PipelineError(f"{path}: image_suffix {value!r} is not one of {', '.join(IMAGE_SUFFIXES)} (any case), "
                             "nor '' (the ids are file names)")
-    if name in PATH_FIELDS and (not value or PurePosixPath(value).is_absolute() or ".." in PurePosixPath(value).parts):
+    parts = PurePosixPath(value).parts
+    if name in PATH_FIELDS and (not parts or PurePosixPath(value).is_absolute() or ".." in parts):
         raise PipelineError(f"{path}: {name} {value!r} must name a file or folder inside dataset/ (a relative path)")
 
 
@@ -97,6 +98,9 @@ def _check_counts(path: Path, c: Competition) -> None:
     if (c.submission_kind == "probabilities") != (len(c.submission_columns) > 1):
         raise PipelineError(f"{path}: submission_kind {c.submission_kind!r} with {len(c.submission_columns)} "
                             "column(s); 'probabilities' takes a column per class, 'label' and 'probability' one")
+    if c.submission_kind == "label" and c.metric != "accuracy":
+        raise PipelineError(f"{path}: metric {c.metric!r} is not used yet for a class per row: runs choose best.pt and "
+                            "score by accuracy; set metric 'accuracy'")
 
 
 def write_competition(root: Path, competition: Competition) -> None:
@@ -126,7 +130,7 @@ def infer_competition(root: Path) -> tuple[Competition, list[str]]:
                             f"{sample_csv} '<id>{test_suffix}' in {test_images}/; one naming is supported")
     notes = []
     label_columns, label_kind = _label_columns(labels, labels_csv, notes)
-    classes = list(label_columns) if label_kind == "one-hot" else sorted(set(labels[label_columns[0]].str.strip()))
+    classes = list(label_columns) if label_kind == "one-hot" else sorted(set(labels[label_columns[0]].str.strip()) - {""})
     submission_columns = tuple(sample.columns[1:])
     submission_kind, metric = _submission(sample_csv, submission_columns, label_kind, classes, notes)
     described = Competition(labels_csv, id_column, label_columns, label_kind, train_images, test_images, suffix,

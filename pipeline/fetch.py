@@ -6,6 +6,7 @@ place, followed by a completion marker; an interrupted fetch leaves no marker an
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import lzma
 import os
@@ -25,8 +26,8 @@ from pipeline.cache import CACHE_DIR, cached_test_images, cached_train_images
 from pipeline.convert import convert_pixel_dataset
 from pipeline.errors import PipelineError
 from pipeline.kaggle_api import kaggle_api, kaggle_errors
-from pipeline.competition import (DESCRIPTION, SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS, infer_competition,
-                                  read_competition, write_competition)
+from pipeline.competition import (DESCRIPTION, SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS, Competition,
+                                  infer_competition, read_competition, write_competition)
 from pipeline.layout import check_test, check_train
 from pipeline.sample import write_sample
 from pipeline.workspace import created_folder, dataset_dir, write_text_atomic
@@ -94,7 +95,7 @@ def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sa
             with _downloads_checked(zip_path, downloaded=archive is None):
                 extract_competition(zip_path, staging, limits)
         with _named_after(staging, origin):
-            notes = _described(staging)
+            notes = _described(staging, infer=not sample and dataset is None)
             train_data, test_ids = check_train(staging), check_test(staging)
             # decode both splits now, so train and predict start warm (the cache keys survive the move)
             cached_train_images(staging, train_data, cache_dir=root / CACHE_DIR).whole(train_data.image_dir,
@@ -108,19 +109,34 @@ def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sa
         "archive": str(archive) if archive else None,
         "train_images": len(train_data.ids),
         "test_images": len(test_ids),
+        "description": _digest(root / DESCRIPTION),
         "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=2) + "\n")
     return FetchResult(root, source, len(train_data.ids), len(test_ids), already_complete=False, notes=notes)
 
 
-def _described(staging: Path) -> list[str]:
-    """Write the competition's description, inferred from its files unless it came with one (then checked)."""
-    if (staging / DESCRIPTION).is_file():
+def _described(staging: Path, infer: bool) -> list[str]:
+    """Write the competition's description: inferred from its files (`infer`: a competition's archive, unless it came
+    with one, then checked), else CIFAR-10's shape, which the sample and converted datasets are written in."""
+    if infer and (staging / DESCRIPTION).is_file():
         read_competition(staging)
         return []
-    described, notes = infer_competition(staging)
+    described, notes = infer_competition(staging) if infer else (Competition(), [])
     write_competition(staging, described)
     return notes
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _edited_description(root: Path) -> bool:
+    """The description differs from the one the last fetch wrote (the user edited it)."""
+    try:
+        recorded = json.loads((root / MARKER).read_text()).get("description")
+        return recorded is not None and _digest(root / DESCRIPTION) != recorded
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 @contextlib.contextmanager
@@ -167,7 +183,10 @@ def _complete_fetch(root: Path, source: str) -> FetchResult | None:
         raise PipelineError(f"{root} holds {previous!r}; pass --force to replace it with {source!r}")
     try:
         counts = _check_layout(root)
-    except PipelineError:
+    except PipelineError as e:
+        if _edited_description(root):  # an edit's mistake is the user's to fix, not a reason to replace the edit
+            raise PipelineError(f"{e} ({DESCRIPTION} was edited after the fetch: fix it, or fetch again with --force to "
+                                "describe the competition anew)") from None
         return None  # damaged since: fetch again
     return FetchResult(root, source, *counts, already_complete=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import unicodedata
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -95,7 +95,7 @@ def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     problems += [f"{c.train_images}/{c.image_file(i)}: missing (listed in {c.labels_csv})"
                  for i in sorted(missing, key=id_sort_key)]
     extra = images - set(labels["id"])
-    if c.test_images == c.train_images:
+    if PurePosixPath(c.test_images) == PurePosixPath(c.train_images):
         extra -= set(read_id_csv(root / c.sample_submission, (c.submission_id,))[c.submission_id])
     problems += [f"{c.train_images}/{c.image_file(i)}: not listed in {c.labels_csv}"
                  for i in sorted(extra, key=id_sort_key)]

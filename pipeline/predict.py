@@ -1,6 +1,7 @@
-"""`pipeline predict`: TTA predictions of one or more trained models over dataset/test, as a submission.
+"""`pipeline predict`: TTA predictions of one or more trained models over the competition's test images (where
+dataset/competition.json says), as a submission.
 
-The test PNGs are decoded once into `dataset/.cache/test.npy` (id order) and streamed from that
+The test images are decoded once into `dataset/.cache/test.npy` (id order) and streamed from that
 memory map in large batches through `infer`. Each model's softmax probabilities are saved as
 `submissions/<name>.probs.npy` (float16, id order) with a `.json` beside it, so ensembles can be
 formed later without running the models again (`pipeline ensemble`).
@@ -201,7 +202,7 @@ def member_labels(sources: list[Path]) -> list[str]:
 
 def check_fits(path: Path, config: RunConfig, images: np.ndarray, dataset_root: Path,
                known_classes: list[str] | None) -> None:
-    """The model was trained for this dataset: the classes of its trainLabels.csv (when it has one; a --skip-bad
+    """The model was trained for this dataset: the classes of its training labels (when it has them; a --skip-bad
     run may lack classes whose every image was left out), the test images' channels and (unless the model resizes
     its inputs: --img-size) their size."""
     if known_classes is not None and (known_classes != config.classes if not config.options.skip_bad
@@ -220,8 +221,8 @@ def check_fits(path: Path, config: RunConfig, images: np.ndarray, dataset_root: 
 
 
 def class_difference(model: list[str], dataset: list[str], dataset_root: Path) -> str:
-    """How a model's classes differ from the dataset's, e.g. `trained on 10 classes, trainLabels.csv has 10:
-    only the model has truck; only trainLabels.csv has lorry`."""
+    """How a model's classes differ from the dataset's training labels, e.g. `trained on 10 classes, trainLabels.csv
+    has 10: only the model has truck; only trainLabels.csv has lorry`."""
     def names(only: list[str]) -> str:
         return ", ".join(map(str, only[:5])) + (f" and {len(only) - 5} more" if len(only) > 5 else "")
     only_model = [c for c in model if c not in dataset]

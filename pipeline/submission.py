@@ -5,6 +5,8 @@ import csv
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
+
 from pipeline.competition import DESCRIPTION, read_competition
 from pipeline.layout import read_id_csv
 from pipeline.errors import PipelineError
@@ -12,7 +14,8 @@ from pipeline.workspace import atomic_path
 
 
 def validate_submission(path: Path, root: Path, classes: list[str], shown_as: Path | None = None) -> None:
-    """The header and ids, in order, of the sample submission of the competition in `root`; every label a class."""
+    """The header and ids, in order, of the sample submission of the competition in `root`; every label a class, or
+    (submissions of probabilities) every value a number from 0 to 1."""
     name, c = shown_as or path, read_competition(root)
     sample_csv = root / c.sample_submission
     header = [c.submission_id, *c.submission_columns]
@@ -30,6 +33,12 @@ def validate_submission(path: Path, root: Path, classes: list[str], shown_as: Pa
     if len(differs):
         row = differs[0]
         raise PipelineError(f"{name}: row {row + 2} has id {ids[row]}, {sample_csv.name} has {sample_ids[row]} there")
+    if c.submission_kind != "label":
+        values = submission[list(c.submission_columns)].apply(pd.to_numeric, errors="coerce").to_numpy()
+        if not ((values >= 0) & (values <= 1)).all():  # NaN (not a number) fails too
+            raise PipelineError(f"{name}: the {', '.join(c.submission_columns[:5])} column(s) must hold probabilities "
+                                "(numbers from 0 to 1)")
+        return
     unknown = sorted(set(submission[c.submission_columns[0]]) - set(classes))
     if unknown:
         raise PipelineError(f"{name}: unknown label(s) {', '.join(map(repr, unknown[:5]))}; classes are {', '.join(classes)}")

@@ -226,6 +226,8 @@ def test_description_round_trips(tmp_path):
     ({"submission_kind": "probabilities"}, "'probabilities' takes a column per class"),
     ({"image_suffix": ".gif"}, "image_suffix '.gif' is not one of"),
     ({"id_column": 3}, "id_column must be a string"),
+    ({"train_images": "."}, "must name a file or folder inside dataset/"),
+    ({"metric": "f1_macro"}, "metric 'f1_macro' is not used yet for a class per row"),
 ])
 def test_a_wrong_description_is_one_line_naming_it(tmp_path, edit, message):
     (tmp_path / DESCRIPTION).write_text(json.dumps(edit))
@@ -280,3 +282,21 @@ def test_fetch_says_what_it_chose_and_predict_refuses_what_it_cannot_write(proje
     assert refused.exit_code == 1 and refused.output.count("\n") == 1
     assert refused.output.startswith("error: ") and "competition.json: the submission holds the probability" in refused.output
     assert not (project / "submissions" / "submission.csv").exists()
+
+
+def test_the_sample_is_described_as_cifar_without_inference(project):
+    fetch(sample=True)
+    assert read_competition(project / "dataset") == Competition()
+    assert (project / "dataset" / DESCRIPTION).is_file()
+
+
+def test_an_edited_description_is_kept_and_its_mistake_reported(project):
+    fetch(sample=True)
+    root = project / "dataset"
+    described = json.loads((root / DESCRIPTION).read_text())
+    (root / DESCRIPTION).write_text(json.dumps(described | {"label_columns": ["labels"]}))
+    with pytest.raises(PipelineError, match="missing column.*labels.*competition.json was edited after the fetch"):
+        fetch(sample=True)
+    assert json.loads((root / DESCRIPTION).read_text())["label_columns"] == ["labels"]
+    fetch(sample=True, force=True)
+    assert read_competition(root) == Competition()

@@ -58,3 +58,17 @@ def test_the_header_is_the_described_sample_submissions(tmp_path):
                                             submission_columns=("target",)))
     with pytest.raises(PipelineError, match="describes the submission as image_id,target, but .* has image_id,label"):
         validate_submission(tmp_path / "submission.csv", tmp_path, ["0", "1"])
+
+
+def test_a_submission_of_probabilities_holds_numbers_from_0_to_1(tmp_path):
+    (tmp_path / "sample_submission.csv").write_text("id,has_cactus\na.jpg,0.5\nb.jpg,0.5\n")
+    write_competition(tmp_path, Competition(labels_csv="train.csv", label_kind="binary", image_suffix="",
+                                            sample_submission="sample_submission.csv",
+                                            submission_columns=("has_cactus",), submission_kind="probability",
+                                            metric="roc_auc"))
+    (tmp_path / "s.csv").write_text("id,has_cactus\na.jpg,0.91\nb.jpg,0\n")
+    validate_submission(tmp_path / "s.csv", tmp_path, ["0", "1"])
+    for value in ("1.5", "yes", ""):
+        (tmp_path / "s.csv").write_text(f"id,has_cactus\na.jpg,0.91\nb.jpg,{value}\n")
+        with pytest.raises(PipelineError, match="has_cactus column\\(s\\) must hold probabilities"):
+            validate_submission(tmp_path / "s.csv", tmp_path, ["0", "1"])

@@ -30,7 +30,7 @@ def held_out_accuracy(runs: list[Path], dataset: Path, device: str, console: Con
     with tempfile.TemporaryDirectory() as out:
         return predict(runs=runs, tta="flip", device=device, precision="fp32", engine="torch",
                        score=dataset / "solution.csv", dataset_root=dataset, out=Path(out) / "submission.csv",
-                       console=console).accuracy
+                       console=console).score
 
 
 def main() -> None:

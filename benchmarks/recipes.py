@@ -74,7 +74,7 @@ def main() -> None:
             scored = predict(runs=[result.run_dir], tta="flip", device=args.device, precision="fp32", engine="torch",
                              score=solution, dataset_root=args.dataset, out=Path(out) / "submission.csv",
                              console=console)
-        rows.append({"candidate": name, "held_out_acc": round(scored.accuracy, 4),
+        rows.append({"candidate": name, "held_out_acc": round(scored.score, 4),
                      "best_val_acc": round(result.best_acc, 4), "best_epoch": result.best_epoch,
                      "train_wall_s": round(summary.wall_s, 1), "options": {**common, **CANDIDATES[name]}})
     table = Table(*[k for k in rows[0] if k != "options"], title=f"{args.epochs} epochs each on {args.dataset}")

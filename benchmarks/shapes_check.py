@@ -1,5 +1,5 @@
 """Kaggle's competition shapes on real images: each shape laid out from one CIFAR-10 competition, zipped, then
-`fetch` (which describes it) → `train` → `predict --score` on its held-out images.
+`fetch` (which describes it) → `train` → `predict --score` on its held-out images, by the shape's metric.
 
     python benchmarks/shapes_check.py --source DIR [--limit N] [--options JSON] [--work DIR]
 
@@ -7,8 +7,8 @@ DIR is a competition with scored held-out images, e.g. `../shared/cifar10/make_c
 --holdout 1000`. Shapes (the issue's table): cifar-10 as it is; cassava (train_images/<image_id>.jpg, ids that are
 file names, integer labels); dog-breed (labels.csv id,breed, JPEGs, a probability per class); histopathologic (TIFFs,
 0/1 labels: vehicle or animal); plant-pathology (one images/ folder, one-hot columns). --limit keeps the first N
-labeled images; --options are train options as JSON (default: the default recipe, 8 epochs). Held-out accuracy uses
-flip TTA in torch fp32; a shape whose submission this version cannot write records predict's one-line refusal.
+labeled images; --options are train options as JSON (default: the default recipe, 8 epochs). Held-out scores use
+flip TTA in torch fp32; a shape this version cannot predict records predict's one-line refusal.
 Results go to benchmarks/results/shapes_check-<device>-<time>.json.
 """
 from __future__ import annotations
@@ -113,7 +113,7 @@ def check_shape(shape: str, made: Path, work: Path, options: dict, console: Cons
         scored = predict(runs=[trained.run_dir], tta="flip", precision="fp32", engine="torch",
                          score=made / "solution.csv", dataset_root=project / "dataset", weights_root=project / "weights",
                          out=project / "submissions" / "submission.csv", console=console)
-        numbers["held_out_accuracy"] = scored.accuracy
+        numbers["held_out"] = {"metric": scored.metric, "score": round(scored.score, 4)}
     except PipelineError as refusal:
         numbers["refused"] = str(refusal).replace(str(project), f"<{shape}>")
     return numbers

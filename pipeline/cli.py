@@ -351,8 +351,8 @@ def print_submission(result) -> None:
         table.add_row(label, str(count))
     console.print(table)
     console.print(f"averaged: {', '.join(result.members)}")
-    if result.accuracy is not None:
-        console.print(f"accuracy on the scored ids: {result.accuracy:.4f}")
+    if result.score is not None:
+        console.print(f"{result.metric} on the scored ids: {result.score:.4f}")
 
 
 @app.command()

@@ -25,11 +25,11 @@ from pipeline.distributed import all_concat, all_sum, broadcast, rank_zero_first
 from pipeline.engine import build_engine, candidates, choose_engine
 from pipeline.errors import PipelineError
 from pipeline.infer import TTA_VIEWS, load_model
-from pipeline.competition import DESCRIPTION, read_competition
+from pipeline.competition import read_competition
 from pipeline.layout import check_test, dataset_classes, id_sort_key, read_id_csv
 from pipeline.run import CrossValidation, Run, RunConfig, checkpoint_label, latest_best_checkpoint, resolve_run
 from pipeline.runtime import Runtime, resolve_runtime
-from pipeline.submission import class_histogram, score_submission, write_submission
+from pipeline.submission import class_histogram, score_submission, submission_values, write_submission
 from pipeline.workspace import atomic_path, dataset_dir, submissions_dir, weights_dir, write_text_atomic
 
 @dataclass(frozen=True)
@@ -38,7 +38,8 @@ class PredictResult:
     members: list[str]  # the probability files averaged into it
     rows: int
     histogram: list[tuple[str, int]]
-    accuracy: float | None  # on --score's solution ids, when given
+    score: float | None  # the described metric on --score's solution ids, when given
+    metric: str = "accuracy"
 
 
 def find_checkpoint(run: Path | None = None, checkpoint: Path | None = None, weights_root: Path | None = None,
@@ -106,22 +107,22 @@ def finish_submission(probabilities: np.ndarray, ids: list[str], submission_ids:
     (`submission_ids`), and its record."""
     described = read_competition(dataset_root)
     if score is not None:  # a solution that cannot score this submission fails before anything is replaced
-        columns = (described.submission_id, described.submission_columns[0])
-        unknown = set(read_id_csv(score, columns)[columns[0]]) - set(submission_ids)
+        unknown = set(read_id_csv(score, (described.submission_id,))[described.submission_id]) - set(submission_ids)
         if unknown:
             raise PipelineError(f"{score}: {len(unknown)} id(s) are not test ids of {described.sample_submission}, e.g. "
                                 f"{', '.join(sorted(unknown)[:5])}; score with the solution of this test set")
-    label_of = dict(zip(ids, (classes[i] for i in probabilities.argmax(1))))
-    labels = [label_of[i] for i in submission_ids]
-    write_submission(out, submission_ids, labels, dataset_root, classes)
+    row_of = {image_id: row for row, image_id in enumerate(ids)}
+    in_order = probabilities[[row_of[i] for i in submission_ids]]
+    write_submission(out, submission_ids, submission_values(in_order, classes, dataset_root), dataset_root, classes)
+    labels = [classes[i] for i in in_order.argmax(1)]
     histogram = class_histogram(labels, classes)
     write_text_atomic(out.with_suffix(".json"), json.dumps({
         "submission": out.name, "rows": len(labels), "members": members, "tta": tta,
         "views": [list(v) for v in TTA_VIEWS[tta]] if tta else None,
         "histogram": dict(histogram), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=2) + "\n")
-    accuracy = score_submission(out, score, dataset_root)[0] if score is not None else None
-    return PredictResult(out, members, len(labels), histogram, accuracy)
+    metric, scored, _ = score_submission(out, score, dataset_root) if score is not None else (described.metric, None, 0)
+    return PredictResult(out, members, len(labels), histogram, scored, metric)
 
 
 def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = None, tta: str = "flip",
@@ -139,9 +140,9 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     console = (console or Console()) if where.main else Console(quiet=True)
     dataset_root = dataset_root or dataset_dir()
     out = out or submissions_dir() / "submission.csv"
-    submission_ids = label_submission_ids(dataset_root)
     sources = list(checkpoints or []) + [c for r in runs or [] for c in run_checkpoints(r, weights_root)]
     sources = sources or [find_checkpoint(weights_root=weights_root, console=console)]
+    submission_ids = check_test(dataset_root)
     with rank_zero_first(where):  # rank 0 decodes the cache; the others then read it
         ids, images, images_key = cached_test_images(dataset_root, submission_ids, console)
     share = np.array_split(np.arange(len(ids)), where.world)[where.rank]
@@ -173,16 +174,6 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
         return None
     return finish_submission(total / len(sources), ids, submission_ids, classes, members, dataset_root, out, tta,
                              score)
-
-
-def label_submission_ids(dataset_root: Path) -> list[str]:
-    """The sample submission's ids, for a submission this version can write: a class per row."""
-    kind = read_competition(dataset_root).submission_kind
-    if kind != "label":
-        held = "the probability of class 1" if kind == "probability" else "a probability per class"
-        raise PipelineError(f"{dataset_root / DESCRIPTION}: the submission holds {held} (submission_kind {kind!r}); "
-                            "this version writes a class per row only, so it wrote nothing")
-    return check_test(dataset_root)
 
 
 def check_score_file(score: Path | None) -> None:
@@ -268,7 +259,7 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
     check_score_file(score)
     dataset_root = dataset_root or dataset_dir()
     out = out or submissions_dir() / "submission.csv"
-    submission_ids = label_submission_ids(dataset_root)
+    submission_ids = check_test(dataset_root)
     ids = sorted(submission_ids, key=id_sort_key)
     groups = [member_files(m, out.parent, weights_root) for m in members]
     weights = [1 / len(groups)] * len(groups)

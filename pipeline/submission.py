@@ -1,15 +1,18 @@
-"""The Kaggle submission file: written atomically, validated against the sample submission, scored locally."""
+"""The Kaggle submission file, shaped like the sample submission: its values from class probabilities, written
+atomically, validated, and scored locally by the described metric."""
 from __future__ import annotations
 
 import csv
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from pipeline.competition import DESCRIPTION, read_competition
-from pipeline.layout import read_id_csv
+from pipeline.competition import DESCRIPTION, Competition, read_competition
 from pipeline.errors import PipelineError
+from pipeline.layout import read_id_csv
+from pipeline.metrics import metric_score
 from pipeline.workspace import atomic_path
 
 
@@ -44,15 +47,37 @@ def validate_submission(path: Path, root: Path, classes: list[str], shown_as: Pa
         raise PipelineError(f"{name}: unknown label(s) {', '.join(map(repr, unknown[:5]))}; classes are {', '.join(classes)}")
 
 
-def write_submission(path: Path, ids: list[str], labels: list[str], root: Path, classes: list[str]) -> None:
-    """Stream a row per id (header: the sample submission's) to a temporary file, validate it, and only then
-    replace `path`."""
+LOG_LOSS_FLOOR = 1e-3  # a log-loss submission's probabilities are raised to this: a confident miss costs at most ln 1000
+
+
+def submission_values(probabilities: np.ndarray, classes: list[str], root: Path) -> list[list[str]]:
+    """The submission's values for each row of `probabilities` (a column per class of `classes`): the most probable
+    class, the probability of class 1, or a probability per class of the submission's columns (each at least
+    LOG_LOSS_FLOOR when scored by log loss; rows summing to 1)."""
+    c = read_competition(root)
+    if c.submission_kind == "label":
+        return [[classes[i]] for i in probabilities.argmax(1)]
+    wanted = ["1"] if c.submission_kind == "probability" else list(c.submission_columns)
+    if not set(wanted) <= set(classes) or (c.submission_kind == "probabilities" and set(wanted) != set(classes)):
+        raise PipelineError(f"{root / DESCRIPTION}: the submission takes the probabilities of {', '.join(wanted[:6])}, "
+                            f"but the model's classes are {', '.join(classes[:6])}; predict with a model trained on "
+                            "this competition")
+    values = probabilities[:, [classes.index(name) for name in wanted]].astype(np.float64)
+    if c.submission_kind == "probabilities":
+        values = np.maximum(values, LOG_LOSS_FLOOR) if c.metric == "log_loss" else values
+        values /= values.sum(1, keepdims=True)
+    return [[f"{v:.6f}" for v in row] for row in values]
+
+
+def write_submission(path: Path, ids: list[str], values: list[list[str]], root: Path, classes: list[str]) -> None:
+    """Stream a row per id (header: the sample submission's; `values` from `submission_values`) to a temporary
+    file, validate it, and only then replace `path`."""
     c = read_competition(root)
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow([c.submission_id, *c.submission_columns])
-            writer.writerows(zip(ids, labels))
+            writer.writerows([image_id, *row] for image_id, row in zip(ids, values))
         validate_submission(tmp, root, classes, shown_as=path)
 
 
@@ -62,14 +87,39 @@ def class_histogram(labels: list[str], classes: list[str]) -> list[tuple[str, in
     return [(name, counts[name]) for name in classes]
 
 
-def score_submission(path: Path, solution_csv: Path, root: Path) -> tuple[float, int]:
-    """Accuracy of `path` on the ids that `solution_csv` (shaped like the submission) labels; returns (accuracy,
-    count)."""
+def score_submission(path: Path, solution_csv: Path, root: Path) -> tuple[str, float, int]:
+    """The described metric of `path` on the ids of `solution_csv` (a class per row: accuracy); returns (metric,
+    score, count). The solution holds the submission's columns (classes, 0/1, or one-hot), or one column of class
+    names."""
     c = read_competition(root)
-    columns = (c.submission_id, c.submission_columns[0])
-    submission = read_id_csv(path, columns).set_index(c.submission_id)[columns[1]]
-    solution = read_id_csv(solution_csv, columns).set_index(c.submission_id)[columns[1]]
+    submission = read_id_csv(path, (c.submission_id, *c.submission_columns)).set_index(c.submission_id)
+    solution = read_id_csv(solution_csv, (c.submission_id,)).set_index(c.submission_id)
     missing = solution.index.difference(submission.index)
     if len(missing):
         raise PipelineError(f"{path}: lacks {len(missing)} id(s) of {solution_csv}, e.g. {', '.join(missing[:5])}")
-    return float((submission[solution.index] == solution).mean()), len(solution)
+    submitted = submission.loc[solution.index]
+    if c.submission_kind == "label":
+        column = c.submission_columns[0]
+        truth = read_id_csv(solution_csv, (c.submission_id, column)).set_index(c.submission_id)[column]
+        return "accuracy", float((submitted[column] == truth).mean()), len(solution)
+    classes = ["0", "1"] if c.submission_kind == "probability" else list(c.submission_columns)
+    values = submitted[list(c.submission_columns)].astype(float).to_numpy()
+    probabilities = np.column_stack([1 - values[:, 0], values[:, 0]]) if c.submission_kind == "probability" \
+        else values / values.sum(1, keepdims=True)
+    targets = _solution_targets(solution, c, classes, solution_csv)
+    return c.metric, metric_score(c.metric, targets, probabilities), len(solution)
+
+
+def _solution_targets(solution: pd.DataFrame, c: Competition, classes: list[str], path: Path) -> np.ndarray:
+    """The class index of each solution row: from the submission's columns (0/1, one-hot), else from its one other
+    column of class names."""
+    if set(c.submission_columns) <= set(solution.columns):
+        marks = solution[list(c.submission_columns)].apply(pd.to_numeric, errors="coerce").to_numpy()
+        if not np.isin(marks, (0, 1)).all():
+            raise PipelineError(f"{path}: its {', '.join(c.submission_columns[:5])} column(s) must hold 0 or 1")
+        return marks[:, 0].astype(np.int64) if c.submission_kind == "probability" else marks.argmax(1)
+    names = list(solution.columns)
+    if len(names) != 1 or not set(solution[names[0]]) <= set(classes):
+        raise PipelineError(f"{path}: expected the submission's columns ({', '.join(c.submission_columns[:5])}) or one "
+                            f"column of class names ({', '.join(classes[:5])}), found {', '.join(names[:5])}")
+    return solution[names[0]].map({name: k for k, name in enumerate(classes)}).to_numpy(dtype=np.int64)

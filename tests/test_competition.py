@@ -37,16 +37,18 @@ def dog_breed(root, n=24):
     sample.to_csv(root / "sample_submission.csv", index=False)
 
 
-def cactus(root, n=20, suffix=".jpg", labels_csv="train.csv", ids_with_suffix=True):
-    """A 0/1 label per image, and the submission's one column for it (aerial-cactus, histopathologic)."""
-    targets = np.arange(n) % 2
+def cactus(root, n=20, suffix=".jpg", labels_csv="train.csv", ids_with_suffix=True, n_test=6):
+    """A 0/1 label per image, and the submission's one column for it (aerial-cactus, histopathologic); solution.csv
+    labels the test images."""
+    targets, test_targets = np.arange(n) % 2, np.arange(n_test) % 2
     names = [f"c{i}{suffix}" for i in range(n)]
     save_images(root, "train", names, targets)
-    save_images(root, "test", [f"q{i}{suffix}" for i in range(6)], np.arange(6) % 2)
+    save_images(root, "test", [f"q{i}{suffix}" for i in range(n_test)], test_targets, seed=1)
     ids = names if ids_with_suffix else [name[:-len(suffix)] for name in names]
-    test_ids = [f"q{i}{suffix if ids_with_suffix else ''}" for i in range(6)]
+    test_ids = [f"q{i}{suffix if ids_with_suffix else ''}" for i in range(n_test)]
     pd.DataFrame({"id": ids, "has_cactus": targets}).to_csv(root / labels_csv, index=False)
     pd.DataFrame({"id": test_ids, "has_cactus": 0.5}).to_csv(root / "sample_submission.csv", index=False)
+    pd.DataFrame({"id": test_ids, "has_cactus": test_targets}).to_csv(root / "solution.csv", index=False)
 
 
 PATHOLOGY = ("healthy", "multiple_diseases", "rust", "scab")
@@ -259,29 +261,42 @@ def test_a_cassava_shaped_competition_from_fetch_to_submission(kaggle, project, 
     assert list(written.columns) == ["image_id", "label"]
     assert written["image_id"].tolist() == sample["image_id"].tolist()
     assert set(written["label"]) <= {"0", "1", "2", "3"}
-    assert scored.accuracy > 0.5  # 4 classes: chance is 0.25
+    assert scored.score > 0.5  # 4 classes: chance is 0.25
 
 
-def test_a_submission_of_probabilities_is_refused_before_anything_is_written(trained):
-    root = trained / "dataset"
-    described = read_competition(root)
-    write_competition(root, Competition(**{**described.__dict__, "submission_kind": "probability"}))
-    with pytest.raises(PipelineError, match="holds the probability of class 1.*wrote nothing"):
-        predict()
-    assert not (trained / "submissions" / "submission.csv").exists()
-
-
-def test_fetch_says_what_it_chose_and_predict_refuses_what_it_cannot_write(project, tmp_path):
+def test_a_binary_competition_submits_the_probability_of_one_scored_by_roc_auc(project, tmp_path):
     source = tmp_path / "cactus"
-    cactus(source)
+    cactus(source, n=200, n_test=40)
     result = runner.invoke(app, ["fetch", "--archive", str(competition_zip(source, tmp_path / "cactus.zip"))])
     assert result.exit_code == 0, result.output
     assert "note: sample_submission.csv: one column for 0/1 labels, read as the probability of 1" in result.output
     assert "dataset/competition.json" in result.output
-    refused = runner.invoke(app, ["predict"])
-    assert refused.exit_code == 1 and refused.output.count("\n") == 1
-    assert refused.output.startswith("error: ") and "competition.json: the submission holds the probability" in refused.output
-    assert not (project / "submissions" / "submission.csv").exists()
+    train(TrainConfig(epochs=3, **QUICK), project / "dataset", project / "weights", Console(quiet=True))
+    scored = predict(score=source / "solution.csv")
+    written = pd.read_csv(project / "submissions" / "submission.csv")
+    assert list(written.columns) == ["id", "has_cactus"] and written["id"].tolist() == [f"q{i}.jpg" for i in range(40)]
+    assert written["has_cactus"].between(0, 1).all() and written["has_cactus"].nunique() > 2  # probabilities
+    assert scored.metric == "roc_auc" and scored.score > 0.9
+
+
+def test_a_probability_per_class_sums_to_one_clipped_for_log_loss(trained):
+    root = trained / "dataset"
+    classes = sorted(CLASSES)
+    sample = pd.read_csv(root / "sampleSubmission.csv", dtype=str)[["id"]]
+    sample.assign(**{c: 0.25 for c in classes}).to_csv(root / "sampleSubmission.csv", index=False)
+    write_competition(root, Competition(submission_columns=tuple(classes), submission_kind="probabilities",
+                                        metric="log_loss"))
+    scored = predict(score=root / "solution.csv")  # solution.csv: id and the class name
+    written = pd.read_csv(trained / "submissions" / "submission.csv")
+    assert list(written.columns) == ["id", *classes] and len(written) == 40
+    values = written[classes].to_numpy()
+    assert np.allclose(values.sum(1), 1, atol=1e-5) and values.min() >= 0.9e-3  # the floor, then renormalised
+    assert scored.metric == "log_loss" and scored.score < np.log(4)  # below the uniform guess's
+    one_hot = pd.read_csv(root / "solution.csv", dtype=str)
+    for c in classes:
+        one_hot[c] = (one_hot["label"] == c).astype(int)
+    one_hot.drop(columns="label").to_csv(root / "one_hot.csv", index=False)
+    assert predict(score=root / "one_hot.csv").score == pytest.approx(scored.score)
 
 
 def test_the_sample_is_described_as_cifar_without_inference(project):

@@ -30,7 +30,7 @@ def test_openvino_predicts_like_torch_fp32(trained, capsys, precision):
     reference, _ = saved(trained)
     result = predict(precision=precision, engine="openvino", tta="flip", score=trained / "dataset" / "solution.csv")
     probabilities, meta = saved(trained)
-    assert result.rows == 40 and result.accuracy > 0.5
+    assert result.rows == 40 and result.score > 0.5
     assert (meta["engine"], meta["precision"]) == ("openvino", precision)
     assert f"flip TTA, openvino {precision}) on cpu" in " ".join(capsys.readouterr().out.split())
     if precision == "fp32":

@@ -27,11 +27,11 @@ def test_validation_failures(tmp_path, sample_csv, content, message):
 
 def test_invalid_submission_never_replaces_the_previous_one(tmp_path, sample_csv):
     out = tmp_path / "submission.csv"
-    write_submission(out, ["3", "1", "2"], ["a", "b", "a"], tmp_path, ["a", "b"])
+    write_submission(out, ["3", "1", "2"], [["a"], ["b"], ["a"]], tmp_path, ["a", "b"])
     before = out.read_text()
     assert before == "id,label\n3,a\n1,b\n2,a\n"
     with pytest.raises(PipelineError, match="unknown label"):
-        write_submission(out, ["3", "1", "2"], ["a", "zzz", "a"], tmp_path, ["a", "b"])
+        write_submission(out, ["3", "1", "2"], [["a"], ["zzz"], ["a"]], tmp_path, ["a", "b"])
     assert out.read_text() == before
     assert {p.name for p in tmp_path.iterdir()} == {"sampleSubmission.csv", "submission.csv"}
 
@@ -39,7 +39,7 @@ def test_invalid_submission_never_replaces_the_previous_one(tmp_path, sample_csv
 def test_score(tmp_path):
     (tmp_path / "s.csv").write_text("id,label\n1,a\n2,b\n3,a\n4,b\n")
     (tmp_path / "solution.csv").write_text("id,label\n2,b\n4,a\n")
-    assert score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path) == (0.5, 2)
+    assert score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path) == ("accuracy", 0.5, 2)
     (tmp_path / "solution.csv").write_text("id,label\n9,a\n")
     with pytest.raises(PipelineError, match="lacks 1 id"):
         score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path)
@@ -49,7 +49,7 @@ def test_the_header_is_the_described_sample_submissions(tmp_path):
     (tmp_path / "sample_submission.csv").write_text("image_id,label\n3,0\n1,0\n")
     described = Competition(sample_submission="sample_submission.csv", submission_id="image_id")
     write_competition(tmp_path, described)
-    write_submission(tmp_path / "submission.csv", ["3", "1"], ["1", "0"], tmp_path, ["0", "1"])
+    write_submission(tmp_path / "submission.csv", ["3", "1"], [["1"], ["0"]], tmp_path, ["0", "1"])
     assert (tmp_path / "submission.csv").read_text() == "image_id,label\n3,1\n1,0\n"
     write_competition(tmp_path, Competition(sample_submission="sample_submission.csv", submission_id="id"))
     with pytest.raises(PipelineError, match="sample_submission.csv: missing column\\(s\\) id \\(found: image_id, label\\)"):

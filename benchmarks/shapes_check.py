@@ -5,7 +5,8 @@
 
 DIR is a competition with scored held-out images, e.g. `../shared/cifar10/make_competition.py DIR --limit 6000
 --holdout 1000`. Shapes (the issue's table): cifar-10 as it is; cassava (train_images/<image_id>.jpg, ids that are
-file names, integer labels); dog-breed (labels.csv id,breed, JPEGs, a probability per class); histopathologic (TIFFs,
+file names, integer labels); dog-breed (labels.csv id,breed, JPEGs upscaled to
+four sizes from 36×36 to 64×40, a probability per class); histopathologic (TIFFs,
 0/1 labels: vehicle or animal); plant-pathology (one images/ folder, one-hot columns). --limit keeps the first N
 labeled images; --options are train options as JSON (default: the default recipe, 8 epochs). Held-out scores use
 flip TTA in torch fp32; a shape this version cannot predict records predict's one-line refusal.
@@ -37,12 +38,17 @@ from record import write_result
 VEHICLES = {"airplane", "automobile", "ship", "truck"}
 
 
-def copy_images(source: Path, ids: list[str], dest: Path, names: list[str]) -> None:
-    """The PNGs `source/<id>.png` saved as `dest/<name>`, in the format the name's suffix says."""
+VARIED_SIZES = [(48, 36), (40, 56), (36, 36), (64, 40)]  # (width, height), in turn: the dog-breed shape's
+
+
+def copy_images(source: Path, ids: list[str], dest: Path, names: list[str], sizes: list | None = None) -> None:
+    """The PNGs `source/<id>.png` saved as `dest/<name>`, in the format the name's suffix says (resized to `sizes`
+    in turn)."""
     dest.mkdir(parents=True, exist_ok=True)
-    for image_id, name in zip(ids, names):
+    for k, (image_id, name) in enumerate(zip(ids, names)):
         with Image.open(source / f"{image_id}.png") as image:
-            image.convert("RGB").save(dest / name, quality=95) if name.endswith(".jpg") else image.save(dest / name)
+            picture = image.resize(sizes[k % len(sizes)], Image.Resampling.BICUBIC) if sizes else image
+            picture.convert("RGB").save(dest / name, quality=95) if name.endswith(".jpg") else picture.save(dest / name)
 
 
 def lay_out(shape: str, source: Path, labels: pd.DataFrame, solution: pd.DataFrame, dest: Path) -> None:
@@ -66,8 +72,8 @@ def lay_out(shape: str, source: Path, labels: pd.DataFrame, solution: pd.DataFra
         held.to_csv(dest / "solution.csv", index=False)
         (dest / "label_num_to_disease_map.json").write_text(json.dumps({v: k for k, v in index.items()}))
     elif shape == "dog-breed":
-        copy_images(source / "train", ids, dest / "train", [f"{i}.jpg" for i in ids])
-        copy_images(source / "test", test_ids, dest / "test", [f"{i}.jpg" for i in test_ids])
+        copy_images(source / "train", ids, dest / "train", [f"{i}.jpg" for i in ids], VARIED_SIZES)
+        copy_images(source / "test", test_ids, dest / "test", [f"{i}.jpg" for i in test_ids], VARIED_SIZES)
         labels.rename(columns={"label": "breed"}).to_csv(dest / "labels.csv", index=False)
         pd.DataFrame({"id": test_ids} | {c: 1 / len(classes) for c in classes}).to_csv(
             dest / "sample_submission.csv", index=False)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from rich.console import Console
 
 from pipeline.competition import read_competition
@@ -50,10 +50,10 @@ def cache_folder(root: Path) -> Path:
     return user_cache_dir() / "datasets" / hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
 
 
-def fingerprint(folder: Path, ids: list[str], suffix: str = ".png") -> str:
+def fingerprint(folder: Path, ids: list[str], suffix: str = ".png", fit: int | None = None) -> str:
     """A digest of the ids and each image's (`<id><suffix>`) size, modification and change times, and a symlink's
-    own times (paths as plain strings: pathlib's per-path overhead doubled the cost)."""
-    digest = hashlib.sha256()
+    own times (paths as plain strings: pathlib's per-path overhead doubled the cost); and the size `fit` decodes to."""
+    digest = hashlib.sha256(f"fit {fit}\n".encode() if fit else b"")
     base = os.fspath(folder)
     for image_id in ids:
         try:
@@ -85,9 +85,10 @@ def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
 
 
 def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: tuple[int, int],
-                  suffix: str) -> dict[str, str]:
+                  suffix: str, fit: int | None) -> dict[str, str]:
     """Decode `ids` into rows start… of the memory map; returns {id: problem} for the images not used. An
-    image's size and mode are read from its header and checked before its pixels are decoded."""
+    image's size and mode are read from its header and checked before its pixels are decoded; with `fit`, every
+    image is resized (shorter side to `fit`, then the centre square cropped) instead of its size checked."""
     out = np.load(out_path, mmap_mode="r+")
     grey_set = out.shape[-1] == 1
     problems = {}
@@ -101,10 +102,13 @@ def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: 
                     if grey != grey_set:
                         problems[image_id] = (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
                                               f"{'greyscale' if grey_set else 'colour'} set")
-                    elif image.size[::-1] != size:
+                    elif not fit and image.size[::-1] != size:
                         problems[image_id] = f"is {image.width}×{image.height}, not {size[1]}×{size[0]} like the set"
                     else:
-                        out[start + offset] = eight_bit(image, grey_set).reshape(out.shape[1:])
+                        pixels = eight_bit(image, grey_set)
+                        if fit:
+                            pixels = np.asarray(ImageOps.fit(Image.fromarray(pixels), (fit, fit), Image.Resampling.BILINEAR))
+                        out[start + offset] = pixels.reshape(out.shape[1:])
             except Image.DecompressionBombError:
                 problems[image_id] = "declares too many pixels to decode safely (a decompression bomb?)"
             except READ_ERRORS as e:
@@ -114,9 +118,9 @@ def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: 
     return problems
 
 
-def _set_shape(folder: Path, ids: list[str], suffix: str) -> tuple[int, int, int]:
-    """Height, width and channels (1 for greyscale, else 3) of most of the set: the commonest among the
-    headers of up to SHAPE_SAMPLE images spread over it (one odd image does not decide it)."""
+def _set_shape(folder: Path, ids: list[str], suffix: str, fit: int | None) -> tuple[int, int, int]:
+    """Height, width (`fit` × `fit` with a `fit`) and channels (1 for greyscale, else 3) of most of the set: the
+    commonest among the headers of up to SHAPE_SAMPLE images spread over it (one odd image does not decide it)."""
     picked = [ids[i] for i in sorted(set(np.linspace(0, len(ids) - 1, min(SHAPE_SAMPLE, len(ids))).astype(int)))]
     shapes: Counter = Counter()
     with warnings.catch_warnings():
@@ -129,6 +133,9 @@ def _set_shape(folder: Path, ids: list[str], suffix: str) -> tuple[int, int, int
                 continue
     if not shapes:
         raise PipelineError(f"{folder}: none of {len(picked)} images spread over the set is readable")
+    if fit:
+        channels = Counter({c: n for (_, _, c), n in shapes.items()}).most_common(1)[0][0]
+        return fit, fit, channels
     return shapes.most_common(1)[0][0]
 
 
@@ -147,11 +154,12 @@ class DecodedImages:
 
 
 def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Console | None = None,
-                  workers: int | None = None, suffix: str = ".png") -> DecodedImages:
-    """The images `folder/<id><suffix>` as a uint8 memory map and the ones that cannot be used, decoding only
+                  workers: int | None = None, suffix: str = ".png", fit: int | None = None) -> DecodedImages:
+    """The images `folder/<id><suffix>` (each resized to `fit` × `fit` with a `fit`: `_decode_chunk`) as a uint8
+    memory map and the ones that cannot be used, decoding only
     when the cache is stale (its metadata keeps the list of unusable images)."""
     console = console or Console()
-    key = fingerprint(folder, ids, suffix)
+    key = fingerprint(folder, ids, suffix, fit)
     meta_file = cache_file.with_suffix(".json")
     if cache_file.is_file() and meta_file.is_file():
         try:
@@ -160,13 +168,13 @@ def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Conso
                 return DecodedImages(np.load(cache_file, mmap_mode="r"), meta["bad"], key)
         except ValueError:
             pass  # unreadable metadata or array: rebuild
-    height, width, channels = _set_shape(folder, ids, suffix)
+    height, width, channels = _set_shape(folder, ids, suffix, fit)
     workers = workers or os.cpu_count() or 1
     bad: dict[str, str] = {}
     meta_file.unlink(missing_ok=True)
     with atomic_path(cache_file) as tmp:
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ids), height, width, channels)).flush()
-        chunks = [(str(folder), ids[k:k + CHUNK], k, str(tmp), (height, width), suffix)
+        chunks = [(str(folder), ids[k:k + CHUNK], k, str(tmp), (height, width), suffix, fit)
                   for k in range(0, len(ids), CHUNK)]
         with progress_bar(console, f"decoding {folder.name}/", len(ids)) as advance:
             if len(chunks) == 1 or workers == 1:
@@ -196,7 +204,7 @@ def cached_train_images(root: Path, data: LabeledImages, console: Console | None
     """`data`'s images as uint8 (N, H, W, C) and the unusable ones, decoded once into `cache_dir`
     (default: `cache_folder`)."""
     return decode_images(data.image_dir, data.ids, (cache_dir or cache_folder(root)) / "train.npy", console,
-                         suffix=data.image_suffix)
+                         suffix=data.image_suffix, fit=data.image_size)
 
 
 def cached_test_images(root: Path, test_ids: list[str], console: Console | None = None,
@@ -207,5 +215,5 @@ def cached_test_images(root: Path, test_ids: list[str], console: Console | None 
     described = read_competition(root)
     folder = root / described.test_images
     decoded = decode_images(folder, ids, (cache_dir or cache_folder(root)) / "test.npy", console,
-                            suffix=described.image_suffix)
+                            suffix=described.image_suffix, fit=described.image_size)
     return ids, decoded.whole(folder, described.image_suffix), decoded.key

@@ -10,7 +10,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 import pandas as pd
+from PIL import Image
 
 from pipeline.errors import PipelineError
 from pipeline.workspace import write_text_atomic
@@ -25,6 +27,8 @@ SUBMISSION_KINDS = ("label", "probability", "probabilities")
 METRICS = ("accuracy", "f1_macro", "f1_micro", "log_loss", "roc_auc", "mean_roc_auc")
 LABEL_NAMES = ("label", "labels", "target", "class", "category")  # the usual names of a label column
 EDIT = f"edit dataset/{DESCRIPTION} to change it"
+SIZE_SAMPLE = 101  # images, spread over the set, whose header sizes tell whether the set has one size
+LARGEST_SQUARE = 256  # the side inferred for images of varied sizes, at most
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class Competition:
     train_images: str = "train"  # folders under dataset/
     test_images: str = "test"
     image_suffix: str = ".png"  # appended to an id to name its image file ("" where the ids are file names)
+    image_size: int | None = None  # decode every image to this square (shorter side resized, centre crop); None:
+    # the images' own size, one for the set
     sample_submission: str = SAMPLE_SUBMISSION
     submission_id: str = "id"
     submission_columns: tuple[str, ...] = ("label",)
@@ -74,6 +80,11 @@ def read_competition(root: Path) -> Competition:
 
 
 def _check_field(path: Path, name: str, value: object) -> None:
+    if name == "image_size":
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 8 <= value <= 1024):
+            raise PipelineError(f"{path}: image_size must be a whole number of pixels from 8 to 1024, or null (the "
+                                f"images' own size), got {value!r}")
+        return
     if name in LIST_FIELDS:
         if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
             raise PipelineError(f"{path}: {name} must be a non-empty list of column names, got {value!r}")
@@ -133,8 +144,9 @@ def infer_competition(root: Path) -> tuple[Competition, list[str]]:
     classes = list(label_columns) if label_kind == "one-hot" else sorted(set(labels[label_columns[0]].str.strip()) - {""})
     submission_columns = tuple(sample.columns[1:])
     submission_kind, metric = _submission(sample_csv, submission_columns, label_kind, classes, notes)
+    image_size = _square_for_varied_sizes(root / train_images, labels[id_column], suffix, notes)
     described = Competition(labels_csv, id_column, label_columns, label_kind, train_images, test_images, suffix,
-                            sample_csv, submission_id, submission_columns, submission_kind, metric)
+                            image_size, sample_csv, submission_id, submission_columns, submission_kind, metric)
     return described, notes
 
 
@@ -210,6 +222,27 @@ def _image_folder(root: Path, folders: list[str], ids: pd.Series, csv: str, colu
                             f"<id> and <id>{'/'.join(IMAGE_SUFFIXES)} in {', '.join(folders) or 'no folders'}); "
                             f"the images are missing, or write dataset/{DESCRIPTION} by hand")
     return best[2], best[3]
+
+
+def _square_for_varied_sizes(folder: Path, ids: pd.Series, suffix: str, notes: list[str]) -> int | None:
+    """None when the headers of up to SIZE_SAMPLE images spread over the set show one size; else the side of the
+    square to decode every image to: their median shorter side, at most LARGEST_SQUARE."""
+    picked = ids.iloc[np.linspace(0, len(ids) - 1, min(SIZE_SAMPLE, len(ids))).astype(int)].str.strip().unique()
+    sizes = []
+    for image_id in picked:
+        try:
+            with Image.open(folder / f"{image_id}{suffix}") as image:
+                sizes.append(image.size)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            continue  # a missing or broken image is reported when the set is checked
+    if len(set(sizes)) < 2:
+        return None
+    side = min(LARGEST_SQUARE, int(np.median([min(size) for size in sizes])))
+    examples = ", ".join(f"{w}×{h}" for w, h in sorted(set(sizes))[:3])
+    notes.append(f"{folder.name}/: images of {len(set(sizes))} sizes among {len(sizes)} sampled ({examples}, …): each "
+                 f"is decoded at {side}×{side}, its shorter side resized to {side} and the centre cropped "
+                 f"(image_size; {EDIT})")
+    return side
 
 
 def _label_columns(labels: pd.DataFrame, csv: str, notes: list[str]) -> tuple[tuple[str, ...], str]:

@@ -159,6 +159,7 @@ class LabeledImages:
     problems: list[str]  # rows left out and files not used (see `train_problems`)
     notes: list[str] = field(default_factory=list)  # labels read otherwise than written (`normalised_labels`)
     image_suffix: str = ".png"  # an id's file: image_dir/<id><image_suffix>
+    image_size: int | None = None  # every image decoded to this square (competition.json's image_size)
 
 
 def load_train_set(root: Path) -> LabeledImages:
@@ -176,7 +177,7 @@ def load_train_set(root: Path) -> LabeledImages:
     index = {name: i for i, name in enumerate(classes)}
     targets = labels["label"].map(index).to_numpy(dtype=np.int64)
     return LabeledImages(root / c.train_images, labels["id"].tolist(), targets, classes, problems, notes,
-                         c.image_suffix)
+                         c.image_suffix, c.image_size)
 
 
 def dataset_classes(root: Path) -> list[str] | None:

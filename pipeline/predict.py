@@ -273,7 +273,7 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
               f"weights: {fitted.equal['accuracy']:.4f}, {fitted.equal['log_loss']:.4f})")
     paths = [p for group in groups for p in group]
     described = read_competition(dataset_root)
-    images_key = fingerprint(dataset_root / described.test_images, ids, described.image_suffix)
+    images_key = fingerprint(dataset_root / described.test_images, ids, described.image_suffix, described.image_size)
     loaded = {p: load_probabilities(p, ids, images_key) for p in paths}
     classes = loaded[paths[0]][1]["classes"]
     for path, (_, meta) in loaded.items():

@@ -20,21 +20,25 @@ from pipeline.cli import app
 from tests.fixtures import CLASSES, QUICK, class_images, runner, write_competition as write_cifar_shape
 
 
-def save_images(root, folder, names, targets, seed=0):
+def save_images(root, folder, names, targets, seed=0, sizes=None):
+    """Class images saved under their names (the format follows the suffix), resized to `sizes` (w, h) in turn."""
     (root / folder).mkdir(parents=True, exist_ok=True)
-    for name, image in zip(names, class_images(np.asarray(targets), np.random.default_rng(seed))):
-        Image.fromarray(image).save(root / folder / name)  # the format follows the suffix
+    for k, (name, image) in enumerate(zip(names, class_images(np.asarray(targets), np.random.default_rng(seed)))):
+        picture = Image.fromarray(image)
+        (picture.resize(sizes[k % len(sizes)]) if sizes else picture).save(root / folder / name)
 
 
-def dog_breed(root, n=24):
-    """labels.csv id,breed; JPEGs named <id>.jpg; a probability column per breed."""
-    targets = np.arange(n) % 4
-    ids = [f"{i:04x}ab" for i in range(n)]
-    save_images(root, "train", [f"{i}.jpg" for i in ids], targets)
-    save_images(root, "test", [f"t{i}.jpg" for i in range(8)], np.arange(8) % 4)
+def dog_breed(root, n=24, n_test=8, sizes=None):
+    """labels.csv id,breed; JPEGs named <id>.jpg (of `sizes`, in turn); a probability column per breed;
+    solution.csv names each test image's breed."""
+    targets, test_targets = np.arange(n) % 4, np.arange(n_test) % 4
+    ids, test_ids = [f"{i:04x}ab" for i in range(n)], [f"t{i}" for i in range(n_test)]
+    save_images(root, "train", [f"{i}.jpg" for i in ids], targets, sizes=sizes)
+    save_images(root, "test", [f"{i}.jpg" for i in test_ids], test_targets, seed=1, sizes=sizes)
     pd.DataFrame({"id": ids, "breed": np.array(CLASSES)[targets]}).to_csv(root / "labels.csv", index=False)
-    sample = pd.DataFrame({"id": [f"t{i}" for i in range(8)]} | {c: 0.25 for c in sorted(CLASSES)})
+    sample = pd.DataFrame({"id": test_ids} | {c: 0.25 for c in sorted(CLASSES)})
     sample.to_csv(root / "sample_submission.csv", index=False)
+    pd.DataFrame({"id": test_ids, "breed": np.array(CLASSES)[test_targets]}).to_csv(root / "solution.csv", index=False)
 
 
 def cactus(root, n=20, suffix=".jpg", labels_csv="train.csv", ids_with_suffix=True, n_test=6):
@@ -101,6 +105,19 @@ def test_dog_breed_shape(tmp_path):
                                     submission_columns=tuple(sorted(CLASSES)), submission_kind="probabilities",
                                     metric="log_loss")
     assert len(notes) == 1 and "log_loss" in notes[0] and DESCRIPTION in notes[0]
+
+
+def test_images_of_varied_sizes_are_decoded_to_one_square_and_predicted(project, tmp_path):
+    source = tmp_path / "dogs"
+    dog_breed(source, n=200, n_test=40, sizes=[(48, 36), (40, 56), (36, 36), (64, 40)])
+    described, notes = infer_competition(source)
+    assert described.image_size == 40 and "decoded at 40×40" in notes[-1] and "image_size" in notes[-1]
+    fetch(archive=competition_zip(source, tmp_path / "dogs.zip"))
+    from pipeline.dataset import training_arrays
+    assert training_arrays(project / "dataset").images.shape == (200, 40, 40, 3)
+    train(TrainConfig(epochs=3, **QUICK), project / "dataset", project / "weights", Console(quiet=True))
+    scored = predict(score=source / "solution.csv")
+    assert scored.metric == "log_loss" and scored.score < np.log(4)
 
 
 @pytest.mark.parametrize("suffix, labels_csv, ids_with_suffix", [(".jpg", "train.csv", True),
@@ -230,6 +247,8 @@ def test_description_round_trips(tmp_path):
     ({"id_column": 3}, "id_column must be a string"),
     ({"train_images": "."}, "must name a file or folder inside dataset/"),
     ({"metric": "f1_macro"}, "metric 'f1_macro' is not used yet for a class per row"),
+    ({"image_size": 4}, "image_size must be a whole number of pixels from 8 to 1024"),
+    ({"image_size": True}, "image_size must be a whole number"),
 ])
 def test_a_wrong_description_is_one_line_naming_it(tmp_path, edit, message):
     (tmp_path / DESCRIPTION).write_text(json.dumps(edit))

@@ -56,8 +56,36 @@ def _write_pngs(folder: Path, images: np.ndarray) -> list[int]:
     return ids
 
 
-def convert_pixel_dataset(raw: Path, dest: Path, dataset: str) -> None:
-    """Lay out the train and test CSVs found under `raw` as a competition in `dest`."""
+def is_pixel_competition(folder: Path) -> bool:
+    """The competition extracted in `folder` keeps its images as rows of pixel CSVs (digit-recognizer): its train
+    CSV's columns are mostly `pixel…`."""
+    for path in sorted(folder.glob("*.csv")):
+        if "train" in path.name.lower():
+            try:
+                columns = pd.read_csv(path, nrows=0).columns
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+                return False  # describing the competition reports the unreadable file
+            return sum(str(c).lower().startswith("pixel") for c in columns) > len(columns) // 2
+    return False
+
+
+def convert_pixel_competition(folder: Path, competition: str) -> None:
+    """Lay out a pixel-CSV competition's train and test CSVs as images in `folder`, beside its own sample
+    submission, whose ids are the test rows' numbers from 1 (digit-recognizer's ImageId)."""
+    raw = folder / ".raw"
+    raw.mkdir()
+    for split in ("train", "test"):
+        found = find_split_csv(folder, split)
+        found.rename(raw / found.name)
+    convert_pixel_dataset(raw, folder, competition, sample=False)
+    for path in raw.iterdir():
+        path.unlink()
+    raw.rmdir()
+
+
+def convert_pixel_dataset(raw: Path, dest: Path, dataset: str, sample: bool = True) -> None:
+    """Lay out the train and test CSVs found under `raw` as a competition in `dest` (with a sample submission of
+    `id,label` unless not `sample`)."""
     train_labels, train_images = read_pixel_csv(find_split_csv(raw, "train"))
     test_labels, test_images = read_pixel_csv(find_split_csv(raw, "test"), need_label=False)
     if train_images.shape[1:] != test_images.shape[1:]:
@@ -75,6 +103,8 @@ def convert_pixel_dataset(raw: Path, dest: Path, dataset: str) -> None:
     train_ids = _write_pngs(dest / "train", train_images)
     test_ids = _write_pngs(dest / "test", test_images)
     pd.DataFrame({"id": train_ids, "label": train_names}).to_csv(dest / TRAIN_LABELS, index=False)
-    pd.DataFrame({"id": test_ids, "label": sorted(set(train_names))[0]}).to_csv(dest / SAMPLE_SUBMISSION, index=False)
+    if sample:
+        pd.DataFrame({"id": test_ids, "label": sorted(set(train_names))[0]}).to_csv(dest / SAMPLE_SUBMISSION,
+                                                                                    index=False)
     if test_labels is not None:
         pd.DataFrame({"id": test_ids, "label": named[1]}).to_csv(dest / SOLUTION, index=False)

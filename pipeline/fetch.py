@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 import py7zr
 
 from pipeline.cache import CACHE_DIR, cached_test_images, cached_train_images
-from pipeline.convert import convert_pixel_dataset
+from pipeline.convert import convert_pixel_competition, convert_pixel_dataset, is_pixel_competition
 from pipeline.errors import PipelineError
 from pipeline.kaggle_api import kaggle_api, kaggle_errors
 from pipeline.competition import (DESCRIPTION, SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS, Competition,
@@ -94,6 +94,9 @@ def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sa
             origin = str(zip_path)
             with _downloads_checked(zip_path, downloaded=archive is None):
                 extract_competition(zip_path, staging, limits)
+            if is_pixel_competition(staging):
+                with _named_after(staging, origin):
+                    convert_pixel_competition(staging, competition)
         with _named_after(staging, origin):
             notes = _described(staging, infer=not sample and dataset is None)
             train_data, test_ids = check_train(staging), check_test(staging)

@@ -17,7 +17,8 @@ from pipeline.layout import check_test, check_train
 from pipeline.predict import predict
 from pipeline.train import train
 from pipeline.cli import app
-from tests.fixtures import CLASSES, QUICK, class_images, runner, write_competition as write_cifar_shape
+from tests.fixtures import CLASSES, QUICK, class_images, grey_class_images, runner
+from tests.fixtures import write_competition as write_cifar_shape
 
 
 def save_images(root, folder, names, targets, seed=0, sizes=None):
@@ -208,6 +209,40 @@ def test_what_cannot_be_inferred_is_one_line_naming_the_file(tmp_path, change, m
     with pytest.raises(PipelineError, match=message) as caught:
         infer_competition(tmp_path)
     assert "\n" not in str(caught.value)
+
+
+def digit_recognizer(root, n=400, n_test=40, side=28):
+    """train.csv (label, then side² pixel columns), test.csv (pixels), sample_submission.csv ImageId,Label (the test
+    rows numbered from 1); solution.csv labels them."""
+    rng = np.random.default_rng(0)
+    targets, test_targets = np.arange(n) % 4, rng.integers(0, 4, n_test)
+    pixels = [f"pixel{i}" for i in range(side * side)]
+    root.mkdir(parents=True, exist_ok=True)
+    for name, labels, count in (("train.csv", targets, n), ("test.csv", None, n_test)):
+        images = grey_class_images(targets if labels is not None else test_targets, rng, side).reshape(count, -1)
+        frame = pd.DataFrame(images, columns=pixels)
+        (frame.insert(0, "label", labels) if labels is not None else None)
+        frame.to_csv(root / name, index=False)
+    image_ids = np.arange(1, n_test + 1)
+    pd.DataFrame({"ImageId": image_ids, "Label": 0}).to_csv(root / "sample_submission.csv", index=False)
+    pd.DataFrame({"ImageId": image_ids, "Label": test_targets}).to_csv(root / "solution.csv", index=False)
+
+
+def test_a_pixel_csv_competition_is_laid_out_as_images_and_submitted_by_its_sample(project, tmp_path):
+    source = tmp_path / "digits"
+    digit_recognizer(source)
+    fetch(archive=competition_zip(source, tmp_path / "digits.zip"))
+    root = project / "dataset"
+    described = read_competition(root)
+    assert (described.labels_csv, described.label_kind, described.sample_submission, described.submission_id,
+            described.submission_columns) == ("trainLabels.csv", "integers", "sample_submission.csv", "ImageId",
+                                              ("Label",))
+    assert not (root / "train.csv").exists() and not (root / "sampleSubmission.csv").exists()
+    train(TrainConfig(epochs=3, **QUICK), root, project / "weights", Console(quiet=True))
+    scored = predict(score=source / "solution.csv")
+    written = pd.read_csv(project / "submissions" / "submission.csv", dtype=str)
+    assert list(written.columns) == ["ImageId", "Label"] and written["ImageId"].tolist() == [str(i) for i in range(1, 41)]
+    assert scored.metric == "accuracy" and scored.score > 0.5  # 4 classes: chance is 0.25
 
 
 def test_shapes_not_read_yet_are_one_line(tmp_path):

@@ -7,7 +7,8 @@ DIR is a competition with scored held-out images, e.g. `../shared/cifar10/make_c
 --holdout 1000`. Shapes (the issue's table): cifar-10 as it is; cassava (train_images/<image_id>.jpg, ids that are
 file names, integer labels); dog-breed (labels.csv id,breed, JPEGs upscaled to
 four sizes from 36×36 to 64×40, a probability per class); histopathologic (TIFFs,
-0/1 labels: vehicle or animal); plant-pathology (one images/ folder, one-hot columns). --limit keeps the first N
+0/1 labels: vehicle or animal); plant-pathology (one images/ folder, one-hot columns); plant-seedlings (a folder
+per class, file,species). --limit keeps the first N
 labeled images; --options are train options as JSON (default: the default recipe, 8 epochs). Held-out scores use
 flip TTA in torch fp32; a shape this version cannot predict records predict's one-line refusal.
 Results go to benchmarks/results/shapes_check-<device>-<time>.json.
@@ -84,6 +85,14 @@ def lay_out(shape: str, source: Path, labels: pd.DataFrame, solution: pd.DataFra
         labels.assign(label=names.isin(VEHICLES).astype(int)).to_csv(dest / "train_labels.csv", index=False)
         solution.assign(label=0).to_csv(dest / "sample_submission.csv", index=False)
         solution.assign(label=solution["label"].isin(VEHICLES).astype(int)).to_csv(dest / "solution.csv", index=False)
+    elif shape == "plant-seedlings":
+        for name in classes:
+            chosen = labels[names == name]["id"].tolist()
+            copy_images(source / "train", chosen, dest / "train" / name, [f"{i}.png" for i in chosen])
+        copy_images(source / "test", test_ids, dest / "test", [f"{i}.png" for i in test_ids])
+        held = pd.DataFrame({"file": [f"{i}.png" for i in test_ids]})
+        held.assign(species=classes[0]).to_csv(dest / "sample_submission.csv", index=False)
+        held.assign(species=solution["label"].to_numpy()).to_csv(dest / "solution.csv", index=False)
     elif shape == "plant-pathology":
         copy_images(source / "train", ids, dest / "images", [f"Train_{i}.jpg" for i in ids])
         copy_images(source / "test", test_ids, dest / "images", [f"Test_{i}.jpg" for i in test_ids])
@@ -96,7 +105,7 @@ def lay_out(shape: str, source: Path, labels: pd.DataFrame, solution: pd.DataFra
         held.assign(label=solution["label"].to_numpy()).to_csv(dest / "solution.csv", index=False)
 
 
-SHAPES = ("cifar-10", "cassava", "dog-breed", "histopathologic", "plant-pathology")
+SHAPES = ("cifar-10", "cassava", "dog-breed", "histopathologic", "plant-pathology", "plant-seedlings")
 
 
 def zipped(folder: Path, out: Path) -> Path:

@@ -22,7 +22,7 @@ TRAIN_LABELS = "trainLabels.csv"  # CIFAR-10's names, also those of the offline 
 SAMPLE_SUBMISSION = "sampleSubmission.csv"
 SOLUTION = "solution.csv"  # the held-out labels of a locally made competition: not one of its inputs
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
-LABEL_KINDS = ("names", "integers", "binary", "one-hot")
+LABEL_KINDS = ("names", "integers", "binary", "one-hot", "folders")
 SUBMISSION_KINDS = ("label", "probability", "probabilities")
 METRICS = ("accuracy", "f1_macro", "f1_micro", "log_loss", "roc_auc", "mean_roc_auc")
 LABEL_NAMES = ("label", "labels", "target", "class", "category")  # the usual names of a label column
@@ -36,7 +36,8 @@ class Competition:
     labels_csv: str = TRAIN_LABELS
     id_column: str = "id"
     label_columns: tuple[str, ...] = ("label",)  # one column, or (one-hot) a 0/1 column per class
-    label_kind: str = "names"  # names, integers, binary (0/1) or one-hot
+    label_kind: str = "names"  # names, integers, binary (0/1), one-hot, or folders (train_images/<class>/<file>,
+    # no labels_csv: the ids are `<class>/<file>`)
     train_images: str = "train"  # folders under dataset/
     test_images: str = "test"
     image_suffix: str = ".png"  # appended to an id to name its image file ("" where the ids are file names)
@@ -97,11 +98,14 @@ def _check_field(path: Path, name: str, value: object) -> None:
         raise PipelineError(f"{path}: image_suffix {value!r} is not one of {', '.join(IMAGE_SUFFIXES)} (any case), "
                             "nor '' (the ids are file names)")
     parts = PurePosixPath(value).parts
-    if name in PATH_FIELDS and (not parts or PurePosixPath(value).is_absolute() or ".." in parts):
+    if name in PATH_FIELDS and (value or name != "labels_csv") and (not parts or PurePosixPath(value).is_absolute() or ".." in parts):
         raise PipelineError(f"{path}: {name} {value!r} must name a file or folder inside dataset/ (a relative path)")
 
 
 def _check_counts(path: Path, c: Competition) -> None:
+    if (c.label_kind == "folders") != (c.labels_csv == ""):
+        raise PipelineError(f"{path}: labels_csv {c.labels_csv!r} with label_kind {c.label_kind!r}; the labels are "
+                            "a CSV's, or (label_kind 'folders', labels_csv \"\") the names of the class folders")
     one_hot = c.label_kind == "one-hot"
     if one_hot != (len(c.label_columns) > 1):
         raise PipelineError(f"{path}: label_kind {c.label_kind!r} with {len(c.label_columns)} label column(s); "
@@ -125,29 +129,50 @@ def infer_competition(root: Path) -> tuple[Competition, list[str]]:
     """The description of the competition laid out in `root`, and a note for each choice its files leave open."""
     csvs = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() == ".csv" and p.name != SOLUTION)
     sample_csv = _pick_sample(root, csvs)
-    labels_csv = _pick_labels(root, [c for c in csvs if c != sample_csv])
-    labels, sample = _read(root / labels_csv), _read(root / sample_csv)
-    if sum(c.lower().startswith("pixel") for c in labels.columns) > len(labels.columns) // 2:
-        raise PipelineError(f"{root / labels_csv}: pixel columns, not image files; competitions of pixel CSVs "
-                            "(digit-recognizer) are not laid out yet, Kaggle datasets of them are: `pipeline fetch "
-                            "--dataset OWNER/NAME`")
-    id_column, submission_id = labels.columns[0], sample.columns[0]
-    folders = _image_folders(root)
-    train_images, suffix = _image_folder(root, _not_named(folders, "test"), labels[id_column], labels_csv, id_column)
+    sample, folders, notes = _read(root / sample_csv), _image_folders(root), []
+    others = [c for c in csvs if c != sample_csv]
+    by_folder = None if any(not c.lower().startswith("test") for c in others) else _class_folders(root, folders)
+    labeled, ids, classes = by_folder or _labels_by_csv(root, _pick_labels(root, others), folders, notes)
+    submission_id, suffix = sample.columns[0], labeled["image_suffix"]
     test_images, test_suffix = _image_folder(root, _not_named(folders, "train"), sample[submission_id], sample_csv,
                                              submission_id)
     if test_suffix != suffix:
-        raise PipelineError(f"{root}: the ids of {labels_csv} name files '<id>{suffix}' in {train_images}/, those of "
-                            f"{sample_csv} '<id>{test_suffix}' in {test_images}/; one naming is supported")
-    notes = []
+        raise PipelineError(f"{root}: the training ids name files '<id>{suffix}' in {labeled['train_images']}/, those "
+                            f"of {sample_csv} '<id>{test_suffix}' in {test_images}/; one naming is supported")
+    submission_columns = tuple(sample.columns[1:])
+    submission_kind, metric = _submission(sample_csv, submission_columns, labeled["label_kind"], classes, notes)
+    image_size = _square_for_varied_sizes(root / labeled["train_images"], ids, suffix, notes)
+    return Competition(**labeled, test_images=test_images, image_size=image_size, sample_submission=sample_csv,
+                       submission_id=submission_id, submission_columns=submission_columns,
+                       submission_kind=submission_kind, metric=metric), notes
+
+
+def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], notes: list[str]) -> tuple[dict, pd.Series, list]:
+    """The description's fields of a training-label CSV, its ids and its classes."""
+    labels = _read(root / labels_csv)
+    if sum(c.lower().startswith("pixel") for c in labels.columns) > len(labels.columns) // 2:
+        raise PipelineError(f"{root / labels_csv}: pixel columns, not image files; `pipeline fetch` writes a "
+                            "competition's pixel CSVs (train*.csv, test*.csv) as images, a Kaggle dataset's with "
+                            "--dataset OWNER/NAME")
+    id_column = labels.columns[0]
+    train_images, suffix = _image_folder(root, _not_named(folders, "test"), labels[id_column], labels_csv, id_column)
     label_columns, label_kind = _label_columns(labels, labels_csv, notes)
     classes = list(label_columns) if label_kind == "one-hot" else sorted(set(labels[label_columns[0]].str.strip()) - {""})
-    submission_columns = tuple(sample.columns[1:])
-    submission_kind, metric = _submission(sample_csv, submission_columns, label_kind, classes, notes)
-    image_size = _square_for_varied_sizes(root / train_images, labels[id_column], suffix, notes)
-    described = Competition(labels_csv, id_column, label_columns, label_kind, train_images, test_images, suffix,
-                            image_size, sample_csv, submission_id, submission_columns, submission_kind, metric)
-    return described, notes
+    return dict(labels_csv=labels_csv, id_column=id_column, label_columns=label_columns, label_kind=label_kind,
+                train_images=train_images, image_suffix=suffix), labels[id_column], classes
+
+
+def _class_folders(root: Path, folders: list[str]) -> tuple[dict, pd.Series, list] | None:
+    """A folder of class folders of images (plant-seedlings: train/<class>/<file>): the description's fields, the
+    ids (`<class>/<file>`) and the classes; None where there is none."""
+    for folder in _not_named(folders, "test"):
+        ids = [f"{d.name}/{f.name}" for d in sorted((root / folder).iterdir()) if d.is_dir() and d.name[0] != "."
+               for f in sorted(d.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
+        classes = sorted({image_id.split("/")[0] for image_id in ids})
+        if len(classes) >= 2:
+            return dict(labels_csv="", id_column="", label_kind="folders", train_images=folder,
+                        image_suffix=""), pd.Series(ids), classes
+    return None
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -178,7 +203,7 @@ def _pick_labels(root: Path, csvs: list[str]) -> str:
         return (preferred or candidates)[0]
     if not candidates:
         raise PipelineError(f"{root}: no CSV of training labels (e.g. train.csv, labels.csv) beside the sample "
-                            "submission; class-per-folder and pixel-CSV layouts are not read as competitions yet")
+                            "submission, nor a training folder of class folders of images")
     raise PipelineError(f"{root}: cannot tell which of {', '.join(candidates)} holds the training labels; write "
                         f"dataset/{DESCRIPTION} with labels_csv naming it")
 

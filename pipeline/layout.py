@@ -63,6 +63,8 @@ def image_ids(folder: Path, suffix: str = ".png") -> set[str]:
 def read_labels(root: Path, c: Competition) -> tuple[pd.DataFrame, list[str]]:
     """The training CSV as `id,label` (one-hot rows as their class's name; rows marking no class or several get an
     empty label) and a problem line for each such row."""
+    if c.label_kind == "folders":
+        return class_folder_labels(root / c.train_images), []
     columns = (c.id_column, *c.label_columns)
     frame = read_id_csv(root / c.labels_csv, columns, unique=False)
     if c.label_kind != "one-hot":
@@ -76,6 +78,17 @@ def read_labels(root: Path, c: Competition) -> tuple[pd.DataFrame, list[str]]:
     return labels, problems
 
 
+def class_folder_labels(folder: Path) -> pd.DataFrame:
+    """`id,label` of the images in `folder`'s class folders: ids `<class>/<file>`, labels the folders' names."""
+    if not folder.is_dir():
+        raise PipelineError(f"{folder}: folder of class folders not found; run `pipeline fetch` first")
+    rows = [(f"{d.name}/{f.name}", d.name) for d in sorted(folder.iterdir()) if d.is_dir() and d.name[0] != "."
+            for f in sorted(d.iterdir()) if f.name.lower().endswith(IMAGE_SUFFIXES) and f.is_file()]
+    if not rows:
+        raise PipelineError(f"{folder}: no class folder holds an image; fetch the competition again")
+    return pd.DataFrame(rows, columns=["id", "label"])
+
+
 def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     """The training CSV without its unusable rows (labels normalised: `normalised_labels`), every problem found,
     one line each: duplicate ids and empty labels (those rows dropped), ids without an image (dropped), images
@@ -84,7 +97,8 @@ def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     c = read_competition(root)
     labels, problems = read_labels(root, c)
     labels["label"], notes = normalised_labels(labels["label"])
-    images = image_ids(root / c.train_images, c.image_suffix)
+    # class folders: the labels are the images found
+    images = set(labels["id"]) if c.label_kind == "folders" else image_ids(root / c.train_images, c.image_suffix)
     counts = labels["id"].value_counts()
     for image_id in sorted(counts[counts > 1].index, key=id_sort_key):
         problems.append(f"{c.labels_csv}: id {image_id} appears {counts[image_id]} times")
@@ -183,7 +197,7 @@ def load_train_set(root: Path) -> LabeledImages:
 def dataset_classes(root: Path) -> list[str] | None:
     """The sorted class names of the training labels (read as training reads them), None without that file."""
     c = read_competition(root)
-    if not (root / c.labels_csv).is_file():
+    if not (root / (c.train_images if c.label_kind == "folders" else c.labels_csv)).exists():
         return None
     labels = normalised_labels(read_labels(root, c)[0]["label"])[0]
     return sorted(set(labels[labels != ""]))

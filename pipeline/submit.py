@@ -32,9 +32,9 @@ def submit(message: str, file: Path | None = None, competition: str | None = Non
         raise PipelineError("-m/--message must describe the submission")
     if not file.is_file():
         raise PipelineError(f"{file}: not found; run `pipeline predict` first")
-    described = read_competition(dataset_root)
-    if (dataset_root / described.sample_submission).is_file() and (dataset_root / described.labels_csv).is_file():
-        validate_submission(file, dataset_root, dataset_classes(dataset_root))
+    classes = dataset_classes(dataset_root)
+    if classes is not None and (dataset_root / read_competition(dataset_root).sample_submission).is_file():
+        validate_submission(file, dataset_root, classes)
     api = kaggle_api()
     with kaggle_errors(competition, "pipeline submit"):
         response = api.competition_submit(str(file), message, competition, quiet=False)

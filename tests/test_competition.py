@@ -245,19 +245,54 @@ def test_a_pixel_csv_competition_is_laid_out_as_images_and_submitted_by_its_samp
     assert scored.metric == "accuracy" and scored.score > 0.5  # 4 classes: chance is 0.25
 
 
+SEEDLINGS = ("Black-grass", "Charlock", "Cleavers", "Common Chickweed")
+
+
+def plant_seedlings(root, n=200, n_test=40, sizes=None):
+    """train/<species>/<file>.png, test/<file>.png, sample_submission.csv file,species; solution.csv."""
+    targets, test_targets = np.arange(n) % 4, np.arange(n_test) % 4
+    for k, species in enumerate(SEEDLINGS):
+        chosen = np.flatnonzero(targets == k)
+        save_images(root, f"train/{species}", [f"{i:03x}e.png" for i in chosen], targets[chosen], seed=k, sizes=sizes)
+    files = [f"{i:03x}t.png" for i in range(n_test)]
+    save_images(root, "test", files, test_targets, seed=9, sizes=sizes)
+    pd.DataFrame({"file": files, "species": SEEDLINGS[0]}).to_csv(root / "sample_submission.csv", index=False)
+    pd.DataFrame({"file": files, "species": np.array(SEEDLINGS)[test_targets]}).to_csv(root / "solution.csv",
+                                                                                        index=False)
+
+
+def test_a_folder_per_class_from_fetch_to_submission(project, tmp_path):
+    source = tmp_path / "seedlings"
+    plant_seedlings(source, sizes=[(40, 40), (36, 44)])
+    described, _ = infer_competition(source)
+    assert (described.labels_csv, described.label_kind, described.train_images, described.image_suffix) == (
+        "", "folders", "train", "")
+    assert (described.submission_id, described.submission_columns, described.submission_kind) == (
+        "file", ("species",), "label")
+    fetch(archive=competition_zip(source, tmp_path / "seedlings.zip"))
+    root = project / "dataset"
+    data = check_train(root)
+    assert data.classes == list(SEEDLINGS) and len(data.ids) == 200 and data.ids[0].startswith("Black-grass/")
+    train(TrainConfig(epochs=3, **QUICK), root, project / "weights", Console(quiet=True))
+    scored = predict(score=source / "solution.csv")
+    written = pd.read_csv(project / "submissions" / "submission.csv", dtype=str)
+    assert list(written.columns) == ["file", "species"] and set(written["species"]) <= set(SEEDLINGS)
+    assert scored.metric == "accuracy" and scored.score > 0.5  # 4 classes: chance is 0.25
+
+
 def test_shapes_not_read_yet_are_one_line(tmp_path):
     seedlings, digits = tmp_path / "seedlings", tmp_path / "digits"
-    save_images(seedlings, "train/Charlock", ["a.png"], [0])
+    save_images(seedlings, "train/Charlock", ["a.png"], [0])  # one class folder is not a classification
     save_images(seedlings, "test", ["x.png"], [0])
     (seedlings / "sample_submission.csv").write_text("file,species\nx.png,Charlock\n")
-    with pytest.raises(PipelineError, match="no CSV of training labels.*class-per-folder"):
+    with pytest.raises(PipelineError, match="no CSV of training labels.*nor a training folder of class folders"):
         infer_competition(seedlings)
     digits.mkdir()
     pd.DataFrame([[1] + [0] * 4], columns=["label"] + [f"pixel{i}" for i in range(4)]).to_csv(digits / "train.csv",
                                                                                                index=False)
     pd.DataFrame([[0] * 4], columns=[f"pixel{i}" for i in range(4)]).to_csv(digits / "test.csv", index=False)
     (digits / "sample_submission.csv").write_text("ImageId,Label\n1,0\n")
-    with pytest.raises(PipelineError, match="train.csv: pixel columns, not image files"):
+    with pytest.raises(PipelineError, match="train.csv: pixel columns, not image files; `pipeline fetch` writes"):
         infer_competition(digits)
 
 
@@ -281,6 +316,8 @@ def test_description_round_trips(tmp_path):
     ({"image_suffix": ".gif"}, "image_suffix '.gif' is not one of"),
     ({"id_column": 3}, "id_column must be a string"),
     ({"train_images": "."}, "must name a file or folder inside dataset/"),
+    ({"labels_csv": ""}, "labels_csv '' with label_kind 'names'"),
+    ({"label_kind": "folders"}, "labels_csv 'trainLabels.csv' with label_kind 'folders'"),
     ({"metric": "f1_macro"}, "metric 'f1_macro' is not used yet for a class per row"),
     ({"image_size": 4}, "image_size must be a whole number of pixels from 8 to 1024"),
     ({"image_size": True}, "image_size must be a whole number"),

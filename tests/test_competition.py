@@ -406,3 +406,18 @@ def test_an_edited_description_is_kept_and_its_mistake_reported(project):
     assert json.loads((root / DESCRIPTION).read_text())["label_columns"] == ["labels"]
     fetch(sample=True, force=True)
     assert read_competition(root) == Competition()
+
+
+def test_common_formats_and_modes_decode_to_one_colour_array(tmp_path):
+    from pipeline.cache import decode_images
+    image = class_images(np.array([0]), np.random.default_rng(0))[0]
+    picture = Image.fromarray(image)
+    saved = {"a.webp": picture, "b.bmp": picture, "c.png": picture.convert("RGBA"), "d.png": picture.convert("P"),
+             "e.tif": picture, "f.jpg": picture}
+    for name, version in saved.items():
+        version.save(tmp_path / name, **({"lossless": True} if name.endswith(".webp") else {}))
+    decoded = decode_images(tmp_path, list(saved), tmp_path / "cache.npy", suffix="")
+    assert decoded.bad == {} and decoded.images.shape == (6, 32, 32, 3)
+    for row in (0, 1, 2, 4):  # lossless: the pixels themselves
+        assert np.array_equal(decoded.images[row], image)
+    assert np.abs(decoded.images[5].mean((0, 1)) - image.mean((0, 1))).max() < 5  # JPEG: the colour kept

@@ -104,7 +104,7 @@ def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sa
             cached_train_images(staging, train_data, cache_dir=root / CACHE_DIR).whole(train_data.image_dir,
                                                                                       train_data.image_suffix)
             cached_test_images(staging, test_ids, cache_dir=root / CACHE_DIR)
-        _move_into_place(staging, root)
+        laid_out = _move_into_place(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     write_text_atomic(root / MARKER, json.dumps({
@@ -113,6 +113,7 @@ def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sa
         "train_images": len(train_data.ids),
         "test_images": len(test_ids),
         "description": _digest(root / DESCRIPTION),
+        "layout": laid_out,
         "fetched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=2) + "\n")
     return FetchResult(root, source, len(train_data.ids), len(test_ids), already_complete=False, notes=notes)
@@ -199,27 +200,38 @@ def _remove_stale_staging(root: Path) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _move_into_place(staging: Path, root: Path) -> None:
-    """Replace the previous layout by the staged one; the marker goes first and comes back last."""
+def _move_into_place(staging: Path, root: Path) -> list[str]:
+    """Replace the previous layout by the staged one; the marker goes first and comes back last. Returns the names
+    laid out (the marker records them, so the next fetch replaces them all)."""
+    previous = _previous_names(root)
     (root / MARKER).unlink(missing_ok=True)
     trash = staging / ".replaced"
     trash.mkdir()
     staged = [entry.name for entry in staging.iterdir() if entry != trash]
-    for name in set(LAYOUT) | set(staged) | _described_names(root):
+    for name in set(LAYOUT) | set(staged) | previous:
         if (root / name).exists():
             os.replace(root / name, trash / name)
     for name in staged:
         os.replace(staging / name, root / name)
+    return sorted(staged)
 
 
-def _described_names(root: Path) -> set[str]:
-    """The top-level files and folders the previous layout's description names (none if it is unreadable)."""
+def _previous_names(root: Path) -> set[str]:
+    """The top-level files and folders of the previous layout: those its marker records and those its description
+    names (never a hidden one: the caches and downloads stay)."""
+    names: set[str] = set()
+    try:
+        recorded = json.loads((root / MARKER).read_text()).get("layout", [])
+        names |= {n for n in recorded if isinstance(n, str)} if isinstance(recorded, list) else set()
+    except (OSError, ValueError, AttributeError):
+        pass
     try:
         old = read_competition(root)
+        names |= {PurePosixPath(p).parts[0] for p in (old.labels_csv, old.sample_submission, old.train_images,
+                                                        old.test_images) if p}
     except PipelineError:
-        return set()
-    paths = (old.labels_csv, old.sample_submission, old.train_images, old.test_images)
-    return {PurePosixPath(p).parts[0] for p in paths}
+        pass
+    return {n for n in names if n and "/" not in n and not n.startswith(".")}
 
 
 # --- download -------------------------------------------------------------------------------------

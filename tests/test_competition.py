@@ -421,3 +421,18 @@ def test_common_formats_and_modes_decode_to_one_colour_array(tmp_path):
     for row in (0, 1, 2, 4):  # lossless: the pixels themselves
         assert np.array_equal(decoded.images[row], image)
     assert np.abs(decoded.images[5].mean((0, 1)) - image.mean((0, 1))).max() < 5  # JPEG: the colour kept
+
+
+def test_fetching_over_another_shape_replaces_all_of_its_files(project, tmp_path):
+    seedlings, cassava_source = tmp_path / "seedlings", tmp_path / "cassava"
+    plant_seedlings(seedlings, n=40, n_test=8)
+    cassava(cassava_source, n=40, n_test=8)
+    fetch(archive=competition_zip(seedlings, tmp_path / "seedlings.zip"))  # no labels_csv in its description
+    fetch(archive=competition_zip(cassava_source, tmp_path / "cassava.zip"), force=True)
+    root = project / "dataset"
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [
+        "competition.json", "label_num_to_disease_map.json", "sample_submission.csv", "test_images", "train.csv",
+        "train_images"]
+    fetch(sample=True, force=True)
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [
+        "competition.json", "sampleSubmission.csv", "solution.csv", "test", "train", "trainLabels.csv"]

@@ -71,7 +71,7 @@ def fetch(competition: str = DEFAULT_COMPETITION, archive: Path | None = None, s
 def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sample: bool, force: bool,
              dataset: str | None, limits: ExtractLimits) -> FetchResult:
     if not force:
-        done = _complete_fetch(root, source)
+        done = _complete_fetch(root, source, archive)
         if done:
             return done
     _remove_stale_staging(root)
@@ -178,13 +178,18 @@ def fetched_source(root: Path) -> str | None:
     return source if isinstance(source, str) else None
 
 
-def _complete_fetch(root: Path, source: str) -> FetchResult | None:
-    """The existing layout, if a finished fetch of `source` left it intact; refuses to replace another."""
+def _complete_fetch(root: Path, source: str, archive: Path | None) -> FetchResult | None:
+    """The existing layout, if a finished fetch of `source` (from `archive`, when given) left it intact; refuses to
+    replace another."""
     previous = fetched_source(root)
     if previous is None:
         return None
     if previous != source:
         raise PipelineError(f"{root} holds {previous!r}; pass --force to replace it with {source!r}")
+    recorded = _recorded_archive(root)
+    if archive is not None and (recorded is None or Path(recorded).resolve() != archive.resolve()):
+        raise PipelineError(f"{root} holds {previous!r} from {recorded or 'the Kaggle API'}; pass --force to replace "
+                            f"it with {archive}")
     try:
         counts = _check_layout(root)
     except PipelineError as e:
@@ -193,6 +198,15 @@ def _complete_fetch(root: Path, source: str) -> FetchResult | None:
                                 "describe the competition anew)") from None
         return None  # damaged since: fetch again
     return FetchResult(root, source, *counts, already_complete=True)
+
+
+def _recorded_archive(root: Path) -> str | None:
+    """The archive the last finished fetch laid out (None: a download through the API, or no readable record)."""
+    try:
+        recorded = json.loads((root / MARKER).read_text()).get("archive")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return recorded if isinstance(recorded, str) else None
 
 
 def _remove_stale_staging(root: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from pipeline.competition import IMAGE_SUFFIXES, Competition, read_competition
+from pipeline.competition import DESCRIPTION, IMAGE_SUFFIXES, Competition, read_competition
 from pipeline.errors import PipelineError
 
 SHOWN = 5  # how many offending names an error message lists
@@ -154,9 +154,16 @@ def problems_message(where: Path, problems: list[str], what: str, advice: str) -
 
 
 def check_test(root: Path) -> list[str]:
-    """Every id of the sample submission has its image; returns the ids in the file's order."""
+    """The sample submission has the described columns and every id of it has its image; returns the ids in the
+    file's order."""
     c = read_competition(root)
     sample = read_id_csv(root / c.sample_submission, (c.submission_id,))
+    described = [c.submission_id, *c.submission_columns]
+    if list(sample.columns) != described:
+        differ = [f"{d!r} where it has {h!r}" for d, h in zip(described, sample.columns) if d != h]
+        raise PipelineError(f"{root / DESCRIPTION}: describes the submission's columns otherwise than "
+                            f"{c.sample_submission} ({'; '.join(differ[:3]) or f'{len(described)} columns, not {len(sample.columns)}'}); "
+                            "fix the description (or fetch again with --force)")
     missing = set(sample[c.submission_id]) - image_ids(root / c.test_images, c.image_suffix)
     if missing:
         raise PipelineError(f"{root / c.test_images}: {len(missing)} id(s) of {c.sample_submission} have no image: "

@@ -26,10 +26,10 @@ from pipeline.engine import build_engine, candidates, choose_engine
 from pipeline.errors import PipelineError
 from pipeline.infer import TTA_VIEWS, load_model
 from pipeline.competition import read_competition
-from pipeline.layout import check_test, dataset_classes, id_sort_key, read_id_csv
+from pipeline.layout import check_test, dataset_classes, id_sort_key
 from pipeline.run import CrossValidation, Run, RunConfig, checkpoint_label, latest_best_checkpoint, resolve_run
 from pipeline.runtime import Runtime, resolve_runtime
-from pipeline.submission import class_histogram, score_submission, submission_values, write_submission
+from pipeline.submission import check_solution, class_histogram, score_submission, submission_values, write_submission
 from pipeline.workspace import atomic_path, dataset_dir, submissions_dir, weights_dir, write_text_atomic
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def finish_submission(probabilities: np.ndarray, ids: list[str], submission_ids:
     (`submission_ids`), and its record."""
     described = read_competition(dataset_root)
     if score is not None:  # a solution that cannot score this submission fails before anything is replaced
-        unknown = set(read_id_csv(score, (described.submission_id,))[described.submission_id]) - set(submission_ids)
+        unknown = set(check_solution(score, dataset_root)) - set(submission_ids)
         if unknown:
             raise PipelineError(f"{score}: {len(unknown)} id(s) are not test ids of {described.sample_submission}, e.g. "
                                 f"{', '.join(sorted(unknown)[:5])}; score with the solution of this test set")

@@ -110,6 +110,18 @@ def score_submission(path: Path, solution_csv: Path, root: Path) -> tuple[str, f
     return c.metric, metric_score(c.metric, targets, probabilities), len(solution)
 
 
+def check_solution(solution_csv: Path, root: Path) -> list[str]:
+    """A solution file `score_submission` can read (its columns and classes); returns its ids."""
+    c = read_competition(root)
+    solution = read_id_csv(solution_csv, (c.submission_id,)).set_index(c.submission_id)
+    if c.submission_kind == "label":
+        read_id_csv(solution_csv, (c.submission_id, c.submission_columns[0]))
+    else:
+        classes = ["0", "1"] if c.submission_kind == "probability" else list(c.submission_columns)
+        _solution_targets(solution, c, classes, solution_csv)
+    return solution.index.tolist()
+
+
 def _solution_targets(solution: pd.DataFrame, c: Competition, classes: list[str], path: Path) -> np.ndarray:
     """The class index of each solution row: from the submission's columns (0/1, one-hot), else from its one other
     column of class names."""
@@ -119,7 +131,11 @@ def _solution_targets(solution: pd.DataFrame, c: Competition, classes: list[str]
             raise PipelineError(f"{path}: its {', '.join(c.submission_columns[:5])} column(s) must hold 0 or 1")
         return marks[:, 0].astype(np.int64) if c.submission_kind == "probability" else marks.argmax(1)
     names = list(solution.columns)
-    if len(names) != 1 or not set(solution[names[0]]) <= set(classes):
+    if len(names) != 1:
         raise PipelineError(f"{path}: expected the submission's columns ({', '.join(c.submission_columns[:5])}) or one "
-                            f"column of class names ({', '.join(classes[:5])}), found {', '.join(names[:5])}")
+                            f"column of class names, found {', '.join(names[:5])}")
+    unknown = sorted(set(solution[names[0]]) - set(classes))
+    if unknown:
+        raise PipelineError(f"{path}: its {names[0]} column names {', '.join(map(repr, unknown[:5]))}, not among the "
+                            f"submission's classes ({', '.join(classes[:10])}{', …' if len(classes) > 10 else ''})")
     return solution[names[0]].map({name: k for k, name in enumerate(classes)}).to_numpy(dtype=np.int64)

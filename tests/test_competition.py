@@ -436,3 +436,38 @@ def test_fetching_over_another_shape_replaces_all_of_its_files(project, tmp_path
     fetch(sample=True, force=True)
     assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == [
         "competition.json", "sampleSubmission.csv", "solution.csv", "test", "train", "trainLabels.csv"]
+
+
+def test_another_archive_over_a_fetched_one_needs_force(project, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    cassava(first, n=40, n_test=8)
+    plant_seedlings(second, n=40, n_test=8)
+    fetch(archive=competition_zip(first, tmp_path / "first.zip"))
+    assert fetch(archive=tmp_path / "first.zip").already_complete
+    with pytest.raises(PipelineError, match="holds 'cifar-10' from .*first.zip; pass --force to replace it with"):
+        fetch(archive=competition_zip(second, tmp_path / "second.zip"))
+    assert fetch(archive=tmp_path / "second.zip", force=True).train_images == 40
+
+
+def test_a_description_unlike_the_sample_is_reported_before_predicting(trained):
+    root = trained / "dataset"
+    write_competition(root, Competition(submission_columns=("labels",)))
+    with pytest.raises(PipelineError, match="competition.json: describes the submission's columns otherwise than "
+                                            "sampleSubmission.csv \\('labels' where it has 'label'\\)"):
+        predict()
+    assert not (trained / "submissions" / "exp.probs.npy").exists()
+
+
+def test_a_solution_naming_an_unknown_class_says_so(trained):
+    solution = pd.read_csv(trained / "dataset" / "solution.csv", dtype=str)
+    solution.loc[0, "label"] = "lorry"
+    solution.rename(columns={"label": "species"}).to_csv(trained / "bad.csv", index=False)
+    root = trained / "dataset"
+    classes = sorted(CLASSES)
+    pd.read_csv(root / "sampleSubmission.csv", dtype=str)[["id"]].assign(**{c: 0.25 for c in classes}).to_csv(
+        root / "sampleSubmission.csv", index=False)
+    write_competition(root, Competition(submission_columns=tuple(classes), submission_kind="probabilities",
+                                        metric="log_loss"))
+    with pytest.raises(PipelineError, match="bad.csv: its species column names 'lorry', not among"):
+        predict(score=trained / "bad.csv")
+    assert not (trained / "submissions" / "submission.csv").exists()  # checked before anything is written

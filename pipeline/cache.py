@@ -31,6 +31,7 @@ from rich.console import Console
 
 from pipeline.competition import read_competition
 from pipeline.errors import PipelineError
+from pipeline.images import HEADER_SAMPLE, READ_ERRORS, header_sample
 from pipeline.layout import LabeledImages, id_sort_key, problems_message
 from pipeline.progress import progress_bar
 from pipeline.workspace import atomic_path, user_cache_dir, write_text_atomic
@@ -69,8 +70,6 @@ def fingerprint(folder: Path, ids: list[str], suffix: str = ".png", fit: int | N
 
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "F")
 WIDE_GREY_MODES = ("I", "I;16", "I;16L", "I;16B")  # 16 bits per pixel (PIL opens 16-bit PNGs as I or I;16)
-SHAPE_SAMPLE = 101  # images, spread over the set, whose headers decide its size and mode
-READ_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
@@ -120,19 +119,11 @@ def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: 
 
 def _set_shape(folder: Path, ids: list[str], suffix: str, fit: int | None) -> tuple[int, int, int]:
     """Height, width (`fit` × `fit` with a `fit`) and channels (1 for greyscale, else 3) of most of the set: the
-    commonest among the headers of up to SHAPE_SAMPLE images spread over it (one odd image does not decide it)."""
-    picked = [ids[i] for i in sorted(set(np.linspace(0, len(ids) - 1, min(SHAPE_SAMPLE, len(ids))).astype(int)))]
-    shapes: Counter = Counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        for image_id in picked:
-            try:
-                with Image.open(folder / f"{image_id}{suffix}") as image:
-                    shapes[(image.height, image.width, 1 if image.mode in GREY_MODES else 3)] += 1
-            except READ_ERRORS:
-                continue
+    commonest among the headers of up to HEADER_SAMPLE images spread over it (one odd image does not decide it)."""
+    shapes = Counter((height, width, 1 if mode in GREY_MODES else 3)
+                     for width, height, mode in header_sample(folder, ids, suffix))
     if not shapes:
-        raise PipelineError(f"{folder}: none of {len(picked)} images spread over the set is readable")
+        raise PipelineError(f"{folder}: none of {min(HEADER_SAMPLE, len(ids))} images spread over the set is readable")
     if fit:
         channels = Counter({c: n for (_, _, c), n in shapes.items()}).most_common(1)[0][0]
         return fit, fit, channels

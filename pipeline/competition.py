@@ -12,22 +12,20 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from pipeline.errors import PipelineError
+from pipeline.images import IMAGE_SUFFIXES, class_folder_images, header_sample
 from pipeline.workspace import write_text_atomic
 
 DESCRIPTION = "competition.json"
 TRAIN_LABELS = "trainLabels.csv"  # CIFAR-10's names, also those of the offline sample and converted datasets
 SAMPLE_SUBMISSION = "sampleSubmission.csv"
 SOLUTION = "solution.csv"  # the held-out labels of a locally made competition: not one of its inputs
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 LABEL_KINDS = ("names", "integers", "binary", "one-hot", "folders")
 SUBMISSION_KINDS = ("label", "probability", "probabilities")
 METRICS = ("accuracy", "f1_macro", "f1_micro", "log_loss", "roc_auc", "mean_roc_auc")
 LABEL_NAMES = ("label", "labels", "target", "class", "category")  # the usual names of a label column
 EDIT = f"edit dataset/{DESCRIPTION} to change it"
-SIZE_SAMPLE = 101  # images, spread over the set, whose header sizes tell whether the set has one size
 LARGEST_SQUARE = 256  # the side inferred for images of varied sizes, at most
 
 
@@ -150,7 +148,7 @@ def infer_competition(root: Path) -> tuple[Competition, list[str]]:
 def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], notes: list[str]) -> tuple[dict, pd.Series, list]:
     """The description's fields of a training-label CSV, its ids and its classes."""
     labels = _read(root / labels_csv)
-    if sum(c.lower().startswith("pixel") for c in labels.columns) > len(labels.columns) // 2:
+    if pixel_columns(list(labels.columns)):
         raise PipelineError(f"{root / labels_csv}: pixel columns, not image files; `pipeline fetch` writes a "
                             "competition's pixel CSVs (train*.csv, test*.csv) as images, a Kaggle dataset's with "
                             "--dataset OWNER/NAME")
@@ -166,20 +164,29 @@ def _class_folders(root: Path, folders: list[str]) -> tuple[dict, pd.Series, lis
     """A folder of class folders of images (plant-seedlings: train/<class>/<file>): the description's fields, the
     ids (`<class>/<file>`) and the classes; None where there is none."""
     for folder in _not_named(folders, "test"):
-        ids = [f"{d.name}/{f.name}" for d in sorted((root / folder).iterdir()) if d.is_dir() and d.name[0] != "."
-               for f in sorted(d.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
-        classes = sorted({image_id.split("/")[0] for image_id in ids})
+        found = class_folder_images(root / folder)
+        classes = sorted({name for _, name in found})
         if len(classes) >= 2:
             return dict(labels_csv="", id_column="", label_kind="folders", train_images=folder,
-                        image_suffix=""), pd.Series(ids), classes
+                        image_suffix=""), pd.Series([image_id for image_id, _ in found]), classes
     return None
 
 
-def _read(path: Path) -> pd.DataFrame:
+def read_csv_text(path: Path) -> pd.DataFrame:
+    """A CSV's cells as strings, as written (an empty cell is ""); an unreadable file is one line naming it."""
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise PipelineError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
+
+
+def pixel_columns(columns: list) -> bool:
+    """The columns are mostly `pixel…`: images as rows of a pixel CSV (digit-recognizer)."""
+    return sum(str(c).lower().startswith("pixel") for c in columns) > len(columns) // 2
+
+
+def _read(path: Path) -> pd.DataFrame:
+    frame = read_csv_text(path)
     if len(frame.columns) < 2 or frame.empty:
         raise PipelineError(f"{path}: needs an id column, at least one more column and a row; found "
                             f"{len(frame.columns)} column(s), {len(frame)} row(s)")
@@ -250,16 +257,9 @@ def _image_folder(root: Path, folders: list[str], ids: pd.Series, csv: str, colu
 
 
 def _square_for_varied_sizes(folder: Path, ids: pd.Series, suffix: str, notes: list[str]) -> int | None:
-    """None when the headers of up to SIZE_SAMPLE images spread over the set show one size; else the side of the
+    """None when the headers of up to HEADER_SAMPLE images spread over the set show one size; else the side of the
     square to decode every image to: their median shorter side, at most LARGEST_SQUARE."""
-    picked = ids.iloc[np.linspace(0, len(ids) - 1, min(SIZE_SAMPLE, len(ids))).astype(int)].str.strip().unique()
-    sizes = []
-    for image_id in picked:
-        try:
-            with Image.open(folder / f"{image_id}{suffix}") as image:
-                sizes.append(image.size)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-            continue  # a missing or broken image is reported when the set is checked
+    sizes = [(width, height) for width, height, _ in header_sample(folder, ids.str.strip().tolist(), suffix)]
     if len(set(sizes)) < 2:
         return None
     side = min(LARGEST_SQUARE, int(np.median([min(size) for size in sizes])))

@@ -11,7 +11,7 @@ import pandas as pd
 from PIL import Image
 
 from pipeline.errors import PipelineError
-from pipeline.competition import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS
+from pipeline.competition import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS, pixel_columns
 
 # Class names of the datasets whose CSVs carry numbers; other datasets keep their labels as written.
 CLASS_NAMES = {
@@ -65,7 +65,7 @@ def is_pixel_competition(folder: Path) -> bool:
                 columns = pd.read_csv(path, nrows=0).columns
             except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
                 return False  # describing the competition reports the unreadable file
-            return sum(str(c).lower().startswith("pixel") for c in columns) > len(columns) // 2
+            return pixel_columns(list(columns))
     return False
 
 

@@ -136,10 +136,10 @@ def _digest(path: Path) -> str:
 
 def _edited_description(root: Path) -> bool:
     """The description differs from the one the last fetch wrote (the user edited it)."""
+    recorded = _marker(root).get("description")
     try:
-        recorded = json.loads((root / MARKER).read_text()).get("description")
         return recorded is not None and _digest(root / DESCRIPTION) != recorded
-    except (OSError, ValueError, AttributeError):
+    except OSError:
         return False
 
 
@@ -168,13 +168,19 @@ def _check_layout(root: Path) -> tuple[int, int]:
     return len(check_train(root).ids), len(check_test(root))
 
 
+def _marker(root: Path) -> dict:
+    """What the last finished fetch into `root` recorded ({} when nothing readable was)."""
+    try:
+        recorded = json.loads((root / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
 def fetched_source(root: Path) -> str | None:
     """What the last finished fetch into `root` laid out: a competition's name, owner/name of a dataset, or
     `sample`; None when nothing (readable) was recorded."""
-    try:
-        source = json.loads((root / MARKER).read_text())["source"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    source = _marker(root).get("source")
     return source if isinstance(source, str) else None
 
 
@@ -202,10 +208,7 @@ def _complete_fetch(root: Path, source: str, archive: Path | None) -> FetchResul
 
 def _recorded_archive(root: Path) -> str | None:
     """The archive the last finished fetch laid out (None: a download through the API, or no readable record)."""
-    try:
-        recorded = json.loads((root / MARKER).read_text()).get("archive")
-    except (OSError, ValueError, AttributeError):
-        return None
+    recorded = _marker(root).get("archive")
     return recorded if isinstance(recorded, str) else None
 
 
@@ -233,12 +236,8 @@ def _move_into_place(staging: Path, root: Path) -> list[str]:
 def _previous_names(root: Path) -> set[str]:
     """The top-level files and folders of the previous layout: those its marker records and those its description
     names (never a hidden one: the caches and downloads stay)."""
-    names: set[str] = set()
-    try:
-        recorded = json.loads((root / MARKER).read_text()).get("layout", [])
-        names |= {n for n in recorded if isinstance(n, str)} if isinstance(recorded, list) else set()
-    except (OSError, ValueError, AttributeError):
-        pass
+    recorded = _marker(root).get("layout", [])
+    names = {n for n in recorded if isinstance(n, str)} if isinstance(recorded, list) else set()
     try:
         old = read_competition(root)
         names |= {PurePosixPath(p).parts[0] for p in (old.labels_csv, old.sample_submission, old.train_images,

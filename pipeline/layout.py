@@ -10,8 +10,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from pipeline.competition import DESCRIPTION, IMAGE_SUFFIXES, Competition, read_competition
+from pipeline.competition import DESCRIPTION, Competition, read_competition, read_csv_text
 from pipeline.errors import PipelineError
+from pipeline.images import IMAGE_SUFFIXES, class_folder_images
 
 SHOWN = 5  # how many offending names an error message lists
 
@@ -32,10 +33,7 @@ def read_id_csv(path: Path, columns: tuple[str, ...] = ("id", "label"), unique: 
     duplicate ids."""
     if not path.is_file():
         raise PipelineError(f"{path}: not found; run `pipeline fetch` first")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise PipelineError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
+    frame = read_csv_text(path)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise PipelineError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(frame.columns)})")
@@ -82,8 +80,7 @@ def class_folder_labels(folder: Path) -> pd.DataFrame:
     """`id,label` of the images in `folder`'s class folders: ids `<class>/<file>`, labels the folders' names."""
     if not folder.is_dir():
         raise PipelineError(f"{folder}: folder of class folders not found; run `pipeline fetch` first")
-    rows = [(f"{d.name}/{f.name}", d.name) for d in sorted(folder.iterdir()) if d.is_dir() and d.name[0] != "."
-            for f in sorted(d.iterdir()) if f.name.lower().endswith(IMAGE_SUFFIXES) and f.is_file()]
+    rows = class_folder_images(folder)
     if not rows:
         raise PipelineError(f"{folder}: no class folder holds an image; fetch the competition again")
     return pd.DataFrame(rows, columns=["id", "label"])
@@ -153,17 +150,24 @@ def problems_message(where: Path, problems: list[str], what: str, advice: str) -
     return f"{where}: {len(problems)} problem(s) in the {what}: {shown}. {advice}"
 
 
-def check_test(root: Path) -> list[str]:
-    """The sample submission has the described columns and every id of it has its image; returns the ids in the
-    file's order."""
-    c = read_competition(root)
+def read_sample(root: Path, c: Competition) -> pd.DataFrame:
+    """The sample submission, its columns those the description `c` gives."""
     sample = read_id_csv(root / c.sample_submission, (c.submission_id,))
     described = [c.submission_id, *c.submission_columns]
     if list(sample.columns) != described:
         differ = [f"{d!r} where it has {h!r}" for d, h in zip(described, sample.columns) if d != h]
-        raise PipelineError(f"{root / DESCRIPTION}: describes the submission's columns otherwise than "
-                            f"{c.sample_submission} ({'; '.join(differ[:3]) or f'{len(described)} columns, not {len(sample.columns)}'}); "
+        raise PipelineError(f"{root / DESCRIPTION}: describes the submission as {','.join(described)}, but "
+                            f"{root / c.sample_submission} has {','.join(sample.columns)} ("
+                            f"{'; '.join(differ[:3]) or f'{len(described)} columns, not {len(sample.columns)}'}); "
                             "fix the description (or fetch again with --force)")
+    return sample
+
+
+def check_test(root: Path) -> list[str]:
+    """The sample submission has the described columns and every id of it has its image; returns the ids in the
+    file's order."""
+    c = read_competition(root)
+    sample = read_sample(root, c)
     missing = set(sample[c.submission_id]) - image_ids(root / c.test_images, c.image_suffix)
     if missing:
         raise PipelineError(f"{root / c.test_images}: {len(missing)} id(s) of {c.sample_submission} have no image: "

@@ -11,7 +11,7 @@ import pandas as pd
 
 from pipeline.competition import DESCRIPTION, Competition, read_competition
 from pipeline.errors import PipelineError
-from pipeline.layout import read_id_csv
+from pipeline.layout import read_id_csv, read_sample
 from pipeline.metrics import metric_score
 from pipeline.workspace import atomic_path
 
@@ -22,10 +22,7 @@ def validate_submission(path: Path, root: Path, classes: list[str], shown_as: Pa
     name, c = shown_as or path, read_competition(root)
     sample_csv = root / c.sample_submission
     header = [c.submission_id, *c.submission_columns]
-    sample = read_id_csv(sample_csv, (c.submission_id,))
-    if list(sample.columns) != header:
-        raise PipelineError(f"{root / DESCRIPTION}: describes the submission as {','.join(header)}, but {sample_csv} "
-                            f"has {','.join(sample.columns)}; fix the description (or fetch again with --force)")
+    sample = read_sample(root, c)
     submission = read_id_csv(path, tuple(header))
     if list(submission.columns) != header:
         raise PipelineError(f"{name}: header must be {','.join(header)}, found {','.join(submission.columns)}")
@@ -102,7 +99,7 @@ def score_submission(path: Path, solution_csv: Path, root: Path) -> tuple[str, f
         column = c.submission_columns[0]
         truth = read_id_csv(solution_csv, (c.submission_id, column)).set_index(c.submission_id)[column]
         return "accuracy", float((submitted[column] == truth).mean()), len(solution)
-    classes = ["0", "1"] if c.submission_kind == "probability" else list(c.submission_columns)
+    classes = _submitted_classes(c)
     values = submitted[list(c.submission_columns)].astype(float).to_numpy()
     probabilities = np.column_stack([1 - values[:, 0], values[:, 0]]) if c.submission_kind == "probability" \
         else values / values.sum(1, keepdims=True)
@@ -117,9 +114,14 @@ def check_solution(solution_csv: Path, root: Path) -> list[str]:
     if c.submission_kind == "label":
         read_id_csv(solution_csv, (c.submission_id, c.submission_columns[0]))
     else:
-        classes = ["0", "1"] if c.submission_kind == "probability" else list(c.submission_columns)
+        classes = _submitted_classes(c)
         _solution_targets(solution, c, classes, solution_csv)
     return solution.index.tolist()
+
+
+def _submitted_classes(c: Competition) -> list[str]:
+    """The classes a submission of probabilities scores, in its columns' order: 0 and 1 for the probability of 1."""
+    return ["0", "1"] if c.submission_kind == "probability" else list(c.submission_columns)
 
 
 def _solution_targets(solution: pd.DataFrame, c: Competition, classes: list[str], path: Path) -> np.ndarray:

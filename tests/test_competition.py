@@ -452,8 +452,8 @@ def test_another_archive_over_a_fetched_one_needs_force(project, tmp_path):
 def test_a_description_unlike_the_sample_is_reported_before_predicting(trained):
     root = trained / "dataset"
     write_competition(root, Competition(submission_columns=("labels",)))
-    with pytest.raises(PipelineError, match="competition.json: describes the submission's columns otherwise than "
-                                            "sampleSubmission.csv \\('labels' where it has 'label'\\)"):
+    with pytest.raises(PipelineError, match="competition.json: describes the submission as id,labels, but "
+                                            ".*sampleSubmission.csv has id,label \\('labels' where it has 'label'\\)"):
         predict()
     assert not (trained / "submissions" / "exp.probs.npy").exists()
 

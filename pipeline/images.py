@@ -1,0 +1,35 @@
+"""Image files as the pipeline finds them: their suffixes, the header sample that tells a set's sizes and modes, and a
+folder of class folders."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+HEADER_SAMPLE = 101  # images, spread over a set, whose headers tell its sizes and modes
+READ_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def header_sample(folder: Path, ids: list[str], suffix: str) -> list[tuple[int, int, str]]:
+    """(width, height, mode) from the headers of up to HEADER_SAMPLE images `<id><suffix>` spread over `ids`; the
+    unreadable ones are left out (the set's check reports them)."""
+    picked = [ids[i] for i in sorted(set(np.linspace(0, len(ids) - 1, min(HEADER_SAMPLE, len(ids))).astype(int)))]
+    headers = []
+    with warnings.catch_warnings():  # a huge declared size is only read here, never decoded
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        for image_id in picked:
+            try:
+                with Image.open(folder / f"{image_id}{suffix}") as image:
+                    headers.append((image.width, image.height, image.mode))
+            except READ_ERRORS:
+                continue
+    return headers
+
+
+def class_folder_images(folder: Path) -> list[tuple[str, str]]:
+    """(id, class) of the image files in `folder`'s class folders (not hidden): ids `<class>/<file>`, in order."""
+    return [(f"{d.name}/{f.name}", d.name) for d in sorted(folder.iterdir()) if d.is_dir() and d.name[0] != "."
+            for f in sorted(d.iterdir()) if f.name.lower().endswith(IMAGE_SUFFIXES) and f.is_file()]

@@ -75,7 +75,7 @@ def main() -> None:
                              score=solution, dataset_root=args.dataset, out=Path(out) / "submission.csv",
                              console=console)
         rows.append({"candidate": name, "held_out_acc": round(scored.score, 4),
-                     "best_val_acc": round(result.best_acc, 4), "best_epoch": result.best_epoch,
+                     "best_val_acc": round(result.best_score, 4), "best_epoch": result.best_epoch,
                      "train_wall_s": round(summary.wall_s, 1), "options": {**common, **CANDIDATES[name]}})
     table = Table(*[k for k in rows[0] if k != "options"], title=f"{args.epochs} epochs each on {args.dataset}")
     for row in rows:

@@ -123,7 +123,7 @@ def check_shape(shape: str, made: Path, work: Path, options: dict, console: Cons
     trained = train(config_from({**options, "name": shape}), project / "dataset", project / "weights", console)
     numbers = {"described": asdict(read_competition(project / "dataset")), "notes": fetched.notes,
                "train_images": fetched.train_images, "test_images": fetched.test_images,
-               "train_s": round(time.perf_counter() - started, 1), "best_val_acc": trained.best_acc}
+               "train_s": round(time.perf_counter() - started, 1), "best_val_score": trained.best_score, "metric": trained.metric}
     try:
         scored = predict(runs=[trained.run_dir], tta="flip", precision="fp32", engine="torch",
                          score=made / "solution.csv", dataset_root=project / "dataset", weights_root=project / "weights",

@@ -52,7 +52,7 @@ def main() -> None:
         side = config.img_size or run.image_size[0]
         described = summarize(build_model(name, len(run.classes), config.stem, run.channels),
                               (run.channels, side, side))
-        rows.append({"model": name, "best_val_acc": round(result.best_acc, 4), "best_epoch": result.best_epoch,
+        rows.append({"model": name, "best_val_acc": round(result.best_score, 4), "best_epoch": result.best_epoch,
                      "train_images_per_s": round(summary.images_per_s, 1),
                      "train_wall_s": round(summary.wall_s, 1),
                      "parameters": described.parameters,

@@ -5,18 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, log_loss
-
 from pipeline.errors import PipelineError
+from pipeline.metrics import metric_score
 from pipeline.run import CrossValidation
 
 
-def scores(targets: np.ndarray, probabilities: np.ndarray, labels: list[int]) -> dict:
-    """Accuracy, macro-F1 and log loss (probabilities clipped to [1e-7, 1], as Kaggle's)."""
-    predicted = probabilities.argmax(1)
-    return {"accuracy": float(accuracy_score(targets, predicted)),
-            "macro_f1": float(f1_score(targets, predicted, average="macro", labels=labels, zero_division=0)),
-            "log_loss": float(log_loss(targets, np.clip(probabilities, 1e-7, 1), labels=labels))}
+def scores(targets: np.ndarray, probabilities: np.ndarray, metric: str = "accuracy") -> dict:
+    """Accuracy, macro-F1, log loss and `metric` (the runs' own), by their names in pipeline/metrics.py."""
+    return {name: metric_score(name, targets, probabilities)
+            for name in dict.fromkeys(("accuracy", "f1_macro", "log_loss", metric))}
 
 
 @dataclass(frozen=True)
@@ -24,6 +21,7 @@ class Blend:
     weights: list[float]  # one per member, ≥ 0, summing to 1
     blended: dict  # the weighted blend's OOF scores
     equal: dict  # the equal-weight blend's
+    metric: str  # the first member's runs' metric, scored beside accuracy, macro-F1 and log loss
 
 
 def fit_blend(members: list[CrossValidation]) -> Blend:
@@ -39,7 +37,7 @@ def fit_blend(members: list[CrossValidation]) -> Blend:
             raise PipelineError(f"{member.oof}: its out-of-fold predictions cover other images or labels than "
                                 f"{members[0].oof}'s; blend cross-validations of the same labeled set")
     stacked = np.stack([p for _, _, p in oofs]).astype(np.float64)  # members × images × classes
-    labels = list(range(first.shape[1]))
+    metric = (members[0].read_summary() or {}).get("metric", "accuracy")
     rows = np.arange(len(targets))
 
     def loss(weights: np.ndarray) -> float:
@@ -49,5 +47,5 @@ def fit_blend(members: list[CrossValidation]) -> Blend:
     fitted = minimize(loss, equal, method="SLSQP", bounds=[(0, 1)] * len(members),
                       constraints={"type": "eq", "fun": lambda w: w.sum() - 1})
     weights = np.clip(fitted.x, 0, 1) / np.clip(fitted.x, 0, 1).sum() if fitted.success else equal
-    return Blend([float(w) for w in weights], scores(targets, np.tensordot(weights, stacked, 1), labels),
-                 scores(targets, stacked.mean(0), labels))
+    return Blend([float(w) for w in weights], scores(targets, np.tensordot(weights, stacked, 1), metric),
+                 scores(targets, stacked.mean(0), metric), metric)

@@ -30,6 +30,7 @@ from pipeline.config import (AUGMENTATIONS, ENGINES, PRECISIONS, PREDICT_PRECISI
                              OPTIMIZERS, SCHEDULES, STEMS, TTA_CHOICES, check_prediction_options, command_line_options, config_from, default_help,
                              TrainConfig, file_options, model_label, printed_config)
 from pipeline.errors import PipelineError
+from pipeline.metrics import METRIC_LABELS, METRICS
 
 class OneLineUsageErrors(TyperGroup):
     """A usage error (an unknown option, a value of the wrong type or not among an option's choices) is one line
@@ -80,6 +81,9 @@ Optimizer = choices("Optimizer", OPTIMIZERS)
 Engine, PredictPrecision = choices("Engine", ENGINES), choices("PredictPrecision", PREDICT_PRECISIONS)
 ExportFormat = choices("ExportFormat", ("onnx",))
 Blending = choices("Blending", ("equal", "oof"))
+Metric = choices("Metric", METRICS)
+METRIC_HELP = ("How --score scores the submission: accuracy, f1_macro, f1_micro, log_loss, roc_auc or mean_roc_auc "
+               "(default: the metric of dataset/competition.json).")
 
 
 def show_version(value: bool) -> None:
@@ -233,8 +237,9 @@ def train(
     limit: Optional[int] = option("limit", "Use only the first N training images (quick runs).", DATA, metavar="N"),
     skip_bad: Optional[bool] = option("skip_bad", "Train on the rest when some images or CSV rows are unusable; they are listed in the run folder (off: any problem stops training).", DATA, "--skip-bad/--no-skip-bad"),
     workers: Optional[int] = option("workers", "DataLoader workers (albumentations policies only).", DATA, metavar="N"),
+    metric: Optional[Metric] = option("metric", "What ranks the epochs (best.pt, --patience, --keep-top) and heads metrics.csv, the report and `pipeline runs`: accuracy, f1_macro, f1_micro, log_loss, roc_auc or mean_roc_auc (none: the metric of dataset/competition.json).", RUN),
     target_acc: Optional[float] = option("target_acc", "Stop once val accuracy reaches this; the time it took goes to the run's result.", RUN, metavar="ACC"),
-    patience: Optional[int] = option("patience", "Stop after N epochs without a better val accuracy (none: train every epoch).", RUN, metavar="N"),
+    patience: Optional[int] = option("patience", "Stop after N epochs without a better val score (of --metric) (none: train every epoch).", RUN, metavar="N"),
     keep_top: Optional[int] = option("keep_top", "Keep the checkpoints of the K best epochs in top/ (best.pt and last.pt are always kept).", RUN, metavar="K"),
     average_top: Optional[bool] = option("average_top", "Make best.pt the average of the --keep-top best epochs' weights, scored on val beside the best single epoch.", RUN, "--average-top/--no-average-top"),
     device: Optional[str] = option("device", "auto (CUDA when present), cpu, cuda or cuda:N.", RUN, metavar="DEVICE"),
@@ -253,12 +258,13 @@ def train(
     if print_config:
         typer.echo(printed_config(config), nl=False)
         return
+    run_training(config, resume, ctx, nproc)
+
+
+def run_training(config: TrainConfig | None, resume: Path | None, ctx: typer.Context, nproc: int | None) -> None:
+    """A new run (a cross-validation's folds with --folds), or --resume's, in `nproc` processes under torchrun
+    when given; the outcome on rank 0's console."""
     under_torchrun(nproc)
-    run_training(config, resume, ctx)
-
-
-def run_training(config: TrainConfig | None, resume: Path | None, ctx: typer.Context) -> None:
-    """A new run (a cross-validation's folds with --folds), or --resume's; the outcome on rank 0's console."""
     from pipeline import train as training
     from pipeline.distributed import ranks
 
@@ -278,15 +284,15 @@ def run_training(config: TrainConfig | None, resume: Path | None, ctx: typer.Con
 def print_trained(result) -> None:
     from pipeline.run import Run
 
-    best = Run(result.run_dir).best
-    if result.best_acc is None:
+    best, metric = Run(result.run_dir).best, METRIC_LABELS[result.metric]
+    if result.best_score is None:
         console.print(f"done: trained on all labeled images; weights of epoch {result.best_epoch} in {best}; "
                       f"predict with `pipeline predict --run {result.run_dir.name}`")
-    elif result.averaged_acc is not None:
-        console.print(f"done: {best} holds the average of the best epochs' weights: val accuracy {result.averaged_acc:.4f} "
-                      f"(the best single epoch, {result.best_epoch}: {result.best_acc:.4f})")
+    elif result.averaged_score is not None:
+        console.print(f"done: {best} holds the average of the best epochs' weights: val {metric} "
+                      f"{result.averaged_score:.4f} (the best single epoch, {result.best_epoch}: {result.best_score:.4f})")
     else:
-        console.print(f"done: best val accuracy {result.best_acc:.4f} at epoch {result.best_epoch}; weights in {best}")
+        console.print(f"done: best val {metric} {result.best_score:.4f} at epoch {result.best_epoch}; weights in {best}")
 
 
 NOT_TRAIN_OPTIONS = {"resume", "nproc", "config_file", "print_config", "start", "end", "steps"}
@@ -331,7 +337,7 @@ def lr_find(ctx: typer.Context, **options) -> None:
 # lr-find takes every option of train that shapes a training step (the same Typer parameters), and its own three
 TRAIN_HINTS = typing.get_type_hints(train)
 NOT_LR_FIND_OPTIONS = {"resume", "nproc", "print_config", "name", "epochs", "lr", "schedule", "milestones", "gamma",
-                       "warmup_epochs", "ema", "patience", "keep_top", "average_top", "target_acc", "sync_bn", "folds",
+                       "warmup_epochs", "ema", "metric", "patience", "keep_top", "average_top", "target_acc", "sync_bn", "folds",
                        "fold"}
 lr_find.__signature__ = inspect.Signature([
     *(parameter.replace(annotation=TRAIN_HINTS.get(name, parameter.annotation))
@@ -366,7 +372,8 @@ def predict(
     precision: PredictPrecision = typer.Option("auto", help="auto, fp32, bf16, fp16 (torch) or int8 (CPU, OpenVINO: static quantization calibrated on test images; near ties are predicted again in fp32). auto: on CUDA bf16 at compute capability ≥ 8.0, else fp16; on the CPU with --engine, the fastest that agrees with fp32 on ≥ 99.5 % of the probe images, measured on this model and cached (test sets under 10,000 images: the first candidate, torch fp32 unless --engine openvino)."),
     engine: Engine = typer.Option("auto", help="auto, torch or openvino (CPU). auto: torch on CUDA; on the CPU measured with --precision."),
     threads: Optional[int] = typer.Option(None, help=THREADS_HELP, metavar="N"),
-    score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against.", metavar="CSV"),
+    score: Optional[Path] = typer.Option(None, help="A solution.csv (the test ids' labels) to score the submission against.", metavar="CSV"),
+    metric: Optional[Metric] = typer.Option(None, help=METRIC_HELP, show_choices=False),
     nproc: Optional[int] = typer.Option(None, help="Run N processes with torchrun, each predicting its share of the test images.", metavar="N"),
 ) -> None:
     """Predict the competition's test images and write submissions/submission.csv in the sample submission's order
@@ -376,7 +383,7 @@ def predict(
     from pipeline.predict import predict as run_predict
 
     result = run_predict(run, checkpoint, tta.value, batch_size, device, precision.value, score, console=console,
-                         engine=engine.value, threads=threads)
+                         engine=engine.value, threads=threads, metric=plain(metric))
     if result is not None:  # under torchrun, rank 0 reports
         print_submission(result)
 
@@ -401,14 +408,15 @@ def export(
 @user_errors
 def ensemble(
     members: list[Path] = typer.Argument(..., help="Saved predictions: names (exp3) or paths of submissions/*.probs.npy.", metavar="MEMBER…"),
-    score: Optional[Path] = typer.Option(None, help="A solution.csv (id,label) to print the accuracy against.", metavar="CSV"),
+    score: Optional[Path] = typer.Option(None, help="A solution.csv (the test ids' labels) to score the submission against.", metavar="CSV"),
+    metric: Optional[Metric] = typer.Option(None, help=METRIC_HELP, show_choices=False),
     blend: Blending = typer.Option("equal", help="equal weights, or oof: weights fitted on the members' out-of-fold predictions (cross-validations on the same folds), the blend's OOF score printed beside the equal-weight one."),
 ) -> None:
     """Average saved probabilities of several models into submissions/submission.csv (no model is run); a
     cross-validation's name stands for its folds' predictions."""
     from pipeline.predict import ensemble as run_ensemble
 
-    print_submission(run_ensemble(members, score, blend=plain(blend) == "oof", console=console))
+    print_submission(run_ensemble(members, score, blend=plain(blend) == "oof", console=console, metric=plain(metric)))
 
 
 @app.command()
@@ -472,7 +480,7 @@ def runs(
     desc: bool = typer.Option(False, "--desc", help="Sort in descending order.", metavar=""),
     csv: Optional[Path] = typer.Option(None, help="Also write the table to this CSV file.", metavar="CSV"),
 ) -> None:
-    """Table of every run under weights/: model, recipe, best val accuracy, macro-F1, time, status."""
+    """Table of every run under weights/: model, recipe, its metric's best val score, accuracy, macro-F1, time, status."""
     import pandas as pd
 
     from pipeline.experiments import HEADERS, cross_validations, list_runs
@@ -501,8 +509,9 @@ def runs(
     (console if console.is_terminal else Console(width=400)).print(shown)
     for cv in cross_validations():
         summary = cv.read_summary()
-        oof = f"out-of-fold accuracy {summary['oof']['accuracy']:.4f}, fold accuracy {summary['mean']['accuracy']:.4f} ± " \
-              f"{summary['std']['accuracy']:.4f}" if summary else "not every fold has finished"
+        metric = (summary or {}).get("metric", "accuracy")  # summaries from before --metric: accuracy
+        oof = f"out-of-fold {METRIC_LABELS[metric]} {summary['oof'][metric]:.4f}, fold {METRIC_LABELS[metric]} " \
+              f"{summary['mean'][metric]:.4f} ± {summary['std'][metric]:.4f}" if summary else "not every fold has finished"
         console.print(f"cross-validation {cv.name} ({cv.read_plan()['folds']} folds): {oof}")
 
 

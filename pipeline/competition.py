@@ -15,6 +15,7 @@ import pandas as pd
 
 from pipeline.errors import PipelineError
 from pipeline.images import IMAGE_SUFFIXES, class_folder_images, header_sample
+from pipeline.metrics import LABEL_METRICS, METRICS
 from pipeline.workspace import write_text_atomic
 
 DESCRIPTION = "competition.json"
@@ -23,7 +24,6 @@ SAMPLE_SUBMISSION = "sampleSubmission.csv"
 SOLUTION = "solution.csv"  # the held-out labels of a locally made competition: not one of its inputs
 LABEL_KINDS = ("names", "integers", "binary", "one-hot", "folders")
 SUBMISSION_KINDS = ("label", "probability", "probabilities")
-METRICS = ("accuracy", "f1_macro", "f1_micro", "log_loss", "roc_auc", "mean_roc_auc")
 LABEL_NAMES = ("label", "labels", "target", "class", "category")  # the usual names of a label column
 EDIT = f"edit dataset/{DESCRIPTION} to change it"
 LARGEST_SQUARE = 256  # the side inferred for images of varied sizes, at most
@@ -111,9 +111,9 @@ def _check_counts(path: Path, c: Competition) -> None:
     if (c.submission_kind == "probabilities") != (len(c.submission_columns) > 1):
         raise PipelineError(f"{path}: submission_kind {c.submission_kind!r} with {len(c.submission_columns)} "
                             "column(s); 'probabilities' takes a column per class, 'label' and 'probability' one")
-    if c.submission_kind == "label" and c.metric != "accuracy":
-        raise PipelineError(f"{path}: metric {c.metric!r} is not used yet for a class per row: runs choose best.pt and "
-                            "score by accuracy; set metric 'accuracy'")
+    if c.submission_kind == "label" and c.metric not in LABEL_METRICS:
+        raise PipelineError(f"{path}: metric {c.metric!r} scores probabilities, but submission_kind 'label' submits a "
+                            f"class per row; set metric to one of {', '.join(LABEL_METRICS)}")
 
 
 def write_competition(root: Path, competition: Competition) -> None:

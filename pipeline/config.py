@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.metrics import check_metric
 
 # Options that may change when a run is resumed; the others define the run.
 RESUME_OVERRIDES = frozenset({"epochs", "device", "threads", "workers", "compile", "sync_bn", "patience"})
@@ -62,8 +63,9 @@ class TrainConfig:
     full: bool = False  # train on every labeled image, no validation
     folds: int | None = None  # K-fold cross-validation: each fold a run in one CV folder (val: that fold)
     fold: int | None = None  # train only this fold (0 … K-1) of --folds K
+    metric: str | None = None  # ranks the epochs (best.pt, --patience, --keep-top); None: dataset/competition.json's
     target_acc: float | None = None  # stop once val accuracy reaches it
-    patience: int | None = None  # stop after this many epochs without a better val accuracy
+    patience: int | None = None  # stop after this many epochs without a better val score (of `metric`)
     keep_top: int = 1  # checkpoints of the best epochs kept (besides best.pt and last.pt when more than 1)
     average_top: bool = False  # best.pt: the average of the --keep-top best epochs' weights
     device: str = "auto"
@@ -165,7 +167,9 @@ class TrainConfig:
                                 f"{' or '.join(BATCHED_AUGMENTATIONS)}, not {self.aug}")
 
     def _check_run_control(self) -> None:
-        """--patience, --keep-top and --average-top: each ranks epochs by val accuracy, so needs a val split."""
+        """--metric, --patience, --keep-top and --average-top: each ranks epochs by val score, so needs a val split."""
+        if self.metric is not None:
+            check_metric(self.metric)
         if self.patience is not None and self.patience < 1:
             raise PipelineError(f"--patience must be 1 or more epochs, got {self.patience}")
         if not 1 <= self.keep_top <= 100:
@@ -173,9 +177,10 @@ class TrainConfig:
         if self.average_top and self.keep_top < 2:
             raise PipelineError("--average-top averages the --keep-top best epochs: pass --keep-top 2 or more")
         asked = [f"--{flag(option)}" for option, given in (("patience", self.patience is not None),
-                 ("keep_top", self.keep_top > 1), ("average_top", self.average_top)) if given]
+                 ("keep_top", self.keep_top > 1), ("average_top", self.average_top),
+                 ("metric", self.metric is not None)) if given]
         if self.full and asked:
-            raise PipelineError(f"{', '.join(asked)} rank epochs by val accuracy: they need a validation split, not --full")
+            raise PipelineError(f"{', '.join(asked)} rank epochs by their val score: they need a validation split, not --full")
 
 
 def flag(option: str) -> str:

@@ -1,7 +1,8 @@
 """K-fold cross-validation: `pipeline train --folds K` trains a run per fold in one CV folder under weights/ (each
 validated on its fold of a seeded stratified K-fold split); `--fold I` trains one fold alone, so folds can run on
 separate machines and be gathered in one folder. Once every fold has finished, their out-of-fold (OOF) predictions
-become the CV folder's oof.npz and its summary: per fold and OOF, accuracy, macro-F1 and log loss, mean ± std."""
+become the CV folder's oof.npz and its summary: per fold and OOF, the runs' metric, accuracy, macro-F1 and log loss,
+mean ± std."""
 from __future__ import annotations
 
 from dataclasses import asdict, replace
@@ -13,6 +14,7 @@ from rich.console import Console
 from pipeline.blend import scores
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
+from pipeline.metrics import METRIC_LABELS
 from pipeline.run import CrossValidation, claim_cv
 from pipeline.train import train
 from pipeline.workspace import weights_dir
@@ -63,9 +65,9 @@ def gather(cv: CrossValidation) -> dict | None:
     order = np.argsort(indices)
     targets = np.concatenate([p[1] for p in parts])[order]
     probabilities = np.concatenate([p[2] for p in parts])[order]
-    labels = list(range(probabilities.shape[1]))
-    per_fold = [scores(t, p, labels) for _, t, p in parts]
-    summary = {"folds": folds, "images": len(indices), "oof": scores(targets, probabilities, labels),
+    metric = cv.fold(0).read_config().metric
+    per_fold = [scores(t, p, metric) for _, t, p in parts]
+    summary = {"folds": folds, "images": len(indices), "metric": metric, "oof": scores(targets, probabilities, metric),
                "per_fold": per_fold,
                "mean": {k: float(np.mean([f[k] for f in per_fold])) for k in per_fold[0]},
                "std": {k: float(np.std([f[k] for f in per_fold])) for k in per_fold[0]}}
@@ -74,10 +76,12 @@ def gather(cv: CrossValidation) -> dict | None:
 
 
 def summary_lines(cv: CrossValidation, summary: dict) -> list[str]:
-    mean, std, oof = summary["mean"], summary["std"], summary["oof"]
-    folds = ", ".join(f"{f['accuracy']:.4f}" for f in summary["per_fold"])
+    """The summary in three lines: the runs' metric first, then accuracy, macro-F1 and log loss."""
+    mean, std, oof, metric = summary["mean"], summary["std"], summary["oof"], summary["metric"]
+    names = list(dict.fromkeys((metric, "accuracy", "f1_macro", "log_loss")))
+    folds = ", ".join(f"{f[metric]:.4f}" for f in summary["per_fold"])
+    per_fold = "; ".join(f"{METRIC_LABELS[name]} {mean[name]:.4f} ± {std[name]:.4f}" for name in names[1:])
     return [f"{cv.path}: {summary['folds']}-fold CV on {summary['images']} labeled images",
-            f"fold accuracy {mean['accuracy']:.4f} ± {std['accuracy']:.4f} ({folds}); "
-            f"macro-F1 {mean['macro_f1']:.4f} ± {std['macro_f1']:.4f}",
-            f"out-of-fold: accuracy {oof['accuracy']:.4f}, macro-F1 {oof['macro_f1']:.4f}, log loss {oof['log_loss']:.4f} "
-            f"({cv.oof}); predict with the fold ensemble: `pipeline predict --run {cv.name}`"]
+            f"fold {METRIC_LABELS[metric]} {mean[metric]:.4f} ± {std[metric]:.4f} ({folds}); {per_fold}",
+            "out-of-fold: " + ", ".join(f"{METRIC_LABELS[name]} {oof[name]:.4f}" for name in names)
+            + f" ({cv.oof}); predict with the fold ensemble: `pipeline predict --run {cv.name}`"]

@@ -19,11 +19,12 @@ from pipeline.figures import log_scale_if_wide, save_figure
 from pipeline.run import CrossValidation, Run, process_alive, resolve_run, summarize_metrics
 from pipeline.workspace import weights_dir
 
+# best: the best val score of the run's metric, at epoch best_epoch, where it had val accuracy val_acc
 COLUMNS = ("run", "date", "model", "stem", "pretrained", "recipe", "optimizer", "lr", "schedule", "epochs", "epochs_planned",
-           "best_acc", "best_epoch", "macro_f1", "wall_s", "images_per_s", "status")
-HEADERS = {"best_acc": "best-acc", "best_epoch": "@epoch", "macro_f1": "macro-F1", "wall_s": "wall-s",
+           "metric", "best", "best_epoch", "val_acc", "macro_f1", "wall_s", "images_per_s", "status")
+HEADERS = {"best_epoch": "@epoch", "val_acc": "acc", "macro_f1": "macro-F1", "wall_s": "wall-s",
            "images_per_s": "img/s"}  # as `pipeline runs` heads these columns (others: their names)
-NUMERIC = {"lr", "epochs", "epochs_planned", "best_acc", "best_epoch", "macro_f1", "wall_s", "images_per_s"}
+NUMERIC = {"lr", "epochs", "epochs_planned", "best", "best_epoch", "val_acc", "macro_f1", "wall_s", "images_per_s"}
 
 
 def run_status(run: Run, epochs_done: int, epochs_planned: int | None) -> str:
@@ -63,14 +64,15 @@ def describe_run(run: Run) -> dict:
                    pretrained=Path(options.pretrained).name if options.pretrained else "no",
                    recipe=options.recipe, optimizer=options.optimizer, lr=options.lr, schedule=_schedule(options), epochs_planned=options.epochs)
     try:
-        summary = summarize_metrics(run.read_metrics())
+        summary = summarize_metrics(run.read_metrics(), config.metric if config else "accuracy")
     except PipelineError as e:
         summary = None
         problems.append(str(e).split(": ", 1)[1].split(" (")[0])
     if summary is not None:
         row.update(epochs=summary.epochs, wall_s=_rounded(summary.wall_s, 1), images_per_s=_rounded(summary.images_per_s, 1),
-                   best_acc=_rounded(summary.best_acc, 4), best_epoch=summary.best_epoch,
-                   macro_f1=_rounded(summary.best_f1, 4))
+                   metric=summary.metric if summary.best_score is not None else None,
+                   best=_rounded(summary.best_score, 4), best_epoch=summary.best_epoch,
+                   val_acc=_rounded(summary.val_acc, 4), macro_f1=_rounded(summary.val_f1, 4))
     status = run_status(run, summary.epochs if summary else 0, row["epochs_planned"])
     row["status"] = status if not problems or status == "running" else f"{status}: {'; '.join(problems)}"
     return row
@@ -146,9 +148,12 @@ def compare_runs(runs: list[Path], output: Path | None = None, weights_root: Pat
     keys = [key for key in options[0] if key != "name"]
     keys += [key for opts in options[1:] for key in opts if key not in keys and key != "name"]
     differing = [key for key in keys if len({json.dumps(opts.get(key)) for opts in options}) > 1]
-    table = pd.DataFrame({name: [opts.get(key) for key in differing] for name, opts in zip(names, options)}, index=differing)
-    summaries = [summarize_metrics(m) for m in metrics]
-    for label, values in (("best val acc", [_rounded(s.best_acc, 4) for s in summaries]),
+    table = pd.DataFrame({name: [opts.get(key) for key in differing] for name, opts in zip(names, options)},
+                         index=differing, dtype=object)  # rows of names and of numbers
+    summaries = [summarize_metrics(m, config.metric) for m, config in zip(metrics, configs)]
+    for label, values in (("metric", [s.metric for s in summaries]),
+                          ("best val score", [_rounded(s.best_score, 4) for s in summaries]),
+                          ("val acc at best", [_rounded(s.val_acc, 4) for s in summaries]),
                           ("best epoch", [s.best_epoch for s in summaries]),
                           ("epochs trained", [s.epochs for s in summaries]),
                           ("wall s", [_rounded(s.wall_s, 1) for s in summaries])):

@@ -1,7 +1,7 @@
 """The pictures and tables of a run, drawn from its metrics and its val predictions: `curves.png` (loss and
-accuracy per epoch, lr on a second axis), `confusion.png` (val confusion matrix: counts and row-normalised),
-`per_class.csv` (precision, recall, F1, support and accuracy per class) and `report.md`, which embeds them
-with the config and headline numbers. Training draws them when a run ends; `pipeline report` redraws them."""
+accuracy per epoch, lr on a second axis, and the run's metric where it is not accuracy), `confusion.png` (val
+confusion matrix: counts and row-normalised), `per_class.csv` (precision, recall, F1, support and accuracy per
+class) and `report.md`, which embeds them with the config and headline numbers. Training draws them when a run ends; `pipeline report` redraws them."""
 from __future__ import annotations
 
 import json
@@ -14,6 +14,7 @@ from matplotlib.figure import Figure  # figures without pyplot: no window, no gl
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_fscore_support
 
 from pipeline.config import model_label
+from pipeline.metrics import METRIC_LABELS
 from pipeline.run import Run, RunConfig, summarize_metrics
 from pipeline.workspace import atomic_path, write_text_atomic
 
@@ -51,12 +52,15 @@ def log_scale_if_wide(ax, values: np.ndarray) -> None:
         ax.set_yscale("log")
 
 
-def plot_curves(metrics: pd.DataFrame, title: str, path: Path) -> None:
-    figure = Figure(figsize=(12, 4.6), layout="constrained")
-    loss_ax, acc_ax = figure.subplots(1, 2)
+def plot_curves(metrics: pd.DataFrame, title: str, path: Path, metric: str = "accuracy") -> None:
+    """Loss and accuracy per epoch (lr on a second axis), and the val score of the run's `metric` where it is not
+    accuracy; the best epoch starred."""
+    own_panel = metric != "accuracy" and "val_score" in metrics and metrics["val_score"].notna().any()
+    figure = Figure(figsize=(18 if own_panel else 12, 4.6), layout="constrained")
+    loss_ax, acc_ax, *score_ax = figure.subplots(1, 3 if own_panel else 2)
     marker = "o" if len(metrics) <= 30 else None
-    summary = summarize_metrics(metrics)
-    has_val = summary.best_acc is not None
+    summary = summarize_metrics(metrics, metric)
+    has_val = summary.best_score is not None
     for ax, key, label in ((loss_ax, "loss", "Loss (cross-entropy)"), (acc_ax, "acc", "Accuracy")):
         ax.plot(metrics["epoch"], metrics[f"train_{key}"], marker=marker, ms=3, label="train")
         if has_val:
@@ -66,16 +70,23 @@ def plot_curves(metrics: pd.DataFrame, title: str, path: Path) -> None:
         ax.set_title(label)
         ax.grid(alpha=0.3)
     log_scale_if_wide(loss_ax, metrics[["train_loss", "val_loss"]].to_numpy())
+    best_ax = score_ax[0] if own_panel else acc_ax
+    if own_panel:
+        best_ax.plot(metrics["epoch"], metrics["val_score"], marker=marker, ms=3, color="tab:orange", label="val")
+        best_ax.set(xlabel="epoch", ylabel=METRIC_LABELS[metric])
+        best_ax.grid(alpha=0.3)
     if has_val:
-        acc_ax.plot(summary.best_epoch, summary.best_acc, "*", color="black", ms=11, label="best val")
-        acc_ax.set_title(f"Accuracy (best val {summary.best_acc:.4f} at epoch {summary.best_epoch})")
+        best_ax.plot(summary.best_epoch, summary.best_score, "*", color="black", ms=11, label="best val")
+        best_ax.set_title(f"{METRIC_LABELS[metric].capitalize()} (best val {summary.best_score:.4f} at epoch "
+                          f"{summary.best_epoch})")
     lr_ax = acc_ax.twinx()
     lr_ax.plot(metrics["epoch"], metrics["lr"], color="grey", ls="--", lw=1, drawstyle="steps-post", label="lr (right axis)")
     lr_ax.set_ylabel("learning rate")
     if metrics["lr"].max() > 10 * metrics["lr"].min() > 0:
         lr_ax.set_yscale("log")
     handles = acc_ax.get_legend_handles_labels()[0] + lr_ax.get_legend_handles_labels()[0]
-    for ax, shown in ((loss_ax, loss_ax.get_legend_handles_labels()[0]), (acc_ax, handles)):
+    for ax, shown in ((loss_ax, loss_ax.get_legend_handles_labels()[0]), (acc_ax, handles),
+                      *((ax, ax.get_legend_handles_labels()[0]) for ax in score_ax)):
         ax.legend(shown, [h.get_label() for h in shown], loc="upper center", bbox_to_anchor=(0.5, -0.13),
                   ncol=len(shown), frameon=False)
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -129,13 +140,15 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 
 
 def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_class: pd.DataFrame | None) -> str:
-    options, split, summary = asdict(config.options), config.split, summarize_metrics(metrics)
+    options, split, summary = asdict(config.options), config.split, summarize_metrics(metrics, config.metric)
     nan = float("nan")
     lines = [f"# Run `{run.name}`", ""]
-    if per_class is not None and summary.best_acc is not None:
-        lines += [f"- **best val accuracy {summary.best_acc:.4f}** at epoch {summary.best_epoch} of {summary.epochs} "
-                  f"(macro-F1 {summary.best_f1 if summary.best_f1 is not None else nan:.4f}, "
-                  f"val loss {summary.best_loss:.4f})",
+    if per_class is not None and summary.best_score is not None:
+        accuracy = f"accuracy {summary.val_acc:.4f}, " if summary.metric != "accuracy" else ""
+        lines += [f"- **best val {METRIC_LABELS[summary.metric]} {summary.best_score:.4f}** at epoch "
+                  f"{summary.best_epoch} of {summary.epochs} ({accuracy}"
+                  f"macro-F1 {summary.val_f1 if summary.val_f1 is not None else nan:.4f}, "
+                  f"val loss {summary.val_loss:.4f})",
                   f"- val split: {split.get('val_images', '?')} images (seed {options['seed']}), "
                   f"train: {split.get('train_images', '?')}"]
     else:
@@ -163,7 +176,7 @@ def draw_report(run: Run, predictions: ValPredictions | None) -> list[Path]:
     config = run.read_config()
     metrics = run.read_metrics()
     options = config.options
-    plot_curves(metrics, f"{run.name}: {model_label(options.model, options.stem)}", run.curves)
+    plot_curves(metrics, f"{run.name}: {model_label(options.model, options.stem)}", run.curves, config.metric)
     written = [run.curves]
     per_class = None
     if predictions is not None:

@@ -1,19 +1,38 @@
-"""The competition metrics of dataset/competition.json, from scikit-learn, over class probabilities."""
+"""The competition metrics (dataset/competition.json's `metric`, or `--metric`), from scikit-learn, over class
+probabilities. The names and directions import nothing heavy: the CLI checks `--metric` before torch loads."""
 from __future__ import annotations
 
-import numpy as np
-from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+from typing import TYPE_CHECKING
 
 from pipeline.errors import PipelineError
 
 HIGHER_IS_BETTER = {"accuracy": True, "f1_macro": True, "f1_micro": True, "log_loss": False, "roc_auc": True,
                     "mean_roc_auc": True}
+METRICS = tuple(HIGHER_IS_BETTER)
+METRIC_LABELS = {"accuracy": "accuracy", "f1_macro": "macro-F1", "f1_micro": "micro-F1", "log_loss": "log loss",
+                 "roc_auc": "ROC AUC", "mean_roc_auc": "mean ROC AUC"}  # as reports and lines name them
+LABEL_METRICS = ("accuracy", "f1_macro", "f1_micro")  # those a class per row (no probabilities) can be scored by
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def check_metric(metric: str, where: str = "--metric") -> None:
+    if metric not in HIGHER_IS_BETTER:
+        raise PipelineError(f"{where} {metric!r} is not one of {', '.join(METRICS)}")
+
+
+def better(metric: str, score: float, than: float) -> bool:
+    """`score` is strictly better than `than` by `metric` (lower for log loss, higher for the rest)."""
+    return score > than if HIGHER_IS_BETTER[metric] else score < than
 
 
 def metric_score(metric: str, targets: np.ndarray, probabilities: np.ndarray) -> float:
     """`metric` of (N, K) class probabilities against class indices: accuracy, macro/micro F1 of the most probable
     class, log loss (probabilities clipped to [1e-15, 1], as scikit-learn and Kaggle do), ROC AUC of class 1 (2
     classes) and the mean of the per-class (one against the rest) ROC AUCs over the classes both present and absent."""
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+
     labels = list(range(probabilities.shape[1]))
     predicted = probabilities.argmax(1)
     if metric == "accuracy":

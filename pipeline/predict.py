@@ -29,7 +29,9 @@ from pipeline.competition import read_competition
 from pipeline.layout import check_test, dataset_classes, id_sort_key
 from pipeline.run import CrossValidation, Run, RunConfig, checkpoint_label, latest_best_checkpoint, resolve_run
 from pipeline.runtime import Runtime, resolve_runtime
-from pipeline.submission import check_solution, class_histogram, score_submission, submission_values, write_submission
+from pipeline.metrics import METRIC_LABELS
+from pipeline.submission import (check_solution, class_histogram, score_submission, scoring_metric, submission_values,
+                                 write_submission)
 from pipeline.workspace import atomic_path, dataset_dir, submissions_dir, weights_dir, write_text_atomic
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class PredictResult:
     members: list[str]  # the probability files averaged into it
     rows: int
     histogram: list[tuple[str, int]]
-    score: float | None  # the described metric on --score's solution ids, when given
+    score: float | None  # `metric` on --score's solution ids, when given
     metric: str = "accuracy"
 
 
@@ -102,10 +104,11 @@ def load_probabilities(path: Path, ids: list[str], images_key: str) -> tuple[np.
 
 def finish_submission(probabilities: np.ndarray, ids: list[str], submission_ids: list[str], classes: list[str],
                       members: list[str], dataset_root: Path, out: Path, tta: str | None,
-                      score: Path | None) -> PredictResult:
+                      score: Path | None, metric: str | None = None) -> PredictResult:
     """Write the submission of averaged probabilities (rows in `ids` order) in the sample submission's order
-    (`submission_ids`), and its record."""
+    (`submission_ids`), and its record; scored against `score` by `metric` (default: the described one)."""
     described = read_competition(dataset_root)
+    metric = scoring_metric(dataset_root, metric)
     if score is not None:  # a solution that cannot score this submission fails before anything is replaced
         unknown = set(check_solution(score, dataset_root)) - set(submission_ids)
         if unknown:
@@ -121,24 +124,25 @@ def finish_submission(probabilities: np.ndarray, ids: list[str], submission_ids:
         "views": [list(v) for v in TTA_VIEWS[tta]] if tta else None,
         "histogram": dict(histogram), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=2) + "\n")
-    metric, scored, _ = score_submission(out, score, dataset_root) if score is not None else (described.metric, None, 0)
+    scored = score_submission(out, score, dataset_root, metric)[1] if score is not None else None
     return PredictResult(out, members, len(labels), histogram, scored, metric)
 
 
 def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = None, tta: str = "flip",
             batch_size: int | None = None, device: str = "auto", precision: str = "auto", score: Path | None = None,
             dataset_root: Path | None = None, weights_root: Path | None = None, out: Path | None = None,
-            console: Console | None = None, engine: str = "auto", threads: int | None = None) -> PredictResult | None:
+            console: Console | None = None, engine: str = "auto", threads: int | None = None,
+            metric: str | None = None) -> PredictResult | None:
     """Predict dataset/test with each model, average their probabilities, write the submission.
     Under torchrun each process predicts its share of the test images and rank 0, which gathers
     them, writes the files and returns the result (the other ranks return None)."""
     check_prediction_options(tta, batch_size, engine, precision, device, threads)
-    check_score_file(score)
+    dataset_root = dataset_root or dataset_dir()
+    check_scoring(score, metric, dataset_root)
     runtime = resolve_runtime(device, "fp32", threads)
     options = candidates(engine, precision, runtime.device)
     where = runtime.ranks
     console = (console or Console()) if where.main else Console(quiet=True)
-    dataset_root = dataset_root or dataset_dir()
     out = out or submissions_dir() / "submission.csv"
     sources = list(checkpoints or []) + [c for r in runs or [] for c in run_checkpoints(r, weights_root)]
     sources = sources or [find_checkpoint(weights_root=weights_root, console=console)]
@@ -173,13 +177,16 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     if not where.main:
         return None
     return finish_submission(total / len(sources), ids, submission_ids, classes, members, dataset_root, out, tta,
-                             score)
+                             score, metric)
 
 
-def check_score_file(score: Path | None) -> None:
-    """Before anything is predicted or written: --score names a file."""
+def check_scoring(score: Path | None, metric: str | None, dataset_root: Path) -> None:
+    """Before anything is predicted or written: --score names a file, and --metric can score the submission."""
+    if metric is not None and score is None:
+        raise PipelineError(f"--metric {metric} chooses how --score scores: pass --score SOLUTION.csv too")
     if score is not None and not score.is_file():
         raise PipelineError(f"{score}: no such solution file for --score")
+    scoring_metric(dataset_root, metric)
 
 
 def member_labels(sources: list[Path]) -> list[str]:
@@ -250,14 +257,14 @@ def predict_model(model: torch.nn.Module, config: RunConfig, path: Path, images:
 
 def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path | None = None,
              out: Path | None = None, blend: bool = False, weights_root: Path | None = None,
-             console: Console | None = None) -> PredictResult:
+             console: Console | None = None, metric: str | None = None) -> PredictResult:
     """Average saved `.probs.npy` files (names under submissions/ or paths; a cross-validation's name stands for its
     folds' files, averaged first) into a submission; with `blend`, weighted by blend weights fitted on the members'
     out-of-fold predictions (each member a cross-validation on the same folds)."""
     if len(members) < 1:
         raise PipelineError("name at least one .probs.npy file to ensemble")
-    check_score_file(score)
     dataset_root = dataset_root or dataset_dir()
+    check_scoring(score, metric, dataset_root)
     out = out or submissions_dir() / "submission.csv"
     submission_ids = check_test(dataset_root)
     ids = sorted(submission_ids, key=id_sort_key)
@@ -265,12 +272,12 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
     weights = [1 / len(groups)] * len(groups)
     if blend:
         fitted = fit_blend([member_cv(m, weights_root) for m in members])
-        weights = fitted.weights
+        weights, shown = fitted.weights, list(dict.fromkeys((fitted.metric, "accuracy", "log_loss")))
         (console or Console()).print(
             "blend weights fitted on out-of-fold predictions: "
             + ", ".join(f"{m.name} {w:.3f}" for m, w in zip(members, weights))
-            + f"; OOF accuracy {fitted.blended['accuracy']:.4f}, log loss {fitted.blended['log_loss']:.4f} (equal "
-              f"weights: {fitted.equal['accuracy']:.4f}, {fitted.equal['log_loss']:.4f})")
+            + "; OOF " + ", ".join(f"{METRIC_LABELS[name]} {fitted.blended[name]:.4f}" for name in shown)
+            + " (equal weights: " + ", ".join(f"{fitted.equal[name]:.4f}" for name in shown) + ")")
     paths = [p for group in groups for p in group]
     described = read_competition(dataset_root)
     images_key = fingerprint(dataset_root / described.test_images, ids, described.image_suffix, described.image_size)
@@ -285,7 +292,7 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
                             "trained on this dataset")
     average = sum(w * sum(loaded[p][0] for p in group) / len(group) for w, group in zip(weights, groups))
     return finish_submission(average, ids, submission_ids, classes, [p.name for p in paths], dataset_root, out,
-                             None, score)
+                             None, score, metric)
 
 
 def member_files(member: Path, folder: Path, weights_root: Path | None) -> list[Path]:

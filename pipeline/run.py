@@ -11,9 +11,10 @@
     tb/            TensorBoard events
     curves.png, confusion.png, per_class.csv, report.md   the report (pipeline/figures.py draws it)
 
-A checkpoint is one dict: model, optimizer, scheduler, scaler, epoch, best_acc, best_epoch, top (the kept
-best epochs), rng, config (the RunConfig as a dict) and, with an EMA, ema; an --average-top best.pt also
-averaged_epochs. No other module names any of these files.
+A checkpoint is one dict: model, optimizer, scheduler, scaler, epoch, best_score (of the run's metric; checkpoints
+before --metric have best_acc), best_epoch, top (the kept best epochs), rng, config (the RunConfig as a dict) and,
+with an EMA, ema; an --average-top best.pt also averaged_epochs and averaged_score. No other module names any of
+these files.
 """
 from __future__ import annotations
 
@@ -31,11 +32,12 @@ import torch
 
 from pipeline.config import TrainConfig, saved_config
 from pipeline.errors import PipelineError
+from pipeline.metrics import HIGHER_IS_BETTER, better
 from pipeline.workspace import atomic_path, weights_dir, write_failure, write_text_atomic
 
 BEST, LAST, CONFIG = "best.pt", "last.pt", "config.json"
-METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr", "seconds", "wall_s",
-                  "images_per_s")
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "val_score", "lr", "seconds",
+                  "wall_s", "images_per_s")  # val_f1: macro-F1; val_score: of the run's metric (config: options.metric)
 REQUIRED_METRICS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"}  # older runs lack the rest
 STATES = ("running", "finished", "interrupted", "failed")
 
@@ -69,6 +71,11 @@ class RunConfig:
     device: str = ""
     versions: dict = field(default_factory=dict)
     created: str = ""  # when the run started (UTC, ISO 8601)
+
+    @property
+    def metric(self) -> str:
+        """What ranks the run's epochs: runs from before --metric ranked them by accuracy."""
+        return self.options.metric or "accuracy"
 
     @property
     def inputs(self) -> ModelInputs:
@@ -115,28 +122,35 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class MetricsSummary:
-    """What a run's metrics say at a glance (None where the run has no such figure)."""
+    """What a run's metrics say at a glance (None where the run has no such figure): the best epoch by `metric`,
+    and its val figures."""
 
     epochs: int
-    best_acc: float | None
+    metric: str
+    best_score: float | None
     best_epoch: int | None
-    best_f1: float | None
-    best_loss: float | None
+    val_acc: float | None
+    val_f1: float | None  # macro-F1
+    val_loss: float | None
     wall_s: float | None
     images_per_s: float | None
 
 
-def summarize_metrics(metrics: pd.DataFrame) -> MetricsSummary:
-    has_val = metrics["val_acc"].notna().any()
-    best = metrics.loc[metrics["val_acc"].idxmax()] if has_val else None
+def summarize_metrics(metrics: pd.DataFrame, metric: str = "accuracy") -> MetricsSummary:
+    """The summary of a metrics log whose epochs `metric` ranks (the first of equals wins, as for best.pt)."""
+    scores = metrics["val_acc"] if metric == "accuracy" or "val_score" not in metrics else metrics["val_score"]
+    best = None
+    if scores.notna().any():
+        best = metrics.loc[scores.idxmax() if HIGHER_IS_BETTER[metric] else scores.idxmin()]
     wall = (metrics["wall_s"].iloc[-1] if "wall_s" in metrics
             else metrics["seconds"].sum() if "seconds" in metrics else None)
     return MetricsSummary(
-        epochs=int(metrics["epoch"].max()),
-        best_acc=None if best is None else float(best["val_acc"]),
+        epochs=int(metrics["epoch"].max()), metric=metric,
+        best_score=None if best is None else float(scores[best.name]),
         best_epoch=None if best is None else int(best["epoch"]),
-        best_f1=None if best is None or "val_f1" not in metrics else float(best["val_f1"]),
-        best_loss=None if best is None else float(best["val_loss"]),
+        val_acc=None if best is None else float(best["val_acc"]),
+        val_f1=None if best is None or "val_f1" not in metrics else float(best["val_f1"]),
+        val_loss=None if best is None else float(best["val_loss"]),
         wall_s=None if wall is None else float(wall),
         images_per_s=float(metrics["images_per_s"].median()) if "images_per_s" in metrics else None)
 
@@ -456,32 +470,34 @@ def inference_weights(checkpoint: dict, source: object = "the checkpoint") -> di
 
 
 class CheckpointSaver:
-    """Owns best.pt, last.pt and top/ (as timm's CheckpointSaver): `save` writes last, best when the metric
-    improves (or on every epoch when there is no metric: --full runs) and, with `keep_top` > 1, the checkpoints
-    of the `keep_top` best epochs, atomically; returns the best so far."""
+    """Owns best.pt, last.pt and top/ (as timm's CheckpointSaver): `save` writes last, best when the score of
+    `metric` improves (or on every epoch when there is no score: --full runs) and, with `keep_top` > 1, the
+    checkpoints of the `keep_top` best epochs, atomically; returns the best so far. Earlier epochs win ties."""
 
-    def __init__(self, run: Run, best_metric: float | None = None, best_epoch: int = 0, keep_top: int = 1,
-                 top: list | None = None):
-        self.run, self.best_metric, self.best_epoch, self.keep_top = run, best_metric, best_epoch, keep_top
-        self.top = [tuple(kept) for kept in top or []]  # (metric, epoch) of the kept best epochs, best first
+    def __init__(self, run: Run, metric: str, best_score: float | None = None, best_epoch: int = 0,
+                 keep_top: int = 1, top: list | None = None):
+        self.run, self.metric, self.best_score, self.best_epoch = run, metric, best_score, best_epoch
+        self.keep_top = keep_top
+        self.top = [tuple(kept) for kept in top or []]  # (score, epoch) of the kept best epochs, best first
 
-    def improves(self, metric: float | None) -> bool:
-        return metric is None or self.best_metric is None or metric > self.best_metric
+    def improves(self, score: float | None) -> bool:
+        return score is None or self.best_score is None or better(self.metric, score, self.best_score)
 
-    def save(self, state: dict, epoch: int, metric: float | None, write: bool = True) -> tuple[float | None, int]:
-        """Record `epoch`'s `metric`; with `write` (rank 0) save `state` (a checkpoint dict without the
-        best_* and top entries) to last.pt, to best.pt when it is the best so far, and to top/ when it is
-        among the `keep_top` best."""
-        if self.improves(metric):
-            self.best_metric = metric if metric is not None else self.best_metric
+    def save(self, state: dict, epoch: int, score: float | None, write: bool = True) -> tuple[float | None, int]:
+        """Record `epoch`'s `score`; with `write` (rank 0) save `state` (a checkpoint dict without the best_* and
+        top entries) to last.pt, to best.pt when it is the best so far, and to top/ when it is among the
+        `keep_top` best."""
+        if self.improves(score):
+            self.best_score = score if score is not None else self.best_score
             self.best_epoch = epoch
         before = self.top
-        if self.keep_top > 1 and metric is not None:  # earlier epochs win ties, as for best.pt
-            self.top = sorted([*self.top, (metric, epoch)], key=lambda kept: (-kept[0], kept[1]))[:self.keep_top]
+        if self.keep_top > 1 and score is not None:
+            sign = -1 if HIGHER_IS_BETTER[self.metric] else 1
+            self.top = sorted([*self.top, (score, epoch)], key=lambda kept: (sign * kept[0], kept[1]))[:self.keep_top]
         if write:
-            state = {**state, "epoch": epoch, "best_acc": self.best_metric or 0.0, "best_epoch": self.best_epoch,
+            state = {**state, "epoch": epoch, "best_score": self.best_score, "best_epoch": self.best_epoch,
                      "top": self.top}
-            if (metric, epoch) in self.top:
+            if (score, epoch) in self.top:
                 self.run.top.mkdir(exist_ok=True)
                 save_checkpoint(self.run.top_checkpoint(epoch), state)
             if self.best_epoch == epoch:
@@ -489,7 +505,7 @@ class CheckpointSaver:
             save_checkpoint(self.run.last, state)  # last: it lists the top it needs, before those that left go
             for _, dropped in set(before) - set(self.top):
                 self.run.top_checkpoint(dropped).unlink(missing_ok=True)
-        return self.best_metric, self.best_epoch
+        return self.best_score, self.best_epoch
 
     def top_checkpoints(self) -> list[dict]:
         """The kept best epochs' checkpoints, best first."""

@@ -12,7 +12,7 @@ import pandas as pd
 from pipeline.competition import DESCRIPTION, Competition, read_competition
 from pipeline.errors import PipelineError
 from pipeline.layout import read_id_csv, read_sample
-from pipeline.metrics import metric_score
+from pipeline.metrics import LABEL_METRICS, check_metric, metric_score
 from pipeline.workspace import atomic_path
 
 
@@ -84,11 +84,24 @@ def class_histogram(labels: list[str], classes: list[str]) -> list[tuple[str, in
     return [(name, counts[name]) for name in classes]
 
 
-def score_submission(path: Path, solution_csv: Path, root: Path) -> tuple[str, float, int]:
-    """The described metric of `path` on the ids of `solution_csv` (a class per row: accuracy); returns (metric,
-    score, count). The solution holds the submission's columns (classes, 0/1, or one-hot), or one column of class
-    names."""
+def scoring_metric(root: Path, metric: str | None) -> str:
+    """The metric that scores the submission: `metric` (--metric), else the described one; a class per row cannot be
+    scored by a metric of probabilities."""
     c = read_competition(root)
+    if metric is None:
+        return c.metric
+    check_metric(metric)
+    if c.submission_kind == "label" and metric not in LABEL_METRICS:
+        raise PipelineError(f"--metric {metric} scores probabilities, but {c.sample_submission} takes a class per row; "
+                            f"score it by {', '.join(LABEL_METRICS)}")
+    return metric
+
+
+def score_submission(path: Path, solution_csv: Path, root: Path, metric: str | None = None) -> tuple[str, float, int]:
+    """`metric` (default: the described one) of `path` on the ids of `solution_csv`; returns (metric, score, count).
+    The solution holds the submission's columns (classes, 0/1, or one-hot), or one column of class names."""
+    c = read_competition(root)
+    metric = scoring_metric(root, metric)
     submission = read_id_csv(path, (c.submission_id, *c.submission_columns)).set_index(c.submission_id)
     solution = read_id_csv(solution_csv, (c.submission_id,)).set_index(c.submission_id)
     missing = solution.index.difference(submission.index)
@@ -98,13 +111,15 @@ def score_submission(path: Path, solution_csv: Path, root: Path) -> tuple[str, f
     if c.submission_kind == "label":
         column = c.submission_columns[0]
         truth = read_id_csv(solution_csv, (c.submission_id, column)).set_index(c.submission_id)[column]
-        return "accuracy", float((submitted[column] == truth).mean()), len(solution)
+        names = sorted(set(truth) | set(submitted[column]))  # the predicted label as a one-hot row
+        predicted = np.eye(len(names))[submitted[column].map(names.index).to_numpy()]
+        return metric, metric_score(metric, truth.map(names.index).to_numpy(), predicted), len(solution)
     classes = _submitted_classes(c)
     values = submitted[list(c.submission_columns)].astype(float).to_numpy()
     probabilities = np.column_stack([1 - values[:, 0], values[:, 0]]) if c.submission_kind == "probability" \
         else values / values.sum(1, keepdims=True)
     targets = _solution_targets(solution, c, classes, solution_csv)
-    return c.metric, metric_score(c.metric, targets, probabilities), len(solution)
+    return metric, metric_score(metric, targets, probabilities), len(solution)
 
 
 def check_solution(solution_csv: Path, root: Path) -> list[str]:

@@ -42,7 +42,9 @@ from pipeline.distributed import (all_concat, all_objects, all_sum, broadcast, r
                                   sync_buffers, weights_checksum)
 from pipeline.errors import PipelineError
 from pipeline.figures import ValPredictions, draw_report
+from pipeline.competition import read_competition
 from pipeline.infer import default_batch_size, infer, normalised_batch
+from pipeline.metrics import METRIC_LABELS, metric_score
 from pipeline.models import build_model, freeze_backbone, load_pretrained
 from pipeline.models.weights import weights_file
 from pipeline.progress import progress_bar
@@ -56,17 +58,19 @@ from pipeline.workspace import created_folder, dataset_dir, weights_dir
 @dataclass(frozen=True)
 class TrainResult:
     run_dir: Path
-    best_acc: float | None  # None for --full runs, which have no validation split
+    metric: str  # what ranked the epochs
+    best_score: float | None  # the best epoch's val score; None for --full runs, which have no validation split
     best_epoch: int
     weights_checksum: float = 0.0  # sum of the final weights: the same on every rank of a distributed run
-    averaged_acc: float | None = None  # --average-top: what best.pt (the average) scores on val
+    averaged_score: float | None = None  # --average-top: what best.pt (the average) scores on val
 
 
 @dataclass(frozen=True)
 class Evaluation:
     loss: float
     acc: float
-    f1: float
+    f1: float  # macro-F1
+    score: float  # of the run's metric
     predictions: ValPredictions
 
 
@@ -159,6 +163,8 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
     if training is not None:
         raise PipelineError(f"{run.path}: still training (process {training}); resume it once that stops")
     checkpoint = load_checkpoint(run.last)
+    if "best_acc" in checkpoint:  # written before --metric, when accuracy ranked every run
+        checkpoint["best_score"] = checkpoint.pop("best_acc")
     saved = RunConfig.of_checkpoint(checkpoint, run.last)
     missing = sorted(RESUME_ENTRIES - checkpoint.keys()) + (["ema"] if saved.options.ema and "ema" not in checkpoint else [])
     if missing:
@@ -179,7 +185,7 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
     return fit(setup(config, run, dataset_root or dataset_dir(), runtime, console or Console(), (checkpoint, saved)))
 
 
-RESUME_ENTRIES = frozenset({"optimizer", "scheduler", "rng", "best_acc", "best_epoch"})  # besides load_checkpoint's
+RESUME_ENTRIES = frozenset({"optimizer", "scheduler", "rng", "best_score", "best_epoch"})  # besides load_checkpoint's
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -366,10 +372,15 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
     checkpoint, saved = resumed or (None, None)
     where = runtime.ranks
     console = console if where.main else Console(quiet=True)
+    if saved is None and not config.full and config.metric is None:
+        config.metric = read_competition(dataset_root).metric
     with rank_zero_first(where):  # rank 0 decodes the cache; the others then read it
         data = training_arrays(dataset_root, config.skip_bad, config.limit, console)
     train_idx, val_idx = run_split(data.targets, config.val_fraction, config.seed, config.full, data.classes,
                                    config.folds, config.fold)
+    if config.metric in ("roc_auc", "mean_roc_auc") and len(val_idx) and len(np.unique(data.targets[val_idx])) < 2:
+        raise PipelineError(f"{dataset_root}: the val split holds one class only, which {config.metric} cannot score; "
+                            "use more images (raise or drop --limit) or another --metric")
     run_config = _run_config(config, data, (train_idx, val_idx), dataset_root, runtime, saved)
     mean, std = tuple(run_config.mean), tuple(run_config.std)
     own_val = val_idx[where.rank::where.world]  # each rank scores its share; the metrics are reduced over all
@@ -385,7 +396,7 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
         val_images=torch.from_numpy(np.ascontiguousarray(data.images[own_val])).to(runtime.device) if len(val_idx) else None,
         val_targets=data.targets[own_val], val_indices=own_val, model=model, step_model=model, optimizer=optimizer, scheduler=scheduler,
         per_step=per_step, ema=ModelEmaV3(model, decay=config.ema, use_warmup=True) if config.ema else None,
-        frozen_norms=frozen_norms, saver=CheckpointSaver(run, keep_top=config.keep_top),
+        frozen_norms=frozen_norms, saver=CheckpointSaver(run, run_config.metric, keep_top=config.keep_top),
         criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), scaler=runtime.gradient_scaler())
     if checkpoint is not None:
         _restore(ctx, checkpoint)
@@ -412,8 +423,8 @@ def _restore(ctx: TrainContext, checkpoint: dict) -> None:
     if ctx.ema is not None:
         ctx.ema.module.load_state_dict(checkpoint["ema"])
     ctx.start_epoch = ctx.epoch = checkpoint["epoch"]
-    ctx.saver = CheckpointSaver(ctx.run, checkpoint["best_acc"], checkpoint["best_epoch"], ctx.config.keep_top,
-                                checkpoint.get("top"))
+    ctx.saver = CheckpointSaver(ctx.run, ctx.run_config.metric, checkpoint["best_score"], checkpoint["best_epoch"],
+                                ctx.config.keep_top, checkpoint.get("top"))
     restore_rng(checkpoint["rng"], ctx.runtime)
     ctx.history = ctx.run.read_history(ctx.start_epoch)
 
@@ -455,7 +466,7 @@ def restore_rng(saved: list[dict] | dict, runtime: Runtime) -> None:
 
 
 def _checkpoint_state(ctx: TrainContext, rng: list[dict]) -> dict:
-    """The checkpoint dict, less what the saver adds (epoch, best_acc, best_epoch)."""
+    """The checkpoint dict, less what the saver adds (epoch, best_score, best_epoch, top)."""
     state = {"model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
              "scheduler": ctx.scheduler.state_dict(), "scaler": ctx.scaler.state_dict(),
              "config": ctx.run_config.to_dict(), "rng": rng}
@@ -488,7 +499,7 @@ def fit(ctx: TrainContext) -> TrainResult:
             reached = log.epoch(lr, (train_loss, train_acc), evaluation, time.perf_counter() - started, train_seconds)
             rng = rng_states(ctx.runtime)
             _, best_epoch = ctx.saver.save(_checkpoint_state(ctx, rng) if where.main else {}, epoch,
-                                           evaluation.acc if evaluation else None, write=where.main)
+                                           evaluation.score if evaluation else None, write=where.main)
             if evaluation is not None and best_epoch == epoch:
                 best_predictions = evaluation.predictions
             if reached or _out_of_patience(ctx, best_epoch):
@@ -508,12 +519,12 @@ def _step_schedule(ctx: TrainContext) -> None:
 
 
 def _out_of_patience(ctx: TrainContext, best_epoch: int) -> bool:
-    """--patience: whether that many epochs have passed without a better val accuracy (said when so)."""
+    """--patience: whether that many epochs have passed without a better val score (said when so)."""
     patience = ctx.config.patience
     if patience is None or ctx.val_images is None or ctx.epoch - best_epoch < patience or ctx.epoch == ctx.config.epochs:
         return False
-    ctx.console.print(f"early stop after epoch {ctx.epoch}: no better val accuracy for {patience} epoch{'s' * (patience > 1)} "
-                      f"(best {ctx.saver.best_metric:.4f} at epoch {best_epoch})")
+    ctx.console.print(f"early stop after epoch {ctx.epoch}: no better val {METRIC_LABELS[ctx.run_config.metric]} for "
+                      f"{patience} epoch{'s' * (patience > 1)} (best {ctx.saver.best_score:.4f} at epoch {best_epoch})")
     return True
 
 
@@ -530,9 +541,10 @@ def _average_top(ctx: TrainContext) -> tuple[Evaluation, str]:
     ctx.eval_model.load_state_dict(inference_weights(averaged))
     evaluation = evaluate(ctx)
     if ctx.runtime.ranks.main:
-        ctx.saver.replace_best({**averaged, "averaged_epochs": epochs, "averaged_acc": evaluation.acc})
-    line = (f"best.pt: the average of the {len(epochs)} best epochs ({', '.join(map(str, epochs))}): val accuracy "
-            f"{evaluation.acc:.4f}; the best single epoch ({ctx.saver.best_epoch}): {ctx.saver.best_metric:.4f}")
+        ctx.saver.replace_best({**averaged, "averaged_epochs": epochs, "averaged_score": evaluation.score})
+    line = (f"best.pt: the average of the {len(epochs)} best epochs ({', '.join(map(str, epochs))}): val "
+            f"{METRIC_LABELS[ctx.run_config.metric]} {evaluation.score:.4f}; the best single epoch "
+            f"({ctx.saver.best_epoch}): {ctx.saver.best_score:.4f}")
     ctx.console.print(line)
     return evaluation, line
 
@@ -545,10 +557,10 @@ def _finish(ctx: TrainContext, best_predictions: ValPredictions | None) -> Train
     checksum = weights_checksum(ctx.model)
     if not same_on_all_ranks(checksum, ctx.runtime.device, where):
         raise PipelineError(f"{run.path}: the {where.world} processes ended with different weights; not trusting this run")
-    best_acc, best_epoch, averaged_acc = ctx.saver.best_metric, ctx.saver.best_epoch, None
+    best_score, best_epoch, averaged_score = ctx.saver.best_score, ctx.saver.best_epoch, None
     if ctx.config.average_top:
         averaged, line = _average_top(ctx)
-        best_predictions, averaged_acc = averaged.predictions, averaged.acc  # the report shows what best.pt predicts
+        best_predictions, averaged_score = averaged.predictions, averaged.score  # the report shows what best.pt predicts
         if where.main:
             run.write_result(_result_text(ctx) + line + "\n")
     elif ctx.val_images is not None and best_predictions is None:
@@ -561,7 +573,8 @@ def _finish(ctx: TrainContext, best_predictions: ValPredictions | None) -> Train
         run.set_status("finished")
         written = draw_report(run, best_predictions)
         console.print(f"report: {', '.join(str(path) for path in written)}")
-    return TrainResult(run.path, None if ctx.val_images is None else best_acc, best_epoch, checksum, averaged_acc)
+    return TrainResult(run.path, ctx.run_config.metric, None if ctx.val_images is None else best_score, best_epoch,
+                       checksum, averaged_score)
 
 
 @contextlib.contextmanager
@@ -607,9 +620,9 @@ class _EpochLog:
         """Record one epoch; returns whether it reached --target-acc."""
         ctx, epoch = self.ctx, self.ctx.epoch
         self.wall += seconds
-        val = (evaluation.loss, evaluation.acc, evaluation.f1) if evaluation else (float("nan"),) * 3
+        val = (evaluation.loss, evaluation.acc, evaluation.f1, evaluation.score) if evaluation else (float("nan"),) * 4
         row = {"epoch": epoch, **{k: round(v, 6) for k, v in zip(
-                   ("train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr"), (*train, *val, lr))},
+                   ("train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "val_score", "lr"), (*train, *val, lr))},
                "seconds": round(seconds, 3), "wall_s": round(self.wall, 3),
                "images_per_s": round(ctx.run_config.split["train_images"] / train_seconds, 1)}
         ctx.history.append(row)
@@ -617,9 +630,11 @@ class _EpochLog:
         reached = target is not None and val[1] >= target
         if self.writer is not None:
             self._write(row)
+        metric = ctx.run_config.metric
+        shown = f"{METRIC_LABELS[metric]} {val[3]:.4f} " if metric not in ("accuracy", "f1_macro") else ""
         ctx.console.print(
             f"epoch {epoch}/{ctx.config.epochs}  train loss {train[0]:.4f} acc {train[1]:.4f}  "
-            + (f"val loss {val[0]:.4f} acc {val[1]:.4f} F1 {val[2]:.4f}  " if evaluation else "")
+            + (f"val loss {val[0]:.4f} acc {val[1]:.4f} F1 {val[2]:.4f} {shown} " if evaluation else "")
             + f"lr {lr:.4g}  {seconds:.1f}s {row['images_per_s']:.0f} img/s")
         if reached:
             ctx.console.print(f"reached val accuracy {val[1]:.4f} ≥ {target} at epoch {epoch} after {self.wall:.1f}s")
@@ -627,8 +642,8 @@ class _EpochLog:
 
     def _write(self, row: dict) -> None:
         for tag, key in (("loss/train", "train_loss"), ("loss/val", "val_loss"), ("accuracy/train", "train_acc"),
-                         ("accuracy/val", "val_acc"), ("f1/val", "val_f1"), ("lr", "lr"),
-                         ("images_per_s", "images_per_s")):
+                         ("accuracy/val", "val_acc"), ("f1/val", "val_f1"), (f"{self.ctx.run_config.metric}/val", "val_score"),
+                         ("lr", "lr"), ("images_per_s", "images_per_s")):
             if not np.isnan(row[key]):
                 self.writer.add_scalar(tag, row[key], row["epoch"])
         self.writer.flush()
@@ -637,12 +652,13 @@ class _EpochLog:
 
 
 def _result_text(ctx: TrainContext) -> str:
-    last, summary = ctx.history[-1], summarize_metrics(pd.DataFrame(ctx.history))
+    last, summary = ctx.history[-1], summarize_metrics(pd.DataFrame(ctx.history), ctx.run_config.metric)
     reached = ctx.config.target_acc is not None and last["val_acc"] >= ctx.config.target_acc
     if ctx.config.full:
         return (f"trained on all labeled images for {last['epoch']} epochs (no validation); "
                 f"{ctx.run.best.name} is the last epoch\n")
-    text = (f"best val accuracy {summary.best_acc:.4f} at epoch {summary.best_epoch} "
+    accuracy = f", val accuracy {summary.val_acc:.4f}" if summary.metric != "accuracy" else ""
+    text = (f"best val {METRIC_LABELS[summary.metric]} {summary.best_score:.4f} at epoch {summary.best_epoch}{accuracy} "
             f"(of {last['epoch']} trained, {last['wall_s']:.1f}s)\n")
     if reached:
         text += f"time to val accuracy {ctx.config.target_acc}: {last['wall_s']:.1f}s (epoch {last['epoch']})\n"
@@ -709,8 +725,8 @@ def diverged(ctx: TrainContext, what: str) -> PipelineError:
 
 
 def evaluate(ctx: TrainContext) -> Evaluation:
-    """Mean cross-entropy, accuracy, macro-F1 and the predictions of the evaluated model (the EMA when kept)
-    on the val split: each rank scores its share through `infer`, the results are put together."""
+    """Mean cross-entropy, accuracy, macro-F1, the run's metric and the predictions of the evaluated model (the EMA
+    when kept) on the val split: each rank scores its share through `infer`, the results are put together."""
     where, device = ctx.runtime.ranks, ctx.runtime.device
     sync_buffers(ctx.eval_model, where)
     log_probs = infer(ctx.eval_model, ctx.val_images, ctx.run_config.inputs, "none", ctx.runtime,
@@ -723,6 +739,7 @@ def evaluate(ctx: TrainContext) -> Evaluation:
         raise diverged(ctx, f"the val loss became {loss_sum}")
     probabilities = np.exp(all_concat(log_probs, where)).astype(np.float32)
     return Evaluation(loss_sum / len(actual), float((predicted == actual).mean()), float(f1),
+                      metric_score(ctx.run_config.metric, actual, probabilities),
                       ValPredictions(ctx.run_config.classes, actual, predicted, probabilities,
                                      all_concat(ctx.val_indices, where)))
 
@@ -732,10 +749,11 @@ def _log_hparams(run: Run, config: TrainConfig, history: list[dict]) -> None:
     options = {key: value if isinstance(value, (int, float, str, bool)) else str(value)
                for key, value in asdict(config).items()
                if key not in ("name", "device", "workers", "compile", "limit", "target_acc")}
-    summary = summarize_metrics(pd.DataFrame(history))
+    summary = summarize_metrics(pd.DataFrame(history), config.metric or "accuracy")
     metrics = {"hparam/wall_s": summary.wall_s, "hparam/epochs_trained": summary.epochs}
-    if summary.best_acc is not None:
-        metrics.update({"hparam/best_val_acc": summary.best_acc, "hparam/val_f1_at_best": summary.best_f1})
+    if summary.best_score is not None:
+        metrics.update({"hparam/best_val_score": summary.best_score, "hparam/val_acc_at_best": summary.val_acc,
+                        "hparam/val_f1_at_best": summary.val_f1})
     with SummaryWriter(run.tensorboard) as writer:
         for summary_proto in hparams(options, metrics):
             writer.file_writer.add_summary(summary_proto)

@@ -19,7 +19,7 @@ def captured(monkeypatch):
 
     def record(config, console=None):
         seen["config"] = config
-        return pipeline.train.TrainResult(seen.setdefault("dir", Path("weights/exp")), 0.0, 0)
+        return pipeline.train.TrainResult(seen.setdefault("dir", Path("weights/exp")), "accuracy", 0.0, 0)
 
     monkeypatch.setattr(pipeline.train, "train", record)
     return seen

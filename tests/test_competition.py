@@ -11,10 +11,13 @@ from rich.console import Console
 
 from pipeline.competition import DESCRIPTION, Competition, infer_competition, read_competition, write_competition
 from pipeline.config import TrainConfig
+from pipeline.cv import summary_lines, train_cv
 from pipeline.errors import PipelineError
 from pipeline.fetch import fetch
 from pipeline.layout import check_test, check_train
+from pipeline.metrics import metric_score
 from pipeline.predict import predict
+from pipeline.run import Run, load_checkpoint
 from pipeline.train import train
 from pipeline.cli import app
 from tests.fixtures import CLASSES, QUICK, class_images, grey_class_images, runner
@@ -116,7 +119,13 @@ def test_images_of_varied_sizes_are_decoded_to_one_square_and_predicted(project,
     fetch(archive=competition_zip(source, tmp_path / "dogs.zip"))
     from pipeline.dataset import training_arrays
     assert training_arrays(project / "dataset").images.shape == (200, 40, 40, 3)
-    train(TrainConfig(epochs=3, **QUICK), project / "dataset", project / "weights", Console(quiet=True))
+    result = train(TrainConfig(epochs=3, **QUICK), project / "dataset", project / "weights", Console(quiet=True))
+    # the competition's log loss ranked the epochs: best.pt is the epoch of the lowest val log loss
+    metrics = pd.read_csv(result.run_dir / "metrics.csv")
+    assert result.metric == "log_loss" and result.best_epoch == metrics["val_score"].idxmin() + 1
+    _, targets, probabilities = Run(result.run_dir).read_val_probabilities()  # the best epoch's
+    assert metric_score("log_loss", targets, probabilities) == pytest.approx(result.best_score, abs=1e-5)
+    assert load_checkpoint(result.run_dir / "best.pt")["best_score"] == pytest.approx(metrics["val_score"].min(), abs=1e-6)
     scored = predict(score=source / "solution.csv")
     assert scored.metric == "log_loss" and scored.score < np.log(4)
 
@@ -318,7 +327,7 @@ def test_description_round_trips(tmp_path):
     ({"train_images": "."}, "must name a file or folder inside dataset/"),
     ({"labels_csv": ""}, "labels_csv '' with label_kind 'names'"),
     ({"label_kind": "folders"}, "labels_csv 'trainLabels.csv' with label_kind 'folders'"),
-    ({"metric": "f1_macro"}, "metric 'f1_macro' is not used yet for a class per row"),
+    ({"metric": "log_loss"}, "metric 'log_loss' scores probabilities, but submission_kind 'label' submits a class"),
     ({"image_size": 4}, "image_size must be a whole number of pixels from 8 to 1024"),
     ({"image_size": True}, "image_size must be a whole number"),
 ])
@@ -362,12 +371,32 @@ def test_a_binary_competition_submits_the_probability_of_one_scored_by_roc_auc(p
     assert result.exit_code == 0, result.output
     assert "note: sample_submission.csv: one column for 0/1 labels, read as the probability of 1" in result.output
     assert "dataset/competition.json" in result.output
-    train(TrainConfig(epochs=3, **QUICK), project / "dataset", project / "weights", Console(quiet=True))
+    result = train(TrainConfig(epochs=3, **QUICK), project / "dataset", project / "weights", Console(quiet=True))
+    assert result.metric == "roc_auc" and result.best_score > 0.9  # the val ROC AUC ranked the epochs
     scored = predict(score=source / "solution.csv")
     written = pd.read_csv(project / "submissions" / "submission.csv")
     assert list(written.columns) == ["id", "has_cactus"] and written["id"].tolist() == [f"q{i}.jpg" for i in range(40)]
     assert written["has_cactus"].between(0, 1).all() and written["has_cactus"].nunique() > 2  # probabilities
     assert scored.metric == "roc_auc" and scored.score > 0.9
+
+
+def test_cross_validation_of_a_binary_competition_is_ranked_scored_and_predicted_by_roc_auc(project, tmp_path):
+    source = tmp_path / "cactus"
+    cactus(source, n=200, n_test=40)
+    fetch(archive=competition_zip(source, tmp_path / "cactus.zip"))
+    cv, summary = train_cv(TrainConfig(epochs=3, folds=2, **QUICK), console=Console(quiet=True))
+    assert summary["metric"] == "roc_auc" and summary["oof"]["roc_auc"] > 0.9
+    for i, fold in enumerate(summary["per_fold"]):  # each fold's best.pt: its epoch of the highest val ROC AUC
+        metrics = pd.read_csv(cv.fold(i).path / "metrics.csv")
+        assert fold["roc_auc"] == pytest.approx(metrics["val_score"].max(), abs=1e-5)
+    lines = " ".join(summary_lines(cv, summary))
+    assert f"fold ROC AUC {summary['mean']['roc_auc']:.4f} ± " in lines and "out-of-fold: ROC AUC " in lines
+    scored = predict(runs=[cv.path], tta="none", score=source / "solution.csv")
+    assert scored.members == ["cv-fold-0.probs.npy", "cv-fold-1.probs.npy"]
+    assert scored.metric == "roc_auc" and scored.score > 0.9
+    assert list(pd.read_csv(project / "submissions" / "submission.csv").columns) == ["id", "has_cactus"]
+    listed = runner.invoke(app, ["runs"])
+    assert "cross-validation cv (2 folds): out-of-fold ROC AUC " in " ".join(listed.output.split())
 
 
 def test_a_probability_per_class_sums_to_one_clipped_for_log_loss(trained):

@@ -20,7 +20,8 @@ from pipeline.distributed import Ranks, weights_checksum
 from pipeline.errors import PipelineError
 from pipeline.runtime import Runtime
 from pipeline.models import build_model
-from pipeline.run import load_checkpoint
+from pipeline.metrics import metric_score
+from pipeline.run import Run, load_checkpoint
 from tests.fixtures import QUICK as BASE_QUICK
 
 QUICK = dict(BASE_QUICK, milestones=[1])
@@ -29,6 +30,7 @@ JOBS = {
     # each rank takes 320 / 2 // (7 // 2) = 53 batches of its DataLoader (its last image dropped: BatchNorm
     # cannot train on one), not ceil(320 / 7) = 46: the one-cycle schedule must be sized by what a rank runs
     "train-albu-onecycle": dict(epochs=1, aug="albu-strong", schedule="onecycle", milestones=[], batch_size=7),
+    "train-log-loss": dict(epochs=2, metric="log_loss"),
 }
 
 
@@ -48,7 +50,7 @@ def _rank_main(rank: int, world: int, port: int, project: str, job: str, results
         from pipeline.train import train
         options = dict(QUICK, **JOBS[job])
         result = train(TrainConfig(**options))
-        results.put((rank, str(result.run_dir), result.best_acc, result.weights_checksum))
+        results.put((rank, str(result.run_dir), result.best_score, result.weights_checksum))
     else:
         from pipeline.predict import predict
         result = predict(tta="flip", device="cpu")
@@ -172,3 +174,12 @@ def test_rank_zero_leaves_no_run_folder_when_the_name_cannot_reach_the_other_ran
     with pytest.raises(RuntimeError):
         training._claim(project / "weights", "ddp", Runtime(ranks=Ranks(0, 2, 0)))
     assert not (project / "weights" / "ddp").exists()
+
+
+def test_a_metric_of_probabilities_is_scored_on_the_whole_val_split_under_two_processes(fetched):
+    (_, run0, loss0, sum0), (_, run1, loss1, sum1) = run_ranks(fetched, "train-log-loss")
+    assert run0 == run1 and loss0 == loss1 and sum0 == sum1
+    run = Run(fetched / "weights" / "exp")
+    indices, targets, probabilities = run.read_val_probabilities()  # the best epoch's, gathered from both ranks
+    assert len(indices) == 80 and metric_score("log_loss", targets, probabilities) == pytest.approx(loss0, abs=1e-5)
+    assert pd.read_csv(run.path / "metrics.csv")["val_score"].min() == pytest.approx(loss0, abs=1e-6)

@@ -20,13 +20,13 @@ def test_runs_table_shows_finished_running_crashed_and_broken_runs(project):
     assert list(table.columns) == list(COLUMNS)
     assert table["run"].tolist() == ["good", "better-lr", "live", "dead", "nometrics"]
     rows = table.set_index("run")
-    assert rows.loc["good", "best_acc"] == 0.9 and rows.loc["good", "best_epoch"] == 2
+    assert rows.loc["good", "best"] == 0.9 and rows.loc["good", "best_epoch"] == 2
     assert rows.loc["good", "macro_f1"] == pytest.approx(0.85) and rows.loc["good", "wall_s"] == 6.0
     assert rows.loc["good", "schedule"] == "step 2" and rows.loc["good", "status"] == "finished"
     assert rows.loc["live", "status"] == "running" and rows.loc["dead", "status"] == "crashed"
     assert rows.loc["nometrics", "status"].startswith("incomplete: ") and "no metrics" in rows.loc["nometrics", "status"]
-    assert pd.isna(rows.loc["nometrics", "best_acc"])
-    by_acc = list_runs(weights, sort="best_acc", descending=True)
+    assert pd.isna(rows.loc["nometrics", "best"])
+    by_acc = list_runs(weights, sort="best", descending=True)
     assert by_acc["run"].tolist()[:2] == ["better-lr", "good"] and by_acc["run"].iloc[-1] == "nometrics"
     with pytest.raises(PipelineError, match="--sort 'accuracy': choose one of run, date"):
         list_runs(weights, sort="accuracy")
@@ -53,7 +53,7 @@ def test_compare_overlays_runs_and_lists_differences(project):
     assert_png(figure, (1000, 700))
     assert "lr" in table.index and "epochs" in table.index and "seed" not in table.index and "name" not in table.index
     assert table.loc["lr"].tolist() == [0.1, 0.05, 0.1]
-    assert table.loc["best val acc"].tolist() == [0.9, 0.95, 0.5]
+    assert table.loc["best val score"].tolist() == [0.9, 0.95, 0.5]
     shown = runner.invoke(app, ["compare", "a", "b", "--output", "ab.png"])
     assert shown.exit_code == 0, shown.output
     assert "0.05" in shown.output and (project / "ab.png").is_file()

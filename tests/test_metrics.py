@@ -1,11 +1,19 @@
-import numpy as np
-import pytest
-from sklearn.metrics import log_loss, roc_auc_score
+import json
 
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score, log_loss, roc_auc_score
+
+from pipeline.cli import app
 from pipeline.competition import Competition, write_competition
 from pipeline.errors import PipelineError
 from pipeline.metrics import metric_score
+from pipeline.predict import predict
+from pipeline.run import load_checkpoint, save_checkpoint
 from pipeline.submission import LOG_LOSS_FLOOR, submission_values
+from pipeline.train import resume
+from tests.fixtures import runner
 
 PROBABILITIES = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.3, 0.5], [0.5, 0.4, 0.1]])
 TARGETS = np.array([0, 1, 1, 2])
@@ -44,3 +52,47 @@ def test_submission_values_of_each_kind(tmp_path):
     assert submission_values(np.array([[0.25, 0.75]]), ["0", "1"], tmp_path) == [["0.750000"]]
     with pytest.raises(PipelineError, match="probabilities of 1, but the model's classes are a, b"):
         submission_values(np.array([[0.25, 0.75]]), ["a", "b"], tmp_path)
+
+
+def test_predict_scores_by_metric_and_refuses_one_a_class_per_row_cannot_take(trained):
+    root, out = trained / "dataset", trained / "submissions" / "submission.csv"
+    solution = str(root / "solution.csv")
+    by_f1 = runner.invoke(app, ["predict", "--tta", "none", "--score", solution, "--metric", "f1_macro"])
+    assert by_f1.exit_code == 0, by_f1.output
+    submitted, truth = pd.read_csv(out, dtype=str), pd.read_csv(root / "solution.csv", dtype=str)
+    expected = f1_score(truth["label"], submitted.set_index("id").loc[truth["id"], "label"], average="macro")
+    assert f"f1_macro on the scored ids: {expected:.4f}" in by_f1.output
+    written = out.read_bytes()
+    for args, message in ((["--score", solution, "--metric", "log_loss"],
+                           "error: --metric log_loss scores probabilities, but sampleSubmission.csv takes a class per row"),
+                          (["--metric", "f1_micro", "--score", "none.csv"], "error: none.csv: no such solution file"),
+                          (["--metric", "f1_micro"], "error: --metric f1_micro chooses how --score scores: pass --score")):
+        refused = runner.invoke(app, ["predict", *args])
+        assert refused.exit_code == 1 and refused.output.startswith(message), refused.output
+    assert out.read_bytes() == written  # refused before anything was predicted
+    assert runner.invoke(app, ["predict", "--metric", "top5"]).exit_code == 2
+    write_competition(root, Competition(metric="f1_micro"))  # the description's metric, when --metric is not given
+    assert predict(score=root / "solution.csv", tta="none").metric == "f1_micro"
+
+
+def test_train_takes_metric_and_a_run_from_before_it_resumes_ranked_by_accuracy(trained):
+    trained_by_f1 = runner.invoke(app, ["train", "--recipe", "seed", "--metric", "f1_macro", "--epochs", "1",
+                                        "--limit", "64", "--batch-size", "32", "--workers", "0", "--name", "f1"])
+    assert trained_by_f1.exit_code == 0, trained_by_f1.output
+    assert "done: best val macro-F1 " in trained_by_f1.output
+    run = trained / "weights" / "f1"
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert metrics["val_score"].tolist() == metrics["val_f1"].tolist()
+    assert json.loads((run / "config.json").read_text())["options"]["metric"] == "f1_macro"
+    listed = runner.invoke(app, ["runs"])
+    assert "f1_macro" in listed.output and "accuracy" in listed.output  # the new run's, and exp's
+    old = trained / "weights" / "exp"  # as runs were before --metric: no metric, best_acc, no val_score
+    last = load_checkpoint(old / "last.pt")
+    last["best_acc"] = last.pop("best_score")
+    del last["config"]["options"]["metric"]
+    save_checkpoint(old / "last.pt", last)
+    pd.read_csv(old / "metrics.csv").drop(columns="val_score").to_csv(old / "metrics.csv", index=False)
+    resumed = resume(old, {"epochs": 4})
+    assert resumed.metric == "accuracy"
+    metrics = pd.read_csv(old / "metrics.csv")
+    assert resumed.best_score == pytest.approx(metrics["val_acc"].max(), abs=1e-6)

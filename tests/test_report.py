@@ -24,16 +24,16 @@ def test_a_run_ends_with_its_pictures_tables_and_hparams(fetched):
     assert per_class["support"].sum() == 80
     # the report's predictions are the best epoch's: they reproduce its val accuracy
     correct = (per_class["accuracy"] * per_class["support"]).sum()
-    assert correct / 80 == pytest.approx(result.best_acc, abs=1e-3)
+    assert correct / 80 == pytest.approx(result.best_score, abs=1e-3)
     report = (run / "report.md").read_text()
     assert "![curves](curves.png)" in report and "![confusion](confusion.png)" in report
-    assert f"best val accuracy {result.best_acc:.4f}" in report and "| lr | 0.02 |" in report
+    assert f"best val accuracy {result.best_score:.4f}" in report and "| lr | 0.02 |" in report
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
     events = EventAccumulator(str(run / "tb"))
     events.Reload()
     assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
-    assert {"hparam/best_val_acc", "accuracy/val", "loss/train", "lr"} <= set(events.Tags()["scalars"])
-    assert events.Scalars("hparam/best_val_acc")[-1].value == pytest.approx(result.best_acc)
+    assert {"hparam/best_val_score", "hparam/val_acc_at_best", "accuracy/val", "loss/train", "lr"} <= set(events.Tags()["scalars"])
+    assert events.Scalars("hparam/best_val_score")[-1].value == pytest.approx(result.best_score)
 
     for path in Run(run).report_files:
         path.unlink()

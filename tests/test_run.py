@@ -62,27 +62,28 @@ def test_older_and_foreign_configs(tmp_path):
         run.read_config()
 
 
-@pytest.mark.parametrize("metrics, best_epochs, best", [
-    ([0.5, 0.7, 0.6], [1, 2, 2], 0.7),
-    ([0.5, 0.5, 0.9], [1, 1, 3], 0.9),  # a tie does not replace the best
-    ([None, None], [1, 2], None),  # --full: no metric, best is the last epoch
+@pytest.mark.parametrize("metric, scores, best_epochs, best", [
+    ("accuracy", [0.5, 0.7, 0.6], [1, 2, 2], 0.7),
+    ("accuracy", [0.5, 0.5, 0.9], [1, 1, 3], 0.9),  # a tie does not replace the best
+    ("log_loss", [0.9, 0.5, 0.5, 0.7], [1, 2, 2, 2], 0.5),  # lower is better; a tie neither
+    ("accuracy", [None, None], [1, 2], None),  # --full: no score, best is the last epoch
 ])
-def test_checkpoint_saver_keeps_last_and_best(tmp_path, metrics, best_epochs, best):
+def test_checkpoint_saver_keeps_last_and_best(tmp_path, metric, scores, best_epochs, best):
     run = Run(tmp_path)
-    saver = CheckpointSaver(run)
-    for epoch, (metric, best_epoch) in enumerate(zip(metrics, best_epochs), 1):
+    saver = CheckpointSaver(run, metric)
+    for epoch, (score, best_epoch) in enumerate(zip(scores, best_epochs), 1):
         state = {"model": {"w": torch.full((2,), float(epoch))}, "config": {}}
-        assert saver.save(state, epoch, metric) == (metrics[best_epoch - 1], best_epoch)
+        assert saver.save(state, epoch, score) == (scores[best_epoch - 1], best_epoch)
         assert load_checkpoint(run.last)["epoch"] == epoch
         assert load_checkpoint(run.best)["epoch"] == best_epoch
-    assert saver.best_metric == best
+    assert saver.best_score == best
     assert load_checkpoint(run.best)["model"]["w"][0] == best_epochs[-1]
     assert load_checkpoint(run.last)["best_epoch"] == best_epochs[-1]
 
 
 def test_resumed_saver_starts_from_the_saved_best_and_non_main_ranks_write_nothing(tmp_path):
     run = Run(tmp_path)
-    saver = CheckpointSaver(run, best_metric=0.8, best_epoch=4)
+    saver = CheckpointSaver(run, "accuracy", best_score=0.8, best_epoch=4)
     assert saver.save({"model": {}, "config": {}}, 5, 0.7, write=False) == (0.8, 4)
     assert not run.last.exists() and not run.best.exists()
     assert saver.save({"model": {}, "config": {}}, 6, 0.85) == (0.85, 6)
@@ -90,13 +91,15 @@ def test_resumed_saver_starts_from_the_saved_best_and_non_main_ranks_write_nothi
 
 def test_metrics_log_and_summary(tmp_path):
     run = Run(tmp_path)
-    rows = [dict(zip(METRIC_COLUMNS, (e, 1.0 / e, 0.5, 1.2, acc, acc - 0.1, 0.1, 2.0, 2.0 * e, 100.0 + e)))
-            for e, acc in ((1, 0.4), (2, 0.8), (3, 0.6))]
+    rows = [dict(zip(METRIC_COLUMNS, (e, 1.0 / e, 0.5, 1.2, acc, acc - 0.1, loss, 0.1, 2.0, 2.0 * e, 100.0 + e)))
+            for e, acc, loss in ((1, 0.4, 1.5), (2, 0.8, 0.9), (3, 0.6, 0.7))]  # val_score: a log loss
     run.write_metrics(rows)
     assert list(pd.read_csv(tmp_path / "metrics.csv").columns) == list(METRIC_COLUMNS)
     summary = summarize_metrics(run.read_metrics())
-    assert (summary.epochs, summary.best_acc, summary.best_epoch, summary.wall_s) == (3, 0.8, 2, 6.0)
-    assert summary.best_f1 == pytest.approx(0.7) and summary.images_per_s == 102.0
+    assert (summary.epochs, summary.best_score, summary.best_epoch, summary.wall_s) == (3, 0.8, 2, 6.0)
+    assert summary.val_f1 == pytest.approx(0.7) and summary.images_per_s == 102.0
+    by_loss = summarize_metrics(run.read_metrics(), "log_loss")
+    assert (by_loss.metric, by_loss.best_score, by_loss.best_epoch, by_loss.val_acc) == ("log_loss", 0.7, 3, 0.6)
     assert [row["epoch"] for row in run.read_history(2)] == [1, 2]
 
 

@@ -163,7 +163,7 @@ def given_options(ctx: typer.Context) -> set[str]:
 @app.command()
 @user_errors
 def fetch(
-    competition: str = typer.Option("cifar-10", help="Kaggle competition to download.", metavar="NAME"),
+    competition: Optional[str] = typer.Option(None, help="Kaggle competition to download (default cifar-10; with --archive, the zip's name without .zip, as Kaggle names its downloads). `pipeline submit` submits to it.", metavar="NAME"),
     dataset: Optional[str] = typer.Option(None, help="A Kaggle dataset of pixel CSVs instead (owner/name, e.g. zalando-research/fashionmnist), converted to PNGs.", metavar="OWNER/NAME"),
     archive: Optional[Path] = typer.Option(None, help="Use this competition (or --dataset) zip, downloaded by hand, instead of the API.", metavar="ZIP"),
     sample: bool = typer.Option(False, "--sample", help="Write the offline sample competition: no network, no account.", metavar=""),

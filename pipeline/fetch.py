@@ -10,6 +10,7 @@ import hashlib
 import json
 import lzma
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -50,22 +51,30 @@ class FetchResult:
     notes: list[str] = field(default_factory=list)  # the choices made in describing the competition
 
 
-def fetch(competition: str = DEFAULT_COMPETITION, archive: Path | None = None, sample: bool = False,
+def fetch(competition: str | None = None, archive: Path | None = None, sample: bool = False,
           force: bool = False, root: Path | None = None, dataset: str | None = None,
           limits: ExtractLimits | None = None) -> FetchResult:
-    """Lay out `competition`, the Kaggle `dataset` (owner/name, pixel CSVs) or the offline sample
-    under `root` (default ./dataset); archives beyond `limits` are refused."""
+    """Lay out `competition` (default: the `archive`'s name without .zip, as Kaggle names its downloads, else
+    cifar-10), the Kaggle `dataset` (owner/name, pixel CSVs) or the offline sample under `root` (default
+    ./dataset); archives beyond `limits` are refused."""
     limits = limits or ExtractLimits()
     root = root or dataset_dir()
     if dataset is not None and dataset.count("/") != 1:
         raise PipelineError(f"--dataset {dataset!r}: expected owner/name, e.g. zalando-research/fashionmnist")
-    if dataset is not None and (sample or competition != DEFAULT_COMPETITION):
+    if dataset is not None and (sample or competition is not None):
         raise PipelineError("--dataset replaces --competition and --sample: give only one of them")
-    if sample and (archive is not None or competition != DEFAULT_COMPETITION):
+    if sample and (archive is not None or competition is not None):
         raise PipelineError("--sample writes the offline sample: give it without --archive or --competition")
+    competition = competition or (archive_competition(archive) if archive is not None else DEFAULT_COMPETITION)
     source = SAMPLE if sample else dataset or competition
     with created_folder(root, whole=True):  # a failed first fetch leaves no dataset/ (nor caches) behind
         return _lay_out(root, source, competition, archive, sample, force, dataset, limits)
+
+
+def archive_competition(archive: Path) -> str:
+    """The competition a hand-downloaded zip holds, by its name: `kaggle competitions download -c NAME` writes
+    NAME.zip (a copy such as `NAME (1).zip` is NAME too)."""
+    return re.sub(r"\s*\(\d+\)$", "", archive.name[:-4] if archive.name.lower().endswith(".zip") else archive.stem)
 
 
 def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sample: bool, force: bool,

@@ -13,11 +13,12 @@ from pipeline.competition import DESCRIPTION, Competition, infer_competition, re
 from pipeline.config import TrainConfig
 from pipeline.cv import summary_lines, train_cv
 from pipeline.errors import PipelineError
-from pipeline.fetch import fetch
+from pipeline.fetch import archive_competition, fetch
 from pipeline.layout import check_test, check_train
 from pipeline.metrics import metric_score
 from pipeline.predict import predict
 from pipeline.run import Run, load_checkpoint
+from pipeline.submit import submission_target
 from pipeline.train import train
 from pipeline.cli import app
 from tests.fixtures import CLASSES, QUICK, class_images, grey_class_images, runner
@@ -473,9 +474,14 @@ def test_another_archive_over_a_fetched_one_needs_force(project, tmp_path):
     plant_seedlings(second, n=40, n_test=8)
     fetch(archive=competition_zip(first, tmp_path / "first.zip"))
     assert fetch(archive=tmp_path / "first.zip").already_complete
-    with pytest.raises(PipelineError, match="holds 'cifar-10' from .*first.zip; pass --force to replace it with"):
+    with pytest.raises(PipelineError, match="holds 'first'; pass --force to replace it with 'second'"):
         fetch(archive=competition_zip(second, tmp_path / "second.zip"))
     assert fetch(archive=tmp_path / "second.zip", force=True).train_images == 40
+    # a hand-downloaded zip is named after its competition, which `pipeline submit` then submits to
+    assert submission_target(project / "dataset") == "second"
+    assert archive_competition(tmp_path / "plant-seedlings-classification (1).zip") == "plant-seedlings-classification"
+    with pytest.raises(PipelineError, match="holds 'second' from .*second.zip; pass --force to replace it with .*first"):
+        fetch("second", archive=tmp_path / "first.zip")
 
 
 def test_a_description_unlike_the_sample_is_reported_before_predicting(trained):

@@ -69,13 +69,13 @@ def main() -> None:
         config = config_from({**common, **CANDIDATES[name], "name": f"{name}-{stamp}"})
         config.validate()
         result = train(config, dataset_root=args.dataset, weights_root=args.weights, console=console)
-        summary = summarize_metrics(Run(result.run_dir).read_metrics())
+        summary = summarize_metrics(Run(result.run_dir).read_metrics(), result.metric)
         with tempfile.TemporaryDirectory() as out:
             scored = predict(runs=[result.run_dir], tta="flip", device=args.device, precision="fp32", engine="torch",
                              score=solution, dataset_root=args.dataset, out=Path(out) / "submission.csv",
                              console=console)
         rows.append({"candidate": name, "held_out_acc": round(scored.score, 4),
-                     "best_val_acc": round(result.best_score, 4), "best_epoch": result.best_epoch,
+                     "best_val_acc": round(summary.val_acc, 4), "best_epoch": result.best_epoch,
                      "train_wall_s": round(summary.wall_s, 1), "options": {**common, **CANDIDATES[name]}})
     table = Table(*[k for k in rows[0] if k != "options"], title=f"{args.epochs} epochs each on {args.dataset}")
     for row in rows:

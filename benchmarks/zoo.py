@@ -48,11 +48,11 @@ def main() -> None:
         config = config_from({**common, "model": name, "name": f"zoo-{name}-{stamp}"})
         result = train(config, dataset_root=args.dataset, weights_root=args.weights, console=console)
         run = Run(result.run_dir).read_config()
-        summary = summarize_metrics(Run(result.run_dir).read_metrics())
+        summary = summarize_metrics(Run(result.run_dir).read_metrics(), result.metric)
         side = config.img_size or run.image_size[0]
         described = summarize(build_model(name, len(run.classes), config.stem, run.channels),
                               (run.channels, side, side))
-        rows.append({"model": name, "best_val_acc": round(result.best_score, 4), "best_epoch": result.best_epoch,
+        rows.append({"model": name, "best_val_acc": round(summary.val_acc, 4), "best_epoch": result.best_epoch,
                      "train_images_per_s": round(summary.images_per_s, 1),
                      "train_wall_s": round(summary.wall_s, 1),
                      "parameters": described.parameters,

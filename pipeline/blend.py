@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pipeline.errors import PipelineError
-from pipeline.metrics import metric_score
+from pipeline.metrics import LOG_LOSS_CLIP, metric_score
 from pipeline.run import CrossValidation
 
 
@@ -41,7 +41,7 @@ def fit_blend(members: list[CrossValidation]) -> Blend:
     rows = np.arange(len(targets))
 
     def loss(weights: np.ndarray) -> float:
-        return float(-np.log(np.clip(np.tensordot(weights, stacked[:, rows, targets], 1), 1e-7, 1)).mean())
+        return float(-np.log(np.clip(np.tensordot(weights, stacked[:, rows, targets], 1), LOG_LOSS_CLIP, 1)).mean())
 
     equal = np.full(len(members), 1 / len(members))
     fitted = minimize(loss, equal, method="SLSQP", bounds=[(0, 1)] * len(members),

@@ -28,7 +28,7 @@ NoArgsIsHelpError = getattr(click_exceptions, "NoArgsIsHelpError", ())  # click 
 
 from pipeline.config import (AUGMENTATIONS, ENGINES, PRECISIONS, PREDICT_PRECISIONS, RECIPES, RENAMED_AUGMENTATIONS,
                              OPTIMIZERS, SCHEDULES, STEMS, TTA_CHOICES, check_prediction_options, command_line_options, config_from, default_help,
-                             TrainConfig, file_options, model_label, printed_config)
+                             TrainConfig, VAL_RANKING_OPTIONS, file_options, model_label, printed_config)
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRIC_LABELS, METRICS
 
@@ -168,19 +168,20 @@ def fetch(
     archive: Optional[Path] = typer.Option(None, help="Use this competition (or --dataset) zip, downloaded by hand, instead of the API.", metavar="ZIP"),
     sample: bool = typer.Option(False, "--sample", help="Write the offline sample competition: no network, no account.", metavar=""),
     force: bool = typer.Option(False, "--force", help="Fetch again even if dataset/ is complete.", metavar=""),
+    img_size: Optional[int] = typer.Option(None, help="Decode every image once at S×S (shorter side resized to S, centre cropped), recorded as image_size in dataset/competition.json (default: inferred; images of one size keep it). Over a complete fetch it decodes the images again.", metavar="S"),
 ) -> None:
     """Download a competition into dataset/ and describe it in dataset/competition.json (where its images and
     labels are, what its submission holds): edit that file where the description's choices are wrong."""
     from pipeline.competition import DESCRIPTION
     from pipeline.fetch import fetch as run_fetch
 
-    result = run_fetch(competition, archive, sample, force, dataset=dataset)
+    result = run_fetch(competition, archive, sample, force, dataset=dataset, img_size=img_size)
+    for note in result.notes:
+        console.print(f"note: {note}")
     if result.already_complete:
         console.print(f"{result.root} already holds {result.source} ({result.train_images} train, "
                       f"{result.test_images} test images); --force fetches it again")
     else:
-        for note in result.notes:
-            console.print(f"note: {note}")
         console.print(f"{result.root} ready: {result.source}, {result.train_images} train and "
                       f"{result.test_images} test images (described in {result.root / DESCRIPTION})")
 
@@ -307,7 +308,11 @@ def new_run_config(ctx: typer.Context, config_file: Path | None) -> TrainConfig:
     """The checked config of a new run: the options typed, over --config's, over the recipe's. An error where
     the file took part says so."""
     try:
-        config = config_from({**(options_of(config_file) if config_file else {}), **typed_train_options(ctx)})
+        typed = typed_train_options(ctx)
+        given = {**(options_of(config_file) if config_file else {}), **typed}
+        if given.get("full"):  # a past run's options that rank val epochs: --full has no val split for them
+            given = {k: v for k, v in given.items() if k not in VAL_RANKING_OPTIONS or k in typed}
+        config = config_from(given)
         config.validate()
     except PipelineError as e:
         where = f"{config_file}: " if config_file and not str(e).startswith(str(config_file)) else ""

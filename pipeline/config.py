@@ -13,6 +13,8 @@ from pipeline.metrics import check_metric
 
 # Options that may change when a run is resumed; the others define the run.
 RESUME_OVERRIDES = frozenset({"epochs", "device", "threads", "workers", "compile", "sync_bn", "patience"})
+# Options that rank or stop on val epochs: meaningless for --full, which has no val split
+VAL_RANKING_OPTIONS = frozenset({"metric", "patience", "keep_top", "average_top", "target_acc"})
 # pipeline/augment.py's, on the device
 BATCHED_AUGMENTATIONS = ("none", "crop-flip", "shift-flip", "shift-altflip", "cutout", "trivial")
 AUGMENTATIONS = (*BATCHED_AUGMENTATIONS, "albu-strong")

@@ -12,12 +12,13 @@ import numpy as np
 from rich.console import Console
 
 from pipeline.blend import scores
+from pipeline.competition import read_competition
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRIC_LABELS
 from pipeline.run import CrossValidation, claim_cv
 from pipeline.train import train
-from pipeline.workspace import weights_dir
+from pipeline.workspace import dataset_dir, weights_dir
 
 NOT_SHARED = ("name", "fold", "device", "threads", "workers", "compile")  # may differ between a CV's folds
 
@@ -33,6 +34,7 @@ def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root
     summary once every fold has finished (None before)."""
     config.validate()
     console = console or Console()
+    config = replace(config, metric=config.metric or read_competition(dataset_root or dataset_dir()).metric)
     cv = claim_cv(weights_root or weights_dir(), config.name, cv_plan(config))
     for fold in range(config.folds) if config.fold is None else [config.fold]:
         run = cv.fold(fold)
@@ -65,7 +67,11 @@ def gather(cv: CrossValidation) -> dict | None:
     order = np.argsort(indices)
     targets = np.concatenate([p[1] for p in parts])[order]
     probabilities = np.concatenate([p[2] for p in parts])[order]
-    metric = cv.fold(0).read_config().metric
+    metrics = sorted({cv.fold(i).read_config().metric for i in range(folds)})
+    if len(metrics) > 1:
+        raise PipelineError(f"{cv.path}: its folds chose their best epochs by different metrics ({', '.join(metrics)}); "
+                            "train the CV again in a new folder with one --metric")
+    metric = metrics[0]
     per_fold = [scores(t, p, metric) for _, t, p in parts]
     summary = {"folds": folds, "images": len(indices), "metric": metric, "oof": scores(targets, probabilities, metric),
                "per_fold": per_fold,

@@ -17,7 +17,7 @@ import subprocess
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
@@ -53,22 +53,30 @@ class FetchResult:
 
 def fetch(competition: str | None = None, archive: Path | None = None, sample: bool = False,
           force: bool = False, root: Path | None = None, dataset: str | None = None,
-          limits: ExtractLimits | None = None) -> FetchResult:
+          limits: ExtractLimits | None = None, img_size: int | None = None) -> FetchResult:
     """Lay out `competition` (default: the `archive`'s name without .zip, as Kaggle names its downloads, else
     cifar-10), the Kaggle `dataset` (owner/name, pixel CSVs) or the offline sample under `root` (default
-    ./dataset); archives beyond `limits` are refused."""
+    ./dataset), its images decoded once at `img_size`² when given (else as described); archives beyond `limits`
+    are refused."""
     limits = limits or ExtractLimits()
     root = root or dataset_dir()
+    if img_size is not None and not 8 <= img_size <= 1024:
+        raise PipelineError(f"--img-size must be between 8 and 1024 pixels, got {img_size}")
     if dataset is not None and dataset.count("/") != 1:
         raise PipelineError(f"--dataset {dataset!r}: expected owner/name, e.g. zalando-research/fashionmnist")
     if dataset is not None and (sample or competition is not None):
         raise PipelineError("--dataset replaces --competition and --sample: give only one of them")
     if sample and (archive is not None or competition is not None):
         raise PipelineError("--sample writes the offline sample: give it without --archive or --competition")
-    competition = competition or (archive_competition(archive) if archive is not None else DEFAULT_COMPETITION)
+    if competition is None and archive is not None and dataset is None:
+        competition = _source_of_archive(root, archive) or archive_competition(archive)
+    competition = competition or DEFAULT_COMPETITION
     source = SAMPLE if sample else dataset or competition
     with created_folder(root, whole=True):  # a failed first fetch leaves no dataset/ (nor caches) behind
-        return _lay_out(root, source, competition, archive, sample, force, dataset, limits)
+        result = _lay_out(root, source, competition, archive, sample, force, dataset, limits, img_size)
+    if result.already_complete and img_size is not None:
+        result = replace(result, notes=_set_image_size(root, img_size))
+    return result
 
 
 def archive_competition(archive: Path) -> str:
@@ -77,8 +85,15 @@ def archive_competition(archive: Path) -> str:
     return re.sub(r"\s*\(\d+\)$", "", archive.name[:-4] if archive.name.lower().endswith(".zip") else archive.stem)
 
 
+def _source_of_archive(root: Path, archive: Path) -> str | None:
+    """The competition the last fetch recorded for this very zip (fetches before zips were named after their
+    competition recorded cifar-10), so the same command finds its layout complete."""
+    recorded = _recorded_archive(root)
+    return fetched_source(root) if recorded is not None and Path(recorded).resolve() == archive.resolve() else None
+
+
 def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sample: bool, force: bool,
-             dataset: str | None, limits: ExtractLimits) -> FetchResult:
+             dataset: str | None, limits: ExtractLimits, img_size: int | None) -> FetchResult:
     if not force:
         done = _complete_fetch(root, source, archive)
         if done:
@@ -107,12 +122,8 @@ def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sa
                 with _named_after(staging, origin):
                     convert_pixel_competition(staging, competition)
         with _named_after(staging, origin):
-            notes = _described(staging, infer=not sample and dataset is None)
-            train_data, test_ids = check_train(staging), check_test(staging)
-            # decode both splits now, so train and predict start warm (the cache keys survive the move)
-            cached_train_images(staging, train_data, cache_dir=root / CACHE_DIR).whole(train_data.image_dir,
-                                                                                      train_data.image_suffix)
-            cached_test_images(staging, test_ids, cache_dir=root / CACHE_DIR)
+            notes = _described(staging, not sample and dataset is None, img_size)
+            train_data, test_ids = _decoded(staging, root / CACHE_DIR)
         laid_out = _move_into_place(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -128,15 +139,47 @@ def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sa
     return FetchResult(root, source, len(train_data.ids), len(test_ids), already_complete=False, notes=notes)
 
 
-def _described(staging: Path, infer: bool) -> list[str]:
+def _described(staging: Path, infer: bool, img_size: int | None) -> list[str]:
     """Write the competition's description: inferred from its files (`infer`: a competition's archive, unless it came
-    with one, then checked), else CIFAR-10's shape, which the sample and converted datasets are written in."""
+    with one, then checked), else CIFAR-10's shape, which the sample and converted datasets are written in; with
+    `img_size` (--img-size), every image decoded at that square."""
     if infer and (staging / DESCRIPTION).is_file():
-        read_competition(staging)
-        return []
-    described, notes = infer_competition(staging) if infer else (Competition(), [])
+        described, notes = read_competition(staging), []
+    else:
+        described, notes = infer_competition(staging) if infer else (Competition(), [])
+    if img_size is not None:
+        notes.append(_image_size_note(img_size, described.image_size))
+        described = replace(described, image_size=img_size)
     write_competition(staging, described)
     return notes
+
+
+def _image_size_note(size: int, before: int | None) -> str:
+    otherwise = "the images' own size" if before is None else before
+    return (f"image_size {size} (--img-size; {otherwise} otherwise): every image is decoded once at {size}×{size}, its "
+            f"shorter side resized to {size} and the centre cropped")
+
+
+def _decoded(folder: Path, cache_dir: Path) -> tuple:
+    """Decode both splits into the cache now, so train and predict start warm (the cache keys survive the move of
+    the staged layout); returns the training data and the test ids."""
+    train_data, test_ids = check_train(folder), check_test(folder)
+    cached_train_images(folder, train_data, cache_dir=cache_dir).whole(train_data.image_dir, train_data.image_suffix)
+    cached_test_images(folder, test_ids, cache_dir=cache_dir)
+    return train_data, test_ids
+
+
+def _set_image_size(root: Path, size: int) -> list[str]:
+    """--img-size over a complete fetch: the description's image_size becomes `size` (recorded as the fetch's, not as
+    an edit) and both splits are decoded at it now."""
+    described = read_competition(root)
+    if described.image_size == size:
+        return []
+    write_competition(root, replace(described, image_size=size))
+    write_text_atomic(root / MARKER, json.dumps({**_marker(root), "description": _digest(root / DESCRIPTION)},
+                                                indent=2) + "\n")
+    _decoded(root, root / CACHE_DIR)
+    return [_image_size_note(size, described.image_size)]
 
 
 def _digest(path: Path) -> str:

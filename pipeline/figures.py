@@ -77,7 +77,7 @@ def plot_curves(metrics: pd.DataFrame, title: str, path: Path, metric: str = "ac
         best_ax.grid(alpha=0.3)
     if has_val:
         best_ax.plot(summary.best_epoch, summary.best_score, "*", color="black", ms=11, label="best val")
-        best_ax.set_title(f"{METRIC_LABELS[metric].capitalize()} (best val {summary.best_score:.4f} at epoch "
+        best_ax.set_title(f"{METRIC_LABELS[metric][0].upper()}{METRIC_LABELS[metric][1:]} (best val {summary.best_score:.4f} at epoch "
                           f"{summary.best_epoch})")
     lr_ax = acc_ax.twinx()
     lr_ax.plot(metrics["epoch"], metrics["lr"], color="grey", ls="--", lw=1, drawstyle="steps-post", label="lr (right axis)")

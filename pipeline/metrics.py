@@ -11,6 +11,7 @@ HIGHER_IS_BETTER = {"accuracy": True, "f1_macro": True, "f1_micro": True, "log_l
 METRICS = tuple(HIGHER_IS_BETTER)
 METRIC_LABELS = {"accuracy": "accuracy", "f1_macro": "macro-F1", "f1_micro": "micro-F1", "log_loss": "log loss",
                  "roc_auc": "ROC AUC", "mean_roc_auc": "mean ROC AUC"}  # as reports and lines name them
+LOG_LOSS_CLIP = 1e-15  # probabilities are raised to this before a log loss, as scikit-learn and Kaggle do
 LABEL_METRICS = ("accuracy", "f1_macro", "f1_micro")  # those a class per row (no probabilities) can be scored by
 if TYPE_CHECKING:
     import numpy as np
@@ -40,7 +41,7 @@ def metric_score(metric: str, targets: np.ndarray, probabilities: np.ndarray) ->
     if metric in ("f1_macro", "f1_micro"):
         return float(f1_score(targets, predicted, average=metric[3:], labels=labels, zero_division=0))
     if metric == "log_loss":
-        return float(log_loss(targets, np.clip(probabilities, 1e-15, 1), labels=labels))
+        return float(log_loss(targets, np.clip(probabilities, LOG_LOSS_CLIP, 1), labels=labels))
     if metric == "roc_auc" and len(labels) == 2:
         columns = [1]
     else:

@@ -138,7 +138,9 @@ class MetricsSummary:
 
 def summarize_metrics(metrics: pd.DataFrame, metric: str = "accuracy") -> MetricsSummary:
     """The summary of a metrics log whose epochs `metric` ranks (the first of equals wins, as for best.pt)."""
-    scores = metrics["val_acc"] if metric == "accuracy" or "val_score" not in metrics else metrics["val_score"]
+    if "val_score" not in metrics:  # a log from before --metric: accuracy ranked its epochs
+        metric = "accuracy"
+    scores = metrics["val_acc"] if metric == "accuracy" else metrics["val_score"]
     best = None
     if scores.notna().any():
         best = metrics.loc[scores.idxmax() if HIGHER_IS_BETTER[metric] else scores.idxmin()]
@@ -343,7 +345,7 @@ def claim_cv(weights_root: Path, name: str | None, plan: dict) -> CrossValidatio
         cv = CrossValidation(weights_root / name)
         if not cv.is_cv():
             raise PipelineError(f"{cv.path} already exists and is not a cross-validation folder: choose another --name")
-        if cv.read_plan() != plan:
+        if {**plan, **cv.read_plan()} != plan:  # options added since the plan was written are not compared
             raise PipelineError(f"{cv.path} holds a cross-validation with other options or folds; fold runs gathered "
                                 f"there must share them: choose another --name, or train with its options "
                                 f"(--config {cv.fold(0).path})")

@@ -498,8 +498,9 @@ def fit(ctx: TrainContext) -> TrainResult:
                 raise diverged(ctx, "the weights became non-finite")
             reached = log.epoch(lr, (train_loss, train_acc), evaluation, time.perf_counter() - started, train_seconds)
             rng = rng_states(ctx.runtime)
-            _, best_epoch = ctx.saver.save(_checkpoint_state(ctx, rng) if where.main else {}, epoch,
-                                           evaluation.score if evaluation else None, write=where.main)
+            score = ctx.history[-1]["val_score"] if evaluation else None  # as logged: what reports rank
+            _, best_epoch = ctx.saver.save(_checkpoint_state(ctx, rng) if where.main else {}, epoch, score,
+                                           write=where.main)
             if evaluation is not None and best_epoch == epoch:
                 best_predictions = evaluation.predictions
             if reached or _out_of_patience(ctx, best_epoch):
@@ -641,8 +642,10 @@ class _EpochLog:
         return reached
 
     def _write(self, row: dict) -> None:
+        metric = self.ctx.run_config.metric
         for tag, key in (("loss/train", "train_loss"), ("loss/val", "val_loss"), ("accuracy/train", "train_acc"),
-                         ("accuracy/val", "val_acc"), ("f1/val", "val_f1"), (f"{self.ctx.run_config.metric}/val", "val_score"),
+                         ("accuracy/val", "val_acc"), ("f1/val", "val_f1"),
+                         *([(f"{metric}/val", "val_score")] if metric != "accuracy" else []),
                          ("lr", "lr"), ("images_per_s", "images_per_s")):
             if not np.isnan(row[key]):
                 self.writer.add_scalar(tag, row[key], row["epoch"])

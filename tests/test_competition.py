@@ -12,8 +12,9 @@ from rich.console import Console
 from pipeline.competition import DESCRIPTION, Competition, infer_competition, read_competition, write_competition
 from pipeline.config import TrainConfig
 from pipeline.cv import summary_lines, train_cv
+from pipeline.dataset import training_arrays
 from pipeline.errors import PipelineError
-from pipeline.fetch import archive_competition, fetch
+from pipeline.fetch import MARKER, archive_competition, fetch
 from pipeline.layout import check_test, check_train
 from pipeline.metrics import metric_score
 from pipeline.predict import predict
@@ -118,7 +119,6 @@ def test_images_of_varied_sizes_are_decoded_to_one_square_and_predicted(project,
     described, notes = infer_competition(source)
     assert described.image_size == 40 and "decoded at 40×40" in notes[-1] and "image_size" in notes[-1]
     fetch(archive=competition_zip(source, tmp_path / "dogs.zip"))
-    from pipeline.dataset import training_arrays
     assert training_arrays(project / "dataset").images.shape == (200, 40, 40, 3)
     result = train(TrainConfig(epochs=3, **QUICK), project / "dataset", project / "weights", Console(quiet=True))
     # the competition's log loss ranked the epochs: best.pt is the epoch of the lowest val log loss
@@ -482,6 +482,9 @@ def test_another_archive_over_a_fetched_one_needs_force(project, tmp_path):
     assert archive_competition(tmp_path / "plant-seedlings-classification (1).zip") == "plant-seedlings-classification"
     with pytest.raises(PipelineError, match="holds 'second' from .*second.zip; pass --force to replace it with .*first"):
         fetch("second", archive=tmp_path / "first.zip")
+    marker = project / "dataset" / MARKER  # as fetches before zips were named after their competition recorded it
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "source": "cifar-10"}))
+    assert fetch(archive=tmp_path / "second.zip").already_complete  # the same command: still complete
 
 
 def test_a_description_unlike_the_sample_is_reported_before_predicting(trained):
@@ -506,3 +509,18 @@ def test_a_solution_naming_an_unknown_class_says_so(trained):
     with pytest.raises(PipelineError, match="bad.csv: its species column names 'lorry', not among"):
         predict(score=trained / "bad.csv")
     assert not (trained / "submissions" / "submission.csv").exists()  # checked before anything is written
+
+
+def test_img_size_at_fetch_decodes_every_image_once_at_that_square(project):
+    fetched = runner.invoke(app, ["fetch", "--sample", "--img-size", "40"])
+    assert fetched.exit_code == 0, fetched.output
+    assert "note: image_size 40 (--img-size; the images' own size otherwise)" in " ".join(fetched.output.split())
+    assert read_competition(project / "dataset").image_size == 40
+    assert training_arrays(project / "dataset").images.shape[1:] == (40, 40, 3)
+    again = runner.invoke(app, ["fetch", "--sample", "--img-size", "24"])  # over a complete fetch: decoded anew
+    said = " ".join(again.output.split())
+    assert again.exit_code == 0 and "image_size 24 (--img-size; 40 otherwise)" in said and "already holds" in said
+    assert training_arrays(project / "dataset").images.shape[1:] == (24, 24, 3)
+    assert fetch(sample=True).already_complete  # the fetch's own change, not a hand edit to report
+    refused = runner.invoke(app, ["fetch", "--sample", "--img-size", "4"])
+    assert refused.exit_code == 1 and refused.output.strip() == "error: --img-size must be between 8 and 1024 pixels, got 4"

@@ -51,6 +51,16 @@ def test_a_past_run_trains_again_with_its_options_under_a_new_name(fetched):
     assert result.exit_code == 1 and "epochs must be a whole number, got 2.5" in result.output
 
 
+def test_a_past_run_trains_again_on_every_image_without_its_val_ranking_options(fetched):
+    past = train(TrainConfig(**QUICK, epochs=1, limit=40, patience=2, keep_top=2, name="ranked")).run_dir
+    assert json.loads((past / "config.json").read_text())["options"]["metric"] == "accuracy"  # resolved at setup
+    options = yaml.safe_load(printed("--config", str(past), "--full"))
+    assert (options["full"], options["metric"], options["patience"], options["keep_top"]) == (True, None, None, 1)
+    assert options["lr"] == QUICK["lr"]  # the rest is the past run's
+    typed = runner.invoke(app, ["train", "--config", str(past), "--full", "--metric", "log_loss", "--print-config"])
+    assert typed.exit_code == 1 and "--metric rank epochs by their val score: they need a validation" in typed.output
+
+
 def test_numbers_as_kaggle_writes_them_an_empty_file_and_typed_flags_over_an_invalid_file(project):
     (project / "f.yaml").write_text("# notes only\n")
     assert yaml.safe_load(printed("--config", "f.yaml")) == yaml.safe_load(printed())  # no options

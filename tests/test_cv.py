@@ -149,3 +149,22 @@ def test_runs_lists_fold_runs_and_each_cv_summary(fetched):
     assert "listed/fold-0" in out and "listed/fold-1" in out and "half/fold-0" in out
     assert "cross-validation listed (2 folds): out-of-fold accuracy 0." in out
     assert "cross-validation half (2 folds): not every fold has finished" in out
+
+
+def test_a_cv_records_its_metric_takes_up_older_plans_and_refuses_folds_ranked_by_different_metrics(fetched):
+    import json
+
+    from pipeline.cv import gather
+    from pipeline.run import claim_cv
+
+    cv, summary = train_cv(TrainConfig(**{**CV, "folds": 2}))
+    assert cv.read_plan()["metric"] == summary["metric"] == "accuracy"  # the description's, resolved before the plan
+    older = {k: v for k, v in cv.read_plan().items() if k != "metric"}  # a plan from before --metric
+    cv.write_plan(older)
+    assert claim_cv(cv.path.parent, cv.name, {**older, "metric": "accuracy"}).path == cv.path
+    config = cv.fold(1).path / "config.json"
+    saved = json.loads(config.read_text())
+    saved["options"]["metric"] = "f1_macro"  # as a fold trained under another description would have it
+    config.write_text(json.dumps(saved))
+    with pytest.raises(PipelineError, match="its folds chose their best epochs by different metrics \\(accuracy, f1_macro\\)"):
+        gather(cv)

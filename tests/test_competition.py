@@ -64,17 +64,20 @@ def cactus(root, n=20, suffix=".jpg", labels_csv="train.csv", ids_with_suffix=Tr
 PATHOLOGY = ("healthy", "multiple_diseases", "rust", "scab")
 
 
-def plant_pathology(root, n=24):
-    """One images/ folder for train and test; one-hot label columns; a probability per class."""
-    targets = np.arange(n) % 4
+def plant_pathology(root, n=24, n_test=6):
+    """One images/ folder for train and test; one-hot label columns; a probability per class; solution.csv: the
+    test images' one-hot columns."""
+    targets, test_targets = np.arange(n) % 4, np.arange(n_test) % 4
+    test_ids = pd.DataFrame({"image_id": [f"Test_{i}" for i in range(n_test)]})
     save_images(root, "images", [f"Train_{i}.jpg" for i in range(n)], targets)
-    save_images(root, "images", [f"Test_{i}.jpg" for i in range(6)], np.arange(6) % 4, seed=1)
+    save_images(root, "images", [f"{i}.jpg" for i in test_ids["image_id"]], test_targets, seed=1)
     one_hot = pd.DataFrame(np.eye(4, dtype=int)[targets], columns=PATHOLOGY)
     pd.concat([pd.DataFrame({"image_id": [f"Train_{i}" for i in range(n)]}), one_hot], axis=1).to_csv(
         root / "train.csv", index=False)
-    pd.DataFrame({"image_id": [f"Test_{i}" for i in range(6)]}).to_csv(root / "test.csv", index=False)
-    pd.DataFrame({"image_id": [f"Test_{i}" for i in range(6)]} | {c: 0.25 for c in PATHOLOGY}).to_csv(
-        root / "sample_submission.csv", index=False)
+    test_ids.to_csv(root / "test.csv", index=False)
+    test_ids.assign(**{c: 0.25 for c in PATHOLOGY}).to_csv(root / "sample_submission.csv", index=False)
+    pd.concat([test_ids, pd.DataFrame(np.eye(4, dtype=int)[test_targets], columns=PATHOLOGY)], axis=1).to_csv(
+        root / "solution.csv", index=False)
 
 
 def cassava(root, n=200, n_test=40, seed=0):
@@ -524,3 +527,41 @@ def test_img_size_at_fetch_decodes_every_image_once_at_that_square(project):
     assert fetch(sample=True).already_complete  # the fetch's own change, not a hand edit to report
     refused = runner.invoke(app, ["fetch", "--sample", "--img-size", "4"])
     assert refused.exit_code == 1 and refused.output.strip() == "error: --img-size must be between 8 and 1024 pixels, got 4"
+
+
+SHAPES = {"cifar-10": write_cifar_shape, "dog-breed-identification": dog_breed, "aerial-cactus-identification": cactus,
+          "histopathologic-cancer-detection": lambda root: cactus(root, suffix=".tif", labels_csv="train_labels.csv",
+                                                                  ids_with_suffix=False),
+          "plant-seedlings-classification": plant_seedlings, "plant-pathology-2020-fgvc7": plant_pathology,
+          "cassava-leaf-disease-classification": cassava, "digit-recognizer": digit_recognizer}
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_the_kaggle_stand_in_serves_every_shape_and_fetch_describes_it(kaggle, project, tmp_path, name):
+    source = tmp_path / "made"
+    source.mkdir()
+    SHAPES[name](source)
+    kaggle.competitions[name] = competition_zip(source, tmp_path / f"{name}.zip").read_bytes()
+    fetched = runner.invoke(app, ["fetch", "--competition", name])
+    assert fetched.exit_code == 0, fetched.output
+    root = project / "dataset"
+    described = read_competition(root)
+    data, sample = check_train(root), pd.read_csv(root / described.sample_submission, dtype=str)
+    assert list(sample.columns) == [described.submission_id, *described.submission_columns]
+    assert len(check_test(root)) == len(sample) and len(data.ids) == len(data.targets) > len(sample)
+    assert f"ready: {name}, {len(data.ids)} train and {len(sample)} test images" in " ".join(fetched.output.split())
+    assert submission_target(root) == name  # `pipeline submit` goes back to it
+
+
+def test_a_plant_pathology_competition_from_the_stand_in_to_a_scored_submission(kaggle, project, tmp_path):
+    source = tmp_path / "pathology"
+    plant_pathology(source, n=200, n_test=40)
+    kaggle.competitions["plant-pathology-2020-fgvc7"] = competition_zip(source, tmp_path / "p.zip").read_bytes()
+    fetch("plant-pathology-2020-fgvc7")
+    result = train(TrainConfig(epochs=3, **QUICK), project / "dataset", project / "weights", Console(quiet=True))
+    assert result.metric == "mean_roc_auc" and result.best_score > 0.75  # chance: 0.5
+    scored = predict(score=source / "solution.csv")
+    written = pd.read_csv(project / "submissions" / "submission.csv")
+    assert list(written.columns) == ["image_id", *PATHOLOGY] and len(written) == 40
+    assert np.allclose(written[list(PATHOLOGY)].to_numpy().sum(1), 1, atol=1e-5)
+    assert scored.metric == "mean_roc_auc" and scored.score > 0.75

@@ -363,7 +363,7 @@ def print_submission(result) -> None:
     console.print(table)
     console.print(f"averaged: {', '.join(result.members)}")
     if result.score is not None:
-        console.print(f"{result.metric} on the scored ids: {result.score:.4f}")
+        console.print(f"{METRIC_LABELS[result.metric]} on the scored ids: {result.score:.4f}")
 
 
 @app.command()
@@ -523,7 +523,7 @@ def runs(
 @app.command()
 @user_errors
 def compare(
-    runs: list[Path] = typer.Argument(..., help="Two or more run names under weights/ or run folders.", metavar="RUN…"),
+    runs: list[Path] = typer.Argument(..., help="Two or more run names under weights/ or run folders; a cross-validation stands for its folds.", metavar="RUN…"),
     output: Optional[Path] = typer.Option(None, help="Figure to write. (default weights/compare.png)", metavar="PNG"),
 ) -> None:
     """Overlay the runs' val and train curves in one figure and print the options in which they differ."""

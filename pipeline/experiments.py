@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.figures import log_scale_if_wide, save_figure
+from pipeline.metrics import METRIC_LABELS
 from pipeline.run import CrossValidation, Run, process_alive, resolve_run, summarize_metrics
 from pipeline.workspace import weights_dir
 
@@ -113,20 +114,31 @@ def _flatten(options: dict) -> dict:
     return {key: json.dumps(value) if isinstance(value, (list, dict)) else value for key, value in options.items()}
 
 
+def run_folders(folder: Path) -> list[Path]:
+    """A run's folder, or a cross-validation's fold runs."""
+    cv = CrossValidation(folder)
+    return [cv.fold(i).path for i in range(cv.read_plan()["folds"])] if cv.is_cv() else [folder]
+
+
 def compare_runs(runs: list[Path], output: Path | None = None, weights_root: Path | None = None) -> tuple[Path, pd.DataFrame]:
     """Overlay the runs' curves in one figure; return its path and a table of what differs between them."""
-    if len(runs) < 2:
-        raise PipelineError("compare needs at least two runs")
-    folders = [resolve_run(run, weights_root) for run in runs]
+    folders = [folder for run in runs for folder in run_folders(resolve_run(run, weights_root))]
+    if len(folders) < 2:
+        raise PipelineError("compare needs at least two runs (or a cross-validation, whose folds it compares)")
     names = [folder.name for folder in folders]
+    if len(set(names)) < len(names):
+        names = [f"{folder.parent.name}/{folder.name}" for folder in folders]
     if len(set(names)) < len(names):
         names = [str(folder) for folder in folders]
     configs = [Run(folder).read_config() for folder in folders]
     metrics = [Run(folder).read_metrics() for folder in folders]
+    shared = {config.metric for config in configs}
+    metric = shared.pop() if len(shared) == 1 and all("val_score" in m for m in metrics) else "accuracy"
 
     figure = Figure(figsize=(12, 8.5), layout="constrained")
     axes = figure.subplots(2, 2, sharex=True)
-    panels = (("val", "acc", "accuracy"), ("val", "loss", "loss"), ("train", "acc", "accuracy"), ("train", "loss", "loss"))
+    val_score = ("val", "score", METRIC_LABELS[metric]) if metric != "accuracy" else ("val", "acc", "accuracy")
+    panels = (val_score, ("val", "loss", "loss"), ("train", "acc", "accuracy"), ("train", "loss", "loss"))
     for ax, (split, key, label) in zip(axes.flat, panels):
         if key == "loss":
             log_scale_if_wide(ax, pd.concat([frame[f"{split}_loss"] for frame in metrics]).to_numpy())

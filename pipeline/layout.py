@@ -94,8 +94,9 @@ def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     c = read_competition(root)
     labels, problems = read_labels(root, c)
     labels["label"], notes = normalised_labels(labels["label"])
-    # class folders: the labels are the images found
-    images = set(labels["id"]) if c.label_kind == "folders" else image_ids(root / c.train_images, c.image_suffix)
+    # class folders: the labels are the images found, and an image beside the class folders has no class
+    images = set(labels["id"]) | image_ids(root / c.train_images, "") if c.label_kind == "folders" \
+        else image_ids(root / c.train_images, c.image_suffix)
     counts = labels["id"].value_counts()
     for image_id in sorted(counts[counts > 1].index, key=id_sort_key):
         problems.append(f"{c.labels_csv}: id {image_id} appears {counts[image_id]} times")
@@ -108,8 +109,8 @@ def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     extra = images - set(labels["id"])
     if PurePosixPath(c.test_images) == PurePosixPath(c.train_images):
         extra -= set(read_id_csv(root / c.sample_submission, (c.submission_id,))[c.submission_id])
-    problems += [f"{c.train_images}/{c.image_file(i)}: not listed in {c.labels_csv}"
-                 for i in sorted(extra, key=id_sort_key)]
+    unlisted = "in no class folder" if c.label_kind == "folders" else f"not listed in {c.labels_csv}"
+    problems += [f"{c.train_images}/{c.image_file(i)}: {unlisted}" for i in sorted(extra, key=id_sort_key)]
     usable = ~labels["id"].isin(set(counts[counts > 1].index) | missing) & ~blank
     return labels[usable], problems, notes
 

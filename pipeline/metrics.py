@@ -29,7 +29,7 @@ def better(metric: str, score: float, than: float) -> bool:
 
 def metric_score(metric: str, targets: np.ndarray, probabilities: np.ndarray) -> float:
     """`metric` of (N, K) class probabilities against class indices: accuracy, macro/micro F1 of the most probable
-    class, log loss (probabilities clipped to [1e-15, 1], as scikit-learn and Kaggle do), ROC AUC of class 1 (2
+    class, log loss (probabilities clipped to [1e-15, 1] and each row rescaled to sum to 1, as Kaggle does), ROC AUC of class 1 (2
     classes) and the mean of the per-class (one against the rest) ROC AUCs over the classes both present and absent."""
     import numpy as np
     from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
@@ -40,8 +40,9 @@ def metric_score(metric: str, targets: np.ndarray, probabilities: np.ndarray) ->
         return float(accuracy_score(targets, predicted))
     if metric in ("f1_macro", "f1_micro"):
         return float(f1_score(targets, predicted, average=metric[3:], labels=labels, zero_division=0))
-    if metric == "log_loss":
-        return float(log_loss(targets, np.clip(probabilities, LOG_LOSS_CLIP, 1), labels=labels))
+    if metric == "log_loss":  # rows rescaled to sum to 1 after the clip, as Kaggle does (float32 rows drift)
+        clipped = np.clip(probabilities.astype(np.float64), LOG_LOSS_CLIP, 1)
+        return float(log_loss(targets, clipped / clipped.sum(1, keepdims=True), labels=labels))
     if metric == "roc_auc" and len(labels) == 2:
         columns = [1]
     else:

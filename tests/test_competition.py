@@ -1,7 +1,10 @@
 """The competition description: inferred from each shape of Kaggle image competition, read back checked, and
 followed by fetch, train and predict."""
 import json
+import shutil
+import warnings
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,9 +18,9 @@ from pipeline.cv import summary_lines, train_cv
 from pipeline.dataset import training_arrays
 from pipeline.errors import PipelineError
 from pipeline.fetch import MARKER, archive_competition, fetch
-from pipeline.layout import check_test, check_train
+from pipeline.layout import check_test, check_train, train_problems
 from pipeline.metrics import metric_score
-from pipeline.predict import predict
+from pipeline.predict import ensemble, predict
 from pipeline.run import Run, load_checkpoint
 from pipeline.submit import submission_target
 from pipeline.train import train
@@ -565,3 +568,45 @@ def test_a_plant_pathology_competition_from_the_stand_in_to_a_scored_submission(
     assert list(written.columns) == ["image_id", *PATHOLOGY] and len(written) == 40
     assert np.allclose(written[list(PATHOLOGY)].to_numpy().sum(1), 1, atol=1e-5)
     assert scored.metric == "mean_roc_auc" and scored.score > 0.75
+
+
+@pytest.mark.parametrize("make, metric", [(lambda root: dog_breed(root, n=80, n_test=12), "log_loss"),
+                                          (lambda root: plant_pathology(root, n=80, n_test=12), "mean_roc_auc"),
+                                          (lambda root: plant_seedlings(root, n=80, n_test=12), "accuracy")])
+def test_folds_ensembles_blends_and_compare_follow_every_shape(project, tmp_path, make, metric):
+    source = tmp_path / "made"
+    make(source)
+    fetch(archive=competition_zip(source, tmp_path / "made.zip"))
+    root, quiet = project / "dataset", Console(quiet=True)
+    for name, lr in (("cv", 0.02), ("cv2", 0.05)):  # two CVs on the same folds (the same --folds and --seed)
+        _, summary = train_cv(TrainConfig(epochs=2, folds=2, name=name, **dict(QUICK, lr=lr)), console=quiet)
+        assert summary["metric"] == metric and np.isfinite(summary["oof"][metric])
+    predict(runs=[Path("cv")], tta="flip-shift", console=quiet)
+    predict(runs=[Path("cv2")], tta="none", console=quiet)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn's too: blended float32 rows are probabilities
+        scored = ensemble([Path("cv"), Path("cv2")], score=source / "solution.csv", blend=True, console=quiet)
+    assert scored.metric == metric and np.isfinite(scored.score)
+    described = read_competition(root)
+    written = pd.read_csv(project / "submissions" / "submission.csv", dtype=str)
+    sample = pd.read_csv(root / described.sample_submission, dtype=str)
+    assert list(written.columns) == list(sample.columns)
+    assert written[described.submission_id].tolist() == sample[described.submission_id].tolist()
+    if described.submission_kind == "label":
+        assert set(written[described.submission_columns[0]]) <= set(SEEDLINGS)
+    else:
+        np.testing.assert_allclose(written[list(described.submission_columns)].astype(float).sum(axis=1), 1, atol=1e-5)
+    compared = runner.invoke(app, ["compare", "cv", "cv2", "--output", "both.png"])
+    assert compared.exit_code == 0, compared.output
+    assert "cv/fold-0" in compared.output and "cv2/fold-1" in compared.output and (project / "both.png").is_file()
+
+
+def test_an_image_beside_the_class_folders_is_a_problem_named_by_its_file(project, tmp_path):
+    plant_seedlings(tmp_path / "made", n=40, n_test=8)
+    fetch(archive=competition_zip(tmp_path / "made", tmp_path / "made.zip"))
+    train_folder = project / "dataset" / "train"
+    shutil.copy(next((train_folder / "Charlock").iterdir()), train_folder / "stray.png")
+    with pytest.raises(PipelineError, match=r"1 problem\(s\) in the training data: train/stray.png: in no class folder"):
+        train(TrainConfig(epochs=1, **QUICK), console=Console(quiet=True))
+    labels, problems, _ = train_problems(project / "dataset")
+    assert problems == ["train/stray.png: in no class folder"] and len(labels) == 40  # --skip-bad trains on these

@@ -183,3 +183,25 @@ def test_a_metric_of_probabilities_is_scored_on_the_whole_val_split_under_two_pr
     indices, targets, probabilities = run.read_val_probabilities()  # the best epoch's, gathered from both ranks
     assert len(indices) == 80 and metric_score("log_loss", targets, probabilities) == pytest.approx(loss0, abs=1e-5)
     assert pd.read_csv(run.path / "metrics.csv")["val_score"].min() == pytest.approx(loss0, abs=1e-6)
+
+
+def test_two_processes_train_and_predict_a_one_hot_competition_of_one_image_folder(project, tmp_path):
+    from pipeline.fetch import fetch
+    from pipeline.predict import predict
+    from tests.test_competition import competition_zip, plant_pathology
+    plant_pathology(tmp_path / "made", n=100, n_test=12)
+    fetch(archive=competition_zip(tmp_path / "made", tmp_path / "made.zip"))
+    (_, run0, score0, sum0), (_, run1, score1, sum1) = run_ranks(project, "train")
+    assert run0 == run1 and score0 == score1 and sum0 == sum1  # one run, ranked by its mean ROC AUC
+    run = Run(project / "weights" / "exp")
+    indices, targets, probabilities = run.read_val_probabilities()  # gathered from both ranks
+    assert run.read_config().metric == "mean_roc_auc" and len(indices) == 20
+    assert metric_score("mean_roc_auc", targets, probabilities) == pytest.approx(score0, abs=1e-5)
+    results = run_ranks(project, "predict")
+    submission = project / "submissions" / "submission.csv"
+    assert results[0][1] == str(submission) and results[1][1] is None
+    two = pd.read_csv(submission)
+    predict(tta="flip", device="cpu", console=None)
+    one = pd.read_csv(submission)
+    assert list(two.columns) == ["image_id", "healthy", "multiple_diseases", "rust", "scab"]
+    pd.testing.assert_frame_equal(two, one, atol=1e-3)

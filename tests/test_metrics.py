@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -61,7 +62,7 @@ def test_predict_scores_by_metric_and_refuses_one_a_class_per_row_cannot_take(tr
     assert by_f1.exit_code == 0, by_f1.output
     submitted, truth = pd.read_csv(out, dtype=str), pd.read_csv(root / "solution.csv", dtype=str)
     expected = f1_score(truth["label"], submitted.set_index("id").loc[truth["id"], "label"], average="macro")
-    assert f"f1_macro on the scored ids: {expected:.4f}" in by_f1.output
+    assert f"macro-F1 on the scored ids: {expected:.4f}" in by_f1.output
     written = out.read_bytes()
     for args, message in ((["--score", solution, "--metric", "log_loss"],
                            "error: --metric log_loss scores probabilities, but sampleSubmission.csv takes a class per row"),
@@ -96,3 +97,13 @@ def test_train_takes_metric_and_a_run_from_before_it_resumes_ranked_by_accuracy(
     assert resumed.metric == "accuracy"
     metrics = pd.read_csv(old / "metrics.csv")
     assert resumed.best_score == pytest.approx(metrics["val_acc"].max(), abs=1e-6)
+
+
+def test_log_loss_rescales_rows_as_kaggle_does_without_a_warning():
+    rows = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.2], [0.0, 0.5, 0.5]], np.float32)  # the second sums to 0.6
+    targets = np.array([0, 1, 2])
+    clipped = np.clip(rows.astype(np.float64), 1e-15, 1)
+    expected = -np.log((clipped / clipped.sum(1, keepdims=True))[np.arange(3), targets]).mean()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert metric_score("log_loss", targets, rows) == pytest.approx(expected, rel=1e-9)

@@ -1,7 +1,7 @@
 """The pictures and tables of a run, drawn from its metrics and its val predictions: `curves.png` (loss and
 accuracy per epoch, lr on a second axis, and the run's metric where it is not accuracy), `confusion.png` (val
-confusion matrix: counts and row-normalised), `per_class.csv` (precision, recall, F1, support and accuracy per
-class) and `report.md`, which embeds them with the config and headline numbers. Training draws them when a run ends; `pipeline report` redraws them."""
+confusion matrix: counts and row-normalised), `per_class.csv` (precision, recall, F1, support, accuracy and, from
+the probabilities, ROC AUC per class) and `report.md`, which embeds them with the config and headline numbers. Training draws them when a run ends; `pipeline report` redraws them."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # figures without pyplot: no window, no global state
-from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
 from pipeline.config import model_label
 from pipeline.metrics import METRIC_LABELS
@@ -29,14 +29,19 @@ class ValPredictions:
 
 
 def per_class_table(predictions: ValPredictions) -> pd.DataFrame:
-    """Precision, recall, F1, support and accuracy (correct / images of that class, as in users' reports)."""
+    """Precision, recall, F1, support and accuracy (correct / images of that class, as in users' reports); with
+    probabilities, the ROC AUC of the class against the rest (the columns that mean column-wise ROC AUC averages)."""
     labels = list(range(len(predictions.classes)))
     precision, recall, f1, support = precision_recall_fscore_support(
         predictions.actual, predictions.predicted, labels=labels, zero_division=0)
     correct = np.bincount(predictions.actual[predictions.actual == predictions.predicted], minlength=len(labels))
     accuracy = np.divide(correct, support, out=np.zeros(len(labels)), where=support > 0)
-    return pd.DataFrame({"class": predictions.classes, "precision": precision, "recall": recall, "f1": f1,
-                         "support": support, "accuracy": accuracy}).round(4)
+    table = pd.DataFrame({"class": predictions.classes, "precision": precision, "recall": recall, "f1": f1,
+                          "support": support, "accuracy": accuracy})
+    if predictions.probabilities is not None:  # blank where val holds none of the class, or only it
+        table["roc_auc"] = [roc_auc_score(predictions.actual == k, predictions.probabilities[:, k])
+                            if 0 < support[k] < len(predictions.actual) else np.nan for k in labels]
+    return table.round(4)
 
 
 def save_figure(figure: Figure, path: Path) -> None:

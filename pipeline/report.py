@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from pipeline.dataset import run_split, training_arrays
@@ -30,7 +31,7 @@ def val_predictions(run: Run, config: RunConfig, dataset_root: Path, device: str
     _, val_idx = run_split(data.targets, options.val_fraction, options.seed, False, None, options.folds, options.fold)
     log_probs = infer(model, data.images[val_idx], config.inputs, "none", runtime,
                       default_batch_size(runtime.device), console, len(config.classes))
-    return ValPredictions(config.classes, data.targets[val_idx], log_probs.argmax(1))
+    return ValPredictions(config.classes, data.targets[val_idx], log_probs.argmax(1), np.exp(log_probs), val_idx)
 
 
 def write_report(run_dir: Path, dataset_root: Path | None = None, device: str = "auto",

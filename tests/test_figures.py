@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
 from pipeline.figures import ValPredictions, per_class_table, plot_confusion
 from tests.fixtures import assert_png
@@ -30,3 +30,14 @@ def test_many_classes_stay_legible(tmp_path):
     predicted = np.where(rng.random(2000) < 0.7, actual, rng.integers(0, 40, 2000))
     plot_confusion(ValPredictions(classes, actual, predicted), "forty", tmp_path / "c.png")
     assert_png(tmp_path / "c.png", (1500, 800))
+
+
+def test_per_class_roc_auc_is_each_class_against_the_rest_and_blank_for_a_class_val_lacks():
+    rng = np.random.default_rng(0)
+    actual = np.array([0, 0, 1, 1, 1, 0, 1, 0])
+    probabilities = rng.dirichlet(np.ones(3), len(actual))  # class 2 never in val
+    table = per_class_table(ValPredictions(["a", "b", "c"], actual, probabilities.argmax(1), probabilities))
+    for k in (0, 1):
+        assert table["roc_auc"][k] == pytest.approx(roc_auc_score(actual == k, probabilities[:, k]), abs=1e-4)
+    assert np.isnan(table["roc_auc"][2])
+    assert "roc_auc" not in per_class_table(ValPredictions(["a", "b", "c"], actual, actual))  # no probabilities

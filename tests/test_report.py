@@ -20,7 +20,7 @@ def test_a_run_ends_with_its_pictures_tables_and_hparams(fetched):
         assert_png(run / name)
     per_class = pd.read_csv(run / "per_class.csv")
     assert per_class["class"].tolist() == sorted(CLASSES)
-    assert list(per_class.columns) == ["class", "precision", "recall", "f1", "support", "accuracy"]
+    assert list(per_class.columns) == ["class", "precision", "recall", "f1", "support", "accuracy", "roc_auc"]
     assert per_class["support"].sum() == 80
     # the report's predictions are the best epoch's: they reproduce its val accuracy
     correct = (per_class["accuracy"] * per_class["support"]).sum()

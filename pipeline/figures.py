@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # figures without pyplot: no window, no global state
-from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_fscore_support, roc_auc_score
+from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_fscore_support
 
 from pipeline.config import model_label
-from pipeline.metrics import METRIC_LABELS
+from pipeline.metrics import METRIC_LABELS, class_roc_aucs
 from pipeline.run import Run, RunConfig, summarize_metrics
 from pipeline.workspace import atomic_path, write_text_atomic
 
@@ -39,8 +39,7 @@ def per_class_table(predictions: ValPredictions) -> pd.DataFrame:
     table = pd.DataFrame({"class": predictions.classes, "precision": precision, "recall": recall, "f1": f1,
                           "support": support, "accuracy": accuracy})
     if predictions.probabilities is not None:  # blank where val holds none of the class, or only it
-        table["roc_auc"] = [roc_auc_score(predictions.actual == k, predictions.probabilities[:, k])
-                            if 0 < support[k] < len(predictions.actual) else np.nan for k in labels]
+        table["roc_auc"] = class_roc_aucs(predictions.actual, predictions.probabilities)
     return table.round(4)
 
 

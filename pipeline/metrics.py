@@ -32,7 +32,7 @@ def metric_score(metric: str, targets: np.ndarray, probabilities: np.ndarray) ->
     class, log loss (probabilities clipped to [1e-15, 1] and each row rescaled to sum to 1, as Kaggle does), ROC AUC of class 1 (2
     classes) and the mean of the per-class (one against the rest) ROC AUCs over the classes both present and absent."""
     import numpy as np
-    from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+    from sklearn.metrics import accuracy_score, f1_score, log_loss
 
     labels = list(range(probabilities.shape[1]))
     predicted = probabilities.argmax(1)
@@ -43,10 +43,16 @@ def metric_score(metric: str, targets: np.ndarray, probabilities: np.ndarray) ->
     if metric == "log_loss":  # rows rescaled to sum to 1 after the clip, as Kaggle does (float32 rows drift)
         clipped = np.clip(probabilities.astype(np.float64), LOG_LOSS_CLIP, 1)
         return float(log_loss(targets, clipped / clipped.sum(1, keepdims=True), labels=labels))
-    if metric == "roc_auc" and len(labels) == 2:
-        columns = [1]
-    else:
-        columns = [k for k in labels if 0 < (targets == k).sum() < len(targets)]
-    if not columns or len(set(targets.tolist())) < 2:
+    if len(set(targets.tolist())) < 2:
         raise PipelineError(f"{metric}: the scored images hold a single class; ROC AUC needs both")
-    return float(np.mean([roc_auc_score(targets == k, probabilities[:, k]) for k in columns]))
+    per_class = class_roc_aucs(targets, probabilities)
+    return float(per_class[1] if metric == "roc_auc" and len(labels) == 2 else np.nanmean(per_class))
+
+
+def class_roc_aucs(targets: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Each class's ROC AUC against the rest (NaN for a class the images hold none of, or only it)."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    return np.array([roc_auc_score(targets == k, probabilities[:, k]) if 0 < (targets == k).sum() < len(targets)
+                     else np.nan for k in range(probabilities.shape[1])])

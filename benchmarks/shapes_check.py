@@ -1,7 +1,8 @@
 """Kaggle's competition shapes on real images: each shape laid out from one CIFAR-10 competition, zipped, then
 `fetch` (which describes it) → `train` → `predict --score` on its held-out images, by the shape's metric.
 
-    python benchmarks/shapes_check.py --source DIR [--limit N] [--options JSON] [--work DIR]
+    python benchmarks/shapes_check.py --source DIR [--limit N] [--options JSON] [--work DIR] [--shapes S …]
+                                      [--folds K]
 
 DIR is a competition with scored held-out images, e.g. `../shared/cifar10/make_competition.py DIR --limit 6000
 --holdout 1000`. Shapes (the issue's table): cifar-10 as it is; cassava (train_images/<image_id>.jpg, ids that are
@@ -10,7 +11,9 @@ four sizes from 36×36 to 64×40, a probability per class); histopathologic (TIF
 0/1 labels: vehicle or animal); plant-pathology (one images/ folder, one-hot columns); plant-seedlings (a folder
 per class, file,species). --limit keeps the first N
 labeled images; --options are train options as JSON (default: the default recipe, 8 epochs). Held-out scores use
-flip TTA in torch fp32; a shape this version cannot predict records predict's one-line refusal.
+flip TTA in torch fp32; a shape this version cannot predict records predict's one-line refusal. --folds K also
+trains a K-fold CV of each shape: its out-of-fold score, and held out its fold ensemble (`predict --run cv`) and that
+averaged with the single run (`pipeline ensemble cv SHAPE`).
 Results go to benchmarks/results/shapes_check-<device>-<time>.json.
 """
 from __future__ import annotations
@@ -31,7 +34,8 @@ from pipeline.competition import read_competition
 from pipeline.config import config_from
 from pipeline.errors import PipelineError
 from pipeline.fetch import fetch
-from pipeline.predict import predict
+from pipeline.cv import train_cv
+from pipeline.predict import ensemble, predict
 from pipeline.runtime import resolve_device
 from pipeline.train import train
 from record import write_result
@@ -116,7 +120,7 @@ def zipped(folder: Path, out: Path) -> Path:
     return out
 
 
-def check_shape(shape: str, made: Path, work: Path, options: dict, console: Console) -> dict:
+def check_shape(shape: str, made: Path, work: Path, options: dict, console: Console, folds: int | None = None) -> dict:
     project = work / shape
     fetched = fetch(archive=zipped(made, work / f"{shape}.zip"), root=project / "dataset")
     started = time.perf_counter()
@@ -131,7 +135,26 @@ def check_shape(shape: str, made: Path, work: Path, options: dict, console: Cons
         numbers["held_out"] = {"metric": scored.metric, "score": round(scored.score, 4)}
     except PipelineError as refusal:
         numbers["refused"] = str(refusal).replace(str(project), f"<{shape}>")
+        return numbers
+    if folds:
+        numbers["cv"] = check_folds(shape, made, project, options, folds, console)
     return numbers
+
+
+def check_folds(shape: str, made: Path, project: Path, options: dict, folds: int, console: Console) -> dict:
+    """A K-fold CV of the same options: its out-of-fold score, and the held-out scores of its fold ensemble and of
+    that averaged with the single run (`pipeline ensemble`)."""
+    roots = dict(dataset_root=project / "dataset", weights_root=project / "weights")
+    out, solution = project / "submissions" / "submission.csv", made / "solution.csv"
+    started = time.perf_counter()
+    cv, summary = train_cv(config_from({**options, "name": "cv", "folds": folds}), console=console, **roots)
+    train_s = round(time.perf_counter() - started, 1)
+    folded = predict(runs=[cv.path], tta="flip", precision="fp32", engine="torch", score=solution, out=out,
+                     console=console, **roots)
+    both = ensemble([Path("cv"), Path(shape)], score=solution, out=out, console=console, **roots)
+    return {"folds": folds, "train_s": train_s, "metric": summary["metric"],
+            "oof": round(summary["oof"][summary["metric"]], 4), "fold_mean": round(summary["mean"][summary["metric"]], 4),
+            "held_out_fold_ensemble": round(folded.score, 4), "held_out_fold_ensemble_and_single": round(both.score, 4)}
 
 
 def main() -> None:
@@ -141,6 +164,8 @@ def main() -> None:
     parser.add_argument("--options", default='{"epochs": 8}', help="train options as JSON")
     parser.add_argument("--work", type=Path, default=Path("/tmp/shapes-check"))
     parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
+    parser.add_argument("--folds", type=int, help="also a K-fold CV per shape: its OOF score, its fold ensemble and "
+                                                  "that averaged with the single run, held out")
     args = parser.parse_args()
     labels = pd.read_csv(args.source / "trainLabels.csv", dtype=str)[:args.limit]
     solution = pd.read_csv(args.source / "solution.csv", dtype=str)
@@ -150,7 +175,7 @@ def main() -> None:
     for shape in args.shapes:
         made = args.work / "made" / shape
         lay_out(shape, args.source, labels, solution, made)
-        results[shape] = check_shape(shape, made, args.work, options, console)
+        results[shape] = check_shape(shape, made, args.work, options, console, args.folds)
         console.print(f"{shape}: {json.dumps({k: v for k, v in results[shape].items() if k != 'described'})}")
     chance = 1 / labels["label"].nunique()
     out = write_result("shapes_check", resolve_device(options.get("device", "auto")),

@@ -163,12 +163,12 @@ def given_options(ctx: typer.Context) -> set[str]:
 @app.command()
 @user_errors
 def fetch(
-    competition: Optional[str] = typer.Option(None, help="Kaggle competition to download (default cifar-10; with --archive, the zip's name without .zip, as Kaggle names its downloads). `pipeline submit` submits to it.", metavar="NAME"),
-    dataset: Optional[str] = typer.Option(None, help="A Kaggle dataset of pixel CSVs instead (owner/name, e.g. zalando-research/fashionmnist), converted to PNGs.", metavar="OWNER/NAME"),
-    archive: Optional[Path] = typer.Option(None, help="Use this competition (or --dataset) zip, downloaded by hand, instead of the API.", metavar="ZIP"),
+    competition: Optional[str] = typer.Option(None, "--competition", help="Kaggle competition to download (default cifar-10; with --archive, the zip's name without .zip, as Kaggle names its downloads). `pipeline submit` submits to it.", metavar="NAME"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="A Kaggle dataset of pixel CSVs instead (owner/name, e.g. zalando-research/fashionmnist), converted to PNGs.", metavar="OWNER/NAME"),
+    archive: Optional[Path] = typer.Option(None, "--archive", help="Use this competition (or --dataset) zip, downloaded by hand, instead of the API.", metavar="ZIP"),
     sample: bool = typer.Option(False, "--sample", help="Write the offline sample competition: no network, no account.", metavar=""),
     force: bool = typer.Option(False, "--force", help="Fetch again even if dataset/ is complete.", metavar=""),
-    img_size: Optional[int] = typer.Option(None, help="Decode every image once at S×S (shorter side resized to S, centre cropped), recorded as image_size in dataset/competition.json (default: inferred; images of one size keep it). Over a complete fetch it decodes the images again.", metavar="S"),
+    img_size: Optional[int] = typer.Option(None, "--img-size", help="Decode every image once at S×S (shorter side resized to S, centre cropped), recorded as image_size in dataset/competition.json (default: inferred; images of one size keep it). Over a complete fetch it decodes the images again.", metavar="S"),
 ) -> None:
     """Download a competition into dataset/ and describe it in dataset/competition.json (where its images and
     labels are, what its submission holds): edit that file where the description's choices are wrong."""
@@ -186,11 +186,18 @@ def fetch(
                       f"{result.test_images} test images (described in {result.root / DESCRIPTION})")
 
 
-def option(name: str, description: str, panel: str, *flags: str, metavar: str | None = None) -> typer.models.OptionInfo:
+def flag(name: str) -> str:
+    """An option's flag: the kebab case of its parameter's name. Every option names its flag itself, as Typer
+    derives one differently in some releases (0.27: `--LR` from the metavar LR)."""
+    return f"--{name.replace('_', '-')}"
+
+
+def option(name: str, description: str, panel: str, on_off: bool = False, metavar: str | None = None) -> typer.models.OptionInfo:
     """A `pipeline train` option, unset unless typed (recipes fill it in), its default in the help drawn
-    from the recipes; on/off flags show no value."""
-    return typer.Option(None, *flags, help=f"{description} {default_help(name)}".strip(), rich_help_panel=panel,
-                        metavar="" if flags else metavar)
+    from the recipes; an on/off option (--x/--no-x) shows no value."""
+    flags = f"{flag(name)}/--no-{flag(name)[2:]}" if on_off else flag(name)
+    return typer.Option(None, flags, help=f"{description} {default_help(name)}".strip(), rich_help_panel=panel,
+                        metavar="" if on_off else metavar)
 
 
 MODEL, OPTIMISATION, DATA, RUN = "Model", "Optimisation", "Data and augmentation", "Run"
@@ -207,14 +214,14 @@ def train(
     improved: bool = typer.Option(False, "--improved", help="3×3/1 stem conv for 32×32 images; same as --stem improved.", rich_help_panel=MODEL, metavar=""),
     stem: Optional[Stem] = option("stem", "imagenet (7×7/2 + max pool), improved (3×3/1 + max pool) or cifar (3×3/1).", MODEL),
     pretrained: Optional[str] = option("pretrained", "Weights to start from: a local .pth/.pt/.safetensors file, timm:<model>.<tag> (e.g. timm:resnet18.a1_in1k) or torchvision:<Enum>.<member> (e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1), from the libraries' caches (downloaded once when online); the head is replaced, a 1-channel input conv adapted.", MODEL, metavar="WEIGHTS"),
-    freeze_backbone: Optional[bool] = option("freeze_backbone", "Train only the classifier head (needs --pretrained).", MODEL, "--freeze-backbone/--no-freeze-backbone"),
+    freeze_backbone: Optional[bool] = option("freeze_backbone", "Train only the classifier head (needs --pretrained).", MODEL, on_off=True),
     head_dropout: Optional[float] = option("head_dropout", "Dropout before the classifier head, e.g. 0.5.", MODEL, metavar="P"),
     img_size: Optional[int] = option("img_size", "Resize inputs to S×S, e.g. 224 for ImageNet weights (none: the images' size).", MODEL, metavar="PIXELS"),
     epochs: Optional[int] = option("epochs", "", OPTIMISATION, metavar="N"),
     optimizer: Optional[Optimizer] = option("optimizer", "sgd, adam, adamw, lamb or lion (timm's optimizers).", OPTIMISATION),
     lr: Optional[float] = option("lr", "Learning rate (onecycle: the peak; cosine: the start after warm-up).", OPTIMISATION, metavar="LR"),
     momentum: Optional[float] = option("momentum", "SGD's.", OPTIMISATION, metavar="M"),
-    nesterov: Optional[bool] = option("nesterov", "SGD's.", OPTIMISATION, "--nesterov/--no-nesterov"),
+    nesterov: Optional[bool] = option("nesterov", "SGD's.", OPTIMISATION, on_off=True),
     weight_decay: Optional[float] = option("weight_decay", "", OPTIMISATION, metavar="WD"),
     norm_bias_lr: Optional[float] = option("norm_bias_lr", "The normalisation layers' biases (BatchNorm, GroupNorm, LayerNorm) learn at F × --lr, with weight decay ÷ F (airbench: 64).", OPTIMISATION, metavar="F"),
     batch_size: Optional[int] = option("batch_size", "", OPTIMISATION, metavar="N"),
@@ -225,7 +232,7 @@ def train(
     label_smoothing: Optional[float] = option("label_smoothing", "", OPTIMISATION, metavar="E"),
     ema: Optional[float] = option("ema", "Per-step decay of an EMA of the weights, used for validation and prediction; 0 = off.", OPTIMISATION, metavar="DECAY"),
     precision: Optional[TrainPrecision] = option("precision", "auto (CUDA: bf16 at compute capability ≥ 8.0, else fp16 with a gradient scaler; CPU: the fastest of fp32 and bf16, each in the contiguous and the channels_last layout, measured on this model and cached), bf16, fp16 or fp32.", OPTIMISATION),
-    compile: Optional[bool] = option("compile", "torch.compile the model.", OPTIMISATION, "--compile/--no-compile"),
+    compile: Optional[bool] = option("compile", "torch.compile the model.", OPTIMISATION, on_off=True),
     aug: Optional[Aug] = option("aug", "none, crop-flip (random crop, 4 px zero padding, + flip), shift-flip (2 px reflect padding), shift-altflip (+ each image flipped every other epoch), cutout (crop-flip + cutout), trivial (crop-flip + TrivialAugmentWide, per image) on the device; albu-strong (albumentations in workers).", DATA),
     erase: Optional[float] = option("erase", "Random erasing (torchvision's defaults): the probability per image, e.g. 0.25.", DATA, metavar="P"),
     mixup: Optional[float] = option("mixup", "Mixup's α, e.g. 0.2 (0: off); the loss takes the mixed labels.", DATA, metavar="ALPHA"),
@@ -236,19 +243,19 @@ def train(
     fold: Optional[int] = option("fold", "With --folds K: train fold I alone (0 … K-1), e.g. one per machine; the same --name gathers them.", DATA, metavar="I"),
     full: bool = typer.Option(False, "--full", help="Train on all labeled images (no validation); the best checkpoint is the last epoch.", rich_help_panel=DATA, metavar=""),
     limit: Optional[int] = option("limit", "Use only the first N training images (quick runs).", DATA, metavar="N"),
-    skip_bad: Optional[bool] = option("skip_bad", "Train on the rest when some images or CSV rows are unusable; they are listed in the run folder (off: any problem stops training).", DATA, "--skip-bad/--no-skip-bad"),
+    skip_bad: Optional[bool] = option("skip_bad", "Train on the rest when some images or CSV rows are unusable; they are listed in the run folder (off: any problem stops training).", DATA, on_off=True),
     workers: Optional[int] = option("workers", "DataLoader workers (albumentations policies only).", DATA, metavar="N"),
     metric: Optional[Metric] = option("metric", "What ranks the epochs (best.pt, --patience, --keep-top) and heads metrics.csv, the report and `pipeline runs`: accuracy, f1_macro, f1_micro, log_loss, roc_auc or mean_roc_auc (none: the metric of dataset/competition.json).", RUN),
     target_acc: Optional[float] = option("target_acc", "Stop once val accuracy reaches this; the time it took goes to the run's result.", RUN, metavar="ACC"),
     patience: Optional[int] = option("patience", "Stop after N epochs without a better val score (of --metric) (none: train every epoch).", RUN, metavar="N"),
     keep_top: Optional[int] = option("keep_top", "Keep the checkpoints of the K best epochs in top/ (best.pt and last.pt are always kept).", RUN, metavar="K"),
-    average_top: Optional[bool] = option("average_top", "Make best.pt the average of the --keep-top best epochs' weights, scored on val beside the best single epoch.", RUN, "--average-top/--no-average-top"),
+    average_top: Optional[bool] = option("average_top", "Make best.pt the average of the --keep-top best epochs' weights, scored on val beside the best single epoch.", RUN, on_off=True),
     device: Optional[str] = option("device", "auto (CUDA when present), cpu, cuda or cuda:N.", RUN, metavar="DEVICE"),
     threads: Optional[int] = option("threads", THREADS_HELP, RUN, metavar="N"),
     name: Optional[str] = option("name", "Run folder under weights/ (none: exp, exp2, …).", RUN, metavar="NAME"),
-    resume: Optional[Path] = typer.Option(None, help="Continue a run (its name under weights/, or its folder) from its last checkpoint.", rich_help_panel=RUN, metavar="RUN"),
-    sync_bn: Optional[bool] = option("sync_bn", "SyncBatchNorm across the processes of a distributed run.", RUN, "--sync-bn/--no-sync-bn"),
-    nproc: Optional[int] = typer.Option(None, help="Run N processes on this machine with torchrun (DistributedDataParallel): one per GPU, or N CPU processes with gloo.", rich_help_panel=RUN, metavar="N"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run (its name under weights/, or its folder) from its last checkpoint.", rich_help_panel=RUN, metavar="RUN"),
+    sync_bn: Optional[bool] = option("sync_bn", "SyncBatchNorm across the processes of a distributed run.", RUN, on_off=True),
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="Run N processes on this machine with torchrun (DistributedDataParallel): one per GPU, or N CPU processes with gloo.", rich_help_panel=RUN, metavar="N"),
     config_file: Optional[Path] = typer.Option(None, "--config", help="Options from a YAML file (`lr: 0.05` per line), or a past run's (its folder or config.json) to train it again; options typed on the command line win.", rich_help_panel=RUN, metavar="FILE"),
     print_config: bool = typer.Option(False, "--print-config", help="Print the options this command would train with, as YAML for --config, and stop.", rich_help_panel=RUN, metavar=""),
 ) -> None:
@@ -349,7 +356,7 @@ lr_find.__signature__ = inspect.Signature([
       for name, parameter in inspect.signature(train).parameters.items()
       if name not in NOT_LR_FIND_OPTIONS),
     *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=type(default),
-                        default=typer.Option(default, help=text, metavar=metavar))
+                        default=typer.Option(default, f"--{name}", help=text, metavar=metavar))
       for name, default, text, metavar in (("start", 1e-7, "The first learning rate.", "LR"),
                                            ("end", 10.0, "The last learning rate.", "LR"),
                                            ("steps", 100, "Steps (one rate each) at most.", "N")))])
@@ -369,17 +376,17 @@ def print_submission(result) -> None:
 @app.command()
 @user_errors
 def predict(
-    run: Optional[list[Path]] = typer.Option(None, help="Run (its name under weights/, or its folder) whose best checkpoint to use; repeat to ensemble (default: the newest finished run).", metavar="RUN"),
-    checkpoint: Optional[list[Path]] = typer.Option(None, help="Checkpoint file(s) to use; repeat to ensemble.", metavar="FILE"),
-    tta: Tta = typer.Option("flip", help="Test-time augmentation: none, flip (image + mirror) or flip-shift (× shifts of 2 px)."),
-    batch_size: Optional[int] = typer.Option(None, metavar="N", help="Images per forward pass. (default 1024 on CUDA; on the CPU torch 64, OpenVINO 256)"),
-    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda or cuda:N.", metavar="DEVICE"),
-    precision: PredictPrecision = typer.Option("auto", help="auto, fp32, bf16, fp16 (torch) or int8 (CPU, OpenVINO: static quantization calibrated on test images; near ties are predicted again in fp32). auto: on CUDA bf16 at compute capability ≥ 8.0, else fp16; on the CPU with --engine, the fastest that agrees with fp32 on ≥ 99.5 % of the probe images, measured on this model and cached (test sets under 10,000 images: the first candidate, torch fp32 unless --engine openvino)."),
-    engine: Engine = typer.Option("auto", help="auto, torch or openvino (CPU). auto: torch on CUDA; on the CPU measured with --precision."),
-    threads: Optional[int] = typer.Option(None, help=THREADS_HELP, metavar="N"),
-    score: Optional[Path] = typer.Option(None, help="A solution.csv (the test ids' labels) to score the submission against.", metavar="CSV"),
-    metric: Optional[Metric] = typer.Option(None, help=METRIC_HELP, show_choices=False),
-    nproc: Optional[int] = typer.Option(None, help="Run N processes with torchrun, each predicting its share of the test images.", metavar="N"),
+    run: Optional[list[Path]] = typer.Option(None, "--run", help="Run (its name under weights/, or its folder) whose best checkpoint to use; repeat to ensemble (default: the newest finished run).", metavar="RUN"),
+    checkpoint: Optional[list[Path]] = typer.Option(None, "--checkpoint", help="Checkpoint file(s) to use; repeat to ensemble.", metavar="FILE"),
+    tta: Tta = typer.Option("flip", "--tta", help="Test-time augmentation: none, flip (image + mirror) or flip-shift (× shifts of 2 px)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", metavar="N", help="Images per forward pass. (default 1024 on CUDA; on the CPU torch 64, OpenVINO 256)"),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda or cuda:N.", metavar="DEVICE"),
+    precision: PredictPrecision = typer.Option("auto", "--precision", help="auto, fp32, bf16, fp16 (torch) or int8 (CPU, OpenVINO: static quantization calibrated on test images; near ties are predicted again in fp32). auto: on CUDA bf16 at compute capability ≥ 8.0, else fp16; on the CPU with --engine, the fastest that agrees with fp32 on ≥ 99.5 % of the probe images, measured on this model and cached (test sets under 10,000 images: the first candidate, torch fp32 unless --engine openvino)."),
+    engine: Engine = typer.Option("auto", "--engine", help="auto, torch or openvino (CPU). auto: torch on CUDA; on the CPU measured with --precision."),
+    threads: Optional[int] = typer.Option(None, "--threads", help=THREADS_HELP, metavar="N"),
+    score: Optional[Path] = typer.Option(None, "--score", help="A solution.csv (the test ids' labels) to score the submission against.", metavar="CSV"),
+    metric: Optional[Metric] = typer.Option(None, "--metric", help=METRIC_HELP, show_choices=False),
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="Run N processes with torchrun, each predicting its share of the test images.", metavar="N"),
 ) -> None:
     """Predict the competition's test images and write submissions/submission.csv in the sample submission's order
     and header."""
@@ -413,9 +420,9 @@ def export(
 @user_errors
 def ensemble(
     members: list[Path] = typer.Argument(..., help="Saved predictions: names (exp3) or paths of submissions/*.probs.npy.", metavar="MEMBER…"),
-    score: Optional[Path] = typer.Option(None, help="A solution.csv (the test ids' labels) to score the submission against.", metavar="CSV"),
-    metric: Optional[Metric] = typer.Option(None, help=METRIC_HELP, show_choices=False),
-    blend: Blending = typer.Option("equal", help="equal weights, or oof: weights fitted on the members' out-of-fold predictions (cross-validations on the same folds), the blend's OOF score printed beside the equal-weight one."),
+    score: Optional[Path] = typer.Option(None, "--score", help="A solution.csv (the test ids' labels) to score the submission against.", metavar="CSV"),
+    metric: Optional[Metric] = typer.Option(None, "--metric", help=METRIC_HELP, show_choices=False),
+    blend: Blending = typer.Option("equal", "--blend", help="equal weights, or oof: weights fitted on the members' out-of-fold predictions (cross-validations on the same folds), the blend's OOF score printed beside the equal-weight one."),
 ) -> None:
     """Average saved probabilities of several models into submissions/submission.csv (no model is run); a
     cross-validation's name stands for its folds' predictions."""
@@ -428,8 +435,8 @@ def ensemble(
 @user_errors
 def submit(
     message: str = typer.Option(..., "-m", "--message", help="Description of the submission.", metavar="TEXT"),
-    file: Path = typer.Option(Path("submissions/submission.csv"), help="The submission file.", metavar="CSV"),
-    competition: Optional[str] = typer.Option(None, help="Kaggle competition to submit to. (default: the one `pipeline fetch` laid out in dataset/; cifar-10 when no fetch recorded one)", metavar="NAME"),
+    file: Path = typer.Option(Path("submissions/submission.csv"), "--file", help="The submission file.", metavar="CSV"),
+    competition: Optional[str] = typer.Option(None, "--competition", help="Kaggle competition to submit to. (default: the one `pipeline fetch` laid out in dataset/; cifar-10 when no fetch recorded one)", metavar="NAME"),
 ) -> None:
     """Submit a (validated) submission file to Kaggle through the kaggle library."""
     from pipeline.submit import submit as run_submit
@@ -441,11 +448,11 @@ def submit(
 @app.command()
 @user_errors
 def summary(
-    model: str = typer.Option("custom", help="custom, resnet18…resnet152, torchvision:<name> or timm:<name>.", metavar="NAME"),
-    stem: Stem = typer.Option("imagenet", help="imagenet, improved or cifar (ResNets)."),
-    img_size: int = typer.Option(32, help="Input height and width.", metavar="PIXELS"),
-    in_chans: int = typer.Option(3, help="Input channels (1 for greyscale).", metavar="N"),
-    num_classes: int = typer.Option(10, metavar="N"),
+    model: str = typer.Option("custom", "--model", help="custom, resnet18…resnet152, torchvision:<name> or timm:<name>.", metavar="NAME"),
+    stem: Stem = typer.Option("imagenet", "--stem", help="imagenet, improved or cifar (ResNets)."),
+    img_size: int = typer.Option(32, "--img-size", help="Input height and width.", metavar="PIXELS"),
+    in_chans: int = typer.Option(3, "--in-chans", help="Input channels (1 for greyscale).", metavar="N"),
+    num_classes: int = typer.Option(10, "--num-classes", metavar="N"),
 ) -> None:
     """Per-layer output shapes and parameters, total parameters and multiply-adds of a model."""
     from pipeline.models import build_model
@@ -468,7 +475,7 @@ def summary(
 @user_errors
 def report(
     run: Path = typer.Argument(..., help="Run name under weights/ or its folder.", metavar="RUN"),
-    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda or cuda:N.", metavar="DEVICE"),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda or cuda:N.", metavar="DEVICE"),
 ) -> None:
     """Redraw a run's curves, confusion matrix, per-class table and report from its metrics and best checkpoint."""
     from pipeline.run import resolve_run
@@ -481,9 +488,9 @@ def report(
 @app.command()
 @user_errors
 def runs(
-    sort: Optional[str] = typer.Option(None, help="Column to sort by, as the table heads it (default: date).", metavar="COLUMN"),
+    sort: Optional[str] = typer.Option(None, "--sort", help="Column to sort by, as the table heads it (default: date).", metavar="COLUMN"),
     desc: bool = typer.Option(False, "--desc", help="Sort in descending order.", metavar=""),
-    csv: Optional[Path] = typer.Option(None, help="Also write the table to this CSV file.", metavar="CSV"),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table to this CSV file.", metavar="CSV"),
 ) -> None:
     """Table of every run under weights/: model, recipe, its metric's best val score, accuracy, macro-F1, time, status."""
     import pandas as pd
@@ -524,7 +531,7 @@ def runs(
 @user_errors
 def compare(
     runs: list[Path] = typer.Argument(..., help="Two or more run names under weights/ or run folders; a cross-validation stands for its folds.", metavar="RUN…"),
-    output: Optional[Path] = typer.Option(None, help="Figure to write. (default weights/compare.png)", metavar="PNG"),
+    output: Optional[Path] = typer.Option(None, "--output", help="Figure to write. (default weights/compare.png)", metavar="PNG"),
 ) -> None:
     """Overlay the runs' val and train curves in one figure and print the options in which they differ."""
     import pandas as pd

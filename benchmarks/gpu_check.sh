@@ -4,7 +4,9 @@
 #   benchmarks/gpu_check.sh --prepare      here, before the call: the wheels the GPU machine lacks into
 #                                          .whl/, the real CIFAR-10 images from ../shared into .data/
 #   benchmarks/gpu_check.sh [STAGE ...]    on the GPU machine; stages: tests throughput accuracy predict
-#                                          (default: all four, in that order)
+#                                          (default: all four, in that order), after the preflight
+#   benchmarks/gpu_check.sh --preflight    the preflight alone (any machine): the image's versions of the
+#                                          dependencies, and the CLI's flags as the image's typer parses them
 #
 # The device call: command `PIPELINE_COMMIT=<sha> benchmarks/gpu_check.sh`, carry [".whl", ".data"].
 # OpenVINO (CPU prediction only) is not carried: its wheel alone would fill the 64 MiB a call may carry.
@@ -30,9 +32,39 @@ prepare() {
     du -sh .whl .data
 }
 
+# The image's own packages run the check (only what it lacks is carried): their versions, then the user's
+# command parsed by the image's typer, in seconds, before anything expensive.
+preflight() {
+    "$PYTHON" - <<'PY' || return 1
+import importlib.metadata as metadata, platform
+names = ("torch", "torchvision", "typer", "click", "numpy", "timm", "huggingface_hub", "pandas", "pillow",
+         "scikit-learn", "scipy", "matplotlib", "tensorboard", "rich", "pyyaml", "safetensors", "onnx",
+         "onnxscript", "onnxruntime", "albumentations", "kaggle", "py7zr", "openvino")
+def version(name):
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
+print(f"python {platform.python_version()}; " + ", ".join(f"{name} {version(name)}" for name in names))
+PY
+    local parsed
+    if ! parsed=$("$PYTHON" -m pipeline train --name x --lr 0.1 --epochs 1 --print-config 2>&1) \
+        || ! grep -qx "lr: 0.1" <<<"$parsed"; then
+        echo "error: this image's CLI cannot parse \`pipeline train --name x --lr 0.1 --epochs 1\`: $parsed" >&2
+        return 1
+    fi
+    "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_cli_flags.py || return 1
+    echo "preflight: the CLI parses the user's flags with this image's packages"
+}
+
 if [ "${1:-}" = "--prepare" ]; then
     prepare || { echo "error: gpu_check --prepare failed (see above)" >&2; exit 1; }
     exit 0
+fi
+if [ "${1:-}" = "--preflight" ]; then
+    export PYTHONPATH=$ROOT
+    preflight
+    exit $?
 fi
 if ! "$PYTHON" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
     echo "error: no CUDA GPU on this machine ($PYTHON: torch.cuda.is_available() is not True); run benchmarks/gpu_check.sh on a GPU machine" >&2
@@ -61,8 +93,9 @@ competition() {  # 50,000 labeled real CIFAR-10 images (the 40,000 / 10,000 spli
     "$PYTHON" .data/cifar10/make_competition.py "$PROJECT/dataset" --test-size 300000 >/dev/null
 }
 
-stage_tests() {
-    "$PYTHON" -m pytest -q -m cuda -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/cuda_tests.log"
+stage_tests() {  # every CUDA test runs: albumentations comes from the carried wheels, not skipped
+    "$PYTHON" -c "import albumentations" || { echo "error: albumentations is not importable: run --prepare, carry .whl"; return 1; }
+    "$PYTHON" -m pytest -q -rs -m cuda -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/cuda_tests.log"
 }
 
 stage_throughput() {
@@ -92,6 +125,7 @@ stage_predict() {
 }
 
 check() {
+    preflight || return 1
     if [ -d .whl ]; then  # the wheels --prepare fetched: what the GPU machine's image lacks
         "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" \
             .whl/*.whl || return 1

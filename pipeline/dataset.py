@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -124,6 +125,7 @@ def albumentations_policy(name: str, mean: tuple[float, ...], std: tuple[float, 
                           img_size: int | None = None) -> albumentations.Compose:
     """Per-image policies for DataLoader workers, by name (colour jitter only for RGB). albumentations is
     imported here, for the runs that use it."""
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # its import would ask PyPI for a newer release
     import albumentations as A
     from albumentations.pytorch import ToTensorV2
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-import py7zr
 
 from pipeline.cache import CACHE_DIR, cached_test_images, cached_train_images
 from pipeline.convert import convert_pixel_competition, convert_pixel_dataset, is_pixel_competition
@@ -419,7 +418,13 @@ def seven_zip() -> str | None:
 
 def extract_7z(path: Path, dest: Path, limits: ExtractLimits | None = None) -> None:
     """Check every member (names, links, sizes, count) with py7zr, then extract with 7-Zip when
-    installed, else py7zr."""
+    installed, else py7zr (imported here: an environment without it, like a GPU machine's image, fetches the
+    rest)."""
+    try:
+        import py7zr
+    except ImportError:
+        raise PipelineError(f"{path}: a 7z archive needs py7zr, which is not installed: `pip install py7zr`, then "
+                            "fetch again") from None
     program = seven_zip()
     try:
         with py7zr.SevenZipFile(path) as archive:

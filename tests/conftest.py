@@ -1,4 +1,5 @@
 import atexit
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -32,6 +33,19 @@ GPU = torch.cuda.is_available()
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU (`pytest -m cuda`); skipped where none is available")
+    config.addinivalue_line("markers", "smoke: the subset `make test-floors` and `make test-gpu-image` run at other "
+                                       "dependency versions")
+    config.addinivalue_line("markers", "requires(*modules): skipped where one of these is not installed (the GPU "
+                                       "machine image has no kaggle, py7zr, albumentations or openvino)")
+
+
+def pytest_runtest_setup(item):
+    """Before any fixture: a test that needs a module the environment lacks is skipped (found, not imported:
+    kaggle 1.x authenticates when imported)."""
+    for marker in item.iter_markers("requires"):
+        for module in marker.args:
+            if importlib.util.find_spec(module) is None:
+                pytest.skip(f"needs {module}, which is not installed")
 
 
 @pytest.fixture(autouse=True)

@@ -104,6 +104,7 @@ def fake_cv(path, probabilities, targets):
     return cv
 
 
+@pytest.mark.smoke
 def test_blend_weights_fitted_on_out_of_fold_predictions(tmp_path):
     from pipeline.blend import fit_blend
 

@@ -24,6 +24,8 @@ def saved(project) -> tuple[np.ndarray, dict]:
             json.loads((submissions / "exp.probs.json").read_text()))
 
 
+@pytest.mark.smoke
+@pytest.mark.requires("openvino")
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_openvino_predicts_like_torch_fp32(trained, capsys, precision):
     predict(precision="fp32", engine="torch", tta="flip")

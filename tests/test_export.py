@@ -26,6 +26,7 @@ def exported_probabilities(path, images):
     return session.run(None, {"input": images})[0]
 
 
+@pytest.mark.smoke
 def test_export_resizes_normalises_and_uses_the_ema_weights(fetched):
     run = train(TrainConfig(epochs=1, limit=64, img_size=40, ema=0.5, name="ema40", **QUICK)).run_dir
     result = export_run(run)

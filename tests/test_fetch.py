@@ -15,6 +15,8 @@ def serve(kaggle, competition_zip, name="cifar-10"):
     kaggle.competitions[name] = competition_zip.read_bytes()
 
 
+@pytest.mark.smoke
+@pytest.mark.requires("kaggle", "py7zr")
 def test_fetch_downloads_and_lays_out_competition(kaggle, competition_zip, project):
     serve(kaggle, competition_zip)
     result = fetch()

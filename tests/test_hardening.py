@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import py7zr
 import pytest
 import torch
 from PIL import Image
@@ -25,6 +24,8 @@ from pipeline.predict import predict
 from pipeline.train import train
 from tests.conftest import SECRET_KEY
 from tests.fixtures import QUICK, kaggle_zip, runner, write_competition
+
+py7zr = pytest.importorskip("py7zr")  # not in a GPU machine image
 
 
 def competition_zip_with(tmp_path, competition, extra: dict[str, bytes] = None, inner_7z: dict = None,

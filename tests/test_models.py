@@ -184,6 +184,7 @@ def test_one_channel_models_take_rgb_weights_summed(tmp_path, name):
     assert torch.allclose(features(model, grey), features(source, grey.expand(-1, 3, -1, -1)), atol=1e-4)
 
 
+@pytest.mark.smoke
 def test_state_dict_wrappers_and_bad_safetensors(tmp_path):
     source = torchvision.models.resnet18()
     torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "ddp.pth")

@@ -203,6 +203,8 @@ def test_target_accuracy_stops_early(fetched):
     assert "time to val accuracy 0.5:" in (result.run_dir / "result.txt").read_text()
 
 
+@pytest.mark.smoke
+@pytest.mark.requires("albumentations")
 def test_albumentations_policy_in_workers(fetched):
     result = train(TrainConfig(epochs=1, limit=100, aug="albu-strong", batch_size=32, workers=2))
     assert pd.read_csv(result.run_dir / "metrics.csv")["epoch"].tolist() == [1]

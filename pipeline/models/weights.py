@@ -51,19 +51,22 @@ def _torchvision_file(reference: str, name: str) -> Path:
 
 
 def _hub_file(reference: str, repo: str, filenames: list[str]) -> Path:
-    """The first of `filenames` in the Hugging Face hub cache, else downloaded through the hub client."""
+    """The first of `filenames` in the Hugging Face hub cache, else downloaded through the hub client. The cache is
+    named each call: hub releases before 0.24 bound its default when imported."""
     import huggingface_hub
     from huggingface_hub import constants
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+    from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError  # .errors only from 0.24
 
     repo, _, revision = repo.partition("@")
     for filename in filenames:
-        cached = huggingface_hub.try_to_load_from_cache(repo, filename, revision=revision or None)
+        cached = huggingface_hub.try_to_load_from_cache(repo, filename, cache_dir=constants.HF_HUB_CACHE,
+                                                        revision=revision or None)
         if isinstance(cached, str):
             return Path(cached)
     for filename in filenames:
         try:
-            return Path(huggingface_hub.hf_hub_download(repo, filename, revision=revision or None))
+            return Path(huggingface_hub.hf_hub_download(repo, filename, cache_dir=constants.HF_HUB_CACHE,
+                                                        revision=revision or None))
         except LocalEntryNotFoundError:  # offline, or no network: before the missing-file case it subclasses
             reason = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the hub cannot be reached"
             raise _not_cached(reference, constants.HF_HUB_CACHE, "HF_HUB_CACHE", reason) from None

@@ -195,7 +195,7 @@ def flag(name: str) -> str:
 def option(name: str, description: str, panel: str, on_off: bool = False, metavar: str | None = None) -> typer.models.OptionInfo:
     """A `pipeline train` option, unset unless typed (recipes fill it in), its default in the help drawn
     from the recipes; an on/off option (--x/--no-x) shows no value."""
-    flags = f"{flag(name)}/--no-{flag(name)[2:]}" if on_off else flag(name)
+    flags = f"{flag(name)}/{flag('no_' + name)}" if on_off else flag(name)
     return typer.Option(None, flags, help=f"{description} {default_help(name)}".strip(), rich_help_panel=panel,
                         metavar="" if on_off else metavar)
 
@@ -356,7 +356,7 @@ lr_find.__signature__ = inspect.Signature([
       for name, parameter in inspect.signature(train).parameters.items()
       if name not in NOT_LR_FIND_OPTIONS),
     *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=type(default),
-                        default=typer.Option(default, f"--{name}", help=text, metavar=metavar))
+                        default=typer.Option(default, flag(name), help=text, metavar=metavar))
       for name, default, text, metavar in (("start", 1e-7, "The first learning rate.", "LR"),
                                            ("end", 10.0, "The last learning rate.", "LR"),
                                            ("steps", 100, "Steps (one rate each) at most.", "N")))])

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-
 from pipeline.cache import CACHE_DIR, cached_test_images, cached_train_images
 from pipeline.convert import convert_pixel_competition, convert_pixel_dataset, is_pixel_competition
 from pipeline.errors import PipelineError

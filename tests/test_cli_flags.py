@@ -39,7 +39,7 @@ def test_every_command_is_checked():
 def test_each_flag_is_its_parameters_name_in_kebab_case(name):
     for option in options_of(name):
         assert sorted(option.opts) == sorted(OTHER_FLAGS.get((name, option.name), [flag(option.name)])), (name, option.name)
-        assert option.secondary_opts in ([], [f"--no-{flag(option.name)[2:]}"]), (name, option.name)
+        assert option.secondary_opts in ([], [flag("no_" + option.name)]), (name, option.name)
     assert [sorted(p.opts) for p in params_of(name) if is_help(p)] == [["--help", "-h"]]
 
 

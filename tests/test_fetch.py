@@ -1,4 +1,5 @@
 import json
+import sys
 import zipfile
 
 import pytest
@@ -178,6 +179,16 @@ def test_both_7z_extractors_give_the_same_layout(competition_zip, project, monke
     elif pipeline.fetch.seven_zip() is None:
         pytest.skip("no 7zz/7z installed (Debian package 7zip)")
     assert (fetch(archive=competition_zip).train_images, len(check_test(project / "dataset"))) == (400, 40)
+
+
+def test_a_7z_archive_without_py7zr_is_one_line_and_leaves_nothing(competition_zip, project, monkeypatch):
+    """As in a GPU machine's image, which has no py7zr: the rest of the pipeline imports without it."""
+    monkeypatch.setitem(sys.modules, "py7zr", None)  # `import py7zr` raises ImportError
+    with pytest.raises(PipelineError, match=r"/(train|test)\.7z: a 7z archive needs py7zr, which is not installed: "
+                                            r"`pip install py7zr`, then fetch again$"):
+        fetch(archive=competition_zip)
+    root = project / "dataset"
+    assert not (root / MARKER).exists() and not list(root.glob(".staging-*"))
 
 
 FASHION = "zalando-research/fashionmnist"

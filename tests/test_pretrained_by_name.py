@@ -43,10 +43,14 @@ def fill_torch_hub_cache(url: str, state: dict) -> Path:
     return path
 
 
+def random_timm_state(arch: str) -> dict:
+    torch.manual_seed(1)
+    return timm.create_model(arch, pretrained=False).state_dict()  # 1,000 ImageNet classes, like the real
+
+
 @pytest.fixture
 def timm_cache():
-    torch.manual_seed(1)
-    return timm.create_model("test_resnet", pretrained=False).state_dict()  # 1,000 ImageNet classes, like the real
+    return random_timm_state("test_resnet")
 
 
 @pytest.fixture
@@ -68,8 +72,7 @@ def assert_loaded_except_head(model, state, head="fc."):
 @pytest.mark.smoke
 def test_timm_weights_come_from_the_hub_cache():
     """resnet10t: a model every timm this package admits knows (test_resnet came with timm 1.0.11)."""
-    torch.manual_seed(1)
-    state = timm.create_model("resnet10t", pretrained=False).state_dict()
+    state = random_timm_state("resnet10t")
     cached = fill_hub_cache("timm/resnet10t.c3_in1k", {k: v.contiguous() for k, v in state.items()})
     assert weights_file("timm:resnet10t.c3_in1k") == cached
     model = build_model("timm:resnet10t", 4)

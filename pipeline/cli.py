@@ -211,8 +211,8 @@ def train(
     ctx: typer.Context,
     recipe: Optional[Recipe] = option("recipe", f"{', '.join(RECIPES)}: a set of defaults for the options below; without it, --milestones, --model, --pretrained or --stem pick seed.", OPTIMISATION),
     model: Optional[str] = option("model", "custom (this package's ResNet-18), resnet18…resnet152, torchvision:<name> or timm:<name>.", MODEL, metavar="NAME"),
-    improved: bool = typer.Option(False, "--improved", help="3×3/1 stem conv for 32×32 images; same as --stem improved.", rich_help_panel=MODEL, metavar=""),
-    stem: Optional[Stem] = option("stem", "imagenet (7×7/2 + max pool), improved (3×3/1 + max pool) or cifar (3×3/1).", MODEL),
+    improved: bool = typer.Option(False, "--improved", help="the write-up's stem for 32×32 images (one 3×3/1 conv, no max pool); same as --stem improved.", rich_help_panel=MODEL, metavar=""),
+    stem: Optional[Stem] = option("stem", "imagenet (7×7/2 conv + max pool), improved (3×3/1 conv, no pool; also called cifar) or improved-pool (3×3/1 conv + max pool: improved before 0.2.0).", MODEL),
     pretrained: Optional[str] = option("pretrained", "Weights to start from: a local .pth/.pt/.safetensors file, timm:<model>.<tag> (e.g. timm:resnet18.a1_in1k) or torchvision:<Enum>.<member> (e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1), from the libraries' caches (downloaded once when online); the head is replaced, a 1-channel input conv adapted.", MODEL, metavar="WEIGHTS"),
     freeze_backbone: Optional[bool] = option("freeze_backbone", "Train only the classifier head (needs --pretrained).", MODEL, on_off=True),
     head_dropout: Optional[float] = option("head_dropout", "Dropout before the classifier head, e.g. 0.5.", MODEL, metavar="P"),
@@ -449,7 +449,7 @@ def submit(
 @user_errors
 def summary(
     model: str = typer.Option("custom", "--model", help="custom, resnet18…resnet152, torchvision:<name> or timm:<name>.", metavar="NAME"),
-    stem: Stem = typer.Option("imagenet", "--stem", help="imagenet, improved or cifar (ResNets)."),
+    stem: Stem = typer.Option("imagenet", "--stem", help="imagenet, improved or improved-pool (ResNets)."),
     img_size: int = typer.Option(32, "--img-size", help="Input height and width.", metavar="PIXELS"),
     in_chans: int = typer.Option(3, "--in-chans", help="Input channels (1 for greyscale).", metavar="N"),
     num_classes: int = typer.Option(10, "--num-classes", metavar="N"),

@@ -22,7 +22,11 @@ RENAMED_AUGMENTATIONS = {"seed": "crop-flip"}  # older name, still accepted (run
 SCHEDULES = ("step", "onecycle", "cosine")
 OPTIMIZERS = ("sgd", "adam", "adamw", "lamb", "lion")  # timm.optim.create_optimizer_v2's
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-STEMS = ("imagenet", "improved", "cifar")
+# ResNet stems. improved is the write-up's (li554/resnet18-cifar10-classification): one 3×3/1 conv, no max pool;
+# improved-pool keeps the max pool (what `improved` built before OPTIONS_FORMAT 2); cifar is improved's older name
+STEMS = ("imagenet", "improved", "improved-pool", "cifar")
+RENAMED_STEMS = {"cifar": "improved"}
+OPTIONS_FORMAT = 2  # what saved options mean; 2: `improved` lost its max pool (runs of format 1 keep theirs)
 TTA_CHOICES = ("none", "flip", "flip-shift")  # pipeline/infer.py's views
 ENGINES = ("auto", "torch", "openvino")
 PREDICT_PRECISIONS = ("auto", "bf16", "fp16", "fp32", "int8")
@@ -44,7 +48,7 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.9  # SGD's
     nesterov: bool = False  # SGD's
-    weight_decay: float = 5e-4
+    weight_decay: float = 1e-4  # the write-up's train.py (before 0.2.0 here: 5e-4)
     norm_bias_lr: float = 1.0  # normalisation layers' biases learn at this multiple of lr (weight decay ÷ it)
     batch_size: int = 128
     schedule: str = "step"  # step: MultiStepLR at --milestones (none: constant); onecycle: OneCycleLR; cosine
@@ -79,6 +83,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.aug = RENAMED_AUGMENTATIONS.get(self.aug, self.aug)
+        self.stem = RENAMED_STEMS.get(self.stem, self.stem)
 
     def validate(self) -> None:
         """Every option in its range, as one line naming the option: NaN, infinities and values that make no
@@ -243,11 +248,12 @@ def check_run_name(name: str | None) -> None:
 
 # Each recipe sets these options; explicit flags override them.
 RECIPES: dict[str, dict] = {
-    # the classic baseline: SGD 0.9, wd 5e-4, MultiStepLR, crop + flip, 100 epochs
+    # the write-up's (li554/resnet18-cifar10-classification, train.py): SGD 0.9, wd 1e-4, batch 128, MultiStepLR,
+    # crop + flip, 100 epochs
     "seed": {},
     # a short schedule: CIFAR stem, large batch with a scaled one-cycle lr, Nesterov, label smoothing,
     # cutout and an EMA of the weights
-    "fast": dict(stem="cifar", epochs=40, batch_size=512, lr=0.2, nesterov=True, weight_decay=5e-4,
+    "fast": dict(stem="improved", epochs=40, batch_size=512, lr=0.2, nesterov=True, weight_decay=5e-4,
                  schedule="onecycle", label_smoothing=0.1, aug="cutout", ema=0.998),
     # the small fast net (pipeline/models/fastnet.py) with airbench94's hyperparameters for a mean loss:
     # Nesterov 0.85, lr 1.5 per 1024 images, weight decay 0.002 per step at that lr, label smoothing 0.2,
@@ -313,6 +319,13 @@ def model_of_weights(pretrained: str | None) -> str | None:
     return f"torchvision:{name.partition('.')[0].lower().removesuffix('_weights')}"
 
 
+def upgraded_options(options: dict, saved_format: object) -> dict:
+    """Options saved in an older OPTIONS_FORMAT, renamed so that they build the model they trained."""
+    if saved_format == 1 and options.get("stem") == "improved":
+        return {**options, "stem": "improved-pool"}
+    return options
+
+
 def saved_config(options: dict, source: object) -> TrainConfig:
     """The options a run saved; options added since then take their defaults."""
     unknown = set(options) - OPTION_NAMES
@@ -326,7 +339,7 @@ def command_line_options(typed: dict) -> dict:
     `--milestones` takes `30 60 90` or `30,60,90`, paths become text."""
     options = dict(typed)
     if options.pop("improved", False):
-        if options.get("stem", "improved") != "improved":
+        if RENAMED_STEMS.get(options.get("stem"), options.get("stem", "improved")) != "improved":
             raise PipelineError(f"--improved contradicts --stem {options['stem']}")
         options["stem"] = "improved"
     if "milestones" in options:

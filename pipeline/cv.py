@@ -13,7 +13,7 @@ from rich.console import Console
 
 from pipeline.blend import scores
 from pipeline.competition import read_competition
-from pipeline.config import TrainConfig
+from pipeline.config import OPTIONS_FORMAT, TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRIC_LABELS
 from pipeline.run import CrossValidation, claim_cv
@@ -25,7 +25,8 @@ NOT_SHARED = ("name", "fold", "device", "threads", "workers", "compile")  # may 
 
 def cv_plan(config: TrainConfig) -> dict:
     """What every fold of a cross-validation shares: its options but where and how fast a fold runs."""
-    return {option: value for option, value in asdict(config).items() if option not in NOT_SHARED}
+    return {**{option: value for option, value in asdict(config).items() if option not in NOT_SHARED},
+            "format": OPTIONS_FORMAT}
 
 
 def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root: Path | None = None,

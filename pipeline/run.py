@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.config import TrainConfig, saved_config
+from pipeline.config import OPTIONS_FORMAT, TrainConfig, saved_config, upgraded_options
 from pipeline.errors import PipelineError
 from pipeline.metrics import HIGHER_IS_BETTER, better
 from pipeline.workspace import atomic_path, weights_dir, write_failure, write_text_atomic
@@ -71,6 +71,7 @@ class RunConfig:
     device: str = ""
     versions: dict = field(default_factory=dict)
     created: str = ""  # when the run started (UTC, ISO 8601)
+    format: int = OPTIONS_FORMAT  # what its options mean (config.OPTIONS_FORMAT); files without it: 1
 
     @property
     def metric(self) -> str:
@@ -94,8 +95,10 @@ class RunConfig:
         if not isinstance(saved["options"], dict) or not isinstance(saved["classes"], list):
             raise PipelineError(f"{source}: not a pipeline run config (options must be an object, classes a list)")
         # unknown keys are left out, null values take the defaults
-        known = {k: v for k, v in saved.items() if k in cls.__dataclass_fields__ and k != "options" and v is not None}
-        config = cls(options=saved_config(saved["options"], source), **known)
+        known = {k: v for k, v in saved.items()
+                 if k in cls.__dataclass_fields__ and k not in ("options", "format") and v is not None}
+        options = upgraded_options(saved["options"], saved.get("format", 1))
+        config = cls(options=saved_config(options, source), **known)
         config.check(source)
         return config
 
@@ -307,10 +310,12 @@ class CrossValidation:
         return Run(self.path / f"fold-{index}")
 
     def read_plan(self) -> dict:
+        """The plan in today's option names (a plan without `format` was written in format 1)."""
         try:
-            return json.loads(self._plan.read_text())
+            plan = json.loads(self._plan.read_text())
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise PipelineError(f"{self._plan}: unreadable ({e}); not a cross-validation folder") from None
+        return {**upgraded_options(plan, plan.get("format", 1)), "format": OPTIONS_FORMAT} if isinstance(plan, dict) else plan
 
     def write_plan(self, plan: dict) -> None:
         write_text_atomic(self._plan, json.dumps(plan, indent=2) + "\n")

@@ -47,12 +47,12 @@ def test_bare_train_is_the_fastnet_recipe_and_seed_keeps_seed_004s(captured):
     config = captured["config"]
     assert (config.model, config.stem, config.epochs, config.lr, config.momentum, config.weight_decay,
             config.batch_size, config.milestones, config.gamma, config.seed) == (
-        "custom", "imagenet", 100, 0.01, 0.9, 5e-4, 128, [], 0.1, 42)
+        "custom", "imagenet", 100, 0.01, 0.9, 1e-4, 128, [], 0.1, 42)
 
 
 def test_cli_errors_are_one_line(project):
-    result = runner.invoke(app, ["train", "--improved", "--stem", "cifar"])
-    assert result.exit_code == 1 and result.output.strip() == "error: --improved contradicts --stem cifar"
+    result = runner.invoke(app, ["train", "--improved", "--stem", "improved-pool"])
+    assert result.exit_code == 1 and result.output.strip() == "error: --improved contradicts --stem improved-pool"
     result = runner.invoke(app, ["train", "--milestones", "ten"])
     assert result.exit_code == 1 and "--milestones takes whole epochs" in result.output
 

@@ -28,3 +28,40 @@ def test_tta_averages_softmax_over_views():
         with torch.no_grad():
             expected = sum(model(view(x, *v)).softmax(1) for v in TTA_VIEWS[tta]) / len(TTA_VIEWS[tta])
         assert got.shape == (6, 5) and np.allclose(got, expected.numpy(), atol=1e-5), tta
+
+
+
+def test_a_run_of_the_pooled_improved_stem_predicts_as_it_was_trained(fetched):
+    """Before OPTIONS_FORMAT 2 `improved` had a max pool (which has no weights): such a run, its files as 0.1.0
+    wrote them, still builds the pooled network and gives the probabilities it gave when trained."""
+    import json
+
+    from pipeline.config import TrainConfig
+    from pipeline.infer import load_model
+    from pipeline.run import Run, save_checkpoint
+    from pipeline.train import train
+    from tests.fixtures import QUICK
+
+    run = Run(train(TrainConfig(stem="improved-pool", epochs=1, limit=64, **QUICK), console=Console(quiet=True)).run_dir)
+    images = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+
+    def predicted() -> tuple[type, np.ndarray]:
+        model, config = load_model(run.best, torch.device("cpu"))
+        return type(model.maxpool), infer(model, images, config.inputs, "none", Runtime(torch.device("cpu")), 8)
+
+    def resave(stem: str, saved_format: int | None) -> None:
+        checkpoint = torch.load(run.best, weights_only=True)
+        config = {key: value for key, value in checkpoint["config"].items() if key != "format"}
+        config = {**config, "options": {**config["options"], "stem": stem}}
+        checkpoint["config"] = config if saved_format is None else {**config, "format": saved_format}
+        save_checkpoint(run.best, checkpoint)
+        (run.path / "config.json").write_text(json.dumps(checkpoint["config"]))
+
+    pool, trained = predicted()
+    assert pool is torch.nn.MaxPool2d
+    resave("improved", None)  # as 0.1.0 saved it: no format
+    pool, old = predicted()
+    assert pool is torch.nn.MaxPool2d and np.array_equal(old, trained)
+    resave("improved", 2)  # the same weights read as today's improved stem: no pool, other outputs
+    pool, unpooled = predicted()
+    assert pool is torch.nn.Identity and not np.allclose(unpooled, trained, atol=1e-3)

@@ -45,7 +45,8 @@ def test_blocks_carry_their_expansion():
 
 
 @pytest.mark.parametrize("stem, size, layer1", [("imagenet", 224, 56), ("imagenet", 32, 8),
-                                                 ("improved", 32, 16), ("cifar", 32, 32)])
+                                                 ("improved-pool", 32, 16), ("improved", 32, 32),
+                                                 ("cifar", 32, 32)])
 def test_stem_feature_map_sizes(stem, size, layer1):
     model = resnet18(stem=stem).eval()
     x = torch.zeros(1, 3, size, size)
@@ -56,9 +57,13 @@ def test_stem_feature_map_sizes(stem, size, layer1):
 
 
 def test_improved_stem_for_both_models():
+    """The write-up's improved stem is one 3×3/1 conv and no max pool; improved-pool keeps the pool."""
     for name in ("custom", "torchvision"):
-        conv = build_model(name, 10, "improved").conv1
-        assert conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+        for stem, pool in (("improved", torch.nn.Identity), ("cifar", torch.nn.Identity),
+                           ("improved-pool", torch.nn.MaxPool2d)):
+            model = build_model(name, 10, stem)
+            assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+            assert type(model.maxpool) is pool, (name, stem)
     with pytest.raises(PipelineError, match="unknown --model 'vgg'"):
         build_model("vgg", 10)
 

@@ -45,7 +45,7 @@ def test_config_round_trips_in_the_saved_format(tmp_path):
     saved = json.loads((run.path / "config.json").read_text())
     assert saved["options"]["lr"] == 0.05 and saved["classes"] == ["a", "b"] and saved["split"]["val_images"] == 2
     assert {"options", "classes", "mean", "std", "channels", "image_size", "skipped", "split", "labeled_ids", "precision",
-            "layout", "precision_probe", "dataset", "device", "versions", "created"} == saved.keys()
+            "layout", "precision_probe", "dataset", "device", "versions", "created", "format"} == saved.keys()
     assert run.read_config() == config
     assert run.read_config().inputs.mean == (0.5, 0.4, 0.3)
 
@@ -60,6 +60,21 @@ def test_older_and_foreign_configs(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"classes": ["x"]}))
     with pytest.raises(PipelineError, match="config.json: not a pipeline run config"):
         run.read_config()
+
+
+@pytest.mark.parametrize("saved_format, stem, built", [
+    (None, "improved", "improved-pool"),  # format 1: `improved` had the max pool then
+    (None, "cifar", "improved"), (None, "imagenet", "imagenet"),
+    (2, "improved", "improved"), (2, "improved-pool", "improved-pool")])
+def test_a_run_keeps_the_stem_it_was_trained_with(tmp_path, saved_format, stem, built):
+    saved = {"options": {"stem": stem, "lr": 0.1}, "classes": ["x"]}
+    if saved_format is not None:
+        saved["format"] = saved_format
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config = Run(tmp_path).read_config()
+    assert (config.options.stem, config.format) == (built, 2)
+    Run(tmp_path).write_config(config)  # written again, it says the same in today's format
+    assert Run(tmp_path).read_config() == config
 
 
 @pytest.mark.parametrize("metric, scores, best_epochs, best", [
@@ -135,3 +150,20 @@ def test_no_function_in_the_package_is_longer_than_a_screen():
                for path, text in python_sources("pipeline").items() for node in ast.walk(ast.parse(text))
                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
     assert {name: n for name, n in lengths.items() if n > 60} == {}
+
+
+def test_a_cross_validation_of_the_pooled_stem_takes_no_unpooled_fold(tmp_path):
+    from dataclasses import asdict
+
+    from pipeline.cv import cv_plan
+    from pipeline.run import claim_cv
+
+    plan = cv_plan(TrainConfig(stem="improved", folds=3))
+    old = {key: value for key, value in plan.items() if key != "format"}  # as 0.1.0 wrote it: improved had a pool
+    (tmp_path / "cv").mkdir()
+    (tmp_path / "cv" / "cv.json").write_text(json.dumps(old))
+    with pytest.raises(PipelineError, match="holds a cross-validation with other options"):
+        claim_cv(tmp_path, "cv", plan)
+    assert claim_cv(tmp_path, "cv", cv_plan(TrainConfig(stem="improved-pool", folds=3))).read_plan()["stem"] == \
+        "improved-pool"
+    assert asdict(TrainConfig(stem="cifar")) == asdict(TrainConfig(stem="improved"))

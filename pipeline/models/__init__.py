@@ -11,7 +11,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from pipeline.config import MODEL_ALIASES
+from pipeline.config import MODEL_ALIASES, RENAMED_STEMS
 from pipeline.errors import PipelineError
 from pipeline.models.fastnet import fastnet
 from pipeline.models.resnet import STEMS, resnet18, resnet34, resnet50, resnet101, resnet152
@@ -41,14 +41,15 @@ def _unknown(name: str) -> PipelineError:
 
 
 def _resnet_stem(model: nn.Module, stem: str, name: str) -> nn.Module:
-    """Give a torchvision ResNet-style model (conv1 + maxpool) the improved or CIFAR stem."""
+    """Give a torchvision ResNet-style model (conv1 + maxpool) a 3×3/1 stem conv, without its max pool for
+    `improved`."""
     if stem == "imagenet":
         return model
     if not isinstance(getattr(model, "conv1", None), nn.Conv2d) or not hasattr(model, "maxpool"):
         raise PipelineError(f"--stem {stem} applies to ResNet-style models (conv1 + maxpool), not {name}")
     model.conv1 = nn.Conv2d(model.conv1.in_channels, model.conv1.out_channels, 3, 1, 1, bias=False)
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
-    if stem == "cifar":
+    if stem == "improved":
         model.maxpool = nn.Identity()
     return model
 
@@ -109,6 +110,7 @@ def build_model(name: str, num_classes: int, stem: str = "imagenet", in_chans: i
     images (pipeline/models/fastnet.py); `torchvision:<name>`: any
     torchvision classifier (`torchvision` = `torchvision:resnet18`); `timm:<name>`: any timm model.
     `in_chans` sets the input convolution's channels; `head_dropout` puts dropout before the head."""
+    stem = RENAMED_STEMS.get(stem, stem)
     if stem not in STEMS:
         raise PipelineError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
     name = MODEL_ALIASES.get(name, name)

@@ -1,4 +1,6 @@
-"""ResNets of He et al. 2016 (Table 1), with stems for 224×224 and 32×32 inputs.
+"""ResNets of He et al. 2016 (Table 1), with stems for 224×224 and 32×32 inputs: `imagenet` (7×7/2 conv + 3×3/2
+max pool), `improved` (one 3×3/1 conv, no pool: layer1 sees the whole 32×32 image, as in the write-up
+li554/resnet18-cifar10-classification) and `improved-pool` (the 3×3/1 conv + the max pool).
 
 Layer names follow torchvision's (conv1, bn1, layer1…layer4, fc, `downsample` shortcuts), so
 torchvision's ResNet state dicts load into these models unchanged (for ResNet-18/34 they also compute
@@ -9,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipeline.config import STEMS
+from pipeline.config import RENAMED_STEMS, STEMS
 
 
 class BasicBlock(nn.Module):
@@ -68,6 +70,7 @@ class ResNet(nn.Module):
     def __init__(self, block: type[BasicBlock | Bottleneck], layers: list[int], num_classes: int = 10,
                  stem: str = "imagenet", in_chans: int = 3):
         super().__init__()
+        stem = RENAMED_STEMS.get(stem, stem)
         if stem not in STEMS:
             raise ValueError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
         self.in_planes = 64
@@ -77,7 +80,7 @@ class ResNet(nn.Module):
             self.conv1 = nn.Conv2d(in_chans, 64, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.Identity() if stem == "cifar" else nn.MaxPool2d(3, 2, 1)
+        self.maxpool = nn.Identity() if stem == "improved" else nn.MaxPool2d(3, 2, 1)
         self.layer1 = self._make_layer(block, 64, layers[0], 1)
         self.layer2 = self._make_layer(block, 128, layers[1], 2)
         self.layer3 = self._make_layer(block, 256, layers[2], 2)

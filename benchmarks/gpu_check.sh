@@ -4,19 +4,29 @@
 #   benchmarks/gpu_check.sh --prepare      here, before the call: the wheels the GPU machine lacks into
 #                                          .whl/, the real CIFAR-10 images from ../shared into .data/
 #   benchmarks/gpu_check.sh [STAGE ...]    on the GPU machine; stages: tests throughput accuracy predict
-#                                          (default: all four, in that order), after the preflight
+#                                          (default: these four, in that order), default wide airbench seed;
+#                                          the preflight first
 #   benchmarks/gpu_check.sh --preflight    the preflight alone (any machine): the image's versions of the
 #                                          dependencies, and the CLI's flags as the image's typer parses them
 #
-# The device call: command `PIPELINE_COMMIT=<sha> benchmarks/gpu_check.sh`, carry [".whl", ".data"].
+# The device call: command `PIPELINE_COMMIT=<sha> benchmarks/gpu_check.sh`, carry [".whl", ".data"]; for the
+# airbench stage also ".airbench" (--prepare copies airbench94.py there from AIRBENCH94=PATH, e.g. legacy/airbench94.py
+# of a checkout of KellerJordan/cifar10-airbench; never committed). Issue 31's run, within 9 minutes:
+# `PIPELINE_COMMIT=<sha> benchmarks/gpu_check.sh default wide airbench seed`.
 # OpenVINO (CPU prediction only) is not carried: its wheel alone would fill the 64 MiB a call may carry.
 # Results: JSON in the shape of benchmarks/results/*.json, the CUDA tests' log and this script's log, under
 # $OUT (or benchmarks/results when OUT is unset). Without a GPU it stops at once with one line, status 2.
 #   tests       pytest -m cuda
 #   throughput  training images/s: the model alone vs the pipeline's data path, eager and compiled
 #   accuracy    seconds to 90 %, 94 % and 96 % val accuracy with the default recipe (fastnet; another:
-#               GPU_CHECK_RECIPE=fast), 40,000 / 10,000 split of real CIFAR-10
+#               GPU_CHECK_RECIPE=fast), the 32,000 / 8,000 split of the competition below
 #   predict     `pipeline predict` of 300,000 test images, cold (no cache) and warm
+#   default     the user's `pipeline train` then `pipeline predict --score`, timed, held-out accuracy
+#   wide        the same with `--recipe fastnet-wide` (the 96 % tier)
+#   airbench    unmodified airbench94 (25 runs) on the same training images, scored on the same held-out ones
+#   seed        the used-by command, `pipeline train --improved --lr 0.01 --milestones 30 60 90`, then predict
+# The competition: 40,000 labeled real CIFAR-10 images (split 32,000 / 8,000 by `pipeline train`) and 300,000 test
+# images, 10,000 of them real held-out ones that solution.csv labels.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -29,7 +39,10 @@ prepare() {
         -d .whl albumentations==2.0.8 albucore==0.0.24 pydantic==2.14.3 pydantic-core==2.50.4 \
         annotated-types==0.8.0 typing-inspection==0.4.5 stringzilla==5.3.2 simsimd==6.5.16 || return 1
     cp -r "${SHARED:-../shared}/cifar10" .data/ || return 1
-    du -sh .whl .data
+    if [ -n "${AIRBENCH94:-}" ]; then
+        mkdir -p .airbench && cp "$AIRBENCH94" .airbench/airbench94.py || return 1
+    fi
+    du -sh .whl .data .airbench 2>/dev/null
 }
 
 # The image's own packages run the check (only what it lacks is carried): their versions, then the user's
@@ -77,20 +90,21 @@ PROJECT=$WORK/project
 STAGES=("$@")
 [ ${#STAGES[@]} -eq 0 ] && STAGES=(tests throughput accuracy predict)
 for stage in "${STAGES[@]}"; do
-    case $stage in tests|throughput|accuracy|predict) ;;
-        *) echo "error: unknown stage $stage; choose from tests throughput accuracy predict" >&2; exit 2 ;;
+    case $stage in tests|throughput|accuracy|predict|default|wide|airbench|seed) ;;
+        *) echo "error: unknown stage $stage; choose from tests throughput accuracy predict default wide airbench seed" >&2
+           exit 2 ;;
     esac
 done
 mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1 PIPELINE_RESULTS=$OUT PYTHONPATH=$ROOT
 
-competition() {  # 50,000 labeled real CIFAR-10 images (the 40,000 / 10,000 split) and 300,000 test images
-    [ -f "$PROJECT/dataset/trainLabels.csv" ] && return 0
+competition() {  # 40,000 labeled real CIFAR-10 images and 300,000 test images, 10,000 of them scored
+    [ -f "$PROJECT/dataset/solution.csv" ] && return 0
     if [ ! -f .data/cifar10/make_competition.py ]; then
         echo "error: .data/cifar10 is missing: run benchmarks/gpu_check.sh --prepare first and carry .data"
         return 1
     fi
-    "$PYTHON" .data/cifar10/make_competition.py "$PROJECT/dataset" --test-size 300000 >/dev/null
+    "$PYTHON" .data/cifar10/make_competition.py "$PROJECT/dataset" --holdout 10000 --test-size 300000 >/dev/null
 }
 
 stage_tests() {  # every CUDA test runs: albumentations comes from the carried wheels, not skipped
@@ -122,6 +136,24 @@ stage_predict() {
         checkpoint=$PROJECT/weights/predict-model/best.pt
     fi
     "$PYTHON" benchmarks/predict_speed.py --project "$PROJECT" --checkpoint "$checkpoint" --tta flip --no-baseline
+}
+
+user_flow() {  # NAME [TRAIN_ARGS ...]: train and predict as the user types them, timed
+    competition || return 1
+    local name=$1
+    shift
+    "$PYTHON" benchmarks/user_flow.py --project "$PROJECT" --name "$name" -- "$@"
+}
+
+stage_default() { user_flow default; }
+stage_wide() { user_flow wide --recipe fastnet-wide; }
+stage_seed() { user_flow seed --improved --lr 0.01 --milestones 30 60 90; }
+
+stage_airbench() {
+    competition || return 1
+    [ -f .airbench/airbench94.py ] || { echo "error: .airbench/airbench94.py is missing: run --prepare with AIRBENCH94=PATH, carry .airbench"; return 1; }
+    "$PYTHON" benchmarks/airbench_reference.py --dataset "$PROJECT/dataset" --script .airbench/airbench94.py \
+        --work "$WORK/airbench"
 }
 
 check() {

@@ -14,6 +14,14 @@ import torch
 import torch.nn.functional as F
 
 
+def on_device(draws: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Random draws made on the CPU, on `device`. To a GPU through pinned memory without blocking: a blocking copy
+    from pageable memory waits for every kernel queued before it, so each batch would wait for the last step."""
+    if device.type != "cuda":
+        return draws.to(device)
+    return draws.pin_memory().to(device, non_blocking=True)
+
+
 @dataclass(frozen=True)
 class Policy:
     pad: int = 4  # random crop of the original size from the image padded by `pad`
@@ -33,6 +41,7 @@ BATCHED_POLICIES = {
     "crop-flip": Policy(),  # RandomCrop(size, padding=4) + RandomHorizontalFlip
     "shift-flip": Policy(pad=2, reflect=True),  # airbench's translation by up to 2 px
     "shift-altflip": Policy(pad=2, reflect=True, alternate_flip=True),  # + airbench's alternating flip
+    "shift4-altflip-cutout": Policy(pad=4, reflect=True, alternate_flip=True, cutout=12 / 32),  # airbench96's
     "cutout": Policy(cutout=0.5),  # + Cutout (DeVries & Taylor 2017: 16 px on CIFAR-10)
     "trivial": Policy(trivial=True),  # + TrivialAugmentWide (Müller & Hutter 2021)
 }
@@ -42,7 +51,7 @@ def random_crop(images: torch.Tensor, pad: int, generator: torch.Generator, refl
     """Per-image random crops of (H, W) from the batch padded by `pad` on each side (with zeros, or by
     mirroring its border with `reflect`)."""
     n, _, h, w = images.shape
-    shifts = torch.randint(0, 2 * pad + 1, (2, n), generator=generator).to(images.device)
+    shifts = on_device(torch.randint(0, 2 * pad + 1, (2, n), generator=generator), images.device)
     rows = (shifts[0][:, None] + torch.arange(h, device=images.device))[:, :, None]
     cols = (shifts[1][:, None] + torch.arange(w, device=images.device))[:, None, :]
     padding = (pad, pad, pad, pad)
@@ -60,7 +69,7 @@ def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
 
 def flip_where(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Mirror left-right the images whose entry of the boolean `flip` is true."""
-    return torch.where(flip.to(images.device)[:, None, None, None], images.flip(3), images)
+    return torch.where(on_device(flip, images.device)[:, None, None, None], images.flip(3), images)
 
 
 def alternating_flips(count: int, seed: int, epoch: int) -> torch.Tensor:
@@ -74,7 +83,7 @@ def cutout(images: torch.Tensor, fraction: float, generator: torch.Generator) ->
     """Zero one square per image, its centre anywhere in the image (the square may be clipped)."""
     n, _, h, w = images.shape
     size_h, size_w = max(1, round(h * fraction)), max(1, round(w * fraction))
-    centres = torch.rand(2, n, generator=generator).to(images.device)
+    centres = on_device(torch.rand(2, n, generator=generator), images.device)
     top = (centres[0] * h).long() - size_h // 2
     left = (centres[1] * w).long() - size_w // 2
     ys = torch.arange(h, device=images.device)[None, :]
@@ -101,7 +110,7 @@ def random_erase(images: torch.Tensor, probability: float, generator: torch.Gene
     inside_rows = (ys >= top[:, None]) & (ys < (top + size_h)[:, None])
     inside_cols = (xs >= left[:, None]) & (xs < (left + size_w)[:, None])
     erased = inside_rows[:, :, None] & inside_cols[:, None, :] & erased_images[:, None, None]
-    return images.masked_fill(erased[:, None].to(images.device), 0)
+    return images.masked_fill(on_device(erased[:, None], images.device), 0)
 
 
 def mix(images: torch.Tensor, targets: torch.Tensor, policy: Policy,
@@ -215,11 +224,11 @@ def trivial_augment(images: torch.Tensor, generator: torch.Generator) -> torch.T
     """TrivialAugmentWide on a uint8 batch: each image its own operation and strength."""
     n = len(images)
     operation = torch.randint(len(TRIVIAL_OPERATIONS), (n,), generator=generator)
-    level = (torch.randint(TRIVIAL_LEVELS, (n,), generator=generator) / (TRIVIAL_LEVELS - 1)).to(images.device)
-    sign = (torch.randint(2, (n,), generator=generator) * 2 - 1).to(images.device)
+    level = on_device(torch.randint(TRIVIAL_LEVELS, (n,), generator=generator) / (TRIVIAL_LEVELS - 1), images.device)
+    sign = on_device(torch.randint(2, (n,), generator=generator) * 2 - 1, images.device)
     out = images.clone()
     for k, apply in enumerate(TRIVIAL_OPERATIONS[1:], 1):
-        chosen = (operation == k).nonzero()[:, 0].to(images.device)
+        chosen = on_device((operation == k).nonzero()[:, 0], images.device)
         if len(chosen):
             out[chosen] = apply(images[chosen], level[chosen], sign[chosen])
     return out
@@ -288,7 +297,7 @@ class BatchLoader:
         order = torch.randperm(n, generator=self.generator) if self.generator is not None else torch.arange(n)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             chosen = order[start:start + self.batch_size]  # on the CPU, like `flips`
-            index = chosen.to(self.images.device)
+            index = on_device(chosen, self.images.device)
             # the whole batch draws its augmentation, so N processes see exactly what one process sees
             images, targets = self.augment(self.images[index], self.targets[index], chosen)
             if self.world > 1:

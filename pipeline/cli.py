@@ -210,7 +210,7 @@ THREADS_HELP = ("CPU threads of this process (none: OMP_NUM_THREADS when set, el
 def train(
     ctx: typer.Context,
     recipe: Optional[Recipe] = option("recipe", f"{', '.join(RECIPES)}: a set of defaults for the options below; without it, --milestones, --model, --pretrained or --stem pick seed.", OPTIMISATION),
-    model: Optional[str] = option("model", "custom (this package's ResNet-18), resnet18…resnet152, torchvision:<name> or timm:<name>.", MODEL, metavar="NAME"),
+    model: Optional[str] = option("model", "custom (this package's ResNet-18), resnet18…resnet152, fastnet, fastnet-wide, torchvision:<name> or timm:<name>.", MODEL, metavar="NAME"),
     improved: bool = typer.Option(False, "--improved", help="the write-up's stem for 32×32 images (one 3×3/1 conv, no max pool); same as --stem improved.", rich_help_panel=MODEL, metavar=""),
     stem: Optional[Stem] = option("stem", "imagenet (7×7/2 conv + max pool), improved (3×3/1 conv, no pool; also called cifar) or improved-pool (3×3/1 conv + max pool: improved before 0.2.0).", MODEL),
     pretrained: Optional[str] = option("pretrained", "Weights to start from: a local .pth/.pt/.safetensors file, timm:<model>.<tag> (e.g. timm:resnet18.a1_in1k) or torchvision:<Enum>.<member> (e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1), from the libraries' caches (downloaded once when online); the head is replaced, a 1-channel input conv adapted.", MODEL, metavar="WEIGHTS"),
@@ -225,18 +225,20 @@ def train(
     weight_decay: Optional[float] = option("weight_decay", "", OPTIMISATION, metavar="WD"),
     norm_bias_lr: Optional[float] = option("norm_bias_lr", "The normalisation layers' biases (BatchNorm, GroupNorm, LayerNorm) learn at F × --lr, with weight decay ÷ F (airbench: 64).", OPTIMISATION, metavar="F"),
     batch_size: Optional[int] = option("batch_size", "", OPTIMISATION, metavar="N"),
-    schedule: Optional[Schedule] = option("schedule", "step (MultiStepLR at --milestones), onecycle, or cosine (decay to 0 per step, after --warmup-epochs).", OPTIMISATION),
+    schedule: Optional[Schedule] = option("schedule", "step (MultiStepLR at --milestones), onecycle, cosine (decay to 0 per step, after --warmup-epochs) or triangle (airbench94's: linear from 0.2 × lr to lr over 23 % of the steps, then down to 0.07 × lr).", OPTIMISATION),
     warmup_epochs: Optional[float] = option("warmup_epochs", "cosine: epochs of linear warm-up from lr/100 (fractions allowed).", OPTIMISATION, metavar="E"),
     milestones: Optional[list[str]] = option("milestones", "Epochs where lr is multiplied by --gamma: --milestones 30 60 90 (none: constant lr).", OPTIMISATION, metavar="EPOCH…"),
     gamma: Optional[float] = option("gamma", "", OPTIMISATION, metavar="G"),
     label_smoothing: Optional[float] = option("label_smoothing", "", OPTIMISATION, metavar="E"),
     ema: Optional[float] = option("ema", "Per-step decay of an EMA of the weights, used for validation and prediction; 0 = off.", OPTIMISATION, metavar="DECAY"),
+    lookahead: Optional[bool] = option("lookahead", "airbench94's lookahead: every 5 steps the weights move back toward a slow copy (none at first, 77 % toward it at the end), and end as that copy.", OPTIMISATION, on_off=True),
     precision: Optional[TrainPrecision] = option("precision", "auto (CUDA: bf16 at compute capability ≥ 8.0, else fp16 with a gradient scaler; CPU: the fastest of fp32 and bf16, each in the contiguous and the channels_last layout, measured on this model and cached), bf16, fp16 or fp32.", OPTIMISATION),
     compile: Optional[bool] = option("compile", "torch.compile the model.", OPTIMISATION, on_off=True),
-    aug: Optional[Aug] = option("aug", "none, crop-flip (random crop, 4 px zero padding, + flip), shift-flip (2 px reflect padding), shift-altflip (+ each image flipped every other epoch), cutout (crop-flip + cutout), trivial (crop-flip + TrivialAugmentWide, per image) on the device; albu-strong (albumentations in workers).", DATA),
+    aug: Optional[Aug] = option("aug", "none, crop-flip (random crop, 4 px zero padding, + flip), shift-flip (2 px reflect padding), shift-altflip (+ each image flipped every other epoch), shift4-altflip-cutout (4 px, + a 12-px cutout), cutout (crop-flip + cutout), trivial (crop-flip + TrivialAugmentWide, per image) on the device; albu-strong (albumentations in workers).", DATA),
     erase: Optional[float] = option("erase", "Random erasing (torchvision's defaults): the probability per image, e.g. 0.25.", DATA, metavar="P"),
     mixup: Optional[float] = option("mixup", "Mixup's α, e.g. 0.2 (0: off); the loss takes the mixed labels.", DATA, metavar="ALPHA"),
     cutmix: Optional[float] = option("cutmix", "CutMix's α, e.g. 1.0 (0: off); with --mixup each batch takes one of the two.", DATA, metavar="ALPHA"),
+    val_tta: Optional[Tta] = option("val_tta", "The test-time augmentation each epoch's validation averages (as predict's --tta): none, flip, flip-shift or flip-translate.", RUN),
     seed: Optional[int] = option("seed", "Seeds the split, the initial weights and every epoch's shuffle and augmentation.", DATA, metavar="N"),
     val_fraction: Optional[float] = option("val_fraction", "", DATA, metavar="F"),
     folds: Optional[int] = option("folds", "K-fold cross-validation (stratified, seeded): a run per fold in one folder under weights/, out-of-fold predictions and a CV summary; predict averages the folds.", DATA, metavar="K"),
@@ -260,18 +262,19 @@ def train(
     print_config: bool = typer.Option(False, "--print-config", help="Print the options this command would train with, as YAML for --config, and stop.", rich_help_panel=RUN, metavar=""),
 ) -> None:
     """Train a ResNet on dataset/ with a seeded 80/20 split; the run goes to weights/<run>/."""
+    run_training(ctx, resume, config_file, print_config, nproc)
+
+
+def run_training(ctx: typer.Context, resume: Path | None, config_file: Path | None, print_config: bool,
+                 nproc: int | None) -> None:
+    """A new run (a cross-validation's folds with --folds), or --resume's, in `nproc` processes under torchrun
+    when given; the outcome on rank 0's console. --print-config prints the config and stops."""
     if resume is not None and (config_file or print_config):
         raise PipelineError("--resume continues a run with its own options; --config and --print-config are for new runs")
     config = new_run_config(ctx, config_file) if resume is None else None  # checked before torch is imported
     if print_config:
         typer.echo(printed_config(config), nl=False)
         return
-    run_training(config, resume, ctx, nproc)
-
-
-def run_training(config: TrainConfig | None, resume: Path | None, ctx: typer.Context, nproc: int | None) -> None:
-    """A new run (a cross-validation's folds with --folds), or --resume's, in `nproc` processes under torchrun
-    when given; the outcome on rank 0's console."""
     under_torchrun(nproc)
     from pipeline import train as training
     from pipeline.distributed import ranks
@@ -349,7 +352,7 @@ def lr_find(ctx: typer.Context, **options) -> None:
 # lr-find takes every option of train that shapes a training step (the same Typer parameters), and its own three
 TRAIN_HINTS = typing.get_type_hints(train)
 NOT_LR_FIND_OPTIONS = {"resume", "nproc", "print_config", "name", "epochs", "lr", "schedule", "milestones", "gamma",
-                       "warmup_epochs", "ema", "metric", "patience", "keep_top", "average_top", "target_acc", "sync_bn", "folds",
+                       "warmup_epochs", "ema", "lookahead", "val_tta", "metric", "patience", "keep_top", "average_top", "target_acc", "sync_bn", "folds",
                        "fold"}
 lr_find.__signature__ = inspect.Signature([
     *(parameter.replace(annotation=TRAIN_HINTS.get(name, parameter.annotation))
@@ -378,7 +381,7 @@ def print_submission(result) -> None:
 def predict(
     run: Optional[list[Path]] = typer.Option(None, "--run", help="Run (its name under weights/, or its folder) whose best checkpoint to use; repeat to ensemble (default: the newest finished run).", metavar="RUN"),
     checkpoint: Optional[list[Path]] = typer.Option(None, "--checkpoint", help="Checkpoint file(s) to use; repeat to ensemble.", metavar="FILE"),
-    tta: Tta = typer.Option("flip", "--tta", help="Test-time augmentation: none, flip (image + mirror) or flip-shift (× shifts of 2 px)."),
+    tta: Tta = typer.Option("flip", "--tta", help="Test-time augmentation: none, flip (image + mirror), flip-shift (× shifts of 2 px) or flip-translate (airbench's: image + mirror at half weight, both shifted 1 px down-right and up-left)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", metavar="N", help="Images per forward pass. (default 1024 on CUDA; on the CPU torch 64, OpenVINO 256)"),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda or cuda:N.", metavar="DEVICE"),
     precision: PredictPrecision = typer.Option("auto", "--precision", help="auto, fp32, bf16, fp16 (torch) or int8 (CPU, OpenVINO: static quantization calibrated on test images; near ties are predicted again in fp32). auto: on CUDA bf16 at compute capability ≥ 8.0, else fp16; on the CPU with --engine, the fastest that agrees with fp32 on ≥ 99.5 % of the probe images, measured on this model and cached (test sets under 10,000 images: the first candidate, torch fp32 unless --engine openvino)."),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +18,21 @@ from pipeline.run import ModelInputs, RunConfig, inference_weights, load_checkpo
 from pipeline.runtime import Runtime
 
 SHIFTS = ((0, 0), (-2, 0), (2, 0), (0, -2), (0, 2))
-# name (config.TTA_CHOICES) -> views
-# name -> views as (mirror left-right, shift down, shift right) in pixels
+# name (config.TTA_CHOICES) -> views as (mirror left-right, shift down, shift right) in pixels
 TTA_VIEWS = {
     "none": ((False, 0, 0),),
     "flip": ((False, 0, 0), (True, 0, 0)),
     "flip-shift": tuple((flip, dy, dx) for flip in (False, True) for dy, dx in SHIFTS),
+    # airbench's level 2: the image and its mirror, and both shifted by one pixel down-right and up-left
+    "flip-translate": tuple((flip, d, d) for d in (0, 1, -1) for flip in (False, True)),
 }
+TTA_WEIGHTS = {"flip-translate": (2, 2, 1, 1, 1, 1)}  # airbench's: half for the unshifted pair; others: equal
+
+
+def view_weights(tta: str) -> tuple[float, ...]:
+    """Each view's share of the average, summing to 1."""
+    weights = TTA_WEIGHTS.get(tta, (1,) * len(TTA_VIEWS[tta]))
+    return tuple(w / sum(weights) for w in weights)
 
 
 def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, RunConfig]:
@@ -80,8 +87,10 @@ def normalised_batch(images: np.ndarray | torch.Tensor, inputs: ModelInputs, dev
 def infer(model: torch.nn.Module, images: np.ndarray | torch.Tensor, inputs: ModelInputs, tta: str,
           runtime: Runtime, batch_size: int, console: Console | None = None, num_classes: int = 0) -> np.ndarray:
     """Log-probabilities (N, classes) of uint8 (N, H, W, C) images: the log of the softmax averaged over
-    the TTA views, computed stably (log-sum-exp), so validation takes its loss from it as well."""
+    the TTA views (weighted by `view_weights`), computed stably (log-sum-exp), so validation takes its loss from it
+    as well."""
     views = TTA_VIEWS[tta]
+    log_weights = torch.tensor(view_weights(tta), device=runtime.device).log()[:, None, None]
     model.eval()
     out = None
     with progress_bar(console or Console(quiet=True), "predict", len(images)) as advance:
@@ -90,7 +99,7 @@ def infer(model: torch.nn.Module, images: np.ndarray | torch.Tensor, inputs: Mod
             with runtime.autocast():
                 per_view = torch.stack([torch.log_softmax(model(resize(view(batch, *v), inputs.img_size)).float(), 1)
                                         for v in views])
-            log_probs = torch.logsumexp(per_view, 0) - math.log(len(views))
+            log_probs = torch.logsumexp(per_view + log_weights, 0)
             if out is None:
                 out = np.empty((len(images), log_probs.shape[1]), np.float32)
             out[start:start + len(batch)] = log_probs.cpu().numpy()

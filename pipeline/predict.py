@@ -24,7 +24,7 @@ from pipeline.config import check_prediction_options
 from pipeline.distributed import all_concat, all_sum, broadcast, rank_zero_first
 from pipeline.engine import build_engine, candidates, choose_engine
 from pipeline.errors import PipelineError
-from pipeline.infer import TTA_VIEWS, load_model
+from pipeline.infer import TTA_VIEWS, load_model, view_weights
 from pipeline.competition import read_competition
 from pipeline.layout import check_test, dataset_classes, id_sort_key
 from pipeline.run import CrossValidation, Run, RunConfig, checkpoint_label, latest_best_checkpoint, resolve_run
@@ -122,6 +122,7 @@ def finish_submission(probabilities: np.ndarray, ids: list[str], submission_ids:
     write_text_atomic(out.with_suffix(".json"), json.dumps({
         "submission": out.name, "rows": len(labels), "members": members, "tta": tta,
         "views": [list(v) for v in TTA_VIEWS[tta]] if tta else None,
+        "view_weights": list(view_weights(tta)) if tta else None,
         "histogram": dict(histogram), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=2) + "\n")
     scored = score_submission(out, score, dataset_root, metric)[1] if score is not None else None

@@ -26,6 +26,7 @@ import torch
 import torchvision
 from rich.console import Console
 from sklearn.metrics import f1_score
+from timm.optim import Lookahead
 from timm.utils import ModelEmaV3, unwrap_model
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -35,7 +36,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from pipeline import __version__
 from pipeline.augment import BATCHED_POLICIES, BatchLoader, alternating_flips, resize, to_device_tensor
-from pipeline.config import RESUME_OVERRIDES, TrainConfig, model_label, model_of_weights
+from pipeline.config import RESUME_OVERRIDES, SPANNING_SCHEDULES, TrainConfig, model_label, model_of_weights
 from pipeline.dataset import (ArrayDataset, TrainArrays, albumentations_policy, channel_stats, run_split,
                               seed_worker_augmentation, training_arrays)
 from pipeline.distributed import (all_concat, all_objects, all_sum, broadcast, rank_zero_first, same_on_all_ranks,
@@ -172,15 +173,16 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
                             "run (its best.pt can still predict)")
     config = TrainConfig(**{**asdict(saved.options), **overrides})
     config.validate()
-    if checkpoint["epoch"] >= saved.options.epochs and saved.options.schedule in ("onecycle", "cosine"):
+    if checkpoint["epoch"] >= saved.options.epochs and saved.options.schedule in SPANNING_SCHEDULES:
         raise PipelineError(f"{run_dir} finished its {saved.options.schedule} schedule, which spans its epochs; to train "
                             f"longer, start a new run: pipeline train --config {run.path} --epochs N")
     if checkpoint["epoch"] >= config.epochs:
         raise PipelineError(
             f"{run_dir} already finished its {checkpoint['epoch']} epochs; pass --epochs N (N > {checkpoint['epoch']}) to train longer"
         )
-    if config.schedule in ("onecycle", "cosine") and config.epochs != saved.options.epochs:
-        raise PipelineError(f"--epochs cannot change when resuming a {config.schedule} run: its schedule spans the epochs")
+    spanning = config.schedule if config.schedule in SPANNING_SCHEDULES else "--lookahead" if config.lookahead else None
+    if spanning and config.epochs != saved.options.epochs:
+        raise PipelineError(f"--epochs cannot change when resuming a {spanning} run: its schedule spans the epochs")
     runtime = resolve_runtime(config.device, config.precision, config.threads)
     return fit(setup(config, run, dataset_root or dataset_dir(), runtime, console or Console(), (checkpoint, saved)))
 
@@ -266,13 +268,17 @@ def optimizer_and_schedule(config: TrainConfig, model: nn.Module, device: torch.
     optimizer = create_optimizer_v2(param_groups(config, model), opt=name, lr=config.lr,
                                     weight_decay=config.weight_decay, momentum=config.momentum,
                                     filter_bias_and_bn=False, **extra)
+    if config.lookahead:
+        optimizer = Lookahead(optimizer, alpha=1.0, k=LOOKAHEAD_STEPS)  # alpha: set every step (lookahead_alpha)
     total = config.epochs * steps_per_epoch
-    if config.schedule == "onecycle":
+    if config.schedule in ("onecycle", "triangle"):
         if total < 4:
-            raise PipelineError(f"--schedule onecycle needs at least 4 steps, this run has {total}: train longer")
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(  # warm up ≥ 2 steps; --momentum stays as given
+            raise PipelineError(f"--schedule {config.schedule} needs at least 4 steps, this run has {total}: train longer")
+        shape = (dict(pct_start=max(0.25, 2 / total)) if config.schedule == "onecycle" else  # warm up ≥ 2 steps
+                 dict(pct_start=max(0.23, 2 / total), anneal_strategy="linear", div_factor=5, final_div_factor=0.2 / 0.07))
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(  # --momentum stays as given
             optimizer, max_lr=[config.lr * group["lr_scale"] for group in optimizer.param_groups], total_steps=total,
-            pct_start=max(0.25, 2 / total), cycle_momentum=False)
+            cycle_momentum=False, **shape)
         return optimizer, scheduler, True
     if config.schedule == "cosine":
         warmup = round(config.warmup_epochs * steps_per_epoch)
@@ -429,6 +435,28 @@ def _restore(ctx: TrainContext, checkpoint: dict) -> None:
     ctx.history = ctx.run.read_history(ctx.start_epoch)
 
 
+LOOKAHEAD_STEPS = 5  # airbench94's: the slow weights are updated every 5 steps
+
+
+def lookahead_alpha(step: int, total: int) -> float:
+    """How far the slow weights move toward the fast ones at `step` of `total` (then the fast ones restart from
+    them): airbench94's 1 - 0.95⁵·(step/total)³, from 1 (no pull) at the start to 0.23 at the end."""
+    return 1 - 0.95**5 * (step / total) ** 3
+
+
+def lookahead_step(optimizer: torch.optim.Optimizer, step: int, total: int) -> None:
+    """Before optimizer step `step` (1 … total): the alpha its lookahead update applies (every LOOKAHEAD_STEPS)."""
+    for group in optimizer.param_groups:
+        group["lookahead_alpha"] = lookahead_alpha(step, total)
+
+
+def lookahead_finish(optimizer: torch.optim.Optimizer) -> None:
+    """After the last step: the weights become the slow weights (alpha 0: the slow ones stay, the fast copy them)."""
+    for group in optimizer.param_groups:
+        group["lookahead_alpha"] = 0.0
+    optimizer.sync_lookahead()
+
+
 def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict, device: torch.device) -> None:
     """Load a saved optimizer state for this run's device: the saved param groups carry the saving device's
     `fused` flag, and its buffers the saving device's memory layout (channels_last on CUDA); both are made
@@ -436,7 +464,7 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict, device: tor
     optimizer.load_state_dict(state)
     for group in optimizer.param_groups:
         group["fused"] = device.type == "cuda" or None
-    for param, buffers in optimizer.state.items():
+    for param, buffers in getattr(optimizer, "_base_optimizer", optimizer).state.items():  # timm's Lookahead wraps
         for key, value in buffers.items():
             if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
                 buffers[key] = torch.empty_like(param).copy_(value)
@@ -675,7 +703,7 @@ def train_one_epoch(ctx: TrainContext) -> tuple[float, float]:
     for norm in ctx.frozen_norms:  # a frozen backbone keeps its normalisation statistics too
         norm.eval()
     batches = ctx.batches.epoch(ctx.epoch)
-    first_step = (ctx.epoch - 1) * ctx.batches.steps
+    first_step, total_steps = (ctx.epoch - 1) * ctx.batches.steps, ctx.config.epochs * ctx.batches.steps
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = shown = 0
@@ -683,7 +711,11 @@ def train_one_epoch(ctx: TrainContext) -> tuple[float, float]:
     with progress_bar(ctx.console, title, len(batches), loss=0.0, acc=0.0) as advance:
         for step, (images, targets) in enumerate(batches, 1):
             images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            if ctx.config.lookahead:
+                lookahead_step(optimizer, first_step + step, total_steps)
             logits, loss = training_step(model, images, targets, ctx.criterion, optimizer, ctx.scaler, ctx.runtime)
+            if ctx.config.lookahead and first_step + step == total_steps:
+                lookahead_finish(optimizer)
             if ctx.per_step:
                 _step_schedule(ctx)
             if ctx.ema is not None:
@@ -732,7 +764,7 @@ def evaluate(ctx: TrainContext) -> Evaluation:
     when kept) on the val split: each rank scores its share through `infer`, the results are put together."""
     where, device = ctx.runtime.ranks, ctx.runtime.device
     sync_buffers(ctx.eval_model, where)
-    log_probs = infer(ctx.eval_model, ctx.val_images, ctx.run_config.inputs, "none", ctx.runtime,
+    log_probs = infer(ctx.eval_model, ctx.val_images, ctx.run_config.inputs, ctx.config.val_tta, ctx.runtime,
                       default_batch_size(device), num_classes=len(ctx.run_config.classes))
     (loss_sum,) = all_sum([float(-log_probs[np.arange(len(log_probs)), ctx.val_targets].sum())], device, where)
     predicted, actual = all_concat(log_probs.argmax(1), where), all_concat(ctx.val_targets, where)

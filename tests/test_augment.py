@@ -238,7 +238,7 @@ def test_batched_augmentations_are_the_configs():
     (dict(cutmix=math.inf), "--cutmix inf"),
     (dict(mixup=0.2, erase=0.25, aug="albu-strong"),
      "--erase, --mixup run on the device with the batched policies: pass --aug none or crop-flip or shift-flip or "
-     "shift-altflip or cutout or trivial"),
+     "shift-altflip or shift4-altflip-cutout or cutout or trivial"),
 ])
 def test_bad_augmentation_options_are_refused(options, message):
     with pytest.raises(PipelineError, match=message):

@@ -41,8 +41,9 @@ def test_seed_command_parses_exactly_as_written(captured, args, milestones):
 def test_bare_train_is_the_fastnet_recipe_and_seed_keeps_seed_004s(captured):
     assert runner.invoke(app, ["train"]).exit_code == 0
     config = captured["config"]
-    assert (config.recipe, config.model, config.epochs, config.lr, config.batch_size, config.schedule, config.aug) == (
-        "fastnet", "fastnet", 36, 0.75, 512, "onecycle", "shift-altflip")
+    assert (config.recipe, config.model, config.epochs, config.lr, config.batch_size, config.schedule, config.aug,
+            config.norm_bias_lr, config.lookahead) == (
+        "fastnet", "fastnet", 36, 1.5, 1024, "triangle", "shift-altflip", 64, True)
     assert runner.invoke(app, ["train", "--recipe", "seed"]).exit_code == 0
     config = captured["config"]
     assert (config.model, config.stem, config.epochs, config.lr, config.momentum, config.weight_decay,
@@ -159,6 +160,6 @@ def test_train_help_defaults_come_from_the_recipes():
     for name, text in options.items():
         assert text.endswith(default_help(name)), name
     assert default_help("epochs") == (f"(default fastnet: {RECIPES['fastnet']['epochs']}, seed: {TrainConfig.epochs}, "
-                                      f"fast: {RECIPES['fast']['epochs']})")
+                                      f"fast: {RECIPES['fast']['epochs']}, fastnet-wide: {RECIPES['fastnet-wide']['epochs']})")
     assert default_help("seed") == "(default 42)"
-    assert default_help("nesterov") == "(default fastnet: on, seed: off, fast: on)"
+    assert default_help("nesterov") == "(default fastnet: on, seed: off, fast: on, fastnet-wide: on)"

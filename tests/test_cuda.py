@@ -121,6 +121,24 @@ def test_batched_augmentation_on_the_gpu_equals_the_cpus(policy):
             assert ((x_gpu.cpu() - x_cpu).abs() > 1e-4).float().mean() < 0.002
 
 
+@pytest.mark.parametrize("name", ["crop-flip", "shift-altflip", "shift4-altflip-cutout"])
+def test_batches_reach_the_gpu_without_waiting_for_it(name):
+    """The draws made on the CPU go to the GPU through pinned memory, non-blocking: a pageable copy would wait for
+    every queued kernel, so each batch would wait for the previous step."""
+    from pipeline.augment import alternating_flips
+    images = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8, device="cuda")
+    targets = torch.arange(256, device="cuda") % 10
+    loader = BatchLoader(images, targets, 64, (0.5, 0.4, 0.3), (0.2, 0.2, 0.2), BATCHED_POLICIES[name],
+                         torch.Generator().manual_seed(5), flips=alternating_flips(256, 0, 1))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        batches = list(loader)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(batches) == 4 and batches[0][0].is_cuda
+
+
 @pytest.mark.requires("albumentations")  # carried as wheels by benchmarks/gpu_check.sh, which checks it imports
 def test_albumentations_with_worker_processes_on_cuda(fetched):
     result = train(TrainConfig(epochs=1, aug="albu-strong", **dict(CUDA, workers=4)))

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from pipeline.infer import TTA_VIEWS, infer, view
+from pipeline.infer import TTA_VIEWS, infer, view, view_weights
 from pipeline.run import ModelInputs
 from pipeline.runtime import Runtime
 
@@ -15,6 +15,9 @@ def test_views_flip_and_shift():
     left = view(x, False, 0, -2)
     assert torch.equal(left[..., :-2], x[..., 2:]) and (left[..., -2:] == 0).all()
     assert len(TTA_VIEWS["flip-shift"]) == 10 and len(set(TTA_VIEWS["flip-shift"])) == 10
+    assert set(TTA_VIEWS["flip-translate"]) == {(f, d, d) for f in (False, True) for d in (0, 1, -1)}
+    assert view_weights("flip-translate") == (0.25, 0.25, 0.125, 0.125, 0.125, 0.125)  # airbench's level 2
+    assert view_weights("flip") == (0.5, 0.5)
 
 
 def test_tta_averages_softmax_over_views():
@@ -26,7 +29,7 @@ def test_tta_averages_softmax_over_views():
     for tta in TTA_VIEWS:
         got = np.exp(infer(model, images, ModelInputs((0, 0, 0), (1, 1, 1)), tta, Runtime(cpu), 4, Console()))
         with torch.no_grad():
-            expected = sum(model(view(x, *v)).softmax(1) for v in TTA_VIEWS[tta]) / len(TTA_VIEWS[tta])
+            expected = sum(w * model(view(x, *v)).softmax(1) for v, w in zip(TTA_VIEWS[tta], view_weights(tta)))
         assert got.shape == (6, 5) and np.allclose(got, expected.numpy(), atol=1e-5), tta
 
 
@@ -65,3 +68,21 @@ def test_a_run_of_the_pooled_improved_stem_predicts_as_it_was_trained(fetched):
     resave("improved", 2)  # the same weights read as today's improved stem: no pool, other outputs
     pool, unpooled = predicted()
     assert pool is torch.nn.Identity and not np.allclose(unpooled, trained, atol=1e-3)
+
+
+def test_validation_averages_the_val_tta_views(fetched):
+    """--val-tta flip: each epoch's val probabilities are infer()'s over the image and its mirror."""
+    from pipeline.config import TrainConfig
+    from pipeline.dataset import training_arrays
+    from pipeline.infer import load_model
+    from pipeline.run import Run
+    from pipeline.train import train
+    from tests.fixtures import QUICK
+
+    run = Run(train(TrainConfig(epochs=1, limit=80, val_tta="flip", **QUICK), console=Console(quiet=True)).run_dir)
+    indices, _, saved = run.read_val_probabilities()
+    model, config = load_model(run.best, torch.device("cpu"))
+    images = training_arrays(fetched / "dataset").images[indices]
+    cpu = Runtime(torch.device("cpu"))
+    flip, plain = (np.exp(infer(model, images, config.inputs, tta, cpu, 16)) for tta in ("flip", "none"))
+    assert np.allclose(saved, flip, atol=1e-3) and not np.allclose(saved, plain, atol=1e-3)

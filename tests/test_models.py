@@ -244,10 +244,24 @@ def test_fastnet_whitening_decorrelates_training_patches():
     assert not model.whiten.weight.requires_grad  # set from data, then frozen
 
 
+@pytest.mark.parametrize("name", ["fastnet", "fastnet-wide"])
 @pytest.mark.parametrize("channels, size", [(3, 32), (1, 28), (3, 9), (3, 64)])
-def test_fastnet_takes_any_channels_and_sizes(channels, size):
-    model = build_model("fastnet", 7, in_chans=channels).eval()
+def test_fastnet_takes_any_channels_and_sizes(name, channels, size):
+    model = build_model(name, 7, in_chans=channels).eval()
     assert model(torch.randn(2, channels, size, size)).shape == (2, 7)
+
+
+def test_fastnet_wide_is_airbench96s_net():
+    """128, 384, 512 channels, three convs a group, the third's output added to the group's first activation."""
+    model = build_model("fastnet-wide", 10).eval()
+    assert [model.layer1.conv1.out_channels, model.layer2.conv3.out_channels, model.layer3.conv3.out_channels] == \
+        [128, 384, 512] and model.fc.in_features == 512
+    assert 9.9e6 < sum(p.numel() for p in model.parameters()) < 9.95e6
+    group, x = model.layer2, torch.randn(2, 128, 16, 16)
+    with torch.no_grad():
+        first = group.activation(group.norm1(group.pool(group.conv1(x))))
+        torch.nn.init.zeros_(group.conv3.weight)  # the residual branch silenced: the group passes on GELU(first)
+        assert torch.allclose(group(x), group.activation(first + group.norm3.bias[:, None, None]), atol=1e-6)
 
 
 def test_fastnet_refuses_what_it_cannot_take():
@@ -256,3 +270,5 @@ def test_fastnet_refuses_what_it_cannot_take():
         model(torch.randn(2, 3, 8, 8))
     with pytest.raises(PipelineError, match="--stem improved applies to the ResNets, not fastnet"):
         build_model("fastnet", 4, stem="improved")
+    with pytest.raises(PipelineError, match="--stem improved applies to the ResNets, not fastnet-wide"):
+        build_model("fastnet-wide", 4, stem="improved")

@@ -331,3 +331,14 @@ def test_fastnet_recipe_learns_from_whitened_inputs(fetched):
     assert int8.returncode == 0 and "openvino int8" in int8.stdout, int8.stdout + int8.stderr
     from pipeline.export import export_run
     assert export_run(result.run_dir).path.is_file()  # ONNX, checked against torch with ONNX Runtime
+
+
+def test_fastnet_wide_recipe_learns_with_its_schedule_lookahead_and_cutout(fetched):
+    from pipeline.config import config_from
+    config = config_from({"model": "fastnet-wide", "epochs": 3, "limit": 240, "batch_size": 32, "lr": 0.1,
+                          "workers": 0, "device": "cpu", "val_tta": "flip-translate"})
+    assert (config.recipe, config.schedule, config.lookahead, config.aug) == (
+        "fastnet-wide", "triangle", True, "shift4-altflip-cutout")
+    result = train(config)
+    assert result.best_score >= 0.6  # 4 classes: chance is 0.25
+    assert "- fastnet-wide, recipe fastnet-wide, from scratch" in (result.run_dir / "report.md").read_text()

@@ -13,11 +13,11 @@ from torch import nn
 
 from pipeline.config import MODEL_ALIASES, RENAMED_STEMS
 from pipeline.errors import PipelineError
-from pipeline.models.fastnet import fastnet
+from pipeline.models.fastnet import fastnet, fastnet_wide
 from pipeline.models.resnet import STEMS, resnet18, resnet34, resnet50, resnet101, resnet152
 
 CUSTOM = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101,
-          "resnet152": resnet152, "fastnet": fastnet}
+          "resnet152": resnet152, "fastnet": fastnet, "fastnet-wide": fastnet_wide}
 
 
 def _unknown(name: str) -> PipelineError:
@@ -106,8 +106,8 @@ def _add_head_dropout(model: nn.Module, p: float) -> None:
 def build_model(name: str, num_classes: int, stem: str = "imagenet", in_chans: int = 3,
                 head_dropout: float = 0.0) -> nn.Module:
     """A classifier by name, randomly initialised (weights are never downloaded):
-    `custom` (= `resnet18`) … `resnet152`: this package's ResNets; `fastnet`: its small fast net for small
-    images (pipeline/models/fastnet.py); `torchvision:<name>`: any
+    `custom` (= `resnet18`) … `resnet152`: this package's ResNets; `fastnet`, `fastnet-wide`: its fast nets for
+    small images (pipeline/models/fastnet.py); `torchvision:<name>`: any
     torchvision classifier (`torchvision` = `torchvision:resnet18`); `timm:<name>`: any timm model.
     `in_chans` sets the input convolution's channels; `head_dropout` puts dropout before the head."""
     stem = RENAMED_STEMS.get(stem, stem)

@@ -64,13 +64,13 @@ def main() -> None:
     done = subprocess.run([sys.executable, str(args.script.resolve())], cwd=args.work, capture_output=True, text=True)
     log = done.stdout + done.stderr
     (args.work / "airbench.log").write_text(log)
-    found = re.search(r"Mean: ([\d.]+)\s+Std: ([\d.]+)", log)
+    found = re.search(r"Mean: ([\d.]+)\s+Std: ([\d.]+|nan)", log)  # one run: no spread
     if done.returncode or not found:
         sys.exit(f"error: {args.script} failed (status {done.returncode}); its log: {args.work / 'airbench.log'}")
     final_rows = [line.split("|") for line in log.splitlines() if re.search(r"\|\s*eval\s*\|", line)]
     seconds = [float(row[-2]) for row in final_rows if len(row) > 2 and row[-2].strip()]
     numbers = {**sizes, "script": args.script.name, "runs": len(seconds) or None,
-               "held_out_acc_mean": float(found.group(1)), "held_out_acc_std": float(found.group(2)),
+               "held_out_acc_mean": float(found.group(1)), "held_out_acc_std": None if found.group(2) == "nan" else float(found.group(2)),
                "seconds_per_run_median": float(np.median(seconds)) if seconds else None,
                "wall_s_all_runs": round(time.perf_counter() - started, 1)}
     print(numbers)

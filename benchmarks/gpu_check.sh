@@ -42,7 +42,7 @@ prepare() {
     if [ -n "${AIRBENCH94:-}" ]; then
         mkdir -p .airbench && cp "$AIRBENCH94" .airbench/airbench94.py || return 1
     fi
-    du -sh .whl .data .airbench 2>/dev/null
+    du -sh .whl .data $([ -d .airbench ] && echo .airbench)
 }
 
 # The image's own packages run the check (only what it lacks is carried): their versions, then the user's

@@ -19,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.config import config_from
+from pipeline.config import TTA_CHOICES, config_from
 from pipeline.predict import predict
 from pipeline.run import Run, summarize_metrics
 from pipeline.runtime import resolve_device
@@ -29,7 +29,9 @@ from record import write_result
 # short-schedule candidates: SGD + Nesterov at batch 128 with a one-cycle lr, label smoothing, an EMA sized for a
 # few hundred steps, and the new augmentations one at a time
 SHORT = dict(recipe="seed", batch_size=128, lr=0.1, nesterov=True, schedule="onecycle", label_smoothing=0.1, ema=0.99)
-FASTNET = dict(recipe="fastnet", stem="imagenet")  # its own first layer: no ResNet stem
+# the fastnet recipe as 0.1.0 had it (its own first layer: no ResNet stem); the airbench candidates add to it
+FASTNET = dict(recipe="fastnet", stem="imagenet", batch_size=512, lr=0.75, weight_decay=1.3e-3, norm_bias_lr=1,
+               schedule="onecycle", lookahead=False)
 CANDIDATES = {
     "seed": dict(recipe="seed"),
     "fast": dict(recipe="fast"),
@@ -39,7 +41,8 @@ CANDIDATES = {
     "short-erase": dict(SHORT, erase=0.25),
     "short-adamw": dict(SHORT, optimizer="adamw", lr=0.003, nesterov=False, weight_decay=0.05),
     "short-cosine": dict(SHORT, schedule="cosine", warmup_epochs=1),
-    "fastnet": FASTNET,
+    "fastnet": dict(recipe="fastnet", stem="imagenet"),  # the recipe as it is now
+    "fastnet-0.1.0": FASTNET,
     "fastnet-bias64": dict(FASTNET, norm_bias_lr=64),  # airbench's BatchNorm-bias learning rate
     "fastnet-triangle": dict(FASTNET, schedule="triangle"),  # airbench94's linear up/down schedule
     "fastnet-lookahead": dict(FASTNET, lookahead=True),  # airbench94's lookahead
@@ -69,7 +72,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--options", default='{"stem": "improved"}', help="train options every candidate takes")
     parser.add_argument("--weights", type=Path, default=Path("/tmp/recipes-weights"))
-    parser.add_argument("--tta", nargs="+", default=["flip"], choices=["none", "flip", "flip-shift"],
+    parser.add_argument("--tta", nargs="+", default=["flip"], choices=TTA_CHOICES,
                         help="held-out accuracy with each of these TTA views (the first heads the table)")
     args = parser.parse_args()
     solution = args.dataset / "solution.csv"

@@ -267,8 +267,8 @@ RECIPES: dict[str, dict] = {
                     weight_decay=1.33e-3, norm_bias_lr=64, schedule="triangle", lookahead=True, label_smoothing=0.2,
                     aug="shift-altflip"),
     # the wider residual net (fastnet-wide) with airbench96's hyperparameters for a mean loss: batch 1024, lr 1.17
-    # (9 per 1024 images in airbench's units), the same decay per step, BatchNorm biases at 64 × lr, its triangle
-    # schedule and lookahead, shifts of up to 4 px, alternating flips and a 12-px cutout
+    # (9 per 1024 images in airbench's units), weight decay 0.00157 per step at that lr, BatchNorm biases at 64 × lr,
+    # its triangle schedule and lookahead, shifts of up to 4 px, alternating flips and a 12-px cutout
     "fastnet-wide": dict(model="fastnet-wide", epochs=37, batch_size=1024, lr=1.17, momentum=0.85, nesterov=True,
                          weight_decay=1.33e-3, norm_bias_lr=64, schedule="triangle", lookahead=True,
                          label_smoothing=0.2, aug="shift4-altflip-cutout"),
@@ -293,7 +293,7 @@ def config_from(given: dict) -> TrainConfig:
     Without `--recipe` the default recipe trains its own model; typing a ResNet schedule, model, weights or stem
     (`--milestones`, `--model`, `--pretrained`, `--stem`/`--improved`) picks the seed recipe instead (a model
     with a recipe of its own, its recipe), so the classic command `pipeline train --improved --lr 0.01
-    --milestones 30 60 90` means what it always meant.
+    --milestones 30 60 90` trains the write-up's recipe.
     """
     unknown = set(given) - OPTION_NAMES
     if unknown:
@@ -331,11 +331,16 @@ def model_of_weights(pretrained: str | None) -> str | None:
     return f"torchvision:{name.partition('.')[0].lower().removesuffix('_weights')}"
 
 
-def upgraded_options(options: dict, saved_format: object) -> dict:
-    """Options saved in an older OPTIONS_FORMAT, renamed so that they build the model they trained."""
-    if saved_format == 1 and options.get("stem") == "improved":
-        return {**options, "stem": "improved-pool"}
-    return options
+def upgraded_options(options: dict, saved_format: object, source: object) -> dict:
+    """Saved options in today's names, building the model they trained: `improved` of format 1 is improved-pool,
+    older names are renamed; a format newer than this pipeline's is refused."""
+    if isinstance(saved_format, int) and saved_format > OPTIONS_FORMAT:
+        raise PipelineError(f"{source}: saved by a newer pipeline (options format {saved_format}); upgrade pipeline")
+    stem, aug = options.get("stem"), options.get("aug")
+    if saved_format == 1 and stem == "improved":
+        stem = "improved-pool"
+    renamed = {"stem": RENAMED_STEMS.get(stem, stem), "aug": RENAMED_AUGMENTATIONS.get(aug, aug)}
+    return {**options, **{key: value for key, value in renamed.items() if key in options}}
 
 
 def saved_config(options: dict, source: object) -> TrainConfig:

@@ -43,8 +43,8 @@ def run_status(run: Run, epochs_done: int, epochs_planned: int | None) -> str:
 
 
 def _schedule(options: TrainConfig) -> str:
-    if options.schedule == "onecycle":
-        return "onecycle"
+    if options.schedule in ("onecycle", "triangle"):
+        return options.schedule
     if options.schedule == "cosine":
         return f"cosine, warm-up {options.warmup_epochs:g}" if options.warmup_epochs else "cosine"
     milestones = options.milestones

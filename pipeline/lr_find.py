@@ -5,7 +5,7 @@ smoothed loss against the rate is written as a CSV and a plot, and the rate wher
 suggested for `--lr`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +54,8 @@ def lr_find(config: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: 
     described = RunConfig(options=config, classes=data.classes, channels=data.images.shape[3],  # what the model needs
                           mean=list(mean), std=list(std))
     model, _ = run_model(config, described, runtime, console, data.images[train_idx[:DATA_INIT_IMAGES]])
-    optimizer, _, _ = optimizer_and_schedule(config, model, runtime.device, batches.steps)
+    # the range test steps the rate itself, without a recipe's lookahead pulling the weights back
+    optimizer, _, _ = optimizer_and_schedule(replace(config, lookahead=False), model, runtime.device, batches.steps)
     rates, losses = _sweep(model, optimizer, batches, runtime, np.geomspace(start, end, steps),
                            torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing))
     return _report(rates, losses, out, console)

@@ -97,7 +97,7 @@ class RunConfig:
         # unknown keys are left out, null values take the defaults
         known = {k: v for k, v in saved.items()
                  if k in cls.__dataclass_fields__ and k not in ("options", "format") and v is not None}
-        options = upgraded_options(saved["options"], saved.get("format", 1))
+        options = upgraded_options(saved["options"], saved.get("format", 1), source)
         config = cls(options=saved_config(options, source), **known)
         config.check(source)
         return config
@@ -315,7 +315,9 @@ class CrossValidation:
             plan = json.loads(self._plan.read_text())
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise PipelineError(f"{self._plan}: unreadable ({e}); not a cross-validation folder") from None
-        return {**upgraded_options(plan, plan.get("format", 1)), "format": OPTIONS_FORMAT} if isinstance(plan, dict) else plan
+        if not isinstance(plan, dict):
+            return plan
+        return {**upgraded_options(plan, plan.get("format", 1), self._plan), "format": OPTIONS_FORMAT}
 
     def write_plan(self, plan: dict) -> None:
         write_text_atomic(self._plan, json.dumps(plan, indent=2) + "\n")

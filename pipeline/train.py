@@ -173,14 +173,15 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
                             "run (its best.pt can still predict)")
     config = TrainConfig(**{**asdict(saved.options), **overrides})
     config.validate()
-    if checkpoint["epoch"] >= saved.options.epochs and saved.options.schedule in SPANNING_SCHEDULES:
-        raise PipelineError(f"{run_dir} finished its {saved.options.schedule} schedule, which spans its epochs; to train "
+    spanning = saved.options.schedule if saved.options.schedule in SPANNING_SCHEDULES else \
+        "--lookahead" if saved.options.lookahead else None
+    if checkpoint["epoch"] >= saved.options.epochs and spanning:
+        raise PipelineError(f"{run_dir} finished its {spanning} schedule, which spans its epochs; to train "
                             f"longer, start a new run: pipeline train --config {run.path} --epochs N")
     if checkpoint["epoch"] >= config.epochs:
         raise PipelineError(
             f"{run_dir} already finished its {checkpoint['epoch']} epochs; pass --epochs N (N > {checkpoint['epoch']}) to train longer"
         )
-    spanning = config.schedule if config.schedule in SPANNING_SCHEDULES else "--lookahead" if config.lookahead else None
     if spanning and config.epochs != saved.options.epochs:
         raise PipelineError(f"--epochs cannot change when resuming a {spanning} run: its schedule spans the epochs")
     runtime = resolve_runtime(config.device, config.precision, config.threads)

@@ -147,6 +147,8 @@ def test_lookahead_pulls_toward_the_slow_weights_as_training_ends_and_ends_on_th
     halted = train(TrainConfig(**{**options, "epochs": 1}, name="halted")).run_dir
     with pytest.raises(PipelineError, match="--epochs cannot change when resuming a --lookahead run"):
         resume(halted, {"epochs": 3})
+    with pytest.raises(PipelineError, match="finished its --lookahead schedule, which spans its epochs"):
+        resume(straight, {"epochs": 3})
     checkpoint = load_checkpoint(straight / "last.pt")
     assert all("lookahead_slow_buff" in state for state in checkpoint["optimizer"]["state"].values())
     assert checkpoint["optimizer"]["param_groups"][0]["lookahead_alpha"] == 0.0  # ended on the slow weights

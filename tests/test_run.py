@@ -166,4 +166,13 @@ def test_a_cross_validation_of_the_pooled_stem_takes_no_unpooled_fold(tmp_path):
         claim_cv(tmp_path, "cv", plan)
     assert claim_cv(tmp_path, "cv", cv_plan(TrainConfig(stem="improved-pool", folds=3))).read_plan()["stem"] == \
         "improved-pool"
+    # 0.1.0's fast recipe saved `cifar` (and older runs aug `seed`): today's names, so its folds can go on
+    (tmp_path / "fast").mkdir()
+    (tmp_path / "fast" / "cv.json").write_text(json.dumps({**old, "stem": "cifar", "aug": "seed"}))
+    fast = cv_plan(TrainConfig(stem="improved", aug="crop-flip", folds=3))
+    assert claim_cv(tmp_path, "fast", fast).read_plan() == fast
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "cv.json").write_text(json.dumps({**plan, "format": 3}))
+    with pytest.raises(PipelineError, match=r"cv.json: saved by a newer pipeline \(options format 3\)"):
+        claim_cv(tmp_path, "new", plan)
     assert asdict(TrainConfig(stem="cifar")) == asdict(TrainConfig(stem="improved"))

@@ -12,7 +12,9 @@
 # The device call: command `PIPELINE_COMMIT=<sha> benchmarks/gpu_check.sh`, carry [".whl", ".data"]; for the
 # airbench stage also ".airbench" (--prepare copies airbench94.py there from AIRBENCH94=PATH, e.g. legacy/airbench94.py
 # of a checkout of KellerJordan/cifar10-airbench; never committed). Issue 31's run, within 9 minutes:
-# `PIPELINE_COMMIT=<sha> benchmarks/gpu_check.sh default wide airbench seed`.
+# `PIPELINE_COMMIT=<sha> benchmarks/gpu_check.sh default wide airbench seed` (seed last: its 100 epochs are the
+# unknown; what finished before a time-out comes back under $OUT). Writing the 300,000 test images is done once per
+# machine, under $WORK: a second call to a still-warm machine reuses them.
 # OpenVINO (CPU prediction only) is not carried: its wheel alone would fill the 64 MiB a call may carry.
 # Results: JSON in the shape of benchmarks/results/*.json, the CUDA tests' log and this script's log, under
 # $OUT (or benchmarks/results when OUT is unset). Without a GPU it stops at once with one line, status 2.

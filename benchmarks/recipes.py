@@ -29,9 +29,7 @@ from record import write_result
 # short-schedule candidates: SGD + Nesterov at batch 128 with a one-cycle lr, label smoothing, an EMA sized for a
 # few hundred steps, and the new augmentations one at a time
 SHORT = dict(recipe="seed", batch_size=128, lr=0.1, nesterov=True, schedule="onecycle", label_smoothing=0.1, ema=0.99)
-# the fastnet recipe as 0.1.0 had it (its own first layer: no ResNet stem); the airbench candidates add to it
-FASTNET = dict(recipe="fastnet", stem="imagenet", batch_size=512, lr=0.75, weight_decay=1.3e-3, norm_bias_lr=1,
-               schedule="onecycle", lookahead=False)
+FASTNET = dict(recipe="fastnet", stem="imagenet")  # its own first layer: no ResNet stem
 CANDIDATES = {
     "seed": dict(recipe="seed"),
     "fast": dict(recipe="fast"),
@@ -41,8 +39,7 @@ CANDIDATES = {
     "short-erase": dict(SHORT, erase=0.25),
     "short-adamw": dict(SHORT, optimizer="adamw", lr=0.003, nesterov=False, weight_decay=0.05),
     "short-cosine": dict(SHORT, schedule="cosine", warmup_epochs=1),
-    "fastnet": dict(recipe="fastnet", stem="imagenet"),  # the recipe as it is now
-    "fastnet-0.1.0": FASTNET,
+    "fastnet": FASTNET,
     "fastnet-bias64": dict(FASTNET, norm_bias_lr=64),  # airbench's BatchNorm-bias learning rate
     "fastnet-triangle": dict(FASTNET, schedule="triangle"),  # airbench94's linear up/down schedule
     "fastnet-lookahead": dict(FASTNET, lookahead=True),  # airbench94's lookahead

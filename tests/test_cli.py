@@ -43,7 +43,7 @@ def test_bare_train_is_the_fastnet_recipe_and_seed_keeps_seed_004s(captured):
     config = captured["config"]
     assert (config.recipe, config.model, config.epochs, config.lr, config.batch_size, config.schedule, config.aug,
             config.norm_bias_lr, config.lookahead) == (
-        "fastnet", "fastnet", 36, 1.5, 1024, "triangle", "shift-altflip", 64, True)
+        "fastnet", "fastnet", 36, 0.75, 512, "onecycle", "shift-altflip", 1, False)
     assert runner.invoke(app, ["train", "--recipe", "seed"]).exit_code == 0
     config = captured["config"]
     assert (config.model, config.stem, config.epochs, config.lr, config.momentum, config.weight_decay,

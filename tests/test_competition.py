@@ -254,7 +254,7 @@ def test_a_pixel_csv_competition_is_laid_out_as_images_and_submitted_by_its_samp
             described.submission_columns) == ("trainLabels.csv", "integers", "sample_submission.csv", "ImageId",
                                               ("Label",))
     assert not (root / "train.csv").exists() and not (root / "sampleSubmission.csv").exists()
-    train(TrainConfig(epochs=3, **QUICK), root, project / "weights", Console(quiet=True))
+    train(TrainConfig(epochs=4, **QUICK), root, project / "weights", Console(quiet=True))
     scored = predict(score=source / "solution.csv")
     written = pd.read_csv(project / "submissions" / "submission.csv", dtype=str)
     assert list(written.columns) == ["ImageId", "Label"] and written["ImageId"].tolist() == [str(i) for i in range(1, 41)]

@@ -369,7 +369,7 @@ def test_help_shows_choices_and_no_python_types_and_version_and_h(project):
         assert not any(kind in text for kind in ("<list[", "<path>", "<str>", "<int>", "<float>")), command
         assert text.count("<bool>") == 1, command  # only -h/--help's own
     help_text = runner.invoke(app, ["predict", "--help"], env={"COLUMNS": "250"}).output
-    assert "<none|flip|flip-shift>" in help_text and "<auto|torch|openvino>" in help_text
+    assert "<none|flip|flip-shift|flip-translate>" in help_text and "<auto|torch|openvino>" in help_text
     assert runner.invoke(app, ["--version"]).output.startswith("pipeline ")
 
 

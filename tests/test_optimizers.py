@@ -145,10 +145,8 @@ def test_lookahead_pulls_toward_the_slow_weights_as_training_ends_and_ends_on_th
     options = {**QUICK, **dict(epochs=2, limit=64, lookahead=True)}
     straight = train(TrainConfig(**options, name="straight")).run_dir
     halted = train(TrainConfig(**{**options, "epochs": 1}, name="halted")).run_dir
-    with pytest.raises(PipelineError, match="--epochs cannot change when resuming a --lookahead run"):
-        resume(halted, {"epochs": 3})
     with pytest.raises(PipelineError, match="finished its --lookahead schedule, which spans its epochs"):
-        resume(straight, {"epochs": 3})
+        resume(halted, {"epochs": 3})  # its alpha schedule spans the epochs it planned
     checkpoint = load_checkpoint(straight / "last.pt")
     assert all("lookahead_slow_buff" in state for state in checkpoint["optimizer"]["state"].values())
     assert checkpoint["optimizer"]["param_groups"][0]["lookahead_alpha"] == 0.0  # ended on the slow weights

@@ -357,7 +357,8 @@ def command_line_options(typed: dict) -> dict:
     `--milestones` takes `30 60 90` or `30,60,90`, paths become text."""
     options = dict(typed)
     if options.pop("improved", False):
-        if RENAMED_STEMS.get(options.get("stem"), options.get("stem", "improved")) != "improved":
+        stem = options.get("stem", "improved")
+        if RENAMED_STEMS.get(stem, stem) != "improved":
             raise PipelineError(f"--improved contradicts --stem {options['stem']}")
         options["stem"] = "improved"
     if "milestones" in options:

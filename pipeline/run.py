@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +34,7 @@ import torch
 from pipeline.config import OPTIONS_FORMAT, TrainConfig, saved_config, upgraded_options
 from pipeline.errors import PipelineError
 from pipeline.metrics import HIGHER_IS_BETTER, better
-from pipeline.workspace import atomic_path, weights_dir, write_failure, write_text_atomic
+from pipeline.workspace import atomic_path, link_atomic, weights_dir, write_failure, write_text_atomic
 
 BEST, LAST, CONFIG = "best.pt", "last.pt", "config.json"
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "val_score", "lr", "seconds",
@@ -449,12 +450,16 @@ def checkpoint_label(checkpoint: Path) -> str:
     return checkpoint.stem
 
 
-def save_checkpoint(path: Path, checkpoint: dict) -> None:
+def save_checkpoint(path: Path, checkpoint: dict, copies: Sequence[Path] = ()) -> None:
+    """Serialize `checkpoint` once, atomically, to `path`; each of `copies` becomes the same file (`link_atomic`),
+    in order, before `path` is replaced."""
     with atomic_path(path) as tmp:
         try:
             torch.save(checkpoint, tmp)
         except RuntimeError as e:  # torch's writer reports a full disk as a RuntimeError
             raise write_failure(path, e) from None
+        for copy in copies:
+            link_atomic(tmp, copy)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -481,7 +486,8 @@ def inference_weights(checkpoint: dict, source: object = "the checkpoint") -> di
 class CheckpointSaver:
     """Owns best.pt, last.pt and top/ (as timm's CheckpointSaver): `save` writes last, best when the score of
     `metric` improves (or on every epoch when there is no score: --full runs) and, with `keep_top` > 1, the
-    checkpoints of the `keep_top` best epochs, atomically; returns the best so far. Earlier epochs win ties."""
+    checkpoints of the `keep_top` best epochs, atomically, each epoch serialized once (the others hard links to
+    that file); returns the best so far. Earlier epochs win ties."""
 
     def __init__(self, run: Run, metric: str, best_score: float | None = None, best_epoch: int = 0,
                  keep_top: int = 1, top: list | None = None):
@@ -506,12 +512,14 @@ class CheckpointSaver:
         if write:
             state = {**state, "epoch": epoch, "best_score": self.best_score, "best_epoch": self.best_epoch,
                      "top": self.top}
-            if (score, epoch) in self.top:
+            copies = [self.run.top_checkpoint(epoch)] if (score, epoch) in self.top else []
+            if copies:
                 self.run.top.mkdir(exist_ok=True)
-                save_checkpoint(self.run.top_checkpoint(epoch), state)
             if self.best_epoch == epoch:
-                save_checkpoint(self.run.best, state)
-            save_checkpoint(self.run.last, state)  # last: it lists the top it needs, before those that left go
+                copies.append(self.run.best)
+            # serialized once: best and top/ are hard links to it; last goes last, as it lists the top it needs,
+            # and those that left go after it
+            save_checkpoint(self.run.last, state, copies)
             for _, dropped in set(before) - set(self.top):
                 self.run.top_checkpoint(dropped).unlink(missing_ok=True)
         return self.best_score, self.best_epoch

@@ -84,6 +84,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def link_atomic(source: Path, path: Path) -> None:
+    """`path` becomes the file `source` is, atomically: a hard link, or a copy where the file system has none."""
+    with atomic_path(path) as tmp:
+        tmp.unlink(missing_ok=True)  # a leftover of a killed process with this pid
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

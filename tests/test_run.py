@@ -1,5 +1,6 @@
 import ast
 import json
+import os
 import re
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import torch
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.run import (
+    BEST,
+    LAST,
     METRIC_COLUMNS,
     CheckpointSaver,
     Run,
@@ -94,6 +97,34 @@ def test_checkpoint_saver_keeps_last_and_best(tmp_path, metric, scores, best_epo
     assert saver.best_score == best
     assert load_checkpoint(run.best)["model"]["w"][0] == best_epochs[-1]
     assert load_checkpoint(run.last)["best_epoch"] == best_epochs[-1]
+
+
+def test_an_epoch_is_serialized_once_and_its_copies_are_links_to_it(tmp_path, monkeypatch):
+    run = Run(tmp_path)
+    saver = CheckpointSaver(run, "accuracy", keep_top=2)
+    serialized = []
+    save = torch.save
+    monkeypatch.setattr(torch, "save", lambda obj, f: (serialized.append(f), save(obj, f)))
+    saver.save({"model": {"w": torch.ones(2)}, "config": {}}, 1, 0.5)
+    assert len(serialized) == 1
+    assert run.best.samefile(run.last) and run.top_checkpoint(1).samefile(run.last)
+    saver.save({"model": {"w": torch.full((2,), 2.0)}, "config": {}}, 2, 0.4)  # kept in top/, not the best
+    assert len(serialized) == 2 and run.top_checkpoint(2).samefile(run.last) and not run.best.samefile(run.last)
+    # last.pt is replaced, never written through: the best epoch's file keeps its own weights
+    assert load_checkpoint(run.best)["model"]["w"][0] == 1 and load_checkpoint(run.last)["epoch"] == 2
+    assert sorted(path.name for path in tmp_path.rglob("*")) == sorted([BEST, LAST, "top", *(
+        run.top_checkpoint(epoch).name for epoch in (1, 2))])  # no temporary file left
+
+
+def test_checkpoint_copies_are_copied_where_the_file_system_has_no_hard_links(tmp_path, monkeypatch):
+    def no_links(source, target):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    run = Run(tmp_path)
+    CheckpointSaver(run, "accuracy").save({"model": {"w": torch.ones(2)}, "config": {}}, 1, 0.5)
+    assert not run.best.samefile(run.last) and run.best.read_bytes() == run.last.read_bytes()
+    assert load_checkpoint(run.best)["epoch"] == 1
 
 
 def test_resumed_saver_starts_from_the_saved_best_and_non_main_ranks_write_nothing(tmp_path):

@@ -9,7 +9,6 @@ import inspect
 import io
 import os
 import sys
-import typing
 from pathlib import Path
 from typing import Optional
 
@@ -26,9 +25,9 @@ except ImportError:
 ClickException = click_exceptions.ClickException
 NoArgsIsHelpError = getattr(click_exceptions, "NoArgsIsHelpError", ())  # click ≥ 8.2; before, help exits by itself
 
-from pipeline.config import (AUGMENTATIONS, ENGINES, PRECISIONS, PREDICT_PRECISIONS, RECIPES, RENAMED_AUGMENTATIONS,
-                             OPTIMIZERS, SCHEDULES, STEMS, TTA_CHOICES, check_prediction_options, command_line_options, config_from, default_help,
-                             TrainConfig, VAL_RANKING_OPTIONS, file_options, model_label, printed_config)
+from pipeline.config import (ENGINES, MODEL, OPTION_NAMES, OPTIONS, PREDICT_PRECISIONS, RENAMED_STEMS, RUN, STEMS,
+                             THREADS_HELP, TTA_CHOICES, VAL_RANKING_OPTIONS, Option, TrainConfig, check_prediction_options,
+                             command_line_options, config_from, default_help, file_options, model_label, printed_config)
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRIC_LABELS, METRICS
 
@@ -73,11 +72,7 @@ def choices(name: str, values) -> type[enum.Enum]:
     return enum.Enum(name, [(value, value) for value in values], type=str)
 
 
-Recipe, Stem, Aug, Schedule = (choices(n, v) for n, v in (("Recipe", RECIPES), ("Stem", STEMS),
-                                                         ("Aug", (*AUGMENTATIONS, *RENAMED_AUGMENTATIONS)),
-                                                         ("Schedule", SCHEDULES)))
-TrainPrecision, Tta = choices("TrainPrecision", PRECISIONS), choices("Tta", TTA_CHOICES)
-Optimizer = choices("Optimizer", OPTIMIZERS)
+Stem, Tta = choices("Stem", (*STEMS, *RENAMED_STEMS)), choices("Tta", TTA_CHOICES)
 Engine, PredictPrecision = choices("Engine", ENGINES), choices("PredictPrecision", PREDICT_PRECISIONS)
 ExportFormat = choices("ExportFormat", ("onnx",))
 Blending = choices("Blending", ("equal", "oof"))
@@ -192,77 +187,62 @@ def flag(name: str) -> str:
     return f"--{name.replace('_', '-')}"
 
 
-def option(name: str, description: str, panel: str, on_off: bool = False, metavar: str | None = None) -> typer.models.OptionInfo:
-    """A `pipeline train` option, unset unless typed (recipes fill it in), its default in the help drawn
-    from the recipes; an on/off option (--x/--no-x) shows no value."""
-    flags = f"{flag(name)}/{flag('no_' + name)}" if on_off else flag(name)
-    return typer.Option(None, flags, help=f"{description} {default_help(name)}".strip(), rich_help_panel=panel,
-                        metavar="" if on_off else metavar)
+def train_parameter(option: Option) -> inspect.Parameter:
+    """`option` as a Typer parameter: unset unless typed (recipes fill it in), its choices listed, its default in
+    the help drawn from the recipes; an on/off option (--x/--no-x) shows no value, a plain flag (--full) is off."""
+    if option.flag_only:
+        return keyword(option.name, bool, typer.Option(False, flag(option.name), help=option.help, metavar="",
+                                                       rich_help_panel=option.panel))
+    if option.choices:
+        kind = choices(option.name.title().replace("_", ""), (*option.choices, *option.aliases))
+    else:
+        kind = list[str] if option.kind is list else option.kind  # --milestones 30,60,90 too: parsed by config
+    flags = f"{flag(option.name)}/{flag('no_' + option.name)}" if option.kind is bool else flag(option.name)
+    return keyword(option.name, Optional[kind], typer.Option(
+        None, flags, help=f"{option.help} {default_help(option.name)}".strip(), rich_help_panel=option.panel,
+        metavar="" if option.kind is bool else option.metavar or None))
 
 
-MODEL, OPTIMISATION, DATA, RUN = "Model", "Optimisation", "Data and augmentation", "Run"
-THREADS_HELP = ("CPU threads of this process (none: OMP_NUM_THREADS when set, else one per core); give each of two "
-                "commands sharing a machine its share of the cores.")
+def keyword(name: str, annotation: object, default: typer.models.ParameterInfo) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
 
 
-@app.command(cls=SpacedListCommand)
-@user_errors
-def train(
-    ctx: typer.Context,
-    recipe: Optional[Recipe] = option("recipe", f"{', '.join(RECIPES)}: a set of defaults for the options below; without it, --milestones, --model, --pretrained or --stem pick seed.", OPTIMISATION),
-    model: Optional[str] = option("model", "custom (this package's ResNet-18), resnet18…resnet152, fastnet, fastnet-wide, torchvision:<name> or timm:<name>.", MODEL, metavar="NAME"),
-    improved: bool = typer.Option(False, "--improved", help="the write-up's stem for 32×32 images (one 3×3/1 conv, no max pool); same as --stem improved.", rich_help_panel=MODEL, metavar=""),
-    stem: Optional[Stem] = option("stem", "imagenet (7×7/2 conv + max pool), improved (3×3/1 conv, no pool; also called cifar) or improved-pool (3×3/1 conv + max pool: improved before 0.2.0).", MODEL),
-    pretrained: Optional[str] = option("pretrained", "Weights to start from: a local .pth/.pt/.safetensors file, timm:<model>.<tag> (e.g. timm:resnet18.a1_in1k) or torchvision:<Enum>.<member> (e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1), from the libraries' caches (downloaded once when online); the head is replaced, a 1-channel input conv adapted.", MODEL, metavar="WEIGHTS"),
-    freeze_backbone: Optional[bool] = option("freeze_backbone", "Train only the classifier head (needs --pretrained).", MODEL, on_off=True),
-    head_dropout: Optional[float] = option("head_dropout", "Dropout before the classifier head, e.g. 0.5.", MODEL, metavar="P"),
-    img_size: Optional[int] = option("img_size", "Resize inputs to S×S, e.g. 224 for ImageNet weights (none: the images' size).", MODEL, metavar="PIXELS"),
-    epochs: Optional[int] = option("epochs", "", OPTIMISATION, metavar="N"),
-    optimizer: Optional[Optimizer] = option("optimizer", "sgd, adam, adamw, lamb or lion (timm's optimizers).", OPTIMISATION),
-    lr: Optional[float] = option("lr", "Learning rate (onecycle: the peak; cosine: the start after warm-up).", OPTIMISATION, metavar="LR"),
-    momentum: Optional[float] = option("momentum", "SGD's.", OPTIMISATION, metavar="M"),
-    nesterov: Optional[bool] = option("nesterov", "SGD's.", OPTIMISATION, on_off=True),
-    weight_decay: Optional[float] = option("weight_decay", "", OPTIMISATION, metavar="WD"),
-    norm_bias_lr: Optional[float] = option("norm_bias_lr", "The normalisation layers' biases (BatchNorm, GroupNorm, LayerNorm) learn at F × --lr, with weight decay ÷ F (airbench: 64).", OPTIMISATION, metavar="F"),
-    batch_size: Optional[int] = option("batch_size", "", OPTIMISATION, metavar="N"),
-    schedule: Optional[Schedule] = option("schedule", "step (MultiStepLR at --milestones), onecycle, cosine (decay to 0 per step, after --warmup-epochs) or triangle (airbench94's: linear from 0.2 × lr to lr over 23 % of the steps, then down to 0.07 × lr).", OPTIMISATION),
-    warmup_epochs: Optional[float] = option("warmup_epochs", "cosine: epochs of linear warm-up from lr/100 (fractions allowed).", OPTIMISATION, metavar="E"),
-    milestones: Optional[list[str]] = option("milestones", "Epochs where lr is multiplied by --gamma: --milestones 30 60 90 (none: constant lr).", OPTIMISATION, metavar="EPOCH…"),
-    gamma: Optional[float] = option("gamma", "", OPTIMISATION, metavar="G"),
-    label_smoothing: Optional[float] = option("label_smoothing", "", OPTIMISATION, metavar="E"),
-    ema: Optional[float] = option("ema", "Per-step decay of an EMA of the weights, used for validation and prediction; 0 = off.", OPTIMISATION, metavar="DECAY"),
-    lookahead: Optional[bool] = option("lookahead", "airbench94's lookahead: every 5 steps the weights move back toward a slow copy (none at first, 77 % toward it at the end), and end as that copy.", OPTIMISATION, on_off=True),
-    precision: Optional[TrainPrecision] = option("precision", "auto (CUDA: bf16 at compute capability ≥ 8.0, else fp16 with a gradient scaler; CPU: the fastest of fp32 and bf16, each in the contiguous and the channels_last layout, measured on this model and cached), bf16, fp16 or fp32.", OPTIMISATION),
-    compile: Optional[bool] = option("compile", "torch.compile the model.", OPTIMISATION, on_off=True),
-    aug: Optional[Aug] = option("aug", "none, crop-flip (random crop, 4 px zero padding, + flip), shift-flip (2 px reflect padding), shift-altflip (+ each image flipped every other epoch), shift4-altflip-cutout (4 px, + a 12-px cutout), cutout (crop-flip + cutout), trivial (crop-flip + TrivialAugmentWide, per image) on the device; albu-strong (albumentations in workers).", DATA),
-    erase: Optional[float] = option("erase", "Random erasing (torchvision's defaults): the probability per image, e.g. 0.25.", DATA, metavar="P"),
-    mixup: Optional[float] = option("mixup", "Mixup's α, e.g. 0.2 (0: off); the loss takes the mixed labels.", DATA, metavar="ALPHA"),
-    cutmix: Optional[float] = option("cutmix", "CutMix's α, e.g. 1.0 (0: off); with --mixup each batch takes one of the two.", DATA, metavar="ALPHA"),
-    val_tta: Optional[Tta] = option("val_tta", "The test-time augmentation each epoch's validation averages (as predict's --tta): none, flip, flip-shift or flip-translate.", RUN),
-    seed: Optional[int] = option("seed", "Seeds the split, the initial weights and every epoch's shuffle and augmentation.", DATA, metavar="N"),
-    val_fraction: Optional[float] = option("val_fraction", "", DATA, metavar="F"),
-    folds: Optional[int] = option("folds", "K-fold cross-validation (stratified, seeded): a run per fold in one folder under weights/, out-of-fold predictions and a CV summary; predict averages the folds.", DATA, metavar="K"),
-    fold: Optional[int] = option("fold", "With --folds K: train fold I alone (0 … K-1), e.g. one per machine; the same --name gathers them.", DATA, metavar="I"),
-    full: bool = typer.Option(False, "--full", help="Train on all labeled images (no validation); the best checkpoint is the last epoch.", rich_help_panel=DATA, metavar=""),
-    limit: Optional[int] = option("limit", "Use only the first N training images (quick runs).", DATA, metavar="N"),
-    skip_bad: Optional[bool] = option("skip_bad", "Train on the rest when some images or CSV rows are unusable; they are listed in the run folder (off: any problem stops training).", DATA, on_off=True),
-    workers: Optional[int] = option("workers", "DataLoader workers (albumentations policies only).", DATA, metavar="N"),
-    metric: Optional[Metric] = option("metric", "What ranks the epochs (best.pt, --patience, --keep-top) and heads metrics.csv, the report and `pipeline runs`: accuracy, f1_macro, f1_micro, log_loss, roc_auc or mean_roc_auc (none: the metric of dataset/competition.json).", RUN),
-    target_acc: Optional[float] = option("target_acc", "Stop once val accuracy reaches this; the time it took goes to the run's result.", RUN, metavar="ACC"),
-    patience: Optional[int] = option("patience", "Stop after N epochs without a better val score (of --metric) (none: train every epoch).", RUN, metavar="N"),
-    keep_top: Optional[int] = option("keep_top", "Keep the checkpoints of the K best epochs in top/ (best.pt and last.pt are always kept).", RUN, metavar="K"),
-    average_top: Optional[bool] = option("average_top", "Make best.pt the average of the --keep-top best epochs' weights, scored on val beside the best single epoch.", RUN, on_off=True),
-    device: Optional[str] = option("device", "auto (CUDA when present), cpu, cuda or cuda:N.", RUN, metavar="DEVICE"),
-    threads: Optional[int] = option("threads", THREADS_HELP, RUN, metavar="N"),
-    name: Optional[str] = option("name", "Run folder under weights/ (none: exp, exp2, …).", RUN, metavar="NAME"),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run (its name under weights/, or its folder) from its last checkpoint.", rich_help_panel=RUN, metavar="RUN"),
-    sync_bn: Optional[bool] = option("sync_bn", "SyncBatchNorm across the processes of a distributed run.", RUN, on_off=True),
-    nproc: Optional[int] = typer.Option(None, "--nproc", help="Run N processes on this machine with torchrun (DistributedDataParallel): one per GPU, or N CPU processes with gloo.", rich_help_panel=RUN, metavar="N"),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="Options from a YAML file (`lr: 0.05` per line), or a past run's (its folder or config.json) to train it again; options typed on the command line win.", rich_help_panel=RUN, metavar="FILE"),
-    print_config: bool = typer.Option(False, "--print-config", help="Print the options this command would train with, as YAML for --config, and stop.", rich_help_panel=RUN, metavar=""),
-) -> None:
+CONTEXT = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+IMPROVED = keyword("improved", bool, typer.Option(False, "--improved", help="the write-up's stem for 32×32 images (one "
+                   "3×3/1 conv, no max pool); same as --stem improved.", rich_help_panel=MODEL, metavar=""))
+CONFIG_FILE = keyword("config_file", Optional[Path], typer.Option(
+    None, "--config", help="Options from a YAML file (`lr: 0.05` per line), or a past run's (its folder or config.json) "
+    "to train it again; options typed on the command line win.", rich_help_panel=RUN, metavar="FILE"))
+RUN_ONLY = (  # train's, beyond TrainConfig's options
+    keyword("resume", Optional[Path], typer.Option(None, "--resume", help="Continue a run (its name under weights/, or "
+            "its folder) from its last checkpoint.", rich_help_panel=RUN, metavar="RUN")),
+    keyword("nproc", Optional[int], typer.Option(None, "--nproc", help="Run N processes on this machine with torchrun "
+            "(DistributedDataParallel): one per GPU, or N CPU processes with gloo.", rich_help_panel=RUN, metavar="N")),
+    CONFIG_FILE,
+    keyword("print_config", bool, typer.Option(False, "--print-config", help="Print the options this command would "
+            "train with, as YAML for --config, and stop.", rich_help_panel=RUN, metavar="")),
+)
+LR_FIND_ONLY = tuple(keyword(name, type(default), typer.Option(default, flag(name), help=text, metavar=metavar))
+                     for name, default, text, metavar in (("start", 1e-7, "The first learning rate.", "LR"),
+                                                          ("end", 10.0, "The last learning rate.", "LR"),
+                                                          ("steps", 100, "Steps (one rate each) at most.", "N")))
+
+
+def command_signature(options, own: tuple[inspect.Parameter, ...]) -> inspect.Signature:
+    """The context, `options`' parameters (--improved after --model) and the command's `own`."""
+    parameters = [CONTEXT]
+    for option in options:
+        parameters += [train_parameter(option), *([IMPROVED] if option.name == "model" else [])]
+    return inspect.Signature([*parameters, *own])
+
+
+def train(ctx: typer.Context, **options) -> None:
     """Train a ResNet on dataset/ with a seeded 80/20 split; the run goes to weights/<run>/."""
-    run_training(ctx, resume, config_file, print_config, nproc)
+    run_training(ctx, options["resume"], options["config_file"], options["print_config"], options["nproc"])
+
+
+train.__signature__ = command_signature(OPTIONS, RUN_ONLY)
+app.command("train", cls=SpacedListCommand)(user_errors(train))
 
 
 def run_training(ctx: typer.Context, resume: Path | None, config_file: Path | None, print_config: bool,
@@ -306,12 +286,10 @@ def print_trained(result) -> None:
         console.print(f"done: best val {metric} {result.best_score:.4f} at epoch {result.best_epoch}; weights in {best}")
 
 
-NOT_TRAIN_OPTIONS = {"resume", "nproc", "config_file", "print_config", "start", "end", "steps"}
-
-
 def typed_train_options(ctx: typer.Context) -> dict:
-    """The TrainConfig options typed on the command line."""
-    return command_line_options({option: plain(ctx.params[option]) for option in given_options(ctx) - NOT_TRAIN_OPTIONS})
+    """The TrainConfig options typed on the command line (and --improved, a spelling of --stem)."""
+    return command_line_options({option: plain(ctx.params[option]) for option in given_options(ctx)
+                                 if option in OPTION_NAMES or option == IMPROVED.name})
 
 
 def new_run_config(ctx: typer.Context, config_file: Path | None) -> TrainConfig:
@@ -349,20 +327,8 @@ def lr_find(ctx: typer.Context, **options) -> None:
     range_test(config, options["start"], options["end"], options["steps"], console=console)
 
 
-# lr-find takes every option of train that shapes a training step (the same Typer parameters), and its own three
-TRAIN_HINTS = typing.get_type_hints(train)
-NOT_LR_FIND_OPTIONS = {"resume", "nproc", "print_config", "name", "epochs", "lr", "schedule", "milestones", "gamma",
-                       "warmup_epochs", "ema", "lookahead", "val_tta", "metric", "patience", "keep_top", "average_top", "target_acc", "sync_bn", "folds",
-                       "fold"}
-lr_find.__signature__ = inspect.Signature([
-    *(parameter.replace(annotation=TRAIN_HINTS.get(name, parameter.annotation))
-      for name, parameter in inspect.signature(train).parameters.items()
-      if name not in NOT_LR_FIND_OPTIONS),
-    *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=type(default),
-                        default=typer.Option(default, flag(name), help=text, metavar=metavar))
-      for name, default, text, metavar in (("start", 1e-7, "The first learning rate.", "LR"),
-                                           ("end", 10.0, "The last learning rate.", "LR"),
-                                           ("steps", 100, "Steps (one rate each) at most.", "N")))])
+# lr-find takes every option of train that shapes a training step, and its own three
+lr_find.__signature__ = command_signature([option for option in OPTIONS if option.lr_find], (CONFIG_FILE, *LR_FIND_ONLY))
 app.command("lr-find", cls=SpacedListCommand)(user_errors(lr_find))
 
 

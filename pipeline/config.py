@@ -5,16 +5,13 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, make_dataclass
 from pathlib import Path
 
 from pipeline.errors import PipelineError
-from pipeline.metrics import check_metric
+from pipeline.metrics import METRICS, check_metric
 
-# Options that may change when a run is resumed; the others define the run.
-RESUME_OVERRIDES = frozenset({"epochs", "device", "threads", "workers", "compile", "sync_bn", "patience"})
-# Options that rank or stop on val epochs: meaningless for --full, which has no val split
-VAL_RANKING_OPTIONS = frozenset({"metric", "patience", "keep_top", "average_top", "target_acc"})
 # pipeline/augment.py's, on the device
 BATCHED_AUGMENTATIONS = ("none", "crop-flip", "shift-flip", "shift-altflip", "shift4-altflip-cutout", "cutout", "trivial")
 AUGMENTATIONS = (*BATCHED_AUGMENTATIONS, "albu-strong")
@@ -25,174 +22,38 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "lamb", "lion")  # timm.optim.create_optim
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 # ResNet stems. improved is the write-up's (li554/resnet18-cifar10-classification): one 3×3/1 conv, no max pool;
 # improved-pool keeps the max pool (what `improved` built before OPTIONS_FORMAT 2); cifar is improved's older name
-STEMS = ("imagenet", "improved", "improved-pool", "cifar")
+STEMS = ("imagenet", "improved", "improved-pool")
 RENAMED_STEMS = {"cifar": "improved"}
 OPTIONS_FORMAT = 2  # what saved options mean; 2: `improved` lost its max pool (runs of format 1 keep theirs)
 TTA_CHOICES = ("none", "flip", "flip-shift", "flip-translate")  # pipeline/infer.py's views
 ENGINES = ("auto", "torch", "openvino")
 PREDICT_PRECISIONS = ("auto", "bf16", "fp16", "fp32", "int8")
 
-
-@dataclass
-class TrainConfig:
-    """Every `pipeline train` option. The defaults are the seed recipe's: the classic step-schedule baseline."""
-
-    recipe: str = "seed"
-    model: str = "custom"
-    stem: str = "imagenet"
-    pretrained: str | None = None  # weights to start from (head replaced): a local file, timm:<model>.<tag> or torchvision:<Enum>.<member>
-    freeze_backbone: bool = False  # train only the classifier head
-    head_dropout: float = 0.0  # dropout before the classifier head
-    img_size: int | None = None  # resize inputs to img_size×img_size (None: the images' own size)
-    epochs: int = 100
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9  # SGD's
-    nesterov: bool = False  # SGD's
-    weight_decay: float = 1e-4  # the write-up's train.py (before 0.2.0 here: 5e-4)
-    norm_bias_lr: float = 1.0  # normalisation layers' biases learn at this multiple of lr (weight decay ÷ it)
-    batch_size: int = 128
-    schedule: str = "step"  # step: MultiStepLR at --milestones (none: constant); onecycle: OneCycleLR; cosine;
-    # triangle: airbench94's, linear from 0.2 × lr up to lr over 23 % of the steps, then linear down to 0.07 × lr
-    warmup_epochs: float = 0.0  # cosine: a linear warm-up from lr/100 over these epochs, then cosine decay to 0
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.1
-    label_smoothing: float = 0.0
-    aug: str = "crop-flip"
-    erase: float = 0.0  # random erasing: the probability per image
-    mixup: float = 0.0  # α of mixup (0: off)
-    cutmix: float = 0.0  # α of cutmix (0: off); with mixup, each batch takes one of the two
-    ema: float = 0.0  # decay of an exponential moving average of the weights, per step (0: off)
-    lookahead: bool = False  # airbench's: every 5 steps the weights move back toward a slow copy, more as training ends
-    val_tta: str = "none"  # the TTA views (config.TTA_CHOICES) each epoch's validation averages
-    precision: str = "auto"  # auto: CUDA bf16 at compute capability ≥ 8.0, else fp16; CPU measured (pipeline/precision.py)
-    compile: bool = False
-    sync_bn: bool = False  # SyncBatchNorm across the processes of a torchrun job
-    seed: int = 42
-    val_fraction: float = 0.2
-    full: bool = False  # train on every labeled image, no validation
-    folds: int | None = None  # K-fold cross-validation: each fold a run in one CV folder (val: that fold)
-    fold: int | None = None  # train only this fold (0 … K-1) of --folds K
-    metric: str | None = None  # ranks the epochs (best.pt, --patience, --keep-top); None: dataset/competition.json's
-    target_acc: float | None = None  # stop once val accuracy reaches it
-    patience: int | None = None  # stop after this many epochs without a better val score (of `metric`)
-    keep_top: int = 1  # checkpoints of the best epochs kept (besides best.pt and last.pt when more than 1)
-    average_top: bool = False  # best.pt: the average of the --keep-top best epochs' weights
-    device: str = "auto"
-    threads: int | None = None  # CPU threads of this process (None: OMP_NUM_THREADS when set, else one per core)
-    limit: int | None = None
-    skip_bad: bool = False  # train on the usable images when some are broken (listed in skipped.txt)
-    workers: int = min(4, os.cpu_count() or 1)
-    name: str | None = None
-
-    def __post_init__(self) -> None:
-        self.aug = RENAMED_AUGMENTATIONS.get(self.aug, self.aug)
-        self.stem = RENAMED_STEMS.get(self.stem, self.stem)
-
-    def validate(self) -> None:
-        """Every option in its range, as one line naming the option: NaN, infinities and values that make no
-        sense (a negative learning rate, momentum ≥ 1) are refused before anything runs."""
-        positive = {"epochs": self.epochs}
-        if self.limit is not None:
-            positive["limit"] = self.limit
-        for option, value in positive.items():
-            if value <= 0:
-                raise PipelineError(f"--{flag(option)} must be positive, got {value}")
-        if self.batch_size < 2:
-            raise PipelineError(f"--batch-size must be 2 or more (BatchNorm cannot train on one image), got {self.batch_size}")
-        check_device_and_threads(self.device, self.threads)
-        if self.workers < 0:
-            raise PipelineError(f"--workers must be 0 or more, got {self.workers}")
-        if not 0 <= self.seed < 2**32:
-            raise PipelineError(f"--seed must be in [0, 2^32), got {self.seed}")
-        for option in ("ema", "label_smoothing", "head_dropout"):
-            check_range(option, getattr(self, option), 0, 1)
-        self._check_batched_augmentation()
-        if not self.full:
-            check_range("val_fraction", self.val_fraction, 0, 1, low_ok=False,
-                        hint="; to train on every image without validation, pass --full" if self.val_fraction == 0 else "")
-        check_run_name(self.name)
-        if sorted(set(self.milestones)) != list(self.milestones) or any(m <= 0 for m in self.milestones):
-            raise PipelineError(f"--milestones must be increasing positive epochs, got {self.milestones}")
-        for option, value, allowed in (("aug", self.aug, AUGMENTATIONS), ("schedule", self.schedule, SCHEDULES),
-                                       ("val_tta", self.val_tta, TTA_CHOICES),
-                                       ("precision", self.precision, PRECISIONS), ("recipe", self.recipe, RECIPES)):
-            check_choice(option, value, allowed)
-        if self.model in STEMLESS_MODELS and self.stem != "imagenet":
-            raise PipelineError(f"--stem {self.stem} applies to the ResNets, not {self.model} (its first layer is its own)")
-        if self.milestones and self.schedule != "step":
-            raise PipelineError(f"--milestones needs --schedule step, not {self.schedule}")
-        self._check_optimizer_and_schedule()
-        if self.img_size is not None and not 8 <= self.img_size <= 1024:
-            raise PipelineError(f"--img-size must be between 8 and 1024 pixels, got {self.img_size}")
-        named = model_of_weights(self.pretrained)
-        if named and not NAMED_WEIGHTS_SPELLING.fullmatch(self.pretrained):
-            raise PipelineError(f"--pretrained {self.pretrained}: name weights as timm:<model>.<tag> (e.g. "
-                                "timm:resnet18.a1_in1k) or torchvision:<Enum>.<member> (e.g. "
-                                "torchvision:ResNet18_Weights.IMAGENET1K_V1)")
-        if named and named != MODEL_ALIASES.get(self.model, self.model):
-            raise PipelineError(f"--pretrained {self.pretrained} is for --model {named}, not {self.model}: drop "
-                                f"--model or pass --model {named}")
-        if self.freeze_backbone and not self.pretrained:
-            raise PipelineError("--freeze-backbone needs --pretrained weights (a frozen random backbone learns nothing)")
-        if self.target_acc is not None and (self.full or not 0 < self.target_acc <= 1):
-            raise PipelineError("--target-acc needs a validation split (not --full) and a value in (0, 1]")
-        self._check_run_control()
-        self._check_folds()
-
-    def _check_folds(self) -> None:
-        if self.folds is None:
-            if self.fold is not None:
-                raise PipelineError(f"--fold {self.fold} needs --folds K (the number of folds)")
-            return
-        if not 2 <= self.folds <= 100:
-            raise PipelineError(f"--folds must be between 2 and 100, got {self.folds}")
-        if self.fold is not None and not 0 <= self.fold < self.folds:
-            raise PipelineError(f"--fold must be one of 0 … {self.folds - 1} for --folds {self.folds}, got {self.fold}")
-        if self.full:
-            raise PipelineError("--folds validates each fold on its held-out part: it cannot take --full")
-
-    def _check_optimizer_and_schedule(self) -> None:
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_range("lr", self.lr, 0, low_ok=False)
-        check_range("momentum", self.momentum, 0, 1)
-        check_range("weight_decay", self.weight_decay, 0)
-        check_range("gamma", self.gamma, 0, low_ok=False)
-        check_range("norm_bias_lr", self.norm_bias_lr, 0, low_ok=False)
-        if self.nesterov and self.optimizer != "sgd":
-            raise PipelineError(f"--nesterov is SGD's; --optimizer {self.optimizer} has its own momentum: pass --no-nesterov")
-        if self.nesterov and self.momentum == 0:
-            raise PipelineError("--nesterov needs a --momentum above 0; pass --momentum 0.9, or --no-nesterov")
-        check_range("warmup_epochs", self.warmup_epochs, 0, self.epochs,
-                    hint=f" (fewer than --epochs {self.epochs})" if self.warmup_epochs >= self.epochs else "")
-        if self.warmup_epochs and self.schedule != "cosine":
-            raise PipelineError(f"--warmup-epochs needs --schedule cosine (onecycle warms up by itself), not {self.schedule}")
-
-    def _check_batched_augmentation(self) -> None:
-        if not 0 <= self.erase <= 1:  # NaN fails too
-            raise PipelineError(f"--erase {self.erase:g}: must be a probability, in [0, 1]")
-        for option in ("mixup", "cutmix"):
-            check_range(option, getattr(self, option), 0)
-        asked = [f"--{option}" for option in ("erase", "mixup", "cutmix") if getattr(self, option)]
-        if asked and self.aug not in BATCHED_AUGMENTATIONS:
-            raise PipelineError(f"{', '.join(asked)} run on the device with the batched policies: pass --aug "
-                                f"{' or '.join(BATCHED_AUGMENTATIONS)}, not {self.aug}")
-
-    def _check_run_control(self) -> None:
-        """--metric, --patience, --keep-top and --average-top: each ranks epochs by val score, so needs a val split."""
-        if self.metric is not None:
-            check_metric(self.metric)
-        if self.patience is not None and self.patience < 1:
-            raise PipelineError(f"--patience must be 1 or more epochs, got {self.patience}")
-        if not 1 <= self.keep_top <= 100:
-            raise PipelineError(f"--keep-top must be between 1 and 100 checkpoints, got {self.keep_top}")
-        if self.average_top and self.keep_top < 2:
-            raise PipelineError("--average-top averages the --keep-top best epochs: pass --keep-top 2 or more")
-        asked = [f"--{flag(option)}" for option, given in (("patience", self.patience is not None),
-                 ("keep_top", self.keep_top > 1), ("average_top", self.average_top),
-                 ("metric", self.metric is not None)) if given]
-        if self.full and asked:
-            raise PipelineError(f"{', '.join(asked)} rank epochs by their val score: they need a validation split, not --full")
+# Each recipe sets these options; explicit flags override them.
+RECIPES: dict[str, dict] = {
+    # the write-up's (li554/resnet18-cifar10-classification, train.py): SGD 0.9, wd 1e-4, batch 128, MultiStepLR,
+    # crop + flip, 100 epochs
+    "seed": {},
+    # a short schedule: CIFAR stem, large batch with a scaled one-cycle lr, Nesterov, label smoothing,
+    # cutout and an EMA of the weights
+    "fast": dict(stem="improved", epochs=40, batch_size=512, lr=0.2, nesterov=True, weight_decay=5e-4,
+                 schedule="onecycle", label_smoothing=0.1, aug="cutout", ema=0.998),
+    # the small fast net (pipeline/models/fastnet.py) with airbench94's hyperparameters for a mean loss:
+    # Nesterov 0.85, lr 1.5 per 1024 images, weight decay 0.002 per step at that lr, label smoothing 0.2,
+    # and its augmentation: shifts of up to 2 px (reflect padding) and alternating flips. airbench94's own schedule
+    # (batch 1024, --schedule triangle, --lookahead, --norm-bias-lr 64) won at 10 epochs but lost at these 36
+    # (README: Against airbench94 on the same images)
+    "fastnet": dict(model="fastnet", epochs=36, batch_size=512, lr=0.75, momentum=0.85, nesterov=True,
+                    weight_decay=1.3e-3, schedule="onecycle", label_smoothing=0.2, aug="shift-altflip"),
+    # the wider residual net (fastnet-wide) with airbench96's hyperparameters for a mean loss: batch 1024, lr 1.17
+    # (9 per 1024 images in airbench's units), weight decay 0.00157 per step at that lr, BatchNorm biases at 64 × lr,
+    # its triangle schedule and lookahead, shifts of up to 4 px, alternating flips and a 12-px cutout
+    "fastnet-wide": dict(model="fastnet-wide", epochs=37, batch_size=1024, lr=1.17, momentum=0.85, nesterov=True,
+                         weight_decay=1.33e-3, norm_bias_lr=64, schedule="triangle", lookahead=True,
+                         label_smoothing=0.2, aug="shift4-altflip-cutout"),
+}
+DEFAULT_RECIPE = "fastnet"  # the best accuracy per minute measured (README: Measured); CUDA: see gpu_check.sh
+RESNET_OPTIONS = ("milestones", "model", "pretrained", "stem")  # typed without --recipe, they pick seed
 
 
 def flag(option: str) -> str:
@@ -250,36 +111,269 @@ def check_run_name(name: str | None) -> None:
         raise PipelineError(f"--name {name!r}: a run name is one folder name under weights/ (no slashes or control "
                             "characters, no leading dot, no surrounding spaces), e.g. --name resnet18-lr0.1")
 
+def in_range(low: float, high: float = math.inf, low_ok: bool = True) -> Callable[[str, float], None]:
+    """A check: a finite number from `low` (included when `low_ok`) up to `high` (excluded)."""
+    return lambda option, value: check_range(option, value, low, high, low_ok)
 
-# Each recipe sets these options; explicit flags override them.
-RECIPES: dict[str, dict] = {
-    # the write-up's (li554/resnet18-cifar10-classification, train.py): SGD 0.9, wd 1e-4, batch 128, MultiStepLR,
-    # crop + flip, 100 epochs
-    "seed": {},
-    # a short schedule: CIFAR stem, large batch with a scaled one-cycle lr, Nesterov, label smoothing,
-    # cutout and an EMA of the weights
-    "fast": dict(stem="improved", epochs=40, batch_size=512, lr=0.2, nesterov=True, weight_decay=5e-4,
-                 schedule="onecycle", label_smoothing=0.1, aug="cutout", ema=0.998),
-    # the small fast net (pipeline/models/fastnet.py) with airbench94's hyperparameters for a mean loss:
-    # Nesterov 0.85, lr 1.5 per 1024 images, weight decay 0.002 per step at that lr, label smoothing 0.2,
-    # and its augmentation: shifts of up to 2 px (reflect padding) and alternating flips. airbench94's own schedule
-    # (batch 1024, --schedule triangle, --lookahead, --norm-bias-lr 64) won at 10 epochs but lost at these 36
-    # (README: Against airbench94 on the same images)
-    "fastnet": dict(model="fastnet", epochs=36, batch_size=512, lr=0.75, momentum=0.85, nesterov=True,
-                    weight_decay=1.3e-3, schedule="onecycle", label_smoothing=0.2, aug="shift-altflip"),
-    # the wider residual net (fastnet-wide) with airbench96's hyperparameters for a mean loss: batch 1024, lr 1.17
-    # (9 per 1024 images in airbench's units), weight decay 0.00157 per step at that lr, BatchNorm biases at 64 × lr,
-    # its triangle schedule and lookahead, shifts of up to 4 px, alternating flips and a 12-px cutout
-    "fastnet-wide": dict(model="fastnet-wide", epochs=37, batch_size=1024, lr=1.17, momentum=0.85, nesterov=True,
-                         weight_decay=1.33e-3, norm_bias_lr=64, schedule="triangle", lookahead=True,
-                         label_smoothing=0.2, aug="shift4-altflip-cutout"),
-}
-DEFAULT_RECIPE = "fastnet"  # the best accuracy per minute measured (README: Measured); CUDA: see gpu_check.sh
-RESNET_OPTIONS = ("milestones", "model", "pretrained", "stem")  # typed without --recipe, they pick seed
-OPTION_NAMES = frozenset(f.name for f in fields(TrainConfig))
-FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}  # e.g. "float | None"
-TYPE_NAMES = {"str": "text", "bool": "true or false", "float": "a number", "int": "a whole number",
-              "list[int]": "a list of whole numbers"}
+
+def at_least(low: int, unit: str = "") -> Callable[[str, int], None]:
+    def check(option: str, value: int) -> None:
+        if value < low:
+            raise PipelineError(f"--{flag(option)} must be {low} or more{unit}, got {value}")
+    return check
+
+
+def between(low: int, high: int, unit: str = "") -> Callable[[str, int], None]:
+    def check(option: str, value: int) -> None:
+        if not low <= value <= high:
+            raise PipelineError(f"--{flag(option)} must be between {low} and {high}{unit}, got {value}")
+    return check
+
+
+def positive(option: str, value: int) -> None:
+    if value <= 0:
+        raise PipelineError(f"--{flag(option)} must be positive, got {value}")
+
+
+def probability(option: str, value: float) -> None:
+    if not 0 <= value <= 1:  # NaN fails too
+        raise PipelineError(f"--{flag(option)} {value:g}: must be a probability, in [0, 1]")
+
+
+def seed_range(option: str, value: int) -> None:
+    if not 0 <= value < 2**32:
+        raise PipelineError(f"--{flag(option)} must be in [0, 2^32), got {value}")
+
+
+def increasing_epochs(option: str, value: list[int]) -> None:
+    if sorted(set(value)) != list(value) or any(epoch <= 0 for epoch in value):
+        raise PipelineError(f"--{flag(option)} must be increasing positive epochs, got {value}")
+
+
+def device_spelling(option: str, value: str) -> None:
+    check_device_and_threads(value, None)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One `pipeline train` option, declared once: `TrainConfig`'s field, the `train` and `lr-find` flags and
+    their --help, the range check, `--config`'s type check and the name sets below all come from it."""
+
+    name: str  # the field; the flag is its kebab case
+    kind: type  # str, int, float, bool or list (of whole numbers)
+    default: object  # the seed recipe's value (the other recipes' are in RECIPES)
+    panel: str  # --help's panel
+    help: str  # --help's text; the recipes' defaults are added to it
+    metavar: str = ""  # how --help shows the value (on/off options show none)
+    choices: tuple[str, ...] = ()  # the values allowed, listed in --help
+    aliases: dict[str, str] = field(default_factory=dict)  # older names still accepted → today's
+    check: Callable[[str, object], None] | None = None  # the range check: a one-line PipelineError
+    optional: bool = False  # None allowed: unset
+    resumable: bool = False  # may change on --resume
+    per_fold: bool = False  # may differ between the folds of a CV
+    ranks_val: bool = False  # ranks or stops on val epochs: meaningless with --full, which has no val split
+    lr_find: bool = True  # `pipeline lr-find` takes it: it shapes a training step
+    hparam: bool = True  # in TensorBoard's HPARAMS
+    flag_only: bool = False  # a plain flag (--full): no --no-x, no recipe default
+
+
+MODEL, OPTIMISATION, DATA, RUN = "Model", "Optimisation", "Data and augmentation", "Run"
+THREADS_HELP = ("CPU threads of this process (none: OMP_NUM_THREADS when set, else one per core); give each of two "
+                "commands sharing a machine its share of the cores.")
+OPTIONS = (
+    Option("recipe", str, "seed", OPTIMISATION, f"{', '.join(RECIPES)}: a set of defaults for the options below; "
+           "without it, --milestones, --model, --pretrained or --stem pick seed.", choices=tuple(RECIPES)),
+    Option("model", str, "custom", MODEL, "custom (this package's ResNet-18), resnet18…resnet152, fastnet, fastnet-wide, "
+           "torchvision:<name> or timm:<name>.", "NAME"),
+    Option("stem", str, "imagenet", MODEL, "imagenet (7×7/2 conv + max pool), improved (3×3/1 conv, no pool; also "
+           "called cifar) or improved-pool (3×3/1 conv + max pool: improved before 0.2.0).", choices=STEMS,
+           aliases=RENAMED_STEMS),
+    Option("pretrained", str, None, MODEL, "Weights to start from: a local .pth/.pt/.safetensors file, timm:<model>.<tag> "
+           "(e.g. timm:resnet18.a1_in1k) or torchvision:<Enum>.<member> (e.g. torchvision:ResNet18_Weights.IMAGENET1K_V1), "
+           "from the libraries' caches (downloaded once when online); the head is replaced, a 1-channel input conv "
+           "adapted.", "WEIGHTS", optional=True),
+    Option("freeze_backbone", bool, False, MODEL, "Train only the classifier head (needs --pretrained)."),
+    Option("head_dropout", float, 0.0, MODEL, "Dropout before the classifier head, e.g. 0.5.", "P", check=in_range(0, 1)),
+    Option("img_size", int, None, MODEL, "Resize inputs to S×S, e.g. 224 for ImageNet weights (none: the images' size).",
+           "PIXELS", check=between(8, 1024, " pixels"), optional=True),
+    Option("epochs", int, 100, OPTIMISATION, "", "N", check=positive, resumable=True, lr_find=False),
+    Option("optimizer", str, "sgd", OPTIMISATION, "sgd, adam, adamw, lamb or lion (timm's optimizers).",
+           choices=OPTIMIZERS),
+    Option("lr", float, 0.01, OPTIMISATION, "Learning rate (onecycle: the peak; cosine: the start after warm-up).", "LR",
+           check=in_range(0, low_ok=False), lr_find=False),
+    Option("momentum", float, 0.9, OPTIMISATION, "SGD's.", "M", check=in_range(0, 1)),
+    Option("nesterov", bool, False, OPTIMISATION, "SGD's."),
+    Option("weight_decay", float, 1e-4, OPTIMISATION, "", "WD", check=in_range(0)),  # the write-up's (0.1.0: 5e-4)
+    Option("norm_bias_lr", float, 1.0, OPTIMISATION, "The normalisation layers' biases (BatchNorm, GroupNorm, LayerNorm) "
+           "learn at F × --lr, with weight decay ÷ F (airbench: 64).", "F", check=in_range(0, low_ok=False)),
+    Option("batch_size", int, 128, OPTIMISATION, "", "N", check=at_least(2, " (BatchNorm cannot train on one image)")),
+    Option("schedule", str, "step", OPTIMISATION, "step (MultiStepLR at --milestones), onecycle, cosine (decay to 0 per "
+           "step, after --warmup-epochs) or triangle (airbench94's: linear from 0.2 × lr to lr over 23 % of the steps, "
+           "then down to 0.07 × lr).", choices=SCHEDULES, lr_find=False),
+    Option("warmup_epochs", float, 0.0, OPTIMISATION, "cosine: epochs of linear warm-up from lr/100 (fractions allowed).",
+           "E", lr_find=False),  # its range depends on --epochs: TrainConfig.validate
+    Option("milestones", list, [], OPTIMISATION, "Epochs where lr is multiplied by --gamma: --milestones 30 60 90 (none: "
+           "constant lr).", "EPOCH…", check=increasing_epochs, lr_find=False),
+    Option("gamma", float, 0.1, OPTIMISATION, "", "G", check=in_range(0, low_ok=False), lr_find=False),
+    Option("label_smoothing", float, 0.0, OPTIMISATION, "", "E", check=in_range(0, 1)),
+    Option("aug", str, "crop-flip", DATA, "none, crop-flip (random crop, 4 px zero padding, + flip), shift-flip (2 px "
+           "reflect padding), shift-altflip (+ each image flipped every other epoch), shift4-altflip-cutout (4 px, + a "
+           "12-px cutout), cutout (crop-flip + cutout), trivial (crop-flip + TrivialAugmentWide, per image) on the "
+           "device; albu-strong (albumentations in workers).", choices=AUGMENTATIONS, aliases=RENAMED_AUGMENTATIONS),
+    Option("erase", float, 0.0, DATA, "Random erasing (torchvision's defaults): the probability per image, e.g. 0.25.",
+           "P", check=probability),
+    Option("mixup", float, 0.0, DATA, "Mixup's α, e.g. 0.2 (0: off); the loss takes the mixed labels.", "ALPHA",
+           check=in_range(0)),
+    Option("cutmix", float, 0.0, DATA, "CutMix's α, e.g. 1.0 (0: off); with --mixup each batch takes one of the two.",
+           "ALPHA", check=in_range(0)),
+    Option("ema", float, 0.0, OPTIMISATION, "Per-step decay of an EMA of the weights, used for validation and "
+           "prediction; 0 = off.", "DECAY", check=in_range(0, 1), lr_find=False),
+    Option("lookahead", bool, False, OPTIMISATION, "airbench94's lookahead: every 5 steps the weights move back toward "
+           "a slow copy (none at first, 77 % toward it at the end), and end as that copy.", lr_find=False),
+    Option("val_tta", str, "none", RUN, "The test-time augmentation each epoch's validation averages (as predict's "
+           "--tta): none, flip, flip-shift or flip-translate.", choices=TTA_CHOICES, lr_find=False),
+    Option("precision", str, "auto", OPTIMISATION, "auto (CUDA: bf16 at compute capability ≥ 8.0, else fp16 with a "
+           "gradient scaler; CPU: the fastest of fp32 and bf16, each in the contiguous and the channels_last layout, "
+           "measured on this model and cached), bf16, fp16 or fp32.", choices=PRECISIONS),
+    Option("compile", bool, False, OPTIMISATION, "torch.compile the model.", resumable=True, per_fold=True, hparam=False),
+    Option("sync_bn", bool, False, RUN, "SyncBatchNorm across the processes of a distributed run.", resumable=True,
+           lr_find=False),
+    Option("seed", int, 42, DATA, "Seeds the split, the initial weights and every epoch's shuffle and augmentation.",
+           "N", check=seed_range),
+    Option("val_fraction", float, 0.2, DATA, "", "F"),  # its range depends on --full: TrainConfig.validate
+    Option("full", bool, False, DATA, "Train on all labeled images (no validation); the best checkpoint is the last "
+           "epoch.", flag_only=True),
+    Option("folds", int, None, DATA, "K-fold cross-validation (stratified, seeded): a run per fold in one folder under "
+           "weights/, out-of-fold predictions and a CV summary; predict averages the folds.", "K",
+           check=between(2, 100), optional=True, lr_find=False),
+    Option("fold", int, None, DATA, "With --folds K: train fold I alone (0 … K-1), e.g. one per machine; the same "
+           "--name gathers them.", "I", optional=True, per_fold=True, lr_find=False),
+    Option("metric", str, None, RUN, "What ranks the epochs (best.pt, --patience, --keep-top) and heads metrics.csv, "
+           "the report and `pipeline runs`: accuracy, f1_macro, f1_micro, log_loss, roc_auc or mean_roc_auc (none: the "
+           "metric of dataset/competition.json).", choices=METRICS, check=lambda option, value: check_metric(value),
+           optional=True, ranks_val=True, lr_find=False),
+    Option("target_acc", float, None, RUN, "Stop once val accuracy reaches this; the time it took goes to the run's "
+           "result.", "ACC", optional=True, ranks_val=True, lr_find=False, hparam=False),
+    Option("patience", int, None, RUN, "Stop after N epochs without a better val score (of --metric) (none: train every "
+           "epoch).", "N", check=at_least(1, " epochs"), optional=True, resumable=True, ranks_val=True, lr_find=False),
+    Option("keep_top", int, 1, RUN, "Keep the checkpoints of the K best epochs in top/ (best.pt and last.pt are always "
+           "kept).", "K", check=between(1, 100, " checkpoints"), ranks_val=True, lr_find=False),
+    Option("average_top", bool, False, RUN, "Make best.pt the average of the --keep-top best epochs' weights, scored "
+           "on val beside the best single epoch.", ranks_val=True, lr_find=False),
+    Option("device", str, "auto", RUN, "auto (CUDA when present), cpu, cuda or cuda:N.", "DEVICE",
+           check=device_spelling, resumable=True, per_fold=True, hparam=False),
+    Option("threads", int, None, RUN, THREADS_HELP, "N", check=at_least(1), optional=True, resumable=True,
+           per_fold=True),
+    Option("limit", int, None, DATA, "Use only the first N training images (quick runs).", "N", check=positive,
+           optional=True, hparam=False),
+    Option("skip_bad", bool, False, DATA, "Train on the rest when some images or CSV rows are unusable; they are "
+           "listed in the run folder (off: any problem stops training)."),
+    Option("workers", int, min(4, os.cpu_count() or 1), DATA, "DataLoader workers (albumentations policies only).", "N",
+           check=at_least(0), resumable=True, per_fold=True, hparam=False),
+    Option("name", str, None, RUN, "Run folder under weights/ (none: exp, exp2, …).", "NAME",
+           check=lambda option, value: check_run_name(value), optional=True, per_fold=True, lr_find=False,
+           hparam=False),
+)
+OPTION = {option.name: option for option in OPTIONS}
+OPTION_NAMES = frozenset(OPTION)
+RESUME_OVERRIDES = frozenset(option.name for option in OPTIONS if option.resumable)  # the others define the run
+VAL_RANKING_OPTIONS = frozenset(option.name for option in OPTIONS if option.ranks_val)
+
+
+class TrainConfigChecks:
+    """TrainConfig's methods: its fields are OPTIONS'."""
+
+    def __post_init__(self) -> None:
+        for option in OPTIONS:
+            if option.aliases:
+                value = getattr(self, option.name)
+                setattr(self, option.name, option.aliases.get(value, value))
+
+    def validate(self) -> None:
+        """Every option in its range, as one line naming the option: NaN, infinities and values that make no
+        sense (a negative learning rate, momentum ≥ 1) are refused before anything runs; then the options that
+        depend on each other."""
+        for option in OPTIONS:
+            value = getattr(self, option.name)
+            if value is not None and option.check:
+                option.check(option.name, value)
+            elif value is not None and option.choices:
+                check_choice(option.name, value, option.choices)
+        if not self.full:
+            check_range("val_fraction", self.val_fraction, 0, 1, low_ok=False,
+                        hint="; to train on every image without validation, pass --full" if self.val_fraction == 0 else "")
+        asked = [f"--{option}" for option in ("erase", "mixup", "cutmix") if getattr(self, option)]
+        if asked and self.aug not in BATCHED_AUGMENTATIONS:
+            raise PipelineError(f"{', '.join(asked)} run on the device with the batched policies: pass --aug "
+                                f"{' or '.join(BATCHED_AUGMENTATIONS)}, not {self.aug}")
+        if self.model in STEMLESS_MODELS and self.stem != "imagenet":
+            raise PipelineError(f"--stem {self.stem} applies to the ResNets, not {self.model} (its first layer is its own)")
+        if self.milestones and self.schedule != "step":
+            raise PipelineError(f"--milestones needs --schedule step, not {self.schedule}")
+        self._check_optimizer_and_schedule()
+        self._check_pretrained()
+        if self.target_acc is not None and (self.full or not 0 < self.target_acc <= 1):
+            raise PipelineError("--target-acc needs a validation split (not --full) and a value in (0, 1]")
+        self._check_run_control()
+        self._check_folds()
+
+    def _check_pretrained(self) -> None:
+        named = model_of_weights(self.pretrained)
+        if named and not NAMED_WEIGHTS_SPELLING.fullmatch(self.pretrained):
+            raise PipelineError(f"--pretrained {self.pretrained}: name weights as timm:<model>.<tag> (e.g. "
+                                "timm:resnet18.a1_in1k) or torchvision:<Enum>.<member> (e.g. "
+                                "torchvision:ResNet18_Weights.IMAGENET1K_V1)")
+        if named and named != MODEL_ALIASES.get(self.model, self.model):
+            raise PipelineError(f"--pretrained {self.pretrained} is for --model {named}, not {self.model}: drop "
+                                f"--model or pass --model {named}")
+        if self.freeze_backbone and not self.pretrained:
+            raise PipelineError("--freeze-backbone needs --pretrained weights (a frozen random backbone learns nothing)")
+
+    def _check_folds(self) -> None:
+        if self.folds is None:
+            if self.fold is not None:
+                raise PipelineError(f"--fold {self.fold} needs --folds K (the number of folds)")
+            return
+        if self.fold is not None and not 0 <= self.fold < self.folds:
+            raise PipelineError(f"--fold must be one of 0 … {self.folds - 1} for --folds {self.folds}, got {self.fold}")
+        if self.full:
+            raise PipelineError("--folds validates each fold on its held-out part: it cannot take --full")
+
+    def _check_optimizer_and_schedule(self) -> None:
+        if self.nesterov and self.optimizer != "sgd":
+            raise PipelineError(f"--nesterov is SGD's; --optimizer {self.optimizer} has its own momentum: pass --no-nesterov")
+        if self.nesterov and self.momentum == 0:
+            raise PipelineError("--nesterov needs a --momentum above 0; pass --momentum 0.9, or --no-nesterov")
+        check_range("warmup_epochs", self.warmup_epochs, 0, self.epochs,
+                    hint=f" (fewer than --epochs {self.epochs})" if self.warmup_epochs >= self.epochs else "")
+        if self.warmup_epochs and self.schedule != "cosine":
+            raise PipelineError(f"--warmup-epochs needs --schedule cosine (onecycle warms up by itself), not {self.schedule}")
+
+    def _check_run_control(self) -> None:
+        """--metric, --patience, --keep-top and --average-top: each ranks epochs by val score, so needs a val split."""
+        if self.average_top and self.keep_top < 2:
+            raise PipelineError("--average-top averages the --keep-top best epochs: pass --keep-top 2 or more")
+        asked = [f"--{flag(option)}" for option, given in (("patience", self.patience is not None),
+                 ("keep_top", self.keep_top > 1), ("average_top", self.average_top),
+                 ("metric", self.metric is not None)) if given]
+        if self.full and asked:
+            raise PipelineError(f"{', '.join(asked)} rank epochs by their val score: they need a validation split, not --full")
+
+
+def _field(option: Option) -> tuple:
+    kind = list[int] if option.kind is list else option.kind
+    default = (field(default_factory=lambda: list(option.default)) if isinstance(option.default, list)
+               else field(default=option.default))
+    return option.name, kind | None if option.optional else kind, default
+
+
+# Every `pipeline train` option, a field each. The defaults are the seed recipe's: the classic step-schedule baseline.
+TrainConfig = make_dataclass("TrainConfig", [_field(option) for option in OPTIONS], bases=(TrainConfigChecks,))
+TrainConfig.__module__ = __name__  # pickled by name, as a class written here would be
+
+
+TYPE_NAMES = {str: "text", bool: "true or false", float: "a number", int: "a whole number",
+              list: "a list of whole numbers"}
 
 
 def _default_recipe(given: dict) -> str:
@@ -405,19 +499,18 @@ def checked_options(options: dict, source: object) -> dict:
 
 def _checked(option: str, value: object, source: object) -> object:
     """`value` as TrainConfig's field `option` takes it (an int passes for a float; None where optional)."""
-    kind = FIELD_TYPES[option]
-    base = kind.split(" |")[0]
-    if base == "float" and isinstance(value, str):
+    kind, optional = OPTION[option].kind, OPTION[option].optional
+    if kind is float and isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
             pass
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    fits = {"str": isinstance(value, str), "bool": isinstance(value, bool), "float": number,
-            "int": number and isinstance(value, int),
-            "list[int]": isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)}[base]
-    if not (fits or (value is None and kind.endswith("| None"))):
-        raise PipelineError(f"{source}: {option} must be {TYPE_NAMES[base]}, got {value!r}")
+    fits = {str: isinstance(value, str), bool: isinstance(value, bool), float: number,
+            int: number and isinstance(value, int),
+            list: isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)}[kind]
+    if not (fits or (value is None and optional)):
+        raise PipelineError(f"{source}: {option} must be {TYPE_NAMES[kind]}, got {value!r}")
     return value
 
 
@@ -442,7 +535,7 @@ def default_help(option: str) -> str:
     if option == "recipe":
         return f"(default {DEFAULT_RECIPE})"
     order = [DEFAULT_RECIPE, *(recipe for recipe in RECIPES if recipe != DEFAULT_RECIPE)]
-    values = {recipe: RECIPES[recipe].get(option, getattr(TrainConfig, option, None)) for recipe in order}
+    values = {recipe: RECIPES[recipe].get(option, OPTION[option].default) for recipe in order}
     shown = {recipe: _shown(value) for recipe, value in values.items()}
     if len(set(shown.values())) == 1:
         return f"(default {shown[DEFAULT_RECIPE]})"

@@ -13,19 +13,16 @@ from rich.console import Console
 
 from pipeline.blend import scores
 from pipeline.competition import read_competition
-from pipeline.config import OPTIONS_FORMAT, TrainConfig
+from pipeline.config import OPTION, OPTIONS_FORMAT, TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRIC_LABELS
 from pipeline.run import CrossValidation, claim_cv
 from pipeline.train import train
 from pipeline.workspace import dataset_dir, weights_dir
 
-NOT_SHARED = ("name", "fold", "device", "threads", "workers", "compile")  # may differ between a CV's folds
-
-
 def cv_plan(config: TrainConfig) -> dict:
     """What every fold of a cross-validation shares: its options but where and how fast a fold runs."""
-    return {**{option: value for option, value in asdict(config).items() if option not in NOT_SHARED},
+    return {**{option: value for option, value in asdict(config).items() if not OPTION[option].per_fold},
             "format": OPTIONS_FORMAT}
 
 

@@ -1,6 +1,7 @@
 """Several processes, one job: torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
 MASTER_PORT) turned into a process group — NCCL on CUDA, gloo on CPU — and the few collectives
-training and prediction need. Without torchrun everything here is a no-op for a single process.
+training and prediction need, named all_* or broadcast* (every rank must call them, in the same order). Without
+torchrun everything here is a no-op for a single process.
 """
 from __future__ import annotations
 
@@ -132,7 +133,7 @@ def all_objects(value, where: Ranks) -> list:
     return parts
 
 
-def sync_buffers(model: torch.nn.Module, where: Ranks) -> None:
+def broadcast_buffers(model: torch.nn.Module, where: Ranks) -> None:
     """Give every rank rank 0's buffers (BatchNorm statistics: each rank's last forward pass moved its
     own), so all ranks evaluate the very model rank 0 saves."""
     if where.distributed:

@@ -36,11 +36,11 @@ from torch.utils.tensorboard.summary import hparams
 
 from pipeline import __version__
 from pipeline.augment import BATCHED_POLICIES, BatchLoader, alternating_flips, resize, to_device_tensor
-from pipeline.config import RESUME_OVERRIDES, SPANNING_SCHEDULES, TrainConfig, model_label, model_of_weights
+from pipeline.config import OPTION, RESUME_OVERRIDES, SPANNING_SCHEDULES, TrainConfig, model_label, model_of_weights
 from pipeline.dataset import (ArrayDataset, TrainArrays, albumentations_policy, channel_stats, run_split,
                               seed_worker_augmentation, training_arrays)
 from pipeline.distributed import (all_concat, all_objects, all_sum, broadcast, rank_zero_first, same_on_all_ranks,
-                                  sync_buffers, weights_checksum)
+                                  broadcast_buffers, weights_checksum)
 from pipeline.errors import PipelineError
 from pipeline.figures import ValPredictions, draw_report
 from pipeline.competition import read_competition
@@ -397,43 +397,48 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
     model = model.to(memory_format=runtime.memory_format)  # the layout the CPU measurement chose
     batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], len(data.classes), runtime,
                            mean, std)
-    optimizer, scheduler, per_step = optimizer_and_schedule(config, model, runtime.device, batches.steps)
+    # DistributedDataParallel averages the gradients over the ranks after every backward pass; it starts from rank
+    # 0's weights, so the checkpoint is restored first
+    state = _training_state(config, run, run_config, runtime, model, batches.steps, checkpoint)
+    replicated = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda"
+                                         else None) if where.distributed else model
     ctx = TrainContext(
         config, run, run_config, runtime, console, batches,
         val_images=torch.from_numpy(np.ascontiguousarray(data.images[own_val])).to(runtime.device) if len(val_idx) else None,
-        val_targets=data.targets[own_val], val_indices=own_val, model=model, step_model=model, optimizer=optimizer, scheduler=scheduler,
-        per_step=per_step, ema=ModelEmaV3(model, decay=config.ema, use_warmup=True) if config.ema else None,
-        frozen_norms=frozen_norms, saver=CheckpointSaver(run, run_config.metric, keep_top=config.keep_top),
-        criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), scaler=runtime.gradient_scaler())
-    if checkpoint is not None:
-        _restore(ctx, checkpoint)
+        val_targets=data.targets[own_val], val_indices=own_val, model=model,
+        step_model=torch.compile(replicated) if config.compile else replicated, frozen_norms=frozen_norms,
+        criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), **state)
     if where.main:
         run.write_config(run_config)
         if data.skipped:
             listed = run.write_skipped(data.skipped)
             console.print(f"--skip-bad: left out {len(data.skipped)} problem file(s) or row(s), listed in {listed}")
         run.set_status("running")
-    # DistributedDataParallel averages the gradients over the ranks after every backward pass
-    replicated = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda"
-                                         else None) if where.distributed else model
-    ctx.step_model = torch.compile(replicated) if config.compile else replicated
     return ctx
 
 
-def _restore(ctx: TrainContext, checkpoint: dict) -> None:
-    """Continue from `checkpoint`: weights, optimizer, schedule, loss scale, EMA, best so far, RNG and metrics."""
-    ctx.model.load_state_dict(checkpoint["model"])
-    restore_optimizer(ctx.optimizer, checkpoint["optimizer"], ctx.runtime.device)
-    ctx.scheduler.load_state_dict(checkpoint["scheduler"])
+def _training_state(config: TrainConfig, run: Run, run_config: RunConfig, runtime: Runtime, model: nn.Module,
+                    steps_per_epoch: int, checkpoint: dict | None) -> dict:
+    """TrainContext's optimizer, schedule, loss scaler, EMA and checkpoint saver: new, or (with `checkpoint`)
+    restored with the model's weights, the epoch, the metrics so far and the RNG state."""
+    optimizer, scheduler, per_step = optimizer_and_schedule(config, model, runtime.device, steps_per_epoch)
+    state = dict(optimizer=optimizer, scheduler=scheduler, per_step=per_step, scaler=runtime.gradient_scaler(),
+                 ema=ModelEmaV3(model, decay=config.ema, use_warmup=True) if config.ema else None,
+                 saver=CheckpointSaver(run, run_config.metric, keep_top=config.keep_top))
+    if checkpoint is None:
+        return state
+    model.load_state_dict(checkpoint["model"])
+    restore_optimizer(optimizer, checkpoint["optimizer"], runtime.device)
+    scheduler.load_state_dict(checkpoint["scheduler"])
     if checkpoint.get("scaler"):  # fp16 runs' (older checkpoints have none: the scale starts anew)
-        ctx.scaler.load_state_dict(checkpoint["scaler"])
-    if ctx.ema is not None:
-        ctx.ema.module.load_state_dict(checkpoint["ema"])
-    ctx.start_epoch = ctx.epoch = checkpoint["epoch"]
-    ctx.saver = CheckpointSaver(ctx.run, ctx.run_config.metric, checkpoint["best_score"], checkpoint["best_epoch"],
-                                ctx.config.keep_top, checkpoint.get("top"))
-    restore_rng(checkpoint["rng"], ctx.runtime)
-    ctx.history = ctx.run.read_history(ctx.start_epoch)
+        state["scaler"].load_state_dict(checkpoint["scaler"])
+    if state["ema"] is not None:
+        state["ema"].module.load_state_dict(checkpoint["ema"])
+    restore_rng(checkpoint["rng"], runtime)
+    epoch = checkpoint["epoch"]
+    return {**state, "start_epoch": epoch, "epoch": epoch, "history": run.read_history(epoch),
+            "saver": CheckpointSaver(run, run_config.metric, checkpoint["best_score"], checkpoint["best_epoch"],
+                                     config.keep_top, checkpoint.get("top"))}
 
 
 LOOKAHEAD_STEPS = 5  # airbench94's: the slow weights are updated every 5 steps
@@ -471,8 +476,8 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, state: dict, device: tor
                 buffers[key] = torch.empty_like(param).copy_(value)
 
 
-def rng_states(runtime: Runtime) -> list[dict]:
-    """Every rank's RNG state (CPU, and its own GPU's), in rank order; all ranks must call this together."""
+def all_rng_states(runtime: Runtime) -> list[dict]:
+    """Every rank's RNG state (CPU, and its own GPU's), in rank order: a collective, every rank calls it."""
     device = runtime.device
     own = {"cpu": torch.get_rng_state(),
            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
@@ -480,7 +485,7 @@ def rng_states(runtime: Runtime) -> list[dict]:
 
 
 def restore_rng(saved: list[dict] | dict, runtime: Runtime) -> None:
-    """This rank's RNG state from `rng_states`' list. A rank the saved run did not have keeps its seeded
+    """This rank's RNG state from `all_rng_states`' list. A rank the saved run did not have keeps its seeded
     state. (Checkpoints of earlier versions hold {"torch": CPU state, "cuda": one state per visible GPU}.)"""
     if isinstance(saved, dict):
         cuda = saved.get("cuda") or []
@@ -526,7 +531,7 @@ def fit(ctx: TrainContext) -> TrainResult:
             if not math.isfinite(weights_checksum(ctx.model)):  # the epoch's last steps, which no loss has seen
                 raise diverged(ctx, "the weights became non-finite")
             reached = log.epoch(lr, (train_loss, train_acc), evaluation, time.perf_counter() - started, train_seconds)
-            rng = rng_states(ctx.runtime)
+            rng = all_rng_states(ctx.runtime)  # collective: every rank, every epoch
             score = ctx.history[-1]["val_score"] if evaluation else None  # as logged: what reports rank
             _, best_epoch = ctx.saver.save(_checkpoint_state(ctx, rng) if where.main else {}, epoch, score,
                                            write=where.main)
@@ -764,7 +769,7 @@ def evaluate(ctx: TrainContext) -> Evaluation:
     """Mean cross-entropy, accuracy, macro-F1, the run's metric and the predictions of the evaluated model (the EMA
     when kept) on the val split: each rank scores its share through `infer`, the results are put together."""
     where, device = ctx.runtime.ranks, ctx.runtime.device
-    sync_buffers(ctx.eval_model, where)
+    broadcast_buffers(ctx.eval_model, where)  # collective: every rank evaluates rank 0's statistics
     log_probs = infer(ctx.eval_model, ctx.val_images, ctx.run_config.inputs, ctx.config.val_tta, ctx.runtime,
                       default_batch_size(device), num_classes=len(ctx.run_config.classes))
     (loss_sum,) = all_sum([float(-log_probs[np.arange(len(log_probs)), ctx.val_targets].sum())], device, where)
@@ -784,7 +789,7 @@ def _log_hparams(run: Run, config: TrainConfig, history: list[dict]) -> None:
     """The run's options with its final metrics, for TensorBoard's HPARAMS tab across runs."""
     options = {key: value if isinstance(value, (int, float, str, bool)) else str(value)
                for key, value in asdict(config).items()
-               if key not in ("name", "device", "workers", "compile", "limit", "target_acc")}
+               if OPTION[key].hparam}
     summary = summarize_metrics(pd.DataFrame(history), config.metric or "accuracy")
     metrics = {"hparam/wall_s": summary.wall_s, "hparam/epochs_trained": summary.epochs}
     if summary.best_score is not None:

@@ -183,6 +183,26 @@ def test_no_function_in_the_package_is_longer_than_a_screen():
     assert {name: n for name, n in lengths.items() if n > 60} == {}
 
 
+def module_imports(path: Path) -> set[str]:
+    """The pipeline modules `path` imports when it is imported (its top level; imports inside functions wait)."""
+    tree = ast.parse(path.read_text())
+    named = {node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
+    named |= {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+    return {name for name in named if name.split(".")[0] == "pipeline"}
+
+
+def test_the_package_imports_without_cycles():
+    modules = {".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): module_imports(path)
+               for path in python_sources("pipeline")}
+    assert "pipeline.config" in modules["pipeline.cli"]  # the graph is read
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(found == goal or (found not in seen and not seen.add(found) and reaches(found, goal, seen))
+                   for found in modules.get(start, ()))
+
+    assert [module for module in modules if reaches(module, module, set())] == []
+
+
 def test_a_cross_validation_of_the_pooled_stem_takes_no_unpooled_fold(tmp_path):
     from dataclasses import asdict
 

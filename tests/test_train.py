@@ -18,7 +18,7 @@ from pipeline.run import load_checkpoint
 from pipeline.distributed import Ranks
 from pipeline.models import build_model
 from pipeline.runtime import Runtime
-from pipeline.train import resume, restore_optimizer, restore_rng, rng_states, train
+from pipeline.train import resume, restore_optimizer, restore_rng, all_rng_states, train
 from tests.fixtures import CLASSES, QUICK
 
 TIMING = ["seconds", "wall_s", "images_per_s"]
@@ -286,7 +286,7 @@ def test_resume_on_another_device_takes_that_devices_optimizer_flags_and_layout(
 def test_rng_state_is_saved_and_restored_per_rank_and_device(monkeypatch):
     cpu = Runtime(torch.device("cpu"))
     torch.manual_seed(3)
-    saved = rng_states(cpu)
+    saved = all_rng_states(cpu)
     assert len(saved) == 1 and saved[0]["cuda"] is None
     expected = torch.rand(3)
     restore_rng(saved, cpu)

@@ -216,6 +216,8 @@ OPTIONS = (
            "constant lr).", "EPOCH…", check=increasing_epochs, lr_find=False),
     Option("gamma", float, 0.1, OPTIMISATION, "", "G", check=in_range(0, low_ok=False), lr_find=False),
     Option("label_smoothing", float, 0.0, OPTIMISATION, "", "E", check=in_range(0, 1)),
+    Option("clip_grad", float, None, OPTIMISATION, "Clip the gradients' global L2 norm to this before each step, as "
+           "timm's --clip-grad (none: no clipping).", "NORM", check=in_range(0, low_ok=False), optional=True),
     Option("aug", str, "crop-flip", DATA, "none, crop-flip (random crop, 4 px zero padding, + flip), shift-flip (2 px "
            "reflect padding), shift-altflip (+ each image flipped every other epoch), shift4-altflip-cutout (4 px, + a "
            "12-px cutout), cutout (crop-flip + cutout), trivial (crop-flip + TrivialAugmentWide, per image) on the "

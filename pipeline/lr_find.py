@@ -57,11 +57,12 @@ def lr_find(config: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: 
     # the range test steps the rate itself, without a recipe's lookahead pulling the weights back
     optimizer, _, _ = optimizer_and_schedule(replace(config, lookahead=False), model, runtime.device, batches.steps)
     rates, losses = _sweep(model, optimizer, batches, runtime, np.geomspace(start, end, steps),
-                           torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing))
+                           torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), config.clip_grad)
     return _report(rates, losses, out, console)
 
 
-def _sweep(model, optimizer, batches: TrainBatches, runtime, rates: np.ndarray, criterion) -> tuple[np.ndarray, np.ndarray]:
+def _sweep(model, optimizer, batches: TrainBatches, runtime, rates: np.ndarray, criterion,
+           clip_grad: float | None) -> tuple[np.ndarray, np.ndarray]:
     """One step per rate of `rates` (epochs of batches repeated as needed) until the smoothed loss blows up;
     the rates taken and their smoothed losses."""
     scaler, model = runtime.gradient_scaler(), model.train()
@@ -74,7 +75,7 @@ def _sweep(model, optimizer, batches: TrainBatches, runtime, rates: np.ndarray, 
             for group in optimizer.param_groups:
                 group["lr"] = float(rates[len(smoothed)]) * group["lr_scale"]
             images, targets = images.to(runtime.device), targets.to(runtime.device)
-            _, loss = training_step(model, images, targets, criterion, optimizer, scaler, runtime)
+            _, loss = training_step(model, images, targets, criterion, optimizer, scaler, runtime, clip_grad)
             average = SMOOTHING * average + (1 - SMOOTHING) * loss.item()
             smoothed.append(average / (1 - SMOOTHING ** (len(smoothed) + 1)))
             best = min(best, smoothed[-1])

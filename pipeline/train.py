@@ -719,7 +719,8 @@ def train_one_epoch(ctx: TrainContext) -> tuple[float, float]:
             images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             if ctx.config.lookahead:
                 lookahead_step(optimizer, first_step + step, total_steps)
-            logits, loss = training_step(model, images, targets, ctx.criterion, optimizer, ctx.scaler, ctx.runtime)
+            logits, loss = training_step(model, images, targets, ctx.criterion, optimizer, ctx.scaler, ctx.runtime,
+                                         ctx.config.clip_grad)
             if ctx.config.lookahead and first_step + step == total_steps:
                 lookahead_finish(optimizer)
             if ctx.per_step:
@@ -743,14 +744,18 @@ def train_one_epoch(ctx: TrainContext) -> tuple[float, float]:
 
 
 def training_step(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, criterion: nn.Module,
-                  optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                  runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step on a batch in the runtime's precision; returns the logits and the loss."""
+                  optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, runtime: Runtime,
+                  clip_grad: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a batch in the runtime's precision, its gradients' norm clipped to `clip_grad` when
+    given; returns the logits and the loss."""
     with runtime.autocast():
         logits = model(images)
         loss = criterion(logits, targets)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    if clip_grad is not None:
+        scaler.unscale_(optimizer)  # fp16: the true gradients are clipped (an overflow still skips the step)
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
     scaler.step(optimizer)  # fp16: skipped when the gradients overflowed, and the scale lowered
     scaler.update()
     return logits, loss

@@ -2,6 +2,7 @@
 heavy imports: the CLI checks these before it imports torch)."""
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -464,6 +465,54 @@ def command_line_options(typed: dict) -> dict:
     return options
 
 
+YAML_TAG = "tag:yaml.org,2002:"
+YAML_12_RESOLVERS = {  # YAML 1.2's core schema: the plain scalars read as numbers or booleans
+    "bool": (r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    "int": (r"[-+]?[0-9]+", "-+0123456789"),
+    "float": (r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?", "-+0123456789."),
+}
+
+
+@functools.cache
+def command_line_yaml():
+    """A YAML loader under which a `--config` file means what the same words mean on the command line: plain
+    scalars are read by YAML 1.2's rules (010 is 10, as --epochs 010), not 1.1's (010 octal 8, 1:30 base-60 90,
+    yes/no/on/off booleans: those stay text, which a number or on/off option refuses), and an option given twice,
+    in either spelling (weight-decay, weight_decay), is an error rather than the last one winning."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            lines: dict[str, tuple[str, int]] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                spelled, line = str(key).replace("-", "_"), key_node.start_mark.line + 1
+                if spelled in lines:
+                    first, at = lines[spelled]
+                    spellings = f"lines {at} and {line}" if first == str(key) else f"{first} on line {at}, {key} on line {line}"
+                    raise PipelineError(f"{spelled} is given twice ({spellings}); keep one")
+                lines[spelled] = (str(key), line)
+            return super().construct_mapping(node, deep)
+
+    Loader.yaml_implicit_resolvers = {first: [(tag, pattern) for tag, pattern in resolvers
+                                              if tag[len(YAML_TAG):] not in YAML_12_RESOLVERS]
+                                      for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    for kind, (pattern, first) in YAML_12_RESOLVERS.items():
+        Loader.add_implicit_resolver(YAML_TAG + kind, re.compile(f"^(?:{pattern})$"), list(first))
+    for kind in (int, float):
+        Loader.add_constructor(YAML_TAG + kind.__name__, functools.partial(_number, kind))
+    return Loader
+
+
+def _number(kind: type, loader, node) -> int | float | str:
+    """A plain number as the command line reads it (`int`, `float`); a tagged value that is none stays text."""
+    text = loader.construct_scalar(node)
+    try:
+        return kind(text)
+    except ValueError:
+        return text
+
+
 def file_options(path: Path) -> dict:
     """The options in a YAML (or JSON) file of `option: value` lines, spelled as on the command line (`lr`,
     `weight-decay` or `weight_decay`, `improved: true`, `milestones: [30, 60, 90]`), as TrainConfig fields;
@@ -471,7 +520,9 @@ def file_options(path: Path) -> dict:
     import yaml
 
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = yaml.load(path.read_text(), Loader=command_line_yaml())
+    except PipelineError as e:
+        raise PipelineError(f"{path}: {e}") from None
     except OSError as e:
         raise PipelineError(f"{path}: cannot read it ({e.strerror or e}); pass a YAML file of options") from None
     except UnicodeDecodeError:
@@ -502,9 +553,9 @@ def checked_options(options: dict, source: object) -> dict:
 def _checked(option: str, value: object, source: object) -> object:
     """`value` as TrainConfig's field `option` takes it (an int passes for a float; None where optional)."""
     kind, optional = OPTION[option].kind, OPTION[option].optional
-    if kind is float and isinstance(value, str):
+    if kind in (int, float) and isinstance(value, str):  # as the command line reads `--epochs 10`, `--lr 1e-3`
         try:
-            value = float(value)
+            value = kind(value)
         except ValueError:
             pass
     number = isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -81,12 +81,27 @@ def test_numbers_as_kaggle_writes_them_an_empty_file_and_typed_flags_over_an_inv
     ("epochs: 2.5\n", "epochs must be a whole number, got 2.5"),
     ("compile: 1\n", "compile must be true or false, got 1"),
     ("lr: -1\n", "bad.yaml: --lr -1: must be a finite number > 0"),
+    # YAML 1.1's readings the command line does not share: a key twice, base 60, octal and hex, yes/no/on/off
+    ("lr: 0.1\nepochs: 3\nlr: 0.2\n", "bad.yaml: lr is given twice (lines 1 and 3); keep one"),
+    ("weight-decay: 0.1\nweight_decay: 0.2\n", "weight_decay is given twice (weight-decay on line 1, weight_decay on line 2)"),
+    ("epochs: 1:30\n", "epochs must be a whole number, got '1:30'"),
+    ("seed: 0x10\n", "seed must be a whole number, got '0x10'"),
+    ("nesterov: yes\n", "nesterov must be true or false, got 'yes'"),
+    ("full: on\n", "full must be true or false, got 'on'"),
+    ("lr: .inf\n", "lr must be a number, got '.inf'"),
 ])
 def test_a_bad_config_file_is_one_line_naming_it_and_trains_nothing(project, text, message):
     (project / "bad.yaml").write_bytes(text.encode("latin-1"))
     result = runner.invoke(app, ["train", "--config", "bad.yaml"])
     assert result.exit_code == 1 and result.output.count("\n") == 1 and message in result.output, result.output
     assert not (project / "weights" / "exp").exists()
+
+
+def test_numbers_in_a_file_mean_what_they_mean_on_the_command_line(project):
+    (project / "f.yaml").write_text("epochs: 010\nmilestones: [010, 020]\nbatch-size: '64'\nrecipe: seed\n")
+    options = yaml.safe_load(printed("--config", "f.yaml"))
+    assert (options["epochs"], options["milestones"], options["batch_size"]) == (10, [10, 20], 64)  # YAML 1.1: 8, [8, 16]
+    assert options == yaml.safe_load(printed("--epochs", "010", "--milestones", "010", "020", "--batch-size", "64"))
 
 
 def test_config_needs_a_readable_file_and_does_not_mix_with_resume(project):

@@ -297,9 +297,12 @@ def new_run_config(ctx: typer.Context, config_file: Path | None) -> TrainConfig:
     the file took part says so."""
     try:
         typed = typed_train_options(ctx)
-        given = {**(options_of(config_file) if config_file else {}), **typed}
+        past, from_run = options_of(config_file) if config_file else ({}, False)
+        given = {**past, **typed}
         if given.get("full"):  # a past run's options that rank val epochs: --full has no val split for them
             given = {k: v for k, v in given.items() if k not in VAL_RANKING_OPTIONS or k in typed}
+        elif from_run and "metric" not in typed:
+            check_carried_metric(past["metric"])
         config = config_from(given)
         config.validate()
     except PipelineError as e:
@@ -308,13 +311,27 @@ def new_run_config(ctx: typer.Context, config_file: Path | None) -> TrainConfig:
     return config
 
 
-def options_of(path: Path) -> dict:
-    """--config's options: a YAML file's, else a past run's (its folder, name or config.json)."""
+def options_of(path: Path) -> tuple[dict, bool]:
+    """--config's options: a YAML file's, else a past run's (its folder, name or config.json); and whether they
+    are a run's."""
     if path.suffix.lower() in (".yaml", ".yml") or (path.is_file() and path.suffix.lower() != ".json"):
-        return file_options(path)  # without importing torch, which reading a run does
+        return file_options(path), False  # without importing torch, which reading a run does
     from pipeline.run import is_run_reference, past_run_options
 
-    return past_run_options(path) if is_run_reference(path) else file_options(path)
+    return (past_run_options(path), True) if is_run_reference(path) else (file_options(path), False)
+
+
+def check_carried_metric(metric: str | None) -> None:
+    """A past run's metric ranked the epochs of its own competition: one other than this competition's (in
+    dataset/) is not carried over silently; --metric decides."""
+    from pipeline.competition import read_competition
+    from pipeline.workspace import dataset_dir
+
+    here = read_competition(dataset_dir()).metric
+    if metric not in (None, here):
+        raise PipelineError(f"its epochs were ranked by {metric}, and this competition's metric "
+                            f"(dataset/competition.json) is {here}: pass --metric {here} to follow the competition, "
+                            f"or --metric {metric} to keep the run's")
 
 
 def lr_find(ctx: typer.Context, **options) -> None:

@@ -8,7 +8,7 @@ import yaml
 from pipeline.cli import app
 from pipeline.config import TrainConfig
 from pipeline.train import train
-from tests.fixtures import QUICK, runner
+from tests.fixtures import QUICK, fabricate_run, runner
 
 
 def printed(*args: str) -> str:
@@ -59,6 +59,23 @@ def test_a_past_run_trains_again_on_every_image_without_its_val_ranking_options(
     assert options["lr"] == QUICK["lr"]  # the rest is the past run's
     typed = runner.invoke(app, ["train", "--config", str(past), "--full", "--metric", "log_loss", "--print-config"])
     assert typed.exit_code == 1 and "--metric rank epochs by their val score: they need a validation" in typed.output
+
+
+def test_a_past_runs_metric_from_another_competition_is_not_carried_over_silently(project):
+    fabricate_run(project / "weights", "other", metrics=False)  # as trained on a competition scored by macro-F1
+    saved = json.loads((project / "weights" / "other" / "config.json").read_text())
+    saved["options"]["metric"] = "f1_macro"
+    (project / "weights" / "other" / "config.json").write_text(json.dumps(saved))
+    refused = runner.invoke(app, ["train", "--config", "other", "--print-config"])  # here: CIFAR-10's accuracy
+    assert refused.exit_code == 1 and refused.output.count("\n") == 1
+    assert refused.output.startswith("error: other: its epochs were ranked by f1_macro, and this competition's metric")
+    assert "pass --metric accuracy to follow the competition, or --metric f1_macro to keep the run's" in refused.output
+    for metric in ("accuracy", "f1_macro"):  # typed, it decides
+        assert yaml.safe_load(printed("--config", "other", "--metric", metric))["metric"] == metric
+    assert yaml.safe_load(printed("--config", "other", "--full"))["metric"] is None  # --full ranks nothing
+    (project / "dataset").mkdir()
+    (project / "dataset" / "competition.json").write_text(json.dumps({"metric": "f1_macro"}))
+    assert yaml.safe_load(printed("--config", "other"))["metric"] == "f1_macro"  # this competition's metric too
 
 
 def test_numbers_as_kaggle_writes_them_an_empty_file_and_typed_flags_over_an_invalid_file(project):

@@ -3,10 +3,11 @@ uint8 `.npy` memory map.
 
 The cache `<split>.npy` holds (N, H, W, C) uint8 in the order of the ids it was built for; the set's size
 and mode are those of most of its images (C = 1 for greyscale, 3 otherwise: every image is converted to
-that; 16-bit greyscale is scaled to 8 bits). `<split>.json` beside it records a fingerprint of those ids
-and of each file's size, modification time and change time, so any added, removed or rewritten image
-rebuilds it — also one replaced by a file of the same size with its modification time kept (`cp -p`,
-`rsync -a`, `tar` set that time, but no tool can set the change time). (No inode: FUSE and network mounts
+that; 16-bit greyscale is scaled to 8 bits; an EXIF orientation is applied, `images.DECODE_RULE`).
+`<split>.json` beside it records a fingerprint of those ids and of each file's size, modification time and
+change time, so any added, removed or rewritten image rebuilds it — also one replaced by a file of the same
+size with its modification time kept (`cp -p`, `rsync -a`, `tar` set that time, but no tool can set the change
+time). (No inode: FUSE and network mounts
 may number a file anew on each visit; a chmod/chown also changes the change time, and costs one decode.)
 
 The caches live in `dataset/.cache/`, or, where dataset/ cannot be written (Kaggle mounts competition
@@ -31,7 +32,7 @@ from rich.console import Console
 
 from pipeline.competition import read_competition
 from pipeline.errors import PipelineError
-from pipeline.images import HEADER_SAMPLE, READ_ERRORS, header_sample
+from pipeline.images import DECODE_RULE, HEADER_SAMPLE, READ_ERRORS, header_sample, upright, upright_size
 from pipeline.layout import LabeledImages, id_sort_key, problems_message
 from pipeline.progress import progress_bar
 from pipeline.workspace import atomic_path, user_cache_dir, write_text_atomic
@@ -53,8 +54,9 @@ def cache_folder(root: Path) -> Path:
 
 def fingerprint(folder: Path, ids: list[str], suffix: str = ".png", fit: int | None = None) -> str:
     """A digest of the ids and each image's (`<id><suffix>`) size, modification and change times, and a symlink's
-    own times (paths as plain strings: pathlib's per-path overhead doubled the cost); and the size `fit` decodes to."""
-    digest = hashlib.sha256(f"fit {fit}\n".encode() if fit else b"")
+    own times (paths as plain strings: pathlib's per-path overhead doubled the cost); the size `fit` decodes to and
+    the decoding rule (`DECODE_RULE`)."""
+    digest = hashlib.sha256(f"{DECODE_RULE}\n{f'fit {fit}' if fit else ''}\n".encode())
     base = os.fspath(folder)
     for image_id in ids:
         try:
@@ -97,14 +99,14 @@ def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: 
             path = Path(folder) / f"{image_id}{suffix}"
             try:
                 with Image.open(path) as image:
-                    grey = image.mode in GREY_MODES
+                    grey, (width, height) = image.mode in GREY_MODES, upright_size(image)
                     if grey != grey_set:
                         problems[image_id] = (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
                                               f"{'greyscale' if grey_set else 'colour'} set")
-                    elif not fit and image.size[::-1] != size:
-                        problems[image_id] = f"is {image.width}×{image.height}, not {size[1]}×{size[0]} like the set"
+                    elif not fit and (height, width) != size:
+                        problems[image_id] = f"is {width}×{height}, not {size[1]}×{size[0]} like the set"
                     else:
-                        pixels = eight_bit(image, grey_set)
+                        pixels = eight_bit(upright(image), grey_set)
                         if fit:
                             pixels = np.asarray(ImageOps.fit(Image.fromarray(pixels), (fit, fit), Image.Resampling.BILINEAR))
                         out[start + offset] = pixels.reshape(out.shape[1:])

@@ -1,16 +1,38 @@
-"""Image files as the pipeline finds them: their suffixes, the header sample that tells a set's sizes and modes, and a
-folder of class folders."""
+"""Image files as the pipeline finds them: their suffixes, the header sample that tells a set's sizes and modes, a
+folder of class folders, and which way up an image is meant to be seen."""
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 HEADER_SAMPLE = 101  # images, spread over a set, whose headers tell its sizes and modes
 READ_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+# Every image is decoded upright: its EXIF orientation (phone photos: rotated, mirrored) applied by Pillow's
+# ImageOps.exif_transpose, as viewers show it. Part of the decoded caches' fingerprint: caches decoded under an
+# earlier rule are decoded again.
+DECODE_RULE = "exif-orientation applied"
+EXIF_ORIENTATION = 0x0112
+SIDEWAYS = (5, 6, 7, 8)  # the orientations that swap width and height
+
+
+def orientation(image: Image.Image) -> int:
+    """The image's EXIF orientation (1: as stored), read from its header."""
+    value = image.getexif().get(EXIF_ORIENTATION, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) as the image is meant to be seen, from its header."""
+    return image.size[::-1] if orientation(image) in SIDEWAYS else image.size
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says (the image itself when it is stored upright)."""
+    return ImageOps.exif_transpose(image) if orientation(image) != 1 else image
 
 
 def header_sample(folder: Path, ids: list[str], suffix: str) -> list[tuple[int, int, str]]:
@@ -23,7 +45,7 @@ def header_sample(folder: Path, ids: list[str], suffix: str) -> list[tuple[int, 
         for image_id in picked:
             try:
                 with Image.open(folder / f"{image_id}{suffix}") as image:
-                    headers.append((image.width, image.height, image.mode))
+                    headers.append((*upright_size(image), image.mode))
             except READ_ERRORS:
                 continue
     return headers

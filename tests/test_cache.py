@@ -61,3 +61,37 @@ def test_bad_images_are_listed_once_and_remembered(folder, tmp_path):
     decoded = decode_images(folder, ids_of(folder), tmp_path / "train.npy")
     assert list(decoded.bad) == ["3", "8", "9"] and decoded.images.shape[0] == len(ids_of(folder))
     assert not decoded.images[ids_of(folder).index("8")].any()
+
+def sideways(pixels: np.ndarray, orientation: int) -> Image.Image:
+    """`pixels` stored turned, with the EXIF orientation that shows them upright (6: turn right, 8: turn left)."""
+    stored = Image.fromarray(np.rot90(pixels, k=1 if orientation == 6 else -1).copy())
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.info["exif"] = exif.tobytes()
+    return stored
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_images_are_decoded_upright_as_their_exif_orientation_says(tmp_path, suffix):
+    """Phone photos carry an EXIF orientation: a portrait stored on its side is decoded as the portrait, and the
+    set's size is the upright one. The rule is part of the cache's fingerprint."""
+    rng = np.random.default_rng(0)
+    portraits = [np.repeat(np.repeat(rng.integers(0, 256, (4, 2, 3), dtype=np.uint8), 8, 0), 8, 1) for _ in range(3)]
+    folder = tmp_path / "train"
+    folder.mkdir()
+    Image.fromarray(portraits[0]).save(folder / f"1{suffix}", quality=95)  # stored upright: 16 wide, 32 tall
+    for image_id, orientation in ((2, 6), (3, 8)):
+        turned = sideways(portraits[image_id - 1], orientation)
+        assert turned.size == (32, 16)
+        turned.save(folder / f"{image_id}{suffix}", exif=turned.info["exif"], quality=95)
+    images = decode_images(folder, ["1", "2", "3"], tmp_path / "train.npy", suffix=suffix).whole(folder, suffix)
+    assert images.shape == (3, 32, 16, 3)
+    for decoded, portrait in zip(images, portraits):
+        error = np.abs(decoded.astype(int) - portrait).mean()
+        assert error == 0 if suffix == ".png" else error < np.abs(decoded.astype(int) - portrait[::-1, ::-1]).mean() / 4
+
+
+def test_the_decoding_rule_is_part_of_the_fingerprint(folder, monkeypatch):
+    before = pipeline.cache.fingerprint(folder, ids_of(folder))
+    monkeypatch.setattr(pipeline.cache, "DECODE_RULE", "exif-orientation ignored")
+    assert pipeline.cache.fingerprint(folder, ids_of(folder)) != before

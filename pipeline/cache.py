@@ -59,13 +59,17 @@ def fingerprint(folder: Path, ids: list[str], suffix: str = ".png", fit: int | N
     digest = hashlib.sha256(f"{DECODE_RULE}\n{f'fit {fit}' if fit else ''}\n".encode())
     base = os.fspath(folder)
     for image_id in ids:
+        path = f"{base}/{image_id}{suffix}"
         try:
-            info = os.lstat(f"{base}/{image_id}{suffix}")
+            info = os.lstat(path)
             if stat.S_ISLNK(info.st_mode):  # the link's own times change when it is pointed elsewhere
                 digest.update(f"{info.st_mtime_ns}:{info.st_ctime_ns}:".encode())
-                info = os.stat(f"{base}/{image_id}{suffix}")
-        except FileNotFoundError:
-            raise PipelineError(f"{folder / f'{image_id}{suffix}'}: image not found") from None
+                info = os.stat(path)
+        except OSError as e:
+            if not os.path.lexists(path):
+                raise PipelineError(f"{folder / f'{image_id}{suffix}'}: image not found") from None
+            digest.update(f"{image_id}:unreadable {e.errno}\n".encode())  # a dangling link, a loop: decoding says so
+            continue
         digest.update(f"{image_id}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}\n".encode())
     return digest.hexdigest()
 
@@ -113,7 +117,7 @@ def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: 
             except Image.DecompressionBombError:
                 problems[image_id] = "declares too many pixels to decode safely (a decompression bomb?)"
             except READ_ERRORS as e:
-                reason = str(e).replace(f"'{path}'", "").replace(str(path), "").strip() or type(e).__name__
+                reason = str(e).replace(f"'{path}'", "").replace(str(path), "").strip().rstrip(":") or type(e).__name__
                 problems[image_id] = f"not a readable image ({reason})"
     out.flush()
     return problems

@@ -506,11 +506,15 @@ def runs(
     # piped output has no width to fit: print whole rows rather than cut columns
     (console if console.is_terminal else Console(width=400)).print(shown)
     for cv in cross_validations():
-        summary = cv.read_summary()
+        try:
+            summary, folds = cv.read_summary(), cv.read_plan()["folds"]
+        except PipelineError as e:  # listed with what is wrong, as a broken run is
+            console.print(f"cross-validation {cv.name}: {e}")
+            continue
         metric = (summary or {}).get("metric", "accuracy")  # summaries from before --metric: accuracy
         oof = f"out-of-fold {METRIC_LABELS[metric]} {summary['oof'][metric]:.4f}, fold {METRIC_LABELS[metric]} " \
               f"{summary['mean'][metric]:.4f} ± {summary['std'][metric]:.4f}" if summary else "not every fold has finished"
-        console.print(f"cross-validation {cv.name} ({cv.read_plan()['folds']} folds): {oof}")
+        console.print(f"cross-validation {cv.name} ({folds} folds): {oof}")
 
 
 @app.command()

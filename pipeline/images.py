@@ -2,6 +2,7 @@
 folder of class folders, and which way up an image is meant to be seen."""
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -54,4 +55,13 @@ def header_sample(folder: Path, ids: list[str], suffix: str) -> list[tuple[int, 
 def class_folder_images(folder: Path) -> list[tuple[str, str]]:
     """(id, class) of the image files in `folder`'s class folders (not hidden): ids `<class>/<file>`, in order."""
     return [(f"{d.name}/{f.name}", d.name) for d in sorted(folder.iterdir()) if d.is_dir() and d.name[0] != "."
-            for f in sorted(d.iterdir()) if f.name.lower().endswith(IMAGE_SUFFIXES) and f.is_file()]
+            for f in sorted(d.iterdir()) if f.name.lower().endswith(IMAGE_SUFFIXES) and listed_as_image(f)]
+
+
+def listed_as_image(entry: os.DirEntry | Path) -> bool:
+    """An entry named like an image that is a file, or a link that leads to none (dangling, a loop) or cannot be
+    followed (no permission): listed, so that reading it says what is wrong instead of the image going missing."""
+    try:
+        return entry.is_file() or entry.is_symlink()
+    except OSError:
+        return True

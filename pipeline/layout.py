@@ -12,7 +12,7 @@ import pandas as pd
 
 from pipeline.competition import DESCRIPTION, Competition, read_competition, read_csv_text
 from pipeline.errors import PipelineError
-from pipeline.images import IMAGE_SUFFIXES, class_folder_images
+from pipeline.images import IMAGE_SUFFIXES, class_folder_images, listed_as_image
 
 SHOWN = 5  # how many offending names an error message lists
 
@@ -54,8 +54,8 @@ def image_ids(folder: Path, suffix: str = ".png") -> set[str]:
         raise PipelineError(f"{folder}: folder not found; run `pipeline fetch` first")
     with os.scandir(folder) as entries:
         if suffix:
-            return {e.name[:-len(suffix)] for e in entries if e.name.endswith(suffix) and e.is_file()}
-        return {e.name for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES) and e.is_file()}
+            return {e.name[:-len(suffix)] for e in entries if e.name.endswith(suffix) and listed_as_image(e)}
+        return {e.name for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES) and listed_as_image(e)}
 
 
 def read_labels(root: Path, c: Competition) -> tuple[pd.DataFrame, list[str]]:

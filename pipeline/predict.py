@@ -88,7 +88,7 @@ def load_probabilities(path: Path, ids: list[str], images_key: str) -> tuple[np.
         raise PipelineError(f"{meta_path}: not the metadata `pipeline predict` writes ({e}); predict again") from None
     try:
         probabilities = np.load(path, allow_pickle=False).astype(np.float32)
-    except ValueError as e:
+    except (ValueError, EOFError, OSError) as e:  # EOFError: an empty file
         raise PipelineError(f"{path}: not a readable .npy file ({e})") from None
     if meta.get("ids") != ids_key(ids) or probabilities.shape != (len(ids), len(meta["classes"])):
         raise PipelineError(f"{path}: made for other test ids than dataset/test now holds; predict again")

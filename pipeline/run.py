@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import socket
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -285,8 +286,8 @@ def read_predictions(path: Path, missing: str) -> tuple[np.ndarray, np.ndarray, 
             indices, targets, probabilities = saved["indices"], saved["targets"], saved["probabilities"]
     except FileNotFoundError:
         raise PipelineError(f"{path}: not found; {missing}") from None
-    except (OSError, ValueError, KeyError) as e:
-        raise PipelineError(f"{path}: unreadable ({e}); train again") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise PipelineError(f"{path}: unreadable ({e or type(e).__name__}); train again") from None
     if probabilities.ndim != 2 or not len(indices) == len(targets) == len(probabilities):
         raise PipelineError(f"{path}: {len(indices)} indices and {len(targets)} targets for {probabilities.shape} "
                             "probabilities; train again")
@@ -311,13 +312,16 @@ class CrossValidation:
         return Run(self.path / f"fold-{index}")
 
     def read_plan(self) -> dict:
-        """The plan in today's option names (a plan without `format` was written in format 1)."""
+        """The plan in today's option names (a plan without `format` was written in format 1): an object whose
+        `folds` is a number of folds --folds takes."""
         try:
             plan = json.loads(self._plan.read_text())
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise PipelineError(f"{self._plan}: unreadable ({e}); not a cross-validation folder") from None
-        if not isinstance(plan, dict):
-            return plan
+        folds = plan.get("folds") if isinstance(plan, dict) else None
+        if not (isinstance(folds, int) and not isinstance(folds, bool) and 2 <= folds <= 100):
+            raise PipelineError(f"{self._plan}: not the plan `pipeline train --folds K` writes (an object whose folds is "
+                                f"from 2 to 100, got {folds!r}); train the cross-validation again in a new folder")
         return {**upgraded_options(plan, plan.get("format", 1), self._plan), "format": OPTIONS_FORMAT}
 
     def write_plan(self, plan: dict) -> None:
@@ -328,10 +332,20 @@ class CrossValidation:
         write_text_atomic(self._summary, json.dumps(summary, indent=2) + "\n")
 
     def read_summary(self) -> dict | None:
+        """The summary `cv.gather` wrote once every fold had finished; None before."""
         try:
-            return json.loads(self._summary.read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            summary = json.loads(self._summary.read_text())
+        except FileNotFoundError:
             return None
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise PipelineError(f"{self._summary}: unreadable ({e}); delete it, and train the CV again to write it") from None
+        metric = summary.get("metric", "accuracy") if isinstance(summary, dict) else None  # older summaries: accuracy
+        if not (isinstance(metric, str) and metric in HIGHER_IS_BETTER and all(
+                isinstance(summary.get(part), dict) and isinstance(summary[part].get(metric), (int, float))
+                for part in ("oof", "mean", "std"))):
+            raise PipelineError(f"{self._summary}: not the summary a cross-validation writes (its oof, mean and std "
+                                f"by {metric}); delete it, and train the CV again to write it")
+        return summary
 
     def read_oof(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return read_predictions(self.oof, "not every fold has finished")

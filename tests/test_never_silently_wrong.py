@@ -24,9 +24,9 @@ from pipeline.errors import PipelineError
 from pipeline.layout import id_sort_key, load_train_set
 from pipeline.predict import ensemble, predict
 from pipeline.progress import plain_progress
-from pipeline.run import Run, load_checkpoint, save_checkpoint
+from pipeline.run import CrossValidation, Run, load_checkpoint, save_checkpoint
 from pipeline.train import resume, train
-from tests.fixtures import QUICK, runner, write_competition
+from tests.fixtures import QUICK, fabricate_run, runner, write_competition
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -557,3 +557,53 @@ def test_a_re_pointed_symlink_is_decoded_again(tmp_path):
     (folder / "1.png").unlink()
     (folder / "1.png").symlink_to(pool / "b.png")
     assert decode_images(folder, ["1"], tmp_path / "test.npy").images[0].max() == 200
+
+
+def test_images_that_are_symlink_loops_or_dangling_links_are_listed_not_lost(fetched):
+    """A link in train/ that leads nowhere (a loop, a missing target) is a problem named like a broken image, not a
+    traceback while the folder is listed, and not an image silently left out."""
+    train_dir = fetched / "dataset" / "train"
+    (train_dir / "3.png").unlink()
+    (train_dir / "3.png").symlink_to("3-again.png")
+    (train_dir / "3-again.png").symlink_to("3.png")  # a loop
+    (train_dir / "4.png").unlink()
+    (train_dir / "4.png").symlink_to("gone.png")  # dangling
+    result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--batch-size", "32"])
+    assert result.exit_code == 1 and result.output.count("error:") == 1 and "Traceback" not in result.output
+    for problem in ("train/3.png: not a readable image ([Errno 40] Too many levels of symbolic links)",
+                    "train/4.png: not a readable image ([Errno 2] No such file or directory)",
+                    "train/3-again.png: not listed in trainLabels.csv"):
+        assert problem in result.output
+    skipped = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--batch-size", "32", "--skip-bad"])
+    assert skipped.exit_code == 0, skipped.output
+    listed = (fetched / "weights" / "exp" / "skipped.txt").read_text()
+    assert "train/3.png: not a readable image" in listed and "train/4.png: not a readable image" in listed
+
+
+def test_empty_truncated_or_misshapen_files_of_a_cv_or_a_prediction_are_one_line(fetched):
+    """Files a user can touch, read by CVs, runs, ensembles and blends: each wrong one is an error line naming it
+    (or, in `pipeline runs`, a listed problem), never a Python error or a CV taken for what it is not."""
+    cv = fetched / "weights" / "cv"
+    fabricate_run(cv, "fold-0")
+    for plan, shown in (('{"folds": 0}', "0"), ('[2, 3]', "None"), ('{"folds": "5"}', "'5'")):
+        (cv / "cv.json").write_text(plan)
+        result = runner.invoke(app, ["predict", "--run", "cv", "--device", "cpu"])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert f"cv.json: not the plan `pipeline train --folds K` writes (an object whose folds is from 2 to 100, got {shown})" \
+            in result.output
+        listed = runner.invoke(app, ["runs"])
+        assert listed.exit_code == 0 and "cross-validation cv: " in listed.output and "cv.json: not the plan" in listed.output
+    (cv / "cv.json").write_text('{"folds": 2}')
+    for summary in ("[]", '{"metric": "accuracy", "oof": 0.9}', '{"metric": ["accuracy"]}', "{"):
+        (cv / "cv_summary.json").write_text(summary)
+        listed = runner.invoke(app, ["runs"])
+        assert listed.exit_code == 0 and "cv_summary.json: " in listed.output and "Traceback" not in listed.output
+    (cv / "oof.npz").write_bytes(b"")
+    with pytest.raises(PipelineError, match=r"oof.npz: unreadable \(.+\); train again"):
+        CrossValidation(cv).read_oof()
+    submissions = fetched / "submissions"
+    submissions.mkdir(exist_ok=True)
+    (submissions / "x.probs.npy").write_bytes(b"")
+    (submissions / "x.probs.json").write_text('{"classes": ["a", "b"]}')
+    result = runner.invoke(app, ["ensemble", str(submissions / "x.probs.npy")])
+    assert result.exit_code == 1 and "x.probs.npy: not a readable .npy file" in result.output, result.output

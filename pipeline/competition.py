@@ -173,9 +173,16 @@ def _class_folders(root: Path, folders: list[str]) -> tuple[dict, pd.Series, lis
 
 
 def read_csv_text(path: Path) -> pd.DataFrame:
-    """A CSV's cells as strings, as written (an empty cell is ""); an unreadable file is one line naming it."""
+    """A CSV's cells as strings, as written (an empty cell is ""); an unreadable file is one line naming it, and so
+    is text that is not UTF-8 (UTF-16 without a byte-order mark reads as UTF-8 with a NUL byte in every other place)."""
     try:
+        with open(path, "rb") as file:
+            if b"\x00" in file.read(1 << 16):
+                raise PipelineError(f"{path}: holds NUL bytes, so it is not UTF-8 text (UTF-16 without a byte-order "
+                                    "mark?); save it as a UTF-8 CSV")
         return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except OSError as e:
+        raise PipelineError(f"{path}: cannot read it ({e.strerror or e})") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise PipelineError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
 

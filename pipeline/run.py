@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import socket
+import time
 import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -362,21 +363,17 @@ class CrossValidation:
 
 def claim_cv(weights_root: Path, name: str | None, plan: dict) -> CrossValidation:
     """weights/<name> for a cross-validation with `plan`: made, or taken up again when it holds the same plan (its
-    other folds trained elsewhere or earlier); without a name the first free of cv, cv2, …"""
+    other folds trained elsewhere or earlier, or at this moment by another process); without a name the first free
+    of cv, cv2, …"""
     if name and (weights_root / name).exists():
-        cv = CrossValidation(weights_root / name)
-        if not cv.is_cv():
-            raise PipelineError(f"{cv.path} already exists and is not a cross-validation folder: choose another --name")
-        if {**plan, **cv.read_plan()} != plan:  # options added since the plan was written are not compared
-            raise PipelineError(f"{cv.path} holds a cross-validation with other options or folds; fold runs gathered "
-                                f"there must share them: choose another --name, or train with its options "
-                                f"(--config {cv.fold(0).path})")
-        return cv
+        return _take_up(CrossValidation(weights_root / name), plan)
     candidates = [name] if name else ("cv" if k == 1 else f"cv{k}" for k in itertools.count(1))
     for candidate in candidates:
         try:
             (weights_root / candidate).mkdir(parents=True)
         except FileExistsError:
+            if name:  # made by another process a moment ago
+                return _take_up(CrossValidation(weights_root / name), plan)
             continue
         except OSError as e:
             raise PipelineError(f"{weights_root}: cannot create a folder in it ({e.strerror}); train from a folder "
@@ -384,7 +381,29 @@ def claim_cv(weights_root: Path, name: str | None, plan: dict) -> CrossValidatio
         cv = CrossValidation(weights_root / candidate)
         cv.write_plan(plan)
         return cv
-    raise AssertionError("unreachable")
+    raise AssertionError("unreachable: the unnamed candidates never end")
+
+
+PLAN_WAIT_S = 5.0  # how long an empty CV folder (another process has just made it) may go without its plan
+
+
+def _take_up(cv: CrossValidation, plan: dict) -> CrossValidation:
+    """`cv` again, when it is a cross-validation of `plan`. A folder holding nothing but temporary files is one
+    another process is making: its plan follows within PLAN_WAIT_S."""
+    deadline = time.monotonic() + PLAN_WAIT_S
+    while not cv.is_cv() and time.monotonic() < deadline and \
+            cv.path.is_dir() and all(entry.name.startswith(".") for entry in cv.path.iterdir()):
+        time.sleep(0.05)
+    if not cv.is_cv():
+        raise PipelineError(f"{cv.path} already exists and is not a cross-validation folder: choose another --name")
+    saved = cv.read_plan()
+    if {**plan, **saved} != plan:  # options added since the plan was written are not compared
+        trained = [cv.fold(i) for i in range(saved["folds"]) if cv.fold(i).best.is_file()]
+        advice = (f"train with its options (--config {trained[0].path})" if trained else
+                  f"no fold has a checkpoint yet: delete {cv.path} to start it again with these options")
+        raise PipelineError(f"{cv.path} holds a cross-validation with other options or folds; fold runs gathered "
+                            f"there must share them: choose another --name, or {advice}")
+    return cv
 
 
 def process_alive(pid: int) -> bool:

@@ -607,3 +607,12 @@ def test_empty_truncated_or_misshapen_files_of_a_cv_or_a_prediction_are_one_line
     (submissions / "x.probs.json").write_text('{"classes": ["a", "b"]}')
     result = runner.invoke(app, ["ensemble", str(submissions / "x.probs.npy")])
     assert result.exit_code == 1 and "x.probs.npy: not a readable .npy file" in result.output, result.output
+
+
+def test_a_csv_in_utf16_without_a_byte_order_mark_says_so(trained):
+    sample = (trained / "dataset" / "sampleSubmission.csv").read_text()
+    (trained / "utf16.csv").write_bytes(sample.encode("utf-16-le"))  # Excel's "Unicode text", less its BOM
+    result = runner.invoke(app, ["predict", "--device", "cpu", "--score", "utf16.csv"])
+    assert result.exit_code == 1 and "\x00" not in result.output, result.output
+    assert "utf16.csv: holds NUL bytes, so it is not UTF-8 text (UTF-16 without a byte-order mark?); save it as a " \
+           "UTF-8 CSV" in result.output

@@ -2,6 +2,7 @@ import ast
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -227,3 +228,50 @@ def test_a_cross_validation_of_the_pooled_stem_takes_no_unpooled_fold(tmp_path):
     with pytest.raises(PipelineError, match=r"cv.json: saved by a newer pipeline \(options format 3\)"):
         claim_cv(tmp_path, "new", plan)
     assert asdict(TrainConfig(stem="cifar")) == asdict(TrainConfig(stem="improved"))
+
+
+def test_two_processes_making_one_new_cv_take_the_same_plan(tmp_path, monkeypatch):
+    """The second to reach a new CV folder waits for the plan the first is writing, and takes it up."""
+    import threading
+
+    import pipeline.run
+    from pipeline.cv import cv_plan
+    from pipeline.run import CrossValidation, claim_cv
+
+    write_plan = CrossValidation.write_plan
+    monkeypatch.setattr(CrossValidation, "write_plan", lambda cv, plan: (time.sleep(0.5), write_plan(cv, plan)))
+    plan, claimed, errors = cv_plan(TrainConfig(folds=3)), [], []
+    start = threading.Barrier(2)
+
+    def claim():
+        start.wait()
+        try:
+            claimed.append(claim_cv(tmp_path, "cv", plan).path)
+        except Exception as e:  # noqa: BLE001 - any error is the failure this test looks for
+            errors.append(e)
+
+    threads = [threading.Thread(target=claim) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and claimed == [tmp_path / "cv"] * 2
+    (tmp_path / "stale").mkdir()
+    (tmp_path / "stale" / "notes.txt").write_text("mine")
+    monkeypatch.setattr(pipeline.run, "PLAN_WAIT_S", 0.2)
+    with pytest.raises(PipelineError, match="already exists and is not a cross-validation folder"):
+        claim_cv(tmp_path, "stale", plan)
+
+
+def test_a_cv_with_other_options_names_what_exists_to_go_on_with(tmp_path):
+    from pipeline.cv import cv_plan
+    from pipeline.run import claim_cv
+
+    plan = cv_plan(TrainConfig(folds=2, lr=0.1))
+    cv = claim_cv(tmp_path, "cv", plan)
+    with pytest.raises(PipelineError, match=f"no fold has a checkpoint yet: delete {cv.path} to start it again"):
+        claim_cv(tmp_path, "cv", {**plan, "lr": 0.2})
+    cv.fold(1).path.mkdir()
+    cv.fold(1).best.write_bytes(b"weights")
+    with pytest.raises(PipelineError, match=re.escape(f"train with its options (--config {cv.fold(1).path})")):
+        claim_cv(tmp_path, "cv", {**plan, "lr": 0.2})

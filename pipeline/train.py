@@ -435,8 +435,10 @@ def _training_state(config: TrainConfig, run: Run, run_config: RunConfig, runtim
     if state["ema"] is not None:
         state["ema"].module.load_state_dict(checkpoint["ema"])
     restore_rng(checkpoint["rng"], runtime)
-    epoch = checkpoint["epoch"]
-    return {**state, "start_epoch": epoch, "epoch": epoch, "history": run.read_history(epoch),
+    epoch, history = checkpoint["epoch"], run.read_history(checkpoint["epoch"])
+    if checkpoint.get("metrics") and (not history or history[-1]["epoch"] < epoch):  # killed before the log was written
+        history.append(checkpoint["metrics"])
+    return {**state, "start_epoch": epoch, "epoch": epoch, "history": history,
             "saver": CheckpointSaver(run, run_config.metric, checkpoint["best_score"], checkpoint["best_epoch"],
                                      config.keep_top, checkpoint.get("top"))}
 
@@ -503,7 +505,7 @@ def _checkpoint_state(ctx: TrainContext, rng: list[dict]) -> dict:
     """The checkpoint dict, less what the saver adds (epoch, best_score, best_epoch, top)."""
     state = {"model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
              "scheduler": ctx.scheduler.state_dict(), "scaler": ctx.scaler.state_dict(),
-             "config": ctx.run_config.to_dict(), "rng": rng}
+             "config": ctx.run_config.to_dict(), "rng": rng, "metrics": ctx.history[-1]}
     if ctx.ema is not None:
         state["ema"] = ctx.ema.module.state_dict()
     return state
@@ -535,6 +537,7 @@ def fit(ctx: TrainContext) -> TrainResult:
             score = ctx.history[-1]["val_score"] if evaluation else None  # as logged: what reports rank
             _, best_epoch = ctx.saver.save(_checkpoint_state(ctx, rng) if where.main else {}, epoch, score,
                                            write=where.main)
+            log.write()  # the metrics log and result name an epoch only once its checkpoint is written
             if evaluation is not None and best_epoch == epoch:
                 best_predictions = evaluation.predictions
             if reached or _out_of_patience(ctx, best_epoch):
@@ -627,13 +630,14 @@ def _recorded_status(ctx: TrainContext):
             f"interrupted during epoch {ctx.epoch}; continue with `pipeline train --resume {ctx.run.path}`") from None
     except BaseException as e:
         if main:
-            ctx.run.set_status("failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__)
+            with contextlib.suppress(PipelineError):  # a full disk: the error that stopped the run is the one to see
+                ctx.run.set_status("failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__)
         raise
 
 
 class _EpochLog:
-    """Each epoch's metrics row: kept in the context, written (rank 0) to the metrics log, TensorBoard and
-    the result line, and printed."""
+    """Each epoch's metrics row: kept in the context and printed (`epoch`), then, once the epoch's checkpoint is
+    saved, written (rank 0) to the metrics log, TensorBoard and the result line (`write`)."""
 
     def __init__(self, ctx: TrainContext):
         self.ctx = ctx
@@ -663,8 +667,6 @@ class _EpochLog:
         ctx.history.append(row)
         target = ctx.config.target_acc
         reached = target is not None and val[1] >= target
-        if self.writer is not None:
-            self._write(row)
         metric = ctx.run_config.metric
         shown = f"{METRIC_LABELS[metric]} {val[3]:.4f} " if metric not in ("accuracy", "f1_macro") else ""
         ctx.console.print(
@@ -675,8 +677,11 @@ class _EpochLog:
             ctx.console.print(f"reached val accuracy {val[1]:.4f} ≥ {target} at epoch {epoch} after {self.wall:.1f}s")
         return reached
 
-    def _write(self, row: dict) -> None:
-        metric = self.ctx.run_config.metric
+    def write(self) -> None:
+        """The last epoch's row to TensorBoard, the metrics log and the result line (rank 0)."""
+        if self.writer is None:
+            return
+        row, metric = self.ctx.history[-1], self.ctx.run_config.metric
         for tag, key in (("loss/train", "train_loss"), ("loss/val", "val_loss"), ("accuracy/train", "train_acc"),
                          ("accuracy/val", "val_acc"), ("f1/val", "val_f1"),
                          *([(f"{metric}/val", "val_score")] if metric != "accuracy" else []),

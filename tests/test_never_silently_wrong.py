@@ -616,3 +616,39 @@ def test_a_csv_in_utf16_without_a_byte_order_mark_says_so(trained):
     assert result.exit_code == 1 and "\x00" not in result.output, result.output
     assert "utf16.csv: holds NUL bytes, so it is not UTF-8 text (UTF-16 without a byte-order mark?); save it as a " \
            "UTF-8 CSV" in result.output
+
+
+def test_a_checkpoint_that_cannot_be_written_leaves_a_record_that_matches_the_files(fetched, monkeypatch):
+    """Disk full while epoch 2's checkpoint is written: the error names the checkpoint (not status.json, which the
+    full disk refuses too), and metrics.csv, result.txt and `pipeline runs` stop at epoch 1, whose checkpoint exists."""
+    import pipeline.run
+    from pipeline.workspace import write_failure
+
+    save = pipeline.run.save_checkpoint
+
+    def full_at_epoch_two(path, checkpoint, copies=()):
+        if checkpoint["epoch"] == 2:
+            raise write_failure(path, OSError(28, "No space left on device"))
+        save(path, checkpoint, copies)
+
+    def status_refused(self, state, **details):
+        if state == "failed":
+            raise write_failure(self.path / "status.json", OSError(28, "No space left on device"))
+        set_status(self, state, **details)
+
+    set_status = Run.set_status
+    monkeypatch.setattr(pipeline.run, "save_checkpoint", full_at_epoch_two)
+    monkeypatch.setattr(Run, "set_status", status_refused)
+    with pytest.raises(PipelineError, match=r"last.pt: cannot write it: No space left on device"):
+        train(TrainConfig(epochs=3, limit=80, name="full", **QUICK))
+    run = Run(fetched / "weights" / "full")
+    assert run.read_metrics()["epoch"].tolist() == [1] and load_checkpoint(run.last)["epoch"] == 1
+    assert "(of 1 trained" in (run.path / "result.txt").read_text()
+
+
+def test_a_run_killed_between_its_checkpoint_and_its_metrics_log_resumes_with_every_epoch(fetched):
+    run_dir = train(TrainConfig(epochs=2, limit=80, name="gap", **QUICK)).run_dir
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    metrics[metrics["epoch"] < 2].to_csv(run_dir / "metrics.csv", index=False)  # last.pt holds epoch 2, the log 1
+    resume(run_dir, {"epochs": 3})
+    assert pd.read_csv(run_dir / "metrics.csv")["epoch"].tolist() == [1, 2, 3]

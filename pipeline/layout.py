@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from pipeline.competition import DESCRIPTION, Competition, read_competition, read_csv_text
+from pipeline.competition import DESCRIPTION, Competition, check_submission_fits, read_competition, read_csv_text
 from pipeline.errors import PipelineError
 from pipeline.images import IMAGE_SUFFIXES, class_folder_images, listed_as_image
 
@@ -31,6 +31,8 @@ def _examples(names: set[str] | list[str], suffix: str = "") -> str:
 def read_id_csv(path: Path, columns: tuple[str, ...] = ("id", "label"), unique: bool = True) -> pd.DataFrame:
     """Read a CSV as strings, refusing missing `columns` (the first: the ids, stripped), empty files and (`unique`)
     duplicate ids."""
+    if path.is_dir():
+        raise PipelineError(f"{path}: a folder, not a CSV file; name the file in dataset/competition.json")
     if not path.is_file():
         raise PipelineError(f"{path}: not found; run `pipeline fetch` first")
     frame = read_csv_text(path)
@@ -169,6 +171,12 @@ def check_test(root: Path) -> list[str]:
     file's order."""
     c = read_competition(root)
     sample = read_sample(root, c)
+    if PurePosixPath(c.test_images) == PurePosixPath(c.train_images) and c.label_kind != "folders":
+        labeled = set(sample[c.submission_id]) & set(read_labels(root, c)[0]["id"])
+        if labeled:  # one folder holds both sets (plant pathology): a test id may not be a training image
+            raise PipelineError(f"{root / DESCRIPTION}: test_images names {c.test_images}, the training images' folder, "
+                                f"and {len(labeled)} id(s) of {c.sample_submission} are labeled training images there "
+                                f"({_examples(labeled, c.image_suffix)}); name the test images' folder")
     missing = set(sample[c.submission_id]) - image_ids(root / c.test_images, c.image_suffix)
     if missing:
         raise PipelineError(f"{root / c.test_images}: {len(missing)} id(s) of {c.sample_submission} have no image: "
@@ -200,6 +208,7 @@ def load_train_set(root: Path) -> LabeledImages:
     if len(classes) < 2:
         raise PipelineError(f"{root / c.labels_csv}: every usable row has the label {classes[0]!r}; a classifier "
                             "needs images of at least 2 classes")
+    check_submission_fits(c, classes, root)  # before any training, not when predicting
     index = {name: i for i, name in enumerate(classes)}
     targets = labels["label"].map(index).to_numpy(dtype=np.int64)
     return LabeledImages(root / c.train_images, labels["id"].tolist(), targets, classes, problems, notes,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.competition import DESCRIPTION, Competition, read_competition
+from pipeline.competition import Competition, check_submission_fits, read_competition
 from pipeline.errors import PipelineError
 from pipeline.layout import read_id_csv, read_sample
 from pipeline.metrics import LABEL_METRICS, check_metric, metric_score
@@ -54,11 +54,8 @@ def submission_values(probabilities: np.ndarray, classes: list[str], root: Path)
     c = read_competition(root)
     if c.submission_kind == "label":
         return [[classes[i]] for i in probabilities.argmax(1)]
+    check_submission_fits(c, classes, root, "the model's classes are", "predict with a model trained on this competition")
     wanted = ["1"] if c.submission_kind == "probability" else list(c.submission_columns)
-    if not set(wanted) <= set(classes) or (c.submission_kind == "probabilities" and set(wanted) != set(classes)):
-        raise PipelineError(f"{root / DESCRIPTION}: the submission takes the probabilities of {', '.join(wanted[:6])}, "
-                            f"but the model's classes are {', '.join(classes[:6])}; predict with a model trained on "
-                            "this competition")
     values = probabilities[:, [classes.index(name) for name in wanted]].astype(np.float64)
     if c.submission_kind == "probabilities":
         values = np.maximum(values, LOG_LOSS_FLOOR) if c.metric == "log_loss" else values

@@ -652,3 +652,35 @@ def test_a_run_killed_between_its_checkpoint_and_its_metrics_log_resumes_with_ev
     metrics[metrics["epoch"] < 2].to_csv(run_dir / "metrics.csv", index=False)  # last.pt holds epoch 2, the log 1
     resume(run_dir, {"epochs": 3})
     assert pd.read_csv(run_dir / "metrics.csv")["epoch"].tolist() == [1, 2, 3]
+
+
+def described(root: Path, **fields) -> None:
+    """dataset/competition.json with `fields` over CIFAR-10's shape."""
+    (root / "dataset" / "competition.json").write_text(json.dumps(fields))
+
+
+def test_a_description_pointing_at_the_wrong_files_is_refused_before_anything_runs(trained):
+    dataset = trained / "dataset"
+    # the training folder named as the test images, where the sample's ids are labeled training images
+    labeled = pd.read_csv(dataset / "trainLabels.csv")["id"].astype(str).head(5)
+    pd.DataFrame({"id": labeled, "label": "x"}).to_csv(dataset / "sample2.csv", index=False)
+    described(trained, test_images="train", sample_submission="sample2.csv")
+    result = runner.invoke(app, ["predict", "--device", "cpu"])
+    assert result.exit_code == 1 and "test_images names train, the training images' folder, and 5 id(s) of " \
+        "sample2.csv are labeled training images there" in result.output, result.output
+    # a labels path that is a folder
+    described(trained, labels_csv="train")
+    result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--name", "new"])
+    assert result.exit_code == 1 and "train: a folder, not a CSV file; name the file in dataset/competition.json" \
+        in result.output, result.output
+    # a probability per class, of classes the labels do not have: refused before training, not after
+    classes = sorted(pd.read_csv(dataset / "trainLabels.csv")["label"].unique())
+    sample = pd.read_csv(dataset / "sampleSubmission.csv")[["id"]]
+    for name in ["other", *classes[1:]]:
+        sample[name] = 0.25
+    sample.to_csv(dataset / "sample3.csv", index=False)
+    described(trained, sample_submission="sample3.csv", submission_columns=["other", *classes[1:]],
+              submission_kind="probabilities", metric="log_loss")
+    result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--name", "new"])
+    assert result.exit_code == 1 and "the submission takes the probabilities of other, " in result.output
+    assert "but the training labels' classes are" in result.output and not (trained / "weights" / "new").exists()

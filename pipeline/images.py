@@ -3,6 +3,7 @@ folder of class folders, and which way up an image is meant to be seen."""
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 from pathlib import Path
 
@@ -21,8 +22,15 @@ SIDEWAYS = (5, 6, 7, 8)  # the orientations that swap width and height
 
 
 def orientation(image: Image.Image) -> int:
-    """The image's EXIF orientation (1: as stored), read from its header."""
-    value = image.getexif().get(EXIF_ORIENTATION, 1)
+    """The image's EXIF orientation (1: as stored), read from its header only: a PNG's eXIf chunk after the pixels
+    is not looked for (Pillow would decode the image to reach it, and a small file may declare a huge one). EXIF
+    that cannot be parsed counts as none."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return 1
+    try:
+        value = image.getexif().get(EXIF_ORIENTATION, 1)
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error):
+        return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 

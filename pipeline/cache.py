@@ -7,8 +7,8 @@ that; 16-bit greyscale is scaled to 8 bits; an EXIF orientation is applied, `ima
 `<split>.json` beside it records a fingerprint of those ids and of each file's size, modification time and
 change time, so any added, removed or rewritten image rebuilds it — also one replaced by a file of the same
 size with its modification time kept (`cp -p`, `rsync -a`, `tar` set that time, but no tool can set the change
-time). (No inode: FUSE and network mounts
-may number a file anew on each visit; a chmod/chown also changes the change time, and costs one decode.)
+time). (No inode: FUSE and network mounts may number a file anew on each visit; a chmod/chown also changes the
+change time, and costs one decode.)
 
 The caches live in `dataset/.cache/`, or, where dataset/ cannot be written (Kaggle mounts competition
 data read-only under /kaggle/input), in the user cache folder: `$PIPELINE_CACHE_DIR/datasets/<digest of

@@ -25,7 +25,7 @@ except ImportError:
 ClickException = click_exceptions.ClickException
 NoArgsIsHelpError = getattr(click_exceptions, "NoArgsIsHelpError", ())  # click ≥ 8.2; before, help exits by itself
 
-from pipeline.config import (ENGINES, MODEL, OPTION_NAMES, OPTIONS, PREDICT_PRECISIONS, RENAMED_STEMS, RUN, STEMS,
+from pipeline.config import (ENGINES, MODEL, OPTION, OPTION_NAMES, OPTIONS, PREDICT_PRECISIONS, RUN,
                              THREADS_HELP, TTA_CHOICES, VAL_RANKING_OPTIONS, Option, TrainConfig, check_prediction_options,
                              command_line_options, config_from, default_help, file_options, model_label, printed_config)
 from pipeline.errors import PipelineError
@@ -72,7 +72,8 @@ def choices(name: str, values) -> type[enum.Enum]:
     return enum.Enum(name, [(value, value) for value in values], type=str)
 
 
-Stem, Tta = choices("Stem", (*STEMS, *RENAMED_STEMS)), choices("Tta", TTA_CHOICES)
+Stem = choices("Stem", (*OPTION["stem"].choices, *OPTION["stem"].aliases))  # summary's --stem, as train's
+Tta = choices("Tta", TTA_CHOICES)
 Engine, PredictPrecision = choices("Engine", ENGINES), choices("PredictPrecision", PREDICT_PRECISIONS)
 ExportFormat = choices("ExportFormat", ("onnx",))
 Blending = choices("Blending", ("equal", "oof"))

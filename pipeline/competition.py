@@ -172,15 +172,16 @@ def _class_folders(root: Path, folders: list[str]) -> tuple[dict, pd.Series, lis
     return None
 
 
-def check_submission_fits(c: Competition, classes: list[str], root: Path, whose: str = "the training labels' classes are",
-                          advice: str = "fix submission_kind or the labels") -> None:
-    """The submission `c` describes can be written from probabilities of `classes`: the probability of class 1 is
-    among them, or (a column per class) its columns are exactly them."""
+def submitted_classes(c: Competition, classes: list[str], root: Path, whose: str = "the training labels' classes are",
+                      advice: str = "fix submission_kind or the labels") -> list[str]:
+    """The classes whose probabilities the submission `c` describes holds, checked against `classes`: the
+    probability of class 1 is among them, or (a column per class) its columns are exactly them."""
     wanted = ["1"] if c.submission_kind == "probability" else list(c.submission_columns)
     if c.submission_kind != "label" and (not set(wanted) <= set(classes) or
                                          (c.submission_kind == "probabilities" and set(wanted) != set(classes))):
         raise PipelineError(f"{root / DESCRIPTION}: the submission takes the probabilities of {', '.join(wanted[:6])}, "
                             f"but {whose} {', '.join(classes[:6])}; {advice}")
+    return wanted
 
 
 def read_csv_text(path: Path) -> pd.DataFrame:

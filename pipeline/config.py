@@ -55,6 +55,7 @@ RECIPES: dict[str, dict] = {
 }
 DEFAULT_RECIPE = "fastnet"  # the best accuracy per minute measured (README: Measured); CUDA: see gpu_check.sh
 RESNET_OPTIONS = ("milestones", "model", "pretrained", "stem")  # typed without --recipe, they pick seed
+FOLDS_RANGE = (2, 100)  # --folds K
 
 
 def flag(option: str) -> str:
@@ -111,6 +112,7 @@ def check_run_name(name: str | None) -> None:
             or not name.isprintable():
         raise PipelineError(f"--name {name!r}: a run name is one folder name under weights/ (no slashes or control "
                             "characters, no leading dot, no surrounding spaces), e.g. --name resnet18-lr0.1")
+
 
 def in_range(low: float, high: float = math.inf, low_ok: bool = True) -> Callable[[str, float], None]:
     """A check: a finite number from `low` (included when `low_ok`) up to `high` (excluded)."""
@@ -248,7 +250,7 @@ OPTIONS = (
            "epoch.", flag_only=True),
     Option("folds", int, None, DATA, "K-fold cross-validation (stratified, seeded): a run per fold in one folder under "
            "weights/, out-of-fold predictions and a CV summary; predict averages the folds.", "K",
-           check=between(2, 100), optional=True, lr_find=False),
+           check=between(*FOLDS_RANGE), optional=True, lr_find=False),
     Option("fold", int, None, DATA, "With --folds K: train fold I alone (0 … K-1), e.g. one per machine; the same "
            "--name gathers them.", "I", optional=True, per_fold=True, lr_find=False),
     Option("metric", str, None, RUN, "What ranks the epochs (best.pt, --patience, --keep-top) and heads metrics.csv, "
@@ -298,9 +300,11 @@ class TrainConfigChecks:
         depend on each other."""
         for option in OPTIONS:
             value = getattr(self, option.name)
-            if value is not None and option.check:
+            if value is None:
+                continue
+            if option.check:
                 option.check(option.name, value)
-            elif value is not None and option.choices:
+            elif option.choices:
                 check_choice(option.name, value, option.choices)
         if not self.full:
             check_range("val_fraction", self.val_fraction, 0, 1, low_ok=False,

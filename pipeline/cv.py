@@ -20,6 +20,7 @@ from pipeline.run import CrossValidation, claim_cv
 from pipeline.train import train
 from pipeline.workspace import dataset_dir, weights_dir
 
+
 def cv_plan(config: TrainConfig) -> dict:
     """What every fold of a cross-validation shares: its options but where and how fast a fold runs."""
     return {**{option: value for option, value in asdict(config).items() if not OPTION[option].per_fold},

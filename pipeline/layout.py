@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from pipeline.competition import DESCRIPTION, Competition, check_submission_fits, read_competition, read_csv_text
+from pipeline.competition import DESCRIPTION, Competition, read_competition, read_csv_text, submitted_classes
 from pipeline.errors import PipelineError
 from pipeline.images import IMAGE_SUFFIXES, class_folder_images, listed_as_image
 
@@ -208,7 +208,7 @@ def load_train_set(root: Path) -> LabeledImages:
     if len(classes) < 2:
         raise PipelineError(f"{root / c.labels_csv}: every usable row has the label {classes[0]!r}; a classifier "
                             "needs images of at least 2 classes")
-    check_submission_fits(c, classes, root)  # before any training, not when predicting
+    submitted_classes(c, classes, root)  # checked before any training, not when predicting
     index = {name: i for i, name in enumerate(classes)}
     targets = labels["label"].map(index).to_numpy(dtype=np.int64)
     return LabeledImages(root / c.train_images, labels["id"].tolist(), targets, classes, problems, notes,

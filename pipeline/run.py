@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.config import OPTIONS_FORMAT, TrainConfig, saved_config, upgraded_options
+from pipeline.config import FOLDS_RANGE, OPTIONS_FORMAT, TrainConfig, saved_config, upgraded_options
 from pipeline.errors import PipelineError
 from pipeline.metrics import HIGHER_IS_BETTER, better
 from pipeline.workspace import atomic_path, link_atomic, weights_dir, write_failure, write_text_atomic
@@ -320,9 +320,10 @@ class CrossValidation:
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise PipelineError(f"{self._plan}: unreadable ({e}); not a cross-validation folder") from None
         folds = plan.get("folds") if isinstance(plan, dict) else None
-        if not (isinstance(folds, int) and not isinstance(folds, bool) and 2 <= folds <= 100):
+        low, high = FOLDS_RANGE
+        if not (isinstance(folds, int) and not isinstance(folds, bool) and low <= folds <= high):
             raise PipelineError(f"{self._plan}: not the plan `pipeline train --folds K` writes (an object whose folds is "
-                                f"from 2 to 100, got {folds!r}); train the cross-validation again in a new folder")
+                                f"from {low} to {high}, got {folds!r}); train the cross-validation again in a new folder")
         return {**upgraded_options(plan, plan.get("format", 1), self._plan), "format": OPTIONS_FORMAT}
 
     def write_plan(self, plan: dict) -> None:
@@ -365,14 +366,12 @@ def claim_cv(weights_root: Path, name: str | None, plan: dict) -> CrossValidatio
     """weights/<name> for a cross-validation with `plan`: made, or taken up again when it holds the same plan (its
     other folds trained elsewhere or earlier, or at this moment by another process); without a name the first free
     of cv, cv2, …"""
-    if name and (weights_root / name).exists():
-        return _take_up(CrossValidation(weights_root / name), plan)
     candidates = [name] if name else ("cv" if k == 1 else f"cv{k}" for k in itertools.count(1))
     for candidate in candidates:
         try:
             (weights_root / candidate).mkdir(parents=True)
         except FileExistsError:
-            if name:  # made by another process a moment ago
+            if name:  # there already: earlier, elsewhere, or by another process a moment ago
                 return _take_up(CrossValidation(weights_root / name), plan)
             continue
         except OSError as e:

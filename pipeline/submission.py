@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.competition import Competition, check_submission_fits, read_competition
+from pipeline.competition import Competition, read_competition, submitted_classes
 from pipeline.errors import PipelineError
 from pipeline.layout import read_id_csv, read_sample
 from pipeline.metrics import LABEL_METRICS, check_metric, metric_score
@@ -54,8 +54,7 @@ def submission_values(probabilities: np.ndarray, classes: list[str], root: Path)
     c = read_competition(root)
     if c.submission_kind == "label":
         return [[classes[i]] for i in probabilities.argmax(1)]
-    check_submission_fits(c, classes, root, "the model's classes are", "predict with a model trained on this competition")
-    wanted = ["1"] if c.submission_kind == "probability" else list(c.submission_columns)
+    wanted = submitted_classes(c, classes, root, "the model's classes are", "predict with a model trained on this competition")
     values = probabilities[:, [classes.index(name) for name in wanted]].astype(np.float64)
     if c.submission_kind == "probabilities":
         values = np.maximum(values, LOG_LOSS_FLOOR) if c.metric == "log_loss" else values

@@ -68,7 +68,8 @@ def describe_run(run: Run) -> dict:
         summary = summarize_metrics(run.read_metrics(), config.metric if config else "accuracy")
     except PipelineError as e:
         summary = None
-        problems.append(str(e).split(": ", 1)[1].split(" (")[0])
+        if run.has_metrics() or run_status(run, 0, None) != "crashed":  # crashed before an epoch: nothing more to say
+            problems.append(str(e).split(": ", 1)[1].split(" (")[0])
     if summary is not None:
         row.update(epochs=summary.epochs, wall_s=_rounded(summary.wall_s, 1), images_per_s=_rounded(summary.images_per_s, 1),
                    metric=summary.metric if summary.best_score is not None else None,

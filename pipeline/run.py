@@ -199,8 +199,11 @@ class Run:
     def write_config(self, config: RunConfig) -> None:
         write_text_atomic(self._config, json.dumps(config.to_dict(), indent=2) + "\n")
 
+    def has_metrics(self) -> bool:
+        return self._metrics.is_file()
+
     def read_metrics(self) -> pd.DataFrame:
-        if not self._metrics.is_file():
+        if not self.has_metrics():
             raise PipelineError(f"{self._metrics}: no metrics (the run has not finished an epoch)")
         try:
             metrics = pd.read_csv(self._metrics)

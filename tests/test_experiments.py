@@ -38,6 +38,15 @@ def test_runs_table_shows_finished_running_crashed_and_broken_runs(project):
     assert exported["run"].tolist()[:2] == ["better-lr", "good"] and len(exported) == 5
 
 
+def test_run_killed_before_logging_an_epoch_is_just_crashed(project):
+    weights = project / "weights"  # killed between its first checkpoint and metrics.csv, or before either
+    fabricate_run(weights, "killed", metrics=False, status="running", pid=dead_pid())
+    fabricate_run(weights, "unlogged", metrics=False, status="finished")
+    rows = list_runs(weights).set_index("run")
+    assert rows.loc["killed", "status"] == "crashed" and pd.isna(rows.loc["killed", "epochs"])
+    assert rows.loc["unlogged", "status"] == "finished: no metrics"
+
+
 def test_no_runs_yet(project):
     result = runner.invoke(app, ["runs"])
     assert result.exit_code == 0 and "no runs under" in result.output

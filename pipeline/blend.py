@@ -16,6 +16,18 @@ def scores(targets: np.ndarray, probabilities: np.ndarray, metric: str = "accura
             for name in dict.fromkeys(("accuracy", "f1_macro", "log_loss", metric))}
 
 
+def check_same_folds(members: list[CrossValidation]) -> None:
+    """Members of a blend must have split the labeled images alike (the same --folds and --seed), so that each
+    image was out of fold for every member's fold model alike and each member's fold scores compare."""
+    plans = [member.read_plan() for member in members]
+    for member, plan in zip(members[1:], plans[1:]):
+        if (plan["folds"], plan.get("seed")) != (plans[0]["folds"], plans[0].get("seed")):
+            raise PipelineError(f"{member.path}: {plan['folds']} folds split by --seed {plan.get('seed')}, and "
+                                f"{members[0].path}: {plans[0]['folds']} by --seed {plans[0].get('seed')}; blend "
+                                "cross-validations of the same folds: train one again with --folds "
+                                f"{plans[0]['folds']} --seed {plans[0].get('seed')}")
+
+
 @dataclass(frozen=True)
 class Blend:
     weights: list[float]  # one per member, ≥ 0, summing to 1
@@ -29,6 +41,7 @@ def fit_blend(members: list[CrossValidation]) -> Blend:
     labels (cross-validations of one dataset, on the same folds: the same --folds and --seed)."""
     from scipy.optimize import minimize
 
+    check_same_folds(members)
     oofs = [member.read_oof() for member in members]
     indices, targets, first = oofs[0]
     for member, (other_indices, other_targets, probabilities) in zip(members[1:], oofs[1:]):

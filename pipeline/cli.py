@@ -509,6 +509,8 @@ def runs(
     for cv in cross_validations():
         try:
             summary, folds = cv.read_summary(), cv.read_plan()["folds"]
+            if summary:  # its folds as gathered still
+                cv.verified_folds()
         except PipelineError as e:  # listed with what is wrong, as a broken run is
             console.print(f"cross-validation {cv.name}: {e}")
             continue

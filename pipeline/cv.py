@@ -5,7 +5,7 @@ become the CV folder's oof.npz and its summary: per fold and OOF, the runs' metr
 mean ± std."""
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,18 +13,17 @@ from rich.console import Console
 
 from pipeline.blend import scores
 from pipeline.competition import read_competition
-from pipeline.config import OPTION, OPTIONS_FORMAT, TrainConfig
+from pipeline.config import OPTIONS_FORMAT, TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRIC_LABELS
-from pipeline.run import CrossValidation, claim_cv
+from pipeline.run import CrossValidation, claimed_cv, shared_options
 from pipeline.train import train
 from pipeline.workspace import dataset_dir, weights_dir
 
 
 def cv_plan(config: TrainConfig) -> dict:
     """What every fold of a cross-validation shares: its options but where and how fast a fold runs."""
-    return {**{option: value for option, value in asdict(config).items() if not OPTION[option].per_fold},
-            "format": OPTIONS_FORMAT}
+    return {**shared_options(config), "format": OPTIONS_FORMAT}
 
 
 def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root: Path | None = None,
@@ -34,18 +33,18 @@ def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root
     config.validate()
     console = console or Console()
     config = replace(config, metric=config.metric or read_competition(dataset_root or dataset_dir()).metric)
-    cv = claim_cv(weights_root or weights_dir(), config.name, cv_plan(config))
-    for fold in range(config.folds) if config.fold is None else [config.fold]:
-        run = cv.fold(fold)
-        if run.looks_like_run():
-            state = (run.read_status() or {}).get("state")
-            if state != "finished":
-                raise PipelineError(f"{run.path}: fold {fold} is {state or 'incomplete'}; continue it with "
-                                    f"`pipeline train --resume {run.path}`, then train the CV again to gather it")
-            console.print(f"fold {fold}: already trained in {run.path}")
-            continue
-        console.print(f"[bold]fold {fold} of {config.folds}[/bold] → {run.path}")
-        train(replace(config, fold=fold, name=run.name), dataset_root, cv.path, console)
+    plan = cv_plan(config)
+    with claimed_cv(weights_root or weights_dir(), config.name, plan) as cv:
+        for fold in range(config.folds) if config.fold is None else [config.fold]:
+            run = cv.fold(fold)
+            if run.looks_like_run():
+                problem = cv.fold_problem(fold, plan)
+                if problem:
+                    raise PipelineError(f"{problem}; then train the CV again to gather it")
+                console.print(f"fold {fold}: already trained in {run.path}")
+                continue
+            console.print(f"[bold]fold {fold} of {config.folds}[/bold] → {run.path}")
+            train(replace(config, fold=fold, name=run.name), dataset_root, cv.path, console)
     summary = gather(cv)
     if summary is None:
         done = sum((cv.fold(i).read_status() or {}).get("state") == "finished" for i in range(config.folds))
@@ -58,7 +57,8 @@ def gather(cv: CrossValidation) -> dict | None:
     folds = cv.read_plan()["folds"]
     if any((cv.fold(i).read_status() or {}).get("state") != "finished" for i in range(folds)):
         return None
-    parts = [cv.fold(i).read_val_probabilities() for i in range(folds)]
+    runs = cv.verified_folds()
+    parts = [run.read_val_probabilities() for run in runs]
     indices = np.concatenate([p[0] for p in parts])
     if len(np.unique(indices)) != len(indices):
         raise PipelineError(f"{cv.path}: its folds validated some images twice; were they trained on different "
@@ -66,11 +66,7 @@ def gather(cv: CrossValidation) -> dict | None:
     order = np.argsort(indices)
     targets = np.concatenate([p[1] for p in parts])[order]
     probabilities = np.concatenate([p[2] for p in parts])[order]
-    metrics = sorted({cv.fold(i).read_config().metric for i in range(folds)})
-    if len(metrics) > 1:
-        raise PipelineError(f"{cv.path}: its folds chose their best epochs by different metrics ({', '.join(metrics)}); "
-                            "train the CV again in a new folder with one --metric")
-    metric = metrics[0]
+    metric = runs[0].read_config().metric  # the plan's, so every fold's
     per_fold = [scores(t, p, metric) for _, t, p in parts]
     summary = {"folds": folds, "images": len(indices), "metric": metric, "oof": scores(targets, probabilities, metric),
                "per_fold": per_fold,

@@ -18,13 +18,15 @@ these files.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import shutil
 import socket
 import time
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.config import FOLDS_RANGE, OPTIONS_FORMAT, TrainConfig, saved_config, upgraded_options
+from pipeline.config import FOLDS_RANGE, OPTION, OPTIONS_FORMAT, TrainConfig, saved_config, upgraded_options
 from pipeline.errors import PipelineError
 from pipeline.metrics import HIGHER_IS_BETTER, better
 from pipeline.workspace import atomic_path, link_atomic, weights_dir, write_failure, write_text_atomic
@@ -315,6 +317,11 @@ class CrossValidation:
     def fold(self, index: int) -> Run:
         return Run(self.path / f"fold-{index}")
 
+    def fold_folders(self) -> list[Path]:
+        """The fold folders in it, trained, training or left by a crash (a fold that fails before its first
+        checkpoint leaves none)."""
+        return sorted(path for path in self.path.glob("fold-*") if path.is_dir())
+
     def read_plan(self) -> dict:
         """The plan in today's option names (a plan without `format` was written in format 1): an object whose
         `folds` is a number of folds --folds takes."""
@@ -356,33 +363,97 @@ class CrossValidation:
         return read_predictions(self.oof, "not every fold has finished")
 
     def best_checkpoints(self) -> list[Path]:
-        """Every fold's best checkpoint; a fold not trained yet is one line saying how to train it."""
-        folds = self.read_plan()["folds"]
-        missing = [str(i) for i in range(folds) if not self.fold(i).best.is_file()]
-        if missing:
-            raise PipelineError(f"{self.path}: fold(s) {', '.join(missing)} of {folds} have no {BEST}; train them with "
-                                f"`pipeline train --folds {folds} --fold I --name {self.name}`")
-        return [self.fold(i).best for i in range(folds)]
+        return [run.best for run in self.verified_folds()]
+
+    def verified_folds(self) -> list[Run]:
+        """The fold runs of a CV that is what its plan says: each fold I of K trained to its end, as fold I of K, with
+        the plan's options, holding its best checkpoint, and all on one labeled set. Anything else is one line
+        naming the fold and what to do."""
+        plan = self.read_plan()
+        runs = [self.fold(i) for i in range(plan["folds"])]
+        for index, run in enumerate(runs):
+            problem = self.fold_problem(index, plan)
+            if problem:
+                raise PipelineError(problem)
+        configs = [run.read_config() for run in runs]
+        if len({config.labeled_ids for config in configs}) > 1:
+            raise PipelineError(f"{self.path}: its folds were trained on different labeled images (the dataset "
+                                "changed between them); train the CV again in a new folder")
+        shared = [shared_options(config.options) for config in configs]  # also those an older plan lacks
+        differ = sorted({key for options in shared[1:] for key in options if options[key] != shared[0].get(key)})
+        if differ:
+            values = ", ".join(f"fold {i}: {options[differ[0]]}" for i, options in enumerate(shared))
+            raise PipelineError(f"{self.path}: its folds were trained with different --{differ[0].replace('_', '-')} "
+                                f"({values}); a CV's folds share their options: train the CV again in a new folder")
+        return runs
+
+    def fold_problem(self, index: int, plan: dict) -> str | None:
+        """Why fold `index` of a CV with `plan` is not a finished fold of it, with what to do; None when it is."""
+        run, folds = self.fold(index), plan["folds"]
+        again = f"`pipeline train --config {self.path} --fold {index} --name {self.name}`"
+        if not run.looks_like_run():
+            return f"{run.path}: fold {index} of {folds} is not trained; train it with {again}"
+        status = run.read_status() or {}
+        if status.get("state") != "finished":
+            if run.training_pid():
+                return f"{run.path}: fold {index} is still training; use the CV once it has finished"
+            if status.get("state") == "running" and status.get("host") != socket.gethostname():
+                return f"{run.path}: fold {index} is training on {status.get('host')}, or crashed there; use the CV " \
+                       "once it has finished"
+            state = "crashed" if status.get("state") == "running" else status.get("state", "incomplete")
+            return f"{run.path}: fold {index} is {state}; continue it with `pipeline train --resume {run.path}`"
+        options = run.read_config().options
+        if (options.folds, options.fold) != (folds, index):
+            return (f"{run.path}: holds fold {options.fold} of {options.folds}, not fold {index} of {folds} as "
+                    f"{self._plan.name} says; train the CV again in a new folder")
+        trained = shared_options(options)
+        differ = [key for key in plan if key != "format" and key in trained and trained[key] != plan[key]]
+        if differ:
+            shown = ", ".join(f"--{key.replace('_', '-')} {trained[key]} (plan: {plan[key]})" for key in differ[:3])
+            return (f"{run.path}: fold {index} was trained with other options than {self._plan} holds: {shown}; "
+                    f"a CV's folds share them: delete {run.path} and train it again with {again}, or train the CV "
+                    "again in a new folder")
+        if not run.best.is_file():
+            return f"{run.path}: fold {index} has no {BEST}; delete {run.path} and train it again with {again}"
+        return None
 
 
-def claim_cv(weights_root: Path, name: str | None, plan: dict) -> CrossValidation:
+def shared_options(options: TrainConfig) -> dict:
+    """The options every fold of a CV shares (all but where and how fast a fold runs), as JSON reads them back."""
+    return json.loads(json.dumps({key: value for key, value in asdict(options).items() if not OPTION[key].per_fold}))
+
+
+@contextlib.contextmanager
+def claimed_cv(weights_root: Path, name: str | None, plan: dict) -> Iterator[CrossValidation]:
+    """claim_cv's folder, for a block training its folds. Should the block fail before a fold folder exists in
+    a CV folder this call made, the folder goes: the corrected command starts it afresh."""
+    cv, made = claim_cv(weights_root, name, plan)
+    try:
+        yield cv
+    except BaseException:
+        if made and not cv.fold_folders():
+            shutil.rmtree(cv.path, ignore_errors=True)
+        raise
+
+
+def claim_cv(weights_root: Path, name: str | None, plan: dict) -> tuple[CrossValidation, bool]:
     """weights/<name> for a cross-validation with `plan`: made, or taken up again when it holds the same plan (its
     other folds trained elsewhere or earlier, or at this moment by another process); without a name the first free
-    of cv, cv2, …"""
+    of cv, cv2, …; and whether this call made it."""
     candidates = [name] if name else ("cv" if k == 1 else f"cv{k}" for k in itertools.count(1))
     for candidate in candidates:
         try:
             (weights_root / candidate).mkdir(parents=True)
         except FileExistsError:
             if name:  # there already: earlier, elsewhere, or by another process a moment ago
-                return _take_up(CrossValidation(weights_root / name), plan)
+                return _take_up(CrossValidation(weights_root / name), plan), False
             continue
         except OSError as e:
             raise PipelineError(f"{weights_root}: cannot create a folder in it ({e.strerror}); train from a folder "
                                 "you can write") from None
         cv = CrossValidation(weights_root / candidate)
         cv.write_plan(plan)
-        return cv
+        return cv, True
     raise AssertionError("unreachable: the unnamed candidates never end")
 
 
@@ -399,13 +470,13 @@ def _take_up(cv: CrossValidation, plan: dict) -> CrossValidation:
     if not cv.is_cv():
         raise PipelineError(f"{cv.path} already exists and is not a cross-validation folder: choose another --name")
     saved = cv.read_plan()
-    if {**plan, **saved} != plan:  # options added since the plan was written are not compared
-        trained = [cv.fold(i) for i in range(saved["folds"]) if cv.fold(i).best.is_file()]
-        advice = (f"train with its options (--config {trained[0].path})" if trained else
-                  f"no fold has a checkpoint yet: delete {cv.path} to start it again with these options")
-        raise PipelineError(f"{cv.path} holds a cross-validation with other options or folds; fold runs gathered "
-                            f"there must share them: choose another --name, or {advice}")
-    return cv
+    if {**plan, **saved} == plan:  # options added since the plan was written are not compared
+        return cv
+    if not cv.fold_folders():  # nothing trained or training under the old plan: these options replace it
+        cv.write_plan(plan)
+        return cv
+    raise PipelineError(f"{cv.path} holds a cross-validation with other options or folds; fold runs gathered there "
+                        f"must share them: choose another --name, or train with its options (--config {cv.path})")
 
 
 def process_alive(pid: int) -> bool:
@@ -456,8 +527,11 @@ def is_run_reference(path: Path) -> bool:
 
 def past_run_options(path: Path) -> dict:
     """The options of the run `path` names (its folder, its name under weights/ or its config.json), without its
-    name: what training it again as a new run takes."""
-    run = Run(resolve_run(path.parent if path.name == CONFIG else path))
+    name: what training it again as a new run takes; of a cross-validation folder, the options its folds share."""
+    folder = resolve_run(path.parent if path.name == CONFIG else path)
+    if CrossValidation(folder).is_cv():
+        return {option: value for option, value in CrossValidation(folder).read_plan().items() if option != "format"}
+    run = Run(folder)
     return {option: value for option, value in asdict(run.read_config().options).items() if option != "name"}
 
 

@@ -1,5 +1,6 @@
 """Cross-validation: the fold split, fold runs in one CV folder, gathered out-of-fold predictions and summary,
 folds trained apart and gathered, and the fold ensemble in predict."""
+import json
 import shutil
 import subprocess
 import sys
@@ -9,13 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.cli import app
 from pipeline.config import TrainConfig
 from pipeline.cv import train_cv
 from pipeline.dataset import fold_split
 from pipeline.errors import PipelineError
 from pipeline.predict import predict
 from pipeline.run import CrossValidation
-from tests.fixtures import QUICK
+from tests.fixtures import QUICK, dead_pid, runner
 
 CV = dict(epochs=1, folds=3, **QUICK)
 
@@ -95,11 +97,11 @@ def test_cv_from_the_command_line(fetched):
     assert "pipeline predict --run cli-cv" in out
 
 
-def fake_cv(path, probabilities, targets):
+def fake_cv(path, probabilities, targets, seed=42):
     """A cross-validation folder holding only its plan and out-of-fold predictions."""
     from pipeline.run import claim_cv
 
-    cv = claim_cv(path.parent, path.name, {"folds": 2})
+    cv, _ = claim_cv(path.parent, path.name, {"folds": 2, "seed": seed})
     scored = {"accuracy": float((probabilities.argmax(1) == targets).mean())}  # the parts of a summary blends read
     cv.write_summary({"metric": "accuracy", "oof": scored, "mean": scored, "std": {"accuracy": 0.0}},
                      np.arange(len(targets)), targets, probabilities)
@@ -123,6 +125,10 @@ def test_blend_weights_fitted_on_out_of_fold_predictions(tmp_path):
     other = fake_cv(tmp_path / "other", good[:200], targets[:200])
     with pytest.raises(PipelineError, match="cover other images or labels than"):
         fit_blend([members[0], other])
+    reseeded = fake_cv(tmp_path / "reseeded", noise, targets, seed=7)  # the same images, other folds
+    with pytest.raises(PipelineError, match=r"reseeded: 2 folds split by --seed 7, and .*good: 2 by --seed 42; blend "
+                                            r"cross-validations of the same folds: train one again with --folds 2 --seed 42"):
+        fit_blend([members[0], reseeded])
 
 
 def test_ensemble_of_cvs_blended_on_their_oof(fetched):
@@ -164,10 +170,65 @@ def test_a_cv_records_its_metric_takes_up_older_plans_and_refuses_folds_ranked_b
     assert cv.read_plan()["metric"] == summary["metric"] == "accuracy"  # the description's, resolved before the plan
     older = {k: v for k, v in cv.read_plan().items() if k != "metric"}  # a plan from before --metric
     cv.write_plan(older)
-    assert claim_cv(cv.path.parent, cv.name, {**older, "metric": "accuracy"}).path == cv.path
+    assert claim_cv(cv.path.parent, cv.name, {**older, "metric": "accuracy"})[0].path == cv.path
     config = cv.fold(1).path / "config.json"
     saved = json.loads(config.read_text())
     saved["options"]["metric"] = "f1_macro"  # as a fold trained under another description would have it
     config.write_text(json.dumps(saved))
-    with pytest.raises(PipelineError, match="its folds chose their best epochs by different metrics \\(accuracy, f1_macro\\)"):
+    with pytest.raises(PipelineError, match=r"its folds were trained with different --metric \(fold 0: accuracy, fold 1: f1_macro\)"):
         gather(cv)
+
+
+def test_a_first_fold_that_fails_leaves_no_cv_behind(fetched):
+    (fetched / "bad.pth").write_text("not weights")
+    with pytest.raises(PipelineError, match="bad.pth: not a readable PyTorch file"):
+        train_cv(TrainConfig(**{**CV, "folds": 2}, pretrained=str(fetched / "bad.pth"), name="cv"))
+    assert not (fetched / "weights" / "cv").exists()  # so the corrected command is not refused as another plan
+    (fetched / "weights" / "cv").mkdir()  # as 0.2.0 left one: a plan and no fold
+    (fetched / "weights" / "cv" / "cv.json").write_text(json.dumps({"folds": 2, "lr": 0.5}))
+    _, summary = train_cv(TrainConfig(**{**CV, "folds": 2}, name="cv"))
+    assert summary["folds"] == 2 and CrossValidation(fetched / "weights" / "cv").read_plan()["lr"] == CV["lr"]
+
+
+def edit_json(path, change):
+    saved = json.loads(path.read_text())
+    change(saved)
+    path.write_text(json.dumps(saved))
+
+
+CV_EDITS = {  # what happens to a copy of a finished 2-fold CV, and what reading it then says
+    "crashed": (lambda cv: cv.fold(1).set_status("running", pid=dead_pid()),
+                r"fold-1: fold 1 is crashed; continue it with `pipeline train --resume .*fold-1`"),
+    "failed": (lambda cv: cv.fold(0).set_status("failed"), r"fold-0: fold 0 is failed; continue it with"),
+    "no-best": (lambda cv: cv.fold(1).best.unlink(),
+                r"fold-1: fold 1 has no best.pt; delete .*fold-1 and train it again with `pipeline train --config "
+                r".*no-best --fold 1 --name no-best`"),
+    "no-fold": (lambda cv: shutil.rmtree(cv.fold(0).path), r"fold 0 of 2 is not trained; train it with"),
+    "plan-lr": (lambda cv: edit_json(cv.path / "cv.json", lambda plan: plan.update(lr=0.5)),
+                r"fold 0 was trained with other options than .*plan-lr/cv.json holds: --lr 0.02 \(plan: 0.5\)"),
+    "plan-folds": (lambda cv: edit_json(cv.path / "cv.json", lambda plan: plan.update(folds=3)),
+                   r"fold-0: holds fold 0 of 2, not fold 0 of 3 as cv.json says"),
+    "fold-seed": (lambda cv: edit_json(cv.fold(1).path / "config.json", lambda run: run["options"].update(seed=7)),
+                  r"fold 1 was trained with other options than .* --seed 7 \(plan: 42\)"),
+    "fold-data": (lambda cv: edit_json(cv.fold(1).path / "config.json", lambda run: run.update(labeled_ids="0" * 64)),
+                  r"its folds were trained on different labeled images"),
+}
+
+
+def test_a_cv_is_used_only_when_it_is_what_its_plan_says(fetched):
+    cv, _ = train_cv(TrainConfig(**{**CV, "folds": 2}, name="cv"))
+    for name, (edit, message) in CV_EDITS.items():
+        shutil.copytree(cv.path, fetched / "weights" / name)
+        edit(CrossValidation(fetched / "weights" / name))
+        with pytest.raises(PipelineError, match=message):
+            predict(runs=[Path(name)], tta="none", out=fetched / "submissions" / f"{name}.csv")
+        assert not (fetched / "submissions" / f"{name}.csv").exists()
+        listed = runner.invoke(app, ["runs"])
+        assert listed.exit_code == 0 and f"cross-validation {name}: " in " ".join(listed.output.split()), name
+    with pytest.raises(PipelineError, match=CV_EDITS["no-best"][1]):  # not "already trained"
+        train_cv(TrainConfig(**{**CV, "folds": 2}, fold=1, name="no-best"))
+    shutil.rmtree(fetched / "weights" / "no-best" / "fold-1")  # as the advice says
+    again = runner.invoke(app, ["train", "--config", "weights/no-best", "--fold", "1", "--name", "no-best"])
+    assert again.exit_code == 0, again.output
+    assert "2-fold CV on 400 labeled images" in " ".join(again.output.split())
+    assert predict(runs=[Path("no-best")], tta="none").members == ["no-best-fold-0.probs.npy", "no-best-fold-1.probs.npy"]

@@ -214,15 +214,16 @@ def test_a_cross_validation_of_the_pooled_stem_takes_no_unpooled_fold(tmp_path):
     old = {key: value for key, value in plan.items() if key != "format"}  # as 0.1.0 wrote it: improved had a pool
     (tmp_path / "cv").mkdir()
     (tmp_path / "cv" / "cv.json").write_text(json.dumps(old))
+    (tmp_path / "cv" / "fold-0").mkdir()  # a fold of it trained
     with pytest.raises(PipelineError, match="holds a cross-validation with other options"):
         claim_cv(tmp_path, "cv", plan)
-    assert claim_cv(tmp_path, "cv", cv_plan(TrainConfig(stem="improved-pool", folds=3))).read_plan()["stem"] == \
+    assert claim_cv(tmp_path, "cv", cv_plan(TrainConfig(stem="improved-pool", folds=3)))[0].read_plan()["stem"] == \
         "improved-pool"
     # 0.1.0's fast recipe saved `cifar` (and older runs aug `seed`): today's names, so its folds can go on
     (tmp_path / "fast").mkdir()
     (tmp_path / "fast" / "cv.json").write_text(json.dumps({**old, "stem": "cifar", "aug": "seed"}))
     fast = cv_plan(TrainConfig(stem="improved", aug="crop-flip", folds=3))
-    assert claim_cv(tmp_path, "fast", fast).read_plan() == fast
+    assert claim_cv(tmp_path, "fast", fast)[0].read_plan() == fast
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "cv.json").write_text(json.dumps({**plan, "format": 3}))
     with pytest.raises(PipelineError, match=r"cv.json: saved by a newer pipeline \(options format 3\)"):
@@ -246,7 +247,7 @@ def test_two_processes_making_one_new_cv_take_the_same_plan(tmp_path, monkeypatc
     def claim():
         start.wait()
         try:
-            claimed.append(claim_cv(tmp_path, "cv", plan).path)
+            claimed.append(claim_cv(tmp_path, "cv", plan)[0].path)
         except Exception as e:  # noqa: BLE001 - any error is the failure this test looks for
             errors.append(e)
 
@@ -263,15 +264,16 @@ def test_two_processes_making_one_new_cv_take_the_same_plan(tmp_path, monkeypatc
         claim_cv(tmp_path, "stale", plan)
 
 
-def test_a_cv_with_other_options_names_what_exists_to_go_on_with(tmp_path):
+def test_a_cv_with_other_options_is_replaced_only_while_no_fold_is_there(tmp_path):
     from pipeline.cv import cv_plan
     from pipeline.run import claim_cv
 
     plan = cv_plan(TrainConfig(folds=2, lr=0.1))
-    cv = claim_cv(tmp_path, "cv", plan)
-    with pytest.raises(PipelineError, match=f"no fold has a checkpoint yet: delete {cv.path} to start it again"):
-        claim_cv(tmp_path, "cv", {**plan, "lr": 0.2})
-    cv.fold(1).path.mkdir()
-    cv.fold(1).best.write_bytes(b"weights")
-    with pytest.raises(PipelineError, match=re.escape(f"train with its options (--config {cv.fold(1).path})")):
-        claim_cv(tmp_path, "cv", {**plan, "lr": 0.2})
+    cv, made = claim_cv(tmp_path, "cv", plan)
+    assert made and cv.read_plan()["lr"] == 0.1
+    cv, made = claim_cv(tmp_path, "cv", {**plan, "lr": 0.2})  # nothing trained under 0.1: 0.2 replaces it
+    assert not made and cv.read_plan()["lr"] == 0.2
+    cv.fold(1).path.mkdir()  # a fold trained, training, or left by a crash
+    with pytest.raises(PipelineError, match=re.escape(f"train with its options (--config {cv.path})")):
+        claim_cv(tmp_path, "cv", {**plan, "lr": 0.3})
+    assert cv.read_plan()["lr"] == 0.2

@@ -434,6 +434,48 @@ def submit(
 
 @app.command()
 @user_errors
+def package(
+    runs: list[Path] = typer.Argument(..., help="Runs (names under weights/ or folders) whose best checkpoints predict; a cross-validation stands for its folds.", metavar="RUN…"),
+    competition: Optional[str] = typer.Option(None, "--competition", help="The code competition. (default: the one `pipeline fetch` laid out in dataset/)", metavar="NAME"),
+    owner: Optional[str] = typer.Option(None, "--owner", help="Kaggle user owning the datasets and notebook. (default: your credentials' username)", metavar="USER"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder to write, which must not exist. (default submissions/<competition>-package)", metavar="DIR"),
+    tta: Tta = typer.Option("flip", "--tta", help="The notebook's test-time augmentation (lightened to fit --budget)."),
+    gpu: bool = typer.Option(True, "--gpu/--no-gpu", help="Run the notebook on a Kaggle GPU."),
+    budget: str = typer.Option("9h", "--budget", help="The notebook's time limit: members and TTA views are trimmed, lowest value per second first, until the estimate for --test-images, timed here, is within 80 % of it.", metavar="TIME"),
+    test_images: Optional[int] = typer.Option(None, "--test-images", help="How many images the hidden test set holds, for the estimate. (default: as many as dataset/'s test set)", metavar="N", min=1),
+    rehearse: bool = typer.Option(False, "--rehearse", help="Run the notebook here as Kaggle would: network off, inputs read-only under /kaggle/input, a hidden test set of half the public one plus images of noise."),
+) -> None:
+    """Build a Kaggle code-competition package: a weights dataset, a wheels dataset and an offline inference
+    notebook that predicts /kaggle/input/<competition> into /kaggle/working/submission.csv."""
+    from pipeline.package import duration, kaggle_username, package as build
+    from pipeline.predict import run_checkpoints
+    from pipeline.rehearse import parse_budget, rehearse as run_rehearsal
+    from pipeline.submit import submission_target
+    from pipeline.workspace import dataset_dir, submissions_dir
+
+    budget_s = parse_budget(budget)
+    competition = competition or submission_target(dataset_dir())
+    out = out or submissions_dir() / f"{competition}-package"
+    checkpoints = [path for run in runs for path in run_checkpoints(run)]
+    built = build(checkpoints, competition, owner or kaggle_username(), out, dataset_dir(), tta.value, gpu, budget_s,
+                  test_images)
+    plan = built.plan
+    for trimmed in plan.trimmed:
+        console.print(f"left out to fit {budget}: {trimmed}")
+    console.print(f"{built.folder}: {len(plan.members)} model(s), {plan.tta} TTA, about {duration(plan.estimate_s)} "
+                  f"for {plan.images} test images on this machine; wheels: {', '.join(built.wheel_files)} (Kaggle's "
+                  f"image has {', '.join(built.left_out)})")
+    if rehearse:
+        done = run_rehearsal(built.folder, dataset_dir(), built.folder / "rehearsal.csv", budget_s=budget_s,
+                             estimate_for=plan.images)
+        console.print(f"rehearsal ({done.isolation}): {done.hidden.images} hidden test images "
+                      f"({done.hidden.noise} of noise) predicted in {done.predict_s:.1f}s after {done.setup_s:.1f}s "
+                      f"of installing; {done.submission} is a valid submission; {plan.images} images would take "
+                      f"about {duration(done.estimate_s)} on this machine (the rehearsal's rate); log {done.log}")
+
+
+@app.command()
+@user_errors
 def summary(
     model: str = typer.Option("custom", "--model", help="custom, resnet18…resnet152, torchvision:<name> or timm:<name>.", metavar="NAME"),
     stem: Stem = typer.Option("imagenet", "--stem", help="imagenet, improved or improved-pool (ResNets)."),

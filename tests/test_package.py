@@ -1,0 +1,160 @@
+"""`pipeline package`: the weights and wheels datasets and the offline notebook of a code competition, its
+rehearsal with the network off and the inputs read-only on a hidden test set of another size, and the time budget."""
+import json
+import socket
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.cli import app
+from pipeline.errors import PipelineError
+from pipeline.package import MemberCost, fit_budget, package
+from pipeline.rehearse import namespaces_work, parse_budget, rehearse, run_isolated
+from tests.fixtures import CLASSES, runner
+
+
+@pytest.fixture(scope="module")
+def packaged(trained_once, tmp_path_factory) -> Path:
+    """The tiny competition's run `exp` packaged once for the module (pip builds the project's wheel)."""
+    out = tmp_path_factory.mktemp("package") / "cifar-10-package"
+    package([trained_once / "weights" / "exp" / "best.pt"], "cifar-10", "someone", out, trained_once / "dataset")
+    return out
+
+
+def test_a_package_holds_inference_weights_wheels_and_an_offline_notebook(packaged, trained_once):
+    from pipeline.infer import load_model
+    from pipeline.run import load_checkpoint
+
+    weights, wheels, notebook = packaged / "weights", packaged / "wheels", packaged / "notebook"
+    members = json.loads((weights / "members.json").read_text())
+    assert members["checkpoints"] == ["exp.pt"] and members["tta"] == "flip"
+    assert members["estimate"]["test_images"] == 40 and members["estimate"]["seconds"] >= 0
+    slim = load_checkpoint(weights / "exp.pt")
+    assert "optimizer" not in slim and "rng" not in slim  # inference only
+    load_model(weights / "exp.pt", __import__("torch").device("cpu"))
+    assert json.loads((weights / "competition.json").read_text())["test_images"] == "test"
+    assert json.loads((weights / "dataset-metadata.json").read_text())["id"] == "someone/cifar-10-pipeline-weights"
+    wheel = next(wheels.glob("pipeline-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        assert "pipeline/package.py" in z.namelist()
+    kernel = json.loads((notebook / "kernel-metadata.json").read_text())
+    assert kernel["enable_internet"] is False and kernel["competition_sources"] == ["cifar-10"]
+    assert kernel["dataset_sources"] == ["someone/cifar-10-pipeline-weights", "someone/pipeline-wheels"]
+    assert kernel["id"] == "someone/cifar-10-pipeline-predict" and kernel["code_file"] == "predict.ipynb"
+    code = "".join(line for cell in json.loads((notebook / "predict.ipynb").read_text())["cells"] for line in cell["source"])
+    assert '"--no-index"' in code and "/kaggle/input" in code and "/kaggle/working" in code
+    with pytest.raises(PipelineError, match="already exists; choose another --out"):
+        package([trained_once / "weights" / "exp" / "best.pt"], "cifar-10", "someone", packaged, trained_once / "dataset")
+    with pytest.raises(PipelineError, match="--owner 'some one': a Kaggle name"):
+        package([], "cifar-10", "some one", packaged.parent / "x", trained_once / "dataset")
+
+
+def test_the_rehearsal_predicts_a_hidden_test_set_of_another_size_offline(packaged, trained_once, tmp_path):
+    done = rehearse(packaged, trained_once / "dataset", tmp_path / "rehearsal.csv")
+    hidden = done.hidden
+    assert hidden.public == 40 and hidden.images == 21 and hidden.noise == 1  # half the public set, and noise
+    submission = pd.read_csv(done.submission)
+    assert len(submission) == 21 and submission["id"].astype(str).str.startswith("pipeline-noise-").sum() == 1
+    assert set(submission["label"]) <= set(CLASSES)
+    assert done.predict_s > 0 and done.estimate_for == 40 and done.estimate_s > done.setup_s
+    assert "wrote /kaggle/working/submission.csv" in done.log.read_text() or not namespaces_work()
+    assert ("network namespace" in done.isolation) == namespaces_work()
+
+
+def test_the_rehearsal_blocks_the_network_and_writes_to_the_inputs(packaged, trained_once, tmp_path, monkeypatch):
+    listening = socket.create_server(("127.0.0.1", 0))  # something to reach, were the network on
+    port = listening.getsockname()[1]
+    threading.Thread(target=lambda: listening.accept(), daemon=True).start()
+    probe = tmp_path / "probe.py"
+    probe.write_text(f"""import os, socket
+from pathlib import Path
+inputs = Path(os.environ.get("PIPELINE_KAGGLE_INPUT", "/kaggle/input"))
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=5)
+    print("network: reached")
+except OSError as e:
+    print("network: refused", e)
+try:
+    (inputs / "weights" / "new.txt").write_text("x")
+    print("inputs: written")
+except OSError as e:
+    print("inputs: refused", e)
+""")
+    for isolated in (True, False):
+        if isolated and not namespaces_work():
+            continue
+        monkeypatch.setattr("pipeline.rehearse.namespaces_work", lambda: isolated)
+        root = tmp_path / f"run-{isolated}"
+        for folder in ("input", "working", "tmp"):
+            (root / folder).mkdir(parents=True)
+        done, isolation = run_isolated(probe, {"weights": packaged / "weights"}, root, trained_once / "dataset", 60)
+        assert done.returncode == 0, done.stderr
+        assert "network: refused" in done.stdout, (isolation, done.stdout)
+        assert "inputs: refused" in done.stdout or (not isolated and __import__("os").geteuid() == 0), done.stdout
+    assert not (packaged / "weights" / "new.txt").exists()
+    listening.close()
+
+
+def test_a_notebook_that_would_fail_on_kaggle_is_one_line(packaged, trained_once, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(packaged, broken)
+    (broken / "weights" / "exp.pt").write_bytes(b"not weights")
+    with pytest.raises(PipelineError, match=r"the notebook failed as it would on Kaggle \(.*\): error: .*exp.pt: "
+                                            r"not a readable PyTorch file.*; its log: "):
+        rehearse(broken, trained_once / "dataset", tmp_path / "rehearsal.csv")
+    for wheel in (broken / "wheels").glob("*.whl"):
+        wheel.unlink()
+    with pytest.raises(PipelineError, match=r"error: /kaggle/input/pipeline-wheels: no wheels; attach the package's "
+                                            r"wheels dataset to the notebook|error: .*pipeline-wheels: no wheels"):
+        rehearse(broken, trained_once / "dataset", tmp_path / "rehearsal.csv")
+
+
+def cost(name, score, seconds, metric="accuracy"):
+    return MemberCost(Path(name), score, metric, seconds)
+
+
+def test_the_budget_trims_tta_views_first_then_the_least_value_per_second():
+    members = [cost("a", 0.95, 0.010), cost("b", 0.90, 0.001), cost("c", 0.96, 0.020)]
+    kept = fit_budget(members, "flip", 1000, 1000 * 2 * 0.031)
+    assert kept.tta == "flip" and kept.members == members and not kept.trimmed
+    lighter = fit_budget(members, "flip-translate", 1000, 1000 * 2 * 0.031)
+    assert lighter.tta == "flip" and lighter.trimmed == ["--tta flip-translate → flip"]
+    fewer = fit_budget(members, "flip", 1000, 0.012 * 1000)
+    assert fewer.tta == "none" and [m.checkpoint.name for m in fewer.members] == ["a", "b"]  # c: 48/s, a 95/s, b 900/s
+    losses = [cost("x", 0.30, 0.01, "log_loss"), cost("y", 0.60, 0.01, "log_loss")]
+    assert [m.checkpoint.name for m in fit_budget(losses, "none", 100, 1.5).members] == ["x"]  # the lower loss stays
+    with pytest.raises(PipelineError, match=r"a: alone and without TTA it predicts an image in 10.0 ms here, 2.8 h "
+                                            r"for 1000000 test images, over the 60.0 min it may take \(80% of "
+                                            r"--budget\); predict on a GPU"):
+        fit_budget([members[0]], "flip", 1_000_000, 3600)
+
+
+@pytest.mark.parametrize("text, seconds", [("9h", 32400), ("90m", 5400), ("2h30m", 9000), ("600s", 600), ("1.5h", 5400)])
+def test_budgets(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "9", "nine hours", "0h", "-1h", "9h 9x"])
+def test_bad_budgets(text):
+    with pytest.raises(PipelineError, match="--budget"):
+        parse_budget(text)
+
+
+def test_package_and_rehearse_from_the_command_line(trained):
+    done = runner.invoke(app, ["package", "exp", "--owner", "someone", "--rehearse", "--tta", "none"])
+    assert done.exit_code == 0, done.output
+    out = " ".join(done.output.split())
+    assert "1 model(s), none TTA" in out and "is a valid submission" in out and "21 hidden test images" in out
+    assert (trained / "submissions" / "cifar-10-package" / "rehearsal.csv").is_file()
+    tight = runner.invoke(app, ["package", "exp", "--owner", "someone", "--budget", "1s", "--test-images", "100000000",
+                                "--out", "tight"])
+    assert tight.exit_code == 1 and "over the 0.8 s it may take (80% of --budget); predict on a GPU" in " ".join(tight.output.split())
+    assert not (trained / "tight").exists()
+    assert subprocess.run([sys.executable, "-m", "pipeline", "package", "--help"], capture_output=True).returncode == 0

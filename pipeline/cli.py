@@ -444,6 +444,7 @@ def package(
     budget: str = typer.Option("9h", "--budget", help="The notebook's time limit: members and TTA views are trimmed, lowest value per second first, until the estimate for --test-images, timed here, is within 80 % of it.", metavar="TIME"),
     test_images: Optional[int] = typer.Option(None, "--test-images", help="How many images the hidden test set holds, for the estimate. (default: as many as dataset/'s test set)", metavar="N", min=1),
     rehearse: bool = typer.Option(False, "--rehearse", help="Run the notebook here as Kaggle would: network off, inputs read-only under /kaggle/input, a hidden test set of half the public one plus images of noise."),
+    push: bool = typer.Option(False, "--push", help="Create (or version) the two datasets and push the notebook through the kaggle library, follow its run, download its output and log, and check its submission.csv (after --rehearse passes, when given)."),
 ) -> None:
     """Build a Kaggle code-competition package: a weights dataset, a wheels dataset and an offline inference
     notebook that predicts /kaggle/input/<competition> into /kaggle/working/submission.csv."""
@@ -472,6 +473,12 @@ def package(
                       f"({done.hidden.noise} of noise) predicted in {done.predict_s:.1f}s after {done.setup_s:.1f}s "
                       f"of installing; {done.submission} is a valid submission; {plan.images} images would take "
                       f"about {duration(done.estimate_s)} on this machine (the rehearsal's rate); log {done.log}")
+    if push:
+        from pipeline.push import push as publish
+
+        pushed = publish(built.folder, dataset_dir(), report=console.print)
+        console.print(f"{pushed.kernel} version {pushed.version}: its run is complete and its submission.csv valid; "
+                      f"output and log in {pushed.output}; submit it from {pushed.url}")
 
 
 @app.command()

@@ -31,8 +31,8 @@ def kaggle_api():
 @contextlib.contextmanager
 def kaggle_errors(name: str, retry: str, kind: str = "competition") -> Iterator[None]:
     """Turn the client's HTTP and connection failures into one line naming what to do; `retry` is the
-    command, `kind` says whether `name` is a competition or a dataset (owner/name)."""
-    page = f"https://www.kaggle.com/{kind}s/{name}"
+    command, `kind` says whether `name` is a competition, a dataset or a notebook (owner/name)."""
+    page = f"https://www.kaggle.com/{'code' if kind == 'notebook' else kind + 's'}/{name}"
     try:
         yield
     except requests.HTTPError as e:

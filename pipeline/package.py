@@ -322,6 +322,14 @@ def notebook_script(notebook: Path) -> str:
     return "\n\n".join("".join(cell["source"]) for cell in cells if cell["cell_type"] == "code") + "\n"
 
 
+def package_classes(weights: Path) -> list[str]:
+    """The classes the package's models predict (its first member's)."""
+    from pipeline.run import RunConfig, load_checkpoint
+
+    first = weights / json.loads((weights / "members.json").read_text())["checkpoints"][0]
+    return RunConfig.of_checkpoint(load_checkpoint(first), first).classes
+
+
 def device_name() -> str:
     import torch
 

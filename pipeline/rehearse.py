@@ -28,7 +28,7 @@ import pandas as pd
 from pipeline.competition import read_competition
 from pipeline.errors import PipelineError
 from pipeline.layout import read_sample
-from pipeline.package import MARGIN, duration, notebook_script
+from pipeline.package import MARGIN, duration, notebook_script, package_classes
 
 NOISE_SHARE = 0.05  # of the hidden test set: images of noise (at least one)
 TIMING = "pipeline-timing.json"  # the notebook's measurements, in /kaggle/working
@@ -158,16 +158,13 @@ def _noise_images(folder: Path, like: Path, suffix: str, count: int, rng: np.ran
 
 def _check_submission(submission: Path, weights: Path, hidden: HiddenSet, check: Path) -> None:
     """The submission as Kaggle's scorer takes it: the hidden sample's header and ids in order, known labels."""
-    from pipeline.run import RunConfig, load_checkpoint
     from pipeline.submission import validate_submission
 
     check.mkdir()
     for entry in hidden.folder.iterdir():
         (check / entry.name).symlink_to(entry)
     shutil.copyfile(weights / "competition.json", check / "competition.json")
-    first = weights / json.loads((weights / "members.json").read_text())["checkpoints"][0]
-    classes = RunConfig.of_checkpoint(load_checkpoint(first), first).classes
-    validate_submission(submission, check, classes, shown_as=Path("/kaggle/working/submission.csv"))
+    validate_submission(submission, check, package_classes(weights), shown_as=Path("/kaggle/working/submission.csv"))
 
 
 def namespaces_work() -> bool:

@@ -89,6 +89,8 @@ def kaggle(monkeypatch, tmp_path):
     except PermissionError:
         pytest.skip("the Kaggle stand-in must listen on port 80, which needs root")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "tmp").mkdir()  # the client keeps unfinished uploads' state under the temporary folder
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     monkeypatch.setenv("KAGGLE_USERNAME", "tester")
     monkeypatch.setenv("KAGGLE_KEY", SECRET_KEY)
     yield state

@@ -6,11 +6,22 @@ http://localhost/api/v1/competitions.CompetitionApiService/<Method> with JSON bo
 - StartSubmissionUpload {"competitionName", "fileName", ...}: a token and a URL the client PUTs the file to;
 - CreateSubmission {"competitionName", "blobFileTokens", "submissionDescription"}: a message and a ref;
 and http://localhost/api/v1/datasets.DatasetApiService/DownloadDataset {"ownerSlug", "datasetSlug"}: a 302.
+
+What `pipeline package --push` calls (the client's conversation as recorded from kaggle 2.2.5):
+- datasets.DatasetApiService/GetDatasetStatus {"ownerSlug", "datasetSlug"}: READY, or 404 for a new slug;
+- blobs.BlobApiService/StartBlobUpload {"type", "name", "contentLength", ...}: a token and a URL the file is PUT to
+  (a PUT with `Content-Range: bytes */N` asks whether that upload is complete: 200 if so, else 404, start over);
+- datasets.DatasetApiService/CreateDataset {"ownerSlug", "slug", "title", "licenseName", "isPrivate", "files"} and
+  CreateDatasetVersion {"ownerSlug", "datasetSlug", "body": {"versionNotes", "files"}}: ref, url, status or error;
+- kernels.KernelsApiService/SaveKernel {"slug", "text", "enableInternet", "datasetDataSources", ...}: ref, url,
+  versionNumber or error; GetKernelSessionStatus {"userName", "kernelSlug"}: status (RUNNING, COMPLETE, ERROR)
+  and failureMessage; ListKernelSessionOutput: files (url, fileName) and log, each file then a plain GET.
 """
 from __future__ import annotations
 
 import json
 import threading
+import uuid
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,8 +31,12 @@ DOWNLOAD = API + "DownloadDataFiles"
 START_UPLOAD = API + "StartSubmissionUpload"
 CREATE_SUBMISSION = API + "CreateSubmission"
 DATASET_DOWNLOAD = "/api/v1/datasets.DatasetApiService/DownloadDataset"
+DATASETS = "/api/v1/datasets.DatasetApiService/"
+START_BLOB = "/api/v1/blobs.BlobApiService/StartBlobUpload"
+KERNELS = "/api/v1/kernels.KernelsApiService/"
 FILES = "/files/"
 UPLOADS = "/upload/"
+OUTPUT = "/output/"
 
 
 @dataclass
@@ -33,6 +48,15 @@ class StandIn:
     uploads: dict[str, bytes] = field(default_factory=dict)  # token -> uploaded file
     submissions: list[dict] = field(default_factory=list)  # CreateSubmission requests
     cut_downloads: int = 0  # this many file downloads stop halfway, as a dropped connection does
+    blobs: dict[str, dict] = field(default_factory=dict)  # token -> {"name", "size", "data"} of dataset files
+    owned: dict[str, list[dict]] = field(default_factory=dict)  # "owner/slug" -> versions: {"files", "notes", ...}
+    dataset_error: str = ""  # CreateDataset and CreateDatasetVersion answer with this error (a slug taken, ...)
+    kernels: dict[str, list[dict]] = field(default_factory=dict)  # "owner/slug" -> SaveKernel requests
+    kernel_error: str = ""  # SaveKernel answers with this error (quota, ...)
+    kernel_running: int = 0  # status polls that answer RUNNING before the run ends
+    kernel_failure: str = ""  # the run ends in ERROR with this message
+    kernel_output: dict[str, bytes] = field(default_factory=dict)  # files the run leaves in /kaggle/working
+    kernel_log: str = ""
 
     def downloads(self) -> int:
         return sum(1 for method, path, _ in self.requests if method == "GET" and path.startswith(FILES))
@@ -54,12 +78,16 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             state.requests.append(("POST", self.path, self.headers.get("Authorization")))
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-            if self.path not in (DOWNLOAD, START_UPLOAD, CREATE_SUBMISSION, DATASET_DOWNLOAD):
+            publishing = self.path == START_BLOB or self.path.startswith((DATASETS, KERNELS)) and \
+                self.path != DATASET_DOWNLOAD
+            if self.path not in (DOWNLOAD, START_UPLOAD, CREATE_SUBMISSION, DATASET_DOWNLOAD) and not publishing:
                 return self._json(404, {"code": 404, "message": f"no route {self.path}"})
             if not self.headers.get("Authorization"):
                 return self._json(401, {"code": 401, "message": "Unauthenticated"})
             if state.status:
                 return self._json(state.status, {"code": state.status, "message": "refused by the stand-in"})
+            if publishing:
+                return self._publish(self.path.rsplit("/", 1)[1], body)
             if self.path == DATASET_DOWNLOAD:
                 ref = f"{body.get('ownerSlug')}/{body.get('datasetSlug')}"
                 if ref not in state.datasets:
@@ -77,6 +105,48 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
                 return self._json(200, {"message": f"Successfully submitted to {name}", "ref": 1000 + len(state.submissions)})
             self._redirect(f"{FILES}{name}.zip")
 
+        def _publish(self, method: str, body: dict) -> None:
+            """Datasets created and versioned from uploaded files; notebooks pushed, run and their output listed."""
+            owner = body.get("ownerSlug") or body.get("userName")
+            ref = f"{owner}/{body.get('datasetSlug') or body.get('slug') or body.get('kernelSlug')}"
+            if method == "GetDatasetStatus":
+                return self._json(200, {"status": "READY"}) if ref in state.owned else \
+                    self._json(404, {"code": 404, "message": f"Dataset {ref} not found"})
+            if method == "StartBlobUpload":
+                token = uuid.uuid4().hex
+                state.blobs[token] = {"name": body["name"], "size": body.get("contentLength", 0), "data": None}
+                return self._json(200, {"token": token, "createUrl": f"http://localhost{UPLOADS}{token}"})
+            if method in ("CreateDataset", "CreateDatasetVersion"):
+                files = (body.get("body") or body).get("files", [])
+                if state.dataset_error:
+                    return self._json(200, {"error": state.dataset_error})
+                if method == "CreateDataset" and ref in state.owned:
+                    return self._json(200, {"error": f'The requested slug "{ref}" is already in use'})
+                if method == "CreateDatasetVersion" and ref not in state.owned:
+                    return self._json(404, {"code": 404, "message": f"Dataset {ref} not found"})
+                received = {state.blobs[f["token"]]["name"]: state.blobs[f["token"]]["data"] for f in files}
+                state.owned.setdefault(ref, []).append({"files": received, "private": body.get("isPrivate"),
+                                                        "notes": (body.get("body") or {}).get("versionNotes")})
+                return self._json(200, {"ref": ref, "url": f"http://localhost/datasets/{ref}", "status": "Ok"})
+            if method == "SaveKernel":
+                if state.kernel_error:
+                    return self._json(200, {"error": state.kernel_error})
+                state.kernels.setdefault(body["slug"], []).append(body)
+                return self._json(200, {"ref": f"/code/{body['slug']}", "url": f"http://localhost/code/{body['slug']}",
+                                        "versionNumber": len(state.kernels[body["slug"]])})
+            if ref not in state.kernels:
+                return self._json(404, {"code": 404, "message": f"Kernel {ref} not found"})
+            if method == "GetKernelSessionStatus":
+                if state.kernel_running > 0:
+                    state.kernel_running -= 1
+                    return self._json(200, {"status": "RUNNING"})
+                return self._json(200, {"status": "ERROR", "failureMessage": state.kernel_failure}
+                                  if state.kernel_failure else {"status": "COMPLETE"})
+            if method == "ListKernelSessionOutput":
+                return self._json(200, {"files": [{"url": f"http://localhost{OUTPUT}{name}", "fileName": name}
+                                                  for name in state.kernel_output], "log": state.kernel_log})
+            self._json(404, {"code": 404, "message": f"no route {self.path}"})
+
         def _redirect(self, location: str) -> None:
             self.send_response(302)
             self.send_header("Location", location)
@@ -86,13 +156,27 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
         def do_PUT(self) -> None:
             state.requests.append(("PUT", self.path, self.headers.get("Authorization")))
             token = self.path[len(UPLOADS):]
+            data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.path.startswith(UPLOADS) and token in state.blobs:
+                blob = state.blobs[token]
+                if self.headers.get("Content-Range", "").startswith("bytes */"):  # is that upload complete?
+                    done = blob["data"] is not None and len(blob["data"]) == blob["size"]
+                    return self._json(200, {}) if done else self._json(404, {"code": 404, "message": "start over"})
+                blob["data"] = data
+                return self._json(200, {})
             if not self.path.startswith(UPLOADS) or token not in state.uploads:
                 return self._json(404, {"code": 404, "message": "no such upload"})
-            state.uploads[token] = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            state.uploads[token] = data
             self._json(200, {})
 
         def do_GET(self) -> None:
             state.requests.append(("GET", self.path, self.headers.get("Authorization")))
+            if self.path.startswith(OUTPUT) and self.path[len(OUTPUT):] in state.kernel_output:
+                data = state.kernel_output[self.path[len(OUTPUT):]]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                return self.wfile.write(data)
             name = self.path[len(FILES):].removesuffix(".zip") if self.path.startswith(FILES) else ""
             files = state.datasets if name.startswith("datasets/") else state.competitions
             name = name.removeprefix("datasets/")

@@ -147,14 +147,64 @@ def test_bad_budgets(text):
         parse_budget(text)
 
 
-def test_package_and_rehearse_from_the_command_line(trained):
-    done = runner.invoke(app, ["package", "exp", "--owner", "someone", "--rehearse", "--tta", "none"])
+def test_package_rehearse_and_push_from_the_command_line(trained, kaggle):
+    kaggle.kernel_output = {"submission.csv": (trained / "dataset" / "sampleSubmission.csv").read_bytes()}
+    done = runner.invoke(app, ["package", "exp", "--rehearse", "--tta", "none", "--push"])
     assert done.exit_code == 0, done.output
     out = " ".join(done.output.split())
     assert "1 model(s), none TTA" in out and "is a valid submission" in out and "21 hidden test images" in out
+    assert "created tester/cifar-10-pipeline-weights" in out  # the owner: the credentials' user
+    assert "tester/cifar-10-pipeline-predict version 1: its run is complete and its submission.csv valid" in out
     assert (trained / "submissions" / "cifar-10-package" / "rehearsal.csv").is_file()
     tight = runner.invoke(app, ["package", "exp", "--owner", "someone", "--budget", "1s", "--test-images", "100000000",
                                 "--out", "tight"])
     assert tight.exit_code == 1 and "over the 0.8 s it may take (80% of --budget); predict on a GPU" in " ".join(tight.output.split())
     assert not (trained / "tight").exists()
     assert subprocess.run([sys.executable, "-m", "pipeline", "package", "--help"], capture_output=True).returncode == 0
+
+
+def test_push_creates_both_datasets_pushes_the_notebook_and_fetches_its_output(packaged, trained_once, kaggle):
+    from pipeline.push import push
+
+    sample = (trained_once / "dataset" / "sampleSubmission.csv").read_bytes()  # a valid submission of the public set
+    kaggle.kernel_running, kaggle.kernel_output = 2, {"submission.csv": sample}
+    kaggle.kernel_log = json.dumps([{"stream_name": "stdout", "time": 1.0, "data": "wrote submission.csv\n"}])
+    said = []
+    pushed = push(packaged, trained_once / "dataset", poll_s=0.01, report=said.append)
+    assert pushed.datasets == ["created someone/pipeline-wheels", "created someone/cifar-10-pipeline-weights"]
+    weights = kaggle.owned["someone/cifar-10-pipeline-weights"][0]
+    assert weights["private"] is True
+    assert weights["files"]["exp.pt"] == (packaged / "weights" / "exp.pt").read_bytes()
+    assert set(weights["files"]) == {"exp.pt", "members.json", "competition.json"}
+    assert any(name.endswith(".whl") for name in kaggle.owned["someone/pipeline-wheels"][0]["files"])
+    kernel = kaggle.kernels["someone/cifar-10-pipeline-predict"][0]
+    assert not kernel.get("enableInternet") and kernel["competitionDataSources"] == ["cifar-10"]
+    assert kernel["datasetDataSources"] == ["someone/cifar-10-pipeline-weights", "someone/pipeline-wheels"]
+    assert "kaggle_predict" in kernel["text"]
+    assert pushed.status == "complete" and pushed.version == 1
+    assert (pushed.output / "submission.csv").read_bytes() == sample
+    assert "cifar-10-pipeline-predict.log" in {path.name for path in pushed.files}
+    assert said[-1] == "someone/cifar-10-pipeline-predict: complete" and "someone/cifar-10-pipeline-predict: running" in said
+    again = push(packaged, trained_once / "dataset", poll_s=0.01, report=said.append)
+    assert again.datasets == ["new version of someone/pipeline-wheels", "new version of someone/cifar-10-pipeline-weights"]
+    assert again.version == 2 and len(kaggle.owned["someone/pipeline-wheels"]) == 2
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("dataset_error", "Dataset quota exceeded", r"wheels: Kaggle refused the dataset someone/pipeline-wheels: Dataset "
+                                                r"quota exceeded"),
+    ("kernel_error", "Maximum batch GPU session count reached", r"notebook: Kaggle refused the notebook: Maximum batch GPU"),
+    ("kernel_failure", "Notebook Threw Exception", r"someone/cifar-10-pipeline-predict: its run ended error \(Notebook "
+                                                   r"Threw Exception\); the log's last lines: .*error: no space left"),
+    ("kernel_output", {}, r"its run wrote no submission.csv"),
+    ("kernel_output", {"submission.csv": b"id,label\n1,airplane\n"}, r"submission.csv: 1 rows, but .* has 40"),
+    ("status", 401, r"Kaggle refused the credentials \(401\)"),
+])
+def test_push_failures_are_one_line(packaged, trained_once, kaggle, setting, value, message):
+    from pipeline.push import push
+
+    kaggle.kernel_output = {"submission.csv": (trained_once / "dataset" / "sampleSubmission.csv").read_bytes()}
+    kaggle.kernel_log = "starting\nerror: no space left on the device\n"
+    setattr(kaggle, setting, value)
+    with pytest.raises(PipelineError, match=message):
+        push(packaged, trained_once / "dataset", poll_s=0.01, report=lambda line: None)

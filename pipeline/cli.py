@@ -478,7 +478,8 @@ def package(
 
         pushed = publish(built.folder, dataset_dir(), report=console.print)
         console.print(f"{pushed.kernel} version {pushed.version}: its run is complete and its submission.csv valid; "
-                      f"output and log in {pushed.output}; submit it from {pushed.url}")
+                      f"output and log in {pushed.output}; submit it: kaggle competitions submit -c {competition} "
+                      f"-k {pushed.kernel} -v {pushed.version} -f submission.csv -m MESSAGE")
 
 
 @app.command()

@@ -28,6 +28,7 @@ import pandas as pd
 from pipeline.competition import read_competition
 from pipeline.errors import PipelineError
 from pipeline.layout import read_sample
+from pipeline.workspace import write_text_atomic
 from pipeline.package import MARGIN, duration, notebook_script, package_classes
 
 NOISE_SHARE = 0.05  # of the hidden test set: images of noise (at least one)
@@ -78,7 +79,7 @@ def parse_budget(text: str) -> float:
 def rehearse(package: Path, dataset_root: Path, out: Path, hidden_fraction: float = 0.5, seed: int = 0,
              budget_s: float | None = None, estimate_for: int | None = None) -> Rehearsal:
     """Run `package`'s notebook against a hidden test set made from `dataset_root`'s; its submission, checked as
-    Kaggle checks one, is copied to `out` (its log beside it). A notebook that fails, a submission Kaggle would
+    Kaggle checks one, is copied to `out` (its log and the rehearsal's numbers, .log and .json, beside it). A notebook that fails, a submission Kaggle would
     refuse, or a run that would not fit in `budget_s` for `estimate_for` test images is one line saying so."""
     kernel = json.loads((package / "notebook" / "kernel-metadata.json").read_text())
     competition = kernel["competition_sources"][0]
@@ -110,7 +111,12 @@ def rehearse(package: Path, dataset_root: Path, out: Path, hidden_fraction: floa
         raise PipelineError(f"{package}: the notebook would take about {duration(estimate)} for {size} test images "
                             f"on this machine, over {MARGIN:.0%} of the {duration(budget_s)} budget; package fewer "
                             "runs or a lighter --tta, or predict on a GPU")
-    return Rehearsal(out, hidden, isolation, timing["setup_s"], timing["predict_s"], estimate, size, log)
+    done = Rehearsal(out, hidden, isolation, timing["setup_s"], timing["predict_s"], estimate, size, log)
+    write_text_atomic(out.with_suffix(".json"), json.dumps(
+        {"public_images": hidden.public, "hidden_images": hidden.images, "noise_images": hidden.noise,
+         "isolation": isolation, "setup_s": round(done.setup_s, 2), "predict_s": round(done.predict_s, 2),
+         "device": timing["device"], "estimate_s": round(estimate, 1), "estimate_for": size}, indent=2) + "\n")
+    return done
 
 
 def hidden_competition(dataset_root: Path, folder: Path, fraction: float, seed: int) -> HiddenSet:

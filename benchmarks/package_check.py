@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -52,7 +53,9 @@ def main() -> None:
                "weights_dataset_mb": size_mb(out / "weights"), "wheels_dataset_mb": size_mb(out / "wheels"),
                "wheels": sorted(p.name for p in (out / "wheels").glob("*.whl")),
                "members": members["checkpoints"], "tta": members["tta"], "package_estimate": members["estimate"],
-               "rehearsal": json.loads((out / "rehearsal.json").read_text())}
+               "rehearsal": json.loads((out / "rehearsal.json").read_text()),
+               # predict's own choice in the notebook (`auto`), as its log line names it: "(flip TTA, torch fp32)"
+               "rehearsal_engine": re.findall(r"\(\S+ TTA, ([^)]+)\)", (out / "rehearsal.log").read_text())}
     print(write_result("package_check", torch.device("cpu"), numbers))
     shutil.rmtree(out.parent)
 

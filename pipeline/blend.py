@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from pipeline.config import OPTION
 from pipeline.errors import PipelineError
 from pipeline.metrics import LOG_LOSS_CLIP, metric_score
 from pipeline.run import CrossValidation
@@ -19,13 +21,13 @@ def scores(targets: np.ndarray, probabilities: np.ndarray, metric: str = "accura
 def check_same_folds(members: list[CrossValidation]) -> None:
     """Members of a blend must have split the labeled images alike (the same --folds and --seed), so that each
     image was out of fold for every member's fold model alike and each member's fold scores compare."""
-    plans = [member.read_plan() for member in members]
-    for member, plan in zip(members[1:], plans[1:]):
-        if (plan["folds"], plan.get("seed")) != (plans[0]["folds"], plans[0].get("seed")):
-            raise PipelineError(f"{member.path}: {plan['folds']} folds split by --seed {plan.get('seed')}, and "
-                                f"{members[0].path}: {plans[0]['folds']} by --seed {plans[0].get('seed')}; blend "
-                                "cross-validations of the same folds: train one again with --folds "
-                                f"{plans[0]['folds']} --seed {plans[0].get('seed')}")
+    default = OPTION["seed"].default  # of a plan that does not say
+    splits = [(plan["folds"], plan.get("seed", default)) for plan in (member.read_plan() for member in members)]
+    for member, (folds, seed) in zip(members[1:], splits[1:]):
+        if (folds, seed) != splits[0]:
+            raise PipelineError(f"{member.path}: {folds} folds split by --seed {seed}, and {members[0].path}: "
+                                f"{splits[0][0]} by --seed {splits[0][1]}; blend cross-validations of the same folds: "
+                                f"train one again with --folds {splits[0][0]} --seed {splits[0][1]}")
 
 
 @dataclass(frozen=True)

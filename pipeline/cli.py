@@ -329,10 +329,11 @@ def check_carried_metric(metric: str | None) -> None:
     from pipeline.workspace import dataset_dir
 
     here = read_competition(dataset_dir()).metric
+    source = "dataset/competition.json" if (dataset_dir() / "competition.json").is_file() else \
+        "CIFAR-10's, as dataset/ has no competition.json"
     if metric not in (None, here):
-        raise PipelineError(f"its epochs were ranked by {metric}, and this competition's metric "
-                            f"(dataset/competition.json) is {here}: pass --metric {here} to follow the competition, "
-                            f"or --metric {metric} to keep the run's")
+        raise PipelineError(f"its epochs were ranked by {metric}, and this competition's metric ({source}) is {here}: "
+                            f"pass --metric {here} to follow the competition, or --metric {metric} to keep the run's")
 
 
 def lr_find(ctx: typer.Context, **options) -> None:
@@ -448,18 +449,20 @@ def package(
 ) -> None:
     """Build a Kaggle code-competition package: a weights dataset, a wheels dataset and an offline inference
     notebook that predicts /kaggle/input/<competition> into /kaggle/working/submission.csv."""
-    from pipeline.package import duration, kaggle_username, package as build
+    from pipeline.package import PLACEHOLDER_OWNER, duration, kaggle_username, package as build, package_target
     from pipeline.predict import run_checkpoints
     from pipeline.rehearse import parse_budget, rehearse as run_rehearsal
-    from pipeline.submit import submission_target
     from pipeline.workspace import dataset_dir, submissions_dir
 
     budget_s = parse_budget(budget)
-    competition = competition or submission_target(dataset_dir())
+    competition = competition or package_target(dataset_dir())
+    owner = owner or kaggle_username(required=push)
+    if owner == PLACEHOLDER_OWNER:
+        console.print(f"no Kaggle credentials here: the package names {owner!r} as its owner; build it again with "
+                      "--owner USER (or with credentials) before pushing it")
     out = out or submissions_dir() / f"{competition}-package"
     checkpoints = [path for run in runs for path in run_checkpoints(run)]
-    built = build(checkpoints, competition, owner or kaggle_username(), out, dataset_dir(), tta.value, gpu, budget_s,
-                  test_images)
+    built = build(checkpoints, competition, owner, out, dataset_dir(), tta.value, gpu, budget_s, test_images)
     plan = built.plan
     for trimmed in plan.trimmed:
         console.print(f"left out to fit {budget}: {trimmed}")
@@ -472,7 +475,8 @@ def package(
         console.print(f"rehearsal ({done.isolation}): {done.hidden.images} hidden test images "
                       f"({done.hidden.noise} of noise) predicted in {done.predict_s:.1f}s after {done.setup_s:.1f}s "
                       f"of installing; {done.submission} is a valid submission; {plan.images} images would take "
-                      f"about {duration(done.estimate_s)} on this machine (the rehearsal's rate); log {done.log}")
+                      f"about {duration(done.estimate_s)} on this machine (the rehearsal's rate); no Kaggle T4, "
+                      f"P100 or CPU was measured: rehearse on one for its figure; log {done.log}")
     if push:
         from pipeline.push import push as publish
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
@@ -101,6 +102,9 @@ def _check_field(path: Path, name: str, value: object) -> None:
 
 
 def _check_counts(path: Path, c: Competition) -> None:
+    if c.labels_csv and PurePosixPath(c.sample_submission) == PurePosixPath(c.labels_csv):
+        raise PipelineError(f"{path}: sample_submission names {c.sample_submission}, the training labels; name the "
+                            "sample submission (the test ids in the submission's columns)")
     if (c.label_kind == "folders") != (c.labels_csv == ""):
         raise PipelineError(f"{path}: labels_csv {c.labels_csv!r} with label_kind {c.label_kind!r}; the labels are "
                             "a CSV's, or (label_kind 'folders', labels_csv \"\") the names of the class folders")
@@ -184,17 +188,40 @@ def submitted_classes(c: Competition, classes: list[str], root: Path, whose: str
     return wanted
 
 
+BINARY_SIGNATURES = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"PK\x03\x04": "a zip archive",
+                     b"\x7fELF": "a program", b"\x93NUMPY": "a NumPy array"}
+
+
 def read_csv_text(path: Path) -> pd.DataFrame:
     """A CSV's cells as strings, as written (an empty cell is ""); an unreadable file is one line naming it, and so
-    is text that is not UTF-8 (UTF-16 without a byte-order mark reads as UTF-8 with a NUL byte in every other place)."""
+    is text that is not UTF-8 (UTF-16 without a byte-order mark reads as UTF-8 with a NUL byte in every other place)
+    and a file that is not text at all."""
     try:
         with open(path, "rb") as file:
-            if b"\x00" in file.read(1 << 16):
-                raise PipelineError(f"{path}: holds NUL bytes, so it is not UTF-8 text (UTF-16 without a byte-order "
-                                    "mark?); save it as a UTF-8 CSV")
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+            head = file.read(1 << 16)
     except OSError as e:
         raise PipelineError(f"{path}: cannot read it ({e.strerror or e})") from None
+    kind = next((name for magic, name in BINARY_SIGNATURES.items() if head.startswith(magic)), None)
+    if kind or b"\x00" in head:
+        utf16 = max(head[0::2].count(0), head[1::2].count(0)) > len(head) // 4
+        raise PipelineError(f"{path}: " + (f"is {kind}, not a CSV" if kind else
+                                            "holds NUL bytes, so it is not UTF-8 text (UTF-16 without a byte-order "
+                                            "mark?)" if utf16 else "holds binary data, not a CSV")
+                            + "; save it as a UTF-8 CSV" + ("" if kind is None else " or name the right file"))
+    return strict_csv(path, dtype=str, keep_default_na=False)
+
+
+def strict_csv(path: Path, **options) -> pd.DataFrame:
+    """pandas' read of a CSV, where a row with more fields than the header is an error, not a shift of every column
+    onto the next (pandas takes the first column as the index when the rows are one field longer)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, index_col=False, **options)
+    except OSError as e:
+        raise PipelineError(f"{path}: cannot read it ({e.strerror or e})") from None
+    except pd.errors.ParserWarning:
+        raise PipelineError(f"{path}: a row has more fields than the header; fix the file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise PipelineError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
 

@@ -126,6 +126,9 @@ def at_least(low: int, unit: str = "") -> Callable[[str, int], None]:
     return check
 
 
+MAX_EPOCHS = 100_000  # beyond any schedule a run finishes; a typo of a few more digits is caught
+
+
 def between(low: int, high: int, unit: str = "") -> Callable[[str, int], None]:
     def check(option: str, value: int) -> None:
         if not low <= value <= high:
@@ -199,7 +202,7 @@ OPTIONS = (
     Option("head_dropout", float, 0.0, MODEL, "Dropout before the classifier head, e.g. 0.5.", "P", check=in_range(0, 1)),
     Option("img_size", int, None, MODEL, "Resize inputs to S×S, e.g. 224 for ImageNet weights (none: the images' size).",
            "PIXELS", check=between(8, 1024, " pixels"), optional=True),
-    Option("epochs", int, 100, OPTIMISATION, "", "N", check=positive, resumable=True, lr_find=False),
+    Option("epochs", int, 100, OPTIMISATION, "", "N", check=between(1, MAX_EPOCHS), resumable=True, lr_find=False),
     Option("optimizer", str, "sgd", OPTIMISATION, "sgd, adam, adamw, lamb or lion (timm's optimizers).",
            choices=OPTIMIZERS),
     Option("lr", float, 0.01, OPTIMISATION, "Learning rate (onecycle: the peak; cosine: the start after warm-up).", "LR",
@@ -542,7 +545,8 @@ def file_options(path: Path) -> dict:
     options = {str(key).replace("-", "_"): value for key, value in loaded.items()}
     unknown = sorted(set(options) - OPTION_NAMES - {"improved"})
     if unknown:
-        raise PipelineError(f"{path}: unknown option(s) {', '.join(unknown)}; `pipeline train --print-config` lists them")
+        shown = ", ".join(repr(key) if key != key.strip() or not key.isprintable() else key for key in unknown)
+        raise PipelineError(f"{path}: unknown option(s) {shown}; `pipeline train --print-config` lists them")
     if isinstance(options.get("milestones"), (int, str)):
         options["milestones"] = [options["milestones"]]
     return checked_options(command_line_options(options), path)

@@ -44,7 +44,9 @@ def read_id_csv(path: Path, columns: tuple[str, ...] = ("id", "label"), unique: 
     frame[columns[0]] = frame[columns[0]].str.strip()
     duplicated = frame[columns[0]][frame[columns[0]].duplicated()]
     if unique and len(duplicated):
-        raise PipelineError(f"{path}: {len(duplicated)} duplicate id(s): {_examples(set(duplicated))}")
+        raise PipelineError(f"{path}: {len(duplicated)} duplicate id(s) in its {columns[0]!r} column: "
+                            f"{_examples(set(duplicated))}" + ("; is that its id column? (dataset/competition.json "
+                                                                "names it)" if columns[0] != "id" else ""))
     return frame
 
 
@@ -53,7 +55,9 @@ def image_ids(folder: Path, suffix: str = ".png") -> set[str]:
     if folder.exists() and not folder.is_dir():
         raise PipelineError(f"{folder}: a file where a folder of images is expected; fetch the competition again")
     if not folder.is_dir():
-        raise PipelineError(f"{folder}: folder not found; run `pipeline fetch` first")
+        described = folder.parent / DESCRIPTION
+        raise PipelineError(f"{folder}: folder not found; " + (f"fix the folder {described} names, or fetch again"
+                                                               if described.is_file() else "run `pipeline fetch` first"))
     with os.scandir(folder) as entries:
         if suffix:
             return {e.name[:-len(suffix)] for e in entries if e.name.endswith(suffix) and listed_as_image(e)}
@@ -209,6 +213,8 @@ def load_train_set(root: Path) -> LabeledImages:
         raise PipelineError(f"{root / c.labels_csv}: every usable row has the label {classes[0]!r}; a classifier "
                             "needs images of at least 2 classes")
     submitted_classes(c, classes, root)  # checked before any training, not when predicting
+    if (root / c.test_images).is_dir():  # the test set as predict will read it, before any training
+        check_test(root)
     index = {name: i for i, name in enumerate(classes)}
     targets = labels["label"].map(index).to_numpy(dtype=np.int64)
     return LabeledImages(root / c.train_images, labels["id"].tolist(), targets, classes, problems, notes,

@@ -140,8 +140,12 @@ def goodness(member: MemberCost, members: list[MemberCost]) -> float:
     return member.score if HIGHER_IS_BETTER[member.metric] else math.exp(-member.score)
 
 
-def kaggle_username() -> str:
-    """The Kaggle user of this machine's credentials (KAGGLE_USERNAME, else kaggle.json's username)."""
+PLACEHOLDER_OWNER = "your-kaggle-username"  # a package built without credentials, to rehearse only
+
+
+def kaggle_username(required: bool) -> str:
+    """The Kaggle user of this machine's credentials (KAGGLE_USERNAME, else kaggle.json's username); without
+    credentials PLACEHOLDER_OWNER, unless `required` (to push)."""
     if os.environ.get("KAGGLE_USERNAME"):
         return os.environ["KAGGLE_USERNAME"]
     config = Path(os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle") / "kaggle.json"
@@ -149,9 +153,19 @@ def kaggle_username() -> str:
         username = json.loads(config.read_text()).get("username")
     except (OSError, ValueError, AttributeError):
         username = None
-    if not isinstance(username, str) or not username:
+    if isinstance(username, str) and username:
+        return username
+    if required:
         raise PipelineError(f"no Kaggle username in KAGGLE_USERNAME or {config}: give the datasets' owner with --owner")
-    return username
+    return PLACEHOLDER_OWNER
+
+
+def package_target(dataset_root: Path) -> str:
+    """The competition dataset/ was fetched from; for the offline sample (CIFAR-10's shape), cifar-10."""
+    from pipeline.fetch import DEFAULT_COMPETITION, SAMPLE, fetched_source
+    from pipeline.submit import submission_target
+
+    return DEFAULT_COMPETITION if fetched_source(dataset_root) == SAMPLE else submission_target(dataset_root)
 
 
 def slug_of(text: str) -> str:
@@ -268,15 +282,16 @@ def _pip(arguments: list[str], what: str) -> None:
 
 
 NOTEBOOK_CELLS = (
-    '''# Offline inference with `pipeline` (built by `pipeline package`): install from the wheels dataset, predict.
+    '''# Offline inference with `pipeline` (built by `pipeline package`): install from the wheels dataset (no internet).
 import os, subprocess, sys, time
 from pathlib import Path
 
 INPUT = Path(os.environ.get("PIPELINE_KAGGLE_INPUT", "/kaggle/input"))
 WORKING = Path(os.environ.get("PIPELINE_KAGGLE_WORKING", "/kaggle/working"))
 SCRATCH = Path(os.environ.get("PIPELINE_KAGGLE_TMP", "/tmp"))
-COMPETITION, WEIGHTS, WHEELS = INPUT / "{competition}", INPUT / "{weights}", INPUT / "{wheels}"''',
-    '''started, wheels, packages = time.monotonic(), sorted(WHEELS.glob("*.whl")), SCRATCH / "pipeline-packages"
+COMPETITION, WEIGHTS, WHEELS = INPUT / "{competition}", INPUT / "{weights}", INPUT / "{wheels}"
+
+started, wheels, packages = time.monotonic(), sorted(WHEELS.glob("*.whl")), SCRATCH / "pipeline-packages"
 if not wheels:
     sys.exit(f"error: {{WHEELS}}: no wheels; attach the package's wheels dataset to the notebook")
 subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--target",

@@ -27,7 +27,8 @@ from pipeline.errors import PipelineError
 from pipeline.infer import TTA_VIEWS, load_model, view_weights
 from pipeline.competition import read_competition
 from pipeline.layout import check_test, dataset_classes, id_sort_key
-from pipeline.run import CrossValidation, Run, RunConfig, checkpoint_label, latest_best_checkpoint, resolve_run
+from pipeline.run import (CrossValidation, Run, RunConfig, checkpoint_label, latest_best_checkpoint, load_checkpoint,
+                          resolve_run)
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.metrics import METRIC_LABELS
 from pipeline.submission import (check_solution, class_histogram, score_submission, scoring_metric, submission_values,
@@ -74,9 +75,31 @@ def save_probabilities(path: Path, probabilities: np.ndarray, meta: dict) -> Non
     write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
 
 
-def load_probabilities(path: Path, ids: list[str], images_key: str) -> tuple[np.ndarray, dict]:
+def checkpoint_key(path: Path) -> str:
+    """What a checkpoint file is now (size and modification time): a saved prediction records it."""
+    stat = path.stat()
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
+
+
+def check_source(path: Path, meta: dict, expected: Path | None) -> None:
+    """The checkpoint a prediction was made by: `expected` (when given), unchanged since, with its classes."""
+    source = Path(str(meta.get("checkpoint", "")))
+    if expected is not None and source.resolve() != expected.resolve():
+        raise PipelineError(f"{path}: predicted by {source}, not {expected}; predict with it again "
+                            f"(`pipeline predict --run {expected.parent.parent.name}`)")
+    if not source.is_file():  # moved or deleted since: what it predicted stands
+        return
+    if meta.get("checkpoint_key", checkpoint_key(source)) != checkpoint_key(source):
+        raise PipelineError(f"{path}: {source} has changed since it predicted this; predict again")
+    if RunConfig.of_checkpoint(load_checkpoint(source, mmap=True), source).classes != meta["classes"]:
+        raise PipelineError(f"{path.with_suffix('.json')}: its classes are not those of {source}, which predicted it; "
+                            "predict again")
+
+
+def load_probabilities(path: Path, ids: list[str], images_key: str,
+                       expected: Path | None = None) -> tuple[np.ndarray, dict]:
     """A saved `.probs.npy` and its metadata, checked against the current test ids and image files
-    (`images_key`: their fingerprint)."""
+    (`images_key`: their fingerprint) and against the checkpoint that predicted it (`check_source`)."""
     meta_path = path.with_suffix(".json")
     if not path.is_file() or not meta_path.is_file():
         raise PipelineError(f"{path}: no such probability file (or its .json); run `pipeline predict` first")
@@ -90,8 +113,12 @@ def load_probabilities(path: Path, ids: list[str], images_key: str) -> tuple[np.
         probabilities = np.load(path, allow_pickle=False).astype(np.float32)
     except (ValueError, EOFError, OSError) as e:  # EOFError: an empty file
         raise PipelineError(f"{path}: not a readable .npy file ({e})") from None
+    if probabilities.shape != (len(ids), len(meta["classes"])) and meta.get("ids") == ids_key(ids):
+        raise PipelineError(f"{path}: holds an array of shape {probabilities.shape}, not one row per test image "
+                            f"({len(ids)}) and a column per class ({len(meta['classes'])}); predict again")
     if meta.get("ids") != ids_key(ids) or probabilities.shape != (len(ids), len(meta["classes"])):
         raise PipelineError(f"{path}: made for other test ids than dataset/test now holds; predict again")
+    check_source(path, meta, expected)
     if meta.get("images_key") != images_key:
         raise PipelineError(f"{path}: made from test images that have changed since (or by an older pipeline); "
                             "predict again")
@@ -170,7 +197,8 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
         if not where.main:
             continue
         name = out.parent / f"{label}.probs.npy"
-        save_probabilities(name, probabilities, {"checkpoint": str(path), "classes": classes, "tta": tta,
+        save_probabilities(name, probabilities, {"checkpoint": str(path), "checkpoint_key": checkpoint_key(path),
+                                                 "classes": classes, "tta": tta,
                                                  "engine": used_engine, "precision": used_precision, "ids": ids_key(ids),
                                                  "images": len(ids), "images_key": images_key})
         members.append(name.name)
@@ -282,7 +310,7 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
     paths = [p for group in groups for p in group]
     described = read_competition(dataset_root)
     images_key = fingerprint(dataset_root / described.test_images, ids, described.image_suffix, described.image_size)
-    loaded = {p: load_probabilities(p, ids, images_key) for p in paths}
+    loaded = {p: load_probabilities(p, ids, images_key, expected) for group in groups for p, expected in group.items()}
     classes = loaded[paths[0]][1]["classes"]
     for path, (_, meta) in loaded.items():
         if meta["classes"] != classes:
@@ -296,14 +324,15 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
                              None, score, metric)
 
 
-def member_files(member: Path, folder: Path, weights_root: Path | None) -> list[Path]:
-    """An ensemble member's probability files: a path, a name under submissions/, or a cross-validation's folds'."""
+def member_files(member: Path, folder: Path, weights_root: Path | None) -> dict[Path, Path | None]:
+    """An ensemble member's probability files: a path, a name under submissions/, or a cross-validation's folds',
+    each with the checkpoint it must have been predicted by (a fold's best.pt; None: any)."""
     if member.suffix == ".npy":
-        return [member]
+        return {member: None}
     cv = CrossValidation((weights_root or weights_dir()) / member)
     if len(member.parts) == 1 and cv.is_cv() and not (folder / f"{member.name}.probs.npy").is_file():
-        return [folder / f"{checkpoint_label(path)}.probs.npy" for path in cv.best_checkpoints()]
-    return [folder / f"{member.name}.probs.npy"]
+        return {folder / f"{checkpoint_label(path)}.probs.npy": path for path in cv.best_checkpoints()}
+    return {folder / f"{member.name}.probs.npy": None}
 
 
 def member_cv(member: Path, weights_root: Path | None) -> CrossValidation:

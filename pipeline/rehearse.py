@@ -79,8 +79,9 @@ def parse_budget(text: str) -> float:
 def rehearse(package: Path, dataset_root: Path, out: Path, hidden_fraction: float = 0.5, seed: int = 0,
              budget_s: float | None = None, estimate_for: int | None = None) -> Rehearsal:
     """Run `package`'s notebook against a hidden test set made from `dataset_root`'s; its submission, checked as
-    Kaggle checks one, is copied to `out` (its log and the rehearsal's numbers, .log and .json, beside it). A notebook that fails, a submission Kaggle would
-    refuse, or a run that would not fit in `budget_s` for `estimate_for` test images is one line saying so."""
+    Kaggle checks one, is copied to `out` (its log and the rehearsal's numbers, .log and .json, beside it). A
+    notebook that fails, a submission Kaggle would refuse, or a run that would not fit in `budget_s` for
+    `estimate_for` test images is one line saying so."""
     kernel = json.loads((package / "notebook" / "kernel-metadata.json").read_text())
     competition = kernel["competition_sources"][0]
     weights_slug, wheels_slug = (source.split("/", 1)[1] for source in kernel["dataset_sources"])

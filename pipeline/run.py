@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.config import FOLDS_RANGE, OPTION, OPTIONS_FORMAT, TrainConfig, saved_config, upgraded_options
+from pipeline.competition import strict_csv
+from pipeline.config import FOLDS_RANGE, OPTION, OPTIONS_FORMAT, checked_options, TrainConfig, saved_config, upgraded_options
 from pipeline.errors import PipelineError
 from pipeline.metrics import HIGHER_IS_BETTER, better
 from pipeline.workspace import atomic_path, link_atomic, weights_dir, write_failure, write_text_atomic
@@ -208,9 +209,9 @@ class Run:
         if not self.has_metrics():
             raise PipelineError(f"{self._metrics}: no metrics (the run has not finished an epoch)")
         try:
-            metrics = pd.read_csv(self._metrics)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            raise PipelineError(f"{self._metrics}: not a metrics CSV ({str(e).splitlines()[0]})") from None
+            metrics = strict_csv(self._metrics)
+        except PipelineError as e:
+            raise PipelineError(f"{self._metrics}: not a metrics CSV ({str(e).split(': ', 1)[1]})") from None
         missing = REQUIRED_METRICS - set(metrics.columns)
         if missing or metrics.empty:
             raise PipelineError(f"{self._metrics}: "
@@ -228,7 +229,7 @@ class Run:
         """The metrics rows of epochs 1…until_epoch (what a resumed run continues from)."""
         if not self._metrics.is_file():
             return []
-        return pd.read_csv(self._metrics).query("epoch <= @until_epoch").to_dict("records")
+        return strict_csv(self._metrics).query("epoch <= @until_epoch").to_dict("records")
 
     def write_metrics(self, rows: list[dict]) -> None:
         with atomic_path(self._metrics) as tmp:
@@ -334,7 +335,9 @@ class CrossValidation:
         if not (isinstance(folds, int) and not isinstance(folds, bool) and low <= folds <= high):
             raise PipelineError(f"{self._plan}: not the plan `pipeline train --folds K` writes (an object whose folds is "
                                 f"from {low} to {high}, got {folds!r}); train the cross-validation again in a new folder")
-        return {**upgraded_options(plan, plan.get("format", 1), self._plan), "format": OPTIONS_FORMAT}
+        options = upgraded_options({k: v for k, v in plan.items() if k != "format"}, plan.get("format", 1), self._plan)
+        saved_config(options, self._plan)  # known options, each value of its option's type
+        return {**checked_options(options, self._plan), "format": OPTIONS_FORMAT}
 
     def write_plan(self, plan: dict) -> None:
         write_text_atomic(self._plan, json.dumps(plan, indent=2) + "\n")
@@ -360,7 +363,11 @@ class CrossValidation:
         return summary
 
     def read_oof(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return read_predictions(self.oof, "not every fold has finished")
+        folds = self.read_plan()["folds"]
+        finished = all((self.fold(i).read_status() or {}).get("state") == "finished" for i in range(folds))
+        return read_predictions(self.oof, f"gather its folds with `pipeline train --config {self.path} --name "
+                                          f"{self.name}` (it trains no finished fold)" if finished
+                                else "not every fold has finished")
 
     def best_checkpoints(self) -> list[Path]:
         return [run.best for run in self.verified_folds()]
@@ -385,6 +392,12 @@ class CrossValidation:
             values = ", ".join(f"fold {i}: {options[differ[0]]}" for i, options in enumerate(shared))
             raise PipelineError(f"{self.path}: its folds were trained with different --{differ[0].replace('_', '-')} "
                                 f"({values}); a CV's folds share their options: train the CV again in a new folder")
+        for index, (run, config) in enumerate(zip(runs, configs)):
+            problem = _checkpoint_problem(run, config, index)
+            if problem:
+                raise PipelineError(f"{run.best}: not the checkpoint of this fold ({problem}); delete {run.path} and "
+                                    f"train it again with `pipeline train --config {self.path} --fold {index} --name "
+                                    f"{self.name}`")
         return runs
 
     def fold_problem(self, index: int, plan: dict) -> str | None:
@@ -400,12 +413,17 @@ class CrossValidation:
             if status.get("state") == "running" and status.get("host") != socket.gethostname():
                 return f"{run.path}: fold {index} is training on {status.get('host')}, or crashed there; use the CV " \
                        "once it has finished"
-            state = "crashed" if status.get("state") == "running" else status.get("state", "incomplete")
+            if not status:
+                return f"{run.path}: fold {index} has no readable status.json, which says whether it finished; " \
+                       f"delete {run.path} and train it again with {again}"
+            state = "crashed" if status["state"] == "running" else status["state"]
             return f"{run.path}: fold {index} is {state}; continue it with `pipeline train --resume {run.path}`"
         options = run.read_config().options
         if (options.folds, options.fold) != (folds, index):
-            return (f"{run.path}: holds fold {options.fold} of {options.folds}, not fold {index} of {folds} as "
-                    f"{self._plan.name} says; train the CV again in a new folder")
+            held = f"fold {options.fold} of {options.folds}" if options.folds else "a run of no cross-validation"
+            advice = (f"restore {self._plan}'s folds or train the CV again in a new folder" if options.folds not in
+                      (None, folds) else f"delete {run.path} and train it again with {again}")
+            return f"{run.path}: holds {held}, not fold {index} of {folds} as {self._plan.name} says; {advice}"
         trained = shared_options(options)
         differ = [key for key in plan if key != "format" and key in trained and trained[key] != plan[key]]
         if differ:
@@ -416,6 +434,19 @@ class CrossValidation:
         if not run.best.is_file():
             return f"{run.path}: fold {index} has no {BEST}; delete {run.path} and train it again with {again}"
         return None
+
+
+def _checkpoint_problem(run: Run, config: RunConfig, index: int) -> str | None:
+    """How fold `index`'s best.pt, as it says itself (read without its tensors), differs from its run's config."""
+    saved = RunConfig.of_checkpoint(load_checkpoint(run.best, mmap=True), run.best)
+    if saved.options.fold != index:
+        return f"it was trained as fold {saved.options.fold} of {saved.options.folds}"
+    if saved.labeled_ids != config.labeled_ids:
+        return "it was trained on other labeled images"
+    theirs, ours = shared_options(saved.options), shared_options(config.options)
+    differ = [key for key in ours if theirs.get(key) != ours[key]]
+    return ", ".join(f"it says --{key.replace('_', '-')} {theirs.get(key)} where config.json says {ours[key]}"
+                     for key in differ[:3]) or None
 
 
 def shared_options(options: TrainConfig) -> dict:
@@ -499,7 +530,9 @@ def claim_run(weights_root: Path, name: str | None) -> Run:
         except FileExistsError:
             if name:
                 raise PipelineError(
-                    f"{weights_root / name} already exists: choose another --name or continue it with --resume"
+                    f"{weights_root / name} already exists: choose another --name"
+                    + (" or continue it with --resume" if Run(weights_root / name).looks_like_run() else
+                       f" (it is {'a file' if (weights_root / name).is_file() else 'a folder of no run'})")
                 ) from None
         except OSError as e:
             raise PipelineError(f"{weights_root}: cannot create a run folder in it ({e.strerror}); train from a "
@@ -571,13 +604,13 @@ def save_checkpoint(path: Path, checkpoint: dict, copies: Sequence[Path] = ()) -
             link_atomic(tmp, copy)
 
 
-def load_checkpoint(path: Path) -> dict:
-    """A pipeline checkpoint, loaded without running any pickled code."""
+def load_checkpoint(path: Path, mmap: bool = False) -> dict:
+    """A pipeline checkpoint, loaded without running any pickled code (`mmap`: its tensors mapped, not read)."""
     from pipeline.models import safe_torch_load
 
     if not path.is_file():
         raise PipelineError(f"{path}: checkpoint not found")
-    checkpoint = safe_torch_load(path)
+    checkpoint = safe_torch_load(path, mmap)
     if not isinstance(checkpoint, dict) or not {"model", "config", "epoch"} <= checkpoint.keys():
         raise PipelineError(f"{path}: not a pipeline checkpoint (no model/config/epoch entries)")
     return checkpoint

@@ -50,7 +50,7 @@ from pipeline.models import build_model, freeze_backbone, load_pretrained
 from pipeline.models.weights import weights_file
 from pipeline.progress import progress_bar
 from pipeline.precision import choose, installed_version, training_trial
-from pipeline.run import (CheckpointSaver, Run, RunConfig, claim_run, inference_weights, load_checkpoint,
+from pipeline.run import (CheckpointSaver, CrossValidation, Run, RunConfig, claim_run, inference_weights, load_checkpoint,
                           resolve_run, summarize_metrics)
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.workspace import created_folder, dataset_dir, weights_dir
@@ -160,6 +160,9 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
         flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
         raise PipelineError(f"{flags} cannot change when resuming {run_dir}; start a new run instead")
     run = Run(resolve_run(run_dir))
+    if CrossValidation(run.path).is_cv():
+        raise PipelineError(f"{run.path}: a cross-validation; resume one of its folds, `pipeline train --resume "
+                            f"{run.path}/fold-I`, then train the CV again to gather it")
     training = run.training_pid()
     if training is not None:
         raise PipelineError(f"{run.path}: still training (process {training}); resume it once that stops")

@@ -17,6 +17,7 @@ from pipeline.dataset import fold_split
 from pipeline.errors import PipelineError
 from pipeline.predict import predict
 from pipeline.run import CrossValidation
+from pipeline.train import resume
 from tests.fixtures import QUICK, dead_pid, runner
 
 CV = dict(epochs=1, folds=3, **QUICK)
@@ -212,6 +213,18 @@ CV_EDITS = {  # what happens to a copy of a finished 2-fold CV, and what reading
                   r"fold 1 was trained with other options than .* --seed 7 \(plan: 42\)"),
     "fold-data": (lambda cv: edit_json(cv.fold(1).path / "config.json", lambda run: run.update(labeled_ids="0" * 64)),
                   r"its folds were trained on different labeled images"),
+    "best-swapped": (lambda cv: shutil.copyfile(cv.fold(1).best, cv.fold(0).best),
+                     r"fold-0/best.pt: not the checkpoint of this fold \(it was trained as fold 1 of 2\); delete"),
+    "seed-everywhere": (lambda cv: [edit_json(path, change) for path, change in (
+        (cv.path / "cv.json", lambda plan: plan.update(seed=7)),
+        (cv.fold(0).path / "config.json", lambda run: run["options"].update(seed=7)),
+        (cv.fold(1).path / "config.json", lambda run: run["options"].update(seed=7)))],
+        r"fold-0/best.pt: not the checkpoint of this fold \(it says --seed 42 where config.json says 7\)"),
+    "plain-run": (lambda cv: edit_json(cv.fold(1).path / "config.json", lambda run: run["options"].update(folds=None, fold=None)),
+                  r"fold-1: holds a run of no cross-validation, not fold 1 of 2 as cv.json says; delete .*fold-1 and "
+                  r"train it again with"),
+    "status-empty": (lambda cv: (cv.fold(0).path / "status.json").write_text(""),
+                     r"fold-0: fold 0 has no readable status.json, which says whether it finished; delete"),
 }
 
 
@@ -232,3 +245,42 @@ def test_a_cv_is_used_only_when_it_is_what_its_plan_says(fetched):
     assert again.exit_code == 0, again.output
     assert "2-fold CV on 400 labeled images" in " ".join(again.output.split())
     assert predict(runs=[Path("no-best")], tta="none").members == ["no-best-fold-0.probs.npy", "no-best-fold-1.probs.npy"]
+    edit_json(cv.path / "cv.json", lambda plan: plan.update(seed="42"))  # as the command line reads `--seed 42`
+    assert predict(runs=[cv.path], tta="none").rows == 40
+    with pytest.raises(PipelineError, match=r"cv: a cross-validation; resume one of its folds, `pipeline train "
+                                            r"--resume .*cv/fold-I`"):
+        resume(cv.path)
+    (cv.path / "oof.npz").unlink()
+    with pytest.raises(PipelineError, match=r"oof.npz: not found; gather its folds with `pipeline train --config "
+                                            r".*cv --name cv` \(it trains no finished fold\)"):
+        cv.read_oof()
+    gathered = runner.invoke(app, ["train", "--config", str(cv.path), "--name", "cv"])
+    assert gathered.exit_code == 0 and "fold 1: already trained" in gathered.output and cv.read_oof()[0].size == 400
+
+
+def test_predictions_are_used_only_with_the_checkpoint_that_made_them(fetched):
+    """A run named like a CV's fold label overwrites that fold's probability file; a fold retrained since its
+    prediction, or classes edited in a prediction's .json: each is one line, never an ensemble of the wrong files."""
+    from pipeline.predict import ensemble
+    from pipeline.train import train
+
+    cv, _ = train_cv(TrainConfig(**{**CV, "folds": 2}, name="cv"))
+    predict(runs=[cv.path], tta="none")
+    train(TrainConfig(epochs=1, **{**QUICK, "lr": 0.1}, name="cv-fold-0"))
+    predict(runs=[Path("cv-fold-0")], tta="none")  # writes submissions/cv-fold-0.probs.npy too
+    with pytest.raises(PipelineError, match=r"cv-fold-0.probs.npy: predicted by .*weights/cv-fold-0/best.pt, not "
+                                            r".*weights/cv/fold-0/best.pt; predict with it again \(`pipeline predict "
+                                            r"--run cv`\)"):
+        ensemble([Path("cv")])
+    predict(runs=[cv.path], tta="none")
+    assert ensemble([Path("cv")]).rows == 40
+    meta = fetched / "submissions" / "cv-fold-1.probs.json"
+    edit_json(meta, lambda saved: saved.update(classes=saved["classes"][::-1]))
+    with pytest.raises(PipelineError, match=r"cv-fold-1.probs.json: its classes are not those of .*fold-1/best.pt, "
+                                            r"which predicted it; predict again"):
+        ensemble([Path("cv")])
+    predict(runs=[cv.path], tta="none")
+    cv.fold(1).best.touch()  # retrained, resumed, or replaced since
+    with pytest.raises(PipelineError, match=r"cv-fold-1.probs.npy: .*fold-1/best.pt has changed since it predicted "
+                                            r"this; predict again"):
+        ensemble([Path("cv")])

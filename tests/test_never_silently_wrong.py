@@ -2,6 +2,7 @@
 right result or a one-line error (inputs made here; the checks against the work use others of each class)."""
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -684,3 +685,40 @@ def test_a_description_pointing_at_the_wrong_files_is_refused_before_anything_ru
     result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--name", "new"])
     assert result.exit_code == 1 and "the submission takes the probabilities of other, " in result.output
     assert "but the training labels' classes are" in result.output and not (trained / "weights" / "new").exists()
+
+
+def test_second_hostile_pass_inputs(trained):
+    """Inputs of the second hostile pass (issue 33) that were silently wrong or said the wrong thing."""
+    dataset, weights = trained / "dataset", trained / "weights"
+    # a row with one field more than the header: pandas shifted every column onto the next
+    metrics = weights / "exp" / "metrics.csv"
+    lines = metrics.read_text().splitlines()
+    metrics.write_text("\n".join([lines[0], lines[1] + ",99", *lines[2:]]) + "\n")
+    listed = runner.invoke(app, ["runs"])
+    assert listed.exit_code == 0 and "finished: not a metrics CSV" in " ".join(listed.output.split())
+    reported = runner.invoke(app, ["report", "exp"])
+    assert reported.exit_code == 1 and "a row has more fields than the header; fix the file" in reported.output
+    labels = (dataset / "trainLabels.csv").read_text().splitlines()
+    (dataset / "shifted.csv").write_text("\n".join([labels[0], labels[1] + ",x", *labels[2:]]) + "\n")
+    with pytest.raises(PipelineError, match=r"shifted.csv: a row has more fields than the header; fix the file"):
+        described(trained, labels_csv="shifted.csv")
+        load_train_set(dataset)
+    # description fields naming the wrong files: each refused before training, naming what to fix
+    for fields, message in (
+            (dict(sample_submission="trainLabels.csv"), "sample_submission names trainLabels.csv, the training labels"),
+            (dict(labels_csv="train/1.png"), "train/1.png: is a PNG image, not a CSV; save it as a UTF-8 CSV or name the "
+                                             "right file"),
+            (dict(train_images="nope"), "nope: folder not found; fix the folder .*competition.json names"),
+            (dict(submission_id="label"), r"sampleSubmission.csv: 39 duplicate id\(s\) in its 'label' column: .*; is "
+                                          r"that its id column\? \(dataset/competition.json names it\)")):
+        described(trained, **fields)
+        result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--name", "new"])
+        assert result.exit_code == 1 and not (weights / "new").exists(), result.output
+        assert re.search(message, " ".join(result.output.split())), result.output
+    (dataset / "competition.json").unlink()
+    (weights / "file").write_text("not a run")
+    result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--name", "file"])
+    assert result.exit_code == 1 and "file already exists: choose another --name (it is a file)" in result.output
+    (trained / "spaced.yaml").write_text('"lr ": 0.2\n')
+    result = runner.invoke(app, ["train", "--config", "spaced.yaml", "--print-config"])
+    assert result.exit_code == 1 and "unknown option(s) 'lr '" in result.output

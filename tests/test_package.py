@@ -208,3 +208,21 @@ def test_push_failures_are_one_line(packaged, trained_once, kaggle, setting, val
     setattr(kaggle, setting, value)
     with pytest.raises(PipelineError, match=message):
         push(packaged, trained_once / "dataset", poll_s=0.01, report=lambda line: None)
+
+
+def test_a_new_user_without_credentials_packages_and_rehearses_the_sample(project, monkeypatch):
+    """The flow of issue 34 from nothing: fetch the offline sample, train, package and rehearse, no account."""
+    for variable in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(project / "no-kaggle"))
+    assert runner.invoke(app, ["fetch", "--sample"]).exit_code == 0
+    trained = runner.invoke(app, ["train", "--epochs", "2", "--limit", "1000", "--device", "cpu", "--workers", "0"])
+    assert trained.exit_code == 0, trained.output
+    done = runner.invoke(app, ["package", "exp", "--rehearse", "--no-gpu"])
+    assert done.exit_code == 0, done.output
+    out = " ".join(done.output.split())
+    assert "the package names 'your-kaggle-username' as its owner" in out and "is a valid submission" in out
+    kernel = json.loads((project / "submissions" / "cifar-10-package" / "notebook" / "kernel-metadata.json").read_text())
+    assert kernel["competition_sources"] == ["cifar-10"] and kernel["enable_gpu"] is False
+    refused = runner.invoke(app, ["package", "exp", "--push", "--out", "again"])
+    assert refused.exit_code == 1 and "no Kaggle username in KAGGLE_USERNAME or" in refused.output

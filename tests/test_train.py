@@ -115,7 +115,8 @@ def test_torchvision_model_with_pretrained_file(fetched):
 
 @pytest.mark.parametrize("options, message", [
     (dict(milestones=[60, 30]), "--milestones must be increasing"),
-    (dict(epochs=0), "--epochs must be positive"),
+    (dict(epochs=0), "--epochs must be between 1 and 100000, got 0"),
+    (dict(epochs=10**23), "--epochs must be between 1 and 100000, got 100000000000000000000000"),
     (dict(device="gpu", epochs=1), "--device 'gpu': expected auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_options_are_clear(fetched, options, message):

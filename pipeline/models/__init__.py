@@ -150,10 +150,11 @@ def freeze_backbone(model: nn.Module) -> list[nn.Module]:
             if isinstance(m, nn.modules.batchnorm._NormBase) and not name.startswith(head_name)]
 
 
-def safe_torch_load(path: Path):
-    """`torch.load` restricted to tensors and plain containers, so a file cannot run code."""
+def safe_torch_load(path: Path, mmap: bool = False):
+    """`torch.load` restricted to tensors and plain containers, so a file cannot run code; `mmap` maps the tensors
+    rather than reading them (for what a checkpoint says of itself)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         found = re.search(r"unsupported global:? (?:GLOBAL )?([\w.]+)", str(e), re.IGNORECASE)
         if found:

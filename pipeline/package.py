@@ -192,7 +192,7 @@ def package(checkpoints: list[Path], competition: str, owner: str, out: Path, da
     with created_folder(out, whole=True):
         weights_slug, wheels_slug = slug_of(f"{competition}-pipeline-weights"), slug_of("pipeline-wheels")
         members = _weights_dataset(plan, out / "weights", dataset_root, owner, weights_slug, budget_s)
-        wheel_files, left_out = _wheels_dataset(out / "wheels", owner, wheels_slug, out / "weights" / members[0])
+        wheel_files, left_out = _wheels_dataset(out / "wheels", owner, wheels_slug, [out / "weights" / m for m in members])
         notebook = _notebook(out / "notebook", owner, competition, weights_slug, wheels_slug, gpu)
     return Package(out, out / "weights", out / "wheels", notebook, plan, wheel_files, left_out)
 
@@ -229,27 +229,29 @@ def _weights_dataset(plan: Plan, folder: Path, dataset_root: Path, owner: str, s
     return members
 
 
-def runtime_distributions(checkpoint: Path) -> set[str]:
-    """The distributions a fresh Python imports to load `checkpoint`'s model and predict with it (measured in a
-    subprocess, so it holds for this model whatever this process has imported)."""
+def runtime_distributions(checkpoints: list[Path]) -> set[str]:
+    """The distributions a fresh Python imports to load the checkpoints' models and predict with them (measured in
+    a subprocess, so it holds for these models whatever this process has imported)."""
     probe = ("import importlib.metadata as m, sys, torch; from pathlib import Path\n"
              "import pipeline.predict, pipeline.infer\n"
-             f"pipeline.infer.load_model(Path({str(checkpoint)!r}), torch.device('cpu'))\n"
+             f"for path in {[str(path) for path in checkpoints]!r}:\n"
+             "    pipeline.infer.load_model(Path(path), torch.device('cpu'))\n"
              "names = m.packages_distributions()\n"
              "print('\\n'.join(sorted({d for mod in list(sys.modules) for d in names.get(mod.split('.')[0], [])})))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     if done.returncode:
-        raise PipelineError(f"{checkpoint}: cannot load it to see what it imports ({done.stderr.strip().splitlines()[-1]})")
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise PipelineError(f"{checkpoints[0].parent}: cannot load the package's models to see what they import ({last})")
     return {line.strip().lower().replace("_", "-") for line in done.stdout.splitlines() if line.strip()}
 
 
-def _wheels_dataset(folder: Path, owner: str, slug: str, member: Path) -> tuple[list[str], list[str]]:
+def _wheels_dataset(folder: Path, owner: str, slug: str, members: list[Path]) -> tuple[list[str], list[str]]:
     """This project's wheel, and a wheel for Kaggle's Python of each other package prediction imports that
     Kaggle's image lacks; returns the wheel files and the packages left out as Kaggle's."""
     from importlib.metadata import version
 
     folder.mkdir(parents=True)
-    needed = runtime_distributions(member) - {"pipeline"}
+    needed = runtime_distributions(members) - {"pipeline"}
     image = {name.replace("_", "-") for name in KAGGLE_IMAGE}
     left_out = sorted(needed & image)
     carried = sorted(needed - image - {name for name in needed if name.startswith(("nvidia-", "cuda-"))})

@@ -11,6 +11,7 @@ sockets through an audit hook, and the inputs are copies without write permissio
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -210,7 +211,8 @@ def run_isolated(script: Path, inputs: dict[str, Path], root: Path, dataset_root
         raise PipelineError(f"the notebook ran past the {duration(budget_s)} budget and was stopped") from None
     finally:
         if made:
-            Path("/kaggle").rmdir()
+            with contextlib.suppress(OSError):  # another rehearsal may be using it now
+                Path("/kaggle").rmdir()
         if not isolated:
             subprocess.run(["chmod", "-R", "u+w", str(root / "input")], check=False)
 

@@ -52,16 +52,22 @@ def find_checkpoint(run: Path | None = None, checkpoint: Path | None = None, wei
     if checkpoint is not None:
         return checkpoint
     if run is not None:
-        return Run(resolve_run(run, weights_root)).best_checkpoint()
+        chosen = Run(resolve_run(run, weights_root))
+        state = (chosen.read_status() or {}).get("state", "finished")
+        if state != "finished":  # its best checkpoint so far: said, not hidden
+            state = "crashed" if state == "running" and chosen.training_pid() is None else state
+            (console or Console(quiet=True)).print(f"{chosen.path}: the run is {state}; predicting with its best "
+                                                   "checkpoint so far")
+        return chosen.best_checkpoint()
     path, why = latest_best_checkpoint(weights_root or weights_dir())
     (console or Console(quiet=True)).print(f"using {path}: {why} (choose another with --run NAME)")
     return path
 
 
-def run_checkpoints(run: Path, weights_root: Path | None = None) -> list[Path]:
+def run_checkpoints(run: Path, weights_root: Path | None = None, console: Console | None = None) -> list[Path]:
     """A run's best checkpoint, or every fold's of a cross-validation folder (its fold ensemble)."""
     cv = CrossValidation(resolve_run(run, weights_root))
-    return cv.best_checkpoints() if cv.is_cv() else [find_checkpoint(run=run, weights_root=weights_root)]
+    return cv.best_checkpoints() if cv.is_cv() else [find_checkpoint(run=run, weights_root=weights_root, console=console)]
 
 
 def ids_key(ids: list[str]) -> str:
@@ -172,7 +178,7 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     where = runtime.ranks
     console = (console or Console()) if where.main else Console(quiet=True)
     out = out or submissions_dir() / "submission.csv"
-    sources = list(checkpoints or []) + [c for r in runs or [] for c in run_checkpoints(r, weights_root)]
+    sources = list(checkpoints or []) + [c for r in runs or [] for c in run_checkpoints(r, weights_root, console)]
     sources = sources or [find_checkpoint(weights_root=weights_root, console=console)]
     submission_ids = check_test(dataset_root)
     with rank_zero_first(where):  # rank 0 decodes the cache; the others then read it

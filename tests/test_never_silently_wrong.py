@@ -722,3 +722,12 @@ def test_second_hostile_pass_inputs(trained):
     (trained / "spaced.yaml").write_text('"lr ": 0.2\n')
     result = runner.invoke(app, ["train", "--config", "spaced.yaml", "--print-config"])
     assert result.exit_code == 1 and "unknown option(s) 'lr '" in result.output
+
+
+def test_predicting_with_a_run_that_did_not_finish_says_so(trained):
+    from tests.fixtures import dead_pid
+
+    Run(trained / "weights" / "exp").set_status("running", pid=dead_pid())
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"])
+    assert result.exit_code == 0, result.output
+    assert "the run is crashed; predicting with its best checkpoint so far" in " ".join(result.output.split())

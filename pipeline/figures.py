@@ -135,6 +135,44 @@ def plot_confusion(predictions: ValPredictions, title: str, path: Path) -> np.nd
     return counts
 
 
+def confused_pairs(counts: np.ndarray, classes: list[str], top: int = 10) -> pd.DataFrame:
+    """The `top` off-diagonal cells of a confusion matrix (true × predicted), most images first: each pair's count
+    and its share of the true class's val images."""
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    rows, columns = np.unravel_index(np.argsort(-off, axis=None, kind="stable"), off.shape)
+    support = counts.sum(1)
+    pairs = [(classes[t], classes[p], int(off[t, p]), round(off[t, p] / support[t], 4))
+             for t, p in zip(rows, columns) if off[t, p] > 0][:top]
+    return pd.DataFrame(pairs, columns=["true", "predicted", "images", "share_of_true"])
+
+
+def highest_losses(predictions: ValPredictions, count: int) -> np.ndarray:
+    """Positions (in the val predictions) of the `count` images of highest loss, -log p(true class), highest first."""
+    true_probability = predictions.probabilities[np.arange(len(predictions.actual)), predictions.actual]
+    return np.argsort(true_probability, kind="stable")[:count]
+
+
+def plot_top_losses(predictions: ValPredictions, images: np.ndarray, title: str, path: Path, count: int = 24) -> None:
+    """A gallery of the val images of highest loss (`images`: the labeled set's, indexed by `predictions.indices`),
+    each titled with its true class, the predicted one and the probabilities the model gave both."""
+    chosen = highest_losses(predictions, count)
+    columns = min(6, len(chosen))
+    rows = -(-len(chosen) // columns)
+    figure = Figure(figsize=(2.3 * columns, 2.5 * rows), layout="constrained")
+    for k, position in enumerate(chosen):
+        ax = figure.add_subplot(rows, columns, k + 1)
+        image = images[predictions.indices[position]]
+        ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
+        true, guess = predictions.actual[position], predictions.predicted[position]
+        p = predictions.probabilities[position]
+        ax.set_title(f"true {predictions.classes[true]} {p[true]:.2f}\npred {predictions.classes[guess]} {p[guess]:.2f}",
+                     fontsize=8)
+        ax.axis("off")
+    figure.suptitle(f"{title}: the {len(chosen)} val images of highest loss")
+    save_figure(figure, path)
+
+
 def _markdown_table(frame: pd.DataFrame) -> str:
     cells = [[str(v) for v in frame.columns]] + [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
                                                  for row in frame.itertuples(index=False)]
@@ -143,7 +181,8 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_class: pd.DataFrame | None) -> str:
+def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_class: pd.DataFrame | None,
+                    pairs: pd.DataFrame | None = None) -> str:
     options, split, summary = asdict(config.options), config.split, summarize_metrics(metrics, config.metric)
     nan = float("nan")
     lines = [f"# Run `{run.name}`", ""]
@@ -167,6 +206,11 @@ def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_clas
     if per_class is not None:
         lines += ["## Confusion matrix (val)", "", f"![confusion]({run.confusion.name})", "",
                   "## Per class (val)", "", _markdown_table(per_class), ""]
+    if pairs is not None:
+        lines += ["## Most confused pairs (val)", "", _markdown_table(pairs) if len(pairs) else "no val image was "
+                  "misclassified", ""]
+    if run.top_losses.is_file():
+        lines += ["## Highest-loss val images", "", f"![top losses]({run.top_losses.name})", ""]
     option_rows = pd.DataFrame({"option": list(options), "value": [json.dumps(v) for v in options.values()]})
     lines += ["## Config", "", _markdown_table(option_rows), "",
               f"classes: {', '.join(config.classes)}  ",
@@ -174,20 +218,25 @@ def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_clas
     return "\n".join(lines)
 
 
-def draw_report(run: Run, predictions: ValPredictions | None) -> list[Path]:
+def draw_report(run: Run, predictions: ValPredictions | None, images: np.ndarray | None = None) -> list[Path]:
     """Draw the run's pictures and tables from its metrics and `predictions` (of its best checkpoint on the val split;
-    None for --full runs); returns the files written."""
+    None for --full runs), with a gallery of the highest-loss val images from `images` (the labeled set's, which
+    `predictions.indices` index); returns the files written."""
     config = run.read_config()
     metrics = run.read_metrics()
     options = config.options
     plot_curves(metrics, f"{run.name}: {model_label(options.model, options.stem)}", run.curves, config.metric)
     written = [run.curves]
-    per_class = None
+    per_class = pairs = None
     if predictions is not None:
-        plot_confusion(predictions, run.name, run.confusion)
-        per_class = per_class_table(predictions)
-        with atomic_path(run.per_class) as tmp:
-            per_class.to_csv(tmp, index=False)
-        written += [run.confusion, run.per_class]
-    write_text_atomic(run.report, report_markdown(run, config, metrics, per_class))
+        counts = plot_confusion(predictions, run.name, run.confusion)
+        per_class, pairs = per_class_table(predictions), confused_pairs(counts, predictions.classes)
+        for table, path in ((per_class, run.per_class), (pairs, run.confused_pairs)):
+            with atomic_path(path) as tmp:
+                table.to_csv(tmp, index=False)
+        written += [run.confusion, run.per_class, run.confused_pairs]
+        if images is not None and predictions.probabilities is not None and predictions.indices is not None:
+            plot_top_losses(predictions, images, run.name, run.top_losses)
+            written.append(run.top_losses)
+    write_text_atomic(run.report, report_markdown(run, config, metrics, per_class, pairs))
     return written + [run.report]

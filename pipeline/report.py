@@ -17,9 +17,9 @@ from pipeline.workspace import dataset_dir
 
 
 def val_predictions(run: Run, config: RunConfig, dataset_root: Path, device: str,
-                    console: Console) -> ValPredictions | None:
+                    console: Console) -> tuple[ValPredictions, np.ndarray] | None:
     """The best checkpoint's predictions on the val split of the run (`config`: its saved config; None for
-    --full runs)."""
+    --full runs), and the labeled images they index."""
     options = config.options
     if options.full:
         return None
@@ -31,7 +31,8 @@ def val_predictions(run: Run, config: RunConfig, dataset_root: Path, device: str
     _, val_idx = run_split(data.targets, options.val_fraction, options.seed, False, None, options.folds, options.fold)
     log_probs = infer(model, data.images[val_idx], config.inputs, "none", runtime,
                       default_batch_size(runtime.device), console, len(config.classes))
-    return ValPredictions(config.classes, data.targets[val_idx], log_probs.argmax(1), np.exp(log_probs), val_idx)
+    return ValPredictions(config.classes, data.targets[val_idx], log_probs.argmax(1), np.exp(log_probs),
+                          val_idx), data.images
 
 
 def write_report(run_dir: Path, dataset_root: Path | None = None, device: str = "auto",
@@ -44,5 +45,5 @@ def write_report(run_dir: Path, dataset_root: Path | None = None, device: str = 
     run.read_metrics()  # before the long rebuild: a run without metrics is an error now
     if not run.best.is_file():
         raise PipelineError(f"{run.best}: not found (the run has not finished an epoch)")
-    predictions = val_predictions(run, config, dataset_root or dataset_dir(), device, console or Console())
-    return draw_report(run, predictions)
+    predicted = val_predictions(run, config, dataset_root or dataset_dir(), device, console or Console())
+    return draw_report(run, *(predicted or (None,)))

@@ -176,7 +176,9 @@ class Run:
         self.tensorboard = self.path / "tb"
         self.curves, self.confusion = self.path / "curves.png", self.path / "confusion.png"
         self.per_class, self.report = self.path / "per_class.csv", self.path / "report.md"
-        self.report_files = (self.curves, self.confusion, self.per_class, self.report)
+        self.confused_pairs, self.top_losses = self.path / "confused_pairs.csv", self.path / "top_losses.png"
+        self.report_files = (self.curves, self.confusion, self.per_class, self.confused_pairs, self.top_losses,
+                             self.report)
         self.onnx = self.path / "model.onnx"  # `pipeline export`'s (export.py)
         self.top = self.path / "top"
         # read and written only through the methods below

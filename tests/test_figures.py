@@ -41,3 +41,23 @@ def test_per_class_roc_auc_is_each_class_against_the_rest_and_blank_for_a_class_
         assert table["roc_auc"][k] == pytest.approx(roc_auc_score(actual == k, probabilities[:, k]), abs=1e-4)
     assert np.isnan(table["roc_auc"][2])
     assert "roc_auc" not in per_class_table(ValPredictions(["a", "b", "c"], actual, actual))  # no probabilities
+
+
+def test_most_confused_pairs_and_the_gallery_of_highest_losses(tmp_path):
+    from pipeline.figures import confused_pairs, highest_losses, plot_top_losses
+
+    classes = ["cat", "dog", "fox"]
+    counts = np.array([[5, 3, 0], [1, 6, 0], [2, 3, 4]])
+    pairs = confused_pairs(counts, classes)
+    assert pairs.values.tolist() == [["cat", "dog", 3, 0.375], ["fox", "dog", 3, 0.3333], ["fox", "cat", 2, 0.2222],
+                                     ["dog", "cat", 1, 0.1429]]  # most images first; ties in the matrix's order
+    assert confused_pairs(np.diag([3, 4]), ["a", "b"]).empty
+    actual = np.array([0, 1, 2, 0])
+    probabilities = np.array([[0.9, 0.05, 0.05], [0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.6, 0.1]])
+    predictions = ValPredictions(classes, actual, probabilities.argmax(1), probabilities, np.array([7, 2, 5, 0]))
+    assert highest_losses(predictions, 2).tolist() == [1, 3]  # p(true) 0.2, then 0.3
+    images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    plot_top_losses(predictions, images, "run", tmp_path / "top.png", count=3)
+    assert_png(tmp_path / "top.png")
+    plot_top_losses(predictions, images[..., :1], "grey", tmp_path / "grey.png")  # one channel
+    assert_png(tmp_path / "grey.png")

@@ -27,6 +27,11 @@ def test_a_run_ends_with_its_pictures_tables_and_hparams(fetched):
     assert correct / 80 == pytest.approx(result.best_score, abs=1e-3)
     report = (run / "report.md").read_text()
     assert "![curves](curves.png)" in report and "![confusion](confusion.png)" in report
+    assert "## Most confused pairs (val)" in report and "![top losses](top_losses.png)" in report
+    assert_png(run / "top_losses.png")
+    pairs = pd.read_csv(run / "confused_pairs.csv")
+    assert list(pairs.columns) == ["true", "predicted", "images", "share_of_true"]
+    assert pairs["images"].sum() == round(80 * (1 - result.best_score)) or len(pairs) == 10
     assert f"best val accuracy {result.best_score:.4f}" in report and "| lr | 0.02 |" in report
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
     events = EventAccumulator(str(run / "tb"))

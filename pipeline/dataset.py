@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,6 +55,7 @@ class TrainArrays:
     targets: np.ndarray
     skipped: list[str]  # with --skip-bad: the problems whose files or rows were left out
     labeled_ids: str = ""  # digest of the ids, labels and pixels used, in order (`training_digest`)
+    ids: list[str] = field(default_factory=list)  # each image's id
 
 
 def training_arrays(root: Path, skip_bad: bool = False, limit: int | None = None,
@@ -81,7 +82,7 @@ def training_arrays(root: Path, skip_bad: bool = False, limit: int | None = None
     if len(np.unique(targets)) < 2:
         raise PipelineError(f"{root}: the {len(ids)} images used (--limit, --skip-bad) are all of class "
                             f"{data.classes[targets[0]]!r}; a classifier needs images of at least 2 classes")
-    return TrainArrays(data.classes, images, targets, problems, training_digest(ids, targets, data.classes, images))
+    return TrainArrays(data.classes, images, targets, problems, training_digest(ids, targets, data.classes, images), ids)
 
 
 def training_digest(ids: list[str], targets: np.ndarray, classes: list[str], images: np.ndarray) -> str:

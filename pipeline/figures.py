@@ -14,6 +14,7 @@ from matplotlib.figure import Figure  # figures without pyplot: no window, no gl
 from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_recall_fscore_support
 
 from pipeline.config import model_label
+from pipeline.dataset import TrainArrays
 from pipeline.metrics import METRIC_LABELS, class_roc_aucs
 from pipeline.run import Run, RunConfig, summarize_metrics
 from pipeline.workspace import atomic_path, write_text_atomic
@@ -153,24 +154,53 @@ def highest_losses(predictions: ValPredictions, count: int) -> np.ndarray:
     return np.argsort(true_probability, kind="stable")[:count]
 
 
+def plot_gallery(images: list[np.ndarray], captions: list[str], title: str, path: Path) -> None:
+    """Images in a grid of up to 6 columns, each with its caption (one-channel images in grey)."""
+    columns = min(6, len(images))
+    rows = -(-len(images) // columns)
+    figure = Figure(figsize=(2.3 * columns, 2.5 * rows), layout="constrained")
+    for k, (image, caption) in enumerate(zip(images, captions)):
+        ax = figure.add_subplot(rows, columns, k + 1)
+        grey = image.shape[-1] == 1
+        ax.imshow(image.squeeze(-1) if grey else image, cmap="gray" if grey else None)
+        ax.set_title(caption, fontsize=8)
+        ax.axis("off")
+    figure.suptitle(title)
+    save_figure(figure, path)
+
+
 def plot_top_losses(predictions: ValPredictions, images: np.ndarray, title: str, path: Path, count: int = 24) -> None:
     """A gallery of the val images of highest loss (`images`: the labeled set's, indexed by `predictions.indices`),
     each titled with its true class, the predicted one and the probabilities the model gave both."""
     chosen = highest_losses(predictions, count)
-    columns = min(6, len(chosen))
-    rows = -(-len(chosen) // columns)
-    figure = Figure(figsize=(2.3 * columns, 2.5 * rows), layout="constrained")
-    for k, position in enumerate(chosen):
-        ax = figure.add_subplot(rows, columns, k + 1)
-        image = images[predictions.indices[position]]
-        ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None)
-        true, guess = predictions.actual[position], predictions.predicted[position]
-        p = predictions.probabilities[position]
-        ax.set_title(f"true {predictions.classes[true]} {p[true]:.2f}\npred {predictions.classes[guess]} {p[guess]:.2f}",
-                     fontsize=8)
-        ax.axis("off")
-    figure.suptitle(f"{title}: the {len(chosen)} val images of highest loss")
-    save_figure(figure, path)
+    captions = []
+    for position in chosen:
+        true, guess, p = predictions.actual[position], predictions.predicted[position], predictions.probabilities[position]
+        captions.append(f"true {predictions.classes[true]} {p[true]:.2f}\npred {predictions.classes[guess]} {p[guess]:.2f}")
+    plot_gallery([images[predictions.indices[k]] for k in chosen], captions,
+                 f"{title}: the {len(chosen)} val images of highest loss", path)
+
+
+def label_issues(predictions: ValPredictions, ids: list[str]) -> pd.DataFrame | None:
+    """Held-out images whose given label is likely wrong, by confident learning (cleanlab's `find_label_issues` on
+    the probabilities of a model that did not train on them), most suspect first; `ids` are the labeled set's,
+    which `predictions.indices` index. None where it cannot tell: cleanlab not installed, or a class with fewer
+    than 2 held-out images."""
+    try:
+        from cleanlab.filter import find_label_issues
+    except ImportError:
+        return None
+    if predictions.probabilities is None or \
+            np.bincount(predictions.actual, minlength=len(predictions.classes)).min() < 2:
+        return None
+    found = find_label_issues(predictions.actual, predictions.probabilities, return_indices_ranked_by="self_confidence")
+    p, given = predictions.probabilities[found], predictions.actual[found]
+    suggested = p.argmax(1)
+    return pd.DataFrame({"id": [ids[predictions.indices[k]] for k in found],
+                         "given": [predictions.classes[c] for c in given],
+                         "suggested": [predictions.classes[c] for c in suggested],
+                         "given_probability": p[np.arange(len(found)), given].round(4),
+                         "suggested_probability": p[np.arange(len(found)), suggested].round(4)})
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
@@ -182,7 +212,7 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 
 
 def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_class: pd.DataFrame | None,
-                    pairs: pd.DataFrame | None = None) -> str:
+                    pairs: pd.DataFrame | None = None, issues: pd.DataFrame | None = None) -> str:
     options, split, summary = asdict(config.options), config.split, summarize_metrics(metrics, config.metric)
     nan = float("nan")
     lines = [f"# Run `{run.name}`", ""]
@@ -211,6 +241,12 @@ def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_clas
                   "misclassified", ""]
     if run.top_losses.is_file():
         lines += ["## Highest-loss val images", "", f"![top losses]({run.top_losses.name})", ""]
+    if issues is not None:
+        lines += ["## Likely mislabeled (val)", "", f"{len(issues)} of {split.get('val_images', '?')} val labels are "
+                  f"likely wrong by confident learning (cleanlab, on the held-out probabilities of `best.pt`; "
+                  f"[{run.label_issues.name}]({run.label_issues.name}))", ""]
+        if len(issues):
+            lines += [_markdown_table(issues.head(10)), "", f"![label issues]({run.label_issue_images.name})", ""]
     option_rows = pd.DataFrame({"option": list(options), "value": [json.dumps(v) for v in options.values()]})
     lines += ["## Config", "", _markdown_table(option_rows), "",
               f"classes: {', '.join(config.classes)}  ",
@@ -218,25 +254,43 @@ def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_clas
     return "\n".join(lines)
 
 
-def draw_report(run: Run, predictions: ValPredictions | None, images: np.ndarray | None = None) -> list[Path]:
+def draw_report(run: Run, predictions: ValPredictions | None, labeled: TrainArrays | None = None) -> list[Path]:
     """Draw the run's pictures and tables from its metrics and `predictions` (of its best checkpoint on the val split;
-    None for --full runs), with a gallery of the highest-loss val images from `images` (the labeled set's, which
-    `predictions.indices` index); returns the files written."""
+    None for --full runs), with the error analysis that needs the images and ids of `labeled` (the labeled set,
+    which `predictions.indices` index); returns the files written."""
     config = run.read_config()
     metrics = run.read_metrics()
     options = config.options
     plot_curves(metrics, f"{run.name}: {model_label(options.model, options.stem)}", run.curves, config.metric)
     written = [run.curves]
-    per_class = pairs = None
+    per_class = pairs = issues = None
     if predictions is not None:
         counts = plot_confusion(predictions, run.name, run.confusion)
         per_class, pairs = per_class_table(predictions), confused_pairs(counts, predictions.classes)
-        for table, path in ((per_class, run.per_class), (pairs, run.confused_pairs)):
-            with atomic_path(path) as tmp:
-                table.to_csv(tmp, index=False)
         written += [run.confusion, run.per_class, run.confused_pairs]
-        if images is not None and predictions.probabilities is not None and predictions.indices is not None:
-            plot_top_losses(predictions, images, run.name, run.top_losses)
+        if labeled is not None and predictions.probabilities is not None and predictions.indices is not None:
+            plot_top_losses(predictions, labeled.images, run.name, run.top_losses)
             written.append(run.top_losses)
-    write_text_atomic(run.report, report_markdown(run, config, metrics, per_class, pairs))
+            issues = label_issues(predictions, labeled.ids)
+        for table, path in ((per_class, run.per_class), (pairs, run.confused_pairs), (issues, run.label_issues)):
+            if table is not None:
+                with atomic_path(path) as tmp:
+                    table.to_csv(tmp, index=False)
+        if issues is not None:
+            written += [run.label_issues] + _plot_label_issues(issues, labeled, run)
+    write_text_atomic(run.report, report_markdown(run, config, metrics, per_class, pairs, issues))
     return written + [run.report]
+
+
+def _plot_label_issues(issues: pd.DataFrame, labeled: TrainArrays, run: Run, count: int = 24) -> list[Path]:
+    """A gallery of the most suspect labels, when there are any: the files written."""
+    run.label_issue_images.unlink(missing_ok=True)  # an earlier report's, of other issues
+    if issues.empty:
+        return []
+    position = {image_id: k for k, image_id in enumerate(labeled.ids)}
+    shown = issues.head(count)
+    captions = [f"{row.id}\ngiven {row.given} {row.given_probability:.2f}\nlikely {row.suggested} "
+                f"{row.suggested_probability:.2f}" for row in shown.itertuples()]
+    plot_gallery([labeled.images[position[i]] for i in shown["id"]], captions,
+                 f"{run.name}: {len(shown)} of the {len(issues)} val labels most likely wrong", run.label_issue_images)
+    return [run.label_issue_images]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from pipeline.dataset import run_split, training_arrays
+from pipeline.dataset import TrainArrays, run_split, training_arrays
 from pipeline.errors import PipelineError
 from pipeline.figures import ValPredictions, draw_report
 from pipeline.infer import default_batch_size, infer, load_model
@@ -17,9 +17,9 @@ from pipeline.workspace import dataset_dir
 
 
 def val_predictions(run: Run, config: RunConfig, dataset_root: Path, device: str,
-                    console: Console) -> tuple[ValPredictions, np.ndarray] | None:
+                    console: Console) -> tuple[ValPredictions, TrainArrays] | None:
     """The best checkpoint's predictions on the val split of the run (`config`: its saved config; None for
-    --full runs), and the labeled images they index."""
+    --full runs), and the labeled set they index."""
     options = config.options
     if options.full:
         return None
@@ -32,7 +32,7 @@ def val_predictions(run: Run, config: RunConfig, dataset_root: Path, device: str
     log_probs = infer(model, data.images[val_idx], config.inputs, "none", runtime,
                       default_batch_size(runtime.device), console, len(config.classes))
     return ValPredictions(config.classes, data.targets[val_idx], log_probs.argmax(1), np.exp(log_probs),
-                          val_idx), data.images
+                          val_idx), data
 
 
 def write_report(run_dir: Path, dataset_root: Path | None = None, device: str = "auto",

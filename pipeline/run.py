@@ -177,6 +177,7 @@ class Run:
         self.curves, self.confusion = self.path / "curves.png", self.path / "confusion.png"
         self.per_class, self.report = self.path / "per_class.csv", self.path / "report.md"
         self.confused_pairs, self.top_losses = self.path / "confused_pairs.csv", self.path / "top_losses.png"
+        self.label_issues, self.label_issue_images = self.path / "label_issues.csv", self.path / "label_issues.png"
         self.report_files = (self.curves, self.confusion, self.per_class, self.confused_pairs, self.top_losses,
                              self.report)
         self.onnx = self.path / "model.onnx"  # `pipeline export`'s (export.py)

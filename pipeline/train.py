@@ -88,7 +88,7 @@ class TrainContext:
     val_images: torch.Tensor | None  # this rank's share of the val split, uint8 (N, H, W, C) on the device
     val_targets: np.ndarray
     val_indices: np.ndarray  # this rank's val images' indices in the labeled set
-    labeled_images: np.ndarray  # the labeled set's images (the decoded cache), for the report's gallery
+    labeled: TrainArrays  # the labeled set (its images: the decoded cache), for the report's error analysis
     model: nn.Module  # the bare model, whose weights are saved
     step_model: nn.Module  # what the steps run: the model, DDP-wrapped and/or compiled
     optimizer: torch.optim.Optimizer
@@ -409,7 +409,7 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
     ctx = TrainContext(
         config, run, run_config, runtime, console, batches,
         val_images=torch.from_numpy(np.ascontiguousarray(data.images[own_val])).to(runtime.device) if len(val_idx) else None,
-        val_targets=data.targets[own_val], val_indices=own_val, labeled_images=data.images, model=model,
+        val_targets=data.targets[own_val], val_indices=own_val, labeled=data, model=model,
         step_model=torch.compile(replicated) if config.compile else replicated, frozen_norms=frozen_norms,
         criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), **state)
     if where.main:
@@ -613,7 +613,7 @@ def _finish(ctx: TrainContext, best_predictions: ValPredictions | None) -> Train
         if best_predictions is not None:  # out-of-fold predictions, for cross-validation and blending
             run.write_val_probabilities(best_predictions.indices, best_predictions.actual, best_predictions.probabilities)
         run.set_status("finished")
-        written = draw_report(run, best_predictions, ctx.labeled_images)
+        written = draw_report(run, best_predictions, ctx.labeled)
         console.print(f"report: {', '.join(str(path) for path in written)}")
     return TrainResult(run.path, ctx.run_config.metric, None if ctx.val_images is None else best_score, best_epoch,
                        checksum, averaged_score)

@@ -61,3 +61,24 @@ def test_most_confused_pairs_and_the_gallery_of_highest_losses(tmp_path):
     assert_png(tmp_path / "top.png")
     plot_top_losses(predictions, images[..., :1], "grey", tmp_path / "grey.png")  # one channel
     assert_png(tmp_path / "grey.png")
+
+
+def test_label_issues_are_the_held_out_images_a_confident_model_disagrees_with():
+    from pipeline.figures import label_issues
+
+    rng = np.random.default_rng(0)
+    actual = np.repeat(np.arange(3), 20)
+    probabilities = np.full((60, 3), 0.05)
+    probabilities[np.arange(60), actual] = 0.9
+    probabilities += rng.uniform(0, 0.02, probabilities.shape)
+    probabilities /= probabilities.sum(1, keepdims=True)
+    wrong = [4, 25, 47]  # labeled 0, 1, 2; the model is sure they are 1, 2, 0
+    probabilities[wrong] = [[0.02, 0.96, 0.02], [0.03, 0.03, 0.94], [0.97, 0.02, 0.01]]
+    ids = [f"img{k}" for k in range(100)]
+    indices = np.arange(60) + 40  # their places in the labeled set
+    issues = label_issues(ValPredictions(["a", "b", "c"], actual, probabilities.argmax(1), probabilities, indices), ids)
+    assert issues["id"].tolist() == ["img87", "img44", "img65"]  # least confidence in the given label first
+    assert issues["given"].tolist() == ["c", "a", "b"] and issues["suggested"].tolist() == ["a", "b", "c"]
+    assert issues["given_probability"].tolist() == pytest.approx([0.01, 0.02, 0.03], abs=0.005)
+    one_of_c = ValPredictions(["a", "b", "c"], actual[:41], actual[:41], probabilities[:41], indices[:41])
+    assert label_issues(one_of_c, ids) is None  # a class with one held-out image: cannot tell

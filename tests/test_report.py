@@ -81,3 +81,19 @@ def test_a_resumed_run_whose_best_epoch_came_earlier_reports_its_best_checkpoint
     correct = (per_class["accuracy"] * per_class["support"]).sum()
     metrics = pd.read_csv(run / "metrics.csv").set_index("epoch")
     assert correct / per_class["support"].sum() == pytest.approx(metrics.loc[best_epoch, "val_acc"], abs=1e-6)
+
+
+def test_mislabeled_training_images_are_found_in_the_val_split(fetched):
+    labels = pd.read_csv(fetched / "dataset" / "trainLabels.csv")
+    flipped = labels.index[:40]  # a tenth of the labels, wrong
+    classes = sorted(CLASSES)
+    labels.loc[flipped, "label"] = [classes[(classes.index(c) + 1) % len(classes)] for c in labels.loc[flipped, "label"]]
+    labels.to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
+    run = train(TrainConfig(epochs=3, **QUICK)).run_dir
+    issues = pd.read_csv(run / "label_issues.csv")
+    assert list(issues.columns) == ["id", "given", "suggested", "given_probability", "suggested_probability"]
+    wrong = set(labels.loc[flipped, "id"].astype(str))
+    found = set(issues["id"].astype(str))
+    assert len(found & wrong) >= 0.6 * len(found) and found & wrong  # mostly the flipped ones
+    assert_png(run / "label_issues.png")
+    assert "## Likely mislabeled (val)" in (run / "report.md").read_text()

@@ -54,7 +54,7 @@ preflight() {
 import importlib.metadata as metadata, platform
 names = ("torch", "torchvision", "typer", "click", "numpy", "timm", "huggingface_hub", "pandas", "pillow",
          "scikit-learn", "scipy", "matplotlib", "tensorboard", "rich", "pyyaml", "safetensors", "onnx",
-         "onnxscript", "onnxruntime", "albumentations", "kaggle", "py7zr", "openvino", "cleanlab")
+         "onnxscript", "onnxruntime", "albumentations", "kaggle", "py7zr", "openvino", "cleanlab", "captum")
 def version(name):
     try:
         return metadata.version(name)

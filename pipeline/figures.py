@@ -5,6 +5,7 @@ the probabilities, ROC AUC per class) and `report.md`, which embeds them with th
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +19,11 @@ from pipeline.dataset import TrainArrays
 from pipeline.metrics import METRIC_LABELS, class_roc_aucs
 from pipeline.run import Run, RunConfig, summarize_metrics
 from pipeline.workspace import atomic_path, write_text_atomic
+
+
+# (images uint8 (N, H, W, C), a class per image) → Grad-CAM maps (N, H, W) in [0, 1], or None for a model it
+# does not explain (report.explainer)
+Explain = Callable[[np.ndarray, np.ndarray], "np.ndarray | None"]
 
 
 @dataclass(frozen=True)
@@ -154,8 +160,10 @@ def highest_losses(predictions: ValPredictions, count: int) -> np.ndarray:
     return np.argsort(true_probability, kind="stable")[:count]
 
 
-def plot_gallery(images: list[np.ndarray], captions: list[str], title: str, path: Path) -> None:
-    """Images in a grid of up to 6 columns, each with its caption (one-channel images in grey)."""
+def plot_gallery(images: list[np.ndarray], captions: list[str], title: str, path: Path,
+                 overlays: np.ndarray | None = None) -> None:
+    """Images in a grid of up to 6 columns, each with its caption (one-channel images in grey), and over each its
+    map in `overlays` (values in [0, 1]), when given, as a translucent heat map."""
     columns = min(6, len(images))
     rows = -(-len(images) // columns)
     figure = Figure(figsize=(2.3 * columns, 2.5 * rows), layout="constrained")
@@ -163,6 +171,8 @@ def plot_gallery(images: list[np.ndarray], captions: list[str], title: str, path
         ax = figure.add_subplot(rows, columns, k + 1)
         grey = image.shape[-1] == 1
         ax.imshow(image.squeeze(-1) if grey else image, cmap="gray" if grey else None)
+        if overlays is not None:
+            ax.imshow(overlays[k], cmap="jet", alpha=0.45, vmin=0, vmax=1)
         ax.set_title(caption, fontsize=8)
         ax.axis("off")
     figure.suptitle(title)
@@ -179,6 +189,21 @@ def plot_top_losses(predictions: ValPredictions, images: np.ndarray, title: str,
         captions.append(f"true {predictions.classes[true]} {p[true]:.2f}\npred {predictions.classes[guess]} {p[guess]:.2f}")
     plot_gallery([images[predictions.indices[k]] for k in chosen], captions,
                  f"{title}: the {len(chosen)} val images of highest loss", path)
+
+
+def plot_error_cams(predictions: ValPredictions, images: np.ndarray, explain: Explain, title: str, path: Path,
+                    count: int = 12) -> bool:
+    """Grad-CAM maps of the model's predicted class over the `count` val images of highest loss: where it looked
+    when it was wrong. False (nothing drawn) where `explain` cannot explain this model."""
+    chosen = highest_losses(predictions, count)
+    shown = np.stack([images[predictions.indices[k]] for k in chosen])
+    maps = explain(shown, predictions.predicted[chosen])
+    if maps is None:
+        return False
+    captions = [f"true {predictions.classes[predictions.actual[k]]}\nlooked for {predictions.classes[predictions.predicted[k]]}"
+                for k in chosen]
+    plot_gallery(list(shown), captions, f"{title}: Grad-CAM of the predicted class, highest-loss val images", path, maps)
+    return True
 
 
 def label_issues(predictions: ValPredictions, ids: list[str]) -> pd.DataFrame | None:
@@ -241,6 +266,9 @@ def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_clas
                   "misclassified", ""]
     if run.top_losses.is_file():
         lines += ["## Highest-loss val images", "", f"![top losses]({run.top_losses.name})", ""]
+    if run.error_cams.is_file():
+        lines += ["## Where the model looked when it was wrong (Grad-CAM of the predicted class)", "",
+                  f"![Grad-CAM]({run.error_cams.name})", ""]
     if issues is not None:
         lines += ["## Likely mislabeled (val)", "", f"{len(issues)} of {split.get('val_images', '?')} val labels are "
                   f"likely wrong by confident learning (cleanlab, on the held-out probabilities of `best.pt`; "
@@ -254,10 +282,12 @@ def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_clas
     return "\n".join(lines)
 
 
-def draw_report(run: Run, predictions: ValPredictions | None, labeled: TrainArrays | None = None) -> list[Path]:
+def draw_report(run: Run, predictions: ValPredictions | None, labeled: TrainArrays | None = None,
+                explain: Explain | None = None) -> list[Path]:
     """Draw the run's pictures and tables from its metrics and `predictions` (of its best checkpoint on the val split;
     None for --full runs), with the error analysis that needs the images and ids of `labeled` (the labeled set,
-    which `predictions.indices` index); returns the files written."""
+    which `predictions.indices` index) and, with `explain`, Grad-CAM maps of the worst errors; returns the files
+    written."""
     config = run.read_config()
     metrics = run.read_metrics()
     options = config.options
@@ -271,6 +301,9 @@ def draw_report(run: Run, predictions: ValPredictions | None, labeled: TrainArra
         if labeled is not None and predictions.probabilities is not None and predictions.indices is not None:
             plot_top_losses(predictions, labeled.images, run.name, run.top_losses)
             written.append(run.top_losses)
+            run.error_cams.unlink(missing_ok=True)  # an earlier report's
+            if explain is not None and plot_error_cams(predictions, labeled.images, explain, run.name, run.error_cams):
+                written.append(run.error_cams)
             issues = label_issues(predictions, labeled.ids)
         for table, path in ((per_class, run.per_class), (pairs, run.confused_pairs), (issues, run.label_issues)):
             if table is not None:

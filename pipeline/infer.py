@@ -105,3 +105,40 @@ def infer(model: torch.nn.Module, images: np.ndarray | torch.Tensor, inputs: Mod
             out[start:start + len(batch)] = log_probs.cpu().numpy()
             advance(len(batch))
     return out if out is not None else np.zeros((0, num_classes), np.float32)
+
+
+def cam_layer(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module | None:
+    """The layer Grad-CAM looks at: the last convolution whose output is still at least 4 × 4 on an input like
+    `example` (deeper maps of a small image are a pixel or two); None for a model of fewer than 3 convolutions (a
+    vision transformer's patch embedding is not a CNN)."""
+    convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    if len(convolutions) < 3:
+        return None
+    sizes = {}
+    hooks = [m.register_forward_hook(lambda m, _, out: sizes.__setitem__(m, out.shape[-2:])) for m in convolutions]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    large = [m for m in convolutions if m in sizes and min(sizes[m]) >= 4]
+    return large[-1] if large else None
+
+
+def class_activation_maps(model: torch.nn.Module, inputs: ModelInputs, runtime: Runtime, images: np.ndarray,
+                          classes: np.ndarray) -> np.ndarray | None:
+    """Grad-CAM (captum's LayerGradCam) of each image for its class in `classes`: (N, H, W) maps in [0, 1] at the
+    images' size; None where it does not apply (see `cam_layer`)."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    model = model.eval()
+    batch = resize(normalised_batch(images, inputs, runtime.device), inputs.img_size).float()
+    layer = cam_layer(model, batch[:1])
+    if layer is None:
+        return None
+    with torch.enable_grad():
+        maps = LayerGradCam(model, layer).attribute(batch, target=torch.as_tensor(classes, device=runtime.device))
+    maps = LayerAttribution.interpolate(maps.detach(), tuple(images.shape[1:3]), "bilinear")[:, 0].clamp(min=0)
+    peak = maps.flatten(1).amax(1).clamp(min=1e-12)[:, None, None]
+    return (maps / peak).cpu().numpy()

@@ -178,6 +178,7 @@ class Run:
         self.per_class, self.report = self.path / "per_class.csv", self.path / "report.md"
         self.confused_pairs, self.top_losses = self.path / "confused_pairs.csv", self.path / "top_losses.png"
         self.label_issues, self.label_issue_images = self.path / "label_issues.csv", self.path / "label_issues.png"
+        self.error_cams = self.path / "error_cams.png"
         self.report_files = (self.curves, self.confusion, self.per_class, self.confused_pairs, self.top_losses,
                              self.report)
         self.onnx = self.path / "model.onnx"  # `pipeline export`'s (export.py)

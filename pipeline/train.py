@@ -43,6 +43,7 @@ from pipeline.distributed import (all_concat, all_objects, all_sum, broadcast, r
                                   broadcast_buffers, weights_checksum)
 from pipeline.errors import PipelineError
 from pipeline.figures import ValPredictions, draw_report
+from pipeline.report import explainer
 from pipeline.competition import read_competition
 from pipeline.infer import default_batch_size, infer, normalised_batch
 from pipeline.metrics import METRIC_LABELS, metric_score
@@ -613,7 +614,7 @@ def _finish(ctx: TrainContext, best_predictions: ValPredictions | None) -> Train
         if best_predictions is not None:  # out-of-fold predictions, for cross-validation and blending
             run.write_val_probabilities(best_predictions.indices, best_predictions.actual, best_predictions.probabilities)
         run.set_status("finished")
-        written = draw_report(run, best_predictions, ctx.labeled)
+        written = draw_report(run, best_predictions, ctx.labeled, explainer(run.best, ctx.runtime.device))
         console.print(f"report: {', '.join(str(path) for path in written)}")
     return TrainResult(run.path, ctx.run_config.metric, None if ctx.val_images is None else best_score, best_epoch,
                        checksum, averaged_score)

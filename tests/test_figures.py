@@ -64,6 +64,7 @@ def test_most_confused_pairs_and_the_gallery_of_highest_losses(tmp_path):
 
 
 def test_label_issues_are_the_held_out_images_a_confident_model_disagrees_with():
+    pytest.importorskip("cleanlab")
     from pipeline.figures import label_issues
 
     rng = np.random.default_rng(0)
@@ -82,3 +83,24 @@ def test_label_issues_are_the_held_out_images_a_confident_model_disagrees_with()
     assert issues["given_probability"].tolist() == pytest.approx([0.01, 0.02, 0.03], abs=0.005)
     one_of_c = ValPredictions(["a", "b", "c"], actual[:41], actual[:41], probabilities[:41], indices[:41])
     assert label_issues(one_of_c, ids) is None  # a class with one held-out image: cannot tell
+
+
+def test_grad_cam_maps_the_last_convolution_of_a_useful_size_and_skips_what_is_no_cnn():
+    import torch
+
+    pytest.importorskip("captum")
+    from pipeline.infer import cam_layer, class_activation_maps
+    from pipeline.models import build_model
+    from pipeline.run import ModelInputs
+    from pipeline.runtime import Runtime
+
+    inputs, runtime = ModelInputs((0.5,) * 3, (0.25,) * 3), Runtime(torch.device("cpu"))
+    resnet = build_model("custom", 4, "imagenet", 3, 0.0).eval()
+    layer = cam_layer(resnet, torch.zeros(1, 3, 32, 32))
+    assert layer is resnet.layer2[-1].conv2  # its 4 × 4 map: layer3's is 2 × 2 at 32 px
+    images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    maps = class_activation_maps(resnet, inputs, runtime, images, np.array([0, 1, 2, 3, 0]))
+    peaks = maps.reshape(5, -1).max(1)
+    assert maps.shape == (5, 32, 32) and maps.min() >= 0 and np.isin(peaks.round(5), [0, 1]).all()  # 0: none positive
+    flat = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 4, 4), torch.nn.Flatten(), torch.nn.Linear(256, 4))
+    assert class_activation_maps(flat, inputs, runtime, images, np.zeros(5, int)) is None  # one convolution

@@ -470,8 +470,12 @@ def package(
                   f"for {plan.images} test images on this machine; wheels: {', '.join(built.wheel_files)} (Kaggle's "
                   f"image has {', '.join(built.left_out)})")
     if rehearse:
-        done = run_rehearsal(built.folder, dataset_dir(), built.folder / "rehearsal.csv", budget_s=budget_s,
-                             estimate_for=plan.images)
+        try:
+            done = run_rehearsal(built.folder, dataset_dir(), built.folder / "rehearsal.csv", budget_s=budget_s,
+                                 estimate_for=plan.images)
+        except PipelineError as e:
+            raise PipelineError(f"{e}; the package stays in {built.folder}: delete it (or pass another --out) to "
+                                "build it again") from None
         console.print(f"rehearsal ({done.isolation}): {done.hidden.images} hidden test images "
                       f"({done.hidden.noise} of noise) predicted in {done.predict_s:.1f}s after {done.setup_s:.1f}s "
                       f"of installing; {done.submission} is a valid submission; {plan.images} images would take "
@@ -541,6 +545,8 @@ def runs(
 
     table = list_runs(sort=sort, descending=desc)
     if csv is not None:
+        if csv.exists() and csv.suffix.lower() != ".csv":
+            raise PipelineError(f"{csv}: exists and is no .csv file; --csv writes the table to a .csv file")
         with atomic_path(csv) as tmp:
             table.to_csv(tmp, index=False)
         console.print(f"wrote {csv}")

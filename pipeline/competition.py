@@ -4,6 +4,7 @@ choices it made), every stage reads it, and the user may edit it. A dataset/ wit
 defaults below."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import warnings
@@ -103,8 +104,8 @@ def _check_field(path: Path, name: str, value: object) -> None:
 
 def _check_counts(path: Path, c: Competition) -> None:
     if c.labels_csv and PurePosixPath(c.sample_submission) == PurePosixPath(c.labels_csv):
-        raise PipelineError(f"{path}: sample_submission names {c.sample_submission}, the training labels; name the "
-                            "sample submission (the test ids in the submission's columns)")
+        raise PipelineError(f"{path}: sample_submission and labels_csv both name {c.sample_submission}; the training "
+                            "labels and the sample submission (the test ids) are two files: fix the field that is wrong")
     if (c.label_kind == "folders") != (c.labels_csv == ""):
         raise PipelineError(f"{path}: labels_csv {c.labels_csv!r} with label_kind {c.label_kind!r}; the labels are "
                             "a CSV's, or (label_kind 'folders', labels_csv \"\") the names of the class folders")
@@ -211,9 +212,19 @@ def read_csv_text(path: Path) -> pd.DataFrame:
     return strict_csv(path, dtype=str, keep_default_na=False)
 
 
-def strict_csv(path: Path, **options) -> pd.DataFrame:
+def strict_csv(path: Path, whole_rows: bool = False, **options) -> pd.DataFrame:
     """pandas' read of a CSV, where a row with more fields than the header is an error, not a shift of every column
-    onto the next (pandas takes the first column as the index when the rows are one field longer)."""
+    onto the next (pandas takes the first column as the index when the rows are one field longer); with
+    `whole_rows`, so is a row with fewer (pandas fills them in as blanks), in a file that has no blank fields."""
+    if whole_rows:
+        try:
+            with open(path, newline="") as file:
+                widths = [len(row) for row in csv.reader(file) if row]
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            raise PipelineError(f"{path}: not a readable CSV ({e})") from None
+        short = next((k for k, width in enumerate(widths[1:], 2) if width < widths[0]), None)
+        if short is not None:
+            raise PipelineError(f"{path}: row {short} has fewer fields than the header; fix the file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)

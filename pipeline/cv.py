@@ -16,6 +16,7 @@ from pipeline.competition import read_competition
 from pipeline.config import OPTIONS_FORMAT, TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRIC_LABELS
+from pipeline.dataset import training_arrays
 from pipeline.run import CrossValidation, claimed_cv, shared_options
 from pipeline.train import train
 from pipeline.workspace import dataset_dir, weights_dir
@@ -32,15 +33,21 @@ def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root
     summary once every fold has finished (None before)."""
     config.validate()
     console = console or Console()
-    config = replace(config, metric=config.metric or read_competition(dataset_root or dataset_dir()).metric)
+    dataset_root = dataset_root or dataset_dir()
+    config = replace(config, metric=config.metric or read_competition(dataset_root).metric)
     plan = cv_plan(config)
     with claimed_cv(weights_root or weights_dir(), config.name, plan) as cv:
+        labeled = None  # the digest of the labeled set now, once a trained fold is there to compare
         for fold in range(config.folds) if config.fold is None else [config.fold]:
             run = cv.fold(fold)
             if run.looks_like_run():
                 problem = cv.fold_problem(fold, plan)
                 if problem:
                     raise PipelineError(f"{problem}; then train the CV again to gather it")
+                labeled = labeled or training_arrays(dataset_root, config.skip_bad, config.limit, console).labeled_ids
+                if run.read_config().labeled_ids not in ("", labeled):
+                    raise PipelineError(f"{run.path}: fold {fold} was trained on other labeled images than {dataset_root} "
+                                        "holds now (its labels or images changed since); train the CV again in a new folder")
                 console.print(f"fold {fold}: already trained in {run.path}")
                 continue
             console.print(f"[bold]fold {fold} of {config.folds}[/bold] → {run.path}")

@@ -163,6 +163,12 @@ def read_sample(root: Path, c: Competition) -> pd.DataFrame:
     described = [c.submission_id, *c.submission_columns]
     if list(sample.columns) != described:
         differ = [f"{d!r} where it has {h!r}" for d, h in zip(described, sample.columns) if d != h]
+        if not (root / DESCRIPTION).is_file():  # CIFAR-10's shape, taken where nothing describes the competition
+            unnamed = " (an unnamed column: a comma at the end of each row?)" if any(
+                str(h).startswith("Unnamed:") for h in sample.columns) else ""
+            raise PipelineError(f"{root / c.sample_submission}: has the columns {','.join(map(str, sample.columns))}"
+                                f"{unnamed}, and with no {DESCRIPTION} in {root} the submission is CIFAR-10's "
+                                f"{','.join(described)}; fix the file, or describe the competition in {DESCRIPTION}")
         raise PipelineError(f"{root / DESCRIPTION}: describes the submission as {','.join(described)}, but "
                             f"{root / c.sample_submission} has {','.join(sample.columns)} ("
                             f"{'; '.join(differ[:3]) or f'{len(described)} columns, not {len(sample.columns)}'}); "
@@ -178,9 +184,9 @@ def check_test(root: Path) -> list[str]:
     if PurePosixPath(c.test_images) == PurePosixPath(c.train_images) and c.label_kind != "folders":
         labeled = set(sample[c.submission_id]) & set(read_labels(root, c)[0]["id"])
         if labeled:  # one folder holds both sets (plant pathology): a test id may not be a training image
-            raise PipelineError(f"{root / DESCRIPTION}: test_images names {c.test_images}, the training images' folder, "
-                                f"and {len(labeled)} id(s) of {c.sample_submission} are labeled training images there "
-                                f"({_examples(labeled, c.image_suffix)}); name the test images' folder")
+            raise PipelineError(f"{root / DESCRIPTION}: train_images and test_images both name {c.test_images}, and "
+                                f"{len(labeled)} id(s) of {c.sample_submission} are labeled training images there "
+                                f"({_examples(labeled, c.image_suffix)}); name each set's folder")
     missing = set(sample[c.submission_id]) - image_ids(root / c.test_images, c.image_suffix)
     if missing:
         raise PipelineError(f"{root / c.test_images}: {len(missing)} id(s) of {c.sample_submission} have no image: "

@@ -75,16 +75,19 @@ def measure_members(checkpoints: list[Path], dataset_root: Path, device: str = "
 
     from pipeline.cache import cached_test_images
     from pipeline.infer import default_batch_size, infer, load_model
-    from pipeline.layout import check_test
+    from pipeline.layout import check_test, dataset_classes
+    from pipeline.predict import check_fits
     from pipeline.run import load_checkpoint
     from pipeline.runtime import resolve_runtime
 
     runtime = resolve_runtime(device)
     _, images, _ = cached_test_images(dataset_root, check_test(dataset_root))
     images, batch = images[:sample], default_batch_size(runtime.device)
+    known = dataset_classes(dataset_root)
     costs = []
     for path in checkpoints:
         model, config = load_model(path, runtime.device)
+        check_fits(path, config, images, dataset_root, known)  # of this competition, as predict checks
         infer(model, images[:batch], config.inputs, "none", runtime, batch)  # warm-up
         if runtime.device.type == "cuda":
             torch.cuda.synchronize()
@@ -187,6 +190,11 @@ def package(checkpoints: list[Path], competition: str, owner: str, out: Path, da
                                 "competition's or your profile's address")
     if out.exists():
         raise PipelineError(f"{out}: already exists; choose another --out or delete it")
+    if not checkpoints:
+        raise PipelineError("name at least one run to package")
+    twice = sorted({str(path) for path in checkpoints if [p.resolve() for p in checkpoints].count(path.resolve()) > 1})
+    if twice:
+        raise PipelineError(f"{', '.join(twice)}: named twice (a run, and a CV holding it?); name each model once")
     images = test_images or len(check_test(dataset_root))
     plan = fit_budget(measure_members(checkpoints, dataset_root, device), tta, images, budget_s * MARGIN)
     with created_folder(out, whole=True):

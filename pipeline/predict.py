@@ -27,8 +27,8 @@ from pipeline.errors import PipelineError
 from pipeline.infer import TTA_VIEWS, load_model, view_weights
 from pipeline.competition import read_competition
 from pipeline.layout import check_test, dataset_classes, id_sort_key
-from pipeline.run import (CrossValidation, Run, RunConfig, checkpoint_label, latest_best_checkpoint, load_checkpoint,
-                          resolve_run)
+from pipeline.run import (CrossValidation, Run, RunConfig, checkpoint_key, checkpoint_label, latest_best_checkpoint,
+                          load_checkpoint, resolve_run)
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.metrics import METRIC_LABELS
 from pipeline.submission import (check_solution, class_histogram, score_submission, scoring_metric, submission_values,
@@ -79,12 +79,6 @@ def save_probabilities(path: Path, probabilities: np.ndarray, meta: dict) -> Non
         with open(tmp, "wb") as f:
             np.save(f, probabilities.astype(np.float16))
     write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
-
-
-def checkpoint_key(path: Path) -> str:
-    """What a checkpoint file is now (size and modification time): a saved prediction records it."""
-    stat = path.stat()
-    return f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
 def check_source(path: Path, meta: dict, expected: Path | None) -> None:
@@ -317,6 +311,11 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
     described = read_competition(dataset_root)
     images_key = fingerprint(dataset_root / described.test_images, ids, described.image_suffix, described.image_size)
     loaded = {p: load_probabilities(p, ids, images_key, expected) for group in groups for p, expected in group.items()}
+    for member, group in zip(members, groups):  # a CV's folds predicted alike (not some again after an interruption)
+        ttas = sorted({str(loaded[p][1].get("tta")) for p in group})
+        if len(ttas) > 1:
+            raise PipelineError(f"{member}: its folds' predictions were made with different --tta ({', '.join(ttas)}); "
+                                f"predict them alike: `pipeline predict --run {member}`")
     classes = loaded[paths[0]][1]["classes"]
     for path, (_, meta) in loaded.items():
         if meta["classes"] != classes:

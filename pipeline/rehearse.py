@@ -83,9 +83,9 @@ def rehearse(package: Path, dataset_root: Path, out: Path, hidden_fraction: floa
     Kaggle checks one, is copied to `out` (its log and the rehearsal's numbers, .log and .json, beside it). A
     notebook that fails, a submission Kaggle would refuse, or a run that would not fit in `budget_s` for
     `estimate_for` test images is one line saying so."""
-    kernel = json.loads((package / "notebook" / "kernel-metadata.json").read_text())
-    competition = kernel["competition_sources"][0]
-    weights_slug, wheels_slug = (source.split("/", 1)[1] for source in kernel["dataset_sources"])
+    competition, weights_slug, wheels_slug = read_package(package)
+    if not out.parent.is_dir():
+        raise PipelineError(f"{out.parent}: no such folder for the rehearsal's submission; create it or name another")
     log = out.with_suffix(".log")
     with tempfile.TemporaryDirectory(prefix="pipeline-rehearsal-") as scratch:
         root = Path(scratch)
@@ -119,6 +119,38 @@ def rehearse(package: Path, dataset_root: Path, out: Path, hidden_fraction: floa
          "isolation": isolation, "setup_s": round(done.setup_s, 2), "predict_s": round(done.predict_s, 2),
          "device": timing["device"], "estimate_s": round(estimate, 1), "estimate_for": size}, indent=2) + "\n")
     return done
+
+
+def read_package(package: Path) -> tuple[str, str, str]:
+    """The competition and the weights and wheels datasets' slugs of a package folder, checked as the notebook will
+    read them; a folder `pipeline package` did not write, or one edited since, is one line."""
+    from pipeline.config import TTA_CHOICES
+
+    def refuse(path: Path, what: str) -> PipelineError:
+        return PipelineError(f"{path}: {what}; not as `pipeline package` writes it: build the package again")
+
+    kernel_file, members_file = package / "notebook" / "kernel-metadata.json", package / "weights" / "members.json"
+    try:
+        kernel, members = json.loads(kernel_file.read_text()), json.loads(members_file.read_text())
+        notebook_script(package / "notebook" / "predict.ipynb")
+    except FileNotFoundError as e:
+        raise refuse(Path(e.filename), "missing") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise refuse(package, f"unreadable ({e})") from None
+    sources = kernel.get("dataset_sources") if isinstance(kernel, dict) else None
+    competitions = kernel.get("competition_sources") if isinstance(kernel, dict) else None
+    if not (isinstance(sources, list) and len(sources) == 2 and all(isinstance(s, str) and "/" in s for s in sources)
+            and isinstance(competitions, list) and len(competitions) == 1 and isinstance(competitions[0], str)):
+        raise refuse(kernel_file, "its competition_sources and dataset_sources are not one competition and the two "
+                                  "datasets")
+    checkpoints = members.get("checkpoints") if isinstance(members, dict) else None
+    if not (isinstance(checkpoints, list) and checkpoints and all(
+            isinstance(name, str) and (package / "weights" / name).is_file() for name in checkpoints)):
+        raise refuse(members_file, "its checkpoints are not a list of the dataset's model files")
+    if members.get("tta") not in TTA_CHOICES:
+        raise refuse(members_file, f"its tta {members.get('tta')!r} is not one of {', '.join(TTA_CHOICES)}")
+    read_competition(package / "weights")
+    return competitions[0], *(source.split("/", 1)[1] for source in sources)
 
 
 def hidden_competition(dataset_root: Path, folder: Path, fraction: float, seed: int) -> HiddenSet:
@@ -188,7 +220,6 @@ def run_isolated(script: Path, inputs: dict[str, Path], root: Path, dataset_root
                   budget_s: float | None) -> tuple[subprocess.CompletedProcess, str]:
     env = {**os.environ, "PIPELINE_KAGGLE_TMP": str(root / "tmp")}
     isolated = namespaces_work()
-    made = isolated and not Path("/kaggle").exists()
     if isolated:
         Path("/kaggle").mkdir(exist_ok=True)  # a mount point (root only), empty outside the run's namespace
         command, isolation = _namespaced(script, inputs, root, dataset_root), \
@@ -208,10 +239,11 @@ def run_isolated(script: Path, inputs: dict[str, Path], root: Path, dataset_root
     try:
         return subprocess.run(command, capture_output=True, text=True, env=env, timeout=budget_s), isolation
     except subprocess.TimeoutExpired:
-        raise PipelineError(f"the notebook ran past the {duration(budget_s)} budget and was stopped") from None
+        raise PipelineError(f"the notebook ran past the {duration(budget_s)} of --budget and was stopped; give it a larger "
+                            "--budget, a lighter --tta or fewer runs") from None
     finally:
-        if made:
-            with contextlib.suppress(OSError):  # another rehearsal may be using it now
+        if isolated:  # the mount point, empty outside the namespace (also one a killed rehearsal left)
+            with contextlib.suppress(OSError):  # another rehearsal may be using it now, or it is Kaggle's own
                 Path("/kaggle").rmdir()
         if not isolated:
             subprocess.run(["chmod", "-R", "u+w", str(root / "input")], check=False)

@@ -19,8 +19,10 @@ these files.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
+import math
 import os
 import shutil
 import socket
@@ -38,7 +40,7 @@ import torch
 from pipeline.competition import strict_csv
 from pipeline.config import FOLDS_RANGE, OPTION, OPTIONS_FORMAT, checked_options, TrainConfig, saved_config, upgraded_options
 from pipeline.errors import PipelineError
-from pipeline.metrics import HIGHER_IS_BETTER, better
+from pipeline.metrics import HIGHER_IS_BETTER, better, metric_score
 from pipeline.workspace import atomic_path, link_atomic, weights_dir, write_failure, write_text_atomic
 
 BEST, LAST, CONFIG = "best.pt", "last.pt", "config.json"
@@ -213,7 +215,7 @@ class Run:
         if not self.has_metrics():
             raise PipelineError(f"{self._metrics}: no metrics (the run has not finished an epoch)")
         try:
-            metrics = strict_csv(self._metrics)
+            metrics = strict_csv(self._metrics, whole_rows=True)
         except PipelineError as e:
             raise PipelineError(f"{self._metrics}: not a metrics CSV ({str(e).split(': ', 1)[1]})") from None
         missing = REQUIRED_METRICS - set(metrics.columns)
@@ -270,31 +272,56 @@ class Run:
 
     def write_val_probabilities(self, indices: np.ndarray, targets: np.ndarray, probabilities: np.ndarray) -> None:
         """The best checkpoint's class probabilities for its val images (their indices in the labeled set, their
-        classes)."""
-        write_predictions(self._val_probabilities, indices, targets, probabilities)
+        classes), with the checkpoint's key."""
+        write_predictions(self._val_probabilities, indices, targets, probabilities, checkpoint_key(self.best))
 
     def read_val_probabilities(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return read_predictions(self._val_probabilities, "the run has not finished")
+        """The val probabilities of this run's best.pt as it is now (files written before the key: taken as they are)."""
+        *predictions, source = read_predictions(self._val_probabilities, "the run has not finished", with_source=True)
+        if source and self.best.is_file() and source != checkpoint_key(self.best):
+            raise PipelineError(f"{self._val_probabilities}: not the predictions of {self.best} as it is now (copied "
+                                f"from another run, or the checkpoint replaced); delete {self.path} and train it again")
+        return tuple(predictions)
 
     def top_checkpoint(self, epoch: int) -> Path:
         return self.top / f"epoch-{epoch}.pt"
 
     def best_checkpoint(self) -> Path:
+        if not self.best.is_file() and any(self.path.glob("fold-*/" + BEST)):
+            raise PipelineError(f"{self.path}: holds fold runs but no cv.json, which says what the cross-validation is; "
+                                "restore it, or use a fold alone (--run <cv>/fold-I)")
         if not self.best.is_file():
             raise PipelineError(f"{self.path}: no {BEST}; train it with `pipeline train` first")
         return self.best
 
 
-def write_predictions(path: Path, indices: np.ndarray, targets: np.ndarray, probabilities: np.ndarray) -> None:
+def checkpoint_key(path: Path) -> str:
+    """Which checkpoint a file is, kept with the predictions made with it: its size and a digest of its first and
+    last MiB (two checkpoints differ there; a copy to another machine does not)."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as file:
+        digest.update(file.read(1 << 20))
+        if size > 2 << 20:
+            file.seek(-(1 << 20), os.SEEK_END)
+            digest.update(file.read())
+    return f"{size}-{digest.hexdigest()[:16]}"
+
+
+def write_predictions(path: Path, indices: np.ndarray, targets: np.ndarray, probabilities: np.ndarray,
+                      source: str = "") -> None:
+    """The predictions, and (`source`) the key of the checkpoint or folds that made them."""
     with atomic_path(path) as tmp, open(tmp, "wb") as file:
-        np.savez(file, indices=indices, targets=targets, probabilities=probabilities)
+        np.savez(file, indices=indices, targets=targets, probabilities=probabilities, source=np.array(source))
 
 
-def read_predictions(path: Path, missing: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(indices, targets, probabilities) as `write_predictions` saved them; `missing` says why a file may be absent."""
+def read_predictions(path: Path, missing: str, with_source: bool = False) -> tuple:
+    """(indices, targets, probabilities) as `write_predictions` saved them, and `with_source` its source key ("" in
+    files from before it); `missing` says why a file may be absent."""
     try:
         with np.load(path) as saved:
             indices, targets, probabilities = saved["indices"], saved["targets"], saved["probabilities"]
+            source = str(saved["source"]) if "source" in saved.files else ""
     except FileNotFoundError:
         raise PipelineError(f"{path}: not found; {missing}") from None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
@@ -302,7 +329,7 @@ def read_predictions(path: Path, missing: str) -> tuple[np.ndarray, np.ndarray, 
     if probabilities.ndim != 2 or not len(indices) == len(targets) == len(probabilities):
         raise PipelineError(f"{path}: {len(indices)} indices and {len(targets)} targets for {probabilities.shape} "
                             "probabilities; train again")
-    return indices, targets, probabilities
+    return (indices, targets, probabilities, source) if with_source else (indices, targets, probabilities)
 
 
 class CrossValidation:
@@ -347,8 +374,23 @@ class CrossValidation:
         write_text_atomic(self._plan, json.dumps(plan, indent=2) + "\n")
 
     def write_summary(self, summary: dict, indices: np.ndarray, targets: np.ndarray, probabilities: np.ndarray) -> None:
-        write_predictions(self.oof, indices, targets, probabilities)
-        write_text_atomic(self._summary, json.dumps(summary, indent=2) + "\n")
+        """oof.npz and cv_summary.json, each with the key of the fold checkpoints they were gathered from."""
+        key = self.folds_key()
+        write_predictions(self.oof, indices, targets, probabilities, key)
+        write_text_atomic(self._summary, json.dumps({**summary, "folds_key": key}, indent=2) + "\n")
+
+    def folds_key(self) -> str:
+        """Which fold checkpoints the CV holds now (each best.pt's `checkpoint_key`)."""
+        folds = self.read_plan()["folds"]
+        keys = (checkpoint_key(run.best) if run.best.is_file() else "none" for run in map(self.fold, range(folds)))
+        return hashlib.sha256(" ".join(keys).encode()).hexdigest()[:16]
+
+    def _check_gathered(self, path: Path, key: str) -> None:
+        """A file gathered from the folds (key "": written before keys, taken as it is) must be of these folds."""
+        if key and key != self.folds_key():
+            raise PipelineError(f"{path}: not gathered from {self.path}'s folds as they are now (copied from another "
+                                f"CV, or a fold trained since); gather it again: `pipeline train --config {self.path} "
+                                f"--name {self.name}` (it trains no finished fold)")
 
     def read_summary(self) -> dict | None:
         """The summary `cv.gather` wrote once every fold had finished; None before."""
@@ -364,14 +406,23 @@ class CrossValidation:
                 for part in ("oof", "mean", "std"))):
             raise PipelineError(f"{self._summary}: not the summary a cross-validation writes (its oof, mean and std "
                                 f"by {metric}); delete it, and train the CV again to write it")
+        self._check_gathered(self._summary, str(summary.get("folds_key", "")))
+        if self.oof.is_file():  # its headline must be what oof.npz scores
+            score = metric_score(metric, *self.read_oof()[1:])
+            if not math.isclose(score, summary["oof"][metric], rel_tol=1e-6, abs_tol=1e-9):
+                raise PipelineError(f"{self._summary}: says out-of-fold {metric} {summary['oof'][metric]}, but "
+                                    f"{self.oof.name} scores {score:.6g}; gather it again: `pipeline train --config "
+                                    f"{self.path} --name {self.name}`")
         return summary
 
     def read_oof(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         folds = self.read_plan()["folds"]
         finished = all((self.fold(i).read_status() or {}).get("state") == "finished" for i in range(folds))
-        return read_predictions(self.oof, f"gather its folds with `pipeline train --config {self.path} --name "
-                                          f"{self.name}` (it trains no finished fold)" if finished
-                                else "not every fold has finished")
+        *oof, key = read_predictions(self.oof, f"gather its folds with `pipeline train --config {self.path} --name "
+                                               f"{self.name}` (it trains no finished fold)" if finished
+                                     else "not every fold has finished", with_source=True)
+        self._check_gathered(self.oof, key)
+        return tuple(oof)
 
     def best_checkpoints(self) -> list[Path]:
         return [run.best for run in self.verified_folds()]
@@ -421,6 +472,9 @@ class CrossValidation:
                 return f"{run.path}: fold {index} has no readable status.json, which says whether it finished; " \
                        f"delete {run.path} and train it again with {again}"
             state = "crashed" if status["state"] == "running" else status["state"]
+            if not run.last.is_file():  # stopped before its first checkpoint: nothing to continue
+                return f"{run.path}: fold {index} is {state}, before its first checkpoint; delete {run.path} and " \
+                       f"train it again with {again}"
             return f"{run.path}: fold {index} is {state}; continue it with `pipeline train --resume {run.path}`"
         options = run.read_config().options
         if (options.folds, options.fold) != (folds, index):
@@ -559,7 +613,7 @@ def resolve_run(name: Path, weights_root: Path | None = None) -> Path:
 def is_run_reference(path: Path) -> bool:
     """Whether `path` names a run rather than another file: a folder, a run's config.json, or no file (a run's
     name, which may hold a dot: lr0.05)."""
-    return path.is_dir() or path.name == CONFIG or not path.is_file()
+    return path.is_dir() or path.name == CONFIG or not path.exists()
 
 
 def past_run_options(path: Path) -> dict:

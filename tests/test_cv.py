@@ -280,7 +280,49 @@ def test_predictions_are_used_only_with_the_checkpoint_that_made_them(fetched):
                                             r"which predicted it; predict again"):
         ensemble([Path("cv")])
     predict(runs=[cv.path], tta="none")
-    cv.fold(1).best.touch()  # retrained, resumed, or replaced since
+    import torch
+
+    from pipeline.run import load_checkpoint
+    resaved = load_checkpoint(cv.fold(1).best)
+    resaved["model"] = {key: value.clone() + (0.01 if value.is_floating_point() else 0)
+                        for key, value in resaved["model"].items()}  # trained on since: other weights
+    cv.fold(1).best.unlink()  # a new file, not a write through the hard link to the epoch's
+    torch.save(resaved, cv.fold(1).best)
     with pytest.raises(PipelineError, match=r"cv-fold-1.probs.npy: .*fold-1/best.pt has changed since it predicted "
                                             r"this; predict again"):
         ensemble([Path("cv")])
+
+
+def test_gathered_files_are_of_the_folds_and_labels_they_claim(fetched):
+    """Inputs of the third hostile pass: a fold's val predictions or a CV's oof.npz copied from elsewhere, a
+    summary edited by hand, labels changed since the folds trained, folds predicted with different TTA."""
+    from pipeline.predict import ensemble
+    from pipeline.run import write_predictions
+
+    cv, summary = train_cv(TrainConfig(**{**CV, "folds": 2}, name="cv"))
+    oof = cv.read_oof()
+    write_predictions(cv.oof, *oof, source="of-another-cv")
+    with pytest.raises(PipelineError, match=r"oof.npz: not gathered from .*cv's folds as they are now"):
+        cv.read_oof()
+    write_predictions(cv.oof, *oof, source=cv.folds_key())
+    edit_json(cv.path / "cv_summary.json", lambda saved: saved["oof"].update(accuracy=0.99))
+    with pytest.raises(PipelineError, match=r"cv_summary.json: says out-of-fold accuracy 0.99, but oof.npz scores"):
+        cv.read_summary()
+    shutil.copyfile(cv.fold(0).path / "val_probabilities.npz", cv.fold(1).path / "val_probabilities.npz")
+    with pytest.raises(PipelineError, match=r"fold-1/val_probabilities.npz: not the predictions of .*fold-1/best.pt"):
+        train_cv(TrainConfig(**{**CV, "folds": 2}, name="cv"))  # gathering again
+    labels = pd.read_csv(fetched / "dataset" / "trainLabels.csv")
+    labels.loc[:9, "label"] = labels.loc[:9, "label"].iloc[::-1].to_numpy()
+    labels.to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
+    with pytest.raises(PipelineError, match=r"fold-0: fold 0 was trained on other labeled images than .*dataset holds "
+                                            r"now"):
+        train_cv(TrainConfig(**{**CV, "folds": 2}, name="cv"))
+    labels.loc[:9, "label"] = labels.loc[:9, "label"].iloc[::-1].to_numpy()
+    labels.to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
+    predict(runs=[cv.path], tta="none")
+    predict(checkpoints=[cv.fold(1).best], tta="flip")  # fold 1 again, another way
+    with pytest.raises(PipelineError, match=r"cv: its folds' predictions were made with different --tta \(flip, none\)"):
+        ensemble([Path("cv")])
+    (cv.path / "cv.json").unlink()
+    with pytest.raises(PipelineError, match=r"cv: holds fold runs but no cv.json"):
+        predict(runs=[cv.path], tta="none")

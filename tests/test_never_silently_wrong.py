@@ -667,7 +667,7 @@ def test_a_description_pointing_at_the_wrong_files_is_refused_before_anything_ru
     pd.DataFrame({"id": labeled, "label": "x"}).to_csv(dataset / "sample2.csv", index=False)
     described(trained, test_images="train", sample_submission="sample2.csv")
     result = runner.invoke(app, ["predict", "--device", "cpu"])
-    assert result.exit_code == 1 and "test_images names train, the training images' folder, and 5 id(s) of " \
+    assert result.exit_code == 1 and "train_images and test_images both name train, and 5 id(s) of " \
         "sample2.csv are labeled training images there" in result.output, result.output
     # a labels path that is a folder
     described(trained, labels_csv="train")
@@ -705,7 +705,7 @@ def test_second_hostile_pass_inputs(trained):
         load_train_set(dataset)
     # description fields naming the wrong files: each refused before training, naming what to fix
     for fields, message in (
-            (dict(sample_submission="trainLabels.csv"), "sample_submission names trainLabels.csv, the training labels"),
+            (dict(sample_submission="trainLabels.csv"), "sample_submission and labels_csv both name trainLabels.csv"),
             (dict(labels_csv="train/1.png"), "train/1.png: is a PNG image, not a CSV; save it as a UTF-8 CSV or name the "
                                              "right file"),
             (dict(train_images="nope"), "nope: folder not found; fix the folder .*competition.json names"),
@@ -731,3 +731,27 @@ def test_predicting_with_a_run_that_did_not_finish_says_so(trained):
     result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"])
     assert result.exit_code == 0, result.output
     assert "the run is crashed; predicting with its best checkpoint so far" in " ".join(result.output.split())
+
+
+def test_third_hostile_pass_inputs(trained):
+    """A metrics.csv row with fewer fields than the header (pandas filled blanks in), `runs --csv` onto a run's
+    config.json, `--config` of an empty device file, a sample submission of other columns with no description."""
+    metrics = trained / "weights" / "exp" / "metrics.csv"
+    saved = metrics.read_text()
+    lines = saved.splitlines()
+    metrics.write_text("\n".join([lines[0], lines[1].rsplit(",", 1)[0], *lines[2:]]) + "\n")
+    reported = runner.invoke(app, ["report", "exp"])
+    assert reported.exit_code == 1 and "metrics.csv: not a metrics CSV (row 2 has fewer fields than the header; " \
+        "fix the file)" in " ".join(reported.output.split())
+    metrics.write_text(saved)
+    config = trained / "weights" / "exp" / "config.json"
+    before = config.read_text()
+    result = runner.invoke(app, ["runs", "--csv", str(config)])
+    assert result.exit_code == 1 and "exists and is no .csv file" in result.output and config.read_text() == before
+    printed = runner.invoke(app, ["train", "--config", "/dev/null", "--print-config"])
+    assert printed.exit_code == 0, printed.output
+    sample = trained / "dataset" / "sampleSubmission.csv"
+    sample.write_text("\n".join(line + "," for line in sample.read_text().splitlines()) + "\n")
+    result = runner.invoke(app, ["predict", "--device", "cpu"])
+    assert result.exit_code == 1 and "(an unnamed column: a comma at the end of each row?)" in " ".join(result.output.split())
+    assert "with no competition.json in" in " ".join(result.output.split())

@@ -226,3 +226,41 @@ def test_a_new_user_without_credentials_packages_and_rehearses_the_sample(projec
     assert kernel["competition_sources"] == ["cifar-10"] and kernel["enable_gpu"] is False
     refused = runner.invoke(app, ["package", "exp", "--push", "--out", "again"])
     assert refused.exit_code == 1 and "no Kaggle username in KAGGLE_USERNAME or" in refused.output
+
+
+def test_a_package_of_the_wrong_models_or_a_tampered_one_is_one_line(packaged, trained_once, tmp_path):
+    """Inputs of the third hostile pass: a run of another competition, a run named twice, and package folders
+    edited after they were built, rehearsed through the Python API."""
+    import shutil
+
+    from tests.fixtures import write_competition
+
+    best = trained_once / "weights" / "exp" / "best.pt"
+    other = tmp_path / "other"
+    write_competition(other, n_train=40, n_test=8, classes=("ant", "bee", "cow", "dog"))
+    with pytest.raises(PipelineError, match=r"best.pt: .*classes"):
+        package([best], "cifar-10", "someone", tmp_path / "p1", other)
+    with pytest.raises(PipelineError, match=r"best.pt: named twice \(a run, and a CV holding it\?\); name each model once"):
+        package([best, best], "cifar-10", "someone", tmp_path / "p2", trained_once / "dataset")
+    assert not (tmp_path / "p1").exists() and not (tmp_path / "p2").exists()
+    cases = {
+        "notebook/kernel-metadata.json": (lambda path: path.unlink(), r"kernel-metadata.json: missing"),
+        "notebook/predict.ipynb": (lambda path: path.write_text(path.read_text()[:300]), r"unreadable \("),
+        "weights/members.json": (lambda path: path.write_text(json.dumps({"checkpoints": ["exp.pt"], "tta": "bogus"})),
+                                 r"members.json: its tta 'bogus' is not one of none, flip"),
+        "weights/competition.json": (lambda path: path.write_text("{"), r"weights/competition.json: not readable JSON"),
+    }
+    for name, (tamper, message) in cases.items():
+        copy = tmp_path / name.replace("/", "-")
+        shutil.copytree(packaged, copy)
+        tamper(copy / name)
+        with pytest.raises(PipelineError, match=message):
+            rehearse(copy, trained_once / "dataset", tmp_path / "rehearsal.csv")
+    sources = tmp_path / "sources"
+    shutil.copytree(packaged, sources)
+    kernel = json.loads((sources / "notebook" / "kernel-metadata.json").read_text())
+    (sources / "notebook" / "kernel-metadata.json").write_text(json.dumps({**kernel, "dataset_sources": []}))
+    with pytest.raises(PipelineError, match=r"its competition_sources and dataset_sources are not one competition"):
+        rehearse(sources, trained_once / "dataset", tmp_path / "rehearsal.csv")
+    with pytest.raises(PipelineError, match=r"nope/dir: no such folder for the rehearsal's submission"):
+        rehearse(packaged, trained_once / "dataset", tmp_path / "nope" / "dir" / "sub.csv")

@@ -79,8 +79,7 @@ def gather(cv: CrossValidation) -> dict | None:
                "per_fold": per_fold,
                "mean": {k: float(np.mean([f[k] for f in per_fold])) for k in per_fold[0]},
                "std": {k: float(np.std([f[k] for f in per_fold])) for k in per_fold[0]}}
-    cv.write_summary(summary, indices[order], targets, probabilities)
-    return summary
+    return cv.write_summary(summary, indices[order], targets, probabilities)
 
 
 def summary_lines(cv: CrossValidation, summary: dict) -> list[str]:

@@ -373,11 +373,14 @@ class CrossValidation:
     def write_plan(self, plan: dict) -> None:
         write_text_atomic(self._plan, json.dumps(plan, indent=2) + "\n")
 
-    def write_summary(self, summary: dict, indices: np.ndarray, targets: np.ndarray, probabilities: np.ndarray) -> None:
-        """oof.npz and cv_summary.json, each with the key of the fold checkpoints they were gathered from."""
+    def write_summary(self, summary: dict, indices: np.ndarray, targets: np.ndarray, probabilities: np.ndarray) -> dict:
+        """oof.npz and cv_summary.json, each with the key of the fold checkpoints they were gathered from; returns the
+        summary as written."""
         key = self.folds_key()
         write_predictions(self.oof, indices, targets, probabilities, key)
-        write_text_atomic(self._summary, json.dumps({**summary, "folds_key": key}, indent=2) + "\n")
+        summary = {**summary, "folds_key": key}
+        write_text_atomic(self._summary, json.dumps(summary, indent=2) + "\n")
+        return summary
 
     def folds_key(self) -> str:
         """Which fold checkpoints the CV holds now (each best.pt's `checkpoint_key`)."""

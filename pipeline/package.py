@@ -183,6 +183,7 @@ def package(checkpoints: list[Path], competition: str, owner: str, out: Path, da
     and TTA that predict `test_images` (default: as many as dataset/'s test set) within MARGIN of `budget_s`, as
     timed on this machine."""
     from pipeline.layout import check_test
+    from pipeline.predict import check_distinct
 
     for name, value in (("--competition", competition), ("--owner", owner)):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", value or ""):
@@ -192,9 +193,7 @@ def package(checkpoints: list[Path], competition: str, owner: str, out: Path, da
         raise PipelineError(f"{out}: already exists; choose another --out or delete it")
     if not checkpoints:
         raise PipelineError("name at least one run to package")
-    twice = sorted({str(path) for path in checkpoints if [p.resolve() for p in checkpoints].count(path.resolve()) > 1})
-    if twice:
-        raise PipelineError(f"{', '.join(twice)}: named twice (a run, and a CV holding it?); name each model once")
+    check_distinct(checkpoints)
     images = test_images or len(check_test(dataset_root))
     plan = fit_budget(measure_members(checkpoints, dataset_root, device), tta, images, budget_s * MARGIN)
     with created_folder(out, whole=True):
@@ -216,7 +215,7 @@ def _weights_dataset(plan: Plan, folder: Path, dataset_root: Path, owner: str, s
     import torch
 
     from pipeline.predict import member_labels
-    from pipeline.run import RunConfig, inference_weights, load_checkpoint
+    from pipeline.run import RunConfig, checkpoint_key, inference_weights, load_checkpoint
 
     folder.mkdir(parents=True)
     paths = [member.checkpoint for member in plan.members]
@@ -231,7 +230,8 @@ def _weights_dataset(plan: Plan, folder: Path, dataset_root: Path, owner: str, s
     write_competition(folder, read_competition(dataset_root))  # the shape the runs were trained on
     estimate = {"seconds": round(plan.estimate_s, 1), "test_images": plan.images, "measured_on": device_name(),
                 "budget_s": budget_s, "trimmed": plan.trimmed}
-    write_text_atomic(folder / "members.json", json.dumps({"checkpoints": members, "tta": plan.tta,
+    keys = {name: checkpoint_key(folder / name) for name in members}  # what the rehearsal checks it runs
+    write_text_atomic(folder / "members.json", json.dumps({"checkpoints": members, "keys": keys, "tta": plan.tta,
                                                            "estimate": estimate}, indent=2) + "\n")
     _metadata(folder, owner, slug, f"{slug} (pipeline package)"[:50])
     return members

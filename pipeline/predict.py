@@ -174,6 +174,7 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     out = out or submissions_dir() / "submission.csv"
     sources = list(checkpoints or []) + [c for r in runs or [] for c in run_checkpoints(r, weights_root, console)]
     sources = sources or [find_checkpoint(weights_root=weights_root, console=console)]
+    check_distinct(sources)
     submission_ids = check_test(dataset_root)
     with rank_zero_first(where):  # rank 0 decodes the cache; the others then read it
         ids, images, images_key = cached_test_images(dataset_root, submission_ids, console)
@@ -216,6 +217,17 @@ def check_scoring(score: Path | None, metric: str | None, dataset_root: Path) ->
     if score is not None and not score.is_file():
         raise PipelineError(f"{score}: no such solution file for --score")
     scoring_metric(dataset_root, metric)
+
+
+def check_distinct(checkpoints: list[Path]) -> None:
+    """Each model once: the same checkpoint twice (by its path, or a copy of it) would weigh double unasked."""
+    seen: dict[str, Path] = {}
+    for path in checkpoints:
+        key = checkpoint_key(path) if path.is_file() else str(path.resolve())
+        if key in seen:
+            raise PipelineError(f"{path}: the same model as {seen[key]} (a run, and a CV holding it, or a copy?); "
+                                "name each model once")
+        seen[key] = path
 
 
 def member_labels(sources: list[Path]) -> list[str]:
@@ -335,7 +347,7 @@ def member_files(member: Path, folder: Path, weights_root: Path | None) -> dict[
     if member.suffix == ".npy":
         return {member: None}
     cv = CrossValidation((weights_root or weights_dir()) / member)
-    if len(member.parts) == 1 and cv.is_cv() and not (folder / f"{member.name}.probs.npy").is_file():
+    if len(member.parts) == 1 and cv.is_cv():  # its folds', whatever <name>.probs.npy another model left
         return {folder / f"{checkpoint_label(path)}.probs.npy": path for path in cv.best_checkpoints()}
     return {folder / f"{member.name}.probs.npy": None}
 

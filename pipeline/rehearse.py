@@ -29,6 +29,7 @@ import pandas as pd
 from pipeline.competition import read_competition
 from pipeline.errors import PipelineError
 from pipeline.layout import read_sample
+from pipeline.run import checkpoint_key
 from pipeline.workspace import write_text_atomic
 from pipeline.package import MARGIN, duration, notebook_script, package_classes
 
@@ -144,9 +145,14 @@ def read_package(package: Path) -> tuple[str, str, str]:
         raise refuse(kernel_file, "its competition_sources and dataset_sources are not one competition and the two "
                                   "datasets")
     checkpoints = members.get("checkpoints") if isinstance(members, dict) else None
-    if not (isinstance(checkpoints, list) and checkpoints and all(
-            isinstance(name, str) and (package / "weights" / name).is_file() for name in checkpoints)):
-        raise refuse(members_file, "its checkpoints are not a list of the dataset's model files")
+    if not (isinstance(checkpoints, list) and checkpoints and len(set(map(str, checkpoints))) == len(checkpoints)
+            and all(isinstance(name, str) and (package / "weights" / name).is_file() for name in checkpoints)):
+        raise refuse(members_file, "its checkpoints are not a list of the dataset's model files, each once")
+    keys = members.get("keys", {})
+    changed = [name for name in checkpoints if not isinstance(keys, dict) or
+               keys.get(name) != checkpoint_key(package / "weights" / name)]
+    if changed:
+        raise refuse(package / "weights" / changed[0], "not the model file the package was built with")
     if members.get("tta") not in TTA_CHOICES:
         raise refuse(members_file, f"its tta {members.get('tta')!r} is not one of {', '.join(TTA_CHOICES)}")
     read_competition(package / "weights")

@@ -323,6 +323,16 @@ def test_gathered_files_are_of_the_folds_and_labels_they_claim(fetched):
     predict(checkpoints=[cv.fold(1).best], tta="flip")  # fold 1 again, another way
     with pytest.raises(PipelineError, match=r"cv: its folds' predictions were made with different --tta \(flip, none\)"):
         ensemble([Path("cv")])
+    predict(runs=[cv.path], tta="none")
+    shutil.copyfile(fetched / "submissions" / "cv-fold-1.probs.npy", fetched / "submissions" / "cv.probs.npy")
+    shutil.copyfile(fetched / "submissions" / "cv-fold-1.probs.json", fetched / "submissions" / "cv.probs.json")
+    assert ensemble([Path("cv")]).members == ["cv-fold-0.probs.npy", "cv-fold-1.probs.npy"]  # the CV, not cv.probs.npy
+    with pytest.raises(PipelineError, match=r"the same model as"):
+        predict(runs=[cv.path, cv.fold(0).path], tta="none")
+    cv.oof.unlink()
+    (cv.path / "cv_summary.json").unlink()
+    listed = runner.invoke(app, ["runs"])
+    assert "every fold has finished; gather them: `pipeline train --config" in " ".join(listed.output.split())
     (cv.path / "cv.json").unlink()
     with pytest.raises(PipelineError, match=r"cv: holds fold runs but no cv.json"):
         predict(runs=[cv.path], tta="none")

@@ -240,13 +240,14 @@ def test_a_package_of_the_wrong_models_or_a_tampered_one_is_one_line(packaged, t
     write_competition(other, n_train=40, n_test=8, classes=("ant", "bee", "cow", "dog"))
     with pytest.raises(PipelineError, match=r"best.pt: .*classes"):
         package([best], "cifar-10", "someone", tmp_path / "p1", other)
-    with pytest.raises(PipelineError, match=r"best.pt: named twice \(a run, and a CV holding it\?\); name each model once"):
+    with pytest.raises(PipelineError, match=r"best.pt: the same model as .*best.pt \(a run, and a CV holding it, or a "
+                                            r"copy\?\); name each model once"):
         package([best, best], "cifar-10", "someone", tmp_path / "p2", trained_once / "dataset")
     assert not (tmp_path / "p1").exists() and not (tmp_path / "p2").exists()
     cases = {
         "notebook/kernel-metadata.json": (lambda path: path.unlink(), r"kernel-metadata.json: missing"),
         "notebook/predict.ipynb": (lambda path: path.write_text(path.read_text()[:300]), r"unreadable \("),
-        "weights/members.json": (lambda path: path.write_text(json.dumps({"checkpoints": ["exp.pt"], "tta": "bogus"})),
+        "weights/members.json": (lambda path: path.write_text(json.dumps({**json.loads(path.read_text()), "tta": "bogus"})),
                                  r"members.json: its tta 'bogus' is not one of none, flip"),
         "weights/competition.json": (lambda path: path.write_text("{"), r"weights/competition.json: not readable JSON"),
     }
@@ -256,6 +257,23 @@ def test_a_package_of_the_wrong_models_or_a_tampered_one_is_one_line(packaged, t
         tamper(copy / name)
         with pytest.raises(PipelineError, match=message):
             rehearse(copy, trained_once / "dataset", tmp_path / "rehearsal.csv")
+    swapped = tmp_path / "swapped"
+    shutil.copytree(packaged, swapped)
+    import torch
+    slim = torch.load(swapped / "weights" / "exp.pt", weights_only=True)
+    slim["epoch"] += 1  # another model file in its place
+    torch.save(slim, swapped / "weights" / "exp.pt")
+    with pytest.raises(PipelineError, match=r"exp.pt: not the model file the package was built with"):
+        rehearse(swapped, trained_once / "dataset", tmp_path / "rehearsal.csv")
+    members = json.loads((packaged / "weights" / "members.json").read_text())
+    (swapped / "weights" / "members.json").write_text(json.dumps({**members, "checkpoints": ["exp.pt", "exp.pt"]}))
+    with pytest.raises(PipelineError, match=r"members.json: its checkpoints are not a list of the dataset's model "
+                                            r"files, each once"):
+        rehearse(swapped, trained_once / "dataset", tmp_path / "rehearsal.csv")
+    copy = tmp_path / "copy.pt"
+    shutil.copyfile(best, copy)
+    with pytest.raises(PipelineError, match=r"copy.pt: the same model as .*best.pt"):
+        package([best, copy], "cifar-10", "someone", tmp_path / "p3", trained_once / "dataset")
     sources = tmp_path / "sources"
     shutil.copytree(packaged, sources)
     kernel = json.loads((sources / "notebook" / "kernel-metadata.json").read_text())

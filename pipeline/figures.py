@@ -218,7 +218,8 @@ def label_issues(predictions: ValPredictions, ids: list[str]) -> pd.DataFrame | 
     if predictions.probabilities is None or \
             np.bincount(predictions.actual, minlength=len(predictions.classes)).min() < 2:
         return None
-    found = find_label_issues(predictions.actual, predictions.probabilities, return_indices_ranked_by="self_confidence")
+    found = find_label_issues(predictions.actual, predictions.probabilities, return_indices_ranked_by="self_confidence",
+                              n_jobs=1)  # its worker pool loses its globals in spawned processes (torchrun's)
     p, given = predictions.probabilities[found], predictions.actual[found]
     suggested = p.argmax(1)
     return pd.DataFrame({"id": [ids[predictions.indices[k]] for k in found],

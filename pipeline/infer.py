@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,16 @@ def class_activation_maps(model: torch.nn.Module, inputs: ModelInputs, runtime: 
     maps = LayerAttribution.interpolate(maps.detach(), tuple(images.shape[1:3]), "bilinear")[:, 0].clamp(min=0)
     peak = maps.flatten(1).amax(1).clamp(min=1e-12)[:, None, None]
     return (maps / peak).cpu().numpy()
+
+
+def explainer(checkpoint: Path, device: torch.device) -> Callable[[np.ndarray, np.ndarray], np.ndarray | None]:
+    """Grad-CAM of `checkpoint`'s model (loaded when asked) on `device`, in fp32; None where captum is not installed
+    or the model is no CNN."""
+    def explain(images: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
+        try:
+            import captum  # noqa: F401 - optional: the report goes on without it
+        except ImportError:
+            return None
+        model, config = load_model(checkpoint, device)
+        return class_activation_maps(model, config.inputs, Runtime(device), images, classes)
+    return explain

@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 
 from pipeline.dataset import TrainArrays, run_split, training_arrays
 from pipeline.errors import PipelineError
-from pipeline.figures import Explain, ValPredictions, draw_report
-from pipeline.infer import class_activation_maps, default_batch_size, infer, load_model
+from pipeline.figures import ValPredictions, draw_report
+from pipeline.infer import default_batch_size, explainer, infer, load_model
 from pipeline.run import Run, RunConfig
-from pipeline.runtime import Runtime, resolve_runtime
+from pipeline.runtime import resolve_runtime
 from pipeline.workspace import dataset_dir
 
 
@@ -34,19 +33,6 @@ def val_predictions(run: Run, config: RunConfig, dataset_root: Path, device: str
                       default_batch_size(runtime.device), console, len(config.classes))
     return ValPredictions(config.classes, data.targets[val_idx], log_probs.argmax(1), np.exp(log_probs),
                           val_idx), data
-
-
-def explainer(checkpoint: Path, device: torch.device) -> Explain:
-    """Grad-CAM of `checkpoint`'s model (loaded when asked) on `device`, in fp32; None where captum is not installed
-    or the model is no CNN."""
-    def explain(images: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
-        try:
-            import captum  # noqa: F401 - optional: the report goes on without it
-        except ImportError:
-            return None
-        model, config = load_model(checkpoint, device)
-        return class_activation_maps(model, config.inputs, Runtime(device), images, classes)
-    return explain
 
 
 def write_report(run_dir: Path, dataset_root: Path | None = None, device: str = "auto",

@@ -43,9 +43,8 @@ from pipeline.distributed import (all_concat, all_objects, all_sum, broadcast, r
                                   broadcast_buffers, weights_checksum)
 from pipeline.errors import PipelineError
 from pipeline.figures import ValPredictions, draw_report
-from pipeline.report import explainer
 from pipeline.competition import read_competition
-from pipeline.infer import default_batch_size, infer, normalised_batch
+from pipeline.infer import default_batch_size, explainer, infer, normalised_batch
 from pipeline.metrics import METRIC_LABELS, metric_score
 from pipeline.models import build_model, freeze_backbone, load_pretrained
 from pipeline.models.weights import weights_file

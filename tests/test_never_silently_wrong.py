@@ -693,6 +693,7 @@ def test_second_hostile_pass_inputs(trained):
     # a row with one field more than the header: pandas shifted every column onto the next
     metrics = weights / "exp" / "metrics.csv"
     lines = metrics.read_text().splitlines()
+    metrics.unlink()  # a hard link to the session's run: replaced, not written through
     metrics.write_text("\n".join([lines[0], lines[1] + ",99", *lines[2:]]) + "\n")
     listed = runner.invoke(app, ["runs"])
     assert listed.exit_code == 0 and "finished: not a metrics CSV" in " ".join(listed.output.split())
@@ -739,10 +740,12 @@ def test_third_hostile_pass_inputs(trained):
     metrics = trained / "weights" / "exp" / "metrics.csv"
     saved = metrics.read_text()
     lines = saved.splitlines()
+    metrics.unlink()  # a hard link to the session's run: replaced, not written through
     metrics.write_text("\n".join([lines[0], lines[1].rsplit(",", 1)[0], *lines[2:]]) + "\n")
     reported = runner.invoke(app, ["report", "exp"])
     assert reported.exit_code == 1 and "metrics.csv: not a metrics CSV (row 2 has fewer fields than the header; " \
         "fix the file)" in " ".join(reported.output.split())
+    metrics.unlink()
     metrics.write_text(saved)
     config = trained / "weights" / "exp" / "config.json"
     before = config.read_text()

@@ -375,9 +375,10 @@ def test_help_shows_choices_and_no_python_types_and_version_and_h(project):
 
 
 def test_same_named_checkpoints_keep_their_own_probabilities(trained):
-    for folder in ("a", "b"):
+    checkpoint = load_checkpoint(trained / "weights" / "exp" / "best.pt")
+    for epoch, folder in enumerate(("a", "b")):  # two models (one file twice would be refused: it weighs double)
         (trained / folder).mkdir()
-        shutil.copy(trained / "weights" / "exp" / "best.pt", trained / folder / "model.pt")
+        torch.save({**checkpoint, "epoch": epoch + 1}, trained / folder / "model.pt")
     result = predict(checkpoints=[trained / "a" / "model.pt", trained / "b" / "model.pt"], tta="none")
     assert result.members == ["a-model.probs.npy", "b-model.probs.npy"]
 

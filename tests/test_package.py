@@ -105,10 +105,13 @@ def test_a_notebook_that_would_fail_on_kaggle_is_one_line(packaged, trained_once
 
     broken = tmp_path / "broken"
     shutil.copytree(packaged, broken)
-    (broken / "weights" / "exp.pt").write_bytes(b"not weights")
-    with pytest.raises(PipelineError, match=r"the notebook failed as it would on Kaggle \(.*\): error: .*exp.pt: "
-                                            r"not a readable PyTorch file.*; its log: "):
+    described = broken / "weights" / "competition.json"
+    saved = described.read_text()
+    described.write_text(json.dumps({**json.loads(saved), "test_images": "elsewhere"}))  # not the competition's
+    with pytest.raises(PipelineError, match=r"the notebook failed as it would on Kaggle \(.*\): error: .*elsewhere: "
+                                            r"folder not found.*; its log: "):
         rehearse(broken, trained_once / "dataset", tmp_path / "rehearsal.csv")
+    described.write_text(saved)
     for wheel in (broken / "wheels").glob("*.whl"):
         wheel.unlink()
     with pytest.raises(PipelineError, match=r"error: /kaggle/input/pipeline-wheels: no wheels; attach the package's "

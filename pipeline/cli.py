@@ -575,7 +575,7 @@ def runs(
             console.print(f"cross-validation {cv.name}: {e}")
             continue
         metric = (summary or {}).get("metric", "accuracy")  # summaries from before --metric: accuracy
-        finished = all((cv.fold(i).read_status() or {}).get("state") == "finished" for i in range(folds))
+        finished = cv.finished_folds() == folds
         oof = f"out-of-fold {METRIC_LABELS[metric]} {summary['oof'][metric]:.4f}, fold {METRIC_LABELS[metric]} " \
               f"{summary['mean'][metric]:.4f} ± {summary['std'][metric]:.4f}" if summary else \
             f"every fold has finished; gather them: `pipeline train --config {cv.path} --name {cv.name}`" if finished \

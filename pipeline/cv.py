@@ -54,7 +54,7 @@ def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root
             train(replace(config, fold=fold, name=run.name), dataset_root, cv.path, console)
     summary = gather(cv)
     if summary is None:
-        done = sum((cv.fold(i).read_status() or {}).get("state") == "finished" for i in range(config.folds))
+        done = cv.finished_folds()
         console.print(f"{cv.path}: {done} of {config.folds} folds finished; the out-of-fold summary comes once all have")
     return cv, summary
 
@@ -62,7 +62,7 @@ def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root
 def gather(cv: CrossValidation) -> dict | None:
     """The OOF predictions and summary of a CV whose folds have all finished (written into its folder), else None."""
     folds = cv.read_plan()["folds"]
-    if any((cv.fold(i).read_status() or {}).get("state") != "finished" for i in range(folds)):
+    if cv.finished_folds() < folds:
         return None
     runs = cv.verified_folds()
     parts = [run.read_val_probabilities() for run in runs]

@@ -349,6 +349,10 @@ class CrossValidation:
     def fold(self, index: int) -> Run:
         return Run(self.path / f"fold-{index}")
 
+    def finished_folds(self) -> int:
+        """How many of the plan's folds have finished (status finished)."""
+        return sum((self.fold(i).read_status() or {}).get("state") == "finished" for i in range(self.read_plan()["folds"]))
+
     def fold_folders(self) -> list[Path]:
         """The fold folders in it, trained, training or left by a crash (a fold that fails before its first
         checkpoint leaves none)."""
@@ -419,8 +423,7 @@ class CrossValidation:
         return summary
 
     def read_oof(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        folds = self.read_plan()["folds"]
-        finished = all((self.fold(i).read_status() or {}).get("state") == "finished" for i in range(folds))
+        finished = self.finished_folds() == self.read_plan()["folds"]
         *oof, key = read_predictions(self.oof, f"gather its folds with `pipeline train --config {self.path} --name "
                                                f"{self.name}` (it trains no finished fold)" if finished
                                      else "not every fold has finished", with_source=True)

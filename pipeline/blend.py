@@ -8,14 +8,8 @@ import numpy as np
 
 from pipeline.config import OPTION
 from pipeline.errors import PipelineError
-from pipeline.metrics import LOG_LOSS_CLIP, metric_score
+from pipeline.metrics import LOG_LOSS_CLIP, scores
 from pipeline.run import CrossValidation
-
-
-def scores(targets: np.ndarray, probabilities: np.ndarray, metric: str = "accuracy") -> dict:
-    """Accuracy, macro-F1, log loss and `metric` (the runs' own), by their names in pipeline/metrics.py."""
-    return {name: metric_score(name, targets, probabilities)
-            for name in dict.fromkeys(("accuracy", "f1_macro", "log_loss", metric))}
 
 
 def check_same_folds(members: list[CrossValidation]) -> None:
@@ -41,18 +35,23 @@ class Blend:
 def fit_blend(members: list[CrossValidation]) -> Blend:
     """Blend weights from the members' OOF predictions; they must cover the same labeled images with the same
     labels (cross-validations of one dataset, on the same folds: the same --folds and --seed)."""
-    from scipy.optimize import minimize
-
     check_same_folds(members)
-    oofs = [member.read_oof() for member in members]
+    oofs, summaries = zip(*(member.gathered() for member in members))
     indices, targets, first = oofs[0]
     for member, (other_indices, other_targets, probabilities) in zip(members[1:], oofs[1:]):
         if not (np.array_equal(other_indices, indices) and np.array_equal(other_targets, targets)
                 and probabilities.shape == first.shape):
-            raise PipelineError(f"{member.oof}: its out-of-fold predictions cover other images or labels than "
-                                f"{members[0].oof}'s; blend cross-validations of the same labeled set")
-    stacked = np.stack([p for _, _, p in oofs]).astype(np.float64)  # members × images × classes
-    metric = (members[0].read_summary() or {}).get("metric", "accuracy")
+            raise PipelineError(f"{member.path}: its out-of-fold predictions cover other images, labels or classes "
+                                f"than {members[0].path}'s; blend cross-validations of the same labeled set")
+    return blend_weights(targets, [probabilities for _, _, probabilities in oofs], summaries[0]["metric"])
+
+
+def blend_weights(targets: np.ndarray, members: list[np.ndarray], metric: str = "accuracy") -> Blend:
+    """The weights on the simplex that minimise the log loss of the blend of `members`' probabilities of the
+    images whose classes are `targets` (their OOF predictions, each of the same images and classes)."""
+    from scipy.optimize import minimize
+
+    stacked = np.stack(members).astype(np.float64)  # members × images × classes
     rows = np.arange(len(targets))
 
     def loss(weights: np.ndarray) -> float:

@@ -540,7 +540,7 @@ def runs(
     """Table of every run under weights/: model, recipe, its metric's best val score, accuracy, macro-F1, time, status."""
     import pandas as pd
 
-    from pipeline.experiments import HEADERS, cross_validations, list_runs
+    from pipeline.experiments import HEADERS, cross_validations, cv_line, list_runs
     from pipeline.workspace import atomic_path, weights_dir
 
     table = list_runs(sort=sort, descending=desc)
@@ -567,20 +567,7 @@ def runs(
     # piped output has no width to fit: print whole rows rather than cut columns
     (console if console.is_terminal else Console(width=400)).print(shown)
     for cv in cross_validations():
-        try:
-            summary, folds = cv.read_summary(), cv.read_plan()["folds"]
-            if summary:  # its folds as gathered still
-                cv.verified_folds()
-        except PipelineError as e:  # listed with what is wrong, as a broken run is
-            console.print(f"cross-validation {cv.name}: {e}")
-            continue
-        metric = (summary or {}).get("metric", "accuracy")  # summaries from before --metric: accuracy
-        finished = cv.finished_folds() == folds
-        oof = f"out-of-fold {METRIC_LABELS[metric]} {summary['oof'][metric]:.4f}, fold {METRIC_LABELS[metric]} " \
-              f"{summary['mean'][metric]:.4f} ± {summary['std'][metric]:.4f}" if summary else \
-            f"every fold has finished; gather them: `pipeline train --config {cv.path} --name {cv.name}`" if finished \
-            else "not every fold has finished"
-        console.print(f"cross-validation {cv.name} ({folds} folds): {oof}")
+        console.print(cv_line(cv))
 
 
 @app.command()

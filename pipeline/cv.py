@@ -8,10 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 
-from pipeline.blend import scores
 from pipeline.competition import read_competition
 from pipeline.config import OPTIONS_FORMAT, TrainConfig
 from pipeline.errors import PipelineError
@@ -61,25 +59,9 @@ def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root
 
 def gather(cv: CrossValidation) -> dict | None:
     """The OOF predictions and summary of a CV whose folds have all finished (written into its folder), else None."""
-    folds = cv.read_plan()["folds"]
-    if cv.finished_folds() < folds:
+    if cv.finished_folds() < cv.read_plan()["folds"]:
         return None
-    runs = cv.verified_folds()
-    parts = [run.read_val_probabilities() for run in runs]
-    indices = np.concatenate([p[0] for p in parts])
-    if len(np.unique(indices)) != len(indices):
-        raise PipelineError(f"{cv.path}: its folds validated some images twice; were they trained on different "
-                            "labeled sets? Train the CV again in a new folder")
-    order = np.argsort(indices)
-    targets = np.concatenate([p[1] for p in parts])[order]
-    probabilities = np.concatenate([p[2] for p in parts])[order]
-    metric = runs[0].read_config().metric  # the plan's, so every fold's
-    per_fold = [scores(t, p, metric) for _, t, p in parts]
-    summary = {"folds": folds, "images": len(indices), "metric": metric, "oof": scores(targets, probabilities, metric),
-               "per_fold": per_fold,
-               "mean": {k: float(np.mean([f[k] for f in per_fold])) for k in per_fold[0]},
-               "std": {k: float(np.std([f[k] for f in per_fold])) for k in per_fold[0]}}
-    return cv.write_summary(summary, indices[order], targets, probabilities)
+    return cv.write_gathered()
 
 
 def summary_lines(cv: CrossValidation, summary: dict) -> list[str]:

@@ -111,6 +111,25 @@ def cross_validations(weights_root: Path | None = None) -> list[CrossValidation]
     return [CrossValidation(f) for f in folders if CrossValidation(f).is_cv()]
 
 
+def cv_line(cv: CrossValidation) -> str:
+    """A CV's line in `pipeline runs`: its scores, computed from its folds, or what is wrong or missing."""
+    try:
+        plan = cv.read_plan()
+        folds, done = plan["folds"], cv.finished_folds()
+        if done < folds:
+            problem = next(filter(None, (cv.fold_problem(index, plan) for index in range(folds))))
+            return f"cross-validation {cv.name} ({folds} folds): {done} of {folds} folds finished; {problem}"
+        summary = cv.gathered()[1]
+    except PipelineError as e:  # listed with what is wrong, as a broken run is
+        return f"cross-validation {cv.name}: {e}"
+    label = METRIC_LABELS[summary["metric"]]
+    oof, mean, std = (summary[part][summary["metric"]] for part in ("oof", "mean", "std"))
+    line = f"cross-validation {cv.name} ({folds} folds): out-of-fold {label} {oof:.4f}, fold {label} {mean:.4f} ± {std:.4f}"
+    if not cv.oof.is_file():
+        line += f"; its oof.npz and cv_summary.json are not written: `pipeline train --config {cv.path} --name {cv.name}`"
+    return line
+
+
 def _flatten(options: dict) -> dict:
     return {key: json.dumps(value) if isinstance(value, (list, dict)) else value for key, value in options.items()}
 

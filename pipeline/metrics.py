@@ -49,6 +49,12 @@ def metric_score(metric: str, targets: np.ndarray, probabilities: np.ndarray) ->
     return float(per_class[1] if metric == "roc_auc" and len(labels) == 2 else np.nanmean(per_class))
 
 
+def scores(targets: np.ndarray, probabilities: np.ndarray, metric: str = "accuracy") -> dict:
+    """Accuracy, macro-F1, log loss and `metric` (the runs' own), by their names above."""
+    return {name: metric_score(name, targets, probabilities)
+            for name in dict.fromkeys(("accuracy", "f1_macro", "log_loss", metric))}
+
+
 def class_roc_aucs(targets: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     """Each class's ROC AUC against the rest (NaN for a class the images hold none of, or only it)."""
     import numpy as np

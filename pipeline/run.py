@@ -15,6 +15,7 @@ A checkpoint is one dict: model, optimizer, scheduler, scaler, epoch, best_score
 before --metric have best_acc), best_epoch, top (the kept best epochs), rng, config (the RunConfig as a dict) and,
 with an EMA, ema; an --average-top best.pt also averaged_epochs and averaged_score. No other module names any of
 these files.
+A checkpoint of an epoch that was validated also holds val_digest: the digest of its val predictions.
 """
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ import contextlib
 import hashlib
 import itertools
 import json
-import math
 import os
 import shutil
 import socket
@@ -40,7 +40,7 @@ import torch
 from pipeline.competition import strict_csv
 from pipeline.config import FOLDS_RANGE, OPTION, OPTIONS_FORMAT, checked_options, TrainConfig, saved_config, upgraded_options
 from pipeline.errors import PipelineError
-from pipeline.metrics import HIGHER_IS_BETTER, better, metric_score
+from pipeline.metrics import HIGHER_IS_BETTER, better, scores
 from pipeline.workspace import atomic_path, link_atomic, weights_dir, write_failure, write_text_atomic
 
 BEST, LAST, CONFIG = "best.pt", "last.pt", "config.json"
@@ -151,15 +151,15 @@ def summarize_metrics(metrics: pd.DataFrame, metric: str = "accuracy") -> Metric
     """The summary of a metrics log whose epochs `metric` ranks (the first of equals wins, as for best.pt)."""
     if "val_score" not in metrics:  # a log from before --metric: accuracy ranked its epochs
         metric = "accuracy"
-    scores = metrics["val_acc"] if metric == "accuracy" else metrics["val_score"]
+    ranked = metrics["val_acc"] if metric == "accuracy" else metrics["val_score"]
     best = None
-    if scores.notna().any():
-        best = metrics.loc[scores.idxmax() if HIGHER_IS_BETTER[metric] else scores.idxmin()]
+    if ranked.notna().any():
+        best = metrics.loc[ranked.idxmax() if HIGHER_IS_BETTER[metric] else ranked.idxmin()]
     wall = (metrics["wall_s"].iloc[-1] if "wall_s" in metrics
             else metrics["seconds"].sum() if "seconds" in metrics else None)
     return MetricsSummary(
         epochs=int(metrics["epoch"].max()), metric=metric,
-        best_score=None if best is None else float(scores[best.name]),
+        best_score=None if best is None else float(ranked[best.name]),
         best_epoch=None if best is None else int(best["epoch"]),
         val_acc=None if best is None else float(best["val_acc"]),
         val_f1=None if best is None or "val_f1" not in metrics else float(best["val_f1"]),
@@ -276,11 +276,16 @@ class Run:
         write_predictions(self._val_probabilities, indices, targets, probabilities, checkpoint_key(self.best))
 
     def read_val_probabilities(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The val probabilities of this run's best.pt as it is now (files written before the key: taken as they are)."""
+        """The val probabilities of this run's best.pt as it is now: those whose digest best.pt records (before it
+        recorded one: of its key, or taken as they are when the file has none)."""
         *predictions, source = read_predictions(self._val_probabilities, "the run has not finished", with_source=True)
-        if source and self.best.is_file() and source != checkpoint_key(self.best):
-            raise PipelineError(f"{self._val_probabilities}: not the predictions of {self.best} as it is now (copied "
-                                f"from another run, or the checkpoint replaced); delete {self.path} and train it again")
+        if self.best.is_file():
+            recorded = load_checkpoint(self.best, mmap=True).get("val_digest")
+            if (predictions_digest(*predictions) != recorded if recorded
+                    else source and source != checkpoint_key(self.best)):
+                raise PipelineError(f"{self._val_probabilities}: not the val predictions of {self.best} as it is now "
+                                    "(edited, copied from another run, or the checkpoint replaced); delete "
+                                    f"{self.path} and train it again")
         return tuple(predictions)
 
     def top_checkpoint(self, epoch: int) -> Path:
@@ -306,6 +311,16 @@ def checkpoint_key(path: Path) -> str:
             file.seek(-(1 << 20), os.SEEK_END)
             digest.update(file.read())
     return f"{size}-{digest.hexdigest()[:16]}"
+
+
+def predictions_digest(indices: np.ndarray, targets: np.ndarray, probabilities: np.ndarray) -> str:
+    """A digest of val predictions, kept in the checkpoint that made them (`val_digest`): its val_probabilities.npz
+    must hold exactly these."""
+    digest = hashlib.sha256()
+    for array in map(np.ascontiguousarray, (indices, targets, probabilities)):
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def write_predictions(path: Path, indices: np.ndarray, targets: np.ndarray, probabilities: np.ndarray,
@@ -377,58 +392,34 @@ class CrossValidation:
     def write_plan(self, plan: dict) -> None:
         write_text_atomic(self._plan, json.dumps(plan, indent=2) + "\n")
 
-    def write_summary(self, summary: dict, indices: np.ndarray, targets: np.ndarray, probabilities: np.ndarray) -> dict:
-        """oof.npz and cv_summary.json, each with the key of the fold checkpoints they were gathered from; returns the
-        summary as written."""
-        key = self.folds_key()
-        write_predictions(self.oof, indices, targets, probabilities, key)
-        summary = {**summary, "folds_key": key}
+    def gathered(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict]:
+        """The out-of-fold predictions (indices, targets, probabilities: each labeled image's, from the fold model that
+        did not train on it) and their summary, computed anew from the verified folds' val predictions (each checked
+        against its best.pt) whenever a CV is read: oof.npz and cv_summary.json are copies for the user, never read."""
+        runs = self.verified_folds()
+        parts = [run.read_val_probabilities() for run in runs]
+        indices = np.concatenate([p[0] for p in parts])
+        labeled = sum(run.read_config().split["val_images"] for run in runs)
+        if len(indices) != labeled or not np.array_equal(np.sort(indices), np.arange(labeled)):
+            raise PipelineError(f"{self.path}: its folds' val images are not each labeled image once (were they trained "
+                                "on different labeled sets?); train the CV again in a new folder")
+        order = np.argsort(indices)
+        targets = np.concatenate([p[1] for p in parts])[order]
+        probabilities = np.concatenate([p[2] for p in parts])[order]
+        metric = runs[0].read_config().metric  # the plan's, so every fold's
+        per_fold = [scores(t, p, metric) for _, t, p in parts]
+        summary = {"folds": len(runs), "images": labeled, "metric": metric,
+                   "oof": scores(targets, probabilities, metric), "per_fold": per_fold,
+                   "mean": {k: float(np.mean([f[k] for f in per_fold])) for k in per_fold[0]},
+                   "std": {k: float(np.std([f[k] for f in per_fold])) for k in per_fold[0]}}
+        return (indices[order], targets, probabilities), summary
+
+    def write_gathered(self) -> dict:
+        """oof.npz and cv_summary.json, as `gathered` computes them; returns the summary."""
+        predictions, summary = self.gathered()
+        write_predictions(self.oof, *predictions)
         write_text_atomic(self._summary, json.dumps(summary, indent=2) + "\n")
         return summary
-
-    def folds_key(self) -> str:
-        """Which fold checkpoints the CV holds now (each best.pt's `checkpoint_key`)."""
-        folds = self.read_plan()["folds"]
-        keys = (checkpoint_key(run.best) if run.best.is_file() else "none" for run in map(self.fold, range(folds)))
-        return hashlib.sha256(" ".join(keys).encode()).hexdigest()[:16]
-
-    def _check_gathered(self, path: Path, key: str) -> None:
-        """A file gathered from the folds (key "": written before keys, taken as it is) must be of these folds."""
-        if key and key != self.folds_key():
-            raise PipelineError(f"{path}: not gathered from {self.path}'s folds as they are now (copied from another "
-                                f"CV, or a fold trained since); gather it again: `pipeline train --config {self.path} "
-                                f"--name {self.name}` (it trains no finished fold)")
-
-    def read_summary(self) -> dict | None:
-        """The summary `cv.gather` wrote once every fold had finished; None before."""
-        try:
-            summary = json.loads(self._summary.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise PipelineError(f"{self._summary}: unreadable ({e}); delete it, and train the CV again to write it") from None
-        metric = summary.get("metric", "accuracy") if isinstance(summary, dict) else None  # older summaries: accuracy
-        if not (isinstance(metric, str) and metric in HIGHER_IS_BETTER and all(
-                isinstance(summary.get(part), dict) and isinstance(summary[part].get(metric), (int, float))
-                for part in ("oof", "mean", "std"))):
-            raise PipelineError(f"{self._summary}: not the summary a cross-validation writes (its oof, mean and std "
-                                f"by {metric}); delete it, and train the CV again to write it")
-        self._check_gathered(self._summary, str(summary.get("folds_key", "")))
-        if self.oof.is_file():  # its headline must be what oof.npz scores
-            score = metric_score(metric, *self.read_oof()[1:])
-            if not math.isclose(score, summary["oof"][metric], rel_tol=1e-6, abs_tol=1e-9):
-                raise PipelineError(f"{self._summary}: says out-of-fold {metric} {summary['oof'][metric]}, but "
-                                    f"{self.oof.name} scores {score:.6g}; gather it again: `pipeline train --config "
-                                    f"{self.path} --name {self.name}`")
-        return summary
-
-    def read_oof(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        finished = self.finished_folds() == self.read_plan()["folds"]
-        *oof, key = read_predictions(self.oof, f"gather its folds with `pipeline train --config {self.path} --name "
-                                               f"{self.name}` (it trains no finished fold)" if finished
-                                     else "not every fold has finished", with_source=True)
-        self._check_gathered(self.oof, key)
-        return tuple(oof)
 
     def best_checkpoints(self) -> list[Path]:
         return [run.best for run in self.verified_folds()]
@@ -501,12 +492,17 @@ class CrossValidation:
 
 
 def _checkpoint_problem(run: Run, config: RunConfig, index: int) -> str | None:
-    """How fold `index`'s best.pt, as it says itself (read without its tensors), differs from its run's config."""
-    saved = RunConfig.of_checkpoint(load_checkpoint(run.best, mmap=True), run.best)
+    """How fold `index`'s best.pt, as it says itself (read without its tensors), differs from its run's config and
+    from its run's best epoch."""
+    checkpoint = load_checkpoint(run.best, mmap=True)
+    saved = RunConfig.of_checkpoint(checkpoint, run.best)
     if saved.options.fold != index:
         return f"it was trained as fold {saved.options.fold} of {saved.options.folds}"
     if saved.labeled_ids != config.labeled_ids:
         return "it was trained on other labeled images"
+    if checkpoint.get("best_epoch", checkpoint.get("epoch")) != checkpoint.get("epoch"):
+        return f"it holds epoch {checkpoint.get('epoch')}, not the best epoch {checkpoint['best_epoch']} (last.pt " \
+               "copied over it?)"
     theirs, ours = shared_options(saved.options), shared_options(config.options)
     differ = [key for key in ours if theirs.get(key) != ours[key]]
     return ", ".join(f"it says --{key.replace('_', '-')} {theirs.get(key)} where config.json says {ours[key]}"

@@ -51,7 +51,7 @@ from pipeline.models.weights import weights_file
 from pipeline.progress import progress_bar
 from pipeline.precision import choose, installed_version, training_trial
 from pipeline.run import (CheckpointSaver, CrossValidation, Run, RunConfig, claim_run, inference_weights, load_checkpoint,
-                          resolve_run, summarize_metrics)
+                          predictions_digest, resolve_run, summarize_metrics)
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.workspace import created_folder, dataset_dir, weights_dir
 
@@ -179,10 +179,11 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
     config.validate()
     spanning = saved.options.schedule if saved.options.schedule in SPANNING_SCHEDULES else \
         "--lookahead" if saved.options.lookahead else None
-    if checkpoint["epoch"] >= saved.options.epochs and spanning:
+    finished = (run.read_status() or {}).get("state") == "finished"  # else stopped before its end: finish it
+    if finished and checkpoint["epoch"] >= saved.options.epochs and spanning:
         raise PipelineError(f"{run_dir} finished its {spanning} schedule, which spans its epochs; to train "
                             f"longer, start a new run: pipeline train --config {run.path} --epochs N")
-    if checkpoint["epoch"] >= config.epochs:
+    if finished and checkpoint["epoch"] >= config.epochs:
         raise PipelineError(
             f"{run_dir} already finished its {checkpoint['epoch']} epochs; pass --epochs N (N > {checkpoint['epoch']}) to train longer"
         )
@@ -505,48 +506,62 @@ def restore_rng(saved: list[dict] | dict, runtime: Runtime) -> None:
         torch.cuda.set_rng_state(saved[rank]["cuda"], runtime.device)
 
 
-def _checkpoint_state(ctx: TrainContext, rng: list[dict]) -> dict:
+def _checkpoint_state(ctx: TrainContext, rng: list[dict], evaluation: Evaluation | None) -> dict:
     """The checkpoint dict, less what the saver adds (epoch, best_score, best_epoch, top)."""
     state = {"model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
              "scheduler": ctx.scheduler.state_dict(), "scaler": ctx.scaler.state_dict(),
              "config": ctx.run_config.to_dict(), "rng": rng, "metrics": ctx.history[-1]}
     if ctx.ema is not None:
         state["ema"] = ctx.ema.module.state_dict()
+    if evaluation is not None:
+        state["val_digest"] = val_digest(evaluation.predictions)
     return state
+
+
+def val_digest(predictions: ValPredictions) -> str:
+    """The digest of val predictions as `Run.write_val_probabilities` saves them."""
+    return predictions_digest(predictions.indices, predictions.actual, predictions.probabilities)
 
 
 def fit(ctx: TrainContext) -> TrainResult:
     """The epoch loop: train, evaluate, log, save; then the end-of-run checks and report."""
-    config, where = ctx.config, ctx.runtime.ranks
+    config = ctx.config
     ctx.console.print(
         f"run {ctx.run.path}: {config.recipe} recipe, {model_label(config.model, config.stem)} on {ctx.runtime.device} "
         f"({ctx.runtime.candidate}), {ctx.run_config.split['train_images']} train / "
         f"{ctx.run_config.split['val_images']} val images, {len(ctx.run_config.classes)} classes, "
         f"epochs {ctx.start_epoch + 1}-{config.epochs}")
-    best_predictions = None
-    with _recorded_status(ctx), _EpochLog(ctx) as log:
-        for epoch in range(ctx.start_epoch + 1, config.epochs + 1):
-            ctx.epoch = epoch
-            lr = ctx.optimizer.param_groups[0]["lr"]
-            started = time.perf_counter()
-            train_loss, train_acc = train_one_epoch(ctx)
-            train_seconds = time.perf_counter() - started
-            evaluation = evaluate(ctx) if ctx.val_images is not None else None
-            if not ctx.per_step:
-                _step_schedule(ctx)
-            if not math.isfinite(weights_checksum(ctx.model)):  # the epoch's last steps, which no loss has seen
-                raise diverged(ctx, "the weights became non-finite")
-            reached = log.epoch(lr, (train_loss, train_acc), evaluation, time.perf_counter() - started, train_seconds)
-            rng = all_rng_states(ctx.runtime)  # collective: every rank, every epoch
-            score = ctx.history[-1]["val_score"] if evaluation else None  # as logged: what reports rank
-            _, best_epoch = ctx.saver.save(_checkpoint_state(ctx, rng) if where.main else {}, epoch, score,
-                                           write=where.main)
-            log.write()  # the metrics log and result name an epoch only once its checkpoint is written
-            if evaluation is not None and best_epoch == epoch:
-                best_predictions = evaluation.predictions
-            if reached or _out_of_patience(ctx, best_epoch):
-                break
-    return _finish(ctx, best_predictions)
+    with _recorded_status(ctx):  # the run is finished once its report is drawn
+        with _EpochLog(ctx) as log:
+            best_predictions = _epochs(ctx, log)
+        return _finish(ctx, best_predictions)
+
+
+def _epochs(ctx: TrainContext, log: _EpochLog) -> ValPredictions | None:
+    """Train the epochs left; returns the best epoch's val predictions when it is one of them."""
+    config, where, best_predictions = ctx.config, ctx.runtime.ranks, None
+    for epoch in range(ctx.start_epoch + 1, config.epochs + 1):
+        ctx.epoch = epoch
+        lr = ctx.optimizer.param_groups[0]["lr"]
+        started = time.perf_counter()
+        train_loss, train_acc = train_one_epoch(ctx)
+        train_seconds = time.perf_counter() - started
+        evaluation = evaluate(ctx) if ctx.val_images is not None else None
+        if not ctx.per_step:
+            _step_schedule(ctx)
+        if not math.isfinite(weights_checksum(ctx.model)):  # the epoch's last steps, which no loss has seen
+            raise diverged(ctx, "the weights became non-finite")
+        reached = log.epoch(lr, (train_loss, train_acc), evaluation, time.perf_counter() - started, train_seconds)
+        rng = all_rng_states(ctx.runtime)  # collective: every rank, every epoch
+        score = ctx.history[-1]["val_score"] if evaluation else None  # as logged: what reports rank
+        _, best_epoch = ctx.saver.save(_checkpoint_state(ctx, rng, evaluation) if where.main else {}, epoch,
+                                       score, write=where.main)
+        log.write()  # the metrics log and result name an epoch only once its checkpoint is written
+        if evaluation is not None and best_epoch == epoch:
+            best_predictions = evaluation.predictions
+        if reached or _out_of_patience(ctx, best_epoch):
+            break
+    return best_predictions
 
 
 def _step_schedule(ctx: TrainContext) -> None:
@@ -583,7 +598,8 @@ def _average_top(ctx: TrainContext) -> tuple[Evaluation, str]:
     ctx.eval_model.load_state_dict(inference_weights(averaged))
     evaluation = evaluate(ctx)
     if ctx.runtime.ranks.main:
-        ctx.saver.replace_best({**averaged, "averaged_epochs": epochs, "averaged_score": evaluation.score})
+        ctx.saver.replace_best({**averaged, "averaged_epochs": epochs, "averaged_score": evaluation.score,
+                                "val_digest": val_digest(evaluation.predictions)})
     line = (f"best.pt: the average of the {len(epochs)} best epochs ({', '.join(map(str, epochs))}): val "
             f"{METRIC_LABELS[ctx.run_config.metric]} {evaluation.score:.4f}; the best single epoch "
             f"({ctx.saver.best_epoch}): {ctx.saver.best_score:.4f}")
@@ -606,14 +622,17 @@ def _finish(ctx: TrainContext, best_predictions: ValPredictions | None) -> Train
         if where.main:
             run.write_result(_result_text(ctx) + line + "\n")
     elif ctx.val_images is not None and best_predictions is None:
-        ctx.eval_model.load_state_dict(inference_weights(load_checkpoint(run.best)))
+        best = load_checkpoint(run.best)
+        ctx.eval_model.load_state_dict(inference_weights(best))
         best_predictions = evaluate(ctx).predictions
+        if where.main and best.get("val_digest") != val_digest(best_predictions):  # scored again here: these now
+            ctx.saver.replace_best({**best, "val_digest": val_digest(best_predictions)})
     if where.main:
         _log_hparams(run, ctx.config, ctx.history)
         if best_predictions is not None:  # out-of-fold predictions, for cross-validation and blending
             run.write_val_probabilities(best_predictions.indices, best_predictions.actual, best_predictions.probabilities)
-        run.set_status("finished")
         written = draw_report(run, best_predictions, ctx.labeled, explainer(run.best, ctx.runtime.device))
+        run.set_status("finished")
         console.print(f"report: {', '.join(str(path) for path in written)}")
     return TrainResult(run.path, ctx.run_config.metric, None if ctx.val_images is None else best_score, best_epoch,
                        checksum, averaged_score)

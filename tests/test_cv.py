@@ -1,6 +1,7 @@
 """Cross-validation: the fold split, fold runs in one CV folder, gathered out-of-fold predictions and summary,
 folds trained apart and gathered, and the fold ensemble in predict."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -53,7 +54,7 @@ def test_cv_trains_every_fold_and_gathers_out_of_fold_predictions(fetched):
     cv, summary = train_cv(TrainConfig(**CV))
     assert cv.path == fetched / "weights" / "cv"
     labeled = len(pd.read_csv(fetched / "dataset" / "trainLabels.csv"))
-    indices, targets, probabilities = cv.read_oof()
+    indices, targets, probabilities = CrossValidation(cv.path).gathered()[0]
     assert np.array_equal(indices, np.arange(labeled))  # every labeled image, once
     assert np.allclose(probabilities.sum(1), 1, atol=1e-4)
     assert summary["oof"]["accuracy"] == pytest.approx(float((probabilities.argmax(1) == targets).mean()))
@@ -61,7 +62,10 @@ def test_cv_trains_every_fold_and_gathers_out_of_fold_predictions(fetched):
         metrics = pd.read_csv(cv.fold(i).path / "metrics.csv")
         assert fold["accuracy"] == pytest.approx(metrics["val_acc"].max())  # each fold's best checkpoint
     assert summary["mean"]["accuracy"] == pytest.approx(np.mean([f["accuracy"] for f in summary["per_fold"]]))
-    assert CrossValidation(cv.path).read_summary() == summary
+    assert CrossValidation(cv.path).gathered()[1] == summary
+    assert json.loads((cv.path / "cv_summary.json").read_text()) == summary  # the copy for the user
+    assert all(np.array_equal(np.load(cv.oof)[name], saved)
+               for name, saved in zip(("indices", "targets", "probabilities"), (indices, targets, probabilities)))
 
 
 def test_folds_trained_apart_are_gathered_and_match_one_go(fetched, tmp_path):
@@ -98,38 +102,25 @@ def test_cv_from_the_command_line(fetched):
     assert "pipeline predict --run cli-cv" in out
 
 
-def fake_cv(path, probabilities, targets, seed=42):
-    """A cross-validation folder holding only its plan and out-of-fold predictions."""
-    from pipeline.run import claim_cv
-
-    cv, _ = claim_cv(path.parent, path.name, {"folds": 2, "seed": seed})
-    scored = {"accuracy": float((probabilities.argmax(1) == targets).mean())}  # the parts of a summary blends read
-    cv.write_summary({"metric": "accuracy", "oof": scored, "mean": scored, "std": {"accuracy": 0.0}},
-                     np.arange(len(targets)), targets, probabilities)
-    return cv
-
-
 @pytest.mark.smoke
 def test_blend_weights_fitted_on_out_of_fold_predictions(tmp_path):
-    from pipeline.blend import fit_blend
+    from pipeline.blend import blend_weights, fit_blend
+    from pipeline.run import claim_cv
 
     rng = np.random.default_rng(0)
     targets = rng.integers(0, 3, 300)
     good = np.full((300, 3), 0.1)
     good[np.arange(300), targets] = 0.8
     noise = rng.dirichlet(np.ones(3), 300)  # knows nothing
-    members = [fake_cv(tmp_path / "good", good, targets), fake_cv(tmp_path / "noise", noise, targets)]
-    fitted = fit_blend(members)
+    fitted = blend_weights(targets, [good, noise])
     assert fitted.weights[0] > 0.9 and sum(fitted.weights) == pytest.approx(1)
     assert fitted.blended["log_loss"] < fitted.equal["log_loss"]
     assert fitted.blended["accuracy"] >= fitted.equal["accuracy"]
-    other = fake_cv(tmp_path / "other", good[:200], targets[:200])
-    with pytest.raises(PipelineError, match="cover other images or labels than"):
-        fit_blend([members[0], other])
-    reseeded = fake_cv(tmp_path / "reseeded", noise, targets, seed=7)  # the same images, other folds
+    first, _ = claim_cv(tmp_path, "good", {"folds": 2, "seed": 42})
+    reseeded, _ = claim_cv(tmp_path, "reseeded", {"folds": 2, "seed": 7})  # the same images, other folds
     with pytest.raises(PipelineError, match=r"reseeded: 2 folds split by --seed 7, and .*good: 2 by --seed 42; blend "
                                             r"cross-validations of the same folds: train one again with --folds 2 --seed 42"):
-        fit_blend([members[0], reseeded])
+        fit_blend([first, reseeded])
 
 
 def test_ensemble_of_cvs_blended_on_their_oof(fetched):
@@ -158,7 +149,7 @@ def test_runs_lists_fold_runs_and_each_cv_summary(fetched):
     out = " ".join(done.stdout.split())
     assert "listed/fold-0" in out and "listed/fold-1" in out and "half/fold-0" in out
     assert "cross-validation listed (2 folds): out-of-fold accuracy 0." in out
-    assert "cross-validation half (2 folds): not every fold has finished" in out
+    assert re.search(r"cross-validation half \(2 folds\): 1 of 2 folds finished; .*half/fold-1: fold 1 of 2 is not trained; train it with `pipeline train --config .*half --fold 1 --name half`", out)
 
 
 def test_a_cv_records_its_metric_takes_up_older_plans_and_refuses_folds_ranked_by_different_metrics(fetched):
@@ -237,7 +228,8 @@ def test_a_cv_is_used_only_when_it_is_what_its_plan_says(fetched):
             predict(runs=[Path(name)], tta="none", out=fetched / "submissions" / f"{name}.csv")
         assert not (fetched / "submissions" / f"{name}.csv").exists()
         listed = runner.invoke(app, ["runs"])
-        assert listed.exit_code == 0 and f"cross-validation {name}: " in " ".join(listed.output.split()), name
+        assert listed.exit_code == 0 and f"cross-validation {name}" in listed.output, name
+        assert re.search(message, " ".join(listed.output.split())), name
     with pytest.raises(PipelineError, match=CV_EDITS["no-best"][1]):  # not "already trained"
         train_cv(TrainConfig(**{**CV, "folds": 2}, fold=1, name="no-best"))
     shutil.rmtree(fetched / "weights" / "no-best" / "fold-1")  # as the advice says
@@ -251,11 +243,11 @@ def test_a_cv_is_used_only_when_it_is_what_its_plan_says(fetched):
                                             r"--resume .*cv/fold-I`"):
         resume(cv.path)
     (cv.path / "oof.npz").unlink()
-    with pytest.raises(PipelineError, match=r"oof.npz: not found; gather its folds with `pipeline train --config "
-                                            r".*cv --name cv` \(it trains no finished fold\)"):
-        cv.read_oof()
+    listed = runner.invoke(app, ["runs"])
+    assert "its oof.npz and cv_summary.json are not written: `pipeline train --config" in " ".join(listed.output.split())
     gathered = runner.invoke(app, ["train", "--config", str(cv.path), "--name", "cv"])
-    assert gathered.exit_code == 0 and "fold 1: already trained" in gathered.output and cv.read_oof()[0].size == 400
+    assert gathered.exit_code == 0 and "fold 1: already trained" in gathered.output
+    assert np.load(cv.oof)["indices"].size == 400
 
 
 def test_predictions_are_used_only_with_the_checkpoint_that_made_them(fetched):
@@ -294,23 +286,46 @@ def test_predictions_are_used_only_with_the_checkpoint_that_made_them(fetched):
 
 
 def test_gathered_files_are_of_the_folds_and_labels_they_claim(fetched):
-    """Inputs of the third hostile pass: a fold's val predictions or a CV's oof.npz copied from elsewhere, a
-    summary edited by hand, labels changed since the folds trained, folds predicted with different TTA."""
+    """Inputs of the third and fourth hostile passes: a CV's oof.npz or summary edited, or re-saved without what
+    they were gathered from (never read: a CV's scores and blends are gathered anew from its folds); a fold's val
+    predictions copied from elsewhere or edited in place; its best.pt replaced by its last.pt; labels changed since
+    the folds trained; folds predicted with different TTA."""
     from pipeline.predict import ensemble
-    from pipeline.run import write_predictions
+    import torch
+
+    from pipeline.run import load_checkpoint, read_predictions, write_predictions
 
     cv, summary = train_cv(TrainConfig(**{**CV, "folds": 2}, name="cv"))
-    oof = cv.read_oof()
-    write_predictions(cv.oof, *oof, source="of-another-cv")
-    with pytest.raises(PipelineError, match=r"oof.npz: not gathered from .*cv's folds as they are now"):
-        cv.read_oof()
-    write_predictions(cv.oof, *oof, source=cv.folds_key())
-    edit_json(cv.path / "cv_summary.json", lambda saved: saved["oof"].update(accuracy=0.99))
-    with pytest.raises(PipelineError, match=r"cv_summary.json: says out-of-fold accuracy 0.99, but oof.npz scores"):
-        cv.read_summary()
-    shutil.copyfile(cv.fold(0).path / "val_probabilities.npz", cv.fold(1).path / "val_probabilities.npz")
-    with pytest.raises(PipelineError, match=r"fold-1/val_probabilities.npz: not the predictions of .*fold-1/best.pt"):
-        train_cv(TrainConfig(**{**CV, "folds": 2}, name="cv"))  # gathering again
+    indices, targets, probabilities = read_predictions(cv.oof, "")
+    write_predictions(cv.oof, indices, targets, probabilities[:, ::-1])
+    edit_json(cv.path / "cv_summary.json", lambda saved: [saved[part].update(accuracy=0.99) for part in ("oof", "mean")])
+    assert cv.gathered()[1] == summary and np.array_equal(cv.gathered()[0][2], probabilities)
+    assert "out-of-fold accuracy 0.99" not in " ".join(runner.invoke(app, ["runs"]).output.split())
+    val = cv.fold(1).path / "val_probabilities.npz"
+    kept = val.read_bytes()
+    fold_indices, fold_targets, fold_probabilities = read_predictions(val, "")
+    edited = fold_probabilities.copy()
+    edited[0] = edited[0, ::-1]
+    for changed in ((fold_indices, fold_targets, edited), (fold_indices, fold_targets[::-1], fold_probabilities)):
+        write_predictions(val, *changed)  # in place, key or none
+        with pytest.raises(PipelineError, match=r"fold-1/val_probabilities.npz: not the val predictions of "
+                                                r".*fold-1/best.pt as it is now \(edited"):
+            train_cv(TrainConfig(**{**CV, "folds": 2}, name="cv"))  # gathering again
+    write_predictions(val, fold_indices, fold_targets, fold_probabilities)  # the same, re-saved without its key
+    assert cv.gathered()[1] == summary
+    shutil.copyfile(cv.fold(0).path / "val_probabilities.npz", val)
+    with pytest.raises(PipelineError, match=r"fold-1/val_probabilities.npz: not the val predictions of .*fold-1/best.pt"):
+        train_cv(TrainConfig(**{**CV, "folds": 2}, name="cv"))
+    val.write_bytes(kept)
+    best = cv.fold(1).best.read_bytes()
+    later = load_checkpoint(cv.fold(1).best)
+    later["epoch"] += 1  # a later epoch's checkpoint (last.pt) where the best one was
+    cv.fold(1).best.unlink()  # a new file, not a write through the hard link to last.pt
+    torch.save(later, cv.fold(1).best)
+    with pytest.raises(PipelineError, match=r"fold-1/best.pt: not the checkpoint of this fold \(it holds epoch 2, not "
+                                            r"the best epoch 1 \(last.pt copied over it\?\)\)"):
+        predict(runs=[cv.path], tta="none")
+    cv.fold(1).best.write_bytes(best)
     labels = pd.read_csv(fetched / "dataset" / "trainLabels.csv")
     labels.loc[:9, "label"] = labels.loc[:9, "label"].iloc[::-1].to_numpy()
     labels.to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
@@ -329,10 +344,6 @@ def test_gathered_files_are_of_the_folds_and_labels_they_claim(fetched):
     assert ensemble([Path("cv")]).members == ["cv-fold-0.probs.npy", "cv-fold-1.probs.npy"]  # the CV, not cv.probs.npy
     with pytest.raises(PipelineError, match=r"the same model as"):
         predict(runs=[cv.path, cv.fold(0).path], tta="none")
-    cv.oof.unlink()
-    (cv.path / "cv_summary.json").unlink()
-    listed = runner.invoke(app, ["runs"])
-    assert "every fold has finished; gather them: `pipeline train --config" in " ".join(listed.output.split())
     (cv.path / "cv.json").unlink()
     with pytest.raises(PipelineError, match=r"cv: holds fold runs but no cv.json"):
         predict(runs=[cv.path], tta="none")

@@ -25,7 +25,7 @@ from pipeline.errors import PipelineError
 from pipeline.layout import id_sort_key, load_train_set
 from pipeline.predict import ensemble, predict
 from pipeline.progress import plain_progress
-from pipeline.run import CrossValidation, Run, load_checkpoint, save_checkpoint
+from pipeline.run import Run, load_checkpoint, save_checkpoint
 from pipeline.train import resume, train
 from tests.fixtures import QUICK, fabricate_run, runner, write_competition
 
@@ -596,13 +596,15 @@ def test_empty_truncated_or_misshapen_files_of_a_cv_or_a_prediction_are_one_line
         listed = runner.invoke(app, ["runs"])
         assert listed.exit_code == 0 and "cross-validation cv: " in listed.output and "cv.json: not the plan" in listed.output
     (cv / "cv.json").write_text('{"folds": 2}')
-    for summary in ("[]", '{"metric": "accuracy", "oof": 0.9}', '{"metric": ["accuracy"]}', "{"):
-        (cv / "cv_summary.json").write_text(summary)
-        listed = runner.invoke(app, ["runs"])
-        assert listed.exit_code == 0 and "cv_summary.json: " in listed.output and "Traceback" not in listed.output
     (cv / "oof.npz").write_bytes(b"")
-    with pytest.raises(PipelineError, match=r"oof.npz: unreadable \(.+\); train again"):
-        CrossValidation(cv).read_oof()
+    for summary in ("[]", '{"metric": "accuracy", "oof": 0.9}', '{"metric": ["accuracy"]}', "{"):
+        (cv / "cv_summary.json").write_text(summary)  # copies for the user, never read back
+        listed = runner.invoke(app, ["runs"])
+        assert listed.exit_code == 0 and "Traceback" not in listed.output
+        assert "cross-validation cv (2 folds): 1 of 2 folds finished; " in " ".join(listed.output.split())
+    (cv / "fold-0" / "val_probabilities.npz").write_bytes(b"")
+    with pytest.raises(PipelineError, match=r"val_probabilities.npz: unreadable \(.+\); train again"):
+        Run(cv / "fold-0").read_val_probabilities()
     submissions = fetched / "submissions"
     submissions.mkdir(exist_ok=True)
     (submissions / "x.probs.npy").write_bytes(b"")

@@ -92,6 +92,27 @@ def test_resume_after_kill_matches_uninterrupted_run(fetched):
     pd.testing.assert_frame_equal(history, pd.read_csv(straight / "metrics.csv").drop(columns=TIMING))
 
 
+def test_a_run_stopped_while_drawing_its_report_is_not_finished_and_resume_finishes_it(fetched, monkeypatch):
+    from pipeline import train as training
+    from pipeline.run import Run
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched, pytest.raises(OSError):
+        patched.setattr(training, "draw_report", full_disk)
+        train(TrainConfig(epochs=1, limit=40, name="report", **QUICK))
+    run = Run(fetched / "weights" / "report")
+    assert run.read_status()["state"] == "failed" and not (run.path / "report.md").exists()
+    assert list_runs().set_index("run").loc["report", "status"].startswith("failed")
+    resume(run.path)  # no epoch left: it draws the report and finishes
+    assert run.read_status()["state"] == "finished" and (run.path / "report.md").is_file()
+    assert load_checkpoint(run.last)["epoch"] == 1 and len(pd.read_csv(run.path / "metrics.csv")) == 1
+    assert run.read_val_probabilities()[0].size == 8  # best.pt's, scored again
+    with pytest.raises(PipelineError, match="already finished its 1 epochs"):
+        resume(run.path)
+
+
 def test_resume_extends_epochs_and_refuses_other_changes(fetched):
     run = train(TrainConfig(epochs=1, limit=40, **QUICK)).run_dir
     with pytest.raises(PipelineError, match="already finished its 1 epochs; pass --epochs N"):

@@ -33,7 +33,7 @@ from rich.console import Console
 from pipeline.competition import read_competition
 from pipeline.errors import PipelineError
 from pipeline.images import DECODE_RULE, HEADER_SAMPLE, READ_ERRORS, header_sample, upright, upright_size
-from pipeline.layout import LabeledImages, id_sort_key, problems_message
+from pipeline.layout import LabeledImages, shown_names, id_sort_key, problems_message
 from pipeline.progress import progress_bar
 from pipeline.workspace import atomic_path, user_cache_dir, write_text_atomic
 
@@ -52,11 +52,11 @@ def cache_folder(root: Path) -> Path:
     return user_cache_dir() / "datasets" / hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
 
 
-def fingerprint(folder: Path, ids: list[str], suffix: str = ".png", fit: int | None = None) -> str:
+def fingerprint(folder: Path, ids: list[str], suffix: str = ".png", fit: int | None = None, convert: bool = False) -> str:
     """A digest of the ids and each image's (`<id><suffix>`) size, modification and change times, and a symlink's
-    own times (paths as plain strings: pathlib's per-path overhead doubled the cost); the size `fit` decodes to and
-    the decoding rule (`DECODE_RULE`)."""
-    digest = hashlib.sha256(f"{DECODE_RULE}\n{f'fit {fit}' if fit else ''}\n".encode())
+    own times (paths as plain strings: pathlib's per-path overhead doubled the cost); the size `fit` decodes to,
+    whether images of the other colour mode are `convert`ed and the decoding rule (`DECODE_RULE`)."""
+    digest = hashlib.sha256(f"{DECODE_RULE}\n{f'fit {fit}' if fit else ''}\n{'convert' if convert else ''}".encode())
     base = os.fspath(folder)
     for image_id in ids:
         path = f"{base}/{image_id}{suffix}"
@@ -90,13 +90,14 @@ def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
 
 
 def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: tuple[int, int],
-                  suffix: str, fit: int | None) -> dict[str, str]:
-    """Decode `ids` into rows start… of the memory map; returns {id: problem} for the images not used. An
-    image's size and mode are read from its header and checked before its pixels are decoded; with `fit`, every
-    image is resized (shorter side to `fit`, then the centre square cropped) instead of its size checked."""
+                  suffix: str, fit: int | None, convert: bool) -> tuple[dict[str, str], list[str]]:
+    """Decode `ids` into rows start… of the memory map; returns {id: problem} for the images not used, and the ids
+    of those `convert`ed from the other colour mode (else refused). An image's size and mode are read from its
+    header and checked before its pixels are decoded; with `fit`, every image is resized (shorter side to `fit`,
+    then the centre square cropped) instead of its size checked."""
     out = np.load(out_path, mmap_mode="r+")
     grey_set = out.shape[-1] == 1
-    problems = {}
+    problems, converted = {}, []
     with warnings.catch_warnings():  # a huge declared size is refused below, not warned about
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         for offset, image_id in enumerate(ids):
@@ -104,12 +105,13 @@ def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: 
             try:
                 with Image.open(path) as image:
                     grey, (width, height) = image.mode in GREY_MODES, upright_size(image)
-                    if grey != grey_set:
+                    if grey != grey_set and not convert:
                         problems[image_id] = (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
                                               f"{'greyscale' if grey_set else 'colour'} set")
                     elif not fit and (height, width) != size:
                         problems[image_id] = f"is {width}×{height}, not {size[1]}×{size[0]} like the set"
                     else:
+                        converted += [image_id] if grey != grey_set else []
                         pixels = eight_bit(upright(image), grey_set)
                         if fit:
                             pixels = np.asarray(ImageOps.fit(Image.fromarray(pixels), (fit, fit), Image.Resampling.BILINEAR))
@@ -120,7 +122,7 @@ def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: 
                 reason = str(e).replace(f"'{path}'", "").replace(str(path), "").strip().rstrip(":") or type(e).__name__
                 problems[image_id] = f"not a readable image ({reason})"
     out.flush()
-    return problems
+    return problems, converted
 
 
 def _set_shape(folder: Path, ids: list[str], suffix: str, fit: int | None) -> tuple[int, int, int]:
@@ -141,6 +143,7 @@ class DecodedImages:
     images: np.ndarray  # read-only (N, H, W, C) uint8 memory map; rows of unusable images are zero
     bad: dict[str, str]  # id -> why its image is not used
     key: str = ""  # the fingerprint of the files it was decoded from
+    converted: tuple[str, ...] = ()  # ids of images converted from the other colour mode (`convert`)
 
     def whole(self, folder: Path, suffix: str = ".png") -> np.ndarray:
         """The images of a set that must be complete: any unusable image is an error listing them."""
@@ -151,45 +154,51 @@ class DecodedImages:
 
 
 def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Console | None = None,
-                  workers: int | None = None, suffix: str = ".png", fit: int | None = None) -> DecodedImages:
-    """The images `folder/<id><suffix>` (each resized to `fit` × `fit` with a `fit`: `_decode_chunk`) as a uint8
-    memory map and the ones that cannot be used, decoding only
-    when the cache is stale (its metadata keeps the list of unusable images)."""
+                  workers: int | None = None, suffix: str = ".png", fit: int | None = None,
+                  convert: bool = False) -> DecodedImages:
+    """The images `folder/<id><suffix>` (each resized to `fit` × `fit` with a `fit`; with `convert`, a greyscale
+    image in a colour set, or the reverse, converted rather than refused: `_decode_chunk`) as a uint8 memory map and
+    the ones that cannot be used, decoding only when the cache is stale (its metadata keeps the list of unusable
+    and converted images)."""
     console = console or Console()
-    key = fingerprint(folder, ids, suffix, fit)
+    key = fingerprint(folder, ids, suffix, fit, convert)
     meta_file = cache_file.with_suffix(".json")
     if cache_file.is_file() and meta_file.is_file():
         try:
             meta = json.loads(meta_file.read_text())
             if meta.get("key") == key and "bad" in meta:
-                return DecodedImages(np.load(cache_file, mmap_mode="r"), meta["bad"], key)
+                return DecodedImages(np.load(cache_file, mmap_mode="r"), meta["bad"], key, tuple(meta.get("converted", ())))
         except ValueError:
             pass  # unreadable metadata or array: rebuild
     height, width, channels = _set_shape(folder, ids, suffix, fit)
     workers = workers or os.cpu_count() or 1
     bad: dict[str, str] = {}
+    converted: list[str] = []
     meta_file.unlink(missing_ok=True)
     with atomic_path(cache_file) as tmp:
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ids), height, width, channels)).flush()
-        chunks = [(str(folder), ids[k:k + CHUNK], k, str(tmp), (height, width), suffix, fit)
+        chunks = [(str(folder), ids[k:k + CHUNK], k, str(tmp), (height, width), suffix, fit, convert)
                   for k in range(0, len(ids), CHUNK)]
         with progress_bar(console, f"decoding {folder.name}/", len(ids)) as advance:
             if len(chunks) == 1 or workers == 1:
                 for chunk in chunks:
-                    bad |= _decode_chunk(*chunk)
+                    problems, odd = _decode_chunk(*chunk)
+                    bad, converted = bad | problems, converted + odd
                     advance(len(chunk[1]))
             else:
                 with ProcessPoolExecutor(min(workers, len(chunks))) as pool:
                     futures = {pool.submit(_decode_chunk, *chunk): len(chunk[1]) for chunk in chunks}
                     for future in as_completed(futures):
-                        bad |= future.result()
+                        problems, odd = future.result()
+                        bad, converted = bad | problems, converted + odd
                         advance(futures[future])
     bad = {image_id: bad[image_id] for image_id in ids if image_id in bad}  # in id order
+    converted = sorted(converted, key=id_sort_key)
     write_text_atomic(meta_file, json.dumps({"key": key, "images": len(ids), "height": height, "width": width,
-                                             "channels": channels, "bad": bad}) + "\n")
+                                             "channels": channels, "bad": bad, "converted": converted}) + "\n")
     console.print(f"decoded {len(ids)} images of {folder.name}/ into {cache_file}"
                   + (f" ({len(bad)} unusable)" if bad else ""))
-    return DecodedImages(np.load(cache_file, mmap_mode="r"), bad, key)
+    return DecodedImages(np.load(cache_file, mmap_mode="r"), bad, key, tuple(converted))
 
 
 def image_problems(folder: Path, bad: dict[str, str], suffix: str = ".png") -> list[str]:
@@ -207,10 +216,15 @@ def cached_train_images(root: Path, data: LabeledImages, console: Console | None
 def cached_test_images(root: Path, test_ids: list[str], console: Console | None = None,
                        cache_dir: Path | None = None) -> tuple[list[str], np.ndarray, str]:
     """`test_ids` (from `check_test`) in id order, their images as uint8 (N, H, W, C), decoded once (any
-    unusable image is an error), and the fingerprint of their files."""
+    unusable image is an error; one of the other colour mode than the set's is converted, and said), and the
+    fingerprint of their files."""
     ids = sorted(test_ids, key=id_sort_key)
     described = read_competition(root)
     folder = root / described.test_images
     decoded = decode_images(folder, ids, (cache_dir or cache_folder(root)) / "test.npy", console,
-                            suffix=described.image_suffix, fit=described.image_size)
+                            suffix=described.image_suffix, fit=described.image_size, convert=True)
+    if decoded.converted:
+        mode = "greyscale" if decoded.images.shape[-1] == 1 else "colour"
+        (console or Console()).print(f"{folder}: {len(decoded.converted)} image(s) not {mode} like the set, converted "
+                                     f"to {mode} to be predicted: {shown_names(decoded.converted, described.image_suffix)}")
     return ids, decoded.whole(folder, described.image_suffix), decoded.key

@@ -22,7 +22,7 @@ def id_sort_key(image_id: str) -> tuple[int, int, str]:
     return (0, int(image_id), "") if image_id.isascii() and image_id.isdigit() else (1, 0, image_id)
 
 
-def _examples(names: set[str] | list[str], suffix: str = "") -> str:
+def shown_names(names: set[str] | list[str], suffix: str = "") -> str:
     ordered = sorted(names, key=id_sort_key)
     shown = ", ".join(f"{n}{suffix}" for n in ordered[:SHOWN])
     return shown + (f" and {len(ordered) - SHOWN} more" if len(ordered) > SHOWN else "")
@@ -45,7 +45,7 @@ def read_id_csv(path: Path, columns: tuple[str, ...] = ("id", "label"), unique: 
     duplicated = frame[columns[0]][frame[columns[0]].duplicated()]
     if unique and len(duplicated):
         raise PipelineError(f"{path}: {len(duplicated)} duplicate id(s) in its {columns[0]!r} column: "
-                            f"{_examples(set(duplicated))}" + ("; is that its id column? (dataset/competition.json "
+                            f"{shown_names(set(duplicated))}" + ("; is that its id column? (dataset/competition.json "
                                                                 "names it)" if columns[0] != "id" else ""))
     return frame
 
@@ -115,6 +115,10 @@ def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     extra = images - set(labels["id"])
     if PurePosixPath(c.test_images) == PurePosixPath(c.train_images):
         extra -= set(read_id_csv(root / c.sample_submission, (c.submission_id,))[c.submission_id])
+    elif c.label_kind != "folders":
+        check_not_swapped(root, c, images, labeled=set(labels["id"]),
+                          tested=set(read_id_csv(root / c.sample_submission, (c.submission_id,))[c.submission_id]),
+                          test=False)
     unlisted = "in no class folder" if c.label_kind == "folders" else f"not listed in {c.labels_csv}"
     problems += [f"{c.train_images}/{c.image_file(i)}: {unlisted}" for i in sorted(extra, key=id_sort_key)]
     usable = ~labels["id"].isin(set(counts[counts > 1].index) | missing) & ~blank
@@ -186,12 +190,29 @@ def check_test(root: Path) -> list[str]:
         if labeled:  # one folder holds both sets (plant pathology): a test id may not be a training image
             raise PipelineError(f"{root / DESCRIPTION}: train_images and test_images both name {c.test_images}, and "
                                 f"{len(labeled)} id(s) of {c.sample_submission} are labeled training images there "
-                                f"({_examples(labeled, c.image_suffix)}); name each set's folder")
-    missing = set(sample[c.submission_id]) - image_ids(root / c.test_images, c.image_suffix)
+                                f"({shown_names(labeled, c.image_suffix)}); name each set's folder")
+    images = image_ids(root / c.test_images, c.image_suffix)
+    if PurePosixPath(c.test_images) != PurePosixPath(c.train_images) and c.label_kind != "folders":
+        check_not_swapped(root, c, images, labeled=set(read_labels(root, c)[0]["id"]),
+                          tested=set(sample[c.submission_id]), test=True)
+    missing = set(sample[c.submission_id]) - images
     if missing:
         raise PipelineError(f"{root / c.test_images}: {len(missing)} id(s) of {c.sample_submission} have no image: "
-                            f"{_examples(missing, c.image_suffix)}")
+                            f"{shown_names(missing, c.image_suffix)}")
     return sample[c.submission_id].tolist()
+
+
+def check_not_swapped(root: Path, c: Competition, images: set[str], labeled: set[str], tested: set[str],
+                      test: bool) -> None:
+    """The `images` of the description's train folder (or, `test`, its test folder) being exactly the other set's
+    ids — the test ids as training images, or the labeled ids as test images — is the two folders swapped."""
+    if labeled == tested:  # the two sets' ids alone cannot tell the folders apart
+        return
+    if images == (labeled if test else tested):
+        named, folder = ("test_images", c.test_images) if test else ("train_images", c.train_images)
+        whose = f"the ids {c.labels_csv} labels" if test else f"the test ids of {c.sample_submission}"
+        raise PipelineError(f"{root / DESCRIPTION}: {named} names {folder}/, which holds exactly {whose} "
+                            f"({len(images)} images): are train_images and test_images swapped? Name each set's folder")
 
 
 @dataclass(frozen=True)
@@ -212,7 +233,12 @@ def load_train_set(root: Path) -> LabeledImages:
     labels, problems, notes = train_problems(root)
     c = read_competition(root)
     if labels.empty:
-        raise PipelineError(problems_message(root, problems, "training data", "No usable labeled image is left."))
+        columns = f"its id column {c.id_column!r}, label column(s) {', '.join(map(repr, c.label_columns))}" \
+            if c.label_kind != "folders" else "its label_kind"
+        described = f" Does {root / DESCRIPTION} name the right files and columns ({columns}, train_images " \
+                    f"{c.train_images!r})?" if (root / DESCRIPTION).is_file() else ""
+        raise PipelineError(problems_message(root, problems, "training data", "No usable labeled image is left."
+                                             + described))
     labels = labels.iloc[sorted(range(len(labels)), key=lambda i: id_sort_key(labels["id"].iat[i]))]
     classes = sorted(labels["label"].unique())
     if len(classes) < 2:

@@ -672,7 +672,8 @@ def load_checkpoint(path: Path, mmap: bool = False) -> dict:
         raise PipelineError(f"{path}: checkpoint not found")
     checkpoint = safe_torch_load(path, mmap)
     if not isinstance(checkpoint, dict) or not {"model", "config", "epoch"} <= checkpoint.keys():
-        raise PipelineError(f"{path}: not a pipeline checkpoint (no model/config/epoch entries)")
+        raise PipelineError(f"{path}: not a pipeline checkpoint (no model/config/epoch entries); restore it from a "
+                            "copy, or train the run again with `pipeline train`")
     return checkpoint
 
 
@@ -681,7 +682,8 @@ def inference_weights(checkpoint: dict, source: object = "the checkpoint") -> di
     weights = checkpoint.get("ema")
     weights = checkpoint["model"] if weights is None else weights
     if not isinstance(weights, dict) or not all(torch.is_tensor(w) for w in weights.values()):
-        raise PipelineError(f"{source}: its weights are not a state dict of tensors; not a usable checkpoint")
+        raise PipelineError(f"{source}: its weights are not a state dict of tensors; not a usable checkpoint: restore "
+                            "it from a copy, or train the run again with `pipeline train`")
     return weights
 
 

@@ -250,6 +250,36 @@ def test_sixteen_bit_grey_is_scaled_and_odd_images_do_not_decide_the_set(tmp_pat
                            "13": "is 9000×9000, not 8×8 like the set"}
 
 
+def test_an_image_of_the_other_colour_mode_in_a_test_set_is_converted_and_said(trained):
+    test = trained / "dataset" / "test"
+    colour = Image.open(test / "7.png").convert("RGB")
+    colour.convert("L").save(test / "7.png")  # a greyscale photo among colour ones
+    result = runner.invoke(app, ["predict", "--device", "cpu", "--tta", "none"])
+    assert result.exit_code == 0, result.output
+    assert "1 image(s) not colour like the set, converted to colour to be predicted: 7.png" in " ".join(result.output.split())
+    grey = np.load(trained / "submissions" / "exp.probs.npy")
+    colour.convert("L").convert("RGB").save(test / "7.png")  # the same image, stored as colour
+    assert runner.invoke(app, ["predict", "--device", "cpu", "--tta", "none"]).exit_code == 0
+    assert np.array_equal(np.load(trained / "submissions" / "exp.probs.npy"), grey)
+
+
+def test_swapped_columns_and_an_emptied_checkpoint_say_what_to_fix(trained):
+    import torch
+
+    described(trained, id_column="label", label_columns=["id"])
+    result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--name", "new"])
+    assert result.exit_code == 1 and "No usable labeled image is left. Does " in result.output
+    assert "competition.json name the right files and columns (its id column 'label', label column(s) 'id', " \
+        "train_images 'train')?" in " ".join(result.output.split())
+    (trained / "dataset" / "competition.json").unlink()
+    best = trained / "weights" / "exp" / "best.pt"
+    best.unlink()  # a hard link to the session's run: replaced, not written through
+    torch.save({}, best)
+    result = runner.invoke(app, ["predict", "--device", "cpu"])
+    assert result.exit_code == 1 and "exp/best.pt: not a pipeline checkpoint (no model/config/epoch entries); " \
+        "restore it from a copy, or train the run again with `pipeline train`" in " ".join(result.output.split())
+
+
 # --- tracebacks that are now errors or work ----------------------------------------------------------------
 
 @pytest.fixture
@@ -672,6 +702,15 @@ def test_a_description_pointing_at_the_wrong_files_is_refused_before_anything_ru
     result = runner.invoke(app, ["predict", "--device", "cpu"])
     assert result.exit_code == 1 and "train_images and test_images both name train, and 5 id(s) of " \
         "sample2.csv are labeled training images there" in result.output, result.output
+    # the two folders swapped, where the test ids (1 … 40) are also labeled ids (of 1 … 400): neither trains on the
+    # test images with the training labels nor predicts the training images
+    described(trained, train_images="test", test_images="train")
+    result = runner.invoke(app, ["predict", "--device", "cpu"])
+    assert result.exit_code == 1 and "competition.json: test_images names train/, which holds exactly the ids " \
+        "trainLabels.csv labels (400 images): are train_images and test_images swapped?" in result.output, result.output
+    result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--name", "new", "--skip-bad"])
+    assert result.exit_code == 1 and "competition.json: train_images names test/, which holds exactly the test ids " \
+        "of sampleSubmission.csv (40 images): are train_images" in result.output, result.output
     # a labels path that is a folder
     described(trained, labels_csv="train")
     result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--name", "new"])

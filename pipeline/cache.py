@@ -213,6 +213,14 @@ def cached_train_images(root: Path, data: LabeledImages, console: Console | None
                          suffix=data.image_suffix, fit=data.image_size)
 
 
+def test_images_key(root: Path, test_ids: list[str]) -> str:
+    """The fingerprint of the test images `cached_test_images` decodes (ids in id order), which a saved prediction
+    keeps: a prediction is of these images only while it matches."""
+    described = read_competition(root)
+    return fingerprint(root / described.test_images, sorted(test_ids, key=id_sort_key), described.image_suffix,
+                       described.image_size, convert=True)
+
+
 def cached_test_images(root: Path, test_ids: list[str], console: Console | None = None,
                        cache_dir: Path | None = None) -> tuple[list[str], np.ndarray, str]:
     """`test_ids` (from `check_test`) in id order, their images as uint8 (N, H, W, C), decoded once (any

@@ -19,7 +19,7 @@ import torch
 from rich.console import Console
 
 from pipeline.blend import fit_blend
-from pipeline.cache import cached_test_images, fingerprint
+from pipeline.cache import cached_test_images, test_images_key
 from pipeline.config import check_prediction_options
 from pipeline.distributed import all_concat, all_sum, broadcast, rank_zero_first
 from pipeline.engine import build_engine, candidates, choose_engine
@@ -320,8 +320,7 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
             + "; OOF " + ", ".join(f"{METRIC_LABELS[name]} {fitted.blended[name]:.4f}" for name in shown)
             + " (equal weights: " + ", ".join(f"{fitted.equal[name]:.4f}" for name in shown) + ")")
     paths = [p for group in groups for p in group]
-    described = read_competition(dataset_root)
-    images_key = fingerprint(dataset_root / described.test_images, ids, described.image_suffix, described.image_size)
+    images_key = test_images_key(dataset_root, ids)
     loaded = {p: load_probabilities(p, ids, images_key, expected) for group in groups for p, expected in group.items()}
     for member, group in zip(members, groups):  # a CV's folds predicted alike (not some again after an interruption)
         ttas = sorted({str(loaded[p][1].get("tta")) for p in group})

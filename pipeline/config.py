@@ -63,13 +63,14 @@ def flag(option: str) -> str:
 
 
 def check_range(option: str, value: float, low: float, high: float = math.inf, low_ok: bool = True,
-                hint: str = "") -> None:
-    """`value` is a finite number from `low` (included when `low_ok`) up to `high` (excluded)."""
+                hint: str = "", high_ok: bool = False) -> None:
+    """`value` is a finite number from `low` (included when `low_ok`) up to `high` (included when `high_ok`)."""
     # training computes in float32: a value beyond its range (3.4e38) is infinite there
-    if abs(value) < FLOAT32_MAX and (value >= low if low_ok else value > low) and value < high:
+    if abs(value) < FLOAT32_MAX and (value >= low if low_ok else value > low) and (
+            value <= high if high_ok else value < high):
         return
     bounds = (f"{'≥' if low_ok else '>'} {low:g}" if high == math.inf
-              else f"in {'[' if low_ok else '('}{low:g}, {high:g})")
+              else f"in {'[' if low_ok else '('}{low:g}, {high:g}{']' if high_ok else ')'}")
     raise PipelineError(f"--{flag(option)} {value:g}: must be a finite number {bounds}"
                         + (" (and below 3.4e38, float32's largest)" if math.isfinite(value) and high == math.inf else "")
                         + hint)
@@ -114,9 +115,9 @@ def check_run_name(name: str | None) -> None:
                             "characters, no leading dot, no surrounding spaces), e.g. --name resnet18-lr0.1")
 
 
-def in_range(low: float, high: float = math.inf, low_ok: bool = True) -> Callable[[str, float], None]:
-    """A check: a finite number from `low` (included when `low_ok`) up to `high` (excluded)."""
-    return lambda option, value: check_range(option, value, low, high, low_ok)
+def in_range(low: float, high: float = math.inf, low_ok: bool = True, high_ok: bool = False) -> Callable[[str, float], None]:
+    """A check: a finite number from `low` (included when `low_ok`) up to `high` (included when `high_ok`)."""
+    return lambda option, value: check_range(option, value, low, high, low_ok, high_ok=high_ok)
 
 
 def at_least(low: int, unit: str = "") -> Callable[[str, int], None]:
@@ -184,6 +185,7 @@ class Option:
 
 
 MODEL, OPTIMISATION, DATA, RUN = "Model", "Optimisation", "Data and augmentation", "Run"
+TEACH = "Pseudo-labels and distillation"
 THREADS_HELP = ("CPU threads of this process (none: OMP_NUM_THREADS when set, else one per core); give each of two "
                 "commands sharing a machine its share of the cores.")
 OPTIONS = (
@@ -234,6 +236,25 @@ OPTIONS = (
            check=in_range(0)),
     Option("cutmix", float, 0.0, DATA, "CutMix's α, e.g. 1.0 (0: off); with --mixup each batch takes one of the two.",
            "ALPHA", check=in_range(0)),
+    Option("pseudo", str, None, TEACH, "Runs or CVs (comma-separated) whose saved test predictions (`pipeline predict "
+           "--run SOURCE`) pseudo-label the test images: the confident ones join training.", "SOURCE", optional=True,
+           lr_find=False),
+    Option("pseudo_threshold", float, None, TEACH, "Keep the test images whose top probability is at least this (none: "
+           "0.9, unless --pseudo-top).", "P", check=in_range(0, 1, low_ok=False, high_ok=True), optional=True,
+           lr_find=False),
+    Option("pseudo_top", float, None, TEACH, "Instead of a threshold: keep the most confident fraction F of the test "
+           "images predicted as each class (keeps the teacher's class balance).", "F",
+           check=in_range(0, 1, low_ok=False, high_ok=True), optional=True, lr_find=False),
+    Option("pseudo_soft", bool, False, TEACH, "Pseudo-labels as the teacher's probabilities (off: its class).",
+           lr_find=False),
+    Option("pseudo_weight", float, 1.0, TEACH, "A pseudo-labeled image's weight in the loss (a labeled one's: 1).", "W",
+           check=in_range(0, low_ok=False), lr_find=False),
+    Option("teacher", str, None, TEACH, "Runs or CVs (comma-separated) to distil: the loss also follows their softened "
+           "probabilities of the training (and pseudo-labeled) images.", "SOURCE", optional=True, lr_find=False),
+    Option("distill_alpha", float, 0.5, TEACH, "The teacher's share of the loss (1 − α: the labels').", "A",
+           check=in_range(0, 1, high_ok=True), lr_find=False),
+    Option("distill_temperature", float, 2.0, TEACH, "Softens teacher and student alike (the KL term is scaled by T²).",
+           "T", check=in_range(0, low_ok=False), lr_find=False),
     Option("ema", float, 0.0, OPTIMISATION, "Per-step decay of an EMA of the weights, used for validation and "
            "prediction; 0 = off.", "DECAY", check=in_range(0, 1), lr_find=False),
     Option("lookahead", bool, False, OPTIMISATION, "airbench94's lookahead: every 5 steps the weights move back toward "
@@ -326,6 +347,20 @@ class TrainConfigChecks:
             raise PipelineError("--target-acc needs a validation split (not --full) and a value in (0, 1]")
         self._check_run_control()
         self._check_folds()
+        self._check_teaching()
+
+    def _check_teaching(self) -> None:
+        """--pseudo-* need --pseudo, one confidence rule at most; the targets they make cannot be mixed."""
+        rules = [f"--{flag(option)}" for option in ("pseudo_threshold", "pseudo_top") if getattr(self, option) is not None]
+        if rules and not self.pseudo:
+            raise PipelineError(f"{rules[0]} is --pseudo's confidence rule: pass --pseudo SOURCE too")
+        if len(rules) > 1:
+            raise PipelineError("--pseudo-threshold and --pseudo-top are two confidence rules: pass one")
+        mixed = [f"--{option}" for option in ("mixup", "cutmix") if getattr(self, option)]
+        taught = [f"--{option}" for option in ("pseudo", "teacher") if getattr(self, option)]
+        if mixed and taught:
+            raise PipelineError(f"{taught[0]} and {mixed[0]} cannot be combined yet (mixing would need to mix the "
+                                "teacher's targets too): drop one")
 
     def _check_pretrained(self) -> None:
         named = model_of_weights(self.pretrained)

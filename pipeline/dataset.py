@@ -168,8 +168,10 @@ class ArrayDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(image=np.asarray(self.images[i]))["image"], int(self.targets[i])
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int | torch.Tensor]:
+        target = self.targets[i]  # a class, or a row of `teach.Teaching`'s targets
+        return self.transform(image=np.asarray(self.images[i]))["image"], \
+            torch.from_numpy(target) if target.ndim else int(target)
 
 
 def seed_worker_augmentation(worker_id: int) -> None:

@@ -21,7 +21,7 @@ from pipeline.run import CrossValidation, Run, process_alive, resolve_run, summa
 from pipeline.workspace import weights_dir
 
 # best: the best val score of the run's metric, at epoch best_epoch, where it had val accuracy val_acc
-COLUMNS = ("run", "date", "model", "stem", "pretrained", "recipe", "optimizer", "lr", "schedule", "epochs", "epochs_planned",
+COLUMNS = ("run", "date", "model", "stem", "pretrained", "recipe", "taught", "optimizer", "lr", "schedule", "epochs", "epochs_planned",
            "metric", "best", "best_epoch", "val_acc", "macro_f1", "wall_s", "images_per_s", "status")
 HEADERS = {"best_epoch": "@epoch", "val_acc": "acc", "macro_f1": "macro-F1", "wall_s": "wall-s",
            "images_per_s": "img/s"}  # as `pipeline runs` heads these columns (others: their names)
@@ -63,7 +63,8 @@ def describe_run(run: Run) -> dict:
         options = config.options
         row.update(date=config.created[:16].replace("T", " "), model=options.model, stem=options.stem,
                    pretrained=Path(options.pretrained).name if options.pretrained else "no",
-                   recipe=options.recipe, optimizer=options.optimizer, lr=options.lr, schedule=_schedule(options), epochs_planned=options.epochs)
+                   recipe=options.recipe, taught=_taught(options, config.split), optimizer=options.optimizer,
+                   lr=options.lr, schedule=_schedule(options), epochs_planned=options.epochs)
     try:
         summary = summarize_metrics(run.read_metrics(), config.metric if config else "accuracy")
     except PipelineError as e:
@@ -78,6 +79,13 @@ def describe_run(run: Run) -> dict:
     status = run_status(run, summary.epochs if summary else 0, row["epochs_planned"])
     row["status"] = status if not problems or status == "running" else f"{status}: {'; '.join(problems)}"
     return row
+
+
+def _taught(options: TrainConfig, split: dict) -> str:
+    """What taught a run beside its labels: `pseudo SOURCE +N` (test images joined), `teacher SOURCE`; else "no"."""
+    parts = ([f"pseudo {options.pseudo} +{split.get('pseudo_images', '?')}"] if options.pseudo else []) + \
+        ([f"teacher {options.teacher}"] if options.teacher else [])
+    return ", ".join(parts) or "no"
 
 
 def _rounded(value: float | None, digits: int) -> float | None:

@@ -53,6 +53,7 @@ from pipeline.precision import choose, installed_version, training_trial
 from pipeline.run import (CheckpointSaver, CrossValidation, Run, RunConfig, claim_run, inference_weights, load_checkpoint,
                           predictions_digest, resolve_run, summarize_metrics)
 from pipeline.runtime import Runtime, resolve_runtime
+from pipeline.teach import Teaching, TaughtLoss, taught
 from pipeline.workspace import created_folder, dataset_dir, weights_dir
 
 
@@ -297,9 +298,10 @@ def optimizer_and_schedule(config: TrainConfig, model: nn.Module, device: torch.
 
 
 def _run_config(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray, np.ndarray], dataset_root: Path,
-                runtime: Runtime, saved: RunConfig | None) -> RunConfig:
+                runtime: Runtime, saved: RunConfig | None, teaching: Teaching | None = None) -> RunConfig:
     """What the run records about itself; normalisation comes from the training split (kept from the first
-    epoch when resuming: `saved` is the config of the checkpoint it continues)."""
+    epoch when resuming: `saved` is the config of the checkpoint it continues); with a teacher, how many test images
+    joined and a digest of the targets it taught."""
     train_idx, val_idx = split
     if saved is not None and saved.classes != data.classes:
         raise PipelineError(f"{dataset_root}: its classes differ from those {config.name} was trained on")
@@ -307,12 +309,16 @@ def _run_config(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray,
         raise PipelineError(f"{dataset_root}: its labeled images are not those {config.name} started on (images added, "
                             "removed, changed or relabeled), so the split would put trained-on images into val; "
                             "restore them, or start a new run")
+    taught_split = {"pseudo_images": teaching.pseudo_images, "taught": teaching.key} if teaching else {}
+    if saved is not None and saved.split.get("taught") != taught_split.get("taught"):
+        raise PipelineError(f"{config.name}: its teacher's targets are not those it started with (the teacher retrained "
+                            "or predicted again since); start a new run")
     mean, std = (saved.mean, saved.std) if saved else channel_stats(data.images[train_idx])
     return RunConfig(
         options=config, classes=data.classes, mean=list(mean), std=list(std), channels=data.images.shape[3],
         image_size=list(data.images.shape[1:3]), skipped=len(data.skipped),
         split={"seed": config.seed, "val_fraction": 0.0 if config.full else config.val_fraction,
-               "train_images": len(train_idx), "val_images": len(val_idx)}, labeled_ids=data.labeled_ids,
+               "train_images": len(train_idx), "val_images": len(val_idx), **taught_split}, labeled_ids=data.labeled_ids,
         precision=runtime.precision, dataset=str(dataset_root), device=runtime.describe(), versions=versions(),
         created=saved.created if saved else datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -393,14 +399,16 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
     if config.metric in ("roc_auc", "mean_roc_auc") and len(val_idx) and len(np.unique(data.targets[val_idx])) < 2:
         raise PipelineError(f"{dataset_root}: the val split holds one class only, which {config.metric} cannot score; "
                             "use more images (raise or drop --limit) or another --metric")
-    run_config = _run_config(config, data, (train_idx, val_idx), dataset_root, runtime, saved)
+    teaching = taught(config, data, (train_idx, val_idx), dataset_root, runtime, console)
+    run_config = _run_config(config, data, (train_idx, val_idx), dataset_root, runtime, saved, teaching)
     mean, std = tuple(run_config.mean), tuple(run_config.std)
     own_val = val_idx[where.rank::where.world]  # each rank scores its share; the metrics are reduced over all
     first_images = data.images[train_idx[:DATA_INIT_IMAGES]] if checkpoint is None else None
     model, frozen_norms = run_model(config, run_config, runtime, console, first_images)
     runtime = _training_precision(config, model, data, train_idx, run_config, runtime, console, saved)
     model = model.to(memory_format=runtime.memory_format)  # the layout the CPU measurement chose
-    batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], len(data.classes), runtime,
+    batches = TrainBatches(config, *((teaching.images, teaching.targets) if teaching else
+                                     (data.images[train_idx], data.targets[train_idx])), len(data.classes), runtime,
                            mean, std)
     # DistributedDataParallel averages the gradients over the ranks after every backward pass; it starts from rank
     # 0's weights, so the checkpoint is restored first
@@ -412,7 +420,9 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
         val_images=torch.from_numpy(np.ascontiguousarray(data.images[own_val])).to(runtime.device) if len(val_idx) else None,
         val_targets=data.targets[own_val], val_indices=own_val, labeled=data, model=model,
         step_model=torch.compile(replicated) if config.compile else replicated, frozen_norms=frozen_norms,
-        criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), **state)
+        criterion=TaughtLoss(len(data.classes), config.distill_alpha if config.teacher else 0.0,
+                             config.distill_temperature, config.label_smoothing) if teaching
+        else nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), **state)
     if where.main:
         run.write_config(run_config)
         if data.skipped:
@@ -756,8 +766,8 @@ def train_one_epoch(ctx: TrainContext) -> tuple[float, float]:
             if ctx.ema is not None:
                 ctx.ema.update(unwrap_model(model), step=first_step + step)
             loss_sum += loss.detach() * len(targets)
-            # with mixup/cutmix a target is class probabilities: accuracy counts its larger share
-            correct += (logits.argmax(1) == (targets.argmax(1) if targets.ndim == 2 else targets)).sum()
+            # with mixup/cutmix or a teacher a target row starts with class probabilities: accuracy counts the larger
+            correct += (logits.argmax(1) == (targets[:, :logits.shape[1]].argmax(1) if targets.ndim == 2 else targets)).sum()
             seen += len(targets)
             if step % 10 == 0 or step == len(batches):  # .item() waits for the device: not every step
                 so_far = loss_sum.item()

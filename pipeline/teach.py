@@ -1,0 +1,210 @@
+"""Learning from a teacher: pseudo-labels and distillation.
+
+`--pseudo SOURCE`: the test images the teacher is confident about (max probability ≥ --pseudo-threshold, or, with
+--pseudo-top F, the most confident fraction F of each class it predicts, which keeps its class balance) join the
+training images, with the teacher's class (or, --pseudo-soft, its probabilities) as their target and
+--pseudo-weight as their weight in the loss. The teacher's test probabilities are those `pipeline predict --run
+SOURCE` saved, checked fresh (of the same checkpoints and test images).
+`--teacher SOURCE`: the loss mixes the labels' cross-entropy with the teacher's softened probabilities (Hinton et
+al.'s distillation: (1 − α)·CE + α·T²·KL(teacher_T ‖ student_T)), on the training images (the teacher predicts them
+once, without augmentation) and on the pseudo-labeled ones.
+
+SOURCE names runs or cross-validations, comma-separated: together they are the teacher, their probabilities
+averaged. Only the teacher models that never trained on one of the student's val images teach it (otherwise the
+val score would be of images the teacher's labels leaked from): a CV teaches a CV student of the same folds fold by
+fold (fold I learns from the teacher's fold I alone), a run a student of its own split, and anything teaches a
+--full student. A teacher with none clean for this student is one line saying what to train instead.
+
+Targets travel as one float row per image: the label distribution (K), the teacher's (K, zeros without --teacher)
+and the image's weight; `TaughtLoss` reads them.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from torch import nn
+
+from pipeline.cache import cached_test_images, test_images_key
+from pipeline.config import TrainConfig
+from pipeline.dataset import TrainArrays, run_split
+from pipeline.errors import PipelineError
+from pipeline.infer import default_batch_size, infer, load_model
+from pipeline.layout import check_test, id_sort_key
+from pipeline.run import RunConfig, checkpoint_label, load_checkpoint
+from pipeline.runtime import Runtime
+from pipeline.workspace import submissions_dir
+
+DEFAULT_THRESHOLD = 0.9  # --pseudo's confidence rule when neither --pseudo-threshold nor --pseudo-top is given
+
+
+@dataclass(frozen=True)
+class Teaching:
+    images: np.ndarray  # uint8 (N, H, W, C): the training images, then the pseudo-labeled test images
+    targets: np.ndarray  # float32 (N, 2K + 1): label distribution | teacher's distribution | weight
+    pseudo_images: int  # how many test images joined
+    key: str  # a digest of the targets: a resumed run must be taught alike
+
+
+def teacher_checkpoints(source: str, weights_root: Path | None = None) -> dict[str, list[Path]]:
+    """Each run or CV SOURCE names (comma-separated) with its checkpoints (a run's best.pt, a CV's folds')."""
+    from pipeline.predict import run_checkpoints
+
+    names = [name.strip() for name in source.split(",") if name.strip()]
+    if not names:
+        raise PipelineError(f"{source!r}: name the teacher's runs or cross-validations, comma-separated")
+    return {name: run_checkpoints(Path(name), weights_root) for name in names}
+
+
+def trained_on(config: RunConfig, data: TrainArrays) -> np.ndarray | None:
+    """The labeled images (indices into `data`) a teacher model trained on; None when it trained on another labeled
+    set, so which ones cannot be told."""
+    if not config.labeled_ids or config.labeled_ids != data.labeled_ids:
+        return None
+    options = config.options
+    return run_split(data.targets, options.val_fraction, options.seed, options.full, data.classes, options.folds,
+                     options.fold)[0]
+
+
+def clean_teachers(members: dict[str, list[Path]], data: TrainArrays, val_idx: np.ndarray, flag: str) -> list[Path]:
+    """The members' checkpoints that never trained on a val image of the student, each of the student's classes;
+    every member must keep one."""
+    clean = []
+    for name, checkpoints in members.items():
+        kept = []
+        for path in checkpoints:
+            config = RunConfig.of_checkpoint(load_checkpoint(path, mmap=True), path)
+            if config.classes != data.classes:
+                raise PipelineError(f"{flag} {name}: {path} predicts the classes {', '.join(config.classes[:5])}…, not "
+                                    f"this dataset's {', '.join(data.classes[:5])}…; teach with a model of this "
+                                    "competition")
+            seen = trained_on(config, data)
+            if not len(val_idx) or (seen is not None and not np.isin(val_idx, seen).any()):
+                kept.append(path)
+        if not kept:
+            raise PipelineError(f"{flag} {name}: every model of it trained on some of this run's val images (or on "
+                                "another labeled set), so the val score would not be honest; train the student as a "
+                                "CV of the teacher's folds (--folds K --seed S: fold I learns from its fold I), with "
+                                "the teacher's --seed and --val-fraction, or with --full")
+        clean += kept
+    return clean
+
+
+def saved_test_probabilities(name: str, checkpoints: list[Path], dataset_root: Path, ids: list[str],
+                             flag: str) -> np.ndarray:
+    """The mean of the test probabilities `pipeline predict` saved with each checkpoint, each checked fresh."""
+    from pipeline.predict import load_probabilities
+
+    images_key, total = test_images_key(dataset_root, ids), None
+    for path in checkpoints:
+        saved = submissions_dir() / f"{checkpoint_label(path)}.probs.npy"
+        try:
+            probabilities, _ = load_probabilities(saved, ids, images_key, path)
+        except PipelineError as e:
+            raise PipelineError(f"{flag} {name}: {e} (`pipeline predict --run {name}` saves them)") from None
+        total = probabilities if total is None else total + probabilities
+    return total / len(checkpoints)
+
+
+def confident(probabilities: np.ndarray, threshold: float | None, top: float | None) -> np.ndarray:
+    """Indices of the rows that pass the confidence rule: max probability ≥ `threshold`, or (`top`) the most
+    confident fraction `top` of the rows predicted as each class (at least one of each class predicted)."""
+    confidence, predicted = probabilities.max(1), probabilities.argmax(1)
+    if top is None:
+        return np.flatnonzero(confidence >= threshold)
+    kept = []
+    for cls in np.unique(predicted):
+        rows = np.flatnonzero(predicted == cls)
+        kept.append(rows[np.argsort(-confidence[rows], kind="stable")[:max(1, round(top * len(rows)))]])
+    return np.sort(np.concatenate(kept))
+
+
+def teacher_probabilities(checkpoints: list[Path], images: np.ndarray, runtime: Runtime,
+                          console: Console) -> np.ndarray:
+    """The mean of the checkpoints' probabilities of `images` (no TTA)."""
+    total = None
+    for path in checkpoints:
+        model, config = load_model(path, runtime.device)
+        console.print(f"teacher {path}: predicting {len(images)} training images")
+        probabilities = np.exp(infer(model, images, config.inputs, "none", runtime, default_batch_size(runtime.device)))
+        total = probabilities if total is None else total + probabilities
+    return total / len(checkpoints)
+
+
+def taught(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray, np.ndarray], dataset_root: Path,
+           runtime: Runtime, console: Console) -> Teaching | None:
+    """The student's training images and target rows under --pseudo and --teacher; None without either."""
+    if not (config.pseudo or config.teacher):
+        return None
+    train_idx, val_idx = split
+    images, labels = data.images[train_idx], np.eye(len(data.classes), dtype=np.float32)[data.targets[train_idx]]
+    teacher_members = teacher_checkpoints(config.teacher) if config.teacher else {}
+    teachers = clean_teachers(teacher_members, data, val_idx, "--teacher") if config.teacher else []
+    teacher = teacher_probabilities(teachers, images, runtime, console) if teachers else np.zeros_like(labels)
+    weights = np.ones(len(images), np.float32)
+    pseudo = 0
+    if config.pseudo:
+        extra = pseudo_labeled(config, data, val_idx, dataset_root, (teacher_members, teachers), images.shape[1:],
+                               console)
+        pseudo = len(extra[0])
+        images, labels, teacher, weights = (np.concatenate(pair) for pair in zip((images, labels, teacher, weights),
+                                                                                  extra))
+    targets = np.concatenate([labels, teacher.astype(np.float32), weights[:, None]], axis=1)
+    return Teaching(images, targets, pseudo, hashlib.sha256(targets.tobytes()).hexdigest()[:16])
+
+
+def test_probabilities(members: dict[str, list[Path]], kept: list[Path], dataset_root: Path, ids: list[str],
+                       flag: str) -> np.ndarray:
+    """The members' saved test probabilities (of their `kept` checkpoints), averaged per member, then over them."""
+    return np.mean([saved_test_probabilities(name, [p for p in paths if p in kept], dataset_root, ids, flag)
+                    for name, paths in members.items()], axis=0)
+
+
+def pseudo_labeled(config: TrainConfig, data: TrainArrays, val_idx: np.ndarray, dataset_root: Path,
+                   teaching: tuple[dict[str, list[Path]], list[Path]], shape: tuple,
+                   console: Console) -> tuple[np.ndarray, ...]:
+    """The test images that pass --pseudo's confidence rule: their images, label distributions, the --teacher's
+    distributions (its saved test probabilities; zeros without one) and weights."""
+    ids = sorted(check_test(dataset_root), key=id_sort_key)
+    members = teacher_checkpoints(config.pseudo)
+    probabilities = test_probabilities(members, clean_teachers(members, data, val_idx, "--pseudo"), dataset_root, ids,
+                                       "--pseudo").astype(np.float32)
+    chosen = confident(probabilities, config.pseudo_threshold or (None if config.pseudo_top else DEFAULT_THRESHOLD),
+                       config.pseudo_top)
+    test_images = cached_test_images(dataset_root, ids, console)[1]
+    if test_images.shape[1:] != shape:
+        raise PipelineError(f"{dataset_root}: its test images are {test_images.shape[1:]}, its training images {shape}; "
+                            "pseudo-labels need test images of the training images' shape")
+    labels = probabilities[chosen] if config.pseudo_soft else \
+        np.eye(len(data.classes), dtype=np.float32)[probabilities[chosen].argmax(1)]
+    teacher_members, teachers = teaching
+    teacher = test_probabilities(teacher_members, teachers, dataset_root, ids, "--teacher")[chosen] if teachers \
+        else np.zeros_like(labels)
+    console.print(f"--pseudo {config.pseudo}: {len(chosen)} of {len(ids)} test images join training "
+                  f"({'soft' if config.pseudo_soft else 'hard'} targets, weight {config.pseudo_weight:g})")
+    return test_images[chosen], labels, teacher, np.full(len(chosen), config.pseudo_weight, np.float32)
+
+
+class TaughtLoss(nn.Module):
+    """Per image: its weight × ((1 − α)·CE(logits, labels) + α·T²·KL(teacher_T ‖ softmax(logits / T))), where
+    teacher_T is the teacher's distribution at temperature T; the mean over the batch. Targets: `Teaching` rows."""
+
+    def __init__(self, classes: int, alpha: float, temperature: float, label_smoothing: float = 0.0):
+        super().__init__()
+        self.classes, self.alpha, self.temperature, self.label_smoothing = classes, alpha, temperature, label_smoothing
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        k, logits = self.classes, logits.float()
+        labels, teacher, weight = targets[:, :k], targets[:, k:2 * k], targets[:, 2 * k]
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing, reduction="none")
+        if self.alpha:
+            t = self.temperature
+            softened = F.log_softmax(teacher.clamp_min(1e-12).log() / t, 1)
+            divergence = F.kl_div(F.log_softmax(logits / t, 1), softened, log_target=True, reduction="none").sum(1)
+            loss = (1 - self.alpha) * loss + self.alpha * t * t * divergence
+        return (loss * weight).mean()

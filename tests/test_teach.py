@@ -1,0 +1,125 @@
+"""Pseudo-labels and distillation: the confidence rule, the loss, which teacher models are clean for a student, and
+the options from the command line."""
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.config import TrainConfig
+from pipeline.cv import train_cv
+from pipeline.dataset import run_split, training_arrays
+from pipeline.errors import PipelineError
+from pipeline.predict import predict
+from pipeline.run import Run
+from pipeline.teach import TaughtLoss, clean_teachers, confident, teacher_checkpoints
+from pipeline.train import resume, train
+from tests.fixtures import QUICK, runner
+
+from pipeline.cli import app
+
+
+@pytest.mark.smoke
+def test_the_confidence_rule_keeps_a_threshold_or_each_class_s_most_confident_fraction():
+    probabilities = np.array([[0.95, 0.05], [0.6, 0.4], [0.55, 0.45], [0.2, 0.8], [0.1, 0.9], [0.3, 0.7]])
+    assert confident(probabilities, 0.9, None).tolist() == [0, 4]
+    assert confident(probabilities, 1.0, None).tolist() == []
+    # class 0 is predicted 3 times, class 1 3 times: the top third of each, the balance kept
+    assert confident(probabilities, None, 1 / 3).tolist() == [0, 4]
+    assert confident(probabilities, None, 1.0).tolist() == list(range(6))
+    assert confident(probabilities[:3], None, 0.01).tolist() == [0]  # at least one of each class predicted
+
+
+@pytest.mark.smoke
+def test_the_taught_loss_mixes_weighted_cross_entropy_and_softened_kl():
+    torch.manual_seed(0)
+    logits, teacher = torch.randn(6, 3), torch.softmax(torch.randn(6, 3), 1)
+    labels = torch.eye(3)[torch.tensor([0, 1, 2, 0, 1, 2])]
+    weight = torch.tensor([1.0, 1, 1, 1, 0.5, 0.5])
+    rows = torch.cat([labels, teacher, weight[:, None]], 1)
+    plain = TaughtLoss(3, 0.0, 4.0)(logits, rows)
+    assert plain == pytest.approx(float((F.cross_entropy(logits, labels.argmax(1), reduction="none") * weight).mean()))
+    alpha, t = 0.3, 4.0
+    student, softened = F.log_softmax(logits / t, 1), torch.softmax(teacher.log() / t, 1)
+    kl = (softened * (softened.log() - student)).sum(1)
+    expected = ((1 - alpha) * F.cross_entropy(logits, labels.argmax(1), reduction="none") + alpha * t * t * kl) * weight
+    assert TaughtLoss(3, alpha, t)(logits, rows) == pytest.approx(float(expected.mean()), rel=1e-5)
+    matched = torch.cat([labels, torch.softmax(logits, 1), torch.ones(6, 1)], 1)  # a teacher the student matches
+    assert TaughtLoss(3, 1.0, 1.0)(logits, matched) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(pseudo="t", pseudo_threshold=0.0), r"--pseudo-threshold 0: must be a finite number in \(0, 1\]"),
+    (dict(pseudo="t", pseudo_threshold=1.5), r"--pseudo-threshold 1.5: must be a finite number in \(0, 1\]"),
+    (dict(pseudo="t", pseudo_top=0.0), r"--pseudo-top 0: must be a finite number in \(0, 1\]"),
+    (dict(pseudo_threshold=0.8), r"--pseudo-threshold is --pseudo's confidence rule: pass --pseudo SOURCE too"),
+    (dict(pseudo="t", pseudo_threshold=0.8, pseudo_top=0.5), "two confidence rules: pass one"),
+    (dict(pseudo="t", pseudo_weight=0.0), r"--pseudo-weight 0: must be a finite number > 0"),
+    (dict(teacher="t", distill_alpha=1.5), r"--distill-alpha 1.5: must be a finite number in \[0, 1\]"),
+    (dict(teacher="t", distill_temperature=0.0), r"--distill-temperature 0: must be a finite number > 0"),
+    (dict(teacher="t", aug="crop-flip", mixup=0.2), "--teacher and --mixup cannot be combined yet"),
+])
+def test_bad_teaching_options(options, message):
+    with pytest.raises(PipelineError, match=message):
+        TrainConfig(**options).validate()
+
+
+def test_a_cv_teaches_a_cv_of_its_folds_fold_by_fold_and_never_a_student_that_validates_on_its_training_images(fetched):
+    teacher, _ = train_cv(TrainConfig(epochs=1, folds=2, name="teacher", **QUICK))
+    data = training_arrays(fetched / "dataset")
+    members = teacher_checkpoints("teacher")
+    for fold in (0, 1):
+        val_idx = run_split(data.targets, 0.2, 42, False, data.classes, 2, fold)[1]
+        assert clean_teachers(members, data, val_idx, "--teacher") == [teacher.fold(fold).best]
+    assert clean_teachers(members, data, np.array([], int), "--teacher") == [teacher.fold(0).best, teacher.fold(1).best]
+    with pytest.raises(PipelineError, match=r"--teacher teacher: every model of it trained on some of this run's val "
+                                            r"images .* train the student as a CV of the teacher's folds"):
+        train(TrainConfig(epochs=1, teacher="teacher", name="student", **QUICK))
+    assert not (fetched / "weights" / "student" / "best.pt").exists()
+    predict(runs=[teacher.path], tta="none")
+    cv, summary = train_cv(TrainConfig(epochs=1, folds=2, teacher="teacher", pseudo="teacher", pseudo_top=0.5,
+                                       name="student-cv", **QUICK))
+    assert summary is not None and cv.fold(1).read_config().split["pseudo_images"] >= 4  # 40 test images, 4 classes
+    full = train(TrainConfig(epochs=1, full=True, teacher="teacher", name="full", **QUICK))  # no val: both folds
+    assert Run(full.run_dir).read_config().options.teacher == "teacher"
+
+
+def test_pseudo_labels_and_a_teacher_from_the_command_line(fetched):
+    quick = ["--epochs", "2", "--batch-size", "32", "--workers", "0", "--lr", "0.02", "--device", "cpu", "--recipe", "seed"]
+    assert runner.invoke(app, ["train", *quick, "--name", "t"]).exit_code == 0
+    missing = runner.invoke(app, ["train", *quick, "--name", "s", "--pseudo", "t"])
+    assert missing.exit_code == 1 and "--pseudo t: " in missing.output and "pipeline predict --run t" in missing.output
+    assert runner.invoke(app, ["predict", "--run", "t", "--device", "cpu", "--tta", "none"]).exit_code == 0
+    student = runner.invoke(app, ["train", *quick, "--name", "s", "--pseudo", "t", "--pseudo-threshold", "0.25",
+                                  "--pseudo-soft", "--pseudo-weight", "0.5", "--teacher", "t",
+                                  "--distill-temperature", "3"])
+    assert student.exit_code == 0, student.output
+    assert "--pseudo t: 40 of 40 test images join training (soft targets, weight 0.5)" in " ".join(student.output.split())
+    config = json.loads((fetched / "weights" / "s" / "config.json").read_text())
+    assert config["split"]["pseudo_images"] == 40 and config["options"]["distill_temperature"] == 3.0
+    listed = runner.invoke(app, ["runs"])
+    assert "pseudo t +40, teacher t" in listed.output
+    # the teacher's test predictions go stale when it trains on: one line, nothing trained
+    assert runner.invoke(app, ["train", "--resume", "weights/t", "--epochs", "3", "--device", "cpu"]).exit_code == 0
+    stale = runner.invoke(app, ["train", *quick, "--name", "s2", "--pseudo", "t"])
+    assert stale.exit_code == 1 and "has changed since it predicted this; predict again" in stale.output
+    assert not (fetched / "weights" / "s2" / "best.pt").exists()
+    assert runner.invoke(app, ["predict", "--run", "t", "--device", "cpu", "--tta", "none"]).exit_code == 0
+    with pytest.raises(PipelineError, match="its teacher's targets are not those it started with"):
+        resume(fetched / "weights" / "s", {"epochs": 3})
+
+
+def test_a_teacher_of_other_classes_is_one_line(fetched, tmp_path):
+    assert runner.invoke(app, ["train", "--epochs", "1", "--batch-size", "32", "--workers", "0", "--device", "cpu",
+                               "--recipe", "seed", "--name", "t"]).exit_code == 0
+    labels = pd.read_csv(fetched / "dataset" / "trainLabels.csv")
+    labels["label"] = labels["label"].replace({"apple": "pear"})
+    labels.to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
+    result = runner.invoke(app, ["train", "--epochs", "1", "--batch-size", "32", "--workers", "0", "--device", "cpu",
+                                 "--recipe", "seed", "--full", "--teacher", "t", "--name", "s"])
+    assert result.exit_code == 1 and "--teacher t: " in result.output and "predicts the classes" in result.output
+    assert "teach with a model of this competition" in " ".join(result.output.split())
+    shutil.rmtree(fetched / "weights" / "s", ignore_errors=True)

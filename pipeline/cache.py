@@ -8,7 +8,8 @@ that; 16-bit greyscale is scaled to 8 bits; an EXIF orientation is applied, `ima
 change time, so any added, removed or rewritten image rebuilds it — also one replaced by a file of the same
 size with its modification time kept (`cp -p`, `rsync -a`, `tar` set that time, but no tool can set the change
 time). (No inode: FUSE and network mounts may number a file anew on each visit; a chmod/chown also changes the
-change time, and costs one decode.)
+change time, and costs one decode.) It also records the `.npy`'s own size and times: a cache replaced or
+rewritten by anything but this module is decoded again.
 
 The caches live in `dataset/.cache/`, or, where dataset/ cannot be written (Kaggle mounts competition
 data read-only under /kaggle/input), in the user cache folder: `$PIPELINE_CACHE_DIR/datasets/<digest of
@@ -166,7 +167,7 @@ def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Conso
     if cache_file.is_file() and meta_file.is_file():
         try:
             meta = json.loads(meta_file.read_text())
-            if meta.get("key") == key and "bad" in meta:
+            if meta.get("key") == key and "bad" in meta and meta.get("file") == _file_stamp(cache_file):
                 return DecodedImages(np.load(cache_file, mmap_mode="r"), meta["bad"], key, tuple(meta.get("converted", ())))
         except ValueError:
             pass  # unreadable metadata or array: rebuild
@@ -195,10 +196,18 @@ def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Conso
     bad = {image_id: bad[image_id] for image_id in ids if image_id in bad}  # in id order
     converted = sorted(converted, key=id_sort_key)
     write_text_atomic(meta_file, json.dumps({"key": key, "images": len(ids), "height": height, "width": width,
-                                             "channels": channels, "bad": bad, "converted": converted}) + "\n")
+                                             "channels": channels, "bad": bad, "converted": converted,
+                                             "file": _file_stamp(cache_file)}) + "\n")
     console.print(f"decoded {len(ids)} images of {folder.name}/ into {cache_file}"
                   + (f" ({len(bad)} unusable)" if bad else ""))
     return DecodedImages(np.load(cache_file, mmap_mode="r"), bad, key, tuple(converted))
+
+
+def _file_stamp(path: Path) -> list[int]:
+    """The decoded file's size, modification and change times: a cache replaced or rewritten since (no tool can set
+    the change time) is decoded again, never trusted."""
+    info = path.stat()
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns]
 
 
 def image_problems(folder: Path, bad: dict[str, str], suffix: str = ".png") -> list[str]:

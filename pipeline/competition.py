@@ -65,7 +65,7 @@ def read_competition(root: Path) -> Competition:
     if not path.is_file():
         return Competition()
     try:
-        given = json.loads(path.read_text())
+        given = json.loads(path.read_text(), object_pairs_hook=_unique_keys)
     except (ValueError, UnicodeDecodeError) as e:
         raise PipelineError(f"{path}: not readable JSON ({e}); fix it, or fetch again with --force") from None
     if not isinstance(given, dict):
@@ -78,6 +78,15 @@ def read_competition(root: Path) -> Competition:
     competition = Competition(**{k: tuple(v) if k in LIST_FIELDS else v for k, v in given.items()})
     _check_counts(path, competition)
     return competition
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose keys are each given once (json keeps the last of a key given twice, without a word)."""
+    keys = [key for key, _ in pairs]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} given twice; keep one")
+    return dict(pairs)
 
 
 def _check_field(path: Path, name: str, value: object) -> None:
@@ -205,9 +214,11 @@ def read_csv_text(path: Path) -> pd.DataFrame:
     kind = next((name for magic, name in BINARY_SIGNATURES.items() if head.startswith(magic)), None)
     if kind or b"\x00" in head:
         utf16 = max(head[0::2].count(0), head[1::2].count(0)) > len(head) // 4
+        marked = head[:2] in (b"\xff\xfe", b"\xfe\xff")
         raise PipelineError(f"{path}: " + (f"is {kind}, not a CSV" if kind else
-                                            "holds NUL bytes, so it is not UTF-8 text (UTF-16 without a byte-order "
-                                            "mark?)" if utf16 else "holds binary data, not a CSV")
+                                            "is UTF-16 text (it starts with a byte-order mark), not UTF-8" if marked
+                                            else "holds NUL bytes, so it is not UTF-8 text (UTF-16 without a "
+                                            "byte-order mark?)" if utf16 else "holds binary data, not a CSV")
                             + "; save it as a UTF-8 CSV" + ("" if kind is None else " or name the right file"))
     return strict_csv(path, dtype=str, keep_default_na=False)
 
@@ -233,8 +244,22 @@ def strict_csv(path: Path, whole_rows: bool = False, **options) -> pd.DataFrame:
         raise PipelineError(f"{path}: cannot read it ({e.strerror or e})") from None
     except pd.errors.ParserWarning:
         raise PipelineError(f"{path}: a row has more fields than the header; fix the file") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        raise PipelineError(f"{path}: not UTF-8 text ({_first_non_utf8(path)}: saved in another encoding, such as "
+                            "Latin-1 or Windows-1252?); save it as a UTF-8 CSV") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise PipelineError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
+
+
+def _first_non_utf8(path: Path) -> str:
+    """Where a file stops being UTF-8: its line and byte."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        return f"line {line} holds the byte {raw[e.start:e.start + 1]!r}"
+    return "an undecodable byte"
 
 
 def pixel_columns(columns: list) -> bool:

@@ -487,7 +487,8 @@ def saved_config(options: dict, source: object) -> TrainConfig:
     """The options a run saved; options added since then take their defaults."""
     unknown = set(options) - OPTION_NAMES
     if unknown:
-        raise PipelineError(f"{source}: saved by a newer pipeline (unknown options {', '.join(sorted(unknown))})")
+        raise PipelineError(f"{source}: unknown options {', '.join(sorted(unknown))} (edited by hand, or saved by a newer "
+                            "pipeline); remove them, or upgrade pipeline")
     return TrainConfig(**checked_options(options, source))
 
 
@@ -606,7 +607,8 @@ def _checked(option: str, value: object, source: object) -> object:
             int: number and isinstance(value, int),
             list: isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)}[kind]
     if not (fits or (value is None and optional)):
-        raise PipelineError(f"{source}: {option} must be {TYPE_NAMES[kind]}, got {value!r}")
+        quote = " (in YAML, quote it: '…')" if kind is str and isinstance(value, (int, float, bool)) else ""
+        raise PipelineError(f"{source}: {option} must be {TYPE_NAMES[kind]}, got {value!r}{quote}")
     return value
 
 

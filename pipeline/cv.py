@@ -48,6 +48,7 @@ def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root
                                         "holds now (its labels or images changed since); train the CV again in a new folder")
                 console.print(f"fold {fold}: already trained in {run.path}")
                 continue
+            check_plan_fits_folds(cv, plan)
             console.print(f"[bold]fold {fold} of {config.folds}[/bold] → {run.path}")
             train(replace(config, fold=fold, name=run.name), dataset_root, cv.path, console)
     summary = gather(cv)
@@ -55,6 +56,23 @@ def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root
         done = cv.finished_folds()
         console.print(f"{cv.path}: {done} of {config.folds} folds finished; the out-of-fold summary comes once all have")
     return cv, summary
+
+
+def check_plan_fits_folds(cv: CrossValidation, plan: dict) -> None:
+    """A fold is trained only with the options the CV's finished folds were (a plan that lost an option to a hand
+    edit would train it with the default, and the CV would then be refused)."""
+    for index in range(plan["folds"]):
+        run = cv.fold(index)
+        if (run.read_status() or {}).get("state") != "finished":
+            continue
+        trained = shared_options(run.read_config().options)
+        differ = [key for key in plan if key != "format" and key in trained and trained[key] != plan[key]]
+        if differ:
+            key = differ[0]
+            raise PipelineError(f"{run.path}: fold {index} was trained with --{key.replace('_', '-')} {trained[key]}, "
+                                f"and this fold would be trained with {plan[key]} (does {cv.path / 'cv.json'} lack "
+                                f"{key}, or say otherwise?); train it with the options the folds share: restore "
+                                f"{key} in cv.json")
 
 
 def gather(cv: CrossValidation) -> dict | None:

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from pipeline.cache import cached_train_images, image_problems
 from pipeline.errors import PipelineError
-from pipeline.competition import read_competition
+from pipeline.competition import DESCRIPTION, read_competition
 from pipeline.layout import load_train_set, problems_message
 
 if TYPE_CHECKING:
@@ -68,9 +68,14 @@ def training_arrays(root: Path, skip_bad: bool = False, limit: int | None = None
         console.print(f"{root / read_competition(root).labels_csv}: labels read as one class: {'; '.join(data.notes)}")
     decoded = cached_train_images(root, data, console)
     problems = data.problems + image_problems(data.image_dir, decoded.bad, data.image_suffix)
-    if problems and not skip_bad:
-        raise PipelineError(problems_message(root, problems, "training data",
-                                             "Fix them, or pass --skip-bad to train on the rest."))
+    usable = len(data.ids) - len(decoded.bad)
+    if problems and (not skip_bad or len(problems) > usable):
+        described = read_competition(root)
+        advice = "Fix them, or pass --skip-bad to train on the rest." if len(problems) <= usable else (
+            f"That is more problems than usable labeled images ({usable}): --skip-bad leaves out a few bad files, not "
+            f"most of the data. Does {root / DESCRIPTION if (root / DESCRIPTION).is_file() else 'the dataset'} name "
+            f"the training labels ({described.labels_csv}) and images ({described.train_images}/)?")
+        raise PipelineError(problems_message(root, problems, "training data", advice))
     images, targets, ids = decoded.images, data.targets, data.ids
     if decoded.bad:
         keep = np.array([image_id not in decoded.bad for image_id in data.ids])
@@ -155,7 +160,8 @@ def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[tuple[float, .
         squares += np.square(block).sum(axis=(0, 1, 2))
     count = len(images) * images.shape[1] * images.shape[2]
     mean = total / count
-    std = np.sqrt(np.maximum(squares / count - mean ** 2, 1e-12))
+    std = np.sqrt(np.maximum(squares / count - mean ** 2, 0))
+    std = np.where(std < 1e-3, 1.0, std)  # a channel of one value throughout (blue always 0) is centred, not scaled
     return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
 
 

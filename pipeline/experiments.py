@@ -6,8 +6,9 @@ process is gone from this machine crashed; runs from before that file are judged
 from __future__ import annotations
 
 import json
+import math
 import socket
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +18,7 @@ from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.figures import log_scale_if_wide, save_figure
 from pipeline.metrics import METRIC_LABELS
-from pipeline.run import CrossValidation, Run, process_alive, resolve_run, summarize_metrics
+from pipeline.run import CrossValidation, MetricsSummary, Run, load_checkpoint, process_alive, resolve_run, summarize_metrics
 from pipeline.workspace import weights_dir
 
 # best: the best val score of the run's metric, at epoch best_epoch, where it had val accuracy val_acc
@@ -71,6 +72,10 @@ def describe_run(run: Run) -> dict:
         summary = None
         if run.has_metrics() or run_status(run, 0, None) != "crashed":  # crashed before an epoch: nothing more to say
             problems.append(str(e).split(": ", 1)[1].split(" (")[0])
+    disagreement = _best_disagrees(run, summary) if summary is not None and summary.best_score is not None else None
+    if disagreement:
+        problems.append(disagreement)
+        summary = replace(summary, best_score=None, best_epoch=None, val_acc=None, val_f1=None)
     if summary is not None:
         row.update(epochs=summary.epochs, wall_s=_rounded(summary.wall_s, 1), images_per_s=_rounded(summary.images_per_s, 1),
                    metric=summary.metric if summary.best_score is not None else None,
@@ -79,6 +84,23 @@ def describe_run(run: Run) -> dict:
     status = run_status(run, summary.epochs if summary else 0, row["epochs_planned"])
     row["status"] = status if not problems or status == "running" else f"{status}: {'; '.join(problems)}"
     return row
+
+
+def _best_disagrees(run: Run, summary: MetricsSummary) -> str | None:
+    """What metrics.csv (a log for the user) says of the best epoch against what best.pt records of itself; None when
+    they agree or there is no best.pt to ask."""
+    if not run.best.is_file():
+        return None
+    try:
+        checkpoint = load_checkpoint(run.best, mmap=True)
+    except PipelineError as e:
+        return str(e).split(": ", 1)[1]
+    epoch, score = checkpoint.get("epoch"), checkpoint.get("best_score")
+    if not isinstance(score, (int, float)) or (epoch == summary.best_epoch and math.isclose(
+            score, summary.best_score, rel_tol=1e-6, abs_tol=1e-9)):
+        return None
+    return (f"metrics.csv says best {summary.best_score:.4f} at epoch {summary.best_epoch}, but best.pt holds epoch "
+            f"{epoch} at {score:.4f} (metrics.csv edited?)")
 
 
 def _taught(options: TrainConfig, split: dict) -> str:

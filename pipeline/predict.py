@@ -322,6 +322,7 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
     paths = [p for group in groups for p in group]
     images_key = test_images_key(dataset_root, ids)
     loaded = {p: load_probabilities(p, ids, images_key, expected) for group in groups for p, expected in group.items()}
+    check_distinct_predictions(paths, loaded)
     for member, group in zip(members, groups):  # a CV's folds predicted alike (not some again after an interruption)
         ttas = sorted({str(loaded[p][1].get("tta")) for p in group})
         if len(ttas) > 1:
@@ -338,6 +339,21 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
     average = sum(w * sum(loaded[p][0] for p in group) / len(group) for w, group in zip(weights, groups))
     return finish_submission(average, ids, submission_ids, classes, [p.name for p in paths], dataset_root, out,
                              None, score, metric)
+
+
+def check_distinct_predictions(paths: list[Path], loaded: dict[Path, tuple[np.ndarray, dict]]) -> None:
+    """Each model once in an ensemble: one file named twice, or two files of one checkpoint (a CV and its fold, a
+    copied file), would weigh it twice."""
+    twice = next((path for index, path in enumerate(paths) if path in paths[:index]), None)
+    if twice is not None:
+        raise PipelineError(f"{twice}: named twice (a CV and its fold?); name each model once")
+    seen: dict[str, Path] = {}
+    for path, (_, meta) in loaded.items():
+        model = str(meta.get("checkpoint_key") or Path(str(meta.get("checkpoint", path))).resolve())
+        if model in seen:
+            raise PipelineError(f"{path}: predicted by the same model as {seen[model]} ({meta.get('checkpoint')}); "
+                                "name each model once")
+        seen[model] = path
 
 
 def member_files(member: Path, folder: Path, weights_root: Path | None) -> dict[Path, Path | None]:

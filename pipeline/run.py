@@ -24,6 +24,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -202,7 +203,8 @@ class Run:
         try:
             saved = json.loads(self._config.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise PipelineError(f"{self._config}: not valid JSON ({e})") from None
+            raise PipelineError(f"{self._config}: not valid JSON ({e}); restore it from a copy, or delete {self.path} "
+                                "and train it again") from None
         return RunConfig.from_dict(saved, self._config)
 
     def write_config(self, config: RunConfig) -> None:
@@ -278,9 +280,16 @@ class Run:
     def read_val_probabilities(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The val probabilities of this run's best.pt as it is now: those whose digest best.pt records (before it
         recorded one: of its key, or taken as they are when the file has none)."""
-        *predictions, source = read_predictions(self._val_probabilities, "the run has not finished", with_source=True)
+        status = (self.read_status() or {}).get("state")
+        *predictions, source = read_predictions(self._val_probabilities, "the run has not finished" if status !=
+                                                "finished" else f"delete {self.path} and train it again", with_source=True)
         if self.best.is_file():
-            recorded = load_checkpoint(self.best, mmap=True).get("val_digest")
+            checkpoint = load_checkpoint(self.best, mmap=True)
+            recorded = checkpoint.get("val_digest")
+            if recorded is None and records_val_digest(checkpoint):
+                raise PipelineError(f"{self.best}: lacks the digest of its val predictions that every checkpoint of "
+                                    f"pipeline {'.'.join(map(str, DIGEST_SINCE))} or later holds (re-saved by hand?); delete {self.path} "
+                                    "and train it again")
             if (predictions_digest(*predictions) != recorded if recorded
                     else source and source != checkpoint_key(self.best)):
                 raise PipelineError(f"{self._val_probabilities}: not the val predictions of {self.best} as it is now "
@@ -292,6 +301,10 @@ class Run:
         return self.top / f"epoch-{epoch}.pt"
 
     def best_checkpoint(self) -> Path:
+        if not self.best.is_file() and CrossValidation(self.path).is_cv():
+            raise PipelineError(f"{self.path}: a cross-validation, not one run; name one of its folds "
+                                f"({self.path.name}/fold-I), or predict with all of them: `pipeline predict --run "
+                                f"{self.path.name}`")
         if not self.best.is_file() and any(self.path.glob("fold-*/" + BEST)):
             raise PipelineError(f"{self.path}: holds fold runs but no cv.json, which says what the cross-validation is; "
                                 "restore it, or use a fold alone (--run <cv>/fold-I)")
@@ -311,6 +324,18 @@ def checkpoint_key(path: Path) -> str:
             file.seek(-(1 << 20), os.SEEK_END)
             digest.update(file.read())
     return f"{size}-{digest.hexdigest()[:16]}"
+
+
+DIGEST_SINCE = (0, 3, 0)  # the first version whose validated checkpoints record val_digest
+
+
+def records_val_digest(checkpoint: dict) -> bool:
+    """Whether a checkpoint was written by a pipeline that records the digest of its epoch's val predictions (and it
+    had a val split)."""
+    config = checkpoint.get("config") if isinstance(checkpoint.get("config"), dict) else {}
+    version = str((config.get("versions") or {}).get("pipeline", "0"))
+    numbers = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+    return numbers >= DIGEST_SINCE and bool((config.get("split") or {}).get("val_images"))
 
 
 def predictions_digest(indices: np.ndarray, targets: np.ndarray, probabilities: np.ndarray) -> str:
@@ -450,6 +475,11 @@ class CrossValidation:
                 raise PipelineError(f"{run.best}: not the checkpoint of this fold ({problem}); delete {run.path} and "
                                     f"train it again with `pipeline train --config {self.path} --fold {index} --name "
                                     f"{self.name}`")
+            try:
+                run.read_val_probabilities()  # those of this best.pt: it is the checkpoint validated as the best
+            except PipelineError as e:
+                raise PipelineError(f"{e} (the fold: `pipeline train --config {self.path} --fold {index} --name "
+                                    f"{self.name}`)") from None
         return runs
 
     def fold_problem(self, index: int, plan: dict) -> str | None:
@@ -500,9 +530,11 @@ def _checkpoint_problem(run: Run, config: RunConfig, index: int) -> str | None:
         return f"it was trained as fold {saved.options.fold} of {saved.options.folds}"
     if saved.labeled_ids != config.labeled_ids:
         return "it was trained on other labeled images"
-    if checkpoint.get("best_epoch", checkpoint.get("epoch")) != checkpoint.get("epoch"):
-        return f"it holds epoch {checkpoint.get('epoch')}, not the best epoch {checkpoint['best_epoch']} (last.pt " \
-               "copied over it?)"
+    best_epoch = (load_checkpoint(run.last, mmap=True) if run.last.is_file() else checkpoint).get(
+        "best_epoch", checkpoint.get("epoch"))  # last.pt knows the best epoch of the whole run
+    if best_epoch != checkpoint.get("epoch"):
+        return f"it holds epoch {checkpoint.get('epoch')}, not the fold's best epoch {best_epoch} (another epoch's " \
+               "checkpoint copied over it?)"
     theirs, ours = shared_options(saved.options), shared_options(config.options)
     differ = [key for key in ours if theirs.get(key) != ours[key]]
     return ", ".join(f"it says --{key.replace('_', '-')} {theirs.get(key)} where config.json says {ours[key]}"
@@ -589,9 +621,11 @@ def claim_run(weights_root: Path, name: str | None) -> Run:
             return Run(weights_root / candidate)
         except FileExistsError:
             if name:
+                existing = Run(weights_root / name)
                 raise PipelineError(
                     f"{weights_root / name} already exists: choose another --name"
-                    + (" or continue it with --resume" if Run(weights_root / name).looks_like_run() else
+                    + (f" (process {existing.training_pid()} is training it)" if existing.training_pid() else
+                       " or continue it with --resume" if existing.looks_like_run() else
                        f" (it is {'a file' if (weights_root / name).is_file() else 'a folder of no run'})")
                 ) from None
         except OSError as e:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.competition import Competition, read_competition, submitted_classes
+from pipeline.competition import DESCRIPTION, Competition, read_competition, submitted_classes
 from pipeline.errors import PipelineError
-from pipeline.layout import read_id_csv, read_sample
+from pipeline.layout import dataset_classes, read_id_csv, read_sample
 from pipeline.metrics import LABEL_METRICS, check_metric, metric_score
 from pipeline.workspace import atomic_path
 
@@ -54,7 +54,10 @@ def submission_values(probabilities: np.ndarray, classes: list[str], root: Path)
     c = read_competition(root)
     if c.submission_kind == "label":
         return [[classes[i]] for i in probabilities.argmax(1)]
-    wanted = submitted_classes(c, classes, root, "the model's classes are", "predict with a model trained on this competition")
+    own = dataset_classes(root) == sorted(classes)  # the model is this competition's: its description is what is wrong
+    wanted = submitted_classes(c, classes, root, "the model's classes (this dataset's labels) are" if own else
+                               "the model's classes are", f"fix submission_kind or submission_columns in "
+                               f"{root / DESCRIPTION}" if own else "predict with a model trained on this competition")
     values = probabilities[:, [classes.index(name) for name in wanted]].astype(np.float64)
     if c.submission_kind == "probabilities":
         values = np.maximum(values, LOG_LOSS_FLOOR) if c.metric == "log_loss" else values

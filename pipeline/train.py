@@ -168,6 +168,9 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
     training = run.training_pid()
     if training is not None:
         raise PipelineError(f"{run.path}: still training (process {training}); resume it once that stops")
+    if not run.last.is_file():
+        raise PipelineError(f"{run.last}: not found, so the run cannot continue from it; restore it from a copy, or "
+                            f"start a new run (`pipeline train --config {run.path}`; its best.pt can still predict)")
     checkpoint = load_checkpoint(run.last)
     if "best_acc" in checkpoint:  # written before --metric, when accuracy ranked every run
         checkpoint["best_score"] = checkpoint.pop("best_acc")
@@ -805,7 +808,9 @@ def diverged(ctx: TrainContext, what: str) -> PipelineError:
     kept = (f"{ctx.run.last.name} keeps epoch {ctx.epoch - 1}, {ctx.run.best.name} epoch {ctx.saver.best_epoch}"
             if ctx.epoch > 1 else "nothing was kept")
     return PipelineError(f"{ctx.run.path}: {what} in epoch {ctx.epoch}: training diverged; {kept}. Start a new run "
-                         f"with a lower --lr (this one: {ctx.config.lr:g})")
+                         f"with a lower --lr (this one: {ctx.config.lr:g}); if a much lower one diverges too, the data "
+                         f"may be degenerate (images of one flat colour leave {ctx.config.model}'s normalisation "
+                         "nothing to scale): look at them, or try --precision fp32 or another --model")
 
 
 def evaluate(ctx: TrainContext) -> Evaluation:

@@ -56,6 +56,9 @@ def created_folder(folder: Path, tidy: bool = True, whole: bool = False) -> Iter
 def write_failure(path: Path, error: BaseException) -> PipelineError:
     """One line for a write that failed (disk full, read-only folder, …): the earlier file is untouched."""
     reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[-1] or type(error).__name__
+    known = next((text for text in ("Read-only file system", "Permission denied", "No space left on device")
+                  if text in str(error)), None)  # torch's writer wraps the OS error in C++ text
+    reason = f"{known} (make room, or make the folder writable, then go on)" if known else reason
     try:
         if shutil.disk_usage(path.parent).free < 1 << 20:
             reason = f"no space left on the device ({reason})"

@@ -237,6 +237,13 @@ def test_a_cv_is_used_only_when_it_is_what_its_plan_says(fetched):
     assert again.exit_code == 0, again.output
     assert "2-fold CV on 400 labeled images" in " ".join(again.output.split())
     assert predict(runs=[Path("no-best")], tta="none").members == ["no-best-fold-0.probs.npy", "no-best-fold-1.probs.npy"]
+    lost = fetched / "weights" / "lost"  # a plan that lost an option to a hand edit: refused before a fold trains
+    shutil.copytree(cv.path, lost)
+    edit_json(lost / "cv.json", lambda plan: plan.pop("lr"))
+    shutil.rmtree(lost / "fold-1")
+    again = runner.invoke(app, ["train", "--config", "weights/lost", "--fold", "1", "--name", "lost"])
+    assert again.exit_code == 1 and "fold-0: fold 0 was trained with --lr 0.02, and this fold would be trained with " \
+        in " ".join(again.output.split()) and not (lost / "fold-1" / "best.pt").exists(), again.output
     edit_json(cv.path / "cv.json", lambda plan: plan.update(seed="42"))  # as the command line reads `--seed 42`
     assert predict(runs=[cv.path], tta="none").rows == 40
     with pytest.raises(PipelineError, match=r"cv: a cross-validation; resume one of its folds, `pipeline train "
@@ -323,9 +330,27 @@ def test_gathered_files_are_of_the_folds_and_labels_they_claim(fetched):
     cv.fold(1).best.unlink()  # a new file, not a write through the hard link to last.pt
     torch.save(later, cv.fold(1).best)
     with pytest.raises(PipelineError, match=r"fold-1/best.pt: not the checkpoint of this fold \(it holds epoch 2, not "
-                                            r"the best epoch 1 \(last.pt copied over it\?\)\)"):
+                                            r"the fold's best epoch 1 \(another epoch's checkpoint copied over it\?\)\)"):
         predict(runs=[cv.path], tta="none")
+    cv.fold(1).best.unlink()
     cv.fold(1).best.write_bytes(best)
+    last = load_checkpoint(cv.fold(1).last)
+    last["best_epoch"] = 2  # the run went on to a better epoch: best.pt is an earlier epoch's (a top/ checkpoint)
+    cv.fold(1).last.unlink()
+    torch.save(last, cv.fold(1).last)
+    with pytest.raises(PipelineError, match=r"it holds epoch 1, not the fold's best epoch 2"):
+        predict(runs=[cv.path], tta="none")
+    last["best_epoch"] = 1
+    cv.fold(1).last.unlink()
+    torch.save(last, cv.fold(1).last)
+    val.unlink()
+    with pytest.raises(PipelineError, match=r"fold-1/val_probabilities.npz: not found; delete .*fold-1 and train it "
+                                            r"again \(the fold: `pipeline train --config .*cv --fold 1 --name cv`\)"):
+        predict(runs=[cv.path], tta="none")
+    val.write_bytes(kept)
+    exported = runner.invoke(app, ["export", "cv"])
+    assert exported.exit_code == 1 and "cv: a cross-validation, not one run; name one of its folds (cv/fold-I)" in \
+        " ".join(exported.output.split())
     labels = pd.read_csv(fetched / "dataset" / "trainLabels.csv")
     labels.loc[:9, "label"] = labels.loc[:9, "label"].iloc[::-1].to_numpy()
     labels.to_csv(fetched / "dataset" / "trainLabels.csv", index=False)

@@ -20,7 +20,9 @@ from rich.console import Console
 
 from pipeline.cache import decode_images
 from pipeline.cli import app
+from pipeline.competition import read_csv_text
 from pipeline.config import TrainConfig
+from pipeline.dataset import channel_stats
 from pipeline.errors import PipelineError
 from pipeline.layout import id_sort_key, load_train_set
 from pipeline.predict import ensemble, predict
@@ -800,3 +802,78 @@ def test_third_hostile_pass_inputs(trained):
     result = runner.invoke(app, ["predict", "--device", "cpu"])
     assert result.exit_code == 1 and "(an unnamed column: a comma at the end of each row?)" in " ".join(result.output.split())
     assert "with no competition.json in" in " ".join(result.output.split())
+
+
+def test_fifth_hostile_pass_inputs(trained):
+    """Copies for the user read back as truth (an edited metrics.csv, a replaced decoded cache), one model twice in an
+    ensemble, keys given twice in competition.json, the test labels named as the training labels with --skip-bad,
+    a checkpoint re-saved without its val digest, and the messages the pass found lacking."""
+    weights, dataset = trained / "weights", trained / "dataset"
+    metrics = weights / "exp" / "metrics.csv"
+    saved = pd.read_csv(metrics)
+    metrics.unlink()  # a hard link to the session's run: replaced, not written through
+    saved.assign(val_acc=0.99, val_score=0.99).to_csv(metrics, index=False)
+    listed = " ".join(runner.invoke(app, ["runs"]).output.split())
+    assert "metrics.csv says best 0.9900 at epoch 1, but best.pt holds epoch" in listed and " 0.99 " not in listed
+    # a decoded test cache replaced by other pixels of its shape is decoded again, never predicted
+    assert runner.invoke(app, ["predict", "--device", "cpu", "--tta", "none"]).exit_code == 0
+    before = np.load(trained / "submissions" / "exp.probs.npy")
+    cache = dataset / ".cache"
+    np.save(cache / "test.npy", np.load(cache / "train.npy")[:len(before)])
+    assert runner.invoke(app, ["predict", "--device", "cpu", "--tta", "none"]).exit_code == 0
+    assert np.array_equal(np.load(trained / "submissions" / "exp.probs.npy"), before)
+    # one model twice in an ensemble: by name, or as a copied file
+    for suffix in (".probs.npy", ".probs.json"):
+        shutil.copyfile(trained / "submissions" / f"exp{suffix}", trained / "submissions" / f"copy{suffix}")
+    for members, message in ((["exp", "exp"], "exp.probs.npy: named twice"),
+                             (["exp", "copy"], "copy.probs.npy: predicted by the same model as")):
+        result = runner.invoke(app, ["ensemble", *members])
+        assert result.exit_code == 1 and message in result.output and "name each model once" in result.output
+    # keys given twice in the description
+    (dataset / "competition.json").write_text('{"metric": "f1_macro", "metric": "accuracy"}')
+    result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--name", "new"])
+    assert result.exit_code == 1 and "competition.json: not readable JSON (metric given twice; keep one)" in result.output
+    # the test set's labels named as the training labels: --skip-bad does not make most of the data go away
+    (dataset / "competition.json").write_text('{"labels_csv": "solution.csv"}')
+    result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--skip-bad", "--name", "new"])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 1 and "That is more problems than usable labeled images (40): --skip-bad leaves out " \
+        "a few bad files, not most of the data. Does" in out and "name the training labels (solution.csv)" in out
+    (dataset / "competition.json").unlink()
+    # a validated checkpoint re-saved without the digest of its val predictions
+    best = weights / "exp" / "best.pt"
+    checkpoint = torch.load(best, weights_only=False)
+    del checkpoint["val_digest"]
+    best.unlink()
+    torch.save(checkpoint, best)
+    with pytest.raises(PipelineError, match=r"best.pt: lacks the digest of its val predictions that every checkpoint of "
+                                            r"pipeline 0.3.0 or later holds \(re-saved by hand\?\)"):
+        Run(weights / "exp").read_val_probabilities()
+    best.unlink()
+    best.write_bytes(b"")
+    result = runner.invoke(app, ["predict", "--device", "cpu"])
+    assert "best.pt: not a readable PyTorch file (an empty file); restore it from a copy, or make it again" \
+        in " ".join(result.output.split())
+    (weights / "exp" / "last.pt").unlink()
+    result = runner.invoke(app, ["train", "--resume", "weights/exp", "--epochs", "9", "--device", "cpu"])
+    assert result.exit_code == 1 and "last.pt: not found, so the run cannot continue from it; restore it" in \
+        " ".join(result.output.split())
+
+
+def test_csvs_in_other_encodings_say_which(project):
+    (project / "bom.csv").write_bytes("id,label\n1,cat\n".encode("utf-16"))
+    with pytest.raises(PipelineError, match=r"bom.csv: is UTF-16 text \(it starts with a byte-order mark\), not UTF-8; "
+                                            r"save it as a UTF-8 CSV"):
+        read_csv_text(project / "bom.csv")
+    (project / "latin.csv").write_bytes("id,label\n1,café\n".encode("latin-1"))
+    with pytest.raises(PipelineError, match=r"latin.csv: not UTF-8 text \(line 2 holds the byte b'\\xe9': saved in another "
+                                            r"encoding, such as Latin-1 or Windows-1252\?\); save it as a UTF-8 CSV"):
+        read_csv_text(project / "latin.csv")
+
+
+def test_a_constant_channel_is_centred_not_divided_by_zero():
+    images = np.zeros((4, 8, 8, 3), np.uint8)
+    images[..., 0] = np.arange(4)[:, None, None] * 60  # red varies; green is 0 and blue 255 throughout
+    images[..., 2] = 255
+    mean, std = channel_stats(images)
+    assert std[1] == std[2] == 1.0 and mean[2] == 1.0 and 0 < std[0] < 1

@@ -162,10 +162,15 @@ def safe_torch_load(path: Path, mmap: bool = False):
                 f"{path}: refused: it holds pickled objects other than tensors ({found.group(1)}), "
                 "and loading it could run code"
             ) from None
-        raise PipelineError(f"{path}: not a readable PyTorch file (corrupt pickle data)") from None
+        raise PipelineError(f"{path}: not a readable PyTorch file (corrupt pickle data); {AGAIN}") from None
     except (RuntimeError, EOFError, ValueError, OSError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise PipelineError(f"{path}: not a readable PyTorch file ({reason})") from None
+        reason = "an empty file" if path.is_file() and path.stat().st_size == 0 else "truncated, or not saved by " \
+            "torch.save" if "zipfile" in str(e) or "central directory" in str(e) else \
+            (str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        raise PipelineError(f"{path}: not a readable PyTorch file ({reason}); {AGAIN}") from None
+
+
+AGAIN = "restore it from a copy, or make it again (a run's checkpoint: train the run again)"
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -106,7 +106,10 @@ def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: 
             try:
                 with Image.open(path) as image:
                     grey, (width, height) = image.mode in GREY_MODES, upright_size(image)
-                    if grey != grey_set and not convert:
+                    if wide_colour_png(path):
+                        problems[image_id] = "is a 16-bit colour PNG, which Pillow reads as its high bytes only " \
+                                             "(8-bit values stored in 16 bits read as black); save it with 8 bits"
+                    elif grey != grey_set and not convert:
                         problems[image_id] = (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
                                               f"{'greyscale' if grey_set else 'colour'} set")
                     elif not fit and (height, width) != size:
@@ -124,6 +127,13 @@ def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: 
                 problems[image_id] = f"not a readable image ({reason})"
     out.flush()
     return problems, converted
+
+
+def wide_colour_png(path: Path) -> bool:
+    """A PNG of 16 bits per colour channel (its header's bit depth and colour type)."""
+    with open(path, "rb") as file:
+        header = file.read(26)
+    return header[:8] == b"\x89PNG\r\n\x1a\n" and len(header) == 26 and header[24] == 16 and header[25] in (2, 6)
 
 
 def _set_shape(folder: Path, ids: list[str], suffix: str, fit: int | None) -> tuple[int, int, int]:

@@ -239,11 +239,11 @@ OPTIONS = (
     Option("pseudo", str, None, TEACH, "Runs or CVs (comma-separated) whose saved test predictions (`pipeline predict "
            "--run SOURCE`) pseudo-label the test images: the confident ones join training.", "SOURCE", optional=True,
            lr_find=False),
-    Option("pseudo_threshold", float, None, TEACH, "Keep the test images whose top probability is at least this (none: "
-           "0.9, unless --pseudo-top).", "P", check=in_range(0, 1, low_ok=False, high_ok=True), optional=True,
+    Option("pseudo_threshold", float, None, TEACH, "Instead of --pseudo-top: keep the test images whose top probability "
+           "is at least this.", "P", check=in_range(0, 1, low_ok=False, high_ok=True), optional=True,
            lr_find=False),
-    Option("pseudo_top", float, None, TEACH, "Instead of a threshold: keep the most confident fraction F of the test "
-           "images predicted as each class (keeps the teacher's class balance).", "F",
+    Option("pseudo_top", float, None, TEACH, "Keep the most confident fraction F of the test images predicted as each "
+           "class, which keeps the teacher's class balance (none: 0.5, unless --pseudo-threshold).", "F",
            check=in_range(0, 1, low_ok=False, high_ok=True), optional=True, lr_find=False),
     Option("pseudo_soft", bool, False, TEACH, "Pseudo-labels as the teacher's probabilities (off: its class).",
            lr_find=False),
@@ -351,6 +351,10 @@ class TrainConfigChecks:
 
     def _check_teaching(self) -> None:
         """--pseudo-* need --pseudo, one confidence rule at most; the targets they make cannot be mixed."""
+        for option in ("pseudo", "teacher"):
+            value = getattr(self, option)
+            if value is not None and not value.replace(",", "").strip():
+                raise PipelineError(f"--{option} {value!r}: name the teacher's runs or cross-validations, comma-separated")
         rules = [f"--{flag(option)}" for option in ("pseudo_threshold", "pseudo_top") if getattr(self, option) is not None]
         if rules and not self.pseudo:
             raise PipelineError(f"{rules[0]} is --pseudo's confidence rule: pass --pseudo SOURCE too")

@@ -2,7 +2,8 @@
 validated on its fold of a seeded stratified K-fold split); `--fold I` trains one fold alone, so folds can run on
 separate machines and be gathered in one folder. Once every fold has finished, their out-of-fold (OOF) predictions
 become the CV folder's oof.npz and its summary: per fold and OOF, the runs' metric, accuracy, macro-F1 and log loss,
-mean ± std."""
+mean ± std; and its label_issues.csv: the labeled images whose label is likely wrong, by confident learning over
+every labeled image's out-of-fold probabilities."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -14,10 +15,11 @@ from pipeline.competition import read_competition
 from pipeline.config import OPTIONS_FORMAT, TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.metrics import METRIC_LABELS
-from pipeline.dataset import training_arrays
-from pipeline.run import CrossValidation, claimed_cv, shared_options
+from pipeline.dataset import TrainArrays, training_arrays
+from pipeline.figures import ValPredictions, label_issues
+from pipeline.run import CrossValidation, abandoned, claimed_cv, shared_options
 from pipeline.train import train
-from pipeline.workspace import dataset_dir, weights_dir
+from pipeline.workspace import atomic_path, dataset_dir, weights_dir
 
 
 def cv_plan(config: TrainConfig) -> dict:
@@ -38,7 +40,7 @@ def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root
         labeled = None  # the digest of the labeled set now, once a trained fold is there to compare
         for fold in range(config.folds) if config.fold is None else [config.fold]:
             run = cv.fold(fold)
-            if run.looks_like_run():
+            if run.looks_like_run() and not abandoned(run):  # one whose process died setting it up is trained anew
                 problem = cv.fold_problem(fold, plan)
                 if problem:
                     raise PipelineError(f"{problem}; then train the CV again to gather it")
@@ -55,7 +57,24 @@ def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root
     if summary is None:
         done = cv.finished_folds()
         console.print(f"{cv.path}: {done} of {config.folds} folds finished; the out-of-fold summary comes once all have")
+    else:
+        write_label_issues(cv, training_arrays(dataset_root, config.skip_bad, config.limit, console), console)
     return cv, summary
+
+
+def write_label_issues(cv: CrossValidation, data: TrainArrays, console: Console) -> None:
+    """The CV's label_issues.csv: every labeled image's out-of-fold probabilities through confident learning (a
+    run alone sees only its val images; a CV sees them all). Said in a line; skipped where cleanlab cannot tell."""
+    (indices, targets, probabilities), _ = cv.gathered()
+    issues = label_issues(ValPredictions(data.classes, targets, probabilities.argmax(1), probabilities, indices),
+                          data.ids)
+    cv.label_issues.unlink(missing_ok=True)  # an earlier gathering's
+    if issues is None:
+        return
+    with atomic_path(cv.label_issues) as tmp:
+        issues.to_csv(tmp, index=False)
+    console.print(f"{len(issues)} of {len(indices)} labels likely wrong (confident learning over the out-of-fold "
+                  f"probabilities, most suspect first): {cv.label_issues}")
 
 
 def check_plan_fits_folds(cv: CrossValidation, plan: dict) -> None:

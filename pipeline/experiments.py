@@ -57,7 +57,7 @@ def describe_run(run: Run) -> dict:
     row: dict = {column: None for column in COLUMNS} | {"run": run.name}
     problems = []
     try:
-        config = run.read_config()
+        config = run.checked_config()
     except PipelineError as e:
         config, problems = None, [str(e).split(": ", 1)[1]]
     if config is not None:
@@ -67,15 +67,17 @@ def describe_run(run: Run) -> dict:
                    recipe=options.recipe, taught=_taught(options, config.split), optimizer=options.optimizer,
                    lr=options.lr, schedule=_schedule(options), epochs_planned=options.epochs)
     try:
-        summary = summarize_metrics(run.read_metrics(), config.metric if config else "accuracy")
+        metrics = run.read_metrics()
+        summary = summarize_metrics(metrics, config.metric if config else "accuracy")
     except PipelineError as e:
         summary = None
         if run.has_metrics() or run_status(run, 0, None) != "crashed":  # crashed before an epoch: nothing more to say
             problems.append(str(e).split(": ", 1)[1].split(" (")[0])
-    disagreement = _best_disagrees(run, summary) if summary is not None and summary.best_score is not None else None
+    disagreement = _log_disagrees(run, metrics, summary) if summary is not None else None
     if disagreement:
         problems.append(disagreement)
-        summary = replace(summary, best_score=None, best_epoch=None, val_acc=None, val_f1=None)
+        summary = replace(summary, best_score=None, best_epoch=None, val_acc=None, val_f1=None, wall_s=None,
+                          images_per_s=None)
     if summary is not None:
         row.update(epochs=summary.epochs, wall_s=_rounded(summary.wall_s, 1), images_per_s=_rounded(summary.images_per_s, 1),
                    metric=summary.metric if summary.best_score is not None else None,
@@ -86,21 +88,31 @@ def describe_run(run: Run) -> dict:
     return row
 
 
-def _best_disagrees(run: Run, summary: MetricsSummary) -> str | None:
-    """What metrics.csv (a log for the user) says of the best epoch against what best.pt records of itself; None when
-    they agree or there is no best.pt to ask."""
-    if not run.best.is_file():
-        return None
-    try:
-        checkpoint = load_checkpoint(run.best, mmap=True)
-    except PipelineError as e:
-        return str(e).split(": ", 1)[1]
-    epoch, score = checkpoint.get("epoch"), checkpoint.get("best_score")
-    if not isinstance(score, (int, float)) or (epoch == summary.best_epoch and math.isclose(
-            score, summary.best_score, rel_tol=1e-6, abs_tol=1e-9)):
-        return None
-    return (f"metrics.csv says best {summary.best_score:.4f} at epoch {summary.best_epoch}, but best.pt holds epoch "
-            f"{epoch} at {score:.4f} (metrics.csv edited?)")
+def _log_disagrees(run: Run, metrics: pd.DataFrame, summary: MetricsSummary) -> str | None:
+    """What metrics.csv (a log for the user) says against what the checkpoints record of their own epochs: best.pt's
+    row and score, last.pt's row and epoch (the last logged); None when they agree, or no checkpoint is there."""
+    for path, epoch in ((run.best, summary.best_epoch if summary.best_score is not None else None),
+                        (run.last, int(metrics["epoch"].max()))):
+        if epoch is None or not path.is_file():
+            continue
+        try:
+            checkpoint = load_checkpoint(path, mmap=True)
+        except PipelineError as e:
+            return str(e).split(": ", 1)[1]
+        if checkpoint.get("epoch") != epoch:
+            return f"metrics.csv names epoch {epoch}, but {path.name} holds epoch {checkpoint.get('epoch')} " \
+                   "(metrics.csv edited?)"
+        saved, logged = checkpoint.get("metrics") or {}, metrics[metrics["epoch"] == epoch].iloc[-1]
+        differ = [key for key, value in saved.items() if isinstance(value, (int, float)) and key in logged.index
+                  and not _same_number(float(logged[key]), float(value))]
+        if differ:
+            return f"metrics.csv's epoch {epoch} says {differ[0]} {float(logged[differ[0]]):.4g}, but {path.name} " \
+                   f"recorded {saved[differ[0]]:.4g} (metrics.csv edited?)"
+    return None
+
+
+def _same_number(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
 
 
 def _taught(options: TrainConfig, split: dict) -> str:

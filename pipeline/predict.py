@@ -28,7 +28,7 @@ from pipeline.infer import TTA_VIEWS, load_model, view_weights
 from pipeline.competition import read_competition
 from pipeline.layout import check_test, dataset_classes, id_sort_key
 from pipeline.run import (CrossValidation, Run, RunConfig, checkpoint_key, checkpoint_label, latest_best_checkpoint,
-                          load_checkpoint, resolve_run)
+                          load_checkpoint, resolve_run, written_since_digests)
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.metrics import METRIC_LABELS
 from pipeline.submission import (check_solution, class_histogram, score_submission, scoring_metric, submission_values,
@@ -74,19 +74,26 @@ def ids_key(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
+def array_key(array: np.ndarray) -> str:
+    """A digest of a saved probability array's values, kept in its .json: the array must be the one it describes."""
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+
+
 def save_probabilities(path: Path, probabilities: np.ndarray, meta: dict) -> None:
+    saved = probabilities.astype(np.float16)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.save(f, probabilities.astype(np.float16))
-    write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
+            np.save(f, saved)
+    write_text_atomic(path.with_suffix(".json"), json.dumps({**meta, "array_key": array_key(saved)}, indent=2) + "\n")
 
 
 def check_source(path: Path, meta: dict, expected: Path | None) -> None:
     """The checkpoint a prediction was made by: `expected` (when given), unchanged since, with its classes."""
     source = Path(str(meta.get("checkpoint", "")))
     if expected is not None and source.resolve() != expected.resolve():
+        owner = expected.parent.parent if CrossValidation(expected.parent.parent).is_cv() else expected.parent
         raise PipelineError(f"{path}: predicted by {source}, not {expected}; predict with it again "
-                            f"(`pipeline predict --run {expected.parent.parent.name}`)")
+                            f"(`pipeline predict --run {owner.name}`)")
     if not source.is_file():  # moved or deleted since: what it predicted stands
         return
     if meta.get("checkpoint_key", checkpoint_key(source)) != checkpoint_key(source):
@@ -110,9 +117,15 @@ def load_probabilities(path: Path, ids: list[str], images_key: str,
     except (ValueError, UnicodeDecodeError) as e:
         raise PipelineError(f"{meta_path}: not the metadata `pipeline predict` writes ({e}); predict again") from None
     try:
-        probabilities = np.load(path, allow_pickle=False).astype(np.float32)
+        saved = np.load(path, allow_pickle=False)
     except (ValueError, EOFError, OSError) as e:  # EOFError: an empty file
         raise PipelineError(f"{path}: not a readable .npy file ({e})") from None
+    source = Path(str(meta.get("checkpoint", "")))
+    keyed = "array_key" in meta or (source.is_file() and written_since_digests(load_checkpoint(source, mmap=True)))
+    if keyed and meta.get("array_key") != array_key(saved):  # files from before the key: as they are
+        raise PipelineError(f"{path}: not the array {meta_path.name} describes (replaced or edited since it was "
+                            "saved); predict again")
+    probabilities = saved.astype(np.float32)
     if probabilities.shape != (len(ids), len(meta["classes"])) and meta.get("ids") == ids_key(ids):
         raise PipelineError(f"{path}: holds an array of shape {probabilities.shape}, not one row per test image "
                             f"({len(ids)}) and a column per class ({len(meta['classes'])}); predict again")

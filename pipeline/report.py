@@ -28,6 +28,10 @@ def val_predictions(run: Run, config: RunConfig, dataset_root: Path, device: str
     data = training_arrays(dataset_root, options.skip_bad, options.limit, console)
     if data.classes != config.classes:
         raise PipelineError(f"{dataset_root}: its classes differ from those {run.best} was trained on")
+    if config.labeled_ids and data.labeled_ids != config.labeled_ids:
+        raise PipelineError(f"{dataset_root}: its labeled images are not those {run.path} was trained on (images or "
+                            "labels changed since), so its val split would be other images; restore them to redraw "
+                            "the report (the files drawn when it trained are as they were)")
     _, val_idx = run_split(data.targets, options.val_fraction, options.seed, False, None, options.folds, options.fold)
     log_probs = infer(model, data.images[val_idx], config.inputs, "none", runtime,
                       default_batch_size(runtime.device), console, len(config.classes))

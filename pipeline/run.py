@@ -39,7 +39,8 @@ import pandas as pd
 import torch
 
 from pipeline.competition import strict_csv
-from pipeline.config import FOLDS_RANGE, OPTION, OPTIONS_FORMAT, checked_options, TrainConfig, saved_config, upgraded_options
+from pipeline.config import (FOLDS_RANGE, OPTION, OPTIONS_FORMAT, RESUME_OVERRIDES, checked_options, TrainConfig,
+                             saved_config, upgraded_options)
 from pipeline.errors import PipelineError
 from pipeline.metrics import HIGHER_IS_BETTER, better, scores
 from pipeline.workspace import atomic_path, link_atomic, weights_dir, write_failure, write_text_atomic
@@ -207,6 +208,20 @@ class Run:
                                 "and train it again") from None
         return RunConfig.from_dict(saved, self._config)
 
+    def checked_config(self) -> RunConfig:
+        """config.json, whose options (but those --resume may change) must be those its last checkpoint records."""
+        config = self.read_config()
+        if self.last.is_file():
+            saved = RunConfig.of_checkpoint(load_checkpoint(self.last, mmap=True), self.last).options
+            differ = [key for key in asdict(config.options) if key not in RESUME_OVERRIDES
+                      and getattr(config.options, key) != getattr(saved, key)]
+            if differ:
+                key = differ[0]
+                raise PipelineError(f"{self._config}: says --{key.replace('_', '-')} {getattr(config.options, key)}, "
+                                    f"but {self.last.name} was trained with {getattr(saved, key)} (edited by hand?); "
+                                    "restore it")
+        return config
+
     def write_config(self, config: RunConfig) -> None:
         write_text_atomic(self._config, json.dumps(config.to_dict(), indent=2) + "\n")
 
@@ -244,11 +259,31 @@ class Run:
             pd.DataFrame(rows, columns=list(METRIC_COLUMNS)).to_csv(tmp, index=False)
 
     def read_status(self) -> dict | None:
+        """The saved status; a `finished` that does not name the last checkpoint it finished with (written since
+        DIGEST_SINCE) reads as failed."""
         try:
             status = json.loads(self._status.read_text())
-            return status if isinstance(status, dict) and status.get("state") in STATES else None
         except (OSError, ValueError):
             return None
+        if not isinstance(status, dict) or status.get("state") not in STATES:
+            return None
+        if status["state"] == "finished" and status.get("last") != self._last_key():
+            return {**status, "state": "failed", "error": f"{self._status.name} says finished, but {self.last.name} is "
+                                                          "not the checkpoint the run finished with (edited?)"}
+        return status
+
+    def _last_key(self) -> str | None:
+        """The key a finished status must name: last.pt's, for runs written since digests (else None: not kept)."""
+        if not self.last.is_file():
+            return None
+        try:
+            return checkpoint_key(self.last) if written_since_digests(load_checkpoint(self.last, mmap=True)) else None
+        except PipelineError:
+            return None
+
+    def mark_finished(self) -> None:
+        """Status finished, naming the last checkpoint it finished with."""
+        self.set_status("finished", last=self._last_key())
 
     def training_pid(self) -> int | None:
         """The process training this run on this machine now, if one is (status running, process alive)."""
@@ -329,13 +364,18 @@ def checkpoint_key(path: Path) -> str:
 DIGEST_SINCE = (0, 3, 0)  # the first version whose validated checkpoints record val_digest
 
 
+def written_since_digests(checkpoint: dict) -> bool:
+    """Whether a checkpoint was written by a pipeline whose files record digests of what they hold (DIGEST_SINCE)."""
+    config = checkpoint.get("config") if isinstance(checkpoint.get("config"), dict) else {}
+    version = str((config.get("versions") or {}).get("pipeline", "0"))
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3]) >= DIGEST_SINCE
+
+
 def records_val_digest(checkpoint: dict) -> bool:
     """Whether a checkpoint was written by a pipeline that records the digest of its epoch's val predictions (and it
     had a val split)."""
     config = checkpoint.get("config") if isinstance(checkpoint.get("config"), dict) else {}
-    version = str((config.get("versions") or {}).get("pipeline", "0"))
-    numbers = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
-    return numbers >= DIGEST_SINCE and bool((config.get("split") or {}).get("val_images"))
+    return written_since_digests(checkpoint) and bool((config.get("split") or {}).get("val_images"))
 
 
 def predictions_digest(indices: np.ndarray, targets: np.ndarray, probabilities: np.ndarray) -> str:
@@ -375,12 +415,13 @@ def read_predictions(path: Path, missing: str, with_source: bool = False) -> tup
 class CrossValidation:
     """A cross-validation folder under weights/: cv.json (the number of folds and the options every fold shares), a
     run per fold (fold-<i>/), and, once every fold has finished, oof.npz (each labeled image's probabilities from the
-    fold model that did not train on it) and cv_summary.json."""
+    fold model that did not train on it), cv_summary.json and label_issues.csv (the labeled images whose label is
+    likely wrong, by confident learning over oof.npz)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.name = self.path.name
-        self.oof = self.path / "oof.npz"
+        self.oof, self.label_issues = self.path / "oof.npz", self.path / "label_issues.csv"
         self._plan, self._summary = self.path / "cv.json", self.path / "cv_summary.json"
 
     def is_cv(self) -> bool:
@@ -613,11 +654,15 @@ def process_alive(pid: int) -> bool:
 
 
 def claim_run(weights_root: Path, name: str | None) -> Run:
-    """Create weights/<name>, or the first free of exp, exp2, exp3, …"""
+    """Create weights/<name>, or the first free of exp, exp2, exp3, …, marked running by this process at once (a
+    folder whose process died before it wrote anything else is taken again)."""
     candidates = [name] if name else ("exp" if k == 1 else f"exp{k}" for k in itertools.count(1))
     for candidate in candidates:
         try:
+            if abandoned(Run(weights_root / candidate)):
+                shutil.rmtree(weights_root / candidate)
             (weights_root / candidate).mkdir(parents=True)
+            Run(weights_root / candidate).set_status("running")
             return Run(weights_root / candidate)
         except FileExistsError:
             if name:
@@ -632,6 +677,15 @@ def claim_run(weights_root: Path, name: str | None) -> Run:
             raise PipelineError(f"{weights_root}: cannot create a run folder in it ({e.strerror}); train from a "
                                 "folder you can write") from None
     raise AssertionError("unreachable")
+
+
+def abandoned(run: Run) -> bool:
+    """A run folder holding nothing but the status of a process of this machine that died while setting it up."""
+    if not run.path.is_dir() or {entry.name for entry in run.path.iterdir()} != {"status.json"}:
+        return False
+    status = run.read_status() or {}
+    return status.get("state") == "running" and status.get("host") == socket.gethostname() and \
+        isinstance(status.get("pid"), int) and not process_alive(status["pid"])
 
 
 def resolve_run(name: Path, weights_root: Path | None = None) -> Path:
@@ -659,7 +713,7 @@ def past_run_options(path: Path) -> dict:
     if CrossValidation(folder).is_cv():
         return {option: value for option, value in CrossValidation(folder).read_plan().items() if option != "format"}
     run = Run(folder)
-    return {option: value for option, value in asdict(run.read_config().options).items() if option != "name"}
+    return {option: value for option, value in asdict(run.checked_config().options).items() if option != "name"}
 
 
 def latest_best_checkpoint(weights_root: Path) -> tuple[Path, str]:

@@ -1,7 +1,7 @@
 """Learning from a teacher: pseudo-labels and distillation.
 
-`--pseudo SOURCE`: the test images the teacher is confident about (max probability ≥ --pseudo-threshold, or, with
---pseudo-top F, the most confident fraction F of each class it predicts, which keeps its class balance) join the
+`--pseudo SOURCE`: the test images the teacher is confident about (the most confident fraction --pseudo-top F of each
+class it predicts, 0.5 by default, which keeps its class balance; or max probability ≥ --pseudo-threshold) join the
 training images, with the teacher's class (or, --pseudo-soft, its probabilities) as their target and
 --pseudo-weight as their weight in the loss. The teacher's test probabilities are those `pipeline predict --run
 SOURCE` saved, checked fresh (of the same checkpoints and test images).
@@ -40,7 +40,8 @@ from pipeline.run import RunConfig, checkpoint_label, load_checkpoint
 from pipeline.runtime import Runtime
 from pipeline.workspace import submissions_dir
 
-DEFAULT_THRESHOLD = 0.9  # --pseudo's confidence rule when neither --pseudo-threshold nor --pseudo-top is given
+DEFAULT_TOP = 0.5  # --pseudo's confidence rule when neither --pseudo-threshold nor --pseudo-top is given: a share of
+# each class, which a label-smoothed teacher (whose top probability stays below 0.9) passes as well as any
 
 
 @dataclass(frozen=True)
@@ -51,14 +52,17 @@ class Teaching:
     key: str  # a digest of the targets: a resumed run must be taught alike
 
 
-def teacher_checkpoints(source: str, weights_root: Path | None = None) -> dict[str, list[Path]]:
+def teacher_checkpoints(source: str, flag: str, weights_root: Path | None = None) -> dict[str, list[Path]]:
     """Each run or CV SOURCE names (comma-separated) with its checkpoints (a run's best.pt, a CV's folds')."""
     from pipeline.predict import run_checkpoints
 
     names = [name.strip() for name in source.split(",") if name.strip()]
     if not names:
-        raise PipelineError(f"{source!r}: name the teacher's runs or cross-validations, comma-separated")
-    return {name: run_checkpoints(Path(name), weights_root) for name in names}
+        raise PipelineError(f"{flag} {source!r}: name the teacher's runs or cross-validations, comma-separated")
+    try:
+        return {name: run_checkpoints(Path(name), weights_root) for name in names}
+    except PipelineError as e:
+        raise PipelineError(f"{flag} {source} (the teacher): {e}; train it, or name another") from None
 
 
 def trained_on(config: RunConfig, data: TrainArrays) -> np.ndarray | None:
@@ -69,6 +73,19 @@ def trained_on(config: RunConfig, data: TrainArrays) -> np.ndarray | None:
     options = config.options
     return run_split(data.targets, options.val_fraction, options.seed, options.full, data.classes, options.folds,
                      options.fold)[0]
+
+
+def seen_val_images(weights: str | None, data: TrainArrays, val_idx: np.ndarray) -> int:
+    """How many of the val images a pipeline checkpoint given as --pretrained trained on (0 for other weights)."""
+    path = Path(weights or "")
+    if not weights or not len(val_idx) or path.suffix != ".pt" or not path.is_file():
+        return 0
+    try:
+        config = RunConfig.of_checkpoint(load_checkpoint(path, mmap=True), path)
+    except PipelineError:  # not a pipeline checkpoint: weights of elsewhere
+        return 0
+    seen = trained_on(config, data)
+    return int(np.isin(val_idx, seen).sum()) if seen is not None else 0
 
 
 def clean_teachers(members: dict[str, list[Path]], data: TrainArrays, val_idx: np.ndarray, flag: str) -> list[Path]:
@@ -143,7 +160,7 @@ def taught(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray, np.n
         return None
     train_idx, val_idx = split
     images, labels = data.images[train_idx], np.eye(len(data.classes), dtype=np.float32)[data.targets[train_idx]]
-    teacher_members = teacher_checkpoints(config.teacher) if config.teacher else {}
+    teacher_members = teacher_checkpoints(config.teacher, "--teacher") if config.teacher else {}
     teachers = clean_teachers(teacher_members, data, val_idx, "--teacher") if config.teacher else []
     teacher = teacher_probabilities(teachers, images, runtime, console) if teachers else np.zeros_like(labels)
     weights = np.ones(len(images), np.float32)
@@ -171,11 +188,15 @@ def pseudo_labeled(config: TrainConfig, data: TrainArrays, val_idx: np.ndarray, 
     """The test images that pass --pseudo's confidence rule: their images, label distributions, the --teacher's
     distributions (its saved test probabilities; zeros without one) and weights."""
     ids = sorted(check_test(dataset_root), key=id_sort_key)
-    members = teacher_checkpoints(config.pseudo)
+    members = teacher_checkpoints(config.pseudo, "--pseudo")
     probabilities = test_probabilities(members, clean_teachers(members, data, val_idx, "--pseudo"), dataset_root, ids,
                                        "--pseudo").astype(np.float32)
-    chosen = confident(probabilities, config.pseudo_threshold or (None if config.pseudo_top else DEFAULT_THRESHOLD),
-                       config.pseudo_top)
+    top = config.pseudo_top or (None if config.pseudo_threshold else DEFAULT_TOP)
+    chosen = confident(probabilities, config.pseudo_threshold, top)
+    if not len(chosen):
+        raise PipelineError(f"--pseudo-threshold {config.pseudo_threshold:g} keeps none of the {len(ids)} test images "
+                            f"(the teacher's highest probability is {probabilities.max():.3f}); lower it, or keep a "
+                            "share of each class with --pseudo-top F")
     test_images = cached_test_images(dataset_root, ids, console)[1]
     if test_images.shape[1:] != shape:
         raise PipelineError(f"{dataset_root}: its test images are {test_images.shape[1:]}, its training images {shape}; "

@@ -53,7 +53,7 @@ from pipeline.precision import choose, installed_version, training_trial
 from pipeline.run import (CheckpointSaver, CrossValidation, Run, RunConfig, claim_run, inference_weights, load_checkpoint,
                           predictions_digest, resolve_run, summarize_metrics)
 from pipeline.runtime import Runtime, resolve_runtime
-from pipeline.teach import Teaching, TaughtLoss, taught
+from pipeline.teach import Teaching, TaughtLoss, seen_val_images, taught
 from pipeline.workspace import created_folder, dataset_dir, weights_dir
 
 
@@ -168,6 +168,9 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
     training = run.training_pid()
     if training is not None:
         raise PipelineError(f"{run.path}: still training (process {training}); resume it once that stops")
+    if not run.last.is_file() and not run.looks_like_run():
+        raise PipelineError(f"{run.path}: not a run folder (no config.json, no last.pt): nothing to resume; train a new "
+                            "run with `pipeline train`")
     if not run.last.is_file():
         raise PipelineError(f"{run.last}: not found, so the run cannot continue from it; restore it from a copy, or "
                             f"start a new run (`pipeline train --config {run.path}`; its best.pt can still predict)")
@@ -403,6 +406,10 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
         raise PipelineError(f"{dataset_root}: the val split holds one class only, which {config.metric} cannot score; "
                             "use more images (raise or drop --limit) or another --metric")
     teaching = taught(config, data, (train_idx, val_idx), dataset_root, runtime, console)
+    if checkpoint is None and (seen := seen_val_images(config.pretrained, data, val_idx)):
+        console.print(f"[yellow]note[/yellow]: --pretrained {config.pretrained} trained on {seen} of this run's "
+                      f"{len(val_idx)} val images, so its val scores will flatter it; start from weights that never "
+                      "saw them (a run of this --seed and --val-fraction), or judge it on held-out images")
     run_config = _run_config(config, data, (train_idx, val_idx), dataset_root, runtime, saved, teaching)
     mean, std = tuple(run_config.mean), tuple(run_config.std)
     own_val = val_idx[where.rank::where.world]  # each rank scores its share; the metrics are reduced over all
@@ -645,7 +652,7 @@ def _finish(ctx: TrainContext, best_predictions: ValPredictions | None) -> Train
         if best_predictions is not None:  # out-of-fold predictions, for cross-validation and blending
             run.write_val_probabilities(best_predictions.indices, best_predictions.actual, best_predictions.probabilities)
         written = draw_report(run, best_predictions, ctx.labeled, explainer(run.best, ctx.runtime.device))
-        run.set_status("finished")
+        run.mark_finished()
         console.print(f"report: {', '.join(str(path) for path in written)}")
     return TrainResult(run.path, ctx.run_config.metric, None if ctx.val_images is None else best_score, best_epoch,
                        checksum, averaged_score)

@@ -1,5 +1,6 @@
 """Cross-validation: the fold split, fold runs in one CV folder, gathered out-of-fold predictions and summary,
 folds trained apart and gathered, and the fold ensemble in predict."""
+import importlib.util
 import json
 import re
 import shutil
@@ -62,6 +63,11 @@ def test_cv_trains_every_fold_and_gathers_out_of_fold_predictions(fetched):
         metrics = pd.read_csv(cv.fold(i).path / "metrics.csv")
         assert fold["accuracy"] == pytest.approx(metrics["val_acc"].max())  # each fold's best checkpoint
     assert summary["mean"]["accuracy"] == pytest.approx(np.mean([f["accuracy"] for f in summary["per_fold"]]))
+    if importlib.util.find_spec("cleanlab"):  # an optional dependency (Kaggle's image lacks it)
+        issues = pd.read_csv(cv.path / "label_issues.csv", dtype={"id": str})
+        assert list(issues.columns) == ["id", "given", "suggested", "given_probability", "suggested_probability"]
+        labels = pd.read_csv(fetched / "dataset" / "trainLabels.csv", dtype={"id": str}).set_index("id")["label"]
+        assert (issues["given"] == labels[issues["id"]].to_numpy()).all()
     assert CrossValidation(cv.path).gathered()[1] == summary
     assert json.loads((cv.path / "cv_summary.json").read_text()) == summary  # the copy for the user
     assert all(np.array_equal(np.load(cv.oof)[name], saved)

@@ -226,7 +226,8 @@ def test_untrusted_and_broken_checkpoints_are_refused(fetched):
     (fetched / "weights" / "empty").mkdir()
     assert "weights/empty: no best.pt" in runner.invoke(app, ["predict", "--run", "weights/empty"]).output
     resumed = runner.invoke(app, ["train", "--resume", "weights/empty"])
-    assert resumed.exit_code == 1 and "last.pt: checkpoint not found" in resumed.output
+    assert resumed.exit_code == 1 and "weights/empty: not a run folder (no config.json, no last.pt): nothing to " \
+        "resume" in " ".join(resumed.output.split())
 
 
 # --- crashes, full and read-only disks ----------------------------------------------------------------

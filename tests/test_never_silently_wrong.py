@@ -877,3 +877,88 @@ def test_a_constant_channel_is_centred_not_divided_by_zero():
     images[..., 2] = 255
     mean, std = channel_stats(images)
     assert std[1] == std[2] == 1.0 and mean[2] == 1.0 and 0 < std[0] < 1
+
+
+def sixteen_bit_rgb_png(pixels: np.ndarray) -> bytes:
+    """A PNG of 16 bits per channel (colour type 2) holding `pixels` (H, W, 3), which Pillow cannot write."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width = pixels.shape[:2]
+    rows = b"".join(b"\x00" + pixels[y].astype(">u2").tobytes() for y in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def replaced(path: Path, text: str) -> None:
+    """Write `text` to a new file at `path` (the session run's files are hard links: never written through)."""
+    path.unlink()
+    path.write_text(text)
+
+
+def test_sixth_hostile_pass_inputs(trained):
+    """Forged copies of a run's own records (a saved prediction's array, metrics.csv rows, config.json, status.json),
+    a 16-bit colour PNG, a report redrawn on changed labels, --pretrained weights that saw the val images, a folder
+    left by a process killed while setting it up, and a CSV separated by semicolons."""
+    from tests.fixtures import dead_pid
+
+    weights, dataset, submissions = trained / "weights", trained / "dataset", trained / "submissions"
+    run = weights / "exp"
+    assert runner.invoke(app, ["predict", "--device", "cpu", "--tta", "none"]).exit_code == 0
+    np.save(submissions / "exp.probs.npy", np.load(submissions / "exp.probs.npy")[::-1])  # another model's rows
+    result = runner.invoke(app, ["ensemble", "exp"])
+    assert result.exit_code == 1 and "exp.probs.npy: not the array exp.probs.json describes" in result.output
+    metrics = run / "metrics.csv"
+    logged = metrics.read_text()
+    rows = pd.read_csv(metrics)
+    replaced(metrics, rows.assign(val_f1=0.99).to_csv(index=False))
+    assert "metrics.csv's epoch" in runner.invoke(app, ["runs"]).output
+    replaced(metrics, pd.concat([rows, rows.tail(1).assign(epoch=rows["epoch"].max() + 1)]).to_csv(index=False))
+    listed = " ".join(runner.invoke(app, ["runs"]).output.split())
+    assert f"metrics.csv names epoch {rows['epoch'].max() + 1}, but last.pt holds epoch" in listed
+    replaced(metrics, logged)
+    config = run / "config.json"
+    saved = config.read_text()
+    replaced(config, saved.replace('"lr": 0.02', '"lr": 0.5'))
+    assert "says --lr 0.5, but last.pt was trained with 0.02 (edited by hand?)" in \
+        " ".join(runner.invoke(app, ["runs"]).output.split())
+    result = runner.invoke(app, ["train", "--config", "weights/exp", "--name", "again"])
+    assert result.exit_code == 1 and "says --lr 0.5" in result.output
+    replaced(config, saved)
+    status = run / "status.json"
+    replaced(status, json.dumps({"state": "finished"}))
+    assert Run(run).read_status()["state"] == "failed"
+    # a 16-bit colour PNG reads as its high bytes in Pillow: refused, not predicted as black
+    pixels = np.asarray(Image.open(dataset / "test" / "3.png").convert("RGB"), np.uint16)
+    (dataset / "test" / "3.png").write_bytes(sixteen_bit_rgb_png(pixels))
+    result = runner.invoke(app, ["predict", "--device", "cpu"])
+    assert result.exit_code == 1 and "3.png: is a 16-bit colour PNG, which Pillow reads as its high bytes only" in \
+        " ".join(result.output.split())
+    (dataset / "test" / "3.png").unlink()
+    Image.fromarray(pixels.astype(np.uint8)).save(dataset / "test" / "3.png")
+    # a report redrawn after the labels changed would be of other images
+    labels = pd.read_csv(dataset / "trainLabels.csv")
+    labels.loc[:9, "label"] = labels.loc[:9, "label"].iloc[::-1].to_numpy()
+    labels.to_csv(dataset / "trainLabels.csv", index=False)
+    result = runner.invoke(app, ["report", "exp", "--device", "cpu"])
+    assert result.exit_code == 1 and "its labeled images are not those" in " ".join(result.output.split())
+    labels.loc[:9, "label"] = labels.loc[:9, "label"].iloc[::-1].to_numpy()
+    labels.to_csv(dataset / "trainLabels.csv", index=False)
+    # weights that trained on this run's val images are said to flatter its val score
+    result = runner.invoke(app, ["train", "--epochs", "1", "--batch-size", "32", "--workers", "0", "--device", "cpu",
+                                 "--recipe", "seed", "--seed", "7", "--pretrained", "weights/exp/best.pt",
+                                 "--name", "warm"])
+    assert result.exit_code == 0 and "trained on" in result.output and "so its val scores will flatter it" in \
+        " ".join(result.output.split()), result.output
+    # a folder left by a process killed while setting it up is taken again
+    (weights / "killed").mkdir()
+    Run(weights / "killed").set_status("running", pid=dead_pid())
+    result = runner.invoke(app, ["train", "--epochs", "1", "--batch-size", "32", "--workers", "0", "--device", "cpu",
+                                 "--recipe", "seed", "--name", "killed"])
+    assert result.exit_code == 0, result.output
+    (dataset / "trainLabels.csv").write_text("id;label\n1;cat\n")
+    result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--name", "semi"])
+    assert "its fields are separated by semicolons: save it with commas" in " ".join(result.output.split())

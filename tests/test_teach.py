@@ -61,6 +61,8 @@ def test_the_taught_loss_mixes_weighted_cross_entropy_and_softened_kl():
     (dict(teacher="t", distill_alpha=1.5), r"--distill-alpha 1.5: must be a finite number in \[0, 1\]"),
     (dict(teacher="t", distill_temperature=0.0), r"--distill-temperature 0: must be a finite number > 0"),
     (dict(teacher="t", aug="crop-flip", mixup=0.2), "--teacher and --mixup cannot be combined yet"),
+    (dict(pseudo=""), r"--pseudo '': name the teacher's runs or cross-validations, comma-separated"),
+    (dict(teacher=" , "), r"--teacher ' , ': name the teacher's runs"),
 ])
 def test_bad_teaching_options(options, message):
     with pytest.raises(PipelineError, match=message):
@@ -70,7 +72,7 @@ def test_bad_teaching_options(options, message):
 def test_a_cv_teaches_a_cv_of_its_folds_fold_by_fold_and_never_a_student_that_validates_on_its_training_images(fetched):
     teacher, _ = train_cv(TrainConfig(epochs=1, folds=2, name="teacher", **QUICK))
     data = training_arrays(fetched / "dataset")
-    members = teacher_checkpoints("teacher")
+    members = teacher_checkpoints("teacher", "--teacher")
     for fold in (0, 1):
         val_idx = run_split(data.targets, 0.2, 42, False, data.classes, 2, fold)[1]
         assert clean_teachers(members, data, val_idx, "--teacher") == [teacher.fold(fold).best]
@@ -89,10 +91,13 @@ def test_a_cv_teaches_a_cv_of_its_folds_fold_by_fold_and_never_a_student_that_va
 
 def test_pseudo_labels_and_a_teacher_from_the_command_line(fetched):
     quick = ["--epochs", "2", "--batch-size", "32", "--workers", "0", "--lr", "0.02", "--device", "cpu", "--recipe", "seed"]
-    assert runner.invoke(app, ["train", *quick, "--name", "t"]).exit_code == 0
+    assert runner.invoke(app, ["train", *quick, "--name", "t", "--label-smoothing", "0.5"]).exit_code == 0  # top < 0.9
     missing = runner.invoke(app, ["train", *quick, "--name", "s", "--pseudo", "t"])
     assert missing.exit_code == 1 and "--pseudo t: " in missing.output and "pipeline predict --run t" in missing.output
     assert runner.invoke(app, ["predict", "--run", "t", "--device", "cpu", "--tta", "none"]).exit_code == 0
+    none = runner.invoke(app, ["train", *quick, "--name", "s", "--pseudo", "t", "--pseudo-threshold", "0.95"])
+    assert none.exit_code == 1 and "--pseudo-threshold 0.95 keeps none of the 40 test images" in \
+        " ".join(none.output.split()), none.output
     student = runner.invoke(app, ["train", *quick, "--name", "s", "--pseudo", "t", "--pseudo-threshold", "0.25",
                                   "--pseudo-soft", "--pseudo-weight", "0.5", "--teacher", "t",
                                   "--distill-temperature", "3"])

@@ -73,7 +73,7 @@ def describe_run(run: Run) -> dict:
         summary = None
         if run.has_metrics() or run_status(run, 0, None) != "crashed":  # crashed before an epoch: nothing more to say
             problems.append(str(e).split(": ", 1)[1].split(" (")[0])
-    disagreement = _log_disagrees(run, metrics, summary) if summary is not None else None
+    disagreement = log_disagrees(run, metrics, summary) if summary is not None else None
     if disagreement:
         problems.append(disagreement)
         summary = replace(summary, best_score=None, best_epoch=None, val_acc=None, val_f1=None, wall_s=None,
@@ -88,7 +88,7 @@ def describe_run(run: Run) -> dict:
     return row
 
 
-def _log_disagrees(run: Run, metrics: pd.DataFrame, summary: MetricsSummary) -> str | None:
+def log_disagrees(run: Run, metrics: pd.DataFrame, summary: MetricsSummary) -> str | None:
     """What metrics.csv (a log for the user) says against what the checkpoints record of their own epochs: best.pt's
     row and score, last.pt's row and epoch (the last logged); None when they agree, or no checkpoint is there."""
     for path, epoch in ((run.best, summary.best_epoch if summary.best_score is not None else None),
@@ -101,7 +101,7 @@ def _log_disagrees(run: Run, metrics: pd.DataFrame, summary: MetricsSummary) -> 
             return str(e).split(": ", 1)[1]
         if checkpoint.get("epoch") != epoch:
             return f"metrics.csv names epoch {epoch}, but {path.name} holds epoch {checkpoint.get('epoch')} " \
-                   "(metrics.csv edited?)"
+                   f"(metrics.csv edited, or {path.name} replaced?)"
         saved, logged = checkpoint.get("metrics") or {}, metrics[metrics["epoch"] == epoch].iloc[-1]
         differ = [key for key, value in saved.items() if isinstance(value, (int, float)) and key in logged.index
                   and not _same_number(float(logged[key]), float(value))]
@@ -185,6 +185,10 @@ def run_folders(folder: Path) -> list[Path]:
 def compare_runs(runs: list[Path], output: Path | None = None, weights_root: Path | None = None) -> tuple[Path, pd.DataFrame]:
     """Overlay the runs' curves in one figure; return its path and a table of what differs between them."""
     folders = [folder for run in runs for folder in run_folders(resolve_run(run, weights_root))]
+    twice = next((folder for index, folder in enumerate(folders) if folder.resolve() in
+                  {other.resolve() for other in folders[:index]}), None)
+    if twice is not None:
+        raise PipelineError(f"{twice}: named twice (a run, or a CV and its fold); name each run once")
     if len(folders) < 2:
         raise PipelineError("compare needs at least two runs (or a cross-validation, whose folds it compares)")
     names = [folder.name for folder in folders]

@@ -11,7 +11,8 @@ from pipeline.dataset import TrainArrays, run_split, training_arrays
 from pipeline.errors import PipelineError
 from pipeline.figures import ValPredictions, draw_report
 from pipeline.infer import default_batch_size, explainer, infer, load_model
-from pipeline.run import Run, RunConfig
+from pipeline.experiments import log_disagrees
+from pipeline.run import CrossValidation, Run, RunConfig, summarize_metrics
 from pipeline.runtime import resolve_runtime
 from pipeline.workspace import dataset_dir
 
@@ -45,8 +46,13 @@ def write_report(run_dir: Path, dataset_root: Path | None = None, device: str = 
     if not run_dir.is_dir():
         raise PipelineError(f"{run_dir}: no such run folder")
     run = Run(run_dir)
-    config = run.read_config()
-    run.read_metrics()  # before the long rebuild: a run without metrics is an error now
+    if not run.best.is_file() and CrossValidation(run_dir).is_cv():
+        raise PipelineError(f"{run_dir}: a cross-validation; report one of its folds ({run_dir.name}/fold-I)")
+    config = run.checked_config()
+    metrics = run.read_metrics()  # before the long rebuild: a run without metrics is an error now
+    disagreement = log_disagrees(run, metrics, summarize_metrics(metrics, config.metric))
+    if disagreement:
+        raise PipelineError(f"{run.path}: {disagreement}; restore it, so the report tells what the run did")
     if not run.best.is_file():
         raise PipelineError(f"{run.best}: not found (the run has not finished an epoch)")
     predicted = val_predictions(run, config, dataset_root or dataset_dir(), device, console or Console())

@@ -345,7 +345,26 @@ class Run:
                                 "restore it, or use a fold alone (--run <cv>/fold-I)")
         if not self.best.is_file():
             raise PipelineError(f"{self.path}: no {BEST}; train it with `pipeline train` first")
+        problem = self._best_problem()
+        if problem:
+            raise PipelineError(f"{self.best}: {problem}; restore it from a copy (or predict with the checkpoint you "
+                                "mean: --checkpoint FILE)")
         return self.best
+
+    def _best_problem(self) -> str | None:
+        """How best.pt differs from the run it is in: another epoch than the best one last.pt records, or other options
+        (but the name and those --resume may change) than config.json's."""
+        if not self.last.is_file() or not self._config.is_file():
+            return None
+        best, last = load_checkpoint(self.best, mmap=True), load_checkpoint(self.last, mmap=True)
+        if best.get("epoch") != last.get("best_epoch", best.get("epoch")):
+            return f"it holds epoch {best.get('epoch')}, but the run's best epoch is {last['best_epoch']} ({LAST} " \
+                   "says): another epoch's checkpoint copied over it?"
+        ours, theirs = self.read_config().options, RunConfig.of_checkpoint(best, self.best).options
+        differ = [key for key in asdict(ours) if key not in RESUME_OVERRIDES | {"name"}
+                  and getattr(ours, key) != getattr(theirs, key)]
+        return f"it was trained with --{differ[0].replace('_', '-')} {getattr(theirs, differ[0])}, but this run with " \
+               f"{getattr(ours, differ[0])}: another run's checkpoint copied over it?" if differ else None
 
 
 def checkpoint_key(path: Path) -> str:

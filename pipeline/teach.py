@@ -60,9 +60,14 @@ def teacher_checkpoints(source: str, flag: str, weights_root: Path | None = None
     if not names:
         raise PipelineError(f"{flag} {source!r}: name the teacher's runs or cross-validations, comma-separated")
     try:
-        return {name: run_checkpoints(Path(name), weights_root) for name in names}
+        members = {name: run_checkpoints(Path(name), weights_root) for name in names}
     except PipelineError as e:
         raise PipelineError(f"{flag} {source} (the teacher): {e}; train it, or name another") from None
+    paths = [path.resolve() for checkpoints in members.values() for path in checkpoints]
+    if len(set(paths)) < len(paths) or len(members) < len(names):
+        raise PipelineError(f"{flag} {source}: names a model twice (a CV and its fold?), which would weigh it double; "
+                            "name each once")
+    return members
 
 
 def trained_on(config: RunConfig, data: TrainArrays) -> np.ndarray | None:

@@ -962,3 +962,51 @@ def test_sixth_hostile_pass_inputs(trained):
     (dataset / "trainLabels.csv").write_text("id;label\n1;cat\n")
     result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--name", "semi"])
     assert "its fields are separated by semicolons: save it with commas" in " ".join(result.output.split())
+
+
+def test_seventh_hostile_pass_inputs(trained):
+    """Another run's files in a run's place (its prediction, its best.pt), another epoch's checkpoint as best.pt, an
+    edited metrics row in a report, and a model named twice to compare or to teach."""
+    weights, submissions = trained / "weights", trained / "submissions"
+    quick = ["--epochs", "1", "--batch-size", "32", "--workers", "0", "--device", "cpu", "--recipe", "seed"]
+    assert runner.invoke(app, ["train", *quick, "--lr", "0.05", "--name", "t"]).exit_code == 0
+    for run in ("exp", "t"):
+        assert runner.invoke(app, ["predict", "--run", run, "--device", "cpu", "--tta", "none"]).exit_code == 0
+    kept = {suffix: (submissions / f"exp{suffix}").read_bytes() for suffix in (".probs.npy", ".probs.json")}
+    for suffix in kept:
+        shutil.copyfile(submissions / f"t{suffix}", submissions / f"exp{suffix}")
+    result = runner.invoke(app, ["ensemble", "exp", "t"])
+    assert result.exit_code == 1 and "exp.probs.npy: predicted by" in result.output and \
+        "predict with it again (`pipeline predict --run exp`)" in " ".join(result.output.split())
+    best = weights / "exp" / "best.pt"
+    original = best.read_bytes()
+    best.unlink()  # replaced, not written through the hard link
+    shutil.copyfile(weights / "t" / "best.pt", best)
+    for command in (["predict", "--run", "exp", "--device", "cpu"], ["export", "exp"], ["report", "exp"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1 and ("best.pt replaced?" in result.output or "copied over it?" in result.output), \
+            (command, result.output)
+    swapped = load_checkpoint(weights / "t" / "best.pt")
+    swapped["epoch"] = load_checkpoint(weights / "exp" / "last.pt")["best_epoch"]  # its epoch no longer tells
+    best.unlink()
+    torch.save(swapped, best)
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu"])
+    assert result.exit_code == 1 and "best.pt: it was trained with --lr 0.05, but this run with 0.02: another run's " \
+        "checkpoint copied over it?" in " ".join(result.output.split()), result.output
+    earlier = load_checkpoint(weights / "exp" / "last.pt")
+    earlier["epoch"] = earlier["best_epoch"] - 1  # an earlier epoch's checkpoint (top/epoch-N.pt) as best.pt
+    best.unlink()
+    torch.save(earlier, best)
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu"])
+    assert result.exit_code == 1 and "but the run's best epoch is" in result.output
+    best.unlink()
+    best.write_bytes(original)
+    metrics = weights / "exp" / "metrics.csv"
+    rows = pd.read_csv(metrics)
+    replaced(metrics, rows.assign(val_f1=0.93).to_csv(index=False))
+    result = runner.invoke(app, ["report", "exp", "--device", "cpu"])
+    assert result.exit_code == 1 and "metrics.csv's epoch" in result.output
+    for command, message in ((["compare", "exp", "exp"], "named twice"),
+                             (["train", *quick, "--full", "--teacher", "exp,exp", "--name", "s"], "names a model twice")):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output

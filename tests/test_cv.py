@@ -340,15 +340,14 @@ def test_gathered_files_are_of_the_folds_and_labels_they_claim(fetched):
         predict(runs=[cv.path], tta="none")
     cv.fold(1).best.unlink()
     cv.fold(1).best.write_bytes(best)
-    last = load_checkpoint(cv.fold(1).last)
-    last["best_epoch"] = 2  # the run went on to a better epoch: best.pt is an earlier epoch's (a top/ checkpoint)
-    cv.fold(1).last.unlink()
-    torch.save(last, cv.fold(1).last)
-    with pytest.raises(PipelineError, match=r"it holds epoch 1, not the fold's best epoch 2"):
+    earlier = load_checkpoint(cv.fold(1).best)
+    earlier["epoch"] = earlier["best_epoch"] = 0  # an earlier epoch's, saved when it was the best so far (top/)
+    cv.fold(1).best.unlink()
+    torch.save(earlier, cv.fold(1).best)
+    with pytest.raises(PipelineError, match=r"it holds epoch 0, not the fold's best epoch 1"):
         predict(runs=[cv.path], tta="none")
-    last["best_epoch"] = 1
-    cv.fold(1).last.unlink()
-    torch.save(last, cv.fold(1).last)
+    cv.fold(1).best.unlink()
+    cv.fold(1).best.write_bytes(best)
     val.unlink()
     with pytest.raises(PipelineError, match=r"fold-1/val_probabilities.npz: not found; delete .*fold-1 and train it "
                                             r"again \(the fold: `pipeline train --config .*cv --fold 1 --name cv`\)"):

@@ -27,6 +27,7 @@ from rich.console import Console
 from pipeline.config import config_from
 from pipeline.cv import train_cv
 from pipeline.predict import predict
+from pipeline.run import Run
 from pipeline.runtime import resolve_device
 from pipeline.train import train
 from record import write_result
@@ -68,8 +69,7 @@ def main() -> None:
         started = time.perf_counter()
         result = train(replace(base, full=True, name=name, **taught), dataset, console=console)
         numbers["runs"][name] = {"taught": taught, "train_s": round(time.perf_counter() - started, 1),
-                                 "pseudo_images": json.loads((result.run_dir / "config.json").read_text())["split"]
-                                 .get("pseudo_images", 0),
+                                 "pseudo_images": Run(result.run_dir).read_config().split.get("pseudo_images", 0),
                                  **scored(Path(name), dataset, args.device, console)}
         console.print(f"{name}: {numbers['runs'][name]}")
     console.print(json.dumps(numbers, indent=2))

@@ -89,9 +89,9 @@ def check_plan_fits_folds(cv: CrossValidation, plan: dict) -> None:
         if differ:
             key = differ[0]
             raise PipelineError(f"{run.path}: fold {index} was trained with --{key.replace('_', '-')} {trained[key]}, "
-                                f"and this fold would be trained with {plan[key]} (does {cv.path / 'cv.json'} lack "
-                                f"{key}, or say otherwise?); train it with the options the folds share: restore "
-                                f"{key} in cv.json")
+                                f"and this fold would be trained with {plan[key]} (does {cv.plan_file} lack {key}, or "
+                                f"say otherwise?); train it with the options the folds share: restore {key} in "
+                                f"{cv.plan_file.name}")
 
 
 def gather(cv: CrossValidation) -> dict | None:

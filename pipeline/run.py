@@ -446,6 +446,10 @@ class CrossValidation:
     def is_cv(self) -> bool:
         return self._plan.is_file()
 
+    @property
+    def plan_file(self) -> Path:
+        return self._plan
+
     def fold(self, index: int) -> Run:
         return Run(self.path / f"fold-{index}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 from pipeline.competition import read_competition
@@ -17,7 +18,7 @@ from pipeline.errors import PipelineError
 from pipeline.metrics import METRIC_LABELS
 from pipeline.dataset import TrainArrays, training_arrays
 from pipeline.figures import ValPredictions, label_issues
-from pipeline.run import CrossValidation, abandoned, claimed_cv, shared_options
+from pipeline.run import CrossValidation, abandoned, claimed_cv, plan_differences, shared_options
 from pipeline.train import train
 from pipeline.workspace import atomic_path, dataset_dir, weights_dir
 
@@ -53,19 +54,20 @@ def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root
             check_plan_fits_folds(cv, plan)
             console.print(f"[bold]fold {fold} of {config.folds}[/bold] → {run.path}")
             train(replace(config, fold=fold, name=run.name), dataset_root, cv.path, console)
-    summary = gather(cv)
-    if summary is None:
+    gathered = gather(cv)
+    if gathered is None:
         done = cv.finished_folds()
         console.print(f"{cv.path}: {done} of {config.folds} folds finished; the out-of-fold summary comes once all have")
-    else:
-        write_label_issues(cv, training_arrays(dataset_root, config.skip_bad, config.limit, console), console)
-    return cv, summary
+        return cv, None
+    write_label_issues(cv, gathered[0], training_arrays(dataset_root, config.skip_bad, config.limit, console), console)
+    return cv, gathered[1]
 
 
-def write_label_issues(cv: CrossValidation, data: TrainArrays, console: Console) -> None:
-    """The CV's label_issues.csv: every labeled image's out-of-fold probabilities through confident learning (a
+def write_label_issues(cv: CrossValidation, predictions: tuple[np.ndarray, np.ndarray, np.ndarray], data: TrainArrays,
+                       console: Console) -> None:
+    """The CV's label_issues.csv: every labeled image's out-of-fold `predictions` through confident learning (a
     run alone sees only its val images; a CV sees them all). Said in a line; skipped where cleanlab cannot tell."""
-    (indices, targets, probabilities), _ = cv.gathered()
+    indices, targets, probabilities = predictions
     issues = label_issues(ValPredictions(data.classes, targets, probabilities.argmax(1), probabilities, indices),
                           data.ids)
     cv.label_issues.unlink(missing_ok=True)  # an earlier gathering's
@@ -85,7 +87,7 @@ def check_plan_fits_folds(cv: CrossValidation, plan: dict) -> None:
         if (run.read_status() or {}).get("state") != "finished":
             continue
         trained = shared_options(run.read_config().options)
-        differ = [key for key in plan if key != "format" and key in trained and trained[key] != plan[key]]
+        differ = plan_differences(plan, trained)
         if differ:
             key = differ[0]
             raise PipelineError(f"{run.path}: fold {index} was trained with --{key.replace('_', '-')} {trained[key]}, "
@@ -94,11 +96,13 @@ def check_plan_fits_folds(cv: CrossValidation, plan: dict) -> None:
                                 f"{cv.plan_file.name}")
 
 
-def gather(cv: CrossValidation) -> dict | None:
+def gather(cv: CrossValidation) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict] | None:
     """The OOF predictions and summary of a CV whose folds have all finished (written into its folder), else None."""
     if cv.finished_folds() < cv.read_plan()["folds"]:
         return None
-    return cv.write_gathered()
+    predictions, summary = cv.gathered()
+    cv.write_gathered(predictions, summary)
+    return predictions, summary
 
 
 def summary_lines(cv: CrossValidation, summary: dict) -> list[str]:

@@ -213,8 +213,7 @@ class Run:
         config = self.read_config()
         if self.last.is_file():
             saved = RunConfig.of_checkpoint(load_checkpoint(self.last, mmap=True), self.last).options
-            differ = [key for key in asdict(config.options) if key not in RESUME_OVERRIDES
-                      and getattr(config.options, key) != getattr(saved, key)]
+            differ = differing_options(config.options, saved)
             if differ:
                 key = differ[0]
                 raise PipelineError(f"{self._config}: says --{key.replace('_', '-')} {getattr(config.options, key)}, "
@@ -361,8 +360,7 @@ class Run:
             return f"it holds epoch {best.get('epoch')}, but the run's best epoch is {last['best_epoch']} ({LAST} " \
                    "says): another epoch's checkpoint copied over it?"
         ours, theirs = self.read_config().options, RunConfig.of_checkpoint(best, self.best).options
-        differ = [key for key in asdict(ours) if key not in RESUME_OVERRIDES | {"name"}
-                  and getattr(ours, key) != getattr(theirs, key)]
+        differ = differing_options(ours, theirs, frozenset({"name"}))
         return f"it was trained with --{differ[0].replace('_', '-')} {getattr(theirs, differ[0])}, but this run with " \
                f"{getattr(ours, differ[0])}: another run's checkpoint copied over it?" if differ else None
 
@@ -485,8 +483,7 @@ class CrossValidation:
         """The out-of-fold predictions (indices, targets, probabilities: each labeled image's, from the fold model that
         did not train on it) and their summary, computed anew from the verified folds' val predictions (each checked
         against its best.pt) whenever a CV is read: oof.npz and cv_summary.json are copies for the user, never read."""
-        runs = self.verified_folds()
-        parts = [run.read_val_probabilities() for run in runs]
+        runs, parts = self._verified_with_predictions()
         indices = np.concatenate([p[0] for p in parts])
         labeled = sum(run.read_config().split["val_images"] for run in runs)
         if len(indices) != labeled or not np.array_equal(np.sort(indices), np.arange(labeled)):
@@ -503,20 +500,22 @@ class CrossValidation:
                    "std": {k: float(np.std([f[k] for f in per_fold])) for k in per_fold[0]}}
         return (indices[order], targets, probabilities), summary
 
-    def write_gathered(self) -> dict:
-        """oof.npz and cv_summary.json, as `gathered` computes them; returns the summary."""
-        predictions, summary = self.gathered()
+    def write_gathered(self, predictions: tuple[np.ndarray, np.ndarray, np.ndarray], summary: dict) -> None:
+        """oof.npz and cv_summary.json, as `gathered` computed them."""
         write_predictions(self.oof, *predictions)
         write_text_atomic(self._summary, json.dumps(summary, indent=2) + "\n")
-        return summary
 
     def best_checkpoints(self) -> list[Path]:
         return [run.best for run in self.verified_folds()]
 
     def verified_folds(self) -> list[Run]:
         """The fold runs of a CV that is what its plan says: each fold I of K trained to its end, as fold I of K, with
-        the plan's options, holding its best checkpoint, and all on one labeled set. Anything else is one line
-        naming the fold and what to do."""
+        the plan's options, holding its best checkpoint and the val predictions of it, and all on one labeled set.
+        Anything else is one line naming the fold and what to do."""
+        return self._verified_with_predictions()[0]
+
+    def _verified_with_predictions(self) -> tuple[list[Run], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+        """`verified_folds`, and each fold's val predictions (read once, in checking them)."""
         plan = self.read_plan()
         runs = [self.fold(i) for i in range(plan["folds"])]
         for index, run in enumerate(runs):
@@ -533,6 +532,7 @@ class CrossValidation:
             values = ", ".join(f"fold {i}: {options[differ[0]]}" for i, options in enumerate(shared))
             raise PipelineError(f"{self.path}: its folds were trained with different --{differ[0].replace('_', '-')} "
                                 f"({values}); a CV's folds share their options: train the CV again in a new folder")
+        predictions = []
         for index, (run, config) in enumerate(zip(runs, configs)):
             problem = _checkpoint_problem(run, config, index)
             if problem:
@@ -540,11 +540,11 @@ class CrossValidation:
                                     f"train it again with `pipeline train --config {self.path} --fold {index} --name "
                                     f"{self.name}`")
             try:
-                run.read_val_probabilities()  # those of this best.pt: it is the checkpoint validated as the best
+                predictions.append(run.read_val_probabilities())  # of this best.pt, the checkpoint validated as best
             except PipelineError as e:
                 raise PipelineError(f"{e} (the fold: `pipeline train --config {self.path} --fold {index} --name "
                                     f"{self.name}`)") from None
-        return runs
+        return runs, predictions
 
     def fold_problem(self, index: int, plan: dict) -> str | None:
         """Why fold `index` of a CV with `plan` is not a finished fold of it, with what to do; None when it is."""
@@ -574,7 +574,7 @@ class CrossValidation:
                       (None, folds) else f"delete {run.path} and train it again with {again}")
             return f"{run.path}: holds {held}, not fold {index} of {folds} as {self._plan.name} says; {advice}"
         trained = shared_options(options)
-        differ = [key for key in plan if key != "format" and key in trained and trained[key] != plan[key]]
+        differ = plan_differences(plan, trained)
         if differ:
             shown = ", ".join(f"--{key.replace('_', '-')} {trained[key]} (plan: {plan[key]})" for key in differ[:3])
             return (f"{run.path}: fold {index} was trained with other options than {self._plan} holds: {shown}; "
@@ -603,6 +603,17 @@ def _checkpoint_problem(run: Run, config: RunConfig, index: int) -> str | None:
     differ = [key for key in ours if theirs.get(key) != ours[key]]
     return ", ".join(f"it says --{key.replace('_', '-')} {theirs.get(key)} where config.json says {ours[key]}"
                      for key in differ[:3]) or None
+
+
+def plan_differences(plan: dict, trained: dict) -> list[str]:
+    """The options a CV's plan holds otherwise than a fold was trained with (`trained`: its `shared_options`)."""
+    return [key for key in plan if key != "format" and key in trained and trained[key] != plan[key]]
+
+
+def differing_options(ours: TrainConfig, theirs: TrainConfig, ignored: frozenset[str] = frozenset()) -> list[str]:
+    """The options in which two configs of one run differ, but those --resume may change and `ignored`."""
+    return [key for key in asdict(ours) if key not in RESUME_OVERRIDES | ignored
+            and getattr(ours, key) != getattr(theirs, key)]
 
 
 def shared_options(options: TrainConfig) -> dict:

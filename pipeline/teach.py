@@ -89,8 +89,13 @@ def seen_val_images(weights: str | None, data: TrainArrays, val_idx: np.ndarray)
         config = RunConfig.of_checkpoint(load_checkpoint(path, mmap=True), path)
     except PipelineError:  # not a pipeline checkpoint: weights of elsewhere
         return 0
+    return val_images_seen(config, data, val_idx) or 0
+
+
+def val_images_seen(config: RunConfig, data: TrainArrays, val_idx: np.ndarray) -> int | None:
+    """How many of `val_idx` a model of `config` trained on; None when it trained on another labeled set."""
     seen = trained_on(config, data)
-    return int(np.isin(val_idx, seen).sum()) if seen is not None else 0
+    return None if seen is None else int(np.isin(val_idx, seen).sum())
 
 
 def clean_teachers(members: dict[str, list[Path]], data: TrainArrays, val_idx: np.ndarray, flag: str) -> list[Path]:
@@ -105,8 +110,7 @@ def clean_teachers(members: dict[str, list[Path]], data: TrainArrays, val_idx: n
                 raise PipelineError(f"{flag} {name}: {path} predicts the classes {', '.join(config.classes[:5])}…, not "
                                     f"this dataset's {', '.join(data.classes[:5])}…; teach with a model of this "
                                     "competition")
-            seen = trained_on(config, data)
-            if not len(val_idx) or (seen is not None and not np.isin(val_idx, seen).any()):
+            if not len(val_idx) or val_images_seen(config, data, val_idx) == 0:
                 kept.append(path)
         if not kept:
             raise PipelineError(f"{flag} {name}: every model of it trained on some of this run's val images (or on "

@@ -5,12 +5,14 @@ clean) for the same epochs, and is scored on the held-out images, with the ensem
 each one's `pipeline predict` wall time over the whole test set (flip TTA, torch fp32).
 
     python benchmarks/teach_check.py --dataset DIR [--epochs 10] [--folds 5] [--work DIR] [--options JSON]
+                                     [--teacher-options JSON]
 
 DIR is a competition with scored held-out images in its test set, e.g. `../shared/cifar10/make_competition.py DIR
 --limit 15000 --holdout 5000 --test-size 10000` (10,000 labeled; a test set of the 5,000 held-out images and 5,000
 perturbed copies of them). The pseudo-labeled images are those test images, as on Kaggle, where the scored images
 are the test set: the teacher's labels of them, never their own. The runs go to WORK/weights and the predictions to
-WORK/submissions (the command line's layout, which --pseudo and --teacher read). Results go to
+WORK/submissions (the command line's layout, which --pseudo and --teacher read). --teacher-options makes the CV teacher
+stronger than its students (e.g. '{"epochs": 16}': twice the budget per fold). Results go to
 benchmarks/results/teach_check-<device>-<time>.json.
 """
 from __future__ import annotations
@@ -48,6 +50,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--options", default="{}", help="train options of every run, as JSON (default recipe)")
+    parser.add_argument("--teacher-options", default="{}", help="the CV teacher's options beside --options, as JSON")
     parser.add_argument("--work", type=Path, default=Path("/tmp/teach-check"))
     args = parser.parse_args()
     dataset = args.dataset.resolve()
@@ -59,11 +62,14 @@ def main() -> None:
     base = config_from({**json.loads(args.options), "epochs": args.epochs, "device": args.device})
     students = {"alone": {}, "pseudo-self": {"pseudo": "alone"}, "pseudo-ensemble": {"pseudo": "teacher"},
                 "distilled": {"teacher": "teacher"}, "distilled-pseudo": {"teacher": "teacher", "pseudo": "teacher"}}
-    numbers: dict = {"options": json.loads(args.options), "epochs": args.epochs, "folds": args.folds, "runs": {}}
+    numbers: dict = {"options": json.loads(args.options), "teacher_options": json.loads(args.teacher_options),
+                     "epochs": args.epochs, "folds": args.folds, "runs": {}}
+    teacher = replace(config_from({**json.loads(args.options), "epochs": args.epochs, "device": args.device,
+                                   **numbers["teacher_options"]}), folds=args.folds, name="teacher")
     for name, taught in students.items():
-        if name == "pseudo-ensemble":  # the stronger teacher first: a CV of the same recipe, its fold ensemble
+        if name == "pseudo-ensemble":  # the teacher first: a CV (of --teacher-options), its fold ensemble
             started = time.perf_counter()
-            train_cv(replace(base, folds=args.folds, name="teacher"), dataset, console=console)
+            train_cv(teacher, dataset, console=console)
             numbers["runs"]["teacher"] = {"train_s": round(time.perf_counter() - started, 1),
                                           **scored(Path("teacher"), dataset, args.device, console)}
         started = time.perf_counter()

@@ -1,3 +1,3 @@
 """Kaggle image-competition pipeline: fetch → dataset → train → predict → submission."""
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"

@@ -9,7 +9,8 @@ change time, so any added, removed or rewritten image rebuilds it — also one r
 size with its modification time kept (`cp -p`, `rsync -a`, `tar` set that time, but no tool can set the change
 time). (No inode: FUSE and network mounts may number a file anew on each visit; a chmod/chown also changes the
 change time, and costs one decode.) It also records the `.npy`'s own size and times: a cache replaced or
-rewritten by anything but this module is decoded again.
+rewritten by anything but this module is decoded again; and each read decodes a few of its images again
+(`SPOT_CHECKS`, at random), which a cache must hold, its metadata forged or not.
 
 The caches live in `dataset/.cache/`, or, where dataset/ cannot be written (Kaggle mounts competition
 data read-only under /kaggle/input), in the user cache folder: `$PIPELINE_CACHE_DIR/datasets/<digest of
@@ -93,40 +94,63 @@ def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
 def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: tuple[int, int],
                   suffix: str, fit: int | None, convert: bool) -> tuple[dict[str, str], list[str]]:
     """Decode `ids` into rows start… of the memory map; returns {id: problem} for the images not used, and the ids
-    of those `convert`ed from the other colour mode (else refused). An image's size and mode are read from its
-    header and checked before its pixels are decoded; with `fit`, every image is resized (shorter side to `fit`,
-    then the centre square cropped) instead of its size checked."""
+    of those `convert`ed from the other colour mode (else refused): `_decode_one`."""
     out = np.load(out_path, mmap_mode="r+")
-    grey_set = out.shape[-1] == 1
     problems, converted = {}, []
-    with warnings.catch_warnings():  # a huge declared size is refused below, not warned about
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        for offset, image_id in enumerate(ids):
-            path = Path(folder) / f"{image_id}{suffix}"
-            try:
-                with Image.open(path) as image:
-                    grey, (width, height) = image.mode in GREY_MODES, upright_size(image)
-                    if wide_colour_png(path):
-                        problems[image_id] = "is a 16-bit colour PNG, which Pillow reads as its high bytes only " \
-                                             "(8-bit values stored in 16 bits read as black); save it with 8 bits"
-                    elif grey != grey_set and not convert:
-                        problems[image_id] = (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
-                                              f"{'greyscale' if grey_set else 'colour'} set")
-                    elif not fit and (height, width) != size:
-                        problems[image_id] = f"is {width}×{height}, not {size[1]}×{size[0]} like the set"
-                    else:
-                        converted += [image_id] if grey != grey_set else []
-                        pixels = eight_bit(upright(image), grey_set)
-                        if fit:
-                            pixels = np.asarray(ImageOps.fit(Image.fromarray(pixels), (fit, fit), Image.Resampling.BILINEAR))
-                        out[start + offset] = pixels.reshape(out.shape[1:])
-            except Image.DecompressionBombError:
-                problems[image_id] = "declares too many pixels to decode safely (a decompression bomb?)"
-            except READ_ERRORS as e:
-                reason = str(e).replace(f"'{path}'", "").replace(str(path), "").strip().rstrip(":") or type(e).__name__
-                problems[image_id] = f"not a readable image ({reason})"
+    for offset, image_id in enumerate(ids):
+        pixels, problem, odd = _decode_one(Path(folder) / f"{image_id}{suffix}", out.shape[1:], fit, convert)
+        if problem:
+            problems[image_id] = problem
+        else:
+            out[start + offset] = pixels
+            converted += [image_id] if odd else []
     out.flush()
     return problems, converted
+
+
+def _decode_one(path: Path, shape: tuple[int, int, int], fit: int | None,
+                convert: bool) -> tuple[np.ndarray | None, str | None, bool]:
+    """One image as a row of a set of `shape` (H, W, C): its pixels, or why it is not used; and whether it was converted
+    from the other colour mode. Its size and mode are read from its header and checked before its pixels are decoded;
+    with `fit`, it is resized (shorter side to `fit`, then the centre square cropped) instead of its size checked."""
+    grey_set = shape[-1] == 1
+    with warnings.catch_warnings():  # a huge declared size is refused below, not warned about
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as image:
+                grey, (width, height) = image.mode in GREY_MODES, upright_size(image)
+                if wide_colour_png(path):
+                    return None, "is a 16-bit colour PNG, which Pillow reads as its high bytes only (8-bit values " \
+                                 "stored in 16 bits read as black); save it with 8 bits", False
+                if grey != grey_set and not convert:
+                    return None, (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
+                                  f"{'greyscale' if grey_set else 'colour'} set"), False
+                if not fit and (height, width) != shape[:2]:
+                    return None, f"is {width}×{height}, not {shape[1]}×{shape[0]} like the set", False
+                pixels = eight_bit(upright(image), grey_set)
+                if fit:
+                    pixels = np.asarray(ImageOps.fit(Image.fromarray(pixels), (fit, fit), Image.Resampling.BILINEAR))
+                return pixels.reshape(shape), None, grey != grey_set
+        except Image.DecompressionBombError:
+            return None, "declares too many pixels to decode safely (a decompression bomb?)", False
+        except READ_ERRORS as e:
+            reason = str(e).replace(f"'{path}'", "").replace(str(path), "").strip().rstrip(":") or type(e).__name__
+            return None, f"not a readable image ({reason})", False
+
+
+SPOT_CHECKS = 16  # images decoded again, at random, each time a cache is read: a cache must hold their pixels
+
+
+def matches_images(images: np.ndarray, folder: Path, ids: list[str], bad: dict, suffix: str, fit: int | None,
+                   convert: bool) -> bool:
+    """Whether a few of the cached images (SPOT_CHECKS, at random) are those their files decode to now: a cache
+    written or replaced by anything but this module (its metadata stamped to match) is decoded again, not trusted."""
+    usable = [k for k, image_id in enumerate(ids) if image_id not in bad]
+    for k in np.random.default_rng().choice(usable, min(SPOT_CHECKS, len(usable)), replace=False):
+        pixels, problem, _ = _decode_one(folder / f"{ids[k]}{suffix}", images.shape[1:], fit, convert)
+        if problem or not np.array_equal(pixels, images[k]):
+            return False
+    return True
 
 
 def wide_colour_png(path: Path) -> bool:
@@ -178,8 +202,11 @@ def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Conso
         try:
             meta = json.loads(meta_file.read_text())
             if meta.get("key") == key and "bad" in meta and meta.get("file") == _file_stamp(cache_file):
-                return DecodedImages(np.load(cache_file, mmap_mode="r"), meta["bad"], key, tuple(meta.get("converted", ())))
-        except ValueError:
+                images = np.load(cache_file, mmap_mode="r")
+                if images.shape[0] == len(ids) and matches_images(images, folder, ids, meta["bad"], suffix, fit, convert):
+                    return DecodedImages(images, meta["bad"], key, tuple(meta.get("converted", ())))
+                console.print(f"{cache_file}: not the images of {folder.name}/ (written by hand?); decoding them again")
+        except (ValueError, TypeError, AttributeError):
             pass  # unreadable metadata or array: rebuild
     height, width, channels = _set_shape(folder, ids, suffix, fit)
     workers = workers or os.cpu_count() or 1

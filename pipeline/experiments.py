@@ -90,7 +90,8 @@ def describe_run(run: Run) -> dict:
 
 def log_disagrees(run: Run, metrics: pd.DataFrame, summary: MetricsSummary) -> str | None:
     """What metrics.csv (a log for the user) says against what the checkpoints record of their own epochs: best.pt's
-    row and score, last.pt's row and epoch (the last logged); None when they agree, or no checkpoint is there."""
+    row and score, last.pt's epoch (the last logged) and rows (every epoch's, where it keeps them); None when they
+    agree, or no checkpoint is there."""
     for path, epoch in ((run.best, summary.best_epoch if summary.best_score is not None else None),
                         (run.last, int(metrics["epoch"].max()))):
         if epoch is None or not path.is_file():
@@ -102,13 +103,33 @@ def log_disagrees(run: Run, metrics: pd.DataFrame, summary: MetricsSummary) -> s
         if checkpoint.get("epoch") != epoch:
             return f"metrics.csv names epoch {epoch}, but {path.name} holds epoch {checkpoint.get('epoch')} " \
                    f"(metrics.csv edited, or {path.name} replaced?)"
-        saved, logged = checkpoint.get("metrics") or {}, metrics[metrics["epoch"] == epoch].iloc[-1]
+        history = checkpoint.get("history") if path == run.last else None
+        problem = _rows_differ(metrics, history or [{"epoch": epoch, **(checkpoint.get("metrics") or {})}], path.name,
+                               whole=bool(history))
+        if problem:
+            return problem
+    return None
+
+
+def _rows_differ(metrics: pd.DataFrame, rows: list[dict], name: str, whole: bool) -> str | None:
+    """How metrics.csv differs from the metrics rows checkpoint `name` recorded (`whole`: every epoch's, so its
+    epochs must be those logged too); None when it does not."""
+    logged_epochs, saved_epochs = sorted(metrics["epoch"].tolist()), sorted(row.get("epoch") for row in rows)
+    if whole and logged_epochs != saved_epochs:
+        return f"metrics.csv logs epochs {_epochs(logged_epochs)}, but {name} recorded {_epochs(saved_epochs)} " \
+               "(metrics.csv edited?)"
+    for saved in rows:
+        logged = metrics[metrics["epoch"] == saved.get("epoch")].iloc[-1]
         differ = [key for key, value in saved.items() if isinstance(value, (int, float)) and key in logged.index
                   and not _same_number(float(logged[key]), float(value))]
         if differ:
-            return f"metrics.csv's epoch {epoch} says {differ[0]} {float(logged[differ[0]]):.4g}, but {path.name} " \
-                   f"recorded {saved[differ[0]]:.4g} (metrics.csv edited?)"
+            return f"metrics.csv's epoch {saved['epoch']} says {differ[0]} {float(logged[differ[0]]):.4g}, but " \
+                   f"{name} recorded {saved[differ[0]]:.4g} (metrics.csv edited?)"
     return None
+
+
+def _epochs(epochs: list) -> str:
+    return ", ".join(map(str, epochs[:8])) + (" …" if len(epochs) > 8 else "")
 
 
 def _same_number(a: float, b: float) -> bool:

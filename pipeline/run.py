@@ -12,7 +12,8 @@
     curves.png, confusion.png, per_class.csv, report.md   the report (pipeline/figures.py draws it)
 
 A checkpoint is one dict: model, optimizer, scheduler, scaler, epoch, best_score (of the run's metric; checkpoints
-before --metric have best_acc), best_epoch, top (the kept best epochs), rng, config (the RunConfig as a dict) and,
+before --metric have best_acc), best_epoch, top (the kept best epochs), rng, config (the RunConfig as a dict), metrics (its epoch's metrics row),
+history (the rows of every epoch up to it, since 0.3.1) and,
 with an EMA, ema; an --average-top best.pt also averaged_epochs and averaged_score. No other module names any of
 these files.
 A checkpoint of an epoch that was validated also holds val_digest: the digest of its val predictions.
@@ -20,6 +21,7 @@ A checkpoint of an epoch that was validated also holds val_digest: the digest of
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -61,6 +63,11 @@ class ModelInputs:
     img_size: int | None = None
 
 
+RECORDED_FIELDS = ("classes", "mean", "std", "channels", "image_size", "labeled_ids", "split")  # fixed when a run
+# starts: config.json and every checkpoint agree on them
+SPLIT_KEYS = ("labeled_ids", "seed", "val_fraction", "full", "folds", "fold")  # what says which images a run trained on
+
+
 @dataclass
 class RunConfig:
     """`config.json`, also saved inside every checkpoint as `config`."""
@@ -74,6 +81,8 @@ class RunConfig:
     skipped: int = 0
     split: dict = field(default_factory=dict)  # seed, val_fraction, train_images, val_images
     labeled_ids: str = ""  # digest of the ids, labels and pixels the run trains on (dataset.training_digest)
+    started_from: list | None = None  # the splits (`split_identity`) of the pipeline checkpoints its --pretrained
+    # weights descend from, nearest first ([]: none; None: not recorded, runs before it)
     precision: str = "fp32"  # of training: bf16, fp16 or fp32
     layout: str | None = None  # of training's tensors: contiguous or channels_last (None: the device's default)
     precision_probe: dict = field(default_factory=dict)  # what `--precision auto` measured (pipeline/precision.py)
@@ -96,6 +105,10 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "options": asdict(self.options)}
+
+    def split_identity(self) -> dict:
+        """Which labeled images a model of this config trained on: its labeled set and split (SPLIT_KEYS)."""
+        return {"labeled_ids": self.labeled_ids, **{key: getattr(self.options, key) for key in SPLIT_KEYS[1:]}}
 
     @classmethod
     def from_dict(cls, saved: object, source: object) -> RunConfig:
@@ -122,6 +135,9 @@ class RunConfig:
             ("mean and std must be numbers, one per channel", numbers(self.mean) and numbers(self.std) and (
                 not self.mean or len(self.mean) == len(self.std) == self.channels)),
             ("image_size must be [height, width]", numbers(self.image_size) and len(self.image_size) in (0, 2)),
+            ("started_from must be a list of splits", self.started_from is None or (
+                isinstance(self.started_from, list) and all(isinstance(split, dict) and set(SPLIT_KEYS) <= split.keys()
+                                                            for split in self.started_from))),
             ("options.img_size must be a whole number", self.options.img_size is None
              or isinstance(self.options.img_size, int)),
         ) if not fine]
@@ -209,16 +225,22 @@ class Run:
         return RunConfig.from_dict(saved, self._config)
 
     def checked_config(self) -> RunConfig:
-        """config.json, whose options (but those --resume may change) must be those its last checkpoint records."""
+        """config.json, whose options (but those --resume may change), classes, normalisation and split must be those
+        its last checkpoint records."""
         config = self.read_config()
-        if self.last.is_file():
-            saved = RunConfig.of_checkpoint(load_checkpoint(self.last, mmap=True), self.last).options
-            differ = differing_options(config.options, saved)
-            if differ:
-                key = differ[0]
-                raise PipelineError(f"{self._config}: says --{key.replace('_', '-')} {getattr(config.options, key)}, "
-                                    f"but {self.last.name} was trained with {getattr(saved, key)} (edited by hand?); "
-                                    "restore it")
+        if not self.last.is_file():
+            return config
+        saved = RunConfig.of_checkpoint(load_checkpoint(self.last, mmap=True), self.last)
+        differ = differing_options(config.options, saved.options)
+        if differ:
+            key = differ[0]
+            raise PipelineError(f"{self._config}: says --{key.replace('_', '-')} {getattr(config.options, key)}, "
+                                f"but {self.last.name} was trained with {getattr(saved.options, key)} (edited by "
+                                "hand?); restore it")
+        fields = [name for name in RECORDED_FIELDS if getattr(config, name) != getattr(saved, name)]
+        if fields:
+            raise PipelineError(f"{self._config}: its {fields[0]} differ from those {self.last.name} was trained with "
+                                f"({getattr(saved, fields[0])!s:.80}; edited by hand?); restore it")
         return config
 
     def write_config(self, config: RunConfig) -> None:
@@ -273,16 +295,15 @@ class Run:
 
     def _last_key(self) -> str | None:
         """The key a finished status must name: last.pt's, for runs written since digests (else None: not kept)."""
-        if not self.last.is_file():
-            return None
         try:
-            return checkpoint_key(self.last) if written_since_digests(load_checkpoint(self.last, mmap=True)) else None
-        except PipelineError:
+            info = self.last.stat()
+        except OSError:
             return None
+        return _finished_key(str(self.last), info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
     def mark_finished(self) -> None:
-        """Status finished, naming the last checkpoint it finished with."""
-        self.set_status("finished", last=self._last_key())
+        """Status finished, naming the last checkpoint it finished with (read now, never remembered)."""
+        self.set_status("finished", last=_finished_key.__wrapped__(str(self.last)) if self.last.is_file() else None)
 
     def training_pid(self) -> int | None:
         """The process training this run on this machine now, if one is (status running, process alive)."""
@@ -363,6 +384,16 @@ class Run:
         differ = differing_options(ours, theirs, frozenset({"name"}))
         return f"it was trained with --{differ[0].replace('_', '-')} {getattr(theirs, differ[0])}, but this run with " \
                f"{getattr(ours, differ[0])}: another run's checkpoint copied over it?" if differ else None
+
+
+@functools.lru_cache(maxsize=256)
+def _finished_key(path: str, *stamp: int) -> str | None:
+    """`Run._last_key` of the checkpoint at `path` as it is at `stamp` (inode, size, modification and change times):
+    read and hashed once per version of the file, not on every status read."""
+    try:
+        return checkpoint_key(Path(path)) if written_since_digests(load_checkpoint(Path(path), mmap=True)) else None
+    except PipelineError:
+        return None
 
 
 def checkpoint_key(path: Path) -> str:

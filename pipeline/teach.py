@@ -70,18 +70,41 @@ def teacher_checkpoints(source: str, flag: str, weights_root: Path | None = None
     return members
 
 
-def trained_on(config: RunConfig, data: TrainArrays) -> np.ndarray | None:
-    """The labeled images (indices into `data`) a teacher model trained on; None when it trained on another labeled
-    set, so which ones cannot be told."""
-    if not config.labeled_ids or config.labeled_ids != data.labeled_ids:
+def lineage(pretrained: str | None, visited: frozenset[str] = frozenset()) -> list[dict] | None:
+    """The splits (`RunConfig.split_identity`) of the pipeline checkpoints weights `pretrained` descend from, nearest first: []
+    for weights of elsewhere, None where a link cannot be told (a pipeline checkpoint since moved or deleted)."""
+    path = Path(pretrained or "")
+    if not pretrained or path.suffix != ".pt":
+        return []
+    if not path.is_file() or str(path.resolve()) in visited:
         return None
-    options = config.options
-    return run_split(data.targets, options.val_fraction, options.seed, options.full, data.classes, options.folds,
-                     options.fold)[0]
+    try:
+        config = RunConfig.of_checkpoint(load_checkpoint(path, mmap=True), path)
+    except PipelineError:  # not a pipeline checkpoint: weights of elsewhere
+        return []
+    ancestors = config.started_from if config.started_from is not None else \
+        lineage(config.options.pretrained, visited | {str(path.resolve())})
+    return None if ancestors is None else [config.split_identity(), *ancestors]
+
+
+def trained_on(config: RunConfig, data: TrainArrays) -> np.ndarray | None:
+    """The labeled images (indices into `data`) a model of `config` trained on, its --pretrained start's included;
+    None when it, or a start, trained on another labeled set (or its start cannot be told), so which cannot be told."""
+    ancestors = config.started_from if config.started_from is not None else lineage(config.options.pretrained)
+    if ancestors is None:
+        return None
+    seen = []
+    for split in (config.split_identity(), *ancestors):
+        if not split["labeled_ids"] or split["labeled_ids"] != data.labeled_ids:
+            return None
+        seen.append(run_split(data.targets, split["val_fraction"], split["seed"], split["full"], data.classes,
+                              split["folds"], split["fold"])[0])
+    return np.unique(np.concatenate(seen))
 
 
 def seen_val_images(weights: str | None, data: TrainArrays, val_idx: np.ndarray) -> int:
-    """How many of the val images a pipeline checkpoint given as --pretrained trained on (0 for other weights)."""
+    """How many of the val images a pipeline checkpoint given as --pretrained (or its own start) trained on (0 for
+    other weights)."""
     path = Path(weights or "")
     if not weights or not len(val_idx) or path.suffix != ".pt" or not path.is_file():
         return 0
@@ -93,7 +116,8 @@ def seen_val_images(weights: str | None, data: TrainArrays, val_idx: np.ndarray)
 
 
 def val_images_seen(config: RunConfig, data: TrainArrays, val_idx: np.ndarray) -> int | None:
-    """How many of `val_idx` a model of `config` trained on; None when it trained on another labeled set."""
+    """How many of `val_idx` a model of `config` (or its --pretrained start) trained on; None when that cannot be
+    told (another labeled set)."""
     seen = trained_on(config, data)
     return None if seen is None else int(np.isin(val_idx, seen).sum())
 
@@ -113,12 +137,26 @@ def clean_teachers(members: dict[str, list[Path]], data: TrainArrays, val_idx: n
             if not len(val_idx) or val_images_seen(config, data, val_idx) == 0:
                 kept.append(path)
         if not kept:
-            raise PipelineError(f"{flag} {name}: every model of it trained on some of this run's val images (or on "
-                                "another labeled set), so the val score would not be honest; train the student as a "
+            raise PipelineError(f"{flag} {name}: every model of it trained on some of this run's val images (it, or "
+                                "the --pretrained weights it started from; or on another labeled set), so the val score would not be honest; train the student as a "
                                 "CV of the teacher's folds (--folds K --seed S: fold I learns from its fold I), with "
                                 "the teacher's --seed and --val-fraction, or with --full")
         clean += kept
     return clean
+
+
+def check_teaches_folds(config: TrainConfig, data: TrainArrays, folds: list[int]) -> None:
+    """Each fold of a CV student that will train keeps a clean model of every teacher (checked before any fold trains,
+    not when one comes to it)."""
+    for flag, source in (("--teacher", config.teacher), ("--pseudo", config.pseudo)):
+        members = teacher_checkpoints(source, flag) if source else {}
+        for fold in folds if members else []:
+            val_idx = run_split(data.targets, config.val_fraction, config.seed, False, data.classes, config.folds,
+                                fold)[1]
+            try:
+                clean_teachers(members, data, val_idx, flag)
+            except PipelineError as e:
+                raise PipelineError(f"fold {fold} of {config.folds}: {e}") from None
 
 
 def saved_test_probabilities(name: str, checkpoints: list[Path], dataset_root: Path, ids: list[str],

@@ -53,7 +53,7 @@ from pipeline.precision import choose, installed_version, training_trial
 from pipeline.run import (CheckpointSaver, CrossValidation, Run, RunConfig, claim_run, inference_weights, load_checkpoint,
                           predictions_digest, resolve_run, summarize_metrics)
 from pipeline.runtime import Runtime, resolve_runtime
-from pipeline.teach import Teaching, TaughtLoss, seen_val_images, taught
+from pipeline.teach import Teaching, TaughtLoss, lineage, seen_val_images, taught
 from pipeline.workspace import created_folder, dataset_dir, weights_dir
 
 
@@ -325,6 +325,7 @@ def _run_config(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray,
         image_size=list(data.images.shape[1:3]), skipped=len(data.skipped),
         split={"seed": config.seed, "val_fraction": 0.0 if config.full else config.val_fraction,
                "train_images": len(train_idx), "val_images": len(val_idx), **taught_split}, labeled_ids=data.labeled_ids,
+        started_from=saved.started_from if saved else lineage(config.pretrained),
         precision=runtime.precision, dataset=str(dataset_root), device=runtime.describe(), versions=versions(),
         created=saved.created if saved else datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
@@ -460,9 +461,11 @@ def _training_state(config: TrainConfig, run: Run, run_config: RunConfig, runtim
     if state["ema"] is not None:
         state["ema"].module.load_state_dict(checkpoint["ema"])
     restore_rng(checkpoint["rng"], runtime)
-    epoch, history = checkpoint["epoch"], run.read_history(checkpoint["epoch"])
-    if checkpoint.get("metrics") and (not history or history[-1]["epoch"] < epoch):  # killed before the log was written
-        history.append(checkpoint["metrics"])
+    epoch, history = checkpoint["epoch"], checkpoint.get("history")
+    if history is None:  # checkpoints before they kept the whole log
+        history = run.read_history(epoch)
+        if checkpoint.get("metrics") and (not history or history[-1]["epoch"] < epoch):  # killed before the log was written
+            history.append(checkpoint["metrics"])
     return {**state, "start_epoch": epoch, "epoch": epoch, "history": history,
             "saver": CheckpointSaver(run, run_config.metric, checkpoint["best_score"], checkpoint["best_epoch"],
                                      config.keep_top, checkpoint.get("top"))}
@@ -530,7 +533,8 @@ def _checkpoint_state(ctx: TrainContext, rng: list[dict], evaluation: Evaluation
     """The checkpoint dict, less what the saver adds (epoch, best_score, best_epoch, top)."""
     state = {"model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
              "scheduler": ctx.scheduler.state_dict(), "scaler": ctx.scaler.state_dict(),
-             "config": ctx.run_config.to_dict(), "rng": rng, "metrics": ctx.history[-1]}
+             "config": ctx.run_config.to_dict(), "rng": rng, "metrics": ctx.history[-1],
+             "history": list(ctx.history)}
     if ctx.ema is not None:
         state["ema"] = ctx.ema.module.state_dict()
     if evaluation is not None:

@@ -1010,3 +1010,44 @@ def test_seventh_hostile_pass_inputs(trained):
                              (["train", *quick, "--full", "--teacher", "exp,exp", "--name", "s"], "names a model twice")):
         result = runner.invoke(app, command)
         assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
+
+
+def test_eighth_hostile_pass_inputs(trained):
+    """A metrics row between the first and the best edited or left out, config.json's classes reordered, and a test cache
+    rewritten with its metadata stamped to match."""
+    weights, run = trained / "weights", Run(trained / "weights" / "exp")
+    best_epoch = load_checkpoint(run.last)["best_epoch"]
+    middle = next(epoch for epoch in (1, 2) if epoch != best_epoch)
+    metrics = weights / "exp" / "metrics.csv"
+    original = metrics.read_text()
+    rows = pd.read_csv(metrics)
+    rows.loc[rows["epoch"] == middle, "train_loss"] = 0.001
+    replaced(metrics, rows.to_csv(index=False))
+    result = runner.invoke(app, ["report", "exp", "--device", "cpu"])
+    assert result.exit_code == 1 and f"metrics.csv's epoch {middle} says train_loss 0.001, but last.pt recorded" in \
+        " ".join(result.output.split()), result.output
+    replaced(metrics, rows[rows["epoch"] != middle].to_csv(index=False))  # a row left out
+    result = runner.invoke(app, ["report", "exp", "--device", "cpu"])
+    assert result.exit_code == 1 and "metrics.csv logs epochs" in " ".join(result.output.split()), result.output
+    replaced(metrics, original)
+    config = json.loads((weights / "exp" / "config.json").read_text())
+    config["classes"] = config["classes"][::-1]
+    replaced(weights / "exp" / "config.json", json.dumps(config))
+    result = runner.invoke(app, ["report", "exp", "--device", "cpu"])
+    assert result.exit_code == 1 and "config.json: its classes differ from those last.pt was trained with" in \
+        " ".join(result.output.split()), result.output
+    config["classes"] = config["classes"][::-1]
+    replaced(weights / "exp" / "config.json", json.dumps(config))
+    predicted = ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"]
+    assert runner.invoke(app, predicted).exit_code == 0
+    submission = (trained / "submissions" / "submission.csv").read_text()
+    cache, meta_file = trained / "dataset" / ".cache" / "test.npy", trained / "dataset" / ".cache" / "test.json"
+    forged = np.load(cache)[::-1].copy()  # the images, in another order
+    cache.unlink()
+    np.save(cache, forged)
+    meta = json.loads(meta_file.read_text())
+    info = cache.stat()
+    meta_file.write_text(json.dumps({**meta, "file": [info.st_size, info.st_mtime_ns, info.st_ctime_ns]}))
+    result = runner.invoke(app, predicted)
+    assert result.exit_code == 0 and "test.npy: not the images of test/" in " ".join(result.output.split())
+    assert (trained / "submissions" / "submission.csv").read_text() == submission

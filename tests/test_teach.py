@@ -128,3 +128,25 @@ def test_a_teacher_of_other_classes_is_one_line(fetched, tmp_path):
     assert result.exit_code == 1 and "--teacher t: " in result.output and "predicts the classes" in result.output
     assert "teach with a model of this competition" in " ".join(result.output.split())
     shutil.rmtree(fetched / "weights" / "s", ignore_errors=True)
+
+
+def test_a_teacher_is_clean_only_if_the_weights_it_started_from_were_too(fetched):
+    train(TrainConfig(epochs=1, seed=7, name="start", **QUICK))  # its split's training images: some of seed 42's val
+    start = Run(fetched / "weights" / "start")
+    train(TrainConfig(epochs=1, pretrained=str(start.best), name="teacher", **QUICK))  # seed 42, as the student's
+    assert Run(fetched / "weights" / "teacher").read_config().started_from == [start.read_config().split_identity()]
+    data = training_arrays(fetched / "dataset")
+    val_idx = run_split(data.targets, 0.2, 42, False, data.classes)[1]
+    shutil.rmtree(start.path)  # the lineage is recorded: it tells once the start is gone too
+    with pytest.raises(PipelineError, match="the --pretrained weights it started from"):
+        clean_teachers(teacher_checkpoints("teacher", "--teacher"), data, val_idx, "--teacher")
+    clean = train(TrainConfig(epochs=1, seed=42, name="clean", **QUICK))
+    train(TrainConfig(epochs=1, pretrained=str(Run(clean.run_dir).best), name="teacher-2", **QUICK))
+    assert clean_teachers(teacher_checkpoints("teacher-2", "--teacher"), data, val_idx, "--teacher")
+
+
+def test_a_cv_student_whose_teacher_cannot_teach_a_later_fold_is_refused_before_any_fold_trains(fetched):
+    teacher, _ = train_cv(TrainConfig(epochs=1, folds=2, name="teacher", **QUICK))
+    with pytest.raises(PipelineError, match=r"fold 1 of 2: --teacher teacher/fold-0: every model of it trained on"):
+        train_cv(TrainConfig(epochs=1, folds=2, teacher="teacher/fold-0", name="student", **QUICK))
+    assert not (fetched / "weights" / "student").exists()

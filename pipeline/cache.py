@@ -80,13 +80,24 @@ GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "F")
 WIDE_GREY_MODES = ("I", "I;16", "I;16L", "I;16B")  # 16 bits per pixel (PIL opens 16-bit PNGs as I or I;16)
 
 
+class PixelRange(Exception):
+    """An image whose pixel values do not say their own scale: one line naming it, never a guess."""
+
+
+UNIT_OVERSHOOT = 1.1  # a float image in [0, 1] may overshoot 1 this far (resampling rings): clipped, not rescaled
+
+
 def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
     """The image's pixels as uint8 in the set's mode. 16-bit greyscale is scaled (65535 → 255), not clipped —
-    unless no value exceeds 255 (8-bit values stored in 16 bits); float greyscale in [0, 1] is scaled by 255."""
+    unless no value exceeds 255 (8-bit values stored in 16 bits); float greyscale in [0, 1] (up to UNIT_OVERSHOOT,
+    clipped) is scaled by 255, float in [0, 255] is taken as it is; floats between, or well below 0, are refused."""
     if image.mode in (*WIDE_GREY_MODES, "F"):
         values = np.asarray(image, dtype=np.float32)
-        top = float(values.max(initial=0.0))
-        scale = (1 / 257 if top > 255 else 1.0) if image.mode != "F" else (255.0 if top <= 1.0 else 1.0)
+        top, bottom = float(values.max(initial=0.0)), float(values.min(initial=0.0))
+        if image.mode == "F" and (UNIT_OVERSHOOT < top < 2 or bottom < -0.1 * (1 if top <= UNIT_OVERSHOOT else 255)):
+            raise PixelRange(f"holds float pixels from {bottom:.4g} to {top:.4g}, neither in [0, 1] nor in [0, 255] "
+                             "(normalised?); save it with 8 bits")
+        scale = (1 / 257 if top > 255 else 1.0) if image.mode != "F" else (255.0 if top <= UNIT_OVERSHOOT else 1.0)
         image = Image.fromarray(np.rint(values * scale).clip(0, 255).astype(np.uint8), "L")
     return np.asarray(image.convert("L" if grey_set else "RGB"))
 
@@ -114,8 +125,9 @@ def _decode_one(path: Path, shape: tuple[int, int, int], fit: int | None,
     from the other colour mode. Its size and mode are read from its header and checked before its pixels are decoded;
     with `fit`, it is resized (shorter side to `fit`, then the centre square cropped) instead of its size checked."""
     grey_set = shape[-1] == 1
-    with warnings.catch_warnings():  # a huge declared size is refused below, not warned about
+    with warnings.catch_warnings():  # a huge declared size is refused below; corrupt EXIF data is read past
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
         try:
             with Image.open(path) as image:
                 grey, (width, height) = image.mode in GREY_MODES, upright_size(image)
@@ -133,6 +145,8 @@ def _decode_one(path: Path, shape: tuple[int, int, int], fit: int | None,
                 return pixels.reshape(shape), None, grey != grey_set
         except Image.DecompressionBombError:
             return None, "declares too many pixels to decode safely (a decompression bomb?)", False
+        except PixelRange as e:
+            return None, str(e), False
         except READ_ERRORS as e:
             reason = str(e).replace(f"'{path}'", "").replace(str(path), "").strip().rstrip(":") or type(e).__name__
             return None, f"not a readable image ({reason})", False

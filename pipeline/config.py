@@ -186,6 +186,8 @@ class Option:
 
 MODEL, OPTIMISATION, DATA, RUN = "Model", "Optimisation", "Data and augmentation", "Run"
 TEACH = "Pseudo-labels and distillation"
+TEACHING_OPTIONS = {"pseudo_soft": "pseudo", "pseudo_weight": "pseudo", "distill_alpha": "teacher",
+                    "distill_temperature": "teacher"}  # each applies to its source only
 THREADS_HELP = ("CPU threads of this process (none: OMP_NUM_THREADS when set, else one per core); give each of two "
                 "commands sharing a machine its share of the cores.")
 OPTIONS = (
@@ -358,6 +360,10 @@ class TrainConfigChecks:
         rules = [f"--{flag(option)}" for option in ("pseudo_threshold", "pseudo_top") if getattr(self, option) is not None]
         if rules and not self.pseudo:
             raise PipelineError(f"{rules[0]} is --pseudo's confidence rule: pass --pseudo SOURCE too")
+        for option, source in TEACHING_OPTIONS.items():
+            if getattr(self, option) != OPTION[option].default and not getattr(self, source):
+                raise PipelineError(f"--{flag(option)} applies to --{source} SOURCE, which is not given: pass it too, "
+                                    f"or drop --{flag(option)}")
         if len(rules) > 1:
             raise PipelineError("--pseudo-threshold and --pseudo-top are two confidence rules: pass one")
         mixed = [f"--{option}" for option in ("mixup", "cutmix") if getattr(self, option)]

@@ -19,7 +19,7 @@ from pipeline.metrics import METRIC_LABELS
 from pipeline.dataset import TrainArrays, training_arrays
 from pipeline.figures import ValPredictions, label_issues
 from pipeline.run import CrossValidation, abandoned, claimed_cv, plan_differences, shared_options
-from pipeline.teach import check_teaches_folds
+from pipeline.teach import check_folds_unseen
 from pipeline.train import train
 from pipeline.workspace import atomic_path, dataset_dir, weights_dir
 
@@ -39,8 +39,8 @@ def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root
     config = replace(config, metric=config.metric or read_competition(dataset_root).metric)
     plan = cv_plan(config)
     folds = list(range(config.folds)) if config.fold is None else [config.fold]
-    if config.teacher or config.pseudo:
-        check_teaches_folds(config, training_arrays(dataset_root, config.skip_bad, config.limit, console), folds)
+    if config.teacher or config.pseudo or config.pretrained:
+        check_folds_unseen(config, training_arrays(dataset_root, config.skip_bad, config.limit, console), folds)
     with claimed_cv(weights_root or weights_dir(), config.name, plan) as cv:
         labeled = None  # the digest of the labeled set now, once a trained fold is there to compare
         for fold in folds:

@@ -18,7 +18,7 @@ from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
 from pipeline.figures import log_scale_if_wide, save_figure
 from pipeline.metrics import METRIC_LABELS
-from pipeline.run import CrossValidation, MetricsSummary, Run, load_checkpoint, process_alive, resolve_run, summarize_metrics
+from pipeline.run import CrossValidation, MetricsSummary, Run, load_checkpoint, resolve_run, status_process_alive, summarize_metrics
 from pipeline.workspace import weights_dir
 
 # best: the best val score of the run's metric, at epoch best_epoch, where it had val accuracy val_acc
@@ -35,7 +35,7 @@ def run_status(run: Run, epochs_done: int, epochs_planned: int | None) -> str:
     if state == "running":
         if status.get("host") != socket.gethostname():
             return f"running on {status.get('host')}?"
-        return "running" if process_alive(int(status.get("pid", -1))) else "crashed"
+        return "running" if status_process_alive(status) else "crashed"
     if state is not None:
         return state
     if epochs_planned is not None and epochs_done >= epochs_planned:

@@ -16,7 +16,7 @@ READ_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 # Every image is decoded upright: its EXIF orientation (phone photos: rotated, mirrored) applied by Pillow's
 # ImageOps.exif_transpose, as viewers show it. Part of the decoded caches' fingerprint: caches decoded under an
 # earlier rule are decoded again.
-DECODE_RULE = "exif-orientation applied; 16-bit colour refused"
+DECODE_RULE = "exif-orientation applied; 16-bit colour refused; float up to 1.1 scaled, up to 2 refused"
 EXIF_ORIENTATION = 0x0112
 SIDEWAYS = (5, 6, 7, 8)  # the orientations that swap width and height
 
@@ -49,8 +49,9 @@ def header_sample(folder: Path, ids: list[str], suffix: str) -> list[tuple[int, 
     unreadable ones are left out (the set's check reports them)."""
     picked = [ids[i] for i in sorted(set(np.linspace(0, len(ids) - 1, min(HEADER_SAMPLE, len(ids))).astype(int)))]
     headers = []
-    with warnings.catch_warnings():  # a huge declared size is only read here, never decoded
+    with warnings.catch_warnings():  # a huge declared size is only read here, never decoded; corrupt EXIF read past
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
         for image_id in picked:
             try:
                 with Image.open(folder / f"{image_id}{suffix}") as image:

@@ -2,6 +2,7 @@
 test ids of the sample submission, and every problem found in them."""
 from __future__ import annotations
 
+import glob
 import os
 import unicodedata
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ def read_labels(root: Path, c: Competition) -> tuple[pd.DataFrame, list[str]]:
     columns = (c.id_column, *c.label_columns)
     frame = read_id_csv(root / c.labels_csv, columns, unique=False)
     if c.label_kind != "one-hot":
+        check_label_kind(root, c, frame[c.label_columns[0]])
         return pd.DataFrame({"id": frame[c.id_column], "label": frame[c.label_columns[0]]}), []
     marked = frame[list(c.label_columns)].apply(lambda column: column.str.strip()) == "1"
     count = marked.sum(axis=1).to_numpy()
@@ -85,6 +87,17 @@ def read_labels(root: Path, c: Competition) -> tuple[pd.DataFrame, list[str]]:
     problems = [f"{c.labels_csv}: id {image_id} marks {n} classes, not one" for image_id, n in
                 zip(frame[c.id_column][count != 1], count[count != 1])]
     return labels, problems
+
+
+def check_label_kind(root: Path, c: Competition, labels: pd.Series) -> None:
+    """Labels of kind integers are whole numbers, of kind binary 0 and 1: a description that says otherwise is one
+    line (its label kind decides the submission's shape)."""
+    values = set(labels.astype(str).str.strip()) - {""}
+    allowed = {"integers": lambda v: v.lstrip("-").isdigit(), "binary": lambda v: v in ("0", "1")}.get(c.label_kind)
+    odd = sorted(v for v in values if allowed and not allowed(v))
+    if odd:
+        raise PipelineError(f"{root / DESCRIPTION}: label_kind {c.label_kind!r}, but {c.labels_csv} has labels like "
+                            f"{', '.join(map(repr, odd[:3]))}; fix label_kind ('names' for class names)")
 
 
 def class_folder_labels(folder: Path) -> pd.DataFrame:
@@ -203,8 +216,20 @@ def check_test(root: Path) -> list[str]:
     missing = set(sample[c.submission_id]) - images
     if missing:
         raise PipelineError(f"{root / c.test_images}: {len(missing)} id(s) of {c.sample_submission} have no image: "
-                            f"{shown_names(missing, c.image_suffix)}")
+                            f"{shown_names(missing, c.image_suffix)}{suffix_hint(root, c, missing)}")
     return sample[c.submission_id].tolist()
+
+
+def suffix_hint(root: Path, c: Competition, missing: set[str]) -> str:
+    """Where the missing images are there under another suffix (`1.png` for `1.PNG`): the description's
+    image_suffix named, in words to add to the message; else nothing."""
+    folder = root / c.test_images
+    found = {path.name[len(image_id):] for image_id in sorted(missing)[:5]
+             for path in folder.glob(f"{glob.escape(image_id)}.*") if path.name[len(image_id):] != c.image_suffix}
+    if not found:
+        return ""
+    return (f"; the folder holds them as {', '.join(sorted(found))} files: fix image_suffix ({c.image_suffix!r}) in "
+            f"{root / DESCRIPTION}" if (root / DESCRIPTION).is_file() else f" (the folder holds {', '.join(sorted(found))} files)")
 
 
 def check_not_swapped(root: Path, c: Competition, images: set[str], labeled: set[str], tested: set[str],

@@ -33,7 +33,7 @@ from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.metrics import METRIC_LABELS
 from pipeline.submission import (check_solution, class_histogram, score_submission, scoring_metric, submission_values,
                                  write_submission)
-from pipeline.workspace import atomic_path, dataset_dir, submissions_dir, weights_dir, write_text_atomic
+from pipeline.workspace import atomic_path, check_replaceable, dataset_dir, submissions_dir, weights_dir, write_text_atomic
 
 @dataclass(frozen=True)
 class PredictResult:
@@ -156,6 +156,7 @@ def finish_submission(probabilities: np.ndarray, ids: list[str], submission_ids:
                                 f"{', '.join(sorted(unknown)[:5])}; score with the solution of this test set")
     row_of = {image_id: row for row, image_id in enumerate(ids)}
     in_order = probabilities[[row_of[i] for i in submission_ids]]
+    check_replaceable(out.with_suffix(".json").resolve())  # the record: never a submission written without it
     write_submission(out, submission_ids, submission_values(in_order, classes, dataset_root), dataset_root, classes)
     labels = [classes[i] for i in in_order.argmax(1)]
     histogram = class_histogram(labels, classes)

@@ -252,21 +252,22 @@ class Run:
     def read_metrics(self) -> pd.DataFrame:
         if not self.has_metrics():
             raise PipelineError(f"{self._metrics}: no metrics (the run has not finished an epoch)")
+        fix = "restore it from a copy (its checkpoints still predict as they are)"
         try:
             metrics = strict_csv(self._metrics, whole_rows=True)
         except PipelineError as e:
-            raise PipelineError(f"{self._metrics}: not a metrics CSV ({str(e).split(': ', 1)[1]})") from None
+            raise PipelineError(f"{self._metrics}: not a metrics CSV ({str(e).split(': ', 1)[1]}); {fix}") from None
         missing = REQUIRED_METRICS - set(metrics.columns)
         if missing or metrics.empty:
             raise PipelineError(f"{self._metrics}: "
-                                + (f"missing columns {', '.join(sorted(missing))}" if missing else "no epochs"))
+                                + (f"missing columns {', '.join(sorted(missing))}" if missing else "no epochs") + f"; {fix}")
         numeric = [c for c in METRIC_COLUMNS if c in metrics]
         try:
             metrics[numeric] = metrics[numeric].apply(pd.to_numeric)
         except (ValueError, TypeError) as e:
-            raise PipelineError(f"{self._metrics}: not numbers ({e})") from None
+            raise PipelineError(f"{self._metrics}: not numbers ({e}); {fix}") from None
         if metrics[numeric].isin([float("inf"), float("-inf")]).any().any():
-            raise PipelineError(f"{self._metrics}: holds infinite values; not a metrics log the pipeline wrote")
+            raise PipelineError(f"{self._metrics}: holds infinite values; not a metrics log the pipeline wrote; {fix}")
         return metrics
 
     def read_history(self, until_epoch: int) -> list[dict]:
@@ -306,12 +307,11 @@ class Run:
         self.set_status("finished", last=_finished_key.__wrapped__(str(self.last)) if self.last.is_file() else None)
 
     def training_pid(self) -> int | None:
-        """The process training this run on this machine now, if one is (status running, process alive)."""
+        """The process training this run on this machine now, if one is (status running, its process alive)."""
         status = self.read_status() or {}
         if status.get("state") != "running" or status.get("host") != socket.gethostname():
             return None
-        pid = status.get("pid")
-        return pid if isinstance(pid, int) and process_alive(pid) else None
+        return status["pid"] if status_process_alive(status) else None
 
     def set_status(self, state: str, **details) -> None:
         """running (with the process, so `pipeline runs` can tell a crash), finished, interrupted, failed."""
@@ -708,6 +708,31 @@ def _take_up(cv: CrossValidation, plan: dict) -> CrossValidation:
                         f"must share them: choose another --name, or train with its options (--config {cv.path})")
 
 
+def status_process_alive(status: dict) -> bool:
+    """Whether the process a running status names is alive and is that process: one started after the status was
+    written holds a reused number (a restarted container numbers its processes anew), so the run's died."""
+    pid = status.get("pid")
+    if not isinstance(pid, int) or not process_alive(pid):
+        return False
+    started = process_start_time(pid)
+    try:
+        written = datetime.fromisoformat(str(status.get("updated"))).timestamp()
+    except ValueError:
+        return True
+    return started is None or started <= written + 2  # the status is written to the second
+
+
+def process_start_time(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), from Linux's /proc; None where that cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -750,7 +775,7 @@ def abandoned(run: Run) -> bool:
         return False
     status = run.read_status() or {}
     return status.get("state") == "running" and status.get("host") == socket.gethostname() and \
-        isinstance(status.get("pid"), int) and not process_alive(status["pid"])
+        isinstance(status.get("pid"), int) and not status_process_alive(status)
 
 
 def resolve_run(name: Path, weights_root: Path | None = None) -> Path:

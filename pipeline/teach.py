@@ -52,21 +52,25 @@ class Teaching:
     key: str  # a digest of the targets: a resumed run must be taught alike
 
 
-def teacher_checkpoints(source: str, flag: str, weights_root: Path | None = None) -> dict[str, list[Path]]:
-    """Each run or CV SOURCE names (comma-separated) with its checkpoints (a run's best.pt, a CV's folds')."""
-    from pipeline.predict import run_checkpoints
+def teacher_checkpoints(source: str, flag: str, weights_root: Path | None = None,
+                        console: Console | None = None) -> dict[str, list[Path]]:
+    """Each run or CV SOURCE names (comma-separated) with its checkpoints (a run's best.pt, a CV's folds'); a run
+    that has not finished is said (`console`), as when predicting with it."""
+    from pipeline.predict import check_distinct, run_checkpoints
 
     names = [name.strip() for name in source.split(",") if name.strip()]
     if not names:
         raise PipelineError(f"{flag} {source!r}: name the teacher's runs or cross-validations, comma-separated")
     try:
-        members = {name: run_checkpoints(Path(name), weights_root) for name in names}
+        members = {name: run_checkpoints(Path(name), weights_root, console) for name in names}
     except PipelineError as e:
         raise PipelineError(f"{flag} {source} (the teacher): {e}; train it, or name another") from None
-    paths = [path.resolve() for checkpoints in members.values() for path in checkpoints]
-    if len(set(paths)) < len(paths) or len(members) < len(names):
-        raise PipelineError(f"{flag} {source}: names a model twice (a CV and its fold?), which would weigh it double; "
-                            "name each once")
+    if len(members) < len(names):
+        raise PipelineError(f"{flag} {source}: names a model twice, which would weigh it double; name each once")
+    try:
+        check_distinct([path for checkpoints in members.values() for path in checkpoints])
+    except PipelineError as e:
+        raise PipelineError(f"{flag} {source}: {e}") from None
     return members
 
 
@@ -102,9 +106,10 @@ def trained_on(config: RunConfig, data: TrainArrays) -> np.ndarray | None:
     return np.unique(np.concatenate(seen))
 
 
-def seen_val_images(weights: str | None, data: TrainArrays, val_idx: np.ndarray) -> int:
-    """How many of the val images a pipeline checkpoint given as --pretrained (or its own start) trained on (0 for
-    other weights)."""
+def seen_val_images(weights: str | None, data: TrainArrays, val_idx: np.ndarray) -> int | None:
+    """How many of the val images a pipeline checkpoint given as --pretrained (or its own start) trained on: 0 for
+    other weights and for a model of other classes; None for one of these classes that trained on another labeled set
+    (other images or labels, another --limit), so which images it saw cannot be told."""
     path = Path(weights or "")
     if not weights or not len(val_idx) or path.suffix != ".pt" or not path.is_file():
         return 0
@@ -112,7 +117,17 @@ def seen_val_images(weights: str | None, data: TrainArrays, val_idx: np.ndarray)
         config = RunConfig.of_checkpoint(load_checkpoint(path, mmap=True), path)
     except PipelineError:  # not a pipeline checkpoint: weights of elsewhere
         return 0
-    return val_images_seen(config, data, val_idx) or 0
+    return val_images_seen(config, data, val_idx) if config.classes == data.classes else 0
+
+
+def pretrained_leak(weights: str | None, data: TrainArrays, val_idx: np.ndarray) -> str | None:
+    """What --pretrained `weights` saw of the val images, in words (None: none of them)."""
+    seen = seen_val_images(weights, data, val_idx)
+    if seen == 0:
+        return None
+    return f"--pretrained {weights} trained on {seen} of the {len(val_idx)} val images" if seen else \
+        f"--pretrained {weights} trained on another labeled set of these classes (other images or labels, another " \
+        "--limit), so whether it saw the val images cannot be told"
 
 
 def val_images_seen(config: RunConfig, data: TrainArrays, val_idx: np.ndarray) -> int | None:
@@ -138,21 +153,28 @@ def clean_teachers(members: dict[str, list[Path]], data: TrainArrays, val_idx: n
                 kept.append(path)
         if not kept:
             raise PipelineError(f"{flag} {name}: every model of it trained on some of this run's val images (it, or "
-                                "the --pretrained weights it started from; or on another labeled set), so the val score would not be honest; train the student as a "
-                                "CV of the teacher's folds (--folds K --seed S: fold I learns from its fold I), with "
-                                "the teacher's --seed and --val-fraction, or with --full")
+                                "the --pretrained weights it started from; or on another labeled set), so the val score "
+                                "would not be honest; train the student as a CV of the teacher's folds (--folds K --seed "
+                                "S: fold I learns from its fold I), with the teacher's --seed and --val-fraction, on "
+                                "its labeled images (the same --limit, --skip-bad), or with --full")
         clean += kept
     return clean
 
 
-def check_teaches_folds(config: TrainConfig, data: TrainArrays, folds: list[int]) -> None:
-    """Each fold of a CV student that will train keeps a clean model of every teacher (checked before any fold trains,
-    not when one comes to it)."""
-    for flag, source in (("--teacher", config.teacher), ("--pseudo", config.pseudo)):
-        members = teacher_checkpoints(source, flag) if source else {}
-        for fold in folds if members else []:
-            val_idx = run_split(data.targets, config.val_fraction, config.seed, False, data.classes, config.folds,
-                                fold)[1]
+def check_folds_unseen(config: TrainConfig, data: TrainArrays, folds: list[int]) -> None:
+    """Each fold of a CV that will train keeps its val images unseen — by a clean model of every teacher, and by the
+    --pretrained start — else its out-of-fold scores would flatter it: checked before any fold trains, not when one
+    comes to it."""
+    sources = {flag: teacher_checkpoints(source, flag) for flag, source in (("--teacher", config.teacher),
+                                                                             ("--pseudo", config.pseudo)) if source}
+    for fold in folds:
+        val_idx = run_split(data.targets, config.val_fraction, config.seed, False, data.classes, config.folds, fold)[1]
+        leak = pretrained_leak(config.pretrained, data, val_idx)
+        if leak:
+            raise PipelineError(f"fold {fold} of {config.folds}: {leak}, so the out-of-fold scores would flatter the CV; "
+                                "start the folds from weights that never saw this labeled set (another dataset's, or "
+                                "the libraries'), or fine-tune one run instead")
+        for flag, members in sources.items():
             try:
                 clean_teachers(members, data, val_idx, flag)
             except PipelineError as e:
@@ -207,7 +229,7 @@ def taught(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray, np.n
         return None
     train_idx, val_idx = split
     images, labels = data.images[train_idx], np.eye(len(data.classes), dtype=np.float32)[data.targets[train_idx]]
-    teacher_members = teacher_checkpoints(config.teacher, "--teacher") if config.teacher else {}
+    teacher_members = teacher_checkpoints(config.teacher, "--teacher", console=console) if config.teacher else {}
     teachers = clean_teachers(teacher_members, data, val_idx, "--teacher") if config.teacher else []
     teacher = teacher_probabilities(teachers, images, runtime, console) if teachers else np.zeros_like(labels)
     weights = np.ones(len(images), np.float32)
@@ -235,7 +257,7 @@ def pseudo_labeled(config: TrainConfig, data: TrainArrays, val_idx: np.ndarray, 
     """The test images that pass --pseudo's confidence rule: their images, label distributions, the --teacher's
     distributions (its saved test probabilities; zeros without one) and weights."""
     ids = sorted(check_test(dataset_root), key=id_sort_key)
-    members = teacher_checkpoints(config.pseudo, "--pseudo")
+    members = teacher_checkpoints(config.pseudo, "--pseudo", console=console)
     probabilities = test_probabilities(members, clean_teachers(members, data, val_idx, "--pseudo"), dataset_root, ids,
                                        "--pseudo").astype(np.float32)
     top = config.pseudo_top or (None if config.pseudo_threshold else DEFAULT_TOP)

@@ -53,7 +53,7 @@ from pipeline.precision import choose, installed_version, training_trial
 from pipeline.run import (CheckpointSaver, CrossValidation, Run, RunConfig, claim_run, inference_weights, load_checkpoint,
                           predictions_digest, resolve_run, summarize_metrics)
 from pipeline.runtime import Runtime, resolve_runtime
-from pipeline.teach import Teaching, TaughtLoss, lineage, seen_val_images, taught
+from pipeline.teach import Teaching, TaughtLoss, lineage, pretrained_leak, taught
 from pipeline.workspace import created_folder, dataset_dir, weights_dir
 
 
@@ -167,7 +167,8 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
                             f"{run.path}/fold-I`, then train the CV again to gather it")
     training = run.training_pid()
     if training is not None:
-        raise PipelineError(f"{run.path}: still training (process {training}); resume it once that stops")
+        raise PipelineError(f"{run.path}: still training (process {training}); resume it once that stops (if that "
+                            f"process is not this training, delete {run.path / 'status.json'})")
     if not run.last.is_file() and not run.looks_like_run():
         raise PipelineError(f"{run.path}: not a run folder (no config.json, no last.pt): nothing to resume; train a new "
                             "run with `pipeline train`")
@@ -407,10 +408,9 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
         raise PipelineError(f"{dataset_root}: the val split holds one class only, which {config.metric} cannot score; "
                             "use more images (raise or drop --limit) or another --metric")
     teaching = taught(config, data, (train_idx, val_idx), dataset_root, runtime, console)
-    if checkpoint is None and (seen := seen_val_images(config.pretrained, data, val_idx)):
-        console.print(f"[yellow]note[/yellow]: --pretrained {config.pretrained} trained on {seen} of this run's "
-                      f"{len(val_idx)} val images, so its val scores will flatter it; start from weights that never "
-                      "saw them (a run of this --seed and --val-fraction), or judge it on held-out images")
+    if checkpoint is None and (leak := pretrained_leak(config.pretrained, data, val_idx)):
+        console.print(f"[yellow]note[/yellow]: {leak}, so this run's val scores may flatter it; start from weights "
+                      "that never saw them (a run of this --seed and --val-fraction), or judge it on held-out images")
     run_config = _run_config(config, data, (train_idx, val_idx), dataset_root, runtime, saved, teaching)
     mean, std = tuple(run_config.mean), tuple(run_config.std)
     own_val = val_idx[where.rank::where.world]  # each rank scores its share; the metrics are reduced over all

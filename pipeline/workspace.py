@@ -67,14 +67,20 @@ def write_failure(path: Path, error: BaseException) -> PipelineError:
     return PipelineError(f"{path}: cannot write it: {reason}; any earlier version of it is intact")
 
 
+def check_replaceable(path: Path) -> None:
+    """`path` is a file, or nothing yet: a folder, device or pipe there is one line (checked before the files written
+    with it, so that none of them is written alone)."""
+    if path.exists() and not path.is_file():
+        raise PipelineError(f"{path}: not a regular file (a folder, device or pipe), so it is not replaced; "
+                            "name a file to write")
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
     A failed write (OSError) is a one-line error, and leaves no temporary file."""
     path = path.resolve() if path.is_symlink() else path  # a link's target is written, the link kept
-    if path.exists() and not path.is_file():
-        raise PipelineError(f"{path}: not a regular file (a folder, device or pipe), so it is not replaced; "
-                            "name a file to write")
+    check_replaceable(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

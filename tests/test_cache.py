@@ -1,5 +1,6 @@
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -95,3 +96,28 @@ def test_the_decoding_rule_is_part_of_the_fingerprint(folder, monkeypatch):
     before = pipeline.cache.fingerprint(folder, ids_of(folder))
     monkeypatch.setattr(pipeline.cache, "DECODE_RULE", "exif-orientation ignored")
     assert pipeline.cache.fingerprint(folder, ids_of(folder)) != before
+
+
+def test_float_images_are_scaled_by_their_range_and_an_unclear_range_is_a_listed_problem(tmp_path):
+    """A float image in [0, 1] (overshooting 1 a little, as resampling rings) is scaled by 255, one in [0, 255]
+    taken as it is; one between, or well below 0 (normalised), says so instead of decoding near black."""
+    folder = tmp_path / "test"
+    folder.mkdir()
+    grey = np.linspace(0, 255, 32 * 32, dtype=np.float32).reshape(32, 32)
+    overshoot = grey / 255
+    overshoot[0, 0] = 1.0001
+    for image_id, values in (("1", overshoot), ("2", grey), ("3", grey / 255 * 1.5), ("4", grey / 127.5 - 1)):
+        Image.fromarray(values, "F").save(folder / f"{image_id}.tif")
+    decoded = decode_images(folder, ["1", "2", "3", "4"], tmp_path / "test.npy", suffix=".tif")
+    assert decoded.images.shape == (4, 32, 32, 1)
+    assert abs(decoded.images[0, 16, 16, 0] - grey[16, 16]) <= 1 and decoded.images[0, 0, 0, 0] == 255
+    assert np.array_equal(decoded.images[1, ..., 0], np.rint(grey).astype(np.uint8))
+    assert set(decoded.bad) == {"3", "4"} and "neither in [0, 1] nor in [0, 255]" in decoded.bad["3"]
+
+
+def test_corrupt_exif_data_is_read_past_without_a_warning(folder, tmp_path):
+    Image.open(folder / "1.png").save(folder / "1.png", exif=b"II*\x00\x08\x00\x00\x00\xff\xff")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images = decode_images(folder, ids_of(folder), tmp_path / "train.npy").whole(folder)
+    assert images.shape[0] == 30 and not [w for w in caught if "EXIF" in str(w.message)]

@@ -951,7 +951,7 @@ def test_sixth_hostile_pass_inputs(trained):
     result = runner.invoke(app, ["train", "--epochs", "1", "--batch-size", "32", "--workers", "0", "--device", "cpu",
                                  "--recipe", "seed", "--seed", "7", "--pretrained", "weights/exp/best.pt",
                                  "--name", "warm"])
-    assert result.exit_code == 0 and "trained on" in result.output and "so its val scores will flatter it" in \
+    assert result.exit_code == 0 and "trained on" in result.output and "so this run's val scores may flatter it" in \
         " ".join(result.output.split()), result.output
     # a folder left by a process killed while setting it up is taken again
     (weights / "killed").mkdir()
@@ -1051,3 +1051,37 @@ def test_eighth_hostile_pass_inputs(trained):
     result = runner.invoke(app, predicted)
     assert result.exit_code == 0 and "test.npy: not the images of test/" in " ".join(result.output.split())
     assert (trained / "submissions" / "submission.csv").read_text() == submission
+
+
+def test_ninth_hostile_pass_inputs(trained):
+    """A running status whose process number a restart gave to another process, a submission record that cannot be
+    written, --pretrained naming a folder or a config, a described image suffix the files do not have, a label kind
+    the labels do not fit, and an emptied metrics log."""
+    weights, submissions, dataset = trained / "weights", trained / "submissions", trained / "dataset"
+    shutil.copytree(weights / "exp", weights / "e1")
+    Run(weights / "e1").set_status("running", pid=1, updated="2000-01-01T00:00:00+00:00")  # pid 1 started since
+    assert Run(weights / "e1").training_pid() is None
+    assert "crashed" in runner.invoke(app, ["runs"]).output
+    (submissions / "submission.json").unlink(missing_ok=True)
+    (submissions / "submission.json").mkdir(parents=True)
+    (submissions / "submission.csv").write_text("kept\n")
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"])
+    assert result.exit_code == 1 and "submission.json: not a regular file" in " ".join(result.output.split())
+    assert (submissions / "submission.csv").read_text() == "kept\n"
+    quick = ["train", "--epochs", "1", "--batch-size", "32", "--workers", "0", "--device", "cpu", "--name", "pp"]
+    for given, message in (("weights/exp", "a folder, not a weights file; name the file, e.g. weights/exp/best.pt"),
+                           ("weights/exp/config.json", "not a weights file (a .json file)")):
+        result = runner.invoke(app, [*quick, "--pretrained", given])
+        assert result.exit_code == 1 and message in " ".join(result.output.split()), result.output
+    (dataset / "competition.json").write_text('{"image_suffix": ".PNG"}')
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu"])
+    assert result.exit_code == 1 and "the folder holds them as .png files: fix image_suffix ('.PNG')" in \
+        " ".join(result.output.split()), result.output
+    (dataset / "competition.json").write_text('{"label_kind": "binary"}')
+    result = runner.invoke(app, [*quick])
+    assert result.exit_code == 1 and "label_kind 'binary', but trainLabels.csv has labels like" in \
+        " ".join(result.output.split()), result.output
+    (dataset / "competition.json").unlink()
+    replaced(weights / "e1" / "metrics.csv", "")
+    result = runner.invoke(app, ["report", "e1", "--device", "cpu"])
+    assert result.exit_code == 1 and "restore it from a copy" in result.output

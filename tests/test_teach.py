@@ -150,3 +150,29 @@ def test_a_cv_student_whose_teacher_cannot_teach_a_later_fold_is_refused_before_
     with pytest.raises(PipelineError, match=r"fold 1 of 2: --teacher teacher/fold-0: every model of it trained on"):
         train_cv(TrainConfig(epochs=1, folds=2, teacher="teacher/fold-0", name="student", **QUICK))
     assert not (fetched / "weights" / "student").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(pseudo_soft=True), r"--pseudo-soft applies to --pseudo SOURCE, which is not given"),
+    (dict(pseudo_weight=2.0), r"--pseudo-weight applies to --pseudo SOURCE"),
+    (dict(distill_alpha=0.3), r"--distill-alpha applies to --teacher SOURCE"),
+    (dict(pseudo="t", distill_temperature=4.0), r"--distill-temperature applies to --teacher SOURCE"),
+])
+def test_a_teaching_option_without_its_source_is_refused(options, message):
+    with pytest.raises(PipelineError, match=message):
+        TrainConfig(**options).validate()
+
+
+def test_a_copied_teacher_weighs_once_and_a_cv_started_from_a_fold_is_refused(fetched):
+    cv, _ = train_cv(TrainConfig(epochs=1, folds=2, name="cv", **QUICK))
+    shutil.copytree(cv.fold(0).path, fetched / "weights" / "copy")
+    with pytest.raises(PipelineError, match=r"--teacher cv/fold-0,copy: .*the same model as"):
+        train(TrainConfig(epochs=1, full=True, teacher="cv/fold-0,copy", name="s", **QUICK))
+    with pytest.raises(PipelineError, match=r"fold 1 of 2: --pretrained .*fold-0/best.pt trained on \d+ of the \d+ val "
+                                            r"images, so the out-of-fold scores would flatter the CV"):
+        train_cv(TrainConfig(epochs=1, folds=2, pretrained=str(cv.fold(0).best), name="cvp", **QUICK))
+    assert not (fetched / "weights" / "cvp").exists()
+    limited = train(TrainConfig(epochs=1, limit=200, name="limited", **QUICK))  # another labeled set: cannot tell
+    result = runner.invoke(app, ["train", "--epochs", "1", "--batch-size", "32", "--workers", "0", "--device", "cpu",
+                                 "--pretrained", str(Run(limited.run_dir).best), "--name", "warm"])
+    assert result.exit_code == 0 and "trained on another labeled set of these classes" in " ".join(result.output.split())

@@ -177,8 +177,15 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a local `.safetensors`, `.pth` or `.pt` file: a bare one, or a checkpoint's
     `ema` (a pipeline run's averaged weights, which it predicts with), `model` or `state_dict` entry;
     a DistributedDataParallel `module.` prefix is removed."""
+    if path.is_dir():
+        inside = next((path / name for name in ("best.pt", "fold-0/best.pt") if (path / name).is_file()), None)
+        raise PipelineError(f"{path}: a folder, not a weights file; name the file"
+                            + (f", e.g. {inside}" if inside else " (.pt, .pth or .safetensors)"))
     if not path.is_file():
         raise PipelineError(f"{path}: weights file not found")
+    if path.suffix.lower() in (".json", ".csv", ".npy", ".npz", ".yaml", ".yml", ".txt", ".md", ".png", ".onnx"):
+        raise PipelineError(f"{path}: not a weights file (a {path.suffix} file); name a .pt, .pth or .safetensors file, "
+                            "e.g. a run's best.pt")
     if path.suffix == ".safetensors":
         try:
             state = safetensors.torch.load_file(path)

@@ -211,6 +211,11 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
 
+    @property
+    def status_file(self) -> Path:
+        """status.json, for messages that name it (read and written only through the methods below)."""
+        return self._status
+
     def looks_like_run(self) -> bool:
         return self.path.is_dir() and any(p.exists() for p in (self._config, self._metrics, self._status, self.last))
 

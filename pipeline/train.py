@@ -168,7 +168,7 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
     training = run.training_pid()
     if training is not None:
         raise PipelineError(f"{run.path}: still training (process {training}); resume it once that stops (if that "
-                            f"process is not this training, delete {run.path / 'status.json'})")
+                            f"process is not this training, delete {run.status_file})")
     if not run.last.is_file() and not run.looks_like_run():
         raise PipelineError(f"{run.path}: not a run folder (no config.json, no last.pt): nothing to resume; train a new "
                             "run with `pipeline train`")

@@ -178,7 +178,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     `ema` (a pipeline run's averaged weights, which it predicts with), `model` or `state_dict` entry;
     a DistributedDataParallel `module.` prefix is removed."""
     if path.is_dir():
-        inside = next((path / name for name in ("best.pt", "fold-0/best.pt") if (path / name).is_file()), None)
+        from pipeline.run import BEST
+
+        inside = next((path / name for name in (BEST, f"fold-0/{BEST}") if (path / name).is_file()), None)
         raise PipelineError(f"{path}: a folder, not a weights file; name the file"
                             + (f", e.g. {inside}" if inside else " (.pt, .pth or .safetensors)"))
     if not path.is_file():

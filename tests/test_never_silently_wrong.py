@@ -1012,7 +1012,7 @@ def test_seventh_hostile_pass_inputs(trained):
         assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
 
 
-def test_eighth_hostile_pass_inputs(trained):
+def test_seventh_hostile_pass_leftovers(trained):
     """A metrics row between the first and the best edited or left out, config.json's classes reordered, and a test cache
     rewritten with its metadata stamped to match."""
     weights, run = trained / "weights", Run(trained / "weights" / "exp")
@@ -1053,7 +1053,7 @@ def test_eighth_hostile_pass_inputs(trained):
     assert (trained / "submissions" / "submission.csv").read_text() == submission
 
 
-def test_ninth_hostile_pass_inputs(trained):
+def test_eighth_hostile_pass_inputs(trained):
     """A running status whose process number a restart gave to another process, a submission record that cannot be
     written, --pretrained naming a folder or a config, a described image suffix the files do not have, a label kind
     the labels do not fit, and an emptied metrics log."""

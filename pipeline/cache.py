@@ -93,6 +93,8 @@ def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
     clipped) is scaled by 255, float in [0, 255] is taken as it is; floats between, or well below 0, are refused."""
     if image.mode in (*WIDE_GREY_MODES, "F"):
         values = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(values).all():
+            raise PixelRange("holds NaN or infinite pixel values; save it with 8 bits")
         top, bottom = float(values.max(initial=0.0)), float(values.min(initial=0.0))
         if image.mode == "F" and (UNIT_OVERSHOOT < top < 2 or bottom < -0.1 * (1 if top <= UNIT_OVERSHOOT else 255)):
             raise PixelRange(f"holds float pixels from {bottom:.4g} to {top:.4g}, neither in [0, 1] nor in [0, 255] "
@@ -132,8 +134,8 @@ def _decode_one(path: Path, shape: tuple[int, int, int], fit: int | None,
             with Image.open(path) as image:
                 grey, (width, height) = image.mode in GREY_MODES, upright_size(image)
                 if wide_colour_png(path):
-                    return None, "is a 16-bit colour PNG, which Pillow reads as its high bytes only (8-bit values " \
-                                 "stored in 16 bits read as black); save it with 8 bits", False
+                    return None, "is a 16-bit colour (or grey + alpha) PNG, which Pillow reads as its high bytes " \
+                                 "only (8-bit values stored in 16 bits read as black); save it with 8 bits", False
                 if grey != grey_set and not convert:
                     return None, (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
                                   f"{'greyscale' if grey_set else 'colour'} set"), False
@@ -168,10 +170,11 @@ def matches_images(images: np.ndarray, folder: Path, ids: list[str], bad: dict, 
 
 
 def wide_colour_png(path: Path) -> bool:
-    """A PNG of 16 bits per colour channel (its header's bit depth and colour type)."""
+    """A PNG of 16 bits per channel with colour or alpha, which Pillow reads as 8-bit RGB(A) (its header's bit depth
+    and colour type: 2 RGB, 4 grey + alpha, 6 RGBA)."""
     with open(path, "rb") as file:
         header = file.read(26)
-    return header[:8] == b"\x89PNG\r\n\x1a\n" and len(header) == 26 and header[24] == 16 and header[25] in (2, 6)
+    return header[:8] == b"\x89PNG\r\n\x1a\n" and len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6)
 
 
 def _set_shape(folder: Path, ids: list[str], suffix: str, fit: int | None) -> tuple[int, int, int]:

@@ -16,7 +16,7 @@ READ_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 # Every image is decoded upright: its EXIF orientation (phone photos: rotated, mirrored) applied by Pillow's
 # ImageOps.exif_transpose, as viewers show it. Part of the decoded caches' fingerprint: caches decoded under an
 # earlier rule are decoded again.
-DECODE_RULE = "exif-orientation applied; 16-bit colour refused; float up to 1.1 scaled, up to 2 refused"
+DECODE_RULE = "exif-orientation applied; 16-bit colour or grey+alpha refused; float up to 1.1 scaled, up to 2 or not finite refused"
 EXIF_ORIENTATION = 0x0112
 SIDEWAYS = (5, 6, 7, 8)  # the orientations that swap width and height
 

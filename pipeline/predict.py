@@ -230,6 +230,10 @@ def check_scoring(score: Path | None, metric: str | None, dataset_root: Path) ->
         raise PipelineError(f"--metric {metric} chooses how --score scores: pass --score SOLUTION.csv too")
     if score is not None and not score.is_file():
         raise PipelineError(f"{score}: no such solution file for --score")
+    sample = dataset_root / read_competition(dataset_root).sample_submission
+    if score is not None and sample.is_file() and score.resolve() == sample.resolve():
+        raise PipelineError(f"{score}: the sample submission, whose labels are placeholders, not a solution; score with "
+                            "the held-out labels (e.g. solution.csv)")
     scoring_metric(dataset_root, metric)
 
 

@@ -1,6 +1,8 @@
 import os
 import shutil
+import struct
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -121,3 +123,22 @@ def test_corrupt_exif_data_is_read_past_without_a_warning(folder, tmp_path):
         warnings.simplefilter("always")
         images = decode_images(folder, ids_of(folder), tmp_path / "train.npy").whole(folder)
     assert images.shape[0] == 30 and not [w for w in caught if "EXIF" in str(w.message)]
+
+
+def test_float_images_with_nan_or_infinite_pixels_and_16_bit_grey_alpha_pngs_are_listed_problems(tmp_path):
+    folder = tmp_path / "test"
+    folder.mkdir()
+    grey = np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32)
+    for image_id, bad in (("1", np.inf), ("2", np.nan)):
+        values = grey.copy()
+        values[0, 0] = bad
+        Image.fromarray(values, "F").save(folder / f"{image_id}.tif")
+    decoded = decode_images(folder, ["1", "2"], tmp_path / "test.npy", suffix=".tif")
+    assert all("NaN or infinite" in decoded.bad[i] for i in ("1", "2"))
+    pixels = np.stack([np.full((32, 32), 200, np.uint16), np.full((32, 32), 65535, np.uint16)], -1)  # 8-bit values
+    raw = b"".join(b"\0" + row.astype(">u2").tobytes() for row in pixels)
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    (folder / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 32, 32, 16, 4, 0, 0, 0))
+                                   + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    decoded = decode_images(folder, ["3"], tmp_path / "grey.npy")
+    assert "is a 16-bit colour (or grey + alpha) PNG" in decoded.bad["3"]

@@ -935,7 +935,7 @@ def test_sixth_hostile_pass_inputs(trained):
     pixels = np.asarray(Image.open(dataset / "test" / "3.png").convert("RGB"), np.uint16)
     (dataset / "test" / "3.png").write_bytes(sixteen_bit_rgb_png(pixels))
     result = runner.invoke(app, ["predict", "--device", "cpu"])
-    assert result.exit_code == 1 and "3.png: is a 16-bit colour PNG, which Pillow reads as its high bytes only" in \
+    assert result.exit_code == 1 and "3.png: is a 16-bit colour (or grey + alpha) PNG, which Pillow reads as its high bytes only" in \
         " ".join(result.output.split())
     (dataset / "test" / "3.png").unlink()
     Image.fromarray(pixels.astype(np.uint8)).save(dataset / "test" / "3.png")
@@ -1082,6 +1082,8 @@ def test_eighth_hostile_pass_inputs(trained):
     assert result.exit_code == 1 and "label_kind 'binary', but trainLabels.csv has labels like" in \
         " ".join(result.output.split()), result.output
     (dataset / "competition.json").unlink()
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--score", "dataset/sampleSubmission.csv"])
+    assert result.exit_code == 1 and "the sample submission, whose labels are placeholders" in result.output
     replaced(weights / "e1" / "metrics.csv", "")
     result = runner.invoke(app, ["report", "e1", "--device", "cpu"])
     assert result.exit_code == 1 and "restore it from a copy" in result.output

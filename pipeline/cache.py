@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import stat
-import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -34,7 +33,8 @@ from rich.console import Console
 
 from pipeline.competition import read_competition
 from pipeline.errors import PipelineError
-from pipeline.images import DECODE_RULE, HEADER_SAMPLE, READ_ERRORS, header_sample, upright, upright_size
+from pipeline.images import (DECODE_RULE, HEADER_SAMPLE, READ_ERRORS, header_sample, quiet_pillow, upright,
+                             upright_size)
 from pipeline.layout import LabeledImages, shown_names, id_sort_key, problems_message
 from pipeline.progress import progress_bar
 from pipeline.workspace import atomic_path, user_cache_dir, write_text_atomic
@@ -110,13 +110,14 @@ def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: 
     of those `convert`ed from the other colour mode (else refused): `_decode_one`."""
     out = np.load(out_path, mmap_mode="r+")
     problems, converted = {}, []
-    for offset, image_id in enumerate(ids):
-        pixels, problem, odd = _decode_one(Path(folder) / f"{image_id}{suffix}", out.shape[1:], fit, convert)
-        if problem:
-            problems[image_id] = problem
-        else:
-            out[start + offset] = pixels
-            converted += [image_id] if odd else []
+    with quiet_pillow():
+        for offset, image_id in enumerate(ids):
+            pixels, problem, odd = _decode_one(Path(folder) / f"{image_id}{suffix}", out.shape[1:], fit, convert)
+            if problem:
+                problems[image_id] = problem
+            else:
+                out[start + offset] = pixels
+                converted += [image_id] if odd else []
     out.flush()
     return problems, converted
 
@@ -125,33 +126,31 @@ def _decode_one(path: Path, shape: tuple[int, int, int], fit: int | None,
                 convert: bool) -> tuple[np.ndarray | None, str | None, bool]:
     """One image as a row of a set of `shape` (H, W, C): its pixels, or why it is not used; and whether it was converted
     from the other colour mode. Its size and mode are read from its header and checked before its pixels are decoded;
-    with `fit`, it is resized (shorter side to `fit`, then the centre square cropped) instead of its size checked."""
+    with `fit`, it is resized (shorter side to `fit`, then the centre square cropped) instead of its size checked.
+    Called under `quiet_pillow` (a huge declared size is refused here)."""
     grey_set = shape[-1] == 1
-    with warnings.catch_warnings():  # a huge declared size is refused below; corrupt EXIF data is read past
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
-        try:
-            with Image.open(path) as image:
-                grey, (width, height) = image.mode in GREY_MODES, upright_size(image)
-                if wide_colour_png(path):
-                    return None, "is a 16-bit colour (or grey + alpha) PNG, which Pillow reads as its high bytes " \
-                                 "only (8-bit values stored in 16 bits read as black); save it with 8 bits", False
-                if grey != grey_set and not convert:
-                    return None, (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
-                                  f"{'greyscale' if grey_set else 'colour'} set"), False
-                if not fit and (height, width) != shape[:2]:
-                    return None, f"is {width}×{height}, not {shape[1]}×{shape[0]} like the set", False
-                pixels = eight_bit(upright(image), grey_set)
-                if fit:
-                    pixels = np.asarray(ImageOps.fit(Image.fromarray(pixels), (fit, fit), Image.Resampling.BILINEAR))
-                return pixels.reshape(shape), None, grey != grey_set
-        except Image.DecompressionBombError:
-            return None, "declares too many pixels to decode safely (a decompression bomb?)", False
-        except PixelRange as e:
-            return None, str(e), False
-        except READ_ERRORS as e:
-            reason = str(e).replace(f"'{path}'", "").replace(str(path), "").strip().rstrip(":") or type(e).__name__
-            return None, f"not a readable image ({reason})", False
+    try:
+        with Image.open(path) as image:
+            grey, (width, height) = image.mode in GREY_MODES, upright_size(image)
+            if wide_colour_png(path):
+                return None, "is a 16-bit colour (or grey + alpha) PNG, which Pillow reads as its high bytes " \
+                             "only (8-bit values stored in 16 bits read as black); save it with 8 bits", False
+            if grey != grey_set and not convert:
+                return None, (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
+                              f"{'greyscale' if grey_set else 'colour'} set"), False
+            if not fit and (height, width) != shape[:2]:
+                return None, f"is {width}×{height}, not {shape[1]}×{shape[0]} like the set", False
+            pixels = eight_bit(upright(image), grey_set)
+            if fit:
+                pixels = np.asarray(ImageOps.fit(Image.fromarray(pixels), (fit, fit), Image.Resampling.BILINEAR))
+            return pixels.reshape(shape), None, grey != grey_set
+    except Image.DecompressionBombError:
+        return None, "declares too many pixels to decode safely (a decompression bomb?)", False
+    except PixelRange as e:
+        return None, str(e), False
+    except READ_ERRORS as e:
+        reason = str(e).replace(f"'{path}'", "").replace(str(path), "").strip().rstrip(":") or type(e).__name__
+        return None, f"not a readable image ({reason})", False
 
 
 SPOT_CHECKS = 16  # images decoded again, at random, each time a cache is read: a cache must hold their pixels
@@ -162,10 +161,11 @@ def matches_images(images: np.ndarray, folder: Path, ids: list[str], bad: dict, 
     """Whether a few of the cached images (SPOT_CHECKS, at random) are those their files decode to now: a cache
     written or replaced by anything but this module (its metadata stamped to match) is decoded again, not trusted."""
     usable = [k for k, image_id in enumerate(ids) if image_id not in bad]
-    for k in np.random.default_rng().choice(usable, min(SPOT_CHECKS, len(usable)), replace=False):
-        pixels, problem, _ = _decode_one(folder / f"{ids[k]}{suffix}", images.shape[1:], fit, convert)
-        if problem or not np.array_equal(pixels, images[k]):
-            return False
+    with quiet_pillow():
+        for k in np.random.default_rng().choice(usable, min(SPOT_CHECKS, len(usable)), replace=False):
+            pixels, problem, _ = _decode_one(folder / f"{ids[k]}{suffix}", images.shape[1:], fit, convert)
+            if problem or not np.array_equal(pixels, images[k]):
+                return False
     return True
 
 
@@ -218,7 +218,10 @@ def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Conso
     if cache_file.is_file() and meta_file.is_file():
         try:
             meta = json.loads(meta_file.read_text())
-            if meta.get("key") == key and "bad" in meta and meta.get("file") == _file_stamp(cache_file):
+            if meta.get("key") == key and meta.get("seal") != metadata_seal(key, meta.get("bad"), meta.get("converted"),
+                                                                    cache_file):
+                console.print(f"{meta_file}: edited or replaced since it was written; decoding the images again")
+            elif meta.get("key") == key:
                 images = np.load(cache_file, mmap_mode="r")
                 if images.shape[0] == len(ids) and matches_images(images, folder, ids, meta["bad"], suffix, fit, convert):
                     return DecodedImages(images, meta["bad"], key, tuple(meta.get("converted", ())))
@@ -251,17 +254,19 @@ def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Conso
     converted = sorted(converted, key=id_sort_key)
     write_text_atomic(meta_file, json.dumps({"key": key, "images": len(ids), "height": height, "width": width,
                                              "channels": channels, "bad": bad, "converted": converted,
-                                             "file": _file_stamp(cache_file)}) + "\n")
+                                             "seal": metadata_seal(key, bad, converted, cache_file)}) + "\n")
     console.print(f"decoded {len(ids)} images of {folder.name}/ into {cache_file}"
                   + (f" ({len(bad)} unusable)" if bad else ""))
     return DecodedImages(np.load(cache_file, mmap_mode="r"), bad, key, tuple(converted))
 
 
-def _file_stamp(path: Path) -> list[int]:
-    """The decoded file's size, modification and change times: a cache replaced or rewritten since (no tool can set
-    the change time) is decoded again, never trusted."""
-    info = path.stat()
-    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+def metadata_seal(key: str, bad: object, converted: object, cache_file: Path) -> str:
+    """What the metadata says of the decoded file (its images' fingerprint, the unusable and converted images) bound
+    to that file's size, modification and change times: metadata edited since, or a cache replaced or rewritten
+    since (no tool can set the change time), is decoded again, never trusted."""
+    info = cache_file.stat()
+    stamp = [key, bad, converted, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+    return hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()
 
 
 def image_problems(folder: Path, bad: dict[str, str], suffix: str = ".png") -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
@@ -109,6 +110,10 @@ def _check_field(path: Path, name: str, value: object) -> None:
     parts = PurePosixPath(value).parts
     if name in PATH_FIELDS and (value or name != "labels_csv") and (not parts or PurePosixPath(value).is_absolute() or ".." in parts):
         raise PipelineError(f"{path}: {name} {value!r} must name a file or folder inside dataset/ (a relative path)")
+    if name in ("labels_csv", "sample_submission") and parts and parts[-1].lower() == SOLUTION:
+        raise PipelineError(f"{path}: {name} names {value}, the held-out labels of a locally made competition "
+                            f"(make_competition.py, a rehearsal), which no stage reads; name the competition's "
+                            f"{'training labels' if name == 'labels_csv' else 'sample submission (the test ids)'}")
 
 
 def _check_counts(path: Path, c: Competition) -> None:
@@ -248,6 +253,11 @@ def strict_csv(path: Path, whole_rows: bool = False, **options) -> pd.DataFrame:
         raise PipelineError(f"{path}: not UTF-8 text ({_first_non_utf8(path)}: saved in another encoding, such as "
                             "Latin-1 or Windows-1252?); save it as a UTF-8 CSV") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        widths = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if widths:
+            expected, line, saw = widths.groups()
+            raise PipelineError(f"{path}: line {line} has {saw} fields where the header has {expected}; fix that row "
+                                "(a value holding a comma needs quotes)") from None
         raise PipelineError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
 
 

@@ -35,7 +35,8 @@ def stratified_split(targets: np.ndarray, val_fraction: float, seed: int,
     val = math.ceil(len(targets) * val_fraction)  # scikit-learn's rounding of test_size
     single = [names[c] for c in present if counts[c] < 2]
     if single or val < len(present) or len(targets) - val < len(present):
-        why = (f"class(es) {', '.join(map(repr, single[:5]))} have a single image" if single else
+        why = (f"class(es) {', '.join(map(repr, single[:5]))} have a single image (if no such class is meant, "
+               "fix its rows in the training labels: a mistyped or cut-off label?)" if single else
                f"{val} val and {len(targets) - val} train images cannot each hold one image of every class")
         raise PipelineError(f"cannot split {len(targets)} images of {len(present)} classes into a stratified "
                             f"{val_fraction:g} val split: {why}; use more images (raise or drop --limit), "

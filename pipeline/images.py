@@ -2,9 +2,11 @@
 folder of class folders, and which way up an image is meant to be seen."""
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +46,22 @@ def upright(image: Image.Image) -> Image.Image:
     return ImageOps.exif_transpose(image) if orientation(image) != 1 else image
 
 
+@contextlib.contextmanager
+def quiet_pillow() -> Iterator[None]:
+    """Pillow's warnings that the pipeline answers itself silenced: a huge declared size (refused, or only its header
+    read) and corrupt EXIF data (read past)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
+        yield
+
+
 def header_sample(folder: Path, ids: list[str], suffix: str) -> list[tuple[int, int, str]]:
     """(width, height, mode) from the headers of up to HEADER_SAMPLE images `<id><suffix>` spread over `ids`; the
     unreadable ones are left out (the set's check reports them)."""
     picked = [ids[i] for i in sorted(set(np.linspace(0, len(ids) - 1, min(HEADER_SAMPLE, len(ids))).astype(int)))]
     headers = []
-    with warnings.catch_warnings():  # a huge declared size is only read here, never decoded; corrupt EXIF read past
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
+    with quiet_pillow():  # a huge declared size is only read here, never decoded
         for image_id in picked:
             try:
                 with Image.open(folder / f"{image_id}{suffix}") as image:

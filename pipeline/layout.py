@@ -79,6 +79,7 @@ def read_labels(root: Path, c: Competition) -> tuple[pd.DataFrame, list[str]]:
     frame = read_id_csv(root / c.labels_csv, columns, unique=False)
     if c.label_kind != "one-hot":
         check_label_kind(root, c, frame[c.label_columns[0]])
+        check_last_row_whole(root / c.labels_csv, frame[c.id_column], frame[c.label_columns[0]])
         return pd.DataFrame({"id": frame[c.id_column], "label": frame[c.label_columns[0]]}), []
     marked = frame[list(c.label_columns)].apply(lambda column: column.str.strip()) == "1"
     count = marked.sum(axis=1).to_numpy()
@@ -143,6 +144,23 @@ def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     return labels[usable], problems, notes
 
 
+def check_last_row_whole(path: Path, ids: pd.Series, labels: pd.Series) -> None:
+    """A labels file cut mid-row (a copy or download that stopped): it ends without a newline, and its last label
+    is met nowhere else but begins another label (`b` of `bird`): refused rather than trained as a class."""
+    if not len(labels) or not labels.iat[-1]:
+        return
+    with open(path, "rb") as file:
+        file.seek(-1, os.SEEK_END)
+        if file.read(1) in (b"\n", b"\r"):
+            return
+    last, others = labels.iat[-1], set(labels.iloc[:-1])
+    longer = sorted(label for label in others if label.startswith(last) and label != last)
+    if last not in others and longer:
+        raise PipelineError(f"{path}: the last row ({ids.iat[-1]},{last}) looks cut off: the file ends mid-line and "
+                            f"no other row has the label {last!r}, which begins {longer[0]!r}; the file is likely "
+                            "truncated: fetch again (pipeline fetch --force) or fix that row")
+
+
 def plain_text(label: str) -> str:
     """A label as one reads it: Unicode compatibility forms folded (full-width ｄｏｇ is dog), invisible format
     characters (zero-width spaces, BOMs) dropped, surrounding spaces stripped."""
@@ -198,9 +216,9 @@ def read_sample(root: Path, c: Competition) -> pd.DataFrame:
     return sample
 
 
-def check_test(root: Path) -> list[str]:
+def check_test(root: Path, notes: list[str] | None = None) -> list[str]:
     """The sample submission has the described columns and every id of it has its image; returns the ids in the
-    file's order."""
+    file's order. To `notes`, a line on the test folder's images the sample does not list (never predicted)."""
     c = read_competition(root)
     sample = read_sample(root, c)
     if PurePosixPath(c.test_images) == PurePosixPath(c.train_images) and c.label_kind != "folders":
@@ -217,6 +235,11 @@ def check_test(root: Path) -> list[str]:
     if missing:
         raise PipelineError(f"{root / c.test_images}: {len(missing)} id(s) of {c.sample_submission} have no image: "
                             f"{shown_names(missing, c.image_suffix)}{suffix_hint(root, c, missing)}")
+    unlisted = images - set(sample[c.submission_id]) if PurePosixPath(c.test_images) != PurePosixPath(c.train_images) else set()
+    if notes is not None and unlisted:
+        notes.append(f"{c.test_images}/ holds {len(unlisted)} image(s) {c.sample_submission} does not list "
+                     f"({shown_names(unlisted, c.image_suffix)}); only its {len(sample)} ids are predicted: if "
+                     f"sample_submission names the wrong file, fix it in {root / DESCRIPTION}")
     return sample[c.submission_id].tolist()
 
 

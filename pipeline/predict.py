@@ -189,7 +189,10 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     sources = list(checkpoints or []) + [c for r in runs or [] for c in run_checkpoints(r, weights_root, console)]
     sources = sources or [find_checkpoint(weights_root=weights_root, console=console)]
     check_distinct(sources)
-    submission_ids = check_test(dataset_root)
+    notes: list[str] = []
+    submission_ids = check_test(dataset_root, notes)
+    for note in notes:
+        console.print(f"note: {note}")
     with rank_zero_first(where):  # rank 0 decodes the cache; the others then read it
         ids, images, images_key = cached_test_images(dataset_root, submission_ids, console)
     share = np.array_split(np.arange(len(ids)), where.world)[where.rank]
@@ -325,7 +328,10 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
     dataset_root = dataset_root or dataset_dir()
     check_scoring(score, metric, dataset_root)
     out = out or submissions_dir() / "submission.csv"
-    submission_ids = check_test(dataset_root)
+    notes: list[str] = []
+    submission_ids = check_test(dataset_root, notes)
+    for note in notes:
+        (console or Console()).print(f"note: {note}")
     ids = sorted(submission_ids, key=id_sort_key)
     groups = [member_files(m, out.parent, weights_root) for m in members]
     weights = [1 / len(groups)] * len(groups)

@@ -86,15 +86,19 @@ def lineage(pretrained: str | None, visited: frozenset[str] = frozenset()) -> li
         config = RunConfig.of_checkpoint(load_checkpoint(path, mmap=True), path)
     except PipelineError:  # not a pipeline checkpoint: weights of elsewhere
         return []
-    ancestors = config.started_from if config.started_from is not None else \
-        lineage(config.options.pretrained, visited | {str(path.resolve())})
+    ancestors = recorded_lineage(config, visited | {str(path.resolve())})
     return None if ancestors is None else [config.split_identity(), *ancestors]
+
+
+def recorded_lineage(config: RunConfig, visited: frozenset[str] = frozenset()) -> list[dict] | None:
+    """`lineage` of a run's --pretrained start: as the run recorded it, else read from the start's file."""
+    return config.started_from if config.started_from is not None else lineage(config.options.pretrained, visited)
 
 
 def trained_on(config: RunConfig, data: TrainArrays) -> np.ndarray | None:
     """The labeled images (indices into `data`) a model of `config` trained on, its --pretrained start's included;
     None when it, or a start, trained on another labeled set (or its start cannot be told), so which cannot be told."""
-    ancestors = config.started_from if config.started_from is not None else lineage(config.options.pretrained)
+    ancestors = recorded_lineage(config)
     if ancestors is None:
         return None
     seen = []
@@ -106,28 +110,30 @@ def trained_on(config: RunConfig, data: TrainArrays) -> np.ndarray | None:
     return np.unique(np.concatenate(seen))
 
 
-def seen_val_images(weights: str | None, data: TrainArrays, val_idx: np.ndarray) -> int | None:
-    """How many of the val images a pipeline checkpoint given as --pretrained (or its own start) trained on: 0 for
-    other weights and for a model of other classes; None for one of these classes that trained on another labeled set
-    (other images or labels, another --limit), so which images it saw cannot be told."""
-    path = Path(weights or "")
-    if not weights or not len(val_idx) or path.suffix != ".pt" or not path.is_file():
-        return 0
+def pretrained_trained_on(weights: str | None, data: TrainArrays) -> np.ndarray | None:
+    """The labeled images (indices into `data`) a pipeline checkpoint given as --pretrained (or its own start) trained
+    on: none for other weights and for a model of other classes; None for one of these classes that trained on another
+    labeled set (other images or labels, another --limit), so which images it saw cannot be told."""
+    path, none = Path(weights or ""), np.arange(0)
+    if not weights or path.suffix != ".pt" or not path.is_file():
+        return none
     try:
         config = RunConfig.of_checkpoint(load_checkpoint(path, mmap=True), path)
     except PipelineError:  # not a pipeline checkpoint: weights of elsewhere
-        return 0
-    return val_images_seen(config, data, val_idx) if config.classes == data.classes else 0
+        return none
+    return trained_on(config, data) if config.classes == data.classes else none
 
 
-def pretrained_leak(weights: str | None, data: TrainArrays, val_idx: np.ndarray) -> str | None:
-    """What --pretrained `weights` saw of the val images, in words (None: none of them)."""
-    seen = seen_val_images(weights, data, val_idx)
-    if seen == 0:
+def pretrained_leak(weights: str | None, trained: np.ndarray | None, val_idx: np.ndarray) -> str | None:
+    """What --pretrained `weights`, which trained on the images `trained` (`pretrained_trained_on`), saw of the val
+    images, in words (None: none of them)."""
+    if not len(val_idx):
         return None
-    return f"--pretrained {weights} trained on {seen} of the {len(val_idx)} val images" if seen else \
-        f"--pretrained {weights} trained on another labeled set of these classes (other images or labels, another " \
-        "--limit), so whether it saw the val images cannot be told"
+    if trained is None:
+        return f"--pretrained {weights} trained on another labeled set of these classes (other images or labels, " \
+            "another --limit), so whether it saw the val images cannot be told"
+    seen = int(np.isin(val_idx, trained).sum())
+    return f"--pretrained {weights} trained on {seen} of the {len(val_idx)} val images" if seen else None
 
 
 def val_images_seen(config: RunConfig, data: TrainArrays, val_idx: np.ndarray) -> int | None:
@@ -167,9 +173,10 @@ def check_folds_unseen(config: TrainConfig, data: TrainArrays, folds: list[int])
     comes to it."""
     sources = {flag: teacher_checkpoints(source, flag) for flag, source in (("--teacher", config.teacher),
                                                                              ("--pseudo", config.pseudo)) if source}
+    trained = pretrained_trained_on(config.pretrained, data)
     for fold in folds:
         val_idx = run_split(data.targets, config.val_fraction, config.seed, False, data.classes, config.folds, fold)[1]
-        leak = pretrained_leak(config.pretrained, data, val_idx)
+        leak = pretrained_leak(config.pretrained, trained, val_idx)
         if leak:
             raise PipelineError(f"fold {fold} of {config.folds}: {leak}, so the out-of-fold scores would flatter the CV; "
                                 "start the folds from weights that never saw this labeled set (another dataset's, or "

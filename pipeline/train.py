@@ -36,7 +36,8 @@ from torch.utils.tensorboard.summary import hparams
 
 from pipeline import __version__
 from pipeline.augment import BATCHED_POLICIES, BatchLoader, alternating_flips, resize, to_device_tensor
-from pipeline.config import OPTION, RESUME_OVERRIDES, SPANNING_SCHEDULES, TrainConfig, model_label, model_of_weights
+from pipeline.config import (OPTION, RESUME_OVERRIDES, SPANNING_SCHEDULES, STEMLESS_MODELS, TrainConfig, model_label,
+                             model_of_weights)
 from pipeline.dataset import (ArrayDataset, TrainArrays, albumentations_policy, channel_stats, run_split,
                               seed_worker_augmentation, training_arrays)
 from pipeline.distributed import (all_concat, all_objects, all_sum, broadcast, rank_zero_first, same_on_all_ranks,
@@ -53,7 +54,7 @@ from pipeline.precision import choose, installed_version, training_trial
 from pipeline.run import (CheckpointSaver, CrossValidation, Run, RunConfig, claim_run, inference_weights, load_checkpoint,
                           predictions_digest, resolve_run, summarize_metrics)
 from pipeline.runtime import Runtime, resolve_runtime
-from pipeline.teach import Teaching, TaughtLoss, lineage, pretrained_leak, taught
+from pipeline.teach import Teaching, TaughtLoss, lineage, pretrained_leak, pretrained_trained_on, taught
 from pipeline.workspace import created_folder, dataset_dir, weights_dir
 
 
@@ -157,10 +158,6 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
            console: Console | None = None) -> TrainResult:
     """Continue `run_dir` from its last checkpoint; only `RESUME_OVERRIDES` may differ from the run's options."""
     overrides = overrides or {}
-    fixed = sorted(set(overrides) - RESUME_OVERRIDES)
-    if fixed:
-        flags = ", ".join("--" + k.replace("_", "-") for k in fixed)
-        raise PipelineError(f"{flags} cannot change when resuming {run_dir}; start a new run instead")
     run = Run(resolve_run(run_dir))
     if CrossValidation(run.path).is_cv():
         raise PipelineError(f"{run.path}: a cross-validation; resume one of its folds, `pipeline train --resume "
@@ -183,6 +180,13 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
     if missing:
         raise PipelineError(f"{run.last}: lacks {', '.join(missing)}, so the run cannot continue from it; start a new "
                             "run (its best.pt can still predict)")
+    fixed = [key for key in sorted(set(overrides) - RESUME_OVERRIDES)
+             if _comparable(overrides[key]) != _comparable(getattr(saved.options, key))]
+    if fixed:
+        flags = [f"--{key.replace('_', '-')}" for key in fixed]
+        was = ", ".join(f"{flag} {_comparable(getattr(saved.options, key))}" for flag, key in zip(flags, fixed))
+        raise PipelineError(f"{', '.join(flags)} cannot change when resuming {run_dir} (it trains with {was}); start "
+                            "a new run instead")
     config = TrainConfig(**{**asdict(saved.options), **overrides})
     config.validate()
     spanning = saved.options.schedule if saved.options.schedule in SPANNING_SCHEDULES else \
@@ -199,6 +203,11 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
         raise PipelineError(f"--epochs cannot change when resuming a {spanning} run: its schedule spans the epochs")
     runtime = resolve_runtime(config.device, config.precision, config.threads)
     return fit(setup(config, run, dataset_root or dataset_dir(), runtime, console or Console(), (checkpoint, saved)))
+
+
+def _comparable(value: object) -> object:
+    """An option's value as the command line and a saved config both give it (a list where one has a tuple)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 RESUME_ENTRIES = frozenset({"optimizer", "scheduler", "rng", "best_score", "best_epoch"})  # besides load_checkpoint's
@@ -334,6 +343,20 @@ def _run_config(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray,
 DATA_INIT_IMAGES = 5000  # training images a model that initialises from data (fastnet's whitening) looks at
 
 
+def other_model_advice(weights: Path, config: TrainConfig) -> str:
+    """Where --pretrained `weights` are a pipeline run's of another model than `config`'s: the options that train
+    that model, in words to add to the error; else nothing."""
+    try:
+        theirs = RunConfig.of_checkpoint(load_checkpoint(weights, mmap=True), weights).options
+    except PipelineError:
+        return ""
+    if (theirs.model, theirs.stem) == (config.model, config.stem):
+        return ""
+    options = f"--model {theirs.model}" + ("" if theirs.model in STEMLESS_MODELS else f" --stem {theirs.stem}")
+    return (f"; they are a {model_label(theirs.model, theirs.stem)} run's weights (recipe {theirs.recipe}), and this "
+            f"run builds {model_label(config.model, config.stem)}: pass {options}, or --recipe {theirs.recipe}")
+
+
 def run_model(config: TrainConfig, run_config: RunConfig, runtime: Runtime, console: Console,
               first_images: np.ndarray | None) -> tuple[nn.Module, list[nn.Module]]:
     """The model on its device and the norms a frozen backbone keeps. A new run (`first_images`: its first
@@ -348,7 +371,10 @@ def run_model(config: TrainConfig, run_config: RunConfig, runtime: Runtime, cons
     if config.pretrained and new_run:
         named = model_of_weights(config.pretrained) is not None
         source = weights_file(config.pretrained) if named else Path(config.pretrained)
-        notes = load_pretrained(model, source, config.model)
+        try:
+            notes = load_pretrained(model, source, config.model)
+        except PipelineError as e:
+            raise PipelineError(f"{e}{other_model_advice(source, config)}") from None
         console.print(f"loaded {config.pretrained}; not loaded or adapted: {', '.join(notes) or 'nothing'}")
     if config.sync_bn and runtime.ranks.distributed:
         if runtime.device.type != "cuda":
@@ -408,7 +434,9 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
         raise PipelineError(f"{dataset_root}: the val split holds one class only, which {config.metric} cannot score; "
                             "use more images (raise or drop --limit) or another --metric")
     teaching = taught(config, data, (train_idx, val_idx), dataset_root, runtime, console)
-    if checkpoint is None and (leak := pretrained_leak(config.pretrained, data, val_idx)):
+    trained = pretrained_trained_on(config.pretrained, data) if checkpoint is None else np.arange(0)
+    leak = pretrained_leak(config.pretrained, trained, val_idx)
+    if leak:
         console.print(f"[yellow]note[/yellow]: {leak}, so this run's val scores may flatter it; start from weights "
                       "that never saw them (a run of this --seed and --val-fraction), or judge it on held-out images")
     run_config = _run_config(config, data, (train_idx, val_idx), dataset_root, runtime, saved, teaching)

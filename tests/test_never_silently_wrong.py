@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from rich.console import Console
 
-from pipeline.cache import decode_images
+from pipeline.cache import metadata_seal, decode_images
 from pipeline.cli import app
 from pipeline.competition import read_csv_text
 from pipeline.config import TrainConfig
@@ -834,11 +834,16 @@ def test_fifth_hostile_pass_inputs(trained):
     result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--name", "new"])
     assert result.exit_code == 1 and "competition.json: not readable JSON (metric given twice; keep one)" in result.output
     # the test set's labels named as the training labels: --skip-bad does not make most of the data go away
-    (dataset / "competition.json").write_text('{"labels_csv": "solution.csv"}')
+    shutil.copy(dataset / "solution.csv", dataset / "test_labels.csv")
+    (dataset / "competition.json").write_text('{"labels_csv": "test_labels.csv"}')
     result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--skip-bad", "--name", "new"])
     out = " ".join(result.output.split())
     assert result.exit_code == 1 and "That is more problems than usable labeled images (40): --skip-bad leaves out " \
-        "a few bad files, not most of the data. Does" in out and "name the training labels (solution.csv)" in out
+        "a few bad files, not most of the data. Does" in out and "name the training labels (test_labels.csv)" in out
+    (dataset / "competition.json").write_text('{"labels_csv": "solution.csv"}')
+    result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--skip-bad", "--name", "new"])
+    assert result.exit_code == 1 and "labels_csv names solution.csv, the held-out labels" in \
+        " ".join(result.output.split())
     (dataset / "competition.json").unlink()
     # a validated checkpoint re-saved without the digest of its val predictions
     best = weights / "exp" / "best.pt"
@@ -1046,8 +1051,7 @@ def test_seventh_hostile_pass_leftovers(trained):
     cache.unlink()
     np.save(cache, forged)
     meta = json.loads(meta_file.read_text())
-    info = cache.stat()
-    meta_file.write_text(json.dumps({**meta, "file": [info.st_size, info.st_mtime_ns, info.st_ctime_ns]}))
+    meta_file.write_text(json.dumps({**meta, "seal": metadata_seal(meta["key"], meta["bad"], meta["converted"], cache)}))
     result = runner.invoke(app, predicted)
     assert result.exit_code == 0 and "test.npy: not the images of test/" in " ".join(result.output.split())
     assert (trained / "submissions" / "submission.csv").read_text() == submission
@@ -1087,3 +1091,58 @@ def test_eighth_hostile_pass_inputs(trained):
     replaced(weights / "e1" / "metrics.csv", "")
     result = runner.invoke(app, ["report", "e1", "--device", "cpu"])
     assert result.exit_code == 1 and "restore it from a copy" in result.output
+
+
+def test_ninth_hostile_pass_leftovers(trained):
+    """A description naming the held-out labels as the sample submission, a labels file cut mid-row, --pretrained
+    weights of another model or of no weights at all, an unchanged value on resume, a sample row of more fields, and
+    the cache's list of unusable images edited by hand."""
+    weights, dataset = trained / "weights", trained / "dataset"
+    predicted = ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"]
+    (dataset / "competition.json").write_text('{"sample_submission": "solution.csv"}')
+    result = runner.invoke(app, predicted)
+    assert result.exit_code == 1 and "sample_submission names solution.csv, the held-out labels" in \
+        " ".join(result.output.split()), result.output
+    (dataset / "competition.json").unlink()
+    sample = dataset / "sampleSubmission.csv"
+    original = sample.read_text()
+    replaced(sample, "\n".join(original.splitlines()[:-5]) + "\n")  # 5 test images the sample does not list
+    result = runner.invoke(app, predicted)
+    assert result.exit_code == 0 and "test/ holds 5 image(s) sampleSubmission.csv does not list" in \
+        " ".join(result.output.split()), result.output
+    replaced(sample, original.replace("\n2,", "\n2,x,", 1))
+    result = runner.invoke(app, predicted)
+    assert result.exit_code == 1 and "line 3 has 3 fields where the header has 2" in result.output, result.output
+    replaced(sample, original)
+    labels = dataset / "trainLabels.csv"
+    rows = labels.read_text().splitlines()
+    last_id, last_label = rows[-1].split(",")
+    replaced(labels, "\n".join(rows[:-1] + [f"{last_id},{last_label[:1]}"]))  # cut mid-row: no newline at the end
+    quick = ["train", "--epochs", "1", "--batch-size", "32", "--workers", "0", "--device", "cpu", "--name", "n9"]
+    for options in ([], ["--full"]):
+        result = runner.invoke(app, [*quick, *options])
+        assert result.exit_code == 1 and f"the last row ({last_id},{last_label[:1]}) looks cut off" in \
+            " ".join(result.output.split()), result.output
+    replaced(labels, "\n".join(rows) + "\n")
+    assert runner.invoke(app, [*quick[:-1], "fast", "--model", "fastnet"]).exit_code == 0
+    result = runner.invoke(app, [*quick, "--pretrained", "weights/fast/best.pt"])
+    assert result.exit_code == 1 and "they are a fastnet run's weights (recipe fastnet)" in \
+        " ".join(result.output.split()) and "--recipe fastnet" in result.output, result.output
+    torch.save(torch.zeros(3), trained / "tensor.pth")
+    for given, message in (("/dev/null", "not a regular file"), ("tensor.pth", "holds no state dict of tensors (a "
+                                                                              "Tensor); name a model's weights")):
+        result = runner.invoke(app, [*quick, "--pretrained", given])
+        assert result.exit_code == 1 and message in " ".join(result.output.split()), result.output
+    batch = str(load_checkpoint(weights / "exp" / "last.pt")["config"]["options"]["batch_size"])
+    result = runner.invoke(app, ["train", "--resume", "exp", "--batch-size", batch])
+    assert result.exit_code == 1 and "finished its" in result.output and "cannot change" not in result.output
+    result = runner.invoke(app, ["train", "--resume", "exp", "--batch-size", "16"])
+    assert result.exit_code == 1 and f"--batch-size cannot change when resuming exp (it trains with --batch-size " \
+        f"{batch})" in " ".join(result.output.split()), result.output
+    meta_file = dataset / ".cache" / "train.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps({**meta, "bad": {"1": "not a readable image (edited)"}}))
+    result = runner.invoke(app, quick)
+    assert result.exit_code == 0 and "train.json: edited or replaced since it was written; decoding the images " \
+        "again" in " ".join(result.output.split()), result.output
+    assert json.loads(meta_file.read_text())["bad"] == {}

@@ -183,6 +183,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         inside = next((path / name for name in (BEST, f"fold-0/{BEST}") if (path / name).is_file()), None)
         raise PipelineError(f"{path}: a folder, not a weights file; name the file"
                             + (f", e.g. {inside}" if inside else " (.pt, .pth or .safetensors)"))
+    if path.exists() and not path.is_file():
+        raise PipelineError(f"{path}: not a regular file (a device, pipe or socket); name a .pt, .pth or "
+                            ".safetensors weights file")
     if not path.is_file():
         raise PipelineError(f"{path}: weights file not found")
     if path.suffix.lower() in (".json", ".csv", ".npy", ".npz", ".yaml", ".yml", ".txt", ".md", ".png", ".onnx"):
@@ -200,7 +203,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             state = state[entry]
             break
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PipelineError(f"{path}: holds no state dict of tensors")
+        raise PipelineError(f"{path}: holds no state dict of tensors (a {type(state).__name__}"
+                            + (f" of {', '.join(map(repr, list(state)[:3]))}" if isinstance(state, dict) and state else "")
+                            + "); name a model's weights: a state dict (parameter name → tensor), or a checkpoint "
+                            "holding one as its ema, model or state_dict entry")
     if all(key.startswith("module.") for key in state):
         state = {key.removeprefix("module."): value for key, value in state.items()}
     return state

@@ -37,7 +37,7 @@ from pipeline.images import (DECODE_RULE, HEADER_SAMPLE, READ_ERRORS, header_sam
                              upright_size)
 from pipeline.layout import LabeledImages, shown_names, id_sort_key, problems_message
 from pipeline.progress import progress_bar
-from pipeline.workspace import atomic_path, user_cache_dir, write_text_atomic
+from pipeline.workspace import atomic_path, check_replaceable, user_cache_dir, write_text_atomic
 
 CACHE_DIR = ".cache"  # under dataset/
 CHUNK = 2000  # images per decode task
@@ -232,6 +232,7 @@ def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Conso
     workers = workers or os.cpu_count() or 1
     bad: dict[str, str] = {}
     converted: list[str] = []
+    check_replaceable(meta_file)
     meta_file.unlink(missing_ok=True)
     with atomic_path(cache_file) as tmp:
         np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ids), height, width, channels)).flush()

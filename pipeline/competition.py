@@ -73,7 +73,7 @@ def read_competition(root: Path) -> Competition:
         raise PipelineError(f"{path}: expected a JSON object of the competition's fields; fix it, or fetch again")
     unknown = sorted(set(given) - set(FIELDS))
     if unknown:
-        raise PipelineError(f"{path}: unknown field(s) {', '.join(unknown)}; the fields are {', '.join(FIELDS)}")
+        raise PipelineError(f"{path}: unknown field(s) {', '.join(map(repr, unknown))}; the fields are {', '.join(FIELDS)}")
     for name, value in given.items():
         _check_field(path, name, value)
     competition = Competition(**{k: tuple(v) if k in LIST_FIELDS else v for k, v in given.items()})

@@ -448,6 +448,10 @@ def config_from(given: dict) -> TrainConfig:
     unknown = set(given) - OPTION_NAMES
     if unknown:
         raise PipelineError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    fraction, default = given.get("val_fraction", OPTION["val_fraction"].default), OPTION["val_fraction"].default
+    if given.get("folds") is not None and fraction != default:  # saved CVs may hold one: refused where typed only
+        raise PipelineError(f"--val-fraction {fraction} does not apply to --folds {given['folds']}: each fold "
+                            f"validates on its 1/{given['folds']} of the images; drop it (or train one run without --folds)")
     recipe = given.get("recipe") or _default_recipe(given)
     if recipe not in RECIPES:
         raise PipelineError(f"--recipe {recipe!r}: choose one of {', '.join(RECIPES)}")

@@ -38,6 +38,8 @@ def run_status(run: Run, epochs_done: int, epochs_planned: int | None) -> str:
         return "running" if status_process_alive(status) else "crashed"
     if state is not None:
         return state
+    if run.status_file.exists():  # written by every run since the file exists: unreadable, or edited by hand
+        return "unknown"
     if epochs_planned is not None and epochs_done >= epochs_planned:
         return "finished"
     return "incomplete"

@@ -252,12 +252,14 @@ class Run:
         write_text_atomic(self._config, json.dumps(config.to_dict(), indent=2) + "\n")
 
     def has_metrics(self) -> bool:
-        return self._metrics.is_file()
+        return self._metrics.exists()
 
     def read_metrics(self) -> pd.DataFrame:
         if not self.has_metrics():
             raise PipelineError(f"{self._metrics}: no metrics (the run has not finished an epoch)")
         fix = "restore it from a copy (its checkpoints still predict as they are)"
+        if not self._metrics.is_file():
+            raise PipelineError(f"{self._metrics}: not a regular file, so no metrics can be read; {fix}")
         try:
             metrics = strict_csv(self._metrics, whole_rows=True)
         except PipelineError as e:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from pipeline.competition import DESCRIPTION, Competition, read_competition, submitted_classes
 from pipeline.errors import PipelineError
-from pipeline.layout import dataset_classes, read_id_csv, read_sample
+from pipeline.layout import dataset_classes, plain_text, read_id_csv, read_sample
 from pipeline.metrics import LABEL_METRICS, check_metric, metric_score
 from pipeline.workspace import atomic_path
 
@@ -110,7 +110,8 @@ def score_submission(path: Path, solution_csv: Path, root: Path, metric: str | N
     if c.submission_kind == "label":
         column = c.submission_columns[0]
         truth = read_id_csv(solution_csv, (c.submission_id, column)).set_index(c.submission_id)[column]
-        names = sorted(set(truth) | set(submitted[column]))  # the predicted label as a one-hot row
+        truth = solution_labels(truth, known_labels(root, truth), solution_csv)
+        names = sorted(set(truth) | set(submitted[column]))  # a predicted label: a one-hot row
         predicted = np.eye(len(names))[submitted[column].map(names.index).to_numpy()]
         return metric, metric_score(metric, truth.map(names.index).to_numpy(), predicted), len(solution)
     classes = _submitted_classes(c)
@@ -126,11 +127,44 @@ def check_solution(solution_csv: Path, root: Path) -> list[str]:
     c = read_competition(root)
     solution = read_id_csv(solution_csv, (c.submission_id,)).set_index(c.submission_id)
     if c.submission_kind == "label":
-        read_id_csv(solution_csv, (c.submission_id, c.submission_columns[0]))
+        column = c.submission_columns[0]
+        truth = read_id_csv(solution_csv, (c.submission_id, column)).set_index(c.submission_id)[column]
+        solution_labels(truth, known_labels(root, truth), solution_csv)
     else:
         classes = _submitted_classes(c)
         _solution_targets(solution, c, classes, solution_csv)
     return solution.index.tolist()
+
+
+def known_labels(root: Path, truth: pd.Series) -> list[str]:
+    """The labels a solution may hold: the training labels' classes, or (no training labels to read) its own."""
+    return dataset_classes(root) or sorted(set(truth.map(plain_text)) - {""})
+
+
+def solution_labels(truth: pd.Series, classes: list[str], path: Path) -> pd.Series:
+    """A solution's labels read as training reads its labels (surrounding spaces, invisible characters and Unicode
+    compatibility forms dropped; a spelling that differs from one class in case only is that class); a blank label, or
+    one not among `classes`, is an error naming them."""
+    blank = truth.index[truth.map(plain_text) == ""]
+    if len(blank):
+        raise PipelineError(f"{path}: {len(blank)} row(s) have no {truth.name} (e.g. id {blank[0]}); every scored id "
+                            "needs its true label: fix them, or drop those rows")
+    known, by_case = set(classes), {}
+    for name in classes:
+        by_case.setdefault(name.casefold(), []).append(name)
+
+    def read_label(label: str) -> str | None:
+        text = plain_text(label)
+        same_but_case = by_case.get(text.casefold(), [])
+        return text if text in known else same_but_case[0] if len(same_but_case) == 1 else None
+
+    read = truth.map(read_label)
+    unknown = sorted(set(truth[read.isna()]))
+    if unknown:
+        raise PipelineError(f"{path}: its {truth.name} column holds {', '.join(map(repr, unknown[:5]))}, not among the "
+                            f"classes ({', '.join(classes[:10])}{', …' if len(classes) > 10 else ''}); fix those labels, "
+                            "or score with this competition's solution")
+    return read
 
 
 def _submitted_classes(c: Competition) -> list[str]:

@@ -54,7 +54,12 @@ def created_folder(folder: Path, tidy: bool = True, whole: bool = False) -> Iter
 
 
 def write_failure(path: Path, error: BaseException) -> PipelineError:
-    """One line for a write that failed (disk full, read-only folder, …): the earlier file is untouched."""
+    """One line for a write that failed (disk full, read-only folder, a file where a folder belongs, …): the earlier
+    file is untouched."""
+    blocking = next((folder for folder in path.parents if folder.exists() and not folder.is_dir()), None)
+    if blocking is not None:
+        return PipelineError(f"{path}: cannot write it: {blocking} is a file where a folder belongs; move it aside, "
+                             "then go on")
     reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[-1] or type(error).__name__
     known = next((text for text in ("Read-only file system", "Permission denied", "No space left on device")
                   if text in str(error)), None)  # torch's writer wraps the OS error in C++ text

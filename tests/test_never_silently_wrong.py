@@ -1146,3 +1146,51 @@ def test_ninth_hostile_pass_leftovers(trained):
     assert result.exit_code == 0 and "train.json: edited or replaced since it was written; decoding the images " \
         "again" in " ".join(result.output.split()), result.output
     assert json.loads(meta_file.read_text())["bad"] == {}
+
+
+def test_tenth_hostile_pass_inputs(trained):
+    """A solution whose labels are none of the classes, blank, or in other case; a cache's metadata, the submissions
+    folder or a run's metrics.csv that is not a file; an unreadable status.json; a field name with an invisible
+    character; --val-fraction with --folds."""
+    dataset, weights = trained / "dataset", trained / "weights"
+    solution = pd.read_csv(dataset / "solution.csv", dtype=str)
+    scored = ["predict", "--run", "exp", "--device", "cpu", "--tta", "none", "--score"]
+    result = runner.invoke(app, [*scored, "dataset/solution.csv"])
+    assert result.exit_code == 0, result.output
+    score = result.output.split("on the scored ids: ")[1].split()[0]
+    solution.assign(label=solution["label"].str.upper() + " ").to_csv(trained / "upper.csv", index=False)
+    result = runner.invoke(app, [*scored, "upper.csv"])
+    assert result.exit_code == 0 and f"on the scored ids: {score}" in result.output, result.output
+    for labels, message in (("kitten", "upper.csv: its label column holds 'kitten', not among the classes"),
+                            ("", "upper.csv: 40 row(s) have no label (e.g. id 1)")):
+        solution.assign(label=labels).to_csv(trained / "upper.csv", index=False)
+        result = runner.invoke(app, [*scored, "upper.csv"])
+        assert result.exit_code == 1 and message in " ".join(result.output.split()), result.output
+    meta_file = dataset / ".cache" / "test.json"
+    meta_file.unlink()
+    meta_file.mkdir()
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"])
+    assert result.exit_code == 1 and "test.json: not a regular file" in " ".join(result.output.split()), result.output
+    meta_file.rmdir()
+    shutil.rmtree(trained / "submissions")
+    (trained / "submissions").write_text("")
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"])
+    assert result.exit_code == 1 and "submissions is a file where a folder belongs; move it aside" in \
+        " ".join(result.output.split()), result.output
+    (trained / "submissions").unlink()
+    shutil.copytree(weights / "exp", weights / "m")
+    (weights / "m" / "metrics.csv").unlink()
+    (weights / "m" / "metrics.csv").mkdir()
+    result = runner.invoke(app, ["report", "m", "--device", "cpu"])
+    assert result.exit_code == 1 and "metrics.csv: not a regular file, so no metrics can be read" in \
+        " ".join(result.output.split()), result.output
+    assert "not a regular file" in " ".join(runner.invoke(app, ["runs"]).output.split())
+    replaced(weights / "exp" / "status.json", "[]")
+    listed = [line for line in runner.invoke(app, ["runs"]).output.splitlines() if " exp " in f" {line} "]
+    assert listed and "unknown" in listed[0] and "finished" not in listed[0], listed
+    (dataset / "competition.json").write_text('{"metric\\u200b": "accuracy"}')
+    result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu"])
+    assert result.exit_code == 1 and "unknown field(s) 'metric\\u200b'" in result.output, result.output
+    (dataset / "competition.json").unlink()
+    result = runner.invoke(app, ["train", "--folds", "2", "--val-fraction", "0.5", "--epochs", "1", "--device", "cpu"])
+    assert result.exit_code == 1 and "--val-fraction 0.5 does not apply to --folds 2" in result.output, result.output

@@ -41,6 +41,7 @@ from pipeline.workspace import atomic_path, check_replaceable, user_cache_dir, w
 
 CACHE_DIR = ".cache"  # under dataset/
 CHUNK = 2000  # images per decode task
+OTHER_SIZE = " like the set"  # ends the problem of an image of another size than its set's
 
 
 def cache_folder(root: Path) -> Path:
@@ -139,7 +140,7 @@ def _decode_one(path: Path, shape: tuple[int, int, int], fit: int | None,
                 return None, (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
                               f"{'greyscale' if grey_set else 'colour'} set"), False
             if not fit and (height, width) != shape[:2]:
-                return None, f"is {width}×{height}, not {shape[1]}×{shape[0]} like the set", False
+                return None, f"is {width}×{height}, not {shape[1]}×{shape[0]}{OTHER_SIZE}", False
             pixels = eight_bit(upright(image), grey_set)
             if fit:
                 pixels = np.asarray(ImageOps.fit(Image.fromarray(pixels), (fit, fit), Image.Resampling.BILINEAR))
@@ -200,8 +201,12 @@ class DecodedImages:
     def whole(self, folder: Path, suffix: str = ".png") -> np.ndarray:
         """The images of a set that must be complete: any unusable image is an error listing them."""
         if self.bad:
-            raise PipelineError(problems_message(folder, image_problems(folder, self.bad, suffix), "images",
-                                                 "Fix or replace them (fetch again for a downloaded competition)."))
+            sized = any(why.endswith(OTHER_SIZE) for why in self.bad.values())
+            advice = ("Images of other sizes are decoded at one square with image_size in competition.json (or "
+                      "`pipeline fetch --force --img-size S`); fix or replace any other (fetch again for a "
+                      "downloaded competition)." if sized else
+                      "Fix or replace them (fetch again for a downloaded competition).")
+            raise PipelineError(problems_message(folder, image_problems(folder, self.bad, suffix), "images", advice))
         return self.images
 
 

@@ -157,7 +157,7 @@ def infer_competition(root: Path) -> tuple[Competition, list[str]]:
         raise PipelineError(f"{root}: the training ids name files '<id>{suffix}' in {labeled['train_images']}/, those "
                             f"of {sample_csv} '<id>{test_suffix}' in {test_images}/; one naming is supported")
     submission_columns = tuple(sample.columns[1:])
-    submission_kind, metric = _submission(sample_csv, submission_columns, labeled["label_kind"], classes, notes)
+    submission_kind, metric = _submission(sample_csv, sample, labeled["label_kind"], classes, notes)
     image_size = _square_for_varied_sizes(root / labeled["train_images"], ids, suffix, notes)
     return Competition(**labeled, test_images=test_images, image_size=image_size, sample_submission=sample_csv,
                        submission_id=submission_id, submission_columns=submission_columns,
@@ -196,6 +196,10 @@ def submitted_classes(c: Competition, classes: list[str], root: Path, whose: str
     """The classes whose probabilities the submission `c` describes holds, checked against `classes`: the
     probability of class 1 is among them, or (a column per class) its columns are exactly them."""
     wanted = ["1"] if c.submission_kind == "probability" else list(c.submission_columns)
+    if c.submission_kind == "probability" and set(classes) != {"0", "1"}:
+        raise PipelineError(f"{root / DESCRIPTION}: submission_kind 'probability' writes the probability of class 1 "
+                            f"of the classes 0 and 1, but {whose} {', '.join(classes[:6])}, so which class is the "
+                            f"positive one cannot be told; relabel the classes 0 and 1 (1: the positive one), or {advice}")
     if c.submission_kind != "label" and (not set(wanted) <= set(classes) or
                                          (c.submission_kind == "probabilities" and set(wanted) != set(classes))):
         raise PipelineError(f"{root / DESCRIPTION}: the submission takes the probabilities of {', '.join(wanted[:6])}, "
@@ -378,14 +382,26 @@ def _label_columns(labels: pd.DataFrame, csv: str, notes: list[str]) -> tuple[tu
     return (column,), kind
 
 
-def _submission(sample_csv: str, columns: tuple[str, ...], label_kind: str, classes: list[str],
+def _fractions(values: pd.Series) -> bool:
+    """The cells are numbers, some of them not whole (a probability's placeholder, 0.5)."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    return bool(numbers.notna().all() and (numbers % 1 != 0).any())
+
+
+def _submission(sample_csv: str, sample: pd.DataFrame, label_kind: str, classes: list[str],
                 notes: list[str]) -> tuple[str, str]:
-    """What the submission's columns hold, and the metric that goes with it."""
+    """What the submission's columns (those of `sample` after its id) hold, and the metric that goes with it."""
+    columns = tuple(sample.columns[1:])
     if len(columns) == 1 and label_kind == "binary":
         notes.append(f"{sample_csv}: one column for 0/1 labels, read as the probability of 1 scored by ROC AUC "
                      f"(for hard 0/1 labels set submission_kind 'label' and metric 'accuracy'; {EDIT})")
         return "probability", "roc_auc"
     if len(columns) == 1:
+        if len(classes) == 2 and _fractions(sample[columns[0]]):
+            notes.append(f"{sample_csv}: its {columns[0]} column holds fractions, as a probability would, but the "
+                         f"classes are {classes[0]} and {classes[1]}, not 0 and 1: read as a label per row (to submit "
+                         f"the probability of one class, relabel the classes 0 and 1 and set submission_kind "
+                         f"'probability'; {EDIT})")
         return "label", "accuracy"
     if set(columns) != set(classes):
         raise PipelineError(f"{sample_csv}: its columns after the id ({', '.join(columns[:6])}…) are neither one "

@@ -38,14 +38,30 @@ def read_pixel_csv(path: Path, need_label: bool = True) -> tuple[np.ndarray | No
     if "label" not in frame.columns and need_label:
         raise PipelineError(f"{path}: no 'label' column (columns start {', '.join(map(str, frame.columns[:3]))})")
     pixels = frame.drop(columns="label", errors="ignore")
+    named = [column for column in pixels.columns if str(column).lower().startswith("pixel")]
+    if named and len(named) < pixels.shape[1]:
+        others = [str(column) for column in pixels.columns if column not in named]
+        raise PipelineError(f"{path}: the column(s) {', '.join(map(repr, others[:5]))} are neither 'label' nor pixels "
+                            "(pixel…); a pixel CSV holds a label and pixel columns only (rows whose ids are a column "
+                            "of their own are not supported): remove them")
     side = math.isqrt(pixels.shape[1])
     if side * side != pixels.shape[1] or side == 0:
         raise PipelineError(f"{path}: {pixels.shape[1]} pixel columns do not make a square greyscale image")
     values = pixels.to_numpy()
     if not np.issubdtype(values.dtype, np.integer) or values.min(initial=0) < 0 or values.max(initial=0) > 255:
-        raise PipelineError(f"{path}: pixel values must be whole numbers from 0 to 255")
+        raise PipelineError(f"{path}: {_bad_pixel(pixels)}; pixel values must be whole numbers from 0 to 255: fix them")
     labels = frame["label"].to_numpy() if "label" in frame.columns else None
     return labels, values.astype(np.uint8).reshape(-1, side, side)
+
+
+def _bad_pixel(pixels: pd.DataFrame) -> str:
+    """Where the first cell that is not a pixel value (a whole number from 0 to 255) is, and how many there are."""
+    numbers = pixels.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.isnan(numbers) | (numbers < 0) | (numbers > 255) | (numbers % 1 != 0)
+    row, column = np.argwhere(bad)[0]
+    value = pixels.iat[row, column]
+    shown = "a blank" if pd.isna(value) else repr(value.item() if hasattr(value, "item") else value)
+    return f"line {row + 2}, column {pixels.columns[column]} holds {shown} ({int(bad.sum())} such cell(s))"
 
 
 def _write_pngs(folder: Path, images: np.ndarray) -> list[int]:
@@ -86,8 +102,11 @@ def convert_pixel_competition(folder: Path, competition: str) -> None:
 def convert_pixel_dataset(raw: Path, dest: Path, dataset: str, sample: bool = True) -> None:
     """Lay out the train and test CSVs found under `raw` as a competition in `dest` (with a sample submission of
     `id,label` unless not `sample`)."""
-    train_labels, train_images = read_pixel_csv(find_split_csv(raw, "train"))
-    test_labels, test_images = read_pixel_csv(find_split_csv(raw, "test"), need_label=False)
+    try:  # the CSVs named as the archive holds them, not by the folder they are read in
+        train_labels, train_images = read_pixel_csv(find_split_csv(raw, "train"))
+        test_labels, test_images = read_pixel_csv(find_split_csv(raw, "test"), need_label=False)
+    except PipelineError as e:
+        raise PipelineError(str(e).replace(f"{raw}/", f"{raw.parent}/")) from None
     if train_images.shape[1:] != test_images.shape[1:]:
         raise PipelineError(f"{raw}: train images are {train_images.shape[1]}² pixels, test images {test_images.shape[1]}²")
     names = CLASS_NAMES.get(dataset)

@@ -448,12 +448,25 @@ def extract_7z(path: Path, dest: Path, limits: ExtractLimits | None = None) -> N
 EXTRACTORS = {".zip": extract_zip, ".7z": extract_7z}
 
 
+def _hoist_single_folder(dest: Path) -> None:
+    """A zip whose files all sit under one top folder that holds CSVs (`cifar-10/trainLabels.csv`, as zipping a folder
+    makes): that folder's contents are the competition."""
+    entries = [p for p in dest.iterdir() if p.name != "__MACOSX" and not p.name.startswith(".")]
+    if len(entries) != 1 or not entries[0].is_dir() or not any(p.suffix.lower() == ".csv" for p in entries[0].iterdir()):
+        return
+    top = entries[0].rename(dest / f".top-{os.getpid()}")  # its contents may hold a name like its own
+    for entry in top.iterdir():
+        entry.rename(dest / entry.name)
+    top.rmdir()
+
+
 def extract_competition(zip_path: Path, dest: Path, limits: ExtractLimits | None = None) -> None:
     """Extract a Kaggle competition zip, then the archives inside it (`train.7z`, `test.7z`)."""
     limits = limits or ExtractLimits()
     if not zip_path.is_file():
         raise PipelineError(f"{zip_path}: archive not found")
     extract_zip(zip_path, dest, limits)
+    _hoist_single_folder(dest)
     for inner in sorted(p for p in dest.iterdir() if p.suffix in EXTRACTORS):
         EXTRACTORS[inner.suffix](inner, dest, limits)
         inner.unlink()

@@ -178,7 +178,9 @@ def _solution_targets(solution: pd.DataFrame, c: Competition, classes: list[str]
     if set(c.submission_columns) <= set(solution.columns):
         marks = solution[list(c.submission_columns)].apply(pd.to_numeric, errors="coerce").to_numpy()
         if not np.isin(marks, (0, 1)).all():
-            raise PipelineError(f"{path}: its {', '.join(c.submission_columns[:5])} column(s) must hold 0 or 1")
+            raise PipelineError(f"{path}: its {', '.join(c.submission_columns[:5])} column(s) must hold 0 or 1, as "
+                                f"submission_kind {c.submission_kind!r} of {DESCRIPTION} scores them; fix the solution, "
+                                f"or the description if the competition's classes are others")
         return marks[:, 0].astype(np.int64) if c.submission_kind == "probability" else marks.argmax(1)
     names = list(solution.columns)
     if len(names) != 1:

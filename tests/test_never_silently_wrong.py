@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from rich.console import Console
 
-from pipeline.cache import metadata_seal, decode_images
+from pipeline.cache import decode_images, metadata_seal
 from pipeline.cli import app
 from pipeline.competition import read_csv_text
 from pipeline.config import TrainConfig
@@ -1194,3 +1194,58 @@ def test_tenth_hostile_pass_inputs(trained):
     (dataset / "competition.json").unlink()
     result = runner.invoke(app, ["train", "--folds", "2", "--val-fraction", "0.5", "--epochs", "1", "--device", "cpu"])
     assert result.exit_code == 1 and "--val-fraction 0.5 does not apply to --folds 2" in result.output, result.output
+
+
+def test_eleventh_hostile_pass_inputs(trained, tmp_path):
+    """The probability of class 1 where the classes are 1 and 2; a sample of fractions over such classes; a solution
+    of other marks; pixel CSVs with a bad cell or an id column, named as the archive holds them; a zip whose files sit
+    under one folder; test images of another size; export of a model of other classes."""
+    from pipeline.competition import infer_competition
+    from pipeline.convert import convert_pixel_dataset
+    from pipeline.submission import check_solution
+
+    pair = tmp_path / "pair"
+    write_competition(pair, n_train=40, n_test=8, classes=("1", "2"))
+    sample = pd.read_csv(pair / "sampleSubmission.csv", dtype=str).assign(label="0.5")
+    sample.to_csv(pair / "sampleSubmission.csv", index=False)
+    assert any("holds fractions, as a probability would, but the classes are 1 and 2" in note
+               for note in infer_competition(pair)[1])
+    (pair / "competition.json").write_text('{"submission_kind": "probability", "metric": "roc_auc"}')
+    with pytest.raises(PipelineError, match="which class is the positive one cannot be told"):
+        load_train_set(pair)
+    binary = tmp_path / "binary"
+    write_competition(binary, n_train=40, n_test=8, classes=("0", "1"))
+    (binary / "competition.json").write_text('{"submission_kind": "probability", "metric": "roc_auc"}')
+    with pytest.raises(PipelineError, match="must hold 0 or 1, as submission_kind 'probability' of competition.json"):
+        check_solution(pair / "solution.csv", binary)
+    raw, pixels = tmp_path / "staged" / ".raw", [f"pixel{i}" for i in range(16)]
+    raw.mkdir(parents=True)
+    rows = pd.DataFrame(np.zeros((3, 16), dtype=int), columns=pixels).assign(label=1)[["label", *pixels]]
+    rows.to_csv(raw / "test.csv", index=False)
+    bright = rows.copy()
+    bright.loc[1, "pixel3"] = 300
+    for frame, message in ((bright, "staged/train.csv: line 3, column pixel3 holds 300 (1 such cell(s)); pixel values"),
+                           (rows.assign(id=7), "staged/train.csv: the column(s) 'id' are neither 'label' nor pixels")):
+        frame.to_csv(raw / "train.csv", index=False)
+        with pytest.raises(PipelineError, match=re.escape(message)):
+            convert_pixel_dataset(raw, tmp_path / "out", "someone/digits")
+    archive = trained / "folder.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted((trained / "dataset").rglob("*")):
+            relative = path.relative_to(trained / "dataset")
+            if path.is_file() and not relative.parts[0].startswith("."):
+                z.write(path, f"my-competition/{relative}")
+    result = runner.invoke(app, ["fetch", "--archive", str(archive), "--force"])
+    assert result.exit_code == 0, result.output
+    original = (trained / "dataset" / "test" / "3.png").read_bytes()
+    Image.new("RGB", (1, 1)).save(trained / "dataset" / "test" / "3.png")
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"])
+    assert result.exit_code == 1 and "test/3.png: is 1×1, not 32×32 like the set" in result.output and \
+        "image_size in competition.json (or `pipeline fetch --force --img-size S`)" in \
+        " ".join(result.output.split()), result.output
+    (trained / "dataset" / "test" / "3.png").write_bytes(original)
+    labels = trained / "dataset" / "trainLabels.csv"
+    labels.write_text(labels.read_text().replace("zebra", "horse"))
+    result = runner.invoke(app, ["export", "exp"])
+    assert result.exit_code == 1 and "predict with a model trained on this dataset" in \
+        " ".join(result.output.split()), result.output

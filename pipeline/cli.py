@@ -540,13 +540,13 @@ def runs(
     """Table of every run under weights/: model, recipe, its metric's best val score, accuracy, macro-F1, time, status."""
     import pandas as pd
 
-    from pipeline.experiments import HEADERS, cross_validations, cv_line, list_runs
+    from pipeline.experiments import COLUMNS, HEADERS, check_output, cross_validations, cv_line, list_runs
     from pipeline.workspace import atomic_path, weights_dir
 
     table = list_runs(sort=sort, descending=desc)
     if csv is not None:
-        if csv.exists() and csv.suffix.lower() != ".csv":
-            raise PipelineError(f"{csv}: exists and is no .csv file; --csv writes the table to a .csv file")
+        check_output(csv, "--csv", ".csv", "a runs table",
+                     lambda path: path.read_bytes()[:200].startswith(",".join(COLUMNS[:3]).encode()))
         with atomic_path(csv) as tmp:
             table.to_csv(tmp, index=False)
         console.print(f"wrote {csv}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from pipeline.errors import PipelineError
 from pipeline.figures import log_scale_if_wide, save_figure
 from pipeline.metrics import METRIC_LABELS
 from pipeline.run import CrossValidation, MetricsSummary, Run, load_checkpoint, resolve_run, status_process_alive, summarize_metrics
-from pipeline.workspace import weights_dir
+from pipeline.workspace import dataset_dir, weights_dir
 
 # best: the best val score of the run's metric, at epoch best_epoch, where it had val accuracy val_acc
 COLUMNS = ("run", "date", "model", "stem", "pretrained", "recipe", "taught", "optimizer", "lr", "schedule", "epochs", "epochs_planned",
@@ -205,6 +206,27 @@ def run_folders(folder: Path) -> list[Path]:
     return [cv.fold(i).path for i in range(cv.read_plan()["folds"])] if cv.is_cv() else [folder]
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_output(path: Path, option: str, suffix: str, what: str, same_kind: Callable[[Path], bool]) -> None:
+    """A file named for a command's output (`option`): a `suffix` file, which replaces only an earlier output of its
+    kind (`same_kind`), never a file of a run, of a cross-validation or of dataset/."""
+    if path.suffix.lower() != suffix:
+        raise PipelineError(f"{path}: {option} writes {what} as a {suffix} file; name a path ending in {suffix}")
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_file():
+        raise PipelineError(f"{path}: not a regular file (a folder, device or pipe); name another file with {option}")
+    resolved = path.resolve()
+    owner = next((folder for folder in resolved.parents if Run(folder).looks_like_run() or
+                  CrossValidation(folder).is_cv()), None)
+    owner = owner or next((folder for folder in resolved.parents if folder == dataset_dir().resolve()), None)
+    if owner is not None or not same_kind(path):
+        raise PipelineError(f"{path}: exists and is " + (f"a file of {owner}" if owner else f"not {what} written "
+                            f"before") + f", which {option} never replaces; name another file")
+
+
 def compare_runs(runs: list[Path], output: Path | None = None, weights_root: Path | None = None) -> tuple[Path, pd.DataFrame]:
     """Overlay the runs' curves in one figure; return its path and a table of what differs between them."""
     folders = [folder for run in runs for folder in run_folders(resolve_run(run, weights_root))]
@@ -243,6 +265,7 @@ def compare_runs(runs: list[Path], output: Path | None = None, weights_root: Pat
     figure.legend(handles, labels, loc="outside lower center", ncol=min(len(names), 4), frameon=False)
     figure.suptitle("Compare: " + " vs ".join(names))
     output = output or (weights_root or weights_dir()) / "compare.png"
+    check_output(output, "--output", ".png", "a figure", lambda path: path.read_bytes()[:8] == PNG_SIGNATURE)
     save_figure(figure, output)
 
     options = [_flatten(asdict(config.options)) for config in configs]

@@ -118,7 +118,7 @@ def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     written."""
     c = read_competition(root)
     labels, problems = read_labels(root, c)
-    labels["label"], notes = normalised_labels(labels["label"])
+    labels["label"], notes = normalised_labels(labels["label"], integers=c.label_kind == "integers")
     # class folders: the labels are the images found, and an image beside the class folders has no class
     images = set(labels["id"]) | image_ids(root / c.train_images, "") if c.label_kind == "folders" \
         else image_ids(root / c.train_images, c.image_suffix)
@@ -171,12 +171,15 @@ def plain_text(label: str) -> str:
 CASE_SLIP_SHARE = 0.1  # spellings that differ only in case are one class when the rarer ones hold less of its rows
 
 
-def normalised_labels(labels: pd.Series) -> tuple[pd.Series, list[str]]:
+def normalised_labels(labels: pd.Series, integers: bool = False) -> tuple[pd.Series, list[str]]:
     """Labels without surrounding spaces (as ids), and spellings that differ only in case read as the most frequent
     one when the others are slips (together under CASE_SLIP_SHARE of their rows: 'Cat' in 3 rows beside 'cat' in
-    5,000); comparably frequent ones ('a' and 'A' in a set of letters) stay classes of their own. Also a note for
-    each spelling read otherwise than written."""
+    5,000); comparably frequent ones ('a' and 'A' in a set of letters) stay classes of their own; with `integers`
+    (label_kind 'integers'), a number as its value ('01' is 1). Also a note for each spelling read otherwise than
+    written."""
     stripped = labels.map(plain_text)
+    if integers:
+        stripped = stripped.map(lambda label: str(int(label)) if label.lstrip("-").isdigit() else label)
     counts = stripped[stripped != ""].value_counts()
     groups: dict[str, list[str]] = {}
     for spelling in sorted(counts.index, key=lambda name: (-counts[name], name)):
@@ -186,9 +189,9 @@ def normalised_labels(labels: pd.Series) -> tuple[pd.Series, list[str]]:
         slips = sum(counts[name] for name in others) < CASE_SLIP_SHARE * (counts[main] + sum(counts[n] for n in others))
         canonical |= {name: main if slips else name for name in (main, *others)}
     read = stripped.map(lambda name: canonical.get(name, name))
-    changed = labels[(labels != read) & (read != "")].value_counts()
-    notes = [f"{written!r} as {canonical[plain_text(written)]!r} ({n} row{'s' * (n > 1)})"
-             for written, n in sorted(changed.items())]
+    differ = (labels != read) & (read != "")
+    changed = pd.DataFrame({"written": labels[differ], "read": read[differ]}).value_counts()
+    notes = [f"{written!r} as {name!r} ({n} row{'s' * (n > 1)})" for (written, name), n in sorted(changed.items())]
     return read, notes
 
 
@@ -311,7 +314,7 @@ def dataset_classes(root: Path) -> list[str] | None:
     c = read_competition(root)
     if not (root / (c.train_images if c.label_kind == "folders" else c.labels_csv)).exists():
         return None
-    labels = normalised_labels(read_labels(root, c)[0]["label"])[0]
+    labels = normalised_labels(read_labels(root, c)[0]["label"], integers=c.label_kind == "integers")[0]
     return sorted(set(labels[labels != ""]))
 
 

@@ -58,7 +58,7 @@ def lr_find(config: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: 
     optimizer, _, _ = optimizer_and_schedule(replace(config, lookahead=False), model, runtime.device, batches.steps)
     rates, losses = _sweep(model, optimizer, batches, runtime, np.geomspace(start, end, steps),
                            torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), config.clip_grad)
-    return _report(rates, losses, out, console)
+    return _report(rates, losses, out, console, config.limit)
 
 
 def _sweep(model, optimizer, batches: TrainBatches, runtime, rates: np.ndarray, criterion,
@@ -85,7 +85,8 @@ def _sweep(model, optimizer, batches: TrainBatches, runtime, rates: np.ndarray, 
     return rates, np.asarray(smoothed)
 
 
-def _report(rates: np.ndarray, losses: np.ndarray, out: Path, console: Console) -> LrFindResult:
+def _report(rates: np.ndarray, losses: np.ndarray, out: Path, console: Console,
+            limit: int | None = None) -> LrFindResult:
     """Suggest the rate of the steepest fall before the minimum, past the first tenth of the steps (whose
     barely smoothed losses are noise, as fastai skips them); write the curve as CSV and plot."""
     finite = np.isfinite(losses)
@@ -96,8 +97,10 @@ def _report(rates: np.ndarray, losses: np.ndarray, out: Path, console: Console) 
                             "pass a lower --start or more --steps")
     lowest = skip + int(np.argmin(losses[skip:]))
     if lowest < skip + 2 or losses[lowest] > 0.95 * losses[skip]:
-        raise PipelineError(f"the loss did not fall between lr {rates[skip]:.2g} and {rates[-1]:.2g}; widen the range "
-                            "(a lower --start or a higher --end), or use more images than --limit gives")
+        raise PipelineError(f"the loss did not fall by 5% between lr {rates[skip]:.2g} and {rates[-1]:.2g} (from "
+                            f"{losses[skip]:.3g} to {losses[lowest]:.3g} at best), so no rate can be suggested; widen the "
+                            "range (a lower --start or a higher --end), or give it more --steps"
+                            + (f", or more images than --limit {limit}" if limit else ""))
     slope = np.gradient(losses[skip:lowest + 1], np.log10(rates[skip:lowest + 1]))
     suggested, minimum = float(rates[skip + int(np.argmin(slope))]), float(rates[lowest])
     out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from pipeline.distributed import all_concat, all_sum, broadcast, rank_zero_first
 from pipeline.engine import build_engine, candidates, choose_engine
 from pipeline.errors import PipelineError
 from pipeline.infer import TTA_VIEWS, load_model, view_weights
-from pipeline.competition import read_competition
+from pipeline.competition import DESCRIPTION, read_competition
 from pipeline.layout import check_test, dataset_classes, id_sort_key
 from pipeline.run import (CrossValidation, Run, RunConfig, checkpoint_key, checkpoint_label, latest_best_checkpoint,
                           load_checkpoint, resolve_run, written_since_digests)
@@ -270,6 +270,12 @@ def check_fits(path: Path, config: RunConfig, images: np.ndarray, dataset_root: 
         raise PipelineError(f"{path}: {class_difference(config.classes, known_classes, dataset_root)}; predict with a "
                             "model trained on this dataset")
     height, width, channels = images.shape[1:]
+    described = read_competition(dataset_root).image_size
+    if described is not None and config.image_size and tuple(config.image_size) != (height, width):
+        raise PipelineError(f"{path}: trained on images decoded at {config.image_size[1]}×{config.image_size[0]}, but "
+                            f"image_size {described} in {dataset_root / DESCRIPTION} decodes the test images at "
+                            f"{described}×{described}; set image_size as it was ({config.image_size[0]}, or null where "
+                            "that is the images' own size), or predict with a model trained at this size")
     resizes = config.options.img_size is not None or not config.image_size
     trained = (height, width) if resizes else tuple(config.image_size)
     if trained != (height, width) or config.channels != channels:

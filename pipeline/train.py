@@ -343,15 +343,19 @@ def _run_config(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray,
 DATA_INIT_IMAGES = 5000  # training images a model that initialises from data (fastnet's whitening) looks at
 
 
-def other_model_advice(weights: Path, config: TrainConfig) -> str:
-    """Where --pretrained `weights` are a pipeline run's of another model than `config`'s: the options that train
-    that model, in words to add to the error; else nothing."""
+def other_model_advice(weights: Path, config: TrainConfig, channels: int) -> str:
+    """Where --pretrained `weights` are a pipeline run's of another model than `config`'s, or of images of other
+    channels: what to do, in words to add to the error; else nothing."""
     try:
-        theirs = RunConfig.of_checkpoint(load_checkpoint(weights, mmap=True), weights).options
+        saved = RunConfig.of_checkpoint(load_checkpoint(weights, mmap=True), weights)
     except PipelineError:
         return ""
+    theirs, kind = saved.options, {1: "greyscale", 3: "colour"}
     if (theirs.model, theirs.stem) == (config.model, config.stem):
-        return ""
+        return "" if saved.channels == channels else (
+            f"; they were trained on {kind.get(saved.channels, saved.channels)} images and these are "
+            f"{kind.get(channels, channels)}, which {model_label(config.model, config.stem)} cannot adapt: start from a "
+            f"run on {kind.get(channels, channels)} images, or without --pretrained")
     options = f"--model {theirs.model}" + ("" if theirs.model in STEMLESS_MODELS else f" --stem {theirs.stem}")
     return (f"; they are a {model_label(theirs.model, theirs.stem)} run's weights (recipe {theirs.recipe}), and this "
             f"run builds {model_label(config.model, config.stem)}: pass {options}, or --recipe {theirs.recipe}")
@@ -374,7 +378,7 @@ def run_model(config: TrainConfig, run_config: RunConfig, runtime: Runtime, cons
         try:
             notes = load_pretrained(model, source, config.model)
         except PipelineError as e:
-            raise PipelineError(f"{e}{other_model_advice(source, config)}") from None
+            raise PipelineError(f"{e}{other_model_advice(source, config, run_config.channels)}") from None
         console.print(f"loaded {config.pretrained}; not loaded or adapted: {', '.join(notes) or 'nothing'}")
     if config.sync_bn and runtime.ranks.distributed:
         if runtime.device.type != "cuda":

@@ -32,9 +32,9 @@ def test_the_suggestion_is_the_steepest_fall_before_the_minimum(tmp_path):
     noisy_start = losses.copy()
     noisy_start[1] = noisy_start[0] - 1.0  # the first, barely smoothed steps are noise: not a fall to suggest
     assert _report(rates, noisy_start, tmp_path, Console(quiet=True)).suggested == pytest.approx(1e-3, rel=0.3)
-    with pytest.raises(PipelineError, match="the loss did not fall between lr"):
+    with pytest.raises(PipelineError, match="the loss did not fall by 5% between lr"):
         _report(rates, np.linspace(1, 5, 60), tmp_path, Console(quiet=True))
-    with pytest.raises(PipelineError, match="the loss did not fall between lr"):  # flat: nothing to suggest
+    with pytest.raises(PipelineError, match="the loss did not fall by 5% between lr"):  # flat: nothing to suggest
         _report(rates, np.full(60, 2.3) + np.random.default_rng(0).normal(0, 0.01, 60), tmp_path, Console(quiet=True))
     with pytest.raises(PipelineError, match="blew up within 7 steps, by lr"):
         _report(rates[:7], np.linspace(2, 1, 7), tmp_path, Console(quiet=True))

@@ -794,7 +794,7 @@ def test_third_hostile_pass_inputs(trained):
     config = trained / "weights" / "exp" / "config.json"
     before = config.read_text()
     result = runner.invoke(app, ["runs", "--csv", str(config)])
-    assert result.exit_code == 1 and "exists and is no .csv file" in result.output and config.read_text() == before
+    assert result.exit_code == 1 and "--csv writes a runs table as a .csv file" in " ".join(result.output.split()) and config.read_text() == before
     printed = runner.invoke(app, ["train", "--config", "/dev/null", "--print-config"])
     assert printed.exit_code == 0, printed.output
     sample = trained / "dataset" / "sampleSubmission.csv"
@@ -1249,3 +1249,46 @@ def test_eleventh_hostile_pass_inputs(trained, tmp_path):
     result = runner.invoke(app, ["export", "exp"])
     assert result.exit_code == 1 and "predict with a model trained on this dataset" in \
         " ".join(result.output.split()), result.output
+
+
+def test_twelfth_hostile_pass_inputs(trained, tmp_path):
+    """compare --output and runs --csv onto files of runs, of dataset/ or of other kinds; image_size changed after
+    training; integer labels written with a leading zero; --pretrained fastnet weights of colour images into a
+    greyscale set."""
+    weights, dataset = trained / "weights", trained / "dataset"
+    shutil.copytree(weights / "exp", weights / "e2")
+    config, sample = (weights / "exp" / "config.json").read_bytes(), (dataset / "sampleSubmission.csv").read_bytes()
+    for command, message in ((["compare", "exp", "e2", "--output", "weights/exp/config.json"], "--output writes a "
+                              "figure as a .png file"), (["compare", "exp", "e2", "--output", "out.txt"], "name a path "
+                              "ending in .png"), (["compare", "exp", "e2", "--output", "weights/exp/confusion.png"],
+                                                  "exists and is a file of"),
+                             (["runs", "--csv", "dataset/sampleSubmission.csv"], "exists and is a file of"),
+                             (["runs", "--csv", "weights/exp/metrics.csv"], "which --csv never replaces")):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1 and message in " ".join(result.output.split()), (command, result.output)
+    assert (weights / "exp" / "config.json").read_bytes() == config
+    assert (dataset / "sampleSubmission.csv").read_bytes() == sample
+    (trained / "elsewhere.csv").write_text("id,label\n1,a\n")
+    result = runner.invoke(app, ["runs", "--csv", "elsewhere.csv"])
+    assert result.exit_code == 1 and "exists and is not a runs table written before" in " ".join(result.output.split())
+    for _ in range(2):  # an earlier table is replaced
+        assert runner.invoke(app, ["runs", "--csv", "table.csv"]).exit_code == 0
+    (dataset / "competition.json").write_text('{"image_size": 24}')
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"])
+    assert result.exit_code == 1 and "image_size 24 in" in result.output and "set image_size as it was (32" in \
+        " ".join(result.output.split()), result.output
+    (dataset / "competition.json").unlink()
+    digits = tmp_path / "digits"
+    write_competition(digits, n_train=40, n_test=8, classes=("0", "1", "2"))
+    labels = digits / "trainLabels.csv"
+    labels.write_text(re.sub(r",1\n", ",01\n", labels.read_text(), count=3))
+    (digits / "competition.json").write_text('{"label_kind": "integers"}')
+    loaded = load_train_set(digits)
+    assert loaded.classes == ["0", "1", "2"] and "'01' as '1' (3 rows)" in loaded.notes
+    grey = tmp_path / "grey"
+    write_competition(grey, n_train=40, n_test=8, grey=True)
+    quick = dict(QUICK, epochs=1, model="fastnet", recipe="fastnet")
+    colour = train(TrainConfig(**quick, name="colour"), dataset, weights, Console(quiet=True)).run_dir
+    with pytest.raises(PipelineError, match="trained on colour images and these are greyscale, which fastnet cannot "
+                                            "adapt: start from a run on greyscale images, or without --pretrained"):
+        train(TrainConfig(**quick, pretrained=str(colour / "best.pt")), grey, tmp_path / "w", Console(quiet=True))

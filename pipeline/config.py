@@ -2,6 +2,7 @@
 heavy imports: the CLI checks these before it imports torch)."""
 from __future__ import annotations
 
+import datetime
 import functools
 import math
 import os
@@ -621,7 +622,8 @@ def _checked(option: str, value: object, source: object) -> object:
             int: number and isinstance(value, int),
             list: isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)}[kind]
     if not (fits or (value is None and optional)):
-        quote = " (in YAML, quote it: '…')" if kind is str and isinstance(value, (int, float, bool)) else ""
+        yaml_typed = value is None or isinstance(value, (int, float, bool, datetime.date))  # ~, 010, yes, 2026-12-05
+        quote = " (in YAML, quote it: '…')" if kind is str and yaml_typed else ""
         raise PipelineError(f"{source}: {option} must be {TYPE_NAMES[kind]}, got {value!r}{quote}")
     return value
 

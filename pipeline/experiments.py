@@ -120,14 +120,14 @@ def _rows_differ(metrics: pd.DataFrame, rows: list[dict], name: str, whole: bool
     logged_epochs, saved_epochs = sorted(metrics["epoch"].tolist()), sorted(row.get("epoch") for row in rows)
     if whole and logged_epochs != saved_epochs:
         return f"metrics.csv logs epochs {_epochs(logged_epochs)}, but {name} recorded {_epochs(saved_epochs)} " \
-               "(metrics.csv edited?)"
+               f"(metrics.csv edited, or {name} another run's?)"
     for saved in rows:
         logged = metrics[metrics["epoch"] == saved.get("epoch")].iloc[-1]
         differ = [key for key, value in saved.items() if isinstance(value, (int, float)) and key in logged.index
                   and not _same_number(float(logged[key]), float(value))]
         if differ:
             return f"metrics.csv's epoch {saved['epoch']} says {differ[0]} {float(logged[differ[0]]):.4g}, but " \
-                   f"{name} recorded {saved[differ[0]]:.4g} (metrics.csv edited?)"
+                   f"{name} recorded {saved[differ[0]]:.4g} (metrics.csv edited, or {name} another run's?)"
     return None
 
 
@@ -241,8 +241,12 @@ def compare_runs(runs: list[Path], output: Path | None = None, weights_root: Pat
         names = [f"{folder.parent.name}/{folder.name}" for folder in folders]
     if len(set(names)) < len(names):
         names = [str(folder) for folder in folders]
-    configs = [Run(folder).read_config() for folder in folders]
+    configs = [Run(folder).checked_config() for folder in folders]
     metrics = [Run(folder).read_metrics() for folder in folders]
+    for folder, config, frame in zip(folders, configs, metrics):  # what runs would list as disagreeing is not shown
+        disagreement = log_disagrees(Run(folder), frame, summarize_metrics(frame, config.metric))
+        if disagreement:
+            raise PipelineError(f"{folder}: {disagreement}; restore the file that changed from a copy")
     shared = {config.metric for config in configs}
     metric = shared.pop() if len(shared) == 1 and all("val_score" in m for m in metrics) else "accuracy"
 

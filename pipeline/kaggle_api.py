@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import requests
 
@@ -24,8 +27,23 @@ def kaggle_api():
         try:
             api.authenticate()
         except SystemExit:
-            raise PipelineError(NO_CREDENTIALS) from None
+            raise PipelineError(_token_problem() or NO_CREDENTIALS) from None
     return api
+
+
+def _token_problem() -> str | None:
+    """What is wrong with a kaggle.json that is there but did not authenticate; None where there is none."""
+    token = Path(os.environ.get("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle") / "kaggle.json"
+    if not token.is_file():
+        return None
+    again = "download the API token again (kaggle.com → Settings → API → Create New Token)"
+    try:
+        saved = json.loads(token.read_text())
+    except (OSError, ValueError) as e:
+        return f"{token}: not a readable API token ({str(e).splitlines()[0]}); {again}"
+    if not isinstance(saved, dict) or not {"username", "key"} <= saved.keys():
+        return f"{token}: lacks its username or key; {again}"
+    return None
 
 
 @contextlib.contextmanager

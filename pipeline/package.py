@@ -190,7 +190,7 @@ def package(checkpoints: list[Path], competition: str, owner: str, out: Path, da
             raise PipelineError(f"{name} {value!r}: a Kaggle name of letters, digits, - and _; give it as in the "
                                 "competition's or your profile's address")
     if out.exists():
-        raise PipelineError(f"{out}: already exists; choose another --out or delete it")
+        raise PipelineError(f"{out}: already exists; choose another --out (a new folder)")
     if not checkpoints:
         raise PipelineError("name at least one run to package")
     check_distinct(checkpoints)

@@ -81,10 +81,25 @@ def array_key(array: np.ndarray) -> str:
 
 def save_probabilities(path: Path, probabilities: np.ndarray, meta: dict) -> None:
     saved = probabilities.astype(np.float16)
+    check_replaceable(path.with_suffix(".json"))  # checked before the array is written: never one without the other
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, saved)
     write_text_atomic(path.with_suffix(".json"), json.dumps({**meta, "array_key": array_key(saved)}, indent=2) + "\n")
+
+
+def check_label_free(meta_file: Path, checkpoint: Path) -> None:
+    """`meta_file` (a probability file's .json) holds nothing yet, or what `checkpoint` (or the model its path held
+    before) predicted: another model's predictions under the same label are never replaced."""
+    try:
+        recorded = json.loads(meta_file.read_text()).get("checkpoint")
+    except (OSError, ValueError, AttributeError):
+        return
+    other = Path(str(recorded or ""))
+    if recorded and other.resolve() != checkpoint.resolve() and other.is_file():
+        raise PipelineError(f"{meta_file}: holds the predictions of {other}, another model of the same label "
+                            f"({meta_file.name.removesuffix('.probs.json')}); move its .probs.npy and .json aside (or "
+                            f"rename one of the runs), then predict again")
 
 
 def check_source(path: Path, meta: dict, expected: Path | None) -> None:
@@ -119,7 +134,7 @@ def load_probabilities(path: Path, ids: list[str], images_key: str,
     try:
         saved = np.load(path, allow_pickle=False)
     except (ValueError, EOFError, OSError) as e:  # EOFError: an empty file
-        raise PipelineError(f"{path}: not a readable .npy file ({e})") from None
+        raise PipelineError(f"{path}: not a readable .npy file ({e}); predict again (`pipeline predict`)") from None
     source = Path(str(meta.get("checkpoint", "")))
     keyed = "array_key" in meta or (source.is_file() and written_since_digests(load_checkpoint(source, mmap=True)))
     if keyed and meta.get("array_key") != array_key(saved):  # files from before the key: as they are
@@ -199,7 +214,10 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     own_images = images[share[0]:share[-1] + 1] if len(share) else images[:0]
     total, classes, members = None, None, []
     known_classes = dataset_classes(dataset_root)
-    for path, label in zip(sources, member_labels(sources)):
+    labels = member_labels(sources)
+    for path, label in zip(sources, labels):
+        check_label_free(out.parent / f"{label}.probs.json", path)
+    for path, label in zip(sources, labels):
         model, config = load_model(path, runtime.device)
         check_fits(path, config, images, dataset_root, known_classes)
         if classes is not None and config.classes != classes:

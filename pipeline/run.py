@@ -240,13 +240,16 @@ class Run:
         if differ:
             key = differ[0]
             raise PipelineError(f"{self._config}: says --{key.replace('_', '-')} {getattr(config.options, key)}, "
-                                f"but {self.last.name} was trained with {getattr(saved.options, key)} (edited by "
-                                "hand?); restore it")
+                                f"but {self.last.name} was trained with {getattr(saved.options, key)} (config.json "
+                                f"edited by hand, or {self.last.name} another run's?); restore the one that changed")
         fields = [name for name in RECORDED_FIELDS if getattr(config, name) != getattr(saved, name)]
         if fields:
             raise PipelineError(f"{self._config}: its {fields[0]} differ from those {self.last.name} was trained with "
                                 f"({getattr(saved, fields[0])!s:.80}; edited by hand?); restore it")
         return config
+
+    def has_config(self) -> bool:
+        return self._config.is_file()
 
     def write_config(self, config: RunConfig) -> None:
         write_text_atomic(self._config, json.dumps(config.to_dict(), indent=2) + "\n")

@@ -30,8 +30,13 @@ def submit(message: str, file: Path | None = None, competition: str | None = Non
     competition = competition or submission_target(dataset_root)
     if not message.strip():
         raise PipelineError("-m/--message must describe the submission")
+    if file.exists() and not file.is_file():
+        raise PipelineError(f"{file}: not a regular file (a folder, device or pipe); name the submission CSV with --file")
     if not file.is_file():
         raise PipelineError(f"{file}: not found; run `pipeline predict` first")
+    if file.suffix.lower() != ".csv":
+        raise PipelineError(f"{file}: a {file.suffix or 'suffix-less'} file, not a CSV; name the submission CSV with "
+                            "--file (e.g. submissions/submission.csv)")
     classes = dataset_classes(dataset_root)
     if classes is not None and (dataset_root / read_competition(dataset_root).sample_submission).is_file():
         validate_submission(file, dataset_root, classes)

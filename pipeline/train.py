@@ -172,6 +172,8 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
     if not run.last.is_file():
         raise PipelineError(f"{run.last}: not found, so the run cannot continue from it; restore it from a copy, or "
                             f"start a new run (`pipeline train --config {run.path}`; its best.pt can still predict)")
+    if run.has_config():  # its options, classes and split those last.pt records (not another run's checkpoint)
+        run.checked_config()
     checkpoint = load_checkpoint(run.last)
     if "best_acc" in checkpoint:  # written before --metric, when accuracy ranked every run
         checkpoint["best_score"] = checkpoint.pop("best_acc")

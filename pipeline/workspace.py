@@ -77,7 +77,7 @@ def check_replaceable(path: Path) -> None:
     with it, so that none of them is written alone)."""
     if path.exists() and not path.is_file():
         raise PipelineError(f"{path}: not a regular file (a folder, device or pipe), so it is not replaced; "
-                            "name a file to write")
+                            "move it aside, or name another file to write")
 
 
 @contextlib.contextmanager

@@ -928,7 +928,7 @@ def test_sixth_hostile_pass_inputs(trained):
     config = run / "config.json"
     saved = config.read_text()
     replaced(config, saved.replace('"lr": 0.02', '"lr": 0.5'))
-    assert "says --lr 0.5, but last.pt was trained with 0.02 (edited by hand?)" in \
+    assert "says --lr 0.5, but last.pt was trained with 0.02 (config.json edited by hand, or last.pt another run" in \
         " ".join(runner.invoke(app, ["runs"]).output.split())
     result = runner.invoke(app, ["train", "--config", "weights/exp", "--name", "again"])
     assert result.exit_code == 1 and "says --lr 0.5" in result.output
@@ -1292,3 +1292,60 @@ def test_twelfth_hostile_pass_inputs(trained, tmp_path):
     with pytest.raises(PipelineError, match="trained on colour images and these are greyscale, which fastnet cannot "
                                             "adapt: start from a run on greyscale images, or without --pretrained"):
         train(TrainConfig(**quick, pretrained=str(colour / "best.pt")), grey, tmp_path / "w", Console(quiet=True))
+
+
+def test_thirteenth_hostile_pass_inputs(trained, tmp_path, monkeypatch):
+    """Two models of one probability-file label; --resume of a run whose last.pt is not what config.json says; compare
+    of an edited metrics log; a probability file's .json that is a folder; submit of a folder, a JSON or with a broken
+    kaggle.json; a YAML date as a name; a truncated .probs.npy; package --out a run."""
+    weights, submissions = trained / "weights", trained / "submissions"
+    predicted = ["predict", "--device", "cpu", "--tta", "none"]
+    assert runner.invoke(app, [*predicted, "--run", "exp"]).exit_code == 0
+    saved = (submissions / "exp.probs.npy").read_bytes()
+    (tmp_path / "x").mkdir()
+    shutil.copy(weights / "exp" / "best.pt", tmp_path / "x" / "exp.pt")
+    result = runner.invoke(app, [*predicted, "--checkpoint", str(tmp_path / "x" / "exp.pt")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "exp.probs.json: holds the predictions of" in said and \
+        "weights/exp/best.pt, another model of the same label (exp)" in said, result.output
+    assert (submissions / "exp.probs.npy").read_bytes() == saved
+    shutil.copytree(weights / "exp", weights / "r1")
+    config = weights / "r1" / "config.json"
+    replaced(config, config.read_text().replace('"lr": 0.02', '"lr": 0.05'))
+    result = runner.invoke(app, ["train", "--resume", "r1", "--epochs", "5"])
+    assert result.exit_code == 1 and "says --lr 0.05, but last.pt was trained with 0.02" in \
+        " ".join(result.output.split()), result.output
+    shutil.copytree(weights / "exp", weights / "e2")
+    metrics = pd.read_csv(weights / "e2" / "metrics.csv")
+    metrics.loc[0, "val_acc"] = 0.9876
+    replaced(weights / "e2" / "metrics.csv", metrics.to_csv(index=False))
+    result = runner.invoke(app, ["compare", "exp", "e2", "--output", "c.png"])
+    assert result.exit_code == 1 and "metrics.csv's epoch 1 says val_acc 0.9876" in " ".join(result.output.split())
+    assert not (trained / "c.png").exists()
+    (submissions / "e2.probs.npy").unlink(missing_ok=True)
+    (submissions / "e2.probs.json").mkdir()
+    shutil.copytree(weights / "exp", weights / "e3")
+    result = runner.invoke(app, [*predicted, "--run", "e3"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [*predicted, "--checkpoint", str(weights / "e2" / "best.pt")])
+    assert result.exit_code == 1 and "e2.probs.json: not a regular file" in " ".join(result.output.split())
+    assert not (submissions / "e2.probs.npy").exists()
+    for file, message in (("submissions", "not a regular file (a folder, device or pipe); name the submission CSV"),
+                          ("submissions/e3.probs.json", "a .json file, not a CSV")):
+        result = runner.invoke(app, ["submit", "-m", "x", "--file", file])
+        assert result.exit_code == 1 and message in " ".join(result.output.split()), result.output
+    for variable in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle"))
+    (tmp_path / "kaggle").mkdir()
+    (tmp_path / "kaggle" / "kaggle.json").write_text('{"username": "x"')
+    result = runner.invoke(app, ["submit", "-m", "x", "--file", "submissions/submission.csv"])
+    assert result.exit_code == 1 and "kaggle.json: not a readable API token" in " ".join(result.output.split())
+    (tmp_path / "dated.yaml").write_text("name: 2026-12-05\n")
+    result = runner.invoke(app, ["train", "--config", str(tmp_path / "dated.yaml"), "--print-config"])
+    assert result.exit_code == 1 and "(in YAML, quote it" in result.output, result.output
+    replaced(submissions / "exp.probs.npy", "")
+    result = runner.invoke(app, ["ensemble", "exp", "e3"])
+    assert result.exit_code == 1 and "predict again" in result.output, result.output
+    result = runner.invoke(app, ["package", "exp", "--out", "weights/exp", "--competition", "c", "--owner", "o"])
+    assert result.exit_code == 1 and "delete" not in result.output and "choose another --out" in result.output

@@ -587,6 +587,18 @@ class CrossValidation:
                                     f"{self.name}`)") from None
         return runs, predictions
 
+    def _plan_edited(self, index: int, folds: int, values: dict) -> bool:
+        """Whether another fold than `index` was trained with the same `values` (options that differ from the plan):
+        then the folds agree and the plan is what changed."""
+        for other in (self.fold(i) for i in range(folds) if i != index):
+            try:
+                options = shared_options(other.read_config().options)
+            except PipelineError:
+                continue
+            if all(options.get(key) == value for key, value in values.items()):
+                return True
+        return False
+
     def fold_problem(self, index: int, plan: dict) -> str | None:
         """Why fold `index` of a CV with `plan` is not a finished fold of it, with what to do; None when it is."""
         run, folds = self.fold(index), plan["folds"]
@@ -618,6 +630,10 @@ class CrossValidation:
         differ = plan_differences(plan, trained)
         if differ:
             shown = ", ".join(f"--{key.replace('_', '-')} {trained[key]} (plan: {plan[key]})" for key in differ[:3])
+            if self._plan_edited(index, folds, {key: trained[key] for key in differ}):
+                return (f"{self._plan}: its folds were trained with {shown.replace('plan: ', f'{self._plan.name}: ')} "
+                        f"({self._plan.name} edited by hand?); restore {', '.join(differ[:3])} in it as the folds have "
+                        "them")
             return (f"{run.path}: fold {index} was trained with other options than {self._plan} holds: {shown}; "
                     f"a CV's folds share them: delete {run.path} and train it again with {again}, or train the CV "
                     "again in a new folder")

@@ -84,7 +84,12 @@ def check_replaceable(path: Path) -> None:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
     A failed write (OSError) is a one-line error, and leaves no temporary file."""
-    path = path.resolve() if path.is_symlink() else path  # a link's target is written, the link kept
+    if path.is_symlink():  # a link's target is written, the link kept: only a target of the link's own name
+        target = path.resolve()
+        if target.name != path.name:
+            raise PipelineError(f"{path}: a link to {target}, a file of another name, which is never written "
+                                f"through; remove the link, or point it at a file named {path.name}")
+        path = target
     check_replaceable(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:

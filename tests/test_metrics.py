@@ -51,7 +51,7 @@ def test_submission_values_of_each_kind(tmp_path):
         submission_values(PROBABILITIES, classes, tmp_path)
     write_competition(tmp_path, Competition(label_kind="binary", submission_kind="probability", metric="roc_auc"))
     assert submission_values(np.array([[0.25, 0.75]]), ["0", "1"], tmp_path) == [["0.750000"]]
-    with pytest.raises(PipelineError, match="probabilities of 1, but the model's classes are a, b"):
+    with pytest.raises(PipelineError, match="probability of class 1 of the classes 0 and 1, but the model's classes are a, b"):
         submission_values(np.array([[0.25, 0.75]]), ["a", "b"], tmp_path)
 
 
@@ -92,6 +92,10 @@ def test_train_takes_metric_and_a_run_from_before_it_resumes_ranked_by_accuracy(
     last["best_acc"] = last.pop("best_score")
     del last["config"]["options"]["metric"]
     save_checkpoint(old / "last.pt", last)
+    config = json.loads((old / "config.json").read_text())
+    del config["options"]["metric"]
+    (old / "config.json").unlink()  # a new file: the run's files are hard links to the session's
+    (old / "config.json").write_text(json.dumps(config))
     pd.read_csv(old / "metrics.csv").drop(columns="val_score").to_csv(old / "metrics.csv", index=False)
     resumed = resume(old, {"epochs": 4})
     assert resumed.metric == "accuracy"

@@ -447,11 +447,17 @@ def test_progress_outside_a_terminal_is_a_plain_line_now_and_then():
 
 def test_writes_never_replace_a_link_device_or_pipe(trained, tmp_path):
     from pipeline.workspace import write_text_atomic
-    target = tmp_path / "real.csv"
+    target = tmp_path / "real" / "link.csv"
+    target.parent.mkdir()
     target.write_text("old")
     (tmp_path / "link.csv").symlink_to(target)
     write_text_atomic(tmp_path / "link.csv", "new")
     assert (tmp_path / "link.csv").is_symlink() and target.read_text() == "new"  # the link kept, its target written
+    (tmp_path / "best.pt").write_text("weights")
+    (tmp_path / "a.probs.npy").symlink_to(tmp_path / "best.pt")  # a file of another name: never written through
+    with pytest.raises(PipelineError, match="a link to .*best.pt, a file of another name, which is never written"):
+        write_text_atomic(tmp_path / "a.probs.npy", "x")
+    assert (tmp_path / "best.pt").read_text() == "weights"
     os.mkfifo(tmp_path / "pipe")
     for special in (tmp_path / "pipe", Path("/dev/null"), tmp_path):
         with pytest.raises(PipelineError, match="not a regular file .* so it is not replaced"):
@@ -1349,3 +1355,28 @@ def test_thirteenth_hostile_pass_inputs(trained, tmp_path, monkeypatch):
     assert result.exit_code == 1 and "predict again" in result.output, result.output
     result = runner.invoke(app, ["package", "exp", "--out", "weights/exp", "--competition", "c", "--owner", "o"])
     assert result.exit_code == 1 and "delete" not in result.output and "choose another --out" in result.output
+
+
+def test_fourteenth_hostile_pass_inputs(trained):
+    """Outputs that are links to files of other names (a run's checkpoint, the sample submission, the training labels):
+    never written through."""
+    weights, dataset, submissions = trained / "weights", trained / "dataset", trained / "submissions"
+    submissions.mkdir(exist_ok=True)
+    (submissions / "submission.csv").unlink(missing_ok=True)
+    (submissions / "submission.csv").symlink_to(dataset / "sampleSubmission.csv")
+    (submissions / "exp.probs.npy").unlink(missing_ok=True)
+    (submissions / "exp.probs.npy").symlink_to(weights / "exp" / "best.pt")
+    sample, best = (dataset / "sampleSubmission.csv").read_bytes(), (weights / "exp" / "best.pt").read_bytes()
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"])
+    assert result.exit_code == 1 and "a file of another name, which is never written through" in \
+        " ".join(result.output.split()), result.output
+    (submissions / "exp.probs.npy").unlink()
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"])
+    assert result.exit_code == 1 and "submission.csv: a link to" in result.output, result.output
+    (weights / "exp" / "per_class.csv").unlink(missing_ok=True)
+    (weights / "exp" / "per_class.csv").symlink_to(dataset / "trainLabels.csv")
+    labels = (dataset / "trainLabels.csv").read_bytes()
+    result = runner.invoke(app, ["report", "exp", "--device", "cpu"])
+    assert result.exit_code == 1 and "per_class.csv: a link to" in result.output, result.output
+    assert (dataset / "sampleSubmission.csv").read_bytes() == sample and (dataset / "trainLabels.csv").read_bytes() \
+        == labels and (weights / "exp" / "best.pt").read_bytes() == best

@@ -264,6 +264,8 @@ def check_not_swapped(root: Path, c: Competition, images: set[str], labeled: set
     ids — the test ids as training images, or the labeled ids as test images — is the two folders swapped."""
     if labeled == tested:  # the two sets' ids alone cannot tell the folders apart
         return
+    if test and images == labeled and labeled <= image_ids(root / c.train_images, c.image_suffix):
+        return  # the train folder holds its labeled images too: both sets share their ids (1 … N each), no swap
     if images == (labeled if test else tested):
         named, folder = ("test_images", c.test_images) if test else ("train_images", c.train_images)
         whose = f"the ids {c.labels_csv} labels" if test else f"the test ids of {c.sample_submission}"

@@ -1380,3 +1380,15 @@ def test_fourteenth_hostile_pass_inputs(trained):
     assert result.exit_code == 1 and "per_class.csv: a link to" in result.output, result.output
     assert (dataset / "sampleSubmission.csv").read_bytes() == sample and (dataset / "trainLabels.csv").read_bytes() \
         == labels and (weights / "exp" / "best.pt").read_bytes() == best
+
+
+def test_a_sample_of_some_test_ids_where_both_sets_share_their_ids_is_no_swap(tmp_path):
+    """Train and test ids 1 … N each, and a sample listing some of the test images: not read as swapped folders."""
+    from pipeline.layout import check_test
+
+    root = tmp_path / "shared-ids"
+    write_competition(root, n_train=40, n_test=40)
+    sample = pd.read_csv(root / "sampleSubmission.csv", dtype=str)
+    sample.head(30).to_csv(root / "sampleSubmission.csv", index=False)
+    notes: list[str] = []
+    assert len(check_test(root, notes)) == 30 and "test/ holds 10 image(s) sampleSubmission.csv does not list" in notes[0]

@@ -238,8 +238,9 @@ def check_test(root: Path, notes: list[str] | None = None) -> list[str]:
     if missing:
         raise PipelineError(f"{root / c.test_images}: {len(missing)} id(s) of {c.sample_submission} have no image: "
                             f"{shown_names(missing, c.image_suffix)}{suffix_hint(root, c, missing)}")
-    unlisted = images - set(sample[c.submission_id]) if PurePosixPath(c.test_images) != PurePosixPath(c.train_images) else set()
-    if notes is not None and unlisted:
+    separate = PurePosixPath(c.test_images) != PurePosixPath(c.train_images)
+    unlisted = images - set(sample[c.submission_id]) if notes is not None and separate else set()
+    if unlisted:
         notes.append(f"{c.test_images}/ holds {len(unlisted)} image(s) {c.sample_submission} does not list "
                      f"({shown_names(unlisted, c.image_suffix)}); only its {len(sample)} ids are predicted: if "
                      f"sample_submission names the wrong file, fix it in {root / DESCRIPTION}")

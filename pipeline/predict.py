@@ -204,10 +204,7 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     sources = list(checkpoints or []) + [c for r in runs or [] for c in run_checkpoints(r, weights_root, console)]
     sources = sources or [find_checkpoint(weights_root=weights_root, console=console)]
     check_distinct(sources)
-    notes: list[str] = []
-    submission_ids = check_test(dataset_root, notes)
-    for note in notes:
-        console.print(f"note: {note}")
+    submission_ids = noted_test_ids(dataset_root, console)
     with rank_zero_first(where):  # rank 0 decodes the cache; the others then read it
         ids, images, images_key = cached_test_images(dataset_root, submission_ids, console)
     share = np.array_split(np.arange(len(ids)), where.world)[where.rank]
@@ -243,6 +240,15 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
         return None
     return finish_submission(total / len(sources), ids, submission_ids, classes, members, dataset_root, out, tta,
                              score, metric)
+
+
+def noted_test_ids(dataset_root: Path, console: Console) -> list[str]:
+    """`check_test`'s ids of the sample submission, its notes printed."""
+    notes: list[str] = []
+    submission_ids = check_test(dataset_root, notes)
+    for note in notes:
+        console.print(f"note: {note}")
+    return submission_ids
 
 
 def check_scoring(score: Path | None, metric: str | None, dataset_root: Path) -> None:
@@ -352,10 +358,7 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
     dataset_root = dataset_root or dataset_dir()
     check_scoring(score, metric, dataset_root)
     out = out or submissions_dir() / "submission.csv"
-    notes: list[str] = []
-    submission_ids = check_test(dataset_root, notes)
-    for note in notes:
-        (console or Console()).print(f"note: {note}")
+    submission_ids = noted_test_ids(dataset_root, console or Console())
     ids = sorted(submission_ids, key=id_sort_key)
     groups = [member_files(m, out.parent, weights_root) for m in members]
     weights = [1 / len(groups)] * len(groups)

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, listed
 from pipeline.images import IMAGE_SUFFIXES, class_folder_images, header_sample
 from pipeline.metrics import LABEL_METRICS, METRICS
 from pipeline.workspace import write_text_atomic
@@ -198,12 +198,12 @@ def submitted_classes(c: Competition, classes: list[str], root: Path, whose: str
     wanted = ["1"] if c.submission_kind == "probability" else list(c.submission_columns)
     if c.submission_kind == "probability" and set(classes) != {"0", "1"}:
         raise PipelineError(f"{root / DESCRIPTION}: submission_kind 'probability' writes the probability of class 1 "
-                            f"of the classes 0 and 1, but {whose} {', '.join(classes[:6])}, so which class is the "
+                            f"of the classes 0 and 1, but {whose} {listed(classes, 6)}, so which class is the "
                             f"positive one cannot be told; relabel the classes 0 and 1 (1: the positive one), or {advice}")
     if c.submission_kind != "label" and (not set(wanted) <= set(classes) or
                                          (c.submission_kind == "probabilities" and set(wanted) != set(classes))):
-        raise PipelineError(f"{root / DESCRIPTION}: the submission takes the probabilities of {', '.join(wanted[:6])}, "
-                            f"but {whose} {', '.join(classes[:6])}; {advice}")
+        raise PipelineError(f"{root / DESCRIPTION}: the submission takes the probabilities of {listed(wanted, 6)}, "
+                            f"but {whose} {listed(classes, 6)}; {advice}")
     return wanted
 
 
@@ -404,8 +404,8 @@ def _submission(sample_csv: str, sample: pd.DataFrame, label_kind: str, classes:
                          f"'probability'; {EDIT})")
         return "label", "accuracy"
     if set(columns) != set(classes):
-        raise PipelineError(f"{sample_csv}: its columns after the id ({', '.join(columns[:6])}…) are neither one "
-                            f"label column nor one per class of the training labels ({', '.join(classes[:6])}…); "
+        raise PipelineError(f"{sample_csv}: its columns after the id ({listed(columns, 6)}) are neither one "
+                            f"label column nor one per class of the training labels ({listed(classes, 6)}); "
                             f"write dataset/{DESCRIPTION} by hand")
     metric = "mean_roc_auc" if label_kind == "one-hot" else "log_loss"
     notes.append(f"{sample_csv}: a probability per class, scored by {metric} (the other: "

@@ -340,7 +340,7 @@ class TrainConfigChecks:
         if asked and self.aug not in BATCHED_AUGMENTATIONS:
             raise PipelineError(f"{', '.join(asked)} run on the device with the batched policies: pass --aug "
                                 f"{' or '.join(BATCHED_AUGMENTATIONS)}, not {self.aug}")
-        if self.model in STEMLESS_MODELS and self.stem != "imagenet":
+        if not has_stem(self.model) and self.stem != "imagenet":
             raise PipelineError(f"--stem {self.stem} applies to the ResNets, not {self.model} (its first layer is its own)")
         if self.milestones and self.schedule != "step":
             raise PipelineError(f"--milestones needs --schedule step, not {self.schedule}")
@@ -467,12 +467,17 @@ def config_from(given: dict) -> TrainConfig:
 WEIGHT_LIBRARIES = ("timm", "torchvision")
 NAMED_WEIGHTS_SPELLING = re.compile(r"timm:\w+(\.[\w-]+)?|torchvision:\w+_Weights\.\w+")
 MODEL_ALIASES = {"custom": "resnet18", "torchvision": "torchvision:resnet18"}
-STEMLESS_MODELS = ("fastnet", "fastnet-wide")  # their first layer is their own: --stem does not apply
+
+
+def has_stem(model: str) -> bool:
+    """Whether --stem applies: this package's and torchvision's ResNets; fastnet's and timm's first layers are their
+    own."""
+    return model not in ("fastnet", "fastnet-wide") and not model.startswith("timm:")
 
 
 def model_label(model: str, stem: str) -> str:
     """`resnet18 (improved stem)`, or `fastnet` for a model without a stem to choose."""
-    return model if model in STEMLESS_MODELS else f"{model} ({stem} stem)"
+    return f"{model} ({stem} stem)" if has_stem(model) else model
 
 
 def model_of_weights(pretrained: str | None) -> str | None:

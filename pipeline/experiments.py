@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline.config import TrainConfig
+from pipeline.config import TrainConfig, has_stem
 from pipeline.errors import PipelineError
 from pipeline.figures import log_scale_if_wide, save_figure
 from pipeline.metrics import METRIC_LABELS
@@ -65,7 +65,8 @@ def describe_run(run: Run) -> dict:
         config, problems = None, [str(e).split(": ", 1)[1]]
     if config is not None:
         options = config.options
-        row.update(date=config.created[:16].replace("T", " "), model=options.model, stem=options.stem,
+        row.update(date=config.created[:16].replace("T", " "), model=options.model,
+                   stem=options.stem if has_stem(options.model) else None,
                    pretrained=Path(options.pretrained).name if options.pretrained else "no",
                    recipe=options.recipe, taught=_taught(options, config.split), optimizer=options.optimizer,
                    lr=options.lr, schedule=_schedule(options), epochs_planned=options.epochs)

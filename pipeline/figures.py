@@ -16,6 +16,7 @@ from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix, precision_
 
 from pipeline.config import model_label
 from pipeline.dataset import TrainArrays
+from pipeline.errors import listed
 from pipeline.metrics import METRIC_LABELS, class_roc_aucs
 from pipeline.run import Run, RunConfig, summarize_metrics
 from pipeline.workspace import atomic_path, write_text_atomic
@@ -278,7 +279,7 @@ def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_clas
             lines += [_markdown_table(issues.head(10)), "", f"![label issues]({run.label_issue_images.name})", ""]
     option_rows = pd.DataFrame({"option": list(options), "value": [json.dumps(v) for v in options.values()]})
     lines += ["## Config", "", _markdown_table(option_rows), "",
-              f"classes: {', '.join(config.classes)}  ",
+              f"classes: {listed(config.classes)}  ",
               "versions: " + ", ".join(f"{k} {v}" for k, v in config.versions.items()), ""]
     return "\n".join(lines)
 

@@ -50,9 +50,11 @@ def read_id_csv(path: Path, columns: tuple[str, ...] = ("id", "label"), unique: 
     frame[columns[0]] = frame[columns[0]].str.strip()
     duplicated = frame[columns[0]][frame[columns[0]].duplicated()]
     if unique and len(duplicated):
+        distinct = next((column for column in columns[1:] if len(frame) > 2 and frame[column].is_unique), None)
+        hint = (f"; its {distinct!r} column holds one value per row: are the names in its header swapped?" if distinct
+                else "; is that its id column? (dataset/competition.json names it)" if columns[0] != "id" else "")
         raise PipelineError(f"{path}: {len(duplicated)} duplicate id(s) in its {columns[0]!r} column: "
-                            f"{shown_names(set(duplicated))}" + ("; is that its id column? (dataset/competition.json "
-                                                                "names it)" if columns[0] != "id" else ""))
+                            f"{shown_names(set(duplicated))}{hint}")
     return frame
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pipeline.competition import read_competition, write_competition
 from pipeline.errors import PipelineError
-from pipeline.workspace import created_folder, write_text_atomic
+from pipeline.workspace import created_folder, weights_dir, write_text_atomic
 
 # What Kaggle's Python image brings (the GPU image's versions the GPU check runs with, docs/gpu.md): its packages
 # are left out of the wheels dataset. Anything else the prediction imports is carried as a wheel.
@@ -191,6 +191,10 @@ def package(checkpoints: list[Path], competition: str, owner: str, out: Path, da
                                 "competition's or your profile's address")
     if out.exists():
         raise PipelineError(f"{out}: already exists; choose another --out (a new folder)")
+    for inside, what in ((dataset_root, "the competition's files"), (weights_dir(), "the runs")):
+        if out.resolve().is_relative_to(inside.resolve()):
+            raise PipelineError(f"{out}: inside {inside} ({what}); choose an --out outside {inside} (default: "
+                                "submissions/<competition>-package)")
     if not checkpoints:
         raise PipelineError("name at least one run to package")
     check_distinct(checkpoints)

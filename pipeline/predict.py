@@ -74,9 +74,11 @@ def ids_key(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
-def array_key(array: np.ndarray) -> str:
-    """A digest of a saved probability array's values, kept in its .json: the array must be the one it describes."""
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+def array_key(array: np.ndarray, meta: dict) -> str:
+    """A digest of a saved probability array's values and of the rest of its .json, kept in that .json: the array
+    must be the one it describes, and the description as it was written."""
+    described = json.dumps({k: v for k, v in meta.items() if k != "array_key"}, sort_keys=True).encode()
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes() + described).hexdigest()[:16]
 
 
 def save_probabilities(path: Path, probabilities: np.ndarray, meta: dict) -> None:
@@ -85,7 +87,7 @@ def save_probabilities(path: Path, probabilities: np.ndarray, meta: dict) -> Non
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, saved)
-    write_text_atomic(path.with_suffix(".json"), json.dumps({**meta, "array_key": array_key(saved)}, indent=2) + "\n")
+    write_text_atomic(path.with_suffix(".json"), json.dumps({**meta, "array_key": array_key(saved, meta)}, indent=2) + "\n")
 
 
 def check_label_free(meta_file: Path, checkpoint: Path) -> None:
@@ -118,10 +120,11 @@ def check_source(path: Path, meta: dict, expected: Path | None) -> None:
                             "predict again")
 
 
-def load_probabilities(path: Path, ids: list[str], images_key: str,
+def load_probabilities(path: Path, ids: list[str], images_key: str, image_size: int | None,
                        expected: Path | None = None) -> tuple[np.ndarray, dict]:
     """A saved `.probs.npy` and its metadata, checked against the current test ids and image files
-    (`images_key`: their fingerprint) and against the checkpoint that predicted it (`check_source`)."""
+    (`images_key`: their fingerprint; `image_size`: the size they decode to now) and against the checkpoint that
+    predicted it (`check_source`)."""
     meta_path = path.with_suffix(".json")
     if not path.is_file() or not meta_path.is_file():
         raise PipelineError(f"{path}: no such probability file (or its .json); run `pipeline predict` first")
@@ -137,9 +140,9 @@ def load_probabilities(path: Path, ids: list[str], images_key: str,
         raise PipelineError(f"{path}: not a readable .npy file ({e}); predict again (`pipeline predict`)") from None
     source = Path(str(meta.get("checkpoint", "")))
     keyed = "array_key" in meta or (source.is_file() and written_since_digests(load_checkpoint(source, mmap=True)))
-    if keyed and meta.get("array_key") != array_key(saved):  # files from before the key: as they are
-        raise PipelineError(f"{path}: not the array {meta_path.name} describes (replaced or edited since it was "
-                            "saved); predict again")
+    if keyed and meta.get("array_key") != array_key(saved, meta):  # files from before the key: as they are
+        raise PipelineError(f"{path}: not the array {meta_path.name} describes, or {meta_path.name} was edited since "
+                            "(either was replaced or changed after it was saved); predict again")
     probabilities = saved.astype(np.float32)
     if probabilities.shape != (len(ids), len(meta["classes"])) and meta.get("ids") == ids_key(ids):
         raise PipelineError(f"{path}: holds an array of shape {probabilities.shape}, not one row per test image "
@@ -147,6 +150,10 @@ def load_probabilities(path: Path, ids: list[str], images_key: str,
     if meta.get("ids") != ids_key(ids) or probabilities.shape != (len(ids), len(meta["classes"])):
         raise PipelineError(f"{path}: made for other test ids than dataset/test now holds; predict again")
     check_source(path, meta, expected)
+    if meta.get("images_key") != images_key and meta.get("image_size", image_size) != image_size:
+        sizes = [f"image_size {size}" if size else "the images' own size" for size in (meta["image_size"], image_size)]
+        raise PipelineError(f"{path}: made from test images decoded at {sizes[0]}, and dataset/{DESCRIPTION} now "
+                            f"decodes them at {sizes[1]}; predict again, or restore image_size")
     if meta.get("images_key") != images_key:
         raise PipelineError(f"{path}: made from test images that have changed since (or by an older pipeline); "
                             "predict again")
@@ -233,7 +240,8 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
         save_probabilities(name, probabilities, {"checkpoint": str(path), "checkpoint_key": checkpoint_key(path),
                                                  "classes": classes, "tta": tta,
                                                  "engine": used_engine, "precision": used_precision, "ids": ids_key(ids),
-                                                 "images": len(ids), "images_key": images_key})
+                                                 "images": len(ids), "images_key": images_key,
+                                                 "image_size": read_competition(dataset_root).image_size})
         members.append(name.name)
         total = probabilities if total is None else total + probabilities
     if not where.main:
@@ -371,8 +379,9 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
             + "; OOF " + ", ".join(f"{METRIC_LABELS[name]} {fitted.blended[name]:.4f}" for name in shown)
             + " (equal weights: " + ", ".join(f"{fitted.equal[name]:.4f}" for name in shown) + ")")
     paths = [p for group in groups for p in group]
-    images_key = test_images_key(dataset_root, ids)
-    loaded = {p: load_probabilities(p, ids, images_key, expected) for group in groups for p, expected in group.items()}
+    images_key, image_size = test_images_key(dataset_root, ids), read_competition(dataset_root).image_size
+    loaded = {p: load_probabilities(p, ids, images_key, image_size, expected)
+              for group in groups for p, expected in group.items()}
     check_distinct_predictions(paths, loaded)
     for member, group in zip(members, groups):  # a CV's folds predicted alike (not some again after an interruption)
         ttas = sorted({str(loaded[p][1].get("tta")) for p in group})

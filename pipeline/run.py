@@ -375,13 +375,13 @@ class Run:
                                 "restore it, or use a fold alone (--run <cv>/fold-I)")
         if not self.best.is_file():
             raise PipelineError(f"{self.path}: no {BEST}; train it with `pipeline train` first")
-        problem = self._best_problem()
+        problem = self.best_problem()
         if problem:
             raise PipelineError(f"{self.best}: {problem}; restore it from a copy (or predict with the checkpoint you "
                                 "mean: --checkpoint FILE)")
         return self.best
 
-    def _best_problem(self) -> str | None:
+    def best_problem(self) -> str | None:
         """How best.pt differs from the run it is in: another epoch than the best one last.pt records, or other options
         (but the name and those --resume may change) than config.json's."""
         if not self.last.is_file() or not self._config.is_file():
@@ -813,6 +813,8 @@ def resolve_run(name: Path, weights_root: Path | None = None) -> Path:
         return name
     if candidate.is_dir():
         return candidate
+    if name.is_file() and Run(name.parent).looks_like_run():
+        raise PipelineError(f"{name}: a file of run {name.parent}, not a run; give the run's folder ({name.parent})")
     raise PipelineError(f"{name}: no such run (neither a folder nor a run under {weights_root or weights_dir()})")
 
 

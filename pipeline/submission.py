@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.competition import DESCRIPTION, Competition, read_competition, submitted_classes
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, listed
 from pipeline.layout import dataset_classes, plain_text, read_id_csv, read_sample
 from pipeline.metrics import LABEL_METRICS, check_metric, metric_score
 from pipeline.workspace import atomic_path
@@ -41,7 +41,7 @@ def validate_submission(path: Path, root: Path, classes: list[str], shown_as: Pa
         return
     unknown = sorted(set(submission[c.submission_columns[0]]) - set(classes))
     if unknown:
-        raise PipelineError(f"{name}: unknown label(s) {', '.join(map(repr, unknown[:5]))}; classes are {', '.join(classes)}")
+        raise PipelineError(f"{name}: unknown label(s) {', '.join(map(repr, unknown[:5]))}; classes are {listed(classes)}")
 
 
 LOG_LOSS_FLOOR = 1e-3  # a log-loss submission's probabilities are raised to this: a confident miss costs at most ln 1000
@@ -162,7 +162,7 @@ def solution_labels(truth: pd.Series, classes: list[str], path: Path) -> pd.Seri
     unknown = sorted(set(truth[read.isna()]))
     if unknown:
         raise PipelineError(f"{path}: its {truth.name} column holds {', '.join(map(repr, unknown[:5]))}, not among the "
-                            f"classes ({', '.join(classes[:10])}{', …' if len(classes) > 10 else ''}); fix those labels, "
+                            f"classes ({listed(classes, 10)}); fix those labels, "
                             "or score with this competition's solution")
     return read
 
@@ -185,9 +185,9 @@ def _solution_targets(solution: pd.DataFrame, c: Competition, classes: list[str]
     names = list(solution.columns)
     if len(names) != 1:
         raise PipelineError(f"{path}: expected the submission's columns ({', '.join(c.submission_columns[:5])}) or one "
-                            f"column of class names, found {', '.join(names[:5])}")
+                            f"column of class names, found {listed(names, 5)}")
     unknown = sorted(set(solution[names[0]]) - set(classes))
     if unknown:
         raise PipelineError(f"{path}: its {names[0]} column names {', '.join(map(repr, unknown[:5]))}, not among the "
-                            f"submission's classes ({', '.join(classes[:10])}{', …' if len(classes) > 10 else ''})")
+                            f"submission's classes ({listed(classes, 10)})")
     return solution[names[0]].map({name: k for k, name in enumerate(classes)}).to_numpy(dtype=np.int64)

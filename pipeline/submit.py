@@ -27,6 +27,11 @@ def submit(message: str, file: Path | None = None, competition: str | None = Non
     `competition` (default: the one `pipeline fetch` laid out in dataset/, else cifar-10)."""
     file = file or submissions_dir() / "submission.csv"
     dataset_root = dataset_root or dataset_dir()
+    fetched = fetched_source(dataset_root)
+    if competition and fetched not in (None, SAMPLE, competition) and "/" not in fetched:
+        raise PipelineError(f"{dataset_root} holds the competition {fetched!r}, not {competition!r}, whose sample "
+                            f"submission {file} must be checked against; submit to {fetched} (leave out "
+                            f"--competition), or fetch {competition} first (`pipeline fetch {competition} --force`)")
     competition = competition or submission_target(dataset_root)
     if not message.strip():
         raise PipelineError("-m/--message must describe the submission")

@@ -31,9 +31,10 @@ from rich.console import Console
 from torch import nn
 
 from pipeline.cache import cached_test_images, test_images_key
+from pipeline.competition import read_competition
 from pipeline.config import TrainConfig
 from pipeline.dataset import TrainArrays, run_split
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, listed
 from pipeline.infer import default_batch_size, infer, load_model
 from pipeline.layout import check_test, id_sort_key
 from pipeline.run import RunConfig, checkpoint_label, load_checkpoint
@@ -152,8 +153,8 @@ def clean_teachers(members: dict[str, list[Path]], data: TrainArrays, val_idx: n
         for path in checkpoints:
             config = RunConfig.of_checkpoint(load_checkpoint(path, mmap=True), path)
             if config.classes != data.classes:
-                raise PipelineError(f"{flag} {name}: {path} predicts the classes {', '.join(config.classes[:5])}…, not "
-                                    f"this dataset's {', '.join(data.classes[:5])}…; teach with a model of this "
+                raise PipelineError(f"{flag} {name}: {path} predicts the classes {listed(config.classes, 5)}, not "
+                                    f"this dataset's {listed(data.classes, 5)}; teach with a model of this "
                                     "competition")
             if not len(val_idx) or val_images_seen(config, data, val_idx) == 0:
                 kept.append(path)
@@ -194,10 +195,11 @@ def saved_test_probabilities(name: str, checkpoints: list[Path], dataset_root: P
     from pipeline.predict import load_probabilities
 
     images_key, total = test_images_key(dataset_root, ids), None
+    image_size = read_competition(dataset_root).image_size
     for path in checkpoints:
         saved = submissions_dir() / f"{checkpoint_label(path)}.probs.npy"
         try:
-            probabilities, _ = load_probabilities(saved, ids, images_key, path)
+            probabilities, _ = load_probabilities(saved, ids, images_key, image_size, path)
         except PipelineError as e:
             raise PipelineError(f"{flag} {name}: {e} (`pipeline predict --run {name}` saves them)") from None
         total = probabilities if total is None else total + probabilities

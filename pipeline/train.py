@@ -36,7 +36,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from pipeline import __version__
 from pipeline.augment import BATCHED_POLICIES, BatchLoader, alternating_flips, resize, to_device_tensor
-from pipeline.config import (OPTION, RESUME_OVERRIDES, SPANNING_SCHEDULES, STEMLESS_MODELS, TrainConfig, model_label,
+from pipeline.config import (OPTION, RESUME_OVERRIDES, SPANNING_SCHEDULES, TrainConfig, has_stem, model_label,
                              model_of_weights)
 from pipeline.dataset import (ArrayDataset, TrainArrays, albumentations_policy, channel_stats, run_split,
                               seed_worker_augmentation, training_arrays)
@@ -174,6 +174,9 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
                             f"start a new run (`pipeline train --config {run.path}`; its best.pt can still predict)")
     if run.has_config():  # its options, classes and split those last.pt records (not another run's checkpoint)
         run.checked_config()
+    problem = run.best_problem() if run.best.is_file() else None
+    if problem:  # kept as best unless a later epoch beats it
+        raise PipelineError(f"{run.best}: {problem}; restore it from a copy before resuming")
     checkpoint = load_checkpoint(run.last)
     if "best_acc" in checkpoint:  # written before --metric, when accuracy ranked every run
         checkpoint["best_score"] = checkpoint.pop("best_acc")
@@ -358,7 +361,7 @@ def other_model_advice(weights: Path, config: TrainConfig, channels: int) -> str
             f"; they were trained on {kind.get(saved.channels, saved.channels)} images and these are "
             f"{kind.get(channels, channels)}, which {model_label(config.model, config.stem)} cannot adapt: start from a "
             f"run on {kind.get(channels, channels)} images, or without --pretrained")
-    options = f"--model {theirs.model}" + ("" if theirs.model in STEMLESS_MODELS else f" --stem {theirs.stem}")
+    options = f"--model {theirs.model}" + (f" --stem {theirs.stem}" if has_stem(theirs.model) else "")
     return (f"; they are a {model_label(theirs.model, theirs.stem)} run's weights (recipe {theirs.recipe}), and this "
             f"run builds {model_label(config.model, config.stem)}: pass {options}, or --recipe {theirs.recipe}")
 

@@ -1392,3 +1392,51 @@ def test_a_sample_of_some_test_ids_where_both_sets_share_their_ids_is_no_swap(tm
     sample.head(30).to_csv(root / "sampleSubmission.csv", index=False)
     notes: list[str] = []
     assert len(check_test(root, notes)) == 30 and "test/ holds 10 image(s) sampleSubmission.csv does not list" in notes[0]
+
+
+def test_fourteenth_hostile_pass_leftovers(trained, tmp_path):
+    """A run's file given as the run; runs' stem of a stemless model; class names holding a comma; a labels header
+    whose names are swapped; saved predictions after image_size changed or with an edited .json; --resume over a
+    best.pt of another epoch; submit --competition other than dataset/'s; package --out inside dataset/."""
+    from pipeline.errors import listed
+    from pipeline.experiments import describe_run
+    from pipeline.layout import read_id_csv
+    from pipeline.submit import submit
+
+    weights, dataset, submissions = trained / "weights", trained / "dataset", trained / "submissions"
+    result = runner.invoke(app, ["report", "weights/exp/best.pt"])
+    assert result.exit_code == 1 and "a file of run weights/exp, not a run; give the run's folder" in \
+        " ".join(result.output.split()), result.output
+    fast = fabricate_run(weights, "fast")
+    saved = json.loads((fast / "config.json").read_text())
+    (fast / "config.json").write_text(json.dumps({**saved, "options": {**saved["options"], "model": "fastnet"}}))
+    assert describe_run(Run(fast))["stem"] is None and describe_run(Run(weights / "exp"))["stem"] == "imagenet"
+    shutil.rmtree(fast)
+    assert listed(["a, b", "c", " d"]) == "'a, b', c, ' d'" and listed("abcd", 2) == "a, b, …"
+    (tmp_path / "labels.csv").write_text("label,id\n1,cat\n2,dog\n3,cat\n")
+    with pytest.raises(PipelineError, match="duplicate id.*its 'label' column holds one value per row: are the names "
+                                            "in its header swapped"):
+        read_id_csv(tmp_path / "labels.csv")
+    assert runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"]).exit_code == 0
+    (dataset / "competition.json").write_text('{"image_size": 24}')
+    result = runner.invoke(app, ["ensemble", "exp"])
+    assert result.exit_code == 1 and "made from test images decoded at the images' own size, and " \
+        "dataset/competition.json now decodes them at image_size 24" in " ".join(result.output.split()), result.output
+    (dataset / "competition.json").unlink()
+    assert runner.invoke(app, ["ensemble", "exp"]).exit_code == 0
+    meta = submissions / "exp.probs.json"
+    replaced(meta, meta.read_text().replace('"tta": "none"', '"tta": "flip"'))
+    result = runner.invoke(app, ["ensemble", "exp"])
+    assert result.exit_code == 1 and "or exp.probs.json was edited since" in " ".join(result.output.split())
+    shutil.copytree(weights / "exp", weights / "e2")
+    best = load_checkpoint(weights / "e2" / "best.pt")
+    save_checkpoint(weights / "e2" / "best.pt", {**best, "epoch": best["epoch"] % 3 + 1})
+    with pytest.raises(PipelineError, match=r"e2/best.pt: it holds epoch \d, but the run's best epoch is \d .*restore "
+                                            "it from a copy before resuming"):
+        resume(weights / "e2", {"epochs": 4})
+    (dataset / ".complete.json").write_text(json.dumps({"source": "dogs-vs-cats"}))
+    with pytest.raises(PipelineError, match="holds the competition 'dogs-vs-cats', not 'cifar-10'"):
+        submit("x", competition="cifar-10")
+    result = runner.invoke(app, ["package", "exp", "--out", "dataset/test/pkg", "--competition", "c", "--owner", "o"])
+    assert result.exit_code == 1 and "dataset/test/pkg: inside " in result.output and \
+        not (dataset / "test" / "pkg").exists(), result.output

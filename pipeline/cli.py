@@ -500,14 +500,16 @@ def summary(
     num_classes: int = typer.Option(10, "--num-classes", metavar="N"),
 ) -> None:
     """Per-layer output shapes and parameters, total parameters and multiply-adds of a model."""
-    from pipeline.models import build_model
+    from pipeline.models import build_model, check_input_size
     from pipeline.models.summary import summarize
 
     stem = stem.value
     if not 8 <= img_size <= 1024 or in_chans not in (1, 3) or not 2 <= num_classes <= 100_000:
         raise PipelineError(f"--img-size {img_size}, --in-chans {in_chans}, --num-classes {num_classes}: expected "
                             "8 to 1024 pixels, 1 or 3 channels, 2 to 100,000 classes")
-    described = summarize(build_model(model, num_classes, stem, in_chans), (in_chans, img_size, img_size))
+    built = build_model(model, num_classes, stem, in_chans)
+    check_input_size(built, model, in_chans, img_size, img_size, "give another --img-size (224 for most ImageNet models)")
+    described = summarize(built, (in_chans, img_size, img_size))
     table = Table("layer", "type", "output shape", "parameters", title=f"{model_label(model, stem)}, {img_size}×{img_size} input")
     for layer in described.layers:
         table.add_row(layer.name, layer.kind, " × ".join(map(str, layer.output_shape)), f"{layer.parameters:,}")

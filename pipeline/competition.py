@@ -149,7 +149,7 @@ def infer_competition(root: Path) -> tuple[Competition, list[str]]:
     sample, folders, notes = _read(root / sample_csv), _image_folders(root), []
     others = [c for c in csvs if c != sample_csv]
     by_folder = None if any(not c.lower().startswith("test") for c in others) else _class_folders(root, folders)
-    labeled, ids, classes = by_folder or _labels_by_csv(root, _pick_labels(root, others), folders, notes)
+    labeled, ids, classes = by_folder or _labels_by_csv(root, _pick_labels(root, others, notes), folders, notes)
     submission_id, suffix = sample.columns[0], labeled["image_suffix"]
     test_images, test_suffix = _image_folder(root, _not_named(folders, "train"), sample[submission_id], sample_csv,
                                              submission_id)
@@ -298,10 +298,14 @@ def _pick_sample(root: Path, csvs: list[str]) -> str:
     return named[0]
 
 
-def _pick_labels(root: Path, csvs: list[str]) -> str:
-    """The training labels: the one CSV besides the sample submission that is not the test list."""
+def _pick_labels(root: Path, csvs: list[str], notes: list[str]) -> str:
+    """The training labels: the one CSV besides the sample submission that is not the test list, or the one of them
+    named as labels usually are (a note names the others)."""
     candidates = [c for c in csvs if not c.lower().startswith("test")]
     preferred = [c for c in candidates if c.lower().replace("_", "") in ("trainlabels.csv", "labels.csv", "train.csv")]
+    if len(preferred) == 1 and len(candidates) > 1:
+        others = [c for c in candidates if c != preferred[0]]
+        notes.append(f"read the training labels from {preferred[0]}, not {listed(others)} (labels_csv; {EDIT})")
     if len(preferred) == 1 or len(candidates) == 1:
         return (preferred or candidates)[0]
     if not candidates:

@@ -101,6 +101,13 @@ def training_digest(ids: list[str], targets: np.ndarray, classes: list[str], ima
     return digest.hexdigest()
 
 
+def image_hashes(images: np.ndarray) -> np.ndarray:
+    """A 64-bit digest of each image's decoded pixels: what a checkpoint records of the images its weights trained on,
+    which the same images still match under other labels, classes or ids."""
+    return np.array([int.from_bytes(hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=8).digest(), "little",
+                                    signed=True) for image in images], dtype=np.int64)
+
+
 def run_split(targets: np.ndarray, val_fraction: float, seed: int, full: bool,
               classes: list[str] | None = None, folds: int | None = None,
               fold: int | None = None) -> tuple[np.ndarray, np.ndarray]:

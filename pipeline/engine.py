@@ -132,6 +132,16 @@ def build_engine(name: str, model: torch.nn.Module, config: RunConfig, images: n
     return Engine(name, net, runtime.in_precision("fp32"), batch_size or OPENVINO_BATCH_SIZE, fallback)
 
 
+def fp32_agreement(engine: Engine, model: torch.nn.Module, config: RunConfig, images: np.ndarray, tta: str,
+                   runtime: Runtime) -> tuple[float, int]:
+    """How often `engine`'s argmax is torch fp32's on up to PROBE_IMAGES of `images` spread over them, and on how
+    many: what `--precision auto` checks before it takes a lower precision, measured for one that was asked for."""
+    probe = images[np.linspace(0, len(images) - 1, min(PROBE_IMAGES, len(images))).astype(int)]
+    reference = Engine("torch fp32", model, runtime.in_precision("fp32"), engine.batch_size)
+    agree = engine.probabilities(probe, config, tta)[0].argmax(1) == reference.probabilities(probe, config, tta)[0].argmax(1)
+    return float(agree.mean()), len(probe)
+
+
 _graphs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model → (its ONNX graph or why not, seconds)
 
 

@@ -16,6 +16,7 @@ import stat
 import subprocess
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -29,7 +30,7 @@ from pipeline.competition import (DESCRIPTION, SAMPLE_SUBMISSION, SOLUTION, TRAI
                                   infer_competition, read_competition, write_competition)
 from pipeline.layout import check_test, check_train
 from pipeline.sample import write_sample
-from pipeline.workspace import created_folder, dataset_dir, write_text_atomic
+from pipeline.workspace import check_replaceable, created_folder, dataset_dir, write_text_atomic
 
 DEFAULT_COMPETITION = "cifar-10"
 SAMPLE = "sample"
@@ -96,6 +97,7 @@ def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sa
         done = _complete_fetch(root, source, archive)
         if done:
             return done
+    check_replaceable(root / MARKER)  # before anything is staged: its record is written last
     _remove_stale_staging(root)
     staging = root / f"{STAGING_PREFIX}{os.getpid()}"
     staging.mkdir()
@@ -375,26 +377,52 @@ def _check_member(archive: Path, name: str, is_link: bool) -> None:
         raise PipelineError(f"{archive}: refusing member {name!r}, which is a link")
 
 
+OTHER_ARCHIVES = {b"\x1f\x8b": "gzip (.tar.gz)", b"BZh": "bzip2", b"\xfd7zXZ": "xz", b"7z\xbc\xaf\x27\x1c": "7z",
+                  b"Rar!": "RAR"}  # by their first bytes
+
+
+def _not_a_zip(path: Path) -> str | None:
+    """The kind of archive `path` is when it is another than a zip (a tar by the mark at byte 257)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(262)
+    except OSError:
+        return None
+    kind = next((kind for magic, kind in OTHER_ARCHIVES.items() if head.startswith(magic)), None)
+    return kind or ("tar" if head[257:262] == b"ustar" else None)
+
+
 def extract_zip(path: Path, dest: Path, limits: ExtractLimits | None = None) -> None:
     """Check every member (names, links, sizes, count) before writing anything, then extract; a bad
     CRC or truncated data is detected while extracting."""
+    other = _not_a_zip(path)
+    if other:
+        raise PipelineError(f"{path}: a {other} archive, not a zip; fetch takes a competition's zip as Kaggle serves "
+                            "it: unpack it and zip its files (e.g. `zip -r competition.zip train test *.csv`)")
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
             (limits or ExtractLimits()).check(path, len(members), sum(member.file_size for member in members))
             for member in members:
+                member.filename = member.filename.replace("\\", "/")  # Windows tools' separator, which the format forbids
                 _check_member(path, member.filename, stat.S_ISLNK(member.external_attr >> 16))
             _check_tree(path, [member.filename for member in members if not member.is_dir()])
             with _files_where_folders_go(path):
-                archive.extractall(dest)
+                archive.extractall(dest, members)
     except (zipfile.BadZipFile, EOFError, zlib.error) as e:
         raise CorruptArchive(f"{path}: corrupt or incomplete zip archive ({e})") from None
 
 
 def _check_tree(archive: Path, files: list[str]) -> None:
-    """No file of the archive has the name of a folder of another member's path (`train` and `train/1.png`)."""
-    folders = {str(parent) for name in files for parent in PurePosixPath(name.strip("/")).parents} - {"."}
-    both = sorted(folders & {name.strip("/") for name in files})
+    """No two files of the archive share a path, and none has the name of a folder of another member's path (`train`
+    and `train/1.png`)."""
+    paths = [str(PurePosixPath(name.strip("/"))) for name in files]
+    twice = sorted(name for name, count in Counter(paths).items() if count > 1)
+    if twice:
+        raise PipelineError(f"{archive}: holds {twice[0]} twice (two members of one path), so which one is meant "
+                            "cannot be told; download it again, or repack it with one")
+    folders = {str(parent) for name in paths for parent in PurePosixPath(name).parents} - {"."}
+    both = sorted(folders & set(paths))
     if both:
         raise PipelineError(f"{archive}: {both[0]} is both a file and a folder in the archive, so it cannot be "
                             "extracted; download it again, or repack it")
@@ -446,6 +474,7 @@ def extract_7z(path: Path, dest: Path, limits: ExtractLimits | None = None) -> N
 
 
 EXTRACTORS = {".zip": extract_zip, ".7z": extract_7z}
+NESTED_ARCHIVES = 3  # levels of archives inside the competition's zip that fetch unpacks
 
 
 def _hoist_single_folder(dest: Path) -> None:
@@ -466,8 +495,45 @@ def extract_competition(zip_path: Path, dest: Path, limits: ExtractLimits | None
     if not zip_path.is_file():
         raise PipelineError(f"{zip_path}: archive not found")
     extract_zip(zip_path, dest, limits)
-    _hoist_single_folder(dest)
-    for inner in sorted(p for p in dest.iterdir() if p.suffix in EXTRACTORS):
-        EXTRACTORS[inner.suffix](inner, dest, limits)
-        inner.unlink()
-    limits.check_extracted(zip_path, dest)
+    _drop_macos_metadata(dest)
+    for _ in range(NESTED_ARCHIVES):  # an inner archive may hold the archives (the competition's zip zipped again)
+        _hoist_single_folder(dest)
+        inners = sorted(p for p in dest.iterdir() if p.suffix in EXTRACTORS)
+        for inner in inners:
+            unpacked = dest / f".{inner.name}-{os.getpid()}"
+            EXTRACTORS[inner.suffix](inner, unpacked, limits)
+            _drop_macos_metadata(unpacked)
+            _merge_unpacked(unpacked, dest, f"{zip_path}: {inner.name} inside it", dest)
+            inner.unlink()
+        limits.check_extracted(zip_path, dest)
+        if not inners:
+            return
+
+
+APPLE_DOUBLE = b"\x00\x05\x16\x07"  # the first bytes of a macOS resource-fork file (`._1.png`)
+
+
+def _drop_macos_metadata(folder: Path) -> None:
+    """Remove what macOS adds to the archives it makes: `__MACOSX/` and the `._<name>` resource-fork files beside the
+    real ones (which would read as images, or as archives to unpack)."""
+    shutil.rmtree(folder / "__MACOSX", ignore_errors=True)
+    for entry in list(_walk_files(folder)):
+        if entry.name.startswith("._"):
+            with open(entry.path, "rb") as f:
+                if f.read(4) == APPLE_DOUBLE:
+                    os.unlink(entry.path)
+
+
+def _merge_unpacked(unpacked: Path, dest: Path, inner: str, top: Path) -> None:
+    """Move what an `inner` archive unpacked into `dest`, refusing a file the competition's archive (or another inner
+    archive) already put there: which of the two is meant cannot be told."""
+    for entry in unpacked.iterdir():
+        target = dest / entry.name
+        if entry.is_dir() and not entry.is_symlink() and target.is_dir() and not target.is_symlink():
+            _merge_unpacked(entry, target, inner, top)
+        elif target.exists() or target.is_symlink():
+            raise PipelineError(f"{inner} holds {target.relative_to(top)}, which the archive also holds beside it, so "
+                                "which one is meant cannot be told; download it again, or repack it with one")
+        else:
+            entry.rename(target)
+    unpacked.rmdir()

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.competition import DESCRIPTION, Competition, read_competition, read_csv_text, submitted_classes
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, listed
 from pipeline.images import IMAGE_SUFFIXES, class_folder_images, listed_as_image
 
 SHOWN = 5  # how many offending names an error message lists
@@ -131,7 +131,9 @@ def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     if c.label_kind != "one-hot":
         problems += [f"{c.labels_csv}: id {image_id} has no label" for image_id in labels["id"][blank]]
     missing = set(labels["id"]) - images
+    elsewhere = files_of_other_suffix(root / c.train_images, missing) if c.label_kind != "folders" else {}
     problems += [f"{c.train_images}/{c.image_file(i)}: missing (listed in {c.labels_csv})"
+                 + (f"; {elsewhere[i]} is there: rename it" if i in elsewhere else "")
                  for i in sorted(missing, key=id_sort_key)]
     extra = images - set(labels["id"])
     if PurePosixPath(c.test_images) == PurePosixPath(c.train_images):
@@ -249,6 +251,15 @@ def check_test(root: Path, notes: list[str] | None = None) -> list[str]:
     return sample[c.submission_id].tolist()
 
 
+def files_of_other_suffix(folder: Path, missing: set[str]) -> dict[str, str]:
+    """For each of the `missing` ids that `folder` holds under another suffix (`1.PNG` for `1.png`), that file's name
+    (one listing of the folder)."""
+    if not missing or not folder.is_dir():
+        return {}
+    with os.scandir(folder) as entries:
+        return {stem: entry.name for entry in entries for stem in [entry.name.rpartition(".")[0]] if stem in missing}
+
+
 def suffix_hint(root: Path, c: Competition, missing: set[str]) -> str:
     """Where the missing images are there under another suffix (`1.png` for `1.PNG`): the description's
     image_suffix named, in words to add to the message; else nothing."""
@@ -329,3 +340,16 @@ def check_train(root: Path) -> LabeledImages:
     if data.problems:
         raise PipelineError(problems_message(root, data.problems, "training data", "Fix them, or fetch again."))
     return data
+
+
+def class_difference(model: list[str], dataset: list[str], dataset_root: Path) -> str:
+    """How a model's classes differ from the dataset's training labels, e.g. `trained on 10 classes, trainLabels.csv
+    has 10: only the model has truck; only trainLabels.csv has lorry`."""
+    def names(only: list[str]) -> str:
+        return listed(only[:5]) + (f" and {len(only) - 5} more" if len(only) > 5 else "")
+    only_model = [c for c in model if c not in dataset]
+    only_data = [c for c in dataset if c not in model]
+    labels_csv = read_competition(dataset_root).labels_csv
+    return (f"trained on {len(model)} classes, {dataset_root / labels_csv} has {len(dataset)}"
+            + (f"; only the model has {names(only_model)}" if only_model else "")
+            + (f"; only {labels_csv} has {names(only_data)}" if only_data else ""))

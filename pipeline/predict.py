@@ -22,15 +22,16 @@ from pipeline.blend import fit_blend
 from pipeline.cache import cached_test_images, test_images_key
 from pipeline.config import check_prediction_options
 from pipeline.distributed import all_concat, all_sum, broadcast, rank_zero_first
-from pipeline.engine import build_engine, candidates, choose_engine
+from pipeline.engine import build_engine, candidates, choose_engine, fp32_agreement
 from pipeline.errors import PipelineError
 from pipeline.infer import TTA_VIEWS, load_model, view_weights
 from pipeline.competition import DESCRIPTION, read_competition
-from pipeline.layout import check_test, dataset_classes, id_sort_key
+from pipeline.layout import check_test, class_difference, dataset_classes, id_sort_key
 from pipeline.run import (CrossValidation, Run, RunConfig, checkpoint_key, checkpoint_label, latest_best_checkpoint,
                           load_checkpoint, resolve_run, written_since_digests)
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.metrics import METRIC_LABELS
+from pipeline.precision import MIN_AGREEMENT
 from pipeline.submission import (check_solution, class_histogram, score_submission, scoring_metric, submission_values,
                                  write_submission)
 from pipeline.workspace import atomic_path, check_replaceable, dataset_dir, submissions_dir, weights_dir, write_text_atomic
@@ -227,7 +228,8 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
         if classes is not None and config.classes != classes:
             raise PipelineError(f"{path}: its classes differ from {sources[0]}'s; an ensemble needs the same classes")
         classes = config.classes
-        own, used = predict_model(model, config, path, images, own_images, tta, options, runtime, batch_size, console)
+        own, used = predict_model(model, config, path, images, own_images, tta, options, runtime, batch_size, console,
+                                  asked=precision not in ("auto", "fp32"))
         used_engine, used_precision = used.split()
         probabilities = all_concat(own, where)
         if not np.isfinite(probabilities).all():
@@ -318,24 +320,12 @@ def check_fits(path: Path, config: RunConfig, images: np.ndarray, dataset_root: 
                             "model trained on images like these")
 
 
-def class_difference(model: list[str], dataset: list[str], dataset_root: Path) -> str:
-    """How a model's classes differ from the dataset's training labels, e.g. `trained on 10 classes, trainLabels.csv
-    has 10: only the model has truck; only trainLabels.csv has lorry`."""
-    def names(only: list[str]) -> str:
-        return ", ".join(map(str, only[:5])) + (f" and {len(only) - 5} more" if len(only) > 5 else "")
-    only_model = [c for c in model if c not in dataset]
-    only_data = [c for c in dataset if c not in model]
-    labels_csv = read_competition(dataset_root).labels_csv
-    return (f"trained on {len(model)} classes, {dataset_root / labels_csv} has {len(dataset)}"
-            + (f"; only the model has {names(only_model)}" if only_model else "")
-            + (f"; only {labels_csv} has {names(only_data)}" if only_data else ""))
-
-
 def predict_model(model: torch.nn.Module, config: RunConfig, path: Path, images: np.ndarray, own_images: np.ndarray,
                   tta: str, options: list[str], runtime: Runtime, batch_size: int | None,
-                  console: Console) -> tuple[np.ndarray, str]:
+                  console: Console, asked: bool = False) -> tuple[np.ndarray, str]:
     """One model's probabilities of this process's share of the test images, and the engine that predicted
-    them ("openvino int8", …), chosen among `options`. Under torchrun rank 0 chooses and the other ranks follow."""
+    them ("openvino int8", …), chosen among `options`. Under torchrun rank 0 chooses and the other ranks follow.
+    A lower precision `asked` for is measured against fp32 as `auto` would, and said."""
     where, name, engine = runtime.ranks, None, None
     if where.main:
         try:
@@ -352,6 +342,13 @@ def predict_model(model: torch.nn.Module, config: RunConfig, path: Path, images:
     if engine.precision == "int8":
         rechecked = int(all_sum([rechecked], runtime.device, where)[0])
         console.print(f"int8: {rechecked} near ties ({rechecked / max(len(images), 1):.1%}) predicted again in fp32")
+    if asked and where.main and engine.precision != "fp32":
+        agreement, probed = fp32_agreement(engine, model, config, images, tta, runtime)
+        low = agreement < MIN_AGREEMENT
+        console.print(f"{'[yellow]note[/yellow]: ' if low else ''}{engine.name} agrees with torch fp32 on "
+                      f"{agreement:.1%} of {probed} test images" + (f", below the {MIN_AGREEMENT:.1%} --precision auto "
+                                                                     "asks of it: predict with --precision auto or fp32 "
+                                                                     "unless you mean it" if low else ""))
     return own, engine.name
 
 

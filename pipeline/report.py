@@ -11,6 +11,7 @@ from pipeline.dataset import TrainArrays, run_split, training_arrays
 from pipeline.errors import PipelineError
 from pipeline.figures import ValPredictions, draw_report
 from pipeline.infer import default_batch_size, explainer, infer, load_model
+from pipeline.layout import class_difference
 from pipeline.experiments import log_disagrees
 from pipeline.run import CrossValidation, Run, RunConfig, summarize_metrics
 from pipeline.runtime import resolve_runtime
@@ -28,7 +29,8 @@ def val_predictions(run: Run, config: RunConfig, dataset_root: Path, device: str
     model, _ = load_model(run.best_checkpoint(), runtime.device)
     data = training_arrays(dataset_root, options.skip_bad, options.limit, console)
     if data.classes != config.classes:
-        raise PipelineError(f"{dataset_root}: its classes differ from those {run.best} was trained on")
+        raise PipelineError(f"{run.best}: {class_difference(config.classes, data.classes, dataset_root)}; redraw its "
+                            "report where its competition is laid out in dataset/")
     if config.labeled_ids and data.labeled_ids != config.labeled_ids:
         raise PipelineError(f"{dataset_root}: its labeled images are not those {run.path} was trained on (images or "
                             "labels changed since), so its val split would be other images; restore them to redraw "

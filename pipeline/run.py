@@ -13,7 +13,8 @@
 
 A checkpoint is one dict: model, optimizer, scheduler, scaler, epoch, best_score (of the run's metric; checkpoints
 before --metric have best_acc), best_epoch, top (the kept best epochs), rng, config (the RunConfig as a dict), metrics (its epoch's metrics row),
-history (the rows of every epoch up to it, since 0.3.1) and,
+history (the rows of every epoch up to it, since 0.3.1), seen_images (a digest of each image its weights trained on,
+its --pretrained start's included: teach.seen_images) and,
 with an EMA, ema; an --average-top best.pt also averaged_epochs and averaged_score. No other module names any of
 these files.
 A checkpoint of an epoch that was validated also holds val_digest: the digest of its val predictions.

@@ -33,7 +33,7 @@ from torch import nn
 from pipeline.cache import cached_test_images, test_images_key
 from pipeline.competition import read_competition
 from pipeline.config import TrainConfig
-from pipeline.dataset import TrainArrays, run_split
+from pipeline.dataset import TrainArrays, image_hashes, run_split
 from pipeline.errors import PipelineError, listed
 from pipeline.infer import default_batch_size, infer, load_model
 from pipeline.layout import check_test, id_sort_key
@@ -113,16 +113,39 @@ def trained_on(config: RunConfig, data: TrainArrays) -> np.ndarray | None:
 
 def pretrained_trained_on(weights: str | None, data: TrainArrays) -> np.ndarray | None:
     """The labeled images (indices into `data`) a pipeline checkpoint given as --pretrained (or its own start) trained
-    on: none for other weights and for a model of other classes; None for one of these classes that trained on another
-    labeled set (other images or labels, another --limit), so which images it saw cannot be told."""
+    on: from its split when it trained on this labeled set, else those whose pixels its record of seen images holds
+    (the same images under other labels or classes, or another --limit); none for other weights; None when which it
+    saw cannot be told (a checkpoint from before that record, of another labeled set)."""
     path, none = Path(weights or ""), np.arange(0)
     if not weights or path.suffix != ".pt" or not path.is_file():
         return none
     try:
-        config = RunConfig.of_checkpoint(load_checkpoint(path, mmap=True), path)
+        checkpoint = load_checkpoint(path, mmap=True)
+        config = RunConfig.of_checkpoint(checkpoint, path)
     except PipelineError:  # not a pipeline checkpoint: weights of elsewhere
         return none
-    return trained_on(config, data) if config.classes == data.classes else none
+    exact = trained_on(config, data) if config.classes == data.classes else None
+    if exact is not None or not isinstance(checkpoint.get("seen_images"), torch.Tensor):
+        return exact
+    return np.flatnonzero(np.isin(image_hashes(data.images), checkpoint["seen_images"].numpy()))
+
+
+def seen_images(data: TrainArrays, train_idx: np.ndarray, pretrained: str | None,
+                checkpoint: dict | None) -> torch.Tensor:
+    """What a run's checkpoints record of the images their weights trained on (`image_hashes`): its training images
+    and those its --pretrained start records (a resumed run: as its checkpoint has it)."""
+    if checkpoint is not None and isinstance(checkpoint.get("seen_images"), torch.Tensor):
+        return checkpoint["seen_images"]
+    own = image_hashes(data.images[train_idx])
+    path = Path(pretrained or "")
+    if checkpoint is None and path.suffix == ".pt" and path.is_file():
+        try:
+            started = load_checkpoint(path, mmap=True).get("seen_images")
+        except PipelineError:  # weights of elsewhere
+            started = None
+        if isinstance(started, torch.Tensor):
+            own = np.concatenate([own, started.numpy()])
+    return torch.from_numpy(np.unique(own))
 
 
 def pretrained_leak(weights: str | None, trained: np.ndarray | None, val_idx: np.ndarray) -> str | None:
@@ -131,8 +154,8 @@ def pretrained_leak(weights: str | None, trained: np.ndarray | None, val_idx: np
     if not len(val_idx):
         return None
     if trained is None:
-        return f"--pretrained {weights} trained on another labeled set of these classes (other images or labels, " \
-            "another --limit), so whether it saw the val images cannot be told"
+        return f"--pretrained {weights} trained on another labeled set (other images, labels or classes, another " \
+            "--limit), so whether it saw the val images cannot be told"
     seen = int(np.isin(val_idx, trained).sum())
     return f"--pretrained {weights} trained on {seen} of the {len(val_idx)} val images" if seen else None
 

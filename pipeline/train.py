@@ -46,15 +46,17 @@ from pipeline.errors import PipelineError
 from pipeline.figures import ValPredictions, draw_report
 from pipeline.competition import read_competition
 from pipeline.infer import default_batch_size, explainer, infer, normalised_batch
+from pipeline.layout import class_difference
 from pipeline.metrics import METRIC_LABELS, metric_score
-from pipeline.models import build_model, freeze_backbone, load_pretrained
+from pipeline.models import build_model, check_input_size, freeze_backbone, load_pretrained
 from pipeline.models.weights import weights_file
 from pipeline.progress import progress_bar
 from pipeline.precision import choose, installed_version, training_trial
 from pipeline.run import (CheckpointSaver, CrossValidation, Run, RunConfig, claim_run, inference_weights, load_checkpoint,
                           predictions_digest, resolve_run, summarize_metrics)
 from pipeline.runtime import Runtime, resolve_runtime
-from pipeline.teach import Teaching, TaughtLoss, lineage, pretrained_leak, pretrained_trained_on, taught
+from pipeline.teach import (Teaching, TaughtLoss, lineage, pretrained_leak, pretrained_trained_on, seen_images,
+                            taught)
 from pipeline.workspace import created_folder, dataset_dir, weights_dir
 
 
@@ -101,6 +103,7 @@ class TrainContext:
     saver: CheckpointSaver
     criterion: nn.Module
     scaler: torch.amp.GradScaler  # fp16: scales the loss against gradient underflow; otherwise a no-op
+    seen_images: torch.Tensor | None = None  # `teach.seen_images`, kept in every checkpoint
     history: list[dict] = field(default_factory=list)
     start_epoch: int = 0
     epoch: int = 0  # the epoch in progress
@@ -325,7 +328,8 @@ def _run_config(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray,
     joined and a digest of the targets it taught."""
     train_idx, val_idx = split
     if saved is not None and saved.classes != data.classes:
-        raise PipelineError(f"{dataset_root}: its classes differ from those {config.name} was trained on")
+        raise PipelineError(f"{config.name}: {class_difference(saved.classes, data.classes, dataset_root)}; resume it "
+                            "where its competition is laid out in dataset/")
     if saved is not None and saved.labeled_ids and saved.labeled_ids != data.labeled_ids:
         raise PipelineError(f"{dataset_root}: its labeled images are not those {config.name} started on (images added, "
                             "removed, changed or relabeled), so the split would put trained-on images into val; "
@@ -373,6 +377,9 @@ def run_model(config: TrainConfig, run_config: RunConfig, runtime: Runtime, cons
     model does so; a resumed run (None) gets its weights from the checkpoint."""
     torch.manual_seed(config.seed)
     model = build_model(config.model, len(run_config.classes), config.stem, run_config.channels, config.head_dropout)
+    height, width = (config.img_size,) * 2 if config.img_size else run_config.image_size
+    check_input_size(model, config.model, run_config.channels, height, width,
+                     "resize the images with --img-size (224 for most ImageNet models)")
     new_run = first_images is not None
     if new_run and not config.pretrained and hasattr(model, "init_from_data"):
         model.init_from_data(resize(normalised_batch(first_images, run_config.inputs, torch.device("cpu")),
@@ -445,6 +452,10 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
     teaching = taught(config, data, (train_idx, val_idx), dataset_root, runtime, console)
     trained = pretrained_trained_on(config.pretrained, data) if checkpoint is None else np.arange(0)
     leak = pretrained_leak(config.pretrained, trained, val_idx)
+    unreached = [m for m in config.milestones if m >= config.epochs]
+    if unreached:
+        console.print(f"[yellow]note[/yellow]: --milestones {' '.join(map(str, unreached))} at or beyond --epochs "
+                      f"{config.epochs}: the learning rate never steps down there")
     if leak:
         console.print(f"[yellow]note[/yellow]: {leak}, so this run's val scores may flatter it; start from weights "
                       "that never saw them (a run of this --seed and --val-fraction), or judge it on held-out images")
@@ -470,7 +481,8 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
         step_model=torch.compile(replicated) if config.compile else replicated, frozen_norms=frozen_norms,
         criterion=TaughtLoss(len(data.classes), config.distill_alpha if config.teacher else 0.0,
                              config.distill_temperature, config.label_smoothing) if teaching
-        else nn.CrossEntropyLoss(label_smoothing=config.label_smoothing), **state)
+        else nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        seen_images=seen_images(data, train_idx, config.pretrained, checkpoint), **state)
     if where.main:
         run.write_config(run_config)
         if data.skipped:
@@ -571,7 +583,7 @@ def _checkpoint_state(ctx: TrainContext, rng: list[dict], evaluation: Evaluation
     state = {"model": ctx.model.state_dict(), "optimizer": ctx.optimizer.state_dict(),
              "scheduler": ctx.scheduler.state_dict(), "scaler": ctx.scaler.state_dict(),
              "config": ctx.run_config.to_dict(), "rng": rng, "metrics": ctx.history[-1],
-             "history": list(ctx.history)}
+             "history": list(ctx.history), "seen_images": ctx.seen_images}
     if ctx.ema is not None:
         state["ema"] = ctx.ema.module.state_dict()
     if evaluation is not None:

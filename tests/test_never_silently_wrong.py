@@ -1440,3 +1440,93 @@ def test_fourteenth_hostile_pass_leftovers(trained, tmp_path):
     result = runner.invoke(app, ["package", "exp", "--out", "dataset/test/pkg", "--competition", "c", "--owner", "o"])
     assert result.exit_code == 1 and "dataset/test/pkg: inside " in result.output and \
         not (dataset / "test" / "pkg").exists(), result.output
+
+
+def zipped(out: Path, members: list[tuple[str, bytes]]) -> Path:
+    import warnings
+    with zipfile.ZipFile(out, "w") as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a duplicate name, on purpose
+        for name, data in members:
+            archive.writestr(name, data)
+    return out
+
+
+def test_fifteenth_hostile_pass_archives(project, competition, competition_zip, tmp_path):
+    """Archives: a member twice, an inner archive's file over the outer one's, a second labels CSV, a .tar.gz,
+    Windows separators, the competition's zip zipped again, macOS metadata; the fetch record a folder; a training
+    image of another suffix's case."""
+    from pipeline.fetch import fetch
+    from pipeline.layout import load_train_set
+
+    files = [(p.relative_to(competition).as_posix(), p.read_bytes()) for p in sorted(competition.rglob("*"))
+             if p.is_file() and p.name != "solution.csv"]
+    labels = (competition / "trainLabels.csv").read_bytes()
+    shuffled = pd.read_csv(competition / "trainLabels.csv", dtype=str)
+    shuffled["label"] = shuffled["label"].sample(frac=1, random_state=0).to_numpy()
+    shuffled = shuffled.to_csv(index=False).encode()
+    for archive, message in (
+            (zipped(tmp_path / "twice.zip", [*files, ("trainLabels.csv", shuffled)]), "holds trainLabels.csv twice"),
+            (zipped(tmp_path / "inner.zip", [(n, d) for n, d in files if not n.startswith("train/")] + [
+                ("train.zip", zipped(tmp_path / "train.zip", [(n, d) for n, d in files if n.startswith("train/")] +
+                                     [("trainLabels.csv", shuffled)]).read_bytes())]),
+             "train.zip inside it holds trainLabels.csv, which the archive also holds beside it")):
+        with pytest.raises(PipelineError, match=message):
+            fetch(archive=archive, force=True)
+        assert not (project / "dataset" / "trainLabels.csv").exists()
+    subprocess.run(["tar", "-czf", tmp_path / "flat.tar.gz", "-C", competition, "train", "test", "trainLabels.csv"],
+                   check=True)
+    with pytest.raises(PipelineError, match=r"flat.tar.gz: a gzip \(.tar.gz\) archive, not a zip; .*zip its files"):
+        fetch(archive=tmp_path / "flat.tar.gz")
+    second = fetch(archive=zipped(tmp_path / "v2.zip", [*files, ("trainLabels_v2.csv", shuffled)]), force=True)
+    assert any("read the training labels from trainLabels.csv, not trainLabels_v2.csv" in note for note in second.notes)
+    assert (project / "dataset" / "trainLabels.csv").read_bytes() == labels
+    apple_double = b"\x00\x05\x16\x07" + bytes(60)
+    for name, members in (("backslash", [(n.replace("/", "\\"), d) for n, d in files]),
+                          ("mac", [*files, ("train/._1.png", apple_double), ("__MACOSX/train/._2.png", apple_double)]),
+                          ("zipped-again", [("tiny.zip", competition_zip.read_bytes())])):
+        result = fetch(archive=zipped(tmp_path / f"{name}.zip", members), force=True)
+        assert (result.train_images, result.test_images) == (400, 40), name
+        assert (project / "dataset" / "trainLabels.csv").read_bytes() == labels
+    marker = project / "dataset" / ".complete.json"
+    marker.unlink()
+    marker.mkdir()
+    with pytest.raises(PipelineError, match=r".complete.json: not a regular file"):
+        fetch(archive=tmp_path / "mac.zip")
+    assert (project / "dataset" / "trainLabels.csv").read_bytes() == labels
+    marker.rmdir()
+    image = next((project / "dataset" / "train").glob("*.png"))
+    image.rename(image.with_suffix(".PNG"))
+    problems = load_train_set(project / "dataset").problems
+    assert f"train/{image.name}: missing (listed in trainLabels.csv); {image.stem}.PNG is there: rename it" in problems
+
+
+def test_fifteenth_hostile_pass_inputs(trained, tmp_path):
+    """--pretrained weights that trained on these images under other classes; a model that cannot take the images'
+    size; report in a dataset of other classes; a forced lower precision; milestones beyond the epochs."""
+    from pipeline.dataset import run_split, training_arrays
+    from pipeline.report import write_report
+
+    weights, dataset = trained / "weights", trained / "dataset"
+    relabeled = tmp_path / "relabeled"
+    shutil.copytree(dataset, relabeled)
+    labels = pd.read_csv(relabeled / "trainLabels.csv", dtype=str)
+    labels["label"] = labels["label"].map(lambda name: "fruit" if name in ("apple", "kiwi", "mango") else "animal")
+    labels.to_csv(relabeled / "trainLabels.csv", index=False)
+    console = Console(record=True, width=400)
+    train(TrainConfig(epochs=1, **QUICK, milestones=[5], pretrained=str(weights / "exp" / "best.pt"), name="pt"),
+          relabeled, tmp_path / "w", console)
+    seen = np.intersect1d(run_split(training_arrays(dataset).targets, 0.2, 42, False)[0],
+                          run_split(training_arrays(relabeled).targets, 0.2, 42, False)[1])
+    said = console.export_text()
+    assert len(seen) and f"trained on {len(seen)} of the 80 val images" in said, said
+    assert "--milestones 5 at or beyond --epochs 1: the learning rate never steps down there" in said
+    with pytest.raises(PipelineError, match=r"--model timm:vit_tiny_patch16_224 cannot take 32×32 inputs .*--img-size"):
+        train(TrainConfig(epochs=1, **QUICK, model="timm:vit_tiny_patch16_224", name="vit"), dataset, weights,
+              Console(quiet=True))
+    assert not (weights / "vit").exists()
+    with pytest.raises(PipelineError, match=r"best.pt: trained on 4 classes, .*trainLabels.csv has 2; only the model "
+                                            r"has .*; redraw its report where its competition is laid out"):
+        write_report(weights / "exp", relabeled, "cpu", Console(quiet=True))
+    console = Console(record=True, width=400)
+    predict(runs=[weights / "exp"], tta="none", device="cpu", precision="bf16", console=console)
+    assert re.search(r"torch bf16 agrees with torch fp32 on \d+\.\d% of 40 test images", console.export_text())

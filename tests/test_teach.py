@@ -172,7 +172,19 @@ def test_a_copied_teacher_weighs_once_and_a_cv_started_from_a_fold_is_refused(fe
                                             r"images, so the out-of-fold scores would flatter the CV"):
         train_cv(TrainConfig(epochs=1, folds=2, pretrained=str(cv.fold(0).best), name="cvp", **QUICK))
     assert not (fetched / "weights" / "cvp").exists()
-    limited = train(TrainConfig(epochs=1, limit=200, name="limited", **QUICK))  # another labeled set: cannot tell
-    result = runner.invoke(app, ["train", "--epochs", "1", "--batch-size", "32", "--workers", "0", "--device", "cpu",
-                                 "--pretrained", str(Run(limited.run_dir).best), "--name", "warm"])
-    assert result.exit_code == 0 and "trained on another labeled set of these classes" in " ".join(result.output.split())
+    limited = train(TrainConfig(epochs=1, limit=200, name="limited", **QUICK))  # another labeled set: by its pixels
+    command = ["train", "--epochs", "1", "--batch-size", "32", "--workers", "0", "--device", "cpu", "--pretrained",
+               str(Run(limited.run_dir).best)]
+    result = runner.invoke(app, [*command, "--name", "warm"])
+    seen = len(set(run_split(training_arrays(fetched / "dataset", limit=200).targets, 0.2, 42, False)[0]) &
+               set(run_split(training_arrays(fetched / "dataset").targets, 0.2, 42, False)[1]))
+    assert result.exit_code == 0 and seen and f"trained on {seen} of the 80 val images" in \
+        " ".join(result.output.split()), result.output
+    from pipeline.run import load_checkpoint, save_checkpoint
+    unrecorded = load_checkpoint(Run(limited.run_dir).best)
+    del unrecorded["seen_images"]  # a checkpoint from before the record
+    Run(limited.run_dir).best.unlink()
+    save_checkpoint(Run(limited.run_dir).best, unrecorded)
+    result = runner.invoke(app, [*command, "--name", "warm2"])
+    assert result.exit_code == 0 and "trained on another labeled set (other images, labels or classes" in \
+        " ".join(result.output.split()), result.output

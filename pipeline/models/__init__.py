@@ -139,6 +139,22 @@ def build_model(name: str, num_classes: int, stem: str = "imagenet", in_chans: i
     return model
 
 
+def check_input_size(model: nn.Module, name: str, channels: int, height: int, width: int, hint: str) -> None:
+    """`model` takes `height`×`width` inputs: one image through it (eval mode, no gradients), so that a model made for
+    another size (a ViT's 224) is one line before training rather than a traceback at its first step."""
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, channels, height, width))
+    except (AssertionError, RuntimeError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PipelineError(f"--model {name} cannot take {width}×{height} inputs ({reason}); {hint}, or choose "
+                            "another model") from None
+    finally:
+        model.train(training)
+
+
 def freeze_backbone(model: nn.Module) -> list[nn.Module]:
     """Train only the classifier head: freeze every other parameter. Returns the backbone's
     normalisation layers, which the training loop keeps in eval mode so their statistics stay too."""

@@ -273,7 +273,9 @@ def compare_runs(runs: list[Path], output: Path | None = None, weights_root: Pat
     check_output(output, "--output", ".png", "a figure", lambda path: path.read_bytes()[:8] == PNG_SIGNATURE)
     save_figure(figure, output)
 
-    options = [_flatten(asdict(config.options)) for config in configs]
+    options = [_flatten(asdict(config.options)) | {  # and the data each trained on, as it recorded it
+        "images decoded at": "×".join(map(str, config.image_size[::-1])) or None, "channels": config.channels,
+        "labeled set (digest)": config.labeled_ids[:12] or None} for config in configs]
     keys = [key for key in options[0] if key != "name"]
     keys += [key for opts in options[1:] for key in opts if key not in keys and key != "name"]
     differing = [key for key in keys if len({json.dumps(opts.get(key)) for opts in options}) > 1]

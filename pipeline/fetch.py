@@ -500,10 +500,13 @@ def extract_competition(zip_path: Path, dest: Path, limits: ExtractLimits | None
         _hoist_single_folder(dest)
         inners = sorted(p for p in dest.iterdir() if p.suffix in EXTRACTORS)
         for inner in inners:
-            unpacked = dest / f".{inner.name}-{os.getpid()}"
-            EXTRACTORS[inner.suffix](inner, unpacked, limits)
+            unpacked, named = dest / f".{inner.name}-{os.getpid()}", f"{zip_path}: {inner.name} inside it"
+            try:
+                EXTRACTORS[inner.suffix](inner, unpacked, limits)
+            except PipelineError as e:  # named as the user's archive holds it, not by its temporary place
+                raise type(e)(str(e).replace(str(inner), named, 1)) from None
             _drop_macos_metadata(unpacked)
-            _merge_unpacked(unpacked, dest, f"{zip_path}: {inner.name} inside it", dest)
+            _merge_unpacked(unpacked, dest, named, dest)
             inner.unlink()
         limits.check_extracted(zip_path, dest)
         if not inners:

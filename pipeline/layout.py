@@ -131,7 +131,7 @@ def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     if c.label_kind != "one-hot":
         problems += [f"{c.labels_csv}: id {image_id} has no label" for image_id in labels["id"][blank]]
     missing = set(labels["id"]) - images
-    elsewhere = files_of_other_suffix(root / c.train_images, missing) if c.label_kind != "folders" else {}
+    elsewhere = near_misses(root / c.train_images, missing, c.image_suffix) if c.label_kind != "folders" else {}
     problems += [f"{c.train_images}/{c.image_file(i)}: missing (listed in {c.labels_csv})"
                  + (f"; {elsewhere[i]} is there: rename it" if i in elsewhere else "")
                  for i in sorted(missing, key=id_sort_key)]
@@ -240,8 +240,12 @@ def check_test(root: Path, notes: list[str] | None = None) -> list[str]:
                           tested=set(sample[c.submission_id]), test=True)
     missing = set(sample[c.submission_id]) - images
     if missing:
+        twins = near_misses(root / c.test_images, missing, c.image_suffix)
+        unicode = [name for image_id, name in twins.items() if name.rpartition(".")[0] != image_id][:3]
         raise PipelineError(f"{root / c.test_images}: {len(missing)} id(s) of {c.sample_submission} have no image: "
-                            f"{shown_names(missing, c.image_suffix)}{suffix_hint(root, c, missing)}")
+                            f"{shown_names(missing, c.image_suffix)}{suffix_hint(root, c, missing)}"
+                            + (f"; {listed(unicode)} spell(s) an id in another Unicode form (composed or decomposed "
+                               "accents): rename them as the CSV writes them" if unicode else ""))
     separate = PurePosixPath(c.test_images) != PurePosixPath(c.train_images)
     unlisted = images - set(sample[c.submission_id]) if notes is not None and separate else set()
     if unlisted:
@@ -251,13 +255,20 @@ def check_test(root: Path, notes: list[str] | None = None) -> list[str]:
     return sample[c.submission_id].tolist()
 
 
-def files_of_other_suffix(folder: Path, missing: set[str]) -> dict[str, str]:
-    """For each of the `missing` ids that `folder` holds under another suffix (`1.PNG` for `1.png`), that file's name
-    (one listing of the folder)."""
+def near_misses(folder: Path, missing: set[str], suffix: str) -> dict[str, str]:
+    """For each of the `missing` ids whose image `folder` holds under another name, that file's name: another suffix
+    (`1.PNG` for `1.png`) or another Unicode form of the same letters (`café` composed or decomposed); one listing."""
     if not missing or not folder.is_dir():
         return {}
+    wanted = {unicodedata.normalize("NFC", f"{image_id}{suffix}"): image_id for image_id in missing}
+    found = {}
     with os.scandir(folder) as entries:
-        return {stem: entry.name for entry in entries for stem in [entry.name.rpartition(".")[0]] if stem in missing}
+        for entry in entries:
+            stem = entry.name.rpartition(".")[0]
+            image_id = stem if stem in missing else wanted.get(unicodedata.normalize("NFC", entry.name))
+            if image_id is not None:
+                found[image_id] = entry.name
+    return found
 
 
 def suffix_hint(root: Path, c: Competition, missing: set[str]) -> str:

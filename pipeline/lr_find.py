@@ -52,7 +52,7 @@ def lr_find(config: TrainConfig, start: float = 1e-7, end: float = 10.0, steps: 
     batches = TrainBatches(config, data.images[train_idx], data.targets[train_idx], len(data.classes), runtime,
                            mean, std)
     described = RunConfig(options=config, classes=data.classes, channels=data.images.shape[3],  # what the model needs
-                          mean=list(mean), std=list(std))
+                          image_size=list(data.images.shape[1:3]), mean=list(mean), std=list(std))
     model, _ = run_model(config, described, runtime, console, data.images[train_idx[:DATA_INIT_IMAGES]])
     # the range test steps the rate itself, without a recipe's lookahead pulling the weights back
     optimizer, _, _ = optimizer_and_schedule(replace(config, lookahead=False), model, runtime.device, batches.steps)

@@ -302,7 +302,8 @@ def check_fits(path: Path, config: RunConfig, images: np.ndarray, dataset_root: 
     if known_classes is not None and (known_classes != config.classes if not config.options.skip_bad
                                       else not set(config.classes) <= set(known_classes)):
         raise PipelineError(f"{path}: {class_difference(config.classes, known_classes, dataset_root)}; predict with a "
-                            "model trained on this dataset")
+                            f"model trained on this dataset, or fix {DESCRIPTION} if it names the wrong labels "
+                            "(labels_csv, label_columns)")
     height, width, channels = images.shape[1:]
     described = read_competition(dataset_root).image_size
     if described is not None and config.image_size and tuple(config.image_size) != (height, width):
@@ -392,7 +393,8 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
     known = dataset_classes(dataset_root)
     if known is not None and not set(classes) <= set(known):
         raise PipelineError(f"{paths[0]}: {class_difference(classes, known, dataset_root)}; predict again with a model "
-                            "trained on this dataset")
+                            f"trained on this dataset, or fix {DESCRIPTION} if it names the wrong labels (labels_csv, "
+                            "label_columns)")
     average = sum(w * sum(loaded[p][0] for p in group) / len(group) for w, group in zip(weights, groups))
     return finish_submission(average, ids, submission_ids, classes, [p.name for p in paths], dataset_root, out,
                              None, score, metric)

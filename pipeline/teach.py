@@ -115,7 +115,8 @@ def pretrained_trained_on(weights: str | None, data: TrainArrays) -> np.ndarray 
     """The labeled images (indices into `data`) a pipeline checkpoint given as --pretrained (or its own start) trained
     on: from its split when it trained on this labeled set, else those whose pixels its record of seen images holds
     (the same images under other labels or classes, or another --limit); none for other weights; None when which it
-    saw cannot be told (a checkpoint from before that record, of another labeled set)."""
+    saw cannot be told (a checkpoint from before that record, or of images decoded at another size, of another
+    labeled set)."""
     path, none = Path(weights or ""), np.arange(0)
     if not weights or path.suffix != ".pt" or not path.is_file():
         return none
@@ -125,9 +126,12 @@ def pretrained_trained_on(weights: str | None, data: TrainArrays) -> np.ndarray 
     except PipelineError:  # not a pipeline checkpoint: weights of elsewhere
         return none
     exact = trained_on(config, data) if config.classes == data.classes else None
-    if exact is not None or not isinstance(checkpoint.get("seen_images"), torch.Tensor):
+    recorded = checkpoint.get("seen_images")
+    comparable = isinstance(recorded, torch.Tensor) and list(config.image_size) == list(data.images.shape[1:3]) and \
+        config.channels == data.images.shape[3]  # pixels decoded alike, else no digest can match
+    if exact is not None or not comparable:
         return exact
-    return np.flatnonzero(np.isin(image_hashes(data.images), checkpoint["seen_images"].numpy()))
+    return np.flatnonzero(np.isin(image_hashes(data.images), recorded.numpy()))
 
 
 def seen_images(data: TrainArrays, train_idx: np.ndarray, pretrained: str | None,
@@ -167,6 +171,19 @@ def val_images_seen(config: RunConfig, data: TrainArrays, val_idx: np.ndarray) -
     return None if seen is None else int(np.isin(val_idx, seen).sum())
 
 
+def check_same_images(config: RunConfig, data: TrainArrays, what: str) -> None:
+    """A teacher takes images like the student's: of their channels and (unless it resizes its inputs: --img-size)
+    their decoded size."""
+    height, width, channels = data.images.shape[1:]
+    resizes = config.options.img_size is not None or not config.image_size
+    trained = (height, width) if resizes else tuple(config.image_size)
+    if trained != (height, width) or config.channels != channels:
+        kind = {1: "greyscale", 3: "colour"}
+        raise PipelineError(f"{what} was trained on {trained[1]}×{trained[0]} {kind.get(config.channels)} images, and "
+                            f"this dataset's are {width}×{height} {kind.get(channels)}; teach with a model trained on "
+                            "images like these (dataset/competition.json's image_size as it was then)")
+
+
 def clean_teachers(members: dict[str, list[Path]], data: TrainArrays, val_idx: np.ndarray, flag: str) -> list[Path]:
     """The members' checkpoints that never trained on a val image of the student, each of the student's classes;
     every member must keep one."""
@@ -179,6 +196,7 @@ def clean_teachers(members: dict[str, list[Path]], data: TrainArrays, val_idx: n
                 raise PipelineError(f"{flag} {name}: {path} predicts the classes {listed(config.classes, 5)}, not "
                                     f"this dataset's {listed(data.classes, 5)}; teach with a model of this "
                                     "competition")
+            check_same_images(config, data, f"{flag} {name}: {path}")
             if not len(val_idx) or val_images_seen(config, data, val_idx) == 0:
                 kept.append(path)
         if not kept:

@@ -1530,3 +1530,41 @@ def test_fifteenth_hostile_pass_inputs(trained, tmp_path):
     console = Console(record=True, width=400)
     predict(runs=[weights / "exp"], tta="none", device="cpu", precision="bf16", console=console)
     assert re.search(r"torch bf16 agrees with torch fp32 on \d+\.\d% of 40 test images", console.export_text())
+
+
+def test_sixteenth_hostile_pass_inputs(trained, tmp_path):
+    """--pretrained and --teacher runs whose images were decoded at another size; compare of such runs; an inner
+    archive's member twice; a description naming the id column as the labels; an id in another Unicode form."""
+    from pipeline.experiments import compare_runs
+    from pipeline.fetch import extract_competition
+    from pipeline.layout import check_test
+
+    weights, dataset = trained / "weights", trained / "dataset"
+    smaller = tmp_path / "smaller"
+    shutil.copytree(dataset, smaller)
+    (smaller / "competition.json").write_text('{"image_size": 24}')
+    train(TrainConfig(epochs=1, **QUICK, full=True, name="small"), smaller, weights, Console(quiet=True))
+    console = Console(record=True, width=400)
+    train(TrainConfig(epochs=1, **QUICK, pretrained=str(weights / "small" / "best.pt"), name="from-small"), dataset,
+          weights, console)
+    assert "trained on another labeled set (other images, labels or classes, another --limit), so whether it saw the " \
+        "val images cannot be told" in console.export_text()  # before, no word: its digests of 24-px pixels met none
+    with pytest.raises(PipelineError, match=r"--teacher small: .*small/best.pt was trained on 24×24 colour images, "
+                                            r"and this dataset's are 32×32 colour"):
+        train(TrainConfig(epochs=1, **QUICK, full=True, teacher="small", name="taught"), dataset, weights,
+              Console(quiet=True))
+    _, table = compare_runs([weights / "exp", weights / "small"])
+    assert table.loc["images decoded at"].tolist() == ["32×32", "24×24"]
+    inner = zipped(tmp_path / "train.zip", [("train/1.png", b"a"), ("./train/1.png", b"b")])
+    with pytest.raises(PipelineError, match=r"outer.zip: train.zip inside it: holds train/1.png twice"):
+        extract_competition(zipped(tmp_path / "outer.zip", [("train.zip", inner.read_bytes())]), tmp_path / "out")
+    described(trained, label_columns=["id"])
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"])
+    assert result.exit_code == 1 and "or fix competition.json if it names the wrong labels (labels_csv, " \
+        "label_columns)" in " ".join(result.output.split()), result.output
+    (dataset / "competition.json").unlink()
+    (dataset / "test" / "7.png").rename(dataset / "test" / "cafe\u0301.png")
+    sample = dataset / "sampleSubmission.csv"
+    sample.write_text(re.sub(r"^7,", "caf\u00e9,", sample.read_text(), flags=re.M))
+    with pytest.raises(PipelineError, match="spell.* an id in another Unicode form"):
+        check_test(dataset)

@@ -123,6 +123,9 @@ def _check_counts(path: Path, c: Competition) -> None:
     if (c.label_kind == "folders") != (c.labels_csv == ""):
         raise PipelineError(f"{path}: labels_csv {c.labels_csv!r} with label_kind {c.label_kind!r}; the labels are "
                             "a CSV's, or (label_kind 'folders', labels_csv \"\") the names of the class folders")
+    if c.label_kind != "folders" and c.id_column in c.label_columns:
+        raise PipelineError(f"{path}: label_columns names {c.id_column!r}, the id column (id_column): each image would "
+                            "be a class of its own; name the column of labels")
     one_hot = c.label_kind == "one-hot"
     if one_hot != (len(c.label_columns) > 1):
         raise PipelineError(f"{path}: label_kind {c.label_kind!r} with {len(c.label_columns)} label column(s); "

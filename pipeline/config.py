@@ -179,7 +179,7 @@ class Option:
     optional: bool = False  # None allowed: unset
     resumable: bool = False  # may change on --resume
     per_fold: bool = False  # may differ between the folds of a CV
-    ranks_val: bool = False  # ranks or stops on val epochs: meaningless with --full, which has no val split
+    ranks_val: bool = False  # ranks, stops on or scores val epochs: meaningless with --full, which has no val split
     lr_find: bool = True  # `pipeline lr-find` takes it: it shapes a training step
     hparam: bool = True  # in TensorBoard's HPARAMS
     flag_only: bool = False  # a plain flag (--full): no --no-x, no recipe default
@@ -263,7 +263,7 @@ OPTIONS = (
     Option("lookahead", bool, False, OPTIMISATION, "airbench94's lookahead: every 5 steps the weights move back toward "
            "a slow copy (none at first, 77 % toward it at the end), and end as that copy.", lr_find=False),
     Option("val_tta", str, "none", RUN, "The test-time augmentation each epoch's validation averages (as predict's "
-           "--tta): none, flip, flip-shift or flip-translate.", choices=TTA_CHOICES, lr_find=False),
+           "--tta): none, flip, flip-shift or flip-translate.", choices=TTA_CHOICES, lr_find=False, ranks_val=True),
     Option("precision", str, "auto", OPTIMISATION, "auto (CUDA: bf16 at compute capability ≥ 8.0, else fp16 with a "
            "gradient scaler; CPU: the fastest of fp32 and bf16, each in the contiguous and the channels_last layout, "
            "measured on this model and cached), bf16, fp16 or fp32.", choices=PRECISIONS),
@@ -414,6 +414,9 @@ class TrainConfigChecks:
                  ("metric", self.metric is not None)) if given]
         if self.full and asked:
             raise PipelineError(f"{', '.join(asked)} rank epochs by their val score: they need a validation split, not --full")
+        if self.full and self.val_tta != "none":
+            raise PipelineError(f"--val-tta {self.val_tta} averages views of the val images, which --full has none of; "
+                                "leave it out (predict's --tta sets the test images' views)")
 
 
 def _field(option: Option) -> tuple:
@@ -605,6 +608,8 @@ def file_options(path: Path) -> dict:
         raise PipelineError(f"{path}: unknown option(s) {shown}; `pipeline train --print-config` lists them")
     if isinstance(options.get("milestones"), (int, str)):
         options["milestones"] = [options["milestones"]]
+    if isinstance(options.get("milestones"), dict):  # its keys would pass for the epochs
+        raise PipelineError(f"{path}: milestones takes a list of epochs (milestones: [30, 60, 90]), not a mapping")
     return checked_options(command_line_options(options), path)
 
 

@@ -59,6 +59,9 @@ class TrainArrays:
     ids: list[str] = field(default_factory=list)  # each image's id
 
 
+LONE_CLASSES_FROM = 20  # labeled images from which a class per image reads as a wrong label column
+
+
 def training_arrays(root: Path, skip_bad: bool = False, limit: int | None = None,
                     console: Console | None = None) -> TrainArrays:
     """The labeled images as arrays, every problem of the training data (CSV rows, missing or unused
@@ -85,6 +88,11 @@ def training_arrays(root: Path, skip_bad: bool = False, limit: int | None = None
         images, targets, ids = images[:limit], targets[:limit], ids[:limit]
     if not len(ids):
         raise PipelineError(problems_message(root, problems, "training data", "No usable labeled image is left."))
+    if len(ids) >= LONE_CLASSES_FROM and len(data.classes) == len(data.ids):
+        described = read_competition(root)
+        raise PipelineError(f"{root / described.labels_csv}: each of its {len(data.ids)} labels names one image only "
+                            f"(every image a class of its own); does {DESCRIPTION} name its label column "
+                            f"(label_columns {list(described.label_columns)})? Fix it, or the labels")
     if len(np.unique(targets)) < 2:
         raise PipelineError(f"{root}: the {len(ids)} images used (--limit, --skip-bad) are all of class "
                             f"{data.classes[targets[0]]!r}; a classifier needs images of at least 2 classes")
@@ -99,6 +107,16 @@ def training_digest(ids: list[str], targets: np.ndarray, classes: list[str], ima
     for start in range(0, len(images), 4096):
         digest.update(np.ascontiguousarray(images[start:start + 4096]).data)
     return digest.hexdigest()
+
+
+def check_decoded_size(trained: list[int], data: TrainArrays, root: Path, who: object) -> None:
+    """The labeled images decode at the size `who` trained on them (`trained`: its recorded height and width), else
+    one line naming image_size: the pixels, and so the labeled set, would be others."""
+    if trained and list(trained) != list(data.images.shape[1:3]):
+        height, width = data.images.shape[1:3]
+        raise PipelineError(f"{root / DESCRIPTION}: its image_size decodes the images at {width}×{height}, but {who} "
+                            f"trained on them at {trained[1]}×{trained[0]}; set image_size as it was ({trained[0]}, or "
+                            "null where that is the images' own size), or start a new run")
 
 
 def image_hashes(images: np.ndarray) -> np.ndarray:

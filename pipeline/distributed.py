@@ -9,6 +9,7 @@ import atexit
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -163,11 +164,32 @@ def launch(nproc: int, argv: list[str]) -> int:
     When it fails, only the processes' one-line errors are shown, not the launcher's traceback."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "pipeline", *argv]
-    done = subprocess.run(command, stderr=subprocess.PIPE, text=True)
-    if done.returncode == 0:
-        sys.stderr.write(done.stderr)
-        return 0
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as torchrun:
+        interrupted = False
+        try:
+            stderr = torchrun.communicate()[1]
+        except KeyboardInterrupt:
+            stderr, interrupted = interrupt(torchrun), True
     failure = re.compile(r"^(error:|interrupted|\[rank\d+\]: [\w.]*(Error|Exception)\b)")
-    errors = list(dict.fromkeys(line for line in done.stderr.splitlines() if failure.match(line)))
-    sys.stderr.write("\n".join(errors or [f"error: torchrun with {nproc} processes failed (exit status {done.returncode})"]) + "\n")
-    return done.returncode
+    errors = list(dict.fromkeys(line for line in stderr.splitlines() if failure.match(line)))
+    if torchrun.returncode == 0:
+        sys.stderr.write(stderr)
+    else:
+        sys.stderr.write("\n".join(errors or [f"error: torchrun with {nproc} processes failed (exit status "
+                                              f"{torchrun.returncode})"]) + "\n")
+    return 130 if interrupted else torchrun.returncode  # 130: the shell's code for Ctrl-C
+
+
+def interrupt(torchrun: subprocess.Popen) -> str:
+    """Ctrl-C while torchrun runs: its processes (in sessions of their own, which a terminal's Ctrl-C does not reach)
+    stop as one process would, marking the run interrupted. torchrun passes SIGINT on to them and waits for them; it is
+    sent one when the terminal's did not reach it (a signal to this process alone), and killed if they hang."""
+    try:
+        return torchrun.communicate(timeout=2)[1]
+    except subprocess.TimeoutExpired:
+        torchrun.send_signal(signal.SIGINT)
+    try:
+        return torchrun.communicate(timeout=60)[1]
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        torchrun.kill()
+        return torchrun.communicate()[1]

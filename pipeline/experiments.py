@@ -19,7 +19,8 @@ from pipeline.config import TrainConfig, has_stem
 from pipeline.errors import PipelineError
 from pipeline.figures import log_scale_if_wide, save_figure
 from pipeline.metrics import METRIC_LABELS
-from pipeline.run import CrossValidation, MetricsSummary, Run, load_checkpoint, resolve_run, status_process_alive, summarize_metrics
+from pipeline.run import (CrossValidation, MetricsSummary, Run, RunConfig, load_checkpoint, resolve_run,
+                          status_process_alive, summarize_metrics)
 from pipeline.workspace import dataset_dir, weights_dir
 
 # best: the best val score of the run's metric, at epoch best_epoch, where it had val accuracy val_acc
@@ -87,6 +88,10 @@ def describe_run(run: Run) -> dict:
                    metric=summary.metric if summary.best_score is not None else None,
                    best=_rounded(summary.best_score, 4), best_epoch=summary.best_epoch,
                    val_acc=_rounded(summary.val_acc, 4), macro_f1=_rounded(summary.val_f1, 4))
+    averaged = run.averaged() if summary is not None and summary.best_score is not None and not problems else None
+    if averaged:  # --average-top: the score of what best.pt holds
+        row.update(best=_rounded(averaged[1], 4), best_epoch=None)
+        problems.append(f"best.pt averages epochs {', '.join(map(str, averaged[0]))}")
     status = run_status(run, summary.epochs if summary else 0, row["epochs_planned"])
     row["status"] = status if not problems or status == "running" else f"{status}: {'; '.join(problems)}"
     return row
@@ -242,15 +247,23 @@ def compare_runs(runs: list[Path], output: Path | None = None, weights_root: Pat
         names = [f"{folder.parent.name}/{folder.name}" for folder in folders]
     if len(set(names)) < len(names):
         names = [str(folder) for folder in folders]
-    configs = [Run(folder).checked_config() for folder in folders]
-    metrics = [Run(folder).read_metrics() for folder in folders]
-    for folder, config, frame in zip(folders, configs, metrics):  # what runs would list as disagreeing is not shown
-        disagreement = log_disagrees(Run(folder), frame, summarize_metrics(frame, config.metric))
+    compared = [Run(folder) for folder in folders]
+    configs = [run.checked_config() for run in compared]
+    metrics = [run.read_metrics() for run in compared]
+    for run, config, frame in zip(compared, configs, metrics):  # what runs would list as disagreeing is not shown
+        disagreement = log_disagrees(run, frame, summarize_metrics(frame, config.metric))
         if disagreement:
-            raise PipelineError(f"{folder}: {disagreement}; restore the file that changed from a copy")
+            raise PipelineError(f"{run.path}: {disagreement}; restore the file that changed from a copy")
     shared = {config.metric for config in configs}
     metric = shared.pop() if len(shared) == 1 and all("val_score" in m for m in metrics) else "accuracy"
+    output = output or (weights_root or weights_dir()) / "compare.png"
+    check_output(output, "--output", ".png", "a figure", lambda path: path.read_bytes()[:8] == PNG_SIGNATURE)
+    save_figure(_compare_figure(names, metrics, metric), output)
+    return output, _differences(names, configs, metrics)
 
+
+def _compare_figure(names: list[str], metrics: list[pd.DataFrame], metric: str) -> Figure:
+    """The runs' val score, val loss, train accuracy and train loss per epoch, one panel each."""
     figure = Figure(figsize=(12, 8.5), layout="constrained")
     axes = figure.subplots(2, 2, sharex=True)
     val_score = ("val", "score", METRIC_LABELS[metric]) if metric != "accuracy" else ("val", "acc", "accuracy")
@@ -269,11 +282,12 @@ def compare_runs(runs: list[Path], output: Path | None = None, weights_root: Pat
     handles, labels = axes[0, 0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncol=min(len(names), 4), frameon=False)
     figure.suptitle("Compare: " + " vs ".join(names))
-    output = output or (weights_root or weights_dir()) / "compare.png"
-    check_output(output, "--output", ".png", "a figure", lambda path: path.read_bytes()[:8] == PNG_SIGNATURE)
-    save_figure(figure, output)
+    return figure
 
-    options = [_flatten(asdict(config.options)) | {  # and the data each trained on, as it recorded it
+
+def _differences(names: list[str], configs: list[RunConfig], metrics: list[pd.DataFrame]) -> pd.DataFrame:
+    """The options (and the data each trained on, as it recorded it) in which the runs differ, and their results."""
+    options = [_flatten(asdict(config.options)) | {
         "images decoded at": "×".join(map(str, config.image_size[::-1])) or None, "channels": config.channels,
         "labeled set (digest)": config.labeled_ids[:12] or None} for config in configs]
     keys = [key for key in options[0] if key != "name"]
@@ -289,5 +303,5 @@ def compare_runs(runs: list[Path], output: Path | None = None, weights_root: Pat
                           ("epochs trained", [s.epochs for s in summaries]),
                           ("wall s", [_rounded(s.wall_s, 1) for s in summaries])):
         table.loc[label] = values
-    return output, table
+    return table
 

@@ -243,9 +243,14 @@ def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_clas
     options, split, summary = asdict(config.options), config.split, summarize_metrics(metrics, config.metric)
     nan = float("nan")
     lines = [f"# Run `{run.name}`", ""]
+    averaged = run.averaged() if per_class is not None else None
+    if averaged:
+        lines += [f"- **best.pt: the average of the {len(averaged[0])} best epochs ({', '.join(map(str, averaged[0]))}): "
+                  f"val {METRIC_LABELS[summary.metric]} {averaged[1]:.4f}** (--average-top; the tables below are its)"]
     if per_class is not None and summary.best_score is not None:
         accuracy = f"accuracy {summary.val_acc:.4f}, " if summary.metric != "accuracy" else ""
-        lines += [f"- **best val {METRIC_LABELS[summary.metric]} {summary.best_score:.4f}** at epoch "
+        lines += [f"- {'' if averaged else '**'}best val {METRIC_LABELS[summary.metric]} {summary.best_score:.4f}"
+                  f"{' of a single epoch' if averaged else '**'} at epoch "
                   f"{summary.best_epoch} of {summary.epochs} ({accuracy}"
                   f"macro-F1 {summary.val_f1 if summary.val_f1 is not None else nan:.4f}, "
                   f"val loss {summary.val_loss:.4f})",

@@ -166,10 +166,11 @@ def load_probabilities(path: Path, ids: list[str], images_key: str, image_size: 
 
 
 def finish_submission(probabilities: np.ndarray, ids: list[str], submission_ids: list[str], classes: list[str],
-                      members: list[str], dataset_root: Path, out: Path, tta: str | None,
+                      members: list[str], weights: list[float], dataset_root: Path, out: Path, tta: str | None,
                       score: Path | None, metric: str | None = None) -> PredictResult:
-    """Write the submission of averaged probabilities (rows in `ids` order) in the sample submission's order
-    (`submission_ids`), and its record; scored against `score` by `metric` (default: the described one)."""
+    """Write the submission of the `members`' probabilities averaged with `weights` (rows in `ids` order) in the sample
+    submission's order (`submission_ids`), and its record; scored against `score` by `metric` (default: the described
+    one)."""
     described = read_competition(dataset_root)
     metric = scoring_metric(dataset_root, metric)
     if score is not None:  # a solution that cannot score this submission fails before anything is replaced
@@ -184,7 +185,8 @@ def finish_submission(probabilities: np.ndarray, ids: list[str], submission_ids:
     labels = [classes[i] for i in in_order.argmax(1)]
     histogram = class_histogram(labels, classes)
     write_text_atomic(out.with_suffix(".json"), json.dumps({
-        "submission": out.name, "rows": len(labels), "members": members, "tta": tta,
+        "submission": out.name, "rows": len(labels), "members": members,
+        "weights": [round(w, 6) for w in weights], "tta": tta,
         "views": [list(v) for v in TTA_VIEWS[tta]] if tta else None,
         "view_weights": list(view_weights(tta)) if tta else None,
         "histogram": dict(histogram), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -209,8 +211,10 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     where = runtime.ranks
     console = (console or Console()) if where.main else Console(quiet=True)
     out = out or submissions_dir() / "submission.csv"
-    sources = list(checkpoints or []) + [c for r in runs or [] for c in run_checkpoints(r, weights_root, console)]
-    sources = sources or [find_checkpoint(weights_root=weights_root, console=console)]
+    named = [[c] for c in checkpoints or []] + [run_checkpoints(r, weights_root, console) for r in runs or []]
+    named = named or [[find_checkpoint(weights_root=weights_root, console=console)]]
+    sources = [path for group in named for path in group]
+    weight_of = {path: 1 / (len(named) * len(group)) for group in named for path in group}  # a CV weighs as one run
     check_distinct(sources)
     submission_ids = noted_test_ids(dataset_root, console)
     with rank_zero_first(where):  # rank 0 decodes the cache; the others then read it
@@ -245,11 +249,12 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
                                                  "images": len(ids), "images_key": images_key,
                                                  "image_size": read_competition(dataset_root).image_size})
         members.append(name.name)
-        total = probabilities if total is None else total + probabilities
+        weighted = weight_of[path] * probabilities
+        total = weighted if total is None else total + weighted
     if not where.main:
         return None
-    return finish_submission(total / len(sources), ids, submission_ids, classes, members, dataset_root, out, tta,
-                             score, metric)
+    return finish_submission(total, ids, submission_ids, classes, members, [weight_of[p] for p in sources],
+                             dataset_root, out, tta, score, metric)
 
 
 def noted_test_ids(dataset_root: Path, console: Console) -> list[str]:
@@ -396,7 +401,8 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
                             f"trained on this dataset, or fix {DESCRIPTION} if it names the wrong labels (labels_csv, "
                             "label_columns)")
     average = sum(w * sum(loaded[p][0] for p in group) / len(group) for w, group in zip(weights, groups))
-    return finish_submission(average, ids, submission_ids, classes, [p.name for p in paths], dataset_root, out,
+    return finish_submission(average, ids, submission_ids, classes, [p.name for p in paths],
+                             [w / len(group) for w, group in zip(weights, groups) for _ in group], dataset_root, out,
                              None, score, metric)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from pipeline.dataset import TrainArrays, run_split, training_arrays
+from pipeline.dataset import TrainArrays, check_decoded_size, run_split, training_arrays
 from pipeline.errors import PipelineError
 from pipeline.figures import ValPredictions, draw_report
 from pipeline.infer import default_batch_size, explainer, infer, load_model
@@ -31,6 +31,7 @@ def val_predictions(run: Run, config: RunConfig, dataset_root: Path, device: str
     if data.classes != config.classes:
         raise PipelineError(f"{run.best}: {class_difference(config.classes, data.classes, dataset_root)}; redraw its "
                             "report where its competition is laid out in dataset/")
+    check_decoded_size(config.image_size, data, dataset_root, run.path)
     if config.labeled_ids and data.labeled_ids != config.labeled_ids:
         raise PipelineError(f"{dataset_root}: its labeled images are not those {run.path} was trained on (images or "
                             "labels changed since), so its val split would be other images; restore them to redraw "

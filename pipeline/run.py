@@ -363,6 +363,14 @@ class Run:
                                     f"{self.path} and train it again")
         return tuple(predictions)
 
+    def averaged(self) -> tuple[list[int], float] | None:
+        """The epochs an --average-top best.pt averages and its val score; None for a best.pt of one epoch."""
+        if not self.best.is_file():
+            return None
+        best = load_checkpoint(self.best, mmap=True)
+        epochs, score = best.get("averaged_epochs"), best.get("averaged_score")
+        return (list(epochs), float(score)) if isinstance(epochs, list) and isinstance(score, (int, float)) else None
+
     def top_checkpoint(self, epoch: int) -> Path:
         return self.top / f"epoch-{epoch}.pt"
 

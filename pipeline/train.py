@@ -38,8 +38,8 @@ from pipeline import __version__
 from pipeline.augment import BATCHED_POLICIES, BatchLoader, alternating_flips, resize, to_device_tensor
 from pipeline.config import (OPTION, RESUME_OVERRIDES, SPANNING_SCHEDULES, TrainConfig, has_stem, model_label,
                              model_of_weights)
-from pipeline.dataset import (ArrayDataset, TrainArrays, albumentations_policy, channel_stats, run_split,
-                              seed_worker_augmentation, training_arrays)
+from pipeline.dataset import (ArrayDataset, TrainArrays, albumentations_policy, channel_stats, check_decoded_size,
+                              run_split, seed_worker_augmentation, training_arrays)
 from pipeline.distributed import (all_concat, all_objects, all_sum, broadcast, rank_zero_first, same_on_all_ranks,
                                   broadcast_buffers, weights_checksum)
 from pipeline.errors import PipelineError
@@ -330,6 +330,8 @@ def _run_config(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray,
     if saved is not None and saved.classes != data.classes:
         raise PipelineError(f"{config.name}: {class_difference(saved.classes, data.classes, dataset_root)}; resume it "
                             "where its competition is laid out in dataset/")
+    if saved is not None:
+        check_decoded_size(saved.image_size, data, dataset_root, config.name)
     if saved is not None and saved.labeled_ids and saved.labeled_ids != data.labeled_ids:
         raise PipelineError(f"{dataset_root}: its labeled images are not those {config.name} started on (images added, "
                             "removed, changed or relabeled), so the split would put trained-on images into val; "
@@ -693,7 +695,7 @@ def _finish(ctx: TrainContext, best_predictions: ValPredictions | None) -> Train
         averaged, line = _average_top(ctx)
         best_predictions, averaged_score = averaged.predictions, averaged.score  # the report shows what best.pt predicts
         if where.main:
-            run.write_result(_result_text(ctx) + line + "\n")
+            run.write_result(line + "\n" + _result_text(ctx))  # what best.pt holds first
     elif ctx.val_images is not None and best_predictions is None:
         best = load_checkpoint(run.best)
         ctx.eval_model.load_state_dict(inference_weights(best))

@@ -106,6 +106,8 @@ def test_numbers_as_kaggle_writes_them_an_empty_file_and_typed_flags_over_an_inv
     ("nesterov: yes\n", "nesterov must be true or false, got 'yes'"),
     ("full: on\n", "full must be true or false, got 'on'"),
     ("lr: .inf\n", "lr must be a number, got '.inf'"),
+    ("milestones: {30: a, 60: b}\n", "bad.yaml: milestones takes a list of epochs (milestones: [30, 60, 90]), not a "
+                                    "mapping"),
 ])
 def test_a_bad_config_file_is_one_line_naming_it_and_trains_nothing(project, text, message):
     (project / "bad.yaml").write_bytes(text.encode("latin-1"))

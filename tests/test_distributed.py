@@ -205,3 +205,26 @@ def test_two_processes_train_and_predict_a_one_hot_competition_of_one_image_fold
     one = pd.read_csv(submission)
     assert list(two.columns) == ["image_id", "healthy", "multiple_diseases", "rust", "scab"]
     pd.testing.assert_frame_equal(two, one, atol=1e-3)
+
+
+def test_ctrl_c_stops_every_process_of_an_nproc_run(fetched):
+    """SIGINT to the launcher alone (the torchrun processes sit in sessions of their own): the processes stop as one
+    would, the run says it was interrupted (before, they trained on and marked it finished)."""
+    import signal
+    import time
+
+    command = [sys.executable, "-m", "pipeline", "train", "--nproc", "2", "--recipe", "seed", "--epochs", "50",
+               "--batch-size", "32", "--workers", "0", "--device", "cpu", "--name", "ctrl-c"]
+    launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = fetched / "weights" / "ctrl-c" / "metrics.csv"
+    deadline = time.monotonic() + 240
+    while not metrics.exists() and launcher.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert metrics.exists(), launcher.stderr.read() if launcher.poll() is not None else "no epoch in 240 s"
+    launcher.send_signal(signal.SIGINT)
+    stderr = launcher.communicate(timeout=120)[1]
+    status = Run(fetched / "weights" / "ctrl-c").read_status()
+    assert launcher.returncode == 130 and status["state"] == "interrupted", (launcher.returncode, status, stderr)
+    assert "interrupted during epoch" in stderr and "--resume" in stderr
+    with pytest.raises(ProcessLookupError):
+        os.kill(status["pid"], 0)

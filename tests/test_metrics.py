@@ -88,9 +88,14 @@ def test_train_takes_metric_and_a_run_from_before_it_resumes_ranked_by_accuracy(
     listed = runner.invoke(app, ["runs"])
     assert "f1_macro" in listed.output and "accuracy" in listed.output  # the new run's, and exp's
     old = trained / "weights" / "exp"  # as runs were before --metric: no metric, best_acc, no val_score
+    best = load_checkpoint(old / "best.pt")
+    del best["config"]["options"]["metric"]
+    (old / "best.pt").unlink()  # a new file: the run's files are hard links to the session's
+    save_checkpoint(old / "best.pt", best)
     last = load_checkpoint(old / "last.pt")
     last["best_acc"] = last.pop("best_score")
     del last["config"]["options"]["metric"]
+    (old / "last.pt").unlink()
     save_checkpoint(old / "last.pt", last)
     config = json.loads((old / "config.json").read_text())
     del config["options"]["metric"]

@@ -1568,3 +1568,40 @@ def test_sixteenth_hostile_pass_inputs(trained, tmp_path):
     sample.write_text(re.sub(r"^7,", "caf\u00e9,", sample.read_text(), flags=re.M))
     with pytest.raises(PipelineError, match="spell.* an id in another Unicode form"):
         check_test(dataset)
+
+
+def test_seventeenth_hostile_pass_inputs(trained):
+    """A CV beside a run weighs as one member in predict, as in ensemble; the id column as the labels; --full with
+    --val-tta; resume and report after image_size changed."""
+    from pipeline.cv import train_cv
+    from pipeline.dataset import training_arrays
+    from pipeline.report import write_report
+
+    weights, dataset, submissions = trained / "weights", trained / "dataset", trained / "submissions"
+    cv, _ = train_cv(TrainConfig(epochs=1, folds=2, **QUICK, name="cv"), dataset, weights, Console(quiet=True))
+    predict(runs=[cv.path, weights / "exp"], tta="none", console=Console(quiet=True))
+    record = json.loads((submissions / "submission.json").read_text())
+    assert record["members"] == ["cv-fold-0.probs.npy", "cv-fold-1.probs.npy", "exp.probs.npy"]
+    assert record["weights"] == [0.25, 0.25, 0.5]  # before, a third each: the CV weighed twice the run
+    predicted = (submissions / "submission.csv").read_bytes()
+    ensemble([Path("cv"), Path("exp")])
+    assert (submissions / "submission.csv").read_bytes() == predicted
+    described(trained, label_columns=["id"])
+    result = runner.invoke(app, ["train", "--epochs", "1", "--full"])
+    assert result.exit_code == 1 and "label_columns names 'id', the id column" in " ".join(result.output.split())
+    (dataset / "competition.json").unlink()
+    labels = dataset / "trainLabels.csv"
+    kept = labels.read_bytes()
+    frame = pd.read_csv(labels, dtype=str)
+    replaced(labels, frame.assign(label="c" + frame["id"]).to_csv(index=False))
+    with pytest.raises(PipelineError, match=r"trainLabels.csv: each of its 400 labels names one image only .*label_columns"):
+        training_arrays(dataset)
+    labels.unlink()
+    labels.write_bytes(kept)
+    with pytest.raises(PipelineError, match="--val-tta flip averages views of the val images, which --full has none of"):
+        TrainConfig(full=True, val_tta="flip").validate()
+    (dataset / "competition.json").write_text('{"image_size": 24}')
+    for run in (lambda: resume(weights / "exp", {"epochs": 4}), lambda: write_report(weights / "exp", dataset, "cpu")):
+        with pytest.raises(PipelineError, match=r"competition.json: its image_size decodes the images at 24×24, but .*exp "
+                                                r"trained on them at 32×32; set image_size as it was \(32"):
+            run()

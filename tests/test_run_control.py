@@ -9,8 +9,8 @@ import torch
 from pipeline import train as training
 from pipeline.config import TrainConfig
 from pipeline.errors import PipelineError
-from pipeline.experiments import list_runs
-from pipeline.run import load_checkpoint
+from pipeline.experiments import describe_run, list_runs
+from pipeline.run import Run, load_checkpoint
 from pipeline.train import resume, train
 from tests.fixtures import QUICK
 
@@ -76,8 +76,13 @@ def test_average_top_makes_best_pt_the_mean_of_the_kept_epochs_weights_and_score
                 assert torch.allclose(tensor, (kept[0][key][name] + kept[1][key][name]) / 2), name
     assert (result.best_score, result.best_epoch) == (0.7, 2)  # the best single epoch, as metrics.csv shows it
     line = "best.pt: the average of the 2 best epochs (2, 3): val accuracy 0.6500; the best single epoch (2): 0.7000"
-    assert line in " ".join(capsys.readouterr().out.split()) and line in (run / "result.txt").read_text()
+    assert line in " ".join(capsys.readouterr().out.split()) and (run / "result.txt").read_text().startswith(line)
     assert result.averaged_score == 0.65  # the CLI's last line says what best.pt scores
+    report = (run / "report.md").read_text()  # its headline is what best.pt holds, as its tables are
+    assert "**best.pt: the average of the 2 best epochs (2, 3): val accuracy 0.6500**" in report
+    assert "- best val accuracy 0.7000 of a single epoch at epoch 2" in report
+    listed = describe_run(Run(run))
+    assert listed["best"] == 0.65 and listed["status"] == "finished: best.pt averages epochs 2, 3"
 
 
 def test_a_lower_is_better_metric_ranks_the_epochs(fetched, scripted, capsys):

@@ -250,6 +250,7 @@ def run_training(ctx: typer.Context, resume: Path | None, config_file: Path | No
                  nproc: int | None) -> None:
     """A new run (a cross-validation's folds with --folds), or --resume's, in `nproc` processes under torchrun
     when given; the outcome on rank 0's console. --print-config prints the config and stops."""
+    check_named({"--resume": [resume], "--config": [config_file]})
     if resume is not None and (config_file or print_config):
         raise PipelineError("--resume continues a run with its own options; --config and --print-config are for new runs")
     config = new_run_config(ctx, config_file) if resume is None else None  # checked before torch is imported
@@ -285,6 +286,14 @@ def print_trained(result) -> None:
                       f"{result.averaged_score:.4f} (the best single epoch, {result.best_epoch}: {result.best_score:.4f})")
     else:
         console.print(f"done: best val {metric} {result.best_score:.4f} at epoch {result.best_epoch}; weights in {best}")
+
+
+def check_named(paths: dict[str, list[Path | None]]) -> None:
+    """Each path option names something: an empty value (an unset shell variable, `--run "$RUN"`) reaches the command
+    as the current folder."""
+    for flag, values in paths.items():
+        if any(value is not None and str(value) in ("", ".") for value in values):
+            raise PipelineError(f"{flag} '': names nothing (an unset variable?); give it a name or a path")
 
 
 def typed_train_options(ctx: typer.Context) -> dict:
@@ -379,6 +388,7 @@ def predict(
     """Predict the competition's test images and write submissions/submission.csv in the sample submission's order
     and header."""
     check_prediction_options(tta.value, batch_size, engine.value, precision.value, device, threads)  # before torch
+    check_named({"--run": run or [], "--checkpoint": checkpoint or [], "--score": [score]})
     under_torchrun(nproc)
     from pipeline.predict import predict as run_predict
 

@@ -374,6 +374,9 @@ class TrainConfigChecks:
                                 "teacher's targets too): drop one")
 
     def _check_pretrained(self) -> None:
+        if self.pretrained is not None and not self.pretrained.strip():  # an unset shell variable: "$W"
+            raise PipelineError(f"--pretrained {self.pretrained!r}: name a weights file, a run's best.pt or library "
+                                "weights (timm:…, torchvision:…), or leave it out to train from scratch")
         named = model_of_weights(self.pretrained)
         if named and not NAMED_WEIGHTS_SPELLING.fullmatch(self.pretrained):
             raise PipelineError(f"--pretrained {self.pretrained}: name weights as timm:<model>.<tag> (e.g. "

@@ -500,7 +500,7 @@ def extract_competition(zip_path: Path, dest: Path, limits: ExtractLimits | None
         _hoist_single_folder(dest)
         inners = sorted(p for p in dest.iterdir() if p.suffix in EXTRACTORS)
         for inner in inners:
-            unpacked, named = dest / f".{inner.name}-{os.getpid()}", f"{zip_path}: {inner.name} inside it"
+            unpacked, named = dest / f".{inner.name}-{os.getpid()}", f"{zip_path}'s {inner.name}"
             try:
                 EXTRACTORS[inner.suffix](inner, unpacked, limits)
             except PipelineError as e:  # named as the user's archive holds it, not by its temporary place

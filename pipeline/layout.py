@@ -239,6 +239,10 @@ def check_test(root: Path, notes: list[str] | None = None) -> list[str]:
         check_not_swapped(root, c, images, labeled=set(read_labels(root, c)[0]["id"]),
                           tested=set(sample[c.submission_id]), test=True)
     missing = set(sample[c.submission_id]) - images
+    pathlike = sorted(i for i in missing if "/" in i or "\\" in i)
+    if pathlike:
+        raise PipelineError(f"{root / c.sample_submission}: id(s) {listed(pathlike, 3)} hold a path separator, so they "
+                            f"cannot name an image in {c.test_images}/; fix those rows")
     if missing:
         twins = near_misses(root / c.test_images, missing, c.image_suffix)
         unicode = [name for image_id, name in twins.items() if name.rpartition(".")[0] != image_id][:3]

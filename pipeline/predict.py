@@ -26,7 +26,7 @@ from pipeline.engine import build_engine, candidates, choose_engine, fp32_agreem
 from pipeline.errors import PipelineError
 from pipeline.infer import TTA_VIEWS, load_model, view_weights
 from pipeline.competition import DESCRIPTION, read_competition
-from pipeline.layout import check_test, class_difference, dataset_classes, id_sort_key
+from pipeline.layout import check_test, class_difference, dataset_classes, id_sort_key, read_id_csv
 from pipeline.run import (CrossValidation, Run, RunConfig, checkpoint_key, checkpoint_label, latest_best_checkpoint,
                           load_checkpoint, resolve_run, written_since_digests)
 from pipeline.runtime import Runtime, resolve_runtime
@@ -149,7 +149,8 @@ def load_probabilities(path: Path, ids: list[str], images_key: str, image_size: 
         raise PipelineError(f"{path}: holds an array of shape {probabilities.shape}, not one row per test image "
                             f"({len(ids)}) and a column per class ({len(meta['classes'])}); predict again")
     if meta.get("ids") != ids_key(ids) or probabilities.shape != (len(ids), len(meta["classes"])):
-        raise PipelineError(f"{path}: made for other test ids than dataset/test now holds; predict again")
+        raise PipelineError(f"{path}: made for other test ids than the sample submission lists in dataset/test now (a "
+                            "row or an image added or removed since); predict again")
     check_source(path, meta, expected)
     if meta.get("images_key") != images_key and meta.get("image_size", image_size) != image_size:
         sizes = [f"image_size {size}" if size else "the images' own size" for size in (meta["image_size"], image_size)]
@@ -171,13 +172,7 @@ def finish_submission(probabilities: np.ndarray, ids: list[str], submission_ids:
     """Write the submission of the `members`' probabilities averaged with `weights` (rows in `ids` order) in the sample
     submission's order (`submission_ids`), and its record; scored against `score` by `metric` (default: the described
     one)."""
-    described = read_competition(dataset_root)
     metric = scoring_metric(dataset_root, metric)
-    if score is not None:  # a solution that cannot score this submission fails before anything is replaced
-        unknown = set(check_solution(score, dataset_root)) - set(submission_ids)
-        if unknown:
-            raise PipelineError(f"{score}: {len(unknown)} id(s) are not test ids of {described.sample_submission}, e.g. "
-                                f"{', '.join(sorted(unknown)[:5])}; score with the solution of this test set")
     row_of = {image_id: row for row, image_id in enumerate(ids)}
     in_order = probabilities[[row_of[i] for i in submission_ids]]
     check_replaceable(out.with_suffix(".json").resolve())  # the record: never a submission written without it
@@ -277,6 +272,13 @@ def check_scoring(score: Path | None, metric: str | None, dataset_root: Path) ->
         raise PipelineError(f"{score}: the sample submission, whose labels are placeholders, not a solution; score with "
                             "the held-out labels (e.g. solution.csv)")
     scoring_metric(dataset_root, metric)
+    if score is not None and sample.is_file():  # its ids too: a failed --score never replaces a prediction
+        described = read_competition(dataset_root)
+        unknown = set(check_solution(score, dataset_root)) - set(
+            read_id_csv(sample, (described.submission_id,))[described.submission_id])
+        if unknown:
+            raise PipelineError(f"{score}: {len(unknown)} id(s) are not test ids of {described.sample_submission}, "
+                                f"e.g. {', '.join(sorted(unknown)[:5])}; score with the solution of this test set")
 
 
 def check_distinct(checkpoints: list[Path]) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.competition import DESCRIPTION, Competition, read_competition, submitted_classes
+from pipeline.competition import DESCRIPTION, Competition, read_competition, read_csv_text, submitted_classes
 from pipeline.errors import PipelineError, listed
 from pipeline.layout import dataset_classes, plain_text, read_id_csv, read_sample
 from pipeline.metrics import LABEL_METRICS, check_metric, metric_score
@@ -125,6 +125,11 @@ def score_submission(path: Path, solution_csv: Path, root: Path, metric: str | N
 def check_solution(solution_csv: Path, root: Path) -> list[str]:
     """A solution file `score_submission` can read (its columns and classes); returns its ids."""
     c = read_competition(root)
+    wanted = [c.submission_id, *(c.submission_columns if c.submission_kind == "label" else [])]
+    header = list(read_csv_text(solution_csv).columns) if solution_csv.is_file() else wanted
+    if any(column not in header for column in wanted):
+        raise PipelineError(f"{solution_csv}: its header names {listed(header, 6)}, not the sample submission's "
+                            f"{listed(wanted)}; rename its columns as the sample names them")
     solution = read_id_csv(solution_csv, (c.submission_id,)).set_index(c.submission_id)
     if c.submission_kind == "label":
         column = c.submission_columns[0]

@@ -184,7 +184,7 @@ def test_both_7z_extractors_give_the_same_layout(competition_zip, project, monke
 def test_a_7z_archive_without_py7zr_is_one_line_and_leaves_nothing(competition_zip, project, monkeypatch):
     """As in a GPU machine's image, which has no py7zr: the rest of the pipeline imports without it."""
     monkeypatch.setitem(sys.modules, "py7zr", None)  # `import py7zr` raises ImportError
-    with pytest.raises(PipelineError, match=r"\.zip: (train|test)\.7z inside it: a 7z archive needs py7zr, which is not "
+    with pytest.raises(PipelineError, match=r"\.zip's (train|test)\.7z: a 7z archive needs py7zr, which is not "
                                             r"installed: `pip install py7zr`, then fetch again$"):
         fetch(archive=competition_zip)
     root = project / "dataset"

@@ -1469,7 +1469,7 @@ def test_fifteenth_hostile_pass_archives(project, competition, competition_zip, 
             (zipped(tmp_path / "inner.zip", [(n, d) for n, d in files if not n.startswith("train/")] + [
                 ("train.zip", zipped(tmp_path / "train.zip", [(n, d) for n, d in files if n.startswith("train/")] +
                                      [("trainLabels.csv", shuffled)]).read_bytes())]),
-             "train.zip inside it holds trainLabels.csv, which the archive also holds beside it")):
+             "inner.zip's train.zip holds trainLabels.csv, which the archive also holds beside it")):
         with pytest.raises(PipelineError, match=message):
             fetch(archive=archive, force=True)
         assert not (project / "dataset" / "trainLabels.csv").exists()
@@ -1556,9 +1556,10 @@ def test_sixteenth_hostile_pass_inputs(trained, tmp_path):
     _, table = compare_runs([weights / "exp", weights / "small"])
     assert table.loc["images decoded at"].tolist() == ["32×32", "24×24"]
     inner = zipped(tmp_path / "train.zip", [("train/1.png", b"a"), ("./train/1.png", b"b")])
-    with pytest.raises(PipelineError, match=r"outer.zip: train.zip inside it: holds train/1.png twice"):
+    with pytest.raises(PipelineError, match=r"outer.zip's train.zip: holds train/1.png twice"):
         extract_competition(zipped(tmp_path / "outer.zip", [("train.zip", inner.read_bytes())]), tmp_path / "out")
-    described(trained, label_columns=["id"])
+    pd.read_csv(dataset / "trainLabels.csv", dtype=str).assign(label="one").to_csv(dataset / "other.csv", index=False)
+    described(trained, labels_csv="other.csv")
     result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"])
     assert result.exit_code == 1 and "or fix competition.json if it names the wrong labels (labels_csv, " \
         "label_columns)" in " ".join(result.output.split()), result.output
@@ -1605,3 +1606,32 @@ def test_seventeenth_hostile_pass_inputs(trained):
         with pytest.raises(PipelineError, match=r"competition.json: its image_size decodes the images at 24×24, but .*exp "
                                                 r"trained on them at 32×32; set image_size as it was \(32"):
             run()
+
+
+def test_eighteenth_hostile_pass_inputs(trained):
+    """An empty --pretrained (or --resume, --run, --config); a sample id holding a path; a solution of other column
+    names, or of an unknown id, refused before anything is predicted; a probability file after a sample row went."""
+    dataset, submissions = trained / "dataset", trained / "submissions"
+    with pytest.raises(PipelineError, match=r"--pretrained '': name a weights file"):
+        TrainConfig(pretrained="").validate()  # before, it trained from scratch without a word
+    for command in (["train", "--resume", ""], ["train", "--config", ""], ["predict", "--run", ""]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1 and "'': names nothing (an unset variable?)" in result.output, (command, result.output)
+    sample = pd.read_csv(dataset / "sampleSubmission.csv", dtype=str)
+    renamed = trained / "renamed.csv"
+    sample.rename(columns={"id": "ID", "label": "Label"}).to_csv(renamed, index=False)
+    unknown = trained / "unknown.csv"
+    pd.concat([sample, pd.DataFrame({"id": ["99999"], "label": [sample["label"].iat[0]]})]).to_csv(unknown, index=False)
+    for path, message in ((renamed, "its header names ID, Label, not the sample submission's id, label; rename"),
+                          (unknown, "1 id(s) are not test ids of sampleSubmission.csv")):
+        with pytest.raises(PipelineError, match=re.escape(message)):
+            predict(runs=[trained / "weights" / "exp"], tta="none", score=path, console=Console(quiet=True))
+        assert not submissions.exists() or not any(submissions.iterdir())  # nothing predicted, nothing replaced
+    predict(runs=[trained / "weights" / "exp"], tta="none", console=Console(quiet=True))
+    replaced(dataset / "sampleSubmission.csv", sample.iloc[1:].to_csv(index=False))
+    with pytest.raises(PipelineError, match="made for other test ids than the sample submission lists"):
+        ensemble([Path("exp")])
+    replaced(dataset / "sampleSubmission.csv", pd.concat([sample, pd.DataFrame(
+        {"id": ["../train/1"], "label": [sample["label"].iat[0]]})]).to_csv(index=False))
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"])
+    assert result.exit_code == 1 and "id(s) ../train/1 hold a path separator" in " ".join(result.output.split())

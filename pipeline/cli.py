@@ -168,6 +168,7 @@ def fetch(
 ) -> None:
     """Download a competition into dataset/ and describe it in dataset/competition.json (where its images and
     labels are, what its submission holds): edit that file where the description's choices are wrong."""
+    check_named({"--competition": [competition], "--dataset": [dataset], "--archive": [archive]})
     from pipeline.competition import DESCRIPTION
     from pipeline.fetch import fetch as run_fetch
 
@@ -288,12 +289,13 @@ def print_trained(result) -> None:
         console.print(f"done: best val {metric} {result.best_score:.4f} at epoch {result.best_epoch}; weights in {best}")
 
 
-def check_named(paths: dict[str, list[Path | None]]) -> None:
-    """Each path option names something: an empty value (an unset shell variable, `--run "$RUN"`) reaches the command
-    as the current folder."""
-    for flag, values in paths.items():
-        if any(value is not None and str(value) in ("", ".") for value in values):
-            raise PipelineError(f"{flag} '': names nothing (an unset variable?); give it a name or a path")
+def check_named(values: dict[str, list[object]]) -> None:
+    """Each option naming a file, run or competition names something: an empty or blank value (an unset shell
+    variable, `--run "$RUN"`) would reach the command as the current folder."""
+    for flag, given in values.items():
+        blank = next((value for value in given if value is not None and str(value).strip() in ("", ".")), None)
+        if blank is not None:
+            raise PipelineError(f"{flag} {str(blank)!r}: names nothing (an unset variable?); give it a name or a path")
 
 
 def typed_train_options(ctx: typer.Context) -> dict:
@@ -406,6 +408,7 @@ def export(
 ) -> None:
     """Write the run's inference model (EMA weights when kept; normalisation and resize inside) beside the run,
     checked against the torch model on the competition's test images."""
+    check_named({"RUN": [run]})
     from pipeline.run import resolve_run
     from pipeline.export import export_run
 
@@ -424,6 +427,7 @@ def ensemble(
 ) -> None:
     """Average saved probabilities of several models into submissions/submission.csv (no model is run); a
     cross-validation's name stands for its folds' predictions."""
+    check_named({"MEMBER": members, "--score": [score]})
     from pipeline.predict import ensemble as run_ensemble
 
     print_submission(run_ensemble(members, score, blend=plain(blend) == "oof", console=console, metric=plain(metric)))
@@ -437,6 +441,7 @@ def submit(
     competition: Optional[str] = typer.Option(None, "--competition", help="Kaggle competition to submit to. (default: the one `pipeline fetch` laid out in dataset/; cifar-10 when no fetch recorded one)", metavar="NAME"),
 ) -> None:
     """Submit a (validated) submission file to Kaggle through the kaggle library."""
+    check_named({"--file": [file], "--competition": [competition]})
     from pipeline.submit import submit as run_submit
 
     result = run_submit(message, file, competition)
@@ -459,6 +464,7 @@ def package(
 ) -> None:
     """Build a Kaggle code-competition package: a weights dataset, a wheels dataset and an offline inference
     notebook that predicts /kaggle/input/<competition> into /kaggle/working/submission.csv."""
+    check_named({"RUN": runs, "--competition": [competition], "--out": [out]})
     from pipeline.package import PLACEHOLDER_OWNER, duration, kaggle_username, package as build, package_target
     from pipeline.predict import run_checkpoints
     from pipeline.rehearse import parse_budget, rehearse as run_rehearsal
@@ -535,6 +541,7 @@ def report(
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda or cuda:N.", metavar="DEVICE"),
 ) -> None:
     """Redraw a run's curves, confusion matrix, per-class table and report from its metrics and best checkpoint."""
+    check_named({"RUN": [run]})
     from pipeline.run import resolve_run
     from pipeline.report import write_report
 
@@ -550,6 +557,7 @@ def runs(
     csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table to this CSV file.", metavar="CSV"),
 ) -> None:
     """Table of every run under weights/: model, recipe, its metric's best val score, accuracy, macro-F1, time, status."""
+    check_named({"--csv": [csv]})
     import pandas as pd
 
     from pipeline.experiments import COLUMNS, HEADERS, check_output, cross_validations, cv_line, list_runs
@@ -589,6 +597,7 @@ def compare(
     output: Optional[Path] = typer.Option(None, "--output", help="Figure to write. (default weights/compare.png)", metavar="PNG"),
 ) -> None:
     """Overlay the runs' val and train curves in one figure and print the options in which they differ."""
+    check_named({"RUN": runs, "--output": [output]})
     import pandas as pd
 
     from pipeline.experiments import compare_runs

@@ -54,7 +54,7 @@ def read_id_csv(path: Path, columns: tuple[str, ...] = ("id", "label"), unique: 
         hint = (f"; its {distinct!r} column holds one value per row: are the names in its header swapped?" if distinct
                 else "; is that its id column? (dataset/competition.json names it)" if columns[0] != "id" else "")
         raise PipelineError(f"{path}: {len(duplicated)} duplicate id(s) in its {columns[0]!r} column: "
-                            f"{shown_names(set(duplicated))}{hint}")
+                            f"{shown_names(set(duplicated))}{hint or '; keep one row per id'}")
     return frame
 
 
@@ -133,7 +133,8 @@ def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     missing = set(labels["id"]) - images
     elsewhere = near_misses(root / c.train_images, missing, c.image_suffix) if c.label_kind != "folders" else {}
     problems += [f"{c.train_images}/{c.image_file(i)}: missing (listed in {c.labels_csv})"
-                 + (f"; {elsewhere[i]} is there: rename it" if i in elsewhere else "")
+                 + (f"; {elsewhere[i]} is there: rename it" if i in elsewhere else
+                    "; the id holds a path separator, so it names no file of the folder" if "/" in i or "\\" in i else "")
                  for i in sorted(missing, key=id_sort_key)]
     extra = images - set(labels["id"])
     if PurePosixPath(c.test_images) == PurePosixPath(c.train_images):
@@ -239,6 +240,9 @@ def check_test(root: Path, notes: list[str] | None = None) -> list[str]:
         check_not_swapped(root, c, images, labeled=set(read_labels(root, c)[0]["id"]),
                           tested=set(sample[c.submission_id]), test=True)
     missing = set(sample[c.submission_id]) - images
+    if "" in missing:
+        raise PipelineError(f"{root / c.sample_submission}: a row with an empty id (line "
+                            f"{sample[c.submission_id].tolist().index('') + 2}); fix that row")
     pathlike = sorted(i for i in missing if "/" in i or "\\" in i)
     if pathlike:
         raise PipelineError(f"{root / c.sample_submission}: id(s) {listed(pathlike, 3)} hold a path separator, so they "

@@ -27,8 +27,9 @@ from pipeline.errors import PipelineError
 from pipeline.infer import TTA_VIEWS, load_model, view_weights
 from pipeline.competition import DESCRIPTION, read_competition
 from pipeline.layout import check_test, class_difference, dataset_classes, id_sort_key, read_id_csv
-from pipeline.run import (CrossValidation, Run, RunConfig, checkpoint_key, checkpoint_label, latest_best_checkpoint,
-                          load_checkpoint, resolve_run, written_since_digests)
+from pipeline.run import (CrossValidation, Run, RunConfig, checkpoint_key, checkpoint_label, images_in_words,
+                          latest_best_checkpoint, load_checkpoint, resolve_run, trained_images_unlike,
+                          written_since_digests)
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.metrics import METRIC_LABELS
 from pipeline.precision import MIN_AGREEMENT
@@ -318,14 +319,11 @@ def check_fits(path: Path, config: RunConfig, images: np.ndarray, dataset_root: 
                             f"image_size {described} in {dataset_root / DESCRIPTION} decodes the test images at "
                             f"{described}×{described}; set image_size as it was ({config.image_size[0]}, or null where "
                             "that is the images' own size), or predict with a model trained at this size")
-    resizes = config.options.img_size is not None or not config.image_size
-    trained = (height, width) if resizes else tuple(config.image_size)
-    if trained != (height, width) or config.channels != channels:
-        kind = {1: "greyscale", 3: "colour"}
-        raise PipelineError(f"{path}: trained on {trained[1]}×{trained[0]} {kind[config.channels]} images, but "
-                            f"{dataset_root / read_competition(dataset_root).test_images} holds {width}×{height} "
-                            f"{kind[channels]} ones; predict with a "
-                            "model trained on images like these")
+    trained = trained_images_unlike(config, height, width, channels)
+    if trained:
+        raise PipelineError(f"{path}: trained on {trained}, but {dataset_root / read_competition(dataset_root).test_images} "
+                            f"holds {images_in_words(height, width, channels)}; predict with a model trained on images "
+                            "like these")
 
 
 def predict_model(model: torch.nn.Module, config: RunConfig, path: Path, images: np.ndarray, own_images: np.ndarray,

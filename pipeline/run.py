@@ -843,6 +843,21 @@ def past_run_options(path: Path) -> dict:
     return {option: value for option, value in asdict(run.checked_config().options).items() if option != "name"}
 
 
+def images_in_words(height: int, width: int, channels: int) -> str:
+    """`32×32 colour images`."""
+    return f"{width}×{height} { {1: 'greyscale', 3: 'colour'}.get(channels, f'{channels}-channel')} images"
+
+
+def trained_images_unlike(config: RunConfig, height: int, width: int, channels: int) -> str | None:
+    """The images a model of `config` was trained on, in words, where images of this shape are unlike them (their
+    channels, and their size unless the model resizes its inputs: --img-size); None when they are alike."""
+    resizes = config.options.img_size is not None or not config.image_size
+    trained = (height, width) if resizes else tuple(config.image_size)
+    if trained == (height, width) and config.channels == channels:
+        return None
+    return images_in_words(*trained, config.channels)
+
+
 def latest_best_checkpoint(weights_root: Path) -> tuple[Path, str]:
     """The best checkpoint of the newest finished run under `weights_root` (newest: its best checkpoint's
     last write), else of the newest run in any state (running, failed, …); and why that one."""
@@ -852,8 +867,11 @@ def latest_best_checkpoint(weights_root: Path) -> tuple[Path, str]:
     states = {path: (Run(path.parent).read_status() or {}).get("state", "unknown") for path in candidates}
     finished = [path for path in candidates if states[path] == "finished"]
     newest = max(finished or candidates, key=lambda p: p.stat().st_mtime)
+    folds = [path for path in weights_root.glob(f"*/fold-*/{BEST}") if path.stat().st_mtime > newest.stat().st_mtime]
+    newer = f"; the cross-validation {folds[0].parent.parent.name} is newer (`--run " \
+            f"{folds[0].parent.parent.name}` predicts with its folds)" if folds else ""
     if finished:
-        return newest, "the newest finished run"
+        return newest, f"the newest finished run{newer}"
     return newest, f"no run has finished; this is the newest, and it is {states[newest]}"
 
 

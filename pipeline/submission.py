@@ -186,7 +186,15 @@ def _solution_targets(solution: pd.DataFrame, c: Competition, classes: list[str]
             raise PipelineError(f"{path}: its {', '.join(c.submission_columns[:5])} column(s) must hold 0 or 1, as "
                                 f"submission_kind {c.submission_kind!r} of {DESCRIPTION} scores them; fix the solution, "
                                 f"or the description if the competition's classes are others")
-        return marks[:, 0].astype(np.int64) if c.submission_kind == "probability" else marks.argmax(1)
+        if c.submission_kind == "probability":
+            return marks[:, 0].astype(np.int64)
+        marked = marks.sum(1)
+        odd = [f"{image_id} ({'no class' if count == 0 else f'{int(count)} classes'})"
+               for image_id, count in zip(solution.index, marked) if count != 1]
+        if odd:
+            raise PipelineError(f"{path}: a one-hot row marks one class, but {len(odd)} row(s) do not: "
+                                f"{', '.join(odd[:5])}; fix those rows")
+        return marks.argmax(1)
     names = list(solution.columns)
     if len(names) != 1:
         raise PipelineError(f"{path}: expected the submission's columns ({', '.join(c.submission_columns[:5])}) or one "

@@ -37,7 +37,7 @@ from pipeline.dataset import TrainArrays, image_hashes, run_split
 from pipeline.errors import PipelineError, listed
 from pipeline.infer import default_batch_size, infer, load_model
 from pipeline.layout import check_test, id_sort_key
-from pipeline.run import RunConfig, checkpoint_label, load_checkpoint
+from pipeline.run import RunConfig, checkpoint_label, images_in_words, load_checkpoint, trained_images_unlike
 from pipeline.runtime import Runtime
 from pipeline.workspace import submissions_dir
 
@@ -174,14 +174,11 @@ def val_images_seen(config: RunConfig, data: TrainArrays, val_idx: np.ndarray) -
 def check_same_images(config: RunConfig, data: TrainArrays, what: str) -> None:
     """A teacher takes images like the student's: of their channels and (unless it resizes its inputs: --img-size)
     their decoded size."""
-    height, width, channels = data.images.shape[1:]
-    resizes = config.options.img_size is not None or not config.image_size
-    trained = (height, width) if resizes else tuple(config.image_size)
-    if trained != (height, width) or config.channels != channels:
-        kind = {1: "greyscale", 3: "colour"}
-        raise PipelineError(f"{what} was trained on {trained[1]}×{trained[0]} {kind.get(config.channels)} images, and "
-                            f"this dataset's are {width}×{height} {kind.get(channels)}; teach with a model trained on "
-                            "images like these (dataset/competition.json's image_size as it was then)")
+    trained = trained_images_unlike(config, *data.images.shape[1:])
+    if trained:
+        raise PipelineError(f"{what} was trained on {trained}, and this dataset's are "
+                            f"{images_in_words(*data.images.shape[1:])}; teach with a model trained on images like "
+                            "these (dataset/competition.json's image_size as it was then)")
 
 
 def clean_teachers(members: dict[str, list[Path]], data: TrainArrays, val_idx: np.ndarray, flag: str) -> list[Path]:

@@ -57,7 +57,7 @@ from pipeline.run import (CheckpointSaver, CrossValidation, Run, RunConfig, clai
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.teach import (Teaching, TaughtLoss, lineage, pretrained_leak, pretrained_trained_on, seen_images,
                             taught)
-from pipeline.workspace import created_folder, dataset_dir, weights_dir
+from pipeline.workspace import check_folder, created_folder, dataset_dir, weights_dir
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,8 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
                             f"start a new run (`pipeline train --config {run.path}`; its best.pt can still predict)")
     if run.has_config():  # its options, classes and split those last.pt records (not another run's checkpoint)
         run.checked_config()
+    for folder in (run.tensorboard, run.top):  # before the run is marked running: tb/ is opened, top/ made later
+        check_folder(folder)
     problem = run.best_problem() if run.best.is_file() else None
     if problem:  # kept as best unless a later epoch beats it
         raise PipelineError(f"{run.best}: {problem}; restore it from a copy before resuming")

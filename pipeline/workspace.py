@@ -80,6 +80,13 @@ def check_replaceable(path: Path) -> None:
                             "move it aside, or name another file to write")
 
 
+def check_folder(path: Path) -> Path:
+    """`path` is a folder, or nothing yet: a file there is one line (before a library's mkdir raises on it)."""
+    if path.exists() and not path.is_dir():
+        raise PipelineError(f"{path}: a file where a folder belongs; move it aside")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.

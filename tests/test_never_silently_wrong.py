@@ -162,8 +162,8 @@ def train_elsewhere(tmp_path: Path, **shape) -> Path:
 @pytest.mark.parametrize("shape, message", [
     ({"classes": ("cat", "dog")}, r"trained on 2 classes, .*trainLabels.csv has 4; only the model has cat, dog; "
                                   r"only trainLabels.csv has apple, kiwi, mango, zebra"),
-    ({"grey": True, "size": 32}, r"trained on 32×32 greyscale images, but .*test holds 32×32 colour ones"),
-    ({"size": 16}, r"trained on 16×16 colour images, but .*test holds 32×32 colour ones"),
+    ({"grey": True, "size": 32}, r"trained on 32×32 greyscale images, but .*test holds 32×32 colour images"),
+    ({"size": 16}, r"trained on 16×16 colour images, but .*test holds 32×32 colour images"),
 ])
 def test_a_checkpoint_that_does_not_fit_the_dataset_is_refused(fetched, tmp_path, shape, message):
     checkpoint = train_elsewhere(tmp_path, **shape)
@@ -1635,3 +1635,49 @@ def test_eighteenth_hostile_pass_inputs(trained):
         {"id": ["../train/1"], "label": [sample["label"].iat[0]]})]).to_csv(index=False))
     result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"])
     assert result.exit_code == 1 and "id(s) ../train/1 hold a path separator" in " ".join(result.output.split())
+
+
+def test_nineteenth_hostile_pass_inputs(trained):
+    """A one-hot solution row marking no class or two; a run's tb/ a file when it resumes; blank values of the other
+    path options; an empty sample id; a training id holding a path; a newer CV than the run predict picks."""
+    from pipeline.layout import load_train_set, read_id_csv
+    from pipeline.run import latest_best_checkpoint
+    from pipeline.submission import check_solution
+
+    weights, dataset = trained / "weights", trained / "dataset"
+    classes = ["apple", "kiwi", "mango", "zebra"]
+    sample = pd.read_csv(dataset / "sampleSubmission.csv", dtype=str)
+    sample[["id"]].assign(**{name: "0.25" for name in classes}).to_csv(dataset / "probs.csv", index=False)
+    described(trained, sample_submission="probs.csv", submission_kind="probabilities", submission_columns=classes,
+              metric="log_loss")
+    marks = pd.DataFrame({"id": sample["id"], **{name: 0 for name in classes}})
+    marks.loc[:, "kiwi"] = 1
+    for row, name in ((0, "no class"), (1, "2 classes")):
+        wrong = marks.copy()
+        wrong.loc[row, ["apple", "kiwi"]] = (0, 0) if row == 0 else (1, 1)
+        wrong.to_csv(trained / "solution.csv", index=False)
+        with pytest.raises(PipelineError, match=rf"a one-hot row marks one class, but 1 row\(s\) do not: "
+                                                rf"{sample['id'][row]} \({name}\)"):
+            check_solution(trained / "solution.csv", dataset)  # before, scored as the first class column, exit 0
+    (dataset / "competition.json").unlink()
+    shutil.rmtree(weights / "exp" / "tb")
+    (weights / "exp" / "tb").write_text("x")
+    with pytest.raises(PipelineError, match=r"exp/tb: a file where a folder belongs; move it aside"):
+        resume(weights / "exp", {"epochs": 4})
+    for command in (["report", " "], ["compare", "", "exp"], ["fetch", "--archive", ""], ["export", " "]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1 and "names nothing (an unset variable?)" in result.output, (command, result.output)
+    replaced(dataset / "sampleSubmission.csv", sample.assign(id=[""] + sample["id"].tolist()[1:]).to_csv(index=False))
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"])
+    assert result.exit_code == 1 and "a row with an empty id (line 2); fix that row" in " ".join(result.output.split())
+    replaced(dataset / "sampleSubmission.csv", pd.concat([sample, sample.head(1)]).to_csv(index=False))
+    with pytest.raises(PipelineError, match="duplicate id.*; keep one row per id"):
+        read_id_csv(dataset / "sampleSubmission.csv")
+    replaced(dataset / "sampleSubmission.csv", sample.to_csv(index=False))
+    labels = pd.read_csv(dataset / "trainLabels.csv", dtype=str)
+    replaced(dataset / "trainLabels.csv", pd.concat([labels, pd.DataFrame({"id": ["../test/5"], "label": ["kiwi"]})])
+             .to_csv(index=False))
+    assert any("the id holds a path separator" in problem for problem in load_train_set(dataset).problems)
+    shutil.copytree(weights / "exp", weights / "newer-cv" / "fold-0")
+    os.utime(weights / "newer-cv" / "fold-0" / "best.pt")  # written after exp's
+    assert "the cross-validation newer-cv is newer (`--run newer-cv` predicts" in latest_best_checkpoint(weights)[1]

@@ -232,7 +232,14 @@ def read_csv_text(path: Path) -> pd.DataFrame:
                                             else "holds NUL bytes, so it is not UTF-8 text (UTF-16 without a "
                                             "byte-order mark?)" if utf16 else "holds binary data, not a CSV")
                             + "; save it as a UTF-8 CSV" + ("" if kind is None else " or name the right file"))
-    return strict_csv(path, dtype=str, keep_default_na=False)
+    frame = strict_csv(path, dtype=str, keep_default_na=False)
+    with open(path, newline="", encoding="utf-8-sig") as file:  # pandas renames a second `label` to `label.1`
+        header = next(csv.reader(file), [])
+    twice = next((name for index, name in enumerate(header) if name.strip() and name in header[:index]), None)
+    if twice is not None:
+        raise PipelineError(f"{path}: its header names the column {twice!r} twice, so which holds the values cannot "
+                            "be told; keep one, or rename the other")
+    return frame
 
 
 def strict_csv(path: Path, whole_rows: bool = False, **options) -> pd.DataFrame:

@@ -81,7 +81,11 @@ def check_replaceable(path: Path) -> None:
 
 
 def check_folder(path: Path) -> Path:
-    """`path` is a folder, or nothing yet: a file there is one line (before a library's mkdir raises on it)."""
+    """`path` is a folder of its own, or nothing yet: a file there is one line (before a library's mkdir raises on
+    it), and so is a link (its writes would land in the folder it points at, another run's)."""
+    if path.is_symlink():
+        raise PipelineError(f"{path}: a link to {os.readlink(path)}, whose files would be written through it; replace "
+                            "it by a folder of its own")
     if path.exists() and not path.is_dir():
         raise PipelineError(f"{path}: a file where a folder belongs; move it aside")
     return path

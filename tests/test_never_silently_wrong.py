@@ -1681,3 +1681,24 @@ def test_nineteenth_hostile_pass_inputs(trained):
     shutil.copytree(weights / "exp", weights / "newer-cv" / "fold-0")
     os.utime(weights / "newer-cv" / "fold-0" / "best.pt")  # written after exp's
     assert "the cross-validation newer-cv is newer (`--run newer-cv` predicts" in latest_best_checkpoint(weights)[1]
+
+
+def test_twentieth_hostile_pass_inputs(trained):
+    """A labels file or a solution whose header names a column twice; a run's tb/ a link to another run's."""
+    from pipeline.dataset import training_arrays
+
+    weights, dataset = trained / "weights", trained / "dataset"
+    labels = (dataset / "trainLabels.csv").read_text().splitlines()
+    replaced(dataset / "trainLabels.csv", "\n".join(["id,label,label"] + [f"{row},zebra" for row in labels[1:]]) + "\n")
+    with pytest.raises(PipelineError, match="trainLabels.csv: its header names the column 'label' twice"):
+        training_arrays(dataset)  # before, the first label column trained without a word
+    replaced(dataset / "trainLabels.csv", "\n".join(labels) + "\n")
+    sample = (dataset / "sampleSubmission.csv").read_text().splitlines()
+    (trained / "solution.csv").write_text("\n".join(["id,label,label"] + [f"{row},kiwi" for row in sample[1:]]) + "\n")
+    with pytest.raises(PipelineError, match="solution.csv: its header names the column 'label' twice"):
+        predict(runs=[weights / "exp"], tta="none", score=trained / "solution.csv", console=Console(quiet=True))
+    shutil.copytree(weights / "exp", weights / "other")
+    shutil.rmtree(weights / "exp" / "tb")
+    (weights / "exp" / "tb").symlink_to(weights / "other" / "tb")
+    with pytest.raises(PipelineError, match=r"exp/tb: a link to .*other/tb, whose files would be written through it"):
+        resume(weights / "exp", {"epochs": 4})  # before, its events went into the other run's tb/

@@ -295,7 +295,8 @@ def check_named(values: dict[str, list[object]]) -> None:
     for flag, given in values.items():
         blank = next((value for value in given if value is not None and str(value).strip() in ("", ".")), None)
         if blank is not None:
-            raise PipelineError(f"{flag} {str(blank)!r}: names nothing (an unset variable?); give it a name or a path")
+            shown = "" if str(blank) == "." else str(blank)  # an empty path reaches here as Path("."): say ''
+            raise PipelineError(f"{flag} {shown!r}: names nothing (an unset variable?); give it a name or a path")
 
 
 def typed_train_options(ctx: typer.Context) -> dict:

@@ -218,7 +218,7 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     share = np.array_split(np.arange(len(ids)), where.world)[where.rank]
     own_images = images[share[0]:share[-1] + 1] if len(share) else images[:0]
     total, classes, members = None, None, []
-    known_classes = dataset_classes(dataset_root)
+    known_classes, image_size = dataset_classes(dataset_root), read_competition(dataset_root).image_size
     labels = member_labels(sources)
     for path, label in zip(sources, labels):
         check_label_free(out.parent / f"{label}.probs.json", path)
@@ -243,7 +243,7 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
                                                  "classes": classes, "tta": tta,
                                                  "engine": used_engine, "precision": used_precision, "ids": ids_key(ids),
                                                  "images": len(ids), "images_key": images_key,
-                                                 "image_size": read_competition(dataset_root).image_size})
+                                                 "image_size": image_size})
         members.append(name.name)
         weighted = weight_of[path] * probabilities
         total = weighted if total is None else total + weighted
@@ -268,13 +268,13 @@ def check_scoring(score: Path | None, metric: str | None, dataset_root: Path) ->
         raise PipelineError(f"--metric {metric} chooses how --score scores: pass --score SOLUTION.csv too")
     if score is not None and not score.is_file():
         raise PipelineError(f"{score}: no such solution file for --score")
-    sample = dataset_root / read_competition(dataset_root).sample_submission
+    described = read_competition(dataset_root)
+    sample = dataset_root / described.sample_submission
     if score is not None and sample.is_file() and score.resolve() == sample.resolve():
         raise PipelineError(f"{score}: the sample submission, whose labels are placeholders, not a solution; score with "
                             "the held-out labels (e.g. solution.csv)")
     scoring_metric(dataset_root, metric)
     if score is not None and sample.is_file():  # its ids too: a failed --score never replaces a prediction
-        described = read_competition(dataset_root)
         unknown = set(check_solution(score, dataset_root)) - set(
             read_id_csv(sample, (described.submission_id,))[described.submission_id])
         if unknown:

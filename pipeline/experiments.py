@@ -63,7 +63,7 @@ def describe_run(run: Run) -> dict:
     try:
         config = run.checked_config()
     except PipelineError as e:
-        config, problems = None, [str(e).split(": ", 1)[1]]
+        config, problems = None, [_in_run(run, e)]
     if config is not None:
         options = config.options
         row.update(date=config.created[:16].replace("T", " "), model=options.model,
@@ -77,7 +77,7 @@ def describe_run(run: Run) -> dict:
     except PipelineError as e:
         summary = None
         if run.has_metrics() or run_status(run, 0, None) != "crashed":  # crashed before an epoch: nothing more to say
-            problems.append(str(e).split(": ", 1)[1].split(" (")[0])
+            problems.append(_in_run(run, e).split(" (")[0])
     disagreement = log_disagrees(run, metrics, summary) if summary is not None else None
     if disagreement:
         problems.append(disagreement)
@@ -93,8 +93,16 @@ def describe_run(run: Run) -> dict:
         row.update(best=_rounded(averaged[1], 4), best_epoch=None)
         problems.append(f"best.pt averages epochs {', '.join(map(str, averaged[0]))}")
     status = run_status(run, summary.epochs if summary else 0, row["epochs_planned"])
+    problems = list(dict.fromkeys(problems))  # one damaged file can fail several reads
     row["status"] = status if not problems or status == "running" else f"{status}: {'; '.join(problems)}"
     return row
+
+
+def _in_run(run: Run, error: PipelineError) -> str:
+    """An error's line without the run's own path: the file of the run it names (`last.pt: ...`), else its text."""
+    where, _, what = str(error).partition(": ")
+    inside = Path(where).relative_to(run.path) if Path(where).is_relative_to(run.path) and where else None
+    return f"{inside}: {what}" if inside not in (None, Path(".")) else what
 
 
 def log_disagrees(run: Run, metrics: pd.DataFrame, summary: MetricsSummary) -> str | None:
@@ -108,7 +116,7 @@ def log_disagrees(run: Run, metrics: pd.DataFrame, summary: MetricsSummary) -> s
         try:
             checkpoint = load_checkpoint(path, mmap=True)
         except PipelineError as e:
-            return str(e).split(": ", 1)[1]
+            return _in_run(run, e)
         if checkpoint.get("epoch") != epoch:
             return f"metrics.csv names epoch {epoch}, but {path.name} holds epoch {checkpoint.get('epoch')} " \
                    f"(metrics.csv edited, or {path.name} replaced?)"

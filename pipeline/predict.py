@@ -55,12 +55,14 @@ def find_checkpoint(run: Path | None = None, checkpoint: Path | None = None, wei
         return checkpoint
     if run is not None:
         chosen = Run(resolve_run(run, weights_root))
-        state = (chosen.read_status() or {}).get("state", "finished")
-        if state != "finished":  # its best checkpoint so far: said, not hidden
-            state = "crashed" if state == "running" and chosen.training_pid() is None else state
-            (console or Console(quiet=True)).print(f"{chosen.path}: the run is {state}; predicting with its best "
+        best = chosen.best_checkpoint()  # a damaged one refused before the run's state is told
+        status = chosen.read_status() or {"state": "finished"}
+        if status["state"] != "finished":  # its best checkpoint so far: said, not hidden
+            state = "crashed" if status["state"] == "running" and chosen.training_pid() is None else status["state"]
+            why = f" ({status['error']})" if isinstance(status.get("error"), str) else ""
+            (console or Console(quiet=True)).print(f"{chosen.path}: the run is {state}{why}; predicting with its best "
                                                    "checkpoint so far")
-        return chosen.best_checkpoint()
+        return best
     path, why = latest_best_checkpoint(weights_root or weights_dir())
     (console or Console(quiet=True)).print(f"using {path}: {why} (choose another with --run NAME)")
     return path
@@ -273,9 +275,9 @@ def check_scoring(score: Path | None, metric: str | None, dataset_root: Path) ->
     if score is not None and sample.is_file() and score.resolve() == sample.resolve():
         raise PipelineError(f"{score}: the sample submission, whose labels are placeholders, not a solution; score with "
                             "the held-out labels (e.g. solution.csv)")
-    scoring_metric(dataset_root, metric)
+    metric = scoring_metric(dataset_root, metric)
     if score is not None and sample.is_file():  # its ids too: a failed --score never replaces a prediction
-        unknown = set(check_solution(score, dataset_root)) - set(
+        unknown = set(check_solution(score, dataset_root, metric)) - set(
             read_id_csv(sample, (described.submission_id,))[described.submission_id])
         if unknown:
             raise PipelineError(f"{score}: {len(unknown)} id(s) are not test ids of {described.sample_submission}, "

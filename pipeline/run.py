@@ -347,8 +347,9 @@ class Run:
         """The val probabilities of this run's best.pt as it is now: those whose digest best.pt records (before it
         recorded one: of its key, or taken as they are when the file has none)."""
         status = (self.read_status() or {}).get("state")
+        again = f"delete {self.path} and train it again"
         *predictions, source = read_predictions(self._val_probabilities, "the run has not finished" if status !=
-                                                "finished" else f"delete {self.path} and train it again", with_source=True)
+                                                "finished" else again, with_source=True, remedy=again)
         if self.best.is_file():
             checkpoint = load_checkpoint(self.best, mmap=True)
             recorded = checkpoint.get("val_digest")
@@ -392,14 +393,15 @@ class Run:
 
     def best_problem(self) -> str | None:
         """How best.pt differs from the run it is in: another epoch than the best one last.pt records, or other options
-        (but the name and those --resume may change) than config.json's."""
+        (but the name and those --resume may change) than config.json's (a config.json that differs from last.pt is
+        refused first, naming config.json)."""
         if not self.last.is_file() or not self._config.is_file():
             return None
         best, last = load_checkpoint(self.best, mmap=True), load_checkpoint(self.last, mmap=True)
         if best.get("epoch") != last.get("best_epoch", best.get("epoch")):
             return f"it holds epoch {best.get('epoch')}, but the run's best epoch is {last['best_epoch']} ({LAST} " \
                    "says): another epoch's checkpoint copied over it?"
-        ours, theirs = self.read_config().options, RunConfig.of_checkpoint(best, self.best).options
+        ours, theirs = self.checked_config().options, RunConfig.of_checkpoint(best, self.best).options
         differ = differing_options(ours, theirs, frozenset({"name"}))
         return f"it was trained with --{differ[0].replace('_', '-')} {getattr(theirs, differ[0])}, but this run with " \
                f"{getattr(ours, differ[0])}: another run's checkpoint copied over it?" if differ else None
@@ -462,9 +464,9 @@ def write_predictions(path: Path, indices: np.ndarray, targets: np.ndarray, prob
         np.savez(file, indices=indices, targets=targets, probabilities=probabilities, source=np.array(source))
 
 
-def read_predictions(path: Path, missing: str, with_source: bool = False) -> tuple:
+def read_predictions(path: Path, missing: str, with_source: bool = False, remedy: str = "train again") -> tuple:
     """(indices, targets, probabilities) as `write_predictions` saved them, and `with_source` its source key ("" in
-    files from before it); `missing` says why a file may be absent."""
+    files from before it); `missing` says why a file may be absent, `remedy` what to do with a damaged one."""
     try:
         with np.load(path) as saved:
             indices, targets, probabilities = saved["indices"], saved["targets"], saved["probabilities"]
@@ -472,10 +474,10 @@ def read_predictions(path: Path, missing: str, with_source: bool = False) -> tup
     except FileNotFoundError:
         raise PipelineError(f"{path}: not found; {missing}") from None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise PipelineError(f"{path}: unreadable ({e or type(e).__name__}); train again") from None
+        raise PipelineError(f"{path}: unreadable ({e or type(e).__name__}); {remedy}") from None
     if probabilities.ndim != 2 or not len(indices) == len(targets) == len(probabilities):
         raise PipelineError(f"{path}: {len(indices)} indices and {len(targets)} targets for {probabilities.shape} "
-                            "probabilities; train again")
+                            f"probabilities; {remedy}")
     return (indices, targets, probabilities, source) if with_source else (indices, targets, probabilities)
 
 
@@ -516,15 +518,21 @@ class CrossValidation:
         try:
             plan = json.loads(self._plan.read_text())
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise PipelineError(f"{self._plan}: unreadable ({e}); not a cross-validation folder") from None
+            raise PipelineError(f"{self._plan}: unreadable ({e}); {self._without_plan()}") from None
         folds = plan.get("folds") if isinstance(plan, dict) else None
         low, high = FOLDS_RANGE
         if not (isinstance(folds, int) and not isinstance(folds, bool) and low <= folds <= high):
             raise PipelineError(f"{self._plan}: not the plan `pipeline train --folds K` writes (an object whose folds is "
-                                f"from {low} to {high}, got {folds!r}); train the cross-validation again in a new folder")
+                                f"from {low} to {high}, got {folds!r}); {self._without_plan()}")
         options = upgraded_options({k: v for k, v in plan.items() if k != "format"}, plan.get("format", 1), self._plan)
         saved_config(options, self._plan)  # known options, each value of its option's type
         return {**checked_options(options, self._plan), "format": OPTIONS_FORMAT}
+
+    def _without_plan(self) -> str:
+        """What to do when cv.json cannot be read: it says what the CV is, so restore it, or do without it."""
+        folders = ", ".join(path.name for path in self.fold_folders()[:5]) or "none"
+        return (f"restore it from a copy (the fold folders here: {folders}), use a fold alone (--run "
+                f"{self.name}/fold-I), or train the cross-validation again in a new folder")
 
     def write_plan(self, plan: dict) -> None:
         write_text_atomic(self._plan, json.dumps(plan, indent=2) + "\n")

@@ -12,7 +12,7 @@ import pandas as pd
 from pipeline.competition import DESCRIPTION, Competition, read_competition, read_csv_text, submitted_classes
 from pipeline.errors import PipelineError, listed
 from pipeline.layout import dataset_classes, plain_text, read_id_csv, read_sample
-from pipeline.metrics import LABEL_METRICS, check_metric, metric_score
+from pipeline.metrics import LABEL_METRICS, METRIC_LABELS, check_metric, metric_score
 from pipeline.workspace import atomic_path
 
 
@@ -122,8 +122,9 @@ def score_submission(path: Path, solution_csv: Path, root: Path, metric: str | N
     return metric, metric_score(metric, targets, probabilities), len(solution)
 
 
-def check_solution(solution_csv: Path, root: Path) -> list[str]:
-    """A solution file `score_submission` can read (its columns and classes); returns its ids."""
+def check_solution(solution_csv: Path, root: Path, metric: str) -> list[str]:
+    """A solution file `score_submission` can read (its columns and classes) and score by `metric` (ROC AUC needs
+    two classes); returns its ids."""
     c = read_competition(root)
     wanted = [c.submission_id, *(c.submission_columns if c.submission_kind == "label" else [])]
     header = list(read_csv_text(solution_csv).columns) if solution_csv.is_file() else wanted
@@ -134,10 +135,13 @@ def check_solution(solution_csv: Path, root: Path) -> list[str]:
     if c.submission_kind == "label":
         column = c.submission_columns[0]
         truth = read_id_csv(solution_csv, (c.submission_id, column)).set_index(c.submission_id)[column]
-        solution_labels(truth, known_labels(root, truth), solution_csv)
+        present = set(solution_labels(truth, known_labels(root, truth), solution_csv))
     else:
         classes = _submitted_classes(c)
-        _solution_targets(solution, c, classes, solution_csv)
+        present = {classes[k] for k in _solution_targets(solution, c, classes, solution_csv)}
+    if metric in ("roc_auc", "mean_roc_auc") and len(present) == 1:
+        raise PipelineError(f"{solution_csv}: every row is of class {listed(sorted(present))}, and {METRIC_LABELS[metric]} "
+                            "needs two classes to rank; score with a solution of two classes or more, or pass --metric accuracy")
     return solution.index.tolist()
 
 

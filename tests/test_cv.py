@@ -350,6 +350,10 @@ def test_gathered_files_are_of_the_folds_and_labels_they_claim(fetched):
     with pytest.raises(PipelineError, match=r"fold-1/val_probabilities.npz: not found; delete .*fold-1 and train it "
                                             r"again \(the fold: `pipeline train --config .*cv --fold 1 --name cv`\)"):
         predict(runs=[cv.path], tta="none")
+    val.write_bytes(kept[:300])  # truncated: the same advice (before, "train again", which says "already trained")
+    with pytest.raises(PipelineError, match=r"fold-1/val_probabilities.npz: unreadable \(.*\); delete .*fold-1 and "
+                                            r"train it again \(the fold: `pipeline train --config .*cv --fold 1"):
+        predict(runs=[cv.path], tta="none")
     val.write_bytes(kept)
     exported = runner.invoke(app, ["export", "cv"])
     assert exported.exit_code == 1 and "cv: a cross-validation, not one run; name one of its folds (cv/fold-I)" in \

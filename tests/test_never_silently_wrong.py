@@ -630,7 +630,8 @@ def test_empty_truncated_or_misshapen_files_of_a_cv_or_a_prediction_are_one_line
         result = runner.invoke(app, ["predict", "--run", "cv", "--device", "cpu"])
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         assert f"cv.json: not the plan `pipeline train --folds K` writes (an object whose folds is from 2 to 100, got {shown})" \
-            in result.output
+            f"; restore it from a copy (the fold folders here: fold-0), use a fold alone (--run cv/fold-I)" \
+            in " ".join(result.output.split())
         listed = runner.invoke(app, ["runs"])
         assert listed.exit_code == 0 and "cross-validation cv: " in listed.output and "cv.json: not the plan" in listed.output
     (cv / "cv.json").write_text('{"folds": 2}')
@@ -641,7 +642,7 @@ def test_empty_truncated_or_misshapen_files_of_a_cv_or_a_prediction_are_one_line
         assert listed.exit_code == 0 and "Traceback" not in listed.output
         assert "cross-validation cv (2 folds): 1 of 2 folds finished; " in " ".join(listed.output.split())
     (cv / "fold-0" / "val_probabilities.npz").write_bytes(b"")
-    with pytest.raises(PipelineError, match=r"val_probabilities.npz: unreadable \(.+\); train again"):
+    with pytest.raises(PipelineError, match=r"val_probabilities.npz: unreadable \(.+\); delete .*fold-0 and train it again"):
         Run(cv / "fold-0").read_val_probabilities()
     submissions = fetched / "submissions"
     submissions.mkdir(exist_ok=True)
@@ -1223,7 +1224,7 @@ def test_eleventh_hostile_pass_inputs(trained, tmp_path):
     write_competition(binary, n_train=40, n_test=8, classes=("0", "1"))
     (binary / "competition.json").write_text('{"submission_kind": "probability", "metric": "roc_auc"}')
     with pytest.raises(PipelineError, match="must hold 0 or 1, as submission_kind 'probability' of competition.json"):
-        check_solution(pair / "solution.csv", binary)
+        check_solution(pair / "solution.csv", binary, "roc_auc")
     raw, pixels = tmp_path / "staged" / ".raw", [f"pixel{i}" for i in range(16)]
     raw.mkdir(parents=True)
     rows = pd.DataFrame(np.zeros((3, 16), dtype=int), columns=pixels).assign(label=1)[["label", *pixels]]
@@ -1658,7 +1659,7 @@ def test_nineteenth_hostile_pass_inputs(trained):
         wrong.to_csv(trained / "solution.csv", index=False)
         with pytest.raises(PipelineError, match=rf"a one-hot row marks one class, but 1 row\(s\) do not: "
                                                 rf"{sample['id'][row]} \({name}\)"):
-            check_solution(trained / "solution.csv", dataset)  # before, scored as the first class column, exit 0
+            check_solution(trained / "solution.csv", dataset, "log_loss")  # before, scored as the first class column, exit 0
     (dataset / "competition.json").unlink()
     shutil.rmtree(weights / "exp" / "tb")
     (weights / "exp" / "tb").write_text("x")
@@ -1702,3 +1703,39 @@ def test_twentieth_hostile_pass_inputs(trained):
     (weights / "exp" / "tb").symlink_to(weights / "other" / "tb")
     with pytest.raises(PipelineError, match=r"exp/tb: a link to .*other/tb, whose files would be written through it"):
         resume(weights / "exp", {"epochs": 4})  # before, its events went into the other run's tb/
+
+
+def test_twentieth_hostile_pass_leftovers(trained):
+    """A finished run's truncated best.pt (before, "the run is failed" came first), `runs` naming each damaged file
+    once, an edited config.json blamed on config.json (not best.pt), a one-class solution for ROC AUC."""
+    weights, dataset = trained / "weights", trained / "dataset"
+    shutil.copytree(weights / "exp", weights / "cut")
+    for name in ("best.pt", "last.pt"):
+        (weights / "cut" / name).unlink()
+        (weights / "cut" / name).write_bytes((weights / "exp" / name).read_bytes()[:5000])
+    result = runner.invoke(app, ["predict", "--run", "cut", "--device", "cpu", "--tta", "none"])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and "cut/best.pt: not a readable PyTorch file" in output, output
+    assert "the run is" not in output
+    listed = " ".join(runner.invoke(app, ["runs"]).output.split())
+    assert "last.pt: not a readable PyTorch file" in listed and "best.pt: not a readable PyTorch file" in listed
+    assert listed.count("not a readable PyTorch file") == 2, listed
+    shutil.rmtree(weights / "cut")
+    config = (weights / "exp" / "config.json").read_text()
+    replaced(weights / "exp" / "config.json", config.replace(f'"lr": {QUICK["lr"]},', '"lr": 0.5,'))
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"])
+    assert result.exit_code == 1 and "exp/config.json: says --lr 0.5, but last.pt was trained with 0.02" in \
+        " ".join(result.output.split()), result.output
+    replaced(weights / "exp" / "config.json", config)
+    classes = ["apple", "kiwi", "mango", "zebra"]
+    sample = pd.read_csv(dataset / "sampleSubmission.csv", dtype=str)
+    sample[["id"]].assign(**{name: "0.25" for name in classes}).to_csv(dataset / "probs.csv", index=False)
+    described(trained, sample_submission="probs.csv", submission_kind="probabilities", submission_columns=classes,
+              metric="mean_roc_auc")
+    pd.DataFrame({"id": sample["id"], **{name: int(name == "kiwi") for name in classes}}).to_csv(
+        trained / "solution.csv", index=False)
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none", "--score",
+                                 "solution.csv"])
+    assert result.exit_code == 1 and "solution.csv: every row is of class kiwi, and mean ROC AUC needs two " \
+        "classes to rank" in " ".join(result.output.split()), result.output
+    assert not (trained / "submissions" / "submission.csv").exists()  # refused before predicting

@@ -238,6 +238,11 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _of_planned(trained: int, planned: int) -> str:
+    """A run that stopped before its last planned epoch (interrupted, failed, early-stopped) says so."""
+    return f" trained, {planned} planned" if trained < planned else ""
+
+
 def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_class: pd.DataFrame | None,
                     pairs: pd.DataFrame | None = None, issues: pd.DataFrame | None = None) -> str:
     options, split, summary = asdict(config.options), config.split, summarize_metrics(metrics, config.metric)
@@ -251,7 +256,7 @@ def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_clas
         accuracy = f"accuracy {summary.val_acc:.4f}, " if summary.metric != "accuracy" else ""
         lines += [f"- {'' if averaged else '**'}best val {METRIC_LABELS[summary.metric]} {summary.best_score:.4f}"
                   f"{' of a single epoch' if averaged else '**'} at epoch "
-                  f"{summary.best_epoch} of {summary.epochs} ({accuracy}"
+                  f"{summary.best_epoch} of {summary.epochs}{_of_planned(summary.epochs, options['epochs'])} ({accuracy}"
                   f"macro-F1 {summary.val_f1 if summary.val_f1 is not None else nan:.4f}, "
                   f"val loss {summary.val_loss:.4f})",
                   f"- val split: {split.get('val_images', '?')} images (seed {options['seed']}), "

@@ -97,6 +97,6 @@ def test_a_lower_is_better_metric_ranks_the_epochs(fetched, scripted, capsys):
     said = " ".join(capsys.readouterr().out.split())
     assert "early stop after epoch 5: no better val log loss for 3 epochs (best 0.5000 at epoch 2)" in said
     assert (run / "result.txt").read_text().startswith("best val log loss 0.5000 at epoch 2, val accuracy ")
-    assert "**best val log loss 0.5000** at epoch 2 of 5" in (run / "report.md").read_text()
+    assert "**best val log loss 0.5000** at epoch 2 of 5 trained, 6 planned (" in (run / "report.md").read_text()
     row = list_runs(run.parent).set_index("run").loc[run.name]
     assert (row["metric"], row["best"], row["best_epoch"]) == ("log_loss", 0.5, 2)

@@ -93,6 +93,8 @@ def describe_run(run: Run) -> dict:
         row.update(best=_rounded(averaged[1], 4), best_epoch=None)
         problems.append(f"best.pt averages epochs {', '.join(map(str, averaged[0]))}")
     status = run_status(run, summary.epochs if summary else 0, row["epochs_planned"])
+    if config is not None and config.split.get("val_leak"):  # said, but no problem of its files
+        problems.append(f"its val scores may flatter it: {config.split['val_leak']}")
     problems = list(dict.fromkeys(problems))  # one damaged file can fail several reads
     row["status"] = status if not problems or status == "running" else f"{status}: {'; '.join(problems)}"
     return row

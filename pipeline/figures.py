@@ -261,6 +261,7 @@ def report_markdown(run: Run, config: RunConfig, metrics: pd.DataFrame, per_clas
                   f"val loss {summary.val_loss:.4f})",
                   f"- val split: {split.get('val_images', '?')} images (seed {options['seed']}), "
                   f"train: {split.get('train_images', '?')}"]
+        lines += [f"- **its val scores may flatter it: {split['val_leak']}**"] if split.get("val_leak") else []
     else:
         lines += [f"- trained on all {split.get('train_images', '?')} labeled images (--full, no validation)"]
     wall = summary.wall_s if summary.wall_s is not None else nan

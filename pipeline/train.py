@@ -324,10 +324,11 @@ def optimizer_and_schedule(config: TrainConfig, model: nn.Module, device: torch.
 
 
 def _run_config(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray, np.ndarray], dataset_root: Path,
-                runtime: Runtime, saved: RunConfig | None, teaching: Teaching | None = None) -> RunConfig:
+                runtime: Runtime, saved: RunConfig | None, teaching: Teaching | None = None,
+                val_leak: str | None = None) -> RunConfig:
     """What the run records about itself; normalisation comes from the training split (kept from the first
     epoch when resuming: `saved` is the config of the checkpoint it continues); with a teacher, how many test images
-    joined and a digest of the targets it taught."""
+    joined and a digest of the targets it taught; `val_leak`: what its --pretrained start saw of the val images."""
     train_idx, val_idx = split
     if saved is not None and saved.classes != data.classes:
         raise PipelineError(f"{config.name}: {class_difference(saved.classes, data.classes, dataset_root)}; resume it "
@@ -342,12 +343,15 @@ def _run_config(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray,
     if saved is not None and saved.split.get("taught") != taught_split.get("taught"):
         raise PipelineError(f"{config.name}: its teacher's targets are not those it started with (the teacher retrained "
                             "or predicted again since); start a new run")
+    leak_split = {key: value for key, value in {"val_leak": saved.split.get("val_leak") if saved else val_leak}.items()
+                  if value}
     mean, std = (saved.mean, saved.std) if saved else channel_stats(data.images[train_idx])
     return RunConfig(
         options=config, classes=data.classes, mean=list(mean), std=list(std), channels=data.images.shape[3],
         image_size=list(data.images.shape[1:3]), skipped=len(data.skipped),
         split={"seed": config.seed, "val_fraction": 0.0 if config.full else config.val_fraction,
-               "train_images": len(train_idx), "val_images": len(val_idx), **taught_split}, labeled_ids=data.labeled_ids,
+               "train_images": len(train_idx), "val_images": len(val_idx), **taught_split, **leak_split},
+        labeled_ids=data.labeled_ids,
         started_from=saved.started_from if saved else lineage(config.pretrained),
         precision=runtime.precision, dataset=str(dataset_root), device=runtime.describe(), versions=versions(),
         created=saved.created if saved else datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -463,7 +467,7 @@ def setup(config: TrainConfig, run: Run, dataset_root: Path, runtime: Runtime, c
     if leak:
         console.print(f"[yellow]note[/yellow]: {leak}, so this run's val scores may flatter it; start from weights "
                       "that never saw them (a run of this --seed and --val-fraction), or judge it on held-out images")
-    run_config = _run_config(config, data, (train_idx, val_idx), dataset_root, runtime, saved, teaching)
+    run_config = _run_config(config, data, (train_idx, val_idx), dataset_root, runtime, saved, teaching, leak)
     mean, std = tuple(run_config.mean), tuple(run_config.std)
     own_val = val_idx[where.rank::where.world]  # each rank scores its share; the metrics are reduced over all
     first_images = data.images[train_idx[:DATA_INIT_IMAGES]] if checkpoint is None else None

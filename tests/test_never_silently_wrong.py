@@ -1520,6 +1520,11 @@ def test_fifteenth_hostile_pass_inputs(trained, tmp_path):
                           run_split(training_arrays(relabeled).targets, 0.2, 42, False)[1])
     said = console.export_text()
     assert len(seen) and f"trained on {len(seen)} of the 80 val images" in said, said
+    from pipeline.experiments import list_runs
+    status = list_runs(tmp_path / "w").set_index("run").loc["pt", "status"]  # later, in the runs table and report
+    assert status == f"finished: its val scores may flatter it: --pretrained {weights / 'exp' / 'best.pt'} trained " \
+        f"on {len(seen)} of the 80 val images", status
+    assert "its val scores may flatter it: --pretrained" in (tmp_path / "w" / "pt" / "report.md").read_text()
     assert "--milestones 5 at or beyond --epochs 1: the learning rate never steps down there" in said
     with pytest.raises(PipelineError, match=r"--model timm:vit_tiny_patch16_224 cannot take 32×32 inputs .*--img-size"):
         train(TrainConfig(epochs=1, **QUICK, model="timm:vit_tiny_patch16_224", name="vit"), dataset, weights,

@@ -125,10 +125,10 @@ def check_source(path: Path, meta: dict, expected: Path | None) -> None:
 
 
 def load_probabilities(path: Path, ids: list[str], images_key: str, image_size: int | None,
-                       expected: Path | None = None) -> tuple[np.ndarray, dict]:
-    """A saved `.probs.npy` and its metadata, checked against the current test ids and image files
-    (`images_key`: their fingerprint; `image_size`: the size they decode to now) and against the checkpoint that
-    predicted it (`check_source`)."""
+                       expected: Path | None = None, dataset_root: Path | None = None) -> tuple[np.ndarray, dict]:
+    """A saved `.probs.npy` and its metadata, checked against the classes of `dataset_root`'s training labels (when
+    given and read), the current test ids and image files (`images_key`: their fingerprint; `image_size`: the size
+    they decode to now) and against the checkpoint that predicted it (`check_source`)."""
     meta_path = path.with_suffix(".json")
     if not path.is_file() or not meta_path.is_file():
         raise PipelineError(f"{path}: no such probability file (or its .json); run `pipeline predict` first")
@@ -147,6 +147,11 @@ def load_probabilities(path: Path, ids: list[str], images_key: str, image_size: 
     if keyed and meta.get("array_key") != array_key(saved, meta):  # files from before the key: as they are
         raise PipelineError(f"{path}: not the array {meta_path.name} describes, or {meta_path.name} was edited since "
                             "(either was replaced or changed after it was saved); predict again")
+    known = dataset_classes(dataset_root) if dataset_root is not None else None
+    if known is not None and not set(meta["classes"]) <= set(known):  # another competition's: said before its ids
+        raise PipelineError(f"{path}: {class_difference(meta['classes'], known, dataset_root)}; predict again with a "
+                            f"model trained on this dataset, or fix {DESCRIPTION} if it names the wrong labels "
+                            "(labels_csv, label_columns)")
     probabilities = saved.astype(np.float32)
     if probabilities.shape != (len(ids), len(meta["classes"])) and meta.get("ids") == ids_key(ids):
         raise PipelineError(f"{path}: holds an array of shape {probabilities.shape}, not one row per test image "
@@ -385,7 +390,7 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
             + " (equal weights: " + ", ".join(f"{fitted.equal[name]:.4f}" for name in shown) + ")")
     paths = [p for group in groups for p in group]
     images_key, image_size = test_images_key(dataset_root, ids), read_competition(dataset_root).image_size
-    loaded = {p: load_probabilities(p, ids, images_key, image_size, expected)
+    loaded = {p: load_probabilities(p, ids, images_key, image_size, expected, dataset_root)
               for group in groups for p, expected in group.items()}
     check_distinct_predictions(paths, loaded)
     for member, group in zip(members, groups):  # a CV's folds predicted alike (not some again after an interruption)
@@ -397,11 +402,6 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
     for path, (_, meta) in loaded.items():
         if meta["classes"] != classes:
             raise PipelineError(f"{path}: its classes differ from {paths[0]}'s")
-    known = dataset_classes(dataset_root)
-    if known is not None and not set(classes) <= set(known):
-        raise PipelineError(f"{paths[0]}: {class_difference(classes, known, dataset_root)}; predict again with a model "
-                            f"trained on this dataset, or fix {DESCRIPTION} if it names the wrong labels (labels_csv, "
-                            "label_columns)")
     average = sum(w * sum(loaded[p][0] for p in group) / len(group) for w, group in zip(weights, groups))
     return finish_submission(average, ids, submission_ids, classes, [p.name for p in paths],
                              [w / len(group) for w, group in zip(weights, groups) for _ in group], dataset_root, out,

@@ -502,6 +502,11 @@ def test_ensemble_and_score_check_before_writing(trained):
     labels.replace({"label": {"kiwi": "lime"}}).to_csv(trained / "dataset" / "trainLabels.csv", index=False)
     with pytest.raises(PipelineError, match="only the model has kiwi; only trainLabels.csv has lime"):
         ensemble([Path("exp")])
+    sample = (trained / "dataset" / "sampleSubmission.csv").read_text()
+    (trained / "dataset" / "sampleSubmission.csv").write_text(sample.rsplit("\n", 2)[0] + "\n")  # a refetch: other
+    with pytest.raises(PipelineError, match="only the model has kiwi; only trainLabels.csv has lime"):  # ids too
+        ensemble([Path("exp")])  # before, "made for other test ids", as if predicting again would do
+    (trained / "dataset" / "sampleSubmission.csv").write_text(sample)
     labels.to_csv(trained / "dataset" / "trainLabels.csv", index=False)
     meta = trained / "submissions" / "exp.probs.json"
     meta.write_text('{"ids": ')

@@ -262,7 +262,8 @@ def strict_csv(path: Path, whole_rows: bool = False, **options) -> pd.DataFrame:
     except OSError as e:
         raise PipelineError(f"{path}: cannot read it ({e.strerror or e})") from None
     except pd.errors.ParserWarning:
-        raise PipelineError(f"{path}: a row has more fields than the header; fix the file") from None
+        raise PipelineError(f"{path}: a row has more fields than the header; "
+                            f"{_separator_hint(path) or 'fix the file'}") from None
     except UnicodeDecodeError:
         raise PipelineError(f"{path}: not UTF-8 text ({_first_non_utf8(path)}: saved in another encoding, such as "
                             "Latin-1 or Windows-1252?); save it as a UTF-8 CSV") from None
@@ -270,9 +271,20 @@ def strict_csv(path: Path, whole_rows: bool = False, **options) -> pd.DataFrame:
         widths = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
         if widths:
             expected, line, saw = widths.groups()
-            raise PipelineError(f"{path}: line {line} has {saw} fields where the header has {expected}; fix that row "
-                                "(a value holding a comma needs quotes)") from None
+            raise PipelineError(f"{path}: line {line} has {saw} fields where the header has {expected}; "
+                                f"{_separator_hint(path) or 'fix that row (a value holding a comma needs quotes)'}") \
+                from None
         raise PipelineError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
+
+
+def _separator_hint(path: Path) -> str | None:
+    """Advice for a CSV whose header has no comma but semicolons, tabs or bars (a spreadsheet's export in another
+    locale, where a value's comma then splits a row); None otherwise."""
+    with open(path, encoding="utf-8-sig", errors="replace") as file:
+        header = file.readline()
+    separator = next((name for mark, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")) if mark in header),
+                     None)
+    return f"its fields are separated by {separator}: save it with commas" if separator and "," not in header else None
 
 
 def _first_non_utf8(path: Path) -> str:

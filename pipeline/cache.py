@@ -106,27 +106,30 @@ def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
 
 
 def _decode_chunk(folder: str, ids: list[str], start: int, out_path: str, size: tuple[int, int],
-                  suffix: str, fit: int | None, convert: bool) -> tuple[dict[str, str], list[str]]:
-    """Decode `ids` into rows start… of the memory map; returns {id: problem} for the images not used, and the ids
-    of those `convert`ed from the other colour mode (else refused): `_decode_one`."""
+                  suffix: str, fit: int | None, convert: bool) -> tuple[dict[str, str], list[str], list[str]]:
+    """Decode `ids` into rows start… of the memory map; returns {id: problem} for the images not used, the ids
+    of those `convert`ed from the other colour mode (else refused), and those of several frames: `_decode_one`."""
     out = np.load(out_path, mmap_mode="r+")
-    problems, converted = {}, []
+    problems, converted, first_frames = {}, [], []
     with quiet_pillow():
         for offset, image_id in enumerate(ids):
-            pixels, problem, odd = _decode_one(Path(folder) / f"{image_id}{suffix}", out.shape[1:], fit, convert)
+            path = Path(folder) / f"{image_id}{suffix}"
+            pixels, problem, odd, frames = _decode_one(path, out.shape[1:], fit, convert)
             if problem:
                 problems[image_id] = problem
             else:
                 out[start + offset] = pixels
                 converted += [image_id] if odd else []
+                first_frames += [image_id] if frames > 1 else []
     out.flush()
-    return problems, converted
+    return problems, converted, first_frames
 
 
 def _decode_one(path: Path, shape: tuple[int, int, int], fit: int | None,
-                convert: bool) -> tuple[np.ndarray | None, str | None, bool]:
-    """One image as a row of a set of `shape` (H, W, C): its pixels, or why it is not used; and whether it was converted
-    from the other colour mode. Its size and mode are read from its header and checked before its pixels are decoded;
+                convert: bool) -> tuple[np.ndarray | None, str | None, bool, int]:
+    """One image as a row of a set of `shape` (H, W, C): its pixels (of its first frame, as every image library reads
+    an animated or multi-page file), or why it is not used; whether it was converted from the other colour mode; and
+    its number of frames. Its size and mode are read from its header and checked before its pixels are decoded;
     with `fit`, it is resized (shorter side to `fit`, then the centre square cropped) instead of its size checked.
     Called under `quiet_pillow` (a huge declared size is refused here)."""
     grey_set = shape[-1] == 1
@@ -135,23 +138,23 @@ def _decode_one(path: Path, shape: tuple[int, int, int], fit: int | None,
             grey, (width, height) = image.mode in GREY_MODES, upright_size(image)
             if wide_colour_png(path):
                 return None, "is a 16-bit colour (or grey + alpha) PNG, which Pillow reads as its high bytes " \
-                             "only (8-bit values stored in 16 bits read as black); save it with 8 bits", False
+                             "only (8-bit values stored in 16 bits read as black); save it with 8 bits", False, 1
             if grey != grey_set and not convert:
                 return None, (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
-                              f"{'greyscale' if grey_set else 'colour'} set"), False
+                              f"{'greyscale' if grey_set else 'colour'} set"), False, 1
             if not fit and (height, width) != shape[:2]:
-                return None, f"is {width}×{height}, not {shape[1]}×{shape[0]}{OTHER_SIZE}", False
+                return None, f"is {width}×{height}, not {shape[1]}×{shape[0]}{OTHER_SIZE}", False, 1
             pixels = eight_bit(upright(image), grey_set)
             if fit:
                 pixels = np.asarray(ImageOps.fit(Image.fromarray(pixels), (fit, fit), Image.Resampling.BILINEAR))
-            return pixels.reshape(shape), None, grey != grey_set
+            return pixels.reshape(shape), None, grey != grey_set, getattr(image, "n_frames", 1)
     except Image.DecompressionBombError:
-        return None, "declares too many pixels to decode safely (a decompression bomb?)", False
+        return None, "declares too many pixels to decode safely (a decompression bomb?)", False, 1
     except PixelRange as e:
-        return None, str(e), False
+        return None, str(e), False, 1
     except READ_ERRORS as e:
         reason = str(e).replace(f"'{path}'", "").replace(str(path), "").strip().rstrip(":") or type(e).__name__
-        return None, f"not a readable image ({reason})", False
+        return None, f"not a readable image ({reason})", False, 1
 
 
 SPOT_CHECKS = 16  # images decoded again, at random, each time a cache is read: a cache must hold their pixels
@@ -164,7 +167,7 @@ def matches_images(images: np.ndarray, folder: Path, ids: list[str], bad: dict, 
     usable = [k for k, image_id in enumerate(ids) if image_id not in bad]
     with quiet_pillow():
         for k in np.random.default_rng().choice(usable, min(SPOT_CHECKS, len(usable)), replace=False):
-            pixels, problem, _ = _decode_one(folder / f"{ids[k]}{suffix}", images.shape[1:], fit, convert)
+            pixels, problem, _, _ = _decode_one(folder / f"{ids[k]}{suffix}", images.shape[1:], fit, convert)
             if problem or not np.array_equal(pixels, images[k]):
                 return False
     return True
@@ -197,6 +200,13 @@ class DecodedImages:
     bad: dict[str, str]  # id -> why its image is not used
     key: str = ""  # the fingerprint of the files it was decoded from
     converted: tuple[str, ...] = ()  # ids of images converted from the other colour mode (`convert`)
+    first_frames: tuple[str, ...] = ()  # ids of animated or multi-page images, of which the first frame is used
+
+    def say_first_frames(self, folder: Path, suffix: str, console: Console | None) -> None:
+        if self.first_frames:
+            (console or Console()).print(f"note: {folder}: {len(self.first_frames)} image(s) hold several frames "
+                                         "(animated or multi-page); the first frame of each is used: "
+                                         f"{shown_names(self.first_frames, suffix)}")
 
     def whole(self, folder: Path, suffix: str = ".png") -> np.ndarray:
         """The images of a set that must be complete: any unusable image is an error listing them."""
@@ -224,12 +234,13 @@ def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Conso
         try:
             meta = json.loads(meta_file.read_text())
             if meta.get("key") == key and meta.get("seal") != metadata_seal(key, meta.get("bad"), meta.get("converted"),
-                                                                    cache_file):
+                                                                    cache_file, meta.get("first_frames")):
                 console.print(f"{meta_file}: edited or replaced since it was written; decoding the images again")
             elif meta.get("key") == key:
                 images = np.load(cache_file, mmap_mode="r")
                 if images.shape[0] == len(ids) and matches_images(images, folder, ids, meta["bad"], suffix, fit, convert):
-                    return DecodedImages(images, meta["bad"], key, tuple(meta.get("converted", ())))
+                    return DecodedImages(images, meta["bad"], key, tuple(meta.get("converted", ())),
+                                         tuple(meta.get("first_frames", ())))
                 console.print(f"{cache_file}: not the images of {folder.name}/ (written by hand?); decoding them again")
         except (ValueError, TypeError, AttributeError):
             pass  # unreadable metadata or array: rebuild
@@ -237,6 +248,7 @@ def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Conso
     workers = workers or os.cpu_count() or 1
     bad: dict[str, str] = {}
     converted: list[str] = []
+    first_frames: list[str] = []
     check_replaceable(meta_file)
     meta_file.unlink(missing_ok=True)
     with atomic_path(cache_file) as tmp:
@@ -246,32 +258,35 @@ def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Conso
         with progress_bar(console, f"decoding {folder.name}/", len(ids)) as advance:
             if len(chunks) == 1 or workers == 1:
                 for chunk in chunks:
-                    problems, odd = _decode_chunk(*chunk)
-                    bad, converted = bad | problems, converted + odd
+                    problems, odd, frames = _decode_chunk(*chunk)
+                    bad, converted, first_frames = bad | problems, converted + odd, first_frames + frames
                     advance(len(chunk[1]))
             else:
                 with ProcessPoolExecutor(min(workers, len(chunks))) as pool:
                     futures = {pool.submit(_decode_chunk, *chunk): len(chunk[1]) for chunk in chunks}
                     for future in as_completed(futures):
-                        problems, odd = future.result()
-                        bad, converted = bad | problems, converted + odd
+                        problems, odd, frames = future.result()
+                        bad, converted, first_frames = bad | problems, converted + odd, first_frames + frames
                         advance(futures[future])
     bad = {image_id: bad[image_id] for image_id in ids if image_id in bad}  # in id order
-    converted = sorted(converted, key=id_sort_key)
+    converted, first_frames = sorted(converted, key=id_sort_key), sorted(first_frames, key=id_sort_key)
     write_text_atomic(meta_file, json.dumps({"key": key, "images": len(ids), "height": height, "width": width,
                                              "channels": channels, "bad": bad, "converted": converted,
-                                             "seal": metadata_seal(key, bad, converted, cache_file)}) + "\n")
+                                             "first_frames": first_frames,
+                                             "seal": metadata_seal(key, bad, converted, cache_file, first_frames)})
+                      + "\n")
     console.print(f"decoded {len(ids)} images of {folder.name}/ into {cache_file}"
                   + (f" ({len(bad)} unusable)" if bad else ""))
-    return DecodedImages(np.load(cache_file, mmap_mode="r"), bad, key, tuple(converted))
+    return DecodedImages(np.load(cache_file, mmap_mode="r"), bad, key, tuple(converted), tuple(first_frames))
 
 
-def metadata_seal(key: str, bad: object, converted: object, cache_file: Path) -> str:
-    """What the metadata says of the decoded file (its images' fingerprint, the unusable and converted images) bound
-    to that file's size, modification and change times: metadata edited since, or a cache replaced or rewritten
-    since (no tool can set the change time), is decoded again, never trusted."""
+def metadata_seal(key: str, bad: object, converted: object, cache_file: Path, first_frames: object = None) -> str:
+    """What the metadata says of the decoded file (its images' fingerprint, the unusable, converted and several-frame
+    images) bound to that file's size, modification and change times: metadata edited since, or a cache replaced or
+    rewritten since (no tool can set the change time), is decoded again, never trusted."""
     info = cache_file.stat()
     stamp = [key, bad, converted, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+    stamp += [first_frames] if first_frames else []  # a cache without such images: sealed as before they were kept
     return hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()
 
 
@@ -283,8 +298,10 @@ def cached_train_images(root: Path, data: LabeledImages, console: Console | None
                         cache_dir: Path | None = None) -> DecodedImages:
     """`data`'s images as uint8 (N, H, W, C) and the unusable ones, decoded once into `cache_dir`
     (default: `cache_folder`)."""
-    return decode_images(data.image_dir, data.ids, (cache_dir or cache_folder(root)) / "train.npy", console,
-                         suffix=data.image_suffix, fit=data.image_size)
+    decoded = decode_images(data.image_dir, data.ids, (cache_dir or cache_folder(root)) / "train.npy", console,
+                            suffix=data.image_suffix, fit=data.image_size)
+    decoded.say_first_frames(data.image_dir, data.image_suffix, console)
+    return decoded
 
 
 def test_images_key(root: Path, test_ids: list[str]) -> str:
@@ -309,4 +326,5 @@ def cached_test_images(root: Path, test_ids: list[str], console: Console | None 
         mode = "greyscale" if decoded.images.shape[-1] == 1 else "colour"
         (console or Console()).print(f"{folder}: {len(decoded.converted)} image(s) not {mode} like the set, converted "
                                      f"to {mode} to be predicted: {shown_names(decoded.converted, described.image_suffix)}")
+    decoded.say_first_frames(folder, described.image_suffix, console)
     return ids, decoded.whole(folder, described.image_suffix), decoded.key

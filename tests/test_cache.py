@@ -142,3 +142,33 @@ def test_float_images_with_nan_or_infinite_pixels_and_16_bit_grey_alpha_pngs_are
                                    + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
     decoded = decode_images(folder, ["3"], tmp_path / "grey.npy")
     assert "is a 16-bit colour (or grey + alpha) PNG" in decoded.bad["3"]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".webp", ".tif"])
+def test_an_animated_or_multi_page_image_is_its_first_frame_and_said(competition, tmp_path, suffix):
+    """An animated PNG or WebP, or a multi-page TIFF, is decoded as its first frame (every library's reading), and the
+    stages that read the cache say which images those are, from a fresh decode and from the cache alike."""
+    from rich.console import Console
+
+    from pipeline.cache import cached_train_images
+    from pipeline.layout import load_train_set
+
+    root = tmp_path / "dataset"
+    shutil.copytree(competition, root)
+    first = np.asarray(Image.open(root / "train" / "7.png").convert("RGB"))
+    frames = [Image.fromarray(first), Image.fromarray(255 - first)]
+    (root / "train" / "7.png").unlink()
+    frames[0].save(root / "train" / f"7{suffix}", save_all=True, append_images=frames[1:], lossless=True)
+    for path in [*(root / "train").glob("*.png"), *(root / "test").glob("*.png")] if suffix != ".png" else []:
+        Image.open(path).save(path.with_suffix(suffix), lossless=True)
+        path.unlink()
+    (root / "competition.json").write_text(f'{{"image_suffix": "{suffix}"}}')
+    data = load_train_set(root)
+    for _ in range(2):  # decoded, then read from the cache
+        console = Console(record=True, width=300)
+        decoded = cached_train_images(root, data, console)
+        row = decoded.images[data.ids.index("7")]
+        assert decoded.first_frames == ("7",)
+        assert np.array_equal(row, first)
+        assert f"1 image(s) hold several frames (animated or multi-page); the first frame of each is used: " \
+               f"7{suffix}" in console.export_text()

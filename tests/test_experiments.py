@@ -44,7 +44,7 @@ def test_run_killed_before_logging_an_epoch_is_just_crashed(project):
     fabricate_run(weights, "unlogged", metrics=False, status="finished")
     rows = list_runs(weights).set_index("run")
     assert rows.loc["killed", "status"] == "crashed" and pd.isna(rows.loc["killed", "epochs"])
-    assert rows.loc["unlogged", "status"] == "finished: no metrics"
+    assert rows.loc["unlogged", "status"] == "finished: metrics.csv: no metrics"
 
 
 def test_no_runs_yet(project):

@@ -752,7 +752,7 @@ def test_second_hostile_pass_inputs(trained):
     metrics.unlink()  # a hard link to the session's run: replaced, not written through
     metrics.write_text("\n".join([lines[0], lines[1] + ",99", *lines[2:]]) + "\n")
     listed = runner.invoke(app, ["runs"])
-    assert listed.exit_code == 0 and "finished: not a metrics CSV" in " ".join(listed.output.split())
+    assert listed.exit_code == 0 and "finished: metrics.csv: not a metrics CSV" in " ".join(listed.output.split())
     reported = runner.invoke(app, ["report", "exp"])
     assert reported.exit_code == 1 and "a row has more fields than the header; fix the file" in reported.output
     labels = (dataset / "trainLabels.csv").read_text().splitlines()

@@ -369,8 +369,12 @@ def print_submission(result) -> None:
         table.add_row(label, str(count))
     console.print(table)
     console.print(f"averaged: {', '.join(result.members)}")
-    if result.score is not None:
-        console.print(f"{METRIC_LABELS[result.metric]} on the scored ids: {result.score:.4f}")
+    if result.scored is not None:
+        scored = result.scored
+        parts = [f"{name} {score:.4f} on {rows}" for name, (score, rows) in scored.leaderboards.items()]
+        parts += [f"{scored.ignored} Ignored row(s) left out"] if scored.ignored else []
+        console.print(f"{METRIC_LABELS[result.metric]} on the scored ids: {scored.score:.4f}"
+                      + (f" ({scored.count} ids; {'; '.join(parts)})" if parts else ""))
 
 
 @app.command()

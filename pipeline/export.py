@@ -22,7 +22,7 @@ from pipeline.errors import PipelineError
 from pipeline.infer import default_batch_size, infer, load_model
 from pipeline.layout import check_test, dataset_classes
 from pipeline.predict import check_fits
-from pipeline.run import ModelInputs, Run
+from pipeline.run import ModelInputs, Run, checkpoint_key
 from pipeline.runtime import Runtime
 from pipeline.workspace import atomic_path, dataset_dir
 
@@ -94,7 +94,7 @@ def export_run(run_dir: Path, fmt: str = "onnx", dataset_root: Path | None = Non
                        "this model cannot be exported to ONNX")
     for key, value in {"classes": config.classes, "mean": config.mean, "std": config.std,
                        "input": "uint8 (N, H, W, C)", "image_size": config.image_size,
-                       "checkpoint": str(checkpoint)}.items():
+                       "checkpoint": str(checkpoint), "checkpoint_key": checkpoint_key(checkpoint)}.items():
         graph.metadata_props.add(key=key, value=json.dumps(value))
     exported = _onnx_probabilities(graph.SerializeToString(), check)
     expected = np.exp(infer(model, check, config.inputs, "none", Runtime(), default_batch_size(torch.device("cpu"))))

@@ -33,7 +33,7 @@ from pipeline.run import (CrossValidation, Run, RunConfig, checkpoint_key, check
 from pipeline.runtime import Runtime, resolve_runtime
 from pipeline.metrics import METRIC_LABELS
 from pipeline.precision import MIN_AGREEMENT
-from pipeline.submission import (check_solution, class_histogram, score_submission, scoring_metric, submission_values,
+from pipeline.submission import (Scored, check_solution, class_histogram, score_submission, scoring_metric, submission_values,
                                  write_submission)
 from pipeline.workspace import atomic_path, check_replaceable, dataset_dir, submissions_dir, weights_dir, write_text_atomic
 
@@ -45,6 +45,7 @@ class PredictResult:
     histogram: list[tuple[str, int]]
     score: float | None  # `metric` on --score's solution ids, when given
     metric: str = "accuracy"
+    scored: Scored | None = None  # --score's whole result: rows, Kaggle's Public and Private parts, Ignored rows
 
 
 def find_checkpoint(run: Path | None = None, checkpoint: Path | None = None, weights_root: Path | None = None,
@@ -194,8 +195,8 @@ def finish_submission(probabilities: np.ndarray, ids: list[str], submission_ids:
         "view_weights": list(view_weights(tta)) if tta else None,
         "histogram": dict(histogram), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, indent=2) + "\n")
-    scored = score_submission(out, score, dataset_root, metric)[1] if score is not None else None
-    return PredictResult(out, members, len(labels), histogram, scored, metric)
+    scored = score_submission(out, score, dataset_root, metric) if score is not None else None
+    return PredictResult(out, members, len(labels), histogram, scored.score if scored else None, metric, scored)
 
 
 def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = None, tta: str = "flip",

@@ -202,7 +202,7 @@ class Run:
         self.error_cams = self.path / "error_cams.png"
         self.report_files = (self.curves, self.confusion, self.per_class, self.confused_pairs, self.top_losses,
                              self.report)
-        self.onnx = self.path / "model.onnx"  # `pipeline export`'s (export.py)
+        self.onnx = self.path / "model.onnx"  # `pipeline export`'s (export.py), of best.pt: deleted when that changes
         self.top = self.path / "top"
         # read and written only through the methods below
         self._config, self._metrics = self.path / CONFIG, self.path / "metrics.csv"
@@ -962,6 +962,7 @@ class CheckpointSaver:
                 self.run.top.mkdir(exist_ok=True)
             if self.best_epoch == epoch:
                 copies.append(self.run.best)
+                self.run.onnx.unlink(missing_ok=True)  # `pipeline export`'s file of the best.pt replaced now
             # serialized once: best and top/ are hard links to it; last goes last, as it lists the top it needs,
             # and those that left go after it
             save_checkpoint(self.run.last, state, copies)
@@ -975,4 +976,5 @@ class CheckpointSaver:
 
     def replace_best(self, state: dict) -> None:
         """best.pt becomes `state` (--average-top: the best epoch's checkpoint with averaged weights)."""
+        self.run.onnx.unlink(missing_ok=True)
         save_checkpoint(self.run.best, state)

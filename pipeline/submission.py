@@ -2,8 +2,10 @@
 atomically, validated, and scored locally by the described metric."""
 from __future__ import annotations
 
+import contextlib
 import csv
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -96,9 +98,22 @@ def scoring_metric(root: Path, metric: str | None) -> str:
     return metric
 
 
-def score_submission(path: Path, solution_csv: Path, root: Path, metric: str | None = None) -> tuple[str, float, int]:
-    """`metric` (default: the described one) of `path` on the ids of `solution_csv`; returns (metric, score, count).
-    The solution holds the submission's columns (classes, 0/1, or one-hot), or one column of class names."""
+USAGE, LEADERBOARDS = "Usage", ("Public", "Private")  # Kaggle's solution column: each row's leaderboard, or Ignored
+
+
+@dataclass(frozen=True)
+class Scored:
+    metric: str
+    score: float  # on the solution's rows but those its Usage column marks Ignored
+    count: int
+    leaderboards: dict[str, tuple[float, int]] = field(default_factory=dict)  # Public / Private: (score, rows)
+    ignored: int = 0  # rows marked Ignored, left out
+
+
+def score_submission(path: Path, solution_csv: Path, root: Path, metric: str | None = None) -> Scored:
+    """`metric` (default: the described one) of `path` on the ids of `solution_csv` (a Kaggle solution's Ignored rows
+    left out, its Public and Private rows also scored apart). The solution holds the submission's columns (classes,
+    0/1, or one-hot), or one column of class names."""
     c = read_competition(root)
     metric = scoring_metric(root, metric)
     submission = read_id_csv(path, (c.submission_id, *c.submission_columns)).set_index(c.submission_id)
@@ -106,20 +121,47 @@ def score_submission(path: Path, solution_csv: Path, root: Path, metric: str | N
     missing = solution.index.difference(submission.index)
     if len(missing):
         raise PipelineError(f"{path}: lacks {len(missing)} id(s) of {solution_csv}, e.g. {', '.join(missing[:5])}")
-    submitted = submission.loc[solution.index]
+    usage = solution_usage(solution, solution_csv)
+    solution = solution.drop(columns=USAGE, errors="ignore")
+    targets, probabilities = _scored_rows(c, root, solution, submission.loc[solution.index], solution_csv)
+    scored = (usage != "Ignored").to_numpy() if usage is not None else np.ones(len(solution), bool)
+    leaderboards = {}
+    for name in LEADERBOARDS if usage is not None else ():
+        rows = (usage == name).to_numpy()
+        with contextlib.suppress(PipelineError):  # a leaderboard of one class, which ROC AUC cannot score
+            leaderboards[name] = (metric_score(metric, targets[rows], probabilities[rows]), int(rows.sum()))
+    return Scored(metric, metric_score(metric, targets[scored], probabilities[scored]), int(scored.sum()),
+                  leaderboards, int((~scored).sum()))
+
+
+def _scored_rows(c: Competition, root: Path, solution: pd.DataFrame, submitted: pd.DataFrame,
+                 solution_csv: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Each solution row's true class index and the submission's probabilities for it (a predicted label: one-hot)."""
     if c.submission_kind == "label":
         column = c.submission_columns[0]
-        truth = read_id_csv(solution_csv, (c.submission_id, column)).set_index(c.submission_id)[column]
-        truth = solution_labels(truth, known_labels(root, truth), solution_csv)
-        names = sorted(set(truth) | set(submitted[column]))  # a predicted label: a one-hot row
+        truth = solution_labels(solution[column], known_labels(root, solution[column]), solution_csv)
+        names = sorted(set(truth) | set(submitted[column]))
         predicted = np.eye(len(names))[submitted[column].map(names.index).to_numpy()]
-        return metric, metric_score(metric, truth.map(names.index).to_numpy(), predicted), len(solution)
-    classes = _submitted_classes(c)
+        return truth.map(names.index).to_numpy(), predicted
     values = submitted[list(c.submission_columns)].astype(float).to_numpy()
     probabilities = np.column_stack([1 - values[:, 0], values[:, 0]]) if c.submission_kind == "probability" \
         else values / values.sum(1, keepdims=True)
-    targets = _solution_targets(solution, c, classes, solution_csv)
-    return metric, metric_score(metric, targets, probabilities), len(solution)
+    return _solution_targets(solution, c, _submitted_classes(c), solution_csv), probabilities
+
+
+def solution_usage(solution: pd.DataFrame, path: Path) -> pd.Series | None:
+    """A Kaggle solution's Usage column (Public, Private or Ignored per row); None when it has none."""
+    if USAGE not in solution.columns:
+        return None
+    usage = solution[USAGE].map(plain_text)
+    odd = sorted(set(usage) - {*LEADERBOARDS, "Ignored"})
+    if odd:
+        raise PipelineError(f"{path}: its {USAGE} column holds {listed(odd[:5])}; a Kaggle solution marks each row "
+                            "Public, Private or Ignored: fix those rows")
+    if (usage == "Ignored").all():
+        raise PipelineError(f"{path}: its {USAGE} column marks every row Ignored, so no row is scored; score with the "
+                            "solution's Public or Private rows")
+    return usage
 
 
 def check_solution(solution_csv: Path, root: Path, metric: str) -> list[str]:
@@ -132,17 +174,19 @@ def check_solution(solution_csv: Path, root: Path, metric: str) -> list[str]:
         raise PipelineError(f"{solution_csv}: its header names {listed(header, 6)}, not the sample submission's "
                             f"{listed(wanted)}; rename its columns as the sample names them")
     solution = read_id_csv(solution_csv, (c.submission_id,)).set_index(c.submission_id)
+    usage = solution_usage(solution, solution_csv)
+    if usage is not None:  # the rows scored
+        solution = solution.drop(columns=USAGE)[(usage != "Ignored").to_numpy()]
     if c.submission_kind == "label":
         column = c.submission_columns[0]
-        truth = read_id_csv(solution_csv, (c.submission_id, column)).set_index(c.submission_id)[column]
-        present = set(solution_labels(truth, known_labels(root, truth), solution_csv))
+        present = set(solution_labels(solution[column], known_labels(root, solution[column]), solution_csv))
     else:
         classes = _submitted_classes(c)
         present = {classes[k] for k in _solution_targets(solution, c, classes, solution_csv)}
     if metric in ("roc_auc", "mean_roc_auc") and len(present) == 1:
         raise PipelineError(f"{solution_csv}: every row is of class {listed(sorted(present))}, and {METRIC_LABELS[metric]} "
                             "needs two classes to rank; score with a solution of two classes or more, or pass --metric accuracy")
-    return solution.index.tolist()
+    return read_id_csv(solution_csv, (c.submission_id,))[c.submission_id].tolist()
 
 
 def known_labels(root: Path, truth: pd.Series) -> list[str]:

@@ -212,7 +212,11 @@ def resume(run_dir: Path, overrides: dict | None = None, dataset_root: Path | No
     if spanning and config.epochs != saved.options.epochs:
         raise PipelineError(f"--epochs cannot change when resuming a {spanning} run: its schedule spans the epochs")
     runtime = resolve_runtime(config.device, config.precision, config.threads)
-    return fit(setup(config, run, dataset_root or dataset_dir(), runtime, console or Console(), (checkpoint, saved)))
+    console = console or Console()
+    if run.onnx.is_file():
+        console.print(f"note: {run.onnx} was exported from best.pt as it is; it is deleted when a better epoch "
+                      f"replaces best.pt (then `pipeline export {run.path}` again)")
+    return fit(setup(config, run, dataset_root or dataset_dir(), runtime, console, (checkpoint, saved)))
 
 
 def _comparable(value: object) -> object:

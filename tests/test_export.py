@@ -62,3 +62,26 @@ def test_an_export_that_disagrees_with_the_torch_model_is_not_kept(trained, monk
     with pytest.raises(PipelineError, match="differs from the torch model by up to .* not written"):
         export_run(trained / "weights" / "exp")
     assert not (trained / "weights" / "exp" / "model.onnx").exists()
+
+
+def test_a_resume_that_replaces_best_pt_deletes_the_export_of_the_old_one(fetched, monkeypatch):
+    """model.onnx is of best.pt as it was exported: a resumed epoch that replaces best.pt deletes it (before, the
+    stale file stayed beside the finished run, agreeing with predict on 22% of the test images)."""
+    import dataclasses
+
+    from rich.console import Console
+
+    from pipeline import train as training
+    from pipeline.train import resume
+
+    scores, real = [0.5, 0.4, 0.0, 0.6], training.evaluate  # 0.0: the resumed run scores its earlier best again
+    monkeypatch.setattr(training, "evaluate", lambda ctx: dataclasses.replace(real(ctx), score=scores.pop(0)))
+    run = train(TrainConfig(epochs=1, limit=64, name="grown", **QUICK)).run_dir
+    exported = export_run(run).path
+    key = {p.key: json.loads(p.value) for p in onnx.load(exported).metadata_props}["checkpoint_key"]
+    console = Console(record=True, width=300)
+    resume(run, {"epochs": 2}, console=console)  # epoch 2 no better: best.pt, and its export, stay
+    assert "model.onnx was exported from best.pt as it is; it is deleted when a better epoch" in console.export_text()
+    assert exported.is_file() and key == exporting.checkpoint_key(run / "best.pt")
+    resume(run, {"epochs": 3}, console=Console(quiet=True))  # epoch 3 better: a new best.pt
+    assert not exported.exists() and torch.load(run / "best.pt", weights_only=False)["epoch"] == 3

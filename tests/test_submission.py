@@ -2,7 +2,7 @@ import pytest
 
 from pipeline.competition import Competition, write_competition
 from pipeline.errors import PipelineError
-from pipeline.submission import score_submission, validate_submission, write_submission
+from pipeline.submission import Scored, score_submission, validate_submission, write_submission
 
 
 @pytest.fixture
@@ -39,10 +39,25 @@ def test_invalid_submission_never_replaces_the_previous_one(tmp_path, sample_csv
 def test_score(tmp_path):
     (tmp_path / "s.csv").write_text("id,label\n1,a\n2,b\n3,a\n4,b\n")
     (tmp_path / "solution.csv").write_text("id,label\n2,b\n4,a\n")
-    assert score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path) == ("accuracy", 0.5, 2)
+    assert score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path) == Scored("accuracy", 0.5, 2)
     (tmp_path / "solution.csv").write_text("id,label\n9,a\n")
     with pytest.raises(PipelineError, match="lacks 1 id"):
         score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path)
+
+
+def test_a_kaggle_solution_s_usage_column_leaves_out_ignored_rows_and_scores_each_leaderboard(tmp_path):
+    """Kaggle's solution files mark each row Public, Private or Ignored: Ignored rows are not scored (before, every
+    row was, Usage unread), and each leaderboard is scored apart."""
+    (tmp_path / "s.csv").write_text("id,label\n1,a\n2,b\n3,a\n4,b\n5,a\n6,b\n")
+    (tmp_path / "solution.csv").write_text("id,label,Usage\n1,a,Ignored\n2,b,Ignored\n3,b,Public\n4,b,Public\n"
+                                           "5,b,Private\n6,a,Private\n")
+    scored = score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path)
+    assert scored == Scored("accuracy", 0.25, 4, {"Public": (0.5, 2), "Private": (0.0, 2)}, ignored=2)
+    for usage, message in (("Hidden", r"its Usage column holds Hidden; a Kaggle solution marks each row Public, "
+                                      r"Private or Ignored"), ("Ignored", "marks every row Ignored, so no row is scored")):
+        (tmp_path / "solution.csv").write_text(f"id,label,Usage\n1,a,{usage}\n2,b,Ignored\n")
+        with pytest.raises(PipelineError, match=message):
+            score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path)
 
 
 def test_the_header_is_the_described_sample_submissions(tmp_path):

@@ -83,12 +83,18 @@ def read_labels(root: Path, c: Competition) -> tuple[pd.DataFrame, list[str]]:
         check_label_kind(root, c, frame[c.label_columns[0]])
         check_last_row_whole(root / c.labels_csv, frame[c.id_column], frame[c.label_columns[0]])
         return pd.DataFrame({"id": frame[c.id_column], "label": frame[c.label_columns[0]]}), []
-    marked = frame[list(c.label_columns)].apply(lambda column: column.str.strip()) == "1"
-    count = marked.sum(axis=1).to_numpy()
-    names = np.array(c.label_columns)[marked.to_numpy().argmax(axis=1)]
-    labels = pd.DataFrame({"id": frame[c.id_column], "label": np.where(count == 1, names, "")})
-    problems = [f"{c.labels_csv}: id {image_id} marks {n} classes, not one" for image_id, n in
-                zip(frame[c.id_column][count != 1], count[count != 1])]
+    cells = frame[list(c.label_columns)]
+    values = cells.apply(lambda column: pd.to_numeric(column.str.strip(), errors="coerce")).to_numpy()
+    odd = ~np.isin(values, (0, 1))  # NaN (not a number) too
+    count = (values == 1).sum(axis=1)
+    names = np.array(c.label_columns)[(values == 1).argmax(axis=1)]
+    labels = pd.DataFrame({"id": frame[c.id_column], "label": np.where((count == 1) & ~odd.any(axis=1), names, "")})
+    problems = []
+    for row in np.flatnonzero(odd.any(axis=1) | (count != 1)):
+        column = odd[row].argmax()
+        problems.append(f"{c.labels_csv}: id {frame[c.id_column].iloc[row]} " + (
+            f"holds {cells.iat[row, column]!r} in {c.label_columns[column]}; a one-hot row holds 0 or 1 in each class "
+            "column" if odd[row].any() else f"marks {count[row]} classes, not one"))
     return labels, problems
 
 

@@ -173,6 +173,18 @@ def test_one_hot_rows_marking_no_class_or_several_are_problems(tmp_path):
     frame.to_csv(tmp_path / "train.csv", index=False)
     with pytest.raises(PipelineError, match="id Train_0 marks 2 classes, not one; train.csv: id Train_1 marks 0"):
         check_train(tmp_path)
+    frame = pd.read_csv(tmp_path / "train.csv", dtype=str)
+    frame.loc[0, list(PATHOLOGY)] = ["2", "1", "0", "0"]  # before, the 2 was dropped and the row trained as the 1
+    frame.loc[1, list(PATHOLOGY)] = ["0.9", "0.1", "0", "0"]  # before, "marks 0 classes"
+    frame.loc[2, list(PATHOLOGY)] = ["0", "1.0", "0.0", "0"]  # numbers 1 and 0, written as floats: a mark
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(PipelineError, match=rf"id Train_0 holds '2' in {PATHOLOGY[0]}; a one-hot row holds 0 or 1 in "
+                                            rf"each class column; train.csv: id Train_1 holds '0.9' in {PATHOLOGY[0]}"):
+        check_train(tmp_path)
+    frame.loc[[0, 1], list(PATHOLOGY)] = ["1", "0", "0", "0"]
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    data = check_train(tmp_path)
+    assert dict(zip(data.ids, data.targets.tolist()))["Train_2"] == 1
 
 
 def test_cassava_shape_integer_labels_and_ids_that_are_file_names(tmp_path):

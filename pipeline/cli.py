@@ -28,7 +28,7 @@ NoArgsIsHelpError = getattr(click_exceptions, "NoArgsIsHelpError", ())  # click 
 from pipeline.config import (ENGINES, MODEL, OPTION, OPTION_NAMES, OPTIONS, PREDICT_PRECISIONS, RUN,
                              THREADS_HELP, TTA_CHOICES, VAL_RANKING_OPTIONS, Option, TrainConfig, check_prediction_options,
                              command_line_options, config_from, default_help, file_options, model_label, printed_config)
-from pipeline.errors import PipelineError
+from pipeline.errors import Interrupted, PipelineError
 from pipeline.metrics import METRIC_LABELS, METRICS
 
 class OneLineUsageErrors(TyperGroup):
@@ -120,6 +120,9 @@ def user_errors(command):
     def run(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except Interrupted as e:
+            typer.echo(str(e), err=True)
+            raise typer.Exit(130) from None
         except PipelineError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None

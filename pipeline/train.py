@@ -42,7 +42,7 @@ from pipeline.dataset import (ArrayDataset, TrainArrays, albumentations_policy, 
                               run_split, seed_worker_augmentation, training_arrays)
 from pipeline.distributed import (all_concat, all_objects, all_sum, broadcast, rank_zero_first, same_on_all_ranks,
                                   broadcast_buffers, weights_checksum)
-from pipeline.errors import PipelineError
+from pipeline.errors import Interrupted, PipelineError
 from pipeline.figures import ValPredictions, draw_report
 from pipeline.competition import read_competition
 from pipeline.infer import default_batch_size, explainer, infer, normalised_batch
@@ -733,8 +733,8 @@ def _recorded_status(ctx: TrainContext):
         if main:
             ctx.run.set_status("interrupted")
         if not ctx.run.last.exists():
-            raise PipelineError("interrupted before the first epoch finished; nothing was kept") from None
-        raise PipelineError(
+            raise Interrupted("interrupted before the first epoch finished; nothing was kept") from None
+        raise Interrupted(
             f"interrupted during epoch {ctx.epoch}; continue with `pipeline train --resume {ctx.run.path}`") from None
     except BaseException as e:
         if main:

@@ -134,6 +134,26 @@ def test_interrupt_is_one_line_with_status_130(project, monkeypatch):
     assert result.output.count("\n") == 1
 
 
+def test_ctrl_c_during_training_is_status_130_with_how_to_resume(fetched, monkeypatch):
+    """Before, the line was an error of status 1: a script could not tell an interruption from a failure."""
+    import pipeline.train
+
+    real, calls = pipeline.train.evaluate, []
+
+    def evaluate(ctx):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(ctx)
+
+    monkeypatch.setattr(pipeline.train, "evaluate", evaluate)
+    result = runner.invoke(app, ["train", "--epochs", "3", "--limit", "64", "--batch-size", "32", "--workers", "0",
+                                 "--device", "cpu", "--name", "cut"])
+    assert result.exit_code == 130, result.output
+    assert "interrupted during epoch 2; continue with `pipeline train --resume" in " ".join(result.output.split())
+    assert json.loads((fetched / "weights" / "cut" / "status.json").read_text())["state"] == "interrupted"
+
+
 def test_real_ctrl_c_during_fetch_leaves_nothing(tmp_path):
     import signal
     import time

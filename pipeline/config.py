@@ -255,7 +255,8 @@ OPTIONS = (
     Option("teacher", str, None, TEACH, "Runs or CVs (comma-separated) to distil: the loss also follows their softened "
            "probabilities of the training (and pseudo-labeled) images.", "SOURCE", optional=True, lr_find=False),
     Option("distill_alpha", float, 0.5, TEACH, "The teacher's share of the loss (1 − α: the labels').", "A",
-           check=in_range(0, 1, high_ok=True), lr_find=False),
+           check=lambda option, value: check_range(option, value, 0, 1, low_ok=False, high_ok=True, hint=(
+               "; at 0 the teacher's share is nothing: leave out --teacher" if value == 0 else "")), lr_find=False),
     Option("distill_temperature", float, 2.0, TEACH, "Softens teacher and student alike (the KL term is scaled by T²).",
            "T", check=in_range(0, low_ok=False), lr_find=False),
     Option("ema", float, 0.0, OPTIMISATION, "Per-step decay of an EMA of the weights, used for validation and "

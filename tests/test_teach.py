@@ -58,7 +58,9 @@ def test_the_taught_loss_mixes_weighted_cross_entropy_and_softened_kl():
     (dict(pseudo_threshold=0.8), r"--pseudo-threshold is --pseudo's confidence rule: pass --pseudo SOURCE too"),
     (dict(pseudo="t", pseudo_threshold=0.8, pseudo_top=0.5), "two confidence rules: pass one"),
     (dict(pseudo="t", pseudo_weight=0.0), r"--pseudo-weight 0: must be a finite number > 0"),
-    (dict(teacher="t", distill_alpha=1.5), r"--distill-alpha 1.5: must be a finite number in \[0, 1\]"),
+    (dict(teacher="t", distill_alpha=1.5), r"--distill-alpha 1.5: must be a finite number in \(0, 1\]"),
+    (dict(teacher="t", distill_alpha=0.0), r"--distill-alpha 0: must be a finite number in \(0, 1\]; at 0 the "
+                                           r"teacher's share is nothing: leave out --teacher"),  # before, it taught nothing
     (dict(teacher="t", distill_temperature=0.0), r"--distill-temperature 0: must be a finite number > 0"),
     (dict(teacher="t", aug="crop-flip", mixup=0.2), "--teacher and --mixup cannot be combined yet"),
     (dict(pseudo=""), r"--pseudo '': name the teacher's runs or cross-validations, comma-separated"),

@@ -239,6 +239,12 @@ def read_csv_text(path: Path) -> pd.DataFrame:
     if twice is not None:
         raise PipelineError(f"{path}: its header names the column {twice!r} twice, so which holds the values cannot "
                             "be told; keep one, or rename the other")
+    folded = [name.strip().casefold() for name in header]
+    alike = next(((header[folded.index(name)], header[index]) for index, name in enumerate(folded)
+                  if name and name in folded[:index]), None)
+    if alike is not None:
+        raise PipelineError(f"{path}: its header names the columns {alike[0]!r} and {alike[1]!r}, which differ in case "
+                            "or spaces only, so which one is meant cannot be told; keep one, or rename the other")
     return frame
 
 

@@ -555,6 +555,9 @@ def command_line_yaml():
         def construct_mapping(self, node, deep=False):
             lines: dict[str, tuple[str, int]] = {}
             for key_node, _ in node.value:
+                if key_node.tag == YAML_TAG + "merge":
+                    raise PipelineError(f"a merge key (<<) on line {key_node.start_mark.line + 1}, which a file of "
+                                        "options does not take; write each option on a line of its own")
                 key = self.construct_object(key_node, deep=True)
                 spelled, line = str(key).replace("-", "_"), key_node.start_mark.line + 1
                 if spelled in lines:

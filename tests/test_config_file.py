@@ -106,6 +106,7 @@ def test_numbers_as_kaggle_writes_them_an_empty_file_and_typed_flags_over_an_inv
     ("nesterov: yes\n", "nesterov must be true or false, got 'yes'"),
     ("full: on\n", "full must be true or false, got 'on'"),
     ("lr: .inf\n", "lr must be a number, got '.inf'"),
+    ("base: &b {lr: 0.1}\n<<: *b\n", "bad.yaml: a merge key (<<) on line 2, which a file of options does not take"),
     ("milestones: {30: a, 60: b}\n", "bad.yaml: milestones takes a list of epochs (milestones: [30, 60, 90]), not a "
                                     "mapping"),
 ])

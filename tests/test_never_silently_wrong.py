@@ -1751,3 +1751,33 @@ def test_twentieth_hostile_pass_leftovers(trained):
     assert result.exit_code == 1 and "solution.csv: every row is of class kiwi, and mean ROC AUC needs two " \
         "classes to rank" in " ".join(result.output.split()), result.output
     assert not (trained / "submissions" / "submission.csv").exists()  # refused before predicting
+
+
+def test_twenty_first_hostile_pass_inputs(trained):
+    """A Kaggle solution with a Usage column, through the command line; headers naming a column twice in other case."""
+    weights, dataset = trained / "weights", trained / "dataset"
+    truth = pd.read_csv(dataset / "solution.csv", dtype=str)  # the fixture's held-out labels
+    predict(runs=[weights / "exp"], tta="none", console=Console(quiet=True))
+    predicted = pd.read_csv(trained / "submissions" / "submission.csv", dtype=str)
+    rows = np.arange(len(truth))
+    usage = np.where(rows % 4 == 0, "Ignored", np.where(rows % 2, "Public", "Private"))
+    truth[["id", "label"]].assign(Usage=usage).to_csv(trained / "usage.csv", index=False)
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none", "--score", "usage.csv"])
+    merged = truth.assign(Usage=usage).merge(predicted, on="id", suffixes=("", "_p"))
+    right = merged["label"] == merged["label_p"]
+    kept = merged["Usage"] != "Ignored"
+    line = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert f"accuracy on the scored ids: {right[kept].mean():.4f} ({kept.sum()} ids; Public " \
+           f"{right[merged['Usage'] == 'Public'].mean():.4f} on {(merged['Usage'] == 'Public').sum()}; Private " \
+           f"{right[merged['Usage'] == 'Private'].mean():.4f} on {(merged['Usage'] == 'Private').sum()}; " \
+           f"{(~kept).sum()} Ignored row(s) left out)" in line, line
+    truth[["id", "label"]].assign(Label=truth["label"]).to_csv(trained / "cased.csv", index=False)
+    result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none", "--score", "cased.csv"])
+    assert result.exit_code == 1 and "cased.csv: its header names the columns 'label' and 'Label', which differ in " \
+        "case or spaces only" in " ".join(result.output.split()), result.output
+    labels = (dataset / "trainLabels.csv").read_text().splitlines()
+    replaced(dataset / "trainLabels.csv", "\n".join(["id,label,Label"] + [f"{row},zebra" for row in labels[1:]]) + "\n")
+    result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--name", "cased"])
+    assert result.exit_code == 1 and "trainLabels.csv: its header names the columns 'label' and 'Label'" in \
+        " ".join(result.output.split()), result.output

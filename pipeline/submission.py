@@ -121,8 +121,7 @@ def score_submission(path: Path, solution_csv: Path, root: Path, metric: str | N
     missing = solution.index.difference(submission.index)
     if len(missing):
         raise PipelineError(f"{path}: lacks {len(missing)} id(s) of {solution_csv}, e.g. {', '.join(missing[:5])}")
-    usage = solution_usage(solution, solution_csv)
-    solution = solution.drop(columns=USAGE, errors="ignore")
+    usage, solution = solution_usage(solution, solution_csv, c)
     targets, probabilities = _scored_rows(c, root, solution, submission.loc[solution.index], solution_csv)
     scored = (usage != "Ignored").to_numpy() if usage is not None else np.ones(len(solution), bool)
     leaderboards = {}
@@ -149,19 +148,23 @@ def _scored_rows(c: Competition, root: Path, solution: pd.DataFrame, submitted: 
     return _solution_targets(solution, c, _submitted_classes(c), solution_csv), probabilities
 
 
-def solution_usage(solution: pd.DataFrame, path: Path) -> pd.Series | None:
-    """A Kaggle solution's Usage column (Public, Private or Ignored per row); None when it has none."""
-    if USAGE not in solution.columns:
-        return None
-    usage = solution[USAGE].map(plain_text)
-    odd = sorted(set(usage) - {*LEADERBOARDS, "Ignored"})
+def solution_usage(solution: pd.DataFrame, path: Path, c: Competition) -> tuple[pd.Series | None, pd.DataFrame]:
+    """A Kaggle solution's Usage column (Public, Private or Ignored per row, in any case; None when it has none, or
+    when a class or the label column has that name), and the solution without it."""
+    column = next((name for name in solution.columns if str(name).strip().casefold() == USAGE.casefold()
+                   and name not in c.submission_columns), None)
+    if column is None:
+        return None, solution
+    spelled = {name.casefold(): name for name in (*LEADERBOARDS, "Ignored")}
+    usage = solution[column].map(lambda value: spelled.get(plain_text(value).casefold(), plain_text(value)))
+    odd = sorted(set(usage) - set(spelled.values()))
     if odd:
-        raise PipelineError(f"{path}: its {USAGE} column holds {listed(odd[:5])}; a Kaggle solution marks each row "
+        raise PipelineError(f"{path}: its {column} column holds {listed(odd[:5])}; a Kaggle solution marks each row "
                             "Public, Private or Ignored: fix those rows")
     if (usage == "Ignored").all():
-        raise PipelineError(f"{path}: its {USAGE} column marks every row Ignored, so no row is scored; score with the "
+        raise PipelineError(f"{path}: its {column} column marks every row Ignored, so no row is scored; score with the "
                             "solution's Public or Private rows")
-    return usage
+    return usage, solution.drop(columns=column)
 
 
 def check_solution(solution_csv: Path, root: Path, metric: str) -> list[str]:
@@ -174,9 +177,10 @@ def check_solution(solution_csv: Path, root: Path, metric: str) -> list[str]:
         raise PipelineError(f"{solution_csv}: its header names {listed(header, 6)}, not the sample submission's "
                             f"{listed(wanted)}; rename its columns as the sample names them")
     solution = read_id_csv(solution_csv, (c.submission_id,)).set_index(c.submission_id)
-    usage = solution_usage(solution, solution_csv)
+    ids = solution.index.tolist()
+    usage, solution = solution_usage(solution, solution_csv, c)
     if usage is not None:  # the rows scored
-        solution = solution.drop(columns=USAGE)[(usage != "Ignored").to_numpy()]
+        solution = solution[(usage != "Ignored").to_numpy()]
     if c.submission_kind == "label":
         column = c.submission_columns[0]
         present = set(solution_labels(solution[column], known_labels(root, solution[column]), solution_csv))
@@ -186,7 +190,7 @@ def check_solution(solution_csv: Path, root: Path, metric: str) -> list[str]:
     if metric in ("roc_auc", "mean_roc_auc") and len(present) == 1:
         raise PipelineError(f"{solution_csv}: every row is of class {listed(sorted(present))}, and {METRIC_LABELS[metric]} "
                             "needs two classes to rank; score with a solution of two classes or more, or pass --metric accuracy")
-    return read_id_csv(solution_csv, (c.submission_id,))[c.submission_id].tolist()
+    return ids
 
 
 def known_labels(root: Path, truth: pd.Series) -> list[str]:

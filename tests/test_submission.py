@@ -53,11 +53,20 @@ def test_a_kaggle_solution_s_usage_column_leaves_out_ignored_rows_and_scores_eac
                                            "5,b,Private\n6,a,Private\n")
     scored = score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path)
     assert scored == Scored("accuracy", 0.25, 4, {"Public": (0.5, 2), "Private": (0.0, 2)}, ignored=2)
+    (tmp_path / "solution.csv").write_text("id,label,usage\n1,a,ignored\n2,b,IGNORED\n3,b,public\n4,b,Public\n"
+                                           "5,b,private \n6,a,Private\n")  # in other case: the same
+    assert score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path) == scored
     for usage, message in (("Hidden", r"its Usage column holds Hidden; a Kaggle solution marks each row Public, "
                                       r"Private or Ignored"), ("Ignored", "marks every row Ignored, so no row is scored")):
         (tmp_path / "solution.csv").write_text(f"id,label,Usage\n1,a,{usage}\n2,b,Ignored\n")
         with pytest.raises(PipelineError, match=message):
             score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path)
+    (tmp_path / "s.csv").write_text("id,Usage,b\n1,0.9,0.1\n2,0.2,0.8\n")  # a class named Usage: a class
+    (tmp_path / "sampleSubmission.csv").write_text("id,Usage,b\n1,0.5,0.5\n2,0.5,0.5\n")
+    (tmp_path / "solution.csv").write_text("id,Usage,b\n1,1,0\n2,0,1\n")
+    (tmp_path / "competition.json").write_text('{"submission_kind": "probabilities", "submission_columns": ["Usage", '
+                                               '"b"], "metric": "accuracy"}')
+    assert score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path).score == 1.0
 
 
 def test_the_header_is_the_described_sample_submissions(tmp_path):

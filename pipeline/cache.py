@@ -90,8 +90,9 @@ UNIT_OVERSHOOT = 1.1  # a float image in [0, 1] may overshoot 1 this far (resamp
 
 def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
     """The image's pixels as uint8 in the set's mode. 16-bit greyscale is scaled (65535 → 255), not clipped —
-    unless no value exceeds 255 (8-bit values stored in 16 bits); float greyscale in [0, 1] (up to UNIT_OVERSHOOT,
-    clipped) is scaled by 255, float in [0, 255] is taken as it is; floats between, or well below 0, are refused."""
+    unless no value exceeds 255 (8-bit values stored in 16 bits); integers below 0 or above 65535 are refused; float
+    greyscale in [0, 1] (up to UNIT_OVERSHOOT, clipped) is scaled by 255, float in [0, 255] is taken as it is; floats
+    between, or well below 0, are refused."""
     if image.mode in (*WIDE_GREY_MODES, "F"):
         values = np.asarray(image, dtype=np.float32)
         if not np.isfinite(values).all():
@@ -100,6 +101,9 @@ def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
         if image.mode == "F" and (UNIT_OVERSHOOT < top < 2 or bottom < -0.1 * (1 if top <= UNIT_OVERSHOOT else 255)):
             raise PixelRange(f"holds float pixels from {bottom:.4g} to {top:.4g}, neither in [0, 1] nor in [0, 255] "
                              "(normalised?); save it with 8 bits")
+        if image.mode != "F" and (bottom < 0 or top > 65535):  # 32-bit integers: signed, or beyond 16 bits
+            raise PixelRange(f"holds integer pixels from {bottom:.0f} to {top:.0f}, outside 0 … 65535 (signed, or "
+                             "more than 16 bits); save it with 8 bits")
         scale = (1 / 257 if top > 255 else 1.0) if image.mode != "F" else (255.0 if top <= UNIT_OVERSHOOT else 1.0)
         image = Image.fromarray(np.rint(values * scale).clip(0, 255).astype(np.uint8), "L")
     return np.asarray(image.convert("L" if grey_set else "RGB"))

@@ -269,7 +269,7 @@ def strict_csv(path: Path, whole_rows: bool = False, **options) -> pd.DataFrame:
         raise PipelineError(f"{path}: cannot read it ({e.strerror or e})") from None
     except pd.errors.ParserWarning:
         raise PipelineError(f"{path}: a row has more fields than the header; "
-                            f"{_separator_hint(path) or 'fix the file'}") from None
+                            f"{separator_hint(path) or 'fix the file'}") from None
     except UnicodeDecodeError:
         raise PipelineError(f"{path}: not UTF-8 text ({_first_non_utf8(path)}: saved in another encoding, such as "
                             "Latin-1 or Windows-1252?); save it as a UTF-8 CSV") from None
@@ -278,12 +278,12 @@ def strict_csv(path: Path, whole_rows: bool = False, **options) -> pd.DataFrame:
         if widths:
             expected, line, saw = widths.groups()
             raise PipelineError(f"{path}: line {line} has {saw} fields where the header has {expected}; "
-                                f"{_separator_hint(path) or 'fix that row (a value holding a comma needs quotes)'}") \
+                                f"{separator_hint(path) or 'fix that row (a value holding a comma needs quotes)'}") \
                 from None
         raise PipelineError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
 
 
-def _separator_hint(path: Path) -> str | None:
+def separator_hint(path: Path) -> str | None:
     """Advice for a CSV whose header has no comma but semicolons, tabs or bars (a spreadsheet's export in another
     locale, where a value's comma then splits a row); None otherwise."""
     with open(path, encoding="utf-8-sig", errors="replace") as file:

@@ -11,7 +11,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from pipeline.competition import DESCRIPTION, Competition, read_competition, read_csv_text, submitted_classes
+from pipeline.competition import (DESCRIPTION, Competition, read_competition, read_csv_text, separator_hint,
+                                  submitted_classes)
 from pipeline.errors import PipelineError, listed
 from pipeline.images import IMAGE_SUFFIXES, class_folder_images, listed_as_image
 
@@ -39,12 +40,9 @@ def read_id_csv(path: Path, columns: tuple[str, ...] = ("id", "label"), unique: 
     frame = read_csv_text(path)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        separator = next((name for mark, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars"))
-                          if any(mark in str(column) for column in frame.columns)), None)
-        raise PipelineError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(frame.columns)})"
-                            + (f"; its fields are separated by {separator}: save it with commas" if separator else
-                               "; name its columns in dataset/competition.json (id_column, label_columns) or fix "
-                               "the header"))
+        raise PipelineError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(frame.columns)}); "
+                            + (separator_hint(path) or "name its columns in dataset/competition.json (id_column, "
+                               "label_columns) or fix the header"))
     if frame.empty:
         raise PipelineError(f"{path}: has a header but no rows")
     frame[columns[0]] = frame[columns[0]].str.strip()

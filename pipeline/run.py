@@ -494,7 +494,8 @@ class CrossValidation:
         self._plan, self._summary = self.path / "cv.json", self.path / "cv_summary.json"
 
     def is_cv(self) -> bool:
-        return self._plan.is_file()
+        """A folder holding cv.json (as a file, or as anything else there: `read_plan` says what is wrong)."""
+        return self._plan.exists() or self._plan.is_symlink()
 
     @property
     def plan_file(self) -> Path:
@@ -515,6 +516,8 @@ class CrossValidation:
     def read_plan(self) -> dict:
         """The plan in today's option names (a plan without `format` was written in format 1): an object whose
         `folds` is a number of folds --folds takes."""
+        if not self._plan.is_file():
+            raise PipelineError(f"{self._plan}: not a regular file (a folder, or a broken link); {self._without_plan()}")
         try:
             plan = json.loads(self._plan.read_text())
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -525,8 +528,11 @@ class CrossValidation:
             raise PipelineError(f"{self._plan}: not the plan `pipeline train --folds K` writes (an object whose folds is "
                                 f"from {low} to {high}, got {folds!r}); {self._without_plan()}")
         options = upgraded_options({k: v for k, v in plan.items() if k != "format"}, plan.get("format", 1), self._plan)
-        saved_config(options, self._plan)  # known options, each value of its option's type
-        return {**checked_options(options, self._plan), "format": OPTIONS_FORMAT}
+        try:
+            saved_config(options, self._plan)  # known options, each value of its option's type
+            return {**checked_options(options, self._plan), "format": OPTIONS_FORMAT}
+        except PipelineError as e:  # edited by hand
+            raise PipelineError(f"{e}; {self._without_plan()}") from None
 
     def _without_plan(self) -> str:
         """What to do when cv.json cannot be read: it says what the CV is, so restore it, or do without it."""

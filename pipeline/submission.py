@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.competition import DESCRIPTION, Competition, read_competition, read_csv_text, submitted_classes
+from pipeline.competition import (DESCRIPTION, Competition, read_competition, read_csv_text, separator_hint,
+                                  submitted_classes)
 from pipeline.errors import PipelineError, listed
 from pipeline.layout import dataset_classes, plain_text, read_id_csv, read_sample
 from pipeline.metrics import LABEL_METRICS, METRIC_LABELS, check_metric, metric_score
@@ -122,15 +123,18 @@ def score_submission(path: Path, solution_csv: Path, root: Path, metric: str | N
     if len(missing):
         raise PipelineError(f"{path}: lacks {len(missing)} id(s) of {solution_csv}, e.g. {', '.join(missing[:5])}")
     usage, solution = solution_usage(solution, solution_csv, c)
+    ignored = 0
+    if usage is not None:  # Ignored rows are neither scored nor read (Kaggle's often have no label)
+        kept = (usage != "Ignored").to_numpy()
+        solution, usage, ignored = solution[kept], usage[kept], int((~kept).sum())
     targets, probabilities = _scored_rows(c, root, solution, submission.loc[solution.index], solution_csv)
-    scored = (usage != "Ignored").to_numpy() if usage is not None else np.ones(len(solution), bool)
     leaderboards = {}
     for name in LEADERBOARDS if usage is not None else ():
         rows = (usage == name).to_numpy()
         with contextlib.suppress(PipelineError):  # a leaderboard of one class, which ROC AUC cannot score
-            leaderboards[name] = (metric_score(metric, targets[rows], probabilities[rows]), int(rows.sum()))
-    return Scored(metric, metric_score(metric, targets[scored], probabilities[scored]), int(scored.sum()),
-                  leaderboards, int((~scored).sum()))
+            if rows.any():
+                leaderboards[name] = (metric_score(metric, targets[rows], probabilities[rows]), int(rows.sum()))
+    return Scored(metric, metric_score(metric, targets, probabilities), len(solution), leaderboards, ignored)
 
 
 def _scored_rows(c: Competition, root: Path, solution: pd.DataFrame, submitted: pd.DataFrame,
@@ -175,7 +179,7 @@ def check_solution(solution_csv: Path, root: Path, metric: str) -> list[str]:
     header = list(read_csv_text(solution_csv).columns) if solution_csv.is_file() else wanted
     if any(column not in header for column in wanted):
         raise PipelineError(f"{solution_csv}: its header names {listed(header, 6)}, not the sample submission's "
-                            f"{listed(wanted)}; rename its columns as the sample names them")
+                            f"{listed(wanted)}; {separator_hint(solution_csv) or 'rename its columns as the sample names them'}")
     solution = read_id_csv(solution_csv, (c.submission_id,)).set_index(c.submission_id)
     ids = solution.index.tolist()
     usage, solution = solution_usage(solution, solution_csv, c)

@@ -63,12 +63,13 @@ def write_failure(path: Path, error: BaseException) -> PipelineError:
     reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[-1] or type(error).__name__
     known = next((text for text in ("Read-only file system", "Permission denied", "No space left on device")
                   if text in str(error)), None)  # torch's writer wraps the OS error in C++ text
-    reason = f"{known} (make room, or make the folder writable, then go on)" if known else reason
-    try:
-        if shutil.disk_usage(path.parent).free < 1 << 20:
-            reason = f"no space left on the device ({reason})"
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        if known is None and shutil.disk_usage(path.parent).free < 1 << 20:
+            known = "No space left on device"
+    said = {"Read-only file system": "the file system is read-only; make the folder writable",
+            "Permission denied": "permission denied; make the folder writable",
+            "No space left on device": "no space left on the device; make room"}
+    reason = f"{said[known]}, then go on" if known else reason
     return PipelineError(f"{path}: cannot write it: {reason}; any earlier version of it is intact")
 
 

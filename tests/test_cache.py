@@ -172,3 +172,18 @@ def test_an_animated_or_multi_page_image_is_its_first_frame_and_said(competition
         assert np.array_equal(row, first)
         assert f"1 image(s) hold several frames (animated or multi-page); the first frame of each is used: " \
                f"7{suffix}" in console.export_text()
+
+
+def test_integer_images_that_are_signed_or_wider_than_16_bits_are_listed_problems(tmp_path):
+    """A 32-bit integer image ('I') with negative pixels (before, clipped to 0: 62% black) or pixels beyond 16 bits
+    (before, scaled as 16 bits and clipped) is a listed problem; one within 16 bits is scaled as such."""
+    folder = tmp_path / "test"
+    folder.mkdir()
+    grey = np.linspace(0, 255, 32 * 32).reshape(32, 32).astype(np.int32)
+    for image_id, values in (("1", grey - 128), ("2", grey * 1000), ("3", grey * 257)):
+        Image.fromarray(values, "I").save(folder / f"{image_id}.tif")
+    decoded = decode_images(folder, ["1", "2", "3"], tmp_path / "test.npy", suffix=".tif")
+    assert set(decoded.bad) == {"1", "2"}
+    assert "holds integer pixels from -128 to 127, outside 0 … 65535" in decoded.bad["1"]
+    assert "from 0 to 255000" in decoded.bad["2"]
+    assert np.array_equal(decoded.images[2, ..., 0], grey.astype(np.uint8))

@@ -639,6 +639,14 @@ def test_empty_truncated_or_misshapen_files_of_a_cv_or_a_prediction_are_one_line
             in " ".join(result.output.split())
         listed = runner.invoke(app, ["runs"])
         assert listed.exit_code == 0 and "cross-validation cv: " in listed.output and "cv.json: not the plan" in listed.output
+    for plan, message in (('{"folds": 2, "seed": true}', "cv.json: seed must be a whole number, got True; restore "
+                                                         "it from a copy (the fold folders here: fold-0)"),
+                          (None, "cv.json: not a regular file (a folder, or a broken link); restore it from a copy")):
+        (cv / "cv.json").unlink()
+        (cv / "cv.json").write_text(plan) if plan else (cv / "cv.json").mkdir()
+        result = runner.invoke(app, ["predict", "--run", "cv", "--device", "cpu"])
+        assert result.exit_code == 1 and message in " ".join(result.output.split()), result.output
+    (cv / "cv.json").rmdir()
     (cv / "cv.json").write_text('{"folds": 2}')
     (cv / "oof.npz").write_bytes(b"")
     for summary in ("[]", '{"metric": "accuracy", "oof": 0.9}', '{"metric": ["accuracy"]}', "{"):
@@ -687,7 +695,7 @@ def test_a_checkpoint_that_cannot_be_written_leaves_a_record_that_matches_the_fi
     set_status = Run.set_status
     monkeypatch.setattr(pipeline.run, "save_checkpoint", full_at_epoch_two)
     monkeypatch.setattr(Run, "set_status", status_refused)
-    with pytest.raises(PipelineError, match=r"last.pt: cannot write it: No space left on device"):
+    with pytest.raises(PipelineError, match=r"last.pt: cannot write it: no space left on the device; make room, then go on"):
         train(TrainConfig(epochs=3, limit=80, name="full", **QUICK))
     run = Run(fetched / "weights" / "full")
     assert run.read_metrics()["epoch"].tolist() == [1] and load_checkpoint(run.last)["epoch"] == 1

@@ -2,7 +2,7 @@ import pytest
 
 from pipeline.competition import Competition, write_competition
 from pipeline.errors import PipelineError
-from pipeline.submission import Scored, score_submission, validate_submission, write_submission
+from pipeline.submission import Scored, check_solution, score_submission, validate_submission, write_submission
 
 
 @pytest.fixture
@@ -56,6 +56,12 @@ def test_a_kaggle_solution_s_usage_column_leaves_out_ignored_rows_and_scores_eac
     (tmp_path / "solution.csv").write_text("id,label,usage\n1,a,ignored\n2,b,IGNORED\n3,b,public\n4,b,Public\n"
                                            "5,b,private \n6,a,Private\n")  # in other case: the same
     assert score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path) == scored
+    (tmp_path / "solution.csv").write_text("id,label,Usage\n1,,Ignored\n3,b,Public\n4,b,Public\n")  # Kaggle's: no
+    assert score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path) == \
+        Scored("accuracy", 0.5, 2, {"Public": (0.5, 2)}, ignored=1)  # label on an Ignored row; no Private row
+    (tmp_path / "solution.csv").write_text("id;label;Usage\n3;b;Public\n")
+    with pytest.raises(PipelineError, match="its fields are separated by semicolons: save it with commas"):
+        check_solution(tmp_path / "solution.csv", tmp_path, "accuracy")
     for usage, message in (("Hidden", r"its Usage column holds Hidden; a Kaggle solution marks each row Public, "
                                       r"Private or Ignored"), ("Ignored", "marks every row Ignored, so no row is scored")):
         (tmp_path / "solution.csv").write_text(f"id,label,Usage\n1,a,{usage}\n2,b,Ignored\n")

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from pipeline.config import TrainConfig, has_stem
 from pipeline.errors import PipelineError
 from pipeline.figures import log_scale_if_wide, save_figure
-from pipeline.metrics import METRIC_LABELS
+from pipeline.metrics import METRIC_LABELS, scores
 from pipeline.run import (CrossValidation, MetricsSummary, Run, RunConfig, load_checkpoint, resolve_run,
                           status_process_alive, summarize_metrics)
 from pipeline.workspace import dataset_dir, weights_dir
@@ -89,9 +89,15 @@ def describe_run(run: Run) -> dict:
                    best=_rounded(summary.best_score, 4), best_epoch=summary.best_epoch,
                    val_acc=_rounded(summary.val_acc, 4), macro_f1=_rounded(summary.val_f1, 4))
     averaged = run.averaged() if summary is not None and summary.best_score is not None and not problems else None
-    if averaged:  # --average-top: the score of what best.pt holds
-        row.update(best=_rounded(averaged[1], 4), best_epoch=None)
+    if averaged:  # --average-top: the scores of what best.pt holds, from its val predictions
+        row.update(best=_rounded(averaged[1], 4), best_epoch=None, val_acc=None, macro_f1=None)
         problems.append(f"best.pt averages epochs {', '.join(map(str, averaged[0]))}")
+        try:
+            _, targets, probabilities = run.read_val_probabilities()
+            held = scores(targets, probabilities)
+            row.update(val_acc=_rounded(held["accuracy"], 4), macro_f1=_rounded(held["f1_macro"], 4))
+        except PipelineError as e:
+            problems.append(_in_run(run, e))
     status = run_status(run, summary.epochs if summary else 0, row["epochs_planned"])
     if config is not None and config.split.get("val_leak"):  # said, but no problem of its files
         problems.append(f"its val scores may flatter it: {config.split['val_leak']}")

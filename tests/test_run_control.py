@@ -4,6 +4,7 @@ import dataclasses
 
 import pandas as pd
 import pytest
+from sklearn.metrics import f1_score
 import torch
 
 from pipeline import train as training
@@ -83,6 +84,10 @@ def test_average_top_makes_best_pt_the_mean_of_the_kept_epochs_weights_and_score
     assert "- best val accuracy 0.7000 of a single epoch at epoch 2" in report
     listed = describe_run(Run(run))
     assert listed["best"] == 0.65 and listed["status"] == "finished: best.pt averages epochs 2, 3"
+    _, targets, probabilities = Run(run).read_val_probabilities()  # the averaged weights' (before, epoch 2's row)
+    assert listed["val_acc"] == round(float((probabilities.argmax(1) == targets).mean()), 4)
+    assert listed["macro_f1"] == round(f1_score(targets, probabilities.argmax(1), average="macro",
+                                                labels=range(probabilities.shape[1])), 4)
 
 
 def test_a_lower_is_better_metric_ranks_the_epochs(fetched, scripted, capsys):

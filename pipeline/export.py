@@ -45,9 +45,22 @@ def onnx_graph(net: nn.Module, sample: torch.Tensor, name: str, otherwise: str =
                                         dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},),
                                         verbose=False, optimize=True)
         except Exception as e:  # the exporter fails on models with data-dependent Python control flow
+            if _interrupted(e):  # Ctrl-C, which the exporter wraps in its own error
+                raise KeyboardInterrupt from None
             raise PipelineError(f"{name}: cannot be exported to ONNX ({type(e).__name__}: "
                                 f"{(str(e).splitlines() or [''])[0][:200]}); {otherwise}") from None
     return program.model_proto
+
+
+def _interrupted(error: BaseException | None) -> bool:
+    """Whether a KeyboardInterrupt is among the errors that led to `error`."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 class Deployable(nn.Module):

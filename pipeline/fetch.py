@@ -14,6 +14,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import zipfile
 import zlib
 from collections import Counter
@@ -21,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
+
+from rich.console import Console
 
 from pipeline.cache import CACHE_DIR, cached_test_images, cached_train_images
 from pipeline.convert import convert_pixel_competition, convert_pixel_dataset, is_pixel_competition
@@ -123,7 +126,8 @@ def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sa
                     convert_pixel_competition(staging, competition)
         with _named_after(staging, origin):
             notes = _described(staging, not sample and dataset is None, img_size)
-            train_data, test_ids = _decoded(staging, root / CACHE_DIR)
+            shown = Console(file=_ShownAt(staging, root), soft_wrap=True)  # unwrapped: its paths whole, to replace
+            train_data, test_ids = _decoded(staging, root / CACHE_DIR, shown)
         laid_out = _move_into_place(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -160,13 +164,33 @@ def _image_size_note(size: int, before: int | None) -> str:
             f"shorter side resized to {size} and the centre cropped")
 
 
-def _decoded(folder: Path, cache_dir: Path) -> tuple:
+def _decoded(folder: Path, cache_dir: Path, console: Console) -> tuple:
     """Decode both splits into the cache now, so train and predict start warm (the cache keys survive the move of
     the staged layout); returns the training data and the test ids."""
     train_data, test_ids = check_train(folder), check_test(folder)
-    cached_train_images(folder, train_data, cache_dir=cache_dir).whole(train_data.image_dir, train_data.image_suffix)
-    cached_test_images(folder, test_ids, cache_dir=cache_dir)
+    cached_train_images(folder, train_data, console, cache_dir).whole(train_data.image_dir, train_data.image_suffix)
+    cached_test_images(folder, test_ids, console, cache_dir)
     return train_data, test_ids
+
+
+class _ShownAt:
+    """Standard output on which the staging folder's path reads as the folder it is moved to (notes on its images
+    name files where the user will find them)."""
+
+    def __init__(self, staging: Path, root: Path):
+        self.staging, self.root = str(staging), str(root)
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text.replace(self.staging, self.root))
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+    def isatty(self) -> bool:
+        return sys.stdout.isatty()
+
+    def fileno(self) -> int:
+        return sys.stdout.fileno()
 
 
 def _set_image_size(root: Path, size: int) -> list[str]:

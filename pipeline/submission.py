@@ -2,7 +2,6 @@
 atomically, validated, and scored locally by the described metric."""
 from __future__ import annotations
 
-import contextlib
 import csv
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,9 +25,11 @@ def validate_submission(path: Path, root: Path, classes: list[str], shown_as: Pa
     sample_csv = root / c.sample_submission
     header = [c.submission_id, *c.submission_columns]
     sample = read_sample(root, c)
+    found = list(read_csv_text(path).columns) if path.is_file() else header  # else read_id_csv says what it is
+    if found != header:
+        raise PipelineError(f"{name}: header must be {','.join(header)}, found {','.join(map(str, found))}"
+                            + (f"; {separator_hint(path)}" if separator_hint(path) else ""))
     submission = read_id_csv(path, tuple(header))
-    if list(submission.columns) != header:
-        raise PipelineError(f"{name}: header must be {','.join(header)}, found {','.join(submission.columns)}")
     if len(submission) != len(sample):
         raise PipelineError(f"{name}: {len(submission)} rows, but {sample_csv} has {len(sample)}")
     ids, sample_ids = submission[c.submission_id].to_numpy(), sample[c.submission_id].to_numpy()
@@ -107,7 +108,8 @@ class Scored:
     metric: str
     score: float  # on the solution's rows but those its Usage column marks Ignored
     count: int
-    leaderboards: dict[str, tuple[float, int]] = field(default_factory=dict)  # Public / Private: (score, rows)
+    # Public / Private: (score, or None where one class leaves ROC AUC undefined; rows)
+    leaderboards: dict[str, tuple[float | None, int]] = field(default_factory=dict)
     ignored: int = 0  # rows marked Ignored, left out
 
 
@@ -131,9 +133,10 @@ def score_submission(path: Path, solution_csv: Path, root: Path, metric: str | N
     leaderboards = {}
     for name in LEADERBOARDS if usage is not None else ():
         rows = (usage == name).to_numpy()
-        with contextlib.suppress(PipelineError):  # a leaderboard of one class, which ROC AUC cannot score
-            if rows.any():
-                leaderboards[name] = (metric_score(metric, targets[rows], probabilities[rows]), int(rows.sum()))
+        if rows.any():  # None: a leaderboard of one class, which ROC AUC cannot score
+            one_class = metric in ("roc_auc", "mean_roc_auc") and len(set(targets[rows].tolist())) < 2
+            leaderboards[name] = (None if one_class else metric_score(metric, targets[rows], probabilities[rows]),
+                                  int(rows.sum()))
     return Scored(metric, metric_score(metric, targets, probabilities), len(solution), leaderboards, ignored)
 
 

@@ -85,3 +85,17 @@ def test_a_resume_that_replaces_best_pt_deletes_the_export_of_the_old_one(fetche
     assert exported.is_file() and key == exporting.checkpoint_key(run / "best.pt")
     resume(run, {"epochs": 3}, console=Console(quiet=True))  # epoch 3 better: a new best.pt
     assert not exported.exists() and torch.load(run / "best.pt", weights_only=False)["epoch"] == 3
+
+
+def test_ctrl_c_while_the_exporter_runs_is_an_interruption(trained, monkeypatch):
+    """torch's exporter wraps a Ctrl-C in its own error: before, "cannot be exported to ONNX" with status 1."""
+    def interrupted_export(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise RuntimeError("Failed to export the model with torch.export") from e
+
+    monkeypatch.setattr(torch.onnx, "export", interrupted_export)
+    result = runner.invoke(app, ["export", "weights/exp"])
+    assert result.exit_code == 130 and result.output.strip().splitlines()[-1].startswith("interrupted:"), result.output
+    assert not (trained / "weights" / "exp" / "model.onnx").exists()

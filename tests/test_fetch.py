@@ -107,6 +107,22 @@ def test_archive_downloaded_by_hand(competition_zip, project):
     assert (result.train_images, result.test_images) == (400, 40)
 
 
+def test_notes_on_the_images_name_the_folder_they_are_laid_out_in(project, tmp_path, capsys):
+    """An animated test image is noted while fetch decodes it in its staging folder: the note names dataset/test (before,
+    the staging folder, gone once fetch ends)."""
+    import numpy as np
+    from PIL import Image
+
+    animated = tmp_path / "animated"
+    write_competition(animated)
+    first = Image.open(animated / "test" / "3.png").convert("RGB")
+    first.save(animated / "test" / "3.png", save_all=True, append_images=[Image.fromarray(255 - np.asarray(first))])
+    fetch(archive=kaggle_zip(animated, tmp_path / "animated.zip"))
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"note: {project / 'dataset' / 'test'}: 1 image(s) hold several frames" in said, said
+    assert ".staging-" not in said
+
+
 def test_missing_image_is_named_and_nothing_is_trusted(competition, project, tmp_path):
     broken = tmp_path / "broken"
     write_competition(broken)

@@ -16,7 +16,9 @@ def sample_csv(tmp_path):
     ("id,label\n3,a\n1,b\n", "2 rows, but .* has 3"),
     ("id,label\n3,a\n2,b\n1,a\n", "row 3 has id 2, sampleSubmission.csv has 1 there"),
     ("id,label\n3,a\n1,b\n2,dog\n", "unknown label\\(s\\) 'dog'"),
-    ("id,class\n3,a\n1,b\n2,a\n", "missing column\\(s\\) label"),
+    ("id,class\n3,a\n1,b\n2,a\n", "header must be id,label, found id,class$"),
+    ("id,Label\n3,a\n1,b\n2,a\n", "header must be id,label, found id,Label$"),  # before: "name its columns in
+    ("id;label\n3;a\n1;b\n2;a\n", "found id;label; its fields are separated by semicolons"),  # competition.json"
 ])
 def test_validation_failures(tmp_path, sample_csv, content, message):
     path = tmp_path / "submission.csv"
@@ -67,6 +69,13 @@ def test_a_kaggle_solution_s_usage_column_leaves_out_ignored_rows_and_scores_eac
         (tmp_path / "solution.csv").write_text(f"id,label,Usage\n1,a,{usage}\n2,b,Ignored\n")
         with pytest.raises(PipelineError, match=message):
             score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path)
+    (tmp_path / "solution.csv").write_text("id,label,Usage\n1,a,Public\n2,a,Public\n3,b,Private\n4,a,Private\n")
+    (tmp_path / "s.csv").write_text("id,a,b\n1,0.9,0.1\n2,0.2,0.8\n3,0.3,0.7\n4,0.6,0.4\n")
+    (tmp_path / "sampleSubmission.csv").write_text("id,a,b\n1,0.5,0.5\n2,0.5,0.5\n3,0.5,0.5\n4,0.5,0.5\n")
+    (tmp_path / "competition.json").write_text('{"submission_kind": "probabilities", "submission_columns": ["a", "b"], '
+                                               '"metric": "mean_roc_auc"}')
+    assert score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path).leaderboards == \
+        {"Public": (None, 2), "Private": (1.0, 2)}  # Public: one class, which ROC AUC cannot rank (before, left out)
     (tmp_path / "s.csv").write_text("id,Usage,b\n1,0.9,0.1\n2,0.2,0.8\n")  # a class named Usage: a class
     (tmp_path / "sampleSubmission.csv").write_text("id,Usage,b\n1,0.5,0.5\n2,0.5,0.5\n")
     (tmp_path / "solution.csv").write_text("id,Usage,b\n1,1,0\n2,0,1\n")

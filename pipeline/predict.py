@@ -22,6 +22,7 @@ from pipeline.blend import fit_blend
 from pipeline.cache import cached_test_images, test_images_key
 from pipeline.config import check_prediction_options
 from pipeline.distributed import all_concat, all_sum, broadcast, rank_zero_first
+from pipeline.dataset import image_hashes
 from pipeline.engine import build_engine, candidates, choose_engine, fp32_agreement
 from pipeline.errors import PipelineError
 from pipeline.infer import TTA_VIEWS, load_model, view_weights
@@ -230,9 +231,11 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     labels = member_labels(sources)
     for path, label in zip(sources, labels):
         check_label_free(out.parent / f"{label}.probs.json", path)
+    test_hashes = None
     for path, label in zip(sources, labels):
         model, config = load_model(path, runtime.device)
         check_fits(path, config, images, dataset_root, known_classes)
+        test_hashes = note_trained_test_images(path, images, test_hashes, console)
         if classes is not None and config.classes != classes:
             raise PipelineError(f"{path}: its classes differ from {sources[0]}'s; an ensemble needs the same classes")
         classes = config.classes
@@ -259,6 +262,26 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
         return None
     return finish_submission(total, ids, submission_ids, classes, members, [weight_of[p] for p in sources],
                              dataset_root, out, tta, score, metric)
+
+
+def note_trained_test_images(path: Path, images: np.ndarray, hashes: np.ndarray | None,
+                             console: Console) -> np.ndarray | None:
+    """A note when the checkpoint at `path` trained on some of the test images (the same pixels: `image_hashes`,
+    which it records): duplicates across the splits, or a description naming the training folder as the test one.
+    Returns the test images' digests, computed once (`hashes`) when a checkpoint records its own."""
+    seen = load_checkpoint(path, mmap=True).get("seen_images")
+    if not isinstance(seen, torch.Tensor):
+        return hashes
+    hashes = image_hashes(images) if hashes is None else hashes
+    trained = int(np.isin(hashes, seen.numpy()).sum())
+    if trained == len(images):
+        console.print(f"[yellow]note[/yellow]: every one of the {len(images)} test images is an image {path} trained on "
+                      f"(the same pixels): does test_images in {DESCRIPTION} name the training folder?")
+    elif trained:
+        console.print(f"[yellow]note[/yellow]: {trained} of the {len(images)} test images are images {path} trained on "
+                      f"(the same pixels: duplicates across the splits, or test_images in {DESCRIPTION} naming training "
+                      "images); its predictions of them are no test of it")
+    return hashes
 
 
 def noted_test_ids(dataset_root: Path, console: Console) -> list[str]:

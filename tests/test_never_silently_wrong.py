@@ -1789,3 +1789,24 @@ def test_twenty_first_hostile_pass_inputs(trained):
     result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--name", "cased"])
     assert result.exit_code == 1 and "trainLabels.csv: its header names the columns 'label' and 'Label'" in \
         " ".join(result.output.split()), result.output
+
+
+def test_twenty_third_hostile_pass_inputs(trained):
+    """test_images in the description naming a copy of the training folder: predict says how many of the test images
+    the model trained on (by the digests its checkpoint records), every one or some."""
+    from pipeline.dataset import image_hashes, training_arrays
+
+    weights, dataset = trained / "weights", trained / "dataset"
+    seen = load_checkpoint(weights / "exp" / "best.pt")["seen_images"].numpy()
+    data = training_arrays(dataset)
+    trained_ids = np.array(data.ids)[np.isin(image_hashes(data.images), seen)]
+    shutil.copytree(dataset / "train", dataset / "train-copy")
+    best = weights / "exp" / "best.pt"
+    for ids, said in ((data.ids, f"{len(seen)} of the 400 test images are images {best} trained on (the same pixels"),
+                      (trained_ids[:40], f"every one of the 40 test images is an image {best} trained on (the same "
+                                         "pixels): does test_images in competition.json name the training folder?")):
+        pd.DataFrame({"id": ids, "label": "apple"}).to_csv(dataset / "copy-sample.csv", index=False)
+        described(trained, test_images="train-copy", sample_submission="copy-sample.csv")
+        console = Console(record=True, width=400)
+        predict(runs=[weights / "exp"], tta="none", console=console)
+        assert said in console.export_text(), console.export_text()

@@ -202,7 +202,7 @@ def _set_image_size(root: Path, size: int) -> list[str]:
     write_competition(root, replace(described, image_size=size))
     write_text_atomic(root / MARKER, json.dumps({**_marker(root), "description": _digest(root / DESCRIPTION)},
                                                 indent=2) + "\n")
-    _decoded(root, root / CACHE_DIR)
+    _decoded(root, root / CACHE_DIR, Console())
     return [_image_size_note(size, described.image_size)]
 
 

@@ -93,8 +93,7 @@ def describe_run(run: Run) -> dict:
         row.update(best=_rounded(averaged[1], 4), best_epoch=None, val_acc=None, macro_f1=None)
         problems.append(f"best.pt averages epochs {', '.join(map(str, averaged[0]))}")
         try:
-            _, targets, probabilities = run.read_val_probabilities()
-            held = scores(targets, probabilities)
+            held = averaged_scores(run)
             row.update(val_acc=_rounded(held["accuracy"], 4), macro_f1=_rounded(held["f1_macro"], 4))
         except PipelineError as e:
             problems.append(_in_run(run, e))
@@ -104,6 +103,13 @@ def describe_run(run: Run) -> dict:
     problems = list(dict.fromkeys(problems))  # one damaged file can fail several reads
     row["status"] = status if not problems or status == "running" else f"{status}: {'; '.join(problems)}"
     return row
+
+
+def averaged_scores(run: Run) -> dict:
+    """An --average-top run's accuracy, macro-F1 and log loss of what best.pt holds, from its val predictions (those
+    of best.pt as it is now)."""
+    _, targets, probabilities = run.read_val_probabilities()
+    return scores(targets, probabilities)
 
 
 def _in_run(run: Run, error: PipelineError) -> str:
@@ -275,7 +281,9 @@ def compare_runs(runs: list[Path], output: Path | None = None, weights_root: Pat
     output = output or (weights_root or weights_dir()) / "compare.png"
     check_output(output, "--output", ".png", "a figure", lambda path: path.read_bytes()[:8] == PNG_SIGNATURE)
     save_figure(_compare_figure(names, metrics, metric), output)
-    return output, _differences(names, configs, metrics)
+    averaged = [(epochs, averaged_scores(run)) if epochs else None for run, epochs in
+                ((run, run.averaged()) for run in compared)]
+    return output, _differences(names, configs, metrics, averaged)
 
 
 def _compare_figure(names: list[str], metrics: list[pd.DataFrame], metric: str) -> Figure:
@@ -301,8 +309,11 @@ def _compare_figure(names: list[str], metrics: list[pd.DataFrame], metric: str) 
     return figure
 
 
-def _differences(names: list[str], configs: list[RunConfig], metrics: list[pd.DataFrame]) -> pd.DataFrame:
-    """The options (and the data each trained on, as it recorded it) in which the runs differ, and their results."""
+def _differences(names: list[str], configs: list[RunConfig], metrics: list[pd.DataFrame],
+                 averaged: list[tuple | None]) -> pd.DataFrame:
+    """The options (and the data each trained on, as it recorded it) in which the runs differ, and their results: of
+    best.pt, which for an --average-top run (`averaged`: its epochs and score, and its val predictions' scores) is not
+    one epoch's."""
     options = [_flatten(asdict(config.options)) | {
         "images decoded at": "×".join(map(str, config.image_size[::-1])) or None, "channels": config.channels,
         "labeled set (digest)": config.labeled_ids[:12] or None} for config in configs]
@@ -312,6 +323,8 @@ def _differences(names: list[str], configs: list[RunConfig], metrics: list[pd.Da
     table = pd.DataFrame({name: [opts.get(key) for key in differing] for name, opts in zip(names, options)},
                          index=differing, dtype=object)  # rows of names and of numbers
     summaries = [summarize_metrics(m, config.metric) for m, config in zip(metrics, configs)]
+    summaries = [replace(s, best_score=held[0][1], val_acc=held[1]["accuracy"], best_epoch=f"average of "
+                         f"{', '.join(map(str, held[0][0]))}") if held else s for s, held in zip(summaries, averaged)]
     for label, values in (("metric", [s.metric for s in summaries]),
                           ("best val score", [_rounded(s.best_score, 4) for s in summaries]),
                           ("val acc at best", [_rounded(s.val_acc, 4) for s in summaries]),

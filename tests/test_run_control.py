@@ -66,7 +66,7 @@ def test_keep_top_keeps_the_best_epochs_checkpoints_and_resume_carries_the_ranki
 
 
 def test_average_top_makes_best_pt_the_mean_of_the_kept_epochs_weights_and_scores_it(fetched, scripted, capsys):
-    scripted([0.5, 0.7, 0.6, 0.3, 0.65])  # the last: the averaged weights' own evaluation
+    scripted([0.5, 0.7, 0.6, 0.3, 0.65, 0.3])  # the fifth: the averaged weights' own evaluation
     result = train(TrainConfig(epochs=4, limit=64, keep_top=2, average_top=True, ema=0.9, **QUICK))
     run = result.run_dir
     best, kept = load_checkpoint(run / "best.pt"), [load_checkpoint(run / "top" / f"epoch-{e}.pt") for e in (2, 3)]
@@ -88,6 +88,11 @@ def test_average_top_makes_best_pt_the_mean_of_the_kept_epochs_weights_and_score
     assert listed["val_acc"] == round(float((probabilities.argmax(1) == targets).mean()), 4)
     assert listed["macro_f1"] == round(f1_score(targets, probabilities.argmax(1), average="macro",
                                                 labels=range(probabilities.shape[1])), 4)
+    from pipeline.experiments import compare_runs
+    single = train(TrainConfig(epochs=1, limit=64, name="single", **QUICK)).run_dir  # scripted: 0.3
+    table = compare_runs([run, single])[1]  # before, the best single epoch's 0.7 at epoch 2
+    assert table.loc["best val score", run.name] == 0.65 and table.loc["best epoch", run.name] == "average of 2, 3"
+    assert table.loc["val acc at best", run.name] == listed["val_acc"] and table.loc["best val score", "single"] == 0.3
 
 
 def test_a_lower_is_better_metric_ranks_the_epochs(fetched, scripted, capsys):

@@ -373,12 +373,7 @@ def print_submission(result) -> None:
     console.print(table)
     console.print(f"averaged: {', '.join(result.members)}")
     if result.scored is not None:
-        scored = result.scored
-        parts = [f"{name} {score:.4f} on {rows}" if score is not None else
-                 f"{name} not scored ({rows} rows of one class)" for name, (score, rows) in scored.leaderboards.items()]
-        parts += [f"{scored.ignored} Ignored row(s) left out"] if scored.ignored else []
-        console.print(f"{METRIC_LABELS[result.metric]} on the scored ids: {scored.score:.4f}"
-                      + (f" ({scored.count} ids; {'; '.join(parts)})" if parts else ""))
+        console.print(result.scored.line())
 
 
 @app.command()

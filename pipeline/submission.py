@@ -111,6 +111,21 @@ class Scored:
     # Public / Private: (score, or None where one class leaves ROC AUC undefined; rows)
     leaderboards: dict[str, tuple[float | None, int]] = field(default_factory=dict)
     ignored: int = 0  # rows marked Ignored, left out
+    # by part ("" the whole, Public, Private): the classes mean ROC AUC leaves out, absent (or alone) in its rows
+    left_out: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """The score in words: `accuracy on the scored ids: 0.9000`, then its parts and what it leaves out."""
+        parts = [f"{name} {score:.4f} on {rows}{self._without(name)}" if score is not None else
+                 f"{name} not scored ({rows} rows of one class)" for name, (score, rows) in self.leaderboards.items()]
+        parts += [f"{self.ignored} Ignored row(s) left out"] if self.ignored else []
+        parts += [f"mean over the classes{self._without('')}"] if self.left_out.get("") else []
+        return (f"{METRIC_LABELS[self.metric]} on the scored ids: {self.score:.4f}"
+                + (f" ({self.count} ids; {'; '.join(parts)})" if parts else ""))
+
+    def _without(self, part: str) -> str:
+        left = self.left_out.get(part, ())
+        return f" without {listed(left, 5)} (absent or alone there)" if left else ""
 
 
 def score_submission(path: Path, solution_csv: Path, root: Path, metric: str | None = None) -> Scored:
@@ -130,14 +145,26 @@ def score_submission(path: Path, solution_csv: Path, root: Path, metric: str | N
         kept = (usage != "Ignored").to_numpy()
         solution, usage, ignored = solution[kept], usage[kept], int((~kept).sum())
     targets, probabilities = _scored_rows(c, root, solution, submission.loc[solution.index], solution_csv)
-    leaderboards = {}
+    names = _submitted_classes(c) if c.submission_kind != "label" else []
+    leaderboards, left_out = {}, {"": _left_out(metric, targets, names)}
     for name in LEADERBOARDS if usage is not None else ():
         rows = (usage == name).to_numpy()
         if rows.any():  # None: a leaderboard of one class, which ROC AUC cannot score
             one_class = metric in ("roc_auc", "mean_roc_auc") and len(set(targets[rows].tolist())) < 2
             leaderboards[name] = (None if one_class else metric_score(metric, targets[rows], probabilities[rows]),
                                   int(rows.sum()))
-    return Scored(metric, metric_score(metric, targets, probabilities), len(solution), leaderboards, ignored)
+            left_out[name] = () if one_class else _left_out(metric, targets[rows], names)
+    return Scored(metric, metric_score(metric, targets, probabilities), len(solution), leaderboards, ignored,
+                  {part: classes for part, classes in left_out.items() if classes})
+
+
+def _left_out(metric: str, targets: np.ndarray, names: list[str]) -> tuple[str, ...]:
+    """The classes mean ROC AUC leaves out of its mean over these rows (none of them, or all of them, of the class:
+    its ROC AUC is undefined)."""
+    if metric != "mean_roc_auc":
+        return ()
+    counts = np.bincount(targets, minlength=len(names))
+    return tuple(name for name, count in zip(names, counts) if count in (0, len(targets)))
 
 
 def _scored_rows(c: Competition, root: Path, solution: pd.DataFrame, submitted: pd.DataFrame,

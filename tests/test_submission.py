@@ -76,6 +76,16 @@ def test_a_kaggle_solution_s_usage_column_leaves_out_ignored_rows_and_scores_eac
                                                '"metric": "mean_roc_auc"}')
     assert score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path).leaderboards == \
         {"Public": (None, 2), "Private": (1.0, 2)}  # Public: one class, which ROC AUC cannot rank (before, left out)
+    (tmp_path / "s.csv").write_text("id,a,b,c\n1,0.8,0.1,0.1\n2,0.2,0.7,0.1\n3,0.3,0.6,0.1\n4,0.6,0.3,0.1\n")
+    (tmp_path / "sampleSubmission.csv").write_text("id,a,b,c\n1,0,0,0\n2,0,0,0\n3,0,0,0\n4,0,0,0\n")
+    (tmp_path / "competition.json").write_text('{"submission_kind": "probabilities", "submission_columns": ["a", "b", '
+                                               '"c"], "metric": "mean_roc_auc"}')
+    (tmp_path / "solution.csv").write_text("id,label,Usage\n1,a,Public\n2,b,Public\n3,b,Private\n4,a,Private\n")
+    scored = score_submission(tmp_path / "s.csv", tmp_path / "solution.csv", tmp_path)  # no c: its ROC AUC undefined
+    assert scored.score == 1.0 and scored.left_out == {"": ("c",), "Public": ("c",), "Private": ("c",)}
+    assert scored.line() == "mean ROC AUC on the scored ids: 1.0000 (4 ids; Public 1.0000 on 2 without c (absent or " \
+                            "alone there); Private 1.0000 on 2 without c (absent or alone there); mean over the " \
+                            "classes without c (absent or alone there))"  # before, the mean over a and b, unsaid
     (tmp_path / "s.csv").write_text("id,Usage,b\n1,0.9,0.1\n2,0.2,0.8\n")  # a class named Usage: a class
     (tmp_path / "sampleSubmission.csv").write_text("id,Usage,b\n1,0.5,0.5\n2,0.5,0.5\n")
     (tmp_path / "solution.csv").write_text("id,Usage,b\n1,1,0\n2,0,1\n")

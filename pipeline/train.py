@@ -13,6 +13,7 @@ import contextlib
 import math
 import platform
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -725,22 +726,45 @@ def _finish(ctx: TrainContext, best_predictions: ValPredictions | None) -> Train
 
 @contextlib.contextmanager
 def _recorded_status(ctx: TrainContext):
-    """Mark the run interrupted (Ctrl-C: a one-line error saying how to resume) or failed when the loop stops."""
-    main = ctx.runtime.ranks.main
+    """Mark the run interrupted (Ctrl-C: a one-line error saying how to resume) or failed when the loop stops. A
+    Ctrl-C that a library turns into an error of its own (matplotlib's renderer: "Invalid bounding box") is still
+    an interruption: the signal is noted as it arrives."""
+    main, signals = ctx.runtime.ranks.main, []
+    noted = _note_interrupts(signals)
     try:
         yield
-    except KeyboardInterrupt:
-        if main:
-            ctx.run.set_status("interrupted")
-        if not ctx.run.last.exists():
-            raise Interrupted("interrupted before the first epoch finished; nothing was kept") from None
-        raise Interrupted(
-            f"interrupted during epoch {ctx.epoch}; continue with `pipeline train --resume {ctx.run.path}`") from None
     except BaseException as e:
+        if isinstance(e, KeyboardInterrupt) or signals:
+            if main:
+                ctx.run.set_status("interrupted")
+            if not ctx.run.last.exists():
+                raise Interrupted("interrupted before the first epoch finished; nothing was kept") from None
+            raise Interrupted(f"interrupted during epoch {ctx.epoch}; continue with `pipeline train --resume "
+                              f"{ctx.run.path}`") from None
         if main:
             with contextlib.suppress(PipelineError):  # a full disk: the error that stopped the run is the one to see
                 ctx.run.set_status("failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__)
         raise
+    finally:
+        if noted:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _note_interrupts(signals: list) -> bool:
+    """Where Ctrl-C raises KeyboardInterrupt (Python's own handler, in the main thread), also append to `signals` when
+    it arrives; returns whether that handler was put in place."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return False  # ignored (a job started without job control) or someone else's
+
+    def noted(signum, frame):
+        signals.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    try:
+        signal.signal(signal.SIGINT, noted)
+    except ValueError:  # not the main thread
+        return False
+    return True
 
 
 class _EpochLog:

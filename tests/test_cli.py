@@ -154,6 +154,27 @@ def test_ctrl_c_during_training_is_status_130_with_how_to_resume(fetched, monkey
     assert json.loads((fetched / "weights" / "cut" / "status.json").read_text())["state"] == "interrupted"
 
 
+def test_ctrl_c_that_a_library_turns_into_its_own_error_is_still_an_interruption(fetched, monkeypatch):
+    """matplotlib's renderer, interrupted, raises ValueError("Invalid bounding box"): before, a traceback, status 1,
+    and the run marked failed."""
+    import signal
+
+    import pipeline.train
+
+    def draw_report(*args, **kwargs):
+        try:
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # Ctrl-C arriving inside the renderer
+        except KeyboardInterrupt:
+            raise ValueError("Invalid bounding box") from None
+
+    monkeypatch.setattr(pipeline.train, "draw_report", draw_report)
+    result = runner.invoke(app, ["train", "--epochs", "1", "--limit", "64", "--batch-size", "32", "--workers", "0",
+                                 "--device", "cpu", "--recipe", "seed", "--name", "drawn"])
+    assert result.exit_code == 130 and "interrupted during epoch 1" in result.output, result.output
+    assert json.loads((fetched / "weights" / "drawn" / "status.json").read_text())["state"] == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_real_ctrl_c_during_fetch_leaves_nothing(tmp_path):
     import signal
     import time

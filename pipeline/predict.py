@@ -185,17 +185,18 @@ def finish_submission(probabilities: np.ndarray, ids: list[str], submission_ids:
     metric = scoring_metric(dataset_root, metric)
     row_of = {image_id: row for row, image_id in enumerate(ids)}
     in_order = probabilities[[row_of[i] for i in submission_ids]]
-    check_replaceable(out.with_suffix(".json").resolve())  # the record: never a submission written without it
-    write_submission(out, submission_ids, submission_values(in_order, classes, dataset_root), dataset_root, classes)
     labels = [classes[i] for i in in_order.argmax(1)]
     histogram = class_histogram(labels, classes)
-    write_text_atomic(out.with_suffix(".json"), json.dumps({
+    record = json.dumps({
         "submission": out.name, "rows": len(labels), "members": members,
         "weights": [round(w, 6) for w in weights], "tta": tta,
         "views": [list(v) for v in TTA_VIEWS[tta]] if tta else None,
         "view_weights": list(view_weights(tta)) if tta else None,
         "histogram": dict(histogram), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }, indent=2) + "\n")
+    }, indent=2) + "\n"
+    with atomic_path(out.with_suffix(".json")) as record_tmp:  # the record written first, renamed last: a failed
+        record_tmp.write_text(record)  # write of either leaves both files as they were
+        write_submission(out, submission_ids, submission_values(in_order, classes, dataset_root), dataset_root, classes)
     scored = score_submission(out, score, dataset_root, metric) if score is not None else None
     return PredictResult(out, members, len(labels), histogram, scored.score if scored else None, metric, scored)
 

@@ -1810,3 +1810,39 @@ def test_twenty_third_hostile_pass_inputs(trained):
         console = Console(record=True, width=400)
         predict(runs=[weights / "exp"], tta="none", console=console)
         assert said in console.export_text(), console.export_text()
+
+
+def test_a_submission_and_its_record_are_replaced_together_or_not_at_all(trained, monkeypatch):
+    """A write of submission.csv that fails (a full disk) leaves submission.json as it was, and the reverse: before,
+    the CSV was replaced first and a failed record left it described by the previous prediction's members."""
+    import pipeline.predict
+    from pipeline.workspace import write_failure
+
+    predict(runs=[trained / "weights" / "exp"], tta="none", console=Console(quiet=True))
+    submissions = trained / "submissions"
+    rows = (submissions / "submission.csv").read_text().splitlines()
+    (submissions / "submission.csv").write_text("\n".join(rows[:1] + [row.rsplit(",", 1)[0] + ",earlier"
+                                                                       for row in rows[1:]]) + "\n")  # not its labels
+    before = {name: (submissions / name).read_bytes() for name in ("submission.csv", "submission.json")}
+
+    def full(path, *args, **kwargs):
+        raise write_failure(path, OSError(28, "No space left on device"))
+
+    written = pipeline.predict.write_submission
+    monkeypatch.setattr(pipeline.predict, "write_submission", full)
+    with pytest.raises(PipelineError, match="submission.csv: cannot write it: no space left on the device"):
+        predict(runs=[trained / "weights" / "exp"], tta="flip", console=Console(quiet=True))
+    assert {name: (submissions / name).read_bytes() for name in before} == before
+    monkeypatch.setattr(pipeline.predict, "write_submission", written)
+    real = Path.write_text
+
+    def record_full(path, *args, **kwargs):
+        if path.name.startswith(".submission.json.tmp"):
+            raise OSError(28, "No space left on device")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", record_full)
+    with pytest.raises(PipelineError, match="submission.json: cannot write it: no space left on the device"):
+        predict(runs=[trained / "weights" / "exp"], tta="flip", console=Console(quiet=True))
+    assert {name: (submissions / name).read_bytes() for name in before} == before  # the CSV too
+    assert sorted(p.name for p in submissions.iterdir() if p.name.startswith(".")) == []

@@ -227,12 +227,11 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
         ids, images, images_key = cached_test_images(dataset_root, submission_ids, console)
     share = np.array_split(np.arange(len(ids)), where.world)[where.rank]
     own_images = images[share[0]:share[-1] + 1] if len(share) else images[:0]
-    total, classes, members = None, None, []
+    total, classes, members, test_hashes = None, None, [], None
     known_classes, image_size = dataset_classes(dataset_root), read_competition(dataset_root).image_size
     labels = member_labels(sources)
     for path, label in zip(sources, labels):
         check_label_free(out.parent / f"{label}.probs.json", path)
-    test_hashes = None
     for path, label in zip(sources, labels):
         model, config = load_model(path, runtime.device)
         check_fits(path, config, images, dataset_root, known_classes)
@@ -243,11 +242,7 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
         own, used = predict_model(model, config, path, images, own_images, tta, options, runtime, batch_size, console,
                                   asked=precision not in ("auto", "fp32"))
         used_engine, used_precision = used.split()
-        probabilities = all_concat(own, where)
-        if not np.isfinite(probabilities).all():
-            raise PipelineError(f"{path}: the model gives non-finite probabilities for "
-                                f"{int((~np.isfinite(probabilities)).any(1).sum())} test images; nothing was written. "
-                                "Predict with another run's checkpoint")
+        probabilities = gathered_probabilities(path, own, where)
         if not where.main:
             continue
         name = out.parent / f"{label}.probs.npy"
@@ -263,6 +258,16 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
         return None
     return finish_submission(total, ids, submission_ids, classes, members, [weight_of[p] for p in sources],
                              dataset_root, out, tta, score, metric)
+
+
+def gathered_probabilities(path: Path, own: np.ndarray, where) -> np.ndarray:
+    """Every process's share of the model's test probabilities, in order; all of them finite."""
+    probabilities = all_concat(own, where)
+    if not np.isfinite(probabilities).all():
+        raise PipelineError(f"{path}: the model gives non-finite probabilities for "
+                            f"{int((~np.isfinite(probabilities)).any(1).sum())} test images; nothing was written. "
+                            "Predict with another run's checkpoint")
+    return probabilities
 
 
 def note_trained_test_images(path: Path, images: np.ndarray, hashes: np.ndarray | None,

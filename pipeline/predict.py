@@ -127,9 +127,10 @@ def check_source(path: Path, meta: dict, expected: Path | None) -> None:
 
 
 def load_probabilities(path: Path, ids: list[str], images_key: str, image_size: int | None,
-                       expected: Path | None = None, dataset_root: Path | None = None) -> tuple[np.ndarray, dict]:
-    """A saved `.probs.npy` and its metadata, checked against the classes of `dataset_root`'s training labels (when
-    given and read), the current test ids and image files (`images_key`: their fingerprint; `image_size`: the size
+                       expected: Path | None = None, dataset_root: Path | None = None,
+                       known: list[str] | None = None) -> tuple[np.ndarray, dict]:
+    """A saved `.probs.npy` and its metadata, checked against the classes of `dataset_root`'s training labels
+    (`known`, read once by the caller; None: not checked), the current test ids and image files (`images_key`: their fingerprint; `image_size`: the size
     they decode to now) and against the checkpoint that predicted it (`check_source`)."""
     meta_path = path.with_suffix(".json")
     if not path.is_file() or not meta_path.is_file():
@@ -149,7 +150,6 @@ def load_probabilities(path: Path, ids: list[str], images_key: str, image_size: 
     if keyed and meta.get("array_key") != array_key(saved, meta):  # files from before the key: as they are
         raise PipelineError(f"{path}: not the array {meta_path.name} describes, or {meta_path.name} was edited since "
                             "(either was replaced or changed after it was saved); predict again")
-    known = dataset_classes(dataset_root) if dataset_root is not None else None
     if known is not None and not set(meta["classes"]) <= set(known):  # another competition's: said before its ids
         raise PipelineError(f"{path}: {class_difference(meta['classes'], known, dataset_root)}; predict again with a "
                             f"model trained on this dataset, or fix {DESCRIPTION} if it names the wrong labels "
@@ -420,7 +420,8 @@ def ensemble(members: list[Path], score: Path | None = None, dataset_root: Path 
             + " (equal weights: " + ", ".join(f"{fitted.equal[name]:.4f}" for name in shown) + ")")
     paths = [p for group in groups for p in group]
     images_key, image_size = test_images_key(dataset_root, ids), read_competition(dataset_root).image_size
-    loaded = {p: load_probabilities(p, ids, images_key, image_size, expected, dataset_root)
+    known = dataset_classes(dataset_root)
+    loaded = {p: load_probabilities(p, ids, images_key, image_size, expected, dataset_root, known)
               for group in groups for p, expected in group.items()}
     check_distinct_predictions(paths, loaded)
     for member, group in zip(members, groups):  # a CV's folds predicted alike (not some again after an interruption)

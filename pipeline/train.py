@@ -108,6 +108,7 @@ class TrainContext:
     history: list[dict] = field(default_factory=list)
     start_epoch: int = 0
     epoch: int = 0  # the epoch in progress
+    finishing: bool = False  # every epoch is saved; the run's report is being drawn
 
     @property
     def eval_model(self) -> nn.Module:
@@ -620,6 +621,7 @@ def fit(ctx: TrainContext) -> TrainResult:
     with _recorded_status(ctx):  # the run is finished once its report is drawn
         with _EpochLog(ctx) as log:
             best_predictions = _epochs(ctx, log)
+        ctx.finishing = True
         return _finish(ctx, best_predictions)
 
 
@@ -739,8 +741,9 @@ def _recorded_status(ctx: TrainContext):
                 ctx.run.set_status("interrupted")
             if not ctx.run.last.exists():
                 raise Interrupted("interrupted before the first epoch finished; nothing was kept") from None
-            raise Interrupted(f"interrupted during epoch {ctx.epoch}; continue with `pipeline train --resume "
-                              f"{ctx.run.path}`") from None
+            where = f"after epoch {ctx.epoch}, while its report was drawn" if ctx.finishing else \
+                f"during epoch {ctx.epoch}"
+            raise Interrupted(f"interrupted {where}; continue with `pipeline train --resume {ctx.run.path}`") from None
         if main:
             with contextlib.suppress(PipelineError):  # a full disk: the error that stopped the run is the one to see
                 ctx.run.set_status("failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__)

@@ -170,9 +170,14 @@ def test_ctrl_c_that_a_library_turns_into_its_own_error_is_still_an_interruption
     monkeypatch.setattr(pipeline.train, "draw_report", draw_report)
     result = runner.invoke(app, ["train", "--epochs", "1", "--limit", "64", "--batch-size", "32", "--workers", "0",
                                  "--device", "cpu", "--recipe", "seed", "--name", "drawn"])
-    assert result.exit_code == 130 and "interrupted during epoch 1" in result.output, result.output
+    said = " ".join(result.output.split())
+    assert result.exit_code == 130 and "interrupted after epoch 1, while its report was drawn" in said, said
     assert json.loads((fetched / "weights" / "drawn" / "status.json").read_text())["state"] == "interrupted"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.setattr(pipeline.train, "draw_report", lambda *args, **kwargs: [])  # the resume finishes the run
+    result = runner.invoke(app, ["train", "--resume", "weights/drawn", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((fetched / "weights" / "drawn" / "status.json").read_text())["state"] == "finished"
 
 
 def test_real_ctrl_c_during_fetch_leaves_nothing(tmp_path):

@@ -89,8 +89,10 @@ UNIT_OVERSHOOT = 1.1  # a float image in [0, 1] may overshoot 1 this far (resamp
 
 
 def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
-    """The image's pixels as uint8 in the set's mode. 16-bit greyscale is scaled (65535 → 255), not clipped —
-    unless no value exceeds 255 (8-bit values stored in 16 bits); integers below 0 or above 65535 are refused; float
+    """The image's pixels as uint8 in the set's mode. 16-bit greyscale is scaled (65535 → 255), not clipped, as
+    viewers and image libraries show it; one whose pixels are not all 0 yet none exceeds 255 is refused (8-bit values
+    stored in 16 bits, or a near-black 16-bit image: no rule of one image's own tells, and one rule per image would
+    read two alike images 257 times apart); integers below 0 or above 65535 are refused; float
     greyscale in [0, 1] (up to UNIT_OVERSHOOT, clipped) is scaled by 255, float in [0, 255] is taken as it is; floats
     between, or well below 0, are refused."""
     if image.mode in (*WIDE_GREY_MODES, "F"):
@@ -104,7 +106,10 @@ def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
         if image.mode != "F" and (bottom < 0 or top > 65535):  # 32-bit integers: signed, or beyond 16 bits
             raise PixelRange(f"holds integer pixels from {bottom:.0f} to {top:.0f}, outside 0 … 65535 (signed, or "
                              "more than 16 bits); save it with 8 bits")
-        scale = (1 / 257 if top > 255 else 1.0) if image.mode != "F" else (255.0 if top <= UNIT_OVERSHOOT else 1.0)
+        if image.mode != "F" and 0 < top <= 255:
+            raise PixelRange(f"is a 16-bit image whose pixels reach only {top:.0f} of 65535: 8-bit values stored in 16 "
+                             "bits, or a near-black 16-bit image? its file cannot tell; save it with 8 bits")
+        scale = 1 / 257 if image.mode != "F" else (255.0 if top <= UNIT_OVERSHOOT else 1.0)
         image = Image.fromarray(np.rint(values * scale).clip(0, 255).astype(np.uint8), "L")
     return np.asarray(image.convert("L" if grey_set else "RGB"))
 

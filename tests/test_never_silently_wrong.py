@@ -573,15 +573,24 @@ def test_a_run_name_means_the_run_and_a_running_run_is_not_resumed_twice(trained
         resume(Path("exp"), {"epochs": 9})
 
 
-def test_eight_bit_values_in_sixteen_bits_and_float_images_keep_their_brightness(tmp_path):
+def test_sixteen_bit_images_are_scaled_by_one_rule_and_float_images_keep_their_brightness(tmp_path):
+    """8-bit values in a 16-bit PNG were once divided by 257 (black), then kept whenever no pixel exceeded 255 — so
+    two 16-bit images one pixel apart read 257 times apart. 16 bits are now always scaled; one whose pixels reach
+    only 1 … 255 is a listed problem (its file cannot tell which it is); an all-black one is black either way."""
     folder = tmp_path / "test"
     folder.mkdir()
-    Image.fromarray(np.full((8, 8), 200, np.uint16)).save(folder / "1.png")  # 8-bit values in a 16-bit PNG
+    dark = np.full((8, 8), 200, np.uint16)
+    Image.fromarray(dark).save(folder / "1.png")  # 8-bit values in a 16-bit PNG, or a near-black 16-bit image
     Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(folder / "2.tiff")  # float in [0, 1]
     (folder / "2.tiff").rename(folder / "2.png")  # a TIFF named .png opens all the same
     Image.fromarray(np.full((8, 8), 40, np.uint8)).save(folder / "3.png")
-    decoded = decode_images(folder, ["1", "2", "3"], tmp_path / "test.npy")
-    assert [int(decoded.images[k].max()) for k in range(3)] == [200, 128, 40] and not decoded.bad
+    dark[0, 0] = 256
+    Image.fromarray(dark).save(folder / "4.png")  # one pixel above 255: 16 bits, scaled
+    Image.fromarray(np.zeros((8, 8), np.uint16)).save(folder / "5.png")
+    decoded = decode_images(folder, ["1", "2", "3", "4", "5"], tmp_path / "test.npy")
+    assert list(decoded.bad) == ["1"]
+    assert "is a 16-bit image whose pixels reach only 200 of 65535" in decoded.bad["1"]
+    assert [int(decoded.images[k].max()) for k in range(1, 5)] == [128, 40, 1, 0]
 
 
 def test_a_re_pointed_symlink_is_decoded_again(tmp_path):

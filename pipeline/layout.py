@@ -368,11 +368,18 @@ def check_train(root: Path) -> LabeledImages:
 def class_difference(model: list[str], dataset: list[str], dataset_root: Path) -> str:
     """How a model's classes differ from the dataset's training labels, e.g. `trained on 10 classes, trainLabels.csv
     has 10: only the model has truck; only trainLabels.csv has lorry`."""
+    labels_csv = read_competition(dataset_root).labels_csv
+    return (f"trained on {len(model)} classes, {dataset_root / labels_csv} has {len(dataset)}"
+            + classes_apart(model, dataset, labels_csv))
+
+
+def classes_apart(model: list[str], dataset: list[str], dataset_name: str) -> str:
+    """`; only the model has truck; only <dataset_name> has lorry`, or `; the same classes in another order`."""
     def names(only: list[str]) -> str:
         return listed(only[:5]) + (f" and {len(only) - 5} more" if len(only) > 5 else "")
     only_model = [c for c in model if c not in dataset]
     only_data = [c for c in dataset if c not in model]
-    labels_csv = read_competition(dataset_root).labels_csv
-    return (f"trained on {len(model)} classes, {dataset_root / labels_csv} has {len(dataset)}"
-            + (f"; only the model has {names(only_model)}" if only_model else "")
-            + (f"; only {labels_csv} has {names(only_data)}" if only_data else ""))
+    if not only_model and not only_data and model != dataset:
+        return "; the same classes in another order"
+    return ((f"; only the model has {names(only_model)}" if only_model else "")
+            + (f"; only {dataset_name} has {names(only_data)}" if only_data else ""))

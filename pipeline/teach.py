@@ -34,9 +34,9 @@ from pipeline.cache import cached_test_images, test_images_key
 from pipeline.competition import read_competition
 from pipeline.config import TrainConfig
 from pipeline.dataset import TrainArrays, image_hashes, run_split
-from pipeline.errors import PipelineError, listed
+from pipeline.errors import PipelineError
 from pipeline.infer import default_batch_size, infer, load_model
-from pipeline.layout import check_test, id_sort_key
+from pipeline.layout import check_test, classes_apart, id_sort_key
 from pipeline.run import RunConfig, checkpoint_label, images_in_words, load_checkpoint, trained_images_unlike
 from pipeline.runtime import Runtime
 from pipeline.workspace import submissions_dir
@@ -190,9 +190,9 @@ def clean_teachers(members: dict[str, list[Path]], data: TrainArrays, val_idx: n
         for path in checkpoints:
             config = RunConfig.of_checkpoint(load_checkpoint(path, mmap=True), path)
             if config.classes != data.classes:
-                raise PipelineError(f"{flag} {name}: {path} predicts the classes {listed(config.classes, 5)}, not "
-                                    f"this dataset's {listed(data.classes, 5)}; teach with a model of this "
-                                    "competition")
+                raise PipelineError(f"{flag} {name}: {path} predicts {len(config.classes)} classes, this dataset "
+                                    f"has {len(data.classes)}{classes_apart(config.classes, data.classes, 'the dataset')}"
+                                    "; teach with a model of this competition")
             check_same_images(config, data, f"{flag} {name}: {path}")
             if not len(val_idx) or val_images_seen(config, data, val_idx) == 0:
                 kept.append(path)

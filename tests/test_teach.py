@@ -136,7 +136,9 @@ def test_a_teacher_of_other_classes_is_one_line(fetched, tmp_path):
     labels.to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
     result = runner.invoke(app, ["train", "--epochs", "1", "--batch-size", "32", "--workers", "0", "--device", "cpu",
                                  "--recipe", "seed", "--full", "--teacher", "t", "--name", "s"])
-    assert result.exit_code == 1 and "--teacher t: " in result.output and "predicts the classes" in result.output
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "--teacher t: " in said, said
+    assert "predicts 4 classes, this dataset has 4; only the model has apple; only the dataset has pear" in said
     assert "teach with a model of this competition" in " ".join(result.output.split())
     shutil.rmtree(fetched / "weights" / "s", ignore_errors=True)
 
@@ -199,3 +201,11 @@ def test_a_copied_teacher_weighs_once_and_a_cv_started_from_a_fold_is_refused(fe
     result = runner.invoke(app, [*command, "--name", "warm2"])
     assert result.exit_code == 0 and "trained on another labeled set (other images, labels or classes" in \
         " ".join(result.output.split()), result.output
+
+
+def test_classes_apart_names_what_differs_or_the_order():
+    from pipeline.layout import classes_apart
+
+    assert classes_apart(["a", "b", "c"], ["a", "b", "d"], "x.csv") == "; only the model has c; only x.csv has d"
+    assert classes_apart(["a", "b"], ["b", "a"], "x.csv") == "; the same classes in another order"
+    assert classes_apart(["a", "b"], ["a", "b"], "x.csv") == ""

@@ -205,8 +205,12 @@ def submitted_classes(c: Competition, classes: list[str], root: Path, whose: str
                             f"positive one cannot be told; relabel the classes 0 and 1 (1: the positive one), or {advice}")
     if c.submission_kind != "label" and (not set(wanted) <= set(classes) or
                                          (c.submission_kind == "probabilities" and set(wanted) != set(classes))):
+        unlabeled = [name for name in wanted if name not in classes]
+        unsubmitted = [name for name in classes if name not in wanted] if c.submission_kind == "probabilities" else []
+        differ = "; ".join([f"none labelled {listed(unlabeled, 5)}"] * bool(unlabeled)
+                           + [f"none submitted for {listed(unsubmitted, 5)}"] * bool(unsubmitted))
         raise PipelineError(f"{root / DESCRIPTION}: the submission takes the probabilities of {listed(wanted, 6)}, "
-                            f"but {whose} {listed(classes, 6)}; {advice}")
+                            f"but {whose} {listed(classes, 6)} ({differ}); {advice}")
     return wanted
 
 

@@ -339,7 +339,12 @@ def load_train_set(root: Path) -> LabeledImages:
     if len(classes) < 2:
         raise PipelineError(f"{root / c.labels_csv}: every usable row has the label {classes[0]!r}; a classifier "
                             "needs images of at least 2 classes")
-    submitted_classes(c, classes, root)  # checked before any training, not when predicting
+    try:
+        submitted_classes(c, classes, root)  # checked before any training, not when predicting
+    except PipelineError as e:
+        if not problems:
+            raise
+        raise PipelineError(problems_message(root, problems, "training data", f"Fix them: without those rows, {e}"))
     if (root / c.test_images).is_dir():  # the test set as predict will read it, before any training
         check_test(root)
     index = {name: i for i, name in enumerate(classes)}

@@ -267,11 +267,16 @@ def _solution_targets(solution: pd.DataFrame, c: Competition, classes: list[str]
     """The class index of each solution row: from the submission's columns (0/1, one-hot), else from its one other
     column of class names."""
     if set(c.submission_columns) <= set(solution.columns):
-        marks = solution[list(c.submission_columns)].apply(pd.to_numeric, errors="coerce").to_numpy()
-        if not np.isin(marks, (0, 1)).all():
-            raise PipelineError(f"{path}: its {', '.join(c.submission_columns[:5])} column(s) must hold 0 or 1, as "
-                                f"submission_kind {c.submission_kind!r} of {DESCRIPTION} scores them; fix the solution, "
-                                f"or the description if the competition's classes are others")
+        cells = solution[list(c.submission_columns)]
+        marks = cells.apply(pd.to_numeric, errors="coerce").to_numpy()
+        rows, columns = np.nonzero(~np.isin(marks, (0, 1)))  # NaN (not a number) too
+        if len(rows):
+            shown = "; ".join(f"id {solution.index[r]} holds {cells.iat[r, k]!r} in {c.submission_columns[k]}"
+                              for r, k in zip(rows[:3], columns[:3]))
+            raise PipelineError(f"{path}: {shown}{f'; and {len(rows) - 3} more' if len(rows) > 3 else ''}; its class "
+                                f"columns must hold 0 or 1, as submission_kind {c.submission_kind!r} of {DESCRIPTION} "
+                                "scores them; fix the solution, or the description if the competition's classes are "
+                                "others")
         if c.submission_kind == "probability":
             return marks[:, 0].astype(np.int64)
         marked = marks.sum(1)

@@ -187,6 +187,27 @@ def test_one_hot_rows_marking_no_class_or_several_are_problems(tmp_path):
     assert dict(zip(data.ids, data.targets.tolist()))["Train_2"] == 1
 
 
+def test_a_one_hot_class_column_with_no_mark_is_named_and_bad_cells_are_listed_first(tmp_path):
+    """A class column with no 1 left its class out of the labels, and the line blamed competition.json's
+    submission_kind with two lists to compare by eye; with that column's 1s written as 2, the 2s went unsaid."""
+    plant_pathology(tmp_path)
+    write_competition(tmp_path, infer_competition(tmp_path)[0])
+    frame = pd.read_csv(tmp_path / "train.csv", dtype=str)
+    marked = frame[PATHOLOGY[2]] == "1"
+    frame.loc[marked, PATHOLOGY[2]] = "0"
+    frame.loc[marked, PATHOLOGY[0]] = "1"
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(PipelineError, match=rf"competition.json: .*\(none labelled {PATHOLOGY[2]}\); fix"):
+        check_train(tmp_path)
+    frame = pd.read_csv(tmp_path / "train.csv", dtype=str)
+    frame.loc[marked, PATHOLOGY[0]] = "0"
+    frame.loc[marked, PATHOLOGY[2]] = "2"
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(PipelineError, match=rf"train.csv: id Train_2 holds '2' in {PATHOLOGY[2]}; .*Fix them: without "
+                                            rf"those rows, .*none labelled {PATHOLOGY[2]}"):
+        check_train(tmp_path)
+
+
 def test_cassava_shape_integer_labels_and_ids_that_are_file_names(tmp_path):
     cassava(tmp_path, n=12, n_test=4)
     described, notes = infer_competition(tmp_path)

@@ -1689,6 +1689,12 @@ def test_nineteenth_hostile_pass_inputs(trained):
         with pytest.raises(PipelineError, match=rf"a one-hot row marks one class, but 1 row\(s\) do not: "
                                                 rf"{sample['id'][row]} \({name}\)"):
             check_solution(trained / "solution.csv", dataset, "log_loss")  # before, scored as the first class column, exit 0
+    wrong = marks.astype(str)
+    wrong.loc[2, "mango"] = "true"  # before, the line named the first five class columns, not this cell
+    wrong.to_csv(trained / "solution.csv", index=False)
+    with pytest.raises(PipelineError, match=rf"solution.csv: id {sample['id'][2]} holds 'true' in mango; its class "
+                                            "columns must hold 0 or 1"):
+        check_solution(trained / "solution.csv", dataset, "log_loss")
     (dataset / "competition.json").unlink()
     shutil.rmtree(weights / "exp" / "tb")
     (weights / "exp" / "tb").write_text("x")

@@ -85,31 +85,33 @@ class PixelRange(Exception):
     """An image whose pixel values do not say their own scale: one line naming it, never a guess."""
 
 
-UNIT_OVERSHOOT = 1.1  # a float image in [0, 1] may overshoot 1 this far (resampling rings): clipped, not rescaled
+BITS_PER_SAMPLE = 258  # the TIFF tag
+UNIT_OVERSHOOT = 1.1  # a float image may overshoot its top (1 or 255) this far (resampling rings): clipped, not rescaled
 
 
 def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
     """The image's pixels as uint8 in the set's mode. 16-bit greyscale is scaled (65535 → 255), not clipped, as
     viewers and image libraries show it; one whose pixels are not all 0 yet none exceeds 255 is refused (8-bit values
     stored in 16 bits, or a near-black 16-bit image: no rule of one image's own tells, and one rule per image would
-    read two alike images 257 times apart); integers below 0 or above 65535 are refused; float
-    greyscale in [0, 1] (up to UNIT_OVERSHOOT, clipped) is scaled by 255, float in [0, 255] is taken as it is; floats
-    between, or well below 0, are refused."""
+    read two alike images 257 times apart); integers below 0 or above 65535 are refused. Float greyscale in [0, 1] is
+    scaled by 255, float in [0, 255] taken as it is (each may overshoot its top by UNIT_OVERSHOOT, clipped); floats
+    beyond either, or well below 0, are refused."""
     if image.mode in (*WIDE_GREY_MODES, "F"):
         values = np.asarray(image, dtype=np.float32)
         if not np.isfinite(values).all():
             raise PixelRange("holds NaN or infinite pixel values; save it with 8 bits")
-        top, bottom = float(values.max(initial=0.0)), float(values.min(initial=0.0))
-        if image.mode == "F" and (UNIT_OVERSHOOT < top < 2 or bottom < -0.1 * (1 if top <= UNIT_OVERSHOOT else 255)):
+        top, bottom = (float(values.max()), float(values.min())) if values.size else (0.0, 0.0)
+        unit = top <= UNIT_OVERSHOOT
+        if image.mode == "F" and (not (unit or 2 <= top <= 255 * UNIT_OVERSHOOT) or bottom < -0.1 * (1 if unit else 255)):
             raise PixelRange(f"holds float pixels from {bottom:.4g} to {top:.4g}, neither in [0, 1] nor in [0, 255] "
-                             "(normalised?); save it with 8 bits")
+                             "(normalised, or wider than 8 bits?); save it with 8 bits")
         if image.mode != "F" and (bottom < 0 or top > 65535):  # 32-bit integers: signed, or beyond 16 bits
             raise PixelRange(f"holds integer pixels from {bottom:.0f} to {top:.0f}, outside 0 … 65535 (signed, or "
                              "more than 16 bits); save it with 8 bits")
         if image.mode != "F" and 0 < top <= 255:
             raise PixelRange(f"is a 16-bit image whose pixels reach only {top:.0f} of 65535: 8-bit values stored in 16 "
                              "bits, or a near-black 16-bit image? its file cannot tell; save it with 8 bits")
-        scale = 1 / 257 if image.mode != "F" else (255.0 if top <= UNIT_OVERSHOOT else 1.0)
+        scale = 1 / 257 if image.mode != "F" else (255.0 if unit else 1.0)
         image = Image.fromarray(np.rint(values * scale).clip(0, 255).astype(np.uint8), "L")
     return np.asarray(image.convert("L" if grey_set else "RGB"))
 
@@ -145,9 +147,9 @@ def _decode_one(path: Path, shape: tuple[int, int, int], fit: int | None,
     try:
         with Image.open(path) as image:
             grey, (width, height) = image.mode in GREY_MODES, upright_size(image)
-            if wide_colour_png(path):
-                return None, "is a 16-bit colour (or grey + alpha) PNG, which Pillow reads as its high bytes " \
-                             "only (8-bit values stored in 16 bits read as black); save it with 8 bits", False, 1
+            if wide_colour(image, path):
+                return None, f"is a 16-bit colour (or grey + alpha) {image.format}, which Pillow reads as its high " \
+                             "bytes only (8-bit values stored in 16 bits read as black); save it with 8 bits", False, 1
             if grey != grey_set and not convert:
                 return None, (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
                               f"{'greyscale' if grey_set else 'colour'} set"), False, 1
@@ -182,9 +184,12 @@ def matches_images(images: np.ndarray, folder: Path, ids: list[str], bad: dict, 
     return True
 
 
-def wide_colour_png(path: Path) -> bool:
-    """A PNG of 16 bits per channel with colour or alpha, which Pillow reads as 8-bit RGB(A) (its header's bit depth
-    and colour type: 2 RGB, 4 grey + alpha, 6 RGBA)."""
+def wide_colour(image: Image.Image, path: Path) -> bool:
+    """A PNG or TIFF of 16 bits per channel with colour or alpha, which Pillow reads as 8-bit RGB(A) (a PNG header's
+    bit depth and colour type: 2 RGB, 4 grey + alpha, 6 RGBA; a TIFF's BitsPerSample)."""
+    if image.format == "TIFF":
+        bits = image.tag_v2.get(BITS_PER_SAMPLE, 8)
+        return image.mode not in (*WIDE_GREY_MODES, "F") and max(bits if isinstance(bits, tuple) else (bits,)) > 8
     with open(path, "rb") as file:
         header = file.read(26)
     return header[:8] == b"\x89PNG\r\n\x1a\n" and len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6)

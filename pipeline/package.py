@@ -176,12 +176,12 @@ def slug_of(text: str) -> str:
     return slug if SLUG.match(slug) else f"pipeline-{slug}".strip("-")[:50]
 
 
-def package(checkpoints: list[Path], competition: str, owner: str, out: Path, dataset_root: Path, tta: str = "flip",
+def package(runs: list[list[Path]], competition: str, owner: str, out: Path, dataset_root: Path, tta: str = "flip",
             gpu: bool = True, budget_s: float = KAGGLE_LIMIT_S, test_images: int | None = None,
             device: str = "auto") -> Package:
-    """Write the package of `checkpoints` for `competition` into `out` (which must not exist yet), with the members
-    and TTA that predict `test_images` (default: as many as dataset/'s test set) within MARGIN of `budget_s`, as
-    timed on this machine."""
+    """Write the package of the `runs`' checkpoints (each run's: a CV's folds, which share its weight as in `predict`)
+    for `competition` into `out` (which must not exist yet), with the members and TTA that predict `test_images`
+    (default: as many as dataset/'s test set) within MARGIN of `budget_s`, as timed on this machine."""
     from pipeline.layout import check_test
     from pipeline.predict import check_distinct
 
@@ -195,14 +195,18 @@ def package(checkpoints: list[Path], competition: str, owner: str, out: Path, da
         if out.resolve().is_relative_to(inside.resolve()):
             raise PipelineError(f"{out}: inside {inside} ({what}); choose an --out outside {inside} (default: "
                                 "submissions/<competition>-package)")
+    checkpoints = [path for run in runs for path in run]
     if not checkpoints:
         raise PipelineError("name at least one run to package")
     check_distinct(checkpoints)
     images = test_images or len(check_test(dataset_root))
     plan = fit_budget(measure_members(checkpoints, dataset_root, device), tta, images, budget_s * MARGIN)
+    kept = {member.checkpoint for member in plan.members}
+    kept_runs = [[path for path in run if path in kept] for run in runs]
     with created_folder(out, whole=True):
         weights_slug, wheels_slug = slug_of(f"{competition}-pipeline-weights"), slug_of("pipeline-wheels")
-        members = _weights_dataset(plan, out / "weights", dataset_root, owner, weights_slug, budget_s)
+        members = _weights_dataset(plan, [run for run in kept_runs if run], out / "weights", dataset_root, owner,
+                                   weights_slug, budget_s)
         wheel_files, left_out = _wheels_dataset(out / "wheels", owner, wheels_slug, [out / "weights" / m for m in members])
         notebook = _notebook(out / "notebook", owner, competition, weights_slug, wheels_slug, gpu)
     return Package(out, out / "weights", out / "wheels", notebook, plan, wheel_files, left_out)
@@ -213,9 +217,11 @@ def _metadata(folder: Path, owner: str, slug: str, title: str) -> None:
         {"title": title, "id": f"{owner}/{slug}", "licenses": [{"name": "CC0-1.0"}]}, indent=2) + "\n")
 
 
-def _weights_dataset(plan: Plan, folder: Path, dataset_root: Path, owner: str, slug: str, budget_s: float) -> list[str]:
+def _weights_dataset(plan: Plan, runs: list[list[Path]], folder: Path, dataset_root: Path, owner: str, slug: str,
+                     budget_s: float) -> list[str]:
     """Each member as an inference checkpoint (what `load_model` reads) named by its run, the competition's
-    description, and members.json: the files, the TTA, and the time they were measured to take here."""
+    description, and members.json: the files, each run's files (`runs`: a CV's folds weigh as one run), the TTA,
+    and the time they were measured to take here."""
     import torch
 
     from pipeline.predict import member_labels
@@ -223,7 +229,7 @@ def _weights_dataset(plan: Plan, folder: Path, dataset_root: Path, owner: str, s
 
     folder.mkdir(parents=True)
     paths = [member.checkpoint for member in plan.members]
-    members = []
+    members, names = [], {}
     for path, label in zip(paths, member_labels(paths)):
         checkpoint = load_checkpoint(path)
         RunConfig.of_checkpoint(checkpoint, path)  # a config predict can read
@@ -231,12 +237,14 @@ def _weights_dataset(plan: Plan, folder: Path, dataset_root: Path, owner: str, s
                 "epoch": checkpoint["epoch"], "best_score": checkpoint.get("best_score")}
         torch.save(slim, folder / f"{label}.pt")
         members.append(f"{label}.pt")
+        names[path] = f"{label}.pt"
     write_competition(folder, read_competition(dataset_root))  # the shape the runs were trained on
     estimate = {"seconds": round(plan.estimate_s, 1), "test_images": plan.images, "measured_on": device_name(),
                 "budget_s": budget_s, "trimmed": plan.trimmed}
     keys = {name: checkpoint_key(folder / name) for name in members}  # what the rehearsal checks it runs
-    write_text_atomic(folder / "members.json", json.dumps({"checkpoints": members, "keys": keys, "tta": plan.tta,
-                                                           "estimate": estimate}, indent=2) + "\n")
+    write_text_atomic(folder / "members.json", json.dumps({
+        "checkpoints": members, "runs": [[names[path] for path in run] for run in runs], "keys": keys, "tta": plan.tta,
+        "estimate": estimate}, indent=2) + "\n")
     _metadata(folder, owner, slug, f"{slug} (pipeline package)"[:50])
     return members
 
@@ -387,7 +395,7 @@ def kaggle_predict(competition: Path, weights: Path, working: Path, project: Pat
             (dataset / entry.name).symlink_to(entry)
     shutil.copyfile(weights / "competition.json", dataset / "competition.json")
     os.chdir(project)
-    result = predict(checkpoints=[weights / name for name in members["checkpoints"]], tta=members["tta"],
+    result = predict(checkpoint_groups=[[weights / name for name in run] for run in members["runs"]], tta=members["tta"],
                      dataset_root=dataset, out=working / "submission.csv", console=Console())
     predict_s = time.monotonic() - started
     write_text_atomic(working / TIMING, json.dumps({"setup_s": setup_s, "predict_s": predict_s, "images": result.rows,

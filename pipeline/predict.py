@@ -205,8 +205,9 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
             batch_size: int | None = None, device: str = "auto", precision: str = "auto", score: Path | None = None,
             dataset_root: Path | None = None, weights_root: Path | None = None, out: Path | None = None,
             console: Console | None = None, engine: str = "auto", threads: int | None = None,
-            metric: str | None = None) -> PredictResult | None:
-    """Predict dataset/test with each model, average their probabilities, write the submission.
+            metric: str | None = None, checkpoint_groups: list[list[Path]] | None = None) -> PredictResult | None:
+    """Predict dataset/test with each model, average their probabilities (each run, checkpoint or group of
+    `checkpoint_groups` weighing the same; a CV's folds, or a group's checkpoints, share theirs), write the submission.
     Under torchrun each process predicts its share of the test images and rank 0, which gathers
     them, writes the files and returns the result (the other ranks return None)."""
     check_prediction_options(tta, batch_size, engine, precision, device, threads)
@@ -217,7 +218,8 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     where = runtime.ranks
     console = (console or Console()) if where.main else Console(quiet=True)
     out = out or submissions_dir() / "submission.csv"
-    named = [[c] for c in checkpoints or []] + [run_checkpoints(r, weights_root, console) for r in runs or []]
+    named = [[c] for c in checkpoints or []] + list(checkpoint_groups or []) + \
+        [run_checkpoints(r, weights_root, console) for r in runs or []]
     named = named or [[find_checkpoint(weights_root=weights_root, console=console)]]
     sources = [path for group in named for path in group]
     weight_of = {path: 1 / (len(named) * len(group)) for group in named for path in group}  # a CV weighs as one run

@@ -148,6 +148,10 @@ def read_package(package: Path) -> tuple[str, str, str]:
     if not (isinstance(checkpoints, list) and checkpoints and len(set(map(str, checkpoints))) == len(checkpoints)
             and all(isinstance(name, str) and (package / "weights" / name).is_file() for name in checkpoints)):
         raise refuse(members_file, "its checkpoints are not a list of the dataset's model files, each once")
+    runs = members.get("runs")
+    if not (isinstance(runs, list) and all(isinstance(run, list) and run for run in runs)
+            and [name for run in runs for name in run] == checkpoints):
+        raise refuse(members_file, "its runs do not group its checkpoints, in their order")
     keys = members.get("keys", {})
     changed = [name for name in checkpoints if not isinstance(keys, dict) or
                keys.get(name) != checkpoint_key(package / "weights" / name)]

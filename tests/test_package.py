@@ -22,7 +22,7 @@ from tests.fixtures import CLASSES, runner
 def packaged(trained_once, tmp_path_factory) -> Path:
     """The tiny competition's run `exp` packaged once for the module (pip builds the project's wheel)."""
     out = tmp_path_factory.mktemp("package") / "cifar-10-package"
-    package([trained_once / "weights" / "exp" / "best.pt"], "cifar-10", "someone", out, trained_once / "dataset")
+    package([[trained_once / "weights" / "exp" / "best.pt"]], "cifar-10", "someone", out, trained_once / "dataset")
     return out
 
 
@@ -32,7 +32,7 @@ def test_a_package_holds_inference_weights_wheels_and_an_offline_notebook(packag
 
     weights, wheels, notebook = packaged / "weights", packaged / "wheels", packaged / "notebook"
     members = json.loads((weights / "members.json").read_text())
-    assert members["checkpoints"] == ["exp.pt"] and members["tta"] == "flip"
+    assert members["checkpoints"] == ["exp.pt"] and members["runs"] == [["exp.pt"]] and members["tta"] == "flip"
     assert members["estimate"]["test_images"] == 40 and members["estimate"]["seconds"] >= 0
     slim = load_checkpoint(weights / "exp.pt")
     assert "optimizer" not in slim and "rng" not in slim  # inference only
@@ -49,7 +49,7 @@ def test_a_package_holds_inference_weights_wheels_and_an_offline_notebook(packag
     code = "".join(line for cell in json.loads((notebook / "predict.ipynb").read_text())["cells"] for line in cell["source"])
     assert '"--no-index"' in code and "/kaggle/input" in code and "/kaggle/working" in code
     with pytest.raises(PipelineError, match="already exists; choose another --out"):
-        package([trained_once / "weights" / "exp" / "best.pt"], "cifar-10", "someone", packaged, trained_once / "dataset")
+        package([[trained_once / "weights" / "exp" / "best.pt"]], "cifar-10", "someone", packaged, trained_once / "dataset")
     with pytest.raises(PipelineError, match="--owner 'some one': a Kaggle name"):
         package([], "cifar-10", "some one", packaged.parent / "x", trained_once / "dataset")
 
@@ -242,10 +242,10 @@ def test_a_package_of_the_wrong_models_or_a_tampered_one_is_one_line(packaged, t
     other = tmp_path / "other"
     write_competition(other, n_train=40, n_test=8, classes=("ant", "bee", "cow", "dog"))
     with pytest.raises(PipelineError, match=r"best.pt: .*classes"):
-        package([best], "cifar-10", "someone", tmp_path / "p1", other)
+        package([[best]], "cifar-10", "someone", tmp_path / "p1", other)
     with pytest.raises(PipelineError, match=r"best.pt: the same model as .*best.pt \(a run, and a CV holding it, or a "
                                             r"copy\?\); name each model once"):
-        package([best, best], "cifar-10", "someone", tmp_path / "p2", trained_once / "dataset")
+        package([[best], [best]], "cifar-10", "someone", tmp_path / "p2", trained_once / "dataset")
     assert not (tmp_path / "p1").exists() and not (tmp_path / "p2").exists()
     cases = {
         "notebook/kernel-metadata.json": (lambda path: path.unlink(), r"kernel-metadata.json: missing"),
@@ -253,11 +253,13 @@ def test_a_package_of_the_wrong_models_or_a_tampered_one_is_one_line(packaged, t
         "weights/members.json": (lambda path: path.write_text(json.dumps({**json.loads(path.read_text()), "tta": "bogus"})),
                                  r"members.json: its tta 'bogus' is not one of none, flip"),
         "weights/competition.json": (lambda path: path.write_text("{"), r"weights/competition.json: not readable JSON"),
+        "weights/members.json ": (lambda path: path.write_text(json.dumps({**json.loads(path.read_text()), "runs": []})),
+                                  r"members.json: its runs do not group its checkpoints, in their order"),
     }
     for name, (tamper, message) in cases.items():
-        copy = tmp_path / name.replace("/", "-")
+        copy = tmp_path / name.replace("/", "-").replace(" ", "_")  # "members.json ": a second case of that file
         shutil.copytree(packaged, copy)
-        tamper(copy / name)
+        tamper(copy / name.strip())
         with pytest.raises(PipelineError, match=message):
             rehearse(copy, trained_once / "dataset", tmp_path / "rehearsal.csv")
     swapped = tmp_path / "swapped"
@@ -276,7 +278,7 @@ def test_a_package_of_the_wrong_models_or_a_tampered_one_is_one_line(packaged, t
     copy = tmp_path / "copy.pt"
     shutil.copyfile(best, copy)
     with pytest.raises(PipelineError, match=r"copy.pt: the same model as .*best.pt"):
-        package([best, copy], "cifar-10", "someone", tmp_path / "p3", trained_once / "dataset")
+        package([[best], [copy]], "cifar-10", "someone", tmp_path / "p3", trained_once / "dataset")
     sources = tmp_path / "sources"
     shutil.copytree(packaged, sources)
     kernel = json.loads((sources / "notebook" / "kernel-metadata.json").read_text())
@@ -285,3 +287,32 @@ def test_a_package_of_the_wrong_models_or_a_tampered_one_is_one_line(packaged, t
         rehearse(sources, trained_once / "dataset", tmp_path / "rehearsal.csv")
     with pytest.raises(PipelineError, match=r"nope/dir: no such folder for the rehearsal's submission"):
         rehearse(packaged, trained_once / "dataset", tmp_path / "nope" / "dir" / "sub.csv")
+
+
+def test_a_cv_packaged_beside_a_run_weighs_as_one_run_as_predict_weighs_it(trained_once, tmp_path, monkeypatch):
+    """Pass 26: the notebook gave each checkpoint one share (a run and a CV of 2 folds: 1/3 each), where `predict
+    --run` and `ensemble` give the run 1/2 and each fold 1/4; members.json now keeps each run's files."""
+    import torch
+
+    from pipeline.package import _weights_dataset, fit_budget, kaggle_predict, measure_members
+    from pipeline.run import load_checkpoint
+
+    dataset, best = trained_once / "dataset", trained_once / "weights" / "exp" / "best.pt"
+    folds = []
+    for k in range(2):  # two other models, as a CV's folds
+        checkpoint = load_checkpoint(best)
+        for state in (checkpoint["model"], checkpoint.get("ema") or {}):
+            for name, tensor in state.items():
+                if tensor.is_floating_point():
+                    state[name] = tensor + 0.01 * (k + 1)
+        (tmp_path / "cv" / f"fold-{k}").mkdir(parents=True)
+        torch.save(checkpoint, tmp_path / "cv" / f"fold-{k}" / "best.pt")
+        folds.append(tmp_path / "cv" / f"fold-{k}" / "best.pt")
+    plan = fit_budget(measure_members([best, *folds], dataset), "none", 40, 1e9)
+    members = _weights_dataset(plan, [[best], folds], tmp_path / "weights", dataset, "someone", "slug", 1e9)
+    runs = json.loads((tmp_path / "weights" / "members.json").read_text())["runs"]
+    assert runs == [members[:1], members[1:]] and len(members) == 3
+    (tmp_path / "working").mkdir()
+    monkeypatch.chdir(tmp_path)
+    kaggle_predict(dataset, tmp_path / "weights", tmp_path / "working", tmp_path / "project", 0.0)
+    assert json.loads((tmp_path / "working" / "submission.json").read_text())["weights"] == [0.5, 0.25, 0.25]

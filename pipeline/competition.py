@@ -323,6 +323,11 @@ def _read(path: Path) -> pd.DataFrame:
 
 def _pick_sample(root: Path, csvs: list[str]) -> str:
     named = [c for c in csvs if "sample" in c.lower() and "submission" in c.lower()]
+    holding = sorted(f"{folder.name}/" for folder in root.iterdir() if folder.is_dir() and not csvs
+                     and not folder.name.startswith(".") and any(p.suffix.lower() == ".csv" for p in folder.iterdir()))
+    if len(holding) > 1:
+        raise PipelineError(f"{root}: no CSV at its top, but {listed(holding)} each hold CSVs (several competitions in "
+                            "one archive?); fetch one of them: an archive of one folder's contents")
     if len(named) != 1:
         raise PipelineError(f"{root}: {'no' if not named else 'more than one'} sample submission CSV (a name with "
                             f"'sample' and 'submission', e.g. sampleSubmission.csv) among {', '.join(csvs) or 'no CSVs'}"

@@ -229,9 +229,9 @@ def _flatten(options: dict) -> dict:
 
 
 def run_folders(folder: Path) -> list[Path]:
-    """A run's folder, or a cross-validation's fold runs."""
+    """A run's folder, or a cross-validation's fold runs trained so far."""
     cv = CrossValidation(folder)
-    return [cv.fold(i).path for i in range(cv.read_plan()["folds"])] if cv.is_cv() else [folder]
+    return [run.path for run in cv.trained_folds()] if cv.is_cv() else [folder]
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -622,6 +622,33 @@ class CrossValidation:
                 return True
         return False
 
+    def misplaced_fold(self, index: int, plan: dict) -> str | None:
+        """Why the run in fold-`index` is not fold `index` of the plan's folds (trained as another fold, of another
+        number of folds, or as no fold), with what to do; None when it is."""
+        run, folds = self.fold(index), plan["folds"]
+        options = run.read_config().options
+        if (options.folds, options.fold) == (folds, index):
+            return None
+        held = f"fold {options.fold} of {options.folds}" if options.folds else "a run of no cross-validation"
+        advice = (f"restore {self._plan}'s folds or train the CV again in a new folder" if options.folds not in
+                  (None, folds) else f"delete {run.path} and train it again with "
+                                     f"`pipeline train --config {self.path} --fold {index} --name {self.name}`")
+        planned = f"fold {index} of {folds}" if index < folds else f"one of the {folds} folds"
+        return f"{run.path}: holds {held}, not {planned} as {self._plan.name} says; {advice}"
+
+    def trained_folds(self) -> list[Run]:
+        """The fold runs in it so far (training, stopped or finished), each checked to be the fold of the plan its
+        folder names (a hand-edited plan's count of folds is one line, not a fold more or less)."""
+        plan, found = self.read_plan(), []
+        for path in self.fold_folders():
+            index = path.name.removeprefix("fold-")
+            if index.isdigit() and Run(path).looks_like_run():
+                misplaced = self.misplaced_fold(int(index), plan)
+                if misplaced:
+                    raise PipelineError(misplaced)
+                found.append((int(index), Run(path)))
+        return [run for _, run in sorted(found, key=lambda pair: pair[0])]
+
     def fold_problem(self, index: int, plan: dict) -> str | None:
         """Why fold `index` of a CV with `plan` is not a finished fold of it, with what to do; None when it is."""
         run, folds = self.fold(index), plan["folds"]
@@ -643,13 +670,10 @@ class CrossValidation:
                 return f"{run.path}: fold {index} is {state}, before its first checkpoint; delete {run.path} and " \
                        f"train it again with {again}"
             return f"{run.path}: fold {index} is {state}; continue it with `pipeline train --resume {run.path}`"
-        options = run.read_config().options
-        if (options.folds, options.fold) != (folds, index):
-            held = f"fold {options.fold} of {options.folds}" if options.folds else "a run of no cross-validation"
-            advice = (f"restore {self._plan}'s folds or train the CV again in a new folder" if options.folds not in
-                      (None, folds) else f"delete {run.path} and train it again with {again}")
-            return f"{run.path}: holds {held}, not fold {index} of {folds} as {self._plan.name} says; {advice}"
-        trained = shared_options(options)
+        misplaced = self.misplaced_fold(index, plan)
+        if misplaced:
+            return misplaced
+        trained = shared_options(run.read_config().options)
         differ = plan_differences(plan, trained)
         if differ:
             shown = ", ".join(f"--{key.replace('_', '-')} {trained[key]} (plan: {plan[key]})" for key in differ[:3])

@@ -288,8 +288,11 @@ def _solution_targets(solution: pd.DataFrame, c: Competition, classes: list[str]
         return marks.argmax(1)
     names = list(solution.columns)
     if len(names) != 1:
-        raise PipelineError(f"{path}: expected the submission's columns ({', '.join(c.submission_columns[:5])}) or one "
-                            f"column of class names, found {listed(names, 5)}")
+        missing = [name for name in c.submission_columns if name not in names]
+        others = [name for name in names if name not in c.submission_columns]
+        raise PipelineError(f"{path}: expected the submission's columns ({listed(c.submission_columns, 5)}) or one "
+                            f"column of class names; it lacks {listed(missing, 5)}"
+                            + (f" and has {listed(others, 5)}" if others else "") + "; fix its header")
     unknown = sorted(set(solution[names[0]]) - set(classes))
     if unknown:
         raise PipelineError(f"{path}: its {names[0]} column names {', '.join(map(repr, unknown[:5]))}, not among the "

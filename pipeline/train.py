@@ -617,7 +617,8 @@ def fit(ctx: TrainContext) -> TrainResult:
         f"run {ctx.run.path}: {config.recipe} recipe, {model_label(config.model, config.stem)} on {ctx.runtime.device} "
         f"({ctx.runtime.candidate}), {ctx.run_config.split['train_images']} train / "
         f"{ctx.run_config.split['val_images']} val images, {len(ctx.run_config.classes)} classes, "
-        f"epochs {ctx.start_epoch + 1}-{config.epochs}")
+        + (f"epochs {ctx.start_epoch + 1}-{config.epochs}" if ctx.start_epoch < config.epochs else
+           f"all {config.epochs} epoch(s) trained: finishing its report"))
     with _recorded_status(ctx):  # the run is finished once its report is drawn
         with _EpochLog(ctx) as log:
             best_predictions = _epochs(ctx, log)

@@ -40,6 +40,9 @@ def created_folder(folder: Path, tidy: bool = True, whole: bool = False) -> Iter
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+        blocked = next((path for path in (folder, *folder.parents) if path.exists() and not path.is_dir()), None)
+        if blocked is not None:
+            raise PipelineError(f"{blocked}: a file where a folder belongs; move it aside") from None
         raise PipelineError(f"{folder}: cannot create it ({e.strerror or e}); work from a folder you can write") from None
     try:
         yield folder

@@ -643,3 +643,12 @@ def test_an_image_beside_the_class_folders_is_a_problem_named_by_its_file(projec
         train(TrainConfig(epochs=1, **QUICK), console=Console(quiet=True))
     labels, problems, _ = train_problems(project / "dataset")
     assert problems == ["train/stray.png: in no class folder"] and len(labels) == 40  # --skip-bad trains on these
+
+
+def test_a_folder_of_several_competitions_is_named_as_such(tmp_path):
+    """Pass 26: a zip of `a/…` and `b/…`, each a competition, said "no sample submission CSV among no CSVs"."""
+    for name in ("a", "b"):
+        write_cifar_shape(tmp_path / name, n_train=4, n_test=2)
+    with pytest.raises(PipelineError, match=r"no CSV at its top, but a/, b/ each hold CSVs \(several competitions in "
+                                            r"one archive\?\); fetch one of them"):
+        infer_competition(tmp_path)

@@ -237,6 +237,14 @@ def test_a_cv_is_used_only_when_it_is_what_its_plan_says(fetched):
         listed = runner.invoke(app, ["runs"])
         assert listed.exit_code == 0 and f"cross-validation {name}" in listed.output, name
         assert re.search(message, " ".join(listed.output.split())), name
+    compared = runner.invoke(app, ["compare", "plan-folds"])  # before, fold-2's missing config.json
+    assert compared.exit_code == 1 and re.search(CV_EDITS["plan-folds"][1], " ".join(compared.output.split()))
+    extra = fetched / "weights" / "extra"  # a fold beyond the plan's (its cv.json edited down): before, left out
+    shutil.copytree(cv.path, extra)
+    shutil.copytree(extra / "fold-1", extra / "fold-2")
+    compared = runner.invoke(app, ["compare", "extra"])
+    assert compared.exit_code == 1 and "fold-2: holds fold 1 of 2, not one of the 2 folds as cv.json says" in \
+        " ".join(compared.output.split()), compared.output
     with pytest.raises(PipelineError, match=CV_EDITS["no-best"][1]):  # not "already trained"
         train_cv(TrainConfig(**{**CV, "folds": 2}, fold=1, name="no-best"))
     shutil.rmtree(fetched / "weights" / "no-best" / "fold-1")  # as the advice says

@@ -1695,6 +1695,11 @@ def test_nineteenth_hostile_pass_inputs(trained):
     with pytest.raises(PipelineError, match=rf"solution.csv: id {sample['id'][2]} holds 'true' in mango; its class "
                                             "columns must hold 0 or 1"):
         check_solution(trained / "solution.csv", dataset, "log_loss")
+    marks.rename(columns={"mango": "Mango"}).drop(columns="zebra").to_csv(trained / "solution.csv", index=False)
+    with pytest.raises(PipelineError, match=r"solution.csv: expected the submission's columns \(apple, kiwi, mango, "
+                                            r"zebra\) or one column of class names; it lacks mango, zebra and has "
+                                            r"Mango; fix its header"):  # before, two lists cut at 5 that read the same
+        check_solution(trained / "solution.csv", dataset, "log_loss")
     (dataset / "competition.json").unlink()
     shutil.rmtree(weights / "exp" / "tb")
     (weights / "exp" / "tb").write_text("x")
@@ -1861,3 +1866,14 @@ def test_a_submission_and_its_record_are_replaced_together_or_not_at_all(trained
         predict(runs=[trained / "weights" / "exp"], tta="flip", console=Console(quiet=True))
     assert {name: (submissions / name).read_bytes() for name in before} == before  # the CSV too
     assert sorted(p.name for p in submissions.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_file_where_a_stage_folder_belongs_is_named_as_such(tmp_path):
+    """Pass 26: `dataset` a file made fetch say "cannot create it (File exists); work from a folder you can write"."""
+    from pipeline.workspace import created_folder
+
+    (tmp_path / "dataset").write_text("x")
+    for folder in (tmp_path / "dataset", tmp_path / "dataset" / "test"):
+        with pytest.raises(PipelineError, match=r"dataset: a file where a folder belongs; move it aside"):
+            with created_folder(folder):
+                pass

@@ -85,7 +85,7 @@ class PixelRange(Exception):
     """An image whose pixel values do not say their own scale: one line naming it, never a guess."""
 
 
-BITS_PER_SAMPLE = 258  # the TIFF tag
+BITS_PER_SAMPLE, SAMPLE_FORMAT, SIGNED_SAMPLES = 258, 339, 2  # TIFF tags, and SampleFormat's value for signed integers
 UNIT_OVERSHOOT = 1.1  # a float image may overshoot its top (1 or 255) this far (resampling rings): clipped, not rescaled
 
 
@@ -147,9 +147,9 @@ def _decode_one(path: Path, shape: tuple[int, int, int], fit: int | None,
     try:
         with Image.open(path) as image:
             grey, (width, height) = image.mode in GREY_MODES, upright_size(image)
-            if wide_colour(image, path):
-                return None, f"is a 16-bit colour (or grey + alpha) {image.format}, which Pillow reads as its high " \
-                             "bytes only (8-bit values stored in 16 bits read as black); save it with 8 bits", False, 1
+            misread = misread_samples(image, path)
+            if misread:
+                return None, misread, False, 1
             if grey != grey_set and not convert:
                 return None, (f"is {'greyscale' if grey else 'colour'} ({image.mode}) in a "
                               f"{'greyscale' if grey_set else 'colour'} set"), False, 1
@@ -184,15 +184,45 @@ def matches_images(images: np.ndarray, folder: Path, ids: list[str], bad: dict, 
     return True
 
 
-def wide_colour(image: Image.Image, path: Path) -> bool:
-    """A PNG or TIFF of 16 bits per channel with colour or alpha, which Pillow reads as 8-bit RGB(A) (a PNG header's
-    bit depth and colour type: 2 RGB, 4 grey + alpha, 6 RGBA; a TIFF's BitsPerSample)."""
+def misread_samples(image: Image.Image, path: Path) -> str | None:
+    """Why Pillow would read the image's samples as other values than they hold, or None: 16 bits per colour channel
+    in a PNG, TIFF or JPEG 2000 (it keeps their high bytes only), signed 8-bit samples (read as unsigned)."""
+    if image.mode in (*WIDE_GREY_MODES, "F"):
+        return None  # read at their width and sign, then scaled by `eight_bit`
+    bits, signed = 8, False
     if image.format == "TIFF":
-        bits = image.tag_v2.get(BITS_PER_SAMPLE, 8)
-        return image.mode not in (*WIDE_GREY_MODES, "F") and max(bits if isinstance(bits, tuple) else (bits,)) > 8
+        bits = max(_tag_values(image, BITS_PER_SAMPLE) or (8,))
+        signed = SIGNED_SAMPLES in _tag_values(image, SAMPLE_FORMAT)
+    elif image.format == "JPEG2000":
+        bits, signed = jpeg2000_samples(path)
+    elif image.format == "PNG":
+        with open(path, "rb") as file:
+            header = file.read(26)
+        bits = 16 if len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6) else 8  # RGB, grey + alpha, RGBA
+    if bits > 8:
+        return f"is a 16-bit colour (or grey + alpha) {image.format}, which Pillow reads as its high bytes only (8-bit " \
+               "values stored in 16 bits read as black); save it with 8 bits"
+    if signed:
+        return "holds signed 8-bit samples, which Pillow reads as unsigned (-1 as 255); save it as unsigned 8 bits"
+    return None
+
+
+def _tag_values(image: Image.Image, tag: int) -> tuple:
+    value = image.tag_v2.get(tag, ())
+    return value if isinstance(value, tuple) else (value,)
+
+
+def jpeg2000_samples(path: Path) -> tuple[int, bool]:
+    """The widest component's bits and whether any is signed, from the codestream's SIZ marker (found in the first
+    64 KiB: a JP2's header boxes come before it); 8 bits, unsigned, where it is not found."""
     with open(path, "rb") as file:
-        header = file.read(26)
-    return header[:8] == b"\x89PNG\r\n\x1a\n" and len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6)
+        head = file.read(1 << 16)
+    at = head.find(b"\xff\x4f\xff\x51")  # start of codestream, then SIZ
+    if at < 0 or len(head) < at + 42:
+        return 8, False
+    count = int.from_bytes(head[at + 40:at + 42], "big")
+    depths = head[at + 42:at + 42 + 3 * count:3]
+    return max(((d & 0x7F) + 1 for d in depths), default=8), any(d & 0x80 for d in depths)
 
 
 def _set_shape(folder: Path, ids: list[str], suffix: str, fit: int | None) -> tuple[int, int, int]:

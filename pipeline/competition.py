@@ -408,10 +408,12 @@ def _square_for_varied_sizes(folder: Path, ids: pd.Series, suffix: str, notes: l
 
 
 def _label_columns(labels: pd.DataFrame, csv: str, notes: list[str]) -> tuple[tuple[str, ...], str]:
-    """The label column(s) of the training CSV and their kind."""
+    """The label column(s) of the training CSV and their kind: one-hot where most rows mark one class with 1 among
+    0s (a bad cell is then the listed problem of its row, not the reason to read the last column as the label)."""
     columns = list(labels.columns[1:])
     values = labels[columns].apply(lambda column: column.str.strip())
-    if len(columns) > 1 and values.isin(["0", "1"]).all().all() and (values == "1").sum(axis=1).eq(1).mean() > 0.5:
+    one_hot_rows = values.isin(["0", "1"]).all(axis=1) & (values == "1").sum(axis=1).eq(1)
+    if len(columns) > 1 and one_hot_rows.mean() > 0.5:
         return tuple(columns), "one-hot"
     named = [c for c in columns if c.strip().lower() in LABEL_NAMES]
     column = (named or columns)[-1]

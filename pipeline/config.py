@@ -347,8 +347,10 @@ class TrainConfigChecks:
             raise PipelineError(f"--milestones needs --schedule step, not {self.schedule}")
         self._check_optimizer_and_schedule()
         self._check_pretrained()
-        if self.target_acc is not None and (self.full or not 0 < self.target_acc <= 1):
-            raise PipelineError("--target-acc needs a validation split (not --full) and a value in (0, 1]")
+        if self.target_acc is not None and not 0 < self.target_acc <= 1:
+            raise PipelineError(f"--target-acc {self.target_acc}: a val accuracy in (0, 1], e.g. 0.94")
+        if self.target_acc is not None and self.full:
+            raise PipelineError("--target-acc needs a validation split: drop --full (or --target-acc)")
         self._check_run_control()
         self._check_folds()
         self._check_teaching()

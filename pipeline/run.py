@@ -642,7 +642,7 @@ class CrossValidation:
         plan, found = self.read_plan(), []
         for path in self.fold_folders():
             index = path.name.removeprefix("fold-")
-            if index.isdigit() and Run(path).looks_like_run():
+            if index.isdigit() and path.name == f"fold-{int(index)}" and Run(path).looks_like_run():  # not fold-01
                 misplaced = self.misplaced_fold(int(index), plan)
                 if misplaced:
                     raise PipelineError(misplaced)

@@ -31,21 +31,27 @@ def validate_submission(path: Path, root: Path, classes: list[str], shown_as: Pa
                             + (f"; {separator_hint(path)}" if separator_hint(path) else ""))
     submission = read_id_csv(path, tuple(header))
     if len(submission) != len(sample):
-        raise PipelineError(f"{name}: {len(submission)} rows, but {sample_csv} has {len(sample)}")
+        raise PipelineError(f"{name}: {len(submission)} rows, but {sample_csv} has {len(sample)}; write a row for each "
+                            f"of its ids, once, in its order")
     ids, sample_ids = submission[c.submission_id].to_numpy(), sample[c.submission_id].to_numpy()
     differs = (ids != sample_ids).nonzero()[0]
     if len(differs):
         row = differs[0]
-        raise PipelineError(f"{name}: row {row + 2} has id {ids[row]}, {sample_csv.name} has {sample_ids[row]} there")
+        raise PipelineError(f"{name}: row {row + 2} has id {ids[row]}, {sample_csv.name} has {sample_ids[row]} there; "
+                            "write the rows in the sample submission's order")
     if c.submission_kind != "label":
         values = submission[list(c.submission_columns)].apply(pd.to_numeric, errors="coerce").to_numpy()
-        if not ((values >= 0) & (values <= 1)).all():  # NaN (not a number) fails too
-            raise PipelineError(f"{name}: the {', '.join(c.submission_columns[:5])} column(s) must hold probabilities "
-                                "(numbers from 0 to 1)")
+        rows, columns = np.nonzero(~((values >= 0) & (values <= 1)))  # NaN (not a number) too
+        if len(rows):
+            cell = submission[list(c.submission_columns)].iat[rows[0], columns[0]]
+            raise PipelineError(f"{name}: row {rows[0] + 2} holds {cell!r} in {c.submission_columns[columns[0]]}; its "
+                                "class columns must hold probabilities (numbers from 0 to 1)")
         return
     unknown = sorted(set(submission[c.submission_columns[0]]) - set(classes))
     if unknown:
-        raise PipelineError(f"{name}: unknown label(s) {', '.join(map(repr, unknown[:5]))}; classes are {listed(classes)}")
+        empty = " (an empty cell)" if "" in unknown else ""
+        raise PipelineError(f"{name}: unknown label(s) {', '.join(map(repr, unknown[:5]))}{empty}; classes are "
+                            f"{listed(classes)}")
 
 
 LOG_LOSS_FLOOR = 1e-3  # a log-loss submission's probabilities are raised to this: a confident miss costs at most ln 1000

@@ -173,6 +173,37 @@ def test_float_images_beyond_255_and_16_bit_colour_tiffs_are_listed_problems(tmp
     assert "is a 16-bit colour (or grey + alpha) TIFF, which Pillow reads as its high bytes only" in decoded.bad["4"]
 
 
+def signed_tiff(pixels: np.ndarray) -> bytes:
+    """An uncompressed TIFF of signed 8-bit grey samples (SampleFormat 2), which Pillow reads as unsigned bytes."""
+    height, width = pixels.shape
+    tags = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+            (273, 4, 1, 8 + 2 + 9 * 12 + 4), (277, 3, 1, 1), (279, 4, 1, pixels.size), (339, 3, 1, 2)]
+    directory = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", *tag) for tag in tags) + b"\0" * 4
+    return b"II*\0" + struct.pack("<I", 8) + directory + pixels.astype(np.int8).tobytes()
+
+
+def test_signed_8_bit_tiffs_and_16_bit_colour_jpeg_2000_are_listed_problems(tmp_path):
+    """Pass 27: a signed 8-bit TIFF's ramp −128 … 127 was read as unsigned (−1 as white), a 16-bit colour JPEG 2000 of
+    8-bit values as its high bytes (black): both predicted, unsaid."""
+    folder = tmp_path / "test"
+    folder.mkdir()
+    (folder / "1.tif").write_bytes(signed_tiff(np.tile(np.linspace(-128, 127, 32).round(), (32, 1))))
+    colour = np.tile(np.linspace(0, 255, 32, dtype=np.uint8), (32, 1))
+    Image.fromarray(np.dstack([colour] * 3)).save(folder / "2.tif")
+    (folder / "3.tif").write_bytes(signed_tiff(np.zeros((32, 32))).replace(struct.pack("<HHII", 339, 3, 1, 2),
+                                                                             struct.pack("<HHII", 339, 3, 1, 1)))
+    decoded = decode_images(folder, ["1", "2", "3"], tmp_path / "test.npy", suffix=".tif", convert=True)
+    assert list(decoded.bad) == ["1"] and "holds signed 8-bit samples, which Pillow reads as unsigned" in decoded.bad["1"]
+    for bits, refused in ((16, True), (8, False)):  # a JPEG 2000 codestream's SIZ marker says each component's bits
+        path = tmp_path / f"{bits}.j2k"
+        Image.fromarray(np.dstack([colour] * 3)).save(path)
+        head = path.read_bytes()
+        at = head.find(b"\xff\x4f\xff\x51") + 42
+        path.write_bytes(head[:at] + bytes([bits - 1, 1, 1] * 3) + head[at + 9:])
+        assert (pipeline.cache.jpeg2000_samples(path) == (bits, False)) and bool(
+            pipeline.cache.misread_samples(Image.open(path), path)) == refused
+
+
 @pytest.mark.parametrize("suffix", [".png", ".webp", ".tif"])
 def test_an_animated_or_multi_page_image_is_its_first_frame_and_said(competition, tmp_path, suffix):
     """An animated PNG or WebP, or a multi-page TIFF, is decoded as its first frame (every library's reading), and the

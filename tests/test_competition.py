@@ -652,3 +652,17 @@ def test_a_folder_of_several_competitions_is_named_as_such(tmp_path):
     with pytest.raises(PipelineError, match=r"no CSV at its top, but a/, b/ each hold CSVs \(several competitions in "
                                             r"one archive\?\); fetch one of them"):
         infer_competition(tmp_path)
+
+
+def test_a_bad_cell_in_one_hot_labels_does_not_make_the_last_column_the_label(tmp_path):
+    """Pass 27: one '0.5' among one-hot cells made fetch read the last class column as binary labels (a 10-class
+    competition trained as "truck or not", exit 0); the CSV is one-hot by most of its rows, the cell a listed problem."""
+    plant_pathology(tmp_path)
+    frame = pd.read_csv(tmp_path / "train.csv", dtype=str)
+    frame.loc[4, PATHOLOGY[1]] = "0.5"
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    described, _ = infer_competition(tmp_path)
+    assert (described.label_kind, described.label_columns) == ("one-hot", PATHOLOGY)
+    write_competition(tmp_path, described)
+    with pytest.raises(PipelineError, match=rf"id Train_4 holds '0.5' in {PATHOLOGY[1]}"):
+        check_train(tmp_path)

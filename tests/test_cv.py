@@ -245,6 +245,10 @@ def test_a_cv_is_used_only_when_it_is_what_its_plan_says(fetched):
     compared = runner.invoke(app, ["compare", "extra"])
     assert compared.exit_code == 1 and "fold-2: holds fold 1 of 2, not one of the 2 folds as cv.json says" in \
         " ".join(compared.output.split()), compared.output
+    shutil.rmtree(extra / "fold-2")
+    shutil.copytree(extra / "fold-1", extra / "fold-01")  # a stray copy: no fold of the plan, as predict reads it
+    compared = runner.invoke(app, ["compare", "extra"])
+    assert compared.exit_code == 0 and "fold-01" not in compared.output and "fold-1" in compared.output, compared.output
     with pytest.raises(PipelineError, match=CV_EDITS["no-best"][1]):  # not "already trained"
         train_cv(TrainConfig(**{**CV, "folds": 2}, fold=1, name="no-best"))
     shutil.rmtree(fetched / "weights" / "no-best" / "fold-1")  # as the advice says

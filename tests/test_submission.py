@@ -13,8 +13,10 @@ def sample_csv(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("id,label\n3,a\n1,b\n", "2 rows, but .* has 3"),
-    ("id,label\n3,a\n2,b\n1,a\n", "row 3 has id 2, sampleSubmission.csv has 1 there"),
+    ("id,label\n3,a\n1,b\n", "2 rows, but .* has 3; write a row for each of its ids, once, in its order"),
+    ("id,label\n3,a\n2,b\n1,a\n", "row 3 has id 2, sampleSubmission.csv has 1 there; write the rows in the sample "
+                                   "submission's order"),
+    ("id,label\n3,a\n1,b\n2,\n", "unknown label\\(s\\) '' \\(an empty cell\\)"),
     ("id,label\n3,a\n1,b\n2,dog\n", "unknown label\\(s\\) 'dog'"),
     ("id,class\n3,a\n1,b\n2,a\n", "header must be id,label, found id,class$"),
     ("id,Label\n3,a\n1,b\n2,a\n", "header must be id,label, found id,Label$"),  # before: "name its columns in
@@ -119,5 +121,6 @@ def test_a_submission_of_probabilities_holds_numbers_from_0_to_1(tmp_path):
     validate_submission(tmp_path / "s.csv", tmp_path, ["0", "1"])
     for value in ("1.5", "yes", ""):
         (tmp_path / "s.csv").write_text(f"id,has_cactus\na.jpg,0.91\nb.jpg,{value}\n")
-        with pytest.raises(PipelineError, match="has_cactus column\\(s\\) must hold probabilities"):
+        with pytest.raises(PipelineError, match=f"row 3 holds '{value}' in has_cactus; its class columns must hold "
+                                                "probabilities"):
             validate_submission(tmp_path / "s.csv", tmp_path, ["0", "1"])

@@ -167,6 +167,10 @@ def test_recipes_and_explicit_flags():
         config_from({"recipe": "fastnet", "stem": "improved"}).validate()
     with pytest.raises(PipelineError, match="--milestones needs --schedule step"):
         config_from({"recipe": "fast", "milestones": [5]}).validate()
+    with pytest.raises(PipelineError, match=r"--target-acc 1.5: a val accuracy in \(0, 1\]"):  # before, --full named
+        config_from({"target_acc": 1.5}).validate()
+    with pytest.raises(PipelineError, match="--target-acc needs a validation split: drop --full"):
+        config_from({"target_acc": 0.5, "full": True}).validate()
 
 
 def test_fast_recipe_learns_in_seconds(fetched):

@@ -95,16 +95,16 @@ def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
     stored in 16 bits, or a near-black 16-bit image: no rule of one image's own tells, and one rule per image would
     read two alike images 257 times apart); integers below 0 or above 65535 are refused. Float greyscale in [0, 1] is
     scaled by 255, float in [0, 255] taken as it is (each may overshoot its top by UNIT_OVERSHOOT, clipped); floats
-    beyond either, or well below 0, are refused."""
+    beyond either, or below 0 by more than a tenth of their top (standardised: z-scores), are refused."""
     if image.mode in (*WIDE_GREY_MODES, "F"):
         values = np.asarray(image, dtype=np.float32)
         if not np.isfinite(values).all():
             raise PixelRange("holds NaN or infinite pixel values; save it with 8 bits")
         top, bottom = (float(values.max()), float(values.min())) if values.size else (0.0, 0.0)
         unit = top <= UNIT_OVERSHOOT
-        if image.mode == "F" and (not (unit or 2 <= top <= 255 * UNIT_OVERSHOOT) or bottom < -0.1 * (1 if unit else 255)):
+        if image.mode == "F" and (not (unit or 2 <= top <= 255 * UNIT_OVERSHOOT) or bottom < -0.1 * max(top, 1)):
             raise PixelRange(f"holds float pixels from {bottom:.4g} to {top:.4g}, neither in [0, 1] nor in [0, 255] "
-                             "(normalised, or wider than 8 bits?); save it with 8 bits")
+                             "(standardised, or wider than 8 bits?); save it with 8 bits")
         if image.mode != "F" and (bottom < 0 or top > 65535):  # 32-bit integers: signed, or beyond 16 bits
             raise PixelRange(f"holds integer pixels from {bottom:.0f} to {top:.0f}, outside 0 … 65535 (signed, or "
                              "more than 16 bits); save it with 8 bits")

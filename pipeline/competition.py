@@ -152,7 +152,8 @@ def infer_competition(root: Path) -> tuple[Competition, list[str]]:
     sample, folders, notes = _read(root / sample_csv), _image_folders(root), []
     others = [c for c in csvs if c != sample_csv]
     by_folder = None if any(not c.lower().startswith("test") for c in others) else _class_folders(root, folders)
-    labeled, ids, classes = by_folder or _labels_by_csv(root, _pick_labels(root, others, notes), folders, notes)
+    labeled, ids, classes = by_folder or _labels_by_csv(root, _pick_labels(root, others, notes), folders,
+                                                        tuple(sample.columns[1:]), notes)
     submission_id, suffix = sample.columns[0], labeled["image_suffix"]
     test_images, test_suffix = _image_folder(root, _not_named(folders, "train"), sample[submission_id], sample_csv,
                                              submission_id)
@@ -167,7 +168,8 @@ def infer_competition(root: Path) -> tuple[Competition, list[str]]:
                        submission_kind=submission_kind, metric=metric), notes
 
 
-def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], notes: list[str]) -> tuple[dict, pd.Series, list]:
+def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], submitted: tuple[str, ...],
+                   notes: list[str]) -> tuple[dict, pd.Series, list]:
     """The description's fields of a training-label CSV, its ids and its classes."""
     labels = _read(root / labels_csv)
     if pixel_columns(list(labels.columns)):
@@ -176,7 +178,7 @@ def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], notes: list[
                             "--dataset OWNER/NAME")
     id_column = labels.columns[0]
     train_images, suffix = _image_folder(root, _not_named(folders, "test"), labels[id_column], labels_csv, id_column)
-    label_columns, label_kind = _label_columns(labels, labels_csv, notes)
+    label_columns, label_kind = _label_columns(labels, labels_csv, submitted, notes)
     classes = list(label_columns) if label_kind == "one-hot" else sorted(set(labels[label_columns[0]].str.strip()) - {""})
     return dict(labels_csv=labels_csv, id_column=id_column, label_columns=label_columns, label_kind=label_kind,
                 train_images=train_images, image_suffix=suffix), labels[id_column], classes
@@ -407,22 +409,46 @@ def _square_for_varied_sizes(folder: Path, ids: pd.Series, suffix: str, notes: l
     return side
 
 
-def _label_columns(labels: pd.DataFrame, csv: str, notes: list[str]) -> tuple[tuple[str, ...], str]:
-    """The label column(s) of the training CSV and their kind: one-hot where most rows mark one class with 1 among
-    0s (a bad cell is then the listed problem of its row, not the reason to read the last column as the label)."""
+def _label_columns(labels: pd.DataFrame, csv: str, submitted: tuple[str, ...],
+                   notes: list[str]) -> tuple[tuple[str, ...], str]:
+    """The label column(s) of the training CSV and their kind. The sample submission's columns (`submitted`) decide
+    first: a probability per class names the one-hot class columns, one column the training CSV also has is the
+    label. Else the 0/1 columns (but for a few bad cells) are one-hot where most rows mark one class (a bad cell is
+    then the listed problem of its row), refused where most mark several (multi-label); else the last column (or one
+    named like a label) is the label."""
     columns = list(labels.columns[1:])
     values = labels[columns].apply(lambda column: column.str.strip())
-    one_hot_rows = values.isin(["0", "1"]).all(axis=1) & (values == "1").sum(axis=1).eq(1)
-    if len(columns) > 1 and one_hot_rows.mean() > 0.5:
-        return tuple(columns), "one-hot"
+    if len(submitted) > 1 and set(submitted) <= set(columns):
+        return _one_hot([c for c in columns if c in submitted], columns, csv, notes), "one-hot"
+    marks = [c for c in columns if values[c].isin(["0", "1"]).mean() >= MARK_SHARE]
+    if len(marks) > 1 and not (len(submitted) == 1 and submitted[0] in columns):
+        marked = (values[marks] == "1").sum(axis=1)
+        if marked.eq(1).mean() > 0.5:
+            return _one_hot(marks, columns, csv, notes), "one-hot"
+        if marked.gt(1).mean() > 0.5:
+            raise PipelineError(f"{csv}: most rows mark several of the 0/1 columns {listed(marks, 5)} (multi-label); "
+                                "pipeline trains one class per image: describe the competition in "
+                                f"dataset/{DESCRIPTION} with one label column")
     named = [c for c in columns if c.strip().lower() in LABEL_NAMES]
-    column = (named or columns)[-1]
+    column = submitted[0] if len(submitted) == 1 and submitted[0] in columns else (named or columns)[-1]
     if len(columns) > 1:
         notes.append(f"{csv} has the columns {', '.join(columns)} after its id: read {column!r} as the label "
                      f"(label_columns; {EDIT})")
     present = set(values[column]) - {""}
     kind = "binary" if present <= {"0", "1"} else "integers" if all(v.isdigit() for v in present) else "names"
     return (column,), kind
+
+
+MARK_SHARE = 0.9  # a one-hot class column holds 0 or 1 in this share of its rows at least (the rest: listed problems)
+
+
+def _one_hot(classes: list[str], columns: list[str], csv: str, notes: list[str]) -> tuple[str, ...]:
+    """`classes` as the one-hot columns, and a note naming the columns left out (a fold, a weight)."""
+    others = [c for c in columns if c not in classes]
+    if others:
+        notes.append(f"{csv}: read {listed(classes, 5)} as one-hot class columns; {listed(others, 5)} left out "
+                     f"(label_columns; {EDIT})")
+    return tuple(classes)
 
 
 def _fractions(values: pd.Series) -> bool:

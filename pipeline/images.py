@@ -20,7 +20,7 @@ READ_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 # earlier rule are decoded again. An animated or multi-page image is its first frame, as every image library reads it
 # (the cache keeps which images those are, and each stage that reads them says so).
 DECODE_RULE = ("exif-orientation applied; 16-bit colour or grey+alpha (PNG, TIFF, JPEG 2000) or signed 8-bit refused; "
-               "float up to 1.1 scaled, "
+               "float up to 1.1 scaled, below -0.1 of its top refused, "
                "up to 2, above 280.5 or not finite refused; integers below 0 or above 65535 refused; 16-bit scaled by "
                "1/257, refused when its pixels reach 1 to 255 only")
 EXIF_ORIENTATION = 0x0112

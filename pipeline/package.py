@@ -375,6 +375,21 @@ def device_name() -> str:
     return torch.cuda.get_device_name() if torch.cuda.is_available() else f"{cpu_model()}, {os.cpu_count()} cores"
 
 
+def package_members(weights: Path) -> dict:
+    """members.json of a package's weights dataset: its `runs` (each a list of model files there, a CV's folds
+    together) as paths, and its `tta`; anything else is one line naming it."""
+    path = weights / "members.json"
+    try:
+        members = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise PipelineError(f"{path}: unreadable ({e}); build the package again") from None
+    runs = members.get("runs") if isinstance(members, dict) else None
+    if not (isinstance(runs, list) and runs and all(isinstance(run, list) and run and all(
+            isinstance(name, str) and (weights / name).is_file() for name in run) for run in runs)):
+        raise PipelineError(f"{path}: its runs are not lists of the dataset's model files; build the package again")
+    return {**members, "runs": [[weights / name for name in run] for run in runs]}
+
+
 def kaggle_predict(competition: Path, weights: Path, working: Path, project: Path, setup_s: float) -> None:
     """In the notebook: lay out `competition` (read-only) as `project`'s dataset/ with the package's description,
     predict it with the package's checkpoints into `working`/submission.csv, and record the time it took."""
@@ -385,7 +400,7 @@ def kaggle_predict(competition: Path, weights: Path, working: Path, project: Pat
 
     if not competition.is_dir():
         raise PipelineError(f"{competition}: the competition's data is not there; add the competition to the notebook")
-    members = json.loads((weights / "members.json").read_text())
+    members = package_members(weights)
     started = time.monotonic()
     shutil.rmtree(project, ignore_errors=True)
     dataset = project / "dataset"
@@ -395,7 +410,7 @@ def kaggle_predict(competition: Path, weights: Path, working: Path, project: Pat
             (dataset / entry.name).symlink_to(entry)
     shutil.copyfile(weights / "competition.json", dataset / "competition.json")
     os.chdir(project)
-    result = predict(checkpoint_groups=[[weights / name for name in run] for run in members["runs"]], tta=members["tta"],
+    result = predict(checkpoint_groups=members["runs"], tta=members["tta"],
                      dataset_root=dataset, out=working / "submission.csv", console=Console())
     predict_s = time.monotonic() - started
     write_text_atomic(working / TIMING, json.dumps({"setup_s": setup_s, "predict_s": predict_s, "images": result.rows,

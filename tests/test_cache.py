@@ -162,11 +162,13 @@ def test_float_images_beyond_255_and_16_bit_colour_tiffs_are_listed_problems(tmp
     folder = tmp_path / "test"
     folder.mkdir()
     grey = np.linspace(0, 255, 32 * 32, dtype=np.float32).reshape(32, 32)
-    for image_id, values in (("1", grey * 4), ("2", grey * 1.05), ("3", np.full((32, 32), -5, np.float32))):
+    for image_id, values in (("1", grey * 4), ("2", grey * 1.05), ("3", np.full((32, 32), -5, np.float32)),
+                             ("5", (grey - 60) / 30), ("6", grey - 3)):  # z-scores (before, 0 … 6: black); ringing
         Image.fromarray(values, "F").save(folder / f"{image_id}.tif")
     (folder / "4.tif").write_bytes(sixteen_bit_rgb_tiff(np.full((32, 32, 3), 200)))
-    decoded = decode_images(folder, ["1", "2", "3", "4"], tmp_path / "test.npy", suffix=".tif")
-    assert set(decoded.bad) == {"1", "3", "4"}
+    decoded = decode_images(folder, ["1", "2", "3", "4", "5", "6"], tmp_path / "test.npy", suffix=".tif")
+    assert set(decoded.bad) == {"1", "3", "4", "5"}
+    assert "holds float pixels from -2 to 6.5, neither in [0, 1] nor in [0, 255] (standardised" in decoded.bad["5"]
     assert "holds float pixels from 0 to 1020, neither in [0, 1] nor in [0, 255]" in decoded.bad["1"]
     assert int(decoded.images[1].max()) == 255 and int(decoded.images[1, 16, 0, 0]) == round(float(grey[16, 0] * 1.05))
     assert "holds float pixels from -5 to -5" in decoded.bad["3"]

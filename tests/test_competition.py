@@ -666,3 +666,35 @@ def test_a_bad_cell_in_one_hot_labels_does_not_make_the_last_column_the_label(tm
     write_competition(tmp_path, described)
     with pytest.raises(PipelineError, match=rf"id Train_4 holds '0.5' in {PATHOLOGY[1]}"):
         check_train(tmp_path)
+
+
+def test_the_sample_submission_decides_which_columns_are_labels(tmp_path):
+    """Pass 28: a one-hot CSV with a fold column (0-4) was read as integer labels (folds predicted, exit 0); rows mostly
+    marking several classes became "the last column or not"; a binary label beside an is_valid 0/1 column was read as
+    one-hot and refused as bad rows."""
+    plant_pathology(tmp_path)
+    frame = pd.read_csv(tmp_path / "train.csv", dtype=str)
+    sample = pd.read_csv(tmp_path / "sample_submission.csv", dtype=str)
+    frame = frame.assign(fold=[str(i % 5) for i in range(len(frame))])
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    for submitted in (sample, sample[["image_id"]].assign(label="healthy")):  # a probability per class, or a label
+        submitted.to_csv(tmp_path / "sample_submission.csv", index=False)
+        described, notes = infer_competition(tmp_path)
+        assert (described.label_kind, described.label_columns) == ("one-hot", PATHOLOGY)
+        assert any("; fold left out" in note for note in notes), notes
+    frame[["image_id", "fold"]].assign(**frame[list(PATHOLOGY)]).to_csv(tmp_path / "train.csv", index=False)
+    sample.to_csv(tmp_path / "sample_submission.csv", index=False)  # fold before the class columns
+    assert infer_competition(tmp_path)[0].label_columns == PATHOLOGY
+    several = frame.drop(columns="fold")
+    several.loc[:, PATHOLOGY[0]] = "1"  # every row marks two classes but the healthy ones
+    several.to_csv(tmp_path / "train.csv", index=False)
+    sample[["image_id"]].assign(tags="healthy rust").to_csv(tmp_path / "sample_submission.csv", index=False)
+    with pytest.raises(PipelineError, match=r"train.csv: most rows mark several of the 0/1 columns .* \(multi-label\)"):
+        infer_competition(tmp_path)
+    binary = frame[["image_id"]].assign(label=[str(i % 2) for i in range(len(frame))],
+                                         is_valid=[str(int(i % 4 == 0)) for i in range(len(frame))])
+    binary.to_csv(tmp_path / "train.csv", index=False)
+    sample[["image_id"]].assign(label="0.5").to_csv(tmp_path / "sample_submission.csv", index=False)
+    described, _ = infer_competition(tmp_path)
+    assert (described.label_kind, described.label_columns, described.submission_kind) == ("binary", ("label",),
+                                                                                            "probability")

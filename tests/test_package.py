@@ -310,8 +310,13 @@ def test_a_cv_packaged_beside_a_run_weighs_as_one_run_as_predict_weighs_it(train
         folds.append(tmp_path / "cv" / f"fold-{k}" / "best.pt")
     plan = fit_budget(measure_members([best, *folds], dataset), "none", 40, 1e9)
     members = _weights_dataset(plan, [[best], folds], tmp_path / "weights", dataset, "someone", "slug", 1e9)
-    runs = json.loads((tmp_path / "weights" / "members.json").read_text())["runs"]
-    assert runs == [members[:1], members[1:]] and len(members) == 3
+    saved = json.loads((tmp_path / "weights" / "members.json").read_text())
+    assert saved["runs"] == [members[:1], members[1:]] and len(members) == 3
+    for runs in (None, [], [["nope.pt"]]):  # before, KeyError: 'runs' in the notebook
+        (tmp_path / "weights" / "members.json").write_text(json.dumps({**saved, "runs": runs}))
+        with pytest.raises(PipelineError, match=r"members.json: its runs are not lists of the dataset's model files"):
+            kaggle_predict(dataset, tmp_path / "weights", tmp_path / "working", tmp_path / "project", 0.0)
+    (tmp_path / "weights" / "members.json").write_text(json.dumps(saved))
     (tmp_path / "working").mkdir()
     monkeypatch.chdir(tmp_path)
     kaggle_predict(dataset, tmp_path / "weights", tmp_path / "working", tmp_path / "project", 0.0)

@@ -152,8 +152,8 @@ def infer_competition(root: Path) -> tuple[Competition, list[str]]:
     sample, folders, notes = _read(root / sample_csv), _image_folders(root), []
     others = [c for c in csvs if c != sample_csv]
     by_folder = None if any(not c.lower().startswith("test") for c in others) else _class_folders(root, folders)
-    labeled, ids, classes = by_folder or _labels_by_csv(root, _pick_labels(root, others, notes), folders,
-                                                        tuple(sample.columns[1:]), notes)
+    labeled, ids, classes = by_folder or _labels_by_csv(root, _pick_labels(root, others, notes), folders, sample,
+                                                        notes)
     submission_id, suffix = sample.columns[0], labeled["image_suffix"]
     test_images, test_suffix = _image_folder(root, _not_named(folders, "train"), sample[submission_id], sample_csv,
                                              submission_id)
@@ -168,7 +168,7 @@ def infer_competition(root: Path) -> tuple[Competition, list[str]]:
                        submission_kind=submission_kind, metric=metric), notes
 
 
-def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], submitted: tuple[str, ...],
+def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], sample: pd.DataFrame,
                    notes: list[str]) -> tuple[dict, pd.Series, list]:
     """The description's fields of a training-label CSV, its ids and its classes."""
     labels = _read(root / labels_csv)
@@ -178,7 +178,7 @@ def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], submitted: t
                             "--dataset OWNER/NAME")
     id_column = labels.columns[0]
     train_images, suffix = _image_folder(root, _not_named(folders, "test"), labels[id_column], labels_csv, id_column)
-    label_columns, label_kind = _label_columns(labels, labels_csv, submitted, notes)
+    label_columns, label_kind = _label_columns(labels, labels_csv, sample, notes)
     classes = list(label_columns) if label_kind == "one-hot" else sorted(set(labels[label_columns[0]].str.strip()) - {""})
     return dict(labels_csv=labels_csv, id_column=id_column, label_columns=label_columns, label_kind=label_kind,
                 train_images=train_images, image_suffix=suffix), labels[id_column], classes
@@ -409,19 +409,26 @@ def _square_for_varied_sizes(folder: Path, ids: pd.Series, suffix: str, notes: l
     return side
 
 
-def _label_columns(labels: pd.DataFrame, csv: str, submitted: tuple[str, ...],
+def _label_columns(labels: pd.DataFrame, csv: str, sample: pd.DataFrame,
                    notes: list[str]) -> tuple[tuple[str, ...], str]:
-    """The label column(s) of the training CSV and their kind. The sample submission's columns (`submitted`) decide
-    first: a probability per class names the one-hot class columns, one column the training CSV also has is the
-    label. Else the 0/1 columns (but for a few bad cells) are one-hot where most rows mark one class (a bad cell is
-    then the listed problem of its row), refused where most mark several (multi-label); else the last column (or one
-    named like a label) is the label."""
-    columns = list(labels.columns[1:])
+    """The label column(s) of the training CSV and their kind. The sample submission decides first: a probability
+    per class names the one-hot class columns; one column the training CSV also has is the label; so is the one
+    column holding every placeholder class name of the sample. Else the 0/1 columns (but for a few bad
+    cells; one of them left out, a fold or flag, where that makes more rows mark one) are one-hot where most rows mark
+    one class (a bad cell is then the listed problem of its row), refused where most mark several (multi-label); else
+    a column named like a label, else the last one that is not a 0/1 flag (unless the sample holds fractions: a
+    probability of 1)."""
+    columns, submitted = list(labels.columns[1:]), tuple(sample.columns[1:])
     values = labels[columns].apply(lambda column: column.str.strip())
     if len(submitted) > 1 and set(submitted) <= set(columns):
         return _one_hot([c for c in columns if c in submitted], columns, csv, notes), "one-hot"
+    placeholders = set(sample[submitted[0]].str.strip()) - {""} if len(submitted) == 1 else set()
+    named_by_sample = placeholders and not _fractions(sample[submitted[0]]) and \
+        not all(v.lstrip("-").isdigit() for v in placeholders)
     marks = [c for c in columns if values[c].isin(["0", "1"]).mean() >= MARK_SHARE]
-    if len(marks) > 1 and not (len(submitted) == 1 and submitted[0] in columns):
+    holding = [c for c in columns if named_by_sample and placeholders <= set(values[c])]
+    if len(marks) > 1 and not (len(submitted) == 1 and submitted[0] in columns) and len(holding) != 1:
+        marks = _fewer_marks(values, marks)
         marked = (values[marks] == "1").sum(axis=1)
         if marked.eq(1).mean() > 0.5:
             return _one_hot(marks, columns, csv, notes), "one-hot"
@@ -429,8 +436,27 @@ def _label_columns(labels: pd.DataFrame, csv: str, submitted: tuple[str, ...],
             raise PipelineError(f"{csv}: most rows mark several of the 0/1 columns {listed(marks, 5)} (multi-label); "
                                 "pipeline trains one class per image: describe the competition in "
                                 f"dataset/{DESCRIPTION} with one label column")
+    return _label_column(values, columns, submitted, holding, _fractions(sample[submitted[0]]) if len(submitted) == 1
+                         else False, csv, notes)
+
+
+def _fewer_marks(values: pd.DataFrame, marks: list[str]) -> list[str]:
+    """The 0/1 columns as one-hot class columns: all of them, or all but the one (a fold, a flag) whose leaving out
+    makes nearly every row (MARK_SHARE) mark exactly one — never where that takes a class from multi-label rows."""
+    def one_marked(kept: list[str]) -> float:
+        return float((values[kept] == "1").sum(axis=1).eq(1).mean())
+    best = max(([c for c in marks if c != left] for left in marks), key=one_marked) if len(marks) > 2 else marks
+    return best if one_marked(best) >= MARK_SHARE > one_marked(marks) else marks
+
+
+def _label_column(values: pd.DataFrame, columns: list[str], submitted: tuple[str, ...], holding: list[str],
+                  probability: bool, csv: str, notes: list[str]) -> tuple[tuple[str, ...], str]:
+    """The one label column (see `_label_columns`) and its kind."""
+    flags = {c for c in columns if set(values[c]) - {""} <= {"0", "1"}}
     named = [c for c in columns if c.strip().lower() in LABEL_NAMES]
-    column = submitted[0] if len(submitted) == 1 and submitted[0] in columns else (named or columns)[-1]
+    unflagged = [c for c in columns if c not in flags] if not probability else []
+    column = (submitted[0] if len(submitted) == 1 and submitted[0] in columns else holding[0] if len(holding) == 1
+              else (named or unflagged or columns)[-1])
     if len(columns) > 1:
         notes.append(f"{csv} has the columns {', '.join(columns)} after its id: read {column!r} as the label "
                      f"(label_columns; {EDIT})")

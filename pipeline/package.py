@@ -378,6 +378,8 @@ def device_name() -> str:
 def package_members(weights: Path) -> dict:
     """members.json of a package's weights dataset: its `runs` (each a list of model files there, a CV's folds
     together) as paths, and its `tta`; anything else is one line naming it."""
+    from pipeline.config import TTA_CHOICES
+
     path = weights / "members.json"
     try:
         members = json.loads(path.read_text())
@@ -387,6 +389,9 @@ def package_members(weights: Path) -> dict:
     if not (isinstance(runs, list) and runs and all(isinstance(run, list) and run and all(
             isinstance(name, str) and (weights / name).is_file() for name in run) for run in runs)):
         raise PipelineError(f"{path}: its runs are not lists of the dataset's model files; build the package again")
+    if members.get("tta") not in TTA_CHOICES:
+        raise PipelineError(f"{path}: its tta {members.get('tta')!r} is not one of {', '.join(TTA_CHOICES)}; build the "
+                            "package again")
     return {**members, "runs": [[weights / name for name in run] for run in runs]}
 
 

@@ -698,3 +698,27 @@ def test_the_sample_submission_decides_which_columns_are_labels(tmp_path):
     described, _ = infer_competition(tmp_path)
     assert (described.label_kind, described.label_columns, described.submission_kind) == ("binary", ("label",),
                                                                                             "probability")
+
+
+def test_the_sample_s_placeholder_names_and_0_1_flags_do_not_pass_for_labels(tmp_path):
+    """Pass 29: one-hot columns beside a 2-fold 0/1 fold column (half the rows marking two) read `fold` as the label;
+    a species column beside is_hard/is_valid flags read the flags as one-hot classes; integer labels beside a 0/1
+    flag read the flag. The sample's placeholder class names find the column holding them; a fold or flag among 0/1
+    columns is left out where that makes the rows one-hot; a 0/1 flag is the label only for a probability of 1."""
+    plant_pathology(tmp_path)
+    frame = pd.read_csv(tmp_path / "train.csv", dtype=str)
+    ids = frame[["image_id"]]
+    pd.read_csv(tmp_path / "sample_submission.csv", dtype=str)[["image_id"]].assign(label="rust").to_csv(
+        tmp_path / "sample_submission.csv", index=False)
+    frame.assign(fold=[str(i % 2) for i in range(len(frame))]).to_csv(tmp_path / "train.csv", index=False)
+    assert infer_competition(tmp_path)[0].label_columns == PATHOLOGY
+    species = np.array(PATHOLOGY)[np.arange(len(frame)) % 4]
+    ids.assign(species=species, is_hard=[str(i % 2) for i in range(len(frame))],
+               is_valid=[str(1 - i % 2) for i in range(len(frame))]).to_csv(tmp_path / "train.csv", index=False)
+    assert infer_competition(tmp_path)[0].label_columns == ("species",)
+    pd.read_csv(tmp_path / "sample_submission.csv", dtype=str)[["image_id"]].assign(prediction="0").to_csv(
+        tmp_path / "sample_submission.csv", index=False)
+    ids.assign(diagnosis=[str(i % 4) for i in range(len(frame))], is_extra=[str(int(i % 10 == 0)) for i in range(
+        len(frame))]).to_csv(tmp_path / "train.csv", index=False)
+    described = infer_competition(tmp_path)[0]
+    assert (described.label_columns, described.label_kind) == (("diagnosis",), "integers")

@@ -312,9 +312,11 @@ def test_a_cv_packaged_beside_a_run_weighs_as_one_run_as_predict_weighs_it(train
     members = _weights_dataset(plan, [[best], folds], tmp_path / "weights", dataset, "someone", "slug", 1e9)
     saved = json.loads((tmp_path / "weights" / "members.json").read_text())
     assert saved["runs"] == [members[:1], members[1:]] and len(members) == 3
-    for runs in (None, [], [["nope.pt"]]):  # before, KeyError: 'runs' in the notebook
-        (tmp_path / "weights" / "members.json").write_text(json.dumps({**saved, "runs": runs}))
-        with pytest.raises(PipelineError, match=r"members.json: its runs are not lists of the dataset's model files"):
+    for edit, message in (({"runs": None}, "its runs are not lists"), ({"runs": []}, "its runs are not lists"),
+                          ({"runs": [["nope.pt"]]}, "its runs are not lists"), ({"tta": None}, "its tta None is not"),
+                          ({"tta": "bogus"}, "its tta 'bogus' is not one of")):  # before, KeyError or "--tta"
+        (tmp_path / "weights" / "members.json").write_text(json.dumps({**saved, **edit}))
+        with pytest.raises(PipelineError, match=rf"members.json: {message}"):
             kaggle_predict(dataset, tmp_path / "weights", tmp_path / "working", tmp_path / "project", 0.0)
     (tmp_path / "weights" / "members.json").write_text(json.dumps(saved))
     (tmp_path / "working").mkdir()

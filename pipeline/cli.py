@@ -481,7 +481,8 @@ def package(
         console.print(f"no Kaggle credentials here: the package names {owner!r} as its owner; build it again with "
                       "--owner USER (or with credentials) before pushing it")
     out = out or submissions_dir() / f"{competition}-package"
-    built = build([run_checkpoints(run, console=console) for run in runs], competition, owner, out, dataset_dir(), tta.value, gpu, budget_s, test_images)
+    built = build([run_checkpoints(run, console=console) for run in runs], competition, owner, out, dataset_dir(),
+                  tta.value, gpu, budget_s, test_images)
     plan = built.plan
     for trimmed in plan.trimmed:
         console.print(f"left out to fit {budget}: {trimmed}")

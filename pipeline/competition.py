@@ -423,8 +423,8 @@ def _label_columns(labels: pd.DataFrame, csv: str, sample: pd.DataFrame,
     if len(submitted) > 1 and set(submitted) <= set(columns):
         return _one_hot([c for c in columns if c in submitted], columns, csv, notes), "one-hot"
     placeholders = set(sample[submitted[0]].str.strip()) - {""} if len(submitted) == 1 else set()
-    named_by_sample = placeholders and not _fractions(sample[submitted[0]]) and \
-        not all(v.lstrip("-").isdigit() for v in placeholders)
+    probability = len(submitted) == 1 and _fractions(sample[submitted[0]])  # the sample holds a probability of 1
+    named_by_sample = placeholders and not probability and not all(v.lstrip("-").isdigit() for v in placeholders)
     marks = [c for c in columns if values[c].isin(["0", "1"]).mean() >= MARK_SHARE]
     holding = [c for c in columns if named_by_sample and placeholders <= set(values[c])]
     if len(marks) > 1 and not (len(submitted) == 1 and submitted[0] in columns) and len(holding) != 1:
@@ -436,8 +436,7 @@ def _label_columns(labels: pd.DataFrame, csv: str, sample: pd.DataFrame,
             raise PipelineError(f"{csv}: most rows mark several of the 0/1 columns {listed(marks, 5)} (multi-label); "
                                 "pipeline trains one class per image: describe the competition in "
                                 f"dataset/{DESCRIPTION} with one label column")
-    return _label_column(values, columns, submitted, holding, _fractions(sample[submitted[0]]) if len(submitted) == 1
-                         else False, csv, notes)
+    return _label_column(values, columns, submitted, holding, probability, csv, notes)
 
 
 def _fewer_marks(values: pd.DataFrame, marks: list[str]) -> list[str]:

@@ -622,6 +622,10 @@ class CrossValidation:
                 return True
         return False
 
+    def _fold_command(self, index: int) -> str:
+        """The command that trains fold `index` of this CV as its plan says."""
+        return f"`pipeline train --config {self.path} --fold {index} --name {self.name}`"
+
     def misplaced_fold(self, index: int, plan: dict) -> str | None:
         """Why the run in fold-`index` is not fold `index` of the plan's folds (trained as another fold, of another
         number of folds, or as no fold), with what to do; None when it is."""
@@ -631,8 +635,7 @@ class CrossValidation:
             return None
         held = f"fold {options.fold} of {options.folds}" if options.folds else "a run of no cross-validation"
         advice = (f"restore {self._plan}'s folds or train the CV again in a new folder" if options.folds not in
-                  (None, folds) else f"delete {run.path} and train it again with "
-                                     f"`pipeline train --config {self.path} --fold {index} --name {self.name}`")
+                  (None, folds) else f"delete {run.path} and train it again with {self._fold_command(index)}")
         planned = f"fold {index} of {folds}" if index < folds else f"one of the {folds} folds"
         return f"{run.path}: holds {held}, not {planned} as {self._plan.name} says; {advice}"
 
@@ -652,7 +655,7 @@ class CrossValidation:
     def fold_problem(self, index: int, plan: dict) -> str | None:
         """Why fold `index` of a CV with `plan` is not a finished fold of it, with what to do; None when it is."""
         run, folds = self.fold(index), plan["folds"]
-        again = f"`pipeline train --config {self.path} --fold {index} --name {self.name}`"
+        again = self._fold_command(index)
         if not run.looks_like_run():
             return f"{run.path}: fold {index} of {folds} is not trained; train it with {again}"
         status = run.read_status() or {}

@@ -85,7 +85,8 @@ class PixelRange(Exception):
     """An image whose pixel values do not say their own scale: one line naming it, never a guess."""
 
 
-BITS_PER_SAMPLE, SAMPLE_FORMAT, SIGNED_SAMPLES = 258, 339, 2  # TIFF tags, and SampleFormat's value for signed integers
+BITS_PER_SAMPLE, PHOTOMETRIC, SAMPLE_FORMAT = 258, 262, 339  # TIFF tags
+MIN_IS_WHITE, SIGNED_SAMPLES = 0, 2  # Photometric's value for white-is-zero grey, SampleFormat's for signed integers
 UNIT_OVERSHOOT = 1.1  # a float image may overshoot its top (1 or 255) this far (resampling rings): clipped, not rescaled
 
 
@@ -164,8 +165,22 @@ def _decode_one(path: Path, shape: tuple[int, int, int], fit: int | None,
     except PixelRange as e:
         return None, str(e), False, 1
     except READ_ERRORS as e:
-        reason = str(e).replace(f"'{path}'", "").replace(str(path), "").strip().rstrip(":") or type(e).__name__
-        return None, f"not a readable image ({reason})", False, 1
+        return None, f"not a readable image ({_reason(e, path)})", False, 1
+
+
+def _header_error(path: Path) -> str:
+    """Why the header of the image at `path` cannot be read."""
+    try:
+        with quiet_pillow(), Image.open(path) as image:
+            upright_size(image)
+    except READ_ERRORS as e:
+        return _reason(e, path)
+    return "read now, but not when the set was sampled"
+
+
+def _reason(error: Exception, path: Path) -> str:
+    """The error's message without the path it names."""
+    return str(error).replace(f"'{path}'", "").replace(str(path), "").strip().rstrip(":") or type(error).__name__
 
 
 SPOT_CHECKS = 16  # images decoded again, at random, each time a cache is read: a cache must hold their pixels
@@ -186,9 +201,11 @@ def matches_images(images: np.ndarray, folder: Path, ids: list[str], bad: dict, 
 
 def misread_samples(image: Image.Image, path: Path) -> str | None:
     """Why Pillow would read the image's samples as other values than they hold, or None: 16 bits per colour channel
-    in a PNG, TIFF or JPEG 2000 (it keeps their high bytes only), signed 8-bit samples (read as unsigned)."""
+    in a PNG, TIFF or JPEG 2000 (it keeps their high bytes only), signed 8-bit samples (read as unsigned); and in a
+    TIFF of 16-bit or float grey, white-is-zero (read unreversed: a negative) or signed 16-bit samples (their top is
+    32767: scaled as 65535, half as bright)."""
     if image.mode in (*WIDE_GREY_MODES, "F"):
-        return None  # read at their width and sign, then scaled by `eight_bit`
+        return _misread_wide_tiff(image) if image.format == "TIFF" else None  # else scaled by `eight_bit`
     bits, signed = 8, False
     if image.format == "TIFF":
         bits = max(_tag_values(image, BITS_PER_SAMPLE) or (8,))
@@ -205,6 +222,17 @@ def misread_samples(image: Image.Image, path: Path) -> str | None:
     if signed:
         return "holds signed 8-bit samples, which Pillow reads as unsigned (-1 as 255); save it as unsigned 8 bits"
     return None
+
+
+def _misread_wide_tiff(image: Image.Image) -> str | None:
+    """Why a TIFF of grey samples wider than 8 bits would be misread, or None."""
+    if MIN_IS_WHITE in _tag_values(image, PHOTOMETRIC):
+        return "is a 16-bit or float TIFF stored white-is-zero (MinIsWhite), which Pillow reads unreversed, as its " \
+               "negative; save it with 8 bits, or black-is-zero"
+    if image.mode != "F" and SIGNED_SAMPLES in _tag_values(image, SAMPLE_FORMAT) and \
+            max(_tag_values(image, BITS_PER_SAMPLE) or (16,)) == 16:
+        return "holds signed 16-bit samples, whose top is 32767, not 65535; save it as unsigned 8 bits"
+    return None  # 32-bit integers (as Pillow saves its mode I) are read as 16-bit values, beyond them refused
 
 
 def _tag_values(image: Image.Image, tag: int) -> tuple:
@@ -231,7 +259,9 @@ def _set_shape(folder: Path, ids: list[str], suffix: str, fit: int | None) -> tu
     shapes = Counter((height, width, 1 if mode in GREY_MODES else 3)
                      for width, height, mode in header_sample(folder, ids, suffix))
     if not shapes:
-        raise PipelineError(f"{folder}: none of {min(HEADER_SAMPLE, len(ids))} images spread over the set is readable")
+        first = folder / f"{ids[0]}{suffix}"
+        raise PipelineError(f"{folder}: none of {min(HEADER_SAMPLE, len(ids))} images spread over the set is readable "
+                            f"({first.name}: {_header_error(first)}); save them as 8-bit PNG or JPEG, or fetch them again")
     if fit:
         channels = Counter({c: n for (_, _, c), n in shapes.items()}).most_common(1)[0][0]
         return fit, fit, channels

@@ -168,14 +168,17 @@ def fetch(
     sample: bool = typer.Option(False, "--sample", help="Write the offline sample competition: no network, no account.", metavar=""),
     force: bool = typer.Option(False, "--force", help="Fetch again even if dataset/ is complete.", metavar=""),
     img_size: Optional[int] = typer.Option(None, "--img-size", help="Decode every image once at S×S (shorter side resized to S, centre cropped), recorded as image_size in dataset/competition.json (default: inferred; images of one size keep it). Over a complete fetch it decodes the images again.", metavar="S"),
+    label_column: Optional[list[str]] = typer.Option(None, "--label-column", help="The training CSV's label column, where its files leave it open (fetch says so); once per class for one-hot 0/1 columns. (default: decided by the files)", metavar="NAME"),
 ) -> None:
     """Download a competition into dataset/ and describe it in dataset/competition.json (where its images and
     labels are, what its submission holds): edit that file where the description's choices are wrong."""
-    check_named({"--competition": [competition], "--dataset": [dataset], "--archive": [archive]})
+    check_named({"--competition": [competition], "--dataset": [dataset], "--archive": [archive],
+                 "--label-column": label_column or []})
     from pipeline.competition import DESCRIPTION
     from pipeline.fetch import fetch as run_fetch
 
-    result = run_fetch(competition, archive, sample, force, dataset=dataset, img_size=img_size)
+    result = run_fetch(competition, archive, sample, force, dataset=dataset, img_size=img_size,
+                       label_columns=tuple(label_column or ()))
     for note in result.notes:
         console.print(f"note: {note}")
     if result.already_complete:

@@ -27,7 +27,7 @@ SAMPLE_SUBMISSION = "sampleSubmission.csv"
 SOLUTION = "solution.csv"  # the held-out labels of a locally made competition: not one of its inputs
 LABEL_KINDS = ("names", "integers", "binary", "one-hot", "folders")
 SUBMISSION_KINDS = ("label", "probability", "probabilities")
-LABEL_NAMES = ("label", "labels", "target", "class", "category")  # the usual names of a label column
+LABEL_NAMES = ("label", "labels", "target", "class", "class_id", "category", "category_id", "label_id")  # usual names
 EDIT = f"edit dataset/{DESCRIPTION} to change it"
 LARGEST_SQUARE = 256  # the side inferred for images of varied sizes, at most
 
@@ -145,15 +145,19 @@ def write_competition(root: Path, competition: Competition) -> None:
 
 # --- inference from the files ------------------------------------------------------------------------
 
-def infer_competition(root: Path) -> tuple[Competition, list[str]]:
-    """The description of the competition laid out in `root`, and a note for each choice its files leave open."""
+def infer_competition(root: Path, label_columns: tuple[str, ...] = ()) -> tuple[Competition, list[str]]:
+    """The description of the competition laid out in `root` (its training CSV's `label_columns` as given, when given),
+    and a note for each choice its files leave open."""
     csvs = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() == ".csv" and p.name != SOLUTION)
     sample_csv = _pick_sample(root, csvs)
     sample, folders, notes = _read(root / sample_csv), _image_folders(root), []
     others = [c for c in csvs if c != sample_csv]
     by_folder = None if any(not c.lower().startswith("test") for c in others) else _class_folders(root, folders)
+    if by_folder and label_columns:
+        raise PipelineError(f"--label-column: this competition's labels are its class folders in "
+                            f"{by_folder[0]['train_images']}/, not a CSV's column; fetch it without --label-column")
     labeled, ids, classes = by_folder or _labels_by_csv(root, _pick_labels(root, others, notes), folders, sample,
-                                                        notes)
+                                                        notes, label_columns)
     submission_id, suffix = sample.columns[0], labeled["image_suffix"]
     test_images, test_suffix = _image_folder(root, _not_named(folders, "train"), sample[submission_id], sample_csv,
                                              submission_id)
@@ -168,9 +172,10 @@ def infer_competition(root: Path) -> tuple[Competition, list[str]]:
                        submission_kind=submission_kind, metric=metric), notes
 
 
-def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], sample: pd.DataFrame,
-                   notes: list[str]) -> tuple[dict, pd.Series, list]:
-    """The description's fields of a training-label CSV, its ids and its classes."""
+def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], sample: pd.DataFrame, notes: list[str],
+                   chosen: tuple[str, ...]) -> tuple[dict, pd.Series, list]:
+    """The description's fields of a training-label CSV (its label columns those `chosen`, when given), its ids and its
+    classes."""
     labels = _read(root / labels_csv)
     if pixel_columns(list(labels.columns)):
         raise PipelineError(f"{root / labels_csv}: pixel columns, not image files; `pipeline fetch` writes a "
@@ -178,7 +183,7 @@ def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], sample: pd.D
                             "--dataset OWNER/NAME")
     id_column = labels.columns[0]
     train_images, suffix = _image_folder(root, _not_named(folders, "test"), labels[id_column], labels_csv, id_column)
-    label_columns, label_kind = _label_columns(labels, labels_csv, sample, notes)
+    label_columns, label_kind = _label_columns(labels, labels_csv, sample, notes, chosen)
     classes = list(label_columns) if label_kind == "one-hot" else sorted(set(labels[label_columns[0]].str.strip()) - {""})
     return dict(labels_csv=labels_csv, id_column=id_column, label_columns=label_columns, label_kind=label_kind,
                 train_images=train_images, image_suffix=suffix), labels[id_column], classes
@@ -409,59 +414,109 @@ def _square_for_varied_sizes(folder: Path, ids: pd.Series, suffix: str, notes: l
     return side
 
 
-def _label_columns(labels: pd.DataFrame, csv: str, sample: pd.DataFrame,
-                   notes: list[str]) -> tuple[tuple[str, ...], str]:
-    """The label column(s) of the training CSV and their kind. The sample submission decides first: a probability
-    per class names the one-hot class columns; one column the training CSV also has is the label; so is the one
-    column holding every placeholder class name of the sample. Else the 0/1 columns (but for a few bad
-    cells; one of them left out, a fold or flag, where that makes more rows mark one) are one-hot where most rows mark
-    one class (a bad cell is then the listed problem of its row), refused where most mark several (multi-label); else
-    a column named like a label, else the last one that is not a 0/1 flag (unless the sample holds fractions: a
-    probability of 1)."""
+def _label_columns(labels: pd.DataFrame, csv: str, sample: pd.DataFrame, notes: list[str],
+                   chosen: tuple[str, ...] = ()) -> tuple[tuple[str, ...], str]:
+    """The label column(s) of the training CSV and their kind, taken only where something decides them: the
+    columns named by --label-column (`chosen`); the sample's probability-per-class columns (one-hot); else
+    `_classes_named_by_sample`; else `_decided_column`; else every column after the id a 0/1 mark (but for a few bad cells), nearly every row
+    (MARK_SHARE) marking exactly one class (one-hot; the bad cells are then the listed problems of their rows).
+    Anything else is refused, naming the columns and --label-column: a guess could train on a fold or a flag."""
     columns, submitted = list(labels.columns[1:]), tuple(sample.columns[1:])
     values = labels[columns].apply(lambda column: column.str.strip())
+    probability = len(submitted) == 1 and _fractions(sample[submitted[0]])  # the sample holds a probability of 1
+    if chosen:
+        return _chosen_columns(values, columns, chosen, csv, probability, notes)
     if len(submitted) > 1 and set(submitted) <= set(columns):
         return _one_hot([c for c in columns if c in submitted], columns, csv, notes), "one-hot"
-    placeholders = set(sample[submitted[0]].str.strip()) - {""} if len(submitted) == 1 else set()
-    probability = len(submitted) == 1 and _fractions(sample[submitted[0]])  # the sample holds a probability of 1
-    named_by_sample = placeholders and not probability and not all(v.lstrip("-").isdigit() for v in placeholders)
-    marks = [c for c in columns if values[c].isin(["0", "1"]).mean() >= MARK_SHARE]
-    holding = [c for c in columns if named_by_sample and placeholders <= set(values[c])]
-    if len(marks) > 1 and not (len(submitted) == 1 and submitted[0] in columns) and len(holding) != 1:
-        marks = _fewer_marks(values, marks)
-        marked = (values[marks] == "1").sum(axis=1)
-        if marked.eq(1).mean() > 0.5:
-            return _one_hot(marks, columns, csv, notes), "one-hot"
+    classes = _classes_named_by_sample(values, columns, sample)
+    if classes:
+        return _one_hot(classes, columns, csv, notes), "one-hot"
+    column = _decided_column(values, columns, sample, probability)
+    if column is not None:
+        if len(columns) > 1:
+            notes.append(f"{csv} has the columns {', '.join(columns)} after its id: read {column!r} as the label "
+                         f"(label_columns; {EDIT})")
+        return (column,), _label_kind(values[column], probability, csv, column, notes)
+    marked = (values == "1").sum(axis=1)
+    if len(columns) > 1 and values.isin(["0", "1"]).mean().min() >= MARK_SHARE:
+        if _one_marked(values, columns) >= MARK_SHARE:
+            return tuple(columns), "one-hot"
         if marked.gt(1).mean() > 0.5:
-            raise PipelineError(f"{csv}: most rows mark several of the 0/1 columns {listed(marks, 5)} (multi-label); "
-                                "pipeline trains one class per image: describe the competition in "
-                                f"dataset/{DESCRIPTION} with one label column")
-    return _label_column(values, columns, submitted, holding, probability, csv, notes)
+            raise PipelineError(f"{csv}: most rows mark several of the 0/1 columns {listed(columns, 5)} (multi-label?"
+                                " pipeline trains one class per image); if some are a fold or a flag, name the class "
+                                "columns with `pipeline fetch --label-column NAME`, once each")
+    raise PipelineError(f"{csv}: its files do not decide which of the columns after its id ({listed(columns, 6)}) "
+                        "holds the labels (no column is named like a label, the sample submission names none); name "
+                        "it with `pipeline fetch --label-column NAME` (once per class for one-hot columns)")
 
 
-def _fewer_marks(values: pd.DataFrame, marks: list[str]) -> list[str]:
-    """The 0/1 columns as one-hot class columns: all of them, or all but the one (a fold, a flag) whose leaving out
-    makes nearly every row (MARK_SHARE) mark exactly one — never where that takes a class from multi-label rows."""
-    def one_marked(kept: list[str]) -> float:
-        return float((values[kept] == "1").sum(axis=1).eq(1).mean())
-    best = max(([c for c in marks if c != left] for left in marks), key=one_marked) if len(marks) > 2 else marks
-    return best if one_marked(best) >= MARK_SHARE > one_marked(marks) else marks
+def _classes_named_by_sample(values: pd.DataFrame, columns: list[str], sample: pd.DataFrame) -> list[str]:
+    """The one-hot class columns where the sample's one column holds names of 0/1 columns as its placeholder labels:
+    those 0/1 columns, or all but one the sample does not name (a fold, a flag) where only leaving it out makes
+    nearly every row (MARK_SHARE) mark exactly one; none where no such set does."""
+    submitted = tuple(sample.columns[1:])
+    placeholders = set(sample[submitted[0]].str.strip()) - {""} if len(submitted) == 1 else set()
+    marks = [c for c in columns if values[c].isin(["0", "1"]).mean() >= MARK_SHARE]
+    if not placeholders or not placeholders <= set(marks):
+        return []
+    sets = [marks, *([c for c in marks if c != left] for left in marks if left not in placeholders)]
+    kept = [candidate for candidate in sets if _one_marked(values, candidate) >= MARK_SHARE]
+    return kept[0] if len(kept) == 1 or kept and kept[0] is marks else []
 
 
-def _label_column(values: pd.DataFrame, columns: list[str], submitted: tuple[str, ...], holding: list[str],
-                  probability: bool, csv: str, notes: list[str]) -> tuple[tuple[str, ...], str]:
-    """The one label column (see `_label_columns`) and its kind."""
-    flags = {c for c in columns if set(values[c]) - {""} <= {"0", "1"}}
-    named = [c for c in columns if c.strip().lower() in LABEL_NAMES]
-    unflagged = [c for c in columns if c not in flags] if not probability else []
-    column = (submitted[0] if len(submitted) == 1 and submitted[0] in columns else holding[0] if len(holding) == 1
-              else (named or unflagged or columns)[-1])
-    if len(columns) > 1:
-        notes.append(f"{csv} has the columns {', '.join(columns)} after its id: read {column!r} as the label "
-                     f"(label_columns; {EDIT})")
-    present = set(values[column]) - {""}
-    kind = "binary" if present <= {"0", "1"} else "integers" if all(v.isdigit() for v in present) else "names"
-    return (column,), kind
+def _one_marked(values: pd.DataFrame, columns: list[str]) -> float:
+    """The share of rows marking exactly one of the 0/1 `columns`."""
+    return float((values[columns] == "1").sum(axis=1).eq(1).mean())
+
+
+def _decided_column(values: pd.DataFrame, columns: list[str], sample: pd.DataFrame, probability: bool) -> str | None:
+    """The label column where the files decide it: the only column after the id; the sample's one column, where the
+    CSV has it too; else the one column that each rule picking a single column agrees on: named like a label
+    (LABEL_NAMES), holding every placeholder class name of the sample (in any case), the only column of 0s and 1s
+    where the sample holds a probability of 1. None where no rule picks one, or two pick different ones."""
+    submitted = tuple(sample.columns[1:])
+    if len(columns) == 1:
+        return columns[0]
+    if len(submitted) == 1 and submitted[0] in columns:
+        return submitted[0]
+    placeholders = set(sample[submitted[0]].str.strip().str.casefold()) - {""} if len(submitted) == 1 else set()
+    if probability or all(v.lstrip("-").isdigit() for v in placeholders):
+        placeholders = set()  # a number says nothing of which column holds it
+    picks = ([c for c in columns if c.strip().lower() in LABEL_NAMES],
+             [c for c in columns if placeholders and placeholders <= set(values[c].str.casefold())],
+             [c for c in columns if probability and set(values[c].str.casefold()) - {""} <= set(BINARY_SPELLINGS)])
+    single = {pick[0] for pick in picks if len(pick) == 1}
+    return single.pop() if len(single) == 1 else None
+
+
+def _chosen_columns(values: pd.DataFrame, columns: list[str], chosen: tuple[str, ...], csv: str, probability: bool,
+                    notes: list[str]) -> tuple[tuple[str, ...], str]:
+    """The columns --label-column names: one label column, or several one-hot class columns."""
+    for name in chosen:
+        if name not in columns:
+            raise PipelineError(f"--label-column {name!r}: {csv} has no such column after its id (it has "
+                                f"{listed(columns, 8)}); name one of those")
+        if chosen.count(name) > 1:
+            raise PipelineError(f"--label-column {name!r} is given twice; name each column once")
+    if len(chosen) == 1:
+        return chosen, _label_kind(values[chosen[0]], probability, csv, chosen[0], notes)
+    return chosen, "one-hot"
+
+
+BINARY_SPELLINGS = {"0": "0", "1": "1", "0.0": "0", "1.0": "1", "false": "0", "true": "1"}  # casefolded
+
+
+def _label_kind(values: pd.Series, probability: bool, csv: str, column: str, notes: list[str]) -> str:
+    """binary (0 and 1; also False/True or 0.0/1.0 where the sample asks for a probability of 1), integers or
+    names."""
+    present = set(values) - {""}
+    if present <= {"0", "1"}:
+        return "binary"
+    if probability and {v.casefold() for v in present} <= set(BINARY_SPELLINGS):
+        notes.append(f"{csv}: {column}'s {listed(sorted(present))} read as 0 and 1, the sample's probability being of "
+                     f"1 (true)")
+        return "binary"
+    return "integers" if all(v.isdigit() for v in present) else "names"
 
 
 MARK_SHARE = 0.9  # a one-hot class column holds 0 or 1 in this share of its rows at least (the rest: listed problems)
@@ -490,12 +545,11 @@ def _submission(sample_csv: str, sample: pd.DataFrame, label_kind: str, classes:
         notes.append(f"{sample_csv}: one column for 0/1 labels, read as the probability of 1 scored by ROC AUC "
                      f"(for hard 0/1 labels set submission_kind 'label' and metric 'accuracy'; {EDIT})")
         return "probability", "roc_auc"
+    if len(columns) == 1 and _fractions(sample[columns[0]]):
+        raise PipelineError(f"{sample_csv}: its {columns[0]} column holds fractions, a probability of 1, but the "
+                            f"training labels are {listed(classes, 4)}, not 0 and 1: write them as 0 and 1 (1 for the "
+                            "class whose probability is asked)")
     if len(columns) == 1:
-        if len(classes) == 2 and _fractions(sample[columns[0]]):
-            notes.append(f"{sample_csv}: its {columns[0]} column holds fractions, as a probability would, but the "
-                         f"classes are {classes[0]} and {classes[1]}, not 0 and 1: read as a label per row (to submit "
-                         f"the probability of one class, relabel the classes 0 and 1 and set submission_kind "
-                         f"'probability'; {EDIT})")
         return "label", "accuracy"
     if set(columns) != set(classes):
         raise PipelineError(f"{sample_csv}: its columns after the id ({listed(columns, 6)}) are neither one "

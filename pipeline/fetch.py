@@ -27,7 +27,7 @@ from rich.console import Console
 
 from pipeline.cache import CACHE_DIR, cached_test_images, cached_train_images
 from pipeline.convert import convert_pixel_competition, convert_pixel_dataset, is_pixel_competition
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, listed
 from pipeline.kaggle_api import kaggle_api, kaggle_errors
 from pipeline.competition import (DESCRIPTION, SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS, Competition,
                                   infer_competition, read_competition, write_competition)
@@ -55,11 +55,12 @@ class FetchResult:
 
 def fetch(competition: str | None = None, archive: Path | None = None, sample: bool = False,
           force: bool = False, root: Path | None = None, dataset: str | None = None,
-          limits: ExtractLimits | None = None, img_size: int | None = None) -> FetchResult:
+          limits: ExtractLimits | None = None, img_size: int | None = None,
+          label_columns: tuple[str, ...] = ()) -> FetchResult:
     """Lay out `competition` (default: the `archive`'s name without .zip, as Kaggle names its downloads, else
     cifar-10), the Kaggle `dataset` (owner/name, pixel CSVs) or the offline sample under `root` (default
-    ./dataset), its images decoded once at `img_size`² when given (else as described); archives beyond `limits`
-    are refused."""
+    ./dataset), its images decoded once at `img_size`² when given (else as described), its training CSV's
+    `label_columns` those given (else inferred); archives beyond `limits` are refused."""
     limits = limits or ExtractLimits()
     root = root or dataset_dir()
     if img_size is not None and not 8 <= img_size <= 1024:
@@ -70,12 +71,17 @@ def fetch(competition: str | None = None, archive: Path | None = None, sample: b
         raise PipelineError("--dataset replaces --competition and --sample: give only one of them")
     if sample and (archive is not None or competition is not None):
         raise PipelineError("--sample writes the offline sample: give it without --archive or --competition")
+    if label_columns and (sample or dataset is not None):
+        raise PipelineError("--label-column names a column of a competition's training CSV; --sample and --dataset "
+                            "have their labels described: give it without them")
     if competition is None and archive is not None and dataset is None:
         competition = _source_of_archive(root, archive) or archive_competition(archive)
     competition = competition or DEFAULT_COMPETITION
     source = SAMPLE if sample else dataset or competition
     with created_folder(root, whole=True):  # a failed first fetch leaves no dataset/ (nor caches) behind
-        result = _lay_out(root, source, competition, archive, sample, force, dataset, limits, img_size)
+        result = _lay_out(root, source, competition, archive, sample, force, dataset, limits, img_size, label_columns)
+    if result.already_complete and label_columns:
+        _check_label_columns(root, label_columns)
     if result.already_complete and img_size is not None:
         result = replace(result, notes=_set_image_size(root, img_size))
     return result
@@ -94,8 +100,18 @@ def _source_of_archive(root: Path, archive: Path) -> str | None:
     return fetched_source(root) if recorded is not None and Path(recorded).resolve() == archive.resolve() else None
 
 
+def _check_label_columns(root: Path, label_columns: tuple[str, ...]) -> None:
+    """The complete fetch in `root` reads `label_columns` (--label-column) as its labels, else one line: a fetch
+    describes the competition once."""
+    described = read_competition(root).label_columns
+    if described != label_columns:
+        raise PipelineError(f"{root / DESCRIPTION}: reads the labels from {listed(described, 5)}, not "
+                            f"{listed(label_columns, 5)}; fetch again with --force and --label-column to read those")
+
+
 def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sample: bool, force: bool,
-             dataset: str | None, limits: ExtractLimits, img_size: int | None) -> FetchResult:
+             dataset: str | None, limits: ExtractLimits, img_size: int | None,
+             label_columns: tuple[str, ...]) -> FetchResult:
     if not force:
         done = _complete_fetch(root, source, archive)
         if done:
@@ -125,7 +141,7 @@ def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sa
                 with _named_after(staging, origin):
                     convert_pixel_competition(staging, competition)
         with _named_after(staging, origin):
-            notes = _described(staging, not sample and dataset is None, img_size)
+            notes = _described(staging, not sample and dataset is None, img_size, label_columns)
             shown = Console(file=_ShownAt(staging, root), soft_wrap=True)  # unwrapped: its paths whole, to replace
             train_data, test_ids = _decoded(staging, root / CACHE_DIR, shown)
         laid_out = _move_into_place(staging, root)
@@ -143,14 +159,18 @@ def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sa
     return FetchResult(root, source, len(train_data.ids), len(test_ids), already_complete=False, notes=notes)
 
 
-def _described(staging: Path, infer: bool, img_size: int | None) -> list[str]:
+def _described(staging: Path, infer: bool, img_size: int | None, label_columns: tuple[str, ...]) -> list[str]:
     """Write the competition's description: inferred from its files (`infer`: a competition's archive, unless it came
     with one, then checked), else CIFAR-10's shape, which the sample and converted datasets are written in; with
-    `img_size` (--img-size), every image decoded at that square."""
+    `img_size` (--img-size), every image decoded at that square; with `label_columns` (--label-column), those the
+    labels."""
     if infer and (staging / DESCRIPTION).is_file():
         described, notes = read_competition(staging), []
+        if label_columns and described.label_columns != label_columns:
+            raise PipelineError(f"--label-column: the archive describes its competition in its own {DESCRIPTION}, "
+                                f"whose labels are {listed(described.label_columns, 5)}; edit that file instead")
     else:
-        described, notes = infer_competition(staging) if infer else (Competition(), [])
+        described, notes = infer_competition(staging, label_columns) if infer else (Competition(), [])
     if img_size is not None:
         notes.append(_image_size_note(img_size, described.image_size))
         described = replace(described, image_size=img_size)

@@ -11,8 +11,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from pipeline.competition import (DESCRIPTION, Competition, read_competition, read_csv_text, separator_hint,
-                                  submitted_classes)
+from pipeline.competition import (BINARY_SPELLINGS, DESCRIPTION, Competition, read_competition, read_csv_text,
+                                  separator_hint, submitted_classes)
 from pipeline.errors import PipelineError, listed
 from pipeline.images import IMAGE_SUFFIXES, class_folder_images, listed_as_image
 
@@ -97,10 +97,11 @@ def read_labels(root: Path, c: Competition) -> tuple[pd.DataFrame, list[str]]:
 
 
 def check_label_kind(root: Path, c: Competition, labels: pd.Series) -> None:
-    """Labels of kind integers are whole numbers, of kind binary 0 and 1: a description that says otherwise is one
+    """Labels of kind integers are whole numbers, of kind binary 0 and 1 (or False and True, 0.0 and 1.0): a description that says otherwise is one
     line (its label kind decides the submission's shape)."""
     values = set(labels.astype(str).str.strip()) - {""}
-    allowed = {"integers": lambda v: v.lstrip("-").isdigit(), "binary": lambda v: v in ("0", "1")}.get(c.label_kind)
+    allowed = {"integers": lambda v: v.lstrip("-").isdigit(),
+               "binary": lambda v: v.casefold() in BINARY_SPELLINGS}.get(c.label_kind)
     odd = sorted(v for v in values if allowed and not allowed(v))
     if odd:
         raise PipelineError(f"{root / DESCRIPTION}: label_kind {c.label_kind!r}, but {c.labels_csv} has labels like "
@@ -124,7 +125,7 @@ def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
     written."""
     c = read_competition(root)
     labels, problems = read_labels(root, c)
-    labels["label"], notes = normalised_labels(labels["label"], integers=c.label_kind == "integers")
+    labels["label"], notes = normalised_labels(labels["label"], c.label_kind)
     # class folders: the labels are the images found, and an image beside the class folders has no class
     images = set(labels["id"]) | image_ids(root / c.train_images, "") if c.label_kind == "folders" \
         else image_ids(root / c.train_images, c.image_suffix)
@@ -180,15 +181,17 @@ def plain_text(label: str) -> str:
 CASE_SLIP_SHARE = 0.1  # spellings that differ only in case are one class when the rarer ones hold less of its rows
 
 
-def normalised_labels(labels: pd.Series, integers: bool = False) -> tuple[pd.Series, list[str]]:
+def normalised_labels(labels: pd.Series, label_kind: str = "names") -> tuple[pd.Series, list[str]]:
     """Labels without surrounding spaces (as ids), and spellings that differ only in case read as the most frequent
     one when the others are slips (together under CASE_SLIP_SHARE of their rows: 'Cat' in 3 rows beside 'cat' in
-    5,000); comparably frequent ones ('a' and 'A' in a set of letters) stay classes of their own; with `integers`
-    (label_kind 'integers'), a number as its value ('01' is 1). Also a note for each spelling read otherwise than
-    written."""
+    5,000); comparably frequent ones ('a' and 'A' in a set of letters) stay classes of their own; of `label_kind`
+    integers, a number as its value ('01' is 1); of kind binary, False/True and 0.0/1.0 as 0 and 1. Also a note for
+    each spelling read otherwise than written."""
     stripped = labels.map(plain_text)
-    if integers:
+    if label_kind == "integers":
         stripped = stripped.map(lambda label: str(int(label)) if label.lstrip("-").isdigit() else label)
+    if label_kind == "binary":
+        stripped = stripped.map(lambda label: BINARY_SPELLINGS.get(label.casefold(), label))
     counts = stripped[stripped != ""].value_counts()
     groups: dict[str, list[str]] = {}
     for spelling in sorted(counts.index, key=lambda name: (-counts[name], name)):
@@ -358,7 +361,7 @@ def dataset_classes(root: Path) -> list[str] | None:
     c = read_competition(root)
     if not (root / (c.train_images if c.label_kind == "folders" else c.labels_csv)).exists():
         return None
-    labels = normalised_labels(read_labels(root, c)[0]["label"], integers=c.label_kind == "integers")[0]
+    labels = normalised_labels(read_labels(root, c)[0]["label"], c.label_kind)[0]
     return sorted(set(labels[labels != ""]))
 
 

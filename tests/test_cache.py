@@ -206,6 +206,51 @@ def test_signed_8_bit_tiffs_and_16_bit_colour_jpeg_2000_are_listed_problems(tmp_
             pipeline.cache.misread_samples(Image.open(path), path)) == refused
 
 
+def grey_tiff(pixels: np.ndarray, dtype: str, photometric: int = 1, sample_format: int = 1) -> bytes:
+    """An uncompressed one-channel TIFF of `pixels` as `dtype` (e.g. "<u2", "<f4", "<i2"), with its Photometric and
+    SampleFormat tags as given."""
+    height, width = pixels.shape
+    data = pixels.astype(dtype).tobytes()
+    tags = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 1, np.dtype(dtype).itemsize * 8), (259, 3, 1, 1),
+            (262, 3, 1, photometric), (273, 4, 1, 8 + 2 + 9 * 12 + 4), (277, 3, 1, 1), (279, 4, 1, len(data)),
+            (339, 3, 1, sample_format)]
+    directory = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", *tag) for tag in tags) + b"\0" * 4
+    return b"II*\0" + struct.pack("<I", 8) + directory + data
+
+
+def test_white_is_zero_and_signed_16_bit_grey_tiffs_are_listed_problems(tmp_path):
+    """Pass 30: 16-bit and float white-is-zero TIFFs decoded as their negatives (Pillow reverses only 8-bit ones), a
+    signed 16-bit TIFF at half brightness (scaled by 1/257): predicted, unsaid. An 8-bit white-is-zero TIFF, which
+    Pillow reverses, an unsigned 16-bit one and a 32-bit one of 16-bit values (Pillow's own mode I) are read."""
+    folder = tmp_path / "test"
+    folder.mkdir()
+    ramp = np.tile(np.linspace(0, 1, 32), (32, 1))
+    files = {"1": grey_tiff(ramp * 65535, "<u2", photometric=0), "2": grey_tiff(ramp, "<f4", photometric=0, sample_format=3),
+             "3": grey_tiff(ramp * 32767, "<i2", sample_format=2), "4": grey_tiff(ramp * 65535, "<i4", sample_format=2),
+             "5": grey_tiff(np.rint(ramp * 255), "<u1", photometric=0), "6": grey_tiff(np.rint(ramp * 65535), "<u2")}
+    for image_id, data in files.items():
+        (folder / f"{image_id}.tif").write_bytes(data)
+    decoded = decode_images(folder, list(files), tmp_path / "test.npy", suffix=".tif")
+    assert sorted(decoded.bad) == ["1", "2", "3"]
+    assert all("stored white-is-zero (MinIsWhite)" in decoded.bad[k] for k in ("1", "2"))
+    assert "holds signed 16-bit samples, whose top is 32767" in decoded.bad["3"]
+    assert decoded.images[3, 0, :, 0].tolist() == np.rint(ramp[0] * 255).astype(int).tolist()  # 32-bit: as Pillow saves I
+    assert decoded.images[4, 0, :, 0].tolist() == np.rint(255 - ramp[0] * 255).astype(int).tolist()  # reversed
+    assert decoded.images[5, 0, :, 0].tolist() == np.rint(ramp[0] * 255).astype(int).tolist()
+
+
+def test_a_set_of_which_no_header_is_readable_names_why(tmp_path):
+    """Pass 30: "none of 101 images spread over the set is readable" gave no reason (float16 TIFFs, which Pillow
+    cannot open)."""
+    folder = tmp_path / "test"
+    folder.mkdir()
+    for image_id in ("1", "2"):
+        (folder / f"{image_id}.tif").write_bytes(grey_tiff(np.ones((8, 8)), "<f2", sample_format=3))
+    with pytest.raises(PipelineError, match=r"test: none of 2 images spread over the set is readable \(1.tif: "
+                                            r".+\); save them as 8-bit PNG or JPEG"):
+        decode_images(folder, ["1", "2"], tmp_path / "test.npy", suffix=".tif")
+
+
 @pytest.mark.parametrize("suffix", [".png", ".webp", ".tif"])
 def test_an_animated_or_multi_page_image_is_its_first_frame_and_said(competition, tmp_path, suffix):
     """An animated PNG or WebP, or a multi-page TIFF, is decoded as its first frame (every library's reading), and the

@@ -689,7 +689,7 @@ def test_the_sample_submission_decides_which_columns_are_labels(tmp_path):
     several.loc[:, PATHOLOGY[0]] = "1"  # every row marks two classes but the healthy ones
     several.to_csv(tmp_path / "train.csv", index=False)
     sample[["image_id"]].assign(tags="healthy rust").to_csv(tmp_path / "sample_submission.csv", index=False)
-    with pytest.raises(PipelineError, match=r"train.csv: most rows mark several of the 0/1 columns .* \(multi-label\)"):
+    with pytest.raises(PipelineError, match=r"train.csv: most rows mark several of the 0/1 columns .* \(multi-label\?"):
         infer_competition(tmp_path)
     binary = frame[["image_id"]].assign(label=[str(i % 2) for i in range(len(frame))],
                                          is_valid=[str(int(i % 4 == 0)) for i in range(len(frame))])
@@ -720,5 +720,85 @@ def test_the_sample_s_placeholder_names_and_0_1_flags_do_not_pass_for_labels(tmp
         tmp_path / "sample_submission.csv", index=False)
     ids.assign(diagnosis=[str(i % 4) for i in range(len(frame))], is_extra=[str(int(i % 10 == 0)) for i in range(
         len(frame))]).to_csv(tmp_path / "train.csv", index=False)
-    described = infer_competition(tmp_path)[0]
+    with pytest.raises(PipelineError, match=r"train.csv: its files do not decide .*\(diagnosis, is_extra\).*"
+                                            r"--label-column NAME"):
+        infer_competition(tmp_path)  # nothing names the label: refused, never guessed
+    described = infer_competition(tmp_path, ("diagnosis",))[0]
     assert (described.label_columns, described.label_kind) == (("diagnosis",), "integers")
+
+
+def relabelled(root, columns: dict, sample: dict):
+    """The CIFAR-shaped competition in `root` with trainLabels.csv's columns after the id, and the sample's, replaced."""
+    ids = pd.read_csv(root / "trainLabels.csv", dtype=str)["id"]
+    pd.DataFrame({"id": ids, **{k: list(v)[:len(ids)] for k, v in columns.items()}}).to_csv(
+        root / "trainLabels.csv", index=False)
+    test_ids = pd.read_csv(root / "sampleSubmission.csv", dtype=str)["id"]
+    pd.DataFrame({"id": test_ids, **sample}).to_csv(root / "sampleSubmission.csv", index=False)
+
+
+def test_the_label_column_is_taken_only_where_the_files_decide_it(tmp_path):
+    """Pass 30: a fold, a kfold, a box coordinate or a source column was read as the label wherever nothing named
+    the label (the guess picked the last column), and False/True labels under a probability sample were submitted as
+    labels. Now a rule of the files decides (a label's name, the sample's placeholder classes in any case, the only
+    0/1 column for a probability), or fetch refuses, naming the columns and --label-column."""
+    write_cifar_shape(tmp_path, n_train=40, n_test=4)
+    n = 40
+    zero_one, ten, fold = [str(i % 2) for i in range(n)], [str(i % 10) for i in range(n)], [str(i % 5) for i in range(n)]
+    decided = [({"has_cactus": zero_one, "fold": fold}, {"p": 0.5}, ("has_cactus",), "binary"),
+               ({"class_id": ten, "x_min": ten, "y_min": ten}, {"pred": 0}, ("class_id",), "integers"),
+               ({"species": np.array(CLASSES)[np.arange(n) % 4], "source": ["web"] * n}, {"pred": "KIWI"},
+                ("species",), "names"),
+               ({"is_cat": ["False", "True"] * (n // 2), "source": ["web"] * n}, {"p": 0.5}, ("is_cat",), "binary")]
+    for columns, sample, label_columns, kind in decided:
+        relabelled(tmp_path, columns, sample)
+        described, notes = infer_competition(tmp_path)
+        assert (described.label_columns, described.label_kind) == (label_columns, kind), columns
+    assert "is_cat's False, True read as 0 and 1" in " ".join(notes)
+    write_competition(tmp_path, described)
+    assert check_train(tmp_path).classes == ["0", "1"]  # False/True trained as 0 and 1: the probability is of True
+    refused = [({"y": ten, "kfold": fold}, {"answer": 0}), ({"cls": ten, "x_min": ten, "y_min": ten}, {"pred": 0}),
+               ({"species": np.array(CLASSES)[np.arange(n) % 4], "fold": fold}, {"pred": "unknown"}),
+               ({"y": zero_one, "is_valid": [str(i // 2 % 2) for i in range(n)]}, {"p": 0.5}),
+               ({"is_animal": zero_one, "fold": [str(i // 2 % 2) for i in range(n)]}, {"target": 0}),
+               ({"label": ten, "species": np.array(CLASSES)[np.arange(n) % 4]}, {"pred": "kiwi"})]
+    for columns, sample in refused:
+        relabelled(tmp_path, columns, sample)
+        with pytest.raises(PipelineError, match=r"trainLabels.csv: its files do not decide which of the columns "
+                                                r"after its id \(.*\) holds the labels.*--label-column NAME"):
+            infer_competition(tmp_path)
+        first = next(iter(columns))
+        assert infer_competition(tmp_path, (first,))[0].label_columns == (first,)
+    relabelled(tmp_path, {"a": ["cat", "dog"] * (n // 2)}, {"p": 0.5})
+    with pytest.raises(PipelineError, match=r"sampleSubmission.csv: its p column holds fractions, a probability of 1, "
+                                            r"but the training labels are cat, dog, not 0 and 1"):
+        infer_competition(tmp_path)  # before: labels submitted where a probability is asked
+    with pytest.raises(PipelineError, match=r"--label-column 'b': trainLabels.csv has no such column after its id"):
+        infer_competition(tmp_path, ("b",))
+
+
+def test_fetch_label_column_names_the_label_where_the_files_do_not(project, tmp_path):
+    """`fetch` refuses an undecided label column with one line and leaves nothing; `--label-column` names it (once
+    per one-hot class); a complete fetch read with other columns, an unknown column, or the option beside --sample,
+    are one line each."""
+    source = tmp_path / "src"
+    write_cifar_shape(source, n_train=40, n_test=8)
+    relabelled(source, {"y": [str(i % 2) for i in range(40)], "kfold": [str(i % 5) for i in range(40)]},
+               {"answer": 0})
+    archive = competition_zip(source, tmp_path / "comp.zip")
+    result = runner.invoke(app, ["fetch", "--archive", str(archive)])
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "error: trainLabels.csv: its files do not decide" in result.output and "(y, kfold)" in result.output
+    assert not (project / "dataset").exists()
+    result = runner.invoke(app, ["fetch", "--archive", str(archive), "--label-column", "y"])
+    assert result.exit_code == 0, result.output
+    assert read_competition(project / "dataset").label_columns == ("y",)
+    for options, message in ((["--label-column", "kfold"], "reads the labels from y, not kfold; fetch again with "
+                                                           "--force and --label-column"),
+                             (["--label-column", "nope", "--force"], "--label-column 'nope': trainLabels.csv has no "
+                                                                     "such column after its id (it has y, kfold)"),
+                             (["--label-column", "y", "--label-column", "y", "--force"], "is given twice")):
+        result = runner.invoke(app, ["fetch", "--archive", str(archive), *options])
+        assert result.exit_code == 1 and message in result.output and result.output.count("\n") == 1, result.output
+    assert read_competition(project / "dataset").label_columns == ("y",)  # the complete fetch untouched
+    result = runner.invoke(app, ["fetch", "--sample", "--label-column", "y"])
+    assert result.exit_code == 1 and "--label-column names a column of a competition's training CSV" in result.output

@@ -203,7 +203,10 @@ def misread_samples(image: Image.Image, path: Path) -> str | None:
     """Why Pillow would read the image's samples as other values than they hold, or None: 16 bits per colour channel
     in a PNG, TIFF or JPEG 2000 (it keeps their high bytes only), signed 8-bit samples (read as unsigned); and in a
     TIFF of 16-bit or float grey, white-is-zero (read unreversed: a negative) or signed 16-bit samples (their top is
-    32767: scaled as 65535, half as bright)."""
+    32767: scaled as 65535, half as bright), as in a JPEG 2000."""
+    if image.mode in (*WIDE_GREY_MODES, "F") and image.format == "JPEG2000" and jpeg2000_samples(path)[1]:
+        return "holds signed 16-bit samples, whose top is 32767, not 65535 (Pillow shifts them); save it as unsigned " \
+               "8 bits"
     if image.mode in (*WIDE_GREY_MODES, "F"):
         return _misread_wide_tiff(image) if image.format == "TIFF" else None  # else scaled by `eight_bit`
     bits, signed = 8, False

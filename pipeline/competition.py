@@ -19,7 +19,7 @@ import pandas as pd
 from pipeline.errors import PipelineError, listed
 from pipeline.images import IMAGE_SUFFIXES, class_folder_images, header_sample
 from pipeline.metrics import LABEL_METRICS, METRICS
-from pipeline.workspace import write_text_atomic
+from pipeline.workspace import read_json, write_text_atomic
 
 DESCRIPTION = "competition.json"
 TRAIN_LABELS = "trainLabels.csv"  # CIFAR-10's names, also those of the offline sample and converted datasets
@@ -66,7 +66,7 @@ def read_competition(root: Path) -> Competition:
     if not path.is_file():
         return Competition()
     try:
-        given = json.loads(path.read_text(), object_pairs_hook=_unique_keys)
+        given = read_json(path)
     except (ValueError, UnicodeDecodeError) as e:
         raise PipelineError(f"{path}: not readable JSON ({e}); fix it, or fetch again with --force") from None
     if not isinstance(given, dict):
@@ -79,15 +79,6 @@ def read_competition(root: Path) -> Competition:
     competition = Competition(**{k: tuple(v) if k in LIST_FIELDS else v for k, v in given.items()})
     _check_counts(path, competition)
     return competition
-
-
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
-    """A JSON object whose keys are each given once (json keeps the last of a key given twice, without a word)."""
-    keys = [key for key, _ in pairs]
-    twice = sorted({key for key in keys if keys.count(key) > 1})
-    if twice:
-        raise ValueError(f"{', '.join(twice)} given twice; keep one")
-    return dict(pairs)
 
 
 def _check_field(path: Path, name: str, value: object) -> None:
@@ -182,6 +173,9 @@ def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], sample: pd.D
                             "competition's pixel CSVs (train*.csv, test*.csv) as images, a Kaggle dataset's with "
                             "--dataset OWNER/NAME")
     id_column = labels.columns[0]
+    if id_column == "Unnamed: 0" and len(labels.columns) > 2:
+        raise PipelineError(f"{root / labels_csv}: its first column has no name (a row index, as pandas' to_csv writes "
+                            "it without index=False?), and the first column must hold the image ids: drop that column")
     train_images, suffix = _image_folder(root, _not_named(folders, "test"), labels[id_column], labels_csv, id_column)
     label_columns, label_kind = _label_columns(labels, labels_csv, sample, notes, chosen)
     classes = list(label_columns) if label_kind == "one-hot" else sorted(set(labels[label_columns[0]].str.strip()) - {""})
@@ -418,105 +412,167 @@ def _label_columns(labels: pd.DataFrame, csv: str, sample: pd.DataFrame, notes: 
                    chosen: tuple[str, ...] = ()) -> tuple[tuple[str, ...], str]:
     """The label column(s) of the training CSV and their kind, taken only where something decides them: the
     columns named by --label-column (`chosen`); the sample's probability-per-class columns (one-hot); else
-    `_classes_named_by_sample`; else `_decided_column`; else every column after the id a 0/1 mark (but for a few bad cells), nearly every row
-    (MARK_SHARE) marking exactly one class (one-hot; the bad cells are then the listed problems of their rows).
-    Anything else is refused, naming the columns and --label-column: a guess could train on a fold or a flag."""
-    columns, submitted = list(labels.columns[1:]), tuple(sample.columns[1:])
-    values = labels[columns].apply(lambda column: column.str.strip())
+    `_classes_named_by_sample`; else `_decided_column`; else every column after the id a 0/1 mark (but for a few bad
+    cells), nearly every row (MARK_SHARE) marking exactly one class and no column a flag (one-hot; the bad cells are
+    then the listed problems of their rows). Anything else is refused, naming the columns, why, and --label-column:
+    a guess could train on a fold or a flag. Empty columns (a trailing comma's) are none."""
+    stripped = labels[labels.columns[1:]].apply(lambda column: column.str.strip())
+    columns = [c for c in stripped.columns if (stripped[c] != "").any()]
+    values, submitted = stripped[columns], tuple(sample.columns[1:])
+    marks = values.apply(lambda column: column.map(lambda v: MARK_SPELLINGS.get(v, v)))  # 1.0 and 0.0: as pandas writes
     probability = len(submitted) == 1 and _fractions(sample[submitted[0]])  # the sample holds a probability of 1
     if chosen:
-        return _chosen_columns(values, columns, chosen, csv, probability, notes)
+        return _chosen_columns(values, marks, columns, chosen, csv, probability, notes)
     if len(submitted) > 1 and set(submitted) <= set(columns):
+        _check_sample_classes(marks, columns, submitted, csv)
         return _one_hot([c for c in columns if c in submitted], columns, csv, notes), "one-hot"
-    classes = _classes_named_by_sample(values, columns, sample)
+    classes = _classes_named_by_sample(marks, columns, sample)
     if classes:
         return _one_hot(classes, columns, csv, notes), "one-hot"
-    column = _decided_column(values, columns, sample, probability)
+    column, why = _decided_column(values, columns, sample, probability)
     if column is not None:
         if len(columns) > 1:
             notes.append(f"{csv} has the columns {', '.join(columns)} after its id: read {column!r} as the label "
                          f"(label_columns; {EDIT})")
         return (column,), _label_kind(values[column], probability, csv, column, notes)
-    marked = (values == "1").sum(axis=1)
-    if len(columns) > 1 and values.isin(["0", "1"]).mean().min() >= MARK_SHARE:
-        if _one_marked(values, columns) >= MARK_SHARE:
+    if len(columns) > 1 and marks.isin(["0", "1"]).mean().min() >= MARK_SHARE:
+        not_one_hot = _not_one_hot(marks, columns, csv)
+        if not not_one_hot:
             return tuple(columns), "one-hot"
-        if marked.gt(1).mean() > 0.5:
-            raise PipelineError(f"{csv}: most rows mark several of the 0/1 columns {listed(columns, 5)} (multi-label?"
-                                " pipeline trains one class per image); if some are a fold or a flag, name the class "
-                                "columns with `pipeline fetch --label-column NAME`, once each")
+        why += f"; the 0/1 columns are not one-hot classes: {not_one_hot}"
     raise PipelineError(f"{csv}: its files do not decide which of the columns after its id ({listed(columns, 6)}) "
-                        "holds the labels (no column is named like a label, the sample submission names none); name "
-                        "it with `pipeline fetch --label-column NAME` (once per class for one-hot columns)")
+                        f"holds the labels ({why}); name it with `pipeline fetch --label-column NAME` (once per class "
+                        "for one-hot columns)")
 
 
-def _classes_named_by_sample(values: pd.DataFrame, columns: list[str], sample: pd.DataFrame) -> list[str]:
+MARK_SPELLINGS = {"0.0": "0", "1.0": "1"}  # a one-hot mark as pandas writes a float column
+
+
+def _not_one_hot(marks: pd.DataFrame, columns: list[str], csv: str) -> str:
+    """Why the 0/1 columns are not one-hot class columns ("" where nearly every row, MARK_SHARE, marks exactly one
+    and no column is a flag: marked beside another class in most of the rows marking it); one line where most rows
+    mark several (multi-label)."""
+    ones = (marks == "1").astype(int)
+    marked = ones.sum(axis=1)
+    if marked.gt(1).mean() > 0.5:
+        raise PipelineError(f"{csv}: most rows mark several of the 0/1 columns {listed(columns, 5)} (multi-label? "
+                            "pipeline trains one class per image); if some are a fold or a flag, name the class columns "
+                            "with `pipeline fetch --label-column NAME`, once each")
+    flags = [c for c in columns if ones[c].any() and (marked[ones[c] == 1] > 1).mean() > 0.5]
+    if flags:
+        return f"{listed(flags, 3)} is marked beside another of them in most of its rows (a flag, not a class?)"
+    share = _one_marked(marks, columns)
+    return f"only {share:.0%} of the rows mark exactly one" if share < MARK_SHARE else ""
+
+
+def _check_sample_classes(marks: pd.DataFrame, columns: list[str], submitted: tuple[str, ...], csv: str) -> None:
+    """The one-hot rows' classes are the sample's: a 0/1 column the sample lacks, marked alone in most of the rows
+    marking it, is a class it does not submit (its rows would mark none) — one line."""
+    ones = marks == "1"
+    sampled = ones[list(submitted)].any(axis=1)
+    lone = [c for c in columns if c not in submitted and marks[c].isin(["0", "1"]).mean() >= MARK_SHARE
+            and ones[c].any() and (ones[c] & ~sampled).sum() > ones[c].sum() / 2]
+    if lone:
+        raise PipelineError(f"{csv}: its rows marking {listed(lone, 3)} mark none of the sample submission's class "
+                            "columns: a class the sample has no column for? give the sample that column, or drop "
+                            "those rows")
+
+
+def _classes_named_by_sample(marks: pd.DataFrame, columns: list[str], sample: pd.DataFrame) -> list[str]:
     """The one-hot class columns where the sample's one column holds names of 0/1 columns as its placeholder labels:
     those 0/1 columns, or all but one the sample does not name (a fold, a flag) where only leaving it out makes
     nearly every row (MARK_SHARE) mark exactly one; none where no such set does."""
     submitted = tuple(sample.columns[1:])
     placeholders = set(sample[submitted[0]].str.strip()) - {""} if len(submitted) == 1 else set()
-    marks = [c for c in columns if values[c].isin(["0", "1"]).mean() >= MARK_SHARE]
-    if not placeholders or not placeholders <= set(marks):
+    kept_marks = [c for c in columns if marks[c].isin(["0", "1"]).mean() >= MARK_SHARE]
+    if not placeholders or not placeholders <= set(kept_marks):
         return []
-    sets = [marks, *([c for c in marks if c != left] for left in marks if left not in placeholders)]
-    kept = [candidate for candidate in sets if _one_marked(values, candidate) >= MARK_SHARE]
-    return kept[0] if len(kept) == 1 or kept and kept[0] is marks else []
+    sets = [kept_marks, *([c for c in kept_marks if c != left] for left in kept_marks if left not in placeholders)]
+    kept = [candidate for candidate in sets if _one_marked(marks, candidate) >= MARK_SHARE]
+    return kept[0] if len(kept) == 1 or kept and kept[0] is kept_marks else []
 
 
-def _one_marked(values: pd.DataFrame, columns: list[str]) -> float:
+def _one_marked(marks: pd.DataFrame, columns: list[str]) -> float:
     """The share of rows marking exactly one of the 0/1 `columns`."""
-    return float((values[columns] == "1").sum(axis=1).eq(1).mean())
+    return float((marks[columns] == "1").sum(axis=1).eq(1).mean())
 
 
-def _decided_column(values: pd.DataFrame, columns: list[str], sample: pd.DataFrame, probability: bool) -> str | None:
-    """The label column where the files decide it: the only column after the id; the sample's one column, where the
-    CSV has it too; else the one column that each rule picking a single column agrees on: named like a label
-    (LABEL_NAMES), holding every placeholder class name of the sample (in any case), the only column of 0s and 1s
-    where the sample holds a probability of 1. None where no rule picks one, or two pick different ones."""
-    submitted = tuple(sample.columns[1:])
+def _decided_column(values: pd.DataFrame, columns: list[str], sample: pd.DataFrame,
+                    probability: bool) -> tuple[str | None, str]:
+    """The label column where the files decide it — the only column after the id, else the one column that every
+    rule picking a single column agrees on: the sample's one column, where the CSV has it too; named like a label
+    (LABEL_NAMES); holding every placeholder class name of the sample (in any case; a number names none); the only
+    two-valued column where the sample holds a probability of 1 — and else None, with why."""
     if len(columns) == 1:
-        return columns[0]
-    if len(submitted) == 1 and submitted[0] in columns:
-        return submitted[0]
+        return columns[0], ""
+    submitted = tuple(sample.columns[1:])
     placeholders = set(sample[submitted[0]].str.strip().str.casefold()) - {""} if len(submitted) == 1 else set()
-    if probability or all(v.lstrip("-").isdigit() for v in placeholders):
+    if probability or any(_number(v) for v in placeholders):
         placeholders = set()  # a number says nothing of which column holds it
-    picks = ([c for c in columns if c.strip().lower() in LABEL_NAMES],
-             [c for c in columns if placeholders and placeholders <= set(values[c].str.casefold())],
-             [c for c in columns if probability and set(values[c].str.casefold()) - {""} <= set(BINARY_SPELLINGS)])
-    single = {pick[0] for pick in picks if len(pick) == 1}
-    return single.pop() if len(single) == 1 else None
+    picks = {"is the sample's column": [c for c in columns if len(submitted) == 1 and c == submitted[0]],
+             "is named like a label": [c for c in columns if c.strip().lower() in LABEL_NAMES],
+             "holds the sample's placeholder classes": [c for c in columns if placeholders and placeholders <= set(
+                 values[c].str.casefold())],
+             "is two-valued, as the label of a probability is": [c for c in columns if probability and
+                                                                 _two_valued(values[c])]}
+    single = {rule: pick[0] for rule, pick in picks.items() if len(pick) == 1}
+    if len(set(single.values())) == 1:
+        return next(iter(single.values())), ""
+    said = [f"{pick[0]} {rule}" if len(pick) == 1 else f"{listed(pick, 4)} each {rule.removeprefix('is ')}"
+            for rule, pick in picks.items() if pick]
+    return None, "; ".join(said) or "no column is named like a label, and the sample submission names none"
 
 
-def _chosen_columns(values: pd.DataFrame, columns: list[str], chosen: tuple[str, ...], csv: str, probability: bool,
-                    notes: list[str]) -> tuple[tuple[str, ...], str]:
-    """The columns --label-column names: one label column, or several one-hot class columns."""
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _two_valued(values: pd.Series) -> bool:
+    """Two values (but for a few bad cells: MARK_SHARE) fill the column."""
+    counts = values[values != ""].value_counts()
+    return len(counts) >= 2 and counts.iloc[:2].sum() >= MARK_SHARE * counts.sum()
+
+
+def _chosen_columns(values: pd.DataFrame, marks: pd.DataFrame, columns: list[str], chosen: tuple[str, ...], csv: str,
+                    probability: bool, notes: list[str]) -> tuple[tuple[str, ...], str]:
+    """The columns --label-column names: one label column, or several one-hot class columns (each of 0/1 marks)."""
     for name in chosen:
         if name not in columns:
             raise PipelineError(f"--label-column {name!r}: {csv} has no such column after its id (it has "
                                 f"{listed(columns, 8)}); name one of those")
         if chosen.count(name) > 1:
             raise PipelineError(f"--label-column {name!r} is given twice; name each column once")
+        if len(chosen) > 1 and marks[name].isin(["0", "1"]).mean() < MARK_SHARE:
+            odd = sorted(set(marks[name]) - {"0", "1"})
+            raise PipelineError(f"--label-column {name!r}: {csv}'s {name} holds {listed(odd, 3)}, not 0/1 marks; "
+                                "several --label-column name one-hot class columns, one names the label column")
     if len(chosen) == 1:
         return chosen, _label_kind(values[chosen[0]], probability, csv, chosen[0], notes)
     return chosen, "one-hot"
 
 
-BINARY_SPELLINGS = {"0": "0", "1": "1", "0.0": "0", "1.0": "1", "false": "0", "true": "1"}  # casefolded
+BINARY_SPELLINGS = {"0": "0", "1": "1", "0.0": "0", "1.0": "1", "false": "0", "true": "1", "no": "0",
+                    "yes": "1"}  # casefolded
 
 
 def _label_kind(values: pd.Series, probability: bool, csv: str, column: str, notes: list[str]) -> str:
-    """binary (0 and 1; also False/True or 0.0/1.0 where the sample asks for a probability of 1), integers or
-    names."""
+    """binary (0 and 1; also False/True, No/Yes or 0.0/1.0 where the sample asks for a probability of 1), integers
+    (but for codes of one width with leading zeros, 007: names, submitted as written) or names."""
     present = set(values) - {""}
     if present <= {"0", "1"}:
         return "binary"
     if probability and {v.casefold() for v in present} <= set(BINARY_SPELLINGS):
         notes.append(f"{csv}: {column}'s {listed(sorted(present))} read as 0 and 1, the sample's probability being of "
-                     f"1 (true)")
+                     f"1 (true, yes)")
         return "binary"
-    return "integers" if all(v.isdigit() for v in present) else "names"
+    if all(v.isdigit() for v in present):
+        padded = any(len(v) > 1 and v.startswith("0") for v in present) and len({len(v) for v in present}) == 1
+        return "names" if padded else "integers"
+    return "names"
 
 
 MARK_SHARE = 0.9  # a one-hot class column holds 0 or 1 in this share of its rows at least (the rest: listed problems)
@@ -554,7 +610,8 @@ def _submission(sample_csv: str, sample: pd.DataFrame, label_kind: str, classes:
     if set(columns) != set(classes):
         raise PipelineError(f"{sample_csv}: its columns after the id ({listed(columns, 6)}) are neither one "
                             f"label column nor one per class of the training labels ({listed(classes, 6)}); "
-                            f"write dataset/{DESCRIPTION} by hand")
+                            + ("name the training CSV's class columns with `pipeline fetch --label-column NAME`, once "
+                               "each" if label_kind != "folders" else "fix its header or the class folders"))
     metric = "mean_roc_auc" if label_kind == "one-hot" else "log_loss"
     notes.append(f"{sample_csv}: a probability per class, scored by {metric} (the other: "
                  f"{'log_loss' if metric == 'mean_roc_auc' else 'mean_roc_auc'}; {EDIT})")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pipeline.competition import read_competition, write_competition
 from pipeline.errors import PipelineError
-from pipeline.workspace import created_folder, weights_dir, write_text_atomic
+from pipeline.workspace import created_folder, read_json, weights_dir, write_text_atomic
 
 # What Kaggle's Python image brings (the GPU image's versions the GPU check runs with, docs/gpu.md): its packages
 # are left out of the wheels dataset. Anything else the prediction imports is carried as a wheel.
@@ -363,7 +363,7 @@ def package_classes(weights: Path) -> list[str]:
     """The classes the package's models predict (its first member's)."""
     from pipeline.run import RunConfig, load_checkpoint
 
-    first = weights / json.loads((weights / "members.json").read_text())["checkpoints"][0]
+    first = package_members(weights)["runs"][0][0]
     return RunConfig.of_checkpoint(load_checkpoint(first), first).classes
 
 
@@ -382,7 +382,7 @@ def package_members(weights: Path) -> dict:
 
     path = weights / "members.json"
     try:
-        members = json.loads(path.read_text())
+        members = read_json(path)
     except (OSError, ValueError) as e:
         raise PipelineError(f"{path}: unreadable ({e}); build the package again") from None
     runs = members.get("runs") if isinstance(members, dict) else None

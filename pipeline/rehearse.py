@@ -30,7 +30,7 @@ from pipeline.competition import read_competition
 from pipeline.errors import PipelineError
 from pipeline.layout import read_sample
 from pipeline.run import checkpoint_key
-from pipeline.workspace import write_text_atomic
+from pipeline.workspace import read_json, write_text_atomic
 from pipeline.package import MARGIN, duration, notebook_script, package_classes
 
 NOISE_SHARE = 0.05  # of the hidden test set: images of noise (at least one)
@@ -125,14 +125,14 @@ def rehearse(package: Path, dataset_root: Path, out: Path, hidden_fraction: floa
 def read_package(package: Path) -> tuple[str, str, str]:
     """The competition and the weights and wheels datasets' slugs of a package folder, checked as the notebook will
     read them; a folder `pipeline package` did not write, or one edited since, is one line."""
-    from pipeline.config import TTA_CHOICES
+    from pipeline.package import package_members
 
     def refuse(path: Path, what: str) -> PipelineError:
         return PipelineError(f"{path}: {what}; not as `pipeline package` writes it: build the package again")
 
     kernel_file, members_file = package / "notebook" / "kernel-metadata.json", package / "weights" / "members.json"
     try:
-        kernel, members = json.loads(kernel_file.read_text()), json.loads(members_file.read_text())
+        kernel, members = read_json(kernel_file), read_json(members_file)
         notebook_script(package / "notebook" / "predict.ipynb")
     except FileNotFoundError as e:
         raise refuse(Path(e.filename), "missing") from None
@@ -148,17 +148,14 @@ def read_package(package: Path) -> tuple[str, str, str]:
     if not (isinstance(checkpoints, list) and checkpoints and len(set(map(str, checkpoints))) == len(checkpoints)
             and all(isinstance(name, str) and (package / "weights" / name).is_file() for name in checkpoints)):
         raise refuse(members_file, "its checkpoints are not a list of the dataset's model files, each once")
-    runs = members.get("runs")
-    if not (isinstance(runs, list) and all(isinstance(run, list) and run for run in runs)
-            and [name for run in runs for name in run] == checkpoints):
+    runs = package_members(package / "weights")["runs"]  # lists of its model files, and its tta: as the notebook reads
+    if [path.name for run in runs for path in run] != checkpoints:
         raise refuse(members_file, "its runs do not group its checkpoints, in their order")
     keys = members.get("keys", {})
     changed = [name for name in checkpoints if not isinstance(keys, dict) or
                keys.get(name) != checkpoint_key(package / "weights" / name)]
     if changed:
         raise refuse(package / "weights" / changed[0], "not the model file the package was built with")
-    if members.get("tta") not in TTA_CHOICES:
-        raise refuse(members_file, f"its tta {members.get('tta')!r} is not one of {', '.join(TTA_CHOICES)}")
     read_competition(package / "weights")
     return competitions[0], *(source.split("/", 1)[1] for source in sources)
 

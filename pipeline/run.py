@@ -46,7 +46,7 @@ from pipeline.config import (FOLDS_RANGE, OPTION, OPTIONS_FORMAT, RESUME_OVERRID
                              saved_config, upgraded_options)
 from pipeline.errors import PipelineError
 from pipeline.metrics import HIGHER_IS_BETTER, better, scores
-from pipeline.workspace import atomic_path, link_atomic, weights_dir, write_failure, write_text_atomic
+from pipeline.workspace import atomic_path, link_atomic, read_json, weights_dir, write_failure, write_text_atomic
 
 BEST, LAST, CONFIG = "best.pt", "last.pt", "config.json"
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "val_score", "lr", "seconds",
@@ -224,8 +224,8 @@ class Run:
         if not self._config.is_file():
             raise PipelineError(f"{self._config}: not found (not a run folder)")
         try:
-            saved = json.loads(self._config.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            saved = read_json(self._config)
+        except ValueError as e:  # not JSON, not UTF-8, a key given twice
             raise PipelineError(f"{self._config}: not valid JSON ({e}); restore it from a copy, or delete {self.path} "
                                 "and train it again") from None
         return RunConfig.from_dict(saved, self._config)
@@ -519,8 +519,8 @@ class CrossValidation:
         if not self._plan.is_file():
             raise PipelineError(f"{self._plan}: not a regular file (a folder, or a broken link); {self._without_plan()}")
         try:
-            plan = json.loads(self._plan.read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            plan = read_json(self._plan)
+        except (OSError, ValueError) as e:
             raise PipelineError(f"{self._plan}: unreadable ({e}); {self._without_plan()}") from None
         folds = plan.get("folds") if isinstance(plan, dict) else None
         low, high = FOLDS_RANGE

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.competition import (DESCRIPTION, Competition, read_competition, read_csv_text, separator_hint,
-                                  submitted_classes)
+from pipeline.competition import (BINARY_SPELLINGS, DESCRIPTION, Competition, read_competition, read_csv_text,
+                                  separator_hint, submitted_classes)
 from pipeline.errors import PipelineError, listed
 from pipeline.layout import dataset_classes, plain_text, read_id_csv, read_sample
 from pipeline.metrics import LABEL_METRICS, METRIC_LABELS, check_metric, metric_score
@@ -272,6 +272,8 @@ def _submitted_classes(c: Competition) -> list[str]:
 def _solution_targets(solution: pd.DataFrame, c: Competition, classes: list[str], path: Path) -> np.ndarray:
     """The class index of each solution row: from the submission's columns (0/1, one-hot), else from its one other
     column of class names."""
+    if c.submission_kind == "probability":  # its 0/1 labels as the training labels may spell them (False/True)
+        solution = solution.apply(lambda column: column.map(lambda v: BINARY_SPELLINGS.get(plain_text(v).casefold(), v)))
     if set(c.submission_columns) <= set(solution.columns):
         cells = solution[list(c.submission_columns)]
         marks = cells.apply(pd.to_numeric, errors="coerce").to_numpy()

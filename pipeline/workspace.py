@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -131,3 +132,17 @@ def link_atomic(source: Path, path: Path) -> None:
 def write_text_atomic(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def read_json(path: Path) -> object:
+    """`path`'s JSON, each object's keys given once: a key given twice is a ValueError (json would keep the last
+    without a word, and a hand-edited file would mean what its reader did not see)."""
+    return json.loads(path.read_text(), object_pairs_hook=_unique_keys)
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    keys = [key for key, _ in pairs]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} given twice; keep one")
+    return dict(pairs)

@@ -235,6 +235,12 @@ def test_white_is_zero_and_signed_16_bit_grey_tiffs_are_listed_problems(tmp_path
     assert all("stored white-is-zero (MinIsWhite)" in decoded.bad[k] for k in ("1", "2"))
     assert "holds signed 16-bit samples, whose top is 32767" in decoded.bad["3"]
     assert decoded.images[3, 0, :, 0].tolist() == np.rint(ramp[0] * 255).astype(int).tolist()  # 32-bit: as Pillow saves I
+    for signed in (True, False):  # pass 31: a signed 16-bit JPEG 2000 read shifted, 128 + g/2
+        Image.fromarray((ramp * 255).astype(np.uint16) * 128).save(tmp_path / "16.j2k", irreversible=False,
+                                                                  signed=signed)
+        with Image.open(tmp_path / "16.j2k") as image:
+            misread = pipeline.cache.misread_samples(image, tmp_path / "16.j2k")
+        assert (misread or "").startswith("holds signed 16-bit samples") == signed, misread
     assert decoded.images[4, 0, :, 0].tolist() == np.rint(255 - ramp[0] * 255).astype(int).tolist()  # reversed
     assert decoded.images[5, 0, :, 0].tolist() == np.rint(ramp[0] * 255).astype(int).tolist()
 

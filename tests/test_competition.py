@@ -1,6 +1,7 @@
 """The competition description: inferred from each shape of Kaggle image competition, read back checked, and
 followed by fetch, train and predict."""
 import json
+import re
 import shutil
 import warnings
 import zipfile
@@ -22,6 +23,7 @@ from pipeline.layout import check_test, check_train, train_problems
 from pipeline.metrics import metric_score
 from pipeline.predict import ensemble, predict
 from pipeline.run import Run, load_checkpoint
+from pipeline.submission import check_solution
 from pipeline.submit import submission_target
 from pipeline.train import train
 from pipeline.cli import app
@@ -802,3 +804,58 @@ def test_fetch_label_column_names_the_label_where_the_files_do_not(project, tmp_
     assert read_competition(project / "dataset").label_columns == ("y",)  # the complete fetch untouched
     result = runner.invoke(app, ["fetch", "--sample", "--label-column", "y"])
     assert result.exit_code == 1 and "--label-column names a column of a competition's training CSV" in result.output
+
+
+def test_a_flag_a_row_index_or_a_conflicting_rule_never_passes_for_the_label(tmp_path):
+    """Pass 31: beside a label of two other spellings (yes/no) or with one bad cell, a 0/1 flag was taken as the label
+    of a probability; a pandas row index (`,id,label`) as the ids; integer codes named `label` over the names the
+    sample's placeholders are in; `000` … `009` submitted as 0 … 9; a box coordinate holding the placeholder 0.0; a
+    rare flag among one-hot columns as a class, a class the sample lacks as rows marking none. Now each is refused,
+    naming why, or read as written."""
+    write_cifar_shape(tmp_path, n_train=40, n_test=4)
+    n, rng = 40, np.random.default_rng(5)
+    names, zero_one = np.array(CLASSES)[np.arange(n) % 4], [str(i % 2) for i in range(n)]
+    flag = [str(int(v)) for v in rng.random(n) < 0.3]
+    one_hot = {c: [str(int(k == i % 4)) for i in range(n)] for k, c in enumerate(CLASSES)}
+    refused = [({"reviewed": flag, "is_animal": ["yes", "no"] * (n // 2)}, {"p": 0.5},
+                "reviewed, is_animal each two-valued, as the label of a probability is"),
+               ({"has_animal": ["2"] + zero_one[1:], "is_valid": flag}, {"p": 0.5}, "is_valid is marked beside another"),
+               ({"label": [str(i % 4) for i in range(n)], "species": names}, {"label": "kiwi"},
+                "label is the sample's column; label is named like a label; species holds the sample's placeholder"),
+               ({"species": names, "x_min": [f"{i % 7}.0" for i in range(n)]}, {"pred": "0.0"},
+                "no column is named like a label, and the sample submission names none"),
+               ({**one_hot, "is_hard": ["1"] * 3 + ["0"] * (n - 3)}, {"label": 0},
+                "is_hard is marked beside another of them in most of its rows (a flag, not a class?)"),
+               (one_hot, {c: 0.25 for c in CLASSES[:3]}, f"its rows marking {CLASSES[3]} mark none of the sample")]
+    for columns, sample, message in refused:
+        relabelled(tmp_path, columns, sample)
+        with pytest.raises(PipelineError, match=re.escape(message)):
+            infer_competition(tmp_path)
+    relabelled(tmp_path, {**one_hot, "species": names}, {"label": 0})
+    with pytest.raises(PipelineError, match=r"--label-column 'species': .* holds apple, kiwi, mango, …, not 0/1 marks"):
+        infer_competition(tmp_path, ("species", "zebra"))
+    decided = [({"code": [f"{i % 4:03d}" for i in range(n)]}, {"label": "003"}, ("code",), "names"),
+               ({c: [f"{v}.0" for v in marks] for c, marks in one_hot.items()}, {"label": "kiwi"}, CLASSES, "one-hot"),
+               ({"is_cat": ["Yes", "No"] * (n // 2), "fold": [str(i % 5) for i in range(n)]}, {"p": 0.5}, ("is_cat",),
+                "binary")]
+    for columns, sample, label_columns, kind in decided:
+        relabelled(tmp_path, columns, sample)
+        described = infer_competition(tmp_path)[0]
+        assert (described.label_columns, described.label_kind) == (tuple(label_columns), kind), columns
+    ids = pd.read_csv(tmp_path / "trainLabels.csv", dtype=str)
+    ids.to_csv(tmp_path / "trainLabels.csv")  # pandas' row index kept: a nameless first column
+    with pytest.raises(PipelineError, match=r"trainLabels.csv: its first column has no name \(a row index"):
+        infer_competition(tmp_path)
+
+
+def test_a_probability_solution_spelled_false_true_is_scored_as_0_1(tmp_path):
+    """Pass 31: labels False/True trained as 0/1, but a solution spelled the same was refused by --score."""
+    cactus(tmp_path, n=20, n_test=6)
+    frame = pd.read_csv(tmp_path / "train.csv", dtype=str)
+    frame.assign(has_cactus=frame["has_cactus"].map({"0": "False", "1": "True"})).to_csv(tmp_path / "train.csv",
+                                                                                        index=False)
+    write_competition(tmp_path, infer_competition(tmp_path)[0])
+    solution = pd.read_csv(tmp_path / "solution.csv", dtype=str)
+    solution.assign(has_cactus=solution["has_cactus"].map({"0": "false", "1": "TRUE"})).to_csv(
+        tmp_path / "truth.csv", index=False)
+    assert check_solution(tmp_path / "truth.csv", tmp_path, "roc_auc") == solution["id"].tolist()

@@ -49,6 +49,9 @@ def test_a_past_run_trains_again_with_its_options_under_a_new_name(fetched):
     (past / "config.json").write_text(json.dumps(saved))
     result = runner.invoke(app, ["train", "--config", str(past), "--print-config"])
     assert result.exit_code == 1 and "epochs must be a whole number, got 2.5" in result.output
+    (past / "config.json").write_text(json.dumps(saved)[:-1] + ', "classes": ["a"]}')  # a key given twice
+    result = runner.invoke(app, ["train", "--config", str(past), "--print-config"])
+    assert result.exit_code == 1 and "config.json: not valid JSON (classes given twice; keep one)" in result.output
 
 
 def test_a_past_run_trains_again_on_every_image_without_its_val_ranking_options(fetched):

@@ -650,6 +650,7 @@ def test_empty_truncated_or_misshapen_files_of_a_cv_or_a_prediction_are_one_line
         assert listed.exit_code == 0 and "cross-validation cv: " in listed.output and "cv.json: not the plan" in listed.output
     for plan, message in (('{"folds": 2, "seed": true}', "cv.json: seed must be a whole number, got True; restore "
                                                          "it from a copy (the fold folders here: fold-0)"),
+                          ('{"folds": 5, "folds": 2}', "cv.json: unreadable (folds given twice; keep one)"),
                           (None, "cv.json: not a regular file (a folder, or a broken link); restore it from a copy")):
         (cv / "cv.json").unlink()
         (cv / "cv.json").write_text(plan) if plan else (cv / "cv.json").mkdir()
@@ -1239,8 +1240,9 @@ def test_eleventh_hostile_pass_inputs(trained, tmp_path):
     write_competition(pair, n_train=40, n_test=8, classes=("1", "2"))
     sample = pd.read_csv(pair / "sampleSubmission.csv", dtype=str).assign(label="0.5")
     sample.to_csv(pair / "sampleSubmission.csv", index=False)
-    assert any("holds fractions, as a probability would, but the classes are 1 and 2" in note
-               for note in infer_competition(pair)[1])
+    with pytest.raises(PipelineError, match="its label column holds fractions, a probability of 1, but the training "
+                                            "labels are 1, 2, not 0 and 1"):
+        infer_competition(pair)  # before pass 31, a note, and labels submitted
     (pair / "competition.json").write_text('{"submission_kind": "probability", "metric": "roc_auc"}')
     with pytest.raises(PipelineError, match="which class is the positive one cannot be told"):
         load_train_set(pair)

@@ -254,7 +254,7 @@ def test_a_package_of_the_wrong_models_or_a_tampered_one_is_one_line(packaged, t
                                  r"members.json: its tta 'bogus' is not one of none, flip"),
         "weights/competition.json": (lambda path: path.write_text("{"), r"weights/competition.json: not readable JSON"),
         "weights/members.json ": (lambda path: path.write_text(json.dumps({**json.loads(path.read_text()), "runs": []})),
-                                  r"members.json: its runs do not group its checkpoints, in their order"),
+                                  r"members.json: its runs are not lists of the dataset's model files"),
     }
     for name, (tamper, message) in cases.items():
         copy = tmp_path / name.replace("/", "-").replace(" ", "_")  # "members.json ": a second case of that file
@@ -318,6 +318,9 @@ def test_a_cv_packaged_beside_a_run_weighs_as_one_run_as_predict_weighs_it(train
         (tmp_path / "weights" / "members.json").write_text(json.dumps({**saved, **edit}))
         with pytest.raises(PipelineError, match=rf"members.json: {message}"):
             kaggle_predict(dataset, tmp_path / "weights", tmp_path / "working", tmp_path / "project", 0.0)
+    (tmp_path / "weights" / "members.json").write_text(json.dumps(saved)[:-1] + ', "tta": "flip"}')
+    with pytest.raises(PipelineError, match=r"members.json: unreadable \(tta given twice; keep one\)"):
+        kaggle_predict(dataset, tmp_path / "weights", tmp_path / "working", tmp_path / "project", 0.0)
     (tmp_path / "weights" / "members.json").write_text(json.dumps(saved))
     (tmp_path / "working").mkdir()
     monkeypatch.chdir(tmp_path)

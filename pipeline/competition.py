@@ -278,7 +278,9 @@ def strict_csv(path: Path, whole_rows: bool = False, **options) -> pd.DataFrame:
     except UnicodeDecodeError:
         raise PipelineError(f"{path}: not UTF-8 text ({_first_non_utf8(path)}: saved in another encoding, such as "
                             "Latin-1 or Windows-1252?); save it as a UTF-8 CSV") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+    except pd.errors.EmptyDataError:
+        raise PipelineError(f"{path}: empty (no header, no rows); write the file again") from None
+    except pd.errors.ParserError as e:
         widths = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
         if widths:
             expected, line, saw = widths.groups()
@@ -452,17 +454,24 @@ def _not_one_hot(marks: pd.DataFrame, columns: list[str], csv: str) -> str:
     """Why the 0/1 columns are not one-hot class columns ("" where nearly every row, MARK_SHARE, marks exactly one
     and no column is a flag: marked beside another class in most of the rows marking it); one line where most rows
     mark several (multi-label)."""
-    ones = (marks == "1").astype(int)
-    marked = ones.sum(axis=1)
-    if marked.gt(1).mean() > 0.5:
+    if (marks == "1").sum(axis=1).gt(1).mean() > 0.5:
         raise PipelineError(f"{csv}: most rows mark several of the 0/1 columns {listed(columns, 5)} (multi-label? "
                             "pipeline trains one class per image); if some are a fold or a flag, name the class columns "
                             "with `pipeline fetch --label-column NAME`, once each")
-    flags = [c for c in columns if ones[c].any() and (marked[ones[c] == 1] > 1).mean() > 0.5]
-    if flags:
-        return f"{listed(flags, 3)} is marked beside another of them in most of its rows (a flag, not a class?)"
+    flag = _flag(marks, columns)
+    if flag:
+        return f"{flag} is marked beside another of them in most of its rows (a flag, not a class?)"
     share = _one_marked(marks, columns)
     return f"only {share:.0%} of the rows mark exactly one" if share < MARK_SHARE else ""
+
+
+def _flag(marks: pd.DataFrame, columns: list[str]) -> str | None:
+    """The 0/1 column that is a flag, not a class: of those marked beside another in most of the rows marking them
+    (a class correlated with a flag is too), the one whose leaving out makes the most rows mark exactly one."""
+    ones = (marks[columns] == "1").astype(int)
+    marked = ones.sum(axis=1)
+    beside = [c for c in columns if ones[c].any() and (marked[ones[c] == 1] > 1).mean() > 0.5]
+    return max(beside, key=lambda c: _one_marked(marks, [k for k in columns if k != c]), default=None)
 
 
 def _check_sample_classes(marks: pd.DataFrame, columns: list[str], submitted: tuple[str, ...], csv: str) -> None:
@@ -480,16 +489,17 @@ def _check_sample_classes(marks: pd.DataFrame, columns: list[str], submitted: tu
 
 def _classes_named_by_sample(marks: pd.DataFrame, columns: list[str], sample: pd.DataFrame) -> list[str]:
     """The one-hot class columns where the sample's one column holds names of 0/1 columns as its placeholder labels:
-    those 0/1 columns, or all but one the sample does not name (a fold, a flag) where only leaving it out makes
-    nearly every row (MARK_SHARE) mark exactly one; none where no such set does."""
+    those 0/1 columns, or all but the one it does not name (a fold, a flag) whose leaving out alone makes the most
+    rows mark exactly one — nearly every row (MARK_SHARE) either way; none where no such set is."""
     submitted = tuple(sample.columns[1:])
     placeholders = set(sample[submitted[0]].str.strip()) - {""} if len(submitted) == 1 else set()
     kept_marks = [c for c in columns if marks[c].isin(["0", "1"]).mean() >= MARK_SHARE]
     if not placeholders or not placeholders <= set(kept_marks):
         return []
     sets = [kept_marks, *([c for c in kept_marks if c != left] for left in kept_marks if left not in placeholders)]
-    kept = [candidate for candidate in sets if _one_marked(marks, candidate) >= MARK_SHARE]
-    return kept[0] if len(kept) == 1 or kept and kept[0] is kept_marks else []
+    shares = [_one_marked(marks, candidate) for candidate in sets]
+    best = [candidate for candidate, share in zip(sets, shares) if share == max(shares) >= MARK_SHARE]
+    return kept_marks if kept_marks in best else best[0] if len(best) == 1 else []
 
 
 def _one_marked(marks: pd.DataFrame, columns: list[str]) -> float:
@@ -502,7 +512,8 @@ def _decided_column(values: pd.DataFrame, columns: list[str], sample: pd.DataFra
     """The label column where the files decide it — the only column after the id, else the one column that every
     rule picking a single column agrees on: the sample's one column, where the CSV has it too; named like a label
     (LABEL_NAMES); holding every placeholder class name of the sample (in any case; a number names none); the only
-    two-valued column where the sample holds a probability of 1 — and else None, with why."""
+    two-valued column where the sample holds a probability of 1 (never alone: a 0/1 flag is two-valued too, and a
+    label with a third value, -1 for uncertain, is not) — and else None, with why."""
     if len(columns) == 1:
         return columns[0], ""
     submitted = tuple(sample.columns[1:])
@@ -513,14 +524,16 @@ def _decided_column(values: pd.DataFrame, columns: list[str], sample: pd.DataFra
              "is named like a label": [c for c in columns if c.strip().lower() in LABEL_NAMES],
              "holds the sample's placeholder classes": [c for c in columns if placeholders and placeholders <= set(
                  values[c].str.casefold())],
-             "is two-valued, as the label of a probability is": [c for c in columns if probability and
-                                                                 _two_valued(values[c])]}
+             TWO_VALUED: [c for c in columns if probability and _two_valued(values[c])]}
     single = {rule: pick[0] for rule, pick in picks.items() if len(pick) == 1}
-    if len(set(single.values())) == 1:
+    if len(set(single.values())) == 1 and set(single) != {TWO_VALUED}:  # two values alone: a flag's too
         return next(iter(single.values())), ""
     said = [f"{pick[0]} {rule}" if len(pick) == 1 else f"{listed(pick, 4)} each {rule.removeprefix('is ')}"
             for rule, pick in picks.items() if pick]
     return None, "; ".join(said) or "no column is named like a label, and the sample submission names none"
+
+
+TWO_VALUED = "is two-valued, as the label of a probability is"
 
 
 def _number(text: str) -> bool:

@@ -464,8 +464,10 @@ def member_files(member: Path, folder: Path, weights_root: Path | None) -> dict[
     cv = CrossValidation((weights_root or weights_dir()) / member)
     if len(member.parts) == 1 and cv.is_cv():  # its folds', whatever <name>.probs.npy another model left
         return {folder / f"{checkpoint_label(path)}.probs.npy": path for path in cv.best_checkpoints()}
-    run = Run((weights_root or weights_dir()) / member)  # a run's name: its predictions must be its best.pt's
-    return {folder / f"{member.name}.probs.npy": run.best if len(member.parts) == 1 and run.best.is_file() else None}
+    run = Run((weights_root or weights_dir()) / member)  # a run's name (a fold's, cv/fold-0): its best.pt's predictions
+    if run.best.is_file() and (len(member.parts) == 1 or CrossValidation(run.path.parent).is_cv()):
+        return {folder / f"{checkpoint_label(run.best)}.probs.npy": run.best}
+    return {folder / f"{member.name}.probs.npy": None}
 
 
 def member_cv(member: Path, weights_root: Path | None) -> CrossValidation:

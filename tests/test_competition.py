@@ -746,19 +746,22 @@ def test_the_label_column_is_taken_only_where_the_files_decide_it(tmp_path):
     write_cifar_shape(tmp_path, n_train=40, n_test=4)
     n = 40
     zero_one, ten, fold = [str(i % 2) for i in range(n)], [str(i % 10) for i in range(n)], [str(i % 5) for i in range(n)]
-    decided = [({"has_cactus": zero_one, "fold": fold}, {"p": 0.5}, ("has_cactus",), "binary"),
+    decided = [({"label": zero_one, "fold": fold}, {"p": 0.5}, ("label",), "binary"),
                ({"class_id": ten, "x_min": ten, "y_min": ten}, {"pred": 0}, ("class_id",), "integers"),
                ({"species": np.array(CLASSES)[np.arange(n) % 4], "source": ["web"] * n}, {"pred": "KIWI"},
                 ("species",), "names"),
-               ({"is_cat": ["False", "True"] * (n // 2), "source": ["web"] * n}, {"p": 0.5}, ("is_cat",), "binary")]
+               ({"target": ["False", "True"] * (n // 2), "source": ["web"] * n}, {"p": 0.5}, ("target",), "binary")]
     for columns, sample, label_columns, kind in decided:
         relabelled(tmp_path, columns, sample)
         described, notes = infer_competition(tmp_path)
         assert (described.label_columns, described.label_kind) == (label_columns, kind), columns
-    assert "is_cat's False, True read as 0 and 1" in " ".join(notes)
+    assert "target's False, True read as 0 and 1" in " ".join(notes)
     write_competition(tmp_path, described)
     assert check_train(tmp_path).classes == ["0", "1"]  # False/True trained as 0 and 1: the probability is of True
     refused = [({"y": ten, "kfold": fold}, {"answer": 0}), ({"cls": ten, "x_min": ten, "y_min": ten}, {"pred": 0}),
+               ({"has_cactus": zero_one, "fold": fold}, {"p": 0.5}),  # two values alone decide nothing (pass 32)
+               ({"is_valid": ["True", "False"] * (n // 2), "finding": [["1", "0", "-1"][i % 3] for i in range(n)]},
+                {"p": 0.5}),
                ({"species": np.array(CLASSES)[np.arange(n) % 4], "fold": fold}, {"pred": "unknown"}),
                ({"y": zero_one, "is_valid": [str(i // 2 % 2) for i in range(n)]}, {"p": 0.5}),
                ({"is_animal": zero_one, "fold": [str(i // 2 % 2) for i in range(n)]}, {"target": 0}),
@@ -810,8 +813,9 @@ def test_a_flag_a_row_index_or_a_conflicting_rule_never_passes_for_the_label(tmp
     """Pass 31: beside a label of two other spellings (yes/no) or with one bad cell, a 0/1 flag was taken as the label
     of a probability; a pandas row index (`,id,label`) as the ids; integer codes named `label` over the names the
     sample's placeholders are in; `000` … `009` submitted as 0 … 9; a box coordinate holding the placeholder 0.0; a
-    rare flag among one-hot columns as a class, a class the sample lacks as rows marking none. Now each is refused,
-    naming why, or read as written."""
+    rare flag among one-hot columns as a class, a class the sample lacks as rows marking none. Pass 32: a True/False
+    flag as the only two-valued column beside a label with -1s; a flag among the one-hot classes the sample names.
+    Now each is refused, naming why, or read as written (the named classes without the flag)."""
     write_cifar_shape(tmp_path, n_train=40, n_test=4)
     n, rng = 40, np.random.default_rng(5)
     names, zero_one = np.array(CLASSES)[np.arange(n) % 4], [str(i % 2) for i in range(n)]
@@ -836,8 +840,9 @@ def test_a_flag_a_row_index_or_a_conflicting_rule_never_passes_for_the_label(tmp
         infer_competition(tmp_path, ("species", "zebra"))
     decided = [({"code": [f"{i % 4:03d}" for i in range(n)]}, {"label": "003"}, ("code",), "names"),
                ({c: [f"{v}.0" for v in marks] for c, marks in one_hot.items()}, {"label": "kiwi"}, CLASSES, "one-hot"),
-               ({"is_cat": ["Yes", "No"] * (n // 2), "fold": [str(i % 5) for i in range(n)]}, {"p": 0.5}, ("is_cat",),
-                "binary")]
+               ({"target": ["Yes", "No"] * (n // 2), "fold": [str(i % 5) for i in range(n)]}, {"p": 0.5}, ("target",),
+                "binary"),
+               ({**one_hot, "is_hard": ["1"] * 3 + ["0"] * (n - 3)}, {"label": "kiwi"}, CLASSES, "one-hot")]
     for columns, sample, label_columns, kind in decided:
         relabelled(tmp_path, columns, sample)
         described = infer_competition(tmp_path)[0]
@@ -846,6 +851,9 @@ def test_a_flag_a_row_index_or_a_conflicting_rule_never_passes_for_the_label(tmp
     ids.to_csv(tmp_path / "trainLabels.csv")  # pandas' row index kept: a nameless first column
     with pytest.raises(PipelineError, match=r"trainLabels.csv: its first column has no name \(a row index"):
         infer_competition(tmp_path)
+    (tmp_path / "trainLabels.csv").write_text("")
+    with pytest.raises(PipelineError, match=r"trainLabels.csv: empty \(no header, no rows\); write the file again"):
+        infer_competition(tmp_path)  # before, "not a readable CSV (No columns to parse from file)"
 
 
 def test_a_probability_solution_spelled_false_true_is_scored_as_0_1(tmp_path):

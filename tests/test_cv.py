@@ -386,6 +386,7 @@ def test_gathered_files_are_of_the_folds_and_labels_they_claim(fetched):
     shutil.copyfile(fetched / "submissions" / "cv-fold-1.probs.npy", fetched / "submissions" / "cv.probs.npy")
     shutil.copyfile(fetched / "submissions" / "cv-fold-1.probs.json", fetched / "submissions" / "cv.probs.json")
     assert ensemble([Path("cv")]).members == ["cv-fold-0.probs.npy", "cv-fold-1.probs.npy"]  # the CV, not cv.probs.npy
+    assert ensemble([Path("cv/fold-0"), Path("cv/fold-1")]).members == ["cv-fold-0.probs.npy", "cv-fold-1.probs.npy"]
     with pytest.raises(PipelineError, match=r"the same model as"):
         predict(runs=[cv.path, cv.fold(0).path], tta="none")
     (cv.path / "cv.json").unlink()

@@ -85,7 +85,7 @@ class PixelRange(Exception):
     """An image whose pixel values do not say their own scale: one line naming it, never a guess."""
 
 
-BITS_PER_SAMPLE, PHOTOMETRIC, SAMPLE_FORMAT = 258, 262, 339  # TIFF tags
+BITS_PER_SAMPLE, PHOTOMETRIC, MAX_SAMPLE_VALUE, SAMPLE_FORMAT = 258, 262, 281, 339  # TIFF tags
 MIN_IS_WHITE, SIGNED_SAMPLES = 0, 2  # Photometric's value for white-is-zero grey, SampleFormat's for signed integers
 UNIT_OVERSHOOT = 1.1  # a float image may overshoot its top (1 or 255) this far (resampling rings): clipped, not rescaled
 
@@ -202,8 +202,9 @@ def matches_images(images: np.ndarray, folder: Path, ids: list[str], bad: dict, 
 def misread_samples(image: Image.Image, path: Path) -> str | None:
     """Why Pillow would read the image's samples as other values than they hold, or None: 16 bits per colour channel
     in a PNG, TIFF or JPEG 2000 (it keeps their high bytes only), signed 8-bit samples (read as unsigned); and in a
-    TIFF of 16-bit or float grey, white-is-zero (read unreversed: a negative) or signed 16-bit samples (their top is
-    32767: scaled as 65535, half as bright), as in a JPEG 2000."""
+    TIFF of 16-bit or float grey, white-is-zero (read unreversed: a negative), signed 16-bit samples (their top is
+    32767: scaled as 65535, half as bright; as in a JPEG 2000), or samples of fewer bits (12) or a declared
+    MaxSampleValue below 65535 (read 16 times too dark)."""
     if image.mode in (*WIDE_GREY_MODES, "F") and image.format == "JPEG2000" and jpeg2000_samples(path)[1]:
         return "holds signed 16-bit samples, whose top is 32767, not 65535 (Pillow shifts them); save it as unsigned " \
                "8 bits"
@@ -232,9 +233,12 @@ def _misread_wide_tiff(image: Image.Image) -> str | None:
     if MIN_IS_WHITE in _tag_values(image, PHOTOMETRIC):
         return "is a 16-bit or float TIFF stored white-is-zero (MinIsWhite), which Pillow reads unreversed, as its " \
                "negative; save it with 8 bits, or black-is-zero"
-    if image.mode != "F" and SIGNED_SAMPLES in _tag_values(image, SAMPLE_FORMAT) and \
-            max(_tag_values(image, BITS_PER_SAMPLE) or (16,)) == 16:
+    bits, top = max(_tag_values(image, BITS_PER_SAMPLE) or (16,)), max(_tag_values(image, MAX_SAMPLE_VALUE) or (0,))
+    if image.mode != "F" and SIGNED_SAMPLES in _tag_values(image, SAMPLE_FORMAT) and bits == 16:
         return "holds signed 16-bit samples, whose top is 32767, not 65535; save it as unsigned 8 bits"
+    if image.mode != "F" and (bits < 16 or 0 < top < 65535 and bits == 16):
+        return f"holds samples whose top is {top or 2 ** bits - 1} ({'MaxSampleValue' if top else f'{bits} bits'}), " \
+               "not 65535, which the 16-bit rule (65535 as 255) would read dark; save it with 8 bits"
     return None  # 32-bit integers (as Pillow saves its mode I) are read as 16-bit values, beyond them refused
 
 

@@ -172,10 +172,14 @@ def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], sample: pd.D
         raise PipelineError(f"{root / labels_csv}: pixel columns, not image files; `pipeline fetch` writes a "
                             "competition's pixel CSVs (train*.csv, test*.csv) as images, a Kaggle dataset's with "
                             "--dataset OWNER/NAME")
-    id_column = labels.columns[0]
+    id_column, submission_id = labels.columns[0], sample.columns[0]
     if id_column == "Unnamed: 0" and len(labels.columns) > 2:
         raise PipelineError(f"{root / labels_csv}: its first column has no name (a row index, as pandas' to_csv writes "
                             "it without index=False?), and the first column must hold the image ids: drop that column")
+    if submission_id != id_column and submission_id in labels.columns:
+        raise PipelineError(f"{root / labels_csv}: its first column is {id_column!r}, but the sample's id column "
+                            f"{submission_id!r} is a later one (a row index written before it?); the first column must "
+                            f"hold the image ids: drop {id_column!r} or move {submission_id!r} first")
     train_images, suffix = _image_folder(root, _not_named(folders, "test"), labels[id_column], labels_csv, id_column)
     label_columns, label_kind = _label_columns(labels, labels_csv, sample, notes, chosen)
     classes = list(label_columns) if label_kind == "one-hot" else sorted(set(labels[label_columns[0]].str.strip()) - {""})
@@ -421,7 +425,7 @@ def _label_columns(labels: pd.DataFrame, csv: str, sample: pd.DataFrame, notes: 
     stripped = labels[labels.columns[1:]].apply(lambda column: column.str.strip())
     columns = [c for c in stripped.columns if (stripped[c] != "").any()]
     values, submitted = stripped[columns], tuple(sample.columns[1:])
-    marks = values.apply(lambda column: column.map(lambda v: MARK_SPELLINGS.get(v, v)))  # 1.0 and 0.0: as pandas writes
+    marks = values.apply(lambda column: column.map(one_hot_mark))
     probability = len(submitted) == 1 and _fractions(sample[submitted[0]])  # the sample holds a probability of 1
     if chosen:
         return _chosen_columns(values, marks, columns, chosen, csv, probability, notes)
@@ -447,7 +451,10 @@ def _label_columns(labels: pd.DataFrame, csv: str, sample: pd.DataFrame, notes: 
                         "for one-hot columns)")
 
 
-MARK_SPELLINGS = {"0.0": "0", "1.0": "1"}  # a one-hot mark as pandas writes a float column
+def one_hot_mark(cell: str) -> str:
+    """A one-hot cell as 0 or 1 where it spells one (1.0, as pandas writes a float column; True, as get_dummies
+    writes), else as it is."""
+    return BINARY_SPELLINGS.get(cell.strip().casefold(), cell)
 
 
 def _not_one_hot(marks: pd.DataFrame, columns: list[str], csv: str) -> str:
@@ -573,14 +580,13 @@ BINARY_SPELLINGS = {"0": "0", "1": "1", "0.0": "0", "1.0": "1", "false": "0", "t
 
 
 def _label_kind(values: pd.Series, probability: bool, csv: str, column: str, notes: list[str]) -> str:
-    """binary (0 and 1; also False/True, No/Yes or 0.0/1.0 where the sample asks for a probability of 1), integers
-    (but for codes of one width with leading zeros, 007: names, submitted as written) or names."""
+    """binary (0 and 1, also written 0.0 and 1.0; False/True or No/Yes where the sample asks for a probability of 1),
+    integers (but for codes of one width with leading zeros, 007: names, submitted as written) or names."""
     present = set(values) - {""}
     if present <= {"0", "1"}:
         return "binary"
-    if probability and {v.casefold() for v in present} <= set(BINARY_SPELLINGS):
-        notes.append(f"{csv}: {column}'s {listed(sorted(present))} read as 0 and 1, the sample's probability being of "
-                     f"1 (true, yes)")
+    if present <= {"0", "1", "0.0", "1.0"} or probability and {v.casefold() for v in present} <= set(BINARY_SPELLINGS):
+        notes.append(f"{csv}: {column}'s {listed(sorted(present))} read as 0 and 1 (1: true, yes)")
         return "binary"
     if all(v.isdigit() for v in present):
         padded = any(len(v) > 1 and v.startswith("0") for v in present) and len({len(v) for v in present}) == 1
@@ -616,8 +622,9 @@ def _submission(sample_csv: str, sample: pd.DataFrame, label_kind: str, classes:
         return "probability", "roc_auc"
     if len(columns) == 1 and _fractions(sample[columns[0]]):
         raise PipelineError(f"{sample_csv}: its {columns[0]} column holds fractions, a probability of 1, but the "
-                            f"training labels are {listed(classes, 4)}, not 0 and 1: write them as 0 and 1 (1 for the "
-                            "class whose probability is asked)")
+                            f"training labels are {listed(classes, 4)}, not 0 and 1: " + (
+                                "write them as 0 and 1 (1 for the class whose probability is asked)" if len(classes) <= 2
+                                else "pipeline trains classifiers; a number per image (regression) is not supported"))
     if len(columns) == 1:
         return "label", "accuracy"
     if set(columns) != set(classes):

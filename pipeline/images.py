@@ -23,7 +23,7 @@ DECODE_RULE = ("exif-orientation applied; 16-bit colour or grey+alpha (PNG, TIFF
                "float up to 1.1 scaled, below -0.1 of its top refused, "
                "up to 2, above 280.5 or not finite refused; integers below 0 or above 65535 refused; 16-bit scaled by "
                "1/257, refused when its pixels reach 1 to 255 only; TIFF grey beyond 8 bits refused when "
-               "white-is-zero, or signed 16-bit (JPEG 2000 too)")
+               "white-is-zero, signed 16-bit (JPEG 2000 too), of 9-15 bits or a MaxSampleValue below 65535")
 EXIF_ORIENTATION = 0x0112
 SIDEWAYS = (5, 6, 7, 8)  # the orientations that swap width and height
 

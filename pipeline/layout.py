@@ -11,8 +11,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from pipeline.competition import (BINARY_SPELLINGS, DESCRIPTION, Competition, read_competition, read_csv_text,
-                                  separator_hint, submitted_classes)
+from pipeline.competition import (BINARY_SPELLINGS, DESCRIPTION, Competition, one_hot_mark, read_competition,
+                                  read_csv_text, separator_hint, submitted_classes)
 from pipeline.errors import PipelineError, listed
 from pipeline.images import IMAGE_SUFFIXES, class_folder_images, listed_as_image
 
@@ -82,7 +82,7 @@ def read_labels(root: Path, c: Competition) -> tuple[pd.DataFrame, list[str]]:
         check_last_row_whole(root / c.labels_csv, frame[c.id_column], frame[c.label_columns[0]])
         return pd.DataFrame({"id": frame[c.id_column], "label": frame[c.label_columns[0]]}), []
     cells = frame[list(c.label_columns)]
-    values = cells.apply(lambda column: pd.to_numeric(column.str.strip(), errors="coerce")).to_numpy()
+    values = cells.apply(lambda column: pd.to_numeric(column.map(one_hot_mark), errors="coerce")).to_numpy()
     odd = ~np.isin(values, (0, 1))  # NaN (not a number) too
     count = (values == 1).sum(axis=1)
     names = np.array(c.label_columns)[(values == 1).argmax(axis=1)]

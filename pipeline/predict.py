@@ -24,7 +24,7 @@ from pipeline.config import check_prediction_options
 from pipeline.distributed import all_concat, all_sum, broadcast, rank_zero_first
 from pipeline.dataset import image_hashes
 from pipeline.engine import build_engine, candidates, choose_engine, fp32_agreement
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, listed
 from pipeline.infer import TTA_VIEWS, load_model, view_weights
 from pipeline.competition import DESCRIPTION, read_competition
 from pipeline.layout import check_test, class_difference, dataset_classes, id_sort_key, read_id_csv
@@ -465,7 +465,12 @@ def member_files(member: Path, folder: Path, weights_root: Path | None) -> dict[
     if len(member.parts) == 1 and cv.is_cv():  # its folds', whatever <name>.probs.npy another model left
         return {folder / f"{checkpoint_label(path)}.probs.npy": path for path in cv.best_checkpoints()}
     run = Run((weights_root or weights_dir()) / member)  # a run's name (a fold's, cv/fold-0): its best.pt's predictions
-    if run.best.is_file() and (len(member.parts) == 1 or CrossValidation(run.path.parent).is_cv()):
+    in_cv = len(member.parts) > 1 and CrossValidation(run.path.parent).is_cv()
+    if in_cv and not run.best.is_file():
+        folds = [fold.path.name for fold in CrossValidation(run.path.parent).trained_folds()]
+        raise PipelineError(f"{member}: no trained fold of {run.path.parent.name} has that name (its folds: "
+                            f"{listed(folds) or 'none yet'}); name one of those")
+    if run.best.is_file() and (len(member.parts) == 1 or in_cv):
         return {folder / f"{checkpoint_label(run.best)}.probs.npy": run.best}
     return {folder / f"{member.name}.probs.npy": None}
 

@@ -206,14 +206,18 @@ def test_signed_8_bit_tiffs_and_16_bit_colour_jpeg_2000_are_listed_problems(tmp_
             pipeline.cache.misread_samples(Image.open(path), path)) == refused
 
 
-def grey_tiff(pixels: np.ndarray, dtype: str, photometric: int = 1, sample_format: int = 1) -> bytes:
+def grey_tiff(pixels: np.ndarray, dtype: str, photometric: int = 1, sample_format: int = 1, bits: int | None = None,
+              extra: tuple = ()) -> bytes:
     """An uncompressed one-channel TIFF of `pixels` as `dtype` (e.g. "<u2", "<f4", "<i2"), with its Photometric and
-    SampleFormat tags as given."""
+    SampleFormat tags as given and the `extra` tags; with `bits` (12), the samples packed at that width (MSB first)."""
     height, width = pixels.shape
-    data = pixels.astype(dtype).tobytes()
-    tags = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 1, np.dtype(dtype).itemsize * 8), (259, 3, 1, 1),
-            (262, 3, 1, photometric), (273, 4, 1, 8 + 2 + 9 * 12 + 4), (277, 3, 1, 1), (279, 4, 1, len(data)),
-            (339, 3, 1, sample_format)]
+    data = pixels.astype(dtype).tobytes() if bits is None else np.packbits(
+        ((pixels.astype(np.uint32)[..., None] >> np.arange(bits - 1, -1, -1)) & 1).astype(np.uint8).reshape(
+            height, -1), axis=1).tobytes()
+    count = 9 + len(extra)
+    tags = sorted([(256, 3, 1, width), (257, 3, 1, height), (258, 3, 1, bits or np.dtype(dtype).itemsize * 8),
+                   (259, 3, 1, 1), (262, 3, 1, photometric), (273, 4, 1, 8 + 2 + count * 12 + 4), (277, 3, 1, 1),
+                   (279, 4, 1, len(data)), (339, 3, 1, sample_format), *extra])
     directory = struct.pack("<H", len(tags)) + b"".join(struct.pack("<HHII", *tag) for tag in tags) + b"\0" * 4
     return b"II*\0" + struct.pack("<I", 8) + directory + data
 
@@ -227,11 +231,15 @@ def test_white_is_zero_and_signed_16_bit_grey_tiffs_are_listed_problems(tmp_path
     ramp = np.tile(np.linspace(0, 1, 32), (32, 1))
     files = {"1": grey_tiff(ramp * 65535, "<u2", photometric=0), "2": grey_tiff(ramp, "<f4", photometric=0, sample_format=3),
              "3": grey_tiff(ramp * 32767, "<i2", sample_format=2), "4": grey_tiff(ramp * 65535, "<i4", sample_format=2),
-             "5": grey_tiff(np.rint(ramp * 255), "<u1", photometric=0), "6": grey_tiff(np.rint(ramp * 65535), "<u2")}
+             "5": grey_tiff(np.rint(ramp * 255), "<u1", photometric=0), "6": grey_tiff(np.rint(ramp * 65535), "<u2"),
+             "7": grey_tiff(np.rint(ramp * 4095), "<u2", bits=12),  # pass 33: read at 1/16 of its brightness
+             "8": grey_tiff(np.rint(ramp * 4095), "<u2", extra=((281, 3, 1, 4095),))}  # MaxSampleValue 4095
     for image_id, data in files.items():
         (folder / f"{image_id}.tif").write_bytes(data)
     decoded = decode_images(folder, list(files), tmp_path / "test.npy", suffix=".tif")
-    assert sorted(decoded.bad) == ["1", "2", "3"]
+    assert sorted(decoded.bad) == ["1", "2", "3", "7", "8"]
+    assert "holds samples whose top is 4095 (12 bits), not 65535" in decoded.bad["7"]
+    assert "holds samples whose top is 4095 (MaxSampleValue), not 65535" in decoded.bad["8"]
     assert all("stored white-is-zero (MinIsWhite)" in decoded.bad[k] for k in ("1", "2"))
     assert "holds signed 16-bit samples, whose top is 32767" in decoded.bad["3"]
     assert decoded.images[3, 0, :, 0].tolist() == np.rint(ramp[0] * 255).astype(int).tolist()  # 32-bit: as Pillow saves I

@@ -867,3 +867,34 @@ def test_a_probability_solution_spelled_false_true_is_scored_as_0_1(tmp_path):
     solution.assign(has_cactus=solution["has_cactus"].map({"0": "false", "1": "TRUE"})).to_csv(
         tmp_path / "truth.csv", index=False)
     assert check_solution(tmp_path / "truth.csv", tmp_path, "roc_auc") == solution["id"].tolist()
+
+
+def test_float_spelled_0_1_labels_a_row_index_before_the_ids_and_true_false_one_hot_cells(tmp_path):
+    """Pass 33: 0/1 labels written 0.0/1.0 under a sample of 0s were read as names and submitted as hard labels (ROC AUC
+    0.89 for 0.96); `index,id,label` took the index as the ids; one-hot cells True/False (pandas' get_dummies) were
+    all bad rows; a regression target under a sample of fractions was advised to be written as 0 and 1."""
+    write_cifar_shape(tmp_path, n_train=40, n_test=4)
+    n = 40
+    relabelled(tmp_path, {"target": ["0.0", "1.0"] * (n // 2), "sex": ["m", "f", "f", "m"] * (n // 4)}, {"target": 0})
+    described, notes = infer_competition(tmp_path)
+    assert (described.label_columns, described.label_kind, described.submission_kind) == (("target",), "binary",
+                                                                                         "probability")
+    write_competition(tmp_path, described)
+    assert check_train(tmp_path).classes == ["0", "1"]
+    (tmp_path / DESCRIPTION).unlink()
+    one_hot = {c: [["False", "True"][k == i % 4] for i in range(n)] for k, c in enumerate(CLASSES)}
+    relabelled(tmp_path, one_hot, {c: 0.25 for c in CLASSES})
+    described = infer_competition(tmp_path)[0]
+    write_competition(tmp_path, described)
+    assert described.label_kind == "one-hot" and len(check_train(tmp_path).targets) == n
+    (tmp_path / DESCRIPTION).unlink()
+    relabelled(tmp_path, {"score": [str(1 + i % 100) for i in range(n)]}, {"score": 0.5})
+    with pytest.raises(PipelineError, match=r"not 0 and 1: pipeline trains classifiers; a number per image "
+                                            r"\(regression\) is not supported"):
+        infer_competition(tmp_path)
+    frame = pd.read_csv(tmp_path / "trainLabels.csv", dtype=str)
+    frame.insert(0, "index", range(len(frame)))
+    frame.to_csv(tmp_path / "trainLabels.csv", index=False)
+    with pytest.raises(PipelineError, match=r"trainLabels.csv: its first column is 'index', but the sample's id column "
+                                            r"'id' is a later one"):
+        infer_competition(tmp_path)

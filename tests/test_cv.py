@@ -387,6 +387,9 @@ def test_gathered_files_are_of_the_folds_and_labels_they_claim(fetched):
     shutil.copyfile(fetched / "submissions" / "cv-fold-1.probs.json", fetched / "submissions" / "cv.probs.json")
     assert ensemble([Path("cv")]).members == ["cv-fold-0.probs.npy", "cv-fold-1.probs.npy"]  # the CV, not cv.probs.npy
     assert ensemble([Path("cv/fold-0"), Path("cv/fold-1")]).members == ["cv-fold-0.probs.npy", "cv-fold-1.probs.npy"]
+    with pytest.raises(PipelineError, match=r"cv/fold-3: no trained fold of cv has that name \(its folds: fold-0, "
+                                            r"fold-1\); name one of those"):
+        ensemble([Path("cv/fold-0"), Path("cv/fold-3")])
     with pytest.raises(PipelineError, match=r"the same model as"):
         predict(runs=[cv.path, cv.fold(0).path], tta="none")
     (cv.path / "cv.json").unlink()

@@ -177,14 +177,29 @@ def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], sample: pd.D
         raise PipelineError(f"{root / labels_csv}: its first column has no name (a row index, as pandas' to_csv writes "
                             "it without index=False?), and the first column must hold the image ids: drop that column")
     if submission_id != id_column and submission_id in labels.columns:
-        raise PipelineError(f"{root / labels_csv}: its first column is {id_column!r}, but the sample's id column "
-                            f"{submission_id!r} is a later one (a row index written before it?); the first column must "
-                            f"hold the image ids: drop {id_column!r} or move {submission_id!r} first")
+        raise PipelineError(f"{root / labels_csv}: its first column is {id_column!r}, but the sample submission's id "
+                            f"column (its first) is {submission_id!r}, a later column here; the first column of each "
+                            f"CSV must hold the image ids: move {submission_id!r} first here (or drop a row index "
+                            "before it), or fix the sample's column order")
     train_images, suffix = _image_folder(root, _not_named(folders, "test"), labels[id_column], labels_csv, id_column)
     label_columns, label_kind = _label_columns(labels, labels_csv, sample, notes, chosen)
+    if label_kind != "one-hot":
+        _refuse_tag_lists(labels[label_columns[0]], labels_csv)
     classes = list(label_columns) if label_kind == "one-hot" else sorted(set(labels[label_columns[0]].str.strip()) - {""})
     return dict(labels_csv=labels_csv, id_column=id_column, label_columns=label_columns, label_kind=label_kind,
                 train_images=train_images, image_suffix=suffix), labels[id_column], classes
+
+
+def _refuse_tag_lists(labels: pd.Series, csv: str) -> None:
+    """Labels that are lists of other labels ('dog cat' beside 'dog' and 'cat': space-separated tags, multi-label)
+    are one line: each such list would train as a class of its own."""
+    present = set(labels.str.strip()) - {""}
+    tags = {label for label in present if len(label.split()) == 1}
+    lists = sorted(label for label in present if len(label.split()) > 1 and set(label.split()) <= tags)
+    if lists:
+        raise PipelineError(f"{csv}: labels such as {listed(lists, 3)} list several labels that are classes on their "
+                            "own (space-separated tags: multi-label?); pipeline trains one class per image: give each "
+                            "image one label")
 
 
 def _class_folders(root: Path, folders: list[str]) -> tuple[dict, pd.Series, list] | None:

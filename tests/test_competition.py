@@ -895,6 +895,20 @@ def test_float_spelled_0_1_labels_a_row_index_before_the_ids_and_true_false_one_
     frame = pd.read_csv(tmp_path / "trainLabels.csv", dtype=str)
     frame.insert(0, "index", range(len(frame)))
     frame.to_csv(tmp_path / "trainLabels.csv", index=False)
-    with pytest.raises(PipelineError, match=r"trainLabels.csv: its first column is 'index', but the sample's id column "
-                                            r"'id' is a later one"):
+    with pytest.raises(PipelineError, match=r"trainLabels.csv: its first column is 'index', but the sample submission's "
+                                            r"id column \(its first\) is 'id', a later column here"):
         infer_competition(tmp_path)
+
+
+def test_space_separated_tags_are_refused_as_multi_label(tmp_path):
+    """Pass 34: 'dog cat' beside 'dog' and 'cat' (Planet-style tags) trained each combination as a class, exit 0.
+    A class name of several words that are no classes of their own ('air plane') is a name."""
+    write_cifar_shape(tmp_path, n_train=40, n_test=4)
+    n = 40
+    tags = [["zebra", "apple", "kiwi mango", "kiwi", "mango"][i % 5] for i in range(n)]
+    relabelled(tmp_path, {"tags": tags}, {"tags": "zebra apple"})
+    with pytest.raises(PipelineError, match=r"trainLabels.csv: labels such as kiwi mango list several labels that are "
+                                            r"classes on their own \(space-separated tags: multi-label\?\)"):
+        infer_competition(tmp_path)
+    relabelled(tmp_path, {"tags": [["zebra", "apple", "air plane", "kiwi"][i % 4] for i in range(n)]}, {"tags": "kiwi"})
+    assert infer_competition(tmp_path)[0].label_kind == "names"

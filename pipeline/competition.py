@@ -456,7 +456,7 @@ def _label_columns(labels: pd.DataFrame, csv: str, sample: pd.DataFrame, notes: 
             notes.append(f"{csv} has the columns {', '.join(columns)} after its id: read {column!r} as the label "
                          f"(label_columns; {EDIT})")
         return (column,), _label_kind(values[column], probability, csv, column, notes)
-    if len(columns) > 1 and marks.isin(["0", "1"]).mean().min() >= MARK_SHARE:
+    if len(columns) > 1 and all(_is_marks(marks[c]) for c in columns):
         not_one_hot = _not_one_hot(marks, columns, csv)
         if not not_one_hot:
             return tuple(columns), "one-hot"
@@ -470,6 +470,11 @@ def one_hot_mark(cell: str) -> str:
     """A one-hot cell as 0 or 1 where it spells one (1.0, as pandas writes a float column; True, as get_dummies
     writes), else as it is."""
     return BINARY_SPELLINGS.get(cell.strip().casefold(), cell)
+
+
+def _is_marks(column: pd.Series) -> bool:
+    """A one-hot class column: 0 or 1 (`one_hot_mark`) in MARK_SHARE of its cells at least."""
+    return bool(column.isin(["0", "1"]).mean() >= MARK_SHARE)
 
 
 def _not_one_hot(marks: pd.DataFrame, columns: list[str], csv: str) -> str:
@@ -501,7 +506,7 @@ def _check_sample_classes(marks: pd.DataFrame, columns: list[str], submitted: tu
     marking it, is a class it does not submit (its rows would mark none) — one line."""
     ones = marks == "1"
     sampled = ones[list(submitted)].any(axis=1)
-    lone = [c for c in columns if c not in submitted and marks[c].isin(["0", "1"]).mean() >= MARK_SHARE
+    lone = [c for c in columns if c not in submitted and _is_marks(marks[c])
             and ones[c].any() and (ones[c] & ~sampled).sum() > ones[c].sum() / 2]
     if lone:
         raise PipelineError(f"{csv}: its rows marking {listed(lone, 3)} mark none of the sample submission's class "
@@ -515,7 +520,7 @@ def _classes_named_by_sample(marks: pd.DataFrame, columns: list[str], sample: pd
     rows mark exactly one — nearly every row (MARK_SHARE) either way; none where no such set is."""
     submitted = tuple(sample.columns[1:])
     placeholders = set(sample[submitted[0]].str.strip()) - {""} if len(submitted) == 1 else set()
-    kept_marks = [c for c in columns if marks[c].isin(["0", "1"]).mean() >= MARK_SHARE]
+    kept_marks = [c for c in columns if _is_marks(marks[c])]
     if not placeholders or not placeholders <= set(kept_marks):
         return []
     sets = [kept_marks, *([c for c in kept_marks if c != left] for left in kept_marks if left not in placeholders)]
@@ -581,7 +586,7 @@ def _chosen_columns(values: pd.DataFrame, marks: pd.DataFrame, columns: list[str
                                 f"{listed(columns, 8)}); name one of those")
         if chosen.count(name) > 1:
             raise PipelineError(f"--label-column {name!r} is given twice; name each column once")
-        if len(chosen) > 1 and marks[name].isin(["0", "1"]).mean() < MARK_SHARE:
+        if len(chosen) > 1 and not _is_marks(marks[name]):
             odd = sorted(set(marks[name]) - {"0", "1"})
             raise PipelineError(f"--label-column {name!r}: {csv}'s {name} holds {listed(odd, 3)}, not 0/1 marks; "
                                 "several --label-column name one-hot class columns, one names the label column")

@@ -191,7 +191,7 @@ def normalised_labels(labels: pd.Series, label_kind: str = "names") -> tuple[pd.
     if label_kind == "integers":
         stripped = stripped.map(lambda label: str(int(label)) if label.lstrip("-").isdigit() else label)
     if label_kind == "binary":
-        stripped = stripped.map(lambda label: BINARY_SPELLINGS.get(label.casefold(), label))
+        stripped = stripped.map(one_hot_mark)  # the same spellings of 0 and 1
     counts = stripped[stripped != ""].value_counts()
     groups: dict[str, list[str]] = {}
     for spelling in sorted(counts.index, key=lambda name: (-counts[name], name)):

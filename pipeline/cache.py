@@ -110,8 +110,9 @@ def eight_bit(image: Image.Image, grey_set: bool) -> np.ndarray:
             raise PixelRange(f"holds integer pixels from {bottom:.0f} to {top:.0f}, outside 0 … 65535 (signed, or "
                              "more than 16 bits); save it with 8 bits")
         if image.mode != "F" and 0 < top <= 255:
-            raise PixelRange(f"is a 16-bit image whose pixels reach only {top:.0f} of 65535: 8-bit values stored in 16 "
-                             "bits, or a near-black 16-bit image? its file cannot tell; save it with 8 bits")
+            wide = "16-bit" if image.mode.startswith("I;16") else "16- or 32-bit integer"  # PIL's I: either
+            raise PixelRange(f"is a {wide} image whose pixels reach only {top:.0f} of 65535: 8-bit values stored in "
+                             "more bits, or a near-black image? its file cannot tell; save it with 8 bits")
         scale = 1 / 257 if image.mode != "F" else (255.0 if unit else 1.0)
         image = Image.fromarray(np.rint(values * scale).clip(0, 255).astype(np.uint8), "L")
     return np.asarray(image.convert("L" if grey_set else "RGB"))
@@ -294,8 +295,8 @@ class DecodedImages:
         if self.bad:
             sized = any(why.endswith(OTHER_SIZE) for why in self.bad.values())
             advice = ("Images of other sizes are decoded at one square with image_size in competition.json (or "
-                      "`pipeline fetch --force --img-size S`); fix or replace any other (fetch again for a "
-                      "downloaded competition)." if sized else
+                      "`pipeline fetch --img-size S`, naming the --competition, --dataset or --sample fetched); fix "
+                      "or replace any other (fetch again for a downloaded competition)." if sized else
                       "Fix or replace them (fetch again for a downloaded competition).")
             raise PipelineError(problems_message(folder, image_problems(folder, self.bad, suffix), "images", advice))
         return self.images
@@ -356,7 +357,7 @@ def decode_images(folder: Path, ids: list[str], cache_file: Path, console: Conso
                                              "first_frames": first_frames,
                                              "seal": metadata_seal(key, bad, converted, cache_file, first_frames)})
                       + "\n")
-    console.print(f"decoded {len(ids)} images of {folder.name}/ into {cache_file}"
+    console.print(f"decoded {len(ids)} images of {folder}/ into {cache_file}"
                   + (f" ({len(bad)} unusable)" if bad else ""))
     return DecodedImages(np.load(cache_file, mmap_mode="r"), bad, key, tuple(converted), tuple(first_frames))
 

@@ -25,10 +25,12 @@ DESCRIPTION = "competition.json"
 TRAIN_LABELS = "trainLabels.csv"  # CIFAR-10's names, also those of the offline sample and converted datasets
 SAMPLE_SUBMISSION = "sampleSubmission.csv"
 SOLUTION = "solution.csv"  # the held-out labels of a locally made competition: not one of its inputs
+USAGE = "Usage"  # a Kaggle solution's column: each row's leaderboard (Public, Private) or Ignored
 LABEL_KINDS = ("names", "integers", "binary", "one-hot", "folders")
 SUBMISSION_KINDS = ("label", "probability", "probabilities")
 LABEL_NAMES = ("label", "labels", "target", "class", "class_id", "category", "category_id", "label_id")  # usual names
 EDIT = f"edit dataset/{DESCRIPTION} to change it"
+LONE_CLASSES_FROM = 20  # labeled images from which a class per image reads as a wrong label column
 LARGEST_SQUARE = 256  # the side inferred for images of varied sizes, at most
 
 
@@ -143,28 +145,34 @@ def infer_competition(root: Path, label_columns: tuple[str, ...] = ()) -> tuple[
     sample_csv = _pick_sample(root, csvs)
     sample, folders, notes = _read(root / sample_csv), _image_folders(root), []
     others = [c for c in csvs if c != sample_csv]
-    by_folder = None if any(not c.lower().startswith("test") for c in others) else _class_folders(root, folders)
+    labels_csv = _pick_labels(root, others, notes) if any(not c.lower().startswith("test") for c in others) else None
+    by_folder = _class_folders(root, folders)
+    if by_folder and labels_csv and not _labels_name_the_folders(root, labels_csv, by_folder, notes):
+        by_folder = None
     if by_folder and label_columns:
         raise PipelineError(f"--label-column: this competition's labels are its class folders in "
                             f"{by_folder[0]['train_images']}/, not a CSV's column; fetch it without --label-column")
-    labeled, ids, classes = by_folder or _labels_by_csv(root, _pick_labels(root, others, notes), folders, sample,
-                                                        notes, label_columns)
+    labeled, ids, classes = by_folder or _labels_by_csv(root, labels_csv or _pick_labels(root, others, notes),
+                                                        folders, sample, sample_csv, notes, label_columns)
     submission_id, suffix = sample.columns[0], labeled["image_suffix"]
-    test_images, test_suffix = _image_folder(root, _not_named(folders, "train"), sample[submission_id], sample_csv,
-                                             submission_id)
+    test_images, test_suffix = _sample_image_folder(root, _not_named(folders, "train"), sample, sample_csv)
     if test_suffix != suffix:
         raise PipelineError(f"{root}: the training ids name files '<id>{suffix}' in {labeled['train_images']}/, those "
-                            f"of {sample_csv} '<id>{test_suffix}' in {test_images}/; one naming is supported")
+                            f"of {sample_csv} '<id>{test_suffix}' in {test_images}/, and one naming is supported: "
+                            + (f"save both splits' images in one format (the test images as '<id>{suffix}', say)"
+                               if suffix and test_suffix else "write the ids of both CSVs alike, with the file "
+                               "extension or without it"))
     submission_columns = tuple(sample.columns[1:])
     submission_kind, metric = _submission(sample_csv, sample, labeled["label_kind"], classes, notes)
-    image_size = _square_for_varied_sizes(root / labeled["train_images"], ids, suffix, notes)
+    image_size = _square_for_varied_sizes(root / labeled["train_images"], ids, root / test_images,
+                                          sample[submission_id], suffix, notes)
     return Competition(**labeled, test_images=test_images, image_size=image_size, sample_submission=sample_csv,
                        submission_id=submission_id, submission_columns=submission_columns,
                        submission_kind=submission_kind, metric=metric), notes
 
 
-def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], sample: pd.DataFrame, notes: list[str],
-                   chosen: tuple[str, ...]) -> tuple[dict, pd.Series, list]:
+def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], sample: pd.DataFrame, sample_csv: str,
+                   notes: list[str], chosen: tuple[str, ...]) -> tuple[dict, pd.Series, list]:
     """The description's fields of a training-label CSV (its label columns those `chosen`, when given), its ids and its
     classes."""
     labels = _read(root / labels_csv)
@@ -176,18 +184,41 @@ def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], sample: pd.D
     if id_column == "Unnamed: 0" and len(labels.columns) > 2:
         raise PipelineError(f"{root / labels_csv}: its first column has no name (a row index, as pandas' to_csv writes "
                             "it without index=False?), and the first column must hold the image ids: drop that column")
-    if submission_id != id_column and submission_id in labels.columns:
-        raise PipelineError(f"{root / labels_csv}: its first column is {id_column!r}, but the sample submission's id "
-                            f"column (its first) is {submission_id!r}, a later column here; the first column of each "
-                            f"CSV must hold the image ids: move {submission_id!r} first here (or drop a row index "
-                            "before it), or fix the sample's column order")
-    train_images, suffix = _image_folder(root, _not_named(folders, "test"), labels[id_column], labels_csv, id_column)
+    misordered = submission_id != id_column and submission_id in labels.columns
+    labels_off = PipelineError(f"{root / labels_csv}: its first column is {id_column!r}, but the sample submission's "
+                               f"id column (its first) is {submission_id!r}, a later column here; the first column of "
+                               f"each CSV must hold the image ids: move {submission_id!r} first here (or drop a row "
+                               "index before it), or fix the sample's column order")
+    try:
+        train_images, suffix = _image_folder(root, _not_named(folders, "test"), labels[id_column], labels_csv, id_column)
+    except PipelineError:
+        if misordered:
+            raise labels_off from None
+        raise
+    if misordered and id_column in sample.columns:  # the labels' ids name images: the sample's order is off
+        raise PipelineError(f"{root / sample_csv}: its first column is {submission_id!r}, but the image ids are in its "
+                            f"{id_column!r} column (as in {labels_csv}, whose ids name the images in {train_images}/); "
+                            f"the first column of a sample submission holds the ids: write {id_column!r} first")
+    if misordered:
+        raise labels_off
     label_columns, label_kind = _label_columns(labels, labels_csv, sample, notes, chosen)
     if label_kind != "one-hot":
         _refuse_tag_lists(labels[label_columns[0]], labels_csv)
+        _refuse_lone_classes(labels[label_columns[0]], labels_csv, label_columns[0])
     classes = list(label_columns) if label_kind == "one-hot" else sorted(set(labels[label_columns[0]].str.strip()) - {""})
     return dict(labels_csv=labels_csv, id_column=id_column, label_columns=label_columns, label_kind=label_kind,
                 train_images=train_images, image_suffix=suffix), labels[id_column], classes
+
+
+def _refuse_lone_classes(labels: pd.Series, csv: str, column: str) -> None:
+    """A label column of which every label names one image (run-length masks, boxes, captions): no classes."""
+    present = labels.str.strip()
+    present = present[present != ""]
+    if len(present) >= LONE_CLASSES_FROM and present.nunique() == len(present):
+        raise PipelineError(f"{csv}: each of its {len(present)} labels in {column} names one image only (every image a "
+                            "class of its own: masks, boxes or another value per image?); pipeline trains classifiers "
+                            "of images into shared classes: name the class column with --label-column NAME if it has "
+                            "one")
 
 
 def _refuse_tag_lists(labels: pd.Series, csv: str) -> None:
@@ -212,6 +243,37 @@ def _class_folders(root: Path, folders: list[str]) -> tuple[dict, pd.Series, lis
             return dict(labels_csv="", id_column="", label_kind="folders", train_images=folder,
                         image_suffix=""), pd.Series([image_id for image_id, _ in found]), classes
     return None
+
+
+def _labels_name_the_folders(root: Path, labels_csv: str, by_folder: tuple[dict, pd.Series, list],
+                             notes: list[str]) -> bool:
+    """Whether the training CSV beside a folder of class folders (Paddy Doctor: train.csv `image_id,label,…` beside
+    train_images/<label>/<file>) lists their images: then a column of it names each image's folder, and the folders
+    are the labels (a note says so). Its ids naming those images but no column their folders is one line."""
+    labels = _read(root / labels_csv)
+    folder_of = {}
+    for image_id in by_folder[1]:
+        label, name = image_id.rsplit("/", 1)
+        if name in folder_of:  # one name in two folders (images/, masks/): no class folders
+            return False
+        folder_of |= {name: label, name.rsplit(".", 1)[0]: label}
+    found = labels[labels.columns[0]].str.strip().map(folder_of)
+    if found.notna().mean() < MARK_SHARE:
+        return False
+    listed_rows = labels[found.notna()]
+    agree = {c: listed_rows[c].str.strip() == found.dropna() for c in labels.columns[1:]}
+    best = max(agree, key=lambda c: agree[c].sum(), default=None)
+    folder = by_folder[0]["train_images"]
+    if best is None or not agree[best].all():
+        first = agree[best].idxmin() if best is not None else None  # the first row that disagrees
+        example = "" if first is None else (f"; {best} disagrees in {(~agree[best]).sum()} row(s), e.g. "
+                                            f"{labels.at[first, labels.columns[0]]} in {found[first]}/ labelled "
+                                            f"{labels.at[first, best]!r}")
+        raise PipelineError(f"{root / labels_csv}: its ids name the images in the class folders of {folder}/, but no "
+                            f"column of it names each image's folder{example}; make the labels and the folders agree")
+    notes.append(f"{labels_csv}: its {best} column names the class folder of each image in {folder}/: the folders "
+                 "are the labels (label_kind 'folders'), and its other columns are not used")
+    return True
 
 
 def submitted_classes(c: Competition, classes: list[str], root: Path, whose: str = "the training labels' classes are",
@@ -374,11 +436,18 @@ def _pick_labels(root: Path, csvs: list[str], notes: list[str]) -> str:
                         f"dataset/{DESCRIPTION} with labels_csv naming it")
 
 
+FOLDER_DEPTH = 3  # levels below the competition's folder searched for image folders (data/train/images)
+
+
 def _image_folders(root: Path) -> list[str]:
-    """Folders that may hold images: those in root and one level below, as relative POSIX paths."""
-    top = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    nested = [q for p in top for q in sorted(p.iterdir()) if q.is_dir() and not q.name.startswith(".")]
-    return [p.relative_to(root).as_posix() for p in top + nested]
+    """Folders that may hold images: those in root and down to FOLDER_DEPTH levels below, shallower first, as
+    relative POSIX paths."""
+    level = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = list(level)
+    for _ in range(FOLDER_DEPTH - 1):
+        level = [q for p in level for q in sorted(p.iterdir()) if q.is_dir() and not q.name.startswith(".")]
+        found += level
+    return [p.relative_to(root).as_posix() for p in found]
 
 
 def _not_named(folders: list[str], split: str) -> list[str]:
@@ -409,23 +478,61 @@ def _image_folder(root: Path, folders: list[str], ids: pd.Series, csv: str, colu
             suffix, count = suffixes.most_common(1)[0]
             best = max(best, (count, count / files, folder, suffix), key=lambda b: b[:2])
     if not best[0]:
-        raise PipelineError(f"{root / csv}: no image file is named by its {column!r} column (looked for "
-                            f"<id> and <id>{'/'.join(IMAGE_SUFFIXES)} in {', '.join(folders) or 'no folders'}); "
-                            f"the images are missing, or write dataset/{DESCRIPTION} by hand")
+        _refuse_path_ids(root, wanted, csv, column)
+        looked = listed(folders, 6) if folders else "no folders"
+        raise PipelineError(f"{root / csv}: no image file is named by its {column!r} column (looked for <id> and "
+                            f"<id>{'/'.join(IMAGE_SUFFIXES)} in {looked}); the images are missing, or extract the "
+                            f"competition into dataset/ and describe it there in {DESCRIPTION} by hand (docs/fetch.md)")
     return best[2], best[3]
 
 
-def _square_for_varied_sizes(folder: Path, ids: pd.Series, suffix: str, notes: list[str]) -> int | None:
-    """None when the headers of up to HEADER_SAMPLE images spread over the set show one size; else the side of the
-    square to decode every image to: their median shorter side, at most LARGEST_SQUARE."""
-    sizes = [(width, height) for width, height, _ in header_sample(folder, ids.str.strip().tolist(), suffix)]
-    if len(set(sizes)) < 2:
+def _refuse_path_ids(root: Path, ids: set[str], csv: str, column: str) -> None:
+    """Ids that are paths to the images from the competition's folder (`train/1.png`) rather than names in an image
+    folder are one line saying how to write them."""
+    path = next((i for i in sorted(ids) if "/" in i.strip("/") and (root / i.lstrip("/")).is_file()), None)
+    if path is not None:
+        folder, name = path.lstrip("/").rsplit("/", 1)
+        raise PipelineError(f"{root / csv}: its {column!r} values are paths from the competition's folder ({path!r}), "
+                            f"but ids name a file in an image folder: write {name!r} (or {name.rsplit('.', 1)[0]!r}) "
+                            f"for {folder}/{name}")
+
+
+def _sample_image_folder(root: Path, folders: list[str], sample: pd.DataFrame, csv: str) -> tuple[str, str]:
+    """`_image_folder` of the sample's ids (its first column); where those name no image but a later column's do
+    (Cassava 2019's `Category,Id`), one line saying so."""
+    try:
+        return _image_folder(root, folders, sample[sample.columns[0]], csv, sample.columns[0])
+    except PipelineError:
+        for column in sample.columns[1:]:
+            try:
+                folder, _ = _image_folder(root, folders, sample[column], csv, column)
+            except PipelineError:
+                continue
+            raise PipelineError(f"{root / csv}: its ids are in its {column!r} column (they name the images in "
+                                f"{folder}/), not in its first, {sample.columns[0]!r}; the first column of a sample "
+                                f"submission holds the ids: write {column!r} first") from None
+        raise
+
+
+def _square_for_varied_sizes(train: Path, train_ids: pd.Series, test: Path, test_ids: pd.Series, suffix: str,
+                             notes: list[str]) -> int | None:
+    """None when the headers of up to HEADER_SAMPLE images spread over each split show one size for both; else the
+    side of the square to decode every image to: the training images' median shorter side, at most LARGEST_SQUARE."""
+    sizes = {folder: [(width, height) for width, height, _ in header_sample(folder, ids.str.strip().tolist(), suffix)]
+             for folder, ids in ((train, train_ids), (test, test_ids))}
+    if len(set(sizes[train] + sizes[test])) < 2:
         return None
-    side = min(LARGEST_SQUARE, int(np.median([min(size) for size in sizes])))
-    examples = ", ".join(f"{w}×{h}" for w, h in sorted(set(sizes))[:3])
-    notes.append(f"{folder.name}/: images of {len(set(sizes))} sizes among {len(sizes)} sampled ({examples}, …): each "
-                 f"is decoded at {side}×{side}, its shorter side resized to {side} and the centre cropped "
-                 f"(image_size; {EDIT})")
+    side = min(LARGEST_SQUARE, int(np.median([min(size) for size in sizes[train] or sizes[test]])))
+    rule = (f"each is decoded at {side}×{side}, its shorter side resized to {side} and the centre cropped "
+            f"(image_size; {EDIT})")
+    if len(set(sizes[train])) < 2 and len(set(sizes[test])) < 2:  # each split of its own one size
+        (tw, th), (sw, sh) = sizes[train][0], sizes[test][0]
+        notes.append(f"{train.name}/ holds {tw}×{th} images, {test.name}/ {sw}×{sh} ones: {rule}")
+        return side
+    varied = train if len(set(sizes[train])) > 1 else test
+    examples = ", ".join(f"{w}×{h}" for w, h in sorted(set(sizes[varied]))[:3])
+    notes.append(f"{varied.name}/: images of {len(set(sizes[varied]))} sizes among {len(sizes[varied])} sampled "
+                 f"({examples}, …): {rule}")
     return side
 
 
@@ -442,8 +549,12 @@ def _label_columns(labels: pd.DataFrame, csv: str, sample: pd.DataFrame, notes: 
     values, submitted = stripped[columns], tuple(sample.columns[1:])
     marks = values.apply(lambda column: column.map(one_hot_mark))
     probability = len(submitted) == 1 and _fractions(sample[submitted[0]])  # the sample holds a probability of 1
+    namesake = submitted[0] if submitted[0] in columns else columns[0] if len(columns) == 1 else None
+    if probability and namesake is not None and _placeholders_are_labels(sample[submitted[0]], values[namesake]):
+        probability = False  # fractions that are labels: grades (0.5 … 2.0)
+    integers = len(submitted) == 1 and _whole_numbers(sample[submitted[0]])  # the sample writes class codes
     if chosen:
-        return _chosen_columns(values, marks, columns, chosen, csv, probability, notes)
+        return _chosen_columns(values, marks, columns, chosen, csv, (probability, integers), notes)
     if len(submitted) > 1 and set(submitted) <= set(columns):
         _check_sample_classes(marks, columns, submitted, csv)
         return _one_hot([c for c in columns if c in submitted], columns, csv, notes), "one-hot"
@@ -455,7 +566,7 @@ def _label_columns(labels: pd.DataFrame, csv: str, sample: pd.DataFrame, notes: 
         if len(columns) > 1:
             notes.append(f"{csv} has the columns {', '.join(columns)} after its id: read {column!r} as the label "
                          f"(label_columns; {EDIT})")
-        return (column,), _label_kind(values[column], probability, csv, column, notes)
+        return (column,), _label_kind(values[column], (probability, integers), csv, column, notes)
     if len(columns) > 1 and all(_is_marks(marks[c]) for c in columns):
         not_one_hot = _not_one_hot(marks, columns, csv)
         if not not_one_hot:
@@ -571,6 +682,13 @@ def _number(text: str) -> bool:
     return True
 
 
+WHOLE_FLOAT = re.compile(r"-?\d+\.0+")  # a class code as pandas writes a float column: 3.0
+
+
+def _whole_numbers(values: pd.Series) -> bool:
+    return bool(values.str.strip().str.fullmatch(r"-?\d+").all())
+
+
 def _two_valued(values: pd.Series) -> bool:
     """Two values (but for a few bad cells: MARK_SHARE) fill the column."""
     counts = values[values != ""].value_counts()
@@ -578,7 +696,7 @@ def _two_valued(values: pd.Series) -> bool:
 
 
 def _chosen_columns(values: pd.DataFrame, marks: pd.DataFrame, columns: list[str], chosen: tuple[str, ...], csv: str,
-                    probability: bool, notes: list[str]) -> tuple[tuple[str, ...], str]:
+                    sample_kind: tuple[bool, bool], notes: list[str]) -> tuple[tuple[str, ...], str]:
     """The columns --label-column names: one label column, or several one-hot class columns (each of 0/1 marks)."""
     for name in chosen:
         if name not in columns:
@@ -591,7 +709,7 @@ def _chosen_columns(values: pd.DataFrame, marks: pd.DataFrame, columns: list[str
             raise PipelineError(f"--label-column {name!r}: {csv}'s {name} holds {listed(odd, 3)}, not 0/1 marks; "
                                 "several --label-column name one-hot class columns, one names the label column")
     if len(chosen) == 1:
-        return chosen, _label_kind(values[chosen[0]], probability, csv, chosen[0], notes)
+        return chosen, _label_kind(values[chosen[0]], sample_kind, csv, chosen[0], notes)
     return chosen, "one-hot"
 
 
@@ -599,15 +717,22 @@ BINARY_SPELLINGS = {"0": "0", "1": "1", "0.0": "0", "1.0": "1", "false": "0", "t
                     "yes": "1"}  # casefolded
 
 
-def _label_kind(values: pd.Series, probability: bool, csv: str, column: str, notes: list[str]) -> str:
+def _label_kind(values: pd.Series, sample_kind: tuple[bool, bool], csv: str, column: str, notes: list[str]) -> str:
     """binary (0 and 1, also written 0.0 and 1.0; False/True or No/Yes where the sample asks for a probability of 1),
-    integers (but for codes of one width with leading zeros, 007: names, submitted as written) or names."""
+    integers (but for codes of one width with leading zeros, 007: names, submitted as written; codes written 3.0, as
+    pandas writes a float column, where the sample writes whole numbers) or names. `sample_kind`: whether the sample
+    holds a probability of 1, and whether it writes whole numbers."""
+    probability, integers = sample_kind
     present = set(values) - {""}
     if present <= {"0", "1"}:
         return "binary"
     if present <= {"0", "1", "0.0", "1.0"} or probability and {v.casefold() for v in present} <= set(BINARY_SPELLINGS):
         notes.append(f"{csv}: {column}'s {listed(sorted(present))} read as 0 and 1 (1: true, yes)")
         return "binary"
+    if integers and all(WHOLE_FLOAT.fullmatch(v) for v in present):
+        notes.append(f"{csv}: {column}'s {listed(sorted(present, key=float), 4)} read as the whole numbers the sample "
+                     "writes")
+        return "integers"
     if all(v.isdigit() for v in present):
         padded = any(len(v) > 1 and v.startswith("0") for v in present) and len({len(v) for v in present}) == 1
         return "names" if padded else "integers"
@@ -632,6 +757,41 @@ def _fractions(values: pd.Series) -> bool:
     return bool(numbers.notna().all() and (numbers % 1 != 0).any())
 
 
+def _placeholders_are_labels(placeholders: pd.Series, labels: pd.Series) -> bool:
+    """The sample's fractions are labels of the training CSV (grades such as 0.5 … 2.0), not a probability."""
+    return set(placeholders.str.strip()) <= set(labels.str.strip())
+
+
+def _refuse_several_tokens(sample_csv: str, values: pd.Series, classes: list[str]) -> None:
+    """A sample value of several space-separated tokens that is no class (`new_whale w_1 w_2 …`: several guesses,
+    MAP@5; `1000 0.5`: a label and its confidence) asks for a submission other than one label per image."""
+    several = sorted({v for v in values.str.strip() if len(v.split()) > 1} - set(classes))
+    if several:
+        raise PipelineError(f"{sample_csv}: its values such as {several[0]!r} hold several space-separated tokens, "
+                            "not one of the training labels: the submission asks for several labels per image (top-k, "
+                            "MAP@k) or a label with its confidence; pipeline writes one label per image, so this "
+                            "competition is not supported")
+
+
+def _refuse_columns_unlike_classes(sample_csv: str, columns: tuple[str, ...], classes: list[str],
+                                   label_kind: str) -> None:
+    """The sample's columns after the id, neither one label column nor one per training class: one line naming how
+    they differ (a class in another case, a column no training label has, a class without a column)."""
+    spelled = {name.casefold(): name for name in classes}
+    recased = [f"{c!r} (the labels write {spelled[c.casefold()]!r})" for c in columns
+               if c not in classes and c.casefold() in spelled]
+    extra = [c for c in columns if c not in classes and c.casefold() not in spelled]
+    lacking = [k for k in classes if k not in columns and k.casefold() not in {c.casefold() for c in columns}]
+    differ = "; ".join([f"in another case {listed(recased, 3)}"] * bool(recased)
+                       + [f"no training label is {listed(extra, 4)}"] * bool(extra)
+                       + [f"no column for the class(es) {listed(lacking, 4)}"] * bool(lacking))
+    advice = ("name the training CSV's one-hot class columns with `pipeline fetch --label-column NAME`, once each, "
+              "if it has them; else make the sample's header and the training classes agree"
+              if label_kind not in ("one-hot", "folders") else "make the sample's header and the training classes agree")
+    raise PipelineError(f"{sample_csv}: its {len(columns)} columns after the id are neither one label column nor one "
+                        f"per class of the training labels ({len(classes)} classes): {differ}; {advice}")
+
+
 def _submission(sample_csv: str, sample: pd.DataFrame, label_kind: str, classes: list[str],
                 notes: list[str]) -> tuple[str, str]:
     """What the submission's columns (those of `sample` after its id) hold, and the metric that goes with it."""
@@ -640,18 +800,22 @@ def _submission(sample_csv: str, sample: pd.DataFrame, label_kind: str, classes:
         notes.append(f"{sample_csv}: one column for 0/1 labels, read as the probability of 1 scored by ROC AUC "
                      f"(for hard 0/1 labels set submission_kind 'label' and metric 'accuracy'; {EDIT})")
         return "probability", "roc_auc"
-    if len(columns) == 1 and _fractions(sample[columns[0]]):
+    if len(columns) == 1 and _fractions(sample[columns[0]]) and not _placeholders_are_labels(sample[columns[0]],
+                                                                                              pd.Series(classes)):
         raise PipelineError(f"{sample_csv}: its {columns[0]} column holds fractions, a probability of 1, but the "
                             f"training labels are {listed(classes, 4)}, not 0 and 1: " + (
                                 "write them as 0 and 1 (1 for the class whose probability is asked)" if len(classes) <= 2
                                 else "pipeline trains classifiers; a number per image (regression) is not supported"))
     if len(columns) == 1:
+        _refuse_several_tokens(sample_csv, sample[columns[0]], classes)
         return "label", "accuracy"
+    usage = next((column for column in columns if column.strip().casefold() == USAGE.casefold()), None)
+    if usage is not None:
+        raise PipelineError(f"{sample_csv}: its {usage!r} column is a Kaggle solution's (each row's leaderboard, "
+                            "Public or Private), which no submission holds; drop that column, or use the "
+                            "competition's own sample submission")
     if set(columns) != set(classes):
-        raise PipelineError(f"{sample_csv}: its columns after the id ({listed(columns, 6)}) are neither one "
-                            f"label column nor one per class of the training labels ({listed(classes, 6)}); "
-                            + ("name the training CSV's class columns with `pipeline fetch --label-column NAME`, once "
-                               "each" if label_kind != "folders" else "fix its header or the class folders"))
+        _refuse_columns_unlike_classes(sample_csv, columns, classes, label_kind)
     metric = "mean_roc_auc" if label_kind == "one-hot" else "log_loss"
     notes.append(f"{sample_csv}: a probability per class, scored by {metric} (the other: "
                  f"{'log_loss' if metric == 'mean_roc_auc' else 'mean_roc_auc'}; {EDIT})")

@@ -4,13 +4,14 @@ laid out as a competition: `train/<id>.png` (greyscale), `trainLabels.csv` with 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, listed
 from pipeline.competition import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS, pixel_columns
 
 # Class names of the datasets whose CSVs carry numbers; other datasets keep their labels as written.
@@ -47,11 +48,39 @@ def read_pixel_csv(path: Path, need_label: bool = True) -> tuple[np.ndarray | No
     side = math.isqrt(pixels.shape[1])
     if side * side != pixels.shape[1] or side == 0:
         raise PipelineError(f"{path}: {pixels.shape[1]} pixel columns do not make a square greyscale image")
+    pixels = pixels[_in_pixel_order(path, [str(column) for column in pixels.columns], side)]
     values = pixels.to_numpy()
     if not np.issubdtype(values.dtype, np.integer) or values.min(initial=0) < 0 or values.max(initial=0) > 255:
         raise PipelineError(f"{path}: {_bad_pixel(pixels)}; pixel values must be whole numbers from 0 to 255: fix them")
     labels = frame["label"].to_numpy() if "label" in frame.columns else None
     return labels, values.astype(np.uint8).reshape(-1, side, side)
+
+
+def _in_pixel_order(path: Path, columns: list[str], side: int) -> list[str]:
+    """The pixel columns in row-major order, by the numbers in their names: `pixel0` … (or from `pixel1`, as
+    Fashion-MNIST numbers them), `1x1` … `28x28` (row x column), or bare numbers; a CSV whose columns were sorted as
+    text (pixel0, pixel1, pixel10, …) or shuffled is read by name, never by position. Names that number no pixel
+    order (a gap, a repeat, a pixel column without its number) are one line."""
+    patterns = (r"pixel_?(\d+)", r"(\d+)x(\d+)", r"(\d+)")
+    for pattern in patterns:
+        found = [re.fullmatch(pattern, column, re.IGNORECASE) for column in columns]
+        if all(found):
+            keys = [tuple(int(g) for g in match.groups()) for match in found]
+            break
+    else:
+        if not any(column.lower().startswith("pixel") for column in columns):
+            return columns  # unnumbered: taken in the file's order
+        unnumbered = [c for c in columns if not re.fullmatch(patterns[0], c, re.IGNORECASE)]
+        raise PipelineError(f"{path}: pixel columns such as {listed(unnumbered, 3)} carry no pixel number (pixel0, "
+                            "pixel1, …), so their order cannot be told; name them so")
+    if len(keys[0]) == 2:
+        first = min(keys)
+        keys = [((row - first[0]) * side + column - first[1],) for row, column in keys]
+    numbers = sorted(k[0] for k in keys)
+    if numbers != list(range(numbers[0], numbers[0] + len(numbers))) or numbers[0] not in (0, 1):
+        raise PipelineError(f"{path}: the pixel columns' numbers are not 0 … {len(columns) - 1} (or 1 … "
+                            f"{len(columns)}), each once, so their order cannot be told; name them so")
+    return [column for _, column in sorted(zip(keys, columns))]
 
 
 def _bad_pixel(pixels: pd.DataFrame) -> str:

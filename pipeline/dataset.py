@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from pipeline.cache import cached_train_images, image_problems
 from pipeline.errors import PipelineError
-from pipeline.competition import DESCRIPTION, read_competition
+from pipeline.competition import DESCRIPTION, LONE_CLASSES_FROM, read_competition
 from pipeline.layout import load_train_set, problems_message
 
 if TYPE_CHECKING:
@@ -59,7 +59,6 @@ class TrainArrays:
     ids: list[str] = field(default_factory=list)  # each image's id
 
 
-LONE_CLASSES_FROM = 20  # labeled images from which a class per image reads as a wrong label column
 
 
 def training_arrays(root: Path, skip_bad: bool = False, limit: int | None = None,
@@ -69,7 +68,7 @@ def training_arrays(root: Path, skip_bad: bool = False, limit: int | None = None
     `skip_bad` left out; then the first `limit` images."""
     data = load_train_set(root)
     if data.notes and console is not None:
-        console.print(f"{root / read_competition(root).labels_csv}: labels read as one class: {'; '.join(data.notes)}")
+        console.print(f"{root / read_competition(root).labels_csv}: label spellings: {'; '.join(data.notes)}")
     decoded = cached_train_images(root, data, console)
     problems = data.problems + image_problems(data.image_dir, decoded.bad, data.image_suffix)
     usable = len(data.ids) - len(decoded.bad)

@@ -99,7 +99,8 @@ def export_run(run_dir: Path, fmt: str = "onnx", dataset_root: Path | None = Non
     _, images, _ = cached_test_images(dataset_root, check_test(dataset_root), console)
     picked = np.asarray(images[np.linspace(0, len(images) - 1, min(CHECK_IMAGES, len(images))).astype(int)])
     model, config = load_model(checkpoint, torch.device("cpu"))
-    check_fits(checkpoint, config, images, dataset_root, dataset_classes(dataset_root))  # checked on images it predicts
+    # checked on the images it predicts
+    check_fits(checkpoint, config, images, dataset_root, dataset_classes(dataset_root), console)
     # the test images with the model's channels (the file's input), as prediction gives them to it
     check = match_channels(to_device_tensor(picked, torch.device("cpu")), config.channels).permute(0, 2, 3, 1).numpy()
     check = np.ascontiguousarray(check)

@@ -280,6 +280,15 @@ def fetched_source(root: Path) -> str | None:
     return source if isinstance(source, str) else None
 
 
+def refetch_command(root: Path, option: str) -> str:
+    """The command that redoes the last fetch into `root` with `option` (over that complete fetch: nothing is
+    downloaded again)."""
+    source = fetched_source(root)
+    named = ("" if source is None else " --sample" if source == "sample" else
+             f" --dataset {source}" if "/" in source else f" --competition {source}")
+    return f"pipeline fetch{named} {option}"
+
+
 def _complete_fetch(root: Path, source: str, archive: Path | None) -> FetchResult | None:
     """The existing layout, if a finished fetch of `source` (from `archive`, when given) left it intact; refuses to
     replace another."""

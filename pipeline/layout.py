@@ -11,8 +11,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from pipeline.competition import (BINARY_SPELLINGS, DESCRIPTION, Competition, one_hot_mark, read_competition,
-                                  read_csv_text, separator_hint, submitted_classes)
+from pipeline.competition import (BINARY_SPELLINGS, DESCRIPTION, WHOLE_FLOAT, Competition, one_hot_mark,
+                                  read_competition, read_csv_text, separator_hint, submitted_classes)
 from pipeline.errors import PipelineError, listed
 from pipeline.images import IMAGE_SUFFIXES, class_folder_images, listed_as_image
 
@@ -96,11 +96,16 @@ def read_labels(root: Path, c: Competition) -> tuple[pd.DataFrame, list[str]]:
     return labels, problems
 
 
+def integer_code(label: str) -> bool:
+    """A label of kind integers: a whole number, written 3 or (as pandas writes a float column) 3.0."""
+    return label.lstrip("-").isdigit() or WHOLE_FLOAT.fullmatch(label) is not None
+
+
 def check_label_kind(root: Path, c: Competition, labels: pd.Series) -> None:
     """Labels of kind integers are whole numbers, of kind binary 0 and 1 (or False and True, 0.0 and 1.0): a description that says otherwise is one
     line (its label kind decides the submission's shape)."""
     values = set(labels.astype(str).str.strip()) - {""}
-    allowed = {"integers": lambda v: v.lstrip("-").isdigit(),
+    allowed = {"integers": integer_code,
                "binary": lambda v: v.casefold() in BINARY_SPELLINGS}.get(c.label_kind)
     odd = sorted(v for v in values if allowed and not allowed(v))
     if odd:
@@ -189,7 +194,7 @@ def normalised_labels(labels: pd.Series, label_kind: str = "names") -> tuple[pd.
     each spelling read otherwise than written."""
     stripped = labels.map(plain_text)
     if label_kind == "integers":
-        stripped = stripped.map(lambda label: str(int(label)) if label.lstrip("-").isdigit() else label)
+        stripped = stripped.map(lambda label: str(int(float(label))) if integer_code(label) else label)
     if label_kind == "binary":
         stripped = stripped.map(one_hot_mark)  # the same spellings of 0 and 1
     counts = stripped[stripped != ""].value_counts()
@@ -203,7 +208,11 @@ def normalised_labels(labels: pd.Series, label_kind: str = "names") -> tuple[pd.
     read = stripped.map(lambda name: canonical.get(name, name))
     differ = (labels != read) & (read != "")
     changed = pd.DataFrame({"written": labels[differ], "read": read[differ]}).value_counts()
-    notes = [f"{written!r} as {name!r} ({n} row{'s' * (n > 1)})" for (written, name), n in sorted(changed.items())]
+    notes = [f"{written!r} read as {name!r} ({n} row{'s' * (n > 1)})" for (written, name), n in sorted(changed.items())]
+    apart = [" and ".join(map(repr, sorted(names))) for names in groups.values()
+             if len(names) > 1 and canonical[names[1]] != names[0]]
+    notes += [f"{pair} kept as classes of their own (comparably frequent; where they are one, write it one way)"
+              for pair in apart]
     return read, notes
 
 
@@ -237,11 +246,18 @@ def check_test(root: Path, notes: list[str] | None = None) -> list[str]:
     c = read_competition(root)
     sample = read_sample(root, c)
     if PurePosixPath(c.test_images) == PurePosixPath(c.train_images) and c.label_kind != "folders":
-        labeled = set(sample[c.submission_id]) & set(read_labels(root, c)[0]["id"])
+        rows = read_labels(root, c)[0]
+        listed_ids = set(sample[c.submission_id]) & set(rows["id"])
+        labeled = listed_ids & set(rows["id"][rows["label"].str.strip() != ""])
+        if listed_ids and not labeled:  # the test rows in the training CSV, unlabeled: a split column's layout
+            raise PipelineError(f"{root / c.labels_csv}: lists the {len(listed_ids)} test ids of {c.sample_submission} "
+                                f"too, with blank labels ({shown_names(listed_ids, c.image_suffix)}; the test rows of a "
+                                "split column?); keep only the training rows in it")
         if labeled:  # one folder holds both sets (plant pathology): a test id may not be a training image
-            raise PipelineError(f"{root / DESCRIPTION}: train_images and test_images both name {c.test_images}, and "
-                                f"{len(labeled)} id(s) of {c.sample_submission} are labeled training images there "
-                                f"({shown_names(labeled, c.image_suffix)}); name each set's folder")
+            raise PipelineError(f"{root / c.sample_submission}: {len(labeled)} of its ids are training images that "
+                                f"{c.labels_csv} labels ({shown_names(labeled, c.image_suffix)}), the images of both "
+                                f"sets being in {c.test_images}/: drop those rows, or, where {DESCRIPTION} names one "
+                                "folder for both sets by mistake, name each set's folder there")
     images = image_ids(root / c.test_images, c.image_suffix)
     if PurePosixPath(c.test_images) != PurePosixPath(c.train_images) and c.label_kind != "folders":
         check_not_swapped(root, c, images, labeled=set(read_labels(root, c)[0]["id"]),
@@ -257,10 +273,12 @@ def check_test(root: Path, notes: list[str] | None = None) -> list[str]:
     if missing:
         twins = near_misses(root / c.test_images, missing, c.image_suffix)
         unicode = [name for image_id, name in twins.items() if name.rpartition(".")[0] != image_id][:3]
+        hint = suffix_hint(root, c, missing)
         raise PipelineError(f"{root / c.test_images}: {len(missing)} id(s) of {c.sample_submission} have no image: "
-                            f"{shown_names(missing, c.image_suffix)}{suffix_hint(root, c, missing)}"
+                            f"{shown_names(missing, c.image_suffix)}{hint}"
                             + (f"; {listed(unicode)} spell(s) an id in another Unicode form (composed or decomposed "
-                               "accents): rename them as the CSV writes them" if unicode else ""))
+                               "accents): rename them as the CSV writes them" if unicode else "" if hint else
+                               "; every id is predicted: add those images (a download: fetch it again with --force)"))
     separate = PurePosixPath(c.test_images) != PurePosixPath(c.train_images)
     unlisted = images - set(sample[c.submission_id]) if notes is not None and separate else set()
     if unlisted:

@@ -27,6 +27,7 @@ from pipeline.engine import build_engine, candidates, choose_engine, fp32_agreem
 from pipeline.errors import PipelineError, listed
 from pipeline.infer import TTA_VIEWS, load_model, view_weights
 from pipeline.competition import DESCRIPTION, read_competition
+from pipeline.fetch import refetch_command
 from pipeline.layout import check_test, class_difference, dataset_classes, id_sort_key, read_id_csv
 from pipeline.run import (CrossValidation, Run, RunConfig, checkpoint_key, checkpoint_label, images_in_words,
                           latest_best_checkpoint, load_checkpoint, resolve_run, trained_images_unlike,
@@ -236,7 +237,7 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
         check_label_free(out.parent / f"{label}.probs.json", path)
     for path, label in zip(sources, labels):
         model, config = load_model(path, runtime.device)
-        check_fits(path, config, images, dataset_root, known_classes)
+        check_fits(path, config, images, dataset_root, known_classes, console)
         test_hashes = note_trained_test_images(path, images, test_hashes, console)
         if classes is not None and config.classes != classes:
             raise PipelineError(f"{path}: its classes differ from {sources[0]}'s; an ensemble needs the same classes")
@@ -342,10 +343,10 @@ def member_labels(sources: list[Path]) -> list[str]:
 
 
 def check_fits(path: Path, config: RunConfig, images: np.ndarray, dataset_root: Path,
-               known_classes: list[str] | None) -> None:
+               known_classes: list[str] | None, console: Console | None = None) -> None:
     """The model was trained for this dataset: the classes of its training labels (when it has them; a --skip-bad
-    run may lack classes whose every image was left out), the test images' channels and (unless the model resizes
-    its inputs: --img-size) their size."""
+    run may lack classes whose every image was left out) and (unless the model resizes its inputs: --img-size) the
+    test images' size. Test images of the other colour mode are converted to the model's (`match_channels`), said."""
     if known_classes is not None and (known_classes != config.classes if not config.options.skip_bad
                                       else not set(config.classes) <= set(known_classes)):
         raise PipelineError(f"{path}: {class_difference(config.classes, known_classes, dataset_root)}; predict with a "
@@ -358,11 +359,18 @@ def check_fits(path: Path, config: RunConfig, images: np.ndarray, dataset_root: 
                             f"image_size {described} in {dataset_root / DESCRIPTION} decodes the test images at "
                             f"{described}×{described}; set image_size as it was ({config.image_size[0]}, or null where "
                             "that is the images' own size), or predict with a model trained at this size")
-    trained = trained_images_unlike(config, height, width, channels)
+    trained = trained_images_unlike(config, height, width, config.channels)
     if trained:
+        side, other = config.image_size[0], config.image_size[1]
+        advice = (f"`{refetch_command(dataset_root, f'--img-size {side}')}` decodes them at the model's size"
+                  if side == other else
+                  f"decode both splits at one size (`{refetch_command(dataset_root, '--img-size S')}`) and train again")
         raise PipelineError(f"{path}: trained on {trained}, but {dataset_root / read_competition(dataset_root).test_images} "
-                            f"holds {images_in_words(height, width, channels)}; predict with a model trained on images "
-                            "like these")
+                            f"holds {images_in_words(height, width, channels)}; {advice}")
+    if channels != config.channels:
+        (console or Console()).print(f"note: {path}: trained on {images_in_words(height, width, config.channels)}; "
+                                     f"the test images, {images_in_words(height, width, channels)}, are converted "
+                                     "to them to be predicted")
 
 
 def predict_model(model: torch.nn.Module, config: RunConfig, path: Path, images: np.ndarray, own_images: np.ndarray,

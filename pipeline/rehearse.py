@@ -132,8 +132,10 @@ def read_package(package: Path) -> tuple[str, str, str]:
 
     kernel_file, members_file = package / "notebook" / "kernel-metadata.json", package / "weights" / "members.json"
     try:
-        kernel, members = read_json(kernel_file), read_json(members_file)
+        kernel = read_json(kernel_file)
         notebook_script(package / "notebook" / "predict.ipynb")
+        if not members_file.is_file():
+            raise FileNotFoundError(2, "missing", str(members_file))
     except FileNotFoundError as e:
         raise refuse(Path(e.filename), "missing") from None
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -144,12 +146,12 @@ def read_package(package: Path) -> tuple[str, str, str]:
             and isinstance(competitions, list) and len(competitions) == 1 and isinstance(competitions[0], str)):
         raise refuse(kernel_file, "its competition_sources and dataset_sources are not one competition and the two "
                                   "datasets")
-    checkpoints = members.get("checkpoints") if isinstance(members, dict) else None
+    members = package_members(package / "weights")  # its runs (lists of its model files) and tta, as the notebook reads
+    checkpoints = members.get("checkpoints")
     if not (isinstance(checkpoints, list) and checkpoints and len(set(map(str, checkpoints))) == len(checkpoints)
             and all(isinstance(name, str) and (package / "weights" / name).is_file() for name in checkpoints)):
         raise refuse(members_file, "its checkpoints are not a list of the dataset's model files, each once")
-    runs = package_members(package / "weights")["runs"]  # lists of its model files, and its tta: as the notebook reads
-    if [path.name for run in runs for path in run] != checkpoints:
+    if [path.name for run in members["runs"] for path in run] != checkpoints:
         raise refuse(members_file, "its runs do not group its checkpoints, in their order")
     keys = members.get("keys", {})
     changed = [name for name in checkpoints if not isinstance(keys, dict) or

@@ -669,6 +669,9 @@ class CrossValidation:
                 return f"{run.path}: fold {index} has no readable status.json, which says whether it finished; " \
                        f"delete {run.path} and train it again with {again}"
             state = "crashed" if status["state"] == "running" else status["state"]
+            if not run.last.is_file() and run.best.is_file():
+                return f"{run.path}: fold {index} is {state}, and its {LAST} is missing beside its {BEST} (moved or " \
+                       f"deleted?); restore {LAST}, or delete {run.path} and train it again with {again}"
             if not run.last.is_file():  # stopped before its first checkpoint: nothing to continue
                 return f"{run.path}: fold {index} is {state}, before its first checkpoint; delete {run.path} and " \
                        f"train it again with {again}"
@@ -831,13 +834,15 @@ def claim_run(weights_root: Path, name: str | None) -> Run:
             Run(weights_root / candidate).set_status("running")
             return Run(weights_root / candidate)
         except FileExistsError:
+            if name and (weights_root / name).is_file():
+                raise PipelineError(f"{weights_root / name}: a file where the run's folder goes; move it aside, or "
+                                    "choose another --name") from None
             if name:
                 existing = Run(weights_root / name)
                 raise PipelineError(
                     f"{weights_root / name} already exists: choose another --name"
                     + (f" (process {existing.training_pid()} is training it)" if existing.training_pid() else
-                       " or continue it with --resume" if existing.looks_like_run() else
-                       f" (it is {'a file' if (weights_root / name).is_file() else 'a folder of no run'})")
+                       " or continue it with --resume" if existing.looks_like_run() else " (it is a folder of no run)")
                 ) from None
         except OSError as e:
             raise PipelineError(f"{weights_root}: cannot create a run folder in it ({e.strerror}); train from a "
@@ -909,8 +914,8 @@ def latest_best_checkpoint(weights_root: Path) -> tuple[Path, str]:
     finished = [path for path in candidates if states[path] == "finished"]
     newest = max(finished or candidates, key=lambda p: p.stat().st_mtime)
     folds = [path for path in weights_root.glob(f"*/fold-*/{BEST}") if path.stat().st_mtime > newest.stat().st_mtime]
-    newer = f"; the cross-validation {folds[0].parent.parent.name} is newer (`--run " \
-            f"{folds[0].parent.parent.name}` predicts with its folds)" if folds else ""
+    cv = max(folds, key=lambda p: p.stat().st_mtime).parent.parent.name if folds else None  # the newest CV
+    newer = f"; the cross-validation {cv} is newer (`--run {cv}` predicts with its folds)" if cv else ""
     if finished:
         return newest, f"the newest finished run{newer}"
     return newest, f"no run has finished; this is the newest, and it is {states[newest]}"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.competition import (BINARY_SPELLINGS, DESCRIPTION, Competition, read_competition, read_csv_text,
+from pipeline.competition import (BINARY_SPELLINGS, DESCRIPTION, USAGE, Competition, read_competition, read_csv_text,
                                   separator_hint, submitted_classes)
 from pipeline.errors import PipelineError, listed
 from pipeline.layout import dataset_classes, plain_text, read_id_csv, read_sample
@@ -106,7 +106,7 @@ def scoring_metric(root: Path, metric: str | None) -> str:
     return metric
 
 
-USAGE, LEADERBOARDS = "Usage", ("Public", "Private")  # Kaggle's solution column: each row's leaderboard, or Ignored
+LEADERBOARDS = ("Public", "Private")  # the values of a solution's USAGE column, beside Ignored
 
 
 @dataclass(frozen=True)

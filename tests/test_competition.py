@@ -912,3 +912,171 @@ def test_space_separated_tags_are_refused_as_multi_label(tmp_path):
         infer_competition(tmp_path)
     relabelled(tmp_path, {"tags": [["zebra", "apple", "air plane", "kiwi"][i % 4] for i in range(n)]}, {"tags": "kiwi"})
     assert infer_competition(tmp_path)[0].label_kind == "names"
+
+
+def test_a_usage_column_grades_and_path_ids_are_read_for_what_they_are(tmp_path):
+    """Pass 34: a sample with a solution's Usage column was told to use --label-column; grades 0.5 … 2.0 under a
+    sample of 0.5 were refused as regression; ids written as paths (train/1.png) were called missing images."""
+    write_cifar_shape(tmp_path, n_train=40, n_test=4)
+    grades = [["0.5", "1.0", "1.5", "2.0"][i % 4] for i in range(40)]
+    relabelled(tmp_path, {"grade": grades}, {"grade": "0.5"})
+    described, _ = infer_competition(tmp_path)
+    assert (described.label_kind, described.submission_kind, described.metric) == ("names", "label", "accuracy")
+    relabelled(tmp_path, {"label": ["0", "1"] * 20}, {"label": "0.5"})
+    assert infer_competition(tmp_path)[0].submission_kind == "probability"  # a fraction no label holds
+    relabelled(tmp_path, {"label": ["0.0", "1.0", "2.0"] * 14}, {"label": "0"})  # codes as pandas writes floats
+    described, notes = infer_competition(tmp_path)
+    assert described.label_kind == "integers" and "0.0, 1.0, 2.0 read as the whole numbers the sample writes" in notes[0]
+    write_competition(tmp_path, described)
+    assert check_train(tmp_path).classes == ["0", "1", "2"]  # submitted as the sample writes them
+    relabelled(tmp_path, {"label": ["zebra", "kiwi"] * 20}, {"label": "zebra", "Usage": "Public"})
+    with pytest.raises(PipelineError, match=r"sampleSubmission.csv: its 'Usage' column is a Kaggle solution's .*drop "
+                                            r"that column"):
+        infer_competition(tmp_path)
+    relabelled(tmp_path, {"label": ["zebra", "kiwi"] * 20}, {"label": "zebra"})
+    labels = pd.read_csv(tmp_path / "trainLabels.csv", dtype=str)
+    labels["id"] = "train/" + labels["id"] + ".png"
+    labels.to_csv(tmp_path / "trainLabels.csv", index=False)
+    with pytest.raises(PipelineError, match=r"its 'id' values are paths from the competition's folder "
+                                            r"\('train/1.png'\), but ids name a file in an image folder: write "
+                                            r"'1.png' \(or '1'\) for train/1.png"):
+        infer_competition(tmp_path)
+
+
+def test_test_images_of_another_size_and_deeper_folders_are_described(tmp_path):
+    """Pass 34: 64×64 test images beside 32×32 training ones were found only by predict, which advised a model
+    'trained on images like these'; images three folders down were not found; a shared images/ folder whose sample
+    lists a training id blamed a competition.json nobody wrote."""
+    write_cifar_shape(tmp_path, n_train=8, n_test=4)
+    for path in (tmp_path / "test").iterdir():
+        Image.open(path).resize((64, 64)).save(path)
+    described, notes = infer_competition(tmp_path)
+    assert described.image_size == 32 and "train/ holds 32×32 images, test/ 64×64 ones" in notes[0]
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "train").rename(tmp_path / "data" / "train" / "images")
+    described, _ = infer_competition(tmp_path)
+    assert described.train_images == "data/train/images"
+    for path in (tmp_path / "test").iterdir():
+        path.rename(path.with_suffix(".jpg"))
+    with pytest.raises(PipelineError, match=r"one naming is supported: save both splits' images in one format \(the "
+                                            r"test images as '<id>.png', say\)"):
+        infer_competition(tmp_path)
+
+
+def test_a_sample_listing_training_images_of_a_shared_folder_names_the_sample(tmp_path):
+    plant_pathology(tmp_path, n=8, n_test=4)
+    sample = pd.read_csv(tmp_path / "sample_submission.csv", dtype=str)
+    sample.loc[0, "image_id"] = "Train_3"
+    sample.to_csv(tmp_path / "sample_submission.csv", index=False)
+    write_competition(tmp_path, infer_competition(tmp_path)[0])
+    with pytest.raises(PipelineError, match=r"sample_submission.csv: 1 of its ids are training images that train.csv "
+                                            r"labels \(Train_3.jpg\), the images of both sets being in images/: drop"):
+        check_test(tmp_path)
+    sample.loc[0, "image_id"] = "Test_0"
+    sample.to_csv(tmp_path / "sample_submission.csv", index=False)
+    labels = pd.read_csv(tmp_path / "train.csv", dtype=str)
+    test_rows = pd.DataFrame({"image_id": sample["image_id"]} | {c: "0" for c in PATHOLOGY})  # a split's test rows
+    pd.concat([labels, test_rows]).to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(PipelineError, match=r"train.csv: lists the 4 test ids of sample_submission.csv too, with blank "
+                                            r"labels \(Test_0.jpg, .*; keep only the training rows in it"):
+        check_test(tmp_path)
+
+
+def test_a_training_csv_beside_class_folders_reads_the_folders(tmp_path):
+    """Pass 34: Paddy Doctor's train.csv (image_id,label,variety,age) beside train_images/<label>/<file> found one
+    class folder and refused 'every usable row has the label …'. The folders are the labels where a column of the
+    CSV names each image's folder; a CSV naming none of them is one line."""
+    plant_seedlings(tmp_path, n=16, n_test=4)
+    files = sorted((tmp_path / "train").glob("*/*.png"))
+    frame = pd.DataFrame({"image_id": [f.name for f in files], "label": [f.parent.name for f in files],
+                          "variety": "ADT45", "age": [str(40 + k) for k in range(len(files))]})
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    described, notes = infer_competition(tmp_path)
+    assert (described.label_kind, described.train_images) == ("folders", "train")
+    assert "train.csv: its label column names the class folder of each image in train/" in notes[0]
+    write_competition(tmp_path, described)
+    assert sorted(check_train(tmp_path).classes) == sorted(SEEDLINGS)
+    frame.loc[3, "label"] = "other"
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(PipelineError, match=rf"train.csv: its ids name the images in the class folders of train/, but "
+                                            rf"no column of it names each image's folder; label disagrees in 1 row\(s\), "
+                                            rf"e.g. {files[3].name} in {files[3].parent.name}/ labelled 'other'; make"):
+        infer_competition(tmp_path)
+    shutil.rmtree(tmp_path / "train")
+    for sub in ("images", "masks"):  # the same names in two folders: no class folders, the CSV's labels
+        save_images(tmp_path, f"train/{sub}", frame["image_id"], np.arange(len(frame)) % 4)
+    frame["label"] = np.array(SEEDLINGS)[np.arange(len(frame)) % 4]
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    described, _ = infer_competition(tmp_path)
+    assert (described.label_kind, described.train_images, described.label_columns) == ("names", "train/images",
+                                                                                       ("label",))
+
+
+def test_pixel_columns_are_read_by_their_numbers_not_their_place(tmp_path):
+    """Pass 35: a test.csv whose pixel columns were sorted as text (pixel0, pixel1, pixel10, …), as
+    `df[sorted(df.columns)]` writes it, or shuffled, was converted by position: scrambled images, exit 0."""
+    from pipeline.convert import read_pixel_csv
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 8 * 8))
+    frame = pd.DataFrame(images, columns=[f"pixel{i}" for i in range(64)]).assign(label=[0, 1, 2])
+    for order in (sorted(frame.columns), list(rng.permutation(frame.columns))):
+        frame[order].to_csv(tmp_path / "train.csv", index=False)
+        assert (read_pixel_csv(tmp_path / "train.csv")[1].reshape(3, -1) == images).all()
+    grid = pd.DataFrame(images, columns=[f"{r}x{c}" for r in range(1, 9) for c in range(1, 9)])  # row x column
+    grid[sorted(grid.columns)].to_csv(tmp_path / "test.csv", index=False)
+    assert (read_pixel_csv(tmp_path / "test.csv", need_label=False)[1].reshape(3, -1) == images).all()
+    frame.rename(columns={"pixel5": "pixel70"}).to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(PipelineError, match=r"train.csv: the pixel columns' numbers are not 0 … 63 \(or 1 … 64\)"):
+        read_pixel_csv(tmp_path / "train.csv")
+
+
+def test_a_sample_of_several_labels_per_image_or_other_classes_is_refused_naming_why(tmp_path):
+    """Pass 35: a sample asking five guesses per image (Humpback whale's `new_whale w_1 …`, MAP@5) or a label and
+    its confidence (`1000 0.5`) was submitted one label per image, called valid, exit 0. Sample class columns in
+    another case than the labels, or one no training label has, were told to use --label-column, which changed
+    nothing."""
+    write_cifar_shape(tmp_path, n_train=40, n_test=4)
+    for placeholder in ("zebra kiwi apple mango", "1000 0.5"):
+        relabelled(tmp_path, {"label": ["zebra", "kiwi", "apple", "mango"] * 10}, {"label": placeholder})
+        with pytest.raises(PipelineError, match=rf"sampleSubmission.csv: its values such as '{placeholder}' hold "
+                                                r"several space-separated tokens, .* not supported"):
+            infer_competition(tmp_path)
+    relabelled(tmp_path, {"label": ["zebra", "air plane"] * 20}, {"label": "air plane"})  # a class of two words
+    assert infer_competition(tmp_path)[0].submission_kind == "label"
+    shutil.rmtree(tmp_path)
+    plant_pathology(tmp_path, n=8, n_test=4)
+    sample = pd.read_csv(tmp_path / "sample_submission.csv", dtype=str)
+    sample.rename(columns={"healthy": "Healthy"}).assign(extra="0.25").to_csv(tmp_path / "sample_submission.csv",
+                                                                               index=False)
+    with pytest.raises(PipelineError, match=r"in another case 'Healthy' \(the labels write 'healthy'\); no training "
+                                            r"label is extra; make the sample's header and the training classes agree"):
+        infer_competition(tmp_path)
+
+
+def test_a_sample_whose_ids_are_not_its_first_column_says_so(tmp_path):
+    """Pass 35: Cassava 2019's sample `Category,Id` was told 'no image file is named by its Category column … write
+    dataset/competition.json by hand', which leads nowhere; a CIFAR sample `label,id` was told to reorder the
+    training CSV, whose order is right."""
+    plant_seedlings(tmp_path / "folders", n=8, n_test=4)
+    sample = pd.read_csv(tmp_path / "folders" / "sample_submission.csv", dtype=str)
+    sample[["species", "file"]].to_csv(tmp_path / "folders" / "sample_submission.csv", index=False)
+    with pytest.raises(PipelineError, match=r"sample_submission.csv: its ids are in its 'file' column \(they name the "
+                                            r"images in test/\), not in its first, 'species'; .*write 'file' first"):
+        infer_competition(tmp_path / "folders")
+    write_cifar_shape(tmp_path / "cifar", n_train=8, n_test=4)
+    sample = pd.read_csv(tmp_path / "cifar" / "sampleSubmission.csv", dtype=str)
+    sample[["label", "id"]].to_csv(tmp_path / "cifar" / "sampleSubmission.csv", index=False)
+    with pytest.raises(PipelineError, match=r"sampleSubmission.csv: its first column is 'label', but the image ids are "
+                                            r"in its 'id' column \(as in trainLabels.csv, whose ids name the images in "
+                                            r"train/\); .*write 'id' first"):
+        infer_competition(tmp_path / "cifar")
+
+
+def test_a_label_per_image_such_as_run_length_masks_is_refused_at_fetch(tmp_path):
+    """Pass 35: TGS-salt-like `id,rle_mask` labels (each unique) were fetched as 40 classes, refused only by train."""
+    write_cifar_shape(tmp_path, n_train=40, n_test=4)
+    relabelled(tmp_path, {"rle_mask": [f"{k} {k + 3}" for k in range(40)]}, {"rle_mask": "1 1"})
+    with pytest.raises(PipelineError, match=r"trainLabels.csv: each of its 40 labels in rle_mask names one image only "
+                                            r"\(every image a class of its own: masks, boxes"):
+        infer_competition(tmp_path)

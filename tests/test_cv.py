@@ -202,6 +202,9 @@ CV_EDITS = {  # what happens to a copy of a finished 2-fold CV, and what reading
                 r"fold-1: fold 1 has no best.pt; delete .*fold-1 and train it again with `pipeline train --config "
                 r".*no-best --fold 1 --name no-best`"),
     "no-fold": (lambda cv: shutil.rmtree(cv.fold(0).path), r"fold 0 of 2 is not trained; train it with"),
+    "no-last": (lambda cv: cv.fold(1).last.unlink(),  # pass 35: called failed "before its first checkpoint"
+                r"fold-1: fold 1 is \w+, and its last.pt is missing beside its best.pt \(moved or deleted\?\); "
+                r"restore last.pt, or delete"),
     "plan-lr": (lambda cv: edit_json(cv.path / "cv.json", lambda plan: plan.update(lr=0.5)),
                 r"plan-lr/cv.json: its folds were trained with --lr 0.02 \(cv.json: 0.5\) \(cv.json edited by hand\?\); "
                 r"restore lr in it"),

@@ -7,6 +7,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -162,14 +163,25 @@ def train_elsewhere(tmp_path: Path, **shape) -> Path:
 @pytest.mark.parametrize("shape, message", [
     ({"classes": ("cat", "dog")}, r"trained on 2 classes, .*trainLabels.csv has 4; only the model has cat, dog; "
                                   r"only trainLabels.csv has apple, kiwi, mango, zebra"),
-    ({"grey": True, "size": 32}, r"trained on 32×32 greyscale images, but .*test holds 32×32 colour images"),
-    ({"size": 16}, r"trained on 16×16 colour images, but .*test holds 32×32 colour images"),
+    ({"size": 16}, r"trained on 16×16 colour images, but .*test holds 32×32 colour images; `pipeline fetch "
+                   r"(--\S+ \S+ )?--img-size 16` decodes them at the model's size"),
 ])
 def test_a_checkpoint_that_does_not_fit_the_dataset_is_refused(fetched, tmp_path, shape, message):
     checkpoint = train_elsewhere(tmp_path, **shape)
     with pytest.raises(PipelineError, match=message):
         predict(checkpoints=[checkpoint], tta="none")
     assert not (fetched / "submissions" / "submission.csv").exists()
+
+
+def test_test_images_of_the_other_colour_mode_are_converted_to_the_model_s_and_said(fetched, tmp_path):
+    """Pass 34: greyscale test images beside a colour training set were refused at predict, advising another model;
+    the images are converted to the model's mode (as inference converts each batch), and a note says so."""
+    checkpoint = train_elsewhere(tmp_path, grey=True, size=32)
+    console = Console(record=True, width=300)
+    predict(checkpoints=[checkpoint], tta="none", console=console)
+    assert "trained on 32×32 greyscale images; the test images, 32×32 colour images, are converted to them" in \
+        console.export_text()
+    assert len(pd.read_csv(fetched / "submissions" / "submission.csv")) == 40
 
 
 # --- 4. labels --------------------------------------------------------------------------------------------
@@ -190,11 +202,13 @@ def test_labels_differing_in_spaces_or_case_are_one_class(fetched):
     zebras = labels.index[labels["label"].str.strip().str.lower() == "zebra"]
     data = load_train_set(fetched / "dataset")
     assert data.classes == ["apple", "kiwi", "mango", "zebra"]
-    assert data.notes == ["'Zebra' as 'zebra' (2 rows)", "'zebra ' as 'zebra' (3 rows)"]
+    assert data.notes == ["'Zebra' read as 'zebra' (2 rows)", "'zebra ' read as 'zebra' (3 rows)"]
     # spellings about as frequent as each other are classes of their own (letters: 'a' and 'A')
     labels.loc[labels["label"] == "kiwi", "label"] = ["Apple", "apple"] * (len(zebras) // 2)
     labels.to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
-    assert load_train_set(fetched / "dataset").classes == ["Apple", "apple", "mango", "zebra"]
+    loaded = load_train_set(fetched / "dataset")
+    assert loaded.classes == ["Apple", "apple", "mango", "zebra"]
+    assert "'Apple' and 'apple' kept as classes of their own" in loaded.notes[-1]  # pass 34: said
 
 
 def test_one_class_and_too_few_images_for_a_split_say_so_by_name(fetched):
@@ -589,7 +603,7 @@ def test_sixteen_bit_images_are_scaled_by_one_rule_and_float_images_keep_their_b
     Image.fromarray(np.zeros((8, 8), np.uint16)).save(folder / "5.png")
     decoded = decode_images(folder, ["1", "2", "3", "4", "5"], tmp_path / "test.npy")
     assert list(decoded.bad) == ["1"]
-    assert "is a 16-bit image whose pixels reach only 200 of 65535" in decoded.bad["1"]
+    assert "image whose pixels reach only 200 of 65535" in decoded.bad["1"]
     assert [int(decoded.images[k].max()) for k in range(1, 5)] == [128, 40, 1, 0]
 
 
@@ -732,8 +746,9 @@ def test_a_description_pointing_at_the_wrong_files_is_refused_before_anything_ru
     pd.DataFrame({"id": labeled, "label": "x"}).to_csv(dataset / "sample2.csv", index=False)
     described(trained, test_images="train", sample_submission="sample2.csv")
     result = runner.invoke(app, ["predict", "--device", "cpu"])
-    assert result.exit_code == 1 and "train_images and test_images both name train, and 5 id(s) of " \
-        "sample2.csv are labeled training images there" in result.output, result.output
+    assert result.exit_code == 1 and "sample2.csv: 5 of its ids are training images that trainLabels.csv labels" in \
+        result.output and "where competition.json names one folder for both sets by mistake, name each set's " \
+        "folder there" in " ".join(result.output.split()), result.output
     # the two folders swapped, where the test ids (1 … 40) are also labeled ids (of 1 … 400): neither trains on the
     # test images with the training labels nor predicts the training images
     described(trained, train_images="test", test_images="train")
@@ -793,7 +808,8 @@ def test_second_hostile_pass_inputs(trained):
     (dataset / "competition.json").unlink()
     (weights / "file").write_text("not a run")
     result = runner.invoke(app, ["train", "--epochs", "1", "--device", "cpu", "--name", "file"])
-    assert result.exit_code == 1 and "file already exists: choose another --name (it is a file)" in result.output
+    assert result.exit_code == 1 and "file: a file where the run's folder goes; move it aside, or choose another " \
+        "--name" in " ".join(result.output.split())
     (trained / "spaced.yaml").write_text('"lr ": 0.2\n')
     result = runner.invoke(app, ["train", "--config", "spaced.yaml", "--print-config"])
     assert result.exit_code == 1 and "unknown option(s) 'lr '" in result.output
@@ -1274,7 +1290,8 @@ def test_eleventh_hostile_pass_inputs(trained, tmp_path):
     Image.new("RGB", (1, 1)).save(trained / "dataset" / "test" / "3.png")
     result = runner.invoke(app, ["predict", "--run", "exp", "--device", "cpu", "--tta", "none"])
     assert result.exit_code == 1 and "test/3.png: is 1×1, not 32×32 like the set" in result.output and \
-        "image_size in competition.json (or `pipeline fetch --force --img-size S`)" in \
+        "image_size in competition.json (or `pipeline fetch --img-size S`, naming the --competition, --dataset or " \
+        "--sample fetched)" in \
         " ".join(result.output.split()), result.output
     (trained / "dataset" / "test" / "3.png").write_bytes(original)
     labels = trained / "dataset" / "trainLabels.csv"
@@ -1317,7 +1334,7 @@ def test_twelfth_hostile_pass_inputs(trained, tmp_path):
     labels.write_text(re.sub(r",1\n", ",01\n", labels.read_text(), count=3))
     (digits / "competition.json").write_text('{"label_kind": "integers"}')
     loaded = load_train_set(digits)
-    assert loaded.classes == ["0", "1", "2"] and "'01' as '1' (3 rows)" in loaded.notes
+    assert loaded.classes == ["0", "1", "2"] and "'01' read as '1' (3 rows)" in loaded.notes
     grey = tmp_path / "grey"
     write_competition(grey, n_train=40, n_test=8, grey=True)
     quick = dict(QUICK, epochs=1, model="fastnet", recipe="fastnet")
@@ -1724,6 +1741,9 @@ def test_nineteenth_hostile_pass_inputs(trained):
     shutil.copytree(weights / "exp", weights / "newer-cv" / "fold-0")
     os.utime(weights / "newer-cv" / "fold-0" / "best.pt")  # written after exp's
     assert "the cross-validation newer-cv is newer (`--run newer-cv` predicts" in latest_best_checkpoint(weights)[1]
+    shutil.copytree(weights / "exp", weights / "a-newest-cv" / "fold-0")  # pass 35: the first in folder order won
+    os.utime(weights / "a-newest-cv" / "fold-0" / "best.pt", (time.time() + 5,) * 2)
+    assert "the cross-validation a-newest-cv is newer" in latest_best_checkpoint(weights)[1]
 
 
 def test_twentieth_hostile_pass_inputs(trained):

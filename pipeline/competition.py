@@ -190,7 +190,8 @@ def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], sample: pd.D
                                f"each CSV must hold the image ids: move {submission_id!r} first here (or drop a row "
                                "index before it), or fix the sample's column order")
     try:
-        train_images, suffix = _image_folder(root, _not_named(folders, "test"), labels[id_column], labels_csv, id_column)
+        train_images, suffix = _image_folder(root, _not_named(folders, "test"), labels[id_column], labels_csv,
+                                             id_column)
     except PipelineError:
         if misordered:
             raise labels_off from None
@@ -518,21 +519,21 @@ def _square_for_varied_sizes(train: Path, train_ids: pd.Series, test: Path, test
                              notes: list[str]) -> int | None:
     """None when the headers of up to HEADER_SAMPLE images spread over each split show one size for both; else the
     side of the square to decode every image to: the training images' median shorter side, at most LARGEST_SQUARE."""
-    sizes = {folder: [(width, height) for width, height, _ in header_sample(folder, ids.str.strip().tolist(), suffix)]
-             for folder, ids in ((train, train_ids), (test, test_ids))}
-    if len(set(sizes[train] + sizes[test])) < 2:
+    trained, tested = ([(width, height) for width, height, _ in header_sample(folder, ids.str.strip().tolist(), suffix)]
+                       for folder, ids in ((train, train_ids), (test, test_ids)))  # one folder may hold both
+    if len(set(trained + tested)) < 2:
         return None
-    side = min(LARGEST_SQUARE, int(np.median([min(size) for size in sizes[train] or sizes[test]])))
+    side = min(LARGEST_SQUARE, int(np.median([min(size) for size in trained or tested])))
     rule = (f"each is decoded at {side}×{side}, its shorter side resized to {side} and the centre cropped "
             f"(image_size; {EDIT})")
-    if len(set(sizes[train])) < 2 and len(set(sizes[test])) < 2:  # each split of its own one size
-        (tw, th), (sw, sh) = sizes[train][0], sizes[test][0]
+    if len(set(trained)) < 2 and len(set(tested)) < 2:  # each split of its own one size
+        (tw, th), (sw, sh) = trained[0], tested[0]
         notes.append(f"{train.name}/ holds {tw}×{th} images, {test.name}/ {sw}×{sh} ones: {rule}")
         return side
-    varied = train if len(set(sizes[train])) > 1 else test
-    examples = ", ".join(f"{w}×{h}" for w, h in sorted(set(sizes[varied]))[:3])
-    notes.append(f"{varied.name}/: images of {len(set(sizes[varied]))} sizes among {len(sizes[varied])} sampled "
-                 f"({examples}, …): {rule}")
+    varied, sizes = (train, trained) if len(set(trained)) > 1 else (test, tested)
+    examples = ", ".join(f"{w}×{h}" for w, h in sorted(set(sizes))[:3])
+    notes.append(f"{varied.name}/: images of {len(set(sizes))} sizes among {len(sizes)} sampled ({examples}, …): "
+                 + rule)
     return side
 
 

@@ -1080,3 +1080,13 @@ def test_a_label_per_image_such_as_run_length_masks_is_refused_at_fetch(tmp_path
     with pytest.raises(PipelineError, match=r"trainLabels.csv: each of its 40 labels in rle_mask names one image only "
                                             r"\(every image a class of its own: masks, boxes"):
         infer_competition(tmp_path)
+
+
+def test_one_folder_of_both_splits_with_training_images_of_varied_sizes_is_decoded_at_one_square(tmp_path):
+    """Review: the sizes of the two splits were kept by folder, so where one folder holds both (plant pathology) the
+    test images' one size hid the training images' varied ones."""
+    plant_pathology(tmp_path, n=8, n_test=4)
+    for k, path in enumerate(sorted((tmp_path / "images").glob("Train_*.jpg"))):
+        Image.open(path).resize([(40, 40), (36, 44)][k % 2]).save(path)
+    described, notes = infer_competition(tmp_path)
+    assert described.image_size == 38 and "images/: images of 2 sizes among 8 sampled" in notes[-1]

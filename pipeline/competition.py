@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 import warnings
@@ -251,20 +252,24 @@ def _labels_name_the_folders(root: Path, labels_csv: str, by_folder: tuple[dict,
     """Whether the training CSV beside a folder of class folders (Paddy Doctor: train.csv `image_id,label,…` beside
     train_images/<label>/<file>) lists their images: then a column of it names each image's folder, and the folders
     are the labels (a note says so). Its ids naming those images but no column their folders is one line."""
-    labels = _read(root / labels_csv)
-    folder_of = {}
+    labels, folder = _read(root / labels_csv), by_folder[0]["train_images"]
+    folder_of, twice = {}, []
     for image_id in by_folder[1]:
         label, name = image_id.rsplit("/", 1)
-        if name in folder_of:  # one name in two folders (images/, masks/): no class folders
-            return False
+        if name in folder_of:
+            twice.append(f"{folder_of[name]}/{name} and {image_id}")
         folder_of |= {name: label, name.rsplit(".", 1)[0]: label}
+    if len(twice) > len(by_folder[1]) / 4:  # the same names in each folder (images/, masks/): no class folders
+        return False
     found = labels[labels.columns[0]].str.strip().map(folder_of)
     if found.notna().mean() < MARK_SHARE:
         return False
+    if twice:
+        raise PipelineError(f"{root / folder}: {len(twice)} image name(s) are in two class folders ({twice[0]}), and "
+                            f"{labels_csv} names an image by its file name: keep each image in one class folder")
     listed_rows = labels[found.notna()]
     agree = {c: listed_rows[c].str.strip() == found.dropna() for c in labels.columns[1:]}
     best = max(agree, key=lambda c: agree[c].sum(), default=None)
-    folder = by_folder[0]["train_images"]
     if best is None or not agree[best].all():
         first = agree[best].idxmin() if best is not None else None  # the first row that disagrees
         example = "" if first is None else (f"; {best} disagrees in {(~agree[best]).sum()} row(s), e.g. "
@@ -393,9 +398,17 @@ def _first_non_utf8(path: Path) -> str:
     return "an undecodable byte"
 
 
+SMALLEST_PIXEL_GRID = 196  # columns named only by numbers (0 … 783, 1x1 … 28x28) that are pixels: 14×14 at least
+
+
 def pixel_columns(columns: list) -> bool:
-    """The columns are mostly `pixel…`: images as rows of a pixel CSV (digit-recognizer)."""
-    return sum(str(c).lower().startswith("pixel") for c in columns) > len(columns) // 2
+    """The columns are mostly `pixel…`, or a square grid of at least SMALLEST_PIXEL_GRID columns named by numbers
+    (`1x1` … `28x28`, `0` … `783`): images as rows of a pixel CSV (digit-recognizer, MNIST-as-CSV)."""
+    names = [str(c).strip().lower() for c in columns]
+    if sum(name.startswith("pixel") for name in names) > len(names) // 2:
+        return True
+    numbered = sum(bool(re.fullmatch(r"\d+(x\d+)?", name)) for name in names)
+    return numbered > len(names) // 2 and numbered >= SMALLEST_PIXEL_GRID and math.isqrt(numbered) ** 2 == numbered
 
 
 def _read(path: Path) -> pd.DataFrame:

@@ -33,9 +33,11 @@ def read_pixel_csv(path: Path, need_label: bool = True) -> tuple[np.ndarray | No
     """(labels, uint8 images N×S×S) from a CSV with a `label` column and S×S pixel columns (a test
     CSV may have no labels: None)."""
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise PipelineError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
+    frame.columns = [str(column).strip() for column in frame.columns]
+    frame = frame.rename(columns={c: "label" for c in frame.columns if c.lower() == "label"})  # Label, LABEL
     if "label" not in frame.columns and need_label:
         raise PipelineError(f"{path}: no 'label' column (columns start {', '.join(map(str, frame.columns[:3]))})")
     pixels = frame.drop(columns="label", errors="ignore")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif")
 HEADER_SAMPLE = 101  # images, spread over a set, whose headers tell its sizes and modes
 READ_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 # Every image is decoded upright: its EXIF orientation (phone photos: rotated, mirrored) applied by Pillow's

@@ -187,30 +187,33 @@ CASE_SLIP_SHARE = 0.1  # spellings that differ only in case are one class when t
 
 
 def normalised_labels(labels: pd.Series, label_kind: str = "names") -> tuple[pd.Series, list[str]]:
-    """Labels without surrounding spaces (as ids), and spellings that differ only in case read as the most frequent
-    one when the others are slips (together under CASE_SLIP_SHARE of their rows: 'Cat' in 3 rows beside 'cat' in
-    5,000); comparably frequent ones ('a' and 'A' in a set of letters) stay classes of their own; of `label_kind`
-    integers, a number as its value ('01' is 1); of kind binary, False/True and 0.0/1.0 as 0 and 1. Also a note for
-    each spelling read otherwise than written."""
+    """Labels without surrounding spaces (as ids), and spellings of one class read as the most frequent one when the
+    others are slips (together under CASE_SLIP_SHARE of their rows: 'Cat' in 3 rows beside 'cat' in 5,000; of
+    `label_kind` integers, '01' beside '1'); comparably frequent ones ('a' and 'A' in a set of letters, codes '01' and
+    '1') stay classes of their own. Of kind integers, a lone spelling of a number reads as its value ('3.0' is 3); of
+    kind binary, False/True and 0.0/1.0 as 0 and 1. Also a note for each spelling read otherwise than written."""
     stripped = labels.map(plain_text)
-    if label_kind == "integers":
-        stripped = stripped.map(lambda label: str(int(float(label))) if integer_code(label) else label)
     if label_kind == "binary":
         stripped = stripped.map(one_hot_mark)  # the same spellings of 0 and 1
+
+    def spelled(label: str) -> str:  # what the spellings of one class share
+        return str(int(float(label))) if label_kind == "integers" and integer_code(label) else label.casefold()
+
     counts = stripped[stripped != ""].value_counts()
     groups: dict[str, list[str]] = {}
     for spelling in sorted(counts.index, key=lambda name: (-counts[name], name)):
-        groups.setdefault(spelling.casefold(), []).append(spelling)
+        groups.setdefault(spelled(spelling), []).append(spelling)
     canonical = {}
-    for main, *others in groups.values():
+    for key, (main, *others) in groups.items():
         slips = sum(counts[name] for name in others) < CASE_SLIP_SHARE * (counts[main] + sum(counts[n] for n in others))
-        canonical |= {name: main if slips else name for name in (main, *others)}
+        one = key if label_kind == "integers" and integer_code(main) else main
+        canonical |= {name: one if slips else name for name in (main, *others)}
     read = stripped.map(lambda name: canonical.get(name, name))
     differ = (labels != read) & (read != "")
     changed = pd.DataFrame({"written": labels[differ], "read": read[differ]}).value_counts()
     notes = [f"{written!r} read as {name!r} ({n} row{'s' * (n > 1)})" for (written, name), n in sorted(changed.items())]
     apart = [" and ".join(map(repr, sorted(names))) for names in groups.values()
-             if len(names) > 1 and canonical[names[1]] != names[0]]
+             if len(names) > 1 and canonical[names[1]] == names[1]]
     notes += [f"{pair} kept as classes of their own (comparably frequent; where they are one, write it one way)"
               for pair in apart]
     return read, notes
@@ -254,10 +257,12 @@ def check_test(root: Path, notes: list[str] | None = None) -> list[str]:
                                 f"too, with blank labels ({shown_names(listed_ids, c.image_suffix)}; the test rows of a "
                                 "split column?); keep only the training rows in it")
         if labeled:  # one folder holds both sets (plant pathology): a test id may not be a training image
-            raise PipelineError(f"{root / c.sample_submission}: {len(labeled)} of its ids are training images that "
-                                f"{c.labels_csv} labels ({shown_names(labeled, c.image_suffix)}), the images of both "
-                                f"sets being in {c.test_images}/: drop those rows, or, where {DESCRIPTION} names one "
-                                "folder for both sets by mistake, name each set's folder there")
+            raise PipelineError(f"{root / c.sample_submission}: {len(labeled)} of its ids are labeled in "
+                                f"{c.labels_csv} too ({listed(sorted(labeled, key=id_sort_key), 5)}), the images of "
+                                f"both sets being in {c.test_images}/, and a test image cannot be a training image: "
+                                f"drop those rows from one of the two (the test rows of a split column in "
+                                f"{c.labels_csv}?), or, where {DESCRIPTION} names one folder for both sets by mistake, "
+                                "name each set's folder there")
     images = image_ids(root / c.test_images, c.image_suffix)
     if PurePosixPath(c.test_images) != PurePosixPath(c.train_images) and c.label_kind != "folders":
         check_not_swapped(root, c, images, labeled=set(read_labels(root, c)[0]["id"]),

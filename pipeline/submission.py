@@ -13,7 +13,7 @@ import pandas as pd
 from pipeline.competition import (BINARY_SPELLINGS, DESCRIPTION, USAGE, Competition, read_competition, read_csv_text,
                                   separator_hint, submitted_classes)
 from pipeline.errors import PipelineError, listed
-from pipeline.layout import dataset_classes, plain_text, read_id_csv, read_sample
+from pipeline.layout import dataset_classes, integer_code, plain_text, read_id_csv, read_sample
 from pipeline.metrics import LABEL_METRICS, METRIC_LABELS, check_metric, metric_score
 from pipeline.workspace import atomic_path
 
@@ -240,7 +240,8 @@ def known_labels(root: Path, truth: pd.Series) -> list[str]:
 
 def solution_labels(truth: pd.Series, classes: list[str], path: Path) -> pd.Series:
     """A solution's labels read as training reads its labels (surrounding spaces, invisible characters and Unicode
-    compatibility forms dropped; a spelling that differs from one class in case only is that class); a blank label, or
+    compatibility forms dropped; a spelling that differs from one class in case only is that class, a code 2.0 or 02
+    the class 2); a blank label, or
     one not among `classes`, is an error naming them."""
     blank = truth.index[truth.map(plain_text) == ""]
     if len(blank):
@@ -252,6 +253,8 @@ def solution_labels(truth: pd.Series, classes: list[str], path: Path) -> pd.Seri
 
     def read_label(label: str) -> str | None:
         text = plain_text(label)
+        if text not in known and integer_code(text) and str(int(float(text))) in known:
+            return str(int(float(text)))  # a class code spelled 2.0 or 02, as training reads it
         same_but_case = by_case.get(text.casefold(), [])
         return text if text in known else same_but_case[0] if len(same_but_case) == 1 else None
 
@@ -301,6 +304,9 @@ def _solution_targets(solution: pd.DataFrame, c: Competition, classes: list[str]
         raise PipelineError(f"{path}: expected the submission's columns ({listed(c.submission_columns, 5)}) or one "
                             f"column of class names; it lacks {listed(missing, 5)}"
                             + (f" and has {listed(others, 5)}" if others else "") + "; fix its header")
+    if c.label_kind == "integers":  # codes spelled as training labels may spell them: 2.0 or 02 for 2
+        solution = solution.assign(**{names[0]: solution[names[0]].map(
+            lambda v: str(int(float(v))) if v not in classes and integer_code(v) else v)})
     unknown = sorted(set(solution[names[0]]) - set(classes))
     if unknown:
         raise PipelineError(f"{path}: its {names[0]} column names {', '.join(map(repr, unknown[:5]))}, not among the "

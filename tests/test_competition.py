@@ -929,6 +929,10 @@ def test_a_usage_column_grades_and_path_ids_are_read_for_what_they_are(tmp_path)
     assert described.label_kind == "integers" and "0.0, 1.0, 2.0 read as the whole numbers the sample writes" in notes[0]
     write_competition(tmp_path, described)
     assert check_train(tmp_path).classes == ["0", "1", "2"]  # submitted as the sample writes them
+    test_ids = pd.read_csv(tmp_path / "sampleSubmission.csv", dtype=str)["id"]
+    pd.DataFrame({"id": test_ids, "label": ["2.0", "0", "01", "1.0"]}).to_csv(tmp_path / "truth.csv", index=False)
+    assert check_solution(tmp_path / "truth.csv", tmp_path, "accuracy") == test_ids.tolist()  # pass 36: as trained
+    (tmp_path / DESCRIPTION).unlink()
     relabelled(tmp_path, {"label": ["zebra", "kiwi"] * 20}, {"label": "zebra", "Usage": "Public"})
     with pytest.raises(PipelineError, match=r"sampleSubmission.csv: its 'Usage' column is a Kaggle solution's .*drop "
                                             r"that column"):
@@ -969,8 +973,9 @@ def test_a_sample_listing_training_images_of_a_shared_folder_names_the_sample(tm
     sample.loc[0, "image_id"] = "Train_3"
     sample.to_csv(tmp_path / "sample_submission.csv", index=False)
     write_competition(tmp_path, infer_competition(tmp_path)[0])
-    with pytest.raises(PipelineError, match=r"sample_submission.csv: 1 of its ids are training images that train.csv "
-                                            r"labels \(Train_3.jpg\), the images of both sets being in images/: drop"):
+    with pytest.raises(PipelineError, match=r"sample_submission.csv: 1 of its ids are labeled in train.csv too "
+                                            r"\(Train_3\), the images of both sets being in images/, .*drop those "
+                                            r"rows from one of the two"):
         check_test(tmp_path)
     sample.loc[0, "image_id"] = "Test_0"
     sample.to_csv(tmp_path / "sample_submission.csv", index=False)
@@ -996,6 +1001,11 @@ def test_a_training_csv_beside_class_folders_reads_the_folders(tmp_path):
     assert "train.csv: its label column names the class folder of each image in train/" in notes[0]
     write_competition(tmp_path, described)
     assert sorted(check_train(tmp_path).classes) == sorted(SEEDLINGS)
+    shutil.copy(files[0], tmp_path / "train" / SEEDLINGS[1] / files[0].name)  # pass 36: one image in two folders
+    with pytest.raises(PipelineError, match=rf"train: 1 image name\(s\) are in two class folders \(.*{files[0].name}\), "
+                                            r"and train.csv names an image by its file name: keep each image in one"):
+        infer_competition(tmp_path)
+    (tmp_path / "train" / SEEDLINGS[1] / files[0].name).unlink()
     frame.loc[3, "label"] = "other"
     frame.to_csv(tmp_path / "train.csv", index=False)
     with pytest.raises(PipelineError, match=rf"train.csv: its ids name the images in the class folders of train/, but "
@@ -1090,3 +1100,18 @@ def test_one_folder_of_both_splits_with_training_images_of_varied_sizes_is_decod
         Image.open(path).resize([(40, 40), (36, 44)][k % 2]).save(path)
     described, notes = infer_competition(tmp_path)
     assert described.image_size == 38 and "images/: images of 2 sizes among 8 sampled" in notes[-1]
+
+
+def test_pixel_csvs_of_columns_named_by_row_and_column_are_fetched(project, tmp_path):
+    """Pass 36: MNIST-as-CSV columns `1x1` … `28x28` (or bare numbers, or a space after each comma) were not taken
+    for a pixel CSV: 'no image file is named by its label column'. `Label` is the label column too."""
+    source = tmp_path / "digits"
+    digit_recognizer(source, n=40, n_test=8)
+    grid = {f"pixel{i}": f"{i // 28 + 1}x{i % 28 + 1}" for i in range(28 * 28)}
+    for name in ("train.csv", "test.csv"):
+        frame = pd.read_csv(source / name).rename(columns=grid | {"label": "Label"})
+        frame[sorted(frame.columns)].to_csv(source / name, index=False)
+    fetch(archive=competition_zip(source, tmp_path / "digits.zip"))
+    pixels = pd.read_csv(source / "test.csv").iloc[0]
+    first = np.array([pixels[f"{r}x{c}"] for r in range(1, 29) for c in range(1, 29)], np.uint8).reshape(28, 28)
+    assert (np.asarray(Image.open(project / "dataset" / "test" / "1.png")) == first).all()

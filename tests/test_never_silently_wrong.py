@@ -746,7 +746,7 @@ def test_a_description_pointing_at_the_wrong_files_is_refused_before_anything_ru
     pd.DataFrame({"id": labeled, "label": "x"}).to_csv(dataset / "sample2.csv", index=False)
     described(trained, test_images="train", sample_submission="sample2.csv")
     result = runner.invoke(app, ["predict", "--device", "cpu"])
-    assert result.exit_code == 1 and "sample2.csv: 5 of its ids are training images that trainLabels.csv labels" in \
+    assert result.exit_code == 1 and "sample2.csv: 5 of its ids are labeled in trainLabels.csv too" in \
         result.output and "where competition.json names one folder for both sets by mistake, name each set's " \
         "folder there" in " ".join(result.output.split()), result.output
     # the two folders swapped, where the test ids (1 … 40) are also labeled ids (of 1 … 400): neither trains on the
@@ -1331,10 +1331,13 @@ def test_twelfth_hostile_pass_inputs(trained, tmp_path):
     digits = tmp_path / "digits"
     write_competition(digits, n_train=40, n_test=8, classes=("0", "1", "2"))
     labels = digits / "trainLabels.csv"
-    labels.write_text(re.sub(r",1\n", ",01\n", labels.read_text(), count=3))
+    labels.write_text(re.sub(r",1\n", ",01\n", labels.read_text(), count=1))
     (digits / "competition.json").write_text('{"label_kind": "integers"}')
     loaded = load_train_set(digits)
-    assert loaded.classes == ["0", "1", "2"] and "'01' read as '1' (3 rows)" in loaded.notes
+    assert loaded.classes == ["0", "1", "2"] and "'01' read as '1' (1 row)" in loaded.notes
+    labels.write_text(re.sub(r",1\n", ",01\n", labels.read_text(), count=6))  # pass 36: '01' beside '1', each a class
+    loaded = load_train_set(digits)
+    assert loaded.classes == ["0", "01", "1", "2"] and "'01' and '1' kept as classes of their own" in loaded.notes[-1]
     grey = tmp_path / "grey"
     write_competition(grey, n_train=40, n_test=8, grey=True)
     quick = dict(QUICK, epochs=1, model="fastnet", recipe="fastnet")

@@ -364,7 +364,7 @@ def test_description_round_trips(tmp_path):
     ({"label_columns": []}, "non-empty list of column names"),
     ({"label_columns": ["a", "b"]}, "label_kind 'names' with 2 label column"),
     ({"submission_kind": "probabilities"}, "'probabilities' takes a column per class"),
-    ({"image_suffix": ".gif"}, "image_suffix '.gif' is not one of"),
+    ({"image_suffix": ".svg"}, "image_suffix '.svg' is not one of"),
     ({"id_column": 3}, "id_column must be a string"),
     ({"train_images": "."}, "must name a file or folder inside dataset/"),
     ({"labels_csv": ""}, "labels_csv '' with label_kind 'names'"),

@@ -192,7 +192,7 @@ def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], sample: pd.D
                                "index before it), or fix the sample's column order")
     try:
         train_images, suffix = _image_folder(root, _not_named(folders, "test"), labels[id_column], labels_csv,
-                                             id_column)
+                                             id_column, "train")
     except PipelineError:
         if misordered:
             raise labels_off from None
@@ -236,15 +236,20 @@ def _refuse_tag_lists(labels: pd.Series, csv: str) -> None:
 
 
 def _class_folders(root: Path, folders: list[str]) -> tuple[dict, pd.Series, list] | None:
-    """A folder of class folders of images (plant-seedlings: train/<class>/<file>): the description's fields, the
-    ids (`<class>/<file>`) and the classes; None where there is none."""
+    """The folder of class folders of images holding the most (plant-seedlings: train/<class>/<file>; Intel's
+    seg_train/seg_train/<class>/): the description's fields, the ids (`<class>/<file>`) and the classes; None where
+    there is none. Folders named for the splits (images/train, images/test) are no classes."""
+    best: list[tuple[str, str]] = []
     for folder in _not_named(folders, "test"):
         found = class_folder_images(root / folder)
-        classes = sorted({name for _, name in found})
-        if len(classes) >= 2:
-            return dict(labels_csv="", id_column="", label_kind="folders", train_images=folder,
-                        image_suffix=""), pd.Series([image_id for image_id, _ in found]), classes
-    return None
+        classes = {name for _, name in found}
+        if len(classes) >= 2 and not any(_named_for(name, "train") or _named_for(name, "test") for name in classes) \
+                and len(found) > len(best):
+            best, train_images = found, folder
+    if not best:
+        return None
+    return (dict(labels_csv="", id_column="", label_kind="folders", train_images=train_images, image_suffix=""),
+            pd.Series([image_id for image_id, _ in best]), sorted({name for _, name in best}))
 
 
 def _labels_name_the_folders(root: Path, labels_csv: str, by_folder: tuple[dict, pd.Series, list],
@@ -277,8 +282,10 @@ def _labels_name_the_folders(root: Path, labels_csv: str, by_folder: tuple[dict,
                                             f"{labels.at[first, best]!r}")
         raise PipelineError(f"{root / labels_csv}: its ids name the images in the class folders of {folder}/, but no "
                             f"column of it names each image's folder{example}; make the labels and the folders agree")
+    unlisted = len(by_folder[1]) - found.notna().sum()
     notes.append(f"{labels_csv}: its {best} column names the class folder of each image in {folder}/: the folders "
-                 "are the labels (label_kind 'folders'), and its other columns are not used")
+                 "are the labels (label_kind 'folders'), and its other columns are not used"
+                 + (f"; the {unlisted} image(s) there it does not list are trained too" if unlisted > 0 else ""))
     return True
 
 
@@ -464,17 +471,27 @@ def _image_folders(root: Path) -> list[str]:
     return [p.relative_to(root).as_posix() for p in found]
 
 
+def _named_for(path: str, split: str) -> bool:
+    """A folder path named for a split: a word of one of its parts begins with it (`test`, `test_images`,
+    `seg_test`, `images/testing`)."""
+    return any(word.startswith(split) for part in PurePosixPath(path).parts for word in re.split(r"[^a-z]+", part.lower()))
+
+
 def _not_named(folders: list[str], split: str) -> list[str]:
-    """The folders but those named for the other split (`test`, `test_images`): ids such as CIFAR-10's 1, 2, …
-    name files in both."""
-    return [f for f in folders if not any(part.lower().startswith(split) for part in PurePosixPath(f).parts)]
+    """The folders but those named for the other split (`test`, `test_images`, `seg_test`): ids such as CIFAR-10's
+    1, 2, … name files in both."""
+    return [f for f in folders if not _named_for(f, split)]
 
 
-def _image_folder(root: Path, folders: list[str], ids: pd.Series, csv: str, column: str) -> tuple[str, str]:
+def _image_folder(root: Path, folders: list[str], ids: pd.Series, csv: str, column: str,
+                  split: str) -> tuple[str, str]:
     """The folder holding most of `ids`' images, and how an id names its file there (the suffix added). Of folders
-    holding as many, the one with the fewest other files: CIFAR-10's test ids 1…300,000 include its train ids."""
+    holding as many, the one named most for the `split` and images, not masks (train/images beside train/masks),
+    then the one with the fewest other files (CIFAR-10's test ids 1…300,000 include its train ids); two alike are one
+    line."""
     wanted = set(ids.str.strip())
-    best: tuple[int, float, str, str] = (0, 0.0, "", "")
+    best: tuple[int, int, float, str, str] = (0, -1, 0.0, "", "")
+    tied = None
     for folder in folders:
         suffixes: Counter = Counter()
         with os.scandir(root / folder) as entries:
@@ -490,14 +507,21 @@ def _image_folder(root: Path, folders: list[str], ids: pd.Series, csv: str, colu
                     suffixes[f".{ext}"] += 1
         if suffixes:
             suffix, count = suffixes.most_common(1)[0]
-            best = max(best, (count, count / files, folder, suffix), key=lambda b: b[:2])
+            named = sum(_named_for(folder, word) for word in (split, "image")) - _named_for(folder, "mask")
+            found = (count, named, count / files, folder, suffix)
+            tied = found[3] if found[:3] == best[:3] else tied if found[:3] < best[:3] else None
+            best = max(best, found, key=lambda b: b[:3])
+    if tied:
+        raise PipelineError(f"{root / csv}: its ids name the images of both {best[3]}/ and {tied}/ alike (masks, or "
+                            "another size?), so which holds the images cannot be told; leave the other folder out of "
+                            "the competition's folder")
     if not best[0]:
         _refuse_path_ids(root, wanted, csv, column)
         looked = listed(folders, 6) if folders else "no folders"
         raise PipelineError(f"{root / csv}: no image file is named by its {column!r} column (looked for <id> and "
                             f"<id>{'/'.join(IMAGE_SUFFIXES)} in {looked}); the images are missing, or extract the "
                             f"competition into dataset/ and describe it there in {DESCRIPTION} by hand (docs/fetch.md)")
-    return best[2], best[3]
+    return best[3], best[4]
 
 
 def _refuse_path_ids(root: Path, ids: set[str], csv: str, column: str) -> None:
@@ -515,11 +539,11 @@ def _sample_image_folder(root: Path, folders: list[str], sample: pd.DataFrame, c
     """`_image_folder` of the sample's ids (its first column); where those name no image but a later column's do
     (Cassava 2019's `Category,Id`), one line saying so."""
     try:
-        return _image_folder(root, folders, sample[sample.columns[0]], csv, sample.columns[0])
+        return _image_folder(root, folders, sample[sample.columns[0]], csv, sample.columns[0], "test")
     except PipelineError:
         for column in sample.columns[1:]:
             try:
-                folder, _ = _image_folder(root, folders, sample[column], csv, column)
+                folder, _ = _image_folder(root, folders, sample[column], csv, column, "test")
             except PipelineError:
                 continue
             raise PipelineError(f"{root / csv}: its ids are in its {column!r} column (they name the images in "

@@ -1115,3 +1115,37 @@ def test_pixel_csvs_of_columns_named_by_row_and_column_are_fetched(project, tmp_
     pixels = pd.read_csv(source / "test.csv").iloc[0]
     first = np.array([pixels[f"{r}x{c}"] for r in range(1, 29) for c in range(1, 29)], np.uint8).reshape(28, 28)
     assert (np.asarray(Image.open(project / "dataset" / "test" / "1.png")) == first).all()
+
+
+def test_split_folders_a_split_column_and_a_masks_folder_never_pass_for_classes_or_images(tmp_path):
+    """Pass 37: images/train and images/test beside a CSV with a `split` column were read as two classes named by
+    the split (accuracy 0.0, exit 0); Intel's labelled seg_test/seg_test/<class> (60 images) was trained on instead of
+    seg_train/seg_train/<class> (300); a masks/ folder of the training images' names was taken for them (0.15)."""
+    write_cifar_shape(tmp_path / "split", n_train=40, n_test=4)
+    root = tmp_path / "split"
+    (root / "images").mkdir()
+    for split in ("train", "test"):
+        (root / split).rename(root / "images" / split)
+    labels = pd.read_csv(root / "trainLabels.csv", dtype=str).assign(split="train")
+    labels.to_csv(root / "trainLabels.csv", index=False)
+    described, _ = infer_competition(root)
+    assert (described.label_kind, described.label_columns, described.train_images) == ("names", ("label",),
+                                                                                       "images/train")
+    intel = tmp_path / "intel"
+    plant_seedlings(tmp_path / "labelled", n=16, n_test=4)
+    plant_seedlings(tmp_path / "labelled-test", n=8, n_test=1)
+    for source, target in (("labelled/train", "seg_train/seg_train"), ("labelled-test/train", "seg_test/seg_test"),
+                           ("labelled/test", "seg_pred/seg_pred"),
+                           ("labelled/sample_submission.csv", "sample_submission.csv")):
+        (intel / target).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / source).rename(intel / target)
+    described, _ = infer_competition(intel)
+    assert (described.train_images, described.test_images) == ("seg_train/seg_train", "seg_pred/seg_pred")
+    write_cifar_shape(tmp_path / "masks", n_train=8, n_test=4)
+    shutil.copytree(tmp_path / "masks" / "train", tmp_path / "masks" / "masks")
+    assert infer_competition(tmp_path / "masks")[0].train_images == "train"
+    (tmp_path / "masks" / "train").rename(tmp_path / "masks" / "pictures")
+    (tmp_path / "masks" / "masks").rename(tmp_path / "masks" / "photos")  # named for nothing: no way to tell
+    with pytest.raises(PipelineError, match=r"trainLabels.csv: its ids name the images of both photos/ and pictures/ "
+                                            r"alike .*leave the other folder out"):
+        infer_competition(tmp_path / "masks")

@@ -236,15 +236,16 @@ def _refuse_tag_lists(labels: pd.Series, csv: str) -> None:
 
 
 def _class_folders(root: Path, folders: list[str]) -> tuple[dict, pd.Series, list] | None:
-    """The folder of class folders of images holding the most (plant-seedlings: train/<class>/<file>; Intel's
-    seg_train/seg_train/<class>/): the description's fields, the ids (`<class>/<file>`) and the classes; None where
-    there is none. Folders named for the splits (images/train, images/test) are no classes."""
-    best: list[tuple[str, str]] = []
+    """The folder of class folders of images named for training, else the one holding the most (plant-seedlings:
+    train/<class>/<file>; Intel's seg_train/seg_train/<class>/; train/ beside a larger valid/): the description's
+    fields, the ids (`<class>/<file>`) and the classes; None where there is none. Folders named for the splits
+    (images/train, images/test) are no classes."""
+    best, train_images = [], ""
     for folder in _not_named(folders, "test"):
         found = class_folder_images(root / folder)
         classes = {name for _, name in found}
         if len(classes) >= 2 and not any(_named_for(name, "train") or _named_for(name, "test") for name in classes) \
-                and len(found) > len(best):
+                and (_named_for(folder, "train"), len(found)) > (_named_for(train_images, "train"), len(best)):
             best, train_images = found, folder
     if not best:
         return None

@@ -190,7 +190,8 @@ def normalised_labels(labels: pd.Series, label_kind: str = "names") -> tuple[pd.
     """Labels without surrounding spaces (as ids), and spellings of one class read as the most frequent one when the
     others are slips (together under CASE_SLIP_SHARE of their rows: 'Cat' in 3 rows beside 'cat' in 5,000; of
     `label_kind` integers, '01' beside '1'); comparably frequent ones ('a' and 'A' in a set of letters, codes '01' and
-    '1') stay classes of their own. Of kind integers, a lone spelling of a number reads as its value ('3.0' is 3); of
+    '1') stay classes of their own. Of kind integers, a number written as a float reads as its value ('3.0' is 3, beside
+    '3' too: a pandas column with blanks); of
     kind binary, False/True and 0.0/1.0 as 0 and 1. Also a note for each spelling read otherwise than written."""
     stripped = labels.map(plain_text)
     if label_kind == "binary":
@@ -206,8 +207,9 @@ def normalised_labels(labels: pd.Series, label_kind: str = "names") -> tuple[pd.
     canonical = {}
     for key, (main, *others) in groups.items():
         slips = sum(counts[name] for name in others) < CASE_SLIP_SHARE * (counts[main] + sum(counts[n] for n in others))
+        floats = label_kind == "integers" and all(n == key or WHOLE_FLOAT.fullmatch(n) for n in (main, *others))
         one = key if label_kind == "integers" and integer_code(main) else main
-        canonical |= {name: one if slips else name for name in (main, *others)}
+        canonical |= {name: one if slips or floats else name for name in (main, *others)}  # 2.0 is 2, however many
     read = stripped.map(lambda name: canonical.get(name, name))
     differ = (labels != read) & (read != "")
     changed = pd.DataFrame({"written": labels[differ], "read": read[differ]}).value_counts()

@@ -1141,6 +1141,11 @@ def test_split_folders_a_split_column_and_a_masks_folder_never_pass_for_classes_
         (tmp_path / source).rename(intel / target)
     described, _ = infer_competition(intel)
     assert (described.train_images, described.test_images) == ("seg_train/seg_train", "seg_pred/seg_pred")
+    (intel / "seg_test" / "seg_test").rename(intel / "valid")  # pass 38: a larger valid/ beside train/
+    plant_seedlings(tmp_path / "more", n=40, n_test=1)
+    for path in (tmp_path / "more" / "train").glob("*/*.png"):
+        path.rename(intel / "valid" / path.parent.name / f"v{path.name}")
+    assert infer_competition(intel)[0].train_images == "seg_train/seg_train"
     write_cifar_shape(tmp_path / "masks", n_train=8, n_test=4)
     shutil.copytree(tmp_path / "masks" / "train", tmp_path / "masks" / "masks")
     assert infer_competition(tmp_path / "masks")[0].train_images == "train"

@@ -1338,6 +1338,9 @@ def test_twelfth_hostile_pass_inputs(trained, tmp_path):
     labels.write_text(re.sub(r",1\n", ",01\n", labels.read_text(), count=6))  # pass 36: '01' beside '1', each a class
     loaded = load_train_set(digits)
     assert loaded.classes == ["0", "01", "1", "2"] and "'01' and '1' kept as classes of their own" in loaded.notes[-1]
+    labels.write_text(re.sub(r",01\n", ",1\n", re.sub(r",2\n", ",2.0\n", labels.read_text(), count=6)))
+    loaded = load_train_set(digits)  # pass 38: 2.0 beside 2 (a pandas column with blanks) is 2, however many
+    assert loaded.classes == ["0", "1", "2"] and "'2.0' read as '2' (6 rows)" in loaded.notes
     grey = tmp_path / "grey"
     write_competition(grey, n_train=40, n_test=8, grey=True)
     quick = dict(QUICK, epochs=1, model="fastnet", recipe="fastnet")

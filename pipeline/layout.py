@@ -101,6 +101,11 @@ def integer_code(label: str) -> bool:
     return label.lstrip("-").isdigit() or WHOLE_FLOAT.fullmatch(label) is not None
 
 
+def integer_text(code: str) -> str:
+    """An `integer_code` as the number it is: '3' for 3.0, 03 or 3."""
+    return str(int(float(code)))
+
+
 def check_label_kind(root: Path, c: Competition, labels: pd.Series) -> None:
     """Labels of kind integers are whole numbers, of kind binary 0 and 1 (or False and True, 0.0 and 1.0): a description that says otherwise is one
     line (its label kind decides the submission's shape)."""
@@ -191,14 +196,14 @@ def normalised_labels(labels: pd.Series, label_kind: str = "names") -> tuple[pd.
     others are slips (together under CASE_SLIP_SHARE of their rows: 'Cat' in 3 rows beside 'cat' in 5,000; of
     `label_kind` integers, '01' beside '1'); comparably frequent ones ('a' and 'A' in a set of letters, codes '01' and
     '1') stay classes of their own. Of kind integers, a number written as a float reads as its value ('3.0' is 3, beside
-    '3' too: a pandas column with blanks); of
-    kind binary, False/True and 0.0/1.0 as 0 and 1. Also a note for each spelling read otherwise than written."""
+    '3' too: a pandas column with blanks); of kind binary, False/True and 0.0/1.0 as 0 and 1. Also a note for each
+    spelling read otherwise than written."""
     stripped = labels.map(plain_text)
     if label_kind == "binary":
         stripped = stripped.map(one_hot_mark)  # the same spellings of 0 and 1
 
     def spelled(label: str) -> str:  # what the spellings of one class share
-        return str(int(float(label))) if label_kind == "integers" and integer_code(label) else label.casefold()
+        return integer_text(label) if label_kind == "integers" and integer_code(label) else label.casefold()
 
     counts = stripped[stripped != ""].value_counts()
     groups: dict[str, list[str]] = {}

@@ -13,7 +13,7 @@ import pandas as pd
 from pipeline.competition import (BINARY_SPELLINGS, DESCRIPTION, USAGE, Competition, read_competition, read_csv_text,
                                   separator_hint, submitted_classes)
 from pipeline.errors import PipelineError, listed
-from pipeline.layout import dataset_classes, integer_code, plain_text, read_id_csv, read_sample
+from pipeline.layout import dataset_classes, integer_code, integer_text, plain_text, read_id_csv, read_sample
 from pipeline.metrics import LABEL_METRICS, METRIC_LABELS, check_metric, metric_score
 from pipeline.workspace import atomic_path
 
@@ -253,8 +253,8 @@ def solution_labels(truth: pd.Series, classes: list[str], path: Path) -> pd.Seri
 
     def read_label(label: str) -> str | None:
         text = plain_text(label)
-        if text not in known and integer_code(text) and str(int(float(text))) in known:
-            return str(int(float(text)))  # a class code spelled 2.0 or 02, as training reads it
+        if text not in known and integer_code(text) and integer_text(text) in known:
+            return integer_text(text)  # a class code spelled 2.0 or 02, as training reads it
         same_but_case = by_case.get(text.casefold(), [])
         return text if text in known else same_but_case[0] if len(same_but_case) == 1 else None
 
@@ -306,7 +306,7 @@ def _solution_targets(solution: pd.DataFrame, c: Competition, classes: list[str]
                             + (f" and has {listed(others, 5)}" if others else "") + "; fix its header")
     if c.label_kind == "integers":  # codes spelled as training labels may spell them: 2.0 or 02 for 2
         solution = solution.assign(**{names[0]: solution[names[0]].map(
-            lambda v: str(int(float(v))) if v not in classes and integer_code(v) else v)})
+            lambda v: integer_text(v) if v not in classes and integer_code(v) else v)})
     unknown = sorted(set(solution[names[0]]) - set(classes))
     if unknown:
         raise PipelineError(f"{path}: its {names[0]} column names {', '.join(map(repr, unknown[:5]))}, not among the "

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineError, listed
-from pipeline.images import IMAGE_SUFFIXES, class_folder_images, header_sample
+from pipeline.images import IMAGE_SUFFIXES, MASK_FOLDERS, class_folder_images, header_sample, named_for
 from pipeline.metrics import LABEL_METRICS, METRICS
 from pipeline.workspace import read_json, write_text_atomic
 
@@ -147,9 +147,12 @@ def infer_competition(root: Path, label_columns: tuple[str, ...] = ()) -> tuple[
     sample, folders, notes = _read(root / sample_csv), _image_folders(root), []
     others = [c for c in csvs if c != sample_csv]
     labels_csv = _pick_labels(root, others, notes) if any(not c.lower().startswith("test") for c in others) else None
-    by_folder = _class_folders(root, folders)
+    by_folder, folder_notes = _class_folders(root, folders)
     if by_folder and labels_csv and not _labels_name_the_folders(root, labels_csv, by_folder, notes):
         by_folder = None
+    elif by_folder and not labels_csv:  # no CSV tells which level of folders names the classes
+        _refuse_two_levels(root / by_folder[0]["train_images"], by_folder[1])
+    notes += folder_notes if by_folder else []
     if by_folder and label_columns:
         raise PipelineError(f"--label-column: this competition's labels are its class folders in "
                             f"{by_folder[0]['train_images']}/, not a CSV's column; fetch it without --label-column")
@@ -235,22 +238,63 @@ def _refuse_tag_lists(labels: pd.Series, csv: str) -> None:
                             "image one label")
 
 
-def _class_folders(root: Path, folders: list[str]) -> tuple[dict, pd.Series, list] | None:
+NOT_CLASSES = {"image", "images", "img", "imgs", "label", "labels", "annotation", "annotations", "val", "valid",
+               "validation", "dev", *MASK_FOLDERS}  # folder names that never name a class, besides those of splits
+
+
+def _may_be_classes(names: set[str]) -> bool:
+    """Folder names that may be classes: two at least, none named as images, labels or masks are (NOT_CLASSES), and
+    under half named for a split (images/train and images/test are no classes; CIFAR-100's `train` among 100 is)."""
+    split = sum(named_for(name, "train") or named_for(name, "test") for name in names)
+    return len(names) >= 2 and split < len(names) / 2 and not any(name.casefold() in NOT_CLASSES for name in names)
+
+
+def _class_folders(root: Path, folders: list[str]) -> tuple[tuple[dict, pd.Series, list] | None, list[str]]:
     """The folder of class folders of images named for training, else the one holding the most (plant-seedlings:
     train/<class>/<file>; Intel's seg_train/seg_train/<class>/; train/ beside a larger valid/): the description's
-    fields, the ids (`<class>/<file>`) and the classes; None where there is none. Folders named for the splits
-    (images/train, images/test) are no classes."""
-    best, train_images = [], ""
+    fields, the ids (`<class>/<file>`) and the classes, with notes on the choice; None where there is none. Folders
+    named for a split, for images or masks (images/train, <class>/images beside <class>/masks) are no classes."""
+    sets = {}
     for folder in _not_named(folders, "test"):
         found = class_folder_images(root / folder)
-        classes = {name for _, name in found}
-        if len(classes) >= 2 and not any(_named_for(name, "train") or _named_for(name, "test") for name in classes) \
-                and (_named_for(folder, "train"), len(found)) > (_named_for(train_images, "train"), len(best)):
-            best, train_images = found, folder
-    if not best:
-        return None
-    return (dict(labels_csv="", id_column="", label_kind="folders", train_images=train_images, image_suffix=""),
-            pd.Series([image_id for image_id, _ in best]), sorted({name for _, name in best}))
+        if _may_be_classes({name for _, name in found}):
+            sets[folder] = found
+    if not sets:
+        return None, []
+    chosen = max(sets, key=lambda folder: (named_for(folder, "train"), len(sets[folder])))
+    found, notes = sets[chosen], []
+    nested = next((image_id for image_id, _ in found if image_id.count("/") > 1), None)
+    if nested:
+        notes.append(f"{chosen}/: images in subfolders of its class folders ({nested}) are of that class (folders "
+                     f"named {' or '.join(MASK_FOLDERS)} left out)")
+    others = [f for f in sets if f != chosen and not PurePosixPath(f).is_relative_to(chosen)
+              and not PurePosixPath(chosen).is_relative_to(f)]
+    if others:
+        notes.append(f"trained the {len(found)} images in the class folders of {chosen}/, not the "
+                     + listed([f"{len(sets[f])} of {f}/" for f in others]) + f" (train_images; {EDIT})")
+    return (dict(labels_csv="", id_column="", label_kind="folders", train_images=chosen, image_suffix=""),
+            pd.Series([image_id for image_id, _ in found]), sorted({name for _, name in found})), notes
+
+
+def _refuse_two_levels(folder: Path, ids: pd.Series) -> None:
+    """Class folders holding folders of images that may be classes as well (train/cat/2019/, train/cat/2020/), or
+    that are named for a split (data/cat/test/): which level names the classes, or which images are for training,
+    cannot be told, and that is one line."""
+    below: dict[str, set[str]] = {}
+    for parts in ids.str.split("/"):
+        if len(parts) > 2:
+            below.setdefault(parts[0], set()).add(parts[1])
+    for name, inner in below.items():
+        odd = sorted(n for n in inner if named_for(n, "train") or named_for(n, "test") or n.casefold() in NOT_CLASSES
+                     and n.casefold() not in ("image", "images", "img", "imgs"))
+        if odd:
+            raise PipelineError(f"{folder}: its class folder {name}/ holds folders of images named for a split or for "
+                                f"labels ({listed(odd, 3)}), which are no training images of {name}: keep those apart "
+                                "(train/<class>/<file>, test/<file>)")
+        if _may_be_classes(inner):
+            raise PipelineError(f"{folder}: its class folder {name}/ holds folders of images ({listed(sorted(inner), 3)}"
+                                "), so whether those or the folders above them are the classes cannot be told; keep "
+                                "each class's images in its class folder, or in one folder inside it")
 
 
 def _labels_name_the_folders(root: Path, labels_csv: str, by_folder: tuple[dict, pd.Series, list],
@@ -261,7 +305,7 @@ def _labels_name_the_folders(root: Path, labels_csv: str, by_folder: tuple[dict,
     labels, folder = _read(root / labels_csv), by_folder[0]["train_images"]
     folder_of, twice = {}, []
     for image_id in by_folder[1]:
-        label, name = image_id.rsplit("/", 1)
+        label, name = image_id.split("/", 1)[0], image_id.rsplit("/", 1)[1]
         if name in folder_of:
             twice.append(f"{folder_of[name]}/{name} and {image_id}")
         folder_of |= {name: label, name.rsplit(".", 1)[0]: label}
@@ -282,7 +326,9 @@ def _labels_name_the_folders(root: Path, labels_csv: str, by_folder: tuple[dict,
                                             f"{labels.at[first, labels.columns[0]]} in {found[first]}/ labelled "
                                             f"{labels.at[first, best]!r}")
         raise PipelineError(f"{root / labels_csv}: its ids name the images in the class folders of {folder}/, but no "
-                            f"column of it names each image's folder{example}; make the labels and the folders agree")
+                            f"column of it names each image's folder{example}; if the folders are the classes and "
+                            f"{labels_csv} only describes the images, move it out of the competition's folder, else "
+                            "make its labels and the folders agree")
     unlisted = len(by_folder[1]) - found.notna().sum()
     notes.append(f"{labels_csv}: its {best} column names the class folder of each image in {folder}/: the folders "
                  "are the labels (label_kind 'folders'), and its other columns are not used"
@@ -428,17 +474,26 @@ def _read(path: Path) -> pd.DataFrame:
 
 
 def _pick_sample(root: Path, csvs: list[str]) -> str:
-    named = [c for c in csvs if "sample" in c.lower() and "submission" in c.lower()]
+    named = [c for c in csvs if _sample_named(c)]
     holding = sorted(f"{folder.name}/" for folder in root.iterdir() if folder.is_dir() and not csvs
                      and not folder.name.startswith(".") and any(p.suffix.lower() == ".csv" for p in folder.iterdir()))
     if len(holding) > 1:
         raise PipelineError(f"{root}: no CSV at its top, but {listed(holding)} each hold CSVs (several competitions in "
                             "one archive?); fetch one of them: an archive of one folder's contents")
+    below = [] if csvs else [f for f in _image_folders(root) if any(_sample_named(p.name) for p in (root / f).iterdir())]
+    if below:
+        raise PipelineError(f"{root}: no CSV at its top, but {listed([f'{f}/' for f in below], 3)} holds a sample "
+                            "submission (the competition one level down or more?); fetch an archive of that folder's "
+                            "contents")
     if len(named) != 1:
         raise PipelineError(f"{root}: {'no' if not named else 'more than one'} sample submission CSV (a name with "
                             f"'sample' and 'submission', e.g. sampleSubmission.csv) among {', '.join(csvs) or 'no CSVs'}"
                             f"; it fixes the submission's ids and columns: add it to the dataset")
     return named[0]
+
+
+def _sample_named(name: str) -> bool:
+    return name.lower().endswith(".csv") and "sample" in name.lower() and "submission" in name.lower()
 
 
 def _pick_labels(root: Path, csvs: list[str], notes: list[str]) -> str:
@@ -472,46 +527,31 @@ def _image_folders(root: Path) -> list[str]:
     return [p.relative_to(root).as_posix() for p in found]
 
 
-def _named_for(path: str, split: str) -> bool:
-    """A folder path named for a split: a word of one of its parts begins with it (`test`, `test_images`,
-    `seg_test`, `images/testing`)."""
-    return any(word.startswith(split) for part in PurePosixPath(path).parts for word in re.split(r"[^a-z]+", part.lower()))
-
-
 def _not_named(folders: list[str], split: str) -> list[str]:
     """The folders but those named for the other split (`test`, `test_images`, `seg_test`): ids such as CIFAR-10's
     1, 2, … name files in both."""
-    return [f for f in folders if not _named_for(f, split)]
+    return [f for f in folders if not named_for(f, split)]
 
 
 def _image_folder(root: Path, folders: list[str], ids: pd.Series, csv: str, column: str,
                   split: str) -> tuple[str, str]:
     """The folder holding most of `ids`' images, and how an id names its file there (the suffix added). Of folders
     holding as many, the one named most for the `split` and images, not masks (train/images beside train/masks),
-    then the one with the fewest other files (CIFAR-10's test ids 1…300,000 include its train ids); two alike are one
-    line."""
+    then the one with the fewest other files (CIFAR-10's test ids 1…300,000 include its train ids); two alike, or
+    a tenth of the ids' images in other folders (test/NORMAL/, test/PNEUMONIA/), are one line."""
     wanted = set(ids.str.strip())
     best: tuple[int, int, float, str, str] = (0, -1, 0.0, "", "")
-    tied = None
+    tied, holding = None, {}
     for folder in folders:
-        suffixes: Counter = Counter()
-        with os.scandir(root / folder) as entries:
-            files = 0
-            for entry in entries:
-                files += 1
-                stem, dot, ext = entry.name.rpartition(".")
-                if f".{ext.lower()}" not in IMAGE_SUFFIXES:
-                    continue
-                if entry.name in wanted:
-                    suffixes[""] += 1
-                elif dot and stem in wanted:
-                    suffixes[f".{ext}"] += 1
+        suffixes, entries, holding[folder] = _named_images(root / folder, wanted)
         if suffixes:
             suffix, count = suffixes.most_common(1)[0]
-            named = sum(_named_for(folder, word) for word in (split, "image")) - _named_for(folder, "mask")
-            found = (count, named, count / files, folder, suffix)
+            named = sum(named_for(folder, word) for word in (split, "image")) - named_for(folder, "mask")
+            found = (count, named, count / entries, folder, suffix)
             tied = found[3] if found[:3] == best[:3] else tied if found[:3] < best[:3] else None
             best = max(best, found, key=lambda b: b[:3])
+    if best[0]:
+        _refuse_spread(root / csv, best[3], holding, split)
     if tied:
         raise PipelineError(f"{root / csv}: its ids name the images of both {best[3]}/ and {tied}/ alike (masks, or "
                             "another size?), so which holds the images cannot be told; leave the other folder out of "
@@ -523,6 +563,38 @@ def _image_folder(root: Path, folders: list[str], ids: pd.Series, csv: str, colu
                             f"<id>{'/'.join(IMAGE_SUFFIXES)} in {looked}); the images are missing, or extract the "
                             f"competition into dataset/ and describe it there in {DESCRIPTION} by hand (docs/fetch.md)")
     return best[3], best[4]
+
+
+def _named_images(folder: Path, wanted: set[str]) -> tuple[Counter, int, set[str]]:
+    """How many image files in `folder` each suffix added to an id of `wanted` names (`''`: the id is the file's name),
+    how many entries it holds, and the ids named."""
+    suffixes: Counter = Counter()
+    named, entries = set(), 0
+    with os.scandir(folder) as listing:
+        for entry in listing:
+            entries += 1
+            stem, dot, ext = entry.name.rpartition(".")
+            if f".{ext.lower()}" not in IMAGE_SUFFIXES:
+                continue
+            if entry.name in wanted:
+                suffixes[""] += 1
+                named.add(entry.name)
+            elif dot and stem in wanted:
+                suffixes[f".{ext}"] += 1
+                named.add(stem)
+    return suffixes, entries, named
+
+
+def _refuse_spread(csv: Path, chosen: str, holding: dict[str, set[str]], split: str) -> None:
+    """Ids of which a tenth or more name images in folders other than `chosen` (chest-xray's test/NORMAL/ and
+    test/PNEUMONIA/, a split cut into parts) are one line: a split's images are read from one folder."""
+    rest = set().union(*holding.values()) - holding[chosen]
+    if len(rest) < max(2, len(holding[chosen]) / 10):
+        return
+    others = sorted((f for f in holding if f != chosen and holding[f] & rest), key=lambda f: -len(holding[f] & rest))
+    raise PipelineError(f"{csv}: its ids name {len(holding[chosen])} images in {chosen}/ and {len(rest)} more in "
+                        + listed([f"{o}/" for o in others], 3) + f", but the {'training' if split == 'train' else split}"
+                        f" images are read from one folder: move them into one")
 
 
 def _refuse_path_ids(root: Path, ids: set[str], csv: str, column: str) -> None:
@@ -843,7 +915,8 @@ def _submission(sample_csv: str, sample: pd.DataFrame, label_kind: str, classes:
                                                                                               pd.Series(classes)):
         raise PipelineError(f"{sample_csv}: its {columns[0]} column holds fractions, a probability of 1, but the "
                             f"training labels are {listed(classes, 4)}, not 0 and 1: " + (
-                                "write them as 0 and 1 (1 for the class whose probability is asked)" if len(classes) <= 2
+                                f"{'name the class folders' if label_kind == 'folders' else 'write them as'} 0 and 1 "
+                                "(1 for the class whose probability is asked)" if len(classes) <= 2
                                 else "pipeline trains classifiers; a number per image (regression) is not supported"))
     if len(columns) == 1:
         _refuse_several_tokens(sample_csv, sample[columns[0]], classes)

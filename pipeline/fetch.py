@@ -531,15 +531,25 @@ NESTED_ARCHIVES = 3  # levels of archives inside the competition's zip that fetc
 
 
 def _hoist_single_folder(dest: Path) -> None:
-    """A zip whose files all sit under one top folder that holds CSVs (`cifar-10/trainLabels.csv`, as zipping a folder
-    makes): that folder's contents are the competition."""
-    entries = [p for p in dest.iterdir() if p.name != "__MACOSX" and not p.name.startswith(".")]
-    if len(entries) != 1 or not entries[0].is_dir() or not any(p.suffix.lower() == ".csv" for p in entries[0].iterdir()):
+    """A zip whose files all sit under one top folder, or a chain of lone folders, ending in one that holds CSVs
+    (`cifar-10/trainLabels.csv` as zipping a folder makes; `input/cifar-10/…` as a notebook's folder holds it): that
+    folder's contents are the competition."""
+    top = dest
+    while len(entries := _visible(top)) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+        top = entries[0]
+        if any(p.suffix.lower() == ".csv" for p in _visible(top)):
+            break
+    if top == dest or not any(p.suffix.lower() == ".csv" for p in _visible(top)):
         return
-    top = entries[0].rename(dest / f".top-{os.getpid()}")  # its contents may hold a name like its own
-    for entry in top.iterdir():
+    outer = _visible(dest)[0]
+    moved = outer.rename(dest / f".top-{os.getpid()}")  # its contents may hold a name like its own
+    for entry in (moved / top.relative_to(outer)).iterdir():
         entry.rename(dest / entry.name)
-    top.rmdir()
+    shutil.rmtree(moved)
+
+
+def _visible(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.name != "__MACOSX" and not p.name.startswith(".")]
 
 
 def extract_competition(zip_path: Path, dest: Path, limits: ExtractLimits | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import struct
 import warnings
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif")
+MASK_FOLDERS = ("mask", "masks")  # names of folders beside images that hold their masks (COVID-19 Radiography)
 HEADER_SAMPLE = 101  # images, spread over a set, whose headers tell its sizes and modes
 READ_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 # Every image is decoded upright: its EXIF orientation (phone photos: rotated, mirrored) applied by Pillow's
@@ -76,10 +78,29 @@ def header_sample(folder: Path, ids: list[str], suffix: str) -> list[tuple[int, 
     return headers
 
 
+def named_for(name: str, word: str) -> bool:
+    """A folder name (or path) one of whose words begins with `word`: `masks`, `seg_test`, `images/testing`."""
+    return any(part.startswith(word) for part in re.split(r"[^a-z]+", name.lower()))
+
+
 def class_folder_images(folder: Path) -> list[tuple[str, str]]:
-    """(id, class) of the image files in `folder`'s class folders (not hidden): ids `<class>/<file>`, in order."""
-    return [(f"{d.name}/{f.name}", d.name) for d in sorted(folder.iterdir()) if d.is_dir() and d.name[0] != "."
-            for f in sorted(d.iterdir()) if f.name.lower().endswith(IMAGE_SUFFIXES) and listed_as_image(f)]
+    """(id, class) of the image files in `folder`'s class folders and in their subfolders (train/<class>/2019/<file>;
+    COVID-19 Radiography's <class>/images/<file>), hidden folders and those of masks inside a class folder (MASK_FOLDERS)
+    left out: ids the paths below `folder` (`<class>/<file>`), in order."""
+    return [(f"{d.name}/{image}", d.name) for d in sorted(folder.iterdir()) if d.is_dir() and d.name[0] != "."
+            for image in _images_below(d)]
+
+
+def _images_below(folder: Path) -> list[str]:
+    """The image files in `folder` and its subfolders (not hidden, not of masks, links not followed), as
+    POSIX paths below it, in order."""
+    found = []
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d[0] != "." and d.casefold() not in MASK_FOLDERS)
+        below = Path(top).relative_to(folder)
+        found += [(below / name).as_posix() for name in sorted(files)
+                  if name.lower().endswith(IMAGE_SUFFIXES) and listed_as_image(Path(top) / name)]
+    return found
 
 
 def listed_as_image(entry: os.DirEntry | Path) -> bool:

@@ -1010,7 +1010,9 @@ def test_a_training_csv_beside_class_folders_reads_the_folders(tmp_path):
     frame.to_csv(tmp_path / "train.csv", index=False)
     with pytest.raises(PipelineError, match=rf"train.csv: its ids name the images in the class folders of train/, but "
                                             rf"no column of it names each image's folder; label disagrees in 1 row\(s\), "
-                                            rf"e.g. {files[3].name} in {files[3].parent.name}/ labelled 'other'; make"):
+                                            rf"e.g. {files[3].name} in {files[3].parent.name}/ labelled 'other'; if the "
+                                            r"folders are the classes and train.csv only describes the images, move "
+                                            r"it out of the competition's folder, else make"):
         infer_competition(tmp_path)
     shutil.rmtree(tmp_path / "train")
     for sub in ("images", "masks"):  # the same names in two folders: no class folders, the CSV's labels
@@ -1154,3 +1156,102 @@ def test_split_folders_a_split_column_and_a_masks_folder_never_pass_for_classes_
     with pytest.raises(PipelineError, match=r"trainLabels.csv: its ids name the images of both photos/ and pictures/ "
                                             r"alike .*leave the other folder out"):
         infer_competition(tmp_path / "masks")
+
+
+def nest_class_images(root, subfolder, classes=SEEDLINGS):
+    """Moves the images of each of `classes` in root/train/<class>/ into root/train/<class>/<subfolder>/."""
+    for species in classes:
+        (root / "train" / species / subfolder).mkdir(parents=True)
+        for path in sorted((root / "train" / species).glob("*.png")):
+            path.rename(root / "train" / species / subfolder / path.name)
+
+
+def test_images_below_class_folders_are_their_class_and_the_set_trained_is_said(project, tmp_path):
+    """Pass 38: COVID-19 Radiography's <class>/images/ beside <class>/masks/ was read as the classes images and masks
+    (accuracy 0.00); images in train/<class>/2019/ were left out without a word (5 classes lost); a valid/ of class
+    folders beside train/ was left out without a note."""
+    covid = tmp_path / "covid"
+    plant_seedlings(covid, n=40, n_test=4)
+    nest_class_images(covid, "images")
+    for path in covid.glob("train/*/images/*.png"):
+        (path.parent.parent / "masks").mkdir(exist_ok=True)
+        Image.new("L", (32, 32)).save(path.parent.parent / "masks" / path.name)
+    described, notes = infer_competition(covid)
+    assert (described.label_kind, described.train_images) == ("folders", "train")
+    assert any(n.startswith("train/: images in subfolders of its class folders (Black-grass/images/") for n in notes)
+    fetch(archive=competition_zip(covid, tmp_path / "covid.zip"))
+    data = check_train(project / "dataset")
+    assert data.classes == list(SEEDLINGS) and len(data.ids) == 40 and data.ids[0].startswith("Black-grass/images/")
+    decoded = training_arrays(project / "dataset").images  # two folders down, and the images, not their black masks
+    assert decoded.shape[0] == 40 and decoded.reshape(40, -1).max(axis=1).min() > 0
+    years = tmp_path / "years"
+    plant_seedlings(years, n=40, n_test=4)
+    nest_class_images(years, "2019", SEEDLINGS[:2])  # two classes below a subfolder, two not
+    described, _ = infer_competition(years)
+    write_competition(years, described)
+    assert sorted(check_train(years).classes) == sorted(SEEDLINGS) and len(check_train(years).ids) == 40
+    nest_class_images(years, "2020", SEEDLINGS[2:])
+    for path in sorted((years / "train" / SEEDLINGS[2] / "2020").glob("*.png"))[:3]:
+        (years / "train" / SEEDLINGS[2] / "2019").mkdir(exist_ok=True)
+        path.rename(years / "train" / SEEDLINGS[2] / "2019" / path.name)
+    (years / DESCRIPTION).unlink()
+    with pytest.raises(PipelineError, match=rf"train: its class folder {SEEDLINGS[2]}/ holds folders of images "
+                                            r"\(2019, 2020\), so whether those or the folders above them are the "
+                                            r"classes cannot be told; keep each class's images in its class folder"):
+        infer_competition(years)
+    (years / "train" / SEEDLINGS[2] / "2020").rename(years / "train" / SEEDLINGS[2] / "test")
+    with pytest.raises(PipelineError, match=rf"train: its class folder {SEEDLINGS[2]}/ holds folders of images named "
+                                            r"for a split or for labels \(test\), which are no training images"):
+        infer_competition(years)
+    valid = tmp_path / "valid"
+    plant_seedlings(valid, n=16, n_test=4)
+    plant_seedlings(tmp_path / "more", n=24, n_test=1)
+    (tmp_path / "more" / "train").rename(valid / "valid")
+    described, notes = infer_competition(valid)
+    assert described.train_images == "train"
+    assert "trained the 16 images in the class folders of train/, not the 24 of valid/ (train_images; edit " \
+           f"dataset/{DESCRIPTION} to change it)" in notes
+
+
+def test_class_names_like_masks_spread_test_images_and_nested_competitions_are_read_or_named(project, tmp_path):
+    """Pass 38: face-mask classes (with_mask, without_mask) are classes; chest-xray's test/NORMAL/ and
+    test/PNEUMONIA/ were taken as test/NORMAL/; a competition under input/<name>/ said "among no CSVs"; a metadata
+    CSV and a probability sample beside class folders were advised what could not be done."""
+    masks = tmp_path / "masks"
+    plant_seedlings(masks, n=16, n_test=4)
+    for old, new in zip(SEEDLINGS, ("with_mask", "without_mask", "mask_weared_incorrect", "masked")):
+        (masks / "train" / old).rename(masks / "train" / new)
+    described, _ = infer_competition(masks)
+    assert (described.label_kind, described.train_images) == ("folders", "train")
+    write_competition(masks, described)
+    assert len(check_train(masks).classes) == 4
+    xray = tmp_path / "xray"
+    plant_seedlings(xray, n=16, n_test=20)
+    for k, path in enumerate(sorted((xray / "test").glob("*.png"))):
+        (xray / "test" / ("NORMAL", "PNEUMONIA")[k % 2]).mkdir(exist_ok=True)
+        path.rename(xray / "test" / ("NORMAL", "PNEUMONIA")[k % 2] / path.name)
+    with pytest.raises(PipelineError, match=r"sample_submission.csv: its ids name 10 images in test/NORMAL/ and 10 "
+                                            r"more in test/PNEUMONIA/, but the test images are read from one folder: "
+                                            r"move them into one"):
+        infer_competition(xray)
+    plant_seedlings(tmp_path / "nested" / "input" / "seedlings", n=16, n_test=4)
+    fetch(archive=competition_zip(tmp_path / "nested", tmp_path / "nested.zip"))
+    assert read_competition(project / "dataset").train_images == "train"
+    (tmp_path / "nested" / "input" / "notes.txt").write_text("beside the competition")
+    with pytest.raises(PipelineError, match=r"no CSV at its top, but input/seedlings/ holds a sample submission \(the "
+                                            r"competition one level down or more\?\); fetch an archive of that"):
+        infer_competition(tmp_path / "nested")
+    meta = tmp_path / "meta"
+    plant_seedlings(meta, n=16, n_test=4)
+    files = sorted((meta / "train").glob("*/*.png"))
+    pd.DataFrame({"image": [f.name for f in files], "width": "32"}).to_csv(meta / "metadata.csv", index=False)
+    with pytest.raises(PipelineError, match=r"metadata.csv: its ids name the images in the class folders of train/, "
+                                            r"but no column .*; if the folders are the classes and metadata.csv only "
+                                            r"describes the images, move it out of the competition's folder"):
+        infer_competition(meta)
+    (meta / "metadata.csv").unlink()
+    pd.DataFrame({"file": pd.read_csv(meta / "sample_submission.csv")["file"], "species": 0.5}).to_csv(
+        meta / "sample_submission.csv", index=False)
+    shutil.rmtree(meta / "train" / SEEDLINGS[2]), shutil.rmtree(meta / "train" / SEEDLINGS[3])
+    with pytest.raises(PipelineError, match=r"not 0 and 1: name the class folders 0 and 1 \(1 for the class whose"):
+        infer_competition(meta)

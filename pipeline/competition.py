@@ -558,6 +558,7 @@ def _image_folder(root: Path, folders: list[str], ids: pd.Series, csv: str, colu
                             "the competition's folder")
     if not best[0]:
         _refuse_path_ids(root, wanted, csv, column)
+        _refuse_numbers_spelled_otherwise(root, folders, wanted, csv, column)
         looked = listed(folders, 6) if folders else "no folders"
         raise PipelineError(f"{root / csv}: no image file is named by its {column!r} column (looked for <id> and "
                             f"<id>{'/'.join(IMAGE_SUFFIXES)} in {looked}); the images are missing, or extract the "
@@ -606,6 +607,26 @@ def _refuse_path_ids(root: Path, ids: set[str], csv: str, column: str) -> None:
         raise PipelineError(f"{root / csv}: its {column!r} values are paths from the competition's folder ({path!r}), "
                             f"but ids name a file in an image folder: write {name!r} (or {name.rsplit('.', 1)[0]!r}) "
                             f"for {folder}/{name}")
+
+
+def _number_spelled(text: str) -> str | None:
+    """A whole number however written (`7`, `007`, `7.0`) as `7`; None for other text."""
+    return str(int(float(text))) if re.fullmatch(r"\d+(\.0+)?", text) else None
+
+
+def _refuse_numbers_spelled_otherwise(root: Path, folders: list[str], ids: set[str], csv: str, column: str) -> None:
+    """Ids that name no file but are the numbers of the files' names written otherwise (`1.0` or `0001` for `1.png`,
+    as a float column or a zero-padded name writes them) are one line saying how to write them."""
+    numbers = {number: i for i in ids if (number := _number_spelled(i)) is not None}
+    for folder in folders:
+        with os.scandir(root / folder) as entries:
+            for entry in entries:
+                stem = entry.name.rsplit(".", 1)[0] if entry.name.lower().endswith(IMAGE_SUFFIXES) else None
+                if stem and stem not in ids and _number_spelled(stem) in numbers:
+                    raise PipelineError(f"{root / csv}: its {column!r} values name no file, but they are the numbers "
+                                        f"of the files' names written otherwise ({numbers[_number_spelled(stem)]!r} "
+                                        f"for {folder}/{entry.name}); write each id as its file's name is written, "
+                                        "without the file extension")
 
 
 def _sample_image_folder(root: Path, folders: list[str], sample: pd.DataFrame, csv: str) -> tuple[str, str]:

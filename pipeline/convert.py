@@ -29,9 +29,9 @@ def find_split_csv(folder: Path, split: str) -> Path:
     return found[0]
 
 
-def read_pixel_csv(path: Path, need_label: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
-    """(labels, uint8 images N×S×S) from a CSV with a `label` column and S×S pixel columns (a test
-    CSV may have no labels: None)."""
+def read_pixel_csv(path: Path, need_label: bool = True) -> tuple[np.ndarray | None, np.ndarray, list[str]]:
+    """(labels, uint8 images N×S×S, ids) from a CSV with a `label` column, S×S pixel columns and perhaps an id column
+    (Kannada-MNIST's test.csv `id`; else the ids are the rows' numbers from 1); a test CSV may have no labels: None."""
     try:
         frame = pd.read_csv(path, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
@@ -40,13 +40,14 @@ def read_pixel_csv(path: Path, need_label: bool = True) -> tuple[np.ndarray | No
     frame = frame.rename(columns={c: "label" for c in frame.columns if c.lower() == "label"})  # Label, LABEL
     if "label" not in frame.columns and need_label:
         raise PipelineError(f"{path}: no 'label' column (columns start {', '.join(map(str, frame.columns[:3]))})")
-    pixels = frame.drop(columns="label", errors="ignore")
+    ids = _row_ids(path, frame)
+    pixels = frame.drop(columns=["label", *([frame.columns[0]] if ids is not None else [])], errors="ignore")
     named = [column for column in pixels.columns if str(column).lower().startswith("pixel")]
     if named and len(named) < pixels.shape[1]:
         others = [str(column) for column in pixels.columns if column not in named]
         raise PipelineError(f"{path}: the column(s) {', '.join(map(repr, others[:5]))} are neither 'label' nor pixels "
-                            "(pixel…); a pixel CSV holds a label and pixel columns only (rows whose ids are a column "
-                            "of their own are not supported): remove them")
+                            "(pixel…); a pixel CSV holds a label and pixel columns, and perhaps the ids in its first "
+                            "column (named id, ImageId, …): remove the others")
     side = math.isqrt(pixels.shape[1])
     if side * side != pixels.shape[1] or side == 0:
         raise PipelineError(f"{path}: {pixels.shape[1]} pixel columns do not make a square greyscale image")
@@ -55,7 +56,22 @@ def read_pixel_csv(path: Path, need_label: bool = True) -> tuple[np.ndarray | No
     if not np.issubdtype(values.dtype, np.integer) or values.min(initial=0) < 0 or values.max(initial=0) > 255:
         raise PipelineError(f"{path}: {_bad_pixel(pixels)}; pixel values must be whole numbers from 0 to 255: fix them")
     labels = frame["label"].to_numpy() if "label" in frame.columns else None
-    return labels, values.astype(np.uint8).reshape(-1, side, side)
+    return labels, values.astype(np.uint8).reshape(-1, side, side), ids or [str(i) for i in range(1, len(frame) + 1)]
+
+
+def _row_ids(path: Path, frame: pd.DataFrame) -> list[str] | None:
+    """The ids in a pixel CSV's first column when it is named for them (id, ImageId, image_id), each once and fit to
+    name a file; None where it holds no ids."""
+    first = frame.columns[0]
+    if first == "label" or not re.search(r"id$", first, re.IGNORECASE):
+        return None
+    ids = frame[first].astype(str).str.strip().tolist()
+    repeated = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) < len(ids) else []
+    odd = [i for i in ids if i in ("", ".", "..", "nan") or "/" in i or "\\" in i]
+    if repeated or odd:
+        raise PipelineError(f"{path}: its {first!r} column " + (f"repeats ids ({listed(repeated, 3)})" if repeated else
+                            f"holds {odd[0]!r}, which names no file") + "; each row's id must be its own: fix them")
+    return ids
 
 
 def _in_pixel_order(path: Path, columns: list[str], side: int) -> list[str]:
@@ -95,12 +111,10 @@ def _bad_pixel(pixels: pd.DataFrame) -> str:
     return f"line {row + 2}, column {pixels.columns[column]} holds {shown} ({int(bad.sum())} such cell(s))"
 
 
-def _write_pngs(folder: Path, images: np.ndarray) -> list[int]:
+def _write_pngs(folder: Path, images: np.ndarray, ids: list[str]) -> None:
     folder.mkdir(parents=True)
-    ids = list(range(1, len(images) + 1))
     for image_id, image in zip(ids, images):
         Image.fromarray(image, mode="L").save(folder / f"{image_id}.png", compress_level=1)
-    return ids
 
 
 def is_pixel_competition(folder: Path) -> bool:
@@ -134,8 +148,8 @@ def convert_pixel_dataset(raw: Path, dest: Path, dataset: str, sample: bool = Tr
     """Lay out the train and test CSVs found under `raw` as a competition in `dest` (with a sample submission of
     `id,label` unless not `sample`)."""
     try:  # the CSVs named as the archive holds them, not by the folder they are read in
-        train_labels, train_images = read_pixel_csv(find_split_csv(raw, "train"))
-        test_labels, test_images = read_pixel_csv(find_split_csv(raw, "test"), need_label=False)
+        train_labels, train_images, train_ids = read_pixel_csv(find_split_csv(raw, "train"))
+        test_labels, test_images, test_ids = read_pixel_csv(find_split_csv(raw, "test"), need_label=False)
     except PipelineError as e:
         raise PipelineError(str(e).replace(f"{raw}/", f"{raw.parent}/")) from None
     if train_images.shape[1:] != test_images.shape[1:]:
@@ -150,11 +164,23 @@ def convert_pixel_dataset(raw: Path, dest: Path, dataset: str, sample: bool = Tr
     else:
         named = [values.astype(str) for values in labels]
     train_names = named[0]
-    train_ids = _write_pngs(dest / "train", train_images)
-    test_ids = _write_pngs(dest / "test", test_images)
+    _write_pngs(dest / "train", train_images, train_ids)
+    _write_pngs(dest / "test", test_images, test_ids)
     pd.DataFrame({"id": train_ids, "label": train_names}).to_csv(dest / TRAIN_LABELS, index=False)
     if sample:
         pd.DataFrame({"id": test_ids, "label": sorted(set(train_names))[0]}).to_csv(dest / SAMPLE_SUBMISSION,
                                                                                     index=False)
-    if test_labels is not None:
-        pd.DataFrame({"id": test_ids, "label": named[1]}).to_csv(dest / SOLUTION, index=False)
+    if test_labels is not None:  # headed as the competition's own sample is, so that --score reads it
+        header = _sample_header(dest) if not sample else ["id", "label"]
+        pd.DataFrame({header[0]: test_ids, header[1]: named[1]}).to_csv(dest / SOLUTION, index=False)
+
+
+def _sample_header(folder: Path) -> list[str]:
+    """The id and label columns of the sample submission in `folder` (digit-recognizer's ImageId,Label), else
+    id,label."""
+    samples = [p for p in sorted(folder.glob("*.csv")) if "sample" in p.name.lower() and "submission" in p.name.lower()]
+    try:
+        columns = list(pd.read_csv(samples[0], nrows=0).columns) if len(samples) == 1 else []
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        columns = []  # describing the competition reports the unreadable sample
+    return columns[:2] if len(columns) >= 2 else ["id", "label"]

@@ -1255,3 +1255,53 @@ def test_class_names_like_masks_spread_test_images_and_nested_competitions_are_r
     shutil.rmtree(meta / "train" / SEEDLINGS[2]), shutil.rmtree(meta / "train" / SEEDLINGS[3])
     with pytest.raises(PipelineError, match=r"not 0 and 1: name the class folders 0 and 1 \(1 for the class whose"):
         infer_competition(meta)
+
+
+def test_a_pixel_test_csv_with_an_id_column_keeps_its_ids_and_a_labelled_one_scores(project, tmp_path):
+    """Pass 36/37: Kannada-MNIST's test.csv (`id`, then pixels; ids from 0 as its sample's) was refused with advice
+    that led to a second error; a digit-recognizer test.csv with labels left a solution.csv headed id,label, which
+    `--score` refused beside a sample headed ImageId,Label."""
+    source = tmp_path / "kannada"
+    digit_recognizer(source)
+    test = pd.read_csv(source / "test.csv")
+    test = pd.concat([pd.DataFrame({"id": np.arange(len(test)) + 100}), test], axis=1)
+    test.to_csv(source / "test.csv", index=False)
+    solution = pd.read_csv(source / "solution.csv").assign(ImageId=test["id"])
+    solution.rename(columns={"ImageId": "id", "Label": "label"}).to_csv(source / "solution.csv", index=False)
+    solution.rename(columns={"ImageId": "id", "Label": "label"}).assign(label=0).to_csv(
+        source / "sample_submission.csv", index=False)
+    fetch(archive=competition_zip(source, tmp_path / "kannada.zip"))
+    train(TrainConfig(epochs=4, **QUICK), project / "dataset", project / "weights", Console(quiet=True))
+    scored = predict(score=source / "solution.csv")
+    written = pd.read_csv(project / "submissions" / "submission.csv", dtype=str)
+    assert written["id"].tolist() == [str(i) for i in range(100, 140)] and scored.score > 0.5
+    labelled = tmp_path / "labelled"
+    digit_recognizer(labelled)
+    test = pd.read_csv(labelled / "test.csv")
+    test = pd.concat([pd.read_csv(labelled / "solution.csv")["Label"].rename("label"), test], axis=1)
+    test.to_csv(labelled / "test.csv", index=False)
+    fetch(archive=competition_zip(labelled, tmp_path / "labelled.zip"), force=True)
+    assert list(pd.read_csv(project / "dataset" / "solution.csv").columns) == ["ImageId", "Label"]
+    check_solution(project / "dataset" / "solution.csv", project / "dataset", "accuracy")
+    pd.concat([pd.DataFrame({"id": [7] * len(test)}), test.drop(columns="label")], axis=1).to_csv(
+        labelled / "test.csv", index=False)
+    with pytest.raises(PipelineError, match=r"test.csv: its 'id' column repeats ids \(7\); each row's id must be its "
+                                            r"own: fix them"):
+        fetch(archive=competition_zip(labelled, tmp_path / "repeated.zip"), force=True)
+
+
+def test_ids_that_are_the_file_numbers_written_otherwise_say_how_to_write_them(tmp_path):
+    """Pass 37: ids written 1.0 (a float column) or 0001 for files 1.png were called missing images."""
+    write_cifar_shape(tmp_path, n_train=12, n_test=4)
+    labels = pd.read_csv(tmp_path / "trainLabels.csv", dtype=str)
+    labels.assign(id=labels["id"] + ".0").to_csv(tmp_path / "trainLabels.csv", index=False)
+    with pytest.raises(PipelineError, match=r"trainLabels.csv: its 'id' values name no file, but they are the numbers "
+                                            r"of the files' names written otherwise \('\d+\.0' for train/\d+\.png\); "
+                                            r"write each id as its file's name is written"):
+        infer_competition(tmp_path)
+    labels.to_csv(tmp_path / "trainLabels.csv", index=False)
+    sample = pd.read_csv(tmp_path / "sampleSubmission.csv", dtype=str)
+    sample.assign(id=sample["id"].str.zfill(4)).to_csv(tmp_path / "sampleSubmission.csv", index=False)
+    with pytest.raises(PipelineError, match=r"sampleSubmission.csv: its 'id' values name no file, .*\('00\d\d' for "
+                                            r"test/\d+\.png\)"):
+        infer_competition(tmp_path)

@@ -146,7 +146,8 @@ def infer_competition(root: Path, label_columns: tuple[str, ...] = ()) -> tuple[
     sample_csv = _pick_sample(root, csvs)
     sample, folders, notes = _read(root / sample_csv), _image_folders(root), []
     others = [c for c in csvs if c != sample_csv]
-    labels_csv = _pick_labels(root, others, notes) if any(not c.lower().startswith("test") for c in others) else None
+    labels_csv = _pick_labels(root, others, notes, label_columns) \
+        if any(not c.lower().startswith("test") for c in others) else None
     by_folder, folder_notes = _class_folders(root, folders)
     if by_folder and labels_csv and not _labels_name_the_folders(root, labels_csv, by_folder, notes):
         by_folder = None
@@ -156,7 +157,7 @@ def infer_competition(root: Path, label_columns: tuple[str, ...] = ()) -> tuple[
     if by_folder and label_columns:
         raise PipelineError(f"--label-column: this competition's labels are its class folders in "
                             f"{by_folder[0]['train_images']}/, not a CSV's column; fetch it without --label-column")
-    labeled, ids, classes = by_folder or _labels_by_csv(root, labels_csv or _pick_labels(root, others, notes),
+    labeled, ids, classes = by_folder or _labels_by_csv(root, labels_csv or _pick_labels(root, others, notes, label_columns),
                                                         folders, sample, sample_csv, notes, label_columns)
     submission_id, suffix = sample.columns[0], labeled["image_suffix"]
     test_images, test_suffix = _sample_image_folder(root, _not_named(folders, "train"), sample, sample_csv)
@@ -496,11 +497,15 @@ def _sample_named(name: str) -> bool:
     return name.lower().endswith(".csv") and "sample" in name.lower() and "submission" in name.lower()
 
 
-def _pick_labels(root: Path, csvs: list[str], notes: list[str]) -> str:
-    """The training labels: the one CSV besides the sample submission that is not the test list, or the one of them
-    named as labels usually are (a note names the others)."""
+def _pick_labels(root: Path, csvs: list[str], notes: list[str], label_columns: tuple[str, ...] = ()) -> str:
+    """The training labels: the one CSV besides the sample submission that is not the test list, the one of them
+    holding the `label_columns` given (--label-column), or the one named as labels usually are (a note names the
+    others)."""
     candidates = [c for c in csvs if not c.lower().startswith("test")]
-    preferred = [c for c in candidates if c.lower().replace("_", "") in ("trainlabels.csv", "labels.csv", "train.csv")]
+    holding = [c for c in candidates if set(label_columns) <= set(_read(root / c).columns)] \
+        if label_columns and len(candidates) > 1 else []
+    preferred = holding if len(holding) == 1 else \
+        [c for c in candidates if c.lower().replace("_", "") in ("trainlabels.csv", "labels.csv", "train.csv")]
     if len(preferred) == 1 and len(candidates) > 1:
         others = [c for c in candidates if c != preferred[0]]
         notes.append(f"read the training labels from {preferred[0]}, not {listed(others)} (labels_csv; {EDIT})")
@@ -509,8 +514,13 @@ def _pick_labels(root: Path, csvs: list[str], notes: list[str]) -> str:
     if not candidates:
         raise PipelineError(f"{root}: no CSV of training labels (e.g. train.csv, labels.csv) beside the sample "
                             "submission, nor a training folder of class folders of images")
-    raise PipelineError(f"{root}: cannot tell which of {', '.join(candidates)} holds the training labels; write "
-                        f"dataset/{DESCRIPTION} with labels_csv naming it")
+    if label_columns:
+        raise PipelineError(f"{root}: cannot tell which of {', '.join(candidates)} holds the training labels: "
+                            f"{listed(holding) if holding else 'none'} of them hold(s) --label-column "
+                            f"{' '.join(label_columns)}; name a column only the labels' CSV holds, or leave the other "
+                            "CSVs out of the archive")
+    raise PipelineError(f"{root}: cannot tell which of {', '.join(candidates)} holds the training labels; fetch with "
+                        "--label-column NAME naming its label column, which one of them holds")
 
 
 FOLDER_DEPTH = 3  # levels below the competition's folder searched for image folders (data/train/images)

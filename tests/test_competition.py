@@ -1305,3 +1305,21 @@ def test_ids_that_are_the_file_numbers_written_otherwise_say_how_to_write_them(t
     with pytest.raises(PipelineError, match=r"sampleSubmission.csv: its 'id' values name no file, .*\('00\d\d' for "
                                             r"test/\d+\.png\)"):
         infer_competition(tmp_path)
+
+
+def test_two_csvs_named_as_labels_are_told_apart_by_the_label_column(tmp_path):
+    """Pass 37: iMet's train.csv beside its labels.csv (the attributes' names) was refused, advised to write a
+    competition.json that fetch never keeps."""
+    write_cifar_shape(tmp_path, n_train=8, n_test=4)
+    pd.DataFrame({"attribute_id": ["1", "2"], "attribute_name": ["a", "b"]}).to_csv(tmp_path / "labels.csv",
+                                                                                  index=False)
+    with pytest.raises(PipelineError, match=r"cannot tell which of labels.csv, trainLabels.csv holds the training "
+                                            r"labels; fetch with --label-column NAME naming its label column"):
+        infer_competition(tmp_path)
+    described, notes = infer_competition(tmp_path, ("label",))
+    assert (described.labels_csv, described.label_columns) == ("trainLabels.csv", ("label",))
+    assert "read the training labels from trainLabels.csv, not labels.csv (labels_csv; edit" in notes[0]
+    pd.DataFrame({"id": ["1"], "label": ["a"]}).to_csv(tmp_path / "labels.csv", index=False)
+    with pytest.raises(PipelineError, match=r"labels.csv, trainLabels.csv of them hold\(s\) --label-column label; "
+                                            r"name a column only the labels' CSV holds"):
+        infer_competition(tmp_path, ("label",))

@@ -513,7 +513,9 @@ def _pick_labels(root: Path, csvs: list[str], notes: list[str], label_columns: t
         return (preferred or candidates)[0]
     if not candidates:
         raise PipelineError(f"{root}: no CSV of training labels (e.g. train.csv, labels.csv) beside the sample "
-                            "submission, nor a training folder of class folders of images")
+                            "submission, nor a training folder of class folders of images; pipeline reads labels from "
+                            "one of those: add a CSV of id,label rows, or move each training image into a folder named "
+                            "for its class (train/<class>/<file>)")
     if label_columns:
         raise PipelineError(f"{root}: cannot tell which of {', '.join(candidates)} holds the training labels: "
                             f"{listed(holding) if holding else 'none'} of them hold(s) --label-column "

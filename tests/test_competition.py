@@ -247,7 +247,8 @@ def test_several_label_columns_pick_the_one_named_like_a_label_and_say_so(tmp_pa
 
 @pytest.mark.parametrize("change, message", [
     (lambda root: (root / "sampleSubmission.csv").unlink(), "no sample submission CSV"),
-    (lambda root: (root / "trainLabels.csv").unlink(), "no CSV of training labels"),
+    (lambda root: (root / "trainLabels.csv").unlink(), "no CSV of training labels.*: add a CSV of id,label rows, or "
+                                                       "move each training image into a folder named for its class"),
     (lambda root: [p.unlink() for p in (*(root / "train").iterdir(), *(root / "test").iterdir())],
      "trainLabels.csv: no image file is named by"),
     (lambda root: pd.DataFrame({"id": [1], "a": [1], "b": [2]}).to_csv(root / "sampleSubmission.csv", index=False),

@@ -18,7 +18,7 @@ from pipeline.errors import PipelineError
 from pipeline.metrics import METRIC_LABELS
 from pipeline.dataset import TrainArrays, training_arrays
 from pipeline.figures import ValPredictions, label_issues
-from pipeline.run import CrossValidation, abandoned, claimed_cv, plan_differences, shared_options
+from pipeline.run import CrossValidation, Run, abandoned, claimed_cv, plan_differences, shared_options
 from pipeline.teach import check_folds_unseen
 from pipeline.train import train
 from pipeline.workspace import atomic_path, dataset_dir, weights_dir
@@ -50,12 +50,13 @@ def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root
                 if problem:
                     raise PipelineError(f"{problem}; then train the CV again to gather it")
                 labeled = labeled or training_arrays(dataset_root, config.skip_bad, config.limit, console).labeled_ids
-                if run.read_config().labeled_ids not in ("", labeled):
-                    raise PipelineError(f"{run.path}: fold {fold} was trained on other labeled images than {dataset_root} "
-                                        "holds now (its labels or images changed since); train the CV again in a new folder")
+                check_same_images(run, fold, labeled, dataset_root)
                 console.print(f"fold {fold}: already trained in {run.path}")
                 continue
             check_plan_fits_folds(cv, plan)
+            for index in cv.finished_fold_indices():  # a fold trained on other images would be refused once trained
+                labeled = labeled or training_arrays(dataset_root, config.skip_bad, config.limit, console).labeled_ids
+                check_same_images(cv.fold(index), index, labeled, dataset_root)
             console.print(f"[bold]fold {fold} of {config.folds}[/bold] → {run.path}")
             train(replace(config, fold=fold, name=run.name), dataset_root, cv.path, console)
     gathered = gather(cv)
@@ -65,6 +66,13 @@ def train_cv(config: TrainConfig, dataset_root: Path | None = None, weights_root
         return cv, None
     write_label_issues(cv, gathered[0], training_arrays(dataset_root, config.skip_bad, config.limit, console), console)
     return cv, gathered[1]
+
+
+def check_same_images(run: Run, fold: int, labeled: str, dataset_root: Path) -> None:
+    """A trained fold of the CV was trained on the labeled images `dataset_root` holds now (digest `labeled`)."""
+    if run.read_config().labeled_ids not in ("", labeled):
+        raise PipelineError(f"{run.path}: fold {fold} was trained on other labeled images than {dataset_root} holds now "
+                            "(its labels or images changed since); train the CV again in a new folder")
 
 
 def write_label_issues(cv: CrossValidation, predictions: tuple[np.ndarray, np.ndarray, np.ndarray], data: TrainArrays,

@@ -506,7 +506,11 @@ class CrossValidation:
 
     def finished_folds(self) -> int:
         """How many of the plan's folds have finished (status finished)."""
-        return sum((self.fold(i).read_status() or {}).get("state") == "finished" for i in range(self.read_plan()["folds"]))
+        return len(self.finished_fold_indices())
+
+    def finished_fold_indices(self) -> list[int]:
+        """The plan's folds that have finished (status finished)."""
+        return [i for i in range(self.read_plan()["folds"]) if (self.fold(i).read_status() or {}).get("state") == "finished"]
 
     def fold_folders(self) -> list[Path]:
         """The fold folders in it, trained, training or left by a crash (a fold that fails before its first

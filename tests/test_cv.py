@@ -156,6 +156,12 @@ def test_runs_lists_fold_runs_and_each_cv_summary(fetched):
     assert "listed/fold-0" in out and "listed/fold-1" in out and "half/fold-0" in out
     assert "cross-validation listed (2 folds): out-of-fold accuracy 0." in out
     assert re.search(r"cross-validation half \(2 folds\): 1 of 2 folds finished; .*half/fold-1: fold 1 of 2 is not trained; train it with `pipeline train --config .*half --fold 1 --name half`", out)
+    labels = pd.read_csv(fetched / "dataset" / "trainLabels.csv")  # pass 37: re-fetched data, found only once trained
+    labels.loc[:9, "label"] = labels.loc[:9, "label"].iloc[::-1].to_numpy()
+    labels.to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
+    with pytest.raises(PipelineError, match=r"half/fold-0: fold 0 was trained on other labeled images than"):
+        train_cv(TrainConfig(**{**CV, "folds": 2}, fold=1, name="half"))
+    assert not (fetched / "weights" / "half" / "fold-1").exists()  # refused before training
 
 
 def test_a_cv_records_its_metric_takes_up_older_plans_and_refuses_folds_ranked_by_different_metrics(fetched):

@@ -571,6 +571,7 @@ def _image_folder(root: Path, folders: list[str], ids: pd.Series, csv: str, colu
     if not best[0]:
         _refuse_path_ids(root, wanted, csv, column)
         _refuse_numbers_spelled_otherwise(root, folders, wanted, csv, column)
+        _refuse_unread_formats(root, folders, wanted, csv, column)
         looked = listed(folders, 6) if folders else "no folders"
         raise PipelineError(f"{root / csv}: no image file is named by its {column!r} column (looked for <id> and "
                             f"<id>{'/'.join(IMAGE_SUFFIXES)} in {looked}); the images are missing, or extract the "
@@ -639,6 +640,19 @@ def _refuse_numbers_spelled_otherwise(root: Path, folders: list[str], ids: set[s
                                         f"of the files' names written otherwise ({numbers[_number_spelled(stem)]!r} "
                                         f"for {folder}/{entry.name}); write each id as its file's name is written, "
                                         "without the file extension")
+
+
+def _refuse_unread_formats(root: Path, folders: list[str], ids: set[str], csv: str, column: str) -> None:
+    """Ids naming files of a format pipeline does not read (SIIM's DICOM `<id>.dcm`, `.npy`) are one line saying
+    to convert them."""
+    for folder in folders:
+        with os.scandir(root / folder) as entries:
+            for entry in entries:
+                stem, dot, ext = entry.name.rpartition(".")
+                if dot and stem in ids:
+                    raise PipelineError(f"{root / csv}: its {column!r} values name files such as {folder}/{entry.name}"
+                                        f", and .{ext} is not an image format pipeline reads ({', '.join(IMAGE_SUFFIXES)}"
+                                        f"); convert them to PNG (DICOM: with pydicom, say) under the same names")
 
 
 def _sample_image_folder(root: Path, folders: list[str], sample: pd.DataFrame, csv: str) -> tuple[str, str]:

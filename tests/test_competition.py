@@ -1324,3 +1324,13 @@ def test_two_csvs_named_as_labels_are_told_apart_by_the_label_column(tmp_path):
     with pytest.raises(PipelineError, match=r"labels.csv, trainLabels.csv of them hold\(s\) --label-column label; "
                                             r"name a column only the labels' CSV holds"):
         infer_competition(tmp_path, ("label",))
+
+
+def test_ids_naming_files_of_a_format_not_read_say_to_convert_them(tmp_path):
+    """Pass 35: SIIM's train/<id>.dcm (DICOM) was called "no image file is named", as if the images were missing."""
+    write_cifar_shape(tmp_path, n_train=8, n_test=4)
+    for path in (tmp_path / "train").glob("*.png"):
+        path.rename(path.with_suffix(".dcm"))
+    with pytest.raises(PipelineError, match=r"trainLabels.csv: its 'id' values name files such as train/\d+\.dcm, and "
+                                            r"\.dcm is not an image format pipeline reads \(.*\); convert them to PNG"):
+        infer_competition(tmp_path)

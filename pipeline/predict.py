@@ -359,7 +359,7 @@ def check_fits(path: Path, config: RunConfig, images: np.ndarray, dataset_root: 
                             f"image_size {described} in {dataset_root / DESCRIPTION} decodes the test images at "
                             f"{described}×{described}; set image_size as it was ({config.image_size[0]}, or null where "
                             "that is the images' own size), or predict with a model trained at this size")
-    trained = trained_images_unlike(config, height, width, config.channels)
+    trained = trained_images_unlike(config, height, width)  # the size: other channels are converted
     if trained:
         side, other = config.image_size[0], config.image_size[1]
         advice = (f"`{refetch_command(dataset_root, f'--img-size {side}')}` decodes them at the model's size"

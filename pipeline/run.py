@@ -898,12 +898,13 @@ def images_in_words(height: int, width: int, channels: int) -> str:
     return f"{width}×{height} { {1: 'greyscale', 3: 'colour'}.get(channels, f'{channels}-channel')} images"
 
 
-def trained_images_unlike(config: RunConfig, height: int, width: int, channels: int) -> str | None:
+def trained_images_unlike(config: RunConfig, height: int, width: int, channels: int | None = None) -> str | None:
     """The images a model of `config` was trained on, in words, where images of this shape are unlike them (their
-    channels, and their size unless the model resizes its inputs: --img-size); None when they are alike."""
+    channels, unless None: not compared, and their size unless the model resizes its inputs: --img-size); None when
+    they are alike."""
     resizes = config.options.img_size is not None or not config.image_size
     trained = (height, width) if resizes else tuple(config.image_size)
-    if trained == (height, width) and config.channels == channels:
+    if trained == (height, width) and channels in (None, config.channels):
         return None
     return images_in_words(*trained, config.channels)
 

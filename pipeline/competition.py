@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineError, listed
-from pipeline.images import IMAGE_SUFFIXES, MASK_FOLDERS, class_folder_images, header_sample, named_for
+from pipeline.images import IMAGE_SUFFIXES, MASK_FOLDERS, class_folder_listing, header_sample, named_for
 from pipeline.metrics import LABEL_METRICS, METRICS
 from pipeline.workspace import read_json, write_text_atomic
 
@@ -161,6 +161,11 @@ def infer_competition(root: Path, label_columns: tuple[str, ...] = ()) -> tuple[
                                                         folders, sample, sample_csv, notes, label_columns)
     submission_id, suffix = sample.columns[0], labeled["image_suffix"]
     test_images, test_suffix = _sample_image_folder(root, _not_named(folders, "train"), sample, sample_csv)
+    if test_suffix != suffix and labeled["label_kind"] == "folders":
+        raise PipelineError(f"{root / sample_csv}: its ids name files '<id>{test_suffix}' in {test_images}/, but the "
+                            f"training images, in the class folders of {labeled['train_images']}/, are named by their "
+                            f"file names, and one naming is supported: write the sample's ids as the test images' file "
+                            "names, with the extension")
     if test_suffix != suffix:
         raise PipelineError(f"{root}: the training ids name files '<id>{suffix}' in {labeled['train_images']}/, those "
                             f"of {sample_csv} '<id>{test_suffix}' in {test_images}/, and one naming is supported: "
@@ -200,6 +205,7 @@ def _labels_by_csv(root: Path, labels_csv: str, folders: list[str], sample: pd.D
     except PipelineError:
         if misordered:
             raise labels_off from None
+        _refuse_ids_in_a_later_column(root, folders, labels, labels_csv, "train")
         raise
     if misordered and id_column in sample.columns:  # the labels' ids name images: the sample's order is off
         raise PipelineError(f"{root / sample_csv}: its first column is {submission_id!r}, but the image ids are in its "
@@ -255,9 +261,9 @@ def _class_folders(root: Path, folders: list[str]) -> tuple[tuple[dict, pd.Serie
     train/<class>/<file>; Intel's seg_train/seg_train/<class>/; train/ beside a larger valid/): the description's
     fields, the ids (`<class>/<file>`) and the classes, with notes on the choice; None where there is none. Folders
     named for a split, for images or masks (images/train, <class>/images beside <class>/masks) are no classes."""
-    sets = {}
+    sets, left_out = {}, {}
     for folder in _not_named(folders, "test"):
-        found = class_folder_images(root / folder)
+        found, left_out[folder] = class_folder_listing(root / folder)
         if _may_be_classes({name for _, name in found}):
             sets[folder] = found
     if not sets:
@@ -266,8 +272,10 @@ def _class_folders(root: Path, folders: list[str]) -> tuple[tuple[dict, pd.Serie
     found, notes = sets[chosen], []
     nested = next((image_id for image_id, _ in found if image_id.count("/") > 1), None)
     if nested:
-        notes.append(f"{chosen}/: images in subfolders of its class folders ({nested}) are of that class (folders "
-                     f"named {' or '.join(MASK_FOLDERS)} left out)")
+        notes.append(f"{chosen}/: images in subfolders of its class folders ({nested}) are of that class")
+    if left_out[chosen]:
+        notes.append(f"{chosen}/: {len(left_out[chosen])} folder(s) and file(s) in its class folders left out as the "
+                     f"masks or labels of its images ({listed(left_out[chosen], 3)}): not trained")
     others = [f for f in sets if f != chosen and not PurePosixPath(f).is_relative_to(chosen)
               and not PurePosixPath(chosen).is_relative_to(f)]
     if others:
@@ -493,6 +501,26 @@ def _pick_sample(root: Path, csvs: list[str]) -> str:
     return named[0]
 
 
+def _why_no_class_folders(root: Path) -> str:
+    """Why the folder holding the most images in folders was not read as class folders, and what to do: "" where
+    none holds any."""
+    held = {folder: {name for _, name in class_folder_listing(root / folder)[0]} for folder in
+            [".", *_not_named(_image_folders(root), "test")]}
+    held["."] = {name for name in held["."] if _may_be_classes({name, "other"})}  # not train/, test/, images/
+    folder = max(held, key=lambda f: len(held[f]))
+    names, where = sorted(held[folder]), "the competition's top" if folder == "." else f"{folder}/"
+    odd = [n for n in names if n.casefold() in NOT_CLASSES or named_for(n, "train") or named_for(n, "test")]
+    if not names or len(names) > 1 and folder != "." and not odd:
+        return ""
+    if len(names) == 1:
+        return f"; {where} holds one folder of images ({names[0]}/), and a classifier needs two classes or more"
+    if folder == ".":
+        return (f"; the class folders ({listed([f'{n}/' for n in names], 3)}) are at {where}: move them into a "
+                "train/ folder")
+    return (f"; the folders of {where} ({listed(names, 4)}) are no class folders, as {listed(odd, 3)} never name(s) "
+            f"a class (a split, images, labels or masks): rename {'it' if len(odd) == 1 else 'them'} if a class")
+
+
 def _sample_named(name: str) -> bool:
     return name.lower().endswith(".csv") and "sample" in name.lower() and "submission" in name.lower()
 
@@ -513,9 +541,10 @@ def _pick_labels(root: Path, csvs: list[str], notes: list[str], label_columns: t
         return (preferred or candidates)[0]
     if not candidates:
         raise PipelineError(f"{root}: no CSV of training labels (e.g. train.csv, labels.csv) beside the sample "
-                            "submission, nor a training folder of class folders of images; pipeline reads labels from "
-                            "one of those: add a CSV of id,label rows, or move each training image into a folder named "
-                            "for its class (train/<class>/<file>)")
+                            "submission, nor a training folder of class folders of images"
+                            + (_why_no_class_folders(root) or "; pipeline reads labels from one of those: add a CSV of "
+                               "id,label rows, or move each training image into a folder named for its class "
+                               "(train/<class>/<file>)"))
     if label_columns:
         raise PipelineError(f"{root}: cannot tell which of {', '.join(candidates)} holds the training labels: "
                             f"{listed(holding) if holding else 'none'} of them hold(s) --label-column "
@@ -560,6 +589,7 @@ def _image_folder(root: Path, folders: list[str], ids: pd.Series, csv: str, colu
             suffix, count = suffixes.most_common(1)[0]
             named = sum(named_for(folder, word) for word in (split, "image")) - named_for(folder, "mask")
             found = (count, named, count / entries, folder, suffix)
+            _refuse_two_namings(root / csv, column, folder, suffixes)
             tied = found[3] if found[:3] == best[:3] else tied if found[:3] < best[:3] else None
             best = max(best, found, key=lambda b: b[:3])
     if best[0]:
@@ -577,6 +607,16 @@ def _image_folder(root: Path, folders: list[str], ids: pd.Series, csv: str, colu
                             f"<id>{'/'.join(IMAGE_SUFFIXES)} in {looked}); the images are missing, or extract the "
                             f"competition into dataset/ and describe it there in {DESCRIPTION} by hand (docs/fetch.md)")
     return best[3], best[4]
+
+
+def _refuse_two_namings(csv: Path, column: str, folder: str, suffixes: Counter) -> None:
+    """Ids naming a folder's images both as file names and without the extension (`7.png` beside `8`), a tenth of
+    them or more each way, are one line: one naming is read."""
+    ways = suffixes.most_common(2)
+    if len(ways) == 2 and "" in dict(ways) and ways[1][1] >= sum(suffixes.values()) / 10:
+        shown = [f"{n} {'as file names' if way == '' else f'without their extension ({way})'}" for way, n in ways]
+        raise PipelineError(f"{csv}: its {column!r} values name the images of {folder}/ two ways, {' and '.join(shown)}"
+                            "; write them one way, all with the extension or all without it")
 
 
 def _named_images(folder: Path, wanted: set[str]) -> tuple[Counter, int, set[str]]:
@@ -615,6 +655,13 @@ def _refuse_path_ids(root: Path, ids: set[str], csv: str, column: str) -> None:
     """Ids that are paths to the images from the competition's folder (`train/1.png`) rather than names in an image
     folder are one line saying how to write them."""
     path = next((i for i in sorted(ids) if "/" in i.strip("/") and (root / i.lstrip("/")).is_file()), None)
+    folders = _image_folders(root) if path is None and any("/" in i.strip("/") for i in ids) else []
+    inside = next(((f, i) for i in sorted(ids)[:1000] if "/" in i.strip("/") for f in folders
+                   if (root / f / i.lstrip("/")).is_file()), None)
+    if inside is not None:
+        raise PipelineError(f"{root / csv}: its {column!r} values hold a folder as well as a file name ({inside[1]!r}, "
+                            f"in {inside[0]}/), but ids name files in one image folder: move the images into one folder "
+                            "and write the ids as their file names")
     if path is not None:
         folder, name = path.lstrip("/").rsplit("/", 1)
         raise PipelineError(f"{root / csv}: its {column!r} values are paths from the competition's folder ({path!r}), "
@@ -661,15 +708,21 @@ def _sample_image_folder(root: Path, folders: list[str], sample: pd.DataFrame, c
     try:
         return _image_folder(root, folders, sample[sample.columns[0]], csv, sample.columns[0], "test")
     except PipelineError:
-        for column in sample.columns[1:]:
-            try:
-                folder, _ = _image_folder(root, folders, sample[column], csv, column, "test")
-            except PipelineError:
-                continue
-            raise PipelineError(f"{root / csv}: its ids are in its {column!r} column (they name the images in "
-                                f"{folder}/), not in its first, {sample.columns[0]!r}; the first column of a sample "
-                                f"submission holds the ids: write {column!r} first") from None
+        _refuse_ids_in_a_later_column(root, folders, sample, csv, "test")
         raise
+
+
+def _refuse_ids_in_a_later_column(root: Path, folders: list[str], frame: pd.DataFrame, csv: str, split: str) -> None:
+    """A CSV whose first column names no image but a later one's do (`label,id`; Cassava 2019's sample `Category,Id`)
+    is one line saying to write that column first."""
+    for column in frame.columns[1:]:
+        try:
+            folder, _ = _image_folder(root, folders, frame[column], csv, column, split)
+        except PipelineError:
+            continue
+        raise PipelineError(f"{root / csv}: its ids are in its {column!r} column (they name the images in {folder}/), "
+                            f"not in its first, {frame.columns[0]!r}; the first column of {csv} holds the ids: write "
+                            f"{column!r} first") from None
 
 
 def _square_for_varied_sizes(train: Path, train_ids: pd.Series, test: Path, test_ids: pd.Series, suffix: str,
@@ -878,7 +931,7 @@ BINARY_SPELLINGS = {"0": "0", "1": "1", "0.0": "0", "1.0": "1", "false": "0", "t
 def _label_kind(values: pd.Series, sample_kind: tuple[bool, bool], csv: str, column: str, notes: list[str]) -> str:
     """binary (0 and 1, also written 0.0 and 1.0; False/True or No/Yes where the sample asks for a probability of 1),
     integers (but for codes of one width with leading zeros, 007: names, submitted as written; codes written 3.0, as
-    pandas writes a float column, where the sample writes whole numbers) or names. `sample_kind`: whether the sample
+    pandas writes a float column, where the sample writes whole numbers or beside codes written 3) or names. `sample_kind`: whether the sample
     holds a probability of 1, and whether it writes whole numbers."""
     probability, integers = sample_kind
     present = set(values) - {""}
@@ -887,9 +940,11 @@ def _label_kind(values: pd.Series, sample_kind: tuple[bool, bool], csv: str, col
     if present <= {"0", "1", "0.0", "1.0"} or probability and {v.casefold() for v in present} <= set(BINARY_SPELLINGS):
         notes.append(f"{csv}: {column}'s {listed(sorted(present))} read as 0 and 1 (1: true, yes)")
         return "binary"
-    if integers and all(WHOLE_FLOAT.fullmatch(v) for v in present):
-        notes.append(f"{csv}: {column}'s {listed(sorted(present, key=float), 4)} read as the whole numbers the sample "
-                     "writes")
+    floats = [v for v in present if WHOLE_FLOAT.fullmatch(v)]
+    mixed = floats and len(floats) < len(present) and all(v.lstrip("-").isdigit() for v in present - set(floats))
+    if floats and (integers and len(floats) == len(present) or mixed):  # 2.0 beside 2: one number, however written
+        notes.append(f"{csv}: {column}'s {listed(sorted(floats, key=float), 4)} read as the whole numbers "
+                     + ("they are, beside codes written without '.0'" if mixed else "the sample writes"))
         return "integers"
     if all(v.isdigit() for v in present):
         padded = any(len(v) > 1 and v.startswith("0") for v in present) and len({len(v) for v in present}) == 1

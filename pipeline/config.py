@@ -297,7 +297,7 @@ OPTIONS = (
            check=device_spelling, resumable=True, per_fold=True, hparam=False),
     Option("threads", int, None, RUN, THREADS_HELP, "N", check=at_least(1), optional=True, resumable=True,
            per_fold=True),
-    Option("limit", int, None, DATA, "Use only the first N training images (quick runs).", "N", check=positive,
+    Option("limit", int, None, DATA, "Use only N training images, each class its share (quick runs).", "N", check=positive,
            optional=True, hparam=False),
     Option("skip_bad", bool, False, DATA, "Train on the rest when some images or CSV rows are unusable; they are "
            "listed in the run folder (off: any problem stops training)."),

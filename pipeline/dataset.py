@@ -61,11 +61,27 @@ class TrainArrays:
 
 
 
+def limited(targets: np.ndarray, limit: int, classes: list[str]) -> np.ndarray:
+    """The indices of `limit` images (--limit), in order: each class's first ones, as many as its share of the set
+    (largest remainders), so that a set laid out class by class (class folders) keeps every class; a limit leaving a
+    class without an image is one line."""
+    counts = np.bincount(targets, minlength=len(classes))
+    shares = counts * limit / len(targets)
+    quota = np.floor(shares).astype(int)
+    quota[np.argsort(quota - shares, kind="stable")[:limit - quota.sum()]] += 1
+    missing = [classes[c] for c in np.flatnonzero((quota == 0) & (counts > 0))]
+    if missing:
+        raise PipelineError(f"--limit {limit} leaves class(es) {', '.join(map(repr, missing[:5]))} without an image "
+                            f"({np.count_nonzero(counts)} classes); raise it to {np.count_nonzero(counts) * 2} at least, "
+                            "or drop it")
+    return np.sort(np.concatenate([np.flatnonzero(targets == c)[:quota[c]] for c in range(len(classes))]))
+
+
 def training_arrays(root: Path, skip_bad: bool = False, limit: int | None = None,
                     console: Console | None = None) -> TrainArrays:
     """The labeled images as arrays, every problem of the training data (CSV rows, missing or unused
     files, unreadable images, wrong size or mode) listed in one error before any training, or with
-    `skip_bad` left out; then the first `limit` images."""
+    `skip_bad` left out; then `limit` of them, every class in its share (`limited`)."""
     data = load_train_set(root)
     if data.notes and console is not None:
         console.print(f"{root / read_competition(root).labels_csv}: label spellings: {'; '.join(data.notes)}")
@@ -83,8 +99,9 @@ def training_arrays(root: Path, skip_bad: bool = False, limit: int | None = None
     if decoded.bad:
         keep = np.array([image_id not in decoded.bad for image_id in data.ids])
         images, targets, ids = images[keep], targets[keep], [i for i, k in zip(ids, keep) if k]
-    if limit is not None:
-        images, targets, ids = images[:limit], targets[:limit], ids[:limit]
+    if limit is not None and limit < len(ids):
+        keep = limited(targets, limit, data.classes)
+        images, targets, ids = images[keep], targets[keep], [ids[i] for i in keep]
     if not len(ids):
         raise PipelineError(problems_message(root, problems, "training data", "No usable labeled image is left."))
     if len(ids) >= LONE_CLASSES_FROM and len(data.classes) == len(data.ids):

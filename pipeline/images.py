@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif")
-MASK_FOLDERS = ("mask", "masks")  # names of folders beside images that hold their masks (COVID-19 Radiography)
+MASK_FOLDERS = ("mask", "masks")  # folder names that are never a class: those of masks (COVID-19 Radiography)
 HEADER_SAMPLE = 101  # images, spread over a set, whose headers tell its sizes and modes
 READ_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 # Every image is decoded upright: its EXIF orientation (phone photos: rotated, mirrored) applied by Pillow's
@@ -84,23 +84,53 @@ def named_for(name: str, word: str) -> bool:
 
 
 def class_folder_images(folder: Path) -> list[tuple[str, str]]:
+    """(id, class) of the images in `folder`'s class folders (`class_folder_listing`)."""
+    return class_folder_listing(folder)[0]
+
+
+def class_folder_listing(folder: Path) -> tuple[list[tuple[str, str]], list[str]]:
     """(id, class) of the image files in `folder`'s class folders and in their subfolders (train/<class>/2019/<file>;
-    COVID-19 Radiography's <class>/images/<file>), hidden folders and those of masks inside a class folder (MASK_FOLDERS)
-    left out: ids the paths below `folder` (`<class>/<file>`), in order."""
-    return [(f"{d.name}/{image}", d.name) for d in sorted(folder.iterdir()) if d.is_dir() and d.name[0] != "."
-            for image in _images_below(d)]
+    COVID-19 Radiography's <class>/images/<file>), ids the paths below `folder` (`<class>/<file>`), in order; and what
+    was left out as the masks or labels of those images (`_images_below`). Hidden folders are left out too."""
+    found, left_out = [], []
+    for d in sorted(folder.iterdir()):
+        if d.is_dir() and d.name[0] != ".":
+            images, masks = _images_below(d)
+            found += [(f"{d.name}/{image}", d.name) for image in images]
+            left_out += [f"{d.name}/{mask}" for mask in masks]
+    return found, left_out
 
 
-def _images_below(folder: Path) -> list[str]:
-    """The image files in `folder` and its subfolders (not hidden, not of masks, links not followed), as
-    POSIX paths below it, in order."""
-    found = []
+IMAGE_FOLDERS = ("image", "images", "img", "imgs")  # inside a class folder: where its images are, beside their masks
+NOT_IMAGES = ("gt", "groundtruth", "ground_truth", "ground truth", "label", "labels", "annotation", "annotations",
+              "segmentation", "segmentations")  # inside a class folder: masks or labels of its images, as masks are
+MASK_FILE = re.compile(r"(.+?)[ _-]*(?:mask|gt)(?:[ _-]*\d+)?", re.IGNORECASE)  # benign (1)_mask.png beside benign (1).png
+
+
+def _images_below(folder: Path) -> tuple[list[str], list[str]]:
+    """The image files in the class folder `folder` and its subfolders (links not followed), as POSIX paths below it,
+    in order; and those left out, their masks or labels: the folders beside an `images/` one (COVID-QU-Ex's
+    `lung masks/`), folders named for masks or labels (`masks/`, `ground_truth/`), and files named as an image's mask
+    beside it (BUSI's `benign (1)_mask.png`)."""
+    inner = [d.name for d in folder.iterdir() if d.is_dir() and d.name[0] != "."]
+    named = [d for d in inner if d.casefold() in IMAGE_FOLDERS]
+    found, left_out = [], [f"{d}/" for d in inner if (named and d not in named) or not named and _masks(d)]
     for top, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if d[0] != "." and d.casefold() not in MASK_FOLDERS)
         below = Path(top).relative_to(folder)
-        found += [(below / name).as_posix() for name in sorted(files)
-                  if name.lower().endswith(IMAGE_SUFFIXES) and listed_as_image(Path(top) / name)]
-    return found
+        left_out += [f"{(below / d).as_posix()}/" for d in dirs if below != Path(".") and d[0] != "." and _masks(d)]
+        dirs[:] = sorted(d for d in dirs if d[0] != "." and f"{(below / d).as_posix()}/" not in left_out)
+        images = [name for name in sorted(files) if name.lower().endswith(IMAGE_SUFFIXES)
+                  and listed_as_image(Path(top) / name)]
+        stems = {name.rsplit(".", 1)[0] for name in images}
+        for name in images:
+            mask = MASK_FILE.fullmatch(name.rsplit(".", 1)[0])
+            (left_out if mask and mask.group(1) in stems else found).append((below / name).as_posix())
+    return found, left_out
+
+
+def _masks(name: str) -> bool:
+    """A folder named for masks or labels of images (`masks`, `lung masks`, `ground_truth`, `labels`)."""
+    return named_for(name, "mask") or name.casefold() in NOT_IMAGES
 
 
 def listed_as_image(entry: os.DirEntry | Path) -> bool:

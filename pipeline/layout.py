@@ -3,6 +3,7 @@ test ids of the sample submission, and every problem found in them."""
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import unicodedata
 from dataclasses import dataclass, field
@@ -30,9 +31,13 @@ def shown_names(names: set[str] | list[str], suffix: str = "") -> str:
     return shown + (f" and {len(ordered) - SHOWN} more" if len(ordered) > SHOWN else "")
 
 
-def read_id_csv(path: Path, columns: tuple[str, ...] = ("id", "label"), unique: bool = True) -> pd.DataFrame:
-    """Read a CSV as strings, refusing missing `columns` (the first: the ids, stripped), empty files and (`unique`)
-    duplicate ids."""
+SAMPLE_FIELDS = "submission_id, submission_columns"  # the description's fields naming the sample's columns
+
+
+def read_id_csv(path: Path, columns: tuple[str, ...] = ("id", "label"), unique: bool = True,
+                fields: str = "id_column, label_columns") -> pd.DataFrame:
+    """Read a CSV as strings, refusing missing `columns` (the first: the ids, stripped; `fields`: those of the
+    description that name them), empty files and (`unique`) duplicate ids."""
     if path.is_dir():
         raise PipelineError(f"{path}: a folder, not a CSV file; name the file in dataset/competition.json")
     if not path.is_file():
@@ -41,8 +46,8 @@ def read_id_csv(path: Path, columns: tuple[str, ...] = ("id", "label"), unique: 
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise PipelineError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(frame.columns)}); "
-                            + (separator_hint(path) or "name its columns in dataset/competition.json (id_column, "
-                               "label_columns) or fix the header"))
+                            + (separator_hint(path) or f"name its columns in dataset/competition.json ({fields}) or fix "
+                               "the header"))
     if frame.empty:
         raise PipelineError(f"{path}: has a header but no rows")
     frame[columns[0]] = frame[columns[0]].str.strip()
@@ -153,10 +158,10 @@ def train_problems(root: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
                  for i in sorted(missing, key=id_sort_key)]
     extra = images - set(labels["id"])
     if PurePosixPath(c.test_images) == PurePosixPath(c.train_images):
-        extra -= set(read_id_csv(root / c.sample_submission, (c.submission_id,))[c.submission_id])
+        extra -= set(read_id_csv(root / c.sample_submission, (c.submission_id,), fields=SAMPLE_FIELDS)[c.submission_id])
     elif c.label_kind != "folders":
         check_not_swapped(root, c, images, labeled=set(labels["id"]),
-                          tested=set(read_id_csv(root / c.sample_submission, (c.submission_id,))[c.submission_id]),
+                          tested=set(read_id_csv(root / c.sample_submission, (c.submission_id,), fields=SAMPLE_FIELDS)[c.submission_id]),
                           test=False)
     unlisted = "in no class folder" if c.label_kind == "folders" else f"not listed in {c.labels_csv}"
     problems += [f"{c.train_images}/{c.image_file(i)}: {unlisted}" for i in sorted(extra, key=id_sort_key)]
@@ -233,7 +238,7 @@ def problems_message(where: Path, problems: list[str], what: str, advice: str) -
 
 def read_sample(root: Path, c: Competition) -> pd.DataFrame:
     """The sample submission, its columns those the description `c` gives."""
-    sample = read_id_csv(root / c.sample_submission, (c.submission_id,))
+    sample = read_id_csv(root / c.sample_submission, (c.submission_id,), fields=SAMPLE_FIELDS)
     described = [c.submission_id, *c.submission_columns]
     if list(sample.columns) != described:
         differ = [f"{d!r} where it has {h!r}" for d, h in zip(described, sample.columns) if d != h]
@@ -388,11 +393,26 @@ def load_train_set(root: Path) -> LabeledImages:
 
 def dataset_classes(root: Path) -> list[str] | None:
     """The sorted class names of the training labels (read as training reads them), None without that file."""
+    labels = _dataset_labels(root)
+    return None if labels is None else sorted(set(labels["label"][labels["label"] != ""]))
+
+
+def labels_key(root: Path) -> str:
+    """A digest of every labeled id with its label (read as training reads them), in id order: what a run records of
+    the dataset it trained on, so that predicting with it on another is refused; "" without the labels."""
+    labels = _dataset_labels(root)
+    if labels is None:
+        return ""
+    rows = sorted(f"{image_id},{label}" for image_id, label in zip(labels["id"], labels["label"]))
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
+def _dataset_labels(root: Path) -> pd.DataFrame | None:
     c = read_competition(root)
     if not (root / (c.train_images if c.label_kind == "folders" else c.labels_csv)).exists():
         return None
-    labels = normalised_labels(read_labels(root, c)[0]["label"], c.label_kind)[0]
-    return sorted(set(labels[labels != ""]))
+    labels = read_labels(root, c)[0]
+    return labels.assign(label=normalised_labels(labels["label"], c.label_kind)[0])
 
 
 def check_train(root: Path) -> LabeledImages:
@@ -406,9 +426,10 @@ def check_train(root: Path) -> LabeledImages:
 def class_difference(model: list[str], dataset: list[str], dataset_root: Path) -> str:
     """How a model's classes differ from the dataset's training labels, e.g. `trained on 10 classes, trainLabels.csv
     has 10: only the model has truck; only trainLabels.csv has lorry`."""
-    labels_csv = read_competition(dataset_root).labels_csv
-    return (f"trained on {len(model)} classes, {dataset_root / labels_csv} has {len(dataset)}"
-            + classes_apart(model, dataset, labels_csv))
+    c = read_competition(dataset_root)
+    labels = c.labels_csv or f"{c.train_images}/"  # class folders: the folder of them
+    return (f"trained on {len(model)} classes, {dataset_root / labels} has {len(dataset)}"
+            + classes_apart(model, dataset, labels))
 
 
 def classes_apart(model: list[str], dataset: list[str], dataset_name: str) -> str:

@@ -28,7 +28,7 @@ from pipeline.errors import PipelineError, listed
 from pipeline.infer import TTA_VIEWS, load_model, view_weights
 from pipeline.competition import DESCRIPTION, read_competition
 from pipeline.fetch import refetch_command
-from pipeline.layout import check_test, class_difference, dataset_classes, id_sort_key, read_id_csv
+from pipeline.layout import check_test, class_difference, dataset_classes, id_sort_key, labels_key, read_sample
 from pipeline.run import (CrossValidation, Run, RunConfig, checkpoint_key, checkpoint_label, images_in_words,
                           latest_best_checkpoint, load_checkpoint, resolve_run, trained_images_unlike,
                           written_since_digests)
@@ -232,12 +232,14 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     own_images = images[share[0]:share[-1] + 1] if len(share) else images[:0]
     total, classes, members, test_hashes = None, None, [], None
     known_classes, image_size = dataset_classes(dataset_root), read_competition(dataset_root).image_size
+    labeled = labels_key(dataset_root)
     labels = member_labels(sources)
     for path, label in zip(sources, labels):
         check_label_free(out.parent / f"{label}.probs.json", path)
     for path, label in zip(sources, labels):
         model, config = load_model(path, runtime.device)
         check_fits(path, config, images, dataset_root, known_classes, console)
+        check_same_labels(path, config, labeled, dataset_root)
         test_hashes = note_trained_test_images(path, images, test_hashes, console)
         if classes is not None and config.classes != classes:
             raise PipelineError(f"{path}: its classes differ from {sources[0]}'s; an ensemble needs the same classes")
@@ -315,8 +317,8 @@ def check_scoring(score: Path | None, metric: str | None, dataset_root: Path) ->
                             "the held-out labels (e.g. solution.csv)")
     metric = scoring_metric(dataset_root, metric)
     if score is not None and sample.is_file():  # its ids too: a failed --score never replaces a prediction
-        unknown = set(check_solution(score, dataset_root, metric)) - set(
-            read_id_csv(sample, (described.submission_id,))[described.submission_id])
+        sample_ids = read_sample(dataset_root, described)[described.submission_id]  # the description first
+        unknown = set(check_solution(score, dataset_root, metric)) - set(sample_ids)
         if unknown:
             raise PipelineError(f"{score}: {len(unknown)} id(s) are not test ids of {described.sample_submission}, "
                                 f"e.g. {', '.join(sorted(unknown)[:5])}; score with the solution of this test set")
@@ -371,6 +373,15 @@ def check_fits(path: Path, config: RunConfig, images: np.ndarray, dataset_root: 
         (console or Console()).print(f"note: {path}: trained on {images_in_words(height, width, config.channels)}; "
                                      f"the test images, {images_in_words(height, width, channels)}, are converted "
                                      "to them to be predicted")
+
+
+def check_same_labels(path: Path, config: RunConfig, labeled: str, dataset_root: Path) -> None:
+    """The model was trained on the labeled images `dataset_root` holds (digest `labeled`, `labels_key`), where its
+    run recorded them: another competition of the same classes would otherwise be predicted without a word."""
+    if config.labels_key and labeled and config.labels_key != labeled:
+        raise PipelineError(f"{path}: trained on other labeled images than {dataset_root} holds now (their ids or labels "
+                            "differ: fetched again or relabelled since); predict with a run trained on this dataset "
+                            "(`pipeline train`), or fetch the data it was trained on again")
 
 
 def predict_model(model: torch.nn.Module, config: RunConfig, path: Path, images: np.ndarray, own_images: np.ndarray,

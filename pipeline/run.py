@@ -82,6 +82,7 @@ class RunConfig:
     skipped: int = 0
     split: dict = field(default_factory=dict)  # seed, val_fraction, train_images, val_images
     labeled_ids: str = ""  # digest of the ids, labels and pixels the run trains on (dataset.training_digest)
+    labels_key: str = ""  # digest of the dataset's every labeled id and label (layout.labels_key): predict checks it
     started_from: list | None = None  # the splits (`split_identity`) of the pipeline checkpoints its --pretrained
     # weights descend from, nearest first ([]: none; None: not recorded, runs before it)
     precision: str = "fp32"  # of training: bf16, fp16 or fp32

@@ -47,7 +47,7 @@ from pipeline.errors import Interrupted, PipelineError
 from pipeline.figures import ValPredictions, draw_report
 from pipeline.competition import read_competition
 from pipeline.infer import default_batch_size, explainer, infer, normalised_batch
-from pipeline.layout import class_difference
+from pipeline.layout import class_difference, labels_key
 from pipeline.metrics import METRIC_LABELS, metric_score
 from pipeline.models import build_model, check_input_size, freeze_backbone, load_pretrained
 from pipeline.models.weights import weights_file
@@ -358,6 +358,7 @@ def _run_config(config: TrainConfig, data: TrainArrays, split: tuple[np.ndarray,
         split={"seed": config.seed, "val_fraction": 0.0 if config.full else config.val_fraction,
                "train_images": len(train_idx), "val_images": len(val_idx), **taught_split, **leak_split},
         labeled_ids=data.labeled_ids,
+        labels_key=labels_key(dataset_root),
         started_from=saved.started_from if saved else lineage(config.pretrained),
         precision=runtime.precision, dataset=str(dataset_root), device=runtime.describe(), versions=versions(),
         created=saved.created if saved else datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -1334,3 +1334,140 @@ def test_ids_naming_files_of_a_format_not_read_say_to_convert_them(tmp_path):
     with pytest.raises(PipelineError, match=r"trainLabels.csv: its 'id' values name files such as train/\d+\.dcm, and "
                                             r"\.dcm is not an image format pipeline reads \(.*\); convert them to PNG"):
         infer_competition(tmp_path)
+
+
+def test_masks_beside_class_images_are_left_out_and_whole_numbers_written_both_ways_are_one_class(tmp_path):
+    """Pass 39: COVID-QU-Ex's <class>/images/ beside <class>/lung masks/, a ground_truth/ folder and BUSI's
+    `benign (1)_mask.png` beside `benign (1).png` were trained as images of the class (held-out accuracy 0.25); labels
+    2.0 beside 2 were two classes, class 2 submitted as 2.0 (0.80; 0.00 where every class was written both ways)."""
+    qu = tmp_path / "qu"
+    plant_seedlings(qu, n=16, n_test=4)
+    nest_class_images(qu, "images")
+    for path in qu.glob("train/*/images/*.png"):
+        for masks in ("lung masks", "infection masks"):
+            (path.parent.parent / masks).mkdir(exist_ok=True)
+            Image.new("L", (32, 32)).save(path.parent.parent / masks / path.name)
+    busi = tmp_path / "busi"
+    plant_seedlings(busi, n=16, n_test=4)
+    for path in sorted(busi.glob("train/*/*.png")):
+        Image.new("RGB", (32, 32)).save(path.with_name(f"{path.stem}_mask.png"))
+        Image.new("RGB", (32, 32)).save(path.with_name(f"{path.stem}_mask_1.png"))
+    truth = tmp_path / "truth"
+    plant_seedlings(truth, n=16, n_test=4)
+    for path in sorted(truth.glob("train/*/*.png")):
+        (path.parent / "ground_truth").mkdir(exist_ok=True)
+        Image.new("RGB", (32, 32)).save(path.parent / "ground_truth" / path.name)
+    for root, left_out in ((qu, "8 folder(s) and file(s)"), (busi, "32 folder(s) and file(s)"),
+                           (truth, "4 folder(s) and file(s)")):
+        described, notes = infer_competition(root)
+        write_competition(root, described)
+        data = check_train(root)
+        assert len(data.ids) == 16 and not any("mask" in i or "ground_truth" in i for i in data.ids), root
+        assert any(n.startswith(f"train/: {left_out} in its class folders left out as the masks or labels") for n in
+                   notes), notes
+    mixed = tmp_path / "mixed"
+    cassava(mixed, n=40, n_test=8)
+    labels = pd.read_csv(mixed / "train.csv", dtype=str)
+    labels.loc[::4, "label"] = labels["label"] + ".0"  # a quarter of every class written k.0
+    labels.to_csv(mixed / "train.csv", index=False)
+    described, notes = infer_competition(mixed)
+    assert described.label_kind == "integers" and any("read as the whole numbers they are" in n for n in notes)
+    write_competition(mixed, described)
+    assert check_train(mixed).classes == ["0", "1", "2", "3"]
+
+
+def test_a_run_trained_on_other_labels_of_the_same_classes_is_not_predicted_with(trained):
+    """Pass 39: after `fetch --force` of another competition of the same class names (or its classes renamed in a
+    cycle), `predict` took the newest run, trained on the other labels, without a word: accuracy 0.00."""
+    path = trained / "dataset" / "trainLabels.csv"
+    kept = path.read_bytes()
+    labels = pd.read_csv(path, dtype=str)
+    cycle = dict(zip(CLASSES, CLASSES[1:] + CLASSES[:1]))
+    path.unlink()
+    labels.assign(label=labels["label"].map(cycle)).to_csv(path, index=False)
+    with pytest.raises(PipelineError, match=r"exp/best.pt: trained on other labeled images than .*dataset holds now "
+                                            r"\(their ids or labels differ: fetched again or relabelled since\)"):
+        predict(tta="none")
+    path.unlink()
+    path.write_bytes(kept)
+    predict(tta="none")
+
+
+def test_folders_of_images_that_are_not_class_folders_say_why(tmp_path):
+    """Pass 39: class folders named `valid` and `invalid`, a single class folder, and class folders at the
+    competition's top were all told "nor a training folder of class folders", with no way out."""
+    root = tmp_path / "names"
+    plant_seedlings(root, n=16, n_test=4)
+    (root / "train" / SEEDLINGS[0]).rename(root / "train" / "valid")
+    with pytest.raises(PipelineError, match=r"the folders of train/ \(.*valid\) are no class folders, as valid never "
+                                            r"name\(s\) a class \(a split, images, labels or masks\): rename it"):
+        infer_competition(root)
+    for name in (SEEDLINGS[1], SEEDLINGS[2], SEEDLINGS[3]):
+        shutil.rmtree(root / "train" / name)
+    (root / "train" / "valid").rename(root / "train" / "cat")
+    with pytest.raises(PipelineError, match=r"train/ holds one folder of images \(cat/\), and a classifier needs two"):
+        infer_competition(root)
+    top = tmp_path / "top"
+    plant_seedlings(top, n=16, n_test=4)
+    for path in (top / "train").iterdir():
+        path.rename(top / path.name)
+    (top / "train").rmdir()
+    with pytest.raises(PipelineError, match=r"the class folders \(Black-grass/, Charlock/, Cleavers/, …\) are "
+                                            r"at the competition's top: move them into a train/ folder"):
+        infer_competition(top)
+
+
+def test_ids_written_two_ways_swapped_columns_and_folder_parts_are_named_for_what_they_are(tmp_path):
+    """Pass 39: ids half with their extension and half without blamed the sample; a labels CSV `label,id` said "no
+    image file is named"; sample ids `PNEUMONIA/t0.jpeg` were said to name nothing; a sample without extensions beside
+    class folders was told to write "both CSVs" alike."""
+    write_cifar_shape(tmp_path / "two", n_train=20, n_test=4)
+    labels = pd.read_csv(tmp_path / "two" / "trainLabels.csv", dtype=str)
+    labels.loc[::2, "id"] = labels["id"] + ".png"
+    labels.to_csv(tmp_path / "two" / "trainLabels.csv", index=False)
+    with pytest.raises(PipelineError, match=r"trainLabels.csv: its 'id' values name the images of train/ two ways, 10 "
+                                            r"as file names and 10 without their extension \(.png\); write them one"):
+        infer_competition(tmp_path / "two")
+    write_cifar_shape(tmp_path / "swapped", n_train=20, n_test=4)
+    for name in ("trainLabels.csv", "sampleSubmission.csv"):
+        frame = pd.read_csv(tmp_path / "swapped" / name, dtype=str)
+        frame[["label", "id"]].to_csv(tmp_path / "swapped" / name, index=False)
+    with pytest.raises(PipelineError, match=r"trainLabels.csv: its ids are in its 'id' column \(they name the images in "
+                                            r"train/\), not in its first, 'label'; the first column of trainLabels.csv"):
+        infer_competition(tmp_path / "swapped")
+    xray = tmp_path / "xray"
+    plant_seedlings(xray, n=16, n_test=4)
+    (xray / "test" / "PNEUMONIA").mkdir()
+    for path in (xray / "test").glob("*.png"):
+        path.rename(xray / "test" / "PNEUMONIA" / path.name)
+    sample = pd.read_csv(xray / "sample_submission.csv", dtype=str)
+    sample.assign(file="PNEUMONIA/" + sample["file"]).to_csv(xray / "sample_submission.csv", index=False)
+    with pytest.raises(PipelineError, match=r"sample_submission.csv: its 'file' values hold a folder as well as a file "
+                                            r"name \('PNEUMONIA/.*png', in test/\), but ids name files in one image"):
+        infer_competition(xray)
+    for path in (xray / "test" / "PNEUMONIA").glob("*.png"):
+        path.rename(xray / "test" / path.name)
+    sample.assign(file=sample["file"].str.replace(".png", "")).to_csv(xray / "sample_submission.csv", index=False)
+    with pytest.raises(PipelineError, match=r"sample_submission.csv: its ids name files '<id>.png' in test/, but the "
+                                            r"training images, in the class folders of train/, are named by their file"):
+        infer_competition(xray)
+
+
+def test_lines_about_an_edited_description_name_its_own_fields(trained):
+    """Pass 39: an edited submission_id was told to fix id_column and label_columns; an edited submission_columns
+    with --score blamed the solution's header; a model's classes beside class folders read "only  has"."""
+    from pipeline.layout import class_difference
+
+    described = json.loads((trained / "dataset" / DESCRIPTION).read_text()) if (
+        trained / "dataset" / DESCRIPTION).is_file() else {}
+    solution = trained / "solution.csv"
+    pd.read_csv(trained / "dataset" / "sampleSubmission.csv", dtype=str).to_csv(solution, index=False)
+    for edit, message in (({"submission_id": "ID"}, r"sampleSubmission.csv: missing column\(s\) ID .*name its columns "
+                                                    r"in dataset/competition.json \(submission_id, submission_columns\)"),
+                          ({"submission_columns": ["species"]}, r"competition.json: describes the submission as "
+                                                                r"id,species, but .*sampleSubmission.csv has id,label")):
+        (trained / "dataset" / DESCRIPTION).write_text(json.dumps({**described, **edit}))
+        with pytest.raises(PipelineError, match=message):
+            predict(tta="none", score=solution)
+    (trained / "dataset" / DESCRIPTION).write_text(json.dumps({"labels_csv": "", "label_kind": "folders"}))
+    assert "only train/ has kiwi" in class_difference(["a", "b"], ["a", "kiwi"], trained / "dataset")

@@ -23,7 +23,7 @@ from pipeline.cache import decode_images, metadata_seal
 from pipeline.cli import app
 from pipeline.competition import read_csv_text
 from pipeline.config import TrainConfig
-from pipeline.dataset import channel_stats
+from pipeline.dataset import channel_stats, training_arrays
 from pipeline.errors import PipelineError
 from pipeline.layout import id_sort_key, load_train_set
 from pipeline.predict import ensemble, predict
@@ -479,12 +479,18 @@ def test_writes_never_replace_a_link_device_or_pipe(trained, tmp_path):
     assert (tmp_path / "pipe").exists() and Path("/dev/null").is_char_device()
 
 
-def test_a_limit_that_leaves_one_class_is_refused(fetched):
+def test_a_limit_keeps_every_class_and_one_too_small_for_them_is_refused(fetched):
+    """Pass 39: --limit took the first N ids, so a set laid out class by class (class folders) trained on its first
+    classes only, and the classes left without an image passed (accuracy 0.50, exit 0)."""
     labels = pd.read_csv(fetched / "dataset" / "trainLabels.csv", dtype=str)
     labels.loc[labels["id"].astype(int) <= 60, "label"] = "kiwi"  # ids numbered class by class
     labels.to_csv(fetched / "dataset" / "trainLabels.csv", index=False)
-    with pytest.raises(PipelineError, match="the 40 images used .* are all of class 'kiwi'"):
-        train(TrainConfig(epochs=1, limit=40, full=True, **QUICK))
+    data = training_arrays(fetched / "dataset", limit=40)
+    counts = np.bincount(data.targets, minlength=len(data.classes))
+    assert len(data.ids) == 40 and counts.min() >= 1 and data.ids == sorted(data.ids, key=int)
+    with pytest.raises(PipelineError, match=r"--limit 3 leaves class\(es\) '\w+' without an image \(4 classes\); "
+                                            r"raise it to 8 at least"):
+        train(TrainConfig(epochs=1, limit=3, full=True, **QUICK))
 
 
 def test_resume_refuses_images_that_changed_under_the_same_ids(fetched):

@@ -82,7 +82,7 @@ def test_validation_averages_the_val_tta_views(fetched):
     run = Run(train(TrainConfig(epochs=1, limit=80, val_tta="flip", **QUICK), console=Console(quiet=True)).run_dir)
     indices, _, saved = run.read_val_probabilities()
     model, config = load_model(run.best, torch.device("cpu"))
-    images = training_arrays(fetched / "dataset").images[indices]
+    images = training_arrays(fetched / "dataset", limit=80).images[indices]  # the indices are into the limited set
     cpu = Runtime(torch.device("cpu"))
     flip, plain = (np.exp(infer(model, images, config.inputs, tta, cpu, 16)) for tta in ("flip", "none"))
     assert np.allclose(saved, flip, atol=1e-3) and not np.allclose(saved, plain, atol=1e-3)

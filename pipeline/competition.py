@@ -278,11 +278,22 @@ def _class_folders(root: Path, folders: list[str]) -> tuple[tuple[dict, pd.Serie
                      f"masks or labels of its images ({listed(left_out[chosen], 3)}): not trained")
     others = [f for f in sets if f != chosen and not PurePosixPath(f).is_relative_to(chosen)
               and not PurePosixPath(chosen).is_relative_to(f)]
+    others += [f for f in folders if named_for(f, "test") and _holds_class_folders(root / f)]  # Intel's seg_test/
     if others:
         notes.append(f"trained the {len(found)} images in the class folders of {chosen}/, not the "
-                     + listed([f"{len(sets[f])} of {f}/" for f in others]) + f" (train_images; {EDIT})")
+                     + listed([f"{len(sets.get(f) or class_folder_listing(root / f)[0])} of {f}/" for f in others])
+                     + f" (train_images; {EDIT})")
     return (dict(labels_csv="", id_column="", label_kind="folders", train_images=chosen, image_suffix=""),
             pd.Series([image_id for image_id, _ in found]), sorted({name for _, name in found})), notes
+
+
+def _holds_class_folders(folder: Path) -> bool:
+    """Whether `folder` holds two folders or more, and those are class folders of images (its subfolders listed
+    first, cheaply: a test folder may hold 300,000 files)."""
+    with os.scandir(folder) as entries:
+        if sum(entry.is_dir() and not entry.name.startswith(".") for entry in entries) < 2:
+            return False
+    return _may_be_classes({name for _, name in class_folder_listing(folder)[0]})
 
 
 def _refuse_two_levels(folder: Path, ids: pd.Series) -> None:
@@ -696,7 +707,7 @@ def _refuse_unread_formats(root: Path, folders: list[str], ids: set[str], csv: s
         with os.scandir(root / folder) as entries:
             for entry in entries:
                 stem, dot, ext = entry.name.rpartition(".")
-                if dot and stem in ids:
+                if dot and (stem in ids or entry.name in ids):
                     raise PipelineError(f"{root / csv}: its {column!r} values name files such as {folder}/{entry.name}"
                                         f", and .{ext} is not an image format pipeline reads ({', '.join(IMAGE_SUFFIXES)}"
                                         f"); convert them to PNG (DICOM: with pydicom, say) under the same names")

@@ -72,8 +72,8 @@ def limited(targets: np.ndarray, limit: int, classes: list[str]) -> np.ndarray:
     missing = [classes[c] for c in np.flatnonzero((quota == 0) & (counts > 0))]
     if missing:
         raise PipelineError(f"--limit {limit} leaves class(es) {', '.join(map(repr, missing[:5]))} without an image "
-                            f"({np.count_nonzero(counts)} classes); raise it to {np.count_nonzero(counts) * 2} at least, "
-                            "or drop it")
+                            f"({np.count_nonzero(counts)} classes); raise it, to {np.count_nonzero(counts) * 5} at least "
+                            "for a 0.2 val split of every class (--val-fraction; --full: 2 per class), or drop it")
     return np.sort(np.concatenate([np.flatnonzero(targets == c)[:quota[c]] for c in range(len(classes))]))
 
 

@@ -144,6 +144,7 @@ def _lay_out(root: Path, source: str, competition: str, archive: Path | None, sa
             notes = _described(staging, not sample and dataset is None, img_size, label_columns)
             shown = Console(file=_ShownAt(staging, root), soft_wrap=True)  # unwrapped: its paths whole, to replace
             train_data, test_ids = _decoded(staging, root / CACHE_DIR, shown)
+            notes += [f"label spellings: {note}" for note in train_data.notes]  # as train says them
         laid_out = _move_into_place(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

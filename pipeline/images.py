@@ -104,14 +104,16 @@ def class_folder_listing(folder: Path) -> tuple[list[tuple[str, str]], list[str]
 IMAGE_FOLDERS = ("image", "images", "img", "imgs")  # inside a class folder: where its images are, beside their masks
 NOT_IMAGES = ("gt", "groundtruth", "ground_truth", "ground truth", "label", "labels", "annotation", "annotations",
               "segmentation", "segmentations")  # inside a class folder: masks or labels of its images, as masks are
-MASK_FILE = re.compile(r"(.+?)[ _-]*(?:mask|gt)(?:[ _-]*\d+)?", re.IGNORECASE)  # benign (1)_mask.png beside benign (1).png
+MASK_WORDS = r"(?:masks?|seg|segmentation|gt|label|annotation)"  # what names a file as another's mask
+MASK_FILES = (re.compile(rf"(.+?)[ _.-]*{MASK_WORDS}(?:[ _-]*\d+)?", re.IGNORECASE),  # benign (1)_mask.png, 123_seg.png
+              re.compile(rf"{MASK_WORDS}[ _.-]*(.+)", re.IGNORECASE))  # mask_123.png beside 123.png
 
 
 def _images_below(folder: Path) -> tuple[list[str], list[str]]:
     """The image files in the class folder `folder` and its subfolders (links not followed), as POSIX paths below it,
     in order; and those left out, their masks or labels: the folders beside an `images/` one (COVID-QU-Ex's
     `lung masks/`), folders named for masks or labels (`masks/`, `ground_truth/`), and files named as an image's mask
-    beside it (BUSI's `benign (1)_mask.png`)."""
+    beside it (BUSI's `benign (1)_mask.png`; `123_seg.png`, `mask_123.png`)."""
     inner = [d.name for d in folder.iterdir() if d.is_dir() and d.name[0] != "."]
     named = [d for d in inner if d.casefold() in IMAGE_FOLDERS]
     found, left_out = [], [f"{d}/" for d in inner if (named and d not in named) or not named and _masks(d)]
@@ -123,9 +125,15 @@ def _images_below(folder: Path) -> tuple[list[str], list[str]]:
                   and listed_as_image(Path(top) / name)]
         stems = {name.rsplit(".", 1)[0] for name in images}
         for name in images:
-            mask = MASK_FILE.fullmatch(name.rsplit(".", 1)[0])
-            (left_out if mask and mask.group(1) in stems else found).append((below / name).as_posix())
+            (left_out if _mask_of(name.rsplit(".", 1)[0], stems) else found).append((below / name).as_posix())
     return found, left_out
+
+
+def _mask_of(stem: str, stems: set[str]) -> bool:
+    """A file name that names another image of the folder's with a mask word before or after it (`123_mask`,
+    `123_seg`, `mask_123` beside `123`)."""
+    return any((match := pattern.fullmatch(stem)) and match.group(1) != stem and match.group(1) in stems
+               for pattern in MASK_FILES)
 
 
 def _masks(name: str) -> bool:

@@ -200,8 +200,9 @@ def normalised_labels(labels: pd.Series, label_kind: str = "names") -> tuple[pd.
     """Labels without surrounding spaces (as ids), and spellings of one class read as the most frequent one when the
     others are slips (together under CASE_SLIP_SHARE of their rows: 'Cat' in 3 rows beside 'cat' in 5,000; of
     `label_kind` integers, '01' beside '1'); comparably frequent ones ('a' and 'A' in a set of letters, codes '01' and
-    '1') stay classes of their own. Of kind integers, a number written as a float reads as its value ('3.0' is 3, beside
-    '3' too: a pandas column with blanks); of kind binary, False/True and 0.0/1.0 as 0 and 1. Also a note for each
+    '1') stay classes of their own, but for codes of which several are written two ways ('01' beside '1' and '02'
+    beside '2': one column's two ways of writing its numbers). Of kind integers, a number written as a float reads as
+    its value ('3.0' is 3, beside '3' too: a pandas column with blanks); of kind binary, False/True and 0.0/1.0 as 0 and 1. Also a note for each
     spelling read otherwise than written."""
     stripped = labels.map(plain_text)
     if label_kind == "binary":
@@ -215,8 +216,9 @@ def normalised_labels(labels: pd.Series, label_kind: str = "names") -> tuple[pd.
     for spelling in sorted(counts.index, key=lambda name: (-counts[name], name)):
         groups.setdefault(spelled(spelling), []).append(spelling)
     canonical = {}
+    padded = sum(len(names) > 1 for names in groups.values()) > 1 and label_kind == "integers"  # 01, 02 beside 1, 2
     for key, (main, *others) in groups.items():
-        slips = sum(counts[name] for name in others) < CASE_SLIP_SHARE * (counts[main] + sum(counts[n] for n in others))
+        slips = padded or sum(counts[n] for n in others) < CASE_SLIP_SHARE * (counts[main] + sum(counts[n] for n in others))
         floats = label_kind == "integers" and all(n == key or WHOLE_FLOAT.fullmatch(n) for n in (main, *others))
         one = key if label_kind == "integers" and integer_code(main) else main
         canonical |= {name: one if slips or floats else name for name in (main, *others)}  # 2.0 is 2, however many
@@ -329,6 +331,9 @@ def suffix_hint(root: Path, c: Competition, missing: set[str]) -> str:
              for path in folder.glob(f"{glob.escape(image_id)}.*") if path.name[len(image_id):] != c.image_suffix}
     if not found:
         return ""
+    if {f.lower() for f in found} == {c.image_suffix.lower()}:  # 2.png beside 1.PNG: one suffix is read
+        return (f"; the folder holds them as {', '.join(sorted(found))} files, beside {c.image_suffix} ones: give every "
+                f"image one suffix, as written ({', '.join(sorted(found))} renamed {c.image_suffix})")
     return (f"; the folder holds them as {', '.join(sorted(found))} files: fix image_suffix ({c.image_suffix!r}) in "
             f"{root / DESCRIPTION}" if (root / DESCRIPTION).is_file() else f" (the folder holds {', '.join(sorted(found))} files)")
 

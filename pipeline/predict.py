@@ -99,13 +99,15 @@ def save_probabilities(path: Path, probabilities: np.ndarray, meta: dict) -> Non
 
 def check_label_free(meta_file: Path, checkpoint: Path) -> None:
     """`meta_file` (a probability file's .json) holds nothing yet, or what `checkpoint` (or the model its path held
-    before) predicted: another model's predictions under the same label are never replaced."""
+    before, or a copy of it: a project copied elsewhere) predicted: another model's predictions under the same label
+    are never replaced."""
     try:
-        recorded = json.loads(meta_file.read_text()).get("checkpoint")
+        meta = json.loads(meta_file.read_text())
+        recorded, key = meta.get("checkpoint"), meta.get("checkpoint_key")
     except (OSError, ValueError, AttributeError):
         return
     other = Path(str(recorded or ""))
-    if recorded and other.resolve() != checkpoint.resolve() and other.is_file():
+    if recorded and other.resolve() != checkpoint.resolve() and other.is_file() and key != checkpoint_key(checkpoint):
         raise PipelineError(f"{meta_file}: holds the predictions of {other}, another model of the same label "
                             f"({meta_file.name.removesuffix('.probs.json')}); move its .probs.npy and .json aside (or "
                             f"rename one of the runs), then predict again")

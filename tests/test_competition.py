@@ -1142,8 +1142,10 @@ def test_split_folders_a_split_column_and_a_masks_folder_never_pass_for_classes_
                            ("labelled/sample_submission.csv", "sample_submission.csv")):
         (intel / target).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / source).rename(intel / target)
-    described, _ = infer_competition(intel)
+    described, notes = infer_competition(intel)
     assert (described.train_images, described.test_images) == ("seg_train/seg_train", "seg_pred/seg_pred")
+    assert "trained the 16 images in the class folders of seg_train/seg_train/, not the 8 of seg_test/seg_test/ " \
+           f"(train_images; edit dataset/{DESCRIPTION} to change it)" in notes  # pass 40: labelled test images unused
     (intel / "seg_test" / "seg_test").rename(intel / "valid")  # pass 38: a larger valid/ beside train/
     plant_seedlings(tmp_path / "more", n=40, n_test=1)
     for path in (tmp_path / "more" / "train").glob("*/*.png"):
@@ -1471,3 +1473,52 @@ def test_lines_about_an_edited_description_name_its_own_fields(trained):
             predict(tta="none", score=solution)
     (trained / "dataset" / DESCRIPTION).write_text(json.dumps({"labels_csv": "", "label_kind": "folders"}))
     assert "only train/ has kiwi" in class_difference(["a", "b"], ["a", "kiwi"], trained / "dataset")
+
+
+def test_pass_40_masks_named_otherwise_padded_codes_and_lines(project, tmp_path):
+    """Pass 40: masks `123_seg.png` or `mask_123.png` beside `123.png` were trained as images (900 where 450); codes
+    written `01` beside `1` for most numbers were read both ways in one column (20 classes); Intel's labelled
+    seg_test/ went unnoted; ids `1.dcm` were called missing; `.png` beside `.PNG` was told to fix image_suffix."""
+    for name in ("seg", "mask_"):
+        root = tmp_path / name
+        plant_seedlings(root, n=16, n_test=4)
+        for path in sorted(root.glob("train/*/*.png")):
+            masked = f"{path.stem}_seg.png" if name == "seg" else f"mask_{path.name}"
+            Image.new("RGB", (32, 32)).save(path.with_name(masked))
+        described, notes = infer_competition(root)
+        write_competition(root, described)
+        assert len(check_train(root).ids) == 16 and any("16 folder(s) and file(s) in its class folders left out" in n
+                                                         for n in notes), notes
+    padded = tmp_path / "padded"
+    cassava(padded, n=60, n_test=8)
+    labels = pd.read_csv(padded / "train.csv", dtype=str)
+    labels.loc[::3, "label"] = "0" + labels["label"]  # a third of every code written 0k
+    labels.to_csv(padded / "train.csv", index=False)
+    write_competition(padded, infer_competition(padded)[0])
+    assert check_train(padded).classes == ["0", "1", "2", "3"]
+    write_cifar_shape(tmp_path / "dicom", n_train=8, n_test=4)
+    labels = pd.read_csv(tmp_path / "dicom" / "trainLabels.csv", dtype=str)
+    labels.assign(id=labels["id"] + ".dcm").to_csv(tmp_path / "dicom" / "trainLabels.csv", index=False)
+    for path in (tmp_path / "dicom" / "train").glob("*.png"):
+        path.rename(path.with_suffix(".dcm"))
+    with pytest.raises(PipelineError, match=r"\.dcm is not an image format pipeline reads"):
+        infer_competition(tmp_path / "dicom")
+    write_cifar_shape(tmp_path / "case", n_train=8, n_test=4)
+    for k, path in enumerate(sorted((tmp_path / "case" / "test").glob("*.png"))):
+        if k == 1:
+            path.rename(path.with_suffix(".PNG"))
+    write_competition(tmp_path / "case", infer_competition(tmp_path / "case")[0])
+    with pytest.raises(PipelineError, match=r"the folder holds them as .PNG files, beside .png ones: give every image "
+                                            r"one suffix"):
+        check_test(tmp_path / "case")
+
+
+def test_a_copied_project_predicts_again_over_its_own_predictions(trained, tmp_path, monkeypatch):
+    """Pass 40: after `cp -r` of a trained project, predict refused: "holds the predictions of <the original's
+    best.pt>, another model of the same label"."""
+    predict(tta="none")
+    shutil.copytree(trained, tmp_path / "copy")
+    monkeypatch.chdir(tmp_path / "copy")
+    predict(tta="none")
+    meta = json.loads((tmp_path / "copy" / "submissions" / "exp.probs.json").read_text())
+    assert meta["checkpoint"].startswith(str(tmp_path / "copy"))

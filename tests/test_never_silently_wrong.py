@@ -489,7 +489,7 @@ def test_a_limit_keeps_every_class_and_one_too_small_for_them_is_refused(fetched
     counts = np.bincount(data.targets, minlength=len(data.classes))
     assert len(data.ids) == 40 and counts.min() >= 1 and data.ids == sorted(data.ids, key=int)
     with pytest.raises(PipelineError, match=r"--limit 3 leaves class\(es\) '\w+' without an image \(4 classes\); "
-                                            r"raise it to 8 at least"):
+                                            r"raise it, to 20 at least for a 0.2 val split"):
         train(TrainConfig(epochs=1, limit=3, full=True, **QUICK))
 
 

@@ -105,8 +105,8 @@ IMAGE_FOLDERS = ("image", "images", "img", "imgs")  # inside a class folder: whe
 NOT_IMAGES = ("gt", "groundtruth", "ground_truth", "ground truth", "label", "labels", "annotation", "annotations",
               "segmentation", "segmentations")  # inside a class folder: masks or labels of its images, as masks are
 MASK_WORDS = r"(?:masks?|seg|segmentation|gt|label|annotation)"  # what names a file as another's mask
-MASK_FILES = (re.compile(rf"(.+?)[ _.-]*{MASK_WORDS}(?:[ _-]*\d+)?", re.IGNORECASE),  # benign (1)_mask.png, 123_seg.png
-              re.compile(rf"{MASK_WORDS}[ _.-]*(.+)", re.IGNORECASE))  # mask_123.png beside 123.png
+MASK_FILES = (re.compile(rf"(.+?)[ _.-]+{MASK_WORDS}(?:[ _-]*\d+)?", re.IGNORECASE),  # benign (1)_mask.png, 123_seg.png
+              re.compile(rf"{MASK_WORDS}[ _.-]+(.+)", re.IGNORECASE))  # mask_123.png beside 123.png
 
 
 def _images_below(folder: Path) -> tuple[list[str], list[str]]:

@@ -234,14 +234,12 @@ def predict(runs: list[Path] | None = None, checkpoints: list[Path] | None = Non
     own_images = images[share[0]:share[-1] + 1] if len(share) else images[:0]
     total, classes, members, test_hashes = None, None, [], None
     known_classes, image_size = dataset_classes(dataset_root), read_competition(dataset_root).image_size
-    labeled = labels_key(dataset_root)
     labels = member_labels(sources)
     for path, label in zip(sources, labels):
         check_label_free(out.parent / f"{label}.probs.json", path)
     for path, label in zip(sources, labels):
         model, config = load_model(path, runtime.device)
         check_fits(path, config, images, dataset_root, known_classes, console)
-        check_same_labels(path, config, labeled, dataset_root)
         test_hashes = note_trained_test_images(path, images, test_hashes, console)
         if classes is not None and config.classes != classes:
             raise PipelineError(f"{path}: its classes differ from {sources[0]}'s; an ensemble needs the same classes")
@@ -371,16 +369,18 @@ def check_fits(path: Path, config: RunConfig, images: np.ndarray, dataset_root: 
                   f"decode both splits at one size (`{refetch_command(dataset_root, '--img-size S')}`) and train again")
         raise PipelineError(f"{path}: trained on {trained}, but {dataset_root / read_competition(dataset_root).test_images} "
                             f"holds {images_in_words(height, width, channels)}; {advice}")
+    check_same_labels(path, config, dataset_root)
     if channels != config.channels:
         (console or Console()).print(f"note: {path}: trained on {images_in_words(height, width, config.channels)}; "
                                      f"the test images, {images_in_words(height, width, channels)}, are converted "
                                      "to them to be predicted")
 
 
-def check_same_labels(path: Path, config: RunConfig, labeled: str, dataset_root: Path) -> None:
-    """The model was trained on the labeled images `dataset_root` holds (digest `labeled`, `labels_key`), where its
-    run recorded them: another competition of the same classes would otherwise be predicted without a word."""
-    if config.labels_key and labeled and config.labels_key != labeled:
+def check_same_labels(path: Path, config: RunConfig, dataset_root: Path) -> None:
+    """The model was trained on the labeled images `dataset_root` holds (their `labels_key`), where its run recorded
+    them: another competition of the same classes would otherwise be predicted without a word."""
+    labeled = labels_key(dataset_root) if config.labels_key else ""
+    if labeled and config.labels_key != labeled:
         raise PipelineError(f"{path}: trained on other labeled images than {dataset_root} holds now (their ids or labels "
                             "differ: fetched again or relabelled since); predict with a run trained on this dataset "
                             "(`pipeline train`), or fetch the data it was trained on again")

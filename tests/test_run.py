@@ -49,9 +49,8 @@ def test_config_round_trips_in_the_saved_format(tmp_path):
     saved = json.loads((run.path / "config.json").read_text())
     assert saved["options"]["lr"] == 0.05 and saved["classes"] == ["a", "b"] and saved["split"]["val_images"] == 2
     assert {"options", "classes", "mean", "std", "channels", "image_size", "skipped", "split", "labeled_ids",
-            "labels_key",
-            "started_from", "precision", "layout", "precision_probe", "dataset", "device", "versions", "created",
-            "format"} == saved.keys()
+            "labels_key", "started_from", "precision", "layout", "precision_probe", "dataset", "device", "versions",
+            "created", "format"} == saved.keys()
     assert run.read_config() == config
     assert run.read_config().inputs.mean == (0.5, 0.4, 0.3)
 

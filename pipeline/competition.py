@@ -727,6 +727,8 @@ def _refuse_ids_in_a_later_column(root: Path, folders: list[str], frame: pd.Data
     """A CSV whose first column names no image but a later one's do (`label,id`; Cassava 2019's sample `Category,Id`)
     is one line saying to write that column first."""
     for column in frame.columns[1:]:
+        if frame[column].nunique() < MARK_SHARE * len(frame):  # ids are each row's own; labels repeat (0.png … 3.png)
+            continue
         try:
             folder, _ = _image_folder(root, folders, frame[column], csv, column, split)
         except PipelineError:

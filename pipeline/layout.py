@@ -227,7 +227,7 @@ def normalised_labels(labels: pd.Series, label_kind: str = "names") -> tuple[pd.
     changed = pd.DataFrame({"written": labels[differ], "read": read[differ]}).value_counts()
     notes = [f"{written!r} read as {name!r} ({n} row{'s' * (n > 1)})" for (written, name), n in sorted(changed.items())]
     apart = [" and ".join(map(repr, sorted(names))) for names in groups.values()
-             if len(names) > 1 and canonical[names[1]] == names[1]]
+             if len(names) > 1 and canonical[names[1]] != canonical[names[0]]]
     notes += [f"{pair} kept as classes of their own (comparably frequent; where they are one, write it one way)"
               for pair in apart]
     return read, notes

@@ -1522,3 +1522,26 @@ def test_a_copied_project_predicts_again_over_its_own_predictions(trained, tmp_p
     predict(tta="none")
     meta = json.loads((tmp_path / "copy" / "submissions" / "exp.probs.json").read_text())
     assert meta["checkpoint"].startswith(str(tmp_path / "copy"))
+
+
+def test_codes_written_both_ways_for_several_numbers_note_only_what_was_read(tmp_path):
+    """Pass 41: `01` beside `1` for several codes were read as one class each, but the note also said "'01' and '1'
+    kept as classes of their own"."""
+    from pipeline.layout import normalised_labels
+
+    written = pd.Series(["1", "01", "1", "2", "02", "2", "3", "3", "03"] * 4)
+    read, notes = normalised_labels(written, "integers")
+    assert sorted(set(read)) == ["1", "2", "3"] and not any("kept as classes" in n for n in notes), notes
+    read, notes = normalised_labels(pd.Series(["1"] * 9 + ["01"] * 8 + ["2"] * 9), "integers")  # a single pair
+    assert sorted(set(read)) == ["01", "1", "2"] and any("'01' and '1' kept as classes of their own" in n for n in notes)
+
+
+def test_labels_that_happen_to_name_files_are_not_taken_for_ids(tmp_path):
+    """Pass 41: ids written `7` and `8.png` beside labels 0 … 3 (which name the files 1.png … 3.png too) were told
+    that the ids are in the label column."""
+    write_cifar_shape(tmp_path, n_train=20, n_test=4, classes=("0", "1", "2", "3"))
+    labels = pd.read_csv(tmp_path / "trainLabels.csv", dtype=str)
+    labels.loc[::2, "id"] = labels["id"] + ".png"
+    labels.to_csv(tmp_path / "trainLabels.csv", index=False)
+    with pytest.raises(PipelineError, match=r"trainLabels.csv: its 'id' values name the images of train/ two ways"):
+        infer_competition(tmp_path)

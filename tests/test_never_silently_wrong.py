@@ -155,7 +155,7 @@ def test_ensemble_refuses_probabilities_of_test_images_that_changed(trained):
 
 def train_elsewhere(tmp_path: Path, **shape) -> Path:
     root = tmp_path / "other"
-    write_competition(root / "dataset", n_train=80, n_test=8, **shape)
+    write_competition(root / "dataset", **{"n_train": 80, "n_test": 8, **shape})
     train(TrainConfig(epochs=1, **QUICK), root / "dataset", root / "weights", Console(quiet=True))
     return root / "weights" / "exp" / "best.pt"
 
@@ -176,7 +176,7 @@ def test_a_checkpoint_that_does_not_fit_the_dataset_is_refused(fetched, tmp_path
 def test_test_images_of_the_other_colour_mode_are_converted_to_the_model_s_and_said(fetched, tmp_path):
     """Pass 34: greyscale test images beside a colour training set were refused at predict, advising another model;
     the images are converted to the model's mode (as inference converts each batch), and a note says so."""
-    checkpoint = train_elsewhere(tmp_path, grey=True, size=32)
+    checkpoint = train_elsewhere(tmp_path, grey=True, size=32, n_train=400, n_test=40)  # this dataset's labels
     console = Console(record=True, width=300)
     predict(checkpoints=[checkpoint], tta="none", console=console)
     assert "trained on 32×32 greyscale images; the test images, 32×32 colour images, are converted to them" in \

@@ -331,7 +331,8 @@ def suffix_hint(root: Path, c: Competition, missing: set[str]) -> str:
              for path in folder.glob(f"{glob.escape(image_id)}.*") if path.name[len(image_id):] != c.image_suffix}
     if not found:
         return ""
-    if {f.lower() for f in found} == {c.image_suffix.lower()}:  # 2.png beside 1.PNG: one suffix is read
+    mixed = next(folder.glob(f"*{glob.escape(c.image_suffix)}"), None) is not None  # the described suffix is there too
+    if mixed and {f.lower() for f in found} == {c.image_suffix.lower()}:  # 2.png beside 1.PNG: one suffix is read
         return (f"; the folder holds them as {', '.join(sorted(found))} files, beside {c.image_suffix} ones: give every "
                 f"image one suffix, as written ({', '.join(sorted(found))} renamed {c.image_suffix})")
     return (f"; the folder holds them as {', '.join(sorted(found))} files: fix image_suffix ({c.image_suffix!r}) in "

@@ -1357,19 +1357,23 @@ def test_twelfth_hostile_pass_inputs(trained, tmp_path):
 
 
 def test_thirteenth_hostile_pass_inputs(trained, tmp_path, monkeypatch):
-    """Two models of one probability-file label; --resume of a run whose last.pt is not what config.json says; compare
+    """Two models of one probability-file label (a copy of one model is that model); --resume of a run whose last.pt is not what config.json says; compare
     of an edited metrics log; a probability file's .json that is a folder; submit of a folder, a JSON or with a broken
     kaggle.json; a YAML date as a name; a truncated .probs.npy; package --out a run."""
     weights, submissions = trained / "weights", trained / "submissions"
     predicted = ["predict", "--device", "cpu", "--tta", "none"]
     assert runner.invoke(app, [*predicted, "--run", "exp"]).exit_code == 0
     saved = (submissions / "exp.probs.npy").read_bytes()
-    (tmp_path / "x").mkdir()
-    shutil.copy(weights / "exp" / "best.pt", tmp_path / "x" / "exp.pt")
-    result = runner.invoke(app, [*predicted, "--checkpoint", str(tmp_path / "x" / "exp.pt")])
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+    shutil.copy(weights / "exp" / "best.pt", tmp_path / "x" / "exp.pt")  # a copy of the model: the same predictions
+    assert runner.invoke(app, [*predicted, "--checkpoint", str(tmp_path / "x" / "exp.pt")]).exit_code == 0
+    other = train(TrainConfig(epochs=1, limit=40, name="other", **QUICK), console=Console(quiet=True)).run_dir
+    shutil.copy(other / "best.pt", tmp_path / "y" / "exp.pt")  # another model of the same label
+    result = runner.invoke(app, [*predicted, "--checkpoint", str(tmp_path / "y" / "exp.pt")])
     said = " ".join(result.output.split())
     assert result.exit_code == 1 and "exp.probs.json: holds the predictions of" in said and \
-        "weights/exp/best.pt, another model of the same label (exp)" in said, result.output
+        "x/exp.pt, another model of the same label (exp)" in said, result.output
     assert (submissions / "exp.probs.npy").read_bytes() == saved
     shutil.copytree(weights / "exp", weights / "r1")
     config = weights / "r1" / "config.json"

@@ -494,13 +494,13 @@ def _read(path: Path) -> pd.DataFrame:
 
 
 def _pick_sample(root: Path, csvs: list[str]) -> str:
-    named = [c for c in csvs if _sample_named(c)]
+    named = [c for c in csvs if sample_named(c)]
     holding = sorted(f"{folder.name}/" for folder in root.iterdir() if folder.is_dir() and not csvs
                      and not folder.name.startswith(".") and any(p.suffix.lower() == ".csv" for p in folder.iterdir()))
     if len(holding) > 1:
         raise PipelineError(f"{root}: no CSV at its top, but {listed(holding)} each hold CSVs (several competitions in "
                             "one archive?); fetch one of them: an archive of one folder's contents")
-    below = [] if csvs else [f for f in _image_folders(root) if any(_sample_named(p.name) for p in (root / f).iterdir())]
+    below = [] if csvs else [f for f in _image_folders(root) if any(sample_named(p.name) for p in (root / f).iterdir())]
     if below:
         raise PipelineError(f"{root}: no CSV at its top, but {listed([f'{f}/' for f in below], 3)} holds a sample "
                             "submission (the competition one level down or more?); fetch an archive of that folder's "
@@ -532,7 +532,8 @@ def _why_no_class_folders(root: Path) -> str:
             f"a class (a split, images, labels or masks): rename {'it' if len(odd) == 1 else 'them'} if a class")
 
 
-def _sample_named(name: str) -> bool:
+def sample_named(name: str) -> bool:
+    """A file named as a sample submission is: a CSV with 'sample' and 'submission' in its name."""
     return name.lower().endswith(".csv") and "sample" in name.lower() and "submission" in name.lower()
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 from PIL import Image
 
 from pipeline.errors import PipelineError, listed
-from pipeline.competition import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS, pixel_columns
+from pipeline.competition import SAMPLE_SUBMISSION, SOLUTION, TRAIN_LABELS, pixel_columns, sample_named
 
 # Class names of the datasets whose CSVs carry numbers; other datasets keep their labels as written.
 CLASS_NAMES = {
@@ -178,7 +178,7 @@ def convert_pixel_dataset(raw: Path, dest: Path, dataset: str, sample: bool = Tr
 def _sample_header(folder: Path) -> list[str]:
     """The id and label columns of the sample submission in `folder` (digit-recognizer's ImageId,Label), else
     id,label."""
-    samples = [p for p in sorted(folder.glob("*.csv")) if "sample" in p.name.lower() and "submission" in p.name.lower()]
+    samples = [p for p in sorted(folder.glob("*.csv")) if sample_named(p.name)]
     try:
         columns = list(pd.read_csv(samples[0], nrows=0).columns) if len(samples) == 1 else []
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
